@@ -1,0 +1,1 @@
+//! Streaming flash engine: verify, decompress, write, read back.

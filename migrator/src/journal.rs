@@ -1,0 +1,1 @@
+//! The journal on the staging filesystem: which steps are done, fsynced, resumable.

@@ -1,0 +1,1 @@
+//! Where resinOS partitions land in the old root space.

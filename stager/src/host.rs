@@ -1,0 +1,1 @@
+//! Reading facts about the running host: os-release, mounts, swaps, partition tables, boot mode.
