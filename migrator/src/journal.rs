@@ -1,1 +1,0 @@
-//! The journal on the staging filesystem: which steps are done, fsynced, resumable.

@@ -1,1 +1,0 @@
-//! Where resinOS partitions land in the old root space.

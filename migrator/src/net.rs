@@ -1,1 +1,0 @@
-//! Network settings from the old system, turned into NetworkManager keyfiles.
