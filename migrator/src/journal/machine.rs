@@ -1,0 +1,117 @@
+//! The pure state machine: from the journal's state, what to do next.
+//!
+//! It encodes the failure policy too: before the first destructive write a
+//! step that keeps failing sends the device back to the old OS; after it, the
+//! migrator halts with the disk still booting into the migration environment.
+
+use super::step::{ActionKind, Step};
+use super::JournalState;
+use crate::layout::units::Bytes;
+
+/// What the caller knows about this run that the journal must agree with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inputs<'a> {
+    /// Identity of the staged plan (e.g. its sha256); a journal for another plan is stale.
+    pub plan_id: &'a str,
+    /// How many attempts each unit of work gets (counting the first).
+    pub max_attempts: u32,
+}
+
+/// The next thing the migrator must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start a fresh journal for this plan (`Journal::begin`).
+    Begin,
+    /// Back up the old root and convert network settings onto staging; then record `BackupDone`.
+    Backup,
+    /// Make every boot re-enter the migrator; then record `ResumeArmed`.
+    ArmResume,
+    /// Record `FlashStarted` (if not yet), write the image from `resume_from` on
+    /// (re-checking what lies before it is optional), recording `FlashProgress`
+    /// checkpoints and finally `FlashWritten`.
+    Flash { resume_from: Bytes },
+    /// Read back `image_bytes` of the image and compare; then record `FlashVerified`.
+    VerifyFlash { image_bytes: Bytes },
+    /// Restore data, keyfiles, config.json, hostname; then record `RestoreDone`.
+    Restore,
+    /// Write resinOS's boot code and final partition table; then record `BootFinalized`.
+    FinalizeBoot,
+    /// Record `Done` and reboot into resinOS.
+    Finish,
+    /// Everything is done already: reboot into resinOS.
+    RebootIntoResin,
+    /// Nothing destructive happened: disarm the resume entry and reboot into the old OS.
+    ReturnToOldOs { reason: String },
+    /// Destruction began and we cannot go on: stop with this message on the console.
+    Halt { reason: String },
+}
+
+impl Action {
+    /// The unit of work whose attempts this action counts against, if any.
+    pub fn kind(&self) -> Option<ActionKind> {
+        match self {
+            Action::Begin => Some(ActionKind::Begin),
+            Action::Backup => Some(ActionKind::Backup),
+            Action::ArmResume => Some(ActionKind::ArmResume),
+            Action::Flash { .. } => Some(ActionKind::Flash),
+            Action::VerifyFlash { .. } => Some(ActionKind::VerifyFlash),
+            Action::Restore => Some(ActionKind::Restore),
+            Action::FinalizeBoot => Some(ActionKind::FinalizeBoot),
+            Action::Finish => Some(ActionKind::Finish),
+            Action::RebootIntoResin | Action::ReturnToOldOs { .. } | Action::Halt { .. } => None,
+        }
+    }
+}
+
+/// Decide the next action. Pure: same state and inputs, same answer.
+pub fn next_action(state: &JournalState, inputs: &Inputs<'_>) -> Action {
+    if state.step == Step::NotStarted {
+        return Action::Begin;
+    }
+    if state.plan_id.as_deref() != Some(inputs.plan_id) {
+        let recorded = state.plan_id.as_deref().unwrap_or("none");
+        if state.step.is_destructive() {
+            return Action::Halt {
+                reason: format!(
+                    "journal belongs to plan {recorded} but the staged plan is {}; the disk was already \
+                     overwritten by that run, so re-stage with its plan or reflash the device",
+                    inputs.plan_id
+                ),
+            };
+        }
+        return Action::Begin;
+    }
+    let action = work_after(&state.step);
+    let Some(kind) = action.kind() else {
+        return action;
+    };
+    let attempts = state.attempts_of(kind);
+    if attempts >= inputs.max_attempts {
+        let reason = format!(
+            "{kind:?} failed {attempts} times (limit {}); see the migration log on the staging partition",
+            inputs.max_attempts
+        );
+        return if state.step.is_destructive() {
+            Action::Halt { reason }
+        } else {
+            Action::ReturnToOldOs { reason }
+        };
+    }
+    action
+}
+
+/// The work that follows a durably recorded milestone.
+fn work_after(step: &Step) -> Action {
+    match step {
+        Step::NotStarted => Action::Begin,
+        Step::Started => Action::Backup,
+        Step::BackupDone => Action::ArmResume,
+        Step::ResumeArmed | Step::FlashStarted => Action::Flash { resume_from: Bytes(0) },
+        Step::FlashProgress { through } => Action::Flash { resume_from: *through },
+        Step::FlashWritten { image_bytes } => Action::VerifyFlash { image_bytes: *image_bytes },
+        Step::FlashVerified => Action::Restore,
+        Step::RestoreDone => Action::FinalizeBoot,
+        Step::BootFinalized => Action::Finish,
+        Step::Done => Action::RebootIntoResin,
+    }
+}

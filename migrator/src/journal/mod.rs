@@ -1,0 +1,220 @@
+//! The journal on the staging filesystem: which steps are done, fsynced, resumable.
+//!
+//! Two copies ("slots") alternate; each carries a sequence number and a sha256.
+//! A write goes to the slot that does not hold the newest good copy, is fsynced
+//! together with its directory, and only then counts. A torn or corrupted copy is
+//! detected by its checksum and the other slot — the last durable state — is used.
+
+mod machine;
+mod record;
+mod step;
+
+pub use machine::{next_action, Action, Inputs};
+pub use step::{ActionKind, Step};
+
+use record::Record;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+/// File names of the two journal copies inside the journal directory.
+pub const SLOT_NAMES: [&str; 2] = ["journal.0", "journal.1"];
+
+/// Everything the migrator needs to resume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalState {
+    /// Identity of the plan this journal belongs to (`None` before `begin`).
+    pub plan_id: Option<String>,
+    /// Last milestone durably done.
+    pub step: Step,
+    /// Attempts started per unit of work (including the one that may be running).
+    pub attempts: BTreeMap<ActionKind, u32>,
+}
+
+impl JournalState {
+    pub fn fresh() -> JournalState {
+        JournalState { plan_id: None, step: Step::NotStarted, attempts: BTreeMap::new() }
+    }
+
+    pub fn attempts_of(&self, kind: ActionKind) -> u32 {
+        self.attempts.get(&kind).copied().unwrap_or(0)
+    }
+}
+
+/// How `Journal::open` found the journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadReport {
+    /// No journal yet: a fresh start.
+    Fresh,
+    /// The newest copy was good.
+    Loaded { seq: u64 },
+    /// A newer copy was torn or corrupt; the last durable one was used.
+    RecoveredOlder { seq: u64, bad_slot: PathBuf, problem: String },
+    /// The only copy ever begun was torn: nothing was durable, so a fresh start.
+    FreshAfterTornFirstWrite { bad_slot: PathBuf, problem: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot {action} journal {path}: {source}; check that the staging filesystem is mounted read-write")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("both journal copies in {dir} are corrupt ({first}; {second}); the progress is unknown, inspect the migration log and re-stage")]
+    NoValidCopy { dir: PathBuf, first: String, second: String },
+    #[error("journal step {to:?} would move back from {from:?}; this is a migrator bug, report it with the migration log")]
+    Regress { from: Step, to: Step },
+    #[error("cannot encode journal: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// The journal: loaded state plus where and how to write the next copy.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    state: JournalState,
+    /// Sequence number of the newest durable copy (0 = none).
+    seq: u64,
+    report: LoadReport,
+}
+
+impl Journal {
+    /// Load the journal from `dir` (which must exist). A missing journal is a fresh
+    /// start; a corrupt newest copy falls back to the other one.
+    pub fn open(dir: &Path) -> Result<Journal, JournalError> {
+        let loads = SLOT_NAMES.map(|name| load_slot(&dir.join(name)));
+        let mut best: Option<Record> = None;
+        let mut problems = Vec::new();
+        for (name, load) in SLOT_NAMES.iter().zip(loads) {
+            match load? {
+                SlotLoad::Missing => {}
+                SlotLoad::Corrupt(problem) => problems.push((dir.join(name), problem)),
+                SlotLoad::Good(record) => {
+                    if best.as_ref().is_none_or(|b| record.seq > b.seq) {
+                        best = Some(record);
+                    }
+                }
+            }
+        }
+        let (state, seq, report) = match (best, problems.len()) {
+            (Some(record), 0) => {
+                let seq = record.seq;
+                (record.state, seq, LoadReport::Loaded { seq })
+            }
+            (Some(record), _) => {
+                let (bad_slot, problem) = problems.swap_remove(0);
+                log::warn!("journal copy {} unusable ({problem}); resuming from copy #{}", bad_slot.display(), record.seq);
+                let seq = record.seq;
+                (record.state, seq, LoadReport::RecoveredOlder { seq, bad_slot, problem })
+            }
+            (None, 0) => (JournalState::fresh(), 0, LoadReport::Fresh),
+            (None, 1) => {
+                let (bad_slot, problem) = problems.swap_remove(0);
+                log::warn!("journal copy {} unusable ({problem}); it was the first write, starting fresh", bad_slot.display());
+                (JournalState::fresh(), 0, LoadReport::FreshAfterTornFirstWrite { bad_slot, problem })
+            }
+            (None, _) => {
+                let second = problems.swap_remove(1).1;
+                let first = problems.swap_remove(0).1;
+                return Err(JournalError::NoValidCopy { dir: dir.to_path_buf(), first, second });
+            }
+        };
+        Ok(Journal { dir: dir.to_path_buf(), state, seq, report })
+    }
+
+    pub fn state(&self) -> &JournalState {
+        &self.state
+    }
+
+    pub fn load_report(&self) -> &LoadReport {
+        &self.report
+    }
+
+    /// Path of the newest durable copy, if any.
+    pub fn newest_slot(&self) -> Option<PathBuf> {
+        (self.seq > 0).then(|| self.slot_path(self.seq))
+    }
+
+    /// Start over for `plan_id`: step `Started`, no attempts. Durable on return.
+    pub fn begin(&mut self, plan_id: &str) -> Result<(), JournalError> {
+        let state = JournalState {
+            plan_id: Some(plan_id.to_string()),
+            step: Step::Started,
+            attempts: BTreeMap::new(),
+        };
+        self.commit(state)
+    }
+
+    /// Record that `step` is done. Durable (file and directory fsynced) on return.
+    /// Repeating the current step is allowed; moving backwards is an error.
+    pub fn record(&mut self, step: Step) -> Result<(), JournalError> {
+        if !self.state.step.may_advance_to(&step) {
+            return Err(JournalError::Regress { from: self.state.step.clone(), to: step });
+        }
+        let mut state = self.state.clone();
+        state.step = step;
+        self.commit(state)
+    }
+
+    /// Count one more attempt at `kind` (durably, before doing the work) and return
+    /// the attempt number, starting at 1.
+    pub fn record_attempt(&mut self, kind: ActionKind) -> Result<u32, JournalError> {
+        let mut state = self.state.clone();
+        let count = state.attempts.entry(kind).or_insert(0);
+        *count = count.saturating_add(1);
+        let attempt = *count;
+        self.commit(state)?;
+        Ok(attempt)
+    }
+
+    fn slot_path(&self, seq: u64) -> PathBuf {
+        self.dir.join(SLOT_NAMES[(seq % 2) as usize])
+    }
+
+    fn commit(&mut self, state: JournalState) -> Result<(), JournalError> {
+        let seq = self.seq + 1;
+        let bytes = record::encode(&Record::new(seq, state.clone()))?;
+        let path = self.slot_path(seq);
+        write_durably(&path, &bytes)?;
+        sync_dir(&self.dir)?;
+        log::info!("journal #{seq}: {:?}", state.step);
+        self.seq = seq;
+        self.state = state;
+        Ok(())
+    }
+}
+
+enum SlotLoad {
+    Missing,
+    Corrupt(String),
+    Good(Record),
+}
+
+fn load_slot(path: &Path) -> Result<SlotLoad, JournalError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(match record::decode(&bytes) {
+            Ok(record) => SlotLoad::Good(record),
+            Err(problem) => SlotLoad::Corrupt(problem),
+        }),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(SlotLoad::Missing),
+        Err(source) => Err(JournalError::Io { action: "read", path: path.to_path_buf(), source }),
+    }
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
+    let io = |action| move |source| JournalError::Io { action, path: path.to_path_buf(), source };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(io("open"))?;
+    file.write_all(bytes).map_err(io("write"))?;
+    file.sync_all().map_err(io("fsync"))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    let io = |action| move |source| JournalError::Io { action, path: dir.to_path_buf(), source };
+    File::open(dir).map_err(io("open directory of"))?.sync_all().map_err(io("fsync directory of"))
+}

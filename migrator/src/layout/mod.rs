@@ -1,0 +1,3 @@
+//! Where resinOS partitions land in the old root space.
+
+pub mod units;

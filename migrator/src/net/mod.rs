@@ -1,0 +1,1 @@
+//! Network settings from the old system, turned into NetworkManager keyfiles.

@@ -1,0 +1,122 @@
+//! The resume state machine: every transition, the stale-plan rule, and the
+//! retry bound with its before/after-destruction policy.
+
+use migrator::journal::{next_action, Action, ActionKind, Inputs, JournalState, Step};
+use migrator::layout::units::Bytes;
+use std::collections::BTreeMap;
+
+const PLAN: &str = "plan-sha256-abc";
+
+fn inputs() -> Inputs<'static> {
+    Inputs { plan_id: PLAN, max_attempts: 3 }
+}
+
+fn at(step: Step) -> JournalState {
+    JournalState { plan_id: Some(PLAN.to_string()), step, attempts: BTreeMap::new() }
+}
+
+#[test]
+fn every_milestone_leads_to_the_work_that_follows_it() {
+    let table = [
+        (Step::Started, Action::Backup),
+        (Step::BackupDone, Action::ArmResume),
+        (Step::ResumeArmed, Action::Flash { resume_from: Bytes(0) }),
+        (Step::FlashStarted, Action::Flash { resume_from: Bytes(0) }),
+        (Step::FlashProgress { through: Bytes(123 << 20) }, Action::Flash { resume_from: Bytes(123 << 20) }),
+        (Step::FlashWritten { image_bytes: Bytes(700 << 20) }, Action::VerifyFlash { image_bytes: Bytes(700 << 20) }),
+        (Step::FlashVerified, Action::Restore),
+        (Step::RestoreDone, Action::FinalizeBoot),
+        (Step::BootFinalized, Action::Finish),
+        (Step::Done, Action::RebootIntoResin),
+    ];
+    for (step, want) in table {
+        assert_eq!(next_action(&at(step.clone()), &inputs()), want, "after {step:?}");
+    }
+}
+
+#[test]
+fn a_fresh_journal_begins() {
+    assert_eq!(next_action(&JournalState::fresh(), &inputs()), Action::Begin);
+}
+
+#[test]
+fn a_stale_plan_before_destruction_starts_over() {
+    for step in [Step::Started, Step::BackupDone, Step::ResumeArmed] {
+        let mut state = at(step);
+        state.plan_id = Some("older-plan".into());
+        assert_eq!(next_action(&state, &inputs()), Action::Begin);
+    }
+}
+
+#[test]
+fn a_stale_plan_after_destruction_halts() {
+    let mut state = at(Step::FlashProgress { through: Bytes(4096) });
+    state.plan_id = Some("older-plan".into());
+    match next_action(&state, &inputs()) {
+        Action::Halt { reason } => assert!(reason.contains("older-plan") && reason.contains(PLAN), "{reason}"),
+        other => panic!("expected Halt, got {other:?}"),
+    }
+}
+
+#[test]
+fn attempts_below_the_bound_retry_the_same_work() {
+    let mut state = at(Step::FlashProgress { through: Bytes(1 << 30) });
+    state.attempts.insert(ActionKind::Flash, 2);
+    assert_eq!(next_action(&state, &inputs()), Action::Flash { resume_from: Bytes(1 << 30) });
+}
+
+#[test]
+fn the_bound_before_destruction_returns_to_the_old_os() {
+    for (step, kind) in [
+        (Step::Started, ActionKind::Backup),
+        (Step::BackupDone, ActionKind::ArmResume),
+        (Step::ResumeArmed, ActionKind::Flash),
+    ] {
+        let mut state = at(step.clone());
+        state.attempts.insert(kind, 3);
+        match next_action(&state, &inputs()) {
+            Action::ReturnToOldOs { reason } => assert!(reason.contains("3 times"), "{reason}"),
+            other => panic!("after {step:?}: expected ReturnToOldOs, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_bound_after_destruction_halts() {
+    for (step, kind) in [
+        (Step::FlashStarted, ActionKind::Flash),
+        (Step::FlashWritten { image_bytes: Bytes(1) }, ActionKind::VerifyFlash),
+        (Step::FlashVerified, ActionKind::Restore),
+        (Step::RestoreDone, ActionKind::FinalizeBoot),
+        (Step::BootFinalized, ActionKind::Finish),
+    ] {
+        let mut state = at(step.clone());
+        state.attempts.insert(kind, 5);
+        assert!(matches!(next_action(&state, &inputs()), Action::Halt { .. }), "after {step:?}");
+    }
+}
+
+#[test]
+fn attempts_of_other_work_do_not_count() {
+    let mut state = at(Step::FlashVerified);
+    state.attempts.insert(ActionKind::Flash, 99);
+    assert_eq!(next_action(&state, &inputs()), Action::Restore);
+}
+
+#[test]
+fn destruction_begins_at_flash_started() {
+    assert!(!Step::ResumeArmed.is_destructive());
+    assert!(Step::FlashStarted.is_destructive());
+    assert!(Step::Done.is_destructive());
+}
+
+#[test]
+fn steps_only_move_forward() {
+    assert!(Step::BackupDone.may_advance_to(&Step::ResumeArmed));
+    assert!(Step::BackupDone.may_advance_to(&Step::BackupDone));
+    assert!(!Step::ResumeArmed.may_advance_to(&Step::BackupDone));
+    let p = |n| Step::FlashProgress { through: Bytes(n) };
+    assert!(p(10).may_advance_to(&p(20)));
+    assert!(!p(20).may_advance_to(&p(10)));
+    assert!(p(20).may_advance_to(&Step::FlashWritten { image_bytes: Bytes(30) }));
+}
