@@ -7,6 +7,7 @@
 //! - [`bootcode`]: write boot.img + core.img onto an MBR disk.
 
 mod atomic_file;
+pub mod bootcode;
 pub mod env;
 pub mod oneshot;
 
