@@ -155,7 +155,8 @@ fn corrupt_blocks_are_rejected_like_grub_rejects_them() {
     let last_newline = good.iter().rposition(|&b| b == b'\n').unwrap();
     no_newline_before_padding[last_newline] = b'x';
 
-    let cases: Vec<(&str, Vec<u8>, fn(&EnvError) -> bool)> = vec![
+    type Case = (&'static str, Vec<u8>, fn(&EnvError) -> bool);
+    let cases: Vec<Case> = vec![
         ("short", good[..ENVBLK_SIZE - 1].to_vec(), |e| matches!(e, EnvError::WrongSize { actual: 1023 })),
         ("empty", Vec::new(), |e| matches!(e, EnvError::WrongSize { actual: 0 })),
         ("bad header", bad_header, |e| matches!(e, EnvError::BadHeader)),
