@@ -1,0 +1,76 @@
+//! Does the image fit before the staging partition? (Pure.)
+
+use super::table::PartitionTable;
+use super::units::Sectors;
+use super::LayoutError;
+
+/// A run of sectors on the host disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: Sectors,
+    pub size: Sectors,
+}
+
+impl Span {
+    pub fn end(&self) -> Sectors {
+        self.start + self.size
+    }
+}
+
+/// The host disk facts the placement needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostDisk {
+    /// The old root partition, whose space resinOS takes.
+    pub old_root: Span,
+    /// Where the staging partition starts.
+    pub staging_start: Sectors,
+    /// Start of the extended partition holding the staging partition, if it is a
+    /// logical one: its EBR must survive until finalize, so the image must end before it.
+    pub staging_container_start: Option<Sectors>,
+    /// Size of the whole disk.
+    pub disk_size: Sectors,
+}
+
+impl HostDisk {
+    /// First sector the image must not touch, and what lies there (for messages).
+    pub fn limit(&self) -> (Sectors, &'static str) {
+        match self.staging_container_start {
+            Some(ext) if ext < self.staging_start => (ext, "the extended partition holding the staging partition"),
+            _ => (self.staging_start, "the staging partition"),
+        }
+    }
+}
+
+/// Where the image goes: written at disk offset 0, reaching up to `image_end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// First sector after the image's last partition.
+    pub image_end: Sectors,
+    /// First sector the image must not touch.
+    pub limit: Sectors,
+    /// Room left between the image's end and the limit.
+    pub spare: Sectors,
+}
+
+/// Check that the image (written at offset 0) ends before the staging area.
+pub fn place_image(image: &PartitionTable, host: &HostDisk) -> Result<Placement, LayoutError> {
+    let (limit, what) = host.limit();
+    if host.old_root.end() > limit {
+        return Err(LayoutError::OldRootPastStaging {
+            root_end: host.old_root.end(),
+            limit,
+        });
+    }
+    if limit > host.disk_size {
+        return Err(LayoutError::PastDiskEnd { limit, disk_size: host.disk_size });
+    }
+    let image_end = image.end();
+    if image_end > limit {
+        return Err(LayoutError::ImageTooLarge {
+            needs_mib: image_end.to_bytes().mib_ceil(),
+            room_mib: limit.to_bytes().mib_floor(),
+            before: what,
+        });
+    }
+    Ok(Placement { image_end, limit, spare: limit.saturating_sub(image_end) })
+}

@@ -1,0 +1,161 @@
+//! Reading an MBR partition table (with mbrman) into typed partitions.
+
+use super::units::{Sectors, SECTOR_BYTES};
+use super::LayoutError;
+use std::io::{Cursor, Read, Seek, SeekFrom};
+
+/// MBR partition type of a GPT protective entry.
+const GPT_PROTECTIVE: u8 = 0xee;
+
+/// One partition table entry, in absolute sectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    /// 1..=4 for primary entries, 5.. for logical partitions (as Linux numbers them).
+    pub number: u32,
+    /// MBR partition type byte (0x0c FAT32 LBA, 0x83 Linux, 0x0f/0x05 extended...).
+    pub kind: u8,
+    pub bootable: bool,
+    pub start: Sectors,
+    pub size: Sectors,
+    /// For logical partitions: where their EBR sits.
+    pub ebr: Option<Sectors>,
+}
+
+impl Partition {
+    /// First sector after the partition.
+    pub fn end(&self) -> Sectors {
+        self.start + self.size
+    }
+
+    pub fn is_extended(&self) -> bool {
+        matches!(self.kind, 0x05 | 0x0f | 0x85)
+    }
+}
+
+/// An image's (or disk's) MBR partition table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionTable {
+    pub disk_signature: u32,
+    /// Used primary entries, the extended one included, in entry order.
+    pub primaries: Vec<Partition>,
+    /// Logical partitions in EBR chain order (empty when read from the first MiB only).
+    pub logicals: Vec<Partition>,
+}
+
+impl PartitionTable {
+    /// Primary entries only, from the image's first sector(s) (e.g. its held-back
+    /// first MiB). Enough to know how far the image reaches: logical partitions lie
+    /// inside the extended entry.
+    pub fn from_head(head: &[u8]) -> Result<PartitionTable, LayoutError> {
+        let header = mbrman::MBRHeader::read_from(&mut Cursor::new(head))
+            .map_err(|e| LayoutError::Unreadable(e.to_string()))?;
+        Self::from_parts(&header, &[])
+    }
+
+    /// The whole table, logical partitions included, from a seekable image or disk.
+    pub fn read<R: Read + Seek>(reader: &mut R) -> Result<PartitionTable, LayoutError> {
+        let mbr = mbrman::MBR::read_from(reader, SECTOR_BYTES as u32)
+            .map_err(|e| LayoutError::Unreadable(e.to_string()))?;
+        Self::from_parts(&mbr.header, &mbr.logical_partitions)
+    }
+
+    fn from_parts(
+        header: &mbrman::MBRHeader,
+        logicals: &[mbrman::LogicalPartition],
+    ) -> Result<PartitionTable, LayoutError> {
+        let primaries: Vec<Partition> = header
+            .iter()
+            .filter(|(_, e)| e.is_used())
+            .map(|(i, e)| entry(i as u32, e, None))
+            .collect();
+        if primaries.iter().any(|p| p.kind == GPT_PROTECTIVE) {
+            return Err(LayoutError::GptNotSupported);
+        }
+        let logicals = logicals
+            .iter()
+            .filter(|l| l.partition.is_used())
+            .zip(5u32..)
+            .map(|(l, n)| entry(n, &l.partition, Some(Sectors(u64::from(l.absolute_ebr_lba)))))
+            .collect();
+        Ok(PartitionTable {
+            disk_signature: u32::from_le_bytes(header.disk_signature),
+            primaries,
+            logicals,
+        })
+    }
+
+    pub fn extended(&self) -> Option<&Partition> {
+        self.primaries.iter().find(|p| p.is_extended())
+    }
+
+    /// Every partition, primaries then logicals.
+    pub fn all(&self) -> impl Iterator<Item = &Partition> {
+        self.primaries.iter().chain(self.logicals.iter())
+    }
+
+    /// First sector after everything the table describes.
+    pub fn end(&self) -> Sectors {
+        self.all().map(Partition::end).max().unwrap_or(Sectors(1))
+    }
+
+    pub fn partition(&self, number: u32) -> Option<&Partition> {
+        self.all().find(|p| p.number == number)
+    }
+}
+
+fn entry(number: u32, e: &mbrman::MBRPartitionEntry, ebr: Option<Sectors>) -> Partition {
+    Partition {
+        number,
+        kind: e.sys,
+        bootable: e.is_active(),
+        start: Sectors(u64::from(e.starting_lba)),
+        size: Sectors(u64::from(e.sectors)),
+        ebr,
+    }
+}
+
+/// A reader that serves `head` for the first bytes and `rest` beyond it: the disk
+/// as it will look once the held-back first MiB of the image is written.
+pub struct HeadOverlay<'a, R> {
+    head: &'a [u8],
+    rest: R,
+    pos: u64,
+}
+
+impl<'a, R: Read + Seek> HeadOverlay<'a, R> {
+    pub fn new(head: &'a [u8], rest: R) -> Self {
+        HeadOverlay { head, rest, pos: 0 }
+    }
+}
+
+impl<R: Read + Seek> Read for HeadOverlay<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let head_len = self.head.len() as u64;
+        let n = if self.pos < head_len {
+            let from = &self.head[self.pos as usize..];
+            let n = from.len().min(buf.len());
+            buf[..n].copy_from_slice(&from[..n]);
+            n
+        } else {
+            self.rest.seek(SeekFrom::Start(self.pos))?;
+            self.rest.read(buf)?
+        };
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read + Seek> Seek for HeadOverlay<'_, R> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let end = self.rest.seek(SeekFrom::End(0))?.max(self.head.len() as u64);
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => end.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = target.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start of the disk")
+        })?;
+        Ok(self.pos)
+    }
+}
