@@ -1,0 +1,646 @@
+//! The plan: everything the migrator needs to know, decided by the stager on
+//! the running host and written as JSON onto the staging file system.
+//!
+//! The stager builds a [`Plan`], calls [`Plan::validate`], writes
+//! [`Plan::to_json_pretty`]. The migrator reads it with [`Plan::from_json`],
+//! which refuses any other format version and validates again.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::identity::{DiskId, IdentityError, PartitionIdentity};
+use crate::kinds::{Compression, FsType, PartitionRole, SourceKind, TableKind};
+use crate::units::{Bytes, Extent, SectorSize, Sectors, UnitError};
+
+/// The plan format this crate writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Error)]
+pub enum PlanError {
+    #[error("plan format {found} not supported by this migrator (supports {supported}); re-stage with a matching stager")]
+    UnsupportedFormat { found: u64, supported: u32 },
+    #[error("plan has no numeric format_version field; it was not written by a swapover stager")]
+    MissingFormatVersion,
+    #[error("plan is not valid JSON or lacks a field: {0}; re-stage to write a fresh plan")]
+    Json(#[from] serde_json::Error),
+    #[error("{what}: {source}")]
+    Identity { what: &'static str, source: IdentityError },
+    #[error("{what}: {source}")]
+    Units { what: String, source: UnitError },
+    #[error("{what} is on disk {found}, not on the source disk {expected}; all partitions must be on one disk")]
+    WrongDisk { what: &'static str, found: String, expected: String },
+    #[error("{what} uses {found}, but the source disk uses {expected}")]
+    SectorSizeMismatch { what: &'static str, found: SectorSize, expected: SectorSize },
+    #[error("{what} ({extent}) reaches past the end of the disk ({disk_size}); re-read the partition table")]
+    OutsideDisk { what: String, extent: Extent, disk_size: Sectors },
+    #[error("the old root ({root}) and the staging partition ({staging}) overlap; the partition table is inconsistent")]
+    RootOverlapsStaging { root: Extent, staging: Extent },
+    #[error("{what} must not be zero")]
+    ZeroSize { what: String },
+    #[error("{what} '{path}' must be an absolute path")]
+    NotAbsolute { what: String, path: String },
+    #[error("{what} '{path}' must be a relative path without '..' components")]
+    NotPlainRelative { what: String, path: String },
+    #[error("{what} must not be empty")]
+    Empty { what: String },
+    #[error("{what} '{value}' is not a sha256 (64 hexadecimal digits)")]
+    BadSha256 { what: &'static str, value: String },
+    #[error("image is not compressed but its compressed size ({compressed}) differs from its raw size ({raw})")]
+    UncompressedSizeMismatch { compressed: Bytes, raw: Bytes },
+    #[error("target layout has no partitions; read the image's partition table again")]
+    EmptyLayout,
+    #[error("target layout names partition '{0}' twice")]
+    DuplicateName(String),
+    #[error("target layout has two partitions with role {0}")]
+    DuplicateRole(PartitionRole),
+    #[error("target partition '{name}' lies at image bytes {start}..{end}, past the raw image size {image_size}")]
+    OutsideImage { name: String, start: Bytes, end: Bytes, image_size: Bytes },
+    #[error("target partition '{name}' ({extent}) is outside the layout region ({region})")]
+    OutsideRegion { name: String, extent: Extent, region: Extent },
+    #[error("layout region ({region}) is not inside the old root partition ({root}); the image must fit in the old root's space")]
+    RegionOutsideOldRoot { region: Extent, root: Extent },
+    #[error("layout region ({region}) overlaps the staging partition ({staging}); flashing would destroy the migration environment — use a smaller image or a larger old root")]
+    RegionOverlapsStaging { region: Extent, staging: Extent },
+    #[error("target partitions '{a}' and '{b}' overlap on disk")]
+    PartitionOverlap { a: String, b: String },
+    #[error("{what} refers to a {role} partition, but the target layout has none")]
+    MissingRole { what: String, role: PartitionRole },
+    #[error("backup estimate {estimate} exceeds the limit {limit} for this migration path; remove paths from the backup set (data is never truncated)")]
+    BackupTooLarge { estimate: Bytes, limit: Bytes },
+    #[error("backup volume '{0}' has no items")]
+    EmptyVolume(String),
+}
+
+/// The migration plan, format version 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Always [`FORMAT_VERSION`] when written by this crate.
+    pub format_version: u32,
+    /// The stager's version, for diagnosis.
+    pub stager_version: String,
+    pub profile: ProfileRef,
+    pub source_disk: SourceDisk,
+    pub old_root: FsPartition,
+    pub staging: Staging,
+    pub image: TargetImage,
+    pub layout: TargetLayout,
+    pub backup: BackupSet,
+    pub network: NetworkSources,
+    pub config_json: ConfigJson,
+    /// The host's hostname, carried into the new system; `None` keeps resinOS's default.
+    pub hostname: Option<String>,
+    pub modules: ModuleLoad,
+    pub grub: GrubChanges,
+    pub finalize: FinalizePolicy,
+    pub failure: FailurePolicy,
+}
+
+/// Which board profile the plan was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileRef {
+    /// Profile name, e.g. `intel-nuc` or `resinos1x-raspberrypi3`.
+    pub name: String,
+    /// resin device-type slug the image must be built for, e.g. `intel-nuc`.
+    pub device_type: String,
+    pub source_kind: SourceKind,
+}
+
+/// The whole disk that holds the old root and the staging partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceDisk {
+    pub id: DiskId,
+    pub table: TableKind,
+    /// Disk size in `sector_size` sectors.
+    pub size: Sectors,
+    pub sector_size: SectorSize,
+}
+
+impl SourceDisk {
+    pub fn size_bytes(&self) -> Result<Bytes, UnitError> {
+        self.size.to_bytes(self.sector_size)
+    }
+}
+
+/// A partition together with the file system found on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsPartition {
+    pub partition: PartitionIdentity,
+    /// File system UUID as blkid prints it.
+    pub fs_uuid: String,
+    pub fs_type: FsType,
+}
+
+/// The staging partition (old swap, or the spare root on resinOS 1.x).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Staging {
+    pub partition: PartitionIdentity,
+    /// UUID of the file system the stager made on it (GRUB finds it by this: `search --fs-uuid`).
+    pub fs_uuid: String,
+    pub fs_type: FsType,
+    /// Absolute directory on the staging file system holding kernel, initramfs,
+    /// image, config.json, journal and log, e.g. `/swapover`.
+    pub dir: String,
+    /// UUID of the swap signature that was there before, so that an abort can
+    /// recreate swap with the same UUID (fstab may name it). `None` for a spare root.
+    pub original_swap_uuid: Option<String>,
+}
+
+/// A sha256 digest in lower-case hexadecimal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Sha256Hex(pub String);
+
+impl Sha256Hex {
+    pub fn is_well_formed(&self) -> bool {
+        self.0.len() == 64 && self.0.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    }
+}
+
+/// The resinOS image staged for flashing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetImage {
+    /// File name relative to [`Staging::dir`].
+    pub file: String,
+    pub compression: Compression,
+    /// Size of the file as stored.
+    pub compressed_size: Bytes,
+    /// Size of the decompressed disk image.
+    pub raw_size: Bytes,
+    /// sha256 of the file as stored (checked before anything is written).
+    pub compressed_sha256: Sha256Hex,
+    /// sha256 of the decompressed stream (checked while flashing).
+    pub raw_sha256: Sha256Hex,
+}
+
+/// Where the image's partitions land on the disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetLayout {
+    /// Kind of table the image carries (and the final disk table will use).
+    pub table: TableKind,
+    /// Sector size of the image's own partition table (512 for resinOS images).
+    pub image_sector_size: SectorSize,
+    /// Disk sectors (in the source disk's sector size) that flashing may write;
+    /// never overlaps staging. For an Ubuntu host: the old root partition.
+    pub region: Extent,
+    /// Partitions in the image's order.
+    pub partitions: Vec<TargetPartition>,
+}
+
+/// One partition of the image, as read from the image's partition table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetPartition {
+    /// Partition name/label, e.g. `resin-boot`.
+    pub name: String,
+    pub role: PartitionRole,
+    pub fs: FsType,
+    /// Start in the image, in image sectors.
+    pub image_start: Sectors,
+    /// Size, in image sectors.
+    pub size: Sectors,
+    /// Start on the disk, in disk sectors.
+    pub disk_start: Sectors,
+}
+
+impl TargetPartition {
+    /// Byte offset of the partition inside the raw image.
+    pub fn image_offset(&self, layout: &TargetLayout) -> Result<Bytes, UnitError> {
+        self.image_start.to_bytes(layout.image_sector_size)
+    }
+
+    pub fn size_bytes(&self, layout: &TargetLayout) -> Result<Bytes, UnitError> {
+        self.size.to_bytes(layout.image_sector_size)
+    }
+
+    /// Byte offset of the partition on the disk.
+    pub fn disk_offset(&self, disk_sector_size: SectorSize) -> Result<Bytes, UnitError> {
+        self.disk_start.to_bytes(disk_sector_size)
+    }
+
+    /// The partition's disk sectors; fails when its size is not a whole number of disk sectors.
+    pub fn disk_extent(&self, layout: &TargetLayout, disk_sector_size: SectorSize) -> Result<Extent, UnitError> {
+        let len = self.size_bytes(layout)?.to_sectors(disk_sector_size)?;
+        Ok(Extent::new(self.disk_start, len))
+    }
+}
+
+impl TargetLayout {
+    pub fn by_role(&self, role: PartitionRole) -> Option<&TargetPartition> {
+        self.partitions.iter().find(|p| p.role == role)
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&TargetPartition> {
+        self.partitions.iter().find(|p| p.name == name)
+    }
+}
+
+/// A place in the new system: a partition (by role) and an absolute path on its file system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreLocation {
+    pub partition: PartitionRole,
+    pub path: String,
+}
+
+/// What is carried over: volumes, each restored to one place, each made of items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSet {
+    pub volumes: Vec<BackupVolume>,
+    /// Upper bound for the backup on this path (e.g. ~170 MB compressed on
+    /// resinOS 1.x, bounded by the spare root). Compared against the
+    /// uncompressed estimate, which errs on the side of refusing.
+    pub limit: Option<Bytes>,
+}
+
+impl BackupSet {
+    /// Sum of the items' estimates.
+    pub fn estimated_size(&self) -> Result<Bytes, UnitError> {
+        Bytes::checked_sum(self.volumes.iter().flat_map(|v| v.items.iter().map(|i| i.estimated_size)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupVolume {
+    /// Short name, used for the archive's file name on staging.
+    pub name: String,
+    /// Where the volume's items are restored.
+    pub restore_to: RestoreLocation,
+    pub items: Vec<BackupItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupItem {
+    /// Absolute path on the old root (file or directory).
+    pub source: String,
+    /// Path relative to the volume's restore location.
+    pub target: String,
+    /// Optional glob filters; empty means everything under `source`.
+    pub filters: Vec<String>,
+    pub estimated_size: Bytes,
+}
+
+/// Where network settings are read from on the old root (absolute paths).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSources {
+    /// NetworkManager connection files or directories (`/etc/NetworkManager/system-connections`).
+    pub networkmanager: Vec<String>,
+    /// wpa_supplicant configuration files.
+    pub wpa_supplicant: Vec<String>,
+    /// ifupdown files (`/etc/network/interfaces`, `interfaces.d/*`).
+    pub ifupdown: Vec<String>,
+    /// connman state/config dirs or files (resinOS 1.x, WiFi Connect's `network.config`).
+    pub connman: Vec<String>,
+    /// resinOS 1.x: also read the connman `files."network/network.config"` entry of the source config.json.
+    pub config_json_network: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigJson {
+    /// Absolute path on the staging file system.
+    pub staged_at: String,
+    /// Where it goes in the new system (resinOS 2.x: boot partition, `/config.json`).
+    pub restore_to: RestoreLocation,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleLoad {
+    /// Absolute path, inside the initramfs, of the file listing module files in load order.
+    pub order_file: String,
+    /// Module names in load order, as the order file lists them (for display and diagnosis).
+    pub modules: Vec<String>,
+}
+
+/// How the host's GRUB configuration reaches the migration entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrubRoute {
+    /// grub.cfg sources `/boot/grub/custom.cfg` (Ubuntu/Debian `41_custom`).
+    CustomCfg,
+    /// An entry in `/etc/grub.d/40_custom`, then `update-grub`.
+    UpdateGrub,
+}
+
+/// What the stager changed in the host's GRUB setup, so that it can be undone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrubChanges {
+    /// The menu entry id (`menuentry ... --id`), the value of `next_entry`.
+    pub entry_id: String,
+    pub entry_title: String,
+    pub route: GrubRoute,
+    pub files: Vec<FileChange>,
+    pub env: Vec<EnvChange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileChange {
+    /// Absolute host path.
+    pub path: String,
+    pub change: FileChangeKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum FileChangeKind {
+    /// The file did not exist; undo removes it.
+    Created,
+    /// The file existed; undo restores `backup` (a byte copy whose sha256 was `original_sha256`).
+    Modified { backup: String, original_sha256: Sha256Hex },
+}
+
+/// One grubenv variable set by the stager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvChange {
+    /// Absolute path of the grubenv file.
+    pub file: String,
+    pub key: String,
+    /// The value before, `None` when unset (undo unsets it).
+    pub previous: Option<String>,
+    pub value: String,
+}
+
+/// What happens to the staging area once the new system is in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinalizePolicy {
+    /// Grow `partition` over the staging area at finalize.
+    pub grow_over_staging: bool,
+    /// The partition that grows (resin-data).
+    pub partition: PartitionRole,
+    /// Why, in a sentence (shown by `--dry-run` and logged).
+    pub reason: String,
+}
+
+/// Bounds for the migrator's retries after destruction has begun.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailurePolicy {
+    /// Attempts per step before stopping with a console message.
+    pub step_retries: u32,
+    pub retry_delay_secs: u32,
+    /// How long to wait for the disk to appear at boot.
+    pub disk_wait_secs: u32,
+}
+
+impl Plan {
+    /// Pretty JSON, as written onto the staging file system.
+    pub fn to_json_pretty(&self) -> Result<String, PlanError> {
+        Ok(serde_json::to_string_pretty(self)?)
+    }
+
+    /// Reads a plan: checks the format version first (so that an old or new
+    /// plan gets a clear message rather than a missing-field error), then
+    /// deserialises and validates.
+    pub fn from_json(text: &str) -> Result<Plan, PlanError> {
+        let value: serde_json::Value = serde_json::from_str(text)?;
+        let version = value
+            .get("format_version")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or(PlanError::MissingFormatVersion)?;
+        if version != u64::from(FORMAT_VERSION) {
+            return Err(PlanError::UnsupportedFormat { found: version, supported: FORMAT_VERSION });
+        }
+        let plan: Plan = serde_json::from_value(value)?;
+        plan.validate()?;
+        Ok(plan)
+    }
+
+    /// Checks internal consistency. See [`PlanError`] for what is refused.
+    pub fn validate(&self) -> Result<(), PlanError> {
+        if self.format_version != FORMAT_VERSION {
+            return Err(PlanError::UnsupportedFormat {
+                found: u64::from(self.format_version),
+                supported: FORMAT_VERSION,
+            });
+        }
+        self.validate_disk_and_partitions()?;
+        self.validate_image()?;
+        self.validate_layout()?;
+        self.validate_backup()?;
+        self.validate_paths_and_names()?;
+        Ok(())
+    }
+
+    fn validate_disk_and_partitions(&self) -> Result<(), PlanError> {
+        let disk = &self.source_disk;
+        if disk.size.is_zero() {
+            return Err(PlanError::ZeroSize { what: "source disk size".into() });
+        }
+        let parts = [("old root", &self.old_root.partition), ("staging partition", &self.staging.partition)];
+        for (what, part) in parts {
+            part.validate().map_err(|source| PlanError::Identity { what, source })?;
+            if part.disk != disk.id {
+                return Err(PlanError::WrongDisk { what, found: part.disk.to_string(), expected: disk.id.to_string() });
+            }
+            if part.sector_size != disk.sector_size {
+                return Err(PlanError::SectorSizeMismatch { what, found: part.sector_size, expected: disk.sector_size });
+            }
+            self.check_inside_disk(what, part.extent())?;
+        }
+        let (root, staging) = (self.old_root.partition.extent(), self.staging.partition.extent());
+        if root.overlaps(&staging) {
+            return Err(PlanError::RootOverlapsStaging { root, staging });
+        }
+        Ok(())
+    }
+
+    fn check_inside_disk(&self, what: &str, extent: Extent) -> Result<(), PlanError> {
+        let whole = Extent::new(Sectors::ZERO, self.source_disk.size);
+        if !whole.contains(&extent) {
+            return Err(PlanError::OutsideDisk { what: what.to_string(), extent, disk_size: self.source_disk.size });
+        }
+        Ok(())
+    }
+
+    fn validate_image(&self) -> Result<(), PlanError> {
+        let image = &self.image;
+        require_plain_relative("image file", &image.file)?;
+        for (what, size) in [("image compressed size", image.compressed_size), ("image raw size", image.raw_size)] {
+            if size.is_zero() {
+                return Err(PlanError::ZeroSize { what: what.into() });
+            }
+        }
+        for (what, digest) in [("compressed image sha256", &image.compressed_sha256), ("raw image sha256", &image.raw_sha256)] {
+            if !digest.is_well_formed() {
+                return Err(PlanError::BadSha256 { what, value: digest.0.clone() });
+            }
+        }
+        if image.compression == Compression::None && image.compressed_size != image.raw_size {
+            return Err(PlanError::UncompressedSizeMismatch { compressed: image.compressed_size, raw: image.raw_size });
+        }
+        Ok(())
+    }
+
+    fn validate_layout(&self) -> Result<(), PlanError> {
+        let layout = &self.layout;
+        let disk_sector = self.source_disk.sector_size;
+        if layout.partitions.is_empty() {
+            return Err(PlanError::EmptyLayout);
+        }
+        if layout.region.len.is_zero() {
+            return Err(PlanError::ZeroSize { what: "layout region".into() });
+        }
+        self.check_inside_disk("layout region", layout.region)?;
+        let staging = self.staging.partition.extent();
+        if layout.region.overlaps(&staging) {
+            return Err(PlanError::RegionOverlapsStaging { region: layout.region, staging });
+        }
+        if self.profile.source_kind == SourceKind::UbuntuGrubHost {
+            let root = self.old_root.partition.extent();
+            if !root.contains(&layout.region) {
+                return Err(PlanError::RegionOutsideOldRoot { region: layout.region, root });
+            }
+        }
+
+        let mut names = HashSet::new();
+        let mut roles = HashSet::new();
+        let mut placed: Vec<(&str, Extent)> = Vec::new();
+        for part in &layout.partitions {
+            if part.name.is_empty() {
+                return Err(PlanError::Empty { what: "target partition name".into() });
+            }
+            if !names.insert(part.name.as_str()) {
+                return Err(PlanError::DuplicateName(part.name.clone()));
+            }
+            if !roles.insert(part.role) {
+                return Err(PlanError::DuplicateRole(part.role));
+            }
+            if part.size.is_zero() {
+                return Err(PlanError::ZeroSize { what: format!("target partition '{}' size", part.name) });
+            }
+            let units = |source| PlanError::Units { what: format!("target partition '{}'", part.name), source };
+            let start = part.image_offset(layout).map_err(units)?;
+            let end = start.checked_add(part.size_bytes(layout).map_err(units)?).map_err(units)?;
+            if end > self.image.raw_size {
+                return Err(PlanError::OutsideImage { name: part.name.clone(), start, end, image_size: self.image.raw_size });
+            }
+            let extent = part.disk_extent(layout, disk_sector).map_err(units)?;
+            if !layout.region.contains(&extent) {
+                return Err(PlanError::OutsideRegion { name: part.name.clone(), extent, region: layout.region });
+            }
+            if let Some((other, _)) = placed.iter().find(|(_, e)| e.overlaps(&extent)) {
+                return Err(PlanError::PartitionOverlap { a: other.to_string(), b: part.name.clone() });
+            }
+            placed.push((part.name.as_str(), extent));
+        }
+        Ok(())
+    }
+
+    fn require_role(&self, what: String, role: PartitionRole) -> Result<(), PlanError> {
+        match self.layout.by_role(role) {
+            Some(_) => Ok(()),
+            None => Err(PlanError::MissingRole { what, role }),
+        }
+    }
+
+    fn validate_backup(&self) -> Result<(), PlanError> {
+        for volume in &self.backup.volumes {
+            if volume.name.is_empty() {
+                return Err(PlanError::Empty { what: "backup volume name".into() });
+            }
+            require_plain_relative("backup volume name", &volume.name)?;
+            if volume.items.is_empty() {
+                return Err(PlanError::EmptyVolume(volume.name.clone()));
+            }
+            self.require_role(format!("backup volume '{}'", volume.name), volume.restore_to.partition)?;
+            require_absolute(format!("backup volume '{}' restore path", volume.name), &volume.restore_to.path)?;
+            for item in &volume.items {
+                require_absolute(format!("backup source in volume '{}'", volume.name), &item.source)?;
+                if !item.target.is_empty() {
+                    require_plain_relative(format!("backup target in volume '{}'", volume.name), &item.target)?;
+                }
+            }
+        }
+        let estimate = self
+            .backup
+            .estimated_size()
+            .map_err(|source| PlanError::Units { what: "backup estimate".into(), source })?;
+        if let Some(limit) = self.backup.limit {
+            if estimate > limit {
+                return Err(PlanError::BackupTooLarge { estimate, limit });
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_paths_and_names(&self) -> Result<(), PlanError> {
+        for (what, text) in [
+            ("profile name", &self.profile.name),
+            ("device type", &self.profile.device_type),
+            ("old root file system UUID", &self.old_root.fs_uuid),
+            ("staging file system UUID", &self.staging.fs_uuid),
+            ("GRUB entry id", &self.grub.entry_id),
+            ("finalize reason", &self.finalize.reason),
+        ] {
+            if text.trim().is_empty() {
+                return Err(PlanError::Empty { what: what.into() });
+            }
+        }
+        require_absolute("staging directory", &self.staging.dir)?;
+        require_absolute("staged config.json", &self.config_json.staged_at)?;
+        require_absolute("config.json restore path", &self.config_json.restore_to.path)?;
+        self.require_role("config.json".into(), self.config_json.restore_to.partition)?;
+        require_absolute("module order file", &self.modules.order_file)?;
+        self.require_role("finalize policy".into(), self.finalize.partition)?;
+        let network = &self.network;
+        for path in network
+            .networkmanager
+            .iter()
+            .chain(&network.wpa_supplicant)
+            .chain(&network.ifupdown)
+            .chain(&network.connman)
+        {
+            require_absolute("network source", path)?;
+        }
+        for change in &self.grub.files {
+            require_absolute("GRUB file", &change.path)?;
+            if let FileChangeKind::Modified { backup, original_sha256 } = &change.change {
+                require_absolute("GRUB file backup", backup)?;
+                if !original_sha256.is_well_formed() {
+                    return Err(PlanError::BadSha256 { what: "GRUB file original sha256", value: original_sha256.0.clone() });
+                }
+            }
+        }
+        for env in &self.grub.env {
+            require_absolute("grubenv file", &env.file)?;
+            if env.key.is_empty() {
+                return Err(PlanError::Empty { what: "grubenv key".into() });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn require_absolute(what: impl Into<String>, path: &str) -> Result<(), PlanError> {
+    if path.starts_with('/') {
+        Ok(())
+    } else {
+        Err(PlanError::NotAbsolute { what: what.into(), path: path.to_string() })
+    }
+}
+
+fn require_plain_relative(what: impl Into<String>, path: &str) -> Result<(), PlanError> {
+    let plain = !path.is_empty() && !path.starts_with('/') && path.split('/').all(|c| c != "..");
+    if plain {
+        Ok(())
+    } else {
+        Err(PlanError::NotPlainRelative { what: what.into(), path: path.to_string() })
+    }
+}
