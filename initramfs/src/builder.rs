@@ -8,7 +8,8 @@
 //!   (c 1:3), so the kernel has a console before devtmpfs is mounted;
 //! - `/init` (mode 0755), a binary or a script;
 //! - with a module tree: the decompressed modules under
-//!   `/lib/modules/<version>/…/*.ko` and [`MODULE_LOAD_LIST_PATH`];
+//!   `/lib/modules/<version>/…/*.ko`, [`MODULE_LOAD_LIST_PATH`] and
+//!   [`MODULE_OPTIONAL_LIST_PATH`];
 //! - optionally `/bin/busybox` with applet symlinks;
 //! - every extra directory, file, symlink or device node given.
 //!
@@ -30,6 +31,10 @@ use crate::{Error, Result};
 /// (relative to `/`, e.g. `lib/modules/6.1.0-13-amd64/kernel/fs/ext4/ext4.ko`)
 /// per line, dependencies first.
 pub const MODULE_LOAD_LIST_PATH: &str = "etc/swapover/modules.load";
+/// The subset of the load list that only soft dependencies brought in
+/// (same format): the init may go on when one of these fails to load
+/// (crc32c_intel fails with ENODEV on a CPU without SSE4.2).
+pub const MODULE_OPTIONAL_LIST_PATH: &str = "etc/swapover/modules.optional";
 
 const INIT_PATH: &str = "init";
 const BUSYBOX_PATH: &str = "bin/busybox";
@@ -113,6 +118,8 @@ pub struct BuildReport {
     pub modules: Vec<String>,
     /// Wanted modules that are built into the kernel.
     pub builtin_modules: Vec<String>,
+    /// Modules of `modules` that only soft dependencies brought in.
+    pub optional_modules: Vec<String>,
     /// Total size of the included modules, uncompressed.
     pub module_bytes: u64,
 }
@@ -135,8 +142,8 @@ impl InitramfsBuilder {
 
     /// Includes the closure of `wanted` (module names, `-`/`_` alike, or
     /// exact aliases) from the tree `dir` (a `/lib/modules/<version>`
-    /// directory) and writes [`MODULE_LOAD_LIST_PATH`], empty if every
-    /// wanted module is built in.
+    /// directory) and writes [`MODULE_LOAD_LIST_PATH`] (empty if every
+    /// wanted module is built in) and [`MODULE_OPTIONAL_LIST_PATH`].
     pub fn modules<I, S>(mut self, dir: impl Into<PathBuf>, wanted: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -294,7 +301,11 @@ impl InitramfsBuilder {
             paths,
             kernel_version: module_set.as_ref().map(|set| set.kernel_version.clone()),
             modules: modules.iter().map(|module| module.name.clone()).collect(),
-            builtin_modules: module_set.map(|set| set.builtin).unwrap_or_default(),
+            builtin_modules: module_set
+                .as_ref()
+                .map(|set| set.builtin.clone())
+                .unwrap_or_default(),
+            optional_modules: module_set.map(|set| set.optional).unwrap_or_default(),
             module_bytes,
         };
         log::info!(
@@ -332,6 +343,13 @@ impl InitramfsBuilder {
                 MODULE_LOAD_LIST_PATH,
                 Entry::File {
                     source: FileSource::Bytes(set.load_list().into_bytes()),
+                    mode: DATA_FILE_MODE,
+                },
+            )?;
+            add(
+                MODULE_OPTIONAL_LIST_PATH,
+                Entry::File {
+                    source: FileSource::Bytes(set.optional_list().into_bytes()),
                     mode: DATA_FILE_MODE,
                 },
             )?;

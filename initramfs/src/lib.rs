@@ -15,7 +15,10 @@ mod counting;
 mod error;
 pub mod modules;
 
-pub use builder::{BuildReport, FileSource, InitramfsBuilder, MODULE_LOAD_LIST_PATH};
+pub use builder::{
+    BuildReport, FileSource, InitramfsBuilder, MODULE_LOAD_LIST_PATH, MODULE_OPTIONAL_LIST_PATH,
+};
+pub use cpio::DeviceNumber;
 pub use compression::Compression;
 pub use cpio::CpioWriter;
 pub use error::Error;

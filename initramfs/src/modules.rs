@@ -2,7 +2,12 @@
 //! module tree (`/lib/modules/<version>`): `modules.dep` gives each
 //! loadable module's file and dependencies, `modules.builtin` the modules
 //! compiled into the kernel (they need nothing), and the exact (non-glob)
-//! aliases of `modules.alias` are accepted as names too.
+//! aliases of `modules.alias` are accepted as names too. The `pre:` soft
+//! dependencies of `modules.softdep` (e.g. `softdep ext4 pre: crypto-crc32c`:
+//! ext4 asks the crypto API for crc32c at mount time, and an initramfs has no
+//! modprobe to load it then) are loaded before the module; modules that only
+//! a soft dependency brought in are reported as optional, because some of
+//! them cannot load on every machine (crc32c_intel needs SSE4.2).
 //!
 //! Module names compare as the kernel compares them: `-` and `_` are the
 //! same character. Compressed modules (`.ko.xz`, `.ko.zst`, `.ko.gz`) are
@@ -102,6 +107,9 @@ pub struct ModuleSet {
     /// Wanted modules that are built into the kernel (canonical names, in
     /// the order asked): nothing to load.
     pub builtin: Vec<String>,
+    /// Canonical names of the modules of `load_order` that only soft
+    /// dependencies brought in: the init may go on if one fails to load.
+    pub optional: Vec<String>,
 }
 
 impl ModuleSet {
@@ -111,6 +119,15 @@ impl ModuleSet {
     pub fn load_list(&self) -> String {
         self.load_order
             .iter()
+            .map(|module| format!("{}\n", module.archive_path))
+            .collect()
+    }
+
+    /// Like [`ModuleSet::load_list`], for the optional modules only.
+    pub fn optional_list(&self) -> String {
+        self.load_order
+            .iter()
+            .filter(|module| self.optional.contains(&module.name))
             .map(|module| format!("{}\n", module.archive_path))
             .collect()
     }
@@ -136,12 +153,30 @@ pub struct ModuleTree {
     builtin: BTreeSet<String>,
     /// Canonical exact alias → canonical module names.
     aliases: BTreeMap<String, Vec<String>>,
+    /// Canonical module name → its `pre:` soft dependencies (names or
+    /// aliases, canonical).
+    soft_pre: HashMap<String, Vec<String>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum VisitState {
     InProgress,
     Done,
+}
+
+/// Why a module is being visited.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Required,
+    Soft,
+}
+
+/// The walk's state while resolving.
+#[derive(Default)]
+struct Walk {
+    states: HashMap<String, VisitState>,
+    load_order: Vec<Module>,
+    soft_only: BTreeSet<String>,
 }
 
 impl ModuleTree {
@@ -165,6 +200,7 @@ impl ModuleTree {
         let modules_dep = fs::read_to_string(dir.join("modules.dep")).map_err(tree_error)?;
         let builtin_list = read_optional(&dir.join("modules.builtin")).map_err(tree_error)?;
         let alias_list = read_optional(&dir.join("modules.alias")).map_err(tree_error)?;
+        let softdep_list = read_optional(&dir.join("modules.softdep")).map_err(tree_error)?;
 
         let mut loadable = HashMap::new();
         let mut names_by_path = HashMap::new();
@@ -210,6 +246,7 @@ impl ModuleTree {
                 }
             }
         }
+        let soft_pre = parse_soft_pre(&softdep_list);
         log::debug!(
             "module tree {}: {} loadable, {} builtin, {} exact aliases",
             dir.display(),
@@ -224,6 +261,7 @@ impl ModuleTree {
             names_by_path,
             builtin,
             aliases,
+            soft_pre,
         })
     }
 
@@ -245,54 +283,60 @@ impl ModuleTree {
     /// The modules to load for `wanted` (names or exact aliases), with their
     /// dependencies, dependencies first.
     pub fn resolve<S: AsRef<str>>(&self, wanted: &[S]) -> Result<ModuleSet> {
-        let mut states = HashMap::new();
-        let mut load_order = Vec::new();
+        let mut walk = Walk::default();
         let mut builtin = Vec::new();
         for requested in wanted {
             let requested = canonical_name(requested.as_ref());
-            let targets = if self.loadable.contains_key(&requested)
-                || self.builtin.contains(&requested)
-            {
-                vec![requested.clone()]
-            } else if let Some(targets) = self.aliases.get(&requested) {
-                targets.clone()
-            } else {
-                return Err(Error::ModuleNotFound {
-                    name: requested,
-                    tree: self.dir.clone(),
-                });
-            };
+            let targets = self.targets_of(&requested).ok_or_else(|| Error::ModuleNotFound {
+                name: requested.clone(),
+                tree: self.dir.clone(),
+            })?;
             for target in targets {
                 if self.loadable.contains_key(&target) {
-                    self.visit(&target, &mut states, &mut load_order)?;
-                } else if self.builtin.contains(&target) {
-                    if !builtin.contains(&target) {
-                        builtin.push(target);
-                    }
-                } else {
-                    return Err(Error::ModuleNotFound {
-                        name: target,
-                        tree: self.dir.clone(),
-                    });
+                    self.visit(&target, Need::Required, &mut walk)?;
+                } else if !builtin.contains(&target) {
+                    builtin.push(target);
                 }
             }
         }
+        let optional = walk
+            .load_order
+            .iter()
+            .filter(|module| walk.soft_only.contains(&module.name))
+            .map(|module| module.name.clone())
+            .collect();
         Ok(ModuleSet {
             kernel_version: self.kernel_version.clone(),
-            load_order,
+            load_order: walk.load_order,
             builtin,
+            optional,
         })
     }
 
-    /// Depth-first: every dependency is placed before `name`.
-    fn visit(
-        &self,
-        name: &str,
-        states: &mut HashMap<String, VisitState>,
-        load_order: &mut Vec<Module>,
-    ) -> Result<()> {
-        match states.get(name) {
+    /// The loadable or builtin modules a canonical name or exact alias
+    /// stands for, or `None` if it is neither.
+    fn targets_of(&self, name: &str) -> Option<Vec<String>> {
+        if self.loadable.contains_key(name) || self.builtin.contains(name) {
+            return Some(vec![name.to_string()]);
+        }
+        let targets = self.aliases.get(name)?;
+        let known = targets
+            .iter()
+            .filter(|target| self.loadable.contains_key(*target) || self.builtin.contains(*target))
+            .cloned()
+            .collect::<Vec<_>>();
+        (!known.is_empty()).then_some(known)
+    }
+
+    /// Depth-first: soft `pre:` dependencies, then every dependency, are
+    /// placed before `name`.
+    fn visit(&self, name: &str, need: Need, walk: &mut Walk) -> Result<()> {
+        if need == Need::Required {
+            walk.soft_only.remove(name);
+        }
+        match walk.states.get(name) {
             Some(VisitState::Done) => return Ok(()),
+            Some(VisitState::InProgress) if need == Need::Soft => return Ok(()),
             Some(VisitState::InProgress) => {
                 return Err(Error::DependencyCycle {
                     module: name.to_string(),
@@ -305,7 +349,20 @@ impl ModuleTree {
             name: name.to_string(),
             tree: self.dir.clone(),
         })?;
-        states.insert(name.to_string(), VisitState::InProgress);
+        walk.states.insert(name.to_string(), VisitState::InProgress);
+        for soft in self.soft_pre.get(name).into_iter().flatten() {
+            match self.targets_of(soft) {
+                Some(targets) => {
+                    for target in targets.iter().filter(|t| self.loadable.contains_key(*t)) {
+                        self.visit(target, Need::Soft, walk)?;
+                    }
+                }
+                None => log::warn!(
+                    "{}: soft dependency {soft:?} of {name:?} is not in the tree; skipped",
+                    self.dir.display()
+                ),
+            }
+        }
         // depmod lists the dependency to load last first; walking the list
         // backwards keeps modprobe's order among independent dependencies.
         for dependency_path in record.dependencies.iter().rev() {
@@ -317,10 +374,13 @@ impl ModuleTree {
                         dependency: dependency_path.clone(),
                         tree: self.dir.clone(),
                     })?;
-            self.visit(dependency, states, load_order)?;
+            self.visit(dependency, need, walk)?;
         }
-        states.insert(name.to_string(), VisitState::Done);
-        load_order.push(self.module(name, record)?);
+        walk.states.insert(name.to_string(), VisitState::Done);
+        if need == Need::Soft {
+            walk.soft_only.insert(name.to_string());
+        }
+        walk.load_order.push(self.module(name, record)?);
         Ok(())
     }
 
@@ -358,6 +418,32 @@ fn module_name_of_path(path: &str) -> Option<String> {
     let file_name = path.rsplit('/').next()?;
     let (stem, _) = file_name.split_once(".ko")?;
     (!stem.is_empty()).then(|| canonical_name(stem))
+}
+
+/// The `pre:` soft dependencies of each module from `modules.softdep`
+/// (`softdep <module> pre: <a> <b> post: <c>`); `post:` ones are not needed
+/// before the module is used and are left out.
+fn parse_soft_pre(softdep_list: &str) -> HashMap<String, Vec<String>> {
+    let mut soft_pre: HashMap<String, Vec<String>> = HashMap::new();
+    for line in softdep_list.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some("softdep"), Some(module)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let mut in_pre = false;
+        for field in fields {
+            match field {
+                "pre:" => in_pre = true,
+                "post:" => in_pre = false,
+                dependency if in_pre => soft_pre
+                    .entry(canonical_name(module))
+                    .or_default()
+                    .push(canonical_name(dependency)),
+                _ => {}
+            }
+        }
+    }
+    soft_pre
 }
 
 fn read_optional(path: &Path) -> io::Result<String> {
