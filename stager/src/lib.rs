@@ -2,5 +2,6 @@
 //! migration environment on the swap partition and arms a one-shot GRUB entry.
 
 pub mod checks;
+pub mod cli;
 pub mod fetch;
 pub mod host;

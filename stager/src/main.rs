@@ -1,1 +1,6 @@
-fn main() {}
+use clap::Parser;
+
+fn main() {
+    let cli = stager::cli::Cli::parse();
+    std::process::exit(stager::cli::run(cli));
+}

@@ -1,0 +1,81 @@
+//! Checks that compare sizes: staging space, memory, the room for the new layout.
+
+use super::{Check, CheckId};
+use crate::host::units::Bytes;
+use crate::host::HostFacts;
+
+pub fn swap_size(facts: &HostFacts, needed: Option<Bytes>) -> Check {
+    let id = CheckId::SwapSize;
+    let device = match &facts.swap_device {
+        Ok(device) => device,
+        Err(error) => return Check::fail(id, error.clone(), "there is no swap partition to stage on", "see swap-partition"),
+    };
+    let size = device.size.bytes();
+    let found = format!("{} is {size}", device.dev_path());
+    match needed {
+        None => Check::not_evaluated(id, found, "the staging size", "pass --profile and --image (or --swap-needed)"),
+        Some(needed) if size >= needed => Check::pass(id, found, format!("staging needs {needed}")),
+        Some(needed) => Check::fail(
+            id,
+            found,
+            format!("staging needs {needed} (kernel, initramfs, image, backup and margin)"),
+            format!("grow the swap partition by {}, or back up less", needed.saturating_sub(size)),
+        ),
+    }
+}
+
+pub fn memory_without_swap(facts: &HostFacts, min: Option<Bytes>) -> Check {
+    let id = CheckId::MemoryWithoutSwap;
+    let memory = match &facts.memory {
+        Ok(memory) => memory,
+        Err(error) => return Check::fail(id, error.clone(), "memory use cannot be read", "run with /proc mounted"),
+    };
+    let left = memory.available_without_swap();
+    let found = format!(
+        "{} available{} - {} swap in use = {left}",
+        memory.available,
+        if memory.available_is_estimate { " (estimated, no MemAvailable)" } else { "" },
+        memory.swap_used()
+    );
+    match min {
+        None => Check::not_evaluated(id, found, "the profile's memory minimum", "pass --profile (or --min-memory)"),
+        Some(min) if left >= min => Check::pass(id, found, format!("at least {min} stays free once swap is off")),
+        Some(min) => Check::fail(
+            id,
+            found,
+            format!("turning swap off would leave less than the {min} needed"),
+            "stop services or reboot to empty swap, then check again",
+        ),
+    }
+}
+
+pub fn root_space(facts: &HostFacts, target: Option<Bytes>) -> Check {
+    let id = CheckId::RootSpace;
+    let (device, disk) = match (&facts.root_device, &facts.root_disk) {
+        (Ok(device), Ok(disk)) => (device, disk),
+        (Err(error), _) | (_, Err(error)) => {
+            return Check::fail(id, error.clone(), "the root partition must be found first", "see root-partition")
+        }
+    };
+    let start = device.start.map(|s| s.bytes()).unwrap_or_default();
+    let Some(entry) = disk.table.find_by_start(start) else {
+        return Check::fail(
+            id,
+            format!("{} has no entry at byte {}", disk.path, start.get()),
+            "the root partition must be in the disk's table",
+            "see root-partition",
+        );
+    };
+    let space = entry.end();
+    let found = format!("{} from the start of {} to the end of {}", space, disk.path, device.dev_path());
+    match target {
+        None => Check::not_evaluated(id, found, "the target layout size", "pass --profile and --image (or --target-size)"),
+        Some(target) if space >= target => Check::pass(id, found, format!("the new layout needs {target}")),
+        Some(target) => Check::fail(
+            id,
+            found,
+            format!("the new layout needs {target}, {} more than there is", target.saturating_sub(space)),
+            "use a device whose root partition is larger, or an image with a smaller layout",
+        ),
+    }
+}

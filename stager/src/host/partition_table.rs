@@ -1,0 +1,181 @@
+//! The disk's partition table, read from the disk device or an image file: MBR (with the
+//! logical partitions inside the extended one) through `mbrman`, GPT through `gpt`.
+
+use super::units::{Bytes, Sectors};
+use serde::Serialize;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// MBR partition type of a GPT protective MBR.
+const GPT_PROTECTIVE: u8 = 0xee;
+/// MBR partition type of a Linux swap partition.
+pub const MBR_TYPE_LINUX_SWAP: u8 = 0x82;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum TableKind {
+    /// `disk_signature` as `blkid` prints PTUUID: 8 lower-case hex digits.
+    Mbr { disk_signature: String },
+    Gpt { disk_guid: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionEntry {
+    /// 1–4 primary, 5… logical (MBR); the entry index (GPT).
+    pub number: u32,
+    pub start_sector: Sectors,
+    pub sector_count: Sectors,
+    pub start: Bytes,
+    pub size: Bytes,
+    /// `0x83`-style for MBR, the type GUID for GPT.
+    pub type_code: String,
+    pub bootable: bool,
+    pub extended: bool,
+    /// As the kernel and blkid give it: `<signature>-<nn>` (MBR) or the partition GUID (GPT).
+    pub partuuid: String,
+    /// GPT partition name; MBR has none.
+    pub name: Option<String>,
+}
+
+impl PartitionEntry {
+    pub fn end(&self) -> Bytes {
+        self.start.saturating_add(self.size)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionTable {
+    #[serde(flatten)]
+    pub kind: TableKind,
+    pub sector_size: Bytes,
+    pub partitions: Vec<PartitionEntry>,
+}
+
+impl PartitionTable {
+    pub fn find_by_start(&self, start: Bytes) -> Option<&PartitionEntry> {
+        self.partitions.iter().find(|p| p.start == start && !p.extended)
+    }
+
+    /// The extended partition a logical partition lies in, if any.
+    pub fn extended_containing(&self, entry: &PartitionEntry) -> Option<&PartitionEntry> {
+        self.partitions
+            .iter()
+            .find(|p| p.extended && p.start <= entry.start && entry.end() <= p.end())
+    }
+
+    pub fn is_gpt(&self) -> bool {
+        matches!(self.kind, TableKind::Gpt { .. })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("cannot open {path}: {source} (run the stager as root)")]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("{path} has no MBR or GPT partition table that can be read: {problem}")]
+    Unreadable { path: PathBuf, problem: String },
+    #[error("{path}: logical sector size {size} is not supported (only 512 and 4096 bytes)")]
+    SectorSize { path: PathBuf, size: Bytes },
+}
+
+/// Reads the partition table of the disk device or image file at `path`.
+pub fn read(path: &Path, sector_size: Bytes) -> Result<PartitionTable, TableError> {
+    let unreadable = |problem: String| TableError::Unreadable {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let sector_size_u32 = u32::try_from(sector_size.get()).map_err(|_| TableError::SectorSize {
+        path: path.to_path_buf(),
+        size: sector_size,
+    })?;
+    let mut file = File::open(path).map_err(|source| TableError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mbr = mbrman::MBR::read_from(&mut file, sector_size_u32).map_err(|e| unreadable(e.to_string()))?;
+    if mbr.header.iter().any(|(_, p)| p.sys == GPT_PROTECTIVE) {
+        return read_gpt(path, sector_size);
+    }
+    Ok(from_mbr(&mbr, sector_size))
+}
+
+fn from_mbr(mbr: &mbrman::MBR, sector_size: Bytes) -> PartitionTable {
+    let signature = u32::from_le_bytes(mbr.header.disk_signature);
+    let partitions = mbr
+        .iter()
+        .filter(|(_, p)| p.is_used())
+        .map(|(number, p)| {
+            let number = u32::try_from(number).unwrap_or(u32::MAX);
+            let start_sector = Sectors(u64::from(p.starting_lba));
+            let sector_count = Sectors(u64::from(p.sectors));
+            PartitionEntry {
+                number,
+                start_sector,
+                sector_count,
+                start: start_sector.bytes(sector_size),
+                size: sector_count.bytes(sector_size),
+                type_code: format!("0x{:02x}", p.sys),
+                bootable: p.is_active(),
+                extended: p.is_extended(),
+                partuuid: format!("{signature:08x}-{number:02x}"),
+                name: None,
+            }
+        })
+        .collect();
+    PartitionTable {
+        kind: TableKind::Mbr {
+            disk_signature: format!("{signature:08x}"),
+        },
+        sector_size,
+        partitions,
+    }
+}
+
+fn read_gpt(path: &Path, sector_size: Bytes) -> Result<PartitionTable, TableError> {
+    let block_size = match sector_size.get() {
+        512 => gpt::disk::LogicalBlockSize::Lb512,
+        4096 => gpt::disk::LogicalBlockSize::Lb4096,
+        _ => {
+            return Err(TableError::SectorSize {
+                path: path.to_path_buf(),
+                size: sector_size,
+            })
+        }
+    };
+    let disk = gpt::GptConfig::new()
+        .writable(false)
+        .logical_block_size(block_size)
+        .open(path)
+        .map_err(|e| TableError::Unreadable {
+            path: path.to_path_buf(),
+            problem: format!("protective MBR found but GPT unreadable: {e}"),
+        })?;
+    let partitions = disk
+        .partitions()
+        .iter()
+        .filter(|(_, p)| p.is_used())
+        .map(|(number, p)| {
+            let start_sector = Sectors(p.first_lba);
+            let sector_count = Sectors(p.last_lba.saturating_sub(p.first_lba).saturating_add(1));
+            PartitionEntry {
+                number: *number,
+                start_sector,
+                sector_count,
+                start: start_sector.bytes(sector_size),
+                size: sector_count.bytes(sector_size),
+                type_code: p.part_type_guid.guid.hyphenated().to_string(),
+                bootable: false,
+                extended: false,
+                partuuid: p.part_guid.hyphenated().to_string(),
+                name: (!p.name.is_empty()).then(|| p.name.clone()),
+            }
+        })
+        .collect();
+    Ok(PartitionTable {
+        kind: TableKind::Gpt {
+            disk_guid: disk.guid().hyphenated().to_string(),
+        },
+        sector_size,
+        partitions,
+    })
+}
