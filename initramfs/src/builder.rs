@@ -265,7 +265,7 @@ impl InitramfsBuilder {
 
         let mut counted_output = CountingWriter::new(out);
         let compressed = self.compression.writer(&mut counted_output)?;
-        let mut cpio = CpioWriter::with_mtime(compressed, self.mtime);
+        let mut cpio = CpioWriter::with_mtime(CountingWriter::new(compressed), self.mtime);
         let mut paths = Vec::new();
         let mut module_bytes = 0;
         for (components, entry) in &planned {
@@ -292,8 +292,9 @@ impl InitramfsBuilder {
             }
             paths.push(path);
         }
-        let cpio_bytes = cpio.bytes_written();
-        cpio.finish()?.finish()?;
+        let counted_cpio = cpio.finish()?;
+        let cpio_bytes = counted_cpio.bytes_written();
+        counted_cpio.into_inner().finish()?;
         let report = BuildReport {
             archive_bytes: counted_output.bytes_written(),
             cpio_bytes,
