@@ -201,7 +201,8 @@ fn explicit_entries_replace_standard_ones() {
 fn inconsistent_contents_are_refused_before_anything_is_written() {
     let scratch = tempfile::tempdir().unwrap();
     let fake = fake_tree(scratch.path());
-    let cases: [(InitramfsBuilder, fn(&Error) -> bool); 4] = [
+    type ErrorCheck = fn(&Error) -> bool;
+    let cases: [(InitramfsBuilder, ErrorCheck); 4] = [
         (InitramfsBuilder::new().data_file("etc/x", "x"), |e| matches!(e, Error::MissingInit)),
         (
             InitramfsBuilder::new().init(TINY_INIT).data_file("etc/x", "1").data_file("/etc//x", "2"),
