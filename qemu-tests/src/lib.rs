@@ -1,1 +1,19 @@
-//! qemu-tests
+//! The end-to-end harness of swapover.
+//!
+//! It builds, from scratch and without mounting anything, a legacy host disk shaped like the
+//! Project STEM devices and a resinOS 2.x stand-in image, boots them under QEMU (TCG) with the
+//! serial console captured, and lets tests await console markers, cut the power at a chosen
+//! moment and inspect the disks afterwards. Console logs are kept under
+//! `target/qemu-tests/logs/`.
+
+pub mod disk;
+pub mod fixture;
+pub mod kernel;
+pub mod paths;
+pub mod qemu;
+pub mod stamp;
+pub mod tools;
+pub mod grub_boot;
+pub mod guest_initramfs;
+pub mod host_image;
+pub mod rootfs;

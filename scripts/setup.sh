@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs everything the tests and the demo need, idempotently:
+# Debian packages, the musl target, and a Debian kernel (downloaded, unpacked, not installed).
+# Downloads are cached under .cache/ (git-ignored), so a second run needs no network.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(qemu-system-x86 grub-pc-bin grub2-common e2fsprogs dosfstools mtools
+          busybox-static xz-utils zstd fdisk cpio kmod gzip ca-certificates)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+    echo "setup: adding rust target x86_64-unknown-linux-musl"
+    rustup target add x86_64-unknown-linux-musl
+fi
+
+# The test kernel: Debian's generic amd64 kernel, the kind a real host runs (ext4, ata, vfat as modules).
+KDIR=.cache/kernel
+if [ ! -f "$KDIR/VERSION" ]; then
+    mkdir -p "$KDIR"
+    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+    if [ -z "$pkg" ]; then
+        apt-get update -qq
+        pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+    fi
+    [ -n "$pkg" ] || { echo "setup: cannot find the Debian kernel package behind linux-image-amd64" >&2; exit 1; }
+    echo "setup: downloading $pkg"
+    rm -rf "$KDIR/tmp" && mkdir -p "$KDIR/tmp"
+    (cd "$KDIR/tmp" && apt-get download "$pkg" >/dev/null)
+    deb=$(ls "$KDIR"/tmp/*.deb)
+    rm -rf "$KDIR/root" && dpkg -x "$deb" "$KDIR/root"
+    ver=$(ls "$KDIR/root/lib/modules" | head -n1)
+    depmod -b "$KDIR/root" "$ver"
+    rm -rf "$KDIR/tmp"
+    echo "$ver" > "$KDIR/VERSION"
+fi
+echo "setup: kernel $(cat "$KDIR/VERSION") ready in $KDIR"
