@@ -8,8 +8,13 @@
 
 mod atomic_file;
 pub mod bootcode;
+pub mod cfg_inspect;
 pub mod env;
+pub mod menu_entry;
 pub mod oneshot;
+mod script_lex;
 
+pub use cfg_inspect::{inspect, inspect_file, CfgReport};
 pub use env::{EnvError, GrubEnv};
+pub use menu_entry::MenuEntry;
 pub use oneshot::{OneShot, OneShotError, PermanentDefault, UndoRecord};
