@@ -244,3 +244,29 @@ fn an_unwritable_directory_is_an_error_that_names_the_fix() {
     let err = j.begin(PLAN).unwrap_err();
     assert!(err.to_string().contains("mounted read-write"), "{err}");
 }
+
+#[test]
+fn flash_progress_resets_the_flash_bound_but_stalls_still_hit_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = begun(dir.path());
+    for step in [Step::BackupDone, Step::ResumeArmed, Step::FlashStarted] {
+        j.record(step).unwrap();
+    }
+    // Five power cuts, each after another checkpoint: never stuck, never halted.
+    for n in 1..=5u64 {
+        let mut boot = Journal::open(dir.path()).unwrap();
+        let action = next_action(boot.state(), &inputs());
+        assert!(matches!(action, Action::Flash { .. }), "boot {n}: {action:?}");
+        boot.record_attempt(ActionKind::Flash).unwrap();
+        boot.record(Step::FlashProgress { through: Bytes(n << 20) }).unwrap();
+        assert_eq!(boot.state().attempts_of(ActionKind::Flash), 0);
+    }
+    // Repeating the same checkpoint is no progress.
+    let mut j = Journal::open(dir.path()).unwrap();
+    for _ in 0..3 {
+        j.record_attempt(ActionKind::Flash).unwrap();
+        j.record(Step::FlashProgress { through: Bytes(5 << 20) }).unwrap();
+    }
+    assert_eq!(j.state().attempts_of(ActionKind::Flash), 3);
+    assert!(matches!(next_action(j.state(), &inputs()), Action::Halt { .. }));
+}

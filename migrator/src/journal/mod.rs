@@ -147,12 +147,19 @@ impl Journal {
     }
 
     /// Record that `step` is done. Durable (file and directory fsynced) on return.
-    /// Repeating the current step is allowed; moving backwards is an error.
+    /// Repeating the current step is allowed; moving backwards is an error. A new
+    /// flash checkpoint clears the flash attempt count: only attempts without
+    /// progress count against the bound.
     pub fn record(&mut self, step: Step) -> Result<(), JournalError> {
         if !self.state.step.may_advance_to(&step) {
             return Err(JournalError::Regress { from: self.state.step.clone(), to: step });
         }
         let mut state = self.state.clone();
+        if let (Some(kind), true) = (step.work_kind(), step != state.step) {
+            // A new checkpoint within a unit of work (flash progress): the retry
+            // bound counts only attempts that make no progress.
+            state.attempts.remove(&kind);
+        }
         state.step = step;
         self.commit(state)
     }

@@ -56,6 +56,14 @@ impl Step {
         self.rank() >= Step::FlashStarted.rank()
     }
 
+    /// The unit of work that records progress checkpoints of this kind, if any.
+    pub fn work_kind(&self) -> Option<ActionKind> {
+        match self {
+            Step::FlashProgress { .. } => Some(ActionKind::Flash),
+            _ => None,
+        }
+    }
+
     /// Whether recording `next` after `self` moves forward (or repeats `self`,
     /// which is harmless for idempotent steps).
     pub fn may_advance_to(&self, next: &Step) -> bool {
