@@ -17,7 +17,7 @@
 //! of the same path; giving any other path twice is an error.
 
 use std::collections::BTreeMap;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -243,8 +243,23 @@ impl InitramfsBuilder {
         self
     }
 
-    /// Writes the archive to the new file `path` (replacing it).
+    /// Writes the archive to `path`: first to `<path>.partial`, synced, then
+    /// renamed over `path`, so `path` is either the old file or the whole
+    /// new archive.
     pub fn write_to_path(&self, path: &Path) -> Result<BuildReport> {
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        let result = self.write_synced(&partial);
+        if result.is_err() {
+            let _ = fs::remove_file(&partial);
+        }
+        let report = result?;
+        fs::rename(&partial, path).map_err(Error::Write)?;
+        Ok(report)
+    }
+
+    fn write_synced(&self, path: &Path) -> Result<BuildReport> {
         let file = File::create(path).map_err(Error::Write)?;
         let mut out = BufWriter::new(file);
         let report = self.write_to(&mut out)?;

@@ -64,6 +64,26 @@ impl Compression {
         Ok(CompressedWriter { encoder })
     }
 
+    /// The best compression a kernel built with `kernel_config` (the text
+    /// of its `/boot/config-<version>`) can unpack: xz (smallest), then zstd,
+    /// then gzip, else none. Only `=y` counts: the unpacker runs before any
+    /// module can be loaded.
+    pub fn best_supported(kernel_config: &str) -> Compression {
+        let enabled = |option: &str| {
+            kernel_config
+                .lines()
+                .any(|line| line.trim() == format!("{option}=y"))
+        };
+        [
+            ("CONFIG_RD_XZ", Compression::Xz),
+            ("CONFIG_RD_ZSTD", Compression::Zstd),
+            ("CONFIG_RD_GZIP", Compression::Gzip),
+        ]
+        .into_iter()
+        .find(|(option, _)| enabled(option))
+        .map_or(Compression::None, |(_, compression)| compression)
+    }
+
     fn name(self) -> &'static str {
         match self {
             Compression::None => "none",
@@ -159,5 +179,16 @@ mod tests {
             "bzip2".parse::<Compression>(),
             Err(Error::UnknownCompression(_))
         ));
+    }
+
+    #[test]
+    fn best_supported_follows_the_kernel_config() {
+        let config = "CONFIG_RD_GZIP=y\n# CONFIG_RD_XZ is not set\nCONFIG_RD_ZSTD=m\n";
+        assert_eq!(Compression::best_supported(config), Compression::Gzip);
+        let config = "CONFIG_RD_GZIP=y\nCONFIG_RD_ZSTD=y\n";
+        assert_eq!(Compression::best_supported(config), Compression::Zstd);
+        let config = "CONFIG_RD_GZIP=y\nCONFIG_RD_XZ=y\nCONFIG_RD_ZSTD=y\n";
+        assert_eq!(Compression::best_supported(config), Compression::Xz);
+        assert_eq!(Compression::best_supported("CONFIG_BLK_DEV_INITRD=y\n"), Compression::None);
     }
 }

@@ -226,6 +226,25 @@ fn inconsistent_contents_are_refused_before_anything_is_written() {
 }
 
 #[test]
+fn write_to_path_replaces_the_file_whole_or_not_at_all() {
+    let scratch = tempfile::tempdir().unwrap();
+    let path = scratch.path().join("initrd.img");
+    let partial = scratch.path().join("initrd.img.partial");
+    fs::write(&path, b"old archive").unwrap();
+
+    let error = InitramfsBuilder::new().data_file("etc/x", "x").write_to_path(&path).unwrap_err();
+    assert!(matches!(error, Error::MissingInit));
+    assert_eq!(fs::read(&path).unwrap(), b"old archive");
+    assert!(!partial.exists());
+
+    let report = InitramfsBuilder::new().init(TINY_INIT).write_to_path(&path).unwrap();
+    let written = fs::read(&path).unwrap();
+    assert_eq!(report.archive_bytes, written.len() as u64);
+    assert_eq!(cpio_list(&written), report.paths);
+    assert!(!partial.exists());
+}
+
+#[test]
 fn real_debian_tree_gives_a_gzip_initramfs_of_elf_modules() {
     let Some(tree_dir) = real_module_tree() else {
         println!("note: no Debian module tree under .cache/kernel/*/lib/modules; real-tree build skipped");
