@@ -157,12 +157,29 @@ pub fn install_files(disk_path: &Path, boot_img: &Path, core_img: &Path) -> Resu
 /// Run `grub-mkimage -O i386-pc -p PREFIX -o OUT MODULES...` (modules from
 /// grub-mkimage's default directory, /usr/lib/grub/i386-pc).
 pub fn build_core_img(prefix: &str, modules: &[&str], out: &Path) -> Result<(), BootCodeError> {
-    let output = Command::new("grub-mkimage")
-        .args(["-O", "i386-pc", "-p", prefix, "-o"])
-        .arg(out)
-        .args(modules)
-        .output()
-        .map_err(BootCodeError::MkimageSpawn)?;
+    run_mkimage(prefix, modules, None, out)
+}
+
+/// As [`build_core_img`], with `embedded_config` built in (`grub-mkimage -c`):
+/// GRUB runs it before looking at PREFIX, so a core.img that carries its
+/// modules and such a config (e.g. `search --fs-uuid --set=root UUID`,
+/// `configfile ...` or a menu entry) boots without any file of the old root.
+pub fn build_core_img_with_config(
+    prefix: &str,
+    modules: &[&str],
+    embedded_config: &Path,
+    out: &Path,
+) -> Result<(), BootCodeError> {
+    run_mkimage(prefix, modules, Some(embedded_config), out)
+}
+
+fn run_mkimage(prefix: &str, modules: &[&str], config: Option<&Path>, out: &Path) -> Result<(), BootCodeError> {
+    let mut cmd = Command::new("grub-mkimage");
+    cmd.args(["-O", "i386-pc", "-p", prefix, "-o"]).arg(out);
+    if let Some(config) = config {
+        cmd.arg("-c").arg(config);
+    }
+    let output = cmd.args(modules).output().map_err(BootCodeError::MkimageSpawn)?;
     if !output.status.success() {
         return Err(BootCodeError::Mkimage {
             out: out.to_owned(),

@@ -154,3 +154,26 @@ fn install_through_a_loop_block_device() {
     assert_eq!(sfdisk_dump(&img), dump_before);
     assert_eq!(read_range(&img, SECTOR_BYTES, core.len()), core);
 }
+
+#[test]
+fn self_contained_core_img_with_embedded_config_fits_the_1mib_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("early.cfg");
+    let early = "search --no-floppy --fs-uuid --set=root 0a1b2c3d-1111-2222-3333-444455556666\nset prefix=($root)/boot/grub\nconfigfile $prefix/grub.cfg\n";
+    fs::write(&config, early).unwrap();
+    run(Command::new("grub-script-check").arg(&config));
+    let out = dir.path().join("core.img");
+    let modules = ["biosdisk", "part_msdos", "ext2", "search_fs_uuid", "configfile", "normal", "linux", "echo", "test"];
+    bootcode::build_core_img_with_config("(hd0,msdos5)/boot/grub", &modules, &config, &out).unwrap();
+    let core = fs::read(&out).unwrap();
+    let plain = dir.path().join("plain.img");
+    bootcode::build_core_img("(hd0,msdos5)/boot/grub", &modules, &plain).unwrap();
+    assert!(core.len() > fs::metadata(&plain).unwrap().len() as usize, "config was not embedded");
+
+    let img = image_with_table(dir.path(), HOST_LAYOUT);
+    let dump_before = sfdisk_dump(&img);
+    let plan = bootcode::install_files(&img, Path::new(BOOT_IMG), &out).unwrap();
+    assert!(plan.core_sectors.0 < 2047, "{plan:?}");
+    assert_eq!(read_range(&img, SECTOR_BYTES, core.len()), core);
+    assert_eq!(sfdisk_dump(&img), dump_before);
+}
