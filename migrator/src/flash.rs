@@ -1,1 +1,418 @@
-//! Streaming flash engine: verify, decompress, write, read back.
+//! Streaming flash engine: decode the staged image, write it into place, read it back.
+//!
+//! The path is built from small adapters, one per module (after coreos-installer's
+//! `src/io/`): [`digest::HashingReader`] (sha256 of the compressed stream as read),
+//! [`format::ImageFormat`] (peek at the magic), [`xz_index`] (block map from the xz
+//! index), [`xz_stream::XzReader`] (in-process streaming xz decoding, no child
+//! process), [`limit::LimitReader`] (never more than the extent), and
+//! [`target::RangeWriter`] (placement, extent, held-back head, resume skip, zero rule,
+//! 4 MiB aligned writes, sha256 of what was written).
+//!
+//! Order of events in a flash, and what the caller journals:
+//! 1. [`write_image`]: everything except the image's first MiB is written, with an
+//!    fsync every [`FlashRequest::sync_every_bytes`] and at the end. [`Progress`]
+//!    carries `durable_image_offset`; journal it to resume after a power cut.
+//! 2. [`verify_written`]: the written range is re-read from the medium (page cache
+//!    dropped first) and its sha256 compared with the one computed while writing.
+//!    A mismatch is [`FlashError::VerifyMismatch`], never a log line.
+//! 3. [`commit_head`]: the held-back first MiB (partition table, boot code) is
+//!    written last, synced and read back. This is the commit point.
+//!
+//! Resume: decoding always starts at the beginning of the image (an xz stream cannot
+//! be entered in the middle, and the head and the verification hashes need every
+//! byte); writes below [`FlashRequest::resume_from_image_offset`] are skipped. That is
+//! the simplest correct approach: the bytes skipped were fsynced by an earlier attempt
+//! (the journal only records synced offsets) and verification re-reads them anyway.
+//!
+//! Memory stays bounded whatever the image size: a few 4 MiB chunks, 1 MiB of held
+//! head, and per decoder thread the xz dictionary (8 MiB at the default preset).
+
+pub mod digest;
+pub mod error;
+pub mod format;
+pub mod limit;
+mod parallel;
+pub mod positional;
+mod sequential;
+pub mod target;
+pub mod xz_index;
+pub mod xz_stream;
+
+pub use digest::Sha256Digest;
+pub use error::{FlashError, XzError};
+pub use format::ImageFormat;
+pub use target::{FlashTarget, Placement, VerifiedRange, ZeroRuns, HEAD_BYTES};
+
+use std::fs::File;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use target::{Counters, RangeDone, WritePolicy};
+
+/// Parallel decoding is used only when this many dictionaries fit (threads × dict).
+const PARALLEL_DICT_BUDGET_BYTES: u64 = 40 * 1024 * 1024;
+const VERIFY_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// What to flash where, and how.
+#[derive(Debug, Clone)]
+pub struct FlashRequest {
+    pub placement: Placement,
+    /// Image bytes below this offset are decoded but not written (already written and
+    /// fsynced by an earlier attempt, per the journal). 0 for a fresh flash.
+    pub resume_from_image_offset: u64,
+    pub zero_runs: ZeroRuns,
+    /// Decoder threads for multi-block xz images (1 = sequential).
+    pub decode_threads: usize,
+    /// fsync after this many bytes, so the journal can record progress.
+    pub sync_every_bytes: u64,
+    /// If given, the compressed file's sha256 must match or the flash fails before
+    /// verification (and the head is never returned).
+    pub expected_image_sha256: Option<Sha256Digest>,
+}
+
+impl FlashRequest {
+    /// A fresh flash: write everything, 2 decoder threads, fsync every 256 MiB.
+    pub fn new(placement: Placement) -> Self {
+        FlashRequest {
+            placement,
+            resume_from_image_offset: 0,
+            zero_runs: ZeroRuns::Write,
+            decode_threads: 2,
+            sync_every_bytes: 256 * 1024 * 1024,
+            expected_image_sha256: None,
+        }
+    }
+}
+
+/// A snapshot of a running flash, given to the progress callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Compressed bytes consumed by the decoder(s).
+    pub compressed_bytes_in: u64,
+    /// Decoded image bytes produced.
+    pub image_bytes_out: u64,
+    /// Bytes actually written to the target (less than decoded when resuming/skipping).
+    pub bytes_written: u64,
+    /// Image length when known up front (xz index or raw file length).
+    pub image_bytes_total: Option<u64>,
+    /// Every image byte in `HEAD_BYTES..durable_image_offset` is on the medium (fsynced).
+    /// Safe to journal and pass back as `resume_from_image_offset`.
+    pub durable_image_offset: u64,
+}
+
+impl Progress {
+    pub(crate) fn snapshot(counters: &Counters, total: Option<u64>, durable: u64) -> Progress {
+        Progress {
+            compressed_bytes_in: counters.compressed_in.load(Ordering::Relaxed),
+            image_bytes_out: counters.decoded_out.load(Ordering::Relaxed),
+            bytes_written: counters.written.load(Ordering::Relaxed),
+            image_bytes_total: total,
+            durable_image_offset: durable,
+        }
+    }
+}
+
+/// How the image was decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeMode {
+    Raw,
+    XzSequential,
+    XzParallel { threads: usize, blocks: usize },
+}
+
+/// The image's first [`HEAD_BYTES`] (or less for a tiny image), held back from the target.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HeldHead {
+    bytes: Vec<u8>,
+}
+
+impl HeldHead {
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl std::fmt::Debug for HeldHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "HeldHead({} bytes, sha256 {})",
+            self.bytes.len(),
+            Sha256Digest::of(&self.bytes)
+        )
+    }
+}
+
+/// The result of [`write_image`]: everything but the head is written and synced.
+#[derive(Debug, Clone)]
+pub struct WrittenImage {
+    pub placement: Placement,
+    pub head: HeldHead,
+    pub image_bytes: u64,
+    pub compressed_sha256: Sha256Digest,
+    pub compressed_bytes: u64,
+    /// The written ranges (everything from `HEAD_BYTES` to the end), with the sha256
+    /// of the bytes handed to the target. One range, or one per xz block.
+    pub ranges: Vec<VerifiedRange>,
+    pub mode: DecodeMode,
+    pub write_time: Duration,
+}
+
+/// [`flash_image`]'s result: written and verified; the head still waits for [`commit_head`].
+#[derive(Debug, Clone)]
+pub struct FlashReport {
+    pub written: WrittenImage,
+    pub verify_time: Duration,
+}
+
+/// Write and verify. The caller then journals and calls [`commit_head`].
+pub fn flash_image<T: FlashTarget + ?Sized>(
+    image: &File,
+    target: &T,
+    request: &FlashRequest,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<FlashReport, FlashError> {
+    let written = write_image(image, target, request, progress)?;
+    let verify_time = verify_written(target, &written)?;
+    Ok(FlashReport {
+        written,
+        verify_time,
+    })
+}
+
+/// Decode the image and write all of it except the head; fsync. See the module docs.
+pub fn write_image<T: FlashTarget + ?Sized>(
+    image: &File,
+    target: &T,
+    request: &FlashRequest,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<WrittenImage, FlashError> {
+    let started = Instant::now();
+    let placement = request.placement;
+    let format = ImageFormat::sniff(image).map_err(FlashError::ReadImage)?;
+    let layout = match format {
+        ImageFormat::Xz => Some(xz_index::read_layout(image).map_err(|e| match e {
+            xz_index::ReadLayoutError::Io(io) => FlashError::ReadImage(io),
+            xz_index::ReadLayoutError::Xz(xz) => FlashError::Xz(xz),
+        })?),
+        ImageFormat::Raw => None,
+    };
+    let image_bytes = match &layout {
+        Some(layout) => layout.uncompressed_bytes,
+        None => image.metadata().map_err(FlashError::ReadImage)?.len(),
+    };
+    if image_bytes > placement.extent_bytes {
+        return Err(FlashError::ImageTooLarge {
+            image_bytes,
+            extent_bytes: placement.extent_bytes,
+        });
+    }
+    if request.resume_from_image_offset > image_bytes {
+        return Err(FlashError::BadRequest(
+            "resume offset lies past the end of the image",
+        ));
+    }
+    if request.sync_every_bytes == 0 {
+        return Err(FlashError::BadRequest("sync_every_bytes must be positive"));
+    }
+    let policy = WritePolicy {
+        placement,
+        resume_from: request.resume_from_image_offset,
+        zero_runs: request.zero_runs,
+    };
+    let counters = Counters::default();
+    let parallel_threads = layout
+        .as_ref()
+        .and_then(|l| parallel_threads(image, l, request.decode_threads));
+    let (done, compressed_sha256, compressed_bytes, mode) = match (&layout, parallel_threads) {
+        (Some(layout), Some(threads)) => {
+            log::info!(
+                "flash: {} xz blocks, decoding with {threads} threads",
+                layout.blocks.len()
+            );
+            let result = parallel::run(
+                image,
+                layout,
+                threads,
+                target,
+                policy,
+                request.sync_every_bytes,
+                &counters,
+                progress,
+            )?;
+            let mode = DecodeMode::XzParallel {
+                threads,
+                blocks: layout.blocks.len(),
+            };
+            (
+                result.done,
+                result.compressed_sha256,
+                result.compressed_bytes,
+                mode,
+            )
+        }
+        _ => {
+            let mode = if layout.is_some() {
+                DecodeMode::XzSequential
+            } else {
+                DecodeMode::Raw
+            };
+            log::info!("flash: {mode:?} decoding of a {image_bytes}-byte image");
+            let total = Some(image_bytes);
+            let result = sequential::run(
+                image,
+                format,
+                image_bytes,
+                target,
+                policy,
+                request.sync_every_bytes,
+                &counters,
+                progress,
+                total,
+            )?;
+            if result.image_bytes != image_bytes {
+                return Err(FlashError::Xz(XzError::Truncated));
+            }
+            (
+                vec![result.done],
+                result.compressed_sha256,
+                result.compressed_bytes,
+                mode,
+            )
+        }
+    };
+    if let Some(expected) = request.expected_image_sha256 {
+        if expected != compressed_sha256 {
+            return Err(FlashError::ImageDigestMismatch {
+                expected,
+                actual: compressed_sha256,
+            });
+        }
+    }
+    target.sync().map_err(FlashError::SyncTarget)?;
+    let (head, ranges) = assemble(done);
+    progress(&Progress::snapshot(
+        &counters,
+        Some(image_bytes),
+        image_bytes,
+    ));
+    Ok(WrittenImage {
+        placement,
+        head,
+        image_bytes,
+        compressed_sha256,
+        compressed_bytes,
+        ranges,
+        mode,
+        write_time: started.elapsed(),
+    })
+}
+
+/// Threads to decode with, or `None` for the sequential path.
+fn parallel_threads(image: &File, layout: &xz_index::XzLayout, wanted: usize) -> Option<usize> {
+    let threads = wanted.min(layout.blocks.len());
+    if threads < 2 {
+        return None;
+    }
+    let dict = layout
+        .blocks
+        .first()
+        .and_then(|b| xz_index::block_dict_bytes(image, b))?;
+    let fitting = (PARALLEL_DICT_BUDGET_BYTES / dict.max(1)) as usize;
+    (fitting >= 2).then_some(threads.min(fitting))
+}
+
+fn assemble(done: Vec<RangeDone>) -> (HeldHead, Vec<VerifiedRange>) {
+    let mut head = Vec::new();
+    let mut ranges = Vec::with_capacity(done.len());
+    for part in done {
+        head.extend_from_slice(&part.head_part);
+        ranges.extend(part.range);
+    }
+    (HeldHead { bytes: head }, ranges)
+}
+
+/// Re-read every written range from the medium and compare with the hashes computed
+/// while writing. Returns the time it took. Any difference is fatal.
+pub fn verify_written<T: FlashTarget + ?Sized>(
+    target: &T,
+    written: &WrittenImage,
+) -> Result<Duration, FlashError> {
+    let started = Instant::now();
+    let placement = written.placement;
+    target.sync().map_err(FlashError::SyncTarget)?;
+    if written.image_bytes > HEAD_BYTES {
+        let start = placement.target_byte(HEAD_BYTES);
+        // Best effort: on a file system without fadvise support we still read, from cache.
+        if let Err(e) = target.drop_cache(start, written.image_bytes - HEAD_BYTES) {
+            log::warn!(
+                "flash: cannot drop cached pages before read-back ({e}); verifying from cache"
+            );
+        }
+    }
+    let mut buf = vec![0u8; VERIFY_CHUNK_BYTES];
+    for range in &written.ranges {
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        let mut offset = range.image_offset;
+        let end = range.image_offset + range.len_bytes;
+        while offset < end {
+            let piece = ((end - offset) as usize).min(VERIFY_CHUNK_BYTES);
+            let target_byte = placement.target_byte(offset);
+            target
+                .read_exact_at(&mut buf[..piece], target_byte)
+                .map_err(|source| FlashError::ReadBack {
+                    offset: target_byte,
+                    source,
+                })?;
+            sha2::Digest::update(&mut hasher, &buf[..piece]);
+            offset += piece as u64;
+        }
+        let actual = Sha256Digest::from_hasher(hasher);
+        if actual != range.sha256 {
+            return Err(FlashError::VerifyMismatch {
+                image_offset: range.image_offset,
+                end,
+                expected: range.sha256,
+                actual,
+            });
+        }
+    }
+    Ok(started.elapsed())
+}
+
+/// Write the held-back head at the image's place (the commit point), sync, read it
+/// back and compare byte for byte.
+pub fn commit_head<T: FlashTarget + ?Sized>(
+    target: &T,
+    placement: Placement,
+    head: &HeldHead,
+) -> Result<(), FlashError> {
+    let start = placement.target_byte(0);
+    let len = head.bytes.len() as u64;
+    if len > placement.extent_bytes {
+        return Err(FlashError::ImageTooLarge {
+            image_bytes: len,
+            extent_bytes: placement.extent_bytes,
+        });
+    }
+    target
+        .write_all_at(&head.bytes, start)
+        .map_err(|source| FlashError::WriteTarget {
+            offset: start,
+            source,
+        })?;
+    target.sync().map_err(FlashError::SyncTarget)?;
+    if let Err(e) = target.drop_cache(start, len) {
+        log::warn!("flash: cannot drop cached head before read-back ({e})");
+    }
+    let mut back = vec![0u8; head.bytes.len()];
+    target
+        .read_exact_at(&mut back, start)
+        .map_err(|source| FlashError::ReadBack {
+            offset: start,
+            source,
+        })?;
+    if back != head.bytes {
+        return Err(FlashError::HeadMismatch);
+    }
+    Ok(())
+}

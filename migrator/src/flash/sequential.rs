@@ -1,0 +1,242 @@
+//! One decoder thread feeding the writer: the path for single-block xz and raw images.
+//!
+//! Two stages, like `xz -dc | dd`, but in one process: the reader thread reads the
+//! image file, hashes the compressed bytes and decodes; the calling thread hashes the
+//! decoded bytes and writes them. Memory: a few 4 MiB chunks in flight, recycled.
+
+use super::digest::{HashingReader, Sha256Digest};
+use super::error::{from_source_io, FlashError};
+use super::format::ImageFormat;
+use super::limit::{LimitReader, TooLong};
+use super::positional::PositionalReader;
+use super::target::{
+    Counters, FlashTarget, RangeDone, RangeWriter, WritePolicy, WRITE_CHUNK_BYTES,
+};
+use super::xz_stream::XzReader;
+use super::Progress;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+const IN_FLIGHT_CHUNKS: usize = 3;
+const INPUT_BUFFER_BYTES: usize = 256 * 1024;
+
+enum Chunk {
+    Data(Vec<u8>),
+    End {
+        compressed_sha256: Sha256Digest,
+        compressed_bytes: u64,
+    },
+    Failed(FlashError),
+}
+
+pub(crate) struct SequentialResult {
+    pub done: RangeDone,
+    pub compressed_sha256: Sha256Digest,
+    pub compressed_bytes: u64,
+    pub image_bytes: u64,
+}
+
+/// Counts compressed bytes as the decoder pulls them.
+struct Counted<'a, R> {
+    inner: R,
+    counters: &'a Counters,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counters
+            .compressed_in
+            .fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn map_read_error(error: io::Error) -> FlashError {
+    if let Some(too_long) = error.get_ref().and_then(|e| e.downcast_ref::<TooLong>()) {
+        return FlashError::ImageTooLarge {
+            image_bytes: too_long.limit_bytes + 1,
+            extent_bytes: too_long.limit_bytes,
+        };
+    }
+    from_source_io(error)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run<T: FlashTarget + ?Sized>(
+    image: &File,
+    format: ImageFormat,
+    limit_bytes: u64,
+    target: &T,
+    policy: WritePolicy,
+    sync_every_bytes: u64,
+    counters: &Counters,
+    progress: &mut dyn FnMut(&Progress),
+    total: Option<u64>,
+) -> Result<SequentialResult, FlashError> {
+    let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(IN_FLIGHT_CHUNKS);
+    let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT_CHUNKS + 1);
+    std::thread::scope(|scope| {
+        let producer = std::thread::Builder::new()
+            .name("flash-decode".into())
+            .spawn_scoped(scope, move || {
+                produce_hashed(image, format, limit_bytes, counters, &chunk_tx, &recycle_rx)
+            })
+            .map_err(|_| FlashError::Worker("cannot start the decoder thread"))?;
+        let result = consume(
+            target,
+            policy,
+            sync_every_bytes,
+            counters,
+            progress,
+            total,
+            &chunk_rx,
+            &recycle_tx,
+        );
+        drop(chunk_rx); // unblocks the producer if we stopped early
+        producer
+            .join()
+            .map_err(|_| FlashError::Worker("the decoder thread panicked"))?;
+        result
+    })
+}
+
+/// [`produce`], but keeping the compressed-stream hasher to report its digest.
+fn produce_hashed(
+    image: &File,
+    format: ImageFormat,
+    limit_bytes: u64,
+    counters: &Counters,
+    out: &SyncSender<Chunk>,
+    recycled: &Receiver<Vec<u8>>,
+) {
+    let hashing = HashingReader::new(Counted {
+        inner: PositionalReader::new(image, 0),
+        counters,
+    });
+    let buffered = BufReader::with_capacity(INPUT_BUFFER_BYTES, hashing);
+    match format {
+        ImageFormat::Xz => match XzReader::new(buffered) {
+            Ok(reader) => pump(
+                LimitReader::new(reader, limit_bytes),
+                counters,
+                out,
+                recycled,
+                |r| r.into_inner().into_inner().into_inner(),
+            ),
+            Err(e) => {
+                let _ = out.send(Chunk::Failed(FlashError::ReadImage(e)));
+            }
+        },
+        ImageFormat::Raw => pump(
+            LimitReader::new(buffered, limit_bytes),
+            counters,
+            out,
+            recycled,
+            |r| r.into_inner().into_inner(),
+        ),
+    }
+}
+
+fn pump<'a, R: Read>(
+    mut reader: LimitReader<R>,
+    counters: &Counters,
+    out: &SyncSender<Chunk>,
+    recycled: &Receiver<Vec<u8>>,
+    into_hasher: impl FnOnce(LimitReader<R>) -> HashingReader<Counted<'a, PositionalReader<'a>>>,
+) {
+    loop {
+        let mut chunk = recycled.try_recv().unwrap_or_default();
+        chunk.resize(WRITE_CHUNK_BYTES, 0);
+        match fill(&mut reader, &mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                chunk.truncate(n);
+                counters.decoded_out.fetch_add(n as u64, Ordering::Relaxed);
+                if out.send(Chunk::Data(chunk)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = out.send(Chunk::Failed(map_read_error(e)));
+                return;
+            }
+        }
+    }
+    let mut hashing = into_hasher(reader);
+    // The decoder stops at the end of the last stream; hash anything after it too
+    // (there is nothing for xz with CONCATENATED, which reads to EOF).
+    if let Err(e) = io::copy(&mut hashing, &mut io::sink()) {
+        let _ = out.send(Chunk::Failed(FlashError::ReadImage(e)));
+        return;
+    }
+    let (compressed_sha256, compressed_bytes) = hashing.finish();
+    let _ = out.send(Chunk::End {
+        compressed_sha256,
+        compressed_bytes,
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn consume<T: FlashTarget + ?Sized>(
+    target: &T,
+    policy: WritePolicy,
+    sync_every_bytes: u64,
+    counters: &Counters,
+    progress: &mut dyn FnMut(&Progress),
+    total: Option<u64>,
+    chunks: &Receiver<Chunk>,
+    recycle: &SyncSender<Vec<u8>>,
+) -> Result<SequentialResult, FlashError> {
+    let mut writer = RangeWriter::new(target, policy, counters, 0);
+    let mut synced_at = 0u64;
+    let mut durable = 0u64;
+    loop {
+        match chunks.recv() {
+            Ok(Chunk::Data(chunk)) => {
+                writer.push(&chunk)?;
+                let _ = recycle.try_send(chunk);
+                if writer.position() - synced_at >= sync_every_bytes {
+                    target.sync().map_err(FlashError::SyncTarget)?;
+                    synced_at = writer.position();
+                    durable = writer.written_through();
+                }
+                progress(&Progress::snapshot(counters, total, durable));
+            }
+            Ok(Chunk::End {
+                compressed_sha256,
+                compressed_bytes,
+            }) => {
+                let image_bytes = writer.position();
+                let done = writer.finish()?;
+                return Ok(SequentialResult {
+                    done,
+                    compressed_sha256,
+                    compressed_bytes,
+                    image_bytes,
+                });
+            }
+            Ok(Chunk::Failed(error)) => return Err(error),
+            Err(_) => {
+                return Err(FlashError::Worker(
+                    "the decoder thread stopped without a word",
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Writing decoded bytes to the target: placement, extent, held-back head, resume skip,
+//! zero-run rule, large aligned writes, hashing of what was written.
+
+use super::digest::Sha256Digest;
+use super::error::FlashError;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The image's first MiB (MBR, boot code, the gap GRUB-like loaders use): held back
+/// and written last by [`super::commit_head`], so a half-flashed disk never looks bootable.
+pub const HEAD_BYTES: u64 = 1024 * 1024;
+
+/// Writes go out in pieces of this size, at image offsets that are multiples of it.
+pub const WRITE_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Granule for the zero-run rule (only used when the target is known to read as zero).
+const ZERO_GRANULE_BYTES: usize = 64 * 1024;
+
+/// Something an image can be flashed onto: a regular file or a block device.
+///
+/// Positional I/O (`pread`/`pwrite`) so parallel decoders can write their blocks
+/// without sharing a file position. Implemented for [`std::fs::File`], opened
+/// read + write (e.g. `OpenOptions::new().read(true).write(true).open("/dev/sda")`).
+pub trait FlashTarget: Sync {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Make everything written so far durable (fdatasync).
+    fn sync(&self) -> io::Result<()>;
+    /// Forget cached copies of a range (after a sync) so the next read comes from the medium.
+    fn drop_cache(&self, offset: u64, len: u64) -> io::Result<()>;
+}
+
+impl FlashTarget for File {
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        FileExt::write_all_at(self, buf, offset)
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.sync_data()
+    }
+
+    fn drop_cache(&self, offset: u64, len: u64) -> io::Result<()> {
+        use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+        let offset = i64::try_from(offset).map_err(io::Error::other)?;
+        let len = i64::try_from(len).map_err(io::Error::other)?;
+        posix_fadvise(self, offset, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED)
+            .map_err(io::Error::from)
+    }
+}
+
+/// Where the image goes on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// Target byte that receives image byte 0.
+    pub target_offset_bytes: u64,
+    /// The image may occupy at most this many bytes from `target_offset_bytes`
+    /// (whatever lies behind, e.g. the staging partition, is never written).
+    pub extent_bytes: u64,
+}
+
+impl Placement {
+    pub(crate) fn target_byte(&self, image_offset: u64) -> u64 {
+        self.target_offset_bytes + image_offset
+    }
+}
+
+/// When may a run of zeros in the image be left unwritten?
+///
+/// The rule: only when something outside the image proves the target already reads as
+/// zero there. Zeros in an image are not proof of anything (they may be data), and the
+/// old root's blocks hold old data; a discard does not guarantee zeroes either. So the
+/// default writes everything. A bmap (ranges the image maps as unused) is the other
+/// valid proof; it is not supported yet, so there is no variant for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ZeroRuns {
+    /// Write every byte (always safe).
+    #[default]
+    Write,
+    /// The caller guarantees the whole extent reads as zero (e.g. a freshly created
+    /// sparse file, or a range zeroed with BLKZEROOUT and checked). All-zero 64 KiB
+    /// granules are skipped; read-back verification still covers them.
+    SkipTargetReadsZero,
+}
+
+/// Live counters shared by the decoding threads and the progress reporter.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub compressed_in: AtomicU64,
+    pub decoded_out: AtomicU64,
+    pub written: AtomicU64,
+}
+
+/// A written image range and the sha256 of its bytes, computed while writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedRange {
+    pub image_offset: u64,
+    pub len_bytes: u64,
+    pub sha256: Sha256Digest,
+}
+
+/// What a [`RangeWriter`] leaves behind.
+pub(crate) struct RangeDone {
+    pub range: Option<VerifiedRange>,
+    /// Bytes below [`HEAD_BYTES`] that this range received (held back, not written).
+    pub head_part: Vec<u8>,
+}
+
+/// How a range of the image is to be written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WritePolicy {
+    pub placement: Placement,
+    pub resume_from: u64,
+    pub zero_runs: ZeroRuns,
+}
+
+/// Receives the decoded bytes of one contiguous image range, in order, and writes them.
+pub(crate) struct RangeWriter<'a, T: FlashTarget + ?Sized> {
+    target: &'a T,
+    policy: WritePolicy,
+    counters: &'a Counters,
+    start: u64,
+    next: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+    hasher: Sha256,
+    head_part: Vec<u8>,
+}
+
+impl<'a, T: FlashTarget + ?Sized> RangeWriter<'a, T> {
+    pub fn new(target: &'a T, policy: WritePolicy, counters: &'a Counters, start: u64) -> Self {
+        RangeWriter {
+            target,
+            policy,
+            counters,
+            start,
+            next: start,
+            buf: Vec::new(),
+            buf_start: start,
+            hasher: Sha256::new(),
+            head_part: Vec::new(),
+        }
+    }
+
+    /// Image offset of the next byte expected.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// Every image byte below this offset (and at or above [`HEAD_BYTES`]) has been
+    /// handed to the target (not necessarily synced).
+    pub fn written_through(&self) -> u64 {
+        self.buf_start
+    }
+
+    pub fn push(&mut self, mut data: &[u8]) -> Result<(), FlashError> {
+        let end = self.next + data.len() as u64;
+        if end > self.policy.placement.extent_bytes {
+            return Err(FlashError::ImageTooLarge {
+                image_bytes: end,
+                extent_bytes: self.policy.placement.extent_bytes,
+            });
+        }
+        if self.next < HEAD_BYTES {
+            let take = data.len().min((HEAD_BYTES - self.next) as usize);
+            self.head_part.extend_from_slice(&data[..take]);
+            self.next += take as u64;
+            self.buf_start = self.next;
+            data = &data[take..];
+        }
+        while !data.is_empty() {
+            let chunk = WRITE_CHUNK_BYTES as u64;
+            let boundary = (self.next / chunk + 1) * chunk;
+            let room = (boundary - self.next) as usize;
+            let take = data.len().min(room);
+            if self.buf.is_empty() && take == WRITE_CHUNK_BYTES {
+                // Aligned full chunk: write straight from the caller's buffer.
+                self.hasher.update(&data[..take]);
+                self.write_out(&data[..take], self.next)?;
+                self.next += take as u64;
+                self.buf_start = self.next;
+            } else {
+                if self.buf.capacity() == 0 {
+                    self.buf.reserve_exact(WRITE_CHUNK_BYTES);
+                }
+                self.buf.extend_from_slice(&data[..take]);
+                self.next += take as u64;
+                if take == room {
+                    self.flush_buf()?;
+                }
+            }
+            data = &data[take..];
+        }
+        Ok(())
+    }
+
+    fn flush_buf(&mut self) -> Result<(), FlashError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        self.hasher.update(&buf);
+        let result = self.write_out(&buf, self.buf_start);
+        self.buf = buf;
+        self.buf.clear();
+        self.buf_start = self.next;
+        result
+    }
+
+    /// Write `data` (image bytes at `image_offset`), honouring resume and zero rules.
+    fn write_out(&self, data: &[u8], image_offset: u64) -> Result<(), FlashError> {
+        let skip = self
+            .policy
+            .resume_from
+            .saturating_sub(image_offset)
+            .min(data.len() as u64) as usize;
+        let (mut data, mut image_offset) = (&data[skip..], image_offset + skip as u64);
+        while !data.is_empty() {
+            let run = match self.policy.zero_runs {
+                ZeroRuns::Write => data.len(),
+                ZeroRuns::SkipTargetReadsZero => {
+                    let granule = data.len().min(ZERO_GRANULE_BYTES);
+                    if data[..granule].iter().all(|b| *b == 0) {
+                        data = &data[granule..];
+                        image_offset += granule as u64;
+                        continue;
+                    }
+                    let mut run = granule;
+                    while run < data.len() {
+                        let next = data.len().min(run + ZERO_GRANULE_BYTES);
+                        if data[run..next].iter().all(|b| *b == 0) {
+                            break;
+                        }
+                        run = next;
+                    }
+                    run
+                }
+            };
+            let target_byte = self.policy.placement.target_byte(image_offset);
+            self.target
+                .write_all_at(&data[..run], target_byte)
+                .map_err(|source| FlashError::WriteTarget {
+                    offset: target_byte,
+                    source,
+                })?;
+            self.counters
+                .written
+                .fetch_add(run as u64, Ordering::Relaxed);
+            data = &data[run..];
+            image_offset += run as u64;
+        }
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<RangeDone, FlashError> {
+        self.flush_buf()?;
+        let body_start = self.start.max(HEAD_BYTES);
+        let range = (self.next > body_start).then(|| VerifiedRange {
+            image_offset: body_start,
+            len_bytes: self.next - body_start,
+            sha256: Sha256Digest::from_hasher(self.hasher),
+        });
+        Ok(RangeDone {
+            range,
+            head_part: self.head_part,
+        })
+    }
+}
