@@ -102,7 +102,8 @@ fn host_config_plus_our_custom_cfg_checks_and_finds_our_entry_by_id() {
 #[test]
 fn unsafe_inputs_are_refused_before_rendering() {
     let good = entry_for("debian-12.cfg");
-    let cases: Vec<(MenuEntry, fn(&MenuEntryError) -> bool)> = vec![
+    type Case = (MenuEntry, fn(&MenuEntryError) -> bool);
+    let cases: Vec<Case> = vec![
         (MenuEntry { id: "has space".into(), ..good.clone() }, |e| matches!(e, MenuEntryError::BadId(_))),
         (MenuEntry { id: String::new(), ..good.clone() }, |e| matches!(e, MenuEntryError::BadId(_))),
         (MenuEntry { kernel: "swapover/vmlinuz".into(), ..good.clone() }, |e| matches!(e, MenuEntryError::BadPath { what: "kernel", .. })),
