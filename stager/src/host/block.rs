@@ -214,7 +214,7 @@ pub fn by_dev_path(root: &HostRoot, host_path: &str) -> Result<BlockDevice, Host
             return by_device_number(root, device);
         }
     }
-    let resolved = std::fs::canonicalize(&path).unwrap_or(path);
+    let resolved = follow_links(path);
     let name = resolved
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -223,4 +223,19 @@ pub fn by_dev_path(root: &HostRoot, host_path: &str) -> Result<BlockDevice, Host
             problem: "does not name a block device".to_string(),
         })?;
     by_name(root, &name)
+}
+
+/// Follows symlinks by their text (at most 8), so that `/dev/mapper/x -> ../dm-1` names
+/// `dm-1` even where the target node itself is not present.
+fn follow_links(mut path: PathBuf) -> PathBuf {
+    for _ in 0..8 {
+        let Ok(target) = std::fs::read_link(&path) else {
+            break;
+        };
+        path = match path.parent() {
+            Some(parent) => parent.join(target),
+            None => target,
+        };
+    }
+    path
 }
