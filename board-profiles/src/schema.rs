@@ -1,0 +1,246 @@
+//! The profile schema: what one board profile TOML file holds.
+//!
+//! Every table refuses unknown keys, so a typo is an error rather than a
+//! silently ignored setting. Shared kinds (table, file system, role, source
+//! kind) come from the `plan` crate so that profile and plan speak one language.
+
+use plan::{Bytes, FsType, PartitionRole, SourceKind, TableKind, UnitError};
+use serde::{Deserialize, Serialize};
+
+/// One supported board and source layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Profile name: the file's stem (`intel-nuc`, `resinos1x-raspberrypi3`). Not in the file.
+    #[serde(skip)]
+    pub name: String,
+    /// Where the profile came from, for error messages (`profiles/intel-nuc.toml (built-in)`).
+    #[serde(skip)]
+    pub origin: String,
+    /// One line for `stager profiles`.
+    pub description: String,
+    /// resin device-type slug the target image must be built for.
+    pub device_type: String,
+    pub architecture: Architecture,
+    pub boot_mode: BootMode,
+    pub bootloader: Bootloader,
+    /// Bootloader configuration files on the boot partition that the migration
+    /// keeps or edits (paths relative to the boot partition's root).
+    pub bootloader_config_files: Vec<String>,
+    pub source: Source,
+    pub target: Target,
+    pub requirements: Requirements,
+    pub initramfs: Initramfs,
+    pub restore: Restore,
+    pub finalize: Finalize,
+    /// Present exactly when `source.kind = "resinos-1x"`.
+    pub resinos1x: Option<Resinos1x>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Architecture {
+    #[serde(rename = "x86_64")]
+    X86_64,
+    #[serde(rename = "armv6")]
+    Armv6,
+    #[serde(rename = "armv7")]
+    Armv7,
+    #[serde(rename = "aarch64")]
+    Aarch64,
+}
+
+impl Architecture {
+    /// True when `uname -m` on the device reports a machine of this architecture.
+    pub fn matches_uname_machine(self, machine: &str) -> bool {
+        match self {
+            Architecture::X86_64 => machine == "x86_64",
+            Architecture::Armv6 => machine == "armv6l",
+            Architecture::Armv7 => machine == "armv7l",
+            Architecture::Aarch64 => machine == "aarch64",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootMode {
+    /// PC BIOS (legacy boot; no `/sys/firmware/efi`).
+    Bios,
+    /// UEFI (`/sys/firmware/efi` present).
+    Uefi,
+    /// An ARM board's own boot ROM/firmware (Raspberry Pi GPU firmware, BeagleBone ROM + u-boot).
+    BoardFirmware,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bootloader {
+    Grub2,
+    UBoot,
+    RaspberrypiFirmware,
+}
+
+/// Where the staging area comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StagingSource {
+    /// The host's swap partition (Ubuntu/Debian hosts).
+    SwapPartition,
+    /// The spare (inactive) root partition (resinOS 1.x `resin-updt`).
+    SpareRootPartition,
+}
+
+/// What the device runs before the migration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub kind: SourceKind,
+    pub staging: StagingSource,
+    /// The source's partition table kind, when the profile knows it (resinOS 1.x).
+    pub partition_table: Option<TableKind>,
+    /// The source's known partitions (resinOS 1.x); empty when discovered on the host.
+    #[serde(default)]
+    pub partitions: Vec<ExpectedPartition>,
+}
+
+/// The resinOS image that is installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub partition_table: TableKind,
+    /// Partition alignment used by the image builder, in KiB.
+    pub alignment_kib: u64,
+    pub partitions: Vec<ExpectedPartition>,
+}
+
+/// A partition a layout is expected to have. Sizes are typical values for
+/// display and pre-checks; the real ones are read from the image's or disk's table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedPartition {
+    pub name: String,
+    pub role: PartitionRole,
+    pub fs: FsType,
+    /// Position among the layout's partitions, 1-based, in table order (an MBR
+    /// extended container is not counted).
+    pub order: u32,
+    pub typical_size_mib: u64,
+    /// The partition takes the rest of the disk on a flashed device (resin-data).
+    #[serde(default)]
+    pub fills_rest: bool,
+}
+
+impl ExpectedPartition {
+    pub fn typical_size(&self) -> Result<Bytes, UnitError> {
+        Bytes::from_mib(self.typical_size_mib)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirements {
+    pub min_ram_mib: u64,
+    pub min_disk_mib: u64,
+}
+
+impl Requirements {
+    pub fn min_ram(&self) -> Result<Bytes, UnitError> {
+        Bytes::from_mib(self.min_ram_mib)
+    }
+
+    pub fn min_disk(&self) -> Result<Bytes, UnitError> {
+        Bytes::from_mib(self.min_disk_mib)
+    }
+}
+
+/// Kernel modules the migration initramfs should load, in this order.
+/// Names as `modprobe` takes them; ones built into the kernel are skipped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Initramfs {
+    pub modules: Vec<String>,
+}
+
+/// A place in the new system: a partition (by role) and an absolute path on it.
+/// The path may contain `{app_id}`, replaced by config.json's `applicationId`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    pub partition: PartitionRole,
+    pub path: String,
+}
+
+impl Location {
+    /// The path with `{app_id}` replaced.
+    pub fn resolve_path(&self, app_id: &str) -> String {
+        self.path.replace(APP_ID_PLACEHOLDER, app_id)
+    }
+}
+
+pub const APP_ID_PLACEHOLDER: &str = "{app_id}";
+
+/// Where restored things go in the new system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restore {
+    /// Where backed-up data goes.
+    pub data: Location,
+    pub config_json: Location,
+    /// Directory for NetworkManager keyfiles (resinOS 2.x: boot partition, `/system-connections`).
+    pub network_connections: Location,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Finalize {
+    /// The partition that may grow at finalize.
+    pub grow_partition: PartitionRole,
+    /// Whether it grows over the staging area once staging is no longer needed.
+    pub grow_over_staging: bool,
+    /// Why (or why not), in a sentence; copied into the plan.
+    pub reason: String,
+}
+
+/// resinOS 1.x specifics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resinos1x {
+    /// Where 1.x keeps config.json, tried in order (host paths).
+    pub config_json_locations: Vec<String>,
+    /// Directory, on the 1.x data partition, holding each application's `/data`.
+    pub app_data_dir: String,
+    /// WiFi Connect's connman settings, relative to the data partition (may use `{app_id}`).
+    pub wifi_connect_config: String,
+    /// connman's state directory on the 1.x root.
+    pub connman_dir: String,
+    /// Backups beyond this (compressed, decimal megabytes) are refused: they
+    /// must fit on the spare root partition.
+    pub backup_limit_compressed_mb: u64,
+    /// Oldest 1.x release the path supports (semver text, e.g. `1.8.0`).
+    pub min_source_version: String,
+    /// Oldest 2.x release that may be installed (e.g. `2.2.0+rev1`).
+    pub min_target_version: String,
+}
+
+impl Resinos1x {
+    pub fn backup_limit(&self) -> Result<Bytes, UnitError> {
+        Bytes(self.backup_limit_compressed_mb).checked_mul(1_000_000)
+    }
+}
+
+impl Profile {
+    /// The target partition with this role, if the profile expects one.
+    pub fn target_partition(&self, role: PartitionRole) -> Option<&ExpectedPartition> {
+        self.target.partitions.iter().find(|p| p.role == role)
+    }
+
+    /// The source partition with this role (resinOS 1.x profiles).
+    pub fn source_partition(&self, role: PartitionRole) -> Option<&ExpectedPartition> {
+        self.source.partitions.iter().find(|p| p.role == role)
+    }
+
+    /// The backup limit for this migration path, if it has one.
+    pub fn backup_limit(&self) -> Result<Option<Bytes>, UnitError> {
+        self.resinos1x.as_ref().map(Resinos1x::backup_limit).transpose()
+    }
+}
