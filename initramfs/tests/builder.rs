@@ -159,6 +159,36 @@ fn busybox_applets_run_from_the_extracted_archive() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), "applet-ran\n");
 }
 
+/// The harness passes every applet busybox itself lists (`--list-full`
+/// paths such as `bin/sh`, `usr/sbin/chroot`).
+#[test]
+fn busybox_full_applet_list_becomes_symlinks_at_those_paths() {
+    let listed = Command::new("/usr/bin/busybox").arg("--list-full").output().unwrap();
+    assert!(listed.status.success());
+    let applets: Vec<String> = String::from_utf8(listed.stdout)
+        .unwrap()
+        .lines()
+        .filter(|line| !line.is_empty() && *line != "bin/busybox")
+        .map(String::from)
+        .collect();
+    assert!(applets.len() > 50, "busybox lists only {applets:?}");
+    let mut archive = Vec::new();
+    let report = InitramfsBuilder::new()
+        .init(TINY_INIT)
+        .busybox(Path::new("/usr/bin/busybox"), &applets)
+        .write_to(&mut archive)
+        .unwrap();
+    let verbose = cpio_list_verbose(&archive);
+    for applet in &applets {
+        let path = if applet.contains('/') { applet.clone() } else { format!("bin/{applet}") };
+        let line = verbose_line(&verbose, &path);
+        assert_eq!(line[0], "lrwxrwxrwx", "{path}");
+        let target = *line.last().unwrap();
+        assert!(target == "/bin/busybox" || target == "busybox", "{path} -> {target}");
+    }
+    assert_parents_come_first(&report.paths);
+}
+
 #[test]
 fn same_contents_give_same_bytes_and_xz_and_zstd_decode() {
     let scratch = tempfile::tempdir().unwrap();
