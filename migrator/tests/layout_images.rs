@@ -69,14 +69,12 @@ fn host_disk(dir: &Path, disk: Sectors, swap: Sectors) -> PathBuf {
 }
 
 fn host_facts(table: &PartitionTable, disk_size: Sectors) -> HostDisk {
-    let root = table.partition(1).unwrap();
     let staging = table.partition(5).unwrap();
-    HostDisk {
-        old_root: Span { start: root.start, size: root.size },
-        staging_start: staging.start,
-        staging_container_start: table.extended().map(|e| e.start),
-        disk_size,
-    }
+    let facts = HostDisk::from_table(table, Sectors(2048), staging.start, disk_size).unwrap();
+    assert_eq!(facts.old_root.start, Sectors(2048));
+    assert_eq!(facts.old_root.size, table.partition(1).unwrap().size);
+    assert_eq!(facts.staging_container_start, Some(table.extended().unwrap().start));
+    facts
 }
 
 fn first_mib(path: &Path) -> Vec<u8> {
@@ -252,4 +250,17 @@ fn a_table_that_already_fills_the_disk_does_not_grow() {
     assert_eq!(fin.growth, None);
     let err = final_table(&image, Sectors(RESIN_2X_END - 1), DataGrowth::OverStaging).unwrap_err();
     assert!(matches!(err, LayoutError::PastDiskEnd { .. }));
+}
+
+#[test]
+fn host_partitions_are_found_by_start_sector_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Sectors(1024 * MIB);
+    let host = host_disk(dir.path(), disk, Sectors(100 * MIB));
+    let table = PartitionTable::read(&mut File::open(&host).unwrap()).unwrap();
+    let err = HostDisk::from_table(&table, Sectors(2048), Sectors(12345), disk).unwrap_err();
+    assert!(matches!(err, LayoutError::PartitionNotFound { what: "staging", .. }), "{err:?}");
+    // The extended container itself is never taken for a partition.
+    let ext = table.extended().unwrap().start;
+    assert!(HostDisk::from_table(&table, Sectors(2048), ext, disk).is_err());
 }

@@ -272,3 +272,41 @@ fn keyfiles_are_written_with_mode_0600() {
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "{}", k.file_name);
     }
 }
+
+/// Ubuntu 14.04 ships NetworkManager 0.9.8: long group names and byte-list SSIDs.
+#[test]
+fn networkmanager_0_9_keyfiles_from_ubuntu_14_04_are_understood() {
+    let dir = tempfile::tempdir().unwrap();
+    let nm = dir.path().join("system-connections");
+    std::fs::create_dir(&nm).unwrap();
+    let ssid_list: String = "Shop AP".bytes().map(|b| format!("{b};")).collect();
+    std::fs::write(
+        nm.join("Shop AP"),
+        format!(
+            "[connection]\nid=Shop AP\nuuid=not-a-uuid\ntype=802-11-wireless\n\n[802-11-wireless]\nssid={ssid_list}\nmode=infrastructure\nmac-address=00:11:22:33:44:77\nsecurity=802-11-wireless-security\n\n[802-11-wireless-security]\nkey-mgmt=wpa-psk\npsk=shop-secret-9\n\n[ipv4]\nmethod=auto\n"
+        ),
+    )
+    .unwrap();
+    let c = collect(&Sources { nm_dirs: vec![nm], ..Sources::default() });
+    assert_eq!(c.keyfiles.len(), 1, "{:#?}", c.warnings);
+    let kf = read_keyfile(&c.keyfiles[0]);
+    assert_eq!(get(&kf, "802-11-wireless", "ssid"), Some(ssid_list.as_str()), "SSID kept as NM wrote it");
+    assert_eq!(get(&kf, "802-11-wireless", "mac-address"), None);
+    assert_eq!(get(&kf, "802-11-wireless-security", "psk"), Some("shop-secret-9"));
+    assert_eq!(get(&kf, "connection", "type"), Some("802-11-wireless"));
+    let uuid = get(&kf, "connection", "uuid").unwrap();
+    assert_ne!(uuid, "not-a-uuid", "an invalid uuid is replaced");
+    assert_eq!(uuid.len(), 36);
+    assert_eq!(c.keyfiles[0].file_name, "Shop_AP");
+
+    // The same network in wpa_supplicant.conf is recognised as a duplicate by SSID.
+    let conf = dir.path().join("wpa.conf");
+    std::fs::write(&conf, "network={\n ssid=\"Shop AP\"\n psk=\"shop-secret-9\"\n}\n").unwrap();
+    let both = collect(&Sources {
+        nm_dirs: vec![dir.path().join("system-connections")],
+        wpa_supplicant: vec![conf],
+        ..Sources::default()
+    });
+    assert_eq!(both.keyfiles.len(), 1);
+    assert!(both.warnings.is_empty(), "same secret: no warning {:#?}", both.warnings);
+}

@@ -32,6 +32,32 @@ pub struct HostDisk {
 }
 
 impl HostDisk {
+    /// The facts from the host's own table, finding the old root and the staging
+    /// partition by their start sectors (names differ between kernels; starts don't).
+    pub fn from_table(
+        table: &PartitionTable,
+        old_root_start: Sectors,
+        staging_start: Sectors,
+        disk_size: Sectors,
+    ) -> Result<HostDisk, LayoutError> {
+        let find = |start: Sectors, what: &'static str| {
+            table
+                .all()
+                .find(|p| p.start == start && !p.is_extended())
+                .copied()
+                .ok_or(LayoutError::PartitionNotFound { what, start })
+        };
+        let root = find(old_root_start, "old root")?;
+        let staging = find(staging_start, "staging")?;
+        let staging_container_start = if staging.number >= 5 { table.extended().map(|e| e.start) } else { None };
+        Ok(HostDisk {
+            old_root: Span { start: root.start, size: root.size },
+            staging_start: staging.start,
+            staging_container_start,
+            disk_size,
+        })
+    }
+
     /// First sector the image must not touch, and what lies there (for messages).
     pub fn limit(&self) -> (Sectors, &'static str) {
         match self.staging_container_start {

@@ -30,6 +30,8 @@ pub enum LayoutError {
     OldRootPastStaging { root_end: Sectors, limit: Sectors },
     #[error("{limit} lies past the end of the disk ({disk_size}); the disk size or table is wrong, re-read the disk")]
     PastDiskEnd { limit: Sectors, disk_size: Sectors },
+    #[error("no {what} partition starts at {start} on this disk; the plan does not match the disk, re-run the stager")]
+    PartitionNotFound { what: &'static str, start: Sectors },
     #[error("the image has no data partition to grow; set the profile to keep the table")]
     NoDataPartition,
     #[error("partition {number} would exceed what an MBR entry holds (2 TiB); keep the table instead of growing")]
