@@ -208,3 +208,37 @@ pub fn read_fat_file(disk: &Path, part: &TablePartition, path: &str) -> Result<V
     let spec = format!("{}@@{}", disk.display(), part.offset_bytes());
     run("mcopy", ["-n".to_string(), "-i".to_string(), spec, format!("::{path}"), "-".to_string()])
 }
+
+/// Writes `data` as file `path` into the ext4 file system of partition `part` of `disk`
+/// (no mount), replacing an existing file. Parent directories must exist.
+pub fn write_ext4_file(disk: &Path, part: &TablePartition, path: &str, data: &[u8]) -> Result<()> {
+    let spec = format!("{}?offset={}", disk.display(), part.offset_bytes());
+    let local = std::env::temp_dir().join(format!("swapover-debugfs-{}-{}", std::process::id(), data.len()));
+    std::fs::write(&local, data)?;
+    // `rm` fails harmlessly when the file does not exist; debugfs reports but continues.
+    let script = format!("rm \"{path}\"\nwrite {} \"{path}\"\n", local.display());
+    let result = run_with_input("debugfs", [std::ffi::OsStr::new("-w"), std::ffi::OsStr::new("-f"), std::ffi::OsStr::new("-"), std::ffi::OsStr::new(&spec)], Some(script.as_bytes()));
+    let _ = std::fs::remove_file(&local);
+    result?;
+    let back = read_ext4_file(disk, part, path)?;
+    if back != data {
+        bail!("debugfs did not write {path} into {}", disk.display());
+    }
+    Ok(())
+}
+
+/// Copies `data` as `path` into the FAT file system of partition `part` of `disk` (no mount).
+pub fn write_fat_file(disk: &Path, part: &TablePartition, path: &str, data: &[u8]) -> Result<()> {
+    let spec = format!("{}@@{}", disk.display(), part.offset_bytes());
+    let local = std::env::temp_dir().join(format!("swapover-mtools-{}-{}", std::process::id(), data.len()));
+    std::fs::write(&local, data)?;
+    let result = run("mcopy", ["-o".to_string(), "-i".to_string(), spec, local.display().to_string(), format!("::{path}")]);
+    let _ = std::fs::remove_file(&local);
+    result.map(|_| ())
+}
+
+/// Makes a directory in the FAT file system of partition `part` of `disk` (no mount).
+pub fn mkdir_fat(disk: &Path, part: &TablePartition, path: &str) -> Result<()> {
+    let spec = format!("{}@@{}", disk.display(), part.offset_bytes());
+    run("mmd", ["-i".to_string(), spec, format!("::{path}")]).map(|_| ())
+}

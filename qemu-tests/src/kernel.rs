@@ -16,6 +16,8 @@ pub const DISK_AND_FS_MODULES: &[&str] = &[
     "vfat",
     "nls_cp437",
     "nls_iso8859-1",
+    "nls_ascii",
+    "nls_utf8",
     "loop",
 ];
 

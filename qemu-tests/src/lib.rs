@@ -17,3 +17,6 @@ pub mod grub_boot;
 pub mod guest_initramfs;
 pub mod host_image;
 pub mod rootfs;
+pub mod payload;
+pub mod resin_image;
+pub mod verdict;

@@ -1,0 +1,178 @@
+//! The resinOS 2.x stand-in: the real partition names, order and file systems of the
+//! intel-nuc / genericx86-64 layout (meta-resin's image_types_resin.bbclass: 4 MiB reserved,
+//! 4 MiB alignment, `resin-boot` vfat 40 MiB with the boot flag, `resin-rootA`, `resin-rootB`,
+//! an extended partition with `resin-state` 20 MiB and `resin-data`), scaled down in the root
+//! and data sizes. It boots through its own GRUB (core in its MBR gap, files on resin-boot) a
+//! kernel from resin-rootA whose init checks what a migration delivered and prints a verdict.
+//! Shipped xz-compressed with a sha256 file, the way a real image is served.
+
+use crate::disk::{self, SECTOR_BYTES};
+use crate::grub_boot;
+use crate::guest_initramfs::build_busybox_initramfs;
+use crate::kernel::TestKernel;
+use crate::paths;
+use crate::rootfs::RootTree;
+use crate::stamp::{self, Fingerprint};
+use crate::tools::run;
+use anyhow::Result;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+const MIB_SECTORS: u64 = (1 << 20) / SECTOR_BYTES;
+/// Device type the stand-in claims in resin-boot's `device-type.json`.
+pub const DEVICE_TYPE: &str = "intel-nuc";
+
+/// One partition of the stand-in: (label, start, size) in sectors, MBR type, file system.
+#[derive(Debug, Clone, Copy)]
+pub struct StandInPartition {
+    pub label: &'static str,
+    pub start: u64,
+    pub sectors: u64,
+    pub mbr_type: &'static str,
+    pub fs: &'static str,
+}
+
+/// The layout, in order: boot, rootA, rootB, (extended), state, data.
+pub const PARTITIONS: [StandInPartition; 5] = [
+    StandInPartition { label: "resin-boot", start: 4 * MIB_SECTORS, sectors: 40 * MIB_SECTORS, mbr_type: "c", fs: "vfat" },
+    StandInPartition { label: "resin-rootA", start: 44 * MIB_SECTORS, sectors: 96 * MIB_SECTORS, mbr_type: "83", fs: "ext4" },
+    StandInPartition { label: "resin-rootB", start: 140 * MIB_SECTORS, sectors: 96 * MIB_SECTORS, mbr_type: "83", fs: "ext4" },
+    StandInPartition { label: "resin-state", start: 240 * MIB_SECTORS, sectors: 20 * MIB_SECTORS, mbr_type: "83", fs: "ext4" },
+    StandInPartition { label: "resin-data", start: 264 * MIB_SECTORS, sectors: 64 * MIB_SECTORS, mbr_type: "83", fs: "ext4" },
+];
+pub const EXTENDED_START: u64 = 236 * MIB_SECTORS;
+pub const IMAGE_SECTORS: u64 = 328 * MIB_SECTORS;
+
+const RECIPE: &str = concat!(
+    include_str!("resin_image.rs"),
+    include_str!("rootfs.rs"),
+    include_str!("grub_boot.rs"),
+    include_str!("guest_initramfs.rs"),
+    include_str!("../assets/resin/grub.cfg"),
+    include_str!("../assets/resin/verdict-init"),
+);
+
+/// The built stand-in: raw image, its xz and sha256 files.
+#[derive(Debug, Clone)]
+pub struct ResinImage {
+    pub raw: PathBuf,
+    pub xz: PathBuf,
+    pub sha256_file: PathBuf,
+    /// sha256 of the `.xz` file as served.
+    pub xz_sha256: String,
+}
+
+impl ResinImage {
+    pub fn ensure() -> Result<ResinImage> {
+        let kernel = TestKernel::locate()?;
+        let dir = paths::images_dir();
+        let raw = dir.join("resinos-standin.img");
+        let xz = dir.join("resinos-standin.img.xz");
+        let sha256_file = dir.join("resinos-standin.img.xz.sha256");
+        let mut fp = Fingerprint::new(RECIPE);
+        fp.text(&kernel.version).file(Path::new(crate::rootfs::BUSYBOX))?.file(&grub_boot::boot_img_path())?;
+        if !(stamp::is_fresh(&xz, &fp) && raw.exists() && sha256_file.exists()) {
+            let started = std::time::Instant::now();
+            build(&kernel, &raw, &xz, &sha256_file)?;
+            stamp::mark_fresh(&xz, &fp)?;
+            eprintln!("[harness] built resinOS stand-in in {:.1}s", started.elapsed().as_secs_f64());
+        }
+        let text = std::fs::read_to_string(&sha256_file)?;
+        let xz_sha256 = text.split_whitespace().next().unwrap_or_default().to_string();
+        Ok(ResinImage { raw, xz, sha256_file, xz_sha256 })
+    }
+
+    /// A fresh writable copy of the raw image (for booting the stand-in directly).
+    pub fn fresh_raw_copy(&self, name: &str) -> Result<PathBuf> {
+        let dst = paths::artifacts_dir().join("runs").join(format!("{name}.img"));
+        if let Some(d) = dst.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        run("cp", [std::ffi::OsStr::new("--sparse=always"), self.raw.as_os_str(), dst.as_os_str()])?;
+        Ok(dst)
+    }
+}
+
+fn build(kernel: &TestKernel, raw: &Path, xz: &Path, sha256_file: &Path) -> Result<()> {
+    let work = paths::images_dir().join("resinos-standin-work");
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    std::fs::create_dir_all(&work)?;
+    let assets = paths::workspace_root().join("qemu-tests/assets/resin");
+
+    // resin-boot: GRUB's files and the device type, as the real boot partition carries them.
+    let boot = RootTree { root: work.join("boot") };
+    std::fs::create_dir_all(&boot.root)?;
+    boot.copy("grub/grub.cfg", &assets.join("grub.cfg"), 0o644)?;
+    grub_boot::copy_modules(&boot.path("grub/i386-pc"))?;
+    boot.file(
+        "device-type.json",
+        format!("{{\"slug\":\"{DEVICE_TYPE}\",\"name\":\"Intel NUC\",\"arch\":\"amd64\",\"state\":\"released\"}}\n").as_bytes(),
+        0o644,
+    )?;
+    boot.file("os-release", b"ID=\"resin-os\"\nNAME=\"resinOS\"\nVERSION_ID=\"2.12.7\"\n", 0o644)?;
+
+    // resin-rootA: the kernel and the verdict initramfs.
+    let root_a = RootTree { root: work.join("rootA") };
+    std::fs::create_dir_all(&root_a.root)?;
+    root_a.copy("boot/bzImage", &kernel.vmlinuz(), 0o644)?;
+    let initramfs = work.join("initramfs");
+    build_busybox_initramfs(&initramfs, kernel, &std::fs::read(assets.join("verdict-init"))?)?;
+    root_a.copy("boot/initramfs", &initramfs, 0o644)?;
+    root_a.file(
+        "etc/os-release",
+        b"ID=\"resin-os\"\nNAME=\"resinOS\"\nVERSION=\"2.12.7+rev1\"\nVERSION_ID=\"2.12.7+rev1\"\nPRETTY_NAME=\"resinOS 2.12.7+rev1 (stand-in)\"\nMACHINE=\"intel-nuc\"\n",
+        0o644,
+    )?;
+    let empty = work.join("empty");
+    std::fs::create_dir_all(&empty)?;
+
+    disk::create_sparse(raw, IMAGE_SECTORS * SECTOR_BYTES)?;
+    let [b, ra, rb, st, da] = PARTITIONS;
+    let mut script = String::from("label: dos\nlabel-id: 0x7e5a0b01\nunit: sectors\n\n");
+    script += &format!("start={}, size={}, type={}, bootable\n", b.start, b.sectors, b.mbr_type);
+    for p in [ra, rb] {
+        script += &format!("start={}, size={}, type={}\n", p.start, p.sectors, p.mbr_type);
+    }
+    script += &format!("start={EXTENDED_START}, size={}, type=5\n", IMAGE_SECTORS - EXTENDED_START);
+    for p in [st, da] {
+        script += &format!("start={}, size={}, type={}\n", p.start, p.sectors, p.mbr_type);
+    }
+    disk::write_table(raw, &script)?;
+
+    for (i, p) in PARTITIONS.iter().enumerate() {
+        let fs_file = work.join(format!("{}.fs", p.label));
+        let bytes = p.sectors * SECTOR_BYTES;
+        let content = match p.label {
+            "resin-boot" => &boot.root,
+            "resin-rootA" => &root_a.root,
+            _ => &empty,
+        };
+        if p.fs == "vfat" {
+            disk::mkfs_vfat(&fs_file, bytes, p.label, "a0b0c0d0", content)?;
+        } else {
+            let uuid = format!("0e51a000-0000-4000-8000-00000000000{i}");
+            disk::mkfs_ext4(&fs_file, bytes, p.label, &uuid, content, "")?;
+        }
+        disk::place_into_fresh_sparse(raw, p.start * SECTOR_BYTES, &fs_file)?;
+    }
+    grub_boot::install(raw, "(hd0,msdos1)/grub", &["biosdisk", "part_msdos", "fat"], &work)?;
+
+    run("xz", ["-T2", "-6", "-k", "-f", &raw.to_string_lossy()])?;
+    let mut hasher = Sha256::new();
+    let mut f = std::fs::File::open(xz)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let name = xz.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    std::fs::write(sha256_file, format!("{}  {name}\n", crate::stamp::hex(&hasher.finalize())))?;
+    std::fs::remove_dir_all(&work)?;
+    Ok(())
+}
