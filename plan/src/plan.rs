@@ -158,6 +158,21 @@ pub struct Staging {
 pub struct Sha256Hex(pub String);
 
 impl Sha256Hex {
+    /// From a raw 32-byte digest (e.g. `sha2::Sha256::finalize()`).
+    pub fn from_digest(digest: &[u8]) -> Sha256Hex {
+        Sha256Hex(digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// From text (either case, surrounding whitespace ignored), stored lower case.
+    pub fn parse(text: &str) -> Result<Sha256Hex, PlanError> {
+        let digest = Sha256Hex(text.trim().to_ascii_lowercase());
+        if digest.is_well_formed() {
+            Ok(digest)
+        } else {
+            Err(PlanError::BadSha256 { what: "sha256", value: text.to_string() })
+        }
+    }
+
     pub fn is_well_formed(&self) -> bool {
         self.0.len() == 64 && self.0.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     }

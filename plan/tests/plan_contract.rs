@@ -298,3 +298,16 @@ fn text_rendering_lists_partitions_writes_backup_and_grub_changes() {
     }
     assert_eq!(example().to_string(), text);
 }
+
+#[test]
+fn sha256_text_is_normalised_and_checked() {
+    // sha256("") as printed by sha256sum, in upper case with a newline.
+    let empty = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855\n";
+    let digest = Sha256Hex::parse(empty).unwrap();
+    assert_eq!(digest.0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    assert!(matches!(Sha256Hex::parse("e3b0c442"), Err(PlanError::BadSha256 { .. })));
+    let bytes: Vec<u8> = (0u8..32).collect();
+    let from_bytes = Sha256Hex::from_digest(&bytes);
+    assert_eq!(from_bytes.0, "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f");
+    assert!(from_bytes.is_well_formed());
+}
