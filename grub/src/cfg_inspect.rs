@@ -268,7 +268,10 @@ impl Walker {
                         if let Branch::Then(c) = branch.clone() {
                             passed.push(c);
                         }
-                        *branch = Branch::Else(passed.join(" or "));
+                        *branch = Branch::Else(match passed.as_slice() {
+                            [one] => one.clone(),
+                            many => format!("({})", many.join(" or ")),
+                        });
                     }
                     words.remove(0);
                 }

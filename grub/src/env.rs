@@ -10,7 +10,16 @@
 //! The result is byte-identical with `grub-editenv` for the same operations
 //! (proven in `tests/env_vs_grub_editenv.rs`).
 //!
-//! Writing goes through [`crate::atomic_file::replace`]; see there why.
+//! Writing: [`GrubEnv::save`] writes a temp file in the same directory,
+//! fsyncs it, renames it over the target and fsyncs the directory, keeping
+//! the mode. `grub-editenv set` instead truncates and rewrites in place; a
+//! power cut in between leaves an empty or torn block, and GRUB then falls
+//! back to its plain default, which during a migration may be the OS being
+//! overwritten. A rename is all-or-nothing. It is also safe for GRUB's own
+//! `save_env`, which writes through the file's blocklist: GRUB resolves that
+//! blocklist afresh at each boot, the new file has the same 1024-byte size,
+//! is fully written (not sparse) and, fitting in one filesystem block, cannot
+//! be fragmented. (`grub-editenv create` itself writes `FILE.new` + rename.)
 
 use std::fs;
 use std::io;

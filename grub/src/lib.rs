@@ -5,6 +5,33 @@
 //! - [`cfg_inspect`]: what a host's grub.cfg supports (next_entry, custom.cfg, ...).
 //! - [`menu_entry`]: the menu entry that boots the migrator from the staging fs.
 //! - [`bootcode`]: write boot.img + core.img onto an MBR disk.
+//!
+//! The stager's path, in order (each step refusing with a reason):
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use grub::cfg_inspect::{StagingFs, StagingFsType};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let report = grub::inspect_file(Path::new("/boot/grub/grub.cfg"))?;
+//! if !report.next_entry.yes {
+//!     return Err(report.next_entry.reason.into());
+//! }
+//! let staging = StagingFs { uuid: "0a1b2c3d-1111-2222-3333-444455556666".into(), fs: StagingFsType::Ext4, table: None };
+//! let entry = grub::MenuEntry {
+//!     title: "swapover migration".into(),
+//!     id: "swapover-migrate".into(),
+//!     needs: report.staging_entry_needs(&staging)?,
+//!     kernel: "/swapover/vmlinuz".into(),
+//!     initrd: "/swapover/initramfs.cpio.xz".into(),
+//!     args: vec!["console=ttyS0,115200".into(), "panic=10".into()],
+//! };
+//! let custom_cfg = grub::menu_entry::custom_cfg(&[entry])?; // write to /boot/grub/custom.cfg
+//! # let _ = custom_cfg;
+//! let undo = grub::OneShot::arm(Path::new("/boot/grub/grubenv"), "swapover-migrate")?;
+//! let persisted = serde_json::to_string(&undo)?; // keep it; on refusal: undo.restore()?
+//! # let _ = persisted;
+//! # Ok(()) }
+//! ```
 
 mod atomic_file;
 pub mod bootcode;

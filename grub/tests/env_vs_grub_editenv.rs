@@ -225,6 +225,8 @@ fn save_keeps_mode_leaves_no_temp_file_and_replaces_atomically() {
     env.set("next_entry", "m").unwrap();
     env.save(&path).unwrap();
     assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    // GRUB's save_env needs real blocks: the saved file is not sparse.
+    assert!(std::os::unix::fs::MetadataExt::blocks(&fs::metadata(&path).unwrap()) > 0);
     let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, vec![std::ffi::OsString::from("grubenv")]);
     assert_eq!(editenv_list(&path), "next_entry=m\n");
