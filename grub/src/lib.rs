@@ -1,6 +1,6 @@
 //! GRUB 2 helpers for swapover.
 //!
-//! - [`env`]: read/write the grubenv block, byte-identical with `grub-editenv`.
+//! - [`env`](mod@env): read/write the grubenv block, byte-identical with `grub-editenv`.
 //! - [`oneshot`]: grub-reboot / grub-set-default with an undo record.
 //! - [`cfg_inspect`]: what a host's grub.cfg supports (next_entry, custom.cfg, ...).
 //! - [`menu_entry`]: the menu entry that boots the migrator from the staging fs.
