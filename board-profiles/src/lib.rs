@@ -10,6 +10,7 @@
 mod builtin;
 mod load;
 mod schema;
+mod to_plan;
 mod validate;
 
 pub use load::ProfileError;
