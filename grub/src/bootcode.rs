@@ -59,7 +59,11 @@ pub enum BootCodeError {
     #[error("MBR has no partitions: cannot tell where the embedding area before the first partition ends")]
     NoPartitions,
     #[error("core.img needs sectors {start}..{end} but the first partition starts at sector {first_partition}: rebuild core.img with fewer modules or move the partition")]
-    CoreImgTooBig { start: u64, end: u64, first_partition: u64 },
+    CoreImgTooBig {
+        start: u64,
+        end: u64,
+        first_partition: u64,
+    },
     #[error("boot.img must be exactly 512 bytes, got {0}")]
     BadBootImg(usize),
     #[error("core.img is empty")]
@@ -84,21 +88,33 @@ pub struct EmbeddingPlan {
 }
 
 /// Read the MBR of `disk` and decide whether `core_img_len` bytes fit. Reads only.
-pub fn plan_embedding<D: Read + Seek>(disk: &mut D, core_img_len: usize) -> Result<EmbeddingPlan, BootCodeError> {
+pub fn plan_embedding<D: Read + Seek>(
+    disk: &mut D,
+    core_img_len: usize,
+) -> Result<EmbeddingPlan, BootCodeError> {
     if core_img_len == 0 {
         return Err(BootCodeError::EmptyCoreImg);
     }
     let header = match mbrman::MBRHeader::read_from(disk) {
         Ok(h) => h,
-        Err(mbrman::Error::Io(e)) if e.kind() != io::ErrorKind::UnexpectedEof => return Err(e.into()),
+        Err(mbrman::Error::Io(e)) if e.kind() != io::ErrorKind::UnexpectedEof => {
+            return Err(e.into())
+        }
         Err(_) => return Err(BootCodeError::NoMbr),
     };
-    let used: Vec<_> = header.iter().filter(|(_, p)| p.is_used()).map(|(_, p)| p).collect();
+    let used: Vec<_> = header
+        .iter()
+        .filter(|(_, p)| p.is_used())
+        .map(|(_, p)| p)
+        .collect();
     if used.iter().any(|p| p.sys == GPT_PROTECTIVE_TYPE) {
         return Err(BootCodeError::GptDisk);
     }
-    let first_partition_start =
-        used.iter().map(|p| Sectors(u64::from(p.starting_lba))).min().ok_or(BootCodeError::NoPartitions)?;
+    let first_partition_start = used
+        .iter()
+        .map(|p| Sectors(u64::from(p.starting_lba)))
+        .min()
+        .ok_or(BootCodeError::NoPartitions)?;
     let core_sectors = Sectors::to_hold(core_img_len);
     let end = CORE_IMG_START.0 + core_sectors.0;
     if end > first_partition_start.0 {
@@ -108,7 +124,11 @@ pub fn plan_embedding<D: Read + Seek>(disk: &mut D, core_img_len: usize) -> Resu
             first_partition: first_partition_start.0,
         });
     }
-    Ok(EmbeddingPlan { core_start: CORE_IMG_START, core_sectors, first_partition_start })
+    Ok(EmbeddingPlan {
+        core_start: CORE_IMG_START,
+        core_sectors,
+        first_partition_start,
+    })
 }
 
 /// The 440 bytes of boot code for sector 0, patched as grub-setup patches them for a hard disk.
@@ -118,7 +138,8 @@ pub fn boot_code_for_hard_disk(boot_img: &[u8]) -> Result<[u8; BOOT_CODE_BYTES],
     }
     let mut code = [0u8; BOOT_CODE_BYTES];
     code.copy_from_slice(&boot_img[..BOOT_CODE_BYTES]);
-    code[KERNEL_SECTOR_OFFSET..KERNEL_SECTOR_OFFSET + 8].copy_from_slice(&CORE_IMG_START.0.to_le_bytes());
+    code[KERNEL_SECTOR_OFFSET..KERNEL_SECTOR_OFFSET + 8]
+        .copy_from_slice(&CORE_IMG_START.0.to_le_bytes());
     code[DRIVE_CHECK_OFFSET..DRIVE_CHECK_OFFSET + 2].copy_from_slice(&[0x90, 0x90]);
     Ok(code)
 }
@@ -126,7 +147,11 @@ pub fn boot_code_for_hard_disk(boot_img: &[u8]) -> Result<[u8; BOOT_CODE_BYTES],
 /// Install boot.img + core.img on `disk` (an image file or a block device).
 /// core.img is written first and sector 0's boot code last, so a disk
 /// interrupted half-way never carries boot code pointing at a partial core.img.
-pub fn install<D: Read + Write + Seek>(disk: &mut D, boot_img: &[u8], core_img: &[u8]) -> Result<EmbeddingPlan, BootCodeError> {
+pub fn install<D: Read + Write + Seek>(
+    disk: &mut D,
+    boot_img: &[u8],
+    core_img: &[u8],
+) -> Result<EmbeddingPlan, BootCodeError> {
     let code = boot_code_for_hard_disk(boot_img)?;
     let plan = plan_embedding(disk, core_img.len())?;
     disk.seek(SeekFrom::Start(plan.core_start.byte_offset()))?;
@@ -145,10 +170,17 @@ pub fn install<D: Read + Write + Seek>(disk: &mut D, boot_img: &[u8], core_img: 
 }
 
 /// Install from files: `boot_img` and `core_img` paths onto the disk at `disk_path`, then fsync.
-pub fn install_files(disk_path: &Path, boot_img: &Path, core_img: &Path) -> Result<EmbeddingPlan, BootCodeError> {
+pub fn install_files(
+    disk_path: &Path,
+    boot_img: &Path,
+    core_img: &Path,
+) -> Result<EmbeddingPlan, BootCodeError> {
     let boot = std::fs::read(boot_img)?;
     let core = std::fs::read(core_img)?;
-    let mut disk = std::fs::OpenOptions::new().read(true).write(true).open(disk_path)?;
+    let mut disk = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(disk_path)?;
     let plan = install(&mut disk, &boot, &core)?;
     disk.sync_all()?;
     Ok(plan)
@@ -173,13 +205,21 @@ pub fn build_core_img_with_config(
     run_mkimage(prefix, modules, Some(embedded_config), out)
 }
 
-fn run_mkimage(prefix: &str, modules: &[&str], config: Option<&Path>, out: &Path) -> Result<(), BootCodeError> {
+fn run_mkimage(
+    prefix: &str,
+    modules: &[&str],
+    config: Option<&Path>,
+    out: &Path,
+) -> Result<(), BootCodeError> {
     let mut cmd = Command::new("grub-mkimage");
     cmd.args(["-O", "i386-pc", "-p", prefix, "-o"]).arg(out);
     if let Some(config) = config {
         cmd.arg("-c").arg(config);
     }
-    let output = cmd.args(modules).output().map_err(BootCodeError::MkimageSpawn)?;
+    let output = cmd
+        .args(modules)
+        .output()
+        .map_err(BootCodeError::MkimageSpawn)?;
     if !output.status.success() {
         return Err(BootCodeError::Mkimage {
             out: out.to_owned(),

@@ -166,7 +166,10 @@ pub struct EntryNeeds {
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
     #[error("cannot read grub.cfg {path}: {source}")]
-    Io { path: std::path::PathBuf, source: io::Error },
+    Io {
+        path: std::path::PathBuf,
+        source: io::Error,
+    },
     #[error("cannot tell the staging disk's partition table: the host's default entry loads neither part_msdos nor part_gpt; pass the table explicitly")]
     UnknownPartitionTable,
     #[error("staging filesystem UUID {0:?} is not a filesystem UUID (hex digits and '-')")]
@@ -191,9 +194,15 @@ impl fmt::Display for Branch {
 #[derive(Debug, Clone)]
 enum Frame {
     /// An `if` with its id, the conditions of branches already passed, and the current branch.
-    If { id: usize, passed: Vec<String>, branch: Branch },
+    If {
+        id: usize,
+        passed: Vec<String>,
+        branch: Branch,
+    },
     Function,
-    Menu { entry_index: usize },
+    Menu {
+        entry_index: usize,
+    },
     Loop,
     OtherBlock,
 }
@@ -208,7 +217,10 @@ struct Command {
 
 impl Command {
     fn top_level(&self) -> bool {
-        !self.frames.iter().any(|f| matches!(f, Frame::Function | Frame::Menu { .. }))
+        !self
+            .frames
+            .iter()
+            .any(|f| matches!(f, Frame::Function | Frame::Menu { .. }))
     }
     fn conditions(&self) -> Vec<String> {
         self.frames
@@ -221,7 +233,9 @@ impl Command {
     }
     fn in_if_branch(&self, wanted_id: usize, then_branch: bool) -> bool {
         self.frames.iter().any(|f| match f {
-            Frame::If { id, branch, .. } if *id == wanted_id => matches!(branch, Branch::Then(_)) == then_branch,
+            Frame::If { id, branch, .. } if *id == wanted_id => {
+                matches!(branch, Branch::Then(_)) == then_branch
+            }
             _ => false,
         })
     }
@@ -233,7 +247,8 @@ impl Command {
             _ => return None,
         };
         let (name, value) = word.split_once('=')?;
-        let plain_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let plain_name =
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         plain_name.then_some((name, value))
     }
 }
@@ -248,7 +263,12 @@ struct Walker {
 
 impl Walker {
     fn walk(text: &str) -> Walker {
-        let mut w = Walker { commands: Vec::new(), entries: Vec::new(), stack: Vec::new(), next_if_id: 0 };
+        let mut w = Walker {
+            commands: Vec::new(),
+            entries: Vec::new(),
+            stack: Vec::new(),
+            next_if_id: 0,
+        };
         for (index, line) in text.lines().enumerate() {
             for statement in script_lex::statements(line) {
                 w.statement(index + 1, script_lex::words(&statement));
@@ -278,11 +298,17 @@ impl Walker {
                 _ => break,
             }
         }
-        let Some(first) = words.first().cloned() else { return };
+        let Some(first) = words.first().cloned() else {
+            return;
+        };
         match first.as_str() {
             "if" => {
                 let cond = words[1..].join(" ");
-                self.stack.push(Frame::If { id: self.next_if_id, passed: Vec::new(), branch: Branch::Then(cond) });
+                self.stack.push(Frame::If {
+                    id: self.next_if_id,
+                    passed: Vec::new(),
+                    branch: Branch::Then(cond),
+                });
                 self.next_if_id += 1;
             }
             "elif" => {
@@ -296,7 +322,9 @@ impl Walker {
             "fi" => self.pop(|f| matches!(f, Frame::If { .. })),
             "done" => self.pop(|f| matches!(f, Frame::Loop)),
             "for" | "while" | "until" => self.stack.push(Frame::Loop),
-            "}" => self.pop(|f| matches!(f, Frame::Function | Frame::Menu { .. } | Frame::OtherBlock)),
+            "}" => {
+                self.pop(|f| matches!(f, Frame::Function | Frame::Menu { .. } | Frame::OtherBlock))
+            }
             _ if words.last().map(String::as_str) == Some("{") => self.open_block(line, &words),
             _ => self.command(line, words),
         }
@@ -333,7 +361,9 @@ impl Walker {
                     linux: None,
                     initrd: None,
                 });
-                self.stack.push(Frame::Menu { entry_index: self.entries.len() - 1 });
+                self.stack.push(Frame::Menu {
+                    entry_index: self.entries.len() - 1,
+                });
             }
             _ => self.stack.push(Frame::OtherBlock),
         }
@@ -368,7 +398,11 @@ impl Walker {
                 _ => {}
             }
         }
-        self.commands.push(Command { line, words, frames: self.stack.clone() });
+        self.commands.push(Command {
+            line,
+            words,
+            frames: self.stack.clone(),
+        });
     }
 }
 
@@ -379,10 +413,15 @@ fn is_next_entry_test(cond: &str) -> bool {
 /// Inspect grub.cfg text.
 pub fn inspect(text: &str) -> CfgReport {
     let walked = Walker::walk(text);
-    let generated_by_grub_mkconfig = text.lines().any(|l| l.starts_with("### BEGIN /etc/grub.d/"));
+    let generated_by_grub_mkconfig = text
+        .lines()
+        .any(|l| l.starts_with("### BEGIN /etc/grub.d/"));
     let top: Vec<&Command> = walked.commands.iter().filter(|c| c.top_level()).collect();
 
-    let load_env_line = top.iter().find(|c| c.words[0] == "load_env").map(|c| c.line);
+    let load_env_line = top
+        .iter()
+        .find(|c| c.words[0] == "load_env")
+        .map(|c| c.line);
     let next_entry_block = find_next_entry_block(&top);
     let next_entry = judge_next_entry(&top, load_env_line, next_entry_block.as_ref());
     let default_entry = find_default(&top, next_entry_block.as_ref());
@@ -391,9 +430,11 @@ pub fn inspect(text: &str) -> CfgReport {
     let timeouts: Vec<TimeoutSetting> = top
         .iter()
         .filter_map(|c| match c.assignment() {
-            Some(("timeout", value)) => {
-                Some(TimeoutSetting { value: value.to_string(), line: c.line, conditions: c.conditions() })
-            }
+            Some(("timeout", value)) => Some(TimeoutSetting {
+                value: value.to_string(),
+                line: c.line,
+                conditions: c.conditions(),
+            }),
             _ => None,
         })
         .collect();
@@ -414,7 +455,10 @@ pub fn inspect(text: &str) -> CfgReport {
 
 /// Read and inspect a grub.cfg file.
 pub fn inspect_file(path: &Path) -> Result<CfgReport, InspectError> {
-    let text = std::fs::read_to_string(path).map_err(|source| InspectError::Io { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| InspectError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(inspect(&text))
 }
 
@@ -429,7 +473,11 @@ struct NextEntryBlock {
 fn find_next_entry_block(top: &[&Command]) -> Option<NextEntryBlock> {
     let in_block = |c: &&&Command| {
         c.frames.iter().find_map(|f| match f {
-            Frame::If { id, branch: Branch::Then(cond), .. } if is_next_entry_test(cond) => Some(*id),
+            Frame::If {
+                id,
+                branch: Branch::Then(cond),
+                ..
+            } if is_next_entry_test(cond) => Some(*id),
             _ => None,
         })
     };
@@ -440,11 +488,17 @@ fn find_next_entry_block(top: &[&Command]) -> Option<NextEntryBlock> {
         if_id,
         sets_default: line_of(&|c| c.assignment() == Some(("default", "${next_entry}"))),
         clears: line_of(&|c| c.assignment() == Some(("next_entry", ""))),
-        saves: line_of(&|c| c.words[0] == "save_env" && c.words[1..].iter().any(|w| w == "next_entry")),
+        saves: line_of(&|c| {
+            c.words[0] == "save_env" && c.words[1..].iter().any(|w| w == "next_entry")
+        }),
     })
 }
 
-fn judge_next_entry(top: &[&Command], load_env: Option<usize>, block: Option<&NextEntryBlock>) -> Finding {
+fn judge_next_entry(
+    top: &[&Command],
+    load_env: Option<usize>,
+    block: Option<&NextEntryBlock>,
+) -> Finding {
     let no = |reason: String| Finding { yes: false, reason };
     let Some(load_line) = load_env else {
         return no("grub.cfg never runs load_env at top level, so grubenv's next_entry is never read; add the entry via update-grub on a generated grub.cfg or boot it another way".into());
@@ -453,10 +507,14 @@ fn judge_next_entry(top: &[&Command], load_env: Option<usize>, block: Option<&Ne
         return no(format!("load_env at line {load_line} but no `if [ \"${{next_entry}}\" ]` block: next_entry is read but nothing makes it the default"));
     };
     let Some(sets) = block.sets_default else {
-        return no("the `if [ \"${next_entry}\" ]` block does not `set default=\"${next_entry}\"`".into());
+        return no(
+            "the `if [ \"${next_entry}\" ]` block does not `set default=\"${next_entry}\"`".into(),
+        );
     };
     if sets < load_line {
-        return no(format!("the next_entry block (line {sets}) comes before load_env (line {load_line})"));
+        return no(format!(
+            "the next_entry block (line {sets}) comes before load_env (line {load_line})"
+        ));
     }
     let (Some(clears), Some(saves)) = (block.clears, block.saves) else {
         return no(format!("the next_entry block at line {sets} sets the default but never clears next_entry with `set next_entry=` + `save_env next_entry`: the entry would boot every time, not once"));
@@ -477,10 +535,15 @@ fn judge_next_entry(top: &[&Command], load_env: Option<usize>, block: Option<&Ne
 }
 
 fn find_default(top: &[&Command], block: Option<&NextEntryBlock>) -> Option<DefaultEntry> {
-    let candidates: Vec<&&Command> =
-        top.iter().filter(|c| matches!(c.assignment(), Some(("default", v)) if v != "${next_entry}")).collect();
+    let candidates: Vec<&&Command> = top
+        .iter()
+        .filter(|c| matches!(c.assignment(), Some(("default", v)) if v != "${next_entry}"))
+        .collect();
     let chosen = match block {
-        Some(b) => candidates.iter().find(|c| c.in_if_branch(b.if_id, false)).or(candidates.last()),
+        Some(b) => candidates
+            .iter()
+            .find(|c| c.in_if_branch(b.if_id, false))
+            .or(candidates.last()),
         None => candidates.last(),
     }?;
     let (_, value) = chosen.assignment()?;
@@ -491,7 +554,10 @@ fn find_default(top: &[&Command], block: Option<&NextEntryBlock>) -> Option<Defa
     } else {
         DefaultValue::Named(value.to_string())
     };
-    Some(DefaultEntry { value, line: chosen.line })
+    Some(DefaultEntry {
+        value,
+        line: chosen.line,
+    })
 }
 
 fn judge_saved_entry(load_env: Option<usize>, default: Option<&DefaultEntry>) -> Finding {
@@ -510,7 +576,9 @@ fn judge_saved_entry(load_env: Option<usize>, default: Option<&DefaultEntry>) ->
 }
 
 fn find_custom_cfg(top: &[&Command], generated: bool) -> CustomCfgRoute {
-    let source = top.iter().find(|c| c.words.len() == 2 && c.words[0] == "source" && c.words[1].ends_with("/custom.cfg"));
+    let source = top.iter().find(|c| {
+        c.words.len() == 2 && c.words[0] == "source" && c.words[1].ends_with("/custom.cfg")
+    });
     match (source, generated) {
         (Some(c), _) => CustomCfgRoute::SourcesCustomCfg { line: c.line, path_expr: c.words[1].clone() },
         (None, true) => CustomCfgRoute::NeedsUpdateGrub {
@@ -526,7 +594,11 @@ fn warnings(report: &CfgReport) -> Vec<String> {
     let mut out = Vec::new();
     for t in &report.timeouts {
         if t.seconds() == Some(-1) && (t.after_failed_boot() || t.conditions.is_empty()) {
-            let when = if t.after_failed_boot() { " after a failed boot (recordfail=1 in grubenv)" } else { "" };
+            let when = if t.after_failed_boot() {
+                " after a failed boot (recordfail=1 in grubenv)"
+            } else {
+                ""
+            };
             out.push(format!(
                 "line {} sets timeout=-1{when}: GRUB then waits at the menu forever and ignores next_entry until someone presses a key; make sure recordfail is not set in grubenv before rebooting",
                 t.line
@@ -542,13 +614,19 @@ fn warnings(report: &CfgReport) -> Vec<String> {
 impl CfgReport {
     /// The entry `default` points at when no next_entry is armed.
     pub fn resolve_default(&self) -> Option<&MenuEntryInfo> {
-        let top_level: Vec<&MenuEntryInfo> = self.entries.iter().filter(|e| e.submenus.is_empty()).collect();
+        let top_level: Vec<&MenuEntryInfo> = self
+            .entries
+            .iter()
+            .filter(|e| e.submenus.is_empty())
+            .collect();
         match &self.default_entry.as_ref()?.value {
             DefaultValue::Index(n) => top_level.get(*n).copied(),
             DefaultValue::SavedEntry => None,
             DefaultValue::Named(name) => {
                 let last = name.rsplit('>').next().unwrap_or(name);
-                self.entries.iter().find(|e| e.id.as_deref() == Some(last) || e.title == last)
+                self.entries
+                    .iter()
+                    .find(|e| e.id.as_deref() == Some(last) || e.title == last)
             }
         }
     }
@@ -560,14 +638,24 @@ impl CfgReport {
 
     /// What a new entry booting from `staging` needs on this host.
     pub fn staging_entry_needs(&self, staging: &StagingFs) -> Result<EntryNeeds, InspectError> {
-        if staging.uuid.is_empty() || !staging.uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        if staging.uuid.is_empty()
+            || !staging
+                .uuid
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == '-')
+        {
             return Err(InspectError::BadUuid(staging.uuid.clone()));
         }
         let mut reasons = Vec::new();
-        let host_entry = self.resolve_default().or_else(|| self.entries.iter().find(|e| !e.is_submenu));
+        let host_entry = self
+            .resolve_default()
+            .or_else(|| self.entries.iter().find(|e| !e.is_submenu));
         let table = match staging.table {
             Some(t) => {
-                reasons.push(format!("{} for the staging disk's {t:?} partition table (given)", t.grub_module()));
+                reasons.push(format!(
+                    "{} for the staging disk's {t:?} partition table (given)",
+                    t.grub_module()
+                ));
                 t
             }
             None => {
@@ -580,23 +668,44 @@ impl CfgReport {
                 });
                 let t = from_host.ok_or(InspectError::UnknownPartitionTable)?;
                 if let Some(e) = host_entry {
-                    reasons.push(format!("{} because the host's entry {:?} (line {}) loads it for the same disk", t.grub_module(), e.title, e.line));
+                    reasons.push(format!(
+                        "{} because the host's entry {:?} (line {}) loads it for the same disk",
+                        t.grub_module(),
+                        e.title,
+                        e.line
+                    ));
                 }
                 t
             }
         };
         let fs_module = staging.fs.grub_module();
-        reasons.push(format!("{fs_module} to read the staging {:?} filesystem", staging.fs));
+        reasons.push(format!(
+            "{fs_module} to read the staging {:?} filesystem",
+            staging.fs
+        ));
         let linux_command = host_entry
             .and_then(|e| e.linux.as_ref())
             .map(|w| w[0].clone())
             .filter(|c| c == "linux" || c == "linuxefi")
             .unwrap_or_else(|| "linux".to_string());
-        reasons.push(format!("`{linux_command}` as the loader, as the host's entry uses"));
-        reasons.push("search by filesystem UUID, never by device name (names differ between BIOS disks)".into());
+        reasons.push(format!(
+            "`{linux_command}` as the loader, as the host's entry uses"
+        ));
+        reasons.push(
+            "search by filesystem UUID, never by device name (names differ between BIOS disks)"
+                .into(),
+        );
         Ok(EntryNeeds {
             insmods: vec![table.grub_module().to_string(), fs_module.to_string()],
-            search: ["search", "--no-floppy", "--fs-uuid", "--set=root", staging.uuid.as_str()].map(String::from).to_vec(),
+            search: [
+                "search",
+                "--no-floppy",
+                "--fs-uuid",
+                "--set=root",
+                staging.uuid.as_str(),
+            ]
+            .map(String::from)
+            .to_vec(),
             linux_command,
             reasons,
         })

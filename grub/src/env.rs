@@ -79,7 +79,9 @@ impl Default for GrubEnv {
 impl GrubEnv {
     /// An empty block exactly as `grub-editenv FILE create` (GRUB >= 2.04) writes it.
     pub fn new() -> Self {
-        GrubEnv { lines: vec![Line::Comment(WARNING_LINE.to_string())] }
+        GrubEnv {
+            lines: vec![Line::Comment(WARNING_LINE.to_string())],
+        }
     }
 
     /// An empty block as GRUB < 2.04 (Ubuntu 14.04-18.04) creates it: signature and padding only.
@@ -89,7 +91,10 @@ impl GrubEnv {
 
     /// Read and parse `path`.
     pub fn load(path: &Path) -> Result<Self, EnvError> {
-        let bytes = fs::read(path).map_err(|source| EnvError::Io { path: path.to_owned(), source })?;
+        let bytes = fs::read(path).map_err(|source| EnvError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::from_bytes(&bytes)
     }
 
@@ -98,14 +103,19 @@ impl GrubEnv {
         match fs::read(path) {
             Ok(bytes) => Self::from_bytes(&bytes),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::new()),
-            Err(source) => Err(EnvError::Io { path: path.to_owned(), source }),
+            Err(source) => Err(EnvError::Io {
+                path: path.to_owned(),
+                source,
+            }),
         }
     }
 
     /// Parse a block, rejecting anything GRUB would not read as a sound block.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, EnvError> {
         if bytes.len() != ENVBLK_SIZE {
-            return Err(EnvError::WrongSize { actual: bytes.len() });
+            return Err(EnvError::WrongSize {
+                actual: bytes.len(),
+            });
         }
         if !bytes.starts_with(SIGNATURE.as_bytes()) {
             return Err(EnvError::BadHeader);
@@ -156,7 +166,10 @@ impl GrubEnv {
     /// Write the block to `path` atomically (temp file, fsync, rename, dir fsync).
     pub fn save(&self, path: &Path) -> Result<(), EnvError> {
         let bytes = self.to_bytes()?;
-        crate::atomic_file::replace(path, &bytes).map_err(|source| EnvError::Io { path: path.to_owned(), source })
+        crate::atomic_file::replace(path, &bytes).map_err(|source| EnvError::Io {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     /// The value of the first `name` entry, as `grub-editenv list` shows it.
@@ -179,7 +192,9 @@ impl GrubEnv {
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), EnvError> {
         validate_name(name)?;
         if value.contains('\n') {
-            return Err(EnvError::InvalidValue { name: name.to_string() });
+            return Err(EnvError::InvalidValue {
+                name: name.to_string(),
+            });
         }
         let mut candidate = self.clone();
         let existing = candidate.lines.iter_mut().find_map(|line| match line {
@@ -188,7 +203,10 @@ impl GrubEnv {
         });
         match existing {
             Some(v) => *v = value.to_string(),
-            None => candidate.lines.push(Line::Var { name: name.to_string(), value: value.to_string() }),
+            None => candidate.lines.push(Line::Var {
+                name: name.to_string(),
+                value: value.to_string(),
+            }),
         }
         candidate.to_bytes()?;
         *self = candidate;
@@ -197,7 +215,10 @@ impl GrubEnv {
 
     /// `grub-editenv FILE unset name`: removes the first entry called `name`. Returns whether one existed.
     pub fn unset(&mut self, name: &str) -> bool {
-        let index = self.lines.iter().position(|line| matches!(line, Line::Var { name: n, .. } if n == name));
+        let index = self
+            .lines
+            .iter()
+            .position(|line| matches!(line, Line::Var { name: n, .. } if n == name));
         match index {
             Some(i) => {
                 self.lines.remove(i);
@@ -211,16 +232,24 @@ impl GrubEnv {
 fn validate_name(name: &str) -> Result<(), EnvError> {
     let bad = name.is_empty() || name.starts_with('#') || name.contains(['=', '\\', '\n']);
     if bad {
-        return Err(EnvError::InvalidName { name: name.to_string() });
+        return Err(EnvError::InvalidName {
+            name: name.to_string(),
+        });
     }
     Ok(())
 }
 
 /// Parse the line starting at `start`; returns it and the start of the next line.
 fn parse_line(bytes: &[u8], start: usize, end: usize) -> Result<(Line, usize), EnvError> {
-    let utf8 = |raw: &[u8]| String::from_utf8(raw.to_vec()).map_err(|_| EnvError::NotUtf8 { offset: start });
+    let utf8 = |raw: &[u8]| {
+        String::from_utf8(raw.to_vec()).map_err(|_| EnvError::NotUtf8 { offset: start })
+    };
     if bytes[start] == b'#' {
-        let newline = start + bytes[start..end].iter().position(|&b| b == b'\n').unwrap_or(end - start);
+        let newline = start
+            + bytes[start..end]
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap_or(end - start);
         return Ok((Line::Comment(utf8(&bytes[start..newline])?), newline + 1));
     }
     let mut pos = start;
@@ -250,7 +279,13 @@ fn parse_line(bytes: &[u8], start: usize, end: usize) -> Result<(Line, usize), E
             return Err(EnvError::NoPaddingBoundary);
         }
     }
-    Ok((Line::Var { name, value: utf8(&value)? }, pos + 1))
+    Ok((
+        Line::Var {
+            name,
+            value: utf8(&value)?,
+        },
+        pos + 1,
+    ))
 }
 
 #[cfg(test)]

@@ -44,11 +44,16 @@ pub struct MenuEntry {
 const SCRIPT_SPECIAL: &[char] = &['\'', '"', '$', ';', '&', '|', '<', '>', '{', '}', '\\', '`'];
 
 fn check_path(what: &'static str, path: &str) -> Result<(), MenuEntryError> {
-    let ok = path.starts_with('/') && !path.contains(char::is_whitespace) && !path.contains(SCRIPT_SPECIAL);
+    let ok = path.starts_with('/')
+        && !path.contains(char::is_whitespace)
+        && !path.contains(SCRIPT_SPECIAL);
     if ok {
         Ok(())
     } else {
-        Err(MenuEntryError::BadPath { what, path: path.to_string() })
+        Err(MenuEntryError::BadPath {
+            what,
+            path: path.to_string(),
+        })
     }
 }
 
@@ -57,7 +62,11 @@ impl MenuEntry {
         if self.title.is_empty() {
             return Err(MenuEntryError::Empty("menu entry title"));
         }
-        let id_ok = !self.id.is_empty() && self.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        let id_ok = !self.id.is_empty()
+            && self
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !id_ok {
             return Err(MenuEntryError::BadId(self.id.clone()));
         }
@@ -69,7 +78,11 @@ impl MenuEntry {
             }
         }
         for module in &self.needs.insmods {
-            if module.is_empty() || !module.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            if module.is_empty()
+                || !module
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
                 return Err(MenuEntryError::BadModule(module.clone()));
             }
         }
@@ -82,14 +95,21 @@ impl MenuEntry {
     /// The entry as GRUB script, ending with a newline.
     pub fn render(&self) -> Result<String, MenuEntryError> {
         self.validate()?;
-        let mut out = format!("menuentry {} --id {} {{\n", quote(&self.title), quote(&self.id));
+        let mut out = format!(
+            "menuentry {} --id {} {{\n",
+            quote(&self.title),
+            quote(&self.id)
+        );
         out.push_str("\tset gfxpayload=text\n");
         for module in &self.needs.insmods {
             out.push_str(&format!("\tinsmod {module}\n"));
         }
         let search: Vec<String> = self.needs.search.iter().map(|w| word(w)).collect();
         out.push_str(&format!("\t{}\n", search.join(" ")));
-        out.push_str(&format!("\techo {}\n", quote(&format!("Loading {} ...", self.title))));
+        out.push_str(&format!(
+            "\techo {}\n",
+            quote(&format!("Loading {} ...", self.title))
+        ));
         let mut linux = format!("\t{} {}", self.needs.linux_command, self.kernel);
         for arg in &self.args {
             linux.push(' ');
@@ -105,7 +125,8 @@ impl MenuEntry {
 
 /// Text for `/boot/grub/custom.cfg` (sourced by 41_custom at boot; no update-grub needed).
 pub fn custom_cfg(entries: &[MenuEntry]) -> Result<String, MenuEntryError> {
-    let mut out = String::from("# Written by swapover: boots the migration environment. Safe to delete.\n");
+    let mut out =
+        String::from("# Written by swapover: boots the migration environment. Safe to delete.\n");
     for entry in entries {
         out.push_str(&entry.render()?);
     }

@@ -19,7 +19,10 @@ const OPS: &[Op] = &[
     Op::Set("saved_entry", "Ubuntu, with Linux 4.4.0-21-generic"),
     Op::Set("next_entry", "swapover-migrate"),
     Op::Set("recordfail", "1"),
-    Op::Set("saved_entry", "gnulinux-advanced-0b3c>gnulinux-4.4.0-21-generic-advanced-0b3c"),
+    Op::Set(
+        "saved_entry",
+        "gnulinux-advanced-0b3c>gnulinux-4.4.0-21-generic-advanced-0b3c",
+    ),
     Op::Set("next_entry", "x"),
     Op::Unset("saved_entry"),
     Op::Set("path", r"C:\boot\grub"),
@@ -55,7 +58,10 @@ fn create_is_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     let theirs = dir.path().join("grubenv");
     editenv(&theirs, &["create"]);
-    assert_eq!(GrubEnv::new().to_bytes().unwrap(), fs::read(&theirs).unwrap());
+    assert_eq!(
+        GrubEnv::new().to_bytes().unwrap(),
+        fs::read(&theirs).unwrap()
+    );
 }
 
 #[test]
@@ -67,7 +73,11 @@ fn every_step_of_an_edit_sequence_is_byte_identical() {
     for (step, op) in OPS.iter().enumerate() {
         apply_ours(&mut ours, op);
         apply_theirs(&theirs, op);
-        assert_eq!(ours.to_bytes().unwrap(), fs::read(&theirs).unwrap(), "bytes differ after step {step}");
+        assert_eq!(
+            ours.to_bytes().unwrap(),
+            fs::read(&theirs).unwrap(),
+            "bytes differ after step {step}"
+        );
     }
 }
 
@@ -124,7 +134,10 @@ fn legacy_block_without_warning_line_round_trips_and_stays_legacy() {
     legacy.resize(ENVBLK_SIZE, b'#');
     let mut env = GrubEnv::from_bytes(&legacy).unwrap();
     assert_eq!(env.to_bytes().unwrap(), legacy);
-    assert_eq!(GrubEnv::new_without_warning().to_bytes().unwrap()[SIGNATURE.len()], b'#');
+    assert_eq!(
+        GrubEnv::new_without_warning().to_bytes().unwrap()[SIGNATURE.len()],
+        b'#'
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let theirs = dir.path().join("grubenv");
@@ -157,26 +170,47 @@ fn corrupt_blocks_are_rejected_like_grub_rejects_them() {
 
     type Case = (&'static str, Vec<u8>, fn(&EnvError) -> bool);
     let cases: Vec<Case> = vec![
-        ("short", good[..ENVBLK_SIZE - 1].to_vec(), |e| matches!(e, EnvError::WrongSize { actual: 1023 })),
-        ("empty", Vec::new(), |e| matches!(e, EnvError::WrongSize { actual: 0 })),
-        ("bad header", bad_header, |e| matches!(e, EnvError::BadHeader)),
-        ("entry without =", no_equals, |e| matches!(e, EnvError::EntryWithoutEquals { .. })),
-        ("no newline before padding", no_newline_before_padding, |e| matches!(e, EnvError::NoPaddingBoundary)),
+        ("short", good[..ENVBLK_SIZE - 1].to_vec(), |e| {
+            matches!(e, EnvError::WrongSize { actual: 1023 })
+        }),
+        ("empty", Vec::new(), |e| {
+            matches!(e, EnvError::WrongSize { actual: 0 })
+        }),
+        ("bad header", bad_header, |e| {
+            matches!(e, EnvError::BadHeader)
+        }),
+        ("entry without =", no_equals, |e| {
+            matches!(e, EnvError::EntryWithoutEquals { .. })
+        }),
+        (
+            "no newline before padding",
+            no_newline_before_padding,
+            |e| matches!(e, EnvError::NoPaddingBoundary),
+        ),
     ];
     for (what, bytes, expected) in cases {
         let err = GrubEnv::from_bytes(&bytes).unwrap_err();
         assert!(expected(&err), "{what}: unexpected error {err}");
-        assert!(err.to_string().contains("grubenv"), "{what}: message should name the file kind: {err}");
+        assert!(
+            err.to_string().contains("grubenv"),
+            "{what}: message should name the file kind: {err}"
+        );
         fs::write(&file, &bytes).unwrap();
         // The real tool refuses to set anything in these too (size aside, it needs the signature
         // and a sound data/padding boundary).
         if what == "bad header" || what == "empty" || what == "no newline before padding" {
-            assert!(!editenv_ok(&file, &["set", "k=v"]), "{what}: grub-editenv accepted it");
+            assert!(
+                !editenv_ok(&file, &["set", "k=v"]),
+                "{what}: grub-editenv accepted it"
+            );
         }
     }
     let mut long = good.clone();
     long.push(b'#');
-    assert!(matches!(GrubEnv::from_bytes(&long), Err(EnvError::WrongSize { actual: 1025 })));
+    assert!(matches!(
+        GrubEnv::from_bytes(&long),
+        Err(EnvError::WrongSize { actual: 1025 })
+    ));
 }
 
 #[test]
@@ -199,9 +233,14 @@ fn overflow_is_refused_and_leaves_the_block_unchanged_like_grub_editenv() {
     env.set("big", &fits).unwrap();
     editenv(&theirs, &["set", &format!("big={fits}")]);
     assert_eq!(env.to_bytes().unwrap(), fs::read(&theirs).unwrap());
-    assert!(env.to_bytes().unwrap().ends_with(b"\n"), "a full block has no padding at all");
+    assert!(
+        env.to_bytes().unwrap().ends_with(b"\n"),
+        "a full block has no padding at all"
+    );
     let too_big = format!("{fits}v");
-    assert!(matches!(env.set("big", &too_big), Err(EnvError::Overflow { needed }) if needed == ENVBLK_SIZE + 1));
+    assert!(
+        matches!(env.set("big", &too_big), Err(EnvError::Overflow { needed }) if needed == ENVBLK_SIZE + 1)
+    );
     assert!(!editenv_ok(&theirs, &["set", &format!("big={too_big}")]));
 }
 
@@ -209,9 +248,15 @@ fn overflow_is_refused_and_leaves_the_block_unchanged_like_grub_editenv() {
 fn invalid_names_and_newline_values_are_refused() {
     let mut env = GrubEnv::new();
     for name in ["", "a=b", "#x", "a\nb", "a\\b"] {
-        assert!(matches!(env.set(name, "v"), Err(EnvError::InvalidName { .. })), "{name:?}");
+        assert!(
+            matches!(env.set(name, "v"), Err(EnvError::InvalidName { .. })),
+            "{name:?}"
+        );
     }
-    assert!(matches!(env.set("k", "a\nb"), Err(EnvError::InvalidValue { .. })));
+    assert!(matches!(
+        env.set("k", "a\nb"),
+        Err(EnvError::InvalidValue { .. })
+    ));
     assert_eq!(env, GrubEnv::new());
 }
 
@@ -224,10 +269,16 @@ fn save_keeps_mode_leaves_no_temp_file_and_replaces_atomically() {
     let mut env = GrubEnv::load(&path).unwrap();
     env.set("next_entry", "m").unwrap();
     env.save(&path).unwrap();
-    assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     // GRUB's save_env needs real blocks: the saved file is not sparse.
     assert!(std::os::unix::fs::MetadataExt::blocks(&fs::metadata(&path).unwrap()) > 0);
-    let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("grubenv")]);
     assert_eq!(editenv_list(&path), "next_entry=m\n");
 }
@@ -239,5 +290,73 @@ fn load_or_new_on_a_missing_file_is_what_create_makes() {
     editenv(&theirs, &["create"]);
     let env = GrubEnv::load_or_new(&dir.path().join("missing")).unwrap();
     assert_eq!(env.to_bytes().unwrap(), fs::read(&theirs).unwrap());
-    assert!(matches!(GrubEnv::load(&dir.path().join("missing")), Err(EnvError::Io { .. })));
+    assert!(matches!(
+        GrubEnv::load(&dir.path().join("missing")),
+        Err(EnvError::Io { .. })
+    ));
+}
+
+/// A fixed-seed pseudo-random walk of set/unset over a few names and values of
+/// varied lengths (including ones that hit the size limit), compared with the
+/// real tool after every step, success and failure alike.
+#[test]
+fn pseudo_random_edit_walk_matches_grub_editenv() {
+    let names = [
+        "next_entry",
+        "saved_entry",
+        "prev_saved_entry",
+        "recordfail",
+        "x",
+        "long_name_for_padding",
+    ];
+    let mut seed: u64 = 0x5eed_cafe;
+    let mut next = |bound: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) as usize) % bound
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let theirs = dir.path().join("grubenv");
+    editenv(&theirs, &["create"]);
+    let mut ours = GrubEnv::new();
+    let (mut refused, mut accepted) = (0, 0);
+    for step in 0..150 {
+        let name = names[next(names.len())];
+        if next(4) == 0 {
+            ours.unset(name);
+            editenv(&theirs, &["unset", name]);
+        } else {
+            let len = [0, 1, 7, 40, 300, 600][next(6)];
+            let value: String = (0..len)
+                .map(|i| {
+                    if i % 13 == 5 {
+                        '\\'
+                    } else {
+                        (b'a' + (i % 26) as u8) as char
+                    }
+                })
+                .collect();
+            let ours_ok = ours.set(name, &value).is_ok();
+            let theirs_ok = editenv_ok(&theirs, &["set", &format!("{name}={value}")]);
+            assert_eq!(
+                ours_ok, theirs_ok,
+                "step {step}: set {name} ({len} bytes) accepted by one side only"
+            );
+            if ours_ok {
+                accepted += 1
+            } else {
+                refused += 1
+            }
+        }
+        assert_eq!(
+            ours.to_bytes().unwrap(),
+            fs::read(&theirs).unwrap(),
+            "step {step}"
+        );
+    }
+    assert!(
+        refused > 5 && accepted > 50,
+        "walk too tame: {accepted} accepted, {refused} refused"
+    );
 }
