@@ -269,7 +269,8 @@ impl InitramfsBuilder {
     }
 
     /// Writes the archive to `out`. Nothing is written if the contents are
-    /// inconsistent (a duplicate path, no `/init`, an unknown module).
+    /// inconsistent (a duplicate or invalid path, no `/init`, an unknown
+    /// module, a missing host file).
     pub fn write_to<W: Write>(&self, out: W) -> Result<BuildReport> {
         let module_set = match &self.module_tree {
             Some(dir) => Some(ModuleTree::open(dir)?.resolve(&self.wanted_modules)?),
@@ -371,6 +372,16 @@ impl InitramfsBuilder {
             )?;
         }
         for (path, entry) in &self.entries {
+            if let Entry::File {
+                source: FileSource::HostPath(source),
+                ..
+            } = entry
+            {
+                fs::metadata(source).map_err(|error| Error::Read {
+                    path: source.clone(),
+                    source: error,
+                })?;
+            }
             add(path, entry.clone())?;
         }
         let standard = STANDARD_DIRECTORIES

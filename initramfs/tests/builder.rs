@@ -232,7 +232,7 @@ fn inconsistent_contents_are_refused_before_anything_is_written() {
     let scratch = tempfile::tempdir().unwrap();
     let fake = fake_tree(scratch.path());
     type ErrorCheck = fn(&Error) -> bool;
-    let cases: [(InitramfsBuilder, ErrorCheck); 4] = [
+    let cases: [(InitramfsBuilder, ErrorCheck); 5] = [
         (InitramfsBuilder::new().data_file("etc/x", "x"), |e| matches!(e, Error::MissingInit)),
         (
             InitramfsBuilder::new().init(TINY_INIT).data_file("etc/x", "1").data_file("/etc//x", "2"),
@@ -245,6 +245,10 @@ fn inconsistent_contents_are_refused_before_anything_is_written() {
         (
             InitramfsBuilder::new().init(TINY_INIT).data_file("../escape", "x"),
             |e| matches!(e, Error::InvalidPath { .. }),
+        ),
+        (
+            InitramfsBuilder::new().init(Path::new("/nonexistent/swapover-init")),
+            |e| matches!(e, Error::Read { path, .. } if path == Path::new("/nonexistent/swapover-init")),
         ),
     ];
     for (builder, expected) in cases {
