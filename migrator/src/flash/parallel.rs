@@ -75,19 +75,20 @@ fn feed<T: FlashTarget + ?Sized>(
         let (in_before, out_len) = (stream.total_in(), out.len());
         let status = stream
             .process_vec(input, out, action)
-            .map_err(|e| XzError::BlockData {
-                block,
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| XzError::BlockData { block, detail: e.to_string() })?;
         input = &input[(stream.total_in() - in_before) as usize..];
         let progressed = out.len() > out_len || stream.total_in() > in_before;
-        if out.len() == out.capacity() {
+        let out_full = out.len() == out.capacity();
+        if out_full {
             writer.push(out)?;
             out.clear();
-            continue;
         }
+        // Never call liblzma again after the end of the stream.
         if status == Status::StreamEnd {
             return Ok(status);
+        }
+        if out_full {
+            continue;
         }
         if input.is_empty() && matches!(action, Action::Run) {
             return Ok(status);
