@@ -6,7 +6,8 @@
 # files that do not, free space), compresses it single-block (`xz`) and multi-block
 # (`xz -T0`), then flashes each onto a target file with:
 #   - swapover: the migrator's own flash code (migrator/benches/flash_bench.rs calls
-#     migrator::flash), release build, writing every byte like dd does;
+#     migrator::flash), release build for x86_64-unknown-linux-musl (static, bundled
+#     liblzma: what runs as PID 1), writing every byte like dd does;
 #   - swapover, target known to read as zero (fresh file): zero runs skipped;
 #   - xz -dc | dd bs=4M conv=fsync;
 #   - bmaptool copy --bmap (when bmap-tools is installed).
@@ -108,8 +109,11 @@ LAYOUT
 RAW_BYTES=$(stat -c %s "$IMG")
 RAW_SHA=$(cat "$IMG.sha256")
 
-echo "bench-flash: building the flash bench (release profile)" >&2
-BENCH_BIN=$(cd "$ROOT" && cargo bench -p migrator --bench flash_bench --no-run --message-format=json 2>/dev/null \
+# The migrator ships as a static musl binary with the liblzma that lzma-sys bundles;
+# a host (glibc) build would link the system's liblzma instead, so bench the musl build.
+echo "bench-flash: building the flash bench (release profile, static musl like the migrator)" >&2
+BENCH_BIN=$(cd "$ROOT" && cargo bench -p migrator --bench flash_bench --no-run --target x86_64-unknown-linux-musl \
+    --message-format=json 2>/dev/null \
   | jq -r 'select(.reason == "compiler-artifact" and .target.name == "flash_bench") | .executable' | tail -1)
 [ -x "$BENCH_BIN" ] || { echo "bench-flash: could not build migrator/benches/flash_bench.rs" >&2; exit 1; }
 

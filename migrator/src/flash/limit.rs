@@ -58,3 +58,23 @@ impl<R: Read> Read for LimitReader<R> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivers_up_to_the_limit_and_fails_past_it() {
+        let mut exact = LimitReader::new(&[1u8, 2, 3][..], 3);
+        let mut out = Vec::new();
+        exact.read_to_end(&mut out).unwrap();
+        assert_eq!(out, [1, 2, 3]);
+
+        let mut longer = LimitReader::new(&[1u8, 2, 3, 4][..], 3);
+        let mut out = Vec::new();
+        let error = longer.read_to_end(&mut out).unwrap_err();
+        assert_eq!(out, [1, 2, 3]);
+        let too_long = error.get_ref().and_then(|e| e.downcast_ref::<TooLong>()).unwrap();
+        assert_eq!(too_long.limit_bytes, 3);
+    }
+}
