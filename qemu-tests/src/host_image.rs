@@ -201,6 +201,23 @@ impl HostImage {
         build_busybox_initramfs(&initrd, &self.kernel, &std::fs::read(assets.join("initrd-init"))?)?;
         tree.copy(&format!("boot/initrd.img-{kver}"), &initrd, 0o644)?;
 
+        // Tools an Ubuntu host has and the stager uses: e2fsprogs and GRUB's image maker
+        // with its BIOS modules (the busybox userland has neither).
+        for program in ["/sbin/mke2fs", "/usr/bin/grub-mkimage"] {
+            tree.dynamic_program(Path::new(program))?;
+        }
+        let mkfs_ext4 = tree.path("sbin/mkfs.ext4");
+        if mkfs_ext4.symlink_metadata().is_ok() {
+            std::fs::remove_file(&mkfs_ext4)?;
+        }
+        std::os::unix::fs::symlink("mke2fs", &mkfs_ext4)?;
+        grub_boot::copy_modules(&tree.path("usr/lib/grub/i386-pc"))?;
+        for extra in ["boot.img", "kernel.img", "lzma_decompress.img", "diskboot.img", "moddep.lst"] {
+            let src = Path::new(grub_boot::GRUB_I386_PC).join(extra);
+            if src.exists() {
+                tree.copy(&format!("usr/lib/grub/i386-pc/{extra}"), &src, 0o644)?;
+            }
+        }
         // GRUB's files as grub-install would leave them.
         let cfg = std::fs::read_to_string(assets.join("grub.cfg"))?
             .replace("@ROOT_UUID@", ROOT_UUID)

@@ -20,3 +20,4 @@ pub mod rootfs;
 pub mod payload;
 pub mod resin_image;
 pub mod verdict;
+pub mod e2e;

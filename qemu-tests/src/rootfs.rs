@@ -37,6 +37,11 @@ impl RootTree {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
+        // Never write through a link: busybox applet links point at absolute paths that
+        // would resolve on the build machine, not in the tree.
+        if path.symlink_metadata().is_ok() {
+            std::fs::remove_file(&path)?;
+        }
         std::fs::write(&path, data).with_context(|| format!("writing {}", path.display()))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
         Ok(())
@@ -95,4 +100,26 @@ pub fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+impl RootTree {
+    /// Copies a dynamically linked host program and the shared libraries `ldd` names for it
+    /// (the loader included) to the same paths in the tree, so it runs there as on the host.
+    pub fn dynamic_program(&self, program: &Path) -> Result<()> {
+        self.copy(&program.to_string_lossy(), program, 0o755)?;
+        let out = crate::tools::run("ldd", [program.as_os_str()])?;
+        for line in String::from_utf8_lossy(&out).lines() {
+            // "libx.so.1 => /lib/x86_64-linux-gnu/libx.so.1 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
+            let path = match line.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next(),
+                None => line.split_whitespace().next().filter(|p| p.starts_with('/')),
+            };
+            let Some(path) = path.filter(|p| p.starts_with('/')) else { continue };
+            let lib = Path::new(path);
+            if !self.path(path).exists() {
+                self.copy(path, &std::fs::canonicalize(lib)?, 0o755)?;
+            }
+        }
+        Ok(())
+    }
 }

@@ -1,0 +1,102 @@
+//! The whole takeover, end to end: the legacy host runs the real (packaged, static) stager
+//! from a payload disk, reboots one-shot into the migrator, which flashes the resinOS
+//! stand-in into the old root's space and reboots into it; the stand-in prints its verdict.
+//! Used by the end-to-end tests and by the demo binary.
+
+use crate::fixture::{self, Manifest};
+use crate::host_image::HostImage;
+use crate::payload::Payload;
+use crate::paths;
+use crate::qemu::{Drive, Vm, VmConfig};
+use crate::resin_image::ResinImage;
+use crate::verdict::{self, Verdict, SUMMARY_MARKER};
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The application id in the demo's config.json (the restore path has it).
+pub const APP_ID: &str = "1234567";
+pub const PROFILE: &str = "intel-nuc";
+
+/// The packaged stager (stager with the migrator appended), built by scripts/build-static.sh.
+pub fn packaged_stager() -> Result<PathBuf> {
+    let path = paths::workspace_root().join("target/swapover/stager");
+    if !path.exists() {
+        bail!("no packaged stager at {}: run scripts/build-static.sh first", path.display());
+    }
+    Ok(path)
+}
+
+pub fn demo_config_json() -> String {
+    format!(
+        "{{\"applicationId\":{APP_ID},\"deviceType\":\"{PROFILE}\",\"userId\":42,\"uuid\":\"f0e1d2c3b4a5968778695a4b3c2d1e0f\",\
+         \"apiEndpoint\":\"https://api.resin.io\",\"registryEndpoint\":\"registry.resin.io\",\"deviceApiKey\":\"demo-key\"}}\n"
+    )
+}
+
+/// What one run produced.
+pub struct Outcome {
+    pub vm: Vm,
+    pub verdict: Verdict,
+    pub expected: Manifest,
+    pub data_differences: Vec<String>,
+}
+
+/// Prepares a host disk and a payload that stages the migration once.
+pub fn prepare(name: &str) -> Result<(HostImage, PathBuf, PathBuf, ResinImage)> {
+    let host = HostImage::ensure()?;
+    let image = ResinImage::ensure()?;
+    let stager = packaged_stager()?;
+    let disk = host.fresh_copy(name)?;
+    let backups: String = fixture::BACKUP_PATHS.iter().map(|p| format!(" --backup {p}")).collect();
+    let run_sh = format!(
+        "# Stage once; later boots of the old OS (after a refused or failed attempt) only report.\n\
+         if [ -e /var/lib/swapover-e2e-staged ]; then ./stager status; echo SWAPOVER-E2E-OLD-OS-AGAIN; exit 0; fi\n\
+         touch /var/lib/swapover-e2e-staged; sync\n\
+         ./stager check --profile {PROFILE} --image ./resinos.img.xz --config ./config.json\n\
+         echo \"SWAPOVER-E2E-CHECK exit=$?\"\n\
+         ./stager stage --profile {PROFILE} --image ./resinos.img.xz --sha256 {} --config ./config.json{backups}\n\
+         echo \"SWAPOVER-E2E-STAGE exit=$?\"\n",
+        image.xz_sha256
+    );
+    let payload = Payload::new(name, &run_sh)?;
+    payload.add_file("stager", &stager, 0o755)?;
+    payload.add_file("resinos.img.xz", &image.xz, 0o644)?;
+    payload.add_bytes("config.json", demo_config_json().as_bytes(), 0o644)?;
+    let payload_disk = payload.build()?;
+    Ok((host, disk, payload_disk, image))
+}
+
+/// Boots the host with the payload and follows the migration to the stand-in's verdict.
+pub fn run(name: &str) -> Result<Outcome> {
+    let (host, disk, payload_disk, _image) = prepare(name)?;
+    let mut vm = Vm::start(&VmConfig::new(name, vec![Drive::ide(&disk), Drive::ide(&payload_disk)]))?;
+    follow(&mut vm)?;
+    let verdict = Verdict::parse(&vm.console_text())?;
+    let expected = host.expected_manifest()?;
+    let data_differences = verdict::differences(&expected, &verdict.data, &format!("resin-data/{APP_ID}"));
+    Ok(Outcome { vm, verdict, expected, data_differences })
+}
+
+/// Awaits every stage of a migration on `vm`'s console, printing when each was reached.
+pub fn follow(vm: &mut Vm) -> Result<()> {
+    let stage = |vm: &mut Vm, marker: &str, secs: u64| -> Result<String> {
+        let line = vm.wait_for(marker, Duration::from_secs(secs))?;
+        eprintln!("[stage {:>6.1}s] {}", vm.elapsed().as_secs_f64(), line.trim());
+        Ok(line)
+    };
+    stage(vm, "SWAPOVER-HOST-UP", 180)?;
+    let check = stage(vm, "SWAPOVER-E2E-CHECK", 120)?;
+    if !check.ends_with("exit=0") {
+        bail!("stager check refused the demo host: {check}\n(see {})", vm.log_path().display());
+    }
+    stage(vm, "SWAPOVER-MIGRATOR-START", 600).context("the stager did not reboot into the migrator")?;
+    for step in ["backup", "arm-resume", "flash", "verify", "restore", "finalize"] {
+        stage(vm, &format!("SWAPOVER-STEP {step} done"), 600)?;
+    }
+    stage(vm, "SWAPOVER-MIGRATOR-REBOOT target=resinos", 120)?;
+    stage(vm, "SWAPOVER-RESIN-GRUB", 120)?;
+    stage(vm, SUMMARY_MARKER, 240)?;
+    vm.wait_exit(Duration::from_secs(60))?;
+    Ok(())
+}
