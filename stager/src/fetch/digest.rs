@@ -1,0 +1,169 @@
+//! sha256 values: parsing them (given, or from a sha256sum listing) and computing them over files.
+
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::str::FromStr;
+
+use sha2::{Digest, Sha256};
+
+use super::FetchError;
+
+/// A sha256 digest as 64 lowercase hexadecimal characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Sha256Hex(String);
+
+impl Sha256Hex {
+    /// Accepts 64 hex digits in either case (surrounding whitespace ignored).
+    pub fn parse(text: &str) -> Result<Self, FetchError> {
+        let trimmed = text.trim();
+        let valid = trimmed.len() == 64 && trimmed.bytes().all(|b| b.is_ascii_hexdigit());
+        if valid {
+            Ok(Sha256Hex(trimmed.to_ascii_lowercase()))
+        } else {
+            Err(FetchError::InvalidSha256 {
+                value: text.to_owned(),
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Sha256Hex {
+    type Err = FetchError;
+    fn from_str(text: &str) -> Result<Self, FetchError> {
+        Sha256Hex::parse(text)
+    }
+}
+
+impl fmt::Display for Sha256Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Picks the digest for `file_name` out of a sha256sum-style listing.
+///
+/// Accepts a bare `HEX`, one `HEX  NAME` line (whatever the name), or several lines, of
+/// which the one naming `file_name` (text or `*binary` mode) is taken. Blank lines and
+/// `#` comments are skipped. Errors are plain reasons, for the caller to wrap.
+pub fn digest_from_listing(listing: &str, file_name: &str) -> Result<Sha256Hex, String> {
+    let entries: Vec<(&str, Option<&str>)> = listing
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| match line.split_once(char::is_whitespace) {
+            Some((hex, name)) => (hex, Some(name.trim_start().trim_start_matches('*'))),
+            None => (line, None),
+        })
+        .collect();
+    let chosen = match entries.as_slice() {
+        [] => return Err("it is empty".to_owned()),
+        [only] => only.0,
+        many => match many.iter().find(|(_, name)| *name == Some(file_name)) {
+            Some(entry) => entry.0,
+            None => {
+                return Err(format!(
+                    "it lists {} files but not {file_name:?}",
+                    many.len()
+                ))
+            }
+        },
+    };
+    Sha256Hex::parse(chosen)
+        .map_err(|_| format!("{chosen:?} is not a sha256 (64 hexadecimal characters)"))
+}
+
+/// sha256 of a whole file, read from disk.
+pub fn hash_file(path: &Path) -> Result<(Sha256Hex, u64), FetchError> {
+    let mut file = File::open(path).map_err(|e| FetchError::io("open", path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut total: u64 = 0;
+    loop {
+        let count = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(count) => count,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(FetchError::io("read", path, e)),
+        };
+        hasher.update(&buffer[..count]);
+        total += count as u64;
+    }
+    Ok((Sha256Hex(hex::encode(hasher.finalize())), total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn accepts_upper_case_and_whitespace() {
+        let parsed = Sha256Hex::parse(&format!("  {}\n", HEX.to_uppercase())).unwrap();
+        assert_eq!(parsed.as_str(), HEX);
+    }
+
+    #[test]
+    fn rejects_wrong_length_and_non_hex() {
+        assert!(Sha256Hex::parse(&HEX[..63]).is_err());
+        assert!(Sha256Hex::parse(&format!("{}g", &HEX[..63])).is_err());
+        let err = Sha256Hex::parse("abc").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid sha256 \"abc\": expected 64 hexadecimal characters"
+        );
+    }
+
+    #[test]
+    fn listing_bare_hex_and_single_line() {
+        assert_eq!(
+            digest_from_listing(&format!("{HEX}\n"), "x.img")
+                .unwrap()
+                .as_str(),
+            HEX
+        );
+        assert_eq!(
+            digest_from_listing(&format!("{HEX}  other-name.img\n"), "x.img")
+                .unwrap()
+                .as_str(),
+            HEX
+        );
+    }
+
+    #[test]
+    fn listing_picks_the_named_file_among_several() {
+        let other = "0".repeat(64);
+        let listing = format!("# sums\n{other}  a.img\n{HEX} *x.img\n");
+        assert_eq!(
+            digest_from_listing(&listing, "x.img").unwrap().as_str(),
+            HEX
+        );
+        let err = digest_from_listing(&listing, "y.img").unwrap_err();
+        assert_eq!(err, "it lists 2 files but not \"y.img\"");
+    }
+
+    #[test]
+    fn listing_errors() {
+        assert_eq!(digest_from_listing("\n\n", "x").unwrap_err(), "it is empty");
+        assert_eq!(
+            digest_from_listing("<html>not found</html>", "x").unwrap_err(),
+            "\"<html>not\" is not a sha256 (64 hexadecimal characters)"
+        );
+    }
+
+    #[test]
+    fn hashes_a_file_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"test").unwrap();
+        let (digest, size) = hash_file(&path).unwrap();
+        assert_eq!(digest.as_str(), HEX);
+        assert_eq!(size, 4);
+    }
+}
