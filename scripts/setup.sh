@@ -36,7 +36,7 @@ if [ ! -f "$KDIR/VERSION" ]; then
     [ -n "$pkg" ] || { echo "setup: cannot find the Debian kernel package behind linux-image-amd64" >&2; exit 1; }
     echo "setup: downloading $pkg"
     rm -rf "$KDIR/tmp" && mkdir -p "$KDIR/tmp"
-    (cd "$KDIR/tmp" && apt-get download "$pkg" >/dev/null)
+    (cd "$KDIR/tmp" && apt-get -o APT::Sandbox::User=root download "$pkg" >/dev/null)
     deb=$(ls "$KDIR"/tmp/*.deb)
     rm -rf "$KDIR/root" && dpkg -x "$deb" "$KDIR/root"
     ver=$(ls "$KDIR/root/lib/modules" | head -n1)

@@ -100,3 +100,56 @@ pub fn follow(vm: &mut Vm) -> Result<()> {
     vm.wait_exit(Duration::from_secs(60))?;
     Ok(())
 }
+
+/// Prints when each awaited stage was reached, the downtime (reboot into the migrator →
+/// resinOS verdict) and the bare flash time, with their ratio.
+pub fn print_timings(vm: &Vm) {
+    let at = |m: &str| vm.stages().iter().find(|(k, _)| k.starts_with(m)).map(|(_, d)| d.as_secs_f64());
+    for (marker, t) in vm.stages() {
+        eprintln!("[timing] {:>7.1}s {marker}", t.as_secs_f64());
+    }
+    if let (Some(start), Some(end)) = (at("SWAPOVER-MIGRATOR-START"), at(SUMMARY_MARKER)) {
+        let downtime = end - start;
+        eprintln!("[timing] downtime (migrator start → resinOS verdict): {downtime:.1}s");
+        if let (Some(f0), Some(f1)) = (at("SWAPOVER-STEP arm-resume done"), at("SWAPOVER-STEP flash done")) {
+            let flash = f1 - f0;
+            eprintln!("[timing] flash: {flash:.1}s; downtime / flash = {:.1}", downtime / flash.max(0.1));
+        }
+    }
+}
+
+/// Where to pull the plug: `delay` after `marker` appears on the console.
+#[derive(Debug, Clone)]
+pub struct Cut {
+    pub marker: String,
+    pub delay: Duration,
+}
+
+impl Cut {
+    pub fn after(marker: &str, delay_ms: u64) -> Cut {
+        Cut { marker: marker.to_string(), delay: Duration::from_millis(delay_ms) }
+    }
+}
+
+/// Runs the migration, cutting the power at each cut in turn (restarting the VM on the same
+/// disks after each), then lets the last boot run to the stand-in's verdict.
+pub fn run_with_cuts(name: &str, cuts: &[Cut]) -> Result<Outcome> {
+    let (host, disk, payload_disk, _image) = prepare(name)?;
+    let drives = vec![Drive::ide(&disk), Drive::ide(&payload_disk)];
+    for (i, cut) in cuts.iter().enumerate() {
+        let mut vm = Vm::start(&VmConfig::new(&format!("{name}-boot{i}"), drives.clone()))?;
+        let line = vm.wait_for(&cut.marker, Duration::from_secs(900))?;
+        std::thread::sleep(cut.delay);
+        vm.power_cut()?;
+        eprintln!("[cut {i}] power cut {:?} after `{}` ({:.1}s into boot {i})", cut.delay, line.trim(), vm.elapsed().as_secs_f64());
+    }
+    let mut vm = Vm::start(&VmConfig::new(&format!("{name}-final"), drives))?;
+    vm.wait_for("SWAPOVER-MIGRATOR-START", Duration::from_secs(300))?;
+    vm.wait_for("SWAPOVER-MIGRATOR-REBOOT target=resinos", Duration::from_secs(900))?;
+    vm.wait_for(SUMMARY_MARKER, Duration::from_secs(300))?;
+    vm.wait_exit(Duration::from_secs(60))?;
+    let verdict = Verdict::parse(&vm.console_text())?;
+    let expected = host.expected_manifest()?;
+    let data_differences = verdict::differences(&expected, &verdict.data, &format!("resin-data/{APP_ID}"));
+    Ok(Outcome { vm, verdict, expected, data_differences })
+}
