@@ -458,3 +458,132 @@ fn plain_http_is_refused_unless_allowed_and_then_needs_an_explicit_sha256() {
     let fetched = fetch_image(&source, &dest, &with_hash).unwrap();
     assert_eq!(std::fs::read(fetched.path).unwrap(), image);
 }
+
+#[test]
+fn a_stalled_transfer_times_out_and_resumes() {
+    let image = image_bytes();
+    let route = Route::file(image.clone()).cut(Cut::StallFirstResponseAfter(200_000));
+    let fixture = Fixture::new(vec![(IMAGE_PATH, route)]);
+    let opts = FetchOptions {
+        stall_timeout: Duration::from_millis(700),
+        max_retries: 5,
+        ..fixture.options(Some(&sha256_hex(&image)))
+    };
+    let fetched = fixture.fetch(&opts).unwrap();
+    assert_eq!(std::fs::read(&fetched.path).unwrap(), image);
+    let served = fixture.server.served();
+    assert_eq!(
+        (served[0].status, served[0].body_bytes_sent),
+        (200, 200_000)
+    );
+    let last = served.last().unwrap();
+    assert_eq!(
+        (last.range.as_deref(), last.status),
+        (Some("bytes=200000-"), 206),
+        "{served:?}"
+    );
+}
+
+#[test]
+fn server_errors_are_retried_then_reported() {
+    let image = image_bytes();
+    let fixture = Fixture::new(vec![(
+        IMAGE_PATH,
+        Route::file(image.clone()).failing_first(2, 503),
+    )]);
+    let fetched = fixture
+        .fetch(&fixture.options(Some(&sha256_hex(&image))))
+        .unwrap();
+    assert_eq!(std::fs::read(&fetched.path).unwrap(), image);
+    let statuses: Vec<u16> = fixture
+        .server
+        .served()
+        .into_iter()
+        .map(|served| served.status)
+        .collect();
+    assert_eq!(statuses, [503, 503, 200]);
+
+    let always_failing = Fixture::new(vec![(
+        IMAGE_PATH,
+        Route::file(image.clone()).failing_first(100, 503),
+    )]);
+    let opts = FetchOptions {
+        max_retries: 1,
+        ..always_failing.options(Some(&sha256_hex(&image)))
+    };
+    assert_eq!(
+        always_failing.fetch(&opts).unwrap_err().to_string(),
+        format!(
+            "transfer of {} failed after 2 attempts (server answered HTTP 503 Service Unavailable): run again to resume",
+            always_failing.server.url(IMAGE_PATH)
+        )
+    );
+}
+
+#[test]
+fn a_complete_part_is_verified_and_placed_without_downloading_it_again() {
+    let image = image_bytes();
+    let fixture = Fixture::new(vec![(IMAGE_PATH, Route::file(image.clone()))]);
+    std::fs::write(part_path(&fixture.dest()), &image).unwrap();
+    let fetched = fixture
+        .fetch(&fixture.options(Some(&sha256_hex(&image))))
+        .unwrap();
+    assert_eq!(std::fs::read(&fetched.path).unwrap(), image);
+    let served = fixture.server.served();
+    assert_eq!(served.len(), 1, "{served:?}");
+    assert_eq!(served[0].status, 416);
+    assert_eq!(served[0].range, Some(format!("bytes={IMAGE_LEN}-")));
+}
+
+#[test]
+fn a_part_longer_than_the_image_is_discarded_and_downloaded_again() {
+    let image = image_bytes();
+    let fixture = Fixture::new(vec![(IMAGE_PATH, Route::file(image.clone()))]);
+    let mut too_long = image.clone();
+    too_long.extend_from_slice(b"left over from another image");
+    std::fs::write(part_path(&fixture.dest()), &too_long).unwrap();
+    let fetched = fixture
+        .fetch(&fixture.options(Some(&sha256_hex(&image))))
+        .unwrap();
+    assert_eq!(std::fs::read(&fetched.path).unwrap(), image);
+    let statuses: Vec<u16> = fixture
+        .server
+        .served()
+        .into_iter()
+        .map(|served| served.status)
+        .collect();
+    assert_eq!(statuses, [416, 200]);
+}
+
+#[test]
+fn https_redirects_are_followed_but_not_to_plain_http() {
+    let image = image_bytes();
+    let fixture = Fixture::new(vec![
+        (IMAGE_PATH, Route::file(image.clone())),
+        ("/moved.img", Route::redirect(IMAGE_PATH)),
+        (
+            "/downgrade.img",
+            Route::redirect("http://127.0.0.1:9/resin.img"),
+        ),
+    ]);
+    let opts = fixture.options(Some(&sha256_hex(&image)));
+
+    let moved = ImageSource::parse(&fixture.server.url("/moved.img")).unwrap();
+    let fetched = fetch_image(&moved, &fixture.dest(), &opts).unwrap();
+    assert_eq!(std::fs::read(&fetched.path).unwrap(), image);
+
+    let downgrade_url = fixture.server.url("/downgrade.img");
+    let downgrade = ImageSource::parse(&downgrade_url).unwrap();
+    let error = fetch_image(&downgrade, &fixture.dir.path().join("other.img"), &opts).unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, FetchError::Redirect { .. }), "{text}");
+    assert!(
+        text.starts_with(&format!("redirect refused for {downgrade_url} (")),
+        "{text}"
+    );
+    assert!(text.contains("http://127.0.0.1:9/resin.img"), "{text}");
+    assert!(
+        text.ends_with("): give the final https:// URL of the image"),
+        "{text}"
+    );
+}

@@ -25,13 +25,23 @@ pub enum Cut {
     FirstResponseAfter(usize),
     /// Every response stops at this absolute offset of the file (a file that can never complete).
     AlwaysAtOffset(u64),
+    /// The first response sends this many body bytes, then goes silent for [`STALL`]
+    /// before closing (a link that hangs rather than breaks).
+    StallFirstResponseAfter(usize),
 }
+
+/// How long a stalling response stays silent.
+pub const STALL: Duration = Duration::from_millis(1500);
 
 #[derive(Debug, Clone)]
 pub struct Route {
     pub body: Vec<u8>,
     pub ignore_range: bool,
     pub cut: Cut,
+    /// The first `.0` requests are answered with status `.1` and an empty body.
+    pub fail_first: (usize, u16),
+    /// Answer every request with `302 Found` to this location.
+    pub redirect_to: Option<String>,
 }
 
 impl Route {
@@ -40,7 +50,21 @@ impl Route {
             body: body.into(),
             ignore_range: false,
             cut: Cut::Never,
+            fail_first: (0, 200),
+            redirect_to: None,
         }
+    }
+
+    pub fn redirect(location: impl Into<String>) -> Self {
+        Route {
+            redirect_to: Some(location.into()),
+            ..Route::file(Vec::new())
+        }
+    }
+
+    pub fn failing_first(mut self, count: usize, status: u16) -> Self {
+        self.fail_first = (count, status);
+        self
     }
 
     pub fn ignoring_range(mut self) -> Self {
@@ -229,6 +253,14 @@ fn serve_one(
         );
     };
     state.responses += 1;
+    if let Some(location) = &state.route.redirect_to {
+        let headers = [format!("Location: {location}")];
+        return respond(stream, served, path, range, 302, &headers, b"", 0);
+    }
+    let (failing, fail_status) = state.route.fail_first;
+    if state.responses <= failing {
+        return respond(stream, served, path, range, fail_status, &[], b"", 0);
+    }
     let body = &state.route.body;
     let len = body.len() as u64;
     let requested_start = range
@@ -248,7 +280,11 @@ fn serve_one(
     };
     let slice = &body[start as usize..];
     let send = match state.route.cut {
-        Cut::FirstResponseAfter(count) if state.responses == 1 => count.min(slice.len()),
+        Cut::FirstResponseAfter(count) | Cut::StallFirstResponseAfter(count)
+            if state.responses == 1 =>
+        {
+            count.min(slice.len())
+        }
         Cut::AlwaysAtOffset(offset) => (offset.saturating_sub(start) as usize).min(slice.len()),
         _ => slice.len(),
     };
@@ -257,7 +293,11 @@ fn serve_one(
         headers.push("Accept-Ranges: bytes".to_owned());
     }
     let slice = slice.to_vec();
-    respond(stream, served, path, range, status, &headers, &slice, send)
+    let ending = respond(stream, served, path, range, status, &headers, &slice, send)?;
+    if matches!(state.route.cut, Cut::StallFirstResponseAfter(_)) && state.responses == 1 {
+        std::thread::sleep(STALL);
+    }
+    Ok(ending)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -281,6 +321,8 @@ fn respond(
     let reason = match status {
         200 => "OK",
         206 => "Partial Content",
+        302 => "Found",
+        503 => "Service Unavailable",
         404 => "Not Found",
         405 => "Method Not Allowed",
         416 => "Range Not Satisfiable",
