@@ -52,14 +52,14 @@ pub enum FetchError {
     #[error("redirect refused for {url} ({detail}): give the final https:// URL of the image")]
     Redirect { url: String, detail: String },
 
-    #[error("transfer of {url} failed after {attempts} attempts ({detail}): run again to resume")]
+    #[error("transfer of {url} failed after {attempts} {noun} ({detail}): run again to resume", noun = attempt_noun(*.attempts))]
     Transfer {
         url: String,
         attempts: u32,
         detail: String,
     },
 
-    #[error("download of {url} truncated: got {received} of {expected} bytes after {attempts} attempts; the server or network keeps cutting the transfer: run again to resume, or check the file on the server")]
+    #[error("download of {url} truncated: got {received} of {expected} bytes after {attempts} {noun}; the server or network keeps cutting the transfer: run again to resume, or check the file on the server", noun = attempt_noun(*.attempts))]
     Truncated {
         url: String,
         received: u64,
@@ -96,6 +96,14 @@ pub enum FetchError {
         #[source]
         source: std::io::Error,
     },
+}
+
+fn attempt_noun(attempts: u32) -> &'static str {
+    if attempts == 1 {
+        "attempt"
+    } else {
+        "attempts"
+    }
 }
 
 impl FetchError {
