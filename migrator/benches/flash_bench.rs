@@ -7,7 +7,9 @@
 //! everything but the head, then the head (the commit point). Verification is the
 //! read-back of the body, timed on its own.
 
-use migrator::flash::{commit_head, DecodeMode, verify_written, write_image, FlashRequest, Placement, ZeroRuns};
+use migrator::flash::{
+    commit_head, verify_written, write_image, DecodeMode, FlashRequest, Placement, ZeroRuns,
+};
 use std::fs::{File, OpenOptions};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -26,7 +28,10 @@ fn run() -> Result<(), String> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--threads" => {
-                threads = args.next().and_then(|n| n.parse().ok()).ok_or("--threads needs a number")?;
+                threads = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or("--threads needs a number")?;
             }
             "--target-reads-zero" => zero_runs = ZeroRuns::SkipTargetReadsZero,
             _ => positional.push(arg),
@@ -43,7 +48,10 @@ fn run() -> Result<(), String> {
         .truncate(false)
         .open(target_path)
         .map_err(|e| format!("{target_path}: {e}"))?;
-    let placement = Placement { target_offset_bytes: 0, extent_bytes: u64::MAX / 2 };
+    let placement = Placement {
+        target_offset_bytes: 0,
+        extent_bytes: u64::MAX / 2,
+    };
     let mut request = FlashRequest::new(placement);
     request.decode_threads = threads;
     request.zero_runs = zero_runs;
@@ -52,11 +60,15 @@ fn run() -> Result<(), String> {
     let written = write_image(&image, &target, &request, &mut |_| {}).map_err(|e| e.to_string())?;
     commit_head(&target, placement, &written.head).map_err(|e| e.to_string())?;
     let write_s = started.elapsed().as_secs_f64();
-    let verify_s = verify_written(&target, &written).map_err(|e| e.to_string())?.as_secs_f64();
+    let verify_s = verify_written(&target, &written)
+        .map_err(|e| e.to_string())?
+        .as_secs_f64();
     let mode = match written.mode {
         DecodeMode::Raw => "raw".to_owned(),
         DecodeMode::XzSequential => "xz-sequential".to_owned(),
-        DecodeMode::XzParallel { threads, blocks } => format!("xz-parallel-{threads}-threads-{blocks}-blocks"),
+        DecodeMode::XzParallel { threads, blocks } => {
+            format!("xz-parallel-{threads}-threads-{blocks}-blocks")
+        }
     };
     println!(
         "mode={mode} image_bytes={} write_s={write_s:.3} verify_s={verify_s:.3} peak_rss_kib={}",

@@ -74,7 +74,10 @@ mod tests {
         let mut out = Vec::new();
         let error = longer.read_to_end(&mut out).unwrap_err();
         assert_eq!(out, [1, 2, 3]);
-        let too_long = error.get_ref().and_then(|e| e.downcast_ref::<TooLong>()).unwrap();
+        let too_long = error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<TooLong>())
+            .unwrap();
         assert_eq!(too_long.limit_bytes, 3);
     }
 }

@@ -75,7 +75,10 @@ fn feed<T: FlashTarget + ?Sized>(
         let (in_before, out_len) = (stream.total_in(), out.len());
         let status = stream
             .process_vec(input, out, action)
-            .map_err(|e| XzError::BlockData { block, detail: e.to_string() })?;
+            .map_err(|e| XzError::BlockData {
+                block,
+                detail: e.to_string(),
+            })?;
         input = &input[(stream.total_in() - in_before) as usize..];
         let progressed = out.len() > out_len || stream.total_in() > in_before;
         let out_full = out.len() == out.capacity();
