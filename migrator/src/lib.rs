@@ -1,6 +1,26 @@
 //! The migrator: PID 1 of the migration initramfs.
+//!
+//! - [`run::pid1_main`]: the whole life of `/init` (never returns).
+//! - [`steps`]: the journaled step loop and each step, on any disk file or device.
+//! - One job per module: [`pid1`], [`logging`], [`modules_load`], [`disk`],
+//!   [`blkpg`], [`partdev`], [`mounts`], [`backup`], [`restore`], [`resume`],
+//!   [`fatboot`], [`flashing`]; and the engines [`flash`], [`journal`], [`layout`], [`net`].
 
+pub mod backup;
+pub mod blkpg;
+pub mod disk;
+pub mod fatboot;
 pub mod flash;
+pub mod flashing;
 pub mod journal;
 pub mod layout;
+pub mod logging;
+pub mod modules_load;
+pub mod mounts;
 pub mod net;
+pub mod partdev;
+pub mod pid1;
+pub mod restore;
+pub mod resume;
+pub mod run;
+pub mod steps;

@@ -1,0 +1,170 @@
+//! The flash, verify and commit steps around `migrator::flash`: where the image
+//! goes (disk offset 0, never past the layout limit), how progress is journaled,
+//! and how a resumed run gets back the write hashes and the held-back head that
+//! only existed in memory (by decoding the image again without writing).
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::flash::{self, FlashRequest, FlashTarget, ImageFormat, Placement, Progress, Sha256Digest, WrittenImage, HEAD_BYTES};
+use crate::layout::{self, units as lu, HostDisk, PartitionTable};
+use plan::{Plan, SectorSize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlashStepError {
+    #[error(transparent)]
+    Flash(#[from] flash::FlashError),
+    #[error(transparent)]
+    Layout(#[from] layout::LayoutError),
+    #[error("cannot {action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: io::Error },
+    #[error("the plan's disk uses {0}; the migrator writes 512-byte-sector MBR disks only")]
+    SectorSize(SectorSize),
+    #[error("plan sha256 '{0}' is malformed; re-stage")]
+    BadDigest(String),
+    #[error("the journal says {journal} image bytes were written, the staged image has {image}; the image changed since flashing began, re-stage is impossible now: reflash the device")]
+    ImageChanged { journal: u64, image: u64 },
+    #[error("cannot record flash progress in the journal: {0}")]
+    Journal(String),
+    #[error("the committed head did not read back identical; the disk is failing")]
+    HeadMismatch,
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FlashStepError {
+    let path = path.to_path_buf();
+    move |source| FlashStepError::Io { action, path, source }
+}
+
+/// Where the image may go: from disk byte 0 up to the first of the layout
+/// region's end and the limit the disk's own table puts before staging.
+pub fn placement<D: io::Read + io::Seek>(plan: &Plan, disk: &mut D) -> Result<Placement, FlashStepError> {
+    if plan.source_disk.sector_size != SectorSize::S512 {
+        return Err(FlashStepError::SectorSize(plan.source_disk.sector_size));
+    }
+    let host_table = PartitionTable::read(disk)?;
+    let host = HostDisk::from_table(
+        &host_table,
+        lu::Sectors(plan.old_root.partition.start.get()),
+        lu::Sectors(plan.staging.partition.start.get()),
+        lu::Sectors(plan.source_disk.size.get()),
+    )?;
+    let (limit, what) = host.limit();
+    let region_end = plan.layout.region.end().map_err(|e| FlashStepError::BadDigest(e.to_string()))?;
+    let end = limit.0.min(region_end.get());
+    log::info!("flash: image may occupy disk sectors 0..{end} (limit: {what} at {}, layout region ends at {})", limit.0, region_end.get());
+    Ok(Placement { target_offset_bytes: 0, extent_bytes: lu::Sectors(end).to_bytes().0 })
+}
+
+/// The staged image's expected compressed sha256.
+pub fn expected_digest(plan: &Plan) -> Result<Sha256Digest, FlashStepError> {
+    Sha256Digest::from_hex(&plan.image.compressed_sha256.0).ok_or_else(|| FlashStepError::BadDigest(plan.image.compressed_sha256.0.clone()))
+}
+
+/// Write the image (all but its first MiB), resuming at `resume_from`; `checkpoint`
+/// is called with every newly durable image offset (journal it).
+pub fn write<T: FlashTarget + ?Sized>(
+    image_path: &Path,
+    target: &T,
+    placement: Placement,
+    expected: Sha256Digest,
+    resume_from: u64,
+    sync_every: u64,
+    checkpoint: &mut dyn FnMut(u64) -> Result<(), String>,
+) -> Result<WrittenImage, FlashStepError> {
+    let image = File::open(image_path).map_err(io_err("open", image_path))?;
+    let mut request = FlashRequest::new(placement);
+    request.resume_from_image_offset = resume_from;
+    request.expected_image_sha256 = Some(expected);
+    request.sync_every_bytes = sync_every;
+    let mut recorded = resume_from;
+    let mut journal_error = None;
+    let mut last_percent = None;
+    let mut on_progress = |p: &Progress| {
+        if let Some(total) = p.image_bytes_total.filter(|t| *t > 0) {
+            let percent = p.image_bytes_out * 100 / total;
+            if last_percent.is_none_or(|last| percent >= last + 10) {
+                log::info!("flash: {percent}% ({} of {} image bytes decoded, {} written)", p.image_bytes_out, total, p.bytes_written);
+                last_percent = Some(percent);
+            }
+        }
+        if p.durable_image_offset > recorded && journal_error.is_none() {
+            match checkpoint(p.durable_image_offset) {
+                Ok(()) => recorded = p.durable_image_offset,
+                Err(e) => journal_error = Some(e),
+            }
+        }
+    };
+    let written = flash::write_image(&image, target, &request, &mut on_progress)?;
+    if let Some(e) = journal_error {
+        return Err(FlashStepError::Journal(e));
+    }
+    log::info!("flash: {} image bytes in {:.1} s ({:?})", written.image_bytes, written.write_time.as_secs_f64(), written.mode);
+    Ok(written)
+}
+
+/// Decode the image again without writing anything, to get the hashes and the
+/// head of an image written by an earlier boot.
+pub fn replay<T: FlashTarget + ?Sized>(
+    image_path: &Path,
+    target: &T,
+    placement: Placement,
+    expected: Sha256Digest,
+    image_bytes: u64,
+) -> Result<WrittenImage, FlashStepError> {
+    log::info!("flash: decoding the image again (no writes) to recover its hashes");
+    let written = write(image_path, target, placement, expected, image_bytes, u64::MAX / 2, &mut |_| Ok(()))?;
+    if written.image_bytes != image_bytes {
+        return Err(FlashStepError::ImageChanged { journal: image_bytes, image: written.image_bytes });
+    }
+    Ok(written)
+}
+
+/// The image's first `HEAD_BYTES` (or all of a smaller image), decoded.
+pub fn read_head(image_path: &Path) -> Result<Vec<u8>, FlashStepError> {
+    let file = File::open(image_path).map_err(io_err("open", image_path))?;
+    let format = ImageFormat::sniff(&file).map_err(io_err("read", image_path))?;
+    let reader: Box<dyn Read> = match format {
+        ImageFormat::Raw => Box::new(file),
+        ImageFormat::Xz => Box::new(flash::xz_stream::XzReader::new(BufReader::new(file)).map_err(io_err("decode", image_path))?),
+    };
+    let mut head = Vec::with_capacity(HEAD_BYTES as usize);
+    reader.take(HEAD_BYTES).read_to_end(&mut head).map_err(io_err("decode", image_path))?;
+    Ok(head)
+}
+
+/// Write `head` at disk byte 0 (the commit point), sync, drop the cache, read back.
+pub fn commit_head<T: FlashTarget + ?Sized>(target: &T, head: &[u8]) -> Result<(), FlashStepError> {
+    target.write_all_at(head, 0).map_err(io_err("write the image head to", Path::new("disk")))?;
+    target.sync().map_err(io_err("sync", Path::new("disk")))?;
+    if let Err(e) = target.drop_cache(0, head.len() as u64) {
+        log::warn!("finalize: cannot drop cached head before read-back ({e})");
+    }
+    let mut back = vec![0u8; head.len()];
+    target.read_exact_at(&mut back, 0).map_err(io_err("read back", Path::new("disk")))?;
+    if back != head {
+        return Err(FlashStepError::HeadMismatch);
+    }
+    Ok(())
+}
+
+/// Finalize: the image's table (grown over staging when the plan says so)
+/// written with the held-back head. Returns the final table.
+pub fn finalize(plan: &Plan, disk: &mut File, head: &[u8]) -> Result<layout::FinalTable, FlashStepError> {
+    let image_table = {
+        let overlay = layout::HeadOverlay::new(head, &mut *disk);
+        let mut overlay = overlay;
+        PartitionTable::read(&mut overlay)?
+    };
+    let growth = if plan.finalize.grow_over_staging { layout::DataGrowth::OverStaging } else { layout::DataGrowth::Keep };
+    let table = layout::final_table(&image_table, lu::Sectors(plan.source_disk.size.get()), growth)?;
+    let mut head = head.to_vec();
+    layout::write_growth(&table, &mut head, disk)?;
+    disk.sync_data().map_err(io_err("sync", Path::new("disk")))?;
+    match table.growth {
+        Some(g) => log::info!("finalize: partition {} grows from sector {} to {}", g.number, g.old_end.0, g.new_end.0),
+        None => log::info!("finalize: keeping the image's partition table ({})", plan.finalize.reason),
+    }
+    commit_head(&*disk, &head)?;
+    Ok(table)
+}

@@ -1,0 +1,83 @@
+//! What being PID 1 takes: the early mounts, the panic hook, and the two ways
+//! out (reboot, or halt with a message). PID 1 must never exit: the kernel
+//! panics when it does, so both ways out end in calls that do not return.
+
+use crate::logging;
+use nix::mount::{mount, MsFlags};
+use std::time::Duration;
+
+/// Where the kernel's pseudo file systems go.
+const EARLY_MOUNTS: [(&str, &str, &str); 3] =
+    [("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs")];
+
+/// Mount proc, sysfs and devtmpfs. A mount that is already there (EBUSY) is fine.
+pub fn mount_early() -> Result<(), String> {
+    for (source, target, fstype) in EARLY_MOUNTS {
+        let _ = std::fs::create_dir_all(target);
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+        match mount(Some(source), target, Some(fstype), flags, None::<&str>) {
+            Ok(()) | Err(nix::errno::Errno::EBUSY) => {}
+            Err(e) => return Err(format!("cannot mount {fstype} at {target}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// Log a panic, then reboot: with `panic = "abort"` the hook still runs first.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        log::error!("migrator panicked: {info}; rebooting (the journal resumes from the last durable step)");
+        reboot_now("panic");
+    }));
+}
+
+/// How the migrator leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebootTarget {
+    Resinos,
+    OldOs,
+    /// Back into the migration environment (a retry after an error).
+    Migrator,
+}
+
+impl RebootTarget {
+    pub fn marker_name(self) -> &'static str {
+        match self {
+            RebootTarget::Resinos => "resinos",
+            RebootTarget::OldOs => "old-os",
+            RebootTarget::Migrator => "migrator",
+        }
+    }
+}
+
+/// Print the reboot marker, make everything durable, reboot. Never returns.
+pub fn reboot_into(target: RebootTarget) -> ! {
+    logging::marker(&format!("SWAPOVER-MIGRATOR-REBOOT target={}", target.marker_name()));
+    reboot_now(target.marker_name())
+}
+
+fn reboot_now(why: &str) -> ! {
+    logging::flush();
+    nix::unistd::sync();
+    let Err(e) = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+    log::error!("reboot ({why}) failed: {e}; power-cycle the device");
+    sleep_forever()
+}
+
+/// Print the halt marker and the reason, then stay up forever (repeating the
+/// message now and then) so that a person can read it on the console.
+pub fn halt(reason: &str) -> ! {
+    logging::marker(&format!("SWAPOVER-MIGRATOR-HALT {reason}"));
+    logging::flush();
+    nix::unistd::sync();
+    loop {
+        std::thread::sleep(Duration::from_secs(600));
+        logging::marker(&format!("SWAPOVER-MIGRATOR-HALT {reason}"));
+    }
+}
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}

@@ -1,0 +1,116 @@
+//! PID 1's whole life: early mounts, logging, modules, the disk, the staging
+//! file system, the journal, the steps; then reboot or halt. Never returns.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use plan::Plan;
+
+use crate::disk::{BlockRoots, FoundDisk};
+use crate::journal::Journal;
+use crate::logging;
+use crate::mounts::{self, KernelMounts};
+use crate::pid1::{self, RebootTarget};
+use crate::steps::{self, Context, Exit};
+
+/// The plan inside the initramfs.
+pub const PLAN_PATH: &str = "/etc/swapover/plan.json";
+/// Where the staging file system is mounted.
+pub const STAGING_MOUNT: &str = "/mnt/staging";
+/// Counts the migrator's starts for this staging file system (for the START marker).
+pub const STARTS_FILE: &str = "starts";
+/// Used when the plan cannot be read.
+const FALLBACK_RETRY_DELAY: Duration = Duration::from_secs(10);
+
+/// The migrator as `/init`.
+pub fn pid1_main() -> ! {
+    logging::init(log::LevelFilter::Info);
+    pid1::install_panic_hook();
+    if let Err(e) = pid1::mount_early() {
+        log::error!("{e}");
+    }
+    // Reopen the console and kmsg now that devtmpfs is there.
+    logging::init(log::LevelFilter::Info);
+    log::info!("swapover migrator {} starting", env!("CARGO_PKG_VERSION"));
+    let (plan, plan_id) = match read_plan(Path::new(PLAN_PATH)) {
+        Ok(found) => found,
+        Err(e) => early_failure(&e, FALLBACK_RETRY_DELAY),
+    };
+    let retry_delay = Duration::from_secs(u64::from(plan.failure.retry_delay_secs));
+    let started = Instant::now();
+    crate::modules_load::load_all(Path::new("/"));
+    log::info!("modules took {:.1} s", started.elapsed().as_secs_f64());
+    let roots = BlockRoots::default();
+    let disk = match roots.wait_for_disk(&plan.source_disk.id, Duration::from_secs(u64::from(plan.failure.disk_wait_secs))) {
+        Ok(disk) => disk,
+        Err(e) => early_failure(&e.to_string(), retry_delay),
+    };
+    let staging_root = PathBuf::from(STAGING_MOUNT);
+    if let Err(e) = mount_staging(&roots, &disk, &plan, &staging_root) {
+        early_failure(&e, retry_delay);
+    }
+    let staging_dir = staging_root.join(plan.staging.dir.trim_start_matches('/'));
+    if let Err(e) = logging::attach_file(&staging_dir.join("migration.log")) {
+        log::error!("cannot log to {}: {e}; logging to the console only", staging_dir.display());
+    }
+    let attempt = count_start(&staging_dir);
+    logging::marker(&format!("SWAPOVER-MIGRATOR-START attempt={attempt}"));
+    log::info!("plan {plan_id} (profile {}, stager {})", plan.profile.name, plan.stager_version);
+    let mut journal = match Journal::open(&staging_dir) {
+        Ok(journal) => journal,
+        Err(e) => finish(Exit::Halt(format!("cannot open the journal: {e}"))),
+    };
+    log::info!("journal: {:?}, state {:?}", journal.load_report(), journal.state().step);
+    let disk_node = disk.node.clone();
+    let mut fs = KernelMounts::new(roots, disk, plan.clone());
+    let mut ctx = Context::new(&plan, plan_id, staging_root, disk_node, &mut fs);
+    let exit = steps::run(&mut ctx, &mut journal);
+    finish(exit)
+}
+
+/// The plan and its identity (sha256 of the file).
+pub fn read_plan(path: &Path) -> Result<(Plan, String), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read the plan {}: {e}; rebuild the initramfs with the stager", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("the plan {} is not UTF-8; re-stage", path.display()))?;
+    let plan = Plan::from_json(&text).map_err(|e| format!("the plan {} is unusable: {e}", path.display()))?;
+    let id: String = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    Ok((plan, id))
+}
+
+fn mount_staging(roots: &BlockRoots, disk: &FoundDisk, plan: &Plan, at: &Path) -> Result<(), String> {
+    let node = roots.partition_node(disk, &plan.staging.partition).map_err(|e| e.to_string())?;
+    mounts::mount_fs(&node, at, &plan.staging.fs_type.to_string(), false).map_err(|e| e.to_string())?;
+    log::info!("staging: {} mounted at {}", node.display(), at.display());
+    Ok(())
+}
+
+/// Increment and return the start counter kept on staging (1 on the first start).
+pub fn count_start(staging_dir: &Path) -> u32 {
+    let path = staging_dir.join(STARTS_FILE);
+    let previous: u32 = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
+    let now = previous.saturating_add(1);
+    if let Err(e) = crate::backup::write_durably(&path, now.to_string().as_bytes()) {
+        log::warn!("cannot record the start count: {e}");
+    }
+    now
+}
+
+/// A failure before the journal could be read: nothing was done in this boot, so
+/// reboot (into the old OS unless an earlier boot armed the resume entry).
+fn early_failure(message: &str, delay: Duration) -> ! {
+    log::error!("{message}");
+    log::error!("rebooting in {} s", delay.as_secs());
+    std::thread::sleep(delay);
+    pid1::reboot_into(RebootTarget::OldOs)
+}
+
+fn finish(exit: Exit) -> ! {
+    logging::flush();
+    match exit {
+        // The staging file system stays mounted: reboot_into syncs everything first.
+        Exit::Reboot(target) => pid1::reboot_into(target),
+        Exit::Halt(reason) => pid1::halt(&reason),
+    }
+}
