@@ -35,6 +35,7 @@ pub enum CheckId {
     BootMode,
     Grub2,
     GrubNextEntry,
+    GrubEntryRoute,
     RootPartition,
     RootStorage,
     BootWritable,
@@ -47,13 +48,14 @@ pub enum CheckId {
 }
 
 impl CheckId {
-    pub const ALL: [CheckId; 15] = [
+    pub const ALL: [CheckId; 16] = [
         CheckId::RootUser,
         CheckId::OsRelease,
         CheckId::Architecture,
         CheckId::BootMode,
         CheckId::Grub2,
         CheckId::GrubNextEntry,
+        CheckId::GrubEntryRoute,
         CheckId::RootPartition,
         CheckId::RootStorage,
         CheckId::BootWritable,
@@ -74,6 +76,7 @@ impl CheckId {
             CheckId::BootMode => "boot-mode",
             CheckId::Grub2 => "grub2",
             CheckId::GrubNextEntry => "grub-next-entry",
+            CheckId::GrubEntryRoute => "grub-entry-route",
             CheckId::RootPartition => "root-partition",
             CheckId::RootStorage => "root-storage",
             CheckId::BootWritable => "boot-writable",
@@ -94,6 +97,7 @@ impl CheckId {
             CheckId::BootMode => "Firmware boot mode matches the profile",
             CheckId::Grub2 => "GRUB 2 boot loader",
             CheckId::GrubNextEntry => "grub.cfg honours a one-shot next_entry",
+            CheckId::GrubEntryRoute => "The new GRUB entry can be reached",
             CheckId::RootPartition => "Root filesystem on a disk partition",
             CheckId::RootStorage => "Root not on LVM, LUKS, md RAID or a btrfs subvolume",
             CheckId::BootWritable => "/boot is writable",
@@ -213,6 +217,7 @@ pub fn run(id: CheckId, facts: &HostFacts, inputs: &CheckInputs) -> Check {
         CheckId::BootMode => system::boot_mode(facts, inputs.expected_boot_mode),
         CheckId::Grub2 => system::grub2(facts),
         CheckId::GrubNextEntry => system::grub_next_entry(facts),
+        CheckId::GrubEntryRoute => system::grub_entry_route(facts),
         CheckId::RootPartition => storage::root_partition(facts),
         CheckId::RootStorage => storage::root_storage(facts),
         CheckId::BootWritable => storage::boot_writable(facts),

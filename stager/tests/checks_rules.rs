@@ -148,8 +148,14 @@ fn grub_problems() {
     let host = FixtureHost::legacy_ubuntu_14_04();
     host.copy_fixture("/boot/grub/grub.cfg", "grub/hand-written-no-next-entry.cfg");
     let report = run_all(&facts_of(&host), &CheckInputs::default());
-    assert_eq!(failed(&report), vec![CheckId::GrubNextEntry]);
+    assert_eq!(failed(&report), vec![CheckId::GrubNextEntry, CheckId::GrubEntryRoute]);
     assert!(report.get(CheckId::GrubNextEntry).unwrap().fix.as_deref().unwrap().contains("update-grub"));
+    // 40_custom plus update-grub is the other way to reach the new entry.
+    host.write("/etc/grub.d/40_custom", "#!/bin/sh\nexec tail -n +3 $0\n");
+    host.symlink("/usr/sbin/update-grub", "/usr/sbin/update-grub");
+    let check = run(CheckId::GrubEntryRoute, &facts_of(&host), &CheckInputs::default());
+    assert_eq!(check.status, Status::Pass, "{check:?}");
+    assert!(check.found.contains("/etc/grub.d/40_custom and /usr/sbin/update-grub"));
 
     host.remove("/usr/bin/grub-editenv");
     let check = run(CheckId::Grub2, &facts_of(&host), &CheckInputs::default());

@@ -33,6 +33,8 @@ fn legacy_host_facts() {
     assert_eq!(facts.grub.grub_cfg.as_deref(), Some("/boot/grub/grub.cfg"));
     assert!(facts.grub.grub_cfg_uses_next_entry && facts.grub.grubenv_exists);
     assert_eq!(facts.grub.grub_editenv.as_deref(), Some("/usr/bin/grub-editenv"));
+    assert!(facts.grub.grub_cfg_sources_custom_cfg);
+    assert_eq!((facts.grub.custom_template.as_deref(), facts.grub.update_grub.as_deref()), (None, None));
 
     let root = facts.root_device.as_ref().unwrap();
     assert_eq!((root.name.as_str(), &root.kind), ("sda1", &BlockKind::Partition));

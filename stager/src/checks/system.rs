@@ -154,3 +154,28 @@ pub fn grub_next_entry(facts: &HostFacts) -> Check {
         ),
     }
 }
+
+pub fn grub_entry_route(facts: &HostFacts) -> Check {
+    let id = CheckId::GrubEntryRoute;
+    let grub = &facts.grub;
+    if grub.grub_cfg_sources_custom_cfg {
+        return Check::pass(
+            id,
+            "grub.cfg sources /boot/grub/custom.cfg (41_custom)",
+            "the entry is added by writing custom.cfg; grub.cfg stays as it is",
+        );
+    }
+    match (&grub.custom_template, &grub.update_grub) {
+        (Some(template), Some(update_grub)) => Check::pass(
+            id,
+            format!("grub.cfg does not source custom.cfg; {template} and {update_grub} exist"),
+            "the entry is added to 40_custom and grub.cfg regenerated with update-grub",
+        ),
+        _ => Check::fail(
+            id,
+            "grub.cfg does not source custom.cfg, and 40_custom or update-grub is missing",
+            "there is no way to add the migration entry that survives GRUB's own tools",
+            "reinstall grub-common (it brings 41_custom and update-grub), then run update-grub",
+        ),
+    }
+}

@@ -6,7 +6,10 @@ use crate::host::{self, HostRoot};
 
 pub fn run(args: &CheckArgs, json: bool) -> i32 {
     if args.profile.is_some() || args.image.is_some() || args.config.is_some() {
-        log::warn!("--profile, --image and --config are not evaluated by this build yet");
+        eprintln!(
+            "note: --profile, --image and --config are not evaluated by this build yet; \
+             give the requirements with --expect-boot-mode, --swap-needed, --min-memory and --target-size"
+        );
     }
     let root = HostRoot::new(&args.root);
     let facts = host::gather(&root);
