@@ -42,13 +42,14 @@ pub enum CheckId {
     SwapPartition,
     SameDisk,
     SwapSignature,
+    SwapFstab,
     SwapSize,
     MemoryWithoutSwap,
     RootSpace,
 }
 
 impl CheckId {
-    pub const ALL: [CheckId; 16] = [
+    pub const ALL: [CheckId; 17] = [
         CheckId::RootUser,
         CheckId::OsRelease,
         CheckId::Architecture,
@@ -62,6 +63,7 @@ impl CheckId {
         CheckId::SwapPartition,
         CheckId::SameDisk,
         CheckId::SwapSignature,
+        CheckId::SwapFstab,
         CheckId::SwapSize,
         CheckId::MemoryWithoutSwap,
         CheckId::RootSpace,
@@ -83,6 +85,7 @@ impl CheckId {
             CheckId::SwapPartition => "swap-partition",
             CheckId::SameDisk => "same-disk",
             CheckId::SwapSignature => "swap-signature",
+            CheckId::SwapFstab => "swap-fstab",
             CheckId::SwapSize => "swap-size",
             CheckId::MemoryWithoutSwap => "memory-without-swap",
             CheckId::RootSpace => "root-space",
@@ -104,6 +107,7 @@ impl CheckId {
             CheckId::SwapPartition => "Swap is a partition (the staging area)",
             CheckId::SameDisk => "Root and swap on the same disk",
             CheckId::SwapSignature => "Swap signature and UUID readable",
+            CheckId::SwapFstab => "fstab finds the swap partition again",
             CheckId::SwapSize => "Swap partition large enough for staging",
             CheckId::MemoryWithoutSwap => "Enough memory with swap turned off",
             CheckId::RootSpace => "Old root's space holds the new layout",
@@ -224,6 +228,7 @@ pub fn run(id: CheckId, facts: &HostFacts, inputs: &CheckInputs) -> Check {
         CheckId::SwapPartition => storage::swap_partition(facts),
         CheckId::SameDisk => storage::same_disk(facts),
         CheckId::SwapSignature => storage::swap_signature(facts),
+        CheckId::SwapFstab => storage::swap_fstab(facts),
         CheckId::SwapSize => capacity::swap_size(facts, inputs.needed_swap),
         CheckId::MemoryWithoutSwap => capacity::memory_without_swap(facts, inputs.min_memory),
         CheckId::RootSpace => capacity::root_space(facts, inputs.target_layout_size),

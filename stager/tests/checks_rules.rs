@@ -179,6 +179,7 @@ fn swap_file_instead_of_a_partition() {
         failed(&report),
         vec![CheckId::SwapPartition, CheckId::SameDisk, CheckId::SwapSignature, CheckId::SwapSize]
     );
+    assert_eq!(report.get(CheckId::SwapFstab).unwrap().status, Status::Warn);
     assert!(report.get(CheckId::SwapPartition).unwrap().found.contains("/swapfile"));
 }
 
@@ -280,4 +281,27 @@ fn a_gpt_disk_is_read_and_its_root_partition_found() {
     let facts = facts_of(&host);
     assert!(facts.root_disk.as_ref().unwrap().table.is_gpt());
     assert_eq!(run(CheckId::RootPartition, &facts, &CheckInputs::default()).status, Status::Pass);
+}
+
+#[test]
+fn fstab_finds_swap_by_uuid_label_partuuid_or_path_and_only_warns_otherwise() {
+    let host = FixtureHost::legacy_ubuntu_14_04();
+    for (line, status) in [
+        ("UUID=0A2F4E6C-8B1D-4F3A-9C5E-7D8B6A4F2E10 none swap sw 0 0", Status::Pass),
+        ("LABEL=stem-swap none swap sw 0 0", Status::Pass),
+        ("PARTUUID=1234abcd-05 none swap sw 0 0", Status::Pass),
+        ("/dev/sda5 none swap sw 0 0", Status::Pass),
+        ("UUID=11111111-2222-4333-8444-555555555555 none swap sw 0 0", Status::Warn),
+        ("LABEL=other none swap sw 0 0", Status::Warn),
+        ("/dev/sda1 / ext4 errors=remount-ro 0 1", Status::Warn),
+    ] {
+        host.write("/etc/fstab", &format!("{line}\n"));
+        let facts = facts_of(&host);
+        let check = run(CheckId::SwapFstab, &facts, &CheckInputs::default());
+        assert_eq!(check.status, status, "{line}: {check:?}");
+        if status == Status::Pass {
+            assert!(check.found.starts_with(&format!("/etc/fstab swap entry {}", line.split(' ').next().unwrap().replace("0A2F4E6C-8B1D-4F3A-9C5E-7D8B6A4F2E10", fixture_host::SWAP_UUID))), "{}", check.found);
+        }
+        assert!(run_all(&facts, &CheckInputs::default()).may_proceed, "{line}");
+    }
 }

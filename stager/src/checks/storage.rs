@@ -2,6 +2,7 @@
 
 use super::{Check, CheckId};
 use crate::host::block::{BlockDevice, BlockKind};
+use crate::host::fstab::{self, FsSpec};
 use crate::host::HostFacts;
 
 fn describe(device: &BlockDevice) -> String {
@@ -193,6 +194,45 @@ pub fn swap_signature(facts: &HostFacts) -> Check {
             error.clone(),
             "the swap header must be read so that abort can restore it exactly",
             "recreate it: swapoff DEV && mkswap DEV && swapon DEV, then update /etc/fstab to the new UUID",
+        ),
+    }
+}
+
+/// Not blocking: after `abort` (or a refused run) swap comes back by the same UUID and label,
+/// so an fstab entry that finds it today finds it again; without one, swap stays off at boot.
+pub fn swap_fstab(facts: &HostFacts) -> Check {
+    let id = CheckId::SwapFstab;
+    let (entries, device) = match (&facts.fstab, &facts.swap_device) {
+        (Ok(entries), Ok(device)) => (entries, device),
+        (Err(error), _) | (_, Err(error)) => {
+            return Check::warn(id, error.clone(), "cannot tell how the host finds its swap at boot", "see swap-partition")
+        }
+    };
+    let header = facts.swap_header.as_ref().ok();
+    let partuuid = facts.root_disk.as_ref().ok().and_then(|disk| {
+        let start = device.start?.bytes();
+        (device.parent_disk.as_deref() == Some(disk.name.as_str()))
+            .then(|| disk.table.find_by_start(start).map(|e| e.partuuid.clone()))
+            .flatten()
+    });
+    let finds_it = |spec: &FsSpec| match spec {
+        FsSpec::Uuid(uuid) => header.is_some_and(|h| &h.uuid == uuid),
+        FsSpec::Label(label) => header.is_some_and(|h| h.label.as_ref() == Some(label)),
+        FsSpec::PartUuid(p) => partuuid.as_ref() == Some(p),
+        FsSpec::Path(path) => *path == device.dev_path(),
+        FsSpec::PartLabel(_) => false,
+    };
+    match fstab::swap_entries(entries).find(|e| finds_it(&e.spec)) {
+        Some(entry) => Check::pass(
+            id,
+            format!("/etc/fstab swap entry {} is {}", entry.spec, device.dev_path()),
+            "swap comes back at boot after an abort, with the same UUID and label",
+        ),
+        None => Check::warn(
+            id,
+            format!("no /etc/fstab swap entry names {}", device.dev_path()),
+            "swap is not turned on at boot today, and will not be after an abort either",
+            "add `UUID=<uuid> none swap sw 0 0` to /etc/fstab if swap should be on at boot",
         ),
     }
 }

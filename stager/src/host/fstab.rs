@@ -34,6 +34,18 @@ impl FsSpec {
     }
 }
 
+impl std::fmt::Display for FsSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FsSpec::Uuid(v) => write!(f, "UUID={v}"),
+            FsSpec::Label(v) => write!(f, "LABEL={v}"),
+            FsSpec::PartUuid(v) => write!(f, "PARTUUID={v}"),
+            FsSpec::PartLabel(v) => write!(f, "PARTLABEL={v}"),
+            FsSpec::Path(v) => f.write_str(v),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FstabEntry {
     pub spec: FsSpec,
