@@ -166,7 +166,12 @@ impl Check {
         }
     }
 
-    pub fn warn(id: CheckId, found: impl Into<String>, reason: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub fn warn(
+        id: CheckId,
+        found: impl Into<String>,
+        reason: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         Check {
             status: Status::Warn,
             fix: Some(fix.into()),
@@ -174,7 +179,12 @@ impl Check {
         }
     }
 
-    pub fn fail(id: CheckId, found: impl Into<String>, reason: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub fn fail(
+        id: CheckId,
+        found: impl Into<String>,
+        reason: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         Check {
             status: Status::Fail,
             fix: Some(fix.into()),
@@ -184,7 +194,12 @@ impl Check {
 
     /// Reported when an input the check compares against is not known yet.
     fn not_evaluated(id: CheckId, found: impl Into<String>, missing: &str, fix: &str) -> Self {
-        Check::warn(id, found, format!("not evaluated: {missing} is not known yet"), fix)
+        Check::warn(
+            id,
+            found,
+            format!("not evaluated: {missing} is not known yet"),
+            fix,
+        )
     }
 }
 
@@ -237,5 +252,10 @@ pub fn run(id: CheckId, facts: &HostFacts, inputs: &CheckInputs) -> Check {
 
 /// Runs every check, in [`CheckId::ALL`] order.
 pub fn run_all(facts: &HostFacts, inputs: &CheckInputs) -> CheckReport {
-    CheckReport::new(CheckId::ALL.iter().map(|id| run(*id, facts, inputs)).collect())
+    CheckReport::new(
+        CheckId::ALL
+            .iter()
+            .map(|id| run(*id, facts, inputs))
+            .collect(),
+    )
 }

@@ -7,8 +7,8 @@
 pub mod block;
 pub mod boot_mode;
 pub mod device_number;
-mod escape;
 pub mod error;
+mod escape;
 pub mod facts;
 pub mod fstab;
 pub mod grub;

@@ -37,7 +37,11 @@ fn device_numbers_resolve_through_links_or_by_scanning() {
         let host = FixtureHost::empty();
         host.add_legacy_sysfs(dev_links);
         let root = HostRoot::new(host.root());
-        assert_eq!(block::by_device_number(&root, dev(8, 1)).unwrap().name, "sda1", "links: {dev_links}");
+        assert_eq!(
+            block::by_device_number(&root, dev(8, 1)).unwrap().name,
+            "sda1",
+            "links: {dev_links}"
+        );
         let err = block::by_device_number(&root, dev(8, 9)).unwrap_err();
         assert!(err.to_string().contains("8:9"), "{err}");
     }
@@ -47,7 +51,13 @@ fn device_numbers_resolve_through_links_or_by_scanning() {
 fn dev_paths_resolve_by_name_and_through_mapper_links() {
     let host = FixtureHost::empty();
     host.add_legacy_sysfs(true);
-    host.add_sysfs_virtual("dm-1", "253:1", 2_000_000, Some("LVM-abcdefabcdef"), &["sda5"]);
+    host.add_sysfs_virtual(
+        "dm-1",
+        "253:1",
+        2_000_000,
+        Some("LVM-abcdefabcdef"),
+        &["sda5"],
+    );
     host.symlink("/dev/mapper/vg-swap", "../dm-1");
     let root = HostRoot::new(host.root());
     assert_eq!(block::by_dev_path(&root, "/dev/sda5").unwrap().name, "sda5");
@@ -62,12 +72,30 @@ fn dev_paths_resolve_by_name_and_through_mapper_links() {
 fn device_mapper_and_md_kinds() {
     let host = FixtureHost::empty();
     host.add_legacy_sysfs(true);
-    host.add_sysfs_virtual("dm-0", "253:0", 80_000, Some("CRYPT-LUKS2-3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c-sda5_crypt"), &["sda5"]);
-    host.add_sysfs_virtual("dm-2", "253:2", 80_000, Some("mpath-3600508b1001c"), &["sda1"]);
+    host.add_sysfs_virtual(
+        "dm-0",
+        "253:0",
+        80_000,
+        Some("CRYPT-LUKS2-3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c-sda5_crypt"),
+        &["sda5"],
+    );
+    host.add_sysfs_virtual(
+        "dm-2",
+        "253:2",
+        80_000,
+        Some("mpath-3600508b1001c"),
+        &["sda1"],
+    );
     host.add_sysfs_virtual("md0", "9:0", 80_000, None, &["sda1"]);
     let root = HostRoot::new(host.root());
-    assert_eq!(block::by_device_number(&root, dev(253, 0)).unwrap().kind, BlockKind::DmCrypt);
-    assert_eq!(block::by_name(&root, "dm-2").unwrap().kind, BlockKind::DeviceMapper("mpath".into()));
+    assert_eq!(
+        block::by_device_number(&root, dev(253, 0)).unwrap().kind,
+        BlockKind::DmCrypt
+    );
+    assert_eq!(
+        block::by_name(&root, "dm-2").unwrap().kind,
+        BlockKind::DeviceMapper("mpath".into())
+    );
     let md = block::by_device_number(&root, dev(9, 0)).unwrap();
     assert_eq!((md.kind, md.partition_number), (BlockKind::Md, None));
 }
@@ -84,6 +112,9 @@ fn this_machines_sysfs_reads() {
         if device.kind == BlockKind::Partition {
             assert!(device.parent_disk.is_some(), "{name}");
         }
-        assert_eq!(block::by_device_number(&root, device.device).unwrap().name, name);
+        assert_eq!(
+            block::by_device_number(&root, device.device).unwrap().name,
+            name
+        );
     }
 }

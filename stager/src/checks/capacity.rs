@@ -8,18 +8,33 @@ pub fn swap_size(facts: &HostFacts, needed: Option<Bytes>) -> Check {
     let id = CheckId::SwapSize;
     let device = match &facts.swap_device {
         Ok(device) => device,
-        Err(error) => return Check::fail(id, error.clone(), "there is no swap partition to stage on", "see swap-partition"),
+        Err(error) => {
+            return Check::fail(
+                id,
+                error.clone(),
+                "there is no swap partition to stage on",
+                "see swap-partition",
+            )
+        }
     };
     let size = device.size.bytes();
     let found = format!("{} is {size}", device.dev_path());
     match needed {
-        None => Check::not_evaluated(id, found, "the staging size", "pass --profile and --image (or --swap-needed)"),
+        None => Check::not_evaluated(
+            id,
+            found,
+            "the staging size",
+            "pass --profile and --image (or --swap-needed)",
+        ),
         Some(needed) if size >= needed => Check::pass(id, found, format!("staging needs {needed}")),
         Some(needed) => Check::fail(
             id,
             found,
             format!("staging needs {needed} (kernel, initramfs, image, backup and margin)"),
-            format!("grow the swap partition by {}, or back up less", needed.saturating_sub(size)),
+            format!(
+                "grow the swap partition by {}, or back up less",
+                needed.saturating_sub(size)
+            ),
         ),
     }
 }
@@ -28,18 +43,38 @@ pub fn memory_without_swap(facts: &HostFacts, min: Option<Bytes>) -> Check {
     let id = CheckId::MemoryWithoutSwap;
     let memory = match &facts.memory {
         Ok(memory) => memory,
-        Err(error) => return Check::fail(id, error.clone(), "memory use cannot be read", "run with /proc mounted"),
+        Err(error) => {
+            return Check::fail(
+                id,
+                error.clone(),
+                "memory use cannot be read",
+                "run with /proc mounted",
+            )
+        }
     };
     let left = memory.available_without_swap();
     let found = format!(
         "{} available{} - {} swap in use = {left}",
         memory.available,
-        if memory.available_is_estimate { " (estimated, no MemAvailable)" } else { "" },
+        if memory.available_is_estimate {
+            " (estimated, no MemAvailable)"
+        } else {
+            ""
+        },
         memory.swap_used()
     );
     match min {
-        None => Check::not_evaluated(id, found, "the profile's memory minimum", "pass --profile (or --min-memory)"),
-        Some(min) if left >= min => Check::pass(id, found, format!("at least {min} stays free once swap is off")),
+        None => Check::not_evaluated(
+            id,
+            found,
+            "the profile's memory minimum",
+            "pass --profile (or --min-memory)",
+        ),
+        Some(min) if left >= min => Check::pass(
+            id,
+            found,
+            format!("at least {min} stays free once swap is off"),
+        ),
         Some(min) => Check::fail(
             id,
             found,
@@ -54,7 +89,12 @@ pub fn root_space(facts: &HostFacts, target: Option<Bytes>) -> Check {
     let (device, disk) = match (&facts.root_device, &facts.root_disk) {
         (Ok(device), Ok(disk)) => (device, disk),
         (Err(error), _) | (_, Err(error)) => {
-            return Check::fail(id, error.clone(), "the root partition must be found first", "see root-partition")
+            return Check::fail(
+                id,
+                error.clone(),
+                "the root partition must be found first",
+                "see root-partition",
+            )
         }
     };
     let start = device.start.map(|s| s.bytes()).unwrap_or_default();
@@ -67,14 +107,29 @@ pub fn root_space(facts: &HostFacts, target: Option<Bytes>) -> Check {
         );
     };
     let space = entry.end();
-    let found = format!("{} from the start of {} to the end of {}", space, disk.path, device.dev_path());
+    let found = format!(
+        "{} from the start of {} to the end of {}",
+        space,
+        disk.path,
+        device.dev_path()
+    );
     match target {
-        None => Check::not_evaluated(id, found, "the target layout size", "pass --profile and --image (or --target-size)"),
-        Some(target) if space >= target => Check::pass(id, found, format!("the new layout needs {target}")),
+        None => Check::not_evaluated(
+            id,
+            found,
+            "the target layout size",
+            "pass --profile and --image (or --target-size)",
+        ),
+        Some(target) if space >= target => {
+            Check::pass(id, found, format!("the new layout needs {target}"))
+        }
         Some(target) => Check::fail(
             id,
             found,
-            format!("the new layout needs {target}, {} more than there is", target.saturating_sub(space)),
+            format!(
+                "the new layout needs {target}, {} more than there is",
+                target.saturating_sub(space)
+            ),
             "use a device whose root partition is larger, or an image with a smaller layout",
         ),
     }

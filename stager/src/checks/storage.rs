@@ -7,7 +7,9 @@ use crate::host::HostFacts;
 
 fn describe(device: &BlockDevice) -> String {
     match (&device.parent_disk, device.partition_number) {
-        (Some(disk), Some(number)) => format!("{} (partition {number} of /dev/{disk})", device.dev_path()),
+        (Some(disk), Some(number)) => {
+            format!("{} (partition {number} of /dev/{disk})", device.dev_path())
+        }
         _ => format!("{} ({})", device.dev_path(), device.kind),
     }
 }
@@ -59,7 +61,12 @@ pub fn root_partition(facts: &HostFacts) -> Check {
         ),
         None => Check::fail(
             id,
-            format!("{} starts at byte {} but {} has no such entry", describe(device), start.get(), disk.path),
+            format!(
+                "{} starts at byte {} but {} has no such entry",
+                describe(device),
+                start.get(),
+                disk.path
+            ),
             "the partition table on disk differs from what the kernel uses",
             "reboot so the kernel rereads the table, then check again",
         ),
@@ -71,7 +78,12 @@ pub fn root_storage(facts: &HostFacts) -> Check {
     let mount = match &facts.root_mount {
         Ok(mount) => mount,
         Err(error) => {
-            return Check::fail(id, error.clone(), "the mount of / cannot be found", "run with /proc mounted")
+            return Check::fail(
+                id,
+                error.clone(),
+                "the mount of / cannot be found",
+                "run with /proc mounted",
+            )
         }
     };
     let on = format!("{} on {} ({})", mount.fs_type, mount.source, mount.device);
@@ -85,7 +97,14 @@ pub fn root_storage(facts: &HostFacts) -> Check {
     }
     let device = match &facts.root_device {
         Ok(device) => device,
-        Err(error) => return Check::fail(id, format!("{on}; {error}"), "the device under / cannot be found", "run as root with /sys mounted"),
+        Err(error) => {
+            return Check::fail(
+                id,
+                format!("{on}; {error}"),
+                "the device under / cannot be found",
+                "run as root with /sys mounted",
+            )
+        }
     };
     let refusal = match device.kind {
         BlockKind::Partition => None,
@@ -96,7 +115,11 @@ pub fn root_storage(facts: &HostFacts) -> Check {
         BlockKind::Disk | BlockKind::Loop => Some("a device without partitions"),
     };
     match refusal {
-        None => Check::pass(id, format!("{on}, {}", describe(device)), "/ is on a plain partition"),
+        None => Check::pass(
+            id,
+            format!("{on}, {}", describe(device)),
+            "/ is on a plain partition",
+        ),
         Some(what) => Check::fail(
             id,
             format!("{on}, {}", describe(device)),
@@ -109,18 +132,33 @@ pub fn root_storage(facts: &HostFacts) -> Check {
 pub fn boot_writable(facts: &HostFacts) -> Check {
     let id = CheckId::BootWritable;
     match &facts.boot_mount {
-        Err(error) => Check::fail(id, error.clone(), "the mount holding /boot cannot be found", "run with /proc mounted"),
+        Err(error) => Check::fail(
+            id,
+            error.clone(),
+            "the mount holding /boot cannot be found",
+            "run with /proc mounted",
+        ),
         Ok(mount) => {
-            let found = format!("/boot on {} ({} {})", mount.mount_point, mount.fs_type, mount.source);
+            let found = format!(
+                "/boot on {} ({} {})",
+                mount.mount_point, mount.fs_type, mount.source
+            );
             if mount.is_read_only() {
                 Check::fail(
                     id,
                     format!("{found}, read-only"),
                     "the GRUB entry and grubenv under /boot/grub must be written",
-                    format!("remount it read-write (mount -o remount,rw {}) and fix its fstab options", mount.mount_point),
+                    format!(
+                        "remount it read-write (mount -o remount,rw {}) and fix its fstab options",
+                        mount.mount_point
+                    ),
                 )
             } else {
-                Check::pass(id, format!("{found}, read-write"), "GRUB files can be written")
+                Check::pass(
+                    id,
+                    format!("{found}, read-write"),
+                    "GRUB files can be written",
+                )
             }
         }
     }
@@ -130,20 +168,21 @@ pub fn swap_partition(facts: &HostFacts) -> Check {
     let id = CheckId::SwapPartition;
     let device = match &facts.swap_device {
         Ok(device) => device,
-        Err(error) => {
-            return Check::fail(
-                id,
-                error.clone(),
-                "the migration environment is staged on the swap partition, and there is none",
-                "a swap partition on the root disk is needed; enable it with swapon -a if it exists",
-            )
-        }
+        Err(error) => return Check::fail(
+            id,
+            error.clone(),
+            "the migration environment is staged on the swap partition, and there is none",
+            "a swap partition on the root disk is needed; enable it with swapon -a if it exists",
+        ),
     };
     if device.kind != BlockKind::Partition {
         return Check::fail(
             id,
             describe(device),
-            format!("swap is on {}, not on a disk partition GRUB can read", device.kind),
+            format!(
+                "swap is on {}, not on a disk partition GRUB can read",
+                device.kind
+            ),
             "a plain swap partition on the root disk is needed",
         );
     }
@@ -159,7 +198,12 @@ pub fn same_disk(facts: &HostFacts) -> Check {
     let (root, swap) = match (&facts.root_device, &facts.swap_device) {
         (Ok(root), Ok(swap)) => (root, swap),
         (Err(error), _) | (_, Err(error)) => {
-            return Check::fail(id, error.clone(), "root and swap must both be found first", "see root-partition and swap-partition")
+            return Check::fail(
+                id,
+                error.clone(),
+                "root and swap must both be found first",
+                "see root-partition and swap-partition",
+            )
         }
     };
     match (&root.parent_disk, &swap.parent_disk) {
@@ -205,7 +249,12 @@ pub fn swap_fstab(facts: &HostFacts) -> Check {
     let (entries, device) = match (&facts.fstab, &facts.swap_device) {
         (Ok(entries), Ok(device)) => (entries, device),
         (Err(error), _) | (_, Err(error)) => {
-            return Check::warn(id, error.clone(), "cannot tell how the host finds its swap at boot", "see swap-partition")
+            return Check::warn(
+                id,
+                error.clone(),
+                "cannot tell how the host finds its swap at boot",
+                "see swap-partition",
+            )
         }
     };
     let header = facts.swap_header.as_ref().ok();
@@ -225,7 +274,11 @@ pub fn swap_fstab(facts: &HostFacts) -> Check {
     match fstab::swap_entries(entries).find(|e| finds_it(&e.spec)) {
         Some(entry) => Check::pass(
             id,
-            format!("/etc/fstab swap entry {} is {}", entry.spec, device.dev_path()),
+            format!(
+                "/etc/fstab swap entry {} is {}",
+                entry.spec,
+                device.dev_path()
+            ),
             "swap comes back at boot after an abort, with the same UUID and label",
         ),
         None => Check::warn(

@@ -5,7 +5,10 @@ use crate::host::boot_mode::BootMode;
 use crate::host::os_release::OsVersion;
 use crate::host::HostFacts;
 
-const MIN_UBUNTU: OsVersion = OsVersion { major: 14, minor: 4 };
+const MIN_UBUNTU: OsVersion = OsVersion {
+    major: 14,
+    minor: 4,
+};
 const SUPPORTED_ARCH: &str = "x86_64";
 
 pub fn root_user(facts: &HostFacts) -> Check {
@@ -67,7 +70,10 @@ pub fn os_release(facts: &HostFacts) -> Check {
     Check::fail(
         id,
         name,
-        format!("`{}` is neither Ubuntu nor of the Debian family", release.id),
+        format!(
+            "`{}` is neither Ubuntu nor of the Debian family",
+            release.id
+        ),
         "this tool migrates Ubuntu (and Debian-family) devices only",
     )
 }
@@ -80,7 +86,10 @@ pub fn architecture(facts: &HostFacts) -> Check {
         Check::fail(
             id,
             facts.arch.clone(),
-            format!("{} is not supported; only {SUPPORTED_ARCH} devices can be migrated", facts.arch),
+            format!(
+                "{} is not supported; only {SUPPORTED_ARCH} devices can be migrated",
+                facts.arch
+            ),
             "use a stager build and board profile made for this architecture",
         )
     }
@@ -91,18 +100,33 @@ pub fn boot_mode(facts: &HostFacts, expected: Option<BootMode>) -> Check {
     let found = format!(
         "{} (/sys/firmware/efi {})",
         facts.boot_mode,
-        if facts.boot_mode == BootMode::Uefi { "exists" } else { "absent" }
+        if facts.boot_mode == BootMode::Uefi {
+            "exists"
+        } else {
+            "absent"
+        }
     );
     match expected {
-        None => Check::not_evaluated(id, found, "the profile's boot mode", "pass --profile (or --expect-boot-mode)"),
+        None => Check::not_evaluated(
+            id,
+            found,
+            "the profile's boot mode",
+            "pass --profile (or --expect-boot-mode)",
+        ),
         Some(expected) if expected == facts.boot_mode => {
             Check::pass(id, found, format!("the profile expects {expected}"))
         }
         Some(expected) => Check::fail(
             id,
             found,
-            format!("the profile expects {expected} but the device booted in {}", facts.boot_mode),
-            format!("choose a profile for {} devices, or boot the device in {expected} mode", facts.boot_mode),
+            format!(
+                "the profile expects {expected} but the device booted in {}",
+                facts.boot_mode
+            ),
+            format!(
+                "choose a profile for {} devices, or boot the device in {expected} mode",
+                facts.boot_mode
+            ),
         ),
     }
 }
@@ -111,7 +135,9 @@ pub fn grub2(facts: &HostFacts) -> Check {
     let id = CheckId::Grub2;
     let grub = &facts.grub;
     match (&grub.grub_cfg, &grub.grub_editenv) {
-        (Some(cfg), Some(editenv)) => Check::pass(id, format!("{cfg}, {editenv}"), "GRUB 2 is installed"),
+        (Some(cfg), Some(editenv)) => {
+            Check::pass(id, format!("{cfg}, {editenv}"), "GRUB 2 is installed")
+        }
         (None, _) if grub.legacy_menu_lst => Check::fail(
             id,
             "/boot/grub/menu.lst only (GRUB legacy)",
@@ -143,9 +169,11 @@ pub fn grub_next_entry(facts: &HostFacts) -> Check {
             "there is no GRUB 2 configuration to read next_entry",
             "install GRUB 2 first (see grub2)",
         ),
-        Some(cfg) if grub.grub_cfg_uses_next_entry => {
-            Check::pass(id, format!("{cfg} loads grubenv and reads next_entry"), "a one-shot entry can be armed")
-        }
+        Some(cfg) if grub.grub_cfg_uses_next_entry => Check::pass(
+            id,
+            format!("{cfg} loads grubenv and reads next_entry"),
+            "a one-shot entry can be armed",
+        ),
         Some(cfg) => Check::fail(
             id,
             format!("{cfg} does not load_env and read next_entry"),

@@ -43,7 +43,12 @@ pub fn run(args: &CheckArgs, json: bool) -> i32 {
 pub fn render_text(report: &CheckReport) -> String {
     let mut out = String::new();
     for check in &report.checks {
-        out.push_str(&format!("{:<4}  {:<20} {}\n", check.status, check.id.as_str(), check.title));
+        out.push_str(&format!(
+            "{:<4}  {:<20} {}\n",
+            check.status,
+            check.id.as_str(),
+            check.title
+        ));
         out.push_str(&format!("      found:  {}\n", check.found));
         out.push_str(&format!("      reason: {}\n", check.reason));
         if let Some(fix) = &check.fix {

@@ -4,7 +4,9 @@ use crate::host::units::Bytes;
 
 pub fn parse(text: &str) -> Result<Bytes, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number
         .parse()
@@ -15,7 +17,11 @@ pub fn parse(text: &str) -> Result<Bytes, String> {
         "m" | "mib" => 1 << 20,
         "g" | "gib" => 1 << 30,
         "t" | "tib" => 1 << 40,
-        other => return Err(format!("unknown size unit `{other}`; use KiB, MiB, GiB or TiB")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}`; use KiB, MiB, GiB or TiB"
+            ))
+        }
     };
     number
         .checked_mul(factor)

@@ -120,7 +120,10 @@ fn parent_disk(dir: &Path) -> Option<(String, PathBuf)> {
     if !parent.join("dev").exists() {
         return None;
     }
-    Some((parent.file_name()?.to_string_lossy().into_owned(), parent.to_path_buf()))
+    Some((
+        parent.file_name()?.to_string_lossy().into_owned(),
+        parent.to_path_buf(),
+    ))
 }
 
 /// Reads `/sys/class/block/<name>`.
@@ -128,9 +131,10 @@ pub fn by_name(root: &HostRoot, name: &str) -> Result<BlockDevice, HostError> {
     let dir = root.path(CLASS_DIR).join(name);
     let dev_file = dir.join("dev");
     let dev_text = read_trimmed(&dev_file)?;
-    let device = dev_text
-        .parse()
-        .map_err(|problem| HostError::Invalid { path: dev_file, problem })?;
+    let device = dev_text.parse().map_err(|problem| HostError::Invalid {
+        path: dev_file,
+        problem,
+    })?;
     let kind = classify(&dir, name);
     let (partition_number, start, parent) = if kind == BlockKind::Partition {
         let number = read_number(&dir.join("partition"))?;
@@ -143,7 +147,10 @@ pub fn by_name(root: &HostRoot, name: &str) -> Result<BlockDevice, HostError> {
     } else {
         (None, None, None)
     };
-    let disk_dir = parent.as_ref().map(|(_, dir)| dir.clone()).unwrap_or_else(|| dir.clone());
+    let disk_dir = parent
+        .as_ref()
+        .map(|(_, dir)| dir.clone())
+        .unwrap_or_else(|| dir.clone());
     let logical_sector_size = read_number(&disk_dir.join("queue/logical_block_size"))
         .map(Bytes)
         .unwrap_or(KernelSectors::UNIT);

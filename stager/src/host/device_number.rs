@@ -54,7 +54,13 @@ mod tests {
     #[test]
     fn parses_and_prints_major_minor() {
         let dev: DeviceNumber = "253:0\n".parse().unwrap();
-        assert_eq!(dev, DeviceNumber { major: 253, minor: 0 });
+        assert_eq!(
+            dev,
+            DeviceNumber {
+                major: 253,
+                minor: 0
+            }
+        );
         assert_eq!(dev.to_string(), "253:0");
         assert!("8".parse::<DeviceNumber>().is_err());
         assert!("0:27".parse::<DeviceNumber>().unwrap().is_anonymous());

@@ -122,7 +122,11 @@ pub fn gather_with(root: &HostRoot, process: ProcessFacts) -> HostFacts {
     }
 }
 
-fn mount_at(mounts: &Fact<Vec<MountInfoEntry>>, path: &str, or_parent: bool) -> Fact<MountInfoEntry> {
+fn mount_at(
+    mounts: &Fact<Vec<MountInfoEntry>>,
+    path: &str,
+    or_parent: bool,
+) -> Fact<MountInfoEntry> {
     let mounts = mounts.as_ref().map_err(Clone::clone)?;
     let found = if or_parent {
         mountinfo::holding(mounts, path)
@@ -142,7 +146,12 @@ fn device_of_mount(root: &HostRoot, mount: &MountInfoEntry) -> Fact<BlockDevice>
     } else {
         block::by_device_number(root, mount.device)
     };
-    found.map_err(|e| format!("block device of {} ({} {}): {e}", mount.mount_point, mount.device, mount.source))
+    found.map_err(|e| {
+        format!(
+            "block device of {} ({} {}): {e}",
+            mount.mount_point, mount.device, mount.source
+        )
+    })
 }
 
 fn disk_of(root: &HostRoot, device: &BlockDevice) -> Fact<DiskFacts> {
@@ -154,18 +163,29 @@ fn disk_of(root: &HostRoot, device: &BlockDevice) -> Fact<DiskFacts> {
         )
     })?;
     let path = format!("/dev/{name}");
-    let table = partition_table::read(&root.path(&path), device.logical_sector_size).map_err(|e| e.to_string())?;
+    let table = partition_table::read(&root.path(&path), device.logical_sector_size)
+        .map_err(|e| e.to_string())?;
     Ok(DiskFacts { name, path, table })
 }
 
-fn choose_swap_device(root: &HostRoot, areas: &[SwapArea], root_device: Option<&BlockDevice>) -> Fact<BlockDevice> {
-    let on_devices: Vec<&SwapArea> = areas.iter().filter(|a| a.kind == SwapKind::Partition).collect();
+fn choose_swap_device(
+    root: &HostRoot,
+    areas: &[SwapArea],
+    root_device: Option<&BlockDevice>,
+) -> Fact<BlockDevice> {
+    let on_devices: Vec<&SwapArea> = areas
+        .iter()
+        .filter(|a| a.kind == SwapKind::Partition)
+        .collect();
     if on_devices.is_empty() {
         let files: Vec<&str> = areas.iter().map(|a| a.path.as_str()).collect();
         return Err(if files.is_empty() {
             "no swap area is active".to_string()
         } else {
-            format!("only swap files are active ({}), no swap partition", files.join(", "))
+            format!(
+                "only swap files are active ({}), no swap partition",
+                files.join(", ")
+            )
         });
     }
     let mut resolved = Vec::new();
@@ -177,9 +197,9 @@ fn choose_swap_device(root: &HostRoot, areas: &[SwapArea], root_device: Option<&
         }
     }
     let root_disk = root_device.and_then(|d| d.parent_disk.clone());
-    let same_disk_partition = resolved
-        .iter()
-        .position(|d| d.kind == BlockKind::Partition && d.parent_disk.is_some() && d.parent_disk == root_disk);
+    let same_disk_partition = resolved.iter().position(|d| {
+        d.kind == BlockKind::Partition && d.parent_disk.is_some() && d.parent_disk == root_disk
+    });
     match same_disk_partition {
         Some(index) => Ok(resolved.swap_remove(index)),
         None if !resolved.is_empty() => Ok(resolved.swap_remove(0)),

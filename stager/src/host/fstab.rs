@@ -110,7 +110,10 @@ mod tests {
 
     #[test]
     fn specs_by_kind() {
-        let e = parse("UUID=ABC none swap sw 0 0\nLABEL=my\\040swap none swap\n/dev/sda5 none swap sw\n").unwrap();
+        let e = parse(
+            "UUID=ABC none swap sw 0 0\nLABEL=my\\040swap none swap\n/dev/sda5 none swap sw\n",
+        )
+        .unwrap();
         assert_eq!(e[0].spec, FsSpec::Uuid("abc".into()));
         assert_eq!(e[1].spec, FsSpec::Label("my swap".into()));
         assert_eq!(e[1].options, vec!["defaults"]);

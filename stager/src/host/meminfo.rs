@@ -49,7 +49,10 @@ pub fn parse(text: &str) -> Result<MemInfo, ParseError> {
         let value = match parts.next() {
             Some("kB") => Bytes::kib(number),
             Some(unit) => {
-                return Err(ParseError::new(index + 1, format!("unknown unit `{unit}` for {key}")));
+                return Err(ParseError::new(
+                    index + 1,
+                    format!("unknown unit `{unit}` for {key}"),
+                ));
             }
             None => Bytes(number),
         };

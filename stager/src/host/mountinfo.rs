@@ -52,7 +52,9 @@ pub fn parse(text: &str) -> Result<Vec<MountInfoEntry>, ParseError> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(index, line)| parse_line(line).map_err(|problem| ParseError::new(index + 1, problem)))
+        .map(|(index, line)| {
+            parse_line(line).map_err(|problem| ParseError::new(index + 1, problem))
+        })
         .collect()
 }
 
@@ -81,13 +83,19 @@ fn parse_line(line: &str) -> Result<MountInfoEntry, String> {
         optional_fields: fields[6..separator].iter().map(|f| f.to_string()).collect(),
         fs_type: fields[separator + 1].to_string(),
         source: unescape_octal(fields[separator + 2]),
-        super_options: fields.get(separator + 3).map(|s| options(s)).unwrap_or_default(),
+        super_options: fields
+            .get(separator + 3)
+            .map(|s| options(s))
+            .unwrap_or_default(),
     })
 }
 
 /// The mount visible at exactly `mount_point`: the last one listed wins, as later mounts
 /// hide earlier ones.
-pub fn mounted_at<'a>(entries: &'a [MountInfoEntry], mount_point: &str) -> Option<&'a MountInfoEntry> {
+pub fn mounted_at<'a>(
+    entries: &'a [MountInfoEntry],
+    mount_point: &str,
+) -> Option<&'a MountInfoEntry> {
     entries.iter().rev().find(|e| e.mount_point == mount_point)
 }
 
@@ -96,7 +104,9 @@ pub fn holding<'a>(entries: &'a [MountInfoEntry], path: &str) -> Option<&'a Moun
     let contains = |mount_point: &str| {
         mount_point == "/"
             || path == mount_point
-            || path.strip_prefix(mount_point).is_some_and(|rest| rest.starts_with('/'))
+            || path
+                .strip_prefix(mount_point)
+                .is_some_and(|rest| rest.starts_with('/'))
     };
     entries
         .iter()
@@ -120,11 +130,19 @@ mod tests {
 
     #[test]
     fn parses_the_kernel_documentation_example() {
-        let entries =
-            parse("36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n").unwrap();
+        let entries = parse(
+            "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n",
+        )
+        .unwrap();
         let e = &entries[0];
         assert_eq!((e.mount_id, e.parent_id), (36, 35));
-        assert_eq!(e.device, DeviceNumber { major: 98, minor: 0 });
+        assert_eq!(
+            e.device,
+            DeviceNumber {
+                major: 98,
+                minor: 0
+            }
+        );
         assert_eq!(e.root, "/mnt1");
         assert_eq!(e.optional_fields, vec!["master:1"]);
         assert_eq!(e.fs_type, "ext3");

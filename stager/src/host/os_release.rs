@@ -49,7 +49,9 @@ impl OsRelease {
     pub fn display_name(&self) -> String {
         match &self.pretty_name {
             Some(name) => name.clone(),
-            None => format!("{} {}", self.id, self.version_id.as_deref().unwrap_or("")).trim().to_string(),
+            None => format!("{} {}", self.id, self.version_id.as_deref().unwrap_or(""))
+                .trim()
+                .to_string(),
         }
     }
 }
@@ -127,7 +129,13 @@ mod tests {
         let r = parse("ID=\"Ubuntu\"\nPRETTY_NAME=\"A \\\"quoted\\\" name\"\nVERSION_ID='14.04'\nnot a pair\n");
         assert_eq!(r.id, "ubuntu");
         assert_eq!(r.pretty_name.as_deref(), Some("A \"quoted\" name"));
-        assert_eq!(r.version(), Some(OsVersion { major: 14, minor: 4 }));
+        assert_eq!(
+            r.version(),
+            Some(OsVersion {
+                major: 14,
+                minor: 4
+            })
+        );
     }
 
     #[test]

@@ -15,8 +15,12 @@ pub const MBR_TYPE_LINUX_SWAP: u8 = 0x82;
 #[serde(rename_all = "lowercase", tag = "kind")]
 pub enum TableKind {
     /// `disk_signature` as `blkid` prints PTUUID: 8 lower-case hex digits.
-    Mbr { disk_signature: String },
-    Gpt { disk_guid: String },
+    Mbr {
+        disk_signature: String,
+    },
+    Gpt {
+        disk_guid: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -53,7 +57,9 @@ pub struct PartitionTable {
 
 impl PartitionTable {
     pub fn find_by_start(&self, start: Bytes) -> Option<&PartitionEntry> {
-        self.partitions.iter().find(|p| p.start == start && !p.extended)
+        self.partitions
+            .iter()
+            .find(|p| p.start == start && !p.extended)
     }
 
     /// The extended partition a logical partition lies in, if any.
@@ -71,7 +77,10 @@ impl PartitionTable {
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
     #[error("cannot open {path}: {source} (run the stager as root)")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} has no MBR or GPT partition table that can be read: {problem}")]
     Unreadable { path: PathBuf, problem: String },
     #[error("{path}: logical sector size {size} is not supported (only 512 and 4096 bytes)")]
@@ -92,7 +101,8 @@ pub fn read(path: &Path, sector_size: Bytes) -> Result<PartitionTable, TableErro
         path: path.to_path_buf(),
         source,
     })?;
-    let mbr = mbrman::MBR::read_from(&mut file, sector_size_u32).map_err(|e| unreadable(e.to_string()))?;
+    let mbr = mbrman::MBR::read_from(&mut file, sector_size_u32)
+        .map_err(|e| unreadable(e.to_string()))?;
     if mbr.header.iter().any(|(_, p)| p.sys == GPT_PROTECTIVE) {
         return read_gpt(path, sector_size);
     }

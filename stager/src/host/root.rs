@@ -49,7 +49,13 @@ mod tests {
     #[test]
     fn absolute_host_paths_land_under_the_root() {
         let root = HostRoot::new("/tmp/fixture");
-        assert_eq!(root.path("/etc/os-release"), PathBuf::from("/tmp/fixture/etc/os-release"));
-        assert_eq!(HostRoot::default().path("/proc/swaps"), PathBuf::from("/proc/swaps"));
+        assert_eq!(
+            root.path("/etc/os-release"),
+            PathBuf::from("/tmp/fixture/etc/os-release")
+        );
+        assert_eq!(
+            HostRoot::default().path("/proc/swaps"),
+            PathBuf::from("/proc/swaps")
+        );
     }
 }

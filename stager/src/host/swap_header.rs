@@ -61,7 +61,9 @@ pub fn parse(page: &[u8]) -> Result<SwapHeader, SwapHeaderError> {
         return Err(SwapHeaderError::OldFormat);
     }
     if magic != MAGIC {
-        return Err(SwapHeaderError::NoMagic { offset: magic_offset });
+        return Err(SwapHeaderError::NoMagic {
+            offset: magic_offset,
+        });
     }
     let version = u32_at(page, VERSION_OFFSET);
     if version != 1 {
@@ -70,7 +72,10 @@ pub fn parse(page: &[u8]) -> Result<SwapHeader, SwapHeaderError> {
     let mut uuid_bytes = [0u8; 16];
     uuid_bytes.copy_from_slice(&page[UUID_OFFSET..UUID_OFFSET + 16]);
     let label_bytes = &page[LABEL_OFFSET..LABEL_OFFSET + LABEL_LEN];
-    let label_len = label_bytes.iter().position(|b| *b == 0).unwrap_or(LABEL_LEN);
+    let label_len = label_bytes
+        .iter()
+        .position(|b| *b == 0)
+        .unwrap_or(LABEL_LEN);
     let label = String::from_utf8_lossy(&label_bytes[..label_len]).into_owned();
     Ok(SwapHeader {
         version,
@@ -83,7 +88,11 @@ pub fn parse(page: &[u8]) -> Result<SwapHeader, SwapHeaderError> {
 
 /// Reads the swap header of the area starting at `offset` in `device` (a partition, or a
 /// whole disk or image with the partition's start).
-pub fn read_at<R: Read + Seek>(device: &mut R, offset: Bytes, page_size: Bytes) -> Result<SwapHeader, SwapHeaderError> {
+pub fn read_at<R: Read + Seek>(
+    device: &mut R,
+    offset: Bytes,
+    page_size: Bytes,
+) -> Result<SwapHeader, SwapHeaderError> {
     let len = usize::try_from(page_size.get()).map_err(|_| SwapHeaderError::Short(0))?;
     let mut page = vec![0u8; len];
     device
@@ -99,7 +108,10 @@ mod tests {
 
     #[test]
     fn zeroes_are_not_swap() {
-        assert_eq!(parse(&[0u8; 4096]), Err(SwapHeaderError::NoMagic { offset: 4086 }));
+        assert_eq!(
+            parse(&[0u8; 4096]),
+            Err(SwapHeaderError::NoMagic { offset: 4086 })
+        );
     }
 
     #[test]

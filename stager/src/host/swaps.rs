@@ -37,14 +37,16 @@ pub fn parse(text: &str) -> Result<Vec<SwapArea>, ParseError> {
         }
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.len() < 5 {
-            return Err(ParseError::new(line_number, format!("expected 5 fields in `{line}`")));
+            return Err(ParseError::new(
+                line_number,
+                format!("expected 5 fields in `{line}`"),
+            ));
         }
         // A deleted swap file is listed as `/path\040(deleted)`; the escape keeps it one field.
         let kib = |i: usize| {
-            fields[i]
-                .parse::<u64>()
-                .map(Bytes::kib)
-                .map_err(|_| ParseError::new(line_number, format!("`{}` is not a size in KiB", fields[i])))
+            fields[i].parse::<u64>().map(Bytes::kib).map_err(|_| {
+                ParseError::new(line_number, format!("`{}` is not a size in KiB", fields[i]))
+            })
         };
         areas.push(SwapArea {
             path: unescape_octal(fields[0]),
@@ -55,9 +57,9 @@ pub fn parse(text: &str) -> Result<Vec<SwapArea>, ParseError> {
             },
             size: kib(2)?,
             used: kib(3)?,
-            priority: fields[4]
-                .parse()
-                .map_err(|_| ParseError::new(line_number, format!("`{}` is not a priority", fields[4])))?,
+            priority: fields[4].parse().map_err(|_| {
+                ParseError::new(line_number, format!("`{}` is not a priority", fields[4]))
+            })?,
         });
     }
     Ok(areas)
@@ -77,12 +79,15 @@ mod tests {
 
     #[test]
     fn header_only_means_no_swap() {
-        assert!(parse("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n").unwrap().is_empty());
+        assert!(parse("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n")
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
     fn rejects_a_non_numeric_size() {
-        let err = parse("Filename Type Size Used Priority\n/dev/sda5 partition big 0 -2\n").unwrap_err();
+        let err =
+            parse("Filename Type Size Used Priority\n/dev/sda5 partition big 0 -2\n").unwrap_err();
         assert_eq!(err.line, 2);
     }
 }
