@@ -17,8 +17,8 @@ fn inputs() -> Inputs<'static> {
 /// The whole migration as the migrator would drive it, one recorded milestone per action.
 fn all_steps() -> Vec<Step> {
     vec![
-        Step::BackupDone,
         Step::ResumeArmed,
+        Step::BackupDone,
         Step::FlashStarted,
         Step::FlashProgress { through: Bytes(64 << 20) },
         Step::FlashProgress { through: Bytes(128 << 20) },
@@ -75,8 +75,8 @@ fn driving_the_machine_reaches_done_and_every_action_is_expected() {
         seen.push(action.clone());
         let done = match action {
             Action::Begin => Step::Started,
-            Action::Backup => Step::BackupDone,
             Action::ArmResume => Step::ResumeArmed,
+            Action::Backup => Step::BackupDone,
             Action::Flash { resume_from } => {
                 assert_eq!(resume_from, Bytes(0));
                 j.record(Step::FlashStarted).unwrap();
@@ -112,8 +112,8 @@ fn newest_and_older(j: &Journal, dir: &Path) -> (std::path::PathBuf, std::path::
 fn torn_newest_copy_falls_back_to_the_last_durable_step() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = begun(dir.path());
-    j.record(Step::BackupDone).unwrap();
     j.record(Step::ResumeArmed).unwrap();
+    j.record(Step::BackupDone).unwrap();
     j.record(Step::FlashStarted).unwrap();
     j.record(Step::FlashProgress { through: Bytes(1 << 30) }).unwrap();
     let (newest, _) = newest_and_older(&j, dir.path());
@@ -139,8 +139,8 @@ fn torn_newest_copy_falls_back_to_the_last_durable_step() {
 fn flipped_bytes_are_detected_anywhere_in_the_copy() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = begun(dir.path());
-    j.record(Step::BackupDone).unwrap();
     j.record(Step::ResumeArmed).unwrap();
+    j.record(Step::BackupDone).unwrap();
     let (newest, _) = newest_and_older(&j, dir.path());
     let good = fs::read(&newest).unwrap();
     for at in [0, good.len() / 3, good.len() / 2, good.len() - 10] {
@@ -148,7 +148,7 @@ fn flipped_bytes_are_detected_anywhere_in_the_copy() {
         bad[at] ^= 0x04;
         fs::write(&newest, &bad).unwrap();
         let reopened = Journal::open(dir.path()).unwrap();
-        assert_eq!(reopened.state().step, Step::BackupDone, "flip at {at}");
+        assert_eq!(reopened.state().step, Step::ResumeArmed, "flip at {at}");
     }
 }
 
@@ -156,15 +156,15 @@ fn flipped_bytes_are_detected_anywhere_in_the_copy() {
 fn writing_after_a_recovery_replaces_the_torn_copy() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = begun(dir.path());
-    j.record(Step::BackupDone).unwrap();
+    j.record(Step::ResumeArmed).unwrap();
     let (newest, _) = newest_and_older(&j, dir.path());
     fs::write(&newest, b"{\"form").unwrap();
     let mut j = Journal::open(dir.path()).unwrap();
     assert_eq!(j.state().step, Step::Started);
-    j.record(Step::BackupDone).unwrap();
     j.record(Step::ResumeArmed).unwrap();
+    j.record(Step::BackupDone).unwrap();
     let j = Journal::open(dir.path()).unwrap();
-    assert_eq!(j.state().step, Step::ResumeArmed);
+    assert_eq!(j.state().step, Step::BackupDone);
     assert!(matches!(j.load_report(), LoadReport::Loaded { .. }));
 }
 
@@ -184,7 +184,7 @@ fn a_torn_first_write_is_a_fresh_start() {
 fn both_copies_corrupt_is_an_error_not_a_fresh_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = begun(dir.path());
-    j.record(Step::BackupDone).unwrap();
+    j.record(Step::ResumeArmed).unwrap();
     for name in SLOT_NAMES {
         let p = dir.path().join(name);
         let mut bytes = fs::read(&p).unwrap();
@@ -201,7 +201,7 @@ fn both_copies_corrupt_is_an_error_not_a_fresh_start() {
 fn attempts_are_counted_durably_and_hit_the_bound() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = begun(dir.path());
-    for step in [Step::BackupDone, Step::ResumeArmed, Step::FlashStarted] {
+    for step in [Step::ResumeArmed, Step::BackupDone, Step::FlashStarted] {
         j.record(step).unwrap();
     }
     for expected in 1..=3 {
@@ -219,22 +219,22 @@ fn attempts_are_counted_durably_and_hit_the_bound() {
 fn moving_backwards_is_refused_and_not_written() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = begun(dir.path());
-    j.record(Step::ResumeArmed).unwrap();
-    assert!(matches!(j.record(Step::BackupDone), Err(JournalError::Regress { .. })));
-    assert_eq!(Journal::open(dir.path()).unwrap().state().step, Step::ResumeArmed);
+    j.record(Step::BackupDone).unwrap();
+    assert!(matches!(j.record(Step::ResumeArmed), Err(JournalError::Regress { .. })));
+    assert_eq!(Journal::open(dir.path()).unwrap().state().step, Step::BackupDone);
 }
 
 #[test]
 fn begin_for_a_new_plan_resets_step_and_attempts() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = begun(dir.path());
-    j.record_attempt(ActionKind::Backup).unwrap();
-    j.record(Step::BackupDone).unwrap();
+    j.record_attempt(ActionKind::ArmResume).unwrap();
+    j.record(Step::ResumeArmed).unwrap();
     j.begin("plan-2").unwrap();
     let j = Journal::open(dir.path()).unwrap();
     assert_eq!(j.state().step, Step::Started);
     assert_eq!(j.state().plan_id.as_deref(), Some("plan-2"));
-    assert_eq!(j.state().attempts_of(ActionKind::Backup), 0);
+    assert_eq!(j.state().attempts_of(ActionKind::ArmResume), 0);
 }
 
 #[test]
@@ -249,7 +249,7 @@ fn an_unwritable_directory_is_an_error_that_names_the_fix() {
 fn flash_progress_resets_the_flash_bound_but_stalls_still_hit_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = begun(dir.path());
-    for step in [Step::BackupDone, Step::ResumeArmed, Step::FlashStarted] {
+    for step in [Step::ResumeArmed, Step::BackupDone, Step::FlashStarted] {
         j.record(step).unwrap();
     }
     // Five power cuts, each after another checkpoint: never stuck, never halted.

@@ -18,9 +18,9 @@ fn at(step: Step) -> JournalState {
 #[test]
 fn every_milestone_leads_to_the_work_that_follows_it() {
     let table = [
-        (Step::Started, Action::Backup),
-        (Step::BackupDone, Action::ArmResume),
-        (Step::ResumeArmed, Action::Flash { resume_from: Bytes(0) }),
+        (Step::Started, Action::ArmResume),
+        (Step::ResumeArmed, Action::Backup),
+        (Step::BackupDone, Action::Flash { resume_from: Bytes(0) }),
         (Step::FlashStarted, Action::Flash { resume_from: Bytes(0) }),
         (Step::FlashProgress { through: Bytes(123 << 20) }, Action::Flash { resume_from: Bytes(123 << 20) }),
         (Step::FlashWritten { image_bytes: Bytes(700 << 20) }, Action::VerifyFlash { image_bytes: Bytes(700 << 20) }),
@@ -41,7 +41,7 @@ fn a_fresh_journal_begins() {
 
 #[test]
 fn a_stale_plan_before_destruction_starts_over() {
-    for step in [Step::Started, Step::BackupDone, Step::ResumeArmed] {
+    for step in [Step::Started, Step::ResumeArmed, Step::BackupDone] {
         let mut state = at(step);
         state.plan_id = Some("older-plan".into());
         assert_eq!(next_action(&state, &inputs()), Action::Begin);
@@ -68,9 +68,9 @@ fn attempts_below_the_bound_retry_the_same_work() {
 #[test]
 fn the_bound_before_destruction_returns_to_the_old_os() {
     for (step, kind) in [
-        (Step::Started, ActionKind::Backup),
-        (Step::BackupDone, ActionKind::ArmResume),
-        (Step::ResumeArmed, ActionKind::Flash),
+        (Step::Started, ActionKind::ArmResume),
+        (Step::ResumeArmed, ActionKind::Backup),
+        (Step::BackupDone, ActionKind::Flash),
     ] {
         let mut state = at(step.clone());
         state.attempts.insert(kind, 3);
@@ -105,16 +105,16 @@ fn attempts_of_other_work_do_not_count() {
 
 #[test]
 fn destruction_begins_at_flash_started() {
-    assert!(!Step::ResumeArmed.is_destructive());
+    assert!(!Step::BackupDone.is_destructive());
     assert!(Step::FlashStarted.is_destructive());
     assert!(Step::Done.is_destructive());
 }
 
 #[test]
 fn steps_only_move_forward() {
-    assert!(Step::BackupDone.may_advance_to(&Step::ResumeArmed));
-    assert!(Step::BackupDone.may_advance_to(&Step::BackupDone));
-    assert!(!Step::ResumeArmed.may_advance_to(&Step::BackupDone));
+    assert!(Step::ResumeArmed.may_advance_to(&Step::BackupDone));
+    assert!(Step::ResumeArmed.may_advance_to(&Step::ResumeArmed));
+    assert!(!Step::BackupDone.may_advance_to(&Step::ResumeArmed));
     let p = |n| Step::FlashProgress { through: Bytes(n) };
     assert!(p(10).may_advance_to(&p(20)));
     assert!(!p(20).may_advance_to(&p(10)));

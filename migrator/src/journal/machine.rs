@@ -23,6 +23,7 @@ pub enum Action {
     /// Start a fresh journal for this plan (`Journal::begin`).
     Begin,
     /// Back up the old root and convert network settings onto staging; then record `BackupDone`.
+    /// (Comes after `ArmResume`, so a power cut during the backup re-enters the migrator.)
     Backup,
     /// Make every boot re-enter the migrator; then record `ResumeArmed`.
     ArmResume,
@@ -104,9 +105,9 @@ pub fn next_action(state: &JournalState, inputs: &Inputs<'_>) -> Action {
 fn work_after(step: &Step) -> Action {
     match step {
         Step::NotStarted => Action::Begin,
-        Step::Started => Action::Backup,
-        Step::BackupDone => Action::ArmResume,
-        Step::ResumeArmed | Step::FlashStarted => Action::Flash { resume_from: Bytes(0) },
+        Step::Started => Action::ArmResume,
+        Step::ResumeArmed => Action::Backup,
+        Step::BackupDone | Step::FlashStarted => Action::Flash { resume_from: Bytes(0) },
         Step::FlashProgress { through } => Action::Flash { resume_from: *through },
         Step::FlashWritten { image_bytes } => Action::VerifyFlash { image_bytes: *image_bytes },
         Step::FlashVerified => Action::Restore,

@@ -12,10 +12,12 @@ pub enum Step {
     NotStarted,
     /// The migrator entered for this plan; nothing else done.
     Started,
+    /// Every boot now re-enters the migration environment. Armed first, before the
+    /// backup, so that a power cut at any later instant comes back here (the one-shot
+    /// entry that started us is already spent).
+    ResumeArmed,
     /// Backup archive and converted network settings are on staging and verified.
     BackupDone,
-    /// Every boot now re-enters the migration environment.
-    ResumeArmed,
     /// Recorded right before the first destructive write: the old OS is gone from here on.
     FlashStarted,
     /// The image stream up to `through` is written to disk and synced.
@@ -38,8 +40,8 @@ impl Step {
         match self {
             Step::NotStarted => 0,
             Step::Started => 1,
-            Step::BackupDone => 2,
-            Step::ResumeArmed => 3,
+            Step::ResumeArmed => 2,
+            Step::BackupDone => 3,
             Step::FlashStarted => 4,
             Step::FlashProgress { .. } => 5,
             Step::FlashWritten { .. } => 6,
@@ -80,8 +82,8 @@ impl Step {
 #[serde(rename_all = "kebab-case")]
 pub enum ActionKind {
     Begin,
-    Backup,
     ArmResume,
+    Backup,
     Flash,
     VerifyFlash,
     Restore,
