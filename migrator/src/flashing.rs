@@ -27,6 +27,8 @@ pub enum FlashStepError {
     ImageChanged { journal: u64, image: u64 },
     #[error("cannot record flash progress in the journal: {0}")]
     Journal(String),
+    #[error("staged image {path} is {bytes} bytes with sha256 {actual}, not what the plan says; the staging partition is damaged, re-stage")]
+    StagedImage { path: PathBuf, bytes: u64, actual: String },
     #[error("the committed head did not read back identical; the disk is failing")]
     HeadMismatch,
 }
@@ -148,14 +150,73 @@ pub fn commit_head<T: FlashTarget + ?Sized>(target: &T, head: &[u8]) -> Result<(
     Ok(())
 }
 
+/// The staged image file's sha256 and size must be the plan's before anything
+/// destructive happens (flashing checks it again while decoding, but only at the end).
+pub fn check_staged_image(plan: &Plan, image_path: &Path) -> Result<(), FlashStepError> {
+    let expected = expected_digest(plan)?;
+    let mut file = File::open(image_path).map_err(io_err("open", image_path))?;
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(io_err("read", image_path))?;
+        if n == 0 {
+            break;
+        }
+        sha2::Digest::update(&mut hasher, &buf[..n]);
+        bytes += n as u64;
+    }
+    let actual = Sha256Digest(sha2::Digest::finalize(hasher).into());
+    if bytes != plan.image.compressed_size.get() || actual != expected {
+        return Err(FlashStepError::StagedImage { path: image_path.to_path_buf(), bytes, actual: actual.to_string() });
+    }
+    log::info!("flash: staged image {} verified ({bytes} bytes, sha256 {actual})", image_path.display());
+    Ok(())
+}
+
+/// The pristine EBR sectors of the image's logical partitions, saved on staging
+/// before finalize patches them, so that a repeated finalize starts from the image.
+pub const IMAGE_EBRS_FILE: &str = "image-ebrs.orig";
+const EBR_RECORD: usize = 8 + 512;
+
+fn restore_or_save_ebrs(disk: &mut File, head: &[u8], staging_dir: &Path) -> Result<(), FlashStepError> {
+    let path = staging_dir.join(IMAGE_EBRS_FILE);
+    let disk_path = Path::new("disk");
+    match std::fs::read(&path) {
+        Ok(saved) if saved.len() % EBR_RECORD == 0 => {
+            for record in saved.chunks_exact(EBR_RECORD) {
+                let mut lba = [0u8; 8];
+                lba.copy_from_slice(&record[..8]);
+                let offset = u64::from_le_bytes(lba) * 512;
+                FlashTarget::write_all_at(&*disk, &record[8..], offset).map_err(io_err("restore an image EBR on", disk_path))?;
+            }
+            disk.sync_data().map_err(io_err("sync", disk_path))?;
+            Ok(())
+        }
+        _ => {
+            let table = PartitionTable::read(&mut layout::HeadOverlay::new(head, &mut *disk))?;
+            let mut saved = Vec::new();
+            for ebr in table.logicals.iter().filter_map(|p| p.ebr) {
+                let mut sector = [0u8; 512];
+                FlashTarget::read_exact_at(&*disk, &mut sector, ebr.0 * 512).map_err(io_err("read an image EBR from", disk_path))?;
+                saved.extend_from_slice(&ebr.0.to_le_bytes());
+                saved.extend_from_slice(&sector);
+            }
+            crate::backup::write_durably(&path, &saved).map_err(|e| FlashStepError::Io {
+                action: "save image EBRs to",
+                path: path.clone(),
+                source: io::Error::other(e.to_string()),
+            })
+        }
+    }
+}
+
 /// Finalize: the image's table (grown over staging when the plan says so)
-/// written with the held-back head. Returns the final table.
-pub fn finalize(plan: &Plan, disk: &mut File, head: &[u8]) -> Result<layout::FinalTable, FlashStepError> {
-    let image_table = {
-        let overlay = layout::HeadOverlay::new(head, &mut *disk);
-        let mut overlay = overlay;
-        PartitionTable::read(&mut overlay)?
-    };
+/// written with the held-back head. Returns the final table. Repeatable: the
+/// image's EBRs are put back from `staging_dir` before they are patched again.
+pub fn finalize(plan: &Plan, disk: &mut File, head: &[u8], staging_dir: &Path) -> Result<layout::FinalTable, FlashStepError> {
+    restore_or_save_ebrs(disk, head, staging_dir)?;
+    let image_table = PartitionTable::read(&mut layout::HeadOverlay::new(head, &mut *disk))?;
     let growth = if plan.finalize.grow_over_staging { layout::DataGrowth::OverStaging } else { layout::DataGrowth::Keep };
     let table = layout::final_table(&image_table, lu::Sectors(plan.source_disk.size.get()), growth)?;
     let mut head = head.to_vec();

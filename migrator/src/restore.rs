@@ -34,14 +34,11 @@ pub fn under(root: &Path, path: &str) -> Result<PathBuf, RestoreError> {
 }
 
 /// Unpack `archive` under `dest` (created if needed), overwriting what a previous
-/// attempt left. Returns the number of entries.
+/// attempt left. Returns the number of entries. The tar crate unpacks files,
+/// directories, symlinks and hard links; device nodes and fifos are made here, and
+/// directory mtimes are set last (after their contents stopped changing them).
 pub fn extract(archive: &Path, dest: &Path) -> Result<usize, RestoreError> {
     std::fs::create_dir_all(dest).map_err(io_err("create", dest))?;
-    let count = {
-        let file = File::open(archive).map_err(io_err("open", archive))?;
-        let mut reader = tar::Archive::new(io::BufReader::new(file));
-        reader.entries().map_err(io_err("read", archive))?.count()
-    };
     let file = File::open(archive).map_err(io_err("open", archive))?;
     let mut reader = tar::Archive::new(io::BufReader::new(file));
     reader.set_preserve_permissions(true);
@@ -49,8 +46,78 @@ pub fn extract(archive: &Path, dest: &Path) -> Result<usize, RestoreError> {
     reader.set_preserve_mtime(true);
     reader.set_unpack_xattrs(true);
     reader.set_overwrite(true);
-    reader.unpack(dest).map_err(io_err("unpack", archive))?;
+    let mut count = 0;
+    let mut dir_times = Vec::new();
+    for entry in reader.entries().map_err(io_err("read", archive))? {
+        let mut entry = entry.map_err(io_err("read", archive))?;
+        count += 1;
+        let kind = entry.header().entry_type();
+        if kind.is_fifo() || kind.is_character_special() || kind.is_block_special() {
+            let relative = safe_relative(&entry.path_bytes())?;
+            make_special(&dest.join(relative), entry.header())?;
+            continue;
+        }
+        let target = dest.join(safe_relative(&entry.path_bytes())?);
+        if kind.is_dir() {
+            dir_times.push((target, entry.header().mtime().unwrap_or(0)));
+        } else if std::fs::symlink_metadata(&target).is_ok_and(|m| !m.is_dir()) {
+            // A previous attempt's copy: replaced (the tar crate refuses to re-link over it).
+            std::fs::remove_file(&target).map_err(io_err("replace", &target))?;
+        }
+        entry.unpack_in(dest).map_err(io_err("unpack", archive))?;
+    }
+    for (dir, mtime) in dir_times.iter().rev() {
+        set_times(dir, *mtime)?;
+    }
     Ok(count)
+}
+
+/// An archive member name as a relative path without `..` or root components.
+fn safe_relative(name: &[u8]) -> Result<PathBuf, RestoreError> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = Path::new(std::ffi::OsStr::from_bytes(name));
+    let plain = path.components().all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+    if !plain {
+        return Err(RestoreError::BadPath(String::from_utf8_lossy(name).into_owned()));
+    }
+    Ok(path.to_path_buf())
+}
+
+fn set_times(path: &Path, mtime: u64) -> Result<(), RestoreError> {
+    let secs = i64::try_from(mtime).unwrap_or(i64::MAX);
+    let time = nix::sys::time::TimeVal::new(secs, 0);
+    nix::sys::stat::lutimes(path, &time, &time).map_err(|e| RestoreError::Io { action: "set the times of", path: path.to_path_buf(), source: e.into() })
+}
+
+/// A fifo or device node as the header describes it (replacing what is there).
+fn make_special(path: &Path, header: &tar::Header) -> Result<(), RestoreError> {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    let kind = header.entry_type();
+    let bad = |what: &str| RestoreError::Io { action: "read the header of", path: path.to_path_buf(), source: io::Error::other(what.to_string()) };
+    let mode = header.mode().map_err(|_| bad("mode"))?;
+    let uid = header.uid().map_err(|_| bad("uid"))?;
+    let gid = header.gid().map_err(|_| bad("gid"))?;
+    let major = header.device_major().ok().flatten().unwrap_or(0);
+    let minor = header.device_minor().ok().flatten().unwrap_or(0);
+    let flag = if kind.is_fifo() {
+        SFlag::S_IFIFO
+    } else if kind.is_block_special() {
+        SFlag::S_IFBLK
+    } else {
+        SFlag::S_IFCHR
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+    }
+    if std::fs::symlink_metadata(path).is_ok() {
+        std::fs::remove_file(path).map_err(io_err("replace", path))?;
+    }
+    let sys = |action: &'static str| move |e: nix::Error| RestoreError::Io { action, path: path.to_path_buf(), source: e.into() };
+    mknod(path, flag, Mode::from_bits_truncate(mode & 0o777), makedev(u64::from(major), u64::from(minor))).map_err(sys("create"))?;
+    let owner = |id: u64| u32::try_from(id).ok();
+    std::os::unix::fs::lchown(path, owner(uid), owner(gid)).map_err(io_err("set the owner of", path))?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777)).map_err(io_err("set the mode of", path))?;
+    set_times(path, header.mtime().unwrap_or(0))
 }
 
 /// Flush the whole file system holding `path` (syncfs).

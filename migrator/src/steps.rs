@@ -207,8 +207,9 @@ pub fn step_backup(ctx: &mut Context<'_>) -> Result<(), StepError> {
     Ok(())
 }
 
-/// Save the boot area and install the resume boot code.
+/// Check the staged image, then save the boot area and install the resume boot code.
 pub fn step_arm_resume(ctx: &mut Context<'_>) -> Result<(), StepError> {
+    flashing::check_staged_image(ctx.plan, &ctx.image_path())?;
     let mut disk = ctx.open_disk()?;
     resume::arm(&mut disk, &ctx.staging_dir())?;
     flush_block_buffers(&disk);
@@ -314,7 +315,7 @@ pub fn step_finalize(ctx: &mut Context<'_>) -> Result<(), StepError> {
         Some(written) => written.head.bytes().to_vec(),
         None => flashing::read_head(&ctx.image_path())?,
     };
-    flashing::finalize(ctx.plan, &mut disk, &head)?;
+    flashing::finalize(ctx.plan, &mut disk, &head, &ctx.staging_dir())?;
     flush_block_buffers(&disk);
     if is_block_device(&disk) {
         match crate::blkpg::reread_partitions(&disk) {
