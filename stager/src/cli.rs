@@ -61,13 +61,13 @@ pub enum Command {
     #[command(long_about = "Show what is staged or armed. After an attempt that came back to \
         the old OS, shows what the migration environment logged and why it stopped. \
         Changes nothing.")]
-    Status,
+    Status(RootArgs),
 
     /// Disarm the migration and restore the host exactly as it was
     #[command(long_about = "Disarm the migration and restore the host exactly: the GRUB entry \
         and grubenv as they were, the swap partition recreated with its old UUID and label and \
         turned back on, fstab as it was.")]
-    Abort,
+    Abort(RootArgs),
 
     /// List the board profiles built in, or show one
     Profiles {
@@ -159,10 +159,18 @@ pub struct StageArgs {
     #[arg(long = "backup", value_name = "PATH")]
     pub backups: Vec<PathBuf>,
 
-    /// Command run before staging (stop services, dump a database): exit 0 = go,
-    /// 3 = not now (retry later), anything else = abort
-    #[arg(long, value_name = "CMD")]
-    pub backup_hook: Option<String>,
+    /// Program run before anything changes (stop services, dump a database), without a
+    /// shell: exit 0 = go, 3 = not now (stager exits 3, retry later), anything else = abort
+    #[arg(long, value_name = "PROGRAM")]
+    pub backup_hook: Option<PathBuf>,
+
+    /// An argument for the backup hook; repeat for more (passed as argv, never via a shell)
+    #[arg(long = "backup-hook-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub backup_hook_args: Vec<String>,
+
+    /// Seconds the backup hook may run before it is killed and staging is aborted
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub backup_hook_timeout: u64,
 
     /// Print the complete plan (partitions, sizes, backup set, GRUB changes) and change nothing
     #[arg(long)]
@@ -175,16 +183,61 @@ pub struct StageArgs {
     /// Extra CA certificate (PEM) to trust for a private image server
     #[arg(long, value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
+
+    /// Stage even when the image's device-type.json cannot be read (only if you are sure
+    /// the image is for this board)
+    #[arg(long)]
+    pub allow_unknown_device_type: bool,
+
+    /// Migrator binary to use instead of the one carried in the stager (development, tests)
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub migrator: Option<PathBuf>,
+
+    /// Kernel release to boot instead of the running one (`uname -r`; tests on fixture trees)
+    #[arg(long, value_name = "RELEASE", hide = true)]
+    pub kernel_release: Option<String>,
+
+    /// Directory standing for `/` (for tests on fixture trees)
+    #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RootArgs {
+    /// Directory standing for `/` (for tests on fixture trees)
+    #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+    pub root: PathBuf,
 }
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match &cli.command {
         Command::Check(args) => check_command::run(args, cli.json),
-        Command::Stage(_) => not_implemented("stage", cli.json),
-        Command::Status => not_implemented("status", cli.json),
-        Command::Abort => not_implemented("abort", cli.json),
+        Command::Stage(args) => crate::stage::command::run(&stage_command(args), cli.json),
+        Command::Status(args) => crate::stage::command::run_status(args.root.clone(), cli.json),
+        Command::Abort(args) => crate::stage::command::run_abort(args.root.clone(), cli.json),
         Command::Profiles { .. } => not_implemented("profiles", cli.json),
+    }
+}
+
+fn stage_command(args: &StageArgs) -> crate::stage::command::StageCommand {
+    crate::stage::command::StageCommand {
+        root: args.root.clone(),
+        profile: args.profile.clone(),
+        profile_file: None,
+        image: args.image.clone(),
+        sha256: args.sha256.clone(),
+        ca_cert: args.ca_cert.clone(),
+        config: args.config.clone(),
+        backups: args.backups.clone(),
+        backup_hook: args.backup_hook.clone(),
+        backup_hook_args: args.backup_hook_args.clone(),
+        backup_hook_timeout: std::time::Duration::from_secs(args.backup_hook_timeout),
+        dry_run: args.dry_run,
+        no_reboot: args.no_reboot,
+        migrator: args.migrator.clone(),
+        kernel_release: args.kernel_release.clone(),
+        allow_unknown_device_type: args.allow_unknown_device_type,
     }
 }
 

@@ -1,0 +1,97 @@
+//! The migrator binary the stager carries: appended to the stager's own executable as
+//! `[migrator bytes][u64 LE length][32-byte sha256][8-byte magic "SWAPMIGR"]`
+//! (`scripts/package-stager.sh` appends it). The sha256 is checked before use;
+//! `--migrator PATH` gives a separate file instead (for tests and development).
+
+use sha2::{Digest, Sha256};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+pub const MAGIC: &[u8; 8] = b"SWAPMIGR";
+pub const TRAILER_BYTES: u64 = 8 + 32 + 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("cannot read {path}: {source}", path = .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("this stager carries no migrator (no SWAPMIGR trailer in {path}); use the packaged stager from scripts/package-stager.sh or pass --migrator PATH", path = .path.display())]
+    Missing { path: PathBuf },
+    #[error("the migrator carried in {path} is corrupt (sha256 {actual}, trailer says {expected}); download the stager again", path = .path.display())]
+    Corrupt { path: PathBuf, expected: String, actual: String },
+    #[error("the migrator trailer in {path} claims {length} bytes, more than the file holds; download the stager again", path = .path.display())]
+    BadLength { path: PathBuf, length: u64 },
+}
+
+/// The trailer for `migrator`: what the packaging script appends after it.
+pub fn trailer(migrator: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(TRAILER_BYTES as usize);
+    out.extend_from_slice(&(migrator.len() as u64).to_le_bytes());
+    out.extend_from_slice(&Sha256::digest(migrator));
+    out.extend_from_slice(MAGIC);
+    out
+}
+
+/// The migrator appended to the executable at `path` (normally `/proc/self/exe`), verified.
+pub fn read_appended(path: &Path) -> Result<Vec<u8>, PayloadError> {
+    let io = |source| PayloadError::Io { path: path.to_path_buf(), source };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let size = file.seek(SeekFrom::End(0)).map_err(io)?;
+    if size < TRAILER_BYTES {
+        return Err(PayloadError::Missing { path: path.to_path_buf() });
+    }
+    let mut tail = [0u8; TRAILER_BYTES as usize];
+    file.seek(SeekFrom::Start(size - TRAILER_BYTES)).map_err(io)?;
+    file.read_exact(&mut tail).map_err(io)?;
+    if &tail[40..48] != MAGIC {
+        return Err(PayloadError::Missing { path: path.to_path_buf() });
+    }
+    let mut length = [0u8; 8];
+    length.copy_from_slice(&tail[..8]);
+    let length = u64::from_le_bytes(length);
+    if length > size - TRAILER_BYTES {
+        return Err(PayloadError::BadLength { path: path.to_path_buf(), length });
+    }
+    let mut bytes = vec![0u8; usize::try_from(length).map_err(|_| PayloadError::BadLength { path: path.to_path_buf(), length })?];
+    file.seek(SeekFrom::Start(size - TRAILER_BYTES - length)).map_err(io)?;
+    file.read_exact(&mut bytes).map_err(io)?;
+    let actual = hex::encode(Sha256::digest(&bytes));
+    let expected = hex::encode(&tail[8..40]);
+    if actual != expected {
+        return Err(PayloadError::Corrupt { path: path.to_path_buf(), expected, actual });
+    }
+    Ok(bytes)
+}
+
+/// The migrator: `--migrator PATH` when given, else the one appended to this executable.
+pub fn load(override_path: Option<&Path>) -> Result<Vec<u8>, PayloadError> {
+    match override_path {
+        Some(path) => std::fs::read(path).map_err(|source| PayloadError::Io { path: path.to_path_buf(), source }),
+        None => read_appended(Path::new("/proc/self/exe")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn round_trip_and_corruption() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let migrator = b"\x7fELF pretend migrator".to_vec();
+        file.write_all(b"stager executable bytes").unwrap();
+        file.write_all(&migrator).unwrap();
+        file.write_all(&trailer(&migrator)).unwrap();
+        file.flush().unwrap();
+        assert_eq!(read_appended(file.path()).unwrap(), migrator);
+
+        let mut bytes = std::fs::read(file.path()).unwrap();
+        let at = bytes.len() - TRAILER_BYTES as usize - 3;
+        bytes[at] ^= 1;
+        std::fs::write(file.path(), &bytes).unwrap();
+        assert!(matches!(read_appended(file.path()), Err(PayloadError::Corrupt { .. })));
+
+        std::fs::write(file.path(), b"plain binary without a trailer, long enough to look at its end").unwrap();
+        assert!(matches!(read_appended(file.path()), Err(PayloadError::Missing { .. })));
+    }
+}

@@ -1,0 +1,239 @@
+//! Executing a plan: each change recorded in the undo journal (`state.json`) *before* it is
+//! made and marked done after; any failure undoes everything in reverse order and says so.
+//!
+//! Order: swapoff → save the swap header page → comment out fstab's swap line → attach the
+//! partition as a block device → mkfs.ext4 → mount → write kernel, initramfs, plan, image,
+//! config.json, GRUB files (each fsynced) → unmount → custom.cfg → arm next_entry → sync →
+//! reboot (unless `--no-reboot`). The image was fetched and verified before the first step.
+
+use super::fstab_edit;
+use super::planning::{StagePlan, CUSTOM_CFG, CUSTOM_CFG_BACKUP, ENTRY_ID, GRUBENV, STAGING_LABEL};
+use super::rollback::{self, RollbackReport};
+use super::staging_files;
+use super::system::System;
+use crate::host::swap_header;
+use crate::host::HostRoot;
+use crate::state::{self, Change, Entry, Progress, StageState, StateStore, STATE_FORMAT};
+use std::process::Command;
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecuteOptions {
+    pub no_reboot: bool,
+    /// Fail on purpose right after this step is done (`SWAPOVER_FAIL_AFTER`), to prove rollback.
+    pub fail_after: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    #[error("staging failed at step {step}: {problem}; {rollback}")]
+    Failed { step: String, problem: String, rollback: String },
+    #[error("cannot record the undo journal: {0}; nothing was changed")]
+    Journal(#[from] state::StateError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecuteReport {
+    pub staged: Vec<String>,
+    pub rebooting: bool,
+}
+
+struct Run<'a> {
+    root: &'a HostRoot,
+    store: StateStore,
+    state: StageState,
+    system: &'a mut dyn System,
+    fail_after: Option<String>,
+}
+
+impl Run<'_> {
+    /// Records `change` as begun, runs `action`, records the (possibly refined) change as done.
+    fn step<T>(
+        &mut self,
+        change: Change,
+        action: impl FnOnce(&mut Self) -> Result<(T, Option<Change>), String>,
+    ) -> Result<T, (String, String)> {
+        let name = change.name().to_string();
+        self.state.entries.push(Entry { change, progress: Progress::Begun });
+        self.store.save(&self.state).map_err(|e| (name.clone(), e.to_string()))?;
+        log::info!("step {name}: begin");
+        let (value, refined) = action(self).map_err(|problem| (name.clone(), problem))?;
+        if let Some(last) = self.state.entries.last_mut() {
+            if let Some(refined) = refined {
+                last.change = refined;
+            }
+            last.progress = Progress::Done;
+        }
+        self.store.save(&self.state).map_err(|e| (name.clone(), e.to_string()))?;
+        log::info!("step {name}: done");
+        if self.fail_after.as_deref() == Some(name.as_str()) {
+            return Err((name.clone(), format!("failure injected after {name} (SWAPOVER_FAIL_AFTER)")));
+        }
+        Ok(value)
+    }
+}
+
+fn tool_exists(name: &str) -> bool {
+    crate::host::grub::find_tool(&HostRoot::default(), name, std::env::var("PATH").ok().as_deref()).is_some()
+}
+
+fn mkfs(device: &str, uuid: &str) -> Result<(), String> {
+    let output = Command::new("mkfs.ext4")
+        .args(["-F", "-q", "-L", STAGING_LABEL, "-U", uuid])
+        .arg(device)
+        .output()
+        .map_err(|e| format!("cannot run mkfs.ext4: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!("mkfs.ext4 failed: {}", String::from_utf8_lossy(&output.stderr).trim()))
+    }
+}
+
+fn all_steps(run: &mut Run<'_>, sp: &StagePlan, migrator: &[u8]) -> Result<Vec<String>, (String, String)> {
+    let root = run.root;
+    let region = sp.staging.clone();
+    let swap_path = root.path(&region.host_path);
+    run.step(Change::SwapOff { device: region.host_path.clone() }, |r| {
+        r.system.swap_off(&swap_path).map_err(|e| format!("swapoff {}: {e}", region.host_path))?;
+        Ok(((), None))
+    })?;
+
+    run.step(Change::SaveSwapHeader { backup: state::SWAP_HEADER_BACKUP.into() }, |_| {
+        let page = region
+            .read_at(plan::Bytes(0), swap_header::X86_PAGE_SIZE.get() as usize)
+            .map_err(|e| format!("read the swap header of {}: {e}", region.host_path))?;
+        let header = swap_header::parse(&page).map_err(|e| format!("{}: {e}", region.host_path))?;
+        if Some(&header.uuid) != sp.plan.staging.original_swap_uuid.as_ref() {
+            return Err(format!("the swap UUID of {} changed to {} since planning; run the stager again", region.host_path, header.uuid));
+        }
+        state::write_durably(&root.path(state::SWAP_HEADER_BACKUP), &page).map_err(|e| e.to_string())?;
+        Ok(((), None))
+    })?;
+
+    let fstab_path = crate::host::fstab::PATH;
+    run.step(Change::CommentFstab { fstab: fstab_path.into(), backup: state::FSTAB_BACKUP.into() }, |_| {
+        let original = std::fs::read(root.path(fstab_path)).map_err(|e| format!("read {fstab_path}: {e}"))?;
+        state::write_durably(&root.path(state::FSTAB_BACKUP), &original).map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&original);
+        let (edited, count) = fstab_edit::comment_out_swap(&text, &sp.swap_names);
+        if count > 0 {
+            state::write_durably(&root.path(fstab_path), edited.as_bytes()).map_err(|e| format!("{fstab_path}: {e}"))?;
+        }
+        Ok(((), None))
+    })?;
+
+    let device = run.step(Change::Attach { device: None }, |r| {
+        let (device, loop_device) = r.system.attach(&region).map_err(|e| format!("{}: {e}", region.host_path))?;
+        Ok((device, Some(Change::Attach { device: loop_device })))
+    })?;
+
+    let uuid = sp.plan.staging.fs_uuid.clone();
+    run.step(Change::Mkfs { uuid: uuid.clone() }, |_| {
+        if !tool_exists("mkfs.ext4") {
+            return Err("mkfs.ext4 is not installed; install e2fsprogs".into());
+        }
+        mkfs(&device, &uuid)?;
+        Ok(((), None))
+    })?;
+
+    let mount_point = root.path(state::MOUNT_POINT);
+    run.step(Change::Mount { mount_point: state::MOUNT_POINT.into() }, |r| {
+        r.system.mount(&device, &mount_point, false).map_err(|e| format!("mount {device}: {e}"))?;
+        Ok(((), None))
+    })?;
+
+    let staged = run.step(Change::WriteStaging, |_| {
+        let staged = staging_files::write_all(&mount_point, sp, root, migrator).map_err(|e| e.to_string())?;
+        Ok((staged, None))
+    })?;
+
+    run.step(Change::Unmount, |r| {
+        r.system.unmount(&mount_point).map_err(|e| format!("unmount {}: {e}", mount_point.display()))?;
+        // Let go of a loop device (fixture trees only) and record that it is gone, so that
+        // no later undo detaches a number that may belong to another device by then.
+        let attached = r.state.entries.iter_mut().find_map(|e| match &mut e.change {
+            Change::Attach { device } => device.take(),
+            _ => None,
+        });
+        if let Some(loop_device) = attached {
+            r.system.detach(&loop_device).map_err(|e| format!("detach {loop_device}: {e}"))?;
+        }
+        Ok(((), None))
+    })?;
+
+    let custom_cfg = root.path(CUSTOM_CFG);
+    let existed = custom_cfg.exists();
+    let backup = existed.then(|| CUSTOM_CFG_BACKUP.to_string());
+    run.step(Change::WriteCustomCfg { path: CUSTOM_CFG.into(), backup }, |_| {
+        if existed {
+            let original = std::fs::read(&custom_cfg).map_err(|e| format!("read {CUSTOM_CFG}: {e}"))?;
+            state::write_durably(&root.path(CUSTOM_CFG_BACKUP), &original).map_err(|e| e.to_string())?;
+        }
+        state::write_durably(&custom_cfg, sp.custom_cfg.as_bytes()).map_err(|e| format!("{CUSTOM_CFG}: {e}"))?;
+        Ok(((), None))
+    })?;
+
+    let grubenv = root.path(GRUBENV);
+    let original = std::fs::read(&grubenv).ok();
+    let before = grub::UndoRecord { path: grubenv.clone(), original, written: Vec::new() };
+    run.step(Change::ArmGrubenv { undo: Some(before) }, |_| {
+        let record = grub::OneShot::arm(&grubenv, ENTRY_ID).map_err(|e| e.to_string())?;
+        Ok(((), Some(Change::ArmGrubenv { undo: Some(record) })))
+    })?;
+    Ok(staged)
+}
+
+/// Runs every step of `sp`. On failure everything is rolled back before returning.
+pub fn execute(
+    root: &HostRoot,
+    sp: &StagePlan,
+    migrator: &[u8],
+    system: &mut dyn System,
+    options: &ExecuteOptions,
+) -> Result<ExecuteReport, ExecuteError> {
+    let store = StateStore::new(root);
+    let state = StageState {
+        format: STATE_FORMAT,
+        stager_version: env!("CARGO_PKG_VERSION").to_string(),
+        staging: sp.staging.clone(),
+        staging_fs_uuid: sp.plan.staging.fs_uuid.clone(),
+        swap_uuid: sp.plan.staging.original_swap_uuid.clone().unwrap_or_default(),
+        armed: false,
+        entries: Vec::new(),
+    };
+    store.save(&state)?;
+    let mut run = Run { root, store, state, system, fail_after: options.fail_after.clone() };
+    match all_steps(&mut run, sp, migrator) {
+        Ok(staged) => {
+            run.state.armed = true;
+            run.store.save(&run.state)?;
+            run.system.sync();
+            log::info!("staged and armed: the next boot starts the migration");
+            let rebooting = !options.no_reboot;
+            if rebooting {
+                log::info!("rebooting now");
+                if let Err(e) = run.system.reboot() {
+                    log::error!("reboot failed ({e}); reboot the device to start the migration");
+                    return Ok(ExecuteReport { staged, rebooting: false });
+                }
+            }
+            Ok(ExecuteReport { staged, rebooting })
+        }
+        Err((step, problem)) => {
+            log::error!("step {step} failed: {problem}; rolling back");
+            let report = rollback::rollback(root, &run.state, run.system);
+            Err(ExecuteError::Failed { step, problem, rollback: describe(&report) })
+        }
+    }
+}
+
+pub fn describe(report: &RollbackReport) -> String {
+    if report.complete() {
+        format!("everything was rolled back ({})", if report.undone.is_empty() { "nothing to undo".to_string() } else { report.undone.join("; ") })
+    } else {
+        format!(
+            "ROLLBACK INCOMPLETE ({}); run `stager abort` to retry the undo",
+            report.failed.join("; ")
+        )
+    }
+}

@@ -1,0 +1,283 @@
+//! What the stager must know about the image before it changes anything: its partition
+//! table (primaries from the first MiB, logical partitions from the EBR chain), the device
+//! type written on its boot partition, its raw size and both sha256s.
+//!
+//! One streaming pass decodes the image (xz in process, no child), hashing every byte and
+//! keeping only what is needed in memory: the first MiB, the boot partition (when it is at
+//! most [`MAX_BOOT_CAPTURE`]) and the EBR sectors. Seeks may only go forward past the first
+//! MiB, which is how MBR tables are laid out.
+
+use migrator::layout::{LayoutError, PartitionTable};
+use plan::{Bytes, Compression, Sha256Hex};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// How much of the image is held in memory to read its partition table.
+pub const HEAD_BYTES: usize = 1024 * 1024;
+/// The boot partition is read for `device-type.json` only up to this size.
+pub const MAX_BOOT_CAPTURE: u64 = 256 * 1024 * 1024;
+const SECTOR: u64 = 512;
+const DEVICE_TYPE_FILE: &str = "device-type.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot read the image {path}: {source}; check the file (a truncated or corrupt download fails here)")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("the image {path} is compressed with {what}, which the stager cannot decode; give the .img or .img.xz")]
+    UnsupportedCompression { path: PathBuf, what: &'static str },
+    #[error("the image has a GPT partition table but the profile expects MBR; download the board's MBR image")]
+    Gpt,
+    #[error("the image's partition table cannot be read: {0}")]
+    Table(String),
+    #[error("the image's extended partition chain goes backwards (EBR at byte {at}); the image is not a resinOS image")]
+    BackwardSeek { at: u64 },
+}
+
+/// What the probe learnt.
+#[derive(Debug, Clone)]
+pub struct ImageFacts {
+    pub path: PathBuf,
+    pub compression: Compression,
+    pub compressed_size: Bytes,
+    pub compressed_sha256: Sha256Hex,
+    pub raw_size: Bytes,
+    pub raw_sha256: Sha256Hex,
+    /// Primaries and logicals, absolute 512-byte sectors.
+    pub table: PartitionTable,
+    /// `slug` of `device-type.json` on the first (boot) partition, when it could be read.
+    pub device_type: Result<String, String>,
+}
+
+impl ImageFacts {
+    /// The partitions that hold file systems, in table order (primaries, then logicals).
+    pub fn data_partitions(&self) -> Vec<migrator::layout::Partition> {
+        self.table.all().filter(|p| !p.is_extended()).copied().collect()
+    }
+}
+
+/// Sniffs the compression from the file's first bytes.
+pub fn sniff_compression(path: &Path) -> Result<Compression, ProbeError> {
+    let mut magic = [0u8; 6];
+    let read_error = |source| ProbeError::Read { path: path.to_path_buf(), source };
+    let mut file = File::open(path).map_err(read_error)?;
+    let n = read_up_to(&mut file, &mut magic).map_err(read_error)?;
+    let magic = &magic[..n];
+    if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        Ok(Compression::Xz)
+    } else if magic.starts_with(&[0x1f, 0x8b]) {
+        Err(ProbeError::UnsupportedCompression { path: path.to_path_buf(), what: "gzip" })
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Err(ProbeError::UnsupportedCompression { path: path.to_path_buf(), what: "zstd" })
+    } else {
+        Ok(Compression::None)
+    }
+}
+
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Hashes a reader to the end: (sha256, byte count).
+fn hash_all(reader: &mut impl Read) -> io::Result<(Sha256Hex, u64)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    let mut total = 0u64;
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                total += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((Sha256Hex::from_digest(&hasher.finalize()), total))
+}
+
+/// Reads the whole image once (twice for the compressed hash) and returns its facts.
+pub fn probe(path: &Path) -> Result<ImageFacts, ProbeError> {
+    let read_error = |source| ProbeError::Read { path: path.to_path_buf(), source };
+    let compression = sniff_compression(path)?;
+    let (compressed_sha256, compressed_size) =
+        hash_all(&mut BufReader::new(File::open(path).map_err(read_error)?)).map_err(read_error)?;
+    let file = BufReader::new(File::open(path).map_err(read_error)?);
+    let decoded: Box<dyn Read> = match compression {
+        Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(file)),
+        _ => Box::new(file),
+    };
+    let mut stream = ForwardReader::new(decoded).map_err(read_error)?;
+    let primaries = PartitionTable::from_head(&stream.head).map_err(table_error)?;
+    let boot = primaries.primaries.iter().find(|p| !p.is_extended()).copied();
+    let mut boot_bytes = None;
+    if let Some(boot) = boot {
+        let (start, len) = (boot.start.0 * SECTOR, boot.size.0 * SECTOR);
+        if len <= MAX_BOOT_CAPTURE {
+            boot_bytes = Some(stream.read_range(start, len).map_err(read_error)?);
+        }
+    }
+    let table = PartitionTable::read(&mut stream).map_err(|e| match stream.backward.take() {
+        Some(at) => ProbeError::BackwardSeek { at },
+        None => table_error(e),
+    })?;
+    let (raw_sha256, raw_size) = stream.finish().map_err(read_error)?;
+    let device_type = match boot_bytes {
+        Some(bytes) => device_type_from_fat(bytes),
+        None => Err(format!("the boot partition is larger than {} and was not read", Bytes(MAX_BOOT_CAPTURE))),
+    };
+    Ok(ImageFacts {
+        path: path.to_path_buf(),
+        compression,
+        compressed_size: Bytes(compressed_size),
+        compressed_sha256,
+        raw_size: Bytes(raw_size),
+        raw_sha256,
+        table,
+        device_type,
+    })
+}
+
+fn table_error(e: LayoutError) -> ProbeError {
+    match e {
+        LayoutError::GptNotSupported => ProbeError::Gpt,
+        other => ProbeError::Table(other.to_string()),
+    }
+}
+
+/// `slug` of `/device-type.json` on a FAT file system image.
+pub fn device_type_from_fat(bytes: Vec<u8>) -> Result<String, String> {
+    let fs = fatfs::FileSystem::new(io::Cursor::new(bytes), fatfs::FsOptions::new())
+        .map_err(|e| format!("the boot partition is not a FAT file system: {e}"))?;
+    let mut file = fs
+        .root_dir()
+        .open_file(DEVICE_TYPE_FILE)
+        .map_err(|e| format!("the boot partition has no /{DEVICE_TYPE_FILE}: {e}"))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(|e| format!("cannot read /{DEVICE_TYPE_FILE}: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("/{DEVICE_TYPE_FILE} is not JSON: {e}"))?;
+    value
+        .get("slug")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| format!("/{DEVICE_TYPE_FILE} has no \"slug\""))
+}
+
+/// A decoded stream that hashes everything it passes, keeps its first MiB, and seeks
+/// forward by reading (backwards only within the first MiB).
+struct ForwardReader<R> {
+    inner: R,
+    head: Vec<u8>,
+    hasher: Sha256,
+    /// Bytes taken from `inner` so far.
+    consumed: u64,
+    pos: u64,
+    ended: bool,
+    /// Set when a read asked for bytes already passed (outside the head).
+    backward: Option<u64>,
+}
+
+impl<R: Read> ForwardReader<R> {
+    fn new(mut inner: R) -> io::Result<Self> {
+        let mut head = vec![0u8; HEAD_BYTES];
+        let n = read_up_to(&mut inner, &mut head)?;
+        head.truncate(n);
+        let mut hasher = Sha256::new();
+        hasher.update(&head);
+        Ok(ForwardReader { inner, consumed: n as u64, ended: n < HEAD_BYTES, head, hasher, pos: 0, backward: None })
+    }
+
+    /// Takes bytes from `inner` up to `to` (hashing them), discarding them.
+    fn skip_to(&mut self, to: u64) -> io::Result<()> {
+        let mut buf = vec![0u8; 256 * 1024];
+        while self.consumed < to && !self.ended {
+            let want = usize::try_from((to - self.consumed).min(buf.len() as u64)).unwrap_or(buf.len());
+            let n = self.take(&mut buf[..want])?;
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.inner.read(buf) {
+                Ok(0) => {
+                    self.ended = true;
+                    return Ok(0);
+                }
+                Ok(n) => {
+                    self.hasher.update(&buf[..n]);
+                    self.consumed += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn read_range(&mut self, start: u64, len: u64) -> io::Result<Vec<u8>> {
+        self.seek(SeekFrom::Start(start))?;
+        let mut out = vec![0u8; usize::try_from(len).map_err(|_| io::Error::other("range too large"))?];
+        let n = read_up_to(self, &mut out)?;
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// Reads the rest, returning the sha256 and size of the whole decoded stream.
+    fn finish(mut self) -> io::Result<(Sha256Hex, u64)> {
+        self.skip_to(u64::MAX)?;
+        Ok((Sha256Hex::from_digest(&self.hasher.finalize()), self.consumed))
+    }
+}
+
+impl<R: Read> Read for ForwardReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let head_len = self.head.len() as u64;
+        if self.pos < head_len {
+            let from = &self.head[usize::try_from(self.pos).unwrap_or(0)..];
+            let n = from.len().min(buf.len());
+            buf[..n].copy_from_slice(&from[..n]);
+            self.pos += n as u64;
+            return Ok(n);
+        }
+        if self.pos < self.consumed {
+            self.backward = Some(self.pos);
+            return Err(io::Error::other(format!("cannot go back to byte {} of a decoded stream", self.pos)));
+        }
+        self.skip_to(self.pos)?;
+        let n = self.take(buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read> Seek for ForwardReader<R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.pos = match to {
+            SeekFrom::Start(n) => n,
+            // The size is unknown until the stream is decoded: answer a large end (mbrman
+            // only bounds a u32 sector count with it) without moving through the stream.
+            SeekFrom::End(_) => u64::from(u32::MAX) * SECTOR,
+            SeekFrom::Current(d) => self
+                .pos
+                .checked_add_signed(d)
+                .ok_or_else(|| io::Error::other("seek before the start of the image"))?,
+        };
+        Ok(self.pos)
+    }
+}

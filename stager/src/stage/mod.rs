@@ -1,0 +1,181 @@
+//! `stager stage`: validate, fetch and verify, plan, run the backup hook, then execute with
+//! an undo journal (see [`execute`]). `--dry-run` stops after planning and prints the plan
+//! and the steps, touching nothing on the host.
+//!
+//! Where the image goes before staging: a local `--image PATH` is verified in place; a URL
+//! is downloaded (resumable) to `/var/lib/swapover/download/` on the old root, because the
+//! image's partition table and device type must be read — and every refusal reached —
+//! before swap is turned off. Streaming to staging after swapoff would make those checks
+//! come after the first change. The download directory is a cache: a refusal leaves it.
+
+pub mod backup_estimate;
+pub mod command;
+pub mod config_json;
+pub mod execute;
+pub mod fstab_edit;
+pub mod gather;
+pub mod hook;
+pub mod host_extras;
+pub mod image_probe;
+pub mod planning;
+pub mod refusal;
+pub mod rollback;
+pub mod staging_files;
+pub mod system;
+
+use crate::fetch::{self, FetchOptions, ImageSource, Sha256Hex as FetchSha256};
+use crate::host::{HostFacts, HostRoot};
+use crate::state::StateStore;
+use board_profiles::Profile;
+use execute::{ExecuteError, ExecuteOptions, ExecuteReport};
+use hook::{Hook, HookError, HookVerdict};
+use planning::StagePlan;
+pub use refusal::Refusal;
+use std::path::PathBuf;
+use system::System;
+
+pub const DOWNLOAD_DIR: &str = "/var/lib/swapover/download";
+
+/// Exit code when the stage was refused (nothing changed).
+pub const EXIT_REFUSED: i32 = 1;
+/// Exit code when the stage failed (rolled back) or could not run.
+pub const EXIT_FAILED: i32 = 2;
+/// Exit code when the backup hook said "not now" (nothing changed; retry later).
+pub const EXIT_NOT_NOW: i32 = hook::NOT_NOW;
+
+#[derive(Debug, Clone)]
+pub struct StageRequest {
+    pub root: HostRoot,
+    pub facts: HostFacts,
+    pub profile: Profile,
+    /// `--image`: an https URL or a local path.
+    pub image: String,
+    pub sha256: Option<String>,
+    pub ca_certs: Vec<PathBuf>,
+    pub config: PathBuf,
+    pub backups: Vec<PathBuf>,
+    pub hook: Option<Hook>,
+    pub dry_run: bool,
+    /// `uname -r` of the kernel the migration environment boots.
+    pub kernel_release: String,
+    /// The migrator binary's bytes (from the stager's trailer or `--migrator`).
+    pub migrator: Vec<u8>,
+    pub allow_unknown_device_type: bool,
+    pub execute: ExecuteOptions,
+}
+
+#[derive(Debug)]
+pub enum StageOutcome {
+    /// `--dry-run`: the plan and the steps, as printed.
+    DryRun { text: String, plan: Box<StagePlan> },
+    /// The backup hook asked to retry later; nothing was changed.
+    NotNow,
+    Staged { report: ExecuteReport, plan: Box<StagePlan> },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("refused: {0}; nothing was changed")]
+    Refused(#[from] Refusal),
+    #[error("{0}; nothing on the host was changed")]
+    Fetch(#[from] fetch::FetchError),
+    #[error("{0}")]
+    Hook(#[from] HookError),
+    #[error("{0}")]
+    Execute(#[from] ExecuteError),
+}
+
+impl StageError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StageError::Refused(_) => EXIT_REFUSED,
+            _ => EXIT_FAILED,
+        }
+    }
+}
+
+/// Fetches (URL) or verifies (path) the image; returns where the verified file is.
+fn fetch_image(req: &StageRequest) -> Result<PathBuf, StageError> {
+    let source = ImageSource::parse(&req.image)?;
+    let sha256 = match &req.sha256 {
+        Some(text) => Some(FetchSha256::parse(text)?),
+        None => None,
+    };
+    let options = FetchOptions { sha256, ca_certs: req.ca_certs.clone(), ..FetchOptions::default() };
+    let dest = match &source {
+        ImageSource::Url(url) => {
+            let dir = req.root.path(DOWNLOAD_DIR);
+            std::fs::create_dir_all(&dir).map_err(|e| fetch::FetchError::io("create", &dir, e))?;
+            let name = if url.path().ends_with(".xz") { "resinos.img.xz" } else { "resinos.img" };
+            dir.join(name)
+        }
+        ImageSource::Path(path) => path.clone(),
+    };
+    Ok(fetch::fetch_image(&source, &dest, &options)?.path)
+}
+
+/// Validates and plans (reading only), as `--dry-run` and the real run share it.
+pub fn plan_stage(req: &StageRequest) -> Result<StagePlan, StageError> {
+    let store = StateStore::new(&req.root);
+    if store.exists() {
+        return Err(Refusal::AlreadyStaged { path: crate::state::STATE_FILE.into() }.into());
+    }
+    let wanted = gather::Wanted {
+        config: &req.config,
+        backups: &req.backups,
+        kernel_release: &req.kernel_release,
+        allow_unknown_device_type: req.allow_unknown_device_type,
+    };
+    let gathered = gather::gather(&req.root, &req.facts, &req.profile, &wanted, &req.migrator)?;
+    let image_path = fetch_image(req)?;
+    let image = image_probe::probe(&image_path).map_err(Refusal::from)?;
+    let disk_size = gather::disk_size(&req.root, &req.facts)?;
+    Ok(planning::make_plan(&gathered, &image, disk_size)?)
+}
+
+/// The steps `stage` would execute, for `--dry-run`.
+pub fn steps_text(sp: &StagePlan, no_reboot: bool) -> String {
+    let staging = &sp.staging.host_path;
+    let mut steps = vec![
+        format!("swapoff {staging}"),
+        format!("save the first 4096 bytes of {staging} (swap signature, UUID {}) to {}", sp.swap_names.uuid, crate::state::SWAP_HEADER_BACKUP),
+        format!("comment out the swap line of /etc/fstab (original kept in {})", crate::state::FSTAB_BACKUP),
+        format!("mkfs.ext4 -L {} -U {} {staging}", planning::STAGING_LABEL, sp.plan.staging.fs_uuid),
+        format!("mount {staging} and write {}/: vmlinuz ({}), initramfs.img (~{}, migrator as /init, {} modules, plan), plan.json, {} ({}), config.json, grub/ (boot.img, core.img, i386-pc, grub.cfg)",
+            planning::STAGING_DIR, sp.budget.kernel, sp.budget.initramfs, sp.initramfs.load_order.len(), sp.plan.image.file, sp.plan.image.compressed_size),
+        format!("fsync and unmount {staging}"),
+        format!("write {} with the entry '{}' (--id {})", planning::CUSTOM_CFG, planning::ENTRY_TITLE, planning::ENTRY_ID),
+        format!("arm next_entry={} in {} (one boot only)", planning::ENTRY_ID, planning::GRUBENV),
+        "sync".to_string(),
+    ];
+    steps.push(if no_reboot { "do not reboot (--no-reboot): the migration starts at the next reboot".into() } else { "reboot".into() });
+    let mut out = String::from("\nSteps (each recorded in /var/lib/swapover/state.json before it is done, undone in reverse on failure):\n");
+    for (i, step) in steps.iter().enumerate() {
+        out.push_str(&format!("  {:>2}. {step}\n", i + 1));
+    }
+    out.push_str(&format!(
+        "\nStaging space: {} needed (kernel {}, initramfs {}, image+config+GRUB {}, backup {}, margin {}) of {}.\n",
+        sp.budget.needed, sp.budget.kernel, sp.budget.initramfs, sp.budget.image, sp.budget.backup, sp.budget.margin, sp.budget.have
+    ));
+    for note in &sp.notes {
+        out.push_str(&format!("Note: {note}\n"));
+    }
+    out
+}
+
+/// The whole `stage` command.
+pub fn run_stage(req: &StageRequest, system: &mut dyn System) -> Result<StageOutcome, StageError> {
+    let sp = plan_stage(req)?;
+    if req.dry_run {
+        let text = format!("{}{}", sp.plan.render_text(), steps_text(&sp, req.execute.no_reboot));
+        return Ok(StageOutcome::DryRun { text, plan: Box::new(sp) });
+    }
+    if let Some(hook) = &req.hook {
+        if hook::run(hook)? == HookVerdict::NotNow {
+            log::info!("the backup hook asked to retry later; nothing was changed");
+            return Ok(StageOutcome::NotNow);
+        }
+    }
+    let report = execute::execute(&req.root, &sp, &req.migrator, system, &req.execute)?;
+    Ok(StageOutcome::Staged { report, plan: Box::new(sp) })
+}

@@ -1,0 +1,488 @@
+//! Planning: from what was gathered (host facts, profile, grub.cfg, config.json, backup
+//! estimates, kernel, the probed image) to a validated [`plan::Plan`] plus what executing
+//! it needs — or a [`Refusal`]. Pure: reads nothing, changes nothing.
+
+use super::config_json::ConfigJsonFacts;
+use super::host_extras::{KernelFacts, Region};
+use super::image_probe::ImageFacts;
+use super::refusal::Refusal;
+use crate::checks::{self, CheckInputs, Status};
+use crate::host::boot_mode::BootMode as HostBootMode;
+use crate::host::partition_table::{PartitionEntry, TableKind as HostTableKind};
+use crate::host::HostFacts;
+use board_profiles::{BootMode as ProfileBootMode, Profile};
+use migrator::layout::{place_image, HostDisk};
+use plan::{
+    BackupItem, BackupSet, BackupVolume, Bytes, ConfigJson, DiskId, EnvChange, FailurePolicy, FileChange,
+    FileChangeKind, FsPartition, FsType, GrubChanges, GrubRoute, ModuleLoad, NetworkSources, PartitionIdentity,
+    Plan, SectorSize, Sectors, Sha256Hex, SourceDisk, SourceKind, Staging, TableKind, TargetImage, TargetLayout,
+    TargetPartition, FORMAT_VERSION,
+};
+use std::path::PathBuf;
+
+/// Where everything lives on the staging file system.
+pub const STAGING_DIR: &str = "/swapover";
+pub const STAGING_LABEL: &str = "swapover-stage";
+pub const ENTRY_ID: &str = "swapover-migrate";
+pub const ENTRY_TITLE: &str = "swapover: migrate to resinOS";
+pub const CUSTOM_CFG: &str = "/boot/grub/custom.cfg";
+pub const GRUBENV: &str = "/boot/grub/grubenv";
+pub const STATE_DIR: &str = "/var/lib/swapover";
+pub const CUSTOM_CFG_BACKUP: &str = "/var/lib/swapover/custom.cfg.orig";
+/// The migrator's kernel command line (the contract's).
+pub const KERNEL_ARGS: [&str; 4] = ["console=tty0", "console=ttyS0,115200", "panic=10", "swapover.migrate=1"];
+/// Modules ext4 and Debian's vfat need at mount time, added to the profile's when absent.
+pub const EXTRA_MODULES: [&str; 3] = ["crc32c_generic", "nls_ascii", "nls_utf8"];
+/// Memory the stager and the reboot need once swap is off.
+pub const MIN_MEMORY_WITHOUT_SWAP: Bytes = Bytes(128 * 1024 * 1024);
+/// Room for boot.img, core.img and the i386-pc modules on staging.
+pub const GRUB_FILES_ALLOWANCE: Bytes = Bytes(4 * 1024 * 1024);
+/// Fixed part of the staging margin (journal, log, mbr-gap, plan); 5 % of the partition is added for ext4.
+pub const STAGING_MARGIN: Bytes = Bytes(32 * 1024 * 1024);
+
+/// A backup path and its estimated archive size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupPath {
+    /// Absolute host path.
+    pub path: PathBuf,
+    pub estimate: Bytes,
+}
+
+/// The initramfs as it will be built: modules in load order and its size before compression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitramfsEstimate {
+    /// The module names asked for (profile + [`EXTRA_MODULES`], those the kernel has).
+    pub wanted: Vec<String>,
+    /// Wanted modules the kernel has neither as module nor built in (skipped, with a note).
+    pub unknown: Vec<String>,
+    /// Canonical names in load order, dependencies included.
+    pub load_order: Vec<String>,
+    /// Uncompressed archive size (an upper bound of what lands on staging).
+    pub size: Bytes,
+}
+
+/// Everything gathered before planning.
+#[derive(Debug, Clone)]
+pub struct Gathered {
+    pub facts: HostFacts,
+    pub profile: Profile,
+    pub grub: grub::CfgReport,
+    /// grubenv's `next_entry` before arming.
+    pub next_entry_before: Option<String>,
+    /// custom.cfg's bytes before staging, when it exists.
+    pub custom_cfg_original: Option<Vec<u8>>,
+    pub config: ConfigJsonFacts,
+    pub backups: Vec<BackupPath>,
+    pub kernel: KernelFacts,
+    pub initramfs: InitramfsEstimate,
+    pub old_root_fs_uuid: String,
+    pub staging_fs_uuid: String,
+    pub staging: Region,
+    pub network: NetworkSources,
+    pub hostname: Option<String>,
+    pub allow_unknown_device_type: bool,
+}
+
+/// A plan and what executing it needs besides.
+#[derive(Debug, Clone)]
+pub struct StagePlan {
+    pub plan: Plan,
+    pub staging: Region,
+    pub kernel: KernelFacts,
+    pub initramfs: InitramfsEstimate,
+    pub image_path: PathBuf,
+    pub config_bytes: Vec<u8>,
+    /// Text of `/boot/grub/custom.cfg` to write.
+    pub custom_cfg: String,
+    /// `grub/grub.cfg` on staging.
+    pub staging_grub_cfg: String,
+    /// core.img's embedded config.
+    pub core_img_config: String,
+    pub budget: StagingBudget,
+    /// How fstab may name the staging partition (its swap line is commented out).
+    pub swap_names: super::fstab_edit::SwapNames,
+    /// Things a person should know that do not block staging.
+    pub notes: Vec<String>,
+}
+
+/// What the staging partition must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StagingBudget {
+    pub kernel: Bytes,
+    pub initramfs: Bytes,
+    pub image: Bytes,
+    pub backup: Bytes,
+    pub margin: Bytes,
+    pub needed: Bytes,
+    pub have: Bytes,
+}
+
+fn check_gate(facts: &HostFacts, inputs: &CheckInputs) -> Result<(), Refusal> {
+    let report = checks::run_all(facts, inputs);
+    match report.checks.iter().find(|c| c.status == Status::Fail) {
+        Some(failed) => Err(Refusal::from_check(failed)),
+        None => Ok(()),
+    }
+}
+
+fn host_boot_mode(profile: &Profile) -> Option<HostBootMode> {
+    match profile.boot_mode {
+        ProfileBootMode::Bios => Some(HostBootMode::Bios),
+        ProfileBootMode::Uefi => Some(HostBootMode::Uefi),
+        ProfileBootMode::BoardFirmware => None,
+    }
+}
+
+/// The host refusals that need neither the image nor the config: the profile's kind, boot
+/// mode, the disk's table, then every host check (root, OS, swap partition, memory...).
+pub fn precheck_host(facts: &HostFacts, profile: &Profile) -> Result<(), Refusal> {
+    if profile.source.kind != SourceKind::UbuntuGrubHost {
+        return Err(Refusal::NotAGrubHostProfile { profile: profile.name.clone(), kind: profile.source.kind.to_string() });
+    }
+    let expected = host_boot_mode(profile);
+    if let Some(expected) = expected {
+        if expected != facts.boot_mode {
+            return Err(Refusal::BootMode {
+                profile: profile.name.clone(),
+                expected: expected.to_string(),
+                found: facts.boot_mode.to_string(),
+            });
+        }
+    }
+    if let Ok(disk) = &facts.root_disk {
+        if disk.table.is_gpt() && profile.target.partition_table == TableKind::Mbr {
+            return Err(Refusal::HostGpt { disk: disk.path.clone(), profile: profile.name.clone() });
+        }
+    }
+    let inputs = CheckInputs {
+        expected_boot_mode: expected,
+        min_memory: Some(crate::host::units::Bytes(MIN_MEMORY_WITHOUT_SWAP.get())),
+        ..CheckInputs::default()
+    };
+    check_gate(facts, &inputs)
+}
+
+/// GRUB must honour `next_entry` and source custom.cfg (the route the stager writes).
+pub fn grub_route(report: &grub::CfgReport) -> Result<(), Refusal> {
+    if !report.next_entry.yes {
+        return Err(Refusal::GrubNoNextEntry(report.next_entry.reason.clone()));
+    }
+    match &report.custom_cfg {
+        grub::cfg_inspect::CustomCfgRoute::SourcesCustomCfg { .. } => Ok(()),
+        grub::cfg_inspect::CustomCfgRoute::NeedsUpdateGrub { reason } | grub::cfg_inspect::CustomCfgRoute::NoRoute { reason } => {
+            Err(Refusal::GrubNoCustomCfg(reason.clone()))
+        }
+    }
+}
+
+/// The image is for the profile's board and has the profile's partitions.
+pub fn check_image(image: &ImageFacts, profile: &Profile, allow_unknown_device_type: bool) -> Result<Vec<String>, Refusal> {
+    let mut notes = Vec::new();
+    match &image.device_type {
+        Ok(found) if *found == profile.device_type => {}
+        Ok(found) => {
+            return Err(Refusal::ImageDeviceType { found: found.clone(), expected: profile.device_type.clone() })
+        }
+        Err(problem) if allow_unknown_device_type => {
+            notes.push(format!("image device type not verified ({problem}); --allow-unknown-device-type was given"))
+        }
+        Err(problem) => return Err(Refusal::ImageDeviceTypeUnknown(problem.clone())),
+    }
+    let found = image.data_partitions().len();
+    if found != profile.target.partitions.len() {
+        let names: Vec<&str> = profile.target.partitions.iter().map(|p| p.name.as_str()).collect();
+        return Err(Refusal::ImageLayout {
+            found,
+            expected: profile.target.partitions.len(),
+            profile: profile.name.clone(),
+            names: names.join(", "),
+        });
+    }
+    Ok(notes)
+}
+
+fn disk_sector_size(table_sector: crate::host::units::Bytes) -> Result<SectorSize, Refusal> {
+    SectorSize::new(table_sector.get()).map_err(|e| Refusal::HostFact(e.to_string()))
+}
+
+fn identity(signature: u32, entry: &PartitionEntry, sector: SectorSize) -> Result<PartitionIdentity, Refusal> {
+    PartitionIdentity::mbr(signature, entry.number, Sectors(entry.start_sector.0), Sectors(entry.sector_count.0), sector)
+        .map_err(|e| Refusal::HostFact(format!("partition {}: {e}", entry.number)))
+}
+
+/// Builds and validates the plan.
+pub fn make_plan(g: &Gathered, image: &ImageFacts, disk_size: Sectors) -> Result<StagePlan, Refusal> {
+    precheck_host(&g.facts, &g.profile)?;
+    grub_route(&g.grub)?;
+    g.config.require_device_type(&g.profile.device_type)?;
+    let mut notes = check_image(image, &g.profile, g.allow_unknown_device_type)?;
+    if !g.initramfs.unknown.is_empty() {
+        notes.push(format!(
+            "modules not in this kernel, skipped: {} (built in or not needed here)",
+            g.initramfs.unknown.join(", ")
+        ));
+    }
+
+    let disk = g.facts.root_disk.clone().map_err(Refusal::HostFact)?;
+    let root_device = g.facts.root_device.clone().map_err(Refusal::HostFact)?;
+    let swap_device = g.facts.swap_device.clone().map_err(Refusal::HostFact)?;
+    let swap_header = g.facts.swap_header.clone().map_err(Refusal::HostFact)?;
+    let signature = match &disk.table.kind {
+        HostTableKind::Mbr { disk_signature } => u32::from_str_radix(disk_signature, 16)
+            .map_err(|_| Refusal::HostFact(format!("disk signature {disk_signature} is not hexadecimal")))?,
+        HostTableKind::Gpt { .. } => {
+            return Err(Refusal::HostGpt { disk: disk.path.clone(), profile: g.profile.name.clone() })
+        }
+    };
+    let sector = disk_sector_size(disk.table.sector_size)?;
+    let find = |device: &crate::host::block::BlockDevice, what: &str| {
+        let start = device.start.map(|s| s.bytes()).unwrap_or_default();
+        disk.table
+            .find_by_start(start)
+            .cloned()
+            .ok_or_else(|| Refusal::HostFact(format!("the {what} partition {} is not in {}'s table", device.dev_path(), disk.path)))
+    };
+    let root_entry = find(&root_device, "root")?;
+    let swap_entry = find(&swap_device, "swap")?;
+    let old_root = identity(signature, &root_entry, sector)?;
+    let staging_id = identity(signature, &swap_entry, sector)?;
+
+    // The image is written at disk offset 0 and must end before the staging area.
+    let to_layout = |b: Bytes| migrator::layout::units::Sectors(b.get() / 512);
+    let extended = disk.table.extended_containing(&swap_entry);
+    let host_disk = HostDisk {
+        old_root: migrator::layout::Span {
+            start: to_layout(Bytes(root_entry.start.get())),
+            size: to_layout(Bytes(root_entry.size.get())),
+        },
+        staging_start: to_layout(Bytes(swap_entry.start.get())),
+        staging_container_start: extended.map(|e| to_layout(Bytes(e.start.get()))),
+        disk_size: to_layout(disk_size.to_bytes(sector).map_err(|e| Refusal::HostFact(e.to_string()))?),
+    };
+    place_image(&image.table, &host_disk).map_err(|e| Refusal::ImageTooLarge(e.to_string()))?;
+
+    let mut partitions = Vec::new();
+    let expected = {
+        let mut p = g.profile.target.partitions.clone();
+        p.sort_by_key(|p| p.order);
+        p
+    };
+    for (found, wanted) in image.data_partitions().iter().zip(expected.iter()) {
+        let start_bytes = Bytes(found.start.0 * 512);
+        let disk_start = start_bytes
+            .to_sectors(sector)
+            .map_err(|e| Refusal::ImageTooLarge(format!("partition {} of the image: {e}", wanted.name)))?;
+        partitions.push(TargetPartition {
+            name: wanted.name.clone(),
+            role: wanted.role,
+            fs: wanted.fs,
+            image_start: Sectors(found.start.0),
+            size: Sectors(found.size.0),
+            disk_start,
+        });
+    }
+
+    // What staging must hold.
+    let backup_estimate = Bytes::checked_sum(g.backups.iter().map(|b| b.estimate)).map_err(|e| Refusal::HostFact(e.to_string()))?;
+    let have = Bytes(swap_entry.size.get());
+    let margin = Bytes(STAGING_MARGIN.get() + have.get() / 20);
+    let image_bytes = Bytes(image.compressed_size.get() + g.config.bytes.len() as u64 + GRUB_FILES_ALLOWANCE.get());
+    let needed = Bytes::checked_sum([g.kernel.vmlinuz_size, g.initramfs.size, image_bytes, backup_estimate, margin])
+        .map_err(|e| Refusal::HostFact(e.to_string()))?;
+    let budget = StagingBudget {
+        kernel: g.kernel.vmlinuz_size,
+        initramfs: g.initramfs.size,
+        image: image_bytes,
+        backup: backup_estimate,
+        margin,
+        needed,
+        have,
+    };
+    if needed > have {
+        return Err(Refusal::SwapTooSmall {
+            device: swap_device.dev_path(),
+            have,
+            needed,
+            kernel: budget.kernel,
+            initramfs: budget.initramfs,
+            image: budget.image,
+            backup: budget.backup,
+            margin: budget.margin,
+        });
+    }
+    // Every remaining host check, now with the sizes known.
+    let image_end = Bytes(image.table.end().0 * 512);
+    check_gate(
+        &g.facts,
+        &CheckInputs {
+            expected_boot_mode: host_boot_mode(&g.profile),
+            needed_swap: Some(crate::host::units::Bytes(needed.get())),
+            min_memory: Some(crate::host::units::Bytes(MIN_MEMORY_WITHOUT_SWAP.get())),
+            target_layout_size: Some(crate::host::units::Bytes(image_end.get())),
+        },
+    )?;
+
+    let app_id = match (&g.config.application_id, g.backups.is_empty()) {
+        (Some(id), _) => id.clone(),
+        (None, true) => "unassigned".to_string(),
+        (None, false) => return Err(Refusal::NoApplicationId),
+    };
+    let volumes = if g.backups.is_empty() {
+        Vec::new()
+    } else {
+        vec![BackupVolume {
+            name: "data".into(),
+            restore_to: g.profile.restore.data.to_restore_location(&app_id),
+            items: g
+                .backups
+                .iter()
+                .map(|b| BackupItem {
+                    source: b.path.display().to_string(),
+                    target: b.path.display().to_string().trim_start_matches('/').to_string(),
+                    filters: Vec::new(),
+                    estimated_size: b.estimate,
+                })
+                .collect(),
+        }]
+    };
+    let backup_limit = g.profile.backup_limit().map_err(|e| Refusal::HostFact(e.to_string()))?;
+
+    let image_file = match image.compression {
+        plan::Compression::Xz => "resinos.img.xz",
+        _ => "resinos.img",
+    };
+    let custom_change = match &g.custom_cfg_original {
+        None => FileChangeKind::Created,
+        Some(bytes) => FileChangeKind::Modified {
+            backup: CUSTOM_CFG_BACKUP.into(),
+            original_sha256: Sha256Hex::from_digest(&sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(bytes))),
+        },
+    };
+    let root_fs_type = match g.facts.root_mount.as_ref().map(|m| m.fs_type.as_str()) {
+        Ok("ext2") => FsType::Ext2,
+        Ok("ext3") => FsType::Ext3,
+        _ => FsType::Ext4,
+    };
+    let plan = Plan {
+        format_version: FORMAT_VERSION,
+        stager_version: env!("CARGO_PKG_VERSION").to_string(),
+        profile: g.profile.profile_ref(),
+        source_disk: SourceDisk { id: DiskId::Mbr { signature }, table: TableKind::Mbr, size: disk_size, sector_size: sector },
+        old_root: FsPartition { partition: old_root.clone(), fs_uuid: g.old_root_fs_uuid.clone(), fs_type: root_fs_type },
+        staging: Staging {
+            partition: staging_id,
+            fs_uuid: g.staging_fs_uuid.clone(),
+            fs_type: FsType::Ext4,
+            dir: STAGING_DIR.into(),
+            original_swap_uuid: Some(swap_header.uuid.clone()),
+        },
+        image: TargetImage {
+            file: image_file.into(),
+            compression: image.compression,
+            compressed_size: image.compressed_size,
+            raw_size: image.raw_size,
+            compressed_sha256: image.compressed_sha256.clone(),
+            raw_sha256: image.raw_sha256.clone(),
+        },
+        layout: TargetLayout {
+            table: TableKind::Mbr,
+            image_sector_size: SectorSize::S512,
+            region: old_root.extent(),
+            partitions,
+        },
+        backup: BackupSet { volumes, limit: backup_limit },
+        network: g.network.clone(),
+        config_json: ConfigJson {
+            staged_at: format!("{STAGING_DIR}/config.json"),
+            restore_to: g.profile.restore.config_json.to_restore_location(&app_id),
+        },
+        hostname: g.hostname.clone(),
+        modules: ModuleLoad {
+            order_file: format!("/{}", initramfs::MODULE_LOAD_LIST_PATH),
+            modules: g.initramfs.load_order.clone(),
+        },
+        grub: GrubChanges {
+            entry_id: ENTRY_ID.into(),
+            entry_title: ENTRY_TITLE.into(),
+            route: GrubRoute::CustomCfg,
+            files: vec![FileChange { path: CUSTOM_CFG.into(), change: custom_change }],
+            env: vec![EnvChange {
+                file: GRUBENV.into(),
+                key: "next_entry".into(),
+                previous: g.next_entry_before.clone(),
+                value: ENTRY_ID.into(),
+            }],
+        },
+        finalize: g.profile.finalize_policy(),
+        failure: FailurePolicy { step_retries: 3, retry_delay_secs: 5, disk_wait_secs: 30 },
+    };
+    plan.validate()?;
+
+    let (custom_cfg, staging_grub_cfg, core_img_config) = grub_texts(&g.grub, &g.staging_fs_uuid)?;
+    Ok(StagePlan {
+        plan,
+        staging: g.staging.clone(),
+        kernel: g.kernel.clone(),
+        initramfs: g.initramfs.clone(),
+        image_path: image.path.clone(),
+        config_bytes: g.config.bytes.clone(),
+        custom_cfg,
+        staging_grub_cfg,
+        core_img_config,
+        budget,
+        swap_names: super::fstab_edit::SwapNames {
+            uuid: swap_header.uuid.clone(),
+            label: swap_header.label.clone(),
+            dev_path: swap_device.dev_path(),
+            partuuid: swap_entry.partuuid.clone(),
+        },
+        notes,
+    })
+}
+
+/// custom.cfg for the host, grub.cfg for staging, core.img's embedded config.
+fn grub_texts(report: &grub::CfgReport, staging_uuid: &str) -> Result<(String, String, String), Refusal> {
+    let staging = grub::cfg_inspect::StagingFs {
+        uuid: staging_uuid.to_string(),
+        fs: grub::cfg_inspect::StagingFsType::Ext4,
+        table: Some(grub::cfg_inspect::PartitionTable::Msdos),
+    };
+    let needs = report.staging_entry_needs(&staging).map_err(|e| Refusal::GrubCfg(e.to_string()))?;
+    let entry = grub::MenuEntry {
+        title: ENTRY_TITLE.into(),
+        id: ENTRY_ID.into(),
+        needs,
+        kernel: format!("{STAGING_DIR}/vmlinuz"),
+        initrd: format!("{STAGING_DIR}/initramfs.img"),
+        args: KERNEL_ARGS.iter().map(|a| a.to_string()).collect(),
+    };
+    let custom = grub::menu_entry::custom_cfg(std::slice::from_ref(&entry)).map_err(|e| Refusal::GrubCfg(e.to_string()))?;
+    let staging_cfg = format!(
+        "# Written by swapover: the migration environment, reached through core.img once the migrator owns the MBR.\n\
+         serial --unit=0 --speed=115200\n\
+         terminal_input console serial\n\
+         terminal_output console serial\n\
+         set timeout=0\n\
+         set default=0\n\
+         menuentry '{ENTRY_TITLE}' --id {ENTRY_ID} {{\n\
+         \tlinux {STAGING_DIR}/vmlinuz {args}\n\
+         \tinitrd {STAGING_DIR}/initramfs.img\n\
+         }}\n",
+        args = KERNEL_ARGS.join(" ")
+    );
+    let core = format!(
+        "search --no-floppy --fs-uuid --set=root {staging_uuid}\nset prefix=($root){STAGING_DIR}/grub\nconfigfile $prefix/grub.cfg\n"
+    );
+    Ok((custom, staging_cfg, core))
+}
+
+/// The profile's modules plus [`EXTRA_MODULES`], without duplicates, in order.
+pub fn wanted_modules(profile: &Profile) -> Vec<String> {
+    let mut wanted: Vec<String> = profile.initramfs.modules.clone();
+    for extra in EXTRA_MODULES {
+        if !wanted.iter().any(|m| m.replace('-', "_") == extra) {
+            wanted.push(extra.to_string());
+        }
+    }
+    wanted
+}

@@ -1,0 +1,132 @@
+//! `stager status`: what is staged or armed, and — after an attempt that came back to the
+//! old OS — what the migration environment logged and how far its journal got (staging is
+//! mounted read-only for that, and unmounted again).
+
+use crate::host::HostRoot;
+use crate::stage::planning::STAGING_DIR;
+use crate::stage::system::System;
+use crate::state::{Progress, StageState, StateError, StateStore};
+use std::path::Path;
+
+/// Lines of migration.log shown.
+pub const LOG_TAIL_LINES: usize = 30;
+/// Where staging is mounted read-only to read it.
+pub const STATUS_MOUNT_POINT: &str = "/var/lib/swapover/status-mnt";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Armed {
+    /// grubenv still holds exactly what the stager wrote: the next boot starts the migration.
+    Yes,
+    /// grubenv changed since: GRUB consumed the one-shot entry (the migration environment
+    /// was booted) or someone edited it.
+    Consumed,
+    /// Staging did not get as far as arming.
+    NotArmed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub state: Option<StageState>,
+    pub armed: Armed,
+    /// Last lines of `migration.log`, when staging could be read.
+    pub log_tail: Option<Vec<String>>,
+    /// The migrator journal's last step, when staging could be read.
+    pub journal_step: Option<String>,
+    /// Why staging could not be read, if it could not.
+    pub staging_problem: Option<String>,
+}
+
+fn armed(state: &StageState) -> Armed {
+    let record = state.entries.iter().find_map(|e| match &e.change {
+        crate::state::Change::ArmGrubenv { undo: Some(record) } if e.progress == Progress::Done => Some(record.clone()),
+        _ => None,
+    });
+    match record {
+        Some(record) if state.armed => match record.still_armed() {
+            Ok(true) => Armed::Yes,
+            _ => Armed::Consumed,
+        },
+        _ => Armed::NotArmed,
+    }
+}
+
+fn read_staging(dir: &Path) -> (Option<Vec<String>>, Option<String>) {
+    let log = std::fs::read_to_string(dir.join("migration.log")).ok().map(|text| {
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].to_vec()
+    });
+    let journal = migrator::journal::Journal::open(dir).ok().map(|j| format!("{:?}", j.state().step));
+    (log, journal)
+}
+
+pub fn status(root: &HostRoot, system: &mut dyn System) -> Result<Status, StateError> {
+    let store = StateStore::new(root);
+    let Some(state) = store.load()? else {
+        return Ok(Status { state: None, armed: Armed::NotArmed, log_tail: None, journal_step: None, staging_problem: None });
+    };
+    let armed = armed(&state);
+    let mut status = Status { state: Some(state.clone()), armed, log_tail: None, journal_step: None, staging_problem: None };
+    if status.armed == Armed::Consumed || !state.armed {
+        let mount_point = root.path(STATUS_MOUNT_POINT);
+        match system.attach(&state.staging) {
+            Ok((device, loop_device)) => {
+                match system.mount(&device, &mount_point, true) {
+                    Ok(()) => {
+                        let (log, journal) = read_staging(&mount_point.join(STAGING_DIR.trim_start_matches('/')));
+                        status.log_tail = log;
+                        status.journal_step = journal;
+                        if let Err(e) = system.unmount(&mount_point) {
+                            log::warn!("cannot unmount {}: {e}", mount_point.display());
+                        }
+                    }
+                    Err(e) => status.staging_problem = Some(format!("cannot mount {} read-only: {e}", state.staging.host_path)),
+                }
+                if let Some(loop_device) = loop_device {
+                    let _ = system.detach(&loop_device);
+                }
+                let _ = std::fs::remove_dir(&mount_point);
+            }
+            Err(e) => status.staging_problem = Some(format!("cannot open {}: {e}", state.staging.host_path)),
+        }
+    }
+    Ok(status)
+}
+
+pub fn render_text(status: &Status) -> String {
+    let Some(state) = &status.state else {
+        return "Nothing is staged (no /var/lib/swapover/state.json).\n".to_string();
+    };
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Staged on {} (staging file system UUID {}, was swap UUID {}).\n",
+        state.staging.host_path, state.staging_fs_uuid, state.swap_uuid
+    ));
+    out.push_str(match status.armed {
+        Armed::Yes => "Armed: the next boot starts the migration environment (one boot only).\n",
+        Armed::Consumed => "Not armed any more: GRUB used the one-shot entry, so the migration environment was booted and the device came back to this OS (or grubenv was edited). Run `stager abort` to restore swap, or stage again after reading the log below.\n",
+        Armed::NotArmed => "Staging did not complete (see the changes below); run `stager abort` to undo it.\n",
+    });
+    out.push_str("Changes recorded:\n");
+    for entry in &state.entries {
+        let progress = match entry.progress {
+            Progress::Begun => "begun",
+            Progress::Done => "done",
+        };
+        out.push_str(&format!("  {:<18} {progress}\n", entry.change.name()));
+    }
+    if let Some(step) = &status.journal_step {
+        out.push_str(&format!("Migrator journal: last step {step}\n"));
+    }
+    if let Some(lines) = &status.log_tail {
+        out.push_str(&format!("Last {} lines of {STAGING_DIR}/migration.log:\n", lines.len()));
+        for line in lines {
+            out.push_str(&format!("  {line}\n"));
+        }
+    } else if status.armed == Armed::Consumed {
+        out.push_str("The migration environment left no migration.log: it stopped before it could mount staging (kernel, initramfs or disk not found); check the serial console.\n");
+    }
+    if let Some(problem) = &status.staging_problem {
+        out.push_str(&format!("Staging could not be read: {problem}\n"));
+    }
+    out
+}

@@ -1,0 +1,220 @@
+//! Executing a stage on a fixture host with real mkfs.ext4, loop devices, mounts,
+//! grub-mkimage and grubenv edits (swapoff/swapon/reboot are recorded, not done: they would
+//! act on this machine). Then `abort`, and a failure injected after every step, each
+//! ending byte-identical to the start.
+
+#[path = "stage_support/mod.rs"]
+mod stage_support;
+
+use stage_support::fixture_host::run;
+use stage_support::*;
+use stager::stage::system::{FixtureSystem, System};
+use stager::stage::{run_stage, StageError, StageOutcome};
+use stager::state::StateStore;
+use std::process::Command;
+
+struct Snapshot {
+    files: std::collections::BTreeMap<String, String>,
+    disk: (String, String),
+    blkid: String,
+}
+
+fn snapshot(host: &StageHost) -> Snapshot {
+    Snapshot { files: host.files(), disk: host.disk_guarded(), blkid: host.blkid_swap() }
+}
+
+fn assert_restored(host: &StageHost, before: &Snapshot) {
+    assert_eq!(host.blkid_swap(), before.blkid);
+    assert!(before.blkid.contains(&format!("UUID={SWAP_UUID}")) && before.blkid.contains("TYPE=swap"), "{}", before.blkid);
+    assert_eq!(host.disk_guarded(), before.disk, "partition table, root or swap header differ");
+    let now = host.files();
+    for (path, digest) in &before.files {
+        assert_eq!(now.get(path), Some(digest), "{path} differs");
+    }
+    assert_eq!(now.len(), before.files.len(), "files added: {:?}", now.keys().filter(|k| !before.files.contains_key(*k)).collect::<Vec<_>>());
+    assert!(!StateStore::new(&host.root()).exists());
+    assert!(loops_over(host.host.root()).is_empty(), "{:?}", loops_over(host.host.root()));
+    assert!(mounted_under(host.host.root()).is_empty());
+}
+
+/// Mounts the staging region read-only through a loop device and runs `check` on it.
+fn with_staging<T>(host: &StageHost, check: impl FnOnce(&std::path::Path) -> T) -> T {
+    let mut system = FixtureSystem::default();
+    let state = StateStore::new(&host.root()).load().unwrap().unwrap();
+    let (device, loop_device) = system.attach(&state.staging).unwrap();
+    let mount = tempfile::tempdir().unwrap();
+    system.mount(&device, mount.path(), true).unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&mount.path().join("swapover"))));
+    system.unmount(mount.path()).unwrap();
+    system.detach(&loop_device.unwrap()).unwrap();
+    result.unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+#[test]
+fn stage_then_abort_restores_the_host_byte_for_byte() {
+    let host = StageHost::new();
+    let before = snapshot(&host);
+    let request = host.request();
+    let mut system = FixtureSystem::default();
+    let outcome = run_stage(&request, &mut system).unwrap();
+    let StageOutcome::Staged { report, plan } = outcome else { panic!("{outcome:?}") };
+    assert!(!report.rebooting);
+    let swap_node = host.host.path("/dev/sda5").display().to_string();
+    assert_eq!(system.calls, vec![format!("swapoff {swap_node}")]);
+
+    // Staging is an ext4 labelled swapover-stage with the planned UUID.
+    let blkid = host.blkid_swap();
+    assert!(blkid.contains("TYPE=ext4") && blkid.contains("LABEL=swapover-stage"), "{blkid}");
+    assert!(blkid.contains(&format!("UUID={}", plan.plan.staging.fs_uuid)), "{blkid}");
+    // The saved header is the swap page as it was.
+    let saved = std::fs::read(host.host.path("/var/lib/swapover/swap-header.orig")).unwrap();
+    assert_eq!(sha256_hex(&saved), before.disk.1);
+
+    // fstab: only the swap line is commented out.
+    let fstab = std::fs::read_to_string(host.host.path("/etc/fstab")).unwrap();
+    assert!(fstab.contains("#swapover# UUID=0A2F4E6C-8B1D-4F3A-9C5E-7D8B6A4F2E10 none"), "{fstab}");
+    assert_eq!(fstab.matches("#swapover#").count(), 1);
+
+    // GRUB: custom.cfg checked by grub-script-check, next_entry armed as grub-editenv reads it.
+    let custom = host.host.path("/boot/grub/custom.cfg");
+    assert!(Command::new("grub-script-check").arg(&custom).status().unwrap().success());
+    let env = String::from_utf8(Command::new("grub-editenv").arg(host.host.path("/boot/grub/grubenv")).arg("list").output().unwrap().stdout).unwrap();
+    assert!(env.contains("next_entry=swapover-migrate") && env.contains("saved_entry=0"), "{env}");
+
+    let image_sha = sha256_hex(&std::fs::read(host.image()).unwrap());
+    let kernel = std::fs::read(host.host.path(&format!("/boot/vmlinuz-{KERNEL}"))).unwrap();
+    with_staging(&host, |dir| {
+        assert_eq!(sha256_hex(&std::fs::read(dir.join("resinos.img.xz")).unwrap()), image_sha);
+        assert_eq!(std::fs::read(dir.join("vmlinuz")).unwrap(), kernel);
+        assert_eq!(std::fs::read(dir.join("config.json")).unwrap(), std::fs::read(host.input("config.json")).unwrap());
+        let staged_plan = plan::Plan::from_json(&std::fs::read_to_string(dir.join("plan.json")).unwrap()).unwrap();
+        assert_eq!(staged_plan, plan.plan);
+        // The initramfs: gzip or xz cpio holding /init, the plan and the modules.
+        let listing = Command::new("sh")
+            .arg("-c")
+            .arg(format!("(xz -dc '{0}' 2>/dev/null || gzip -dc '{0}') | cpio -t 2>/dev/null", dir.join("initramfs.img").display()))
+            .output()
+            .unwrap();
+        let listing = String::from_utf8_lossy(&listing.stdout);
+        for entry in ["init", "etc/swapover/plan.json", "etc/swapover/modules.load", &format!("lib/modules/{KERNEL}/kernel/fs/ext4/ext4.ko")] {
+            assert!(listing.lines().any(|l| l == entry), "{entry} not in:\n{listing}");
+        }
+        let core = std::fs::read(dir.join("grub/core.img")).unwrap();
+        assert!(core.len() > 10_000 && core.len() < 1024 * 1024);
+        assert!(dir.join("grub/boot.img").is_file() && dir.join("grub/i386-pc/normal.mod").is_file());
+        assert!(Command::new("grub-script-check").arg(dir.join("grub/grub.cfg")).status().unwrap().success());
+    });
+
+    // A second stage is refused while this one is staged.
+    let err = run_stage(&host.request(), &mut FixtureSystem::default()).unwrap_err();
+    assert!(err.to_string().contains("already staged"), "{err}");
+
+    let mut abort_system = FixtureSystem::default();
+    let outcome = stager::abort::abort(&host.root(), &mut abort_system).unwrap();
+    assert!(matches!(outcome, stager::abort::AbortOutcome::Restored(_)), "{outcome:?}");
+    assert_eq!(abort_system.calls, vec![format!("swapon {swap_node}")]);
+    assert_restored(&host, &before);
+    // Idempotent.
+    let again = stager::abort::abort(&host.root(), &mut FixtureSystem::default()).unwrap();
+    assert!(matches!(again, stager::abort::AbortOutcome::NothingStaged));
+}
+
+#[test]
+fn a_failure_after_any_step_rolls_everything_back() {
+    let steps = [
+        "swapoff",
+        "save-swap-header",
+        "comment-fstab",
+        "attach",
+        "mkfs",
+        "mount",
+        "write-staging",
+        "unmount",
+        "write-custom-cfg",
+        "arm-grubenv",
+    ];
+    let host = StageHost::new();
+    // An existing custom.cfg must come back byte for byte too.
+    host.host.write("/boot/grub/custom.cfg", "menuentry 'mine' {\n\ttrue\n}\n");
+    let before = snapshot(&host);
+    for step in steps {
+        let mut request = host.request();
+        request.execute.fail_after = Some(step.to_string());
+        let mut system = FixtureSystem::default();
+        let err = run_stage(&request, &mut system).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, StageError::Execute(_)), "{step}: {text}");
+        assert!(text.contains(&format!("failed at step {step}")) && text.contains("everything was rolled back"), "{step}: {text}");
+        assert_eq!(system.calls.first().map(String::as_str), Some(format!("swapoff {}", host.host.path("/dev/sda5").display()).as_str()));
+        assert!(system.calls.last().unwrap().starts_with("swapon"), "{step}: {:?}", system.calls);
+        assert_restored(&host, &before);
+    }
+}
+
+#[test]
+fn backup_hook_not_now_failure_and_timeout_change_nothing() {
+    let host = StageHost::new();
+    let before = (host.files(), host.disk_whole());
+    for (script, expect) in [
+        ("exit 3", "not-now"),
+        ("exit 1", "failed with exit status: 1"),
+        ("sleep 5", "did not finish within 1 s"),
+    ] {
+        let hook = host.write_input("hook.sh", format!("#!/bin/sh\n{script}\n").as_bytes());
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let mut request = host.request();
+        request.hook = Some(stager::stage::hook::Hook { program: hook, args: vec!["--arg with space".into()], timeout: std::time::Duration::from_secs(1) });
+        let mut system = FixtureSystem::default();
+        match run_stage(&request, &mut system) {
+            Ok(StageOutcome::NotNow) => assert_eq!(expect, "not-now"),
+            Err(e) => assert!(e.to_string().contains(expect) && e.to_string().contains("nothing was changed"), "{e}"),
+            Ok(other) => panic!("{script}: {other:?}"),
+        }
+        assert!(system.calls.is_empty());
+        assert_eq!((host.files(), host.disk_whole()), before, "{script}");
+    }
+    // The hook gets its arguments as argv, untouched by any shell.
+    let hook = host.write_input("hook-args.sh", b"#!/bin/sh\n[ \"$1\" = '--arg with space' ] && [ $# -eq 1 ] && exit 3\nexit 1\n");
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let verdict = stager::stage::hook::run(&stager::stage::hook::Hook {
+        program: hook,
+        args: vec!["--arg with space".into()],
+        timeout: std::time::Duration::from_secs(5),
+    });
+    assert_eq!(verdict, Ok(stager::stage::hook::HookVerdict::NotNow));
+}
+
+#[test]
+fn status_after_a_failed_attempt_shows_the_log_and_journal_step() {
+    let host = StageHost::new();
+    run_stage(&host.request(), &mut FixtureSystem::default()).unwrap();
+    let mut system = FixtureSystem::default();
+    let status = stager::status::status(&host.root(), &mut system).unwrap();
+    assert_eq!(status.armed, stager::status::Armed::Yes);
+    assert!(status.log_tail.is_none());
+
+    // The migration environment booted (GRUB cleared next_entry), logged, and came back.
+    run(Command::new("grub-editenv").arg(host.host.path("/boot/grub/grubenv")).args(["unset", "next_entry"]));
+    let state = StateStore::new(&host.root()).load().unwrap().unwrap();
+    let (device, loop_device) = system.attach(&state.staging).unwrap();
+    let mount = tempfile::tempdir().unwrap();
+    system.mount(&device, mount.path(), false).unwrap();
+    let log: String = (1..=40).map(|i| format!("line {i}\n")).collect::<String>() + "SWAPOVER-MIGRATOR-HALT disk not found\n";
+    std::fs::write(mount.path().join("swapover/migration.log"), log).unwrap();
+    system.unmount(mount.path()).unwrap();
+    system.detach(&loop_device.unwrap()).unwrap();
+
+    let status = stager::status::status(&host.root(), &mut FixtureSystem::default()).unwrap();
+    assert_eq!(status.armed, stager::status::Armed::Consumed);
+    let tail = status.log_tail.clone().unwrap();
+    assert_eq!(tail.len(), stager::status::LOG_TAIL_LINES);
+    assert_eq!(tail.last().unwrap(), "SWAPOVER-MIGRATOR-HALT disk not found");
+    let text = stager::status::render_text(&status);
+    assert!(text.contains("GRUB used the one-shot entry") && text.contains("SWAPOVER-MIGRATOR-HALT"), "{text}");
+    assert!(loops_over(host.host.root()).is_empty(), "{:?}", loops_over(host.host.root()));
+    assert!(mounted_under(host.host.root()).is_empty(), "{:?}", mounted_under(host.host.root()));
+
+    // abort restores the swap header even after the migrator wrote to staging.
+    stager::abort::abort(&host.root(), &mut FixtureSystem::default()).unwrap();
+    assert!(host.blkid_swap().contains(&format!("UUID={SWAP_UUID}")));
+}
