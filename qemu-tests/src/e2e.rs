@@ -153,3 +153,77 @@ pub fn run_with_cuts(name: &str, cuts: &[Cut]) -> Result<Outcome> {
     let data_differences = verdict::differences(&expected, &verdict.data, &format!("resin-data/{APP_ID}"));
     Ok(Outcome { vm, verdict, expected, data_differences })
 }
+
+/// A small seeded generator (xorshift64*), so a campaign is reproducible from its seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
+
+/// What one seeded run of random power cuts came to.
+pub struct CampaignRun {
+    pub cuts: usize,
+    pub completed: bool,
+    pub files_lost: usize,
+    pub outcome: Option<Outcome>,
+}
+
+/// One migration with `cuts` power cuts at random moments (seeded): the first may fall in
+/// the stager's staging, the rest in the migrator's run. After each cut the VM restarts on
+/// the same disks. Ends when the stand-in's verdict is printed or the old OS comes back.
+pub fn random_cuts_run(name: &str, seed: u64, cuts: usize) -> Result<CampaignRun> {
+    let mut rng = Rng::new(seed);
+    let (host, disk, payload_disk, _image) = prepare(name)?;
+    let drives = vec![Drive::ide(&disk), Drive::ide(&payload_disk)];
+    let mut done_cuts = 0;
+    for i in 0..=cuts {
+        let mut vm = Vm::start(&VmConfig::new(&format!("{name}-boot{i}"), drives.clone()))?;
+        let last = i == cuts;
+        // Where this boot is going: old OS (stager), migrator, or already resinOS.
+        let first = if i == 0 { "SWAPOVER-HOST-UP" } else { "Linux version" };
+        vm.wait_for(first, Duration::from_secs(300))?;
+        if !last {
+            let delay = Duration::from_millis(rng.below(if i == 0 { 20_000 } else { 45_000 }));
+            if vm.wait_for_opt(SUMMARY_MARKER, delay)?.is_none() {
+                vm.power_cut()?;
+                done_cuts += 1;
+                eprintln!("[campaign seed={seed}] cut {} after {:.1}s of boot {i}", done_cuts, vm.elapsed().as_secs_f64());
+                continue;
+            }
+        } else {
+            // Run to the end: resinOS's verdict, or the old OS saying it is back.
+            loop {
+                let text = vm.console_text();
+                if text.contains(SUMMARY_MARKER) || text.contains("SWAPOVER-E2E-OLD-OS-AGAIN") {
+                    break;
+                }
+                if vm.elapsed() > Duration::from_secs(1200) {
+                    bail!("boot {i} reached neither resinOS nor the old OS (log {})", vm.log_path().display());
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+        // The verdict (or old OS) came: nothing more to cut.
+        let text = vm.console_text();
+        if text.contains(SUMMARY_MARKER) {
+            let _ = vm.wait_exit(Duration::from_secs(60));
+            let verdict = Verdict::parse(&vm.console_text())?;
+            let expected = host.expected_manifest()?;
+            let data_differences = verdict::differences(&expected, &verdict.data, &format!("resin-data/{APP_ID}"));
+            let files_lost = data_differences.len();
+            let completed = verdict.summary.ok && files_lost == 0;
+            return Ok(CampaignRun { cuts: done_cuts, completed, files_lost, outcome: Some(Outcome { vm, verdict, expected, data_differences }) });
+        }
+        return Ok(CampaignRun { cuts: done_cuts, completed: false, files_lost: 0, outcome: None });
+    }
+    bail!("campaign run {name} ended without an outcome")
+}

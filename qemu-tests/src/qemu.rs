@@ -164,6 +164,23 @@ impl Vm {
         }
     }
 
+    /// Like [`Vm::wait_for`], but a timeout is an answer (`None`), not an error.
+    pub fn wait_for_opt(&mut self, marker: &str, timeout: Duration) -> Result<Option<String>> {
+        let deadline = Instant::now() + timeout;
+        {
+            let (lock, cv) = &*self.console;
+            let mut c = lock.lock().map_err(|_| anyhow::anyhow!("console lock poisoned"))?;
+            while find(&c.bytes[self.cursor..], marker.as_bytes()).is_none() {
+                let now = Instant::now();
+                if c.closed || now >= deadline {
+                    return Ok(None);
+                }
+                c = cv.wait_timeout(c, deadline - now).map_err(|_| anyhow::anyhow!("lock"))?.0;
+            }
+        }
+        self.wait_for(marker, Duration::from_secs(5)).map(Some)
+    }
+
     /// Everything the console printed so far.
     pub fn console_text(&self) -> String {
         let (lock, _) = &*self.console;
