@@ -203,7 +203,7 @@ impl HostImage {
 
         // Tools an Ubuntu host has and the stager uses: e2fsprogs and GRUB's image maker
         // with its BIOS modules (the busybox userland has neither).
-        for program in ["/sbin/mke2fs", "/usr/bin/grub-mkimage"] {
+        for program in ["/sbin/mke2fs", "/usr/bin/grub-mkimage", "/usr/bin/grub-editenv"] {
             tree.dynamic_program(Path::new(program))?;
         }
         let mkfs_ext4 = tree.path("sbin/mkfs.ext4");
