@@ -80,9 +80,10 @@ pub struct FatFile {
 }
 
 /// Write `files` (creating directories, replacing existing contents) onto the FAT
-/// file system in `volume`, then unmount it cleanly (flushes FAT and dirty flag).
-pub fn write_files<V: Read + Write + Seek>(volume: V, files: &[FatFile]) -> io::Result<()> {
-    let fs = fatfs::FileSystem::new(volume, fatfs::FsOptions::new())?;
+/// file system in `volume`, unmount it cleanly (flushes FAT and dirty flag), then
+/// repair the `.`/`..` entries of directories fatfs created ([`crate::fatfix`]).
+pub fn write_files<V: Read + Write + Seek>(mut volume: V, files: &[FatFile]) -> io::Result<()> {
+    let fs = fatfs::FileSystem::new(&mut volume, fatfs::FsOptions::new())?;
     {
         let root = fs.root_dir();
         for file in files {
@@ -103,7 +104,12 @@ pub fn write_files<V: Read + Write + Seek>(volume: V, files: &[FatFile]) -> io::
             out.flush()?;
         }
     }
-    fs.unmount()
+    fs.unmount()?;
+    let repaired = crate::fatfix::repair_dot_entries(&mut volume)?;
+    if repaired > 0 {
+        log::info!("resin-boot: repaired the '.'/'..' entries of {repaired} new director(y/ies)");
+    }
+    Ok(())
 }
 
 /// Read one file back from a FAT volume (for checks after writing).

@@ -4,12 +4,13 @@
 //! - [`steps`]: the journaled step loop and each step, on any disk file or device.
 //! - One job per module: [`pid1`], [`logging`], [`modules_load`], [`disk`],
 //!   [`blkpg`], [`partdev`], [`mounts`], [`backup`], [`restore`], [`resume`],
-//!   [`fatboot`], [`flashing`]; and the engines [`flash`], [`journal`], [`layout`], [`net`].
+//!   [`fatboot`], [`fatfix`], [`flashing`]; and the engines [`flash`], [`journal`], [`layout`], [`net`].
 
 pub mod backup;
 pub mod blkpg;
 pub mod disk;
 pub mod fatboot;
+pub mod fatfix;
 pub mod flash;
 pub mod flashing;
 pub mod journal;

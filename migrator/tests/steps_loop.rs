@@ -1,0 +1,397 @@
+//! The whole journaled step loop on image FILES: a host-shaped MBR disk made by
+//! sfdisk (old root, extended, staging logical), a resinOS-shaped xz image with
+//! a real FAT resin-boot, the real GRUB boot.img/core.img for arm-resume. Old root
+//! and resin-data are plain directories (`mounts::Directories`); mounting them is
+//! what the QEMU end-to-end test adds.
+//!
+//! Proves: a straight run and runs resumed at each journal point end with the same
+//! disk; the staging area is never written; the boot area rolls back byte for
+//! byte; resin-boot receives config.json and keyfiles readable by mtools and
+//! clean for fsck.fat; data is restored; the log and plan land on resin-data.
+
+mod steps_support;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use migrator::journal::{Journal, Step};
+use migrator::layout::units::Bytes as LBytes;
+use migrator::mounts::Directories;
+use migrator::pid1::RebootTarget;
+use migrator::steps::{self, Context, Exit};
+use plan::{
+    BackupItem, BackupVolume, Bytes, Compression, DiskId, FsType, PartitionIdentity, PartitionRole, Plan, RestoreLocation,
+    SectorSize, Sectors, Sha256Hex, TargetPartition,
+};
+use sha2::{Digest, Sha256};
+use steps_support::{noise, run, run_with_input};
+
+const SECTOR: u64 = 512;
+const MIB: u64 = 1024 * 1024;
+const HOST_SIGNATURE: u32 = 0x5a0e_4e11;
+const DISK_SECTORS: u64 = 262_144; // 128 MiB
+const ROOT: (u64, u64) = (2048, 184_320);
+const EXTENDED_START: u64 = 188_416;
+const STAGING: (u64, u64) = (190_464, 71_680);
+const IMAGE_SECTORS: u64 = 65_536; // 32 MiB
+/// (name, role, fs, start, size) in sectors, identical in the image and on the disk.
+const LAYOUT: [(&str, PartitionRole, FsType, u64, u64); 5] = [
+    ("resin-boot", PartitionRole::Boot, FsType::Vfat, 8192, 8192),
+    ("resin-rootA", PartitionRole::RootA, FsType::Ext4, 16_384, 8192),
+    ("resin-rootB", PartitionRole::RootB, FsType::Ext4, 24_576, 8192),
+    ("resin-state", PartitionRole::State, FsType::Ext4, 34_816, 4096),
+    ("resin-data", PartitionRole::Data, FsType::Ext4, 40_960, 24_576),
+];
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    disk: PathBuf,
+    raw_image: PathBuf,
+    staging_root: PathBuf,
+    old_root: PathBuf,
+    data: PathBuf,
+    plan: Plan,
+}
+
+impl Fixture {
+    fn staging_dir(&self) -> PathBuf {
+        self.staging_root.join("swapover")
+    }
+
+    fn disk_bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.disk).unwrap()
+    }
+
+    fn context<'a>(&'a self, fs: &'a mut Directories) -> Context<'a> {
+        let mut ctx = Context::new(&self.plan, "plan-under-test".into(), self.staging_root.clone(), self.disk.clone(), fs);
+        ctx.flash_sync_every = 4 * MIB;
+        ctx
+    }
+
+    fn dirs(&self) -> Directories {
+        Directories { old_root: self.old_root.clone(), data: self.data.clone() }
+    }
+}
+
+fn write_at(path: &Path, offset: u64, bytes: &[u8]) {
+    let file = OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(bytes, offset).unwrap();
+}
+
+fn build_image(dir: &Path) -> PathBuf {
+    let image = dir.join("resin.img");
+    std::fs::File::create(&image).unwrap().set_len(IMAGE_SECTORS * SECTOR).unwrap();
+    let table = "label: dos\nlabel-id: 0x12345678\n\
+        start=8192, size=8192, type=c, bootable\n\
+        start=16384, size=8192, type=83\n\
+        start=24576, size=8192, type=83\n\
+        start=32768, size=32768, type=5\n\
+        start=34816, size=4096, type=83\n\
+        start=40960, size=24576, type=83\n";
+    run_with_input("sfdisk", &["-q", image.to_str().unwrap()], table);
+    let boot = dir.join("boot.vfat");
+    std::fs::File::create(&boot).unwrap().set_len(8192 * SECTOR).unwrap();
+    run("mkfs.vfat", &["-n", "RESIN-BOOT", boot.to_str().unwrap()]);
+    std::fs::write(dir.join("resinos-marker"), b"resinOS stand-in\n").unwrap();
+    run("mcopy", &["-i", boot.to_str().unwrap(), dir.join("resinos-marker").to_str().unwrap(), "::resinos-marker"]);
+    write_at(&image, 8192 * SECTOR, &std::fs::read(&boot).unwrap());
+    for (i, (_, _, _, start, size)) in LAYOUT.iter().enumerate().skip(1) {
+        let len = (*size * SECTOR).min(3 * MIB) as usize;
+        write_at(&image, start * SECTOR, &noise(len, 100 + i as u64));
+    }
+    // Boot code bytes in the image's own MBR and gap (its bootloader stand-in).
+    write_at(&image, 0, &noise(440, 9));
+    write_at(&image, SECTOR, &noise((MIB - SECTOR) as usize, 10));
+    image
+}
+
+fn build_host_disk(path: &Path) {
+    std::fs::File::create(path).unwrap().set_len(DISK_SECTORS * SECTOR).unwrap();
+    let table = format!(
+        "label: dos\nlabel-id: 0x{HOST_SIGNATURE:08x}\n\
+         start={}, size={}, type=83, bootable\n\
+         start={EXTENDED_START}, type=5\n\
+         start={}, size={}, type=82\n",
+        ROOT.0, ROOT.1, STAGING.0, STAGING.1
+    );
+    run_with_input("sfdisk", &["-q", path.to_str().unwrap()], &table);
+    // The old boot code and the old root's and staging's contents.
+    write_at(path, 0, &noise(440, 1));
+    write_at(path, SECTOR, &noise((MIB - SECTOR) as usize, 2));
+    write_at(path, ROOT.0 * SECTOR, &noise(8 * MIB as usize, 3));
+    write_at(path, STAGING.0 * SECTOR, &noise(4 * MIB as usize, 4));
+}
+
+fn build_old_root(root: &Path) {
+    std::fs::create_dir_all(root.join("srv/app/data dir")).unwrap();
+    std::fs::write(root.join("srv/app/data dir/ünïcödé file.txt"), b"data survives\n").unwrap();
+    std::fs::write(root.join("srv/app/blob.bin"), noise(300_000, 77)).unwrap();
+    std::os::unix::fs::symlink("blob.bin", root.join("srv/app/blob link")).unwrap();
+    std::fs::create_dir_all(root.join("etc/NetworkManager/system-connections")).unwrap();
+    std::fs::write(
+        root.join("etc/NetworkManager/system-connections/Office"),
+        "[connection]\nid=Office\ntype=wifi\n\n[wifi]\nssid=Office WiFi\nmode=infrastructure\n\n\
+         [wifi-security]\nkey-mgmt=wpa-psk\npsk=office-secret\n\n[ipv4]\nmethod=auto\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/hostname"), b"old-ubuntu-host\n").unwrap();
+}
+
+fn sha256_hex(bytes: &[u8]) -> Sha256Hex {
+    Sha256Hex::from_digest(&Sha256::digest(bytes))
+}
+
+fn build_plan(xz: &[u8], raw: &[u8]) -> Plan {
+    let id = |number, (start, size): (u64, u64)| {
+        PartitionIdentity::mbr(HOST_SIGNATURE, number, Sectors(start), Sectors(size), SectorSize::S512).unwrap()
+    };
+    let mut plan = Plan::stem_example();
+    plan.source_disk.id = DiskId::Mbr { signature: HOST_SIGNATURE };
+    plan.source_disk.size = Sectors(DISK_SECTORS);
+    plan.old_root.partition = id(1, ROOT);
+    plan.staging.partition = id(5, STAGING);
+    plan.layout.region = plan.old_root.partition.extent();
+    plan.layout.partitions = LAYOUT
+        .iter()
+        .map(|&(name, role, fs, start, size)| TargetPartition {
+            name: name.into(),
+            role,
+            fs,
+            image_start: Sectors(start),
+            size: Sectors(size),
+            disk_start: Sectors(start),
+        })
+        .collect();
+    plan.image.file = "resin.img.xz".into();
+    plan.image.compression = Compression::Xz;
+    plan.image.compressed_size = Bytes(xz.len() as u64);
+    plan.image.raw_size = Bytes(raw.len() as u64);
+    plan.image.compressed_sha256 = sha256_hex(xz);
+    plan.image.raw_sha256 = sha256_hex(raw);
+    plan.backup.volumes = vec![BackupVolume {
+        name: "app".into(),
+        restore_to: RestoreLocation { partition: PartitionRole::Data, path: "/resin-data/app-1".into() },
+        items: vec![BackupItem { source: "/srv/app".into(), target: String::new(), filters: vec![], estimated_size: Bytes(400_000) }],
+    }];
+    plan.hostname = None;
+    plan.failure.step_retries = 2;
+    plan.failure.retry_delay_secs = 0;
+    plan.validate().unwrap();
+    plan
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let raw_image = build_image(&dir);
+    let raw = std::fs::read(&raw_image).unwrap();
+    run("xz", &["-k", "-T1", "-3", raw_image.to_str().unwrap()]);
+    let xz = std::fs::read(dir.join("resin.img.xz")).unwrap();
+    let disk = dir.join("disk.img");
+    build_host_disk(&disk);
+    let staging_root = dir.join("staging");
+    let staging_dir = staging_root.join("swapover");
+    std::fs::create_dir_all(staging_dir.join("grub")).unwrap();
+    std::fs::rename(dir.join("resin.img.xz"), staging_dir.join("resin.img.xz")).unwrap();
+    std::fs::copy("/usr/lib/grub/i386-pc/boot.img", staging_dir.join("grub/boot.img")).unwrap();
+    let core = staging_dir.join("grub/core.img");
+    run("grub-mkimage", &["-O", "i386-pc", "-p", "(hd0,msdos5)/swapover/grub", "-o", core.to_str().unwrap(), "biosdisk", "part_msdos", "ext2"]);
+    std::fs::write(staging_dir.join("config.json"), r#"{"applicationId":1,"deviceType":"intel-nuc","apiKey":"k"}"#).unwrap();
+    let plan = build_plan(&xz, &raw);
+    std::fs::write(staging_dir.join("plan.json"), plan.to_json_pretty().unwrap()).unwrap();
+    let old_root = dir.join("old-root");
+    build_old_root(&old_root);
+    let data = dir.join("resin-data");
+    std::fs::create_dir_all(&data).unwrap();
+    Fixture { _tmp: tmp, dir, disk, raw_image, staging_root, old_root, data, plan }
+}
+
+/// Everything the finished disk must show.
+fn assert_migrated(f: &Fixture, original: &[u8]) {
+    let disk = f.disk_bytes();
+    let image = std::fs::read(&f.raw_image).unwrap();
+    // The image's boot code and disk signature, its partitions' contents.
+    assert_eq!(disk[..446], image[..446], "boot code and disk signature are the image's");
+    assert_eq!(disk[510..MIB as usize], image[510..MIB as usize], "the rest of the image's first MiB");
+    for &(name, role, _, start, size) in &LAYOUT[1..] {
+        let range = (start * SECTOR) as usize..((start + size) * SECTOR) as usize;
+        if role != PartitionRole::Data {
+            assert!(disk[range.clone()] == image[range], "{name} is the image's, byte for byte");
+        }
+    }
+    // The staging area (and the host's extended EBR before it) is untouched.
+    let staging_area = (EXTENDED_START * SECTOR) as usize..;
+    assert!(disk[staging_area.clone()] == original[staging_area], "the staging area was written");
+    // The final table: the image's, with resin-data and its extended grown to the disk end.
+    let json = run("sfdisk", &["--json", f.disk.to_str().unwrap()]);
+    let table: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(table["partitiontable"]["id"], "0x12345678");
+    let parts = table["partitiontable"]["partitions"].as_array().unwrap();
+    let spans: Vec<(u64, u64)> = parts.iter().map(|p| (p["start"].as_u64().unwrap(), p["size"].as_u64().unwrap())).collect();
+    assert_eq!(
+        spans,
+        vec![(8192, 8192), (16_384, 8192), (24_576, 8192), (32_768, DISK_SECTORS - 32_768), (34_816, 4096), (40_960, DISK_SECTORS - 40_960)]
+    );
+    // resin-boot: config.json with the old hostname, the keyfile, the image's own file; a clean FAT.
+    let boot = format!("{}@@{}", f.disk.display(), 8192 * SECTOR);
+    let config: serde_json::Value = serde_json::from_str(&run("mtype", &["-i", &boot, "::config.json"])).unwrap();
+    assert_eq!(config["hostname"], "old-ubuntu-host");
+    assert_eq!(config["applicationId"], 1);
+    let listing = run("mdir", &["-b", "-i", &boot, "::system-connections"]);
+    assert_eq!(listing.lines().count(), 1, "{listing}");
+    let keyfile = run("mtype", &["-i", &boot, listing.trim()]);
+    assert!(keyfile.contains("ssid=Office WiFi") && keyfile.contains("psk=office-secret"), "{keyfile}");
+    assert_eq!(run("mtype", &["-i", &boot, "::resinos-marker"]), "resinOS stand-in\n");
+    let boot_fs = f.dir.join("boot-check.vfat");
+    std::fs::write(&boot_fs, &disk[(8192 * SECTOR) as usize..(16_384 * SECTOR) as usize]).unwrap();
+    run("fsck.fat", &["-n", boot_fs.to_str().unwrap()]);
+    // resin-data: the backup and the plan (the log is checked where it is attached).
+    let restored = f.data.join("resin-data/app-1/srv/app");
+    assert_eq!(std::fs::read(restored.join("data dir/ünïcödé file.txt")).unwrap(), b"data survives\n");
+    assert_eq!(std::fs::read(restored.join("blob.bin")).unwrap(), noise(300_000, 77));
+    assert_eq!(std::fs::read_link(restored.join("blob link")).unwrap(), PathBuf::from("blob.bin"));
+    assert_eq!(std::fs::read(f.data.join("swapover/plan.json")).unwrap(), std::fs::read(f.staging_dir().join("plan.json")).unwrap());
+}
+
+#[test]
+fn a_straight_run_migrates_the_disk_and_never_touches_staging() {
+    let f = fixture();
+    let original = f.disk_bytes();
+    migrator::logging::attach_file(&f.staging_dir().join("migration.log")).unwrap();
+    let mut fs = f.dirs();
+    let mut ctx = f.context(&mut fs);
+    let mut journal = Journal::open(&f.staging_dir()).unwrap();
+    assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
+    assert_eq!(journal.state().step, Step::Done);
+    assert_migrated(&f, &original);
+    let log = std::fs::read_to_string(f.data.join("swapover/migration.log")).unwrap();
+    assert!(log.contains("SWAPOVER-STEP backup done") && log.contains("SWAPOVER-STEP restore begin"), "{log}");
+    // The saved boot area is the original's.
+    assert_eq!(std::fs::read(f.staging_dir().join("mbr-gap.orig")).unwrap(), original[..(2048 * SECTOR) as usize]);
+    // Entering again after Done changes nothing and reboots into resinOS.
+    let before = f.disk_bytes();
+    let mut journal = Journal::open(&f.staging_dir()).unwrap();
+    assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
+    assert!(f.disk_bytes() == before);
+}
+
+/// A power cut in the middle of flashing: the disk holds the image only up to a
+/// journaled checkpoint; a new boot (no memory of the flash) resumes from it,
+/// re-derives the hashes and the head, and ends with the same disk.
+#[test]
+fn a_run_resumed_from_a_flash_checkpoint_ends_the_same() {
+    let straight = fixture();
+    let original = straight.disk_bytes();
+    {
+        let mut fs = straight.dirs();
+        let mut ctx = straight.context(&mut fs);
+        let mut journal = Journal::open(&straight.staging_dir()).unwrap();
+        assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
+    }
+
+    let f = fixture();
+    let mut fs = f.dirs();
+    let mut ctx = f.context(&mut fs);
+    let mut journal = Journal::open(&f.staging_dir()).unwrap();
+    journal.begin("plan-under-test").unwrap();
+    steps::step_arm_resume(&mut ctx).unwrap();
+    journal.record(Step::ResumeArmed).unwrap();
+    steps::step_backup(&mut ctx).unwrap();
+    journal.record(Step::BackupDone).unwrap();
+    // Arming wrote GRUB's boot code, kept the table and saved the old boot area.
+    let armed = f.disk_bytes();
+    assert_ne!(armed[..440], original[..440]);
+    assert_eq!(armed[440..512], original[440..512], "the partition table is untouched");
+    let core = std::fs::read(f.staging_dir().join("grub/core.img")).unwrap();
+    assert_eq!(armed[512..512 + core.len()], core[..]);
+    // The power cut: 12 MiB of the image made it to the disk and were journaled.
+    let through = 12 * MIB;
+    let image = std::fs::read(&f.raw_image).unwrap();
+    write_at(&f.disk, MIB, &image[MIB as usize..through as usize]);
+    journal.record(Step::FlashStarted).unwrap();
+    journal.record(Step::FlashProgress { through: LBytes(through) }).unwrap();
+    drop(ctx);
+
+    let mut fs = f.dirs();
+    let mut ctx = f.context(&mut fs);
+    let mut journal = Journal::open(&f.staging_dir()).unwrap();
+    assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
+    assert_migrated(&f, &original);
+    // Same disk as the straight run, except resin-boot (FAT timestamps of this run).
+    let (a, b) = (straight.disk_bytes(), f.disk_bytes());
+    let boot = (8192 * SECTOR) as usize..(16_384 * SECTOR) as usize;
+    assert!(a[..boot.start] == b[..boot.start] && a[boot.end..] == b[boot.end..], "resumed and straight runs differ");
+}
+
+/// A crash after the head was committed but before the journal said so: finalize
+/// runs again from the image's pristine EBRs and gives the same table.
+#[test]
+fn finalize_twice_gives_the_same_disk() {
+    let f = fixture();
+    let mut fs = f.dirs();
+    let mut ctx = f.context(&mut fs);
+    let mut journal = Journal::open(&f.staging_dir()).unwrap();
+    journal.begin("plan-under-test").unwrap();
+    for step in [Step::ResumeArmed, Step::BackupDone, Step::FlashStarted] {
+        journal.record(step).unwrap();
+    }
+    steps::step_flash(&mut ctx, &mut journal, 0).unwrap();
+    steps::step_finalize(&mut ctx).unwrap();
+    let once = f.disk_bytes();
+    steps::step_finalize(&mut ctx).unwrap();
+    assert!(f.disk_bytes() == once, "a second finalize changed the disk");
+}
+
+/// The staged image is damaged: nothing destructive may happen. Arm-resume fails
+/// its attempts, the loop returns to the old OS, and the disk is byte-identical.
+#[test]
+fn a_damaged_staged_image_returns_to_the_old_os_untouched() {
+    let f = fixture();
+    let original = f.disk_bytes();
+    let image = f.staging_dir().join("resin.img.xz");
+    let mut bytes = std::fs::read(&image).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&image, bytes).unwrap();
+    let mut fs = f.dirs();
+    let mut ctx = f.context(&mut fs);
+    let mut journal = Journal::open(&f.staging_dir()).unwrap();
+    assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::OldOs));
+    assert_eq!(journal.state().step, Step::Started, "arm-resume refused before writing anything");
+    assert!(f.disk_bytes() == original, "the disk changed");
+}
+
+/// The backup fails (after arm-resume installed the resume boot code): the loop
+/// retries it, gives up, writes the saved boot area back and returns to the old OS.
+#[test]
+fn a_failing_backup_rolls_the_boot_code_back_and_returns_to_the_old_os() {
+    let mut f = fixture();
+    f.plan.backup.volumes[0].items[0].source = "/srv/missing".into();
+    let original = f.disk_bytes();
+    let mut fs = f.dirs();
+    let mut ctx = f.context(&mut fs);
+    let mut journal = Journal::open(&f.staging_dir()).unwrap();
+    assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::OldOs));
+    assert_eq!(journal.state().step, Step::ResumeArmed);
+    assert_eq!(journal.state().attempts_of(migrator::journal::ActionKind::Backup), 2);
+    assert!(f.disk_bytes() == original, "the boot area was not rolled back");
+}
+
+/// Armed, then given up before flashing: the boot area comes back byte for byte.
+#[test]
+fn arm_then_rollback_restores_the_boot_area() {
+    let f = fixture();
+    let original = f.disk_bytes();
+    let mut disk = OpenOptions::new().read(true).write(true).open(&f.disk).unwrap();
+    migrator::resume::arm(&mut disk, &f.staging_dir()).unwrap();
+    assert!(f.disk_bytes() != original);
+    // A second arm keeps the first saved copy (not our own boot code).
+    migrator::resume::arm(&mut disk, &f.staging_dir()).unwrap();
+    assert_eq!(std::fs::read(f.staging_dir().join("mbr-gap.orig")).unwrap(), original[..(2048 * SECTOR) as usize]);
+    let mut fs = f.dirs();
+    let mut ctx = f.context(&mut fs);
+    assert_eq!(steps::return_to_old_os(&mut ctx, "test"), Exit::Reboot(RebootTarget::OldOs));
+    assert!(f.disk_bytes() == original, "rollback left the disk different");
+}
