@@ -225,6 +225,7 @@ pub fn write_image<T: FlashTarget + ?Sized>(
     }
     let policy = WritePolicy {
         placement,
+        image_bytes,
         resume_from: request.resume_from_image_offset,
         zero_runs: request.zero_runs,
     };

@@ -16,8 +16,9 @@ use super::xz_stream::XzReader;
 use super::Progress;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Mutex;
 
 const IN_FLIGHT_CHUNKS: usize = 3;
 const INPUT_BUFFER_BYTES: usize = 256 * 1024;
@@ -204,39 +205,92 @@ fn consume<T: FlashTarget + ?Sized>(
     recycle: &SyncSender<Vec<u8>>,
 ) -> Result<SequentialResult, FlashError> {
     let mut writer = RangeWriter::new(target, policy, counters, 0);
-    let mut synced_at = 0u64;
-    let mut durable = 0u64;
-    loop {
-        match chunks.recv() {
-            Ok(Chunk::Data(chunk)) => {
-                writer.push(&chunk)?;
-                let _ = recycle.try_send(chunk);
-                if writer.position() - synced_at >= sync_every_bytes {
-                    target.sync().map_err(FlashError::SyncTarget)?;
-                    synced_at = writer.position();
-                    durable = writer.written_through();
+    let mut requested_at = 0u64;
+    let syncer = Syncer::default();
+    std::thread::scope(|scope| {
+        let (request_tx, request_rx) = sync_channel::<u64>(1);
+        let background = std::thread::Builder::new()
+            .name("flash-sync".into())
+            .spawn_scoped(scope, || syncer.serve(target, request_rx))
+            .map_err(|_| FlashError::Worker("cannot start the sync thread"))?;
+        let result = (|| loop {
+            match chunks.recv() {
+                Ok(Chunk::Data(chunk)) => {
+                    writer.push(&chunk)?;
+                    let _ = recycle.try_send(chunk);
+                    syncer.check()?;
+                    // Sync in the background so decoding never waits for the disk;
+                    // a request is dropped while one is pending (the next covers it).
+                    if writer.written_through() - requested_at >= sync_every_bytes
+                        && request_tx.try_send(writer.written_through()).is_ok()
+                    {
+                        requested_at = writer.written_through();
+                    }
+                    progress(&Progress::snapshot(counters, total, syncer.durable()));
                 }
-                progress(&Progress::snapshot(counters, total, durable));
-            }
-            Ok(Chunk::End {
-                compressed_sha256,
-                compressed_bytes,
-            }) => {
-                let image_bytes = writer.position();
-                let done = writer.finish()?;
-                return Ok(SequentialResult {
-                    done,
+                Ok(Chunk::End {
                     compressed_sha256,
                     compressed_bytes,
-                    image_bytes,
-                });
+                }) => {
+                    let image_bytes = writer.position();
+                    let done = writer.finish()?;
+                    return Ok(SequentialResult {
+                        done,
+                        compressed_sha256,
+                        compressed_bytes,
+                        image_bytes,
+                    });
+                }
+                Ok(Chunk::Failed(error)) => return Err(error),
+                Err(_) => {
+                    return Err(FlashError::Worker(
+                        "the decoder thread stopped without a word",
+                    ))
+                }
             }
-            Ok(Chunk::Failed(error)) => return Err(error),
-            Err(_) => {
-                return Err(FlashError::Worker(
-                    "the decoder thread stopped without a word",
-                ))
+        })();
+        drop(request_tx);
+        background
+            .join()
+            .map_err(|_| FlashError::Worker("the sync thread panicked"))?;
+        let result = result?;
+        syncer.check()?;
+        Ok(result)
+    })
+}
+
+/// fdatasync in a thread of its own; remembers how far the image is durable.
+#[derive(Default)]
+struct Syncer {
+    durable: AtomicU64,
+    failed: Mutex<Option<std::io::Error>>,
+}
+
+impl Syncer {
+    fn serve<T: FlashTarget + ?Sized>(&self, target: &T, requests: Receiver<u64>) {
+        for written_through in requests {
+            match target.sync() {
+                Ok(()) => self.durable.store(written_through, Ordering::Release),
+                Err(e) => {
+                    if let Ok(mut failed) = self.failed.lock() {
+                        failed.get_or_insert(e);
+                    }
+                    return;
+                }
             }
+        }
+    }
+
+    fn durable(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
+    }
+
+    fn check(&self) -> Result<(), FlashError> {
+        match self.failed.lock() {
+            Ok(mut failed) => failed
+                .take()
+                .map_or(Ok(()), |e| Err(FlashError::SyncTarget(e))),
+            Err(_) => Err(FlashError::Worker("the sync thread panicked")),
         }
     }
 }

@@ -116,6 +116,9 @@ pub(crate) struct RangeDone {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WritePolicy {
     pub placement: Placement,
+    /// Length of the whole image: its last granule is always written, so a file
+    /// target ends up as long as the image even when the image ends in zeros.
+    pub image_bytes: u64,
     pub resume_from: u64,
     pub zero_runs: ZeroRuns,
 }
@@ -226,7 +229,8 @@ impl<'a, T: FlashTarget + ?Sized> RangeWriter<'a, T> {
                 ZeroRuns::Write => data.len(),
                 ZeroRuns::SkipTargetReadsZero => {
                     let granule = data.len().min(ZERO_GRANULE_BYTES);
-                    if data[..granule].iter().all(|b| *b == 0) {
+                    let ends_image = image_offset + granule as u64 >= self.policy.image_bytes;
+                    if !ends_image && data[..granule].iter().all(|b| *b == 0) {
                         data = &data[granule..];
                         image_offset += granule as u64;
                         continue;
