@@ -29,7 +29,6 @@ use steps_support::{noise, run, run_with_input};
 
 const SECTOR: u64 = 512;
 const MIB: u64 = 1024 * 1024;
-const HOST_SIGNATURE: u32 = 0x5a0e_4e11;
 const DISK_SECTORS: u64 = 262_144; // 128 MiB
 const ROOT: (u64, u64) = (2048, 184_320);
 const EXTENDED_START: u64 = 188_416;
@@ -53,6 +52,7 @@ struct Fixture {
     old_root: PathBuf,
     data: PathBuf,
     plan: Plan,
+    signature: u32,
 }
 
 impl Fixture {
@@ -80,7 +80,7 @@ fn write_at(path: &Path, offset: u64, bytes: &[u8]) {
     file.write_all_at(bytes, offset).unwrap();
 }
 
-fn build_image(dir: &Path) -> PathBuf {
+fn build_image(dir: &Path, ext4_data: bool) -> PathBuf {
     let image = dir.join("resin.img");
     std::fs::File::create(&image).unwrap().set_len(IMAGE_SECTORS * SECTOR).unwrap();
     let table = "label: dos\nlabel-id: 0x12345678\n\
@@ -101,26 +101,35 @@ fn build_image(dir: &Path) -> PathBuf {
         let len = (*size * SECTOR).min(3 * MIB) as usize;
         write_at(&image, start * SECTOR, &noise(len, 100 + i as u64));
     }
+    if ext4_data {
+        let data = dir.join("data.ext4");
+        std::fs::File::create(&data).unwrap().set_len(24_576 * SECTOR).unwrap();
+        run("mkfs.ext4", &["-q", "-L", "resin-data", data.to_str().unwrap()]);
+        write_at(&image, 40_960 * SECTOR, &std::fs::read(&data).unwrap());
+    }
     // Boot code bytes in the image's own MBR and gap (its bootloader stand-in).
     write_at(&image, 0, &noise(440, 9));
     write_at(&image, SECTOR, &noise((MIB - SECTOR) as usize, 10));
     image
 }
 
-fn build_host_disk(path: &Path) {
+fn build_host_disk(path: &Path, signature: u32, old_root_fs: Option<&Path>) {
     std::fs::File::create(path).unwrap().set_len(DISK_SECTORS * SECTOR).unwrap();
     let table = format!(
-        "label: dos\nlabel-id: 0x{HOST_SIGNATURE:08x}\n\
+        "label: dos\nlabel-id: 0x{:08x}\n\
          start={}, size={}, type=83, bootable\n\
          start={EXTENDED_START}, type=5\n\
          start={}, size={}, type=82\n",
-        ROOT.0, ROOT.1, STAGING.0, STAGING.1
+        signature, ROOT.0, ROOT.1, STAGING.0, STAGING.1
     );
     run_with_input("sfdisk", &["-q", path.to_str().unwrap()], &table);
     // The old boot code and the old root's and staging's contents.
     write_at(path, 0, &noise(440, 1));
     write_at(path, SECTOR, &noise((MIB - SECTOR) as usize, 2));
-    write_at(path, ROOT.0 * SECTOR, &noise(8 * MIB as usize, 3));
+    match old_root_fs {
+        Some(fs) => write_at(path, ROOT.0 * SECTOR, &std::fs::read(fs).unwrap()),
+        None => write_at(path, ROOT.0 * SECTOR, &noise(8 * MIB as usize, 3)),
+    }
     write_at(path, STAGING.0 * SECTOR, &noise(4 * MIB as usize, 4));
 }
 
@@ -143,12 +152,12 @@ fn sha256_hex(bytes: &[u8]) -> Sha256Hex {
     Sha256Hex::from_digest(&Sha256::digest(bytes))
 }
 
-fn build_plan(xz: &[u8], raw: &[u8]) -> Plan {
+fn build_plan(xz: &[u8], raw: &[u8], signature: u32) -> Plan {
     let id = |number, (start, size): (u64, u64)| {
-        PartitionIdentity::mbr(HOST_SIGNATURE, number, Sectors(start), Sectors(size), SectorSize::S512).unwrap()
+        PartitionIdentity::mbr(signature, number, Sectors(start), Sectors(size), SectorSize::S512).unwrap()
     };
     let mut plan = Plan::stem_example();
-    plan.source_disk.id = DiskId::Mbr { signature: HOST_SIGNATURE };
+    plan.source_disk.id = DiskId::Mbr { signature };
     plan.source_disk.size = Sectors(DISK_SECTORS);
     plan.old_root.partition = id(1, ROOT);
     plan.staging.partition = id(5, STAGING);
@@ -183,14 +192,28 @@ fn build_plan(xz: &[u8], raw: &[u8]) -> Plan {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(0x5a0e_4e11, false)
+}
+
+/// `real_filesystems`: the old root partition holds an ext4 made with `mkfs.ext4 -d`
+/// from the old root tree, and the image's resin-data an empty ext4.
+fn fixture_with(signature: u32, real_filesystems: bool) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let raw_image = build_image(&dir);
+    let raw_image = build_image(&dir, real_filesystems);
     let raw = std::fs::read(&raw_image).unwrap();
     run("xz", &["-k", "-T1", "-3", raw_image.to_str().unwrap()]);
     let xz = std::fs::read(dir.join("resin.img.xz")).unwrap();
+    let old_root = dir.join("old-root");
+    build_old_root(&old_root);
+    let old_root_fs = real_filesystems.then(|| {
+        let fs = dir.join("old-root.ext4");
+        std::fs::File::create(&fs).unwrap().set_len(ROOT.1 * SECTOR).unwrap();
+        run("mkfs.ext4", &["-q", "-d", old_root.to_str().unwrap(), fs.to_str().unwrap()]);
+        fs
+    });
     let disk = dir.join("disk.img");
-    build_host_disk(&disk);
+    build_host_disk(&disk, signature, old_root_fs.as_deref());
     let staging_root = dir.join("staging");
     let staging_dir = staging_root.join("swapover");
     std::fs::create_dir_all(staging_dir.join("grub")).unwrap();
@@ -199,13 +222,11 @@ fn fixture() -> Fixture {
     let core = staging_dir.join("grub/core.img");
     run("grub-mkimage", &["-O", "i386-pc", "-p", "(hd0,msdos5)/swapover/grub", "-o", core.to_str().unwrap(), "biosdisk", "part_msdos", "ext2"]);
     std::fs::write(staging_dir.join("config.json"), r#"{"applicationId":1,"deviceType":"intel-nuc","apiKey":"k"}"#).unwrap();
-    let plan = build_plan(&xz, &raw);
+    let plan = build_plan(&xz, &raw, signature);
     std::fs::write(staging_dir.join("plan.json"), plan.to_json_pretty().unwrap()).unwrap();
-    let old_root = dir.join("old-root");
-    build_old_root(&old_root);
     let data = dir.join("resin-data");
     std::fs::create_dir_all(&data).unwrap();
-    Fixture { _tmp: tmp, dir, disk, raw_image, staging_root, old_root, data, plan }
+    Fixture { _tmp: tmp, dir, disk, raw_image, staging_root, old_root, data, plan, signature }
 }
 
 /// Everything the finished disk must show.
@@ -394,4 +415,75 @@ fn arm_then_rollback_restores_the_boot_area() {
     let mut ctx = f.context(&mut fs);
     assert_eq!(steps::return_to_old_os(&mut ctx, "test"), Exit::Reboot(RebootTarget::OldOs));
     assert!(f.disk_bytes() == original, "rollback left the disk different");
+}
+
+/// A loop device over the disk image with the kernel's partitions of its table
+/// (partx, as the kernel would have them at boot); detached on drop.
+struct LoopDisk {
+    node: String,
+}
+
+impl LoopDisk {
+    fn attach(image: &Path) -> LoopDisk {
+        let node = run("losetup", &["-f", "--show", image.to_str().unwrap()]).trim().to_string();
+        let disk = LoopDisk { node };
+        run("partx", &["-a", &disk.node]);
+        disk
+    }
+}
+
+impl Drop for LoopDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup").args(["-d", &self.node]).status();
+    }
+}
+
+/// Unmounts on drop (a failed assertion must not leave a mount behind).
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The real-mount implementation on a real kernel block device: the disk found by
+/// its MBR signature in sysfs, the old root's ext4 mounted read-only from its
+/// partition (found by start and size), resin-data reached through a BLKPG
+/// partition (60) over the not yet committed layout and mounted read-write.
+/// Only the PID 1 parts (early mounts, modules, reboot) are left to the QEMU test.
+#[test]
+fn the_loop_runs_on_a_kernel_block_device_with_real_mounts() {
+    use migrator::disk::BlockRoots;
+    use migrator::mounts::KernelMounts;
+    use std::time::Duration;
+
+    // A signature of this run only, so no other disk in sysfs can match.
+    let signature = 0x7000_0000 | (std::process::id() & 0x00ff_ffff);
+    let f = fixture_with(signature, true);
+    let original = f.disk_bytes();
+    let exit = {
+        let loop_disk = LoopDisk::attach(&f.disk);
+        let roots = BlockRoots::default();
+        let found = roots.wait_for_disk(&f.plan.source_disk.id, Duration::from_secs(5)).unwrap();
+        assert_eq!(found.node, PathBuf::from(&loop_disk.node));
+        let mut fs = KernelMounts::new(roots, found, f.plan.clone());
+        fs.old_root_at = f.dir.join("mnt/old-root");
+        fs.data_at = f.dir.join("mnt/resin-data");
+        let mut ctx = Context::new(&f.plan, "plan-under-test".into(), f.staging_root.clone(), PathBuf::from(&loop_disk.node), &mut fs);
+        ctx.flash_sync_every = 4 * MIB;
+        let mut journal = Journal::open(&f.staging_dir()).unwrap();
+        let exit = steps::run(&mut ctx, &mut journal);
+        assert_eq!(journal.state().step, Step::Done);
+        exit
+    };
+    assert_eq!(exit, Exit::Reboot(RebootTarget::Resinos));
+    // What landed in resin-data's ext4, read through the kernel again.
+    let data_fs = format!("loop,ro,offset={},sizelimit={}", 40_960 * SECTOR, 24_576 * SECTOR);
+    run("mount", &["-o", &data_fs, f.disk.to_str().unwrap(), f.data.to_str().unwrap()]);
+    let _mounted = Mounted(f.data.clone());
+    assert_migrated(&f, &original);
+    let source = steps_support::describe(&f.old_root.join("srv/app"));
+    let restored = steps_support::describe(&f.data.join("resin-data/app-1/srv/app"));
+    assert_eq!(source, restored);
 }
