@@ -52,7 +52,6 @@ struct Fixture {
     old_root: PathBuf,
     data: PathBuf,
     plan: Plan,
-    signature: u32,
 }
 
 impl Fixture {
@@ -226,7 +225,7 @@ fn fixture_with(signature: u32, real_filesystems: bool) -> Fixture {
     std::fs::write(staging_dir.join("plan.json"), plan.to_json_pretty().unwrap()).unwrap();
     let data = dir.join("resin-data");
     std::fs::create_dir_all(&data).unwrap();
-    Fixture { _tmp: tmp, dir, disk, raw_image, staging_root, old_root, data, plan, signature }
+    Fixture { _tmp: tmp, dir, disk, raw_image, staging_root, old_root, data, plan }
 }
 
 /// Everything the finished disk must show.
