@@ -6,7 +6,8 @@
 //! [`repair_dot_entries`] scans the root directory of a FAT12/16/32 volume and,
 //! for each subdirectory whose first four slots have exactly that shape, rewrites
 //! them as `[., .., deleted, deleted]`. Anything else is left alone, so the repair
-//! is safe to run on any volume and idempotent.
+//! is safe to run on any volume and idempotent. On FAT32 it also points such a
+//! directory's `..` at cluster 0, as FAT requires for the root (rust-fatfs#99).
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
@@ -129,6 +130,17 @@ fn fixed_slots(slots: &[u8]) -> Vec<u8> {
     out
 }
 
+/// On FAT32, `..` of a first-level directory must say cluster 0 (the root), not the
+/// root's actual cluster (rust-fatfs#99, also in 0.3.6).
+fn point_dotdot_at_root(slots: &mut [u8], root_cluster: u32) {
+    let dotdot = &mut slots[ENTRY..2 * ENTRY];
+    let cluster = ((le16(dotdot, 20) << 16) | le16(dotdot, 26)) as u32;
+    if &dotdot[..11] == DOTDOT && cluster == root_cluster {
+        dotdot[20..22].fill(0);
+        dotdot[26..28].fill(0);
+    }
+}
+
 /// Repair the root's subdirectories (see the module docs). Returns how many were fixed.
 pub fn repair_dot_entries<V: Read + Write + Seek>(volume: &mut V) -> io::Result<usize> {
     let mut boot = [0u8; 512];
@@ -156,9 +168,13 @@ pub fn repair_dot_entries<V: Read + Write + Seek>(volume: &mut V) -> io::Result<
         let mut slots = vec![0u8; 4 * ENTRY];
         volume.seek(SeekFrom::Start(at))?;
         volume.read_exact(&mut slots)?;
-        if has_lfn_dots(&slots) {
+        let mut repaired = if has_lfn_dots(&slots) { fixed_slots(&slots) } else { slots.clone() };
+        if let Some(root_cluster) = geo.root_cluster {
+            point_dotdot_at_root(&mut repaired, root_cluster);
+        }
+        if repaired != slots {
             volume.seek(SeekFrom::Start(at))?;
-            volume.write_all(&fixed_slots(&slots))?;
+            volume.write_all(&repaired)?;
             fixed += 1;
         }
     }
