@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds the static (musl) stager and migrator and packages them as the one binary a
+# customer runs: target/swapover/stager = the stager with the migrator appended as
+#   [migrator bytes][u64 LE length][32-byte sha256 of the migrator][8 bytes "SWAPMIGR"]
+# which `stager stage` reads back from /proc/self/exe and checks before use
+# (stager::migrator_payload). Prints where the package is and its sha256.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+target=x86_64-unknown-linux-musl
+cargo build --quiet --release --target "$target" -p migrator -p stager
+stager="target/$target/release/stager"
+migrator="target/$target/release/migrator"
+for f in "$stager" "$migrator"; do
+    [ -f "$f" ] || { echo "package-stager: $f was not built" >&2; exit 1; }
+done
+
+out_dir=target/swapover
+out="$out_dir/stager"
+mkdir -p "$out_dir"
+tmp="$out.partial"
+cp "$stager" "$tmp"
+cat "$migrator" >>"$tmp"
+
+# u64 little-endian length, then the raw sha256, then the magic.
+length=$(stat -c %s "$migrator")
+le=""
+for _ in 1 2 3 4 5 6 7 8; do
+    le+=$(printf '\\x%02x' $((length & 0xff)))
+    length=$((length >> 8))
+done
+printf "$le" >>"$tmp"
+digest=$(sha256sum "$migrator" | cut -d' ' -f1)
+raw=""
+for ((i = 0; i < 64; i += 2)); do
+    raw+="\\x${digest:i:2}"
+done
+printf "$raw" >>"$tmp"
+printf 'SWAPMIGR' >>"$tmp"
+chmod 0755 "$tmp"
+mv "$tmp" "$out"
+
+# The package must carry exactly this migrator: the stager checks it the same way.
+"$out" --version >/dev/null
+echo "packaged $out ($(stat -c %s "$out") bytes, migrator $(stat -c %s "$migrator") bytes, migrator sha256 $digest)"
