@@ -114,3 +114,31 @@ fn finish(exit: Exit) -> ! {
         Exit::Halt(reason) => pid1::halt(&reason),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plan_is_read_validated_and_identified_by_its_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        let text = Plan::stem_example().to_json_pretty().unwrap();
+        std::fs::write(&path, &text).unwrap();
+        let (plan, id) = read_plan(&path).unwrap();
+        assert_eq!(plan, Plan::stem_example());
+        let expected: String = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(id, expected);
+        std::fs::write(&path, text.replace("\"format_version\": 1", "\"format_version\": 7")).unwrap();
+        assert!(read_plan(&path).unwrap_err().contains("format 7"), "names the version");
+        assert!(read_plan(&dir.path().join("missing.json")).unwrap_err().contains("cannot read the plan"));
+    }
+
+    #[test]
+    fn starts_are_counted_durably() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(count_start(dir.path()), 1);
+        assert_eq!(count_start(dir.path()), 2);
+        assert_eq!(std::fs::read_to_string(dir.path().join(STARTS_FILE)).unwrap(), "2");
+    }
+}
