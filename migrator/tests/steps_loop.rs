@@ -197,6 +197,12 @@ fn fixture() -> Fixture {
 /// `real_filesystems`: the old root partition holds an ext4 made with `mkfs.ext4 -d`
 /// from the old root tree, and the image's resin-data an empty ext4.
 fn fixture_with(signature: u32, real_filesystems: bool) -> Fixture {
+    fixture_full(signature, real_filesystems, false)
+}
+
+/// `staging_fs`: the staging partition also holds an ext4 made from the staging
+/// tree (for the migrator as PID 1, which mounts it itself).
+fn fixture_full(signature: u32, real_filesystems: bool, staging_fs: bool) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let raw_image = build_image(&dir, real_filesystems);
@@ -223,6 +229,12 @@ fn fixture_with(signature: u32, real_filesystems: bool) -> Fixture {
     std::fs::write(staging_dir.join("config.json"), r#"{"applicationId":1,"deviceType":"intel-nuc","apiKey":"k"}"#).unwrap();
     let plan = build_plan(&xz, &raw, signature);
     std::fs::write(staging_dir.join("plan.json"), plan.to_json_pretty().unwrap()).unwrap();
+    if staging_fs {
+        let fs = dir.join("staging.ext4");
+        std::fs::File::create(&fs).unwrap().set_len(STAGING.1 * SECTOR).unwrap();
+        run("mkfs.ext4", &["-q", "-d", staging_root.to_str().unwrap(), fs.to_str().unwrap()]);
+        write_at(&disk, STAGING.0 * SECTOR, &std::fs::read(&fs).unwrap());
+    }
     let data = dir.join("resin-data");
     std::fs::create_dir_all(&data).unwrap();
     Fixture { _tmp: tmp, dir, disk, raw_image, staging_root, old_root, data, plan }
@@ -230,6 +242,12 @@ fn fixture_with(signature: u32, real_filesystems: bool) -> Fixture {
 
 /// Everything the finished disk must show.
 fn assert_migrated(f: &Fixture, original: &[u8]) {
+    assert_migrated_with(f, original, false);
+}
+
+/// `staging_in_use`: the staging file system itself was mounted and written (journal,
+/// log), so only the host's extended partition EBR before it must be unchanged.
+fn assert_migrated_with(f: &Fixture, original: &[u8], staging_in_use: bool) {
     let disk = f.disk_bytes();
     let image = std::fs::read(&f.raw_image).unwrap();
     // The image's boot code and disk signature, its partitions' contents.
@@ -242,7 +260,11 @@ fn assert_migrated(f: &Fixture, original: &[u8]) {
         }
     }
     // The staging area (and the host's extended EBR before it) is untouched.
-    let staging_area = (EXTENDED_START * SECTOR) as usize..;
+    let staging_area = if staging_in_use {
+        (EXTENDED_START * SECTOR) as usize..(STAGING.0 * SECTOR) as usize
+    } else {
+        (EXTENDED_START * SECTOR) as usize..original.len()
+    };
     assert!(disk[staging_area.clone()] == original[staging_area], "the staging area was written");
     // The final table: the image's, with resin-data and its extended grown to the disk end.
     let json = run("sfdisk", &["--json", f.disk.to_str().unwrap()]);
@@ -426,7 +448,13 @@ impl LoopDisk {
     fn attach(image: &Path) -> LoopDisk {
         let node = run("losetup", &["-f", "--show", image.to_str().unwrap()]).trim().to_string();
         let disk = LoopDisk { node };
-        run("partx", &["-a", &disk.node]);
+        // The kernel may have scanned the table already (partscan); partx adds what is missing.
+        let _ = std::process::Command::new("partx").args(["-a", &disk.node]).output();
+        let name = disk.node.trim_start_matches("/dev/");
+        for number in [1, 2, 5] {
+            let part = format!("/sys/block/{name}/{name}p{number}");
+            assert!(Path::new(&part).exists(), "{part} missing after partx -a");
+        }
         disk
     }
 }
@@ -485,4 +513,64 @@ fn the_loop_runs_on_a_kernel_block_device_with_real_mounts() {
     let source = steps_support::describe(&f.old_root.join("srv/app"));
     let restored = steps_support::describe(&f.data.join("resin-data/app-1/srv/app"));
     assert_eq!(source, restored);
+}
+
+/// The migrator binary as PID 1 of a new PID and mount namespace, chrooted into a
+/// directory holding only itself (and its shared libraries) and the plan: it mounts
+/// proc, sysfs and devtmpfs, finds the loop disk by its signature, mounts staging,
+/// logs there, runs every step and calls reboot(2), which in a child PID namespace
+/// ends that namespace's init (SIGHUP) instead of rebooting the machine. Left to the
+/// QEMU test: module loading, the real reboot, the GRUB resume path.
+#[test]
+fn the_binary_as_pid_1_migrates_the_loop_disk() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let signature = 0x6100_0000 | (std::process::id() & 0x00ff_ffff);
+    let f = fixture_full(signature, true, true);
+    let original = f.disk_bytes();
+    let root = f.dir.join("initramfs");
+    std::fs::create_dir_all(root.join("etc/swapover")).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_migrator"), root.join("init")).unwrap();
+    std::fs::copy(f.staging_dir().join("plan.json"), root.join("etc/swapover/plan.json")).unwrap();
+    for line in run("ldd", &[env!("CARGO_BIN_EXE_migrator")]).lines() {
+        let path = line.split_whitespace().find(|w| w.starts_with('/'));
+        if let Some(lib) = path {
+            let to = root.join(lib.trim_start_matches('/'));
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(lib, &to).unwrap();
+        }
+    }
+    let status = {
+        let _loop_disk = LoopDisk::attach(&f.disk);
+        std::process::Command::new("unshare")
+            .args(["--pid", "--fork", "--mount", "--propagation", "private", "--root", root.to_str().unwrap(), "/init"])
+            .status()
+            .unwrap()
+    };
+    // reboot(RB_AUTOBOOT) in a child PID namespace kills its init with SIGHUP.
+    assert!(status.signal() == Some(1) || status.code() == Some(128 + 1), "the migrator did not reboot: {status:?}");
+    let stage = f.dir.join("mnt-staging");
+    std::fs::create_dir_all(&stage).unwrap();
+    let staging_fs = format!("loop,ro,offset={},sizelimit={}", STAGING.0 * SECTOR, STAGING.1 * SECTOR);
+    run("mount", &["-o", &staging_fs, f.disk.to_str().unwrap(), stage.to_str().unwrap()]);
+    let log = {
+        let _mounted = Mounted(stage.clone());
+        std::fs::read_to_string(stage.join("swapover/migration.log")).unwrap()
+    };
+    eprintln!("{log}");
+    let markers: Vec<&str> = log.lines().filter(|l| l.starts_with("SWAPOVER-")).collect();
+    let expected: Vec<String> = std::iter::once("SWAPOVER-MIGRATOR-START attempt=1".to_string())
+        .chain(["arm-resume", "backup", "flash", "verify", "restore", "finalize"].iter().flat_map(|s| {
+            [format!("SWAPOVER-STEP {s} begin"), format!("SWAPOVER-STEP {s} done")]
+        }))
+        .chain(std::iter::once("SWAPOVER-MIGRATOR-REBOOT target=resinos".to_string()))
+        .collect();
+    assert_eq!(markers, expected, "{log}");
+    assert!(log.contains("step flash took"), "{log}");
+    let data_fs = format!("loop,ro,offset={},sizelimit={}", 40_960 * SECTOR, 24_576 * SECTOR);
+    run("mount", &["-o", &data_fs, f.disk.to_str().unwrap(), f.data.to_str().unwrap()]);
+    let _mounted = Mounted(f.data.clone());
+    assert_migrated_with(&f, &original, true);
+    let copied = std::fs::read_to_string(f.data.join("swapover/migration.log")).unwrap();
+    assert!(copied.contains("SWAPOVER-STEP restore begin"), "{copied}");
 }
