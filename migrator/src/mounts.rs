@@ -112,6 +112,8 @@ fn fs_name(fs: FsType) -> String {
 impl FileSystems for KernelMounts {
     fn open_old_root(&mut self) -> Result<PathBuf, MountError> {
         let node = self.roots.partition_node(&self.disk, &self.plan.old_root.partition)?;
+        // A failed earlier attempt in this boot may have left it mounted.
+        unmount(&self.old_root_at)?;
         mount_fs(&node, &self.old_root_at, &fs_name(self.plan.old_root.fs_type), true)?;
         Ok(self.old_root_at.clone())
     }
@@ -125,6 +127,10 @@ impl FileSystems for KernelMounts {
         let data = layout.by_role(PartitionRole::Data).ok_or(MountError::NoPartition(PartitionRole::Data))?;
         let start = data.disk_offset(self.plan.source_disk.sector_size)?;
         let len = data.size_bytes(layout)?;
+        unmount(&self.data_at)?;
+        if let Some(left) = self.data_device.take() {
+            left.remove()?;
+        }
         let device = TempPartition::add(&self.roots, &self.disk.node, &self.disk.entry.name, FIRST_TEMP_NUMBER, start, len)?;
         log::info!("restore: {} is {} at byte {start} ({len})", data.name, device.node().display());
         let mounted = mount_fs(device.node(), &self.data_at, &fs_name(data.fs), false);

@@ -270,6 +270,7 @@ pub fn step_restore(ctx: &mut Context<'_>) -> Result<(), StepError> {
     let start = boot.disk_offset(plan.source_disk.sector_size).map_err(units)?;
     let len = boot.size_bytes(&plan.layout).map_err(units)?;
     let disk = ctx.open_disk()?;
+    restore_or_save_boot(&disk, start, len, &staging_dir)?;
     fatboot::write_files(PartitionSlice::new(&disk, start, len), &boot_files).map_err(io_err("write resin-boot files on", &ctx.disk_path))?;
     disk.sync_data().map_err(io_err("sync", &ctx.disk_path))?;
     log::info!("restore: {} file(s) written to {}: {}", boot_files.len(), boot.name, boot_files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>().join(", "));
@@ -279,6 +280,29 @@ pub fn step_restore(ctx: &mut Context<'_>) -> Result<(), StepError> {
     let count = restored?;
     closed?;
     log::info!("restore: {count} archive entries restored");
+    Ok(())
+}
+
+/// The flashed resin-boot, kept on staging before the first FAT write.
+pub const BOOT_SNAPSHOT_FILE: &str = "resin-boot.orig";
+
+/// Before the first FAT write, save the flashed (verified) resin-boot to staging;
+/// before every later attempt, put it back, so a write torn by a power cut never
+/// leaves fatfs a damaged file system to work on.
+fn restore_or_save_boot(disk: &File, start: plan::Bytes, len: plan::Bytes, staging_dir: &Path) -> Result<(), StepError> {
+    use std::os::unix::fs::FileExt;
+    let path = staging_dir.join(BOOT_SNAPSHOT_FILE);
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == len.get()) {
+        let saved = std::fs::read(&path).map_err(io_err("read", &path))?;
+        disk.write_all_at(&saved, start.get()).map_err(io_err("put back resin-boot from", &path))?;
+        disk.sync_data().map_err(io_err("sync", &path))?;
+        log::info!("restore: resin-boot put back as flashed before writing it again");
+        return Ok(());
+    }
+    let size = usize::try_from(len.get()).map_err(|_| StepError::Plan(format!("resin-boot of {len} is too large")))?;
+    let mut flashed = vec![0u8; size];
+    disk.read_exact_at(&mut flashed, start.get()).map_err(io_err("read resin-boot for", &path))?;
+    backup::write_durably(&path, &flashed)?;
     Ok(())
 }
 

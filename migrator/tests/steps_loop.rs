@@ -574,3 +574,33 @@ fn the_binary_as_pid_1_migrates_the_loop_disk() {
     let copied = std::fs::read_to_string(f.data.join("swapover/migration.log")).unwrap();
     assert!(copied.contains("SWAPOVER-STEP restore begin"), "{copied}");
 }
+
+/// A power cut tore the FAT write on resin-boot: the next restore puts the flashed
+/// resin-boot back from staging and writes the files again, leaving a clean FAT.
+#[test]
+fn a_restore_torn_in_resin_boot_is_redone_from_the_flashed_copy() {
+    let f = fixture();
+    let mut fs = f.dirs();
+    let mut ctx = f.context(&mut fs);
+    let mut journal = Journal::open(&f.staging_dir()).unwrap();
+    journal.begin("plan-under-test").unwrap();
+    for step in [Step::ResumeArmed, Step::FlashStarted] {
+        journal.record(step).unwrap();
+    }
+    steps::step_backup(&mut ctx).unwrap();
+    steps::step_flash(&mut ctx, &mut journal, 0).unwrap();
+    steps::step_restore(&mut ctx).unwrap();
+    let image = std::fs::read(&f.raw_image).unwrap();
+    let boot = (8192 * SECTOR) as usize..(16_384 * SECTOR) as usize;
+    assert!(std::fs::read(f.staging_dir().join("resin-boot.orig")).unwrap() == image[boot.clone()]);
+    // The tear: the FATs and root directory of resin-boot are garbage.
+    write_at(&f.disk, 8192 * SECTOR + SECTOR, &noise(64 * 1024, 99));
+    steps::step_restore(&mut ctx).unwrap();
+    let volume = format!("{}@@{}", f.disk.display(), 8192 * SECTOR);
+    let config: serde_json::Value = serde_json::from_str(&run("mtype", &["-i", &volume, "::config.json"])).unwrap();
+    assert_eq!(config["hostname"], "old-ubuntu-host");
+    assert_eq!(run("mtype", &["-i", &volume, "::resinos-marker"]), "resinOS stand-in\n");
+    let check = f.dir.join("boot-check.vfat");
+    std::fs::write(&check, &f.disk_bytes()[boot]).unwrap();
+    run("fsck.fat", &["-n", check.to_str().unwrap()]);
+}
