@@ -5,6 +5,14 @@
 //! - One job per module: [`pid1`], [`logging`], [`modules_load`], [`disk`],
 //!   [`blkpg`], [`partdev`], [`mounts`], [`backup`], [`restore`], [`resume`],
 //!   [`fatboot`], [`fatfix`], [`flashing`]; and the engines [`flash`], [`journal`], [`layout`], [`net`].
+//!
+//! Files the migrator adds in the staging directory (besides the contract's
+//! `journal.0/1`, `migration.log`, `backup/<volume>.tar`, `mbr-gap.orig`):
+//! `starts` (boot counter for `SWAPOVER-MIGRATOR-START attempt=N`),
+//! `backup/system-connections/*` and `backup/hostname` (converted network settings
+//! and the old hostname), `resin-boot.orig` (the flashed resin-boot, put back before
+//! a repeated restore) and `image-ebrs.orig` (the image's EBR sectors, put back
+//! before a repeated finalize).
 
 pub mod backup;
 pub mod blkpg;
