@@ -35,6 +35,8 @@ pub enum BackupError {
     Changed { path: PathBuf, expected: u64, actual: u64 },
     #[error("archive {archive} does not match its sources: {problem}; the staging disk may be failing")]
     Verify { archive: PathBuf, problem: String },
+    #[error("the backup archives take {actual} bytes, more than this migration path allows ({limit}); remove paths from the backup set (data is never truncated)")]
+    TooLarge { actual: u64, limit: u64 },
     #[error("backup filter '{filter}' is not a valid glob: {message}; fix the plan")]
     BadFilter { filter: String, message: String },
 }
@@ -332,9 +334,15 @@ pub fn backup_all(plan: &Plan, old_root: &Path, staging_dir: &Path) -> Result<Ba
     let backup_dir = staging_dir.join(BACKUP_DIR);
     std::fs::create_dir_all(&backup_dir).map_err(io_err("create", &backup_dir))?;
     let mut report = BackupReport::default();
+    let mut archived = 0u64;
     for volume in &plan.backup.volumes {
         let out = archive_path(&backup_dir, &volume.name);
         let summary = archive_volume(old_root, volume, &out)?;
+        archived += std::fs::metadata(&out).map_err(io_err("stat", &out))?.len();
+        if let Some(limit) = plan.backup.limit.filter(|limit| archived > limit.get()) {
+            let _ = std::fs::remove_file(&out);
+            return Err(BackupError::TooLarge { actual: archived, limit: limit.get() });
+        }
         verify_archive(&out, &summary)?;
         for (path, why) in &summary.skipped {
             log::warn!("backup: skipped {} ({why})", path.display());

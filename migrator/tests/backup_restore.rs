@@ -168,3 +168,19 @@ fn gnu_tar_lists_the_archive_with_links_and_owners() {
     assert!(listing.contains("-rwsr-xr-x"), "setuid mode kept: {listing}");
     assert!(listing.lines().any(|l| l.starts_with('p') && l.ends_with("home/app/data/a fifo")), "{listing}");
 }
+
+/// A backup that turns out larger than the path's limit is refused, not truncated.
+#[test]
+fn a_backup_over_the_limit_is_refused() {
+    let d = dirs();
+    let mut plan = plan_for_tree();
+    plan.backup.limit = Some(Bytes(BIG_FILE_BYTES as u64 / 2));
+    plan.backup.volumes[0].items[0].estimated_size = Bytes(1);
+    plan.backup.volumes[0].items[1].estimated_size = Bytes(1);
+    plan.validate().unwrap();
+    match backup_all(&plan, &d.old_root, &d.staging) {
+        Err(BackupError::TooLarge { actual, limit }) => assert!(actual > BIG_FILE_BYTES as u64 && limit == BIG_FILE_BYTES as u64 / 2),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(!backup::archive_path(&d.staging.join("backup"), "app-data").exists(), "no partial archive stays");
+}
