@@ -218,3 +218,45 @@ fn status_after_a_failed_attempt_shows_the_log_and_journal_step() {
     stager::abort::abort(&host.root(), &mut FixtureSystem::default()).unwrap();
     assert!(host.blkid_swap().contains(&format!("UUID={SWAP_UUID}")));
 }
+
+/// Real loop devices and mkfs, but the mount itself fails: the step is only begun.
+#[derive(Default)]
+struct MountFails(FixtureSystem);
+
+impl System for MountFails {
+    fn swap_off(&mut self, device: &std::path::Path) -> std::io::Result<()> {
+        self.0.swap_off(device)
+    }
+    fn swap_on(&mut self, device: &std::path::Path) -> std::io::Result<()> {
+        self.0.swap_on(device)
+    }
+    fn attach(&mut self, region: &stager::stage::host_extras::Region) -> std::io::Result<(String, Option<String>)> {
+        self.0.attach(region)
+    }
+    fn detach(&mut self, loop_device: &str) -> std::io::Result<()> {
+        self.0.detach(loop_device)
+    }
+    fn mount(&mut self, _device: &str, _target: &std::path::Path, _read_only: bool) -> std::io::Result<()> {
+        Err(std::io::Error::other("no ext4 in this kernel"))
+    }
+    fn unmount(&mut self, target: &std::path::Path) -> std::io::Result<()> {
+        self.0.unmount(target)
+    }
+    fn sync(&mut self) {
+        self.0.sync()
+    }
+    fn reboot(&mut self) -> std::io::Result<()> {
+        self.0.reboot()
+    }
+}
+
+#[test]
+fn a_step_that_fails_part_way_is_undone_too() {
+    let host = StageHost::new();
+    let before = snapshot(&host);
+    let mut system = MountFails::default();
+    let err = run_stage(&host.request(), &mut system).unwrap_err().to_string();
+    assert!(err.contains("failed at step mount") && err.contains("no ext4 in this kernel"), "{err}");
+    assert!(err.contains("everything was rolled back") && err.contains("wrote the saved swap header back"), "{err}");
+    assert_restored(&host, &before);
+}
