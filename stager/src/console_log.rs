@@ -7,6 +7,11 @@ struct Stderr;
 
 impl Log for Stderr {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        // fatfs warns about FAT layouts it reads fine (e.g. mkfs.vfat's reserved sectors)
+        // while the image's device-type.json is read: keep only its errors.
+        if metadata.target().starts_with("fatfs") && metadata.level() > log::Level::Error {
+            return false;
+        }
         metadata.level() <= log::max_level()
     }
     fn log(&self, record: &Record<'_>) {
