@@ -521,6 +521,8 @@ fn the_loop_runs_on_a_kernel_block_device_with_real_mounts() {
 /// logs there, runs every step and calls reboot(2), which in a child PID namespace
 /// ends that namespace's init (SIGHUP) instead of rebooting the machine. Left to the
 /// QEMU test: module loading, the real reboot, the GRUB resume path.
+/// `SWAPOVER_MIGRATOR_BIN=target/x86_64-unknown-linux-musl/release/migrator` runs the
+/// static release binary instead of this build's.
 #[test]
 fn the_binary_as_pid_1_migrates_the_loop_disk() {
     use std::os::unix::process::ExitStatusExt;
@@ -530,9 +532,13 @@ fn the_binary_as_pid_1_migrates_the_loop_disk() {
     let original = f.disk_bytes();
     let root = f.dir.join("initramfs");
     std::fs::create_dir_all(root.join("etc/swapover")).unwrap();
-    std::fs::copy(env!("CARGO_BIN_EXE_migrator"), root.join("init")).unwrap();
+    // The binary under test: this build's, or another (e.g. the static musl release build).
+    let binary = std::env::var("SWAPOVER_MIGRATOR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_migrator").to_string());
+    std::fs::copy(&binary, root.join("init")).unwrap();
     std::fs::copy(f.staging_dir().join("plan.json"), root.join("etc/swapover/plan.json")).unwrap();
-    for line in run("ldd", &[env!("CARGO_BIN_EXE_migrator")]).lines() {
+    // Its shared libraries, if any ("not a dynamic executable" lists none).
+    let ldd = std::process::Command::new("ldd").arg(&binary).output().unwrap();
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
         let path = line.split_whitespace().find(|w| w.starts_with('/'));
         if let Some(lib) = path {
             let to = root.join(lib.trim_start_matches('/'));
