@@ -147,27 +147,33 @@ impl BlockRoots {
         Ok(path)
     }
 
-    /// One look for the whole disk with MBR signature `signature`.
-    pub fn find_disk_once(&self, signature: u32) -> Result<Option<FoundDisk>, DiskError> {
+    /// One look for the whole disk with MBR signature `signature` and `size_bytes`
+    /// (a copy of the disk, e.g. a cloned stick, has the signature but rarely the size;
+    /// one with both is refused by the partition checks that follow).
+    pub fn find_disk_once(&self, signature: u32, size_bytes: u64) -> Result<Option<FoundDisk>, DiskError> {
         for entry in scan(&self.class_block).into_iter().filter(|e| e.partition.is_none() && e.size_512 > 0) {
             let node = self.node(&entry)?;
             let mut sector0 = [0u8; 512];
             let read = std::fs::File::open(&node).and_then(|mut f| f.read_exact(&mut sector0));
             if read.is_ok() && mbr_signature(&sector0) == Some(signature) {
+                if entry.size_512.saturating_mul(512) != size_bytes {
+                    log::warn!("{} has the disk identifier but {} bytes, not {size_bytes}; not the planned disk", node.display(), entry.size_512 * 512);
+                    continue;
+                }
                 return Ok(Some(FoundDisk { entry, node }));
             }
         }
         Ok(None)
     }
 
-    /// Wait up to `wait` for the disk with `id` to appear.
-    pub fn wait_for_disk(&self, id: &DiskId, wait: Duration) -> Result<FoundDisk, DiskError> {
+    /// Wait up to `wait` for the disk with `id` and `size_bytes` to appear.
+    pub fn wait_for_disk(&self, id: &DiskId, size_bytes: plan::Bytes, wait: Duration) -> Result<FoundDisk, DiskError> {
         let DiskId::Mbr { signature } = id else {
             return Err(DiskError::UnsupportedDiskId(id.to_string()));
         };
         let started = Instant::now();
         loop {
-            if let Some(found) = self.find_disk_once(*signature)? {
+            if let Some(found) = self.find_disk_once(*signature, size_bytes.get())? {
                 log::info!("disk {id} is {} ({} sectors of 512 B) after {:.1} s", found.node.display(), found.entry.size_512, started.elapsed().as_secs_f64());
                 return Ok(found);
             }

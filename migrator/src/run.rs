@@ -43,7 +43,11 @@ pub fn pid1_main() -> ! {
     crate::modules_load::load_all(Path::new("/"));
     log::info!("modules took {:.1} s", started.elapsed().as_secs_f64());
     let roots = BlockRoots::default();
-    let disk = match roots.wait_for_disk(&plan.source_disk.id, Duration::from_secs(u64::from(plan.failure.disk_wait_secs))) {
+    let disk_size = match plan.source_disk.size_bytes() {
+        Ok(size) => size,
+        Err(e) => early_failure(&format!("the plan's disk size: {e}"), retry_delay),
+    };
+    let disk = match roots.wait_for_disk(&plan.source_disk.id, disk_size, Duration::from_secs(u64::from(plan.failure.disk_wait_secs))) {
         Ok(disk) => disk,
         Err(e) => early_failure(&e.to_string(), retry_delay),
     };

@@ -492,7 +492,10 @@ fn the_loop_runs_on_a_kernel_block_device_with_real_mounts() {
     let exit = {
         let loop_disk = LoopDisk::attach(&f.disk);
         let roots = BlockRoots::default();
-        let found = roots.wait_for_disk(&f.plan.source_disk.id, Duration::from_secs(5)).unwrap();
+        let size = f.plan.source_disk.size_bytes().unwrap();
+        let wrong_size = plan::Bytes(size.get() - 512);
+        assert!(roots.wait_for_disk(&f.plan.source_disk.id, wrong_size, Duration::from_millis(300)).is_err(), "a disk of another size is not the planned one");
+        let found = roots.wait_for_disk(&f.plan.source_disk.id, size, Duration::from_secs(5)).unwrap();
         assert_eq!(found.node, PathBuf::from(&loop_disk.node));
         let mut fs = KernelMounts::new(roots, found, f.plan.clone());
         fs.old_root_at = f.dir.join("mnt/old-root");
