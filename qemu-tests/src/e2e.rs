@@ -90,8 +90,10 @@ pub fn follow(vm: &mut Vm) -> Result<()> {
     if !check.ends_with("exit=0") {
         bail!("stager check refused the demo host: {check}\n(see {})", vm.log_path().display());
     }
-    stage(vm, "SWAPOVER-MIGRATOR-START", 600).context("the stager did not reboot into the migrator")?;
-    for step in ["backup", "arm-resume", "flash", "verify", "restore", "finalize"] {
+    stage(vm, "rebooting now", 600).context("the stager did not finish staging")?;
+    stage(vm, "SWAPOVER-MIGRATOR-START", 300).context("the stager did not reboot into the migrator")?;
+    for step in ["arm-resume", "backup", "flash", "verify", "restore", "finalize"] {
+        stage(vm, &format!("SWAPOVER-STEP {step} begin"), 600)?;
         stage(vm, &format!("SWAPOVER-STEP {step} done"), 600)?;
     }
     stage(vm, "SWAPOVER-MIGRATOR-REBOOT target=resinos", 120)?;
@@ -108,10 +110,10 @@ pub fn print_timings(vm: &Vm) {
     for (marker, t) in vm.stages() {
         eprintln!("[timing] {:>7.1}s {marker}", t.as_secs_f64());
     }
-    if let (Some(start), Some(end)) = (at("SWAPOVER-MIGRATOR-START"), at(SUMMARY_MARKER)) {
+    if let (Some(start), Some(end)) = (at("rebooting now"), at(SUMMARY_MARKER)) {
         let downtime = end - start;
-        eprintln!("[timing] downtime (migrator start → resinOS verdict): {downtime:.1}s");
-        if let (Some(f0), Some(f1)) = (at("SWAPOVER-STEP arm-resume done"), at("SWAPOVER-STEP flash done")) {
+        eprintln!("[timing] downtime (stager reboots into the migrator → resinOS verdict): {downtime:.1}s");
+        if let (Some(f0), Some(f1)) = (at("SWAPOVER-STEP flash begin"), at("SWAPOVER-STEP flash done")) {
             let flash = f1 - f0;
             eprintln!("[timing] flash: {flash:.1}s; downtime / flash = {:.1}", downtime / flash.max(0.1));
         }
