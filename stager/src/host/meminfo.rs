@@ -47,7 +47,9 @@ pub fn parse(text: &str) -> Result<MemInfo, ParseError> {
             .parse()
             .map_err(|_| ParseError::new(index + 1, format!("`{}` is not a number", number)))?;
         let value = match parts.next() {
-            Some("kB") => Bytes::kib(number),
+            Some("kB") => Bytes::checked_kib(number).ok_or_else(|| {
+                ParseError::new(index + 1, format!("{key}: {number} kB does not fit in 64 bits of bytes"))
+            })?,
             Some(unit) => {
                 return Err(ParseError::new(
                     index + 1,

@@ -12,6 +12,14 @@ impl Bytes {
     pub const fn kib(n: u64) -> Self {
         Bytes(n * 1024)
     }
+    /// `n` KiB, or `None` when that many bytes do not fit in 64 bits (for sizes read
+    /// from the host, where a corrupt number must be refused, not overflow).
+    pub const fn checked_kib(n: u64) -> Option<Self> {
+        match n.checked_mul(1024) {
+            Some(bytes) => Some(Bytes(bytes)),
+            None => None,
+        }
+    }
     pub const fn mib(n: u64) -> Self {
         Bytes(n * 1024 * 1024)
     }

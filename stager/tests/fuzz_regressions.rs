@@ -1,0 +1,49 @@
+//! Inputs that crashed the host parsers under `scripts/fuzz.sh` (cargo-fuzz), kept
+//! byte for byte: each must now give a clean error, never a panic.
+
+use stager::host::units::Bytes;
+use stager::host::{meminfo, swaps};
+
+/// fuzz target stager_meminfo: a kB value whose byte count overflows u64
+/// ("attempt to multiply with overflow" in `Bytes::kib`).
+const MEMINFO_KIB_OVERFLOW: &[u8] = b"MemTotal:        0000727741151573103960 kB\nMemFe)e:    2 kB\n\xc3ached\x00\x00\x00\x00\x00\x00Gssssssssssssssssssssssssssssssssss!1828 kep16ag";
+
+/// fuzz target stager_swaps: a size column whose byte count overflows u64.
+const SWAPS_KIB_OVERFLOW: &[u8] = b"Filename\t\t\t\tType\t\tSize\t\tUsedP\t\triority\n/swapfil`e              & 77777777777777777 \x07\x00\x00(\x00\x00\x00\x00\x00\x00\x00\x00e\t\t209714\xff\x1f\t0\t\t-\t\t";
+
+/// The largest KiB count whose size in bytes still fits in 64 bits.
+const MAX_KIB: u64 = u64::MAX / 1024;
+
+fn meminfo_with_total(kib: u64) -> String {
+    format!("MemTotal: {kib} kB\nMemFree: 1 kB\nMemAvailable: 1 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n")
+}
+
+#[test]
+fn meminfo_crash_input_is_refused_on_its_line() {
+    let err = meminfo::parse(&String::from_utf8_lossy(MEMINFO_KIB_OVERFLOW)).unwrap_err();
+    assert_eq!(err.line, 1);
+    assert_eq!(err.to_string(), "line 1: MemTotal: 727741151573103960 kB does not fit in 64 bits of bytes");
+}
+
+#[test]
+fn meminfo_kib_overflow_boundary() {
+    let info = meminfo::parse(&meminfo_with_total(MAX_KIB)).unwrap();
+    assert_eq!(info.total, Bytes(MAX_KIB * 1024));
+    let err = meminfo::parse(&meminfo_with_total(MAX_KIB + 1)).unwrap_err();
+    assert_eq!(err.line, 1);
+}
+
+#[test]
+fn swaps_crash_input_is_refused_on_its_line() {
+    let err = swaps::parse(&String::from_utf8_lossy(SWAPS_KIB_OVERFLOW)).unwrap_err();
+    assert_eq!(err.to_string(), "line 2: `77777777777777777` is not a size in KiB");
+}
+
+#[test]
+fn swaps_kib_overflow_boundary() {
+    let line = |kib: u64| format!("Filename Type Size Used Priority\n/dev/sda5 partition {kib} 0 -2\n");
+    let areas = swaps::parse(&line(MAX_KIB)).unwrap();
+    assert_eq!(areas[0].size, Bytes(MAX_KIB * 1024));
+    let err = swaps::parse(&line(MAX_KIB + 1)).unwrap_err();
+    assert_eq!(err.line, 2);
+}
