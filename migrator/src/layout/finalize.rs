@@ -95,22 +95,44 @@ pub fn write_growth<D: Read + Write + Seek>(
         return Err(LayoutError::Unreadable("held-back head has no MBR signature".into()));
     }
     let table = &final_table.table;
+    let logical = table.logicals.iter().position(|p| p.number == growth.number);
+    // The EBRs to patch, checked before anything is patched.
+    let ebrs = match logical {
+        Some(index) => {
+            let data_ebr = table.logicals[index].ebr.ok_or(LayoutError::NoDataPartition)?;
+            let prev_ebr = index.checked_sub(1).and_then(|i| table.logicals[i].ebr);
+            for ebr in std::iter::once(data_ebr).chain(prev_ebr) {
+                refuse_ebr_in_head(ebr, head.len())?;
+            }
+            Some((table.logicals[index], data_ebr, prev_ebr))
+        }
+        None => None,
+    };
     for p in &table.primaries {
         if p.is_extended() || p.number == growth.number {
             let at = ENTRY_TABLE_OFFSET + (p.number as usize - 1) * ENTRY_BYTES;
             patch_entry(&mut head[at..at + ENTRY_BYTES], p.size, p.number)?;
         }
     }
-    let Some(index) = table.logicals.iter().position(|p| p.number == growth.number) else {
+    let Some((data, data_ebr, prev_ebr)) = ebrs else {
         return Ok(());
     };
-    let data = table.logicals[index];
-    let data_ebr = data.ebr.ok_or(LayoutError::NoDataPartition)?;
     patch_ebr(disk, data_ebr, 0, data.size)?;
-    if index > 0 {
-        if let Some(prev_ebr) = table.logicals[index - 1].ebr {
-            patch_ebr(disk, prev_ebr, 1, growth.new_end.saturating_sub(data_ebr))?;
-        }
+    if let Some(prev_ebr) = prev_ebr {
+        patch_ebr(disk, prev_ebr, 1, growth.new_end.saturating_sub(data_ebr))?;
+    }
+    Ok(())
+}
+
+/// An EBR inside the held-back head would be patched on the disk and then overwritten
+/// when the head is written: the growth would be lost while the table claims it.
+fn refuse_ebr_in_head(ebr: Sectors, head_len: usize) -> Result<(), LayoutError> {
+    if ebr.to_bytes().0 < head_len as u64 {
+        return Err(LayoutError::Unreadable(format!(
+            "the EBR at sector {} lies in the image's first {head_len} bytes, which are written last \
+             (a resinOS image keeps its logical partitions past the first MiB)",
+            ebr.0
+        )));
     }
     Ok(())
 }

@@ -1,0 +1,84 @@
+//! Inputs that broke the layout code under `scripts/fuzz.sh` (cargo-fuzz, target
+//! migrator_layout), kept byte for byte, plus the same case built with sfdisk.
+
+use migrator::layout::units::Sectors;
+use migrator::layout::{final_table, write_growth, DataGrowth, FinalTable, HeadOverlay, LayoutError, PartitionTable};
+use std::io::{Cursor, Write};
+use std::process::{Command, Stdio};
+
+/// The crash input: 18909 bytes, zero but for these (offset, byte) pairs. An MBR whose
+/// extended partition starts at sector 0, so the "EBR" of logical 5 is the MBR itself.
+/// `write_growth` patched that EBR on the disk, where the held-back head (written last)
+/// covers it: the grown size was lost while the returned table claimed it.
+const EBR_IN_HEAD_LEN: usize = 18909;
+const EBR_IN_HEAD_NONZERO: &[(usize, u8)] = &[(440, 0x7e), (441, 0xe0), (442, 0x0a), (446, 0x80), (448, 0x03), (450, 0x83), (452, 0x16), (454, 0x02), (458, 0x14), (464, 0x19), (466, 0x05), (467, 0x01), (468, 0x1f), (469, 0x27), (474, 0x46), (510, 0x55), (511, 0xaa), (2326, 0x93), (10780, 0x93), (15974, 0x0a)];
+
+fn ebr_in_head_input() -> Vec<u8> {
+    let mut bytes = vec![0u8; EBR_IN_HEAD_LEN];
+    for &(at, byte) in EBR_IN_HEAD_NONZERO {
+        bytes[at] = byte;
+    }
+    bytes
+}
+
+/// What the fuzz target did: read the table, grow it over a slightly larger disk.
+fn grow(image: &[u8]) -> FinalTable {
+    let table = PartitionTable::read(&mut Cursor::new(image)).unwrap();
+    let disk_size = Sectors(table.end().0 + (image.len() as u64 & 0xffff));
+    final_table(&table, disk_size, DataGrowth::OverStaging).unwrap()
+}
+
+fn assert_ebr_in_head_refused(result: Result<(), LayoutError>, sector: u64) {
+    match result {
+        Err(LayoutError::Unreadable(problem)) => {
+            assert!(problem.starts_with(&format!("the EBR at sector {sector} lies in the image's first ")), "{problem}")
+        }
+        other => panic!("expected the EBR in the head to be refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn crash_input_ebr_at_sector_zero_is_refused_before_anything_is_patched() {
+    let image = ebr_in_head_input();
+    let grown = grow(&image);
+    assert_eq!(grown.growth.map(|g| g.number), Some(5));
+    let mut head = image[..512].to_vec();
+    let mut disk = Cursor::new(image.clone());
+    assert_ebr_in_head_refused(write_growth(&grown, &mut head, &mut disk), 0);
+    assert_eq!(head, image[..512], "head patched although the growth was refused");
+    assert_eq!(disk.into_inner(), image, "disk patched although the growth was refused");
+}
+
+/// A real table (sfdisk) with its logical partitions at sectors 24.., grown with a
+/// one-sector head (EBRs outside it: written and read back) and with a head that
+/// covers the EBRs (refused).
+#[test]
+fn ebrs_inside_the_held_back_head_are_refused_outside_it_patched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk.img");
+    std::fs::File::create(&path).unwrap().set_len(48 * 1024).unwrap();
+    let mut child = Command::new("sfdisk").arg("-q").arg(&path).stdin(Stdio::piped()).spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: dos\nstart=2, size=20, type=83\nstart=24, size=70, type=5\nstart=26, size=10, type=82\nstart=40, size=20, type=83\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let image = std::fs::read(&path).unwrap();
+    let grown = grow(&image);
+    assert_eq!(grown.growth.map(|g| g.number), Some(6));
+
+    let mut head = image[..512].to_vec();
+    let mut disk = Cursor::new(image.clone());
+    write_growth(&grown, &mut head, &mut disk).unwrap();
+    let disk = disk.into_inner();
+    let reread = PartitionTable::read(&mut HeadOverlay::new(&head, Cursor::new(&disk))).unwrap();
+    assert_eq!(reread, grown.table);
+
+    let mut whole_head = image.clone();
+    let mut untouched = Cursor::new(image.clone());
+    // Logical 6's EBR lies inside this 48 KiB head.
+    let data_ebr = grown.table.partition(6).and_then(|p| p.ebr).unwrap();
+    assert_ebr_in_head_refused(write_growth(&grown, &mut whole_head, &mut untouched), data_ebr.0);
+}
