@@ -12,6 +12,7 @@ mod escape;
 pub mod facts;
 pub mod fstab;
 pub mod grub;
+pub mod locate;
 pub mod meminfo;
 pub mod mountinfo;
 pub mod os_release;

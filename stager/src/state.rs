@@ -80,8 +80,14 @@ pub struct Entry {
 pub struct StageState {
     pub format: u32,
     pub stager_version: String,
-    /// The staging partition as the stager writes it.
+    /// The staging partition as the stager wrote it on the boot it staged; its device path
+    /// is information only — disk names can change at the next boot. Used as is only for a
+    /// state file written before `staging_partition` existed.
     pub staging: Region,
+    /// The staging partition by identity (disk identifier, start, size): status, abort and
+    /// rollback find its current device node from this ([`crate::stage::current_staging`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staging_partition: Option<plan::PartitionIdentity>,
     pub staging_fs_uuid: String,
     /// The swap UUID before staging (restored by undoing `mkfs`).
     pub swap_uuid: String,

@@ -3,6 +3,8 @@
 //! mounted read-only for that, and unmounted again).
 
 use crate::host::HostRoot;
+use crate::stage::current_staging;
+use crate::stage::host_extras::Region;
 use crate::stage::planning::STAGING_DIR;
 use crate::stage::system::System;
 use crate::state::{Progress, StageState, StateError, StateStore};
@@ -59,6 +61,30 @@ fn read_staging(dir: &Path) -> (Option<Vec<String>>, Option<String>) {
     (log, journal)
 }
 
+/// Mounts the staging partition read-only, reads its log and journal, lets go of it.
+fn read_current_staging(region: &Region, mount_point: &Path, system: &mut dyn System, status: &mut Status) {
+    match system.attach(region) {
+        Ok((device, loop_device)) => {
+            match system.mount(&device, mount_point, true) {
+                Ok(()) => {
+                    let (log, journal) = read_staging(&mount_point.join(STAGING_DIR.trim_start_matches('/')));
+                    status.log_tail = log;
+                    status.journal_step = journal;
+                    if let Err(e) = system.unmount(mount_point) {
+                        log::warn!("cannot unmount {}: {e}", mount_point.display());
+                    }
+                }
+                Err(e) => status.staging_problem = Some(format!("cannot mount {} read-only: {e}", region.host_path)),
+            }
+            if let Some(loop_device) = loop_device {
+                let _ = system.detach(&loop_device);
+            }
+            let _ = std::fs::remove_dir(mount_point);
+        }
+        Err(e) => status.staging_problem = Some(format!("cannot open {}: {e}", region.host_path)),
+    }
+}
+
 pub fn status(root: &HostRoot, system: &mut dyn System) -> Result<Status, StateError> {
     let store = StateStore::new(root);
     let Some(state) = store.load()? else {
@@ -68,25 +94,9 @@ pub fn status(root: &HostRoot, system: &mut dyn System) -> Result<Status, StateE
     let mut status = Status { state: Some(state.clone()), armed, log_tail: None, journal_step: None, staging_problem: None };
     if status.armed == Armed::Consumed || !state.armed {
         let mount_point = root.path(STATUS_MOUNT_POINT);
-        match system.attach(&state.staging) {
-            Ok((device, loop_device)) => {
-                match system.mount(&device, &mount_point, true) {
-                    Ok(()) => {
-                        let (log, journal) = read_staging(&mount_point.join(STAGING_DIR.trim_start_matches('/')));
-                        status.log_tail = log;
-                        status.journal_step = journal;
-                        if let Err(e) = system.unmount(&mount_point) {
-                            log::warn!("cannot unmount {}: {e}", mount_point.display());
-                        }
-                    }
-                    Err(e) => status.staging_problem = Some(format!("cannot mount {} read-only: {e}", state.staging.host_path)),
-                }
-                if let Some(loop_device) = loop_device {
-                    let _ = system.detach(&loop_device);
-                }
-                let _ = std::fs::remove_dir(&mount_point);
-            }
-            Err(e) => status.staging_problem = Some(format!("cannot open {}: {e}", state.staging.host_path)),
+        match current_staging::locate(root, &state) {
+            Ok(current) => read_current_staging(&current.region, &mount_point, system, &mut status),
+            Err(e) => status.staging_problem = Some(format!("cannot find the staging partition: {e}")),
         }
     }
     Ok(status)

@@ -260,3 +260,103 @@ fn a_step_that_fails_part_way_is_undone_too() {
     assert!(err.contains("everything was rolled back") && err.contains("wrote the saved swap header back"), "{err}");
     assert_restored(&host, &before);
 }
+
+/// Sysfs for a legacy-layout disk called `name` (partitions 1, 2, 5) with device numbers
+/// `8:<minor>`, `8:<minor+1>`...
+fn add_disk_sysfs(host: &StageHost, name: &str, minor: u32) {
+    use stage_support::fixture_host::Partition;
+    let names = [format!("{name}1"), format!("{name}2"), format!("{name}5")];
+    let devs = [format!("8:{}", minor + 1), format!("8:{}", minor + 2), format!("8:{}", minor + 5)];
+    host.host.add_sysfs_disk(
+        name,
+        &format!("8:{minor}"),
+        DISK_SECTORS,
+        &[
+            Partition { name: &names[0], number: 1, dev: &devs[0], start: ROOT_START, sectors: ROOT_SECTORS },
+            Partition { name: &names[1], number: 2, dev: &devs[1], start: EXTENDED_START, sectors: 2 },
+            Partition { name: &names[2], number: 5, dev: &devs[2], start: SWAP_START, sectors: SWAP_SECTORS },
+        ],
+        true,
+    );
+}
+
+fn remove_disk_sysfs(host: &StageHost, name: &str, minor: u32) {
+    let device_dir = std::fs::canonicalize(host.host.path(&format!("/sys/class/block/{name}"))).unwrap();
+    for entry in [name.to_string(), format!("{name}1"), format!("{name}2"), format!("{name}5")] {
+        host.host.remove(&format!("/sys/class/block/{entry}"));
+    }
+    for offset in [0, 1, 2, 5] {
+        host.host.remove(&format!("/sys/dev/block/8:{}", minor + offset));
+    }
+    std::fs::remove_dir_all(device_dir).unwrap();
+}
+
+/// Another disk with the same layout and even a swap with the same UUID, but another MBR
+/// signature: only the disk identifier tells it from the staged one.
+fn add_decoy_disk(host: &StageHost, node: &str) -> std::path::PathBuf {
+    use stage_support::fixture_host::{mkswap_into, sfdisk, sparse_file};
+    let path = host.host.path(node);
+    sparse_file(&path, DISK_SECTORS * SECTOR);
+    sfdisk(
+        &path,
+        &format!("label: dos\nlabel-id: 0x0badf00d\nstart={ROOT_START}, size={ROOT_SECTORS}, type=83\nstart={EXTENDED_START}, type=5\nstart={SWAP_START}, type=82\n"),
+    );
+    mkswap_into(&path, SWAP_START * SECTOR, SWAP_SECTORS * SECTOR, SWAP_UUID, Some(SWAP_LABEL));
+    path
+}
+
+fn file_sha256(path: &std::path::Path) -> String {
+    run(Command::new("sha256sum").arg(path)).split_whitespace().next().unwrap().to_string()
+}
+
+/// Staged while the disk was `sda`; on the next boot a second disk was probed first, so the
+/// staged disk is `sdb` and `sda` is another disk with the same layout. status and abort
+/// find staging by the disk's MBR signature + start + size, never by the recorded name.
+#[test]
+fn status_and_abort_find_staging_by_identity_after_the_disk_changed_name() {
+    let host = StageHost::new();
+    let before = snapshot(&host);
+    run_stage(&host.request(), &mut FixtureSystem::default()).unwrap();
+    let state = StateStore::new(&host.root()).load().unwrap().unwrap();
+    assert_eq!(state.staging.host_path, "/dev/sda5");
+    let identity = state.staging_partition.clone().expect("identity recorded");
+    assert_eq!(identity.disk, plan::DiskId::Mbr { signature: 0x1234_abcd });
+
+    // The migration environment booted (GRUB spent next_entry), logged, and came back.
+    run(Command::new("grub-editenv").arg(host.host.path("/boot/grub/grubenv")).args(["unset", "next_entry"]));
+    let mut system = FixtureSystem::default();
+    let (device, loop_device) = system.attach(&state.staging).unwrap();
+    let mount = tempfile::tempdir().unwrap();
+    system.mount(&device, mount.path(), false).unwrap();
+    std::fs::write(mount.path().join("swapover/migration.log"), "SWAPOVER-MIGRATOR-HALT initramfs broken\n").unwrap();
+    system.unmount(mount.path()).unwrap();
+    system.detach(&loop_device.unwrap()).unwrap();
+
+    // Next boot: the staged disk is sdb, a decoy is sda.
+    remove_disk_sysfs(&host, "sda", 0);
+    std::fs::rename(host.disk(), host.host.path("/dev/sdb")).unwrap();
+    add_disk_sysfs(&host, "sdb", 16);
+    let decoy = add_decoy_disk(&host, "/dev/sda");
+    add_disk_sysfs(&host, "sda", 0);
+    let decoy_sha = file_sha256(&decoy);
+
+    let status = stager::status::status(&host.root(), &mut FixtureSystem::default()).unwrap();
+    assert_eq!(status.staging_problem, None);
+    assert_eq!(status.armed, stager::status::Armed::Consumed);
+    assert_eq!(status.log_tail, Some(vec!["SWAPOVER-MIGRATOR-HALT initramfs broken".to_string()]));
+
+    let mut abort_system = FixtureSystem::default();
+    let outcome = stager::abort::abort(&host.root(), &mut abort_system).unwrap();
+    let stager::abort::AbortOutcome::Restored(report) = outcome else { panic!("{outcome:?}") };
+    assert!(report.undone.iter().any(|u| u.starts_with("wrote the saved swap header back to /dev/sdb5")), "{report:?}");
+    assert_eq!(abort_system.calls, vec![format!("swapon {}", host.host.path("/dev/sdb5").display())]);
+    assert_eq!(file_sha256(&decoy), decoy_sha, "the other disk was written");
+
+    // Back to the first boot's names: everything byte-identical to before staging.
+    remove_disk_sysfs(&host, "sda", 0);
+    std::fs::remove_file(&decoy).unwrap();
+    remove_disk_sysfs(&host, "sdb", 16);
+    std::fs::rename(host.host.path("/dev/sdb"), host.disk()).unwrap();
+    add_disk_sysfs(&host, "sda", 0);
+    assert_restored(&host, &before);
+}

@@ -196,6 +196,7 @@ pub fn execute(
         format: STATE_FORMAT,
         stager_version: env!("CARGO_PKG_VERSION").to_string(),
         staging: sp.staging.clone(),
+        staging_partition: Some(sp.plan.staging.partition.clone()),
         staging_fs_uuid: sp.plan.staging.fs_uuid.clone(),
         swap_uuid: sp.plan.staging.original_swap_uuid.clone().unwrap_or_default(),
         armed: false,

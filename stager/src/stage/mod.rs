@@ -11,6 +11,7 @@
 pub mod backup_estimate;
 pub mod command;
 pub mod config_json;
+pub mod current_staging;
 pub mod execute;
 pub mod fstab_edit;
 pub mod gather;

@@ -1,11 +1,14 @@
 //! Undoing what the journal says was done (or begun), in reverse order. Shared by a failed
 //! `stage` and by `stager abort`; every undo is idempotent, so running it twice is safe.
 
+use super::current_staging::{self, CurrentStaging};
 use super::host_extras::Region;
 use super::system::System;
 use crate::host::HostRoot;
 use crate::state::{self, Change, StageState, StateStore};
 use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 /// What was undone, and what could not be.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -34,17 +37,59 @@ fn loop_device(state: &StageState) -> Option<String> {
     })
 }
 
-/// Loop devices already let go of during this rollback: never detach one twice (its
-/// number may by then belong to someone else's device).
-#[derive(Default)]
-struct Detached(Vec<String>);
+/// What a loop device recorded by an earlier run serves now. Loop devices do not survive a
+/// reboot, and after one the same number may serve someone else's file.
+#[derive(Debug, PartialEq, Eq)]
+enum LoopNow {
+    /// Not set up (any more): nothing to let go of.
+    Gone,
+    /// Still over the staging partition's file.
+    Ours,
+    /// Over some other file: not ours to detach.
+    Other(String),
+}
 
-impl Detached {
+/// Reads the kernel's `/sys/block/<loop>/loop/backing_file` (loop devices are the running
+/// kernel's, whatever the host root) and compares the file it names with `files` by inode.
+fn loop_now(loop_device: &str, files: &[&Path]) -> LoopNow {
+    let name = loop_device.rsplit('/').next().unwrap_or(loop_device);
+    let Ok(backing) = std::fs::read_to_string(Path::new("/sys/block").join(name).join("loop/backing_file")) else {
+        return LoopNow::Gone;
+    };
+    let backing = backing.trim().trim_end_matches(" (deleted)").to_string();
+    let inode = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    match inode(Path::new(&backing)) {
+        Some(found) if files.iter().any(|f| inode(f) == Some(found)) => LoopNow::Ours,
+        _ => LoopNow::Other(backing),
+    }
+}
+
+/// Loop devices already let go of during this rollback: never detach one twice (its
+/// number may by then belong to someone else's device), and never one that serves another
+/// file now.
+struct Detached<'a> {
+    done: Vec<String>,
+    /// The files a loop device of ours can be over: the recorded and the current region's.
+    ours: Vec<&'a Path>,
+}
+
+impl Detached<'_> {
     fn detach(&mut self, system: &mut dyn System, device: &str) -> Option<String> {
-        if self.0.iter().any(|d| d == device) {
+        if self.done.iter().any(|d| d == device) {
             return None;
         }
-        self.0.push(device.to_string());
+        self.done.push(device.to_string());
+        match loop_now(device, &self.ours) {
+            LoopNow::Gone => {
+                log::debug!("{device} is not set up any more (released, or a reboot since): nothing to detach");
+                return None;
+            }
+            LoopNow::Other(file) => {
+                log::warn!("{device} now serves {file}, not the staging partition: left alone");
+                return None;
+            }
+            LoopNow::Ours => {}
+        }
         match system.detach(device) {
             Ok(()) => Some(format!("detached {device}")),
             Err(e) => {
@@ -58,9 +103,10 @@ impl Detached {
 fn undo_one(
     root: &HostRoot,
     state: &StageState,
+    current: &Result<CurrentStaging, String>,
     change: &Change,
     system: &mut dyn System,
-    detached: &mut Detached,
+    detached: &mut Detached<'_>,
 ) -> Result<Option<String>, String> {
     match change {
         Change::ArmGrubenv { undo: Some(record) } => {
@@ -103,6 +149,7 @@ fn undo_one(
             }
         }
         Change::Mkfs { .. } => {
+            let current = current.as_ref().map_err(Clone::clone)?;
             if let Some(device) = loop_device(state) {
                 // Let go of the loop device first so that no cached block of it is written
                 // over the restored page later.
@@ -110,8 +157,19 @@ fn undo_one(
             }
             let backup = root.path(state::SWAP_HEADER_BACKUP);
             let page = std::fs::read(&backup).map_err(|e| format!("{}: {e}", backup.display()))?;
-            write_page(&state.staging, &page).map_err(|e| format!("{}: {e}", state.staging.host_path))?;
-            Ok(Some(format!("wrote the saved swap header back to {} (UUID {})", state.staging.host_path, state.swap_uuid)))
+            let region = &current.region;
+            if !current.by_identity && !current_staging::holds_ours(region, state, &page) {
+                return Err(format!(
+                    "{} holds neither the staging file system {} nor the swap {}: the disk names changed since staging; \
+                     write {} back to the right partition by hand",
+                    region.host_path,
+                    state.staging_fs_uuid,
+                    state.swap_uuid,
+                    state::SWAP_HEADER_BACKUP
+                ));
+            }
+            write_page(region, &page).map_err(|e| format!("{}: {e}", region.host_path))?;
+            Ok(Some(format!("wrote the saved swap header back to {} (UUID {})", region.host_path, state.swap_uuid)))
         }
         Change::Attach { device: Some(device) } => Ok(detached.detach(system, device)),
         Change::Attach { device: None } => Ok(None),
@@ -125,11 +183,16 @@ fn undo_one(
                 Err(_) => Ok(None),
             }
         }
-        Change::SwapOff { device } => match system.swap_on(&root.path(device)) {
-            Ok(()) => Ok(Some(format!("swapon {device}"))),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(None),
-            Err(e) => Err(format!("swapon {device}: {e}")),
-        },
+        Change::SwapOff { .. } => {
+            // The swap partition is the staging partition: swap it on under today's name
+            // (the recorded one may name another partition after a reboot).
+            let device = current.as_ref().map_err(Clone::clone)?.region.host_path.clone();
+            match system.swap_on(&root.path(&device)) {
+                Ok(()) => Ok(Some(format!("swapon {device}"))),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(None),
+                Err(e) => Err(format!("swapon {device}: {e}")),
+            }
+        }
     }
 }
 
@@ -138,9 +201,14 @@ fn undo_one(
 /// possible is restored; the state file then stays for `stager abort` to retry.
 pub fn rollback(root: &HostRoot, state: &StageState, system: &mut dyn System) -> RollbackReport {
     let mut report = RollbackReport::default();
-    let mut detached = Detached::default();
+    let current = current_staging::locate(root, state).map_err(|e| format!("cannot find the staging partition: {e}"));
+    let mut ours = vec![state.staging.file.as_path()];
+    if let Ok(current) = &current {
+        ours.push(current.region.file.as_path());
+    }
+    let mut detached = Detached { done: Vec::new(), ours };
     for entry in state.entries.iter().rev() {
-        match undo_one(root, state, &entry.change, system, &mut detached) {
+        match undo_one(root, state, &current, &entry.change, system, &mut detached) {
             Ok(Some(done)) => {
                 log::info!("undo {}: {done}", entry.change.name());
                 report.undone.push(done);

@@ -1,0 +1,92 @@
+//! Finding a disk and a partition again by identity — the partition table's identifier
+//! (MBR signature or GPT disk GUID) and the partition's start and size — whatever
+//! `/dev/sdX` name the kernel gave them on this boot (names follow probe order, which can
+//! change from one boot to the next).
+
+use super::block::{self, BlockDevice, BlockKind, CLASS_DIR};
+use super::partition_table::{self, TableKind};
+use super::root::HostRoot;
+use plan::{DiskId, PartitionIdentity};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocateError {
+    #[error("cannot list the block devices in {path}: {source}")]
+    List { path: PathBuf, source: std::io::Error },
+    #[error("no attached disk has the identifier {disk} (disks seen: {seen}); attach the disk that was staged")]
+    NoDisk { disk: DiskId, seen: String },
+    #[error("{names} all have the identifier {disk}; detach the copies so that the staged disk is unambiguous")]
+    Ambiguous { disk: DiskId, names: String },
+    #[error("disk {name} ({disk}) has no partition at {start_bytes} bytes with {size_bytes} bytes; its partition table changed since staging")]
+    NoPartition { name: String, disk: DiskId, start_bytes: u64, size_bytes: u64 },
+    #[error("the recorded partition identity is inconsistent: {0}")]
+    Identity(String),
+}
+
+/// The identifier a partition table carries, as the plan writes it.
+pub fn disk_id(kind: &TableKind) -> Option<DiskId> {
+    match kind {
+        TableKind::Mbr { disk_signature } => {
+            u32::from_str_radix(disk_signature, 16).ok().map(|signature| DiskId::Mbr { signature })
+        }
+        TableKind::Gpt { disk_guid } => plan::Guid::parse(disk_guid).ok().map(|guid| DiskId::Gpt { guid }),
+    }
+}
+
+/// Whole disks in `/sys/class/block`, sorted by name.
+fn whole_disks(root: &HostRoot) -> Result<Vec<BlockDevice>, LocateError> {
+    let class_dir = root.path(CLASS_DIR);
+    let entries = std::fs::read_dir(&class_dir).map_err(|source| LocateError::List { path: class_dir.clone(), source })?;
+    let mut disks: Vec<BlockDevice> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| block::by_name(root, &entry.file_name().to_string_lossy()).ok())
+        .filter(|device| device.kind == BlockKind::Disk)
+        .collect();
+    disks.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(disks)
+}
+
+/// The one attached disk whose partition table carries `disk`. Disks whose table cannot be
+/// read (an empty CD drive, a blank disk) are skipped; two disks with the same identifier
+/// are refused, never guessed between.
+pub fn find_disk(root: &HostRoot, disk: &DiskId) -> Result<BlockDevice, LocateError> {
+    let disks = whole_disks(root)?;
+    let seen = disks.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ");
+    let mut matching: Vec<BlockDevice> = disks
+        .into_iter()
+        .filter(|device| {
+            partition_table::read(&root.path(device.dev_path()), device.logical_sector_size)
+                .ok()
+                .and_then(|table| disk_id(&table.kind))
+                .is_some_and(|found| &found == disk)
+        })
+        .collect();
+    match matching.len() {
+        0 => Err(LocateError::NoDisk { disk: disk.clone(), seen: if seen.is_empty() { "none".into() } else { seen } }),
+        1 => Ok(matching.remove(0)),
+        _ => Err(LocateError::Ambiguous {
+            disk: disk.clone(),
+            names: matching.iter().map(|d| d.dev_path()).collect::<Vec<_>>().join(", "),
+        }),
+    }
+}
+
+/// The partition `identity` names, under whatever name it has now: its disk by identifier,
+/// then the partition of that disk (sysfs) with exactly the recorded start and size.
+pub fn find_partition(root: &HostRoot, identity: &PartitionIdentity) -> Result<BlockDevice, LocateError> {
+    let start = identity.start_bytes().map_err(|e| LocateError::Identity(e.to_string()))?.get();
+    let size = identity.size_bytes().map_err(|e| LocateError::Identity(e.to_string()))?.get();
+    let disk = find_disk(root, &identity.disk)?;
+    let class_dir = root.path(CLASS_DIR);
+    let entries = std::fs::read_dir(&class_dir).map_err(|source| LocateError::List { path: class_dir.clone(), source })?;
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| block::by_name(root, &entry.file_name().to_string_lossy()).ok())
+        .find(|device| {
+            device.kind == BlockKind::Partition
+                && device.parent_disk.as_deref() == Some(disk.name.as_str())
+                && device.start.map(|s| s.bytes().get()) == Some(start)
+                && device.size.bytes().get() == size
+        })
+        .ok_or(LocateError::NoPartition { name: disk.dev_path(), disk: identity.disk.clone(), start_bytes: start, size_bytes: size })
+}
