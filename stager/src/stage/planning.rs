@@ -470,8 +470,11 @@ fn grub_texts(report: &grub::CfgReport, staging_uuid: &str) -> Result<(String, S
          }}\n",
         args = KERNEL_ARGS.join(" ")
     );
+    // Serial and console first, so that a failing search says so where someone can read it.
     let core = format!(
-        "search --no-floppy --fs-uuid --set=root {staging_uuid}\nset prefix=($root){STAGING_DIR}/grub\nconfigfile $prefix/grub.cfg\n"
+        "serial --unit=0 --speed=115200\nterminal_input console serial\nterminal_output console serial\n\
+         echo 'swapover: resuming the migration environment'\n\
+         search --no-floppy --fs-uuid --set=root {staging_uuid}\nset prefix=($root){STAGING_DIR}/grub\nconfigfile $prefix/grub.cfg\n"
     );
     Ok((custom, staging_cfg, core))
 }

@@ -9,8 +9,11 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 pub const GRUB_PC_DIR: &str = grub::bootcode::DEFAULT_GRUB_PC_DIR;
-/// core.img's modules (the contract's list).
-pub const CORE_IMG_MODULES: [&str; 6] = ["biosdisk", "part_msdos", "ext2", "search_fs_uuid", "configfile", "normal"];
+/// core.img's modules (the contract's list). `search` holds the `search` command itself
+/// (`search_fs_uuid` only its `search.fs_uuid` variant); without it the embedded config cannot
+/// find staging and GRUB stops at its prompt. serial/terminal/echo let it report on the console.
+pub const CORE_IMG_MODULES: [&str; 10] =
+    ["biosdisk", "part_msdos", "ext2", "search", "search_fs_uuid", "configfile", "normal", "serial", "terminal", "echo"];
 /// Where the plan sits inside the initramfs.
 pub const PLAN_IN_INITRAMFS: &str = "etc/swapover/plan.json";
 
