@@ -65,6 +65,8 @@ pub enum JournalError {
     NoValidCopy { dir: PathBuf, first: String, second: String },
     #[error("journal step {to:?} would move back from {from:?}; this is a migrator bug, report it with the migration log")]
     Regress { from: Step, to: Step },
+    #[error("the journal in {dir} is at the largest sequence number and cannot record more; it was not written by this migrator, inspect the migration log and re-stage")]
+    SequenceExhausted { dir: PathBuf },
     #[error("cannot encode journal: {0}")]
     Encode(#[from] serde_json::Error),
 }
@@ -180,7 +182,7 @@ impl Journal {
     }
 
     fn commit(&mut self, state: JournalState) -> Result<(), JournalError> {
-        let seq = self.seq + 1;
+        let seq = self.seq.checked_add(1).ok_or(JournalError::SequenceExhausted { dir: self.dir.clone() })?;
         let bytes = record::encode(&Record::new(seq, state.clone()))?;
         let path = self.slot_path(seq);
         write_durably(&path, &bytes)?;
