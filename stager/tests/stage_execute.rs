@@ -293,7 +293,7 @@ fn remove_disk_sysfs(host: &StageHost, name: &str, minor: u32) {
 
 /// Another disk with the same layout and even a swap with the same UUID, but another MBR
 /// signature: only the disk identifier tells it from the staged one.
-fn add_decoy_disk(host: &StageHost, node: &str) -> std::path::PathBuf {
+fn add_decoy_disk(host: &StageHost, node: &str, swap_uuid: &str) -> std::path::PathBuf {
     use stage_support::fixture_host::{mkswap_into, sfdisk, sparse_file};
     let path = host.host.path(node);
     sparse_file(&path, DISK_SECTORS * SECTOR);
@@ -301,7 +301,7 @@ fn add_decoy_disk(host: &StageHost, node: &str) -> std::path::PathBuf {
         &path,
         &format!("label: dos\nlabel-id: 0x0badf00d\nstart={ROOT_START}, size={ROOT_SECTORS}, type=83\nstart={EXTENDED_START}, type=5\nstart={SWAP_START}, type=82\n"),
     );
-    mkswap_into(&path, SWAP_START * SECTOR, SWAP_SECTORS * SECTOR, SWAP_UUID, Some(SWAP_LABEL));
+    mkswap_into(&path, SWAP_START * SECTOR, SWAP_SECTORS * SECTOR, swap_uuid, Some(SWAP_LABEL));
     path
 }
 
@@ -336,7 +336,7 @@ fn status_and_abort_find_staging_by_identity_after_the_disk_changed_name() {
     remove_disk_sysfs(&host, "sda", 0);
     std::fs::rename(host.disk(), host.host.path("/dev/sdb")).unwrap();
     add_disk_sysfs(&host, "sdb", 16);
-    let decoy = add_decoy_disk(&host, "/dev/sda");
+    let decoy = add_decoy_disk(&host, "/dev/sda", SWAP_UUID);
     add_disk_sysfs(&host, "sda", 0);
     let decoy_sha = file_sha256(&decoy);
 
@@ -359,4 +359,82 @@ fn status_and_abort_find_staging_by_identity_after_the_disk_changed_name() {
     std::fs::rename(host.host.path("/dev/sdb"), host.disk()).unwrap();
     add_disk_sysfs(&host, "sda", 0);
     assert_restored(&host, &before);
+}
+
+/// A state file written before identities were recorded: without `staging_partition`.
+fn make_state_path_only(host: &StageHost) {
+    let path = StateStore::new(&host.root()).path();
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(json.as_object_mut().unwrap().remove("staging_partition").is_some());
+    std::fs::write(&path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+}
+
+/// An older state file (device path only) still aborts through the recorded path.
+#[test]
+fn a_path_only_state_file_still_aborts_through_its_recorded_path() {
+    let host = StageHost::new();
+    let before = snapshot(&host);
+    run_stage(&host.request(), &mut FixtureSystem::default()).unwrap();
+    make_state_path_only(&host);
+    assert_eq!(StateStore::new(&host.root()).load().unwrap().unwrap().staging_partition, None);
+    let mut system = FixtureSystem::default();
+    stager::abort::abort(&host.root(), &mut system).unwrap();
+    assert_eq!(system.calls, vec![format!("swapon {}", host.host.path("/dev/sda5").display())]);
+    assert_restored(&host, &before);
+}
+
+/// ...but refuses to write the swap header (or swapon) through a recorded path that now
+/// names another disk's partition, and says what to do.
+#[test]
+fn a_path_only_state_file_refuses_a_path_that_now_names_another_partition() {
+    let host = StageHost::new();
+    run_stage(&host.request(), &mut FixtureSystem::default()).unwrap();
+    make_state_path_only(&host);
+    remove_disk_sysfs(&host, "sda", 0);
+    std::fs::rename(host.disk(), host.host.path("/dev/sdb")).unwrap();
+    add_disk_sysfs(&host, "sdb", 16);
+    let decoy = add_decoy_disk(&host, "/dev/sda", "11111111-2222-4333-8444-555555555555");
+    add_disk_sysfs(&host, "sda", 0);
+    let decoy_sha = file_sha256(&decoy);
+
+    let mut system = FixtureSystem::default();
+    let err = stager::abort::abort(&host.root(), &mut system).unwrap_err().to_string();
+    assert!(err.contains("ROLLBACK INCOMPLETE") && err.contains("/dev/sda5 holds neither the staging file system"), "{err}");
+    assert!(err.contains("does not hold the swap"), "{err}");
+    assert!(system.calls.is_empty(), "{:?}", system.calls);
+    assert_eq!(file_sha256(&decoy), decoy_sha, "the other disk was written");
+    assert!(StateStore::new(&host.root()).exists(), "state kept for a retry");
+}
+
+/// Sets the loop device the state records for the `attach` step.
+fn record_loop_device(host: &StageHost, device: &str) {
+    let path = StateStore::new(&host.root()).path();
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let entries = json["entries"].as_array_mut().unwrap();
+    let attach = entries.iter_mut().find(|e| e["change"]["kind"] == "attach").unwrap();
+    attach["change"]["device"] = serde_json::Value::String(device.to_string());
+    std::fs::write(&path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+}
+
+/// Loop devices do not survive a reboot: an abort after one finds the recorded loop device
+/// gone (nothing to do) or serving someone else's file (left alone), and completes.
+#[test]
+fn abort_after_a_reboot_leaves_a_recorded_loop_device_that_is_gone_or_not_ours() {
+    let other = tempfile::NamedTempFile::new().unwrap();
+    other.as_file().set_len(1024 * 1024).unwrap();
+    let others_loop = run(Command::new("losetup").args(["--find", "--show"]).arg(other.path())).trim().to_string();
+    let held = std::panic::catch_unwind(|| {
+        for recorded in [others_loop.as_str(), "/dev/loop4093"] {
+            let host = StageHost::new();
+            let before = snapshot(&host);
+            run_stage(&host.request(), &mut FixtureSystem::default()).unwrap();
+            record_loop_device(&host, recorded);
+            stager::abort::abort(&host.root(), &mut FixtureSystem::default()).unwrap();
+            assert_restored(&host, &before);
+            let listed = run(Command::new("losetup").arg("-a"));
+            assert!(listed.lines().any(|l| l.starts_with(&format!("{others_loop}:"))), "{recorded}: {listed}");
+        }
+    });
+    run(Command::new("losetup").arg("-d").arg(&others_loop));
+    held.unwrap();
 }

@@ -50,6 +50,11 @@ pub fn holds_ours(region: &Region, state: &StageState, saved_page: &[u8]) -> boo
     if super::host_extras::ext_fs_uuid(region).is_ok_and(|uuid| uuid == state.staging_fs_uuid) {
         return true;
     }
+    holds_swap(region, state)
+}
+
+/// Whether `region` starts with the original swap header (its UUID).
+pub fn holds_swap(region: &Region, state: &StageState) -> bool {
     region
         .read_at(plan::Bytes(0), swap_header::X86_PAGE_SIZE.get() as usize)
         .ok()

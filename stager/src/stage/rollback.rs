@@ -186,7 +186,14 @@ fn undo_one(
         Change::SwapOff { .. } => {
             // The swap partition is the staging partition: swap it on under today's name
             // (the recorded one may name another partition after a reboot).
-            let device = current.as_ref().map_err(Clone::clone)?.region.host_path.clone();
+            let current = current.as_ref().map_err(Clone::clone)?;
+            let device = current.region.host_path.clone();
+            if !current.by_identity && !current_staging::holds_swap(&current.region, state) {
+                return Err(format!(
+                    "{device} does not hold the swap {} any more: the disk names changed since staging; turn the swap on by hand",
+                    state.swap_uuid
+                ));
+            }
             match system.swap_on(&root.path(&device)) {
                 Ok(()) => Ok(Some(format!("swapon {device}"))),
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(None),
