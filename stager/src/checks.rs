@@ -46,6 +46,16 @@ pub enum CheckId {
     SwapSize,
     MemoryWithoutSwap,
     RootSpace,
+    // Checks of what the command line gives (profile, image, config.json); see
+    // `crate::input_checks`. Not in [`CheckId::ALL`]: they need more than the host's facts.
+    Profile,
+    ProfileMemory,
+    ProfileDisk,
+    Image,
+    ImageDeviceType,
+    ImageLayout,
+    ConfigJson,
+    StagingPlan,
 }
 
 impl CheckId {
@@ -89,6 +99,14 @@ impl CheckId {
             CheckId::SwapSize => "swap-size",
             CheckId::MemoryWithoutSwap => "memory-without-swap",
             CheckId::RootSpace => "root-space",
+            CheckId::Profile => "profile",
+            CheckId::ProfileMemory => "profile-memory",
+            CheckId::ProfileDisk => "profile-disk",
+            CheckId::Image => "image",
+            CheckId::ImageDeviceType => "image-device-type",
+            CheckId::ImageLayout => "image-layout",
+            CheckId::ConfigJson => "config-json",
+            CheckId::StagingPlan => "staging-plan",
         }
     }
 
@@ -111,6 +129,14 @@ impl CheckId {
             CheckId::SwapSize => "Swap partition large enough for staging",
             CheckId::MemoryWithoutSwap => "Enough memory with swap turned off",
             CheckId::RootSpace => "Old root's space holds the new layout",
+            CheckId::Profile => "The profile applies to this host",
+            CheckId::ProfileMemory => "Memory meets the profile's minimum",
+            CheckId::ProfileDisk => "Disk meets the profile's minimum",
+            CheckId::Image => "Image readable, with the table the profile expects",
+            CheckId::ImageDeviceType => "Image built for the profile's device type",
+            CheckId::ImageLayout => "Image has the profile's partitions",
+            CheckId::ConfigJson => "config.json parses and matches the device type",
+            CheckId::StagingPlan => "A complete staging plan can be made",
         }
     }
 }
@@ -193,7 +219,7 @@ impl Check {
     }
 
     /// Reported when an input the check compares against is not known yet.
-    fn not_evaluated(id: CheckId, found: impl Into<String>, missing: &str, fix: &str) -> Self {
+    pub fn not_evaluated(id: CheckId, found: impl Into<String>, missing: &str, fix: &str) -> Self {
         Check::warn(
             id,
             found,
@@ -247,6 +273,19 @@ pub fn run(id: CheckId, facts: &HostFacts, inputs: &CheckInputs) -> Check {
         CheckId::SwapSize => capacity::swap_size(facts, inputs.needed_swap),
         CheckId::MemoryWithoutSwap => capacity::memory_without_swap(facts, inputs.min_memory),
         CheckId::RootSpace => capacity::root_space(facts, inputs.target_layout_size),
+        CheckId::Profile
+        | CheckId::ProfileMemory
+        | CheckId::ProfileDisk
+        | CheckId::Image
+        | CheckId::ImageDeviceType
+        | CheckId::ImageLayout
+        | CheckId::ConfigJson
+        | CheckId::StagingPlan => Check::not_evaluated(
+            id,
+            "-",
+            "the profile, image or config.json it checks",
+            "pass --profile, --image and --config to `stager check`",
+        ),
     }
 }
 

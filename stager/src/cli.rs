@@ -5,6 +5,7 @@ pub mod size;
 
 use crate::host::boot_mode::BootMode;
 use crate::host::units::Bytes;
+use crate::profiles_cmd::ProfileCatalog;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -33,6 +34,11 @@ pub struct Cli {
     /// Print one JSON document on stdout instead of text (for fleet tools)
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Add the board profile in this TOML file (named by the file's stem; it replaces a
+    /// built-in profile of the same name); usable with `profiles`, `check` and `stage`
+    #[arg(long, global = true, value_name = "PATH")]
+    pub profile_file: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -69,10 +75,14 @@ pub enum Command {
         turned back on, fstab as it was.")]
     Abort(RootArgs),
 
-    /// List the board profiles built in, or show one
+    /// List the board profiles (built in, plus --profile-file), or show one
+    #[command(long_about = "List the board profiles this stager knows: the ones built in, plus \
+        one added with --profile-file PATH. `stager profiles show NAME` prints one resolved, \
+        as TOML (or JSON with --json).")]
     Profiles {
+        /// What to do; without it, the profiles are listed
         #[command(subcommand)]
-        command: ProfilesCommand,
+        command: Option<ProfilesCommand>,
     },
 }
 
@@ -82,7 +92,7 @@ pub enum ProfilesCommand {
     List,
     /// Show one profile: architecture, boot mode, layout, modules, minimum sizes
     Show {
-        /// Profile name, as `stager profiles list` prints it
+            /// Profile name, as `stager profiles` lists it
         name: String,
     },
 }
@@ -104,11 +114,13 @@ impl From<BootModeArg> for BootMode {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Board profile to check against (see `stager profiles list`)
+    /// Board profile to check against (see `stager profiles`): sets the boot mode, the
+    /// memory and disk minimums and the target layout
     #[arg(long, value_name = "NAME")]
     pub profile: Option<String>,
 
-    /// resinOS image (HTTPS URL or local path) whose size and device type to check
+    /// resinOS image (local path; a URL is not downloaded by check) whose table, device
+    /// type and size to check, and with --profile and --config, the whole staging plan
     #[arg(long, value_name = "URL|PATH")]
     pub image: Option<String>,
 
@@ -132,6 +144,14 @@ pub struct CheckArgs {
     #[arg(long, value_name = "SIZE", value_parser = size::parse, help_heading = "Requirements (normally from the profile and image)")]
     pub target_size: Option<Bytes>,
 
+    /// Migrator binary to size the initramfs with instead of the one carried in the stager
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub migrator: Option<PathBuf>,
+
+    /// Kernel release to plan with instead of the running one (tests on fixture trees)
+    #[arg(long, value_name = "RELEASE", hide = true)]
+    pub kernel_release: Option<String>,
+
     /// Directory standing for `/` (for tests on fixture trees)
     #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
     pub root: PathBuf,
@@ -139,7 +159,7 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct StageArgs {
-    /// Board profile of this device (see `stager profiles list`)
+    /// Board profile of this device (see `stager profiles`)
     #[arg(long, value_name = "NAME")]
     pub profile: String,
 
@@ -211,20 +231,49 @@ pub struct RootArgs {
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
+    let files: Vec<PathBuf> = cli.profile_file.iter().cloned().collect();
+    let catalog = match ProfileCatalog::load(&files) {
+        Ok(catalog) => catalog,
+        Err(e) => return print_error(&e.to_string(), cli.json, EXIT_CHECK_FAILED),
+    };
     match &cli.command {
-        Command::Check(args) => check_command::run(args, cli.json),
-        Command::Stage(args) => crate::stage::command::run(&stage_command(args), cli.json),
+        Command::Check(args) => check_command::run(args, &catalog, cli.json),
+        Command::Stage(args) => crate::stage::command::run(&stage_command(args, &catalog), cli.json),
         Command::Status(args) => crate::stage::command::run_status(args.root.clone(), cli.json),
         Command::Abort(args) => crate::stage::command::run_abort(args.root.clone(), cli.json),
-        Command::Profiles { .. } => not_implemented("profiles", cli.json),
+        Command::Profiles { command } => run_profiles(command.as_ref(), &catalog, cli.json),
     }
 }
 
-fn stage_command(args: &StageArgs) -> crate::stage::command::StageCommand {
+fn run_profiles(command: Option<&ProfilesCommand>, catalog: &ProfileCatalog, json: bool) -> i32 {
+    let result = match command {
+        None | Some(ProfilesCommand::List) => crate::profiles_cmd::run_list(catalog, json),
+        Some(ProfilesCommand::Show { name }) => crate::profiles_cmd::run_show(catalog, name, json),
+    };
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            EXIT_OK
+        }
+        Err(e) => print_error(&e.to_string(), json, EXIT_CHECK_FAILED),
+    }
+}
+
+/// Prints a one-line error (and, with --json, `{"error": ...}` on stdout); returns `code`.
+pub fn print_error(message: &str, json: bool, code: i32) -> i32 {
+    if json {
+        println!("{}", serde_json::json!({ "error": message }));
+    }
+    eprintln!("error: {message}");
+    code
+}
+
+fn stage_command(args: &StageArgs, catalog: &ProfileCatalog) -> crate::stage::command::StageCommand {
     crate::stage::command::StageCommand {
         root: args.root.clone(),
         profile: args.profile.clone(),
-        profile_file: None,
+        // `stage` reads the file itself when --profile names the file's profile.
+        profile_file: catalog.file_of(&args.profile).map(Into::into),
         image: args.image.clone(),
         sha256: args.sha256.clone(),
         ca_cert: args.ca_cert.clone(),
@@ -239,13 +288,4 @@ fn stage_command(args: &StageArgs) -> crate::stage::command::StageCommand {
         kernel_release: args.kernel_release.clone(),
         allow_unknown_device_type: args.allow_unknown_device_type,
     }
-}
-
-fn not_implemented(command: &str, json: bool) -> i32 {
-    let message = format!("`stager {command}` is not implemented yet in this build; nothing was changed");
-    if json {
-        println!("{}", serde_json::json!({ "error": message }));
-    }
-    eprintln!("error: {message}");
-    EXIT_ERROR
 }

@@ -1,16 +1,17 @@
-//! `stager check`: gather the host's facts, run every check, print them.
+//! `stager check`: gather the host's facts, run every check (with the profile, image and
+//! config.json when given: see [`crate::input_checks`]), print them.
 
-use super::{CheckArgs, EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK};
-use crate::checks::{self, CheckInputs, CheckReport, Status};
+use super::{print_error, CheckArgs, EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK};
+use crate::checks::{CheckInputs, CheckReport, Status};
 use crate::host::{self, HostRoot};
+use crate::input_checks::{self, CheckRequest};
+use crate::profiles_cmd::ProfileCatalog;
 
-pub fn run(args: &CheckArgs, json: bool) -> i32 {
-    if args.profile.is_some() || args.image.is_some() || args.config.is_some() {
-        eprintln!(
-            "note: --profile, --image and --config are not evaluated by this build yet; \
-             give the requirements with --expect-boot-mode, --swap-needed, --min-memory and --target-size"
-        );
-    }
+pub fn run(args: &CheckArgs, catalog: &ProfileCatalog, json: bool) -> i32 {
+    let profile = match args.profile.as_deref().map(|name| catalog.resolve(name)).transpose() {
+        Ok(profile) => profile,
+        Err(e) => return print_error(&e.to_string(), json, EXIT_CHECK_FAILED),
+    };
     let root = HostRoot::new(&args.root);
     let facts = host::gather(&root);
     let inputs = CheckInputs {
@@ -19,7 +20,18 @@ pub fn run(args: &CheckArgs, json: bool) -> i32 {
         min_memory: args.min_memory,
         target_layout_size: args.target_size,
     };
-    let report = checks::run_all(&facts, &inputs);
+    let request = CheckRequest {
+        profile,
+        image: args.image.clone(),
+        config: args.config.clone(),
+        flags: inputs.clone(),
+        kernel_release: args
+            .kernel_release
+            .clone()
+            .unwrap_or_else(crate::stage::host_extras::running_kernel_release),
+        migrator: crate::migrator_payload::load(args.migrator.as_deref()).map_err(|e| e.to_string()),
+    };
+    let report = input_checks::run(&root, &facts, &request);
     if json {
         let document = serde_json::json!({ "report": report, "facts": facts, "inputs": inputs });
         match serde_json::to_string_pretty(&document) {

@@ -1,0 +1,301 @@
+//! `stager check --profile P --image I --config C`: the checks of what the command line
+//! gives, made from the same planning functions `stage` refuses with (no rule is written
+//! twice). Each planning result is turned into a [`Check`] by a small adapter: a
+//! [`Refusal`]'s one-line text is split into reason and fix.
+
+use crate::checks::{self, Check, CheckId, CheckInputs, CheckReport, Status};
+use crate::fetch::ImageSource;
+use crate::host::boot_mode::BootMode as HostBootMode;
+use crate::host::units::Bytes;
+use crate::host::{HostFacts, HostRoot};
+use crate::stage::image_probe::{self, ImageFacts};
+use crate::stage::planning::{self, StagePlan};
+use crate::stage::{config_json, gather, Refusal};
+use board_profiles::{BootMode as ProfileBootMode, Profile};
+use plan::TableKind;
+use std::path::{Path, PathBuf};
+
+/// What `check` was given besides the host.
+#[derive(Debug, Clone)]
+pub struct CheckRequest {
+    pub profile: Option<Profile>,
+    /// `--image`: an https URL or a local path.
+    pub image: Option<String>,
+    pub config: Option<PathBuf>,
+    /// Requirements given as flags; they win over the profile's and the image's.
+    pub flags: CheckInputs,
+    /// `uname -r` of the kernel the migration environment would boot.
+    pub kernel_release: String,
+    /// The migrator's bytes (sizes the initramfs), or why they cannot be had.
+    pub migrator: Result<Vec<u8>, String>,
+}
+
+/// Splits a one-line refusal, "problem; fix", into (reason, fix).
+fn reason_and_fix(text: &str) -> (String, String) {
+    match text.rsplit_once("; ") {
+        Some((reason, fix)) => (reason.to_string(), fix.to_string()),
+        None => (text.to_string(), "see the reason".to_string()),
+    }
+}
+
+fn fail_with(id: CheckId, found: impl Into<String>, problem: &str) -> Check {
+    let (reason, fix) = reason_and_fix(problem);
+    Check::fail(id, found, reason, fix)
+}
+
+fn profile_boot_mode(profile: &Profile) -> Option<HostBootMode> {
+    match profile.boot_mode {
+        ProfileBootMode::Bios => Some(HostBootMode::Bios),
+        ProfileBootMode::Uefi => Some(HostBootMode::Uefi),
+        ProfileBootMode::BoardFirmware => None,
+    }
+}
+
+/// Where the image's layout ends, as `make_plan` compares it with the old root's space.
+fn image_end(image: &ImageFacts) -> Bytes {
+    Bytes(image.table.end().0.saturating_mul(512))
+}
+
+/// The profile's typical layout (head alignment, every partition's typical size, and an
+/// alignment gap before each MBR logical partition): an estimate for when no image is given.
+pub fn typical_layout_size(profile: &Profile) -> Option<Bytes> {
+    let align = profile.target.alignment_kib.checked_mul(1024)?;
+    let logicals = match profile.target.partition_table {
+        TableKind::Mbr => profile.target.partitions.iter().filter(|p| p.order > 3).count() as u64,
+        TableKind::Gpt => 0,
+    };
+    let mut total = align.checked_add(align.checked_mul(logicals)?)?;
+    for partition in &profile.target.partitions {
+        total = total.checked_add(partition.typical_size().ok()?.get())?;
+    }
+    Some(Bytes(total))
+}
+
+/// The local image's facts, or the `image` check that says why there are none.
+fn probe_image(text: &str) -> Result<ImageFacts, Check> {
+    let found = text.to_string();
+    match ImageSource::parse(text) {
+        Ok(ImageSource::Path(path)) => image_probe::probe(&path).map_err(|e| fail_with(CheckId::Image, found, &e.to_string())),
+        Ok(ImageSource::Url(_)) => Err(Check::not_evaluated(
+            CheckId::Image,
+            found,
+            "the image's contents (check downloads nothing)",
+            "download the image and pass its local path to --image",
+        )),
+        Err(e) => Err(fail_with(CheckId::Image, found, &e.to_string())),
+    }
+}
+
+fn image_found(image: &ImageFacts) -> String {
+    format!(
+        "{}: {} partitions, layout ends at {}, device type {}",
+        image.path.display(),
+        image.data_partitions().len(),
+        image_end(image),
+        match &image.device_type {
+            Ok(slug) => slug.clone(),
+            Err(problem) => format!("unknown ({problem})"),
+        }
+    )
+}
+
+/// `image-device-type` and `image-layout`, from `planning::check_image`.
+fn image_checks(image: &ImageFacts, profile: &Profile) -> [Check; 2] {
+    let found = image_found(image);
+    let device_type = match planning::check_image(image, profile, false) {
+        Err(refusal @ (Refusal::ImageDeviceType { .. } | Refusal::ImageDeviceTypeUnknown(_))) => {
+            fail_with(CheckId::ImageDeviceType, found.clone(), &refusal.to_string())
+        }
+        _ => Check::pass(CheckId::ImageDeviceType, found.clone(), format!("profile {} expects {}", profile.name, profile.device_type)),
+    };
+    // The layout rule alone: the same function with the device type taken as matching.
+    let mut same_type = image.clone();
+    same_type.device_type = Ok(profile.device_type.clone());
+    let layout = match planning::check_image(&same_type, profile, false) {
+        Ok(_) => Check::pass(
+            CheckId::ImageLayout,
+            found,
+            format!("profile {} expects {} partitions", profile.name, profile.target.partitions.len()),
+        ),
+        Err(refusal) => fail_with(CheckId::ImageLayout, found, &refusal.to_string()),
+    };
+    [device_type, layout]
+}
+
+fn config_check(path: &Path, profile: Option<&Profile>) -> Check {
+    let id = CheckId::ConfigJson;
+    let found = path.display().to_string();
+    let facts = match config_json::read(path) {
+        Ok(facts) => facts,
+        Err(e) => return fail_with(id, found, &e.to_string()),
+    };
+    let found = format!("{found}: deviceType {}", facts.device_type);
+    match profile {
+        None => Check::not_evaluated(id, found, "the profile's device type", "pass --profile"),
+        Some(profile) => match facts.require_device_type(&profile.device_type) {
+            Ok(()) => Check::pass(id, found, format!("profile {} is for {}", profile.name, profile.device_type)),
+            Err(e) => fail_with(id, found, &e.to_string()),
+        },
+    }
+}
+
+/// `profile`: the profile's own refusals from `planning::precheck_host` (its source kind,
+/// GPT disk vs MBR target); its boot mode and the host checks are reported on their own.
+fn profile_check(facts: &HostFacts, profile: &Profile) -> Check {
+    let found = format!(
+        "profile {} ({}): {} source, target table {}",
+        profile.name,
+        profile.origin,
+        profile.source.kind,
+        match profile.target.partition_table {
+            TableKind::Mbr => "MBR",
+            TableKind::Gpt => "GPT",
+        }
+    );
+    match planning::precheck_host(facts, profile) {
+        Err(refusal @ (Refusal::NotAGrubHostProfile { .. } | Refusal::HostGpt { .. })) => {
+            fail_with(CheckId::Profile, found, &refusal.to_string())
+        }
+        _ => Check::pass(CheckId::Profile, found, "this stager stages this kind of host"),
+    }
+}
+
+fn minimum_check(id: CheckId, what: &str, have: Result<Bytes, String>, min_mib: u64) -> Check {
+    let min = Bytes(min_mib.saturating_mul(1024 * 1024));
+    match have {
+        Err(problem) => Check::warn(id, problem, format!("the {what} size cannot be read"), "see the host checks above"),
+        Ok(have) if have >= min => Check::pass(id, format!("{what} is {have}"), format!("the profile asks for at least {min}")),
+        Ok(have) => Check::warn(
+            id,
+            format!("{what} is {have}"),
+            format!("the profile recommends at least {min}; staging does not enforce it"),
+            "expect the migrated device to run short; prefer a larger device",
+        ),
+    }
+}
+
+fn disk_bytes(root: &HostRoot, facts: &HostFacts) -> Result<Bytes, String> {
+    let disk = facts.root_disk.clone()?;
+    let sectors = gather::disk_size(root, facts).map_err(|e| e.to_string())?;
+    Ok(Bytes(sectors.0.saturating_mul(disk.table.sector_size.get())))
+}
+
+/// Why `stage` would not plan: its one-line refusal, and the room staging needs when the
+/// refusal is that the swap partition is too small.
+#[derive(Debug, Clone)]
+struct PlanFailure {
+    text: String,
+    needed_swap: Option<Bytes>,
+}
+
+impl From<String> for PlanFailure {
+    fn from(text: String) -> Self {
+        PlanFailure { text, needed_swap: None }
+    }
+}
+
+impl From<Refusal> for PlanFailure {
+    fn from(refusal: Refusal) -> Self {
+        let needed_swap = match &refusal {
+            Refusal::SwapTooSmall { needed, .. } => Some(Bytes(needed.get())),
+            _ => None,
+        };
+        PlanFailure { text: refusal.to_string(), needed_swap }
+    }
+}
+
+/// Everything `stage` plans, up to (not including) any change.
+fn plan(root: &HostRoot, facts: &HostFacts, profile: &Profile, image: &ImageFacts, config: &Path, req: &CheckRequest) -> Result<StagePlan, PlanFailure> {
+    let migrator = req.migrator.as_ref().map_err(|e| PlanFailure::from(e.clone()))?;
+    let wanted = gather::Wanted {
+        config,
+        backups: &[],
+        kernel_release: &req.kernel_release,
+        allow_unknown_device_type: false,
+    };
+    let gathered = gather::gather(root, facts, profile, &wanted, migrator)?;
+    let disk_size = gather::disk_size(root, facts)?;
+    Ok(planning::make_plan(&gathered, image, disk_size)?)
+}
+
+/// Every check: the host's (with requirements from flags, profile and image), then the
+/// profile's, the image's, config.json's, and whether `stage` could make its plan.
+pub fn run(root: &HostRoot, facts: &HostFacts, req: &CheckRequest) -> CheckReport {
+    let mut inputs = req.flags.clone();
+    let profile = req.profile.as_ref();
+    if let Some(profile) = profile {
+        inputs.expected_boot_mode = inputs.expected_boot_mode.or(profile_boot_mode(profile));
+        inputs.min_memory = inputs.min_memory.or(Some(Bytes(planning::MIN_MEMORY_WITHOUT_SWAP.get())));
+    }
+    let image = req.image.as_deref().map(probe_image);
+    let mut layout_is_estimate = false;
+    if inputs.target_layout_size.is_none() {
+        match (&image, profile) {
+            (Some(Ok(image)), _) => inputs.target_layout_size = Some(image_end(image)),
+            (_, Some(profile)) => {
+                inputs.target_layout_size = typical_layout_size(profile);
+                layout_is_estimate = inputs.target_layout_size.is_some();
+            }
+            _ => {}
+        }
+    }
+    let planned = match (profile, &image, &req.config) {
+        (Some(profile), Some(Ok(image)), Some(config)) => Some(plan(root, facts, profile, image, config, req)),
+        _ => None,
+    };
+    if inputs.needed_swap.is_none() {
+        inputs.needed_swap = match &planned {
+            Some(Ok(sp)) => Some(Bytes(sp.budget.needed.get())),
+            Some(Err(failure)) => failure.needed_swap,
+            None => None,
+        };
+    }
+
+    let mut report = checks::run_all(facts, &inputs).checks;
+    if layout_is_estimate {
+        for check in report.iter_mut().filter(|c| c.id == CheckId::RootSpace && c.status == Status::Fail) {
+            check.status = Status::Warn;
+            check.reason = format!("{} (the profile's typical layout; the image's own decides)", check.reason);
+            check.fix = Some("pass --image to check the real layout".into());
+        }
+    }
+    if let Some(profile) = profile {
+        report.push(profile_check(facts, profile));
+        let memory = facts.memory.as_ref().map(|m| m.total).map_err(Clone::clone);
+        report.push(minimum_check(CheckId::ProfileMemory, "memory", memory, profile.requirements.min_ram_mib));
+        report.push(minimum_check(CheckId::ProfileDisk, "the disk", disk_bytes(root, facts), profile.requirements.min_disk_mib));
+    }
+    match (&image, profile) {
+        (Some(Ok(image)), Some(profile)) => {
+            report.push(Check::pass(CheckId::Image, image_found(image), "an MBR image the stager can read"));
+            report.extend(image_checks(image, profile));
+        }
+        (Some(Ok(image)), None) => {
+            report.push(Check::pass(CheckId::Image, image_found(image), "an MBR image the stager can read"));
+        }
+        (Some(Err(check)), _) => report.push(check.clone()),
+        (None, _) => {}
+    }
+    if let Some(config) = &req.config {
+        report.push(config_check(config, profile));
+    }
+    let asked_for_inputs = profile.is_some() || req.image.is_some() || req.config.is_some();
+    let plan_check = match planned {
+        Some(Ok(sp)) => Check::pass(
+            CheckId::StagingPlan,
+            format!("staging needs {} of {} on the swap partition", sp.budget.needed, sp.budget.have),
+            "`stager stage` would stage with this profile, image and config.json",
+        ),
+        Some(Err(failure)) => fail_with(CheckId::StagingPlan, "`stager stage` would refuse", &failure.text),
+        None => Check::not_evaluated(
+            CheckId::StagingPlan,
+            "-",
+            "a readable local image, a config.json and a profile",
+            "pass --profile, --image PATH and --config",
+        ),
+    };
+    if asked_for_inputs {
+        report.push(plan_check);
+    }
+    CheckReport::new(report)
+}
