@@ -48,7 +48,10 @@ pub fn parse(text: &str) -> Result<MemInfo, ParseError> {
             .map_err(|_| ParseError::new(index + 1, format!("`{}` is not a number", number)))?;
         let value = match parts.next() {
             Some("kB") => Bytes::checked_kib(number).ok_or_else(|| {
-                ParseError::new(index + 1, format!("{key}: {number} kB does not fit in 64 bits of bytes"))
+                ParseError::new(
+                    index + 1,
+                    format!("{key}: {number} kB does not fit in 64 bits of bytes"),
+                )
             })?,
             Some(unit) => {
                 return Err(ParseError::new(

@@ -44,9 +44,13 @@ pub fn parse(text: &str) -> Result<Vec<SwapArea>, ParseError> {
         }
         // A deleted swap file is listed as `/path\040(deleted)`; the escape keeps it one field.
         let kib = |i: usize| {
-            fields[i].parse::<u64>().ok().and_then(Bytes::checked_kib).ok_or_else(|| {
-                ParseError::new(line_number, format!("`{}` is not a size in KiB", fields[i]))
-            })
+            fields[i]
+                .parse::<u64>()
+                .ok()
+                .and_then(Bytes::checked_kib)
+                .ok_or_else(|| {
+                    ParseError::new(line_number, format!("`{}` is not a size in KiB", fields[i]))
+                })
         };
         areas.push(SwapArea {
             path: unescape_octal(fields[0]),
