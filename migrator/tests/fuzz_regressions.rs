@@ -1,23 +1,30 @@
-//! Inputs that broke the layout code under `scripts/fuzz.sh` (cargo-fuzz, target
-//! migrator_layout), kept byte for byte, plus the same case built with sfdisk.
+//! Inputs that broke the migrator under `scripts/fuzz.sh` (cargo-fuzz, targets
+//! migrator_layout and migrator_journal), kept byte for byte, plus the same cases
+//! built with real tools: each must now give a clean error, never a panic.
 
 use migrator::journal::{ActionKind, Journal, JournalError, LoadReport, SLOT_NAMES};
 use migrator::layout::units::Sectors;
-use sha2::{Digest, Sha256};
 use migrator::layout::{final_table, write_growth, DataGrowth, FinalTable, HeadOverlay, LayoutError, PartitionTable};
+use sha2::{Digest, Sha256};
 use std::io::{Cursor, Write};
 use std::process::{Command, Stdio};
 
-/// The crash input: 18909 bytes, zero but for these (offset, byte) pairs. An MBR whose
-/// extended partition starts at sector 0, so the "EBR" of logical 5 is the MBR itself.
-/// `write_growth` patched that EBR on the disk, where the held-back head (written last)
-/// covers it: the grown size was lost while the returned table claimed it.
-const EBR_IN_HEAD_LEN: usize = 18909;
-const EBR_IN_HEAD_NONZERO: &[(usize, u8)] = &[(440, 0x7e), (441, 0xe0), (442, 0x0a), (446, 0x80), (448, 0x03), (450, 0x83), (452, 0x16), (454, 0x02), (458, 0x14), (464, 0x19), (466, 0x05), (467, 0x01), (468, 0x1f), (469, 0x27), (474, 0x46), (510, 0x55), (511, 0xaa), (2326, 0x93), (10780, 0x93), (15974, 0x0a)];
+/// Crash input 1: 18909 bytes, zero but for these (offset, byte) pairs. An MBR whose
+/// extended partition (entry 2) starts at sector 0, so the "EBR" of logical 5 is the MBR
+/// itself: `write_growth` patched it on the disk, under the held-back head that is
+/// written last, and the grown size was lost while the returned table claimed it.
+/// Now refused when read (and `write_growth` refuses any EBR inside the head, below).
+const EBR_AT_ZERO_LEN: usize = 18909;
+const EBR_AT_ZERO_NONZERO: &[(usize, u8)] = &[(440, 0x7e), (441, 0xe0), (442, 0x0a), (446, 0x80), (448, 0x03), (450, 0x83), (452, 0x16), (454, 0x02), (458, 0x14), (464, 0x19), (466, 0x05), (467, 0x01), (468, 0x1f), (469, 0x27), (474, 0x46), (510, 0x55), (511, 0xaa), (2326, 0x93), (10780, 0x93), (15974, 0x0a)];
 
-fn ebr_in_head_input() -> Vec<u8> {
-    let mut bytes = vec![0u8; EBR_IN_HEAD_LEN];
-    for &(at, byte) in EBR_IN_HEAD_NONZERO {
+/// Crash input 2: 581 bytes. Every used entry starts at sector 0: mbrman 0.6.1's
+/// `MBR::read_from` panicked (`Option::unwrap()` on `None` in `find_alignment`).
+const ALL_AT_ZERO_LEN: usize = 581;
+const ALL_AT_ZERO_NONZERO: &[(usize, u8)] = &[(14, 0x07), (44, 0xff), (45, 0xff), (46, 0xff), (47, 0xff), (48, 0x2b), (49, 0xff), (50, 0xff), (51, 0xfc), (394, 0x0f), (396, 0x83), (398, 0x22), (405, 0x83), (407, 0x22), (442, 0x5d), (445, 0x5d), (453, 0x83), (455, 0x22), (457, 0x0e), (461, 0x14), (467, 0x23), (471, 0x22), (473, 0x33), (474, 0x83), (477, 0x14), (483, 0x37), (485, 0x83), (486, 0x01), (487, 0x15), (489, 0x01), (492, 0x02), (493, 0x1e), (497, 0x55), (498, 0xaa), (510, 0x55), (511, 0xaa), (539, 0x01), (542, 0x09)];
+
+fn sparse(len: usize, nonzero: &[(usize, u8)]) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    for &(at, byte) in nonzero {
         bytes[at] = byte;
     }
     bytes
@@ -30,25 +37,27 @@ fn grow(image: &[u8]) -> FinalTable {
     final_table(&table, disk_size, DataGrowth::OverStaging).unwrap()
 }
 
-fn assert_ebr_in_head_refused(result: Result<(), LayoutError>, sector: u64) {
+fn assert_unreadable(result: Result<impl std::fmt::Debug, LayoutError>, expected_start: &str) {
     match result {
-        Err(LayoutError::Unreadable(problem)) => {
-            assert!(problem.starts_with(&format!("the EBR at sector {sector} lies in the image's first ")), "{problem}")
-        }
-        other => panic!("expected the EBR in the head to be refused, got {other:?}"),
+        Err(LayoutError::Unreadable(problem)) => assert!(problem.starts_with(expected_start), "{problem}"),
+        other => panic!("expected Unreadable({expected_start}...), got {other:?}"),
     }
 }
 
 #[test]
-fn crash_input_ebr_at_sector_zero_is_refused_before_anything_is_patched() {
-    let image = ebr_in_head_input();
-    let grown = grow(&image);
-    assert_eq!(grown.growth.map(|g| g.number), Some(5));
-    let mut head = image[..512].to_vec();
-    let mut disk = Cursor::new(image.clone());
-    assert_ebr_in_head_refused(write_growth(&grown, &mut head, &mut disk), 0);
-    assert_eq!(head, image[..512], "head patched although the growth was refused");
-    assert_eq!(disk.into_inner(), image, "disk patched although the growth was refused");
+fn crash_input_extended_partition_at_sector_zero_is_refused() {
+    let image = sparse(EBR_AT_ZERO_LEN, EBR_AT_ZERO_NONZERO);
+    assert_unreadable(PartitionTable::read(&mut Cursor::new(&image)), "partition 2 starts at sector 0, over the MBR itself");
+    assert_unreadable(PartitionTable::from_head(&image), "partition 2 starts at sector 0");
+}
+
+#[test]
+fn crash_input_every_entry_at_sector_zero_is_refused_not_a_panic() {
+    let image = sparse(ALL_AT_ZERO_LEN, ALL_AT_ZERO_NONZERO);
+    let result = PartitionTable::read(&mut Cursor::new(&image));
+    let message = result.as_ref().map(|_| ()).unwrap_err().to_string();
+    assert_unreadable(result, "partition ");
+    assert!(message.contains("starts at sector 0, over the MBR itself"), "{message}");
 }
 
 /// A real table (sfdisk) with its logical partitions at sectors 24.., grown with a
@@ -82,7 +91,12 @@ fn ebrs_inside_the_held_back_head_are_refused_outside_it_patched() {
     let mut untouched = Cursor::new(image.clone());
     // Logical 6's EBR lies inside this 48 KiB head.
     let data_ebr = grown.table.partition(6).and_then(|p| p.ebr).unwrap();
-    assert_ebr_in_head_refused(write_growth(&grown, &mut whole_head, &mut untouched), data_ebr.0);
+    assert_unreadable(
+        write_growth(&grown, &mut whole_head, &mut untouched),
+        &format!("the EBR at sector {} lies in the image's first ", data_ebr.0),
+    );
+    assert_eq!(whole_head, image, "head patched although the growth was refused");
+    assert_eq!(untouched.into_inner(), image, "disk patched although the growth was refused");
 }
 
 /// Journal body of the crash input (target migrator_journal, mode 3: the target appends

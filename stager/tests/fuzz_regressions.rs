@@ -1,6 +1,7 @@
 //! Inputs that crashed the host parsers under `scripts/fuzz.sh` (cargo-fuzz), kept
 //! byte for byte: each must now give a clean error, never a panic.
 
+use stager::host::partition_table::{self, TableError};
 use stager::host::units::Bytes;
 use stager::host::{meminfo, swaps};
 
@@ -15,14 +16,19 @@ const SWAPS_KIB_OVERFLOW: &[u8] = b"Filename\t\t\t\tType\t\tSize\t\tUsedP\t\trio
 const MAX_KIB: u64 = u64::MAX / 1024;
 
 fn meminfo_with_total(kib: u64) -> String {
-    format!("MemTotal: {kib} kB\nMemFree: 1 kB\nMemAvailable: 1 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n")
+    format!(
+        "MemTotal: {kib} kB\nMemFree: 1 kB\nMemAvailable: 1 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n"
+    )
 }
 
 #[test]
 fn meminfo_crash_input_is_refused_on_its_line() {
     let err = meminfo::parse(&String::from_utf8_lossy(MEMINFO_KIB_OVERFLOW)).unwrap_err();
     assert_eq!(err.line, 1);
-    assert_eq!(err.to_string(), "line 1: MemTotal: 727741151573103960 kB does not fit in 64 bits of bytes");
+    assert_eq!(
+        err.to_string(),
+        "line 1: MemTotal: 727741151573103960 kB does not fit in 64 bits of bytes"
+    );
 }
 
 #[test]
@@ -36,14 +42,84 @@ fn meminfo_kib_overflow_boundary() {
 #[test]
 fn swaps_crash_input_is_refused_on_its_line() {
     let err = swaps::parse(&String::from_utf8_lossy(SWAPS_KIB_OVERFLOW)).unwrap_err();
-    assert_eq!(err.to_string(), "line 2: `77777777777777777` is not a size in KiB");
+    assert_eq!(
+        err.to_string(),
+        "line 2: `77777777777777777` is not a size in KiB"
+    );
 }
 
 #[test]
 fn swaps_kib_overflow_boundary() {
-    let line = |kib: u64| format!("Filename Type Size Used Priority\n/dev/sda5 partition {kib} 0 -2\n");
+    let line =
+        |kib: u64| format!("Filename Type Size Used Priority\n/dev/sda5 partition {kib} 0 -2\n");
     let areas = swaps::parse(&line(MAX_KIB)).unwrap();
     assert_eq!(areas[0].size, Bytes(MAX_KIB * 1024));
     let err = swaps::parse(&line(MAX_KIB + 1)).unwrap_err();
     assert_eq!(err.line, 2);
+}
+
+/// Found by target migrator_layout; the stager's reader made the same mbrman call.
+/// 581 bytes, zero but for these (offset, byte) pairs: every used MBR entry starts at
+/// sector 0, and mbrman 0.6.1's `MBR::read_from` panicked (`find_alignment` unwrapping
+/// `None`).
+const MBR_ALL_AT_ZERO_LEN: usize = 581;
+const MBR_ALL_AT_ZERO_NONZERO: &[(usize, u8)] = &[
+    (14, 0x07),
+    (44, 0xff),
+    (45, 0xff),
+    (46, 0xff),
+    (47, 0xff),
+    (48, 0x2b),
+    (49, 0xff),
+    (50, 0xff),
+    (51, 0xfc),
+    (394, 0x0f),
+    (396, 0x83),
+    (398, 0x22),
+    (405, 0x83),
+    (407, 0x22),
+    (442, 0x5d),
+    (445, 0x5d),
+    (453, 0x83),
+    (455, 0x22),
+    (457, 0x0e),
+    (461, 0x14),
+    (467, 0x23),
+    (471, 0x22),
+    (473, 0x33),
+    (474, 0x83),
+    (477, 0x14),
+    (483, 0x37),
+    (485, 0x83),
+    (486, 0x01),
+    (487, 0x15),
+    (489, 0x01),
+    (492, 0x02),
+    (493, 0x1e),
+    (497, 0x55),
+    (498, 0xaa),
+    (510, 0x55),
+    (511, 0xaa),
+    (539, 0x01),
+    (542, 0x09),
+];
+
+#[test]
+fn partition_table_with_every_entry_at_sector_zero_is_refused_not_a_panic() {
+    let mut image = vec![0u8; MBR_ALL_AT_ZERO_LEN];
+    for &(at, byte) in MBR_ALL_AT_ZERO_NONZERO {
+        image[at] = byte;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk.img");
+    std::fs::write(&path, &image).unwrap();
+    match partition_table::read(&path, Bytes(512)) {
+        Err(TableError::Unreadable { problem, .. }) => {
+            assert!(
+                problem.ends_with("starts at sector 0, over the MBR itself"),
+                "{problem}"
+            )
+        }
+        other => panic!("expected the table to be refused, got {other:?}"),
+    }
 }

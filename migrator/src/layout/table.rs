@@ -49,11 +49,14 @@ impl PartitionTable {
     pub fn from_head(head: &[u8]) -> Result<PartitionTable, LayoutError> {
         let header = mbrman::MBRHeader::read_from(&mut Cursor::new(head))
             .map_err(|e| LayoutError::Unreadable(e.to_string()))?;
+        refuse_entry_at_sector_zero(&header)?;
         Self::from_parts(&header, &[])
     }
 
     /// The whole table, logical partitions included, from a seekable image or disk.
     pub fn read<R: Read + Seek>(reader: &mut R) -> Result<PartitionTable, LayoutError> {
+        let header = mbrman::MBRHeader::read_from(reader).map_err(|e| LayoutError::Unreadable(e.to_string()))?;
+        refuse_entry_at_sector_zero(&header)?;
         let mbr = mbrman::MBR::read_from(reader, SECTOR_BYTES as u32)
             .map_err(|e| LayoutError::Unreadable(e.to_string()))?;
         Self::from_parts(&mbr.header, &mbr.logical_partitions)
@@ -100,6 +103,16 @@ impl PartitionTable {
 
     pub fn partition(&self, number: u32) -> Option<&Partition> {
         self.all().find(|p| p.number == number)
+    }
+}
+
+/// A used entry starting at sector 0 lies over the MBR itself. Refused before
+/// `mbrman::MBR::read_from`, which panics (0.6.1, `find_alignment`) when every used
+/// entry starts there.
+fn refuse_entry_at_sector_zero(header: &mbrman::MBRHeader) -> Result<(), LayoutError> {
+    match header.iter().find(|(_, e)| e.is_used() && e.starting_lba == 0) {
+        Some((number, _)) => Err(LayoutError::Unreadable(format!("partition {number} starts at sector 0, over the MBR itself"))),
+        None => Ok(()),
     }
 }
 

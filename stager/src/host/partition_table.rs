@@ -101,6 +101,18 @@ pub fn read(path: &Path, sector_size: Bytes) -> Result<PartitionTable, TableErro
         path: path.to_path_buf(),
         source,
     })?;
+    let header = mbrman::MBRHeader::read_from(&mut file).map_err(|e| unreadable(e.to_string()))?;
+    // A used entry at sector 0 lies over the MBR itself; refused before
+    // `MBR::read_from`, which panics (mbrman 0.6.1, `find_alignment`) when every used
+    // entry starts there.
+    if let Some((number, _)) = header
+        .iter()
+        .find(|(_, p)| p.is_used() && p.starting_lba == 0)
+    {
+        return Err(unreadable(format!(
+            "partition {number} starts at sector 0, over the MBR itself"
+        )));
+    }
     let mbr = mbrman::MBR::read_from(&mut file, sector_size_u32)
         .map_err(|e| unreadable(e.to_string()))?;
     if mbr.header.iter().any(|(_, p)| p.sys == GPT_PROTECTIVE) {
