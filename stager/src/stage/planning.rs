@@ -471,10 +471,11 @@ fn grub_texts(report: &grub::CfgReport, staging_uuid: &str) -> Result<(String, S
         args = KERNEL_ARGS.join(" ")
     );
     // Serial and console first, so that a failing search says so where someone can read it.
+    // After this config GRUB loads `normal` from the prefix, which reads $prefix/grub.cfg.
     let core = format!(
         "serial --unit=0 --speed=115200\nterminal_input console serial\nterminal_output console serial\n\
          echo 'swapover: resuming the migration environment'\n\
-         search --no-floppy --fs-uuid --set=root {staging_uuid}\nset prefix=($root){STAGING_DIR}/grub\nconfigfile $prefix/grub.cfg\n"
+         search --no-floppy --fs-uuid --set=root {staging_uuid}\nset prefix=($root){STAGING_DIR}/grub\n"
     );
     Ok((custom, staging_cfg, core))
 }

@@ -10,10 +10,14 @@ use std::path::{Path, PathBuf};
 
 pub const GRUB_PC_DIR: &str = grub::bootcode::DEFAULT_GRUB_PC_DIR;
 /// core.img's modules (the contract's list). `search` holds the `search` command itself
-/// (`search_fs_uuid` only its `search.fs_uuid` variant); without it the embedded config cannot
-/// find staging and GRUB stops at its prompt. serial/terminal/echo let it report on the console.
-pub const CORE_IMG_MODULES: [&str; 10] =
-    ["biosdisk", "part_msdos", "ext2", "search", "search_fs_uuid", "configfile", "normal", "serial", "terminal", "echo"];
+/// (`search_fs_uuid` only its `search.fs_uuid` variant). `normal` is deliberately NOT in
+/// core: GRUB loads it from the prefix after the embedded config has set that prefix, and only
+/// then does normal mode read `$prefix/i386-pc/command.lst`, through which `linux`/`initrd`
+/// autoload (a core with `normal` built in read command.lst under the compiled-in prefix, on
+/// the wrong device, and then knew no `linux` command). serial/terminal/echo let the embedded
+/// config report on the console.
+pub const CORE_IMG_MODULES: [&str; 8] = ["biosdisk", "part_msdos", "ext2", "search", "search_fs_uuid", "serial", "terminal", "echo"];
+
 /// Where the plan sits inside the initramfs.
 pub const PLAN_IN_INITRAMFS: &str = "etc/swapover/plan.json";
 
