@@ -50,7 +50,10 @@ pub enum Command {
     #[command(long_about = "Check whether this device can be migrated. Changes nothing.\n\n\
         Prints every check (running as root, OS release, architecture, boot mode, GRUB 2 and \
         its one-shot support, root and swap partitions and their disk, swap signature, sizes \
-        and memory), each with what was found, why it passes or fails, and how to fix it.\n\n\
+        and memory), each with what was found, why it passes or fails, and how to fix it. \
+        With --profile, --image PATH and --config it also checks the image (table, device \
+        type, partitions, size against the old root and the swap partition) and config.json, \
+        and makes `stage`'s whole plan, refusing exactly where `stage` would.\n\n\
         Exit code: 0 when staging may proceed (warnings do not block), 1 when a check failed, \
         2 when the checks could not run.")]
     Check(CheckArgs),

@@ -299,3 +299,22 @@ pub fn run(root: &HostRoot, facts: &HostFacts, req: &CheckRequest) -> CheckRepor
     }
     CheckReport::new(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intel_nuc_typical_layout_matches_the_documented_2x_layout() {
+        // [S2] in the profile: resin-data starts at 696 MiB; with its typical 256 MiB, 952 MiB.
+        let profile = Profile::builtin("intel-nuc").unwrap();
+        assert_eq!(typical_layout_size(&profile), Some(Bytes(952 * 1024 * 1024)));
+    }
+
+    #[test]
+    fn a_refusal_splits_into_reason_and_fix_at_its_last_semicolon() {
+        let (reason, fix) = reason_and_fix("the image is for device type a, the profile is for b; download the b image");
+        assert_eq!((reason.as_str(), fix.as_str()), ("the image is for device type a, the profile is for b", "download the b image"));
+        assert_eq!(reason_and_fix("no fix given").1, "see the reason");
+    }
+}
