@@ -60,14 +60,16 @@ fn progress_lines_step_by_five_percent_up_to_100() {
             line[open + 1..line.len() - 2].parse().unwrap()
         })
         .collect();
+    // One line per 5 % step; a loaded machine may add the 10-second lines in between, so
+    // the test asks for every step to be there and for nothing to go backwards.
     assert!(
-        percents.len() >= 15 && percents.len() <= 22,
+        percents.len() >= 15 && percents.len() <= 40,
         "one line per 5 % step: {lines:#?}"
     );
-    assert!(
-        percents.windows(2).all(|pair| pair[1] / 5 > pair[0] / 5),
-        "{percents:?}"
-    );
+    assert!(percents.windows(2).all(|pair| pair[1] >= pair[0]), "{percents:?}");
+    for step in 1..=20u64 {
+        assert!(percents.iter().any(|p| p / 5 == step), "no line in the {}% step: {percents:?}", step * 5);
+    }
     assert_eq!(percents.last(), Some(&100));
     assert!(
         lines.iter().any(|line| line.starts_with("image ")
