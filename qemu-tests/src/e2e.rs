@@ -4,7 +4,7 @@
 //! Used by the end-to-end tests and by the demo binary.
 
 use crate::fixture::{self, Manifest};
-use crate::host_image::HostImage;
+use crate::host_image::{HostImage, SWAP_UUID};
 use crate::payload::Payload;
 use crate::paths;
 use crate::qemu::{Drive, Vm, VmConfig};
@@ -51,13 +51,24 @@ pub fn prepare(name: &str) -> Result<(HostImage, PathBuf, PathBuf, ResinImage)> 
     let backups: String = fixture::BACKUP_PATHS.iter().map(|p| format!(" --backup {p}")).collect();
     let run_sh = format!(
         "# Stage once; later boots of the old OS (after a refused or failed attempt) only report.\n\
-         if [ -e /var/lib/swapover-e2e-staged ]; then ./stager status; echo SWAPOVER-E2E-OLD-OS-AGAIN; exit 0; fi\n\
+         if [ -e /var/lib/swapover-e2e-staged ]; then\n\
+           ./stager status; echo SWAPOVER-E2E-OLD-OS-AGAIN\n\
+           ./stager abort; echo \"SWAPOVER-E2E-ABORT exit=$?\"; sync; poweroff -f\n\
+         fi\n\
          touch /var/lib/swapover-e2e-staged; sync\n\
          ./stager check --profile {PROFILE} --image ./resinos.img.xz --config ./config.json\n\
          echo \"SWAPOVER-E2E-CHECK exit=$?\"\n\
-         ./stager stage --profile {PROFILE} --image ./resinos.img.xz --sha256 {} --config ./config.json{backups}\n\
+         # --dry-run must print the plan and change nothing: fingerprint what staging would touch.\n\
+         fp() {{ swapdev=$(findfs UUID={SWAP_UUID}); {{ sha256sum /etc/fstab /boot/grub/grubenv /boot/grub/grub.cfg; ls /boot/grub /var/lib; cat /proc/swaps; \
+                dd if=$swapdev bs=4096 count=1 2>/dev/null | sha256sum; dd if=${{swapdev%5}} bs=512 count=1 2>/dev/null | sha256sum; }} | sha256sum | cut -c1-16; }}\n\
+         before=$(fp)\n\
+         ./stager stage --dry-run --profile {PROFILE} --image ./resinos.img.xz --sha256 {sha} --config ./config.json{backups} > /tmp/dry-run.txt; dry=$?\n\
+         cat /tmp/dry-run.txt\n\
+         after=$(fp); [ \"$before\" = \"$after\" ] && same=yes || same=no\n\
+         echo \"SWAPOVER-E2E-DRYRUN exit=$dry unchanged=$same lines=$(wc -l < /tmp/dry-run.txt)\"\n\
+         ./stager stage --profile {PROFILE} --image ./resinos.img.xz --sha256 {sha} --config ./config.json{backups}\n\
          echo \"SWAPOVER-E2E-STAGE exit=$?\"\n",
-        image.xz_sha256
+        sha = image.xz_sha256
     );
     let payload = Payload::new(name, &run_sh)?;
     payload.add_file("stager", &stager, 0o755)?;
@@ -90,6 +101,12 @@ pub fn follow(vm: &mut Vm) -> Result<()> {
     if !check.ends_with("exit=0") {
         bail!("stager check refused the demo host: {check}\n(see {})", vm.log_path().display());
     }
+    let dry = stage(vm, "SWAPOVER-E2E-DRYRUN", 300)?;
+    if !dry.contains("exit=0 unchanged=yes") {
+        bail!("stager stage --dry-run failed or changed the host: {dry}\n(see {})", vm.log_path().display());
+    }
+    let initramfs = stage(vm, "(Xz), ", 600)?;
+    eprintln!("[size] migration initramfs: {}", initramfs.split("initramfs: ").nth(1).unwrap_or(&initramfs));
     stage(vm, "rebooting now", 600).context("the stager did not finish staging")?;
     stage(vm, "SWAPOVER-MIGRATOR-START", 300).context("the stager did not reboot into the migrator")?;
     for step in ["arm-resume", "backup", "flash", "verify", "restore", "finalize"] {
@@ -145,10 +162,10 @@ pub fn run_with_cuts(name: &str, cuts: &[Cut]) -> Result<Outcome> {
         vm.power_cut()?;
         eprintln!("[cut {i}] power cut {:?} after `{}` ({:.1}s into boot {i})", cut.delay, line.trim(), vm.elapsed().as_secs_f64());
     }
+    // The last boot resumes the migrator, or (when the last cut came after finalize) goes
+    // straight to resinOS; either way it must end in the stand-in's verdict.
     let mut vm = Vm::start(&VmConfig::new(&format!("{name}-final"), drives))?;
-    vm.wait_for("SWAPOVER-MIGRATOR-START", Duration::from_secs(300))?;
-    vm.wait_for("SWAPOVER-MIGRATOR-REBOOT target=resinos", Duration::from_secs(900))?;
-    vm.wait_for(SUMMARY_MARKER, Duration::from_secs(300))?;
+    vm.wait_for(SUMMARY_MARKER, Duration::from_secs(1200))?;
     vm.wait_exit(Duration::from_secs(60))?;
     let verdict = Verdict::parse(&vm.console_text())?;
     let expected = host.expected_manifest()?;
@@ -176,13 +193,15 @@ pub struct CampaignRun {
     pub cuts: usize,
     pub completed: bool,
     pub files_lost: usize,
+    /// Ended in the old OS and `stager abort` restored it byte-for-byte.
+    pub restored_old_os: bool,
     pub outcome: Option<Outcome>,
 }
 
 /// One migration with `cuts` power cuts at random moments (seeded): the first may fall in
 /// the stager's staging, the rest in the migrator's run. After each cut the VM restarts on
 /// the same disks. Ends when the stand-in's verdict is printed or the old OS comes back.
-pub fn random_cuts_run(name: &str, seed: u64, cuts: usize) -> Result<CampaignRun> {
+pub fn random_cuts_run(name: &str, seed: u64, cuts: usize, cut_staging: bool) -> Result<CampaignRun> {
     let mut rng = Rng::new(seed);
     let (host, disk, payload_disk, _image) = prepare(name)?;
     let drives = vec![Drive::ide(&disk), Drive::ide(&payload_disk)];
@@ -191,10 +210,14 @@ pub fn random_cuts_run(name: &str, seed: u64, cuts: usize) -> Result<CampaignRun
         let mut vm = Vm::start(&VmConfig::new(&format!("{name}-boot{i}"), drives.clone()))?;
         let last = i == cuts;
         // Where this boot is going: old OS (stager), migrator, or already resinOS.
-        let first = if i == 0 { "SWAPOVER-HOST-UP" } else { "Linux version" };
+        let first = match (i, cut_staging) {
+            (0, true) => "SWAPOVER-HOST-UP",
+            (0, false) => "SWAPOVER-MIGRATOR-START",
+            _ => "Linux version",
+        };
         vm.wait_for(first, Duration::from_secs(300))?;
         if !last {
-            let delay = Duration::from_millis(rng.below(if i == 0 { 20_000 } else { 45_000 }));
+            let delay = Duration::from_millis(rng.below(if i == 0 && cut_staging { 60_000 } else { 45_000 }));
             if vm.wait_for_opt(SUMMARY_MARKER, delay)?.is_none() {
                 vm.power_cut()?;
                 done_cuts += 1;
@@ -205,7 +228,7 @@ pub fn random_cuts_run(name: &str, seed: u64, cuts: usize) -> Result<CampaignRun
             // Run to the end: resinOS's verdict, or the old OS saying it is back.
             loop {
                 let text = vm.console_text();
-                if text.contains(SUMMARY_MARKER) || text.contains("SWAPOVER-E2E-OLD-OS-AGAIN") {
+                if text.contains(SUMMARY_MARKER) || text.contains("SWAPOVER-E2E-ABORT exit=") {
                     break;
                 }
                 if vm.elapsed() > Duration::from_secs(1200) {
@@ -223,9 +246,45 @@ pub fn random_cuts_run(name: &str, seed: u64, cuts: usize) -> Result<CampaignRun
             let data_differences = verdict::differences(&expected, &verdict.data, &format!("resin-data/{APP_ID}"));
             let files_lost = data_differences.len();
             let completed = verdict.summary.ok && files_lost == 0;
-            return Ok(CampaignRun { cuts: done_cuts, completed, files_lost, outcome: Some(Outcome { vm, verdict, expected, data_differences }) });
+            return Ok(CampaignRun { cuts: done_cuts, completed, files_lost, restored_old_os: false, outcome: Some(Outcome { vm, verdict, expected, data_differences }) });
         }
-        return Ok(CampaignRun { cuts: done_cuts, completed: false, files_lost: 0, outcome: None });
+        // Back in the old OS: `stager abort` must have restored the host exactly.
+        let _ = vm.wait_exit(Duration::from_secs(60));
+        let aborted = text.contains("SWAPOVER-E2E-ABORT exit=0");
+        let restored = aborted && host_restored(&host.path, &disk)?.is_empty();
+        eprintln!("[campaign seed={seed}] back in the old OS; abort ok={aborted}, host restored={restored}");
+        return Ok(CampaignRun { cuts: done_cuts, completed: false, files_lost: 0, restored_old_os: restored, outcome: None });
     }
     bail!("campaign run {name} ended without an outcome")
+}
+
+/// Differences between a host disk and its pristine image in what a refused, failed or
+/// aborted staging must leave untouched: MBR and partition table, the swap header (signature
+/// and UUID), fstab and GRUB's files. Empty means byte-identical.
+pub fn host_restored(pristine: &std::path::Path, disk: &std::path::Path) -> Result<Vec<String>> {
+    use crate::disk::{self, PartitionTable};
+    let mut out = Vec::new();
+    if disk::read_at(pristine, 0, 512)? != disk::read_at(disk, 0, 512)? {
+        out.push("MBR (boot code or partition table) changed".to_string());
+    }
+    let table = PartitionTable::read(disk)?;
+    let shape = |t: &PartitionTable| t.partitions.iter().map(|p| (p.start, p.size, p.kind.clone(), p.bootable)).collect::<Vec<_>>();
+    let before = PartitionTable::read(pristine)?;
+    if shape(&before) != shape(&table) || before.id != table.id {
+        out.push("partition table changed".to_string());
+    }
+    let swap = table.number(5)?;
+    if disk::read_at(pristine, swap.offset_bytes(), 4096)? != disk::read_at(disk, swap.offset_bytes(), 4096)? {
+        out.push("swap header (signature, UUID) differs".to_string());
+    }
+    let root = table.number(1)?;
+    for file in ["/etc/fstab", "/boot/grub/grubenv", "/boot/grub/grub.cfg"] {
+        if disk::read_ext4_file(pristine, root, file)? != disk::read_ext4_file(disk, root, file)? {
+            out.push(format!("{file} differs"));
+        }
+    }
+    if disk::list_ext4_dir(disk, root, "/boot/grub")?.iter().any(|n| n == "custom.cfg") {
+        out.push("custom.cfg left behind".to_string());
+    }
+    Ok(out)
 }
