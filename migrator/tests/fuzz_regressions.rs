@@ -30,6 +30,21 @@ fn sparse(len: usize, nonzero: &[(usize, u8)]) -> Vec<u8> {
     bytes
 }
 
+/// Crash input 3: 21946 bytes. A logical partition whose start, relative to its EBR,
+/// passes 2^32 sectors once the EBR's sector is added: mbrman 0.6.1 adds them unchecked
+/// ("attempt to add with overflow" in `MBR::read_from`; a wrong start without overflow checks).
+const EBR_OVERFLOW_LEN: usize = 21946;
+const EBR_OVERFLOW_NONZERO: &[(usize, u8)] = &[(440, 0x7e), (441, 0xe0), (442, 0x0a), (446, 0x80), (448, 0x03), (450, 0x83), (452, 0x16), (454, 0x02), (458, 0x14), (464, 0x19), (466, 0x05), (467, 0x01), (468, 0x1f), (470, 0x18), (474, 0x46), (510, 0x55), (511, 0xaa), (12736, 0x1b), (12738, 0x82), (12740, 0x24), (12741, 0xf6), (12742, 0xfd), (12743, 0xff), (12744, 0xff), (12745, 0xff), (12746, 0xf5), (12747, 0xff), (12748, 0xff), (12752, 0x28), (12754, 0x05), (12756, 0x3c), (12758, 0x0f), (12762, 0x15), (12798, 0x55), (12799, 0xaa), (15534, 0x03), (20416, 0x29), (20418, 0x83), (20420, 0x3c), (20422, 0x01), (20426, 0x14), (20478, 0x55), (20479, 0xaa)];
+
+#[test]
+fn crash_input_logical_start_past_32_bits_is_refused_not_a_panic() {
+    let image = sparse(EBR_OVERFLOW_LEN, EBR_OVERFLOW_NONZERO);
+    assert_unreadable(
+        PartitionTable::read(&mut Cursor::new(&image)),
+        "the logical partition chain at sector ",
+    );
+}
+
 /// What the fuzz target did: read the table, grow it over a slightly larger disk.
 fn grow(image: &[u8]) -> FinalTable {
     let table = PartitionTable::read(&mut Cursor::new(image)).unwrap();

@@ -123,3 +123,70 @@ fn partition_table_with_every_entry_at_sector_zero_is_refused_not_a_panic() {
         other => panic!("expected the table to be refused, got {other:?}"),
     }
 }
+
+/// Found by target migrator_layout, same mbrman call: 21946 bytes, zero but for these
+/// pairs. A logical partition's start passes 2^32 sectors once its EBR's sector is added;
+/// mbrman 0.6.1 added them unchecked ("attempt to add with overflow").
+const MBR_LOGICAL_OVERFLOW_LEN: usize = 21946;
+const MBR_LOGICAL_OVERFLOW_NONZERO: &[(usize, u8)] = &[
+    (440, 0x7e),
+    (441, 0xe0),
+    (442, 0x0a),
+    (446, 0x80),
+    (448, 0x03),
+    (450, 0x83),
+    (452, 0x16),
+    (454, 0x02),
+    (458, 0x14),
+    (464, 0x19),
+    (466, 0x05),
+    (467, 0x01),
+    (468, 0x1f),
+    (470, 0x18),
+    (474, 0x46),
+    (510, 0x55),
+    (511, 0xaa),
+    (12736, 0x1b),
+    (12738, 0x82),
+    (12740, 0x24),
+    (12741, 0xf6),
+    (12742, 0xfd),
+    (12743, 0xff),
+    (12744, 0xff),
+    (12745, 0xff),
+    (12746, 0xf5),
+    (12747, 0xff),
+    (12748, 0xff),
+    (12752, 0x28),
+    (12754, 0x05),
+    (12756, 0x3c),
+    (12758, 0x0f),
+    (12762, 0x15),
+    (12798, 0x55),
+    (12799, 0xaa),
+    (15534, 0x03),
+    (20416, 0x29),
+    (20418, 0x83),
+    (20420, 0x3c),
+    (20422, 0x01),
+    (20426, 0x14),
+    (20478, 0x55),
+    (20479, 0xaa),
+];
+
+#[test]
+fn partition_table_with_a_logical_start_past_32_bits_is_refused_not_a_panic() {
+    let mut image = vec![0u8; MBR_LOGICAL_OVERFLOW_LEN];
+    for &(at, byte) in MBR_LOGICAL_OVERFLOW_NONZERO {
+        image[at] = byte;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk.img");
+    std::fs::write(&path, &image).unwrap();
+    match partition_table::read(&path, Bytes(512)) {
+        Err(TableError::Unreadable { problem, .. }) => {
+            assert!(problem.ends_with("reaches past 2^32 sectors"), "{problem}")
+        }
+        other => panic!("expected the table to be refused, got {other:?}"),
+    }
+}

@@ -11,7 +11,7 @@ pub mod units;
 
 pub use finalize::{final_table, write_growth, DataGrowth, FinalTable, Growth};
 pub use fit::{place_image, HostDisk, Placement, Span};
-pub use table::{HeadOverlay, Partition, PartitionTable};
+pub use table::{check_ebr_chain, HeadOverlay, Partition, PartitionTable};
 
 use units::Sectors;
 

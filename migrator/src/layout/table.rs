@@ -57,6 +57,7 @@ impl PartitionTable {
     pub fn read<R: Read + Seek>(reader: &mut R) -> Result<PartitionTable, LayoutError> {
         let header = mbrman::MBRHeader::read_from(reader).map_err(|e| LayoutError::Unreadable(e.to_string()))?;
         refuse_entry_at_sector_zero(&header)?;
+        check_ebr_chain(reader, &header, SECTOR_BYTES).map_err(LayoutError::Unreadable)?;
         let mbr = mbrman::MBR::read_from(reader, SECTOR_BYTES as u32)
             .map_err(|e| LayoutError::Unreadable(e.to_string()))?;
         Self::from_parts(&mbr.header, &mbr.logical_partitions)
@@ -113,6 +114,44 @@ fn refuse_entry_at_sector_zero(header: &mbrman::MBRHeader) -> Result<(), LayoutE
     match header.iter().find(|(_, e)| e.is_used() && e.starting_lba == 0) {
         Some((number, _)) => Err(LayoutError::Unreadable(format!("partition {number} starts at sector 0, over the MBR itself"))),
         None => Ok(()),
+    }
+}
+
+/// Walks the EBR chain the way mbrman 0.6.1 does and refuses one whose sector numbers
+/// pass 32 bits: mbrman adds them unchecked (`MBR::read_from`: a panic with overflow
+/// checks, a wrong start sector without). Where mbrman would stop, this stops too.
+pub fn check_ebr_chain<R: Read + Seek>(
+    reader: &mut R,
+    header: &mbrman::MBRHeader,
+    sector_size: u64,
+) -> Result<(), String> {
+    let Some(extended) = header.iter().map(|(_, e)| e).find(|e| e.is_used() && e.is_extended()) else {
+        return Ok(());
+    };
+    let too_far = |ebr: u64| format!("the logical partition chain at sector {ebr} reaches past 2^32 sectors");
+    let mut relative: u32 = 0;
+    loop {
+        let Some(ebr) = extended.starting_lba.checked_add(relative) else {
+            return Err(too_far(u64::from(extended.starting_lba) + u64::from(relative)));
+        };
+        let mut sector = [0u8; 512];
+        let read = reader
+            .seek(SeekFrom::Start(u64::from(ebr) * sector_size))
+            .and_then(|_| reader.read_exact(&mut sector));
+        if read.is_err() || sector[510..512] != [0x55, 0xaa] {
+            return Ok(());
+        }
+        let field = |at: usize| u32::from_le_bytes([sector[at], sector[at + 1], sector[at + 2], sector[at + 3]]);
+        // Entry 0: the logical partition, relative to its EBR; entry 1: the next EBR,
+        // relative to the extended partition.
+        if field(446 + 8).checked_add(ebr).is_none() {
+            return Err(too_far(u64::from(ebr)));
+        }
+        let next = field(446 + 16 + 8);
+        if next == 0 || relative >= next {
+            return Ok(());
+        }
+        relative = next;
     }
 }
 
