@@ -37,6 +37,8 @@ pub fn demo_config_json() -> String {
 /// What one run produced.
 pub struct Outcome {
     pub vm: Vm,
+    /// The device's disk after the run.
+    pub disk: PathBuf,
     pub verdict: Verdict,
     pub expected: Manifest,
     pub data_differences: Vec<String>,
@@ -86,7 +88,7 @@ pub fn run(name: &str) -> Result<Outcome> {
     let verdict = Verdict::parse(&vm.console_text())?;
     let expected = host.expected_manifest()?;
     let data_differences = verdict::differences(&expected, &verdict.data, &format!("resin-data/{APP_ID}"));
-    Ok(Outcome { vm, verdict, expected, data_differences })
+    Ok(Outcome { vm, disk, verdict, expected, data_differences })
 }
 
 /// Awaits every stage of a migration on `vm`'s console, printing when each was reached.
@@ -170,7 +172,7 @@ pub fn run_with_cuts(name: &str, cuts: &[Cut]) -> Result<Outcome> {
     let verdict = Verdict::parse(&vm.console_text())?;
     let expected = host.expected_manifest()?;
     let data_differences = verdict::differences(&expected, &verdict.data, &format!("resin-data/{APP_ID}"));
-    Ok(Outcome { vm, verdict, expected, data_differences })
+    Ok(Outcome { vm, disk, verdict, expected, data_differences })
 }
 
 /// A small seeded generator (xorshift64*), so a campaign is reproducible from its seed.
@@ -217,7 +219,7 @@ pub fn random_cuts_run(name: &str, seed: u64, cuts: usize, cut_staging: bool) ->
         };
         vm.wait_for(first, Duration::from_secs(300))?;
         if !last {
-            let delay = Duration::from_millis(rng.below(if i == 0 && cut_staging { 60_000 } else { 45_000 }));
+            let delay = Duration::from_millis(rng.below(if i == 0 && cut_staging { 60_000 } else { 25_000 }));
             if vm.wait_for_opt(SUMMARY_MARKER, delay)?.is_none() {
                 vm.power_cut()?;
                 done_cuts += 1;
@@ -246,7 +248,7 @@ pub fn random_cuts_run(name: &str, seed: u64, cuts: usize, cut_staging: bool) ->
             let data_differences = verdict::differences(&expected, &verdict.data, &format!("resin-data/{APP_ID}"));
             let files_lost = data_differences.len();
             let completed = verdict.summary.ok && files_lost == 0;
-            return Ok(CampaignRun { cuts: done_cuts, completed, files_lost, restored_old_os: false, outcome: Some(Outcome { vm, verdict, expected, data_differences }) });
+            return Ok(CampaignRun { cuts: done_cuts, completed, files_lost, restored_old_os: false, outcome: Some(Outcome { vm, disk, verdict, expected, data_differences }) });
         }
         // Back in the old OS: `stager abort` must have restored the host exactly.
         let _ = vm.wait_exit(Duration::from_secs(60));
