@@ -24,6 +24,25 @@ fn legacy_host_becomes_resinos_with_its_data_and_wifi() -> anyhow::Result<()> {
     let _ = config_sha; // config.json gains the hostname, so its hash differs from the input by design
     assert!(v.summary.migration_log, "migration log missing in resinOS");
     assert!(v.summary.ok, "{:?}", v.summary);
+    // The final table: resinOS's layout from the old root's start, resin-data grown over the
+    // old swap area to the end of the disk.
+    let table = qemu_tests::disk::PartitionTable::read(&outcome.disk)?;
+    let image = qemu_tests::disk::PartitionTable::read(&qemu_tests::resin_image::ResinImage::ensure()?.raw)?;
+    let disk_sectors = std::fs::metadata(&outcome.disk)?.len() / qemu_tests::disk::SECTOR_BYTES;
+    for n in [1, 2, 3, 5] {
+        let (now, planned) = (table.number(n)?, image.number(n)?);
+        assert_eq!((now.start, now.size, &now.kind), (planned.start, planned.size, &planned.kind), "partition {n}");
+    }
+    for n in [4, 6] {
+        // The extended partition and resin-data inside it grow to the end of the disk.
+        let (now, planned) = (table.number(n)?, image.number(n)?);
+        assert_eq!(now.start, planned.start, "partition {n} moved");
+        assert_eq!(now.start + now.size, disk_sectors, "partition {n} does not reach the end of the disk");
+    }
+    assert_eq!(table.partitions.len(), 6, "{:?}", table.partitions);
+
     e2e::print_timings(&outcome.vm);
+    let migrator = qemu_tests::paths::workspace_root().join("target/x86_64-unknown-linux-musl/release/migrator");
+    eprintln!("[size] migrator binary: {} bytes", std::fs::metadata(&migrator)?.len());
     Ok(())
 }
