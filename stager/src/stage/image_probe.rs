@@ -187,7 +187,15 @@ struct ForwardReader<R> {
     ended: bool,
     /// Set when a read asked for bytes already passed (outside the head).
     backward: Option<u64>,
+    /// Small reads past the head (EBR sectors), kept so that a second pass over the
+    /// logical-partition chain (first our overflow check, then mbrman) can read them again.
+    small_reads: Vec<(u64, Vec<u8>)>,
 }
+
+/// Reads up to this size past the head are remembered for a second look.
+const REMEMBERED_READ_BYTES: usize = 4096;
+/// How many such reads are kept (an EBR chain has one per logical partition).
+const REMEMBERED_READS: usize = 256;
 
 impl<R: Read> ForwardReader<R> {
     fn new(mut inner: R) -> io::Result<Self> {
@@ -196,7 +204,16 @@ impl<R: Read> ForwardReader<R> {
         head.truncate(n);
         let mut hasher = Sha256::new();
         hasher.update(&head);
-        Ok(ForwardReader { inner, consumed: n as u64, ended: n < HEAD_BYTES, head, hasher, pos: 0, backward: None })
+        Ok(ForwardReader {
+            inner,
+            consumed: n as u64,
+            ended: n < HEAD_BYTES,
+            head,
+            hasher,
+            pos: 0,
+            backward: None,
+            small_reads: Vec::new(),
+        })
     }
 
     /// Takes bytes from `inner` up to `to` (hashing them), discarding them.
@@ -256,11 +273,24 @@ impl<R: Read> Read for ForwardReader<R> {
             return Ok(n);
         }
         if self.pos < self.consumed {
+            let pos = self.pos;
+            let remembered = self.small_reads.iter().find(|(at, bytes)| *at <= pos && pos < at + bytes.len() as u64);
+            if let Some((at, bytes)) = remembered {
+                let from = &bytes[usize::try_from(pos - at).unwrap_or(0)..];
+                let n = from.len().min(buf.len());
+                buf[..n].copy_from_slice(&from[..n]);
+                self.pos += n as u64;
+                return Ok(n);
+            }
             self.backward = Some(self.pos);
             return Err(io::Error::other(format!("cannot go back to byte {} of a decoded stream", self.pos)));
         }
         self.skip_to(self.pos)?;
+        let at = self.pos;
         let n = self.take(buf)?;
+        if n > 0 && buf.len() <= REMEMBERED_READ_BYTES && self.small_reads.len() < REMEMBERED_READS {
+            self.small_reads.push((at, buf[..n].to_vec()));
+        }
         self.pos += n as u64;
         Ok(n)
     }
