@@ -32,7 +32,9 @@ fn progress_lines_step_by_five_percent_up_to_100() {
     log::set_logger(&CAPTURE).unwrap();
     log::set_max_level(log::LevelFilter::Info);
 
-    let image: Vec<u8> = (0..3_000_000u32)
+    // 5 % of the image (400 000 bytes) is more than one read (256 KiB), so no single read
+    // can jump over a whole step: every step must get its own line.
+    let image: Vec<u8> = (0..8_000_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let dir = tempfile::tempdir().unwrap();
