@@ -64,16 +64,28 @@ fn reboot_now(why: &str) -> ! {
     sleep_forever()
 }
 
-/// Print the halt marker and the reason, then stay up forever (repeating the
-/// message now and then) so that a person can read it on the console.
+/// How long a halt shows its message before the migrator reboots to try again.
+pub const HALT_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// How often a halt repeats its message on the console.
+const HALT_REPEAT_EVERY: Duration = Duration::from_secs(60);
+
+/// Print the halt marker and the reason, repeat it now and then so a person at the
+/// console can read it, and after [`HALT_RETRY_AFTER`] reboot: once destruction began the
+/// disk boots only the migration environment, so the next boot tries again (with a fresh
+/// budget for the step that stopped) rather than leaving a remote device dead for good.
 pub fn halt(reason: &str) -> ! {
     logging::marker(&format!("SWAPOVER-MIGRATOR-HALT {reason}"));
+    log::error!("the migrator stopped; it reboots to try again in {} min", HALT_RETRY_AFTER.as_secs() / 60);
     logging::flush();
     nix::unistd::sync();
-    loop {
-        std::thread::sleep(Duration::from_secs(600));
+    let mut waited = Duration::ZERO;
+    while waited < HALT_RETRY_AFTER {
+        std::thread::sleep(HALT_REPEAT_EVERY);
+        waited += HALT_REPEAT_EVERY;
         logging::marker(&format!("SWAPOVER-MIGRATOR-HALT {reason}"));
     }
+    reboot_into(RebootTarget::Migrator)
 }
 
 fn sleep_forever() -> ! {

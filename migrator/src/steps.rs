@@ -116,11 +116,17 @@ pub fn step_name(kind: ActionKind) -> Option<&'static str> {
     }
 }
 
+/// Interrupted attempts (power cut, crash, hang) each unit of work gets before the
+/// migrator gives up on it: more than the error bound, since a power cut says nothing
+/// about the step, yet bounded, since a step that brings the machine down every time
+/// would otherwise loop forever.
+pub const MAX_INTERRUPTED_ATTEMPTS: u32 = 10;
+
 /// Run actions from the journal until the migration reboots or halts.
 pub fn run(ctx: &mut Context<'_>, journal: &mut Journal) -> Exit {
     let max_attempts = ctx.plan.failure.step_retries.max(1);
     loop {
-        let inputs = Inputs { plan_id: &ctx.plan_id, max_attempts };
+        let inputs = Inputs { plan_id: &ctx.plan_id, max_attempts, max_interrupted: MAX_INTERRUPTED_ATTEMPTS };
         let action = next_action(journal.state(), &inputs);
         log::info!("next: {action:?}");
         match action {
@@ -130,7 +136,16 @@ pub fn run(ctx: &mut Context<'_>, journal: &mut Journal) -> Exit {
                 }
             }
             Action::RebootIntoResin => return Exit::Reboot(RebootTarget::Resinos),
-            Action::Halt { reason } => return Exit::Halt(reason),
+            Action::Halt { reason, retry } => {
+                if let Some(kind) = retry {
+                    // The disk boots only the migration environment now: the next boot
+                    // (after the halt's wait, or a power cycle) tries this work again.
+                    if let Err(e) = journal.reset_budget(kind) {
+                        log::error!("cannot reset the retry budget of {kind:?}: {e}");
+                    }
+                }
+                return Exit::Halt(reason);
+            }
             Action::ReturnToOldOs { reason } => return return_to_old_os(ctx, &reason),
             work => {
                 let Some(kind) = work.kind() else {
@@ -144,7 +159,12 @@ pub fn run(ctx: &mut Context<'_>, journal: &mut Journal) -> Exit {
                 if let Some(name) = name {
                     logging::marker(&format!("SWAPOVER-STEP {name} begin"));
                 }
-                log::info!("{kind:?}: attempt {attempt} of {max_attempts}");
+                let state = journal.state();
+                log::info!(
+                    "{kind:?}: attempt {attempt} ({} failed and {} interrupted before; limits {max_attempts} and {MAX_INTERRUPTED_ATTEMPTS})",
+                    state.failures_of(kind),
+                    state.interruptions_of(kind).saturating_sub(1)
+                );
                 let started = Instant::now();
                 match perform(ctx, journal, &work) {
                     Ok(()) => {
@@ -158,6 +178,9 @@ pub fn run(ctx: &mut Context<'_>, journal: &mut Journal) -> Exit {
                     }
                     Err(e) => {
                         log::error!("{kind:?} attempt {attempt} failed after {:.1} s: {e}", started.elapsed().as_secs_f64());
+                        if let Err(e) = journal.record_failure(kind) {
+                            return Exit::Halt(format!("cannot write the journal: {e}"));
+                        }
                         logging::flush();
                         std::thread::sleep(ctx.retry_delay);
                     }

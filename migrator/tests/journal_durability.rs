@@ -11,7 +11,7 @@ use std::path::Path;
 const PLAN: &str = "plan-1";
 
 fn inputs() -> Inputs<'static> {
-    Inputs { plan_id: PLAN, max_attempts: 3 }
+    Inputs { plan_id: PLAN, max_attempts: 3, max_interrupted: 10 }
 }
 
 /// The whole migration as the migrator would drive it, one recorded milestone per action.
@@ -204,15 +204,47 @@ fn attempts_are_counted_durably_and_hit_the_bound() {
     for step in [Step::ResumeArmed, Step::BackupDone, Step::FlashStarted] {
         j.record(step).unwrap();
     }
-    for expected in 1..=3 {
-        // One boot: decide, count the attempt, then "lose power" before progress.
+    // Power cuts: one boot decides, counts the attempt, then "loses power" before any
+    // progress. They use up the interruption bound (10), not the error bound (3).
+    for expected in 1..=10 {
         let mut boot = Journal::open(dir.path()).unwrap();
-        assert_eq!(next_action(boot.state(), &inputs()), Action::Flash { resume_from: Bytes(0) });
+        assert_eq!(next_action(boot.state(), &inputs()), Action::Flash { resume_from: Bytes(0) }, "boot {expected}");
         assert_eq!(boot.record_attempt(ActionKind::Flash).unwrap(), expected);
     }
+    let mut boot = Journal::open(dir.path()).unwrap();
+    assert_eq!(boot.state().interruptions_of(ActionKind::Flash), 10);
+    assert!(matches!(next_action(boot.state(), &inputs()), Action::Halt { retry: Some(ActionKind::Flash), .. }));
+
+    // The halt gives the step a fresh budget for the next boot, durably.
+    boot.reset_budget(ActionKind::Flash).unwrap();
+    let mut boot = Journal::open(dir.path()).unwrap();
+    assert_eq!(next_action(boot.state(), &inputs()), Action::Flash { resume_from: Bytes(0) });
+
+    // Errors: three attempts that each report a failure hit the error bound.
+    for n in 1..=3 {
+        assert_eq!(next_action(boot.state(), &inputs()), Action::Flash { resume_from: Bytes(0) }, "error {n}");
+        boot.record_attempt(ActionKind::Flash).unwrap();
+        assert_eq!(boot.record_failure(ActionKind::Flash).unwrap(), n);
+    }
     let boot = Journal::open(dir.path()).unwrap();
-    assert_eq!(boot.state().attempts_of(ActionKind::Flash), 3);
-    assert!(matches!(next_action(boot.state(), &inputs()), Action::Halt { .. }));
+    assert_eq!((boot.state().failures_of(ActionKind::Flash), boot.state().interruptions_of(ActionKind::Flash)), (3, 0));
+    match next_action(boot.state(), &inputs()) {
+        Action::Halt { reason, retry } => {
+            assert!(reason.contains("Flash failed 3 times"), "{reason}");
+            assert_eq!(retry, Some(ActionKind::Flash));
+        }
+        other => panic!("expected Halt, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_failure_is_never_counted_without_its_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = begun(dir.path());
+    assert_eq!(j.record_failure(ActionKind::ArmResume).unwrap(), 0);
+    j.record_attempt(ActionKind::ArmResume).unwrap();
+    assert_eq!(j.record_failure(ActionKind::ArmResume).unwrap(), 1);
+    assert_eq!(j.record_failure(ActionKind::ArmResume).unwrap(), 1);
 }
 
 #[test]
@@ -263,10 +295,10 @@ fn flash_progress_resets_the_flash_bound_but_stalls_still_hit_it() {
     }
     // Repeating the same checkpoint is no progress.
     let mut j = Journal::open(dir.path()).unwrap();
-    for _ in 0..3 {
+    for _ in 0..10 {
         j.record_attempt(ActionKind::Flash).unwrap();
         j.record(Step::FlashProgress { through: Bytes(5 << 20) }).unwrap();
     }
-    assert_eq!(j.state().attempts_of(ActionKind::Flash), 3);
+    assert_eq!(j.state().attempts_of(ActionKind::Flash), 10);
     assert!(matches!(next_action(j.state(), &inputs()), Action::Halt { .. }));
 }

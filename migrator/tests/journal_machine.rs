@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 const PLAN: &str = "plan-sha256-abc";
 
 fn inputs() -> Inputs<'static> {
-    Inputs { plan_id: PLAN, max_attempts: 3 }
+    Inputs { plan_id: PLAN, max_attempts: 3, max_interrupted: 10 }
 }
 
 fn at(step: Step) -> JournalState {
-    JournalState { plan_id: Some(PLAN.to_string()), step, attempts: BTreeMap::new() }
+    JournalState { plan_id: Some(PLAN.to_string()), step, attempts: BTreeMap::new(), failures: BTreeMap::new() }
 }
 
 #[test]
@@ -53,7 +53,7 @@ fn a_stale_plan_after_destruction_halts() {
     let mut state = at(Step::FlashProgress { through: Bytes(4096) });
     state.plan_id = Some("older-plan".into());
     match next_action(&state, &inputs()) {
-        Action::Halt { reason } => assert!(reason.contains("older-plan") && reason.contains(PLAN), "{reason}"),
+        Action::Halt { reason, retry: None } => assert!(reason.contains("older-plan") && reason.contains(PLAN), "{reason}"),
         other => panic!("expected Halt, got {other:?}"),
     }
 }
@@ -74,8 +74,9 @@ fn the_bound_before_destruction_returns_to_the_old_os() {
     ] {
         let mut state = at(step.clone());
         state.attempts.insert(kind, 3);
+        state.failures.insert(kind, 3);
         match next_action(&state, &inputs()) {
-            Action::ReturnToOldOs { reason } => assert!(reason.contains("3 times"), "{reason}"),
+            Action::ReturnToOldOs { reason } => assert!(reason.contains("failed 3 times"), "{reason}"),
             other => panic!("after {step:?}: expected ReturnToOldOs, got {other:?}"),
         }
     }
@@ -92,7 +93,15 @@ fn the_bound_after_destruction_halts() {
     ] {
         let mut state = at(step.clone());
         state.attempts.insert(kind, 5);
-        assert!(matches!(next_action(&state, &inputs()), Action::Halt { .. }), "after {step:?}");
+        state.failures.insert(kind, 3);
+        assert_eq!(
+            next_action(&state, &inputs()),
+            Action::Halt {
+                reason: format!("{kind:?} failed 3 times (limit 3); see the migration log on the staging partition"),
+                retry: Some(kind)
+            },
+            "after {step:?}"
+        );
     }
 }
 
@@ -119,4 +128,38 @@ fn steps_only_move_forward() {
     assert!(p(10).may_advance_to(&p(20)));
     assert!(!p(20).may_advance_to(&p(10)));
     assert!(p(20).may_advance_to(&Step::FlashWritten { image_bytes: Bytes(30) }));
+}
+
+#[test]
+fn power_cuts_do_not_use_up_the_error_bound() {
+    // Nine attempts cut short (no failure recorded) and two errors: keep going.
+    for step in [Step::ResumeArmed, Step::FlashVerified] {
+        let mut state = at(step.clone());
+        let kind = if step == Step::ResumeArmed { ActionKind::Backup } else { ActionKind::Restore };
+        state.attempts.insert(kind, 11);
+        state.failures.insert(kind, 2);
+        assert_eq!(state.interruptions_of(kind), 9);
+        let action = next_action(&state, &inputs());
+        assert_eq!(action.kind(), Some(kind), "after {step:?}: {action:?}");
+    }
+}
+
+#[test]
+fn a_step_interrupted_again_and_again_is_given_up() {
+    let mut state = at(Step::ResumeArmed);
+    state.attempts.insert(ActionKind::Backup, 10);
+    match next_action(&state, &inputs()) {
+        Action::ReturnToOldOs { reason } => assert!(reason.contains("interrupted 10 times"), "{reason}"),
+        other => panic!("expected ReturnToOldOs, got {other:?}"),
+    }
+    let mut state = at(Step::FlashVerified);
+    state.attempts.insert(ActionKind::Restore, 12);
+    state.failures.insert(ActionKind::Restore, 1);
+    match next_action(&state, &inputs()) {
+        Action::Halt { reason, retry } => {
+            assert!(reason.contains("interrupted 11 times"), "{reason}");
+            assert_eq!(retry, Some(ActionKind::Restore));
+        }
+        other => panic!("expected Halt, got {other:?}"),
+    }
 }

@@ -13,8 +13,12 @@ use crate::layout::units::Bytes;
 pub struct Inputs<'a> {
     /// Identity of the staged plan (e.g. its sha256); a journal for another plan is stale.
     pub plan_id: &'a str,
-    /// How many attempts each unit of work gets (counting the first).
+    /// How many attempts that end in an error each unit of work gets (counting the first).
     pub max_attempts: u32,
+    /// How many interrupted attempts (power cut, crash, hang) each unit of work gets.
+    /// Larger than `max_attempts`: a power cut says nothing about the step, but a step
+    /// that takes the machine down every time must not loop forever.
+    pub max_interrupted: u32,
 }
 
 /// The next thing the migrator must do.
@@ -44,7 +48,9 @@ pub enum Action {
     /// Nothing destructive happened: disarm the resume entry and reboot into the old OS.
     ReturnToOldOs { reason: String },
     /// Destruction began and we cannot go on: stop with this message on the console.
-    Halt { reason: String },
+    /// `retry`: the unit of work whose bound was reached; it gets a fresh budget on the
+    /// next boot of the migration environment (the disk still boots it).
+    Halt { reason: String, retry: Option<ActionKind> },
 }
 
 impl Action {
@@ -78,6 +84,7 @@ pub fn next_action(state: &JournalState, inputs: &Inputs<'_>) -> Action {
                      overwritten by that run, so re-stage with its plan or reflash the device",
                     inputs.plan_id
                 ),
+                retry: None,
             };
         }
         return Action::Begin;
@@ -86,19 +93,24 @@ pub fn next_action(state: &JournalState, inputs: &Inputs<'_>) -> Action {
     let Some(kind) = action.kind() else {
         return action;
     };
-    let attempts = state.attempts_of(kind);
-    if attempts >= inputs.max_attempts {
-        let reason = format!(
-            "{kind:?} failed {attempts} times (limit {}); see the migration log on the staging partition",
-            inputs.max_attempts
-        );
-        return if state.step.is_destructive() {
-            Action::Halt { reason }
-        } else {
-            Action::ReturnToOldOs { reason }
-        };
+    let failures = state.failures_of(kind);
+    let interrupted = state.interruptions_of(kind);
+    let reason = if failures >= inputs.max_attempts {
+        format!("{kind:?} failed {failures} times (limit {})", inputs.max_attempts)
+    } else if interrupted >= inputs.max_interrupted {
+        format!(
+            "{kind:?} was interrupted {interrupted} times by a power cut, crash or hang (limit {})",
+            inputs.max_interrupted
+        )
+    } else {
+        return action;
+    };
+    let reason = format!("{reason}; see the migration log on the staging partition");
+    if state.step.is_destructive() {
+        Action::Halt { reason, retry: Some(kind) }
+    } else {
+        Action::ReturnToOldOs { reason }
     }
-    action
 }
 
 /// The work that follows a durably recorded milestone.

@@ -32,15 +32,30 @@ pub struct JournalState {
     pub step: Step,
     /// Attempts started per unit of work (including the one that may be running).
     pub attempts: BTreeMap<ActionKind, u32>,
+    /// Of those attempts, the ones that ended in an error. The others (attempts minus
+    /// failures) were interrupted: a power cut, a crash or a hang that a watchdog ended.
+    /// The two are bounded separately, so power cuts alone never exhaust the error bound.
+    #[serde(default)]
+    pub failures: BTreeMap<ActionKind, u32>,
 }
 
 impl JournalState {
     pub fn fresh() -> JournalState {
-        JournalState { plan_id: None, step: Step::NotStarted, attempts: BTreeMap::new() }
+        JournalState { plan_id: None, step: Step::NotStarted, attempts: BTreeMap::new(), failures: BTreeMap::new() }
     }
 
     pub fn attempts_of(&self, kind: ActionKind) -> u32 {
         self.attempts.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// Attempts at `kind` that ended in an error.
+    pub fn failures_of(&self, kind: ActionKind) -> u32 {
+        self.failures.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// Attempts at `kind` that never reported back (power cut, crash, hang).
+    pub fn interruptions_of(&self, kind: ActionKind) -> u32 {
+        self.attempts_of(kind).saturating_sub(self.failures_of(kind))
     }
 }
 
@@ -144,6 +159,7 @@ impl Journal {
             plan_id: Some(plan_id.to_string()),
             step: Step::Started,
             attempts: BTreeMap::new(),
+            failures: BTreeMap::new(),
         };
         self.commit(state)
     }
@@ -161,6 +177,7 @@ impl Journal {
             // A new checkpoint within a unit of work (flash progress): the retry
             // bound counts only attempts that make no progress.
             state.attempts.remove(&kind);
+            state.failures.remove(&kind);
         }
         state.step = step;
         self.commit(state)
@@ -175,6 +192,27 @@ impl Journal {
         let attempt = *count;
         self.commit(state)?;
         Ok(attempt)
+    }
+
+    /// Record that the running attempt at `kind` ended in an error (durably).
+    pub fn record_failure(&mut self, kind: ActionKind) -> Result<u32, JournalError> {
+        let mut state = self.state.clone();
+        let started = state.attempts_of(kind);
+        let count = state.failures.entry(kind).or_insert(0);
+        // Never more failures than attempts: a failure always follows its attempt.
+        *count = count.saturating_add(1).min(started);
+        let failures = *count;
+        self.commit(state)?;
+        Ok(failures)
+    }
+
+    /// Give `kind` a fresh budget (durably): after the migrator stopped on it, the next
+    /// boot of the migration environment tries again instead of stopping at once.
+    pub fn reset_budget(&mut self, kind: ActionKind) -> Result<(), JournalError> {
+        let mut state = self.state.clone();
+        state.attempts.remove(&kind);
+        state.failures.remove(&kind);
+        self.commit(state)
     }
 
     fn slot_path(&self, seq: u64) -> PathBuf {
