@@ -209,3 +209,15 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (N
   done
 } | tee "$REPORT"
 echo "bench-flash: raw results in $RESULTS, table in $REPORT" >&2
+
+# Put this run's table into the README, between its bench-flash markers.
+README=$ROOT/README.md
+if grep -q '^<!-- bench-flash:begin' "$README" && grep -q '^<!-- bench-flash:end' "$README"; then
+  awk -v report="$REPORT" '
+    /^<!-- bench-flash:begin/ { print; while ((getline line < report) > 0) if (line !~ /^## /) print line; skip = 1; next }
+    /^<!-- bench-flash:end/ { skip = 0 }
+    !skip { print }' "$README" > "$README.tmp" && mv "$README.tmp" "$README"
+  echo "bench-flash: README.md's benchmark table rewritten" >&2
+else
+  echo "bench-flash: README.md has no bench-flash markers; table left in $REPORT only" >&2
+fi
