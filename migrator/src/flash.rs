@@ -11,7 +11,9 @@
 //! Order of events in a flash, and what the caller journals:
 //! 1. [`write_image`]: everything except the image's first MiB is written, with an
 //!    fsync every [`FlashRequest::sync_every_bytes`] and at the end. [`Progress`]
-//!    carries `durable_image_offset`; journal it to resume after a power cut.
+//!    carries `durable_image_offset`; journal it to resume after a power cut. A
+//!    transient write or fsync error (EIO, ...) runs the pass again from the last
+//!    durable offset, a bounded number of times; ENOSPC fails at once (see [`retry`]).
 //! 2. [`verify_written`]: the written range is re-read from the medium (page cache
 //!    dropped first) and its sha256 compared with the one computed while writing.
 //!    A mismatch is [`FlashError::VerifyMismatch`], never a log line.
@@ -42,6 +44,7 @@ pub mod limit;
 mod parallel;
 pub mod positional;
 pub mod progress_log;
+pub mod retry;
 mod sequential;
 pub mod target;
 pub mod xz_index;
@@ -50,6 +53,7 @@ pub mod xz_stream;
 pub use digest::Sha256Digest;
 pub use error::{FlashError, XzError};
 pub use format::ImageFormat;
+pub use retry::{WRITE_RETRIES, WRITE_RETRY_DELAY};
 pub use target::{FlashTarget, Placement, VerifiedRange, ZeroRuns, HEAD_BYTES};
 
 use std::fs::File;
@@ -76,10 +80,15 @@ pub struct FlashRequest {
     /// If given, the compressed file's sha256 must match or the flash fails before
     /// verification (and the head is never returned).
     pub expected_image_sha256: Option<Sha256Digest>,
+    /// Passes run again after a transient write or fsync error (see [`retry`]).
+    pub write_retries: u32,
+    /// Pause before each of those passes.
+    pub write_retry_delay: Duration,
 }
 
 impl FlashRequest {
-    /// A fresh flash: write everything, 2 decoder threads, fsync every 256 MiB.
+    /// A fresh flash: write everything, 2 decoder threads, fsync every 256 MiB,
+    /// [`WRITE_RETRIES`] retries [`WRITE_RETRY_DELAY`] apart.
     pub fn new(placement: Placement) -> Self {
         FlashRequest {
             placement,
@@ -88,6 +97,8 @@ impl FlashRequest {
             decode_threads: 2,
             sync_every_bytes: 256 * 1024 * 1024,
             expected_image_sha256: None,
+            write_retries: WRITE_RETRIES,
+            write_retry_delay: WRITE_RETRY_DELAY,
         }
     }
 }
@@ -189,10 +200,61 @@ pub fn flash_image<T: FlashTarget + ?Sized>(
 }
 
 /// Decode the image and write all of it except the head; fsync. See the module docs.
+///
+/// A transient write or fsync error runs the pass again (decoding from the start,
+/// writing from the last durable offset on), at most [`FlashRequest::write_retries`]
+/// times; a full or too short target fails at once ([`FlashError::NoSpace`]).
 pub fn write_image<T: FlashTarget + ?Sized>(
     image: &File,
     target: &T,
     request: &FlashRequest,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<WrittenImage, FlashError> {
+    let started = Instant::now();
+    let mut durable = request.resume_from_image_offset;
+    let mut pass = 1u32;
+    loop {
+        let resume_from = durable;
+        let mut pass_progress = |p: &Progress| {
+            durable = durable.max(p.durable_image_offset);
+            progress(&Progress {
+                durable_image_offset: durable,
+                ..*p
+            });
+        };
+        let error = match write_pass(image, target, request, resume_from, &mut pass_progress) {
+            Ok(mut written) => {
+                written.write_time = started.elapsed();
+                return Ok(written);
+            }
+            Err(error) => error.with_attempts(pass),
+        };
+        if !error.is_transient() || pass > request.write_retries {
+            if error.is_transient() {
+                log::error!(
+                    "flash: {}; giving up after {pass} attempt(s)",
+                    error.fault_line()
+                );
+            }
+            return Err(error);
+        }
+        log::warn!(
+            "flash: {}; attempt {pass} of {}, retrying in {:.1} s, rewriting from image byte {durable} (the last synced point)",
+            error.fault_line(),
+            request.write_retries + 1,
+            request.write_retry_delay.as_secs_f64()
+        );
+        std::thread::sleep(request.write_retry_delay);
+        pass += 1;
+    }
+}
+
+/// One pass of [`write_image`]: image bytes below `resume_from` are decoded, not written.
+fn write_pass<T: FlashTarget + ?Sized>(
+    image: &File,
+    target: &T,
+    request: &FlashRequest,
+    resume_from: u64,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<WrittenImage, FlashError> {
     let started = Instant::now();
@@ -215,7 +277,7 @@ pub fn write_image<T: FlashTarget + ?Sized>(
             extent_bytes: placement.extent_bytes,
         });
     }
-    if request.resume_from_image_offset > image_bytes {
+    if resume_from > image_bytes {
         return Err(FlashError::BadRequest(
             "resume offset lies past the end of the image",
         ));
@@ -226,7 +288,7 @@ pub fn write_image<T: FlashTarget + ?Sized>(
     let policy = WritePolicy {
         placement,
         image_bytes,
-        resume_from: request.resume_from_image_offset,
+        resume_from,
         zero_runs: request.zero_runs,
     };
     let counters = Counters::default();
@@ -298,7 +360,10 @@ pub fn write_image<T: FlashTarget + ?Sized>(
             });
         }
     }
-    target.sync().map_err(FlashError::SyncTarget)?;
+    let end = placement.target_byte(image_bytes);
+    target
+        .sync()
+        .map_err(|e| target::sync_error(target, end, e))?;
     let (head, ranges) = assemble(done);
     progress(&Progress::snapshot(
         &counters,
@@ -349,7 +414,10 @@ pub fn verify_written<T: FlashTarget + ?Sized>(
 ) -> Result<Duration, FlashError> {
     let started = Instant::now();
     let placement = written.placement;
-    target.sync().map_err(FlashError::SyncTarget)?;
+    let end = placement.target_byte(written.image_bytes);
+    target
+        .sync()
+        .map_err(|e| target::sync_error(target, end, e))?;
     if written.image_bytes > HEAD_BYTES {
         let start = placement.target_byte(HEAD_BYTES);
         // Best effort: on a file system without fadvise support we still read, from cache.
@@ -406,11 +474,10 @@ pub fn commit_head<T: FlashTarget + ?Sized>(
     }
     target
         .write_all_at(&head.bytes, start)
-        .map_err(|source| FlashError::WriteTarget {
-            offset: start,
-            source,
-        })?;
-    target.sync().map_err(FlashError::SyncTarget)?;
+        .map_err(|source| target::write_error(target, start, head.bytes.len(), source))?;
+    target
+        .sync()
+        .map_err(|e| target::sync_error(target, start + len, e))?;
     if let Err(e) = target.drop_cache(start, len) {
         log::warn!("flash: cannot drop cached head before read-back ({e})");
     }

@@ -42,14 +42,31 @@ pub enum FlashError {
     ImageTooLarge { image_bytes: u64, extent_bytes: u64 },
     #[error("the request is inconsistent: {0}; fix the caller")]
     BadRequest(&'static str),
-    #[error("cannot write the target at byte {offset}: {source}; check the disk (dmesg)")]
+    #[error("cannot write {target} at byte {offset} ({attempts} attempt(s)): {source}; the disk fails writes: check it and its cable (dmesg), then restart; the image's first MiB was not written, so the disk boots as before this flash")]
     WriteTarget {
+        target: String,
         offset: u64,
+        attempts: u32,
         #[source]
         source: io::Error,
     },
-    #[error("cannot flush the target to disk: {0}; check the disk (dmesg)")]
-    SyncTarget(#[source] io::Error),
+    #[error("cannot flush {target} to disk up to byte {through} ({attempts} attempt(s)): {source}; the disk fails writes: check it and its cable (dmesg), then restart; the image's first MiB was not written, so the disk boots as before this flash")]
+    SyncTarget {
+        target: String,
+        /// Target byte below which everything written was to become durable.
+        through: u64,
+        attempts: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("no space on {target}: writing {len} bytes at byte {offset} failed ({source}); the target is full or smaller than the plan says, so no retry can help: re-stage with a plan made for this disk")]
+    NoSpace {
+        target: String,
+        offset: u64,
+        len: u64,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot read back the target at byte {offset}: {source}; check the disk (dmesg)")]
     ReadBack {
         offset: u64,
@@ -72,6 +89,53 @@ pub enum FlashError {
     HeadMismatch,
     #[error("a flash worker thread failed: {0}; this is a bug, report it")]
     Worker(&'static str),
+}
+
+impl FlashError {
+    /// A write or fsync error that may go away: worth another pass (see `retry`).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FlashError::WriteTarget { source, .. } | FlashError::SyncTarget { source, .. } => {
+                super::retry::classify(source) == super::retry::Fault::Transient
+            }
+            _ => false,
+        }
+    }
+
+    /// Record how many passes tried the failed write or fsync.
+    pub(crate) fn with_attempts(mut self, passes: u32) -> FlashError {
+        if let FlashError::WriteTarget { attempts, .. } | FlashError::SyncTarget { attempts, .. } =
+            &mut self
+        {
+            *attempts = passes;
+        }
+        self
+    }
+
+    /// How a transient failure is logged before a retry: what, where, the errno.
+    pub(crate) fn fault_line(&self) -> String {
+        match self {
+            FlashError::WriteTarget {
+                target,
+                offset,
+                source,
+                ..
+            } => format!(
+                "write to {target} at byte {offset} failed ({}: {source})",
+                super::retry::errno_name(source)
+            ),
+            FlashError::SyncTarget {
+                target,
+                through,
+                source,
+                ..
+            } => format!(
+                "fsync of {target} (bytes below {through}) failed ({}: {source})",
+                super::retry::errno_name(source)
+            ),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// Wrap a decoding error so it can travel through `io::Read` and be recovered intact.

@@ -20,7 +20,7 @@
 use super::digest::{HashingReader, Sha256Digest};
 use super::error::{FlashError, XzError};
 use super::positional::PositionalReader;
-use super::target::{Counters, FlashTarget, RangeDone, RangeWriter, WritePolicy};
+use super::target::{sync_error, Counters, FlashTarget, RangeDone, RangeWriter, WritePolicy};
 use super::xz_index::{single_block_stream_tail, XzBlock, XzLayout};
 use super::Progress;
 use std::fs::File;
@@ -212,6 +212,10 @@ fn worker<T: FlashTarget + ?Sized>(shared: &Shared<'_, T>, events: Sender<Event>
         };
         let event = match decode_block(shared, index, block) {
             Ok(done) => Event::BlockDone(index, done),
+            // The failure that stopped us is reported by its own thread; reporting this
+            // one could make it the first error and hide the real one (e.g. a write
+            // error that deserves a retry).
+            Err(_) if shared.abort.load(Ordering::Relaxed) => return,
             Err(error) => {
                 shared.abort.store(true, Ordering::Relaxed);
                 Event::Failed(error)
@@ -288,7 +292,8 @@ pub(crate) fn run<T: FlashTarget + ?Sized>(
                             }
                             Err(e) => {
                                 abort.store(true, Ordering::Relaxed);
-                                first_error = Some(FlashError::SyncTarget(e));
+                                let through = shared.policy.placement.target_byte(prefix_end);
+                                first_error = Some(sync_error(target, through, e));
                             }
                         }
                     }

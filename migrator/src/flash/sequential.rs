@@ -10,7 +10,8 @@ use super::format::ImageFormat;
 use super::limit::{LimitReader, TooLong};
 use super::positional::PositionalReader;
 use super::target::{
-    Counters, FlashTarget, RangeDone, RangeWriter, WritePolicy, WRITE_CHUNK_BYTES,
+    sync_error, Counters, FlashTarget, Placement, RangeDone, RangeWriter, WritePolicy,
+    WRITE_CHUNK_BYTES,
 };
 use super::xz_stream::XzReader;
 use super::Progress;
@@ -211,7 +212,7 @@ fn consume<T: FlashTarget + ?Sized>(
         let (request_tx, request_rx) = sync_channel::<u64>(1);
         let background = std::thread::Builder::new()
             .name("flash-sync".into())
-            .spawn_scoped(scope, || syncer.serve(target, request_rx))
+            .spawn_scoped(scope, || syncer.serve(target, policy.placement, request_rx))
             .map_err(|_| FlashError::Worker("cannot start the sync thread"))?;
         let result = (|| loop {
             match chunks.recv() {
@@ -263,17 +264,23 @@ fn consume<T: FlashTarget + ?Sized>(
 #[derive(Default)]
 struct Syncer {
     durable: AtomicU64,
-    failed: Mutex<Option<std::io::Error>>,
+    failed: Mutex<Option<FlashError>>,
 }
 
 impl Syncer {
-    fn serve<T: FlashTarget + ?Sized>(&self, target: &T, requests: Receiver<u64>) {
+    fn serve<T: FlashTarget + ?Sized>(
+        &self,
+        target: &T,
+        placement: Placement,
+        requests: Receiver<u64>,
+    ) {
         for written_through in requests {
             match target.sync() {
                 Ok(()) => self.durable.store(written_through, Ordering::Release),
                 Err(e) => {
+                    let error = sync_error(target, placement.target_byte(written_through), e);
                     if let Ok(mut failed) = self.failed.lock() {
-                        failed.get_or_insert(e);
+                        failed.get_or_insert(error);
                     }
                     return;
                 }
@@ -287,9 +294,7 @@ impl Syncer {
 
     fn check(&self) -> Result<(), FlashError> {
         match self.failed.lock() {
-            Ok(mut failed) => failed
-                .take()
-                .map_or(Ok(()), |e| Err(FlashError::SyncTarget(e))),
+            Ok(mut failed) => failed.take().map_or(Ok(()), Err),
             Err(_) => Err(FlashError::Worker("the sync thread panicked")),
         }
     }

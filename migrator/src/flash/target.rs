@@ -31,6 +31,47 @@ pub trait FlashTarget: Sync {
     fn sync(&self) -> io::Result<()>;
     /// Forget cached copies of a range (after a sync) so the next read comes from the medium.
     fn drop_cache(&self, offset: u64, len: u64) -> io::Result<()>;
+    /// How error messages name the target (e.g. `/dev/sda`).
+    fn name(&self) -> String {
+        "the flash target".to_string()
+    }
+}
+
+/// The error for a failed write of `len` bytes at target byte `offset` (one attempt).
+pub(crate) fn write_error<T: FlashTarget + ?Sized>(
+    target: &T,
+    offset: u64,
+    len: usize,
+    source: io::Error,
+) -> FlashError {
+    match super::retry::classify(&source) {
+        super::retry::Fault::NoSpace => FlashError::NoSpace {
+            target: target.name(),
+            offset,
+            len: len as u64,
+            source,
+        },
+        _ => FlashError::WriteTarget {
+            target: target.name(),
+            offset,
+            attempts: 1,
+            source,
+        },
+    }
+}
+
+/// The error for a failed sync meant to make target bytes below `through` durable.
+pub(crate) fn sync_error<T: FlashTarget + ?Sized>(
+    target: &T,
+    through: u64,
+    source: io::Error,
+) -> FlashError {
+    FlashError::SyncTarget {
+        target: target.name(),
+        through,
+        attempts: 1,
+        source,
+    }
 }
 
 impl FlashTarget for File {
@@ -52,6 +93,14 @@ impl FlashTarget for File {
         let len = i64::try_from(len).map_err(io::Error::other)?;
         posix_fadvise(self, offset, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED)
             .map_err(io::Error::from)
+    }
+
+    /// The path the descriptor was opened as (`/proc/self/fd`), e.g. `/dev/sda`.
+    fn name(&self) -> String {
+        use std::os::fd::AsRawFd;
+        std::fs::read_link(format!("/proc/self/fd/{}", self.as_raw_fd()))
+            .map(|path| path.display().to_string())
+            .unwrap_or_else(|_| "the flash target".to_string())
     }
 }
 
@@ -249,10 +298,7 @@ impl<'a, T: FlashTarget + ?Sized> RangeWriter<'a, T> {
             let target_byte = self.policy.placement.target_byte(image_offset);
             self.target
                 .write_all_at(&data[..run], target_byte)
-                .map_err(|source| FlashError::WriteTarget {
-                    offset: target_byte,
-                    source,
-                })?;
+                .map_err(|source| write_error(self.target, target_byte, run, source))?;
             self.counters
                 .written
                 .fetch_add(run as u64, Ordering::Relaxed);
