@@ -8,6 +8,7 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::flash::{self, FlashRequest, FlashTarget, ImageFormat, Placement, Progress, Sha256Digest, WrittenImage, HEAD_BYTES};
+use crate::layout::units::Sectors512;
 use crate::layout::{self, units as lu, HostDisk, PartitionTable};
 use plan::{Plan, SectorSize};
 
@@ -55,7 +56,7 @@ pub fn placement<D: io::Read + io::Seek>(plan: &Plan, disk: &mut D) -> Result<Pl
     let region_end = plan.layout.region.end().map_err(|e| FlashStepError::BadDigest(e.to_string()))?;
     let end = limit.0.min(region_end.get());
     log::info!("flash: image may occupy disk sectors 0..{end} (limit: {what} at {}, layout region ends at {})", limit.0, region_end.get());
-    Ok(Placement { target_offset_bytes: 0, extent_bytes: lu::Sectors(end).to_bytes().0 })
+    Ok(Placement { target_offset_bytes: 0, extent_bytes: lu::Sectors(end).bytes_512().0 })
 }
 
 /// The staged image's expected compressed sha256.

@@ -1,7 +1,7 @@
 //! Layout on real partition tables made by sfdisk: a resinOS 2.x image and
 //! Ubuntu-shaped host disks (sda1 from 2048, extended + logical swap at the end).
 
-use migrator::layout::units::{Sectors, SECTOR_BYTES};
+use migrator::layout::units::{Sectors, Sectors512, SECTOR_BYTES};
 use migrator::layout::{
     final_table, place_image, write_growth, DataGrowth, HeadOverlay, HostDisk, LayoutError, PartitionTable, Span,
 };
@@ -28,7 +28,7 @@ const RESIN_2X_END: u64 = 1458176;
 
 fn sfdisk(path: &Path, size: Sectors, script: &str) {
     let f = File::create(path).unwrap();
-    f.set_len(size.to_bytes().0).unwrap();
+    f.set_len(size.bytes_512().0).unwrap();
     drop(f);
     let mut child = Command::new("sfdisk")
         .args(["--no-reread", "--no-tell-kernel", "-q"])

@@ -2,7 +2,7 @@
 //! over the freed staging area when the plan says so.
 
 use super::table::{Partition, PartitionTable};
-use super::units::{Sectors, SECTOR_BYTES};
+use super::units::{Sectors, Sectors512, SECTOR_BYTES};
 use super::LayoutError;
 use std::io::{Read, Seek, SeekFrom, Write};
 
@@ -127,7 +127,7 @@ pub fn write_growth<D: Read + Write + Seek>(
 /// An EBR inside the held-back head would be patched on the disk and then overwritten
 /// when the head is written: the growth would be lost while the table claims it.
 fn refuse_ebr_in_head(ebr: Sectors, head_len: usize) -> Result<(), LayoutError> {
-    if ebr.to_bytes().0 < head_len as u64 {
+    if ebr.bytes_512().0 < head_len as u64 {
         return Err(LayoutError::Unreadable(format!(
             "the EBR at sector {} lies in the image's first {head_len} bytes, which are written last \
              (a resinOS image keeps its logical partitions past the first MiB)",
@@ -138,7 +138,7 @@ fn refuse_ebr_in_head(ebr: Sectors, head_len: usize) -> Result<(), LayoutError> 
 }
 
 fn patch_ebr<D: Read + Write + Seek>(disk: &mut D, ebr: Sectors, entry: usize, size: Sectors) -> Result<(), LayoutError> {
-    let offset = ebr.to_bytes().0;
+    let offset = ebr.bytes_512().0;
     let mut sector = [0u8; SECTOR_BYTES as usize];
     let io = |e: std::io::Error| LayoutError::Io { at: ebr, source: e };
     disk.seek(SeekFrom::Start(offset)).map_err(io)?;

@@ -1,7 +1,7 @@
 //! Does the image fit before the staging partition? (Pure.)
 
 use super::table::PartitionTable;
-use super::units::Sectors;
+use super::units::{MibForMessages, Sectors, Sectors512};
 use super::LayoutError;
 
 /// A run of sectors on the host disk.
@@ -13,7 +13,7 @@ pub struct Span {
 
 impl Span {
     pub fn end(&self) -> Sectors {
-        self.start + self.size
+        self.start.plus(self.size)
     }
 }
 
@@ -93,8 +93,8 @@ pub fn place_image(image: &PartitionTable, host: &HostDisk) -> Result<Placement,
     let image_end = image.end();
     if image_end > limit {
         return Err(LayoutError::ImageTooLarge {
-            needs_mib: image_end.to_bytes().mib_ceil(),
-            room_mib: limit.to_bytes().mib_floor(),
+            needs_mib: image_end.bytes_512().mib_ceil(),
+            room_mib: limit.bytes_512().mib_floor(),
             before: what,
         });
     }

@@ -1,6 +1,6 @@
 //! Reading an MBR partition table (with mbrman) into typed partitions.
 
-use super::units::{Sectors, SECTOR_BYTES};
+use super::units::{Sectors, Sectors512, SECTOR_BYTES};
 use super::LayoutError;
 use std::io::{Cursor, Read, Seek, SeekFrom};
 
@@ -24,7 +24,7 @@ pub struct Partition {
 impl Partition {
     /// First sector after the partition.
     pub fn end(&self) -> Sectors {
-        self.start + self.size
+        self.start.plus(self.size)
     }
 
     pub fn is_extended(&self) -> bool {

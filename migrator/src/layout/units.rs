@@ -1,76 +1,65 @@
-//! Typed sizes: bytes and 512-byte sectors never mix silently.
-//!
-//! Local stand-ins until `plan::units` lands; the names and meanings match it.
+//! Typed sizes for the migrator's partition-table work: the plan's `Bytes` and `Sectors`
+//! (one definition for stager, plan and migrator), plus the 512-byte-sector arithmetic of
+//! the MBR layouts handled here. Only 512-byte-sector disks are supported (the stager
+//! refuses others), so these conversions cannot meet another sector size.
 
-use serde::{Deserialize, Serialize};
-use std::fmt;
+pub use plan::units::{Bytes, Sectors};
 
-/// Bytes per logical sector in partition tables handled here (MBR images use 512).
+/// Bytes per logical sector in the partition tables handled here.
 pub const SECTOR_BYTES: u64 = 512;
 
-/// A byte count or byte offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Bytes(pub u64);
+const MIB: u64 = 1024 * 1024;
 
-/// A count or offset of 512-byte sectors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Sectors(pub u64);
-
-impl Bytes {
-    pub const fn mib(n: u64) -> Bytes {
-        Bytes(n * 1024 * 1024)
-    }
-
-    /// Whole sectors covering these bytes (rounded up).
-    pub const fn to_sectors_ceil(self) -> Sectors {
-        Sectors(self.0.div_ceil(SECTOR_BYTES))
-    }
-
-    /// Size in whole MiB, rounded up (for messages).
-    pub const fn mib_ceil(self) -> u64 {
-        self.0.div_ceil(1024 * 1024)
-    }
-
-    /// Size in whole MiB, rounded down (for messages).
-    pub const fn mib_floor(self) -> u64 {
-        self.0 / (1024 * 1024)
-    }
+/// Sector arithmetic at 512 bytes per sector.
+pub trait Sectors512 {
+    /// The byte offset or size of these sectors (saturating: a table entry is at most
+    /// 2^32 sectors, far from overflowing).
+    fn bytes_512(self) -> Bytes;
+    fn saturating_sub(self, other: Sectors) -> Sectors;
+    fn plus(self, other: Sectors) -> Sectors;
 }
 
-impl Sectors {
-    pub const fn to_bytes(self) -> Bytes {
-        Bytes(self.0 * SECTOR_BYTES)
+impl Sectors512 for Sectors {
+    fn bytes_512(self) -> Bytes {
+        Bytes(self.0.saturating_mul(SECTOR_BYTES))
     }
 
-    pub const fn saturating_sub(self, other: Sectors) -> Sectors {
+    fn saturating_sub(self, other: Sectors) -> Sectors {
         Sectors(self.0.saturating_sub(other.0))
     }
-}
 
-impl std::ops::Add for Sectors {
-    type Output = Sectors;
-    fn add(self, rhs: Sectors) -> Sectors {
-        Sectors(self.0 + rhs.0)
+    fn plus(self, other: Sectors) -> Sectors {
+        Sectors(self.0.saturating_add(other.0))
     }
 }
 
-impl std::ops::Add for Bytes {
-    type Output = Bytes;
-    fn add(self, rhs: Bytes) -> Bytes {
-        Bytes(self.0 + rhs.0)
+/// Whole MiB, for messages.
+pub trait MibForMessages {
+    /// Rounded up.
+    fn mib_ceil(self) -> u64;
+    /// Rounded down.
+    fn mib_floor(self) -> u64;
+}
+
+impl MibForMessages for Bytes {
+    fn mib_ceil(self) -> u64 {
+        self.0.div_ceil(MIB)
+    }
+
+    fn mib_floor(self) -> u64 {
+        self.0 / MIB
     }
 }
 
-impl fmt::Display for Bytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} bytes", self.0)
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl fmt::Display for Sectors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} sectors", self.0)
+    #[test]
+    fn sectors_are_512_bytes_here() {
+        assert_eq!(Sectors(2048).bytes_512(), Bytes(1024 * 1024));
+        assert_eq!(Sectors(5).saturating_sub(Sectors(9)), Sectors(0));
+        assert_eq!(Sectors(5).plus(Sectors(9)), Sectors(14));
+        assert_eq!((Bytes(MIB + 1).mib_ceil(), Bytes(MIB + 1).mib_floor()), (2, 1));
     }
 }
