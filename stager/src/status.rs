@@ -36,6 +36,9 @@ pub struct Status {
     pub journal_step: Option<String>,
     /// Why staging could not be read, if it could not.
     pub staging_problem: Option<String>,
+    /// The staging partition's device name on this boot, when it could be found by its
+    /// identity (disk id + start + size); names can change between boots (sda5 ↔ sdb5).
+    pub current_path: Option<String>,
 }
 
 fn armed(state: &StageState) -> Armed {
@@ -88,16 +91,33 @@ fn read_current_staging(region: &Region, mount_point: &Path, system: &mut dyn Sy
 pub fn status(root: &HostRoot, system: &mut dyn System) -> Result<Status, StateError> {
     let store = StateStore::new(root);
     let Some(state) = store.load()? else {
-        return Ok(Status { state: None, armed: Armed::NotArmed, log_tail: None, journal_step: None, staging_problem: None });
+        return Ok(Status {
+            state: None,
+            armed: Armed::NotArmed,
+            log_tail: None,
+            journal_step: None,
+            staging_problem: None,
+            current_path: None,
+        });
     };
     let armed = armed(&state);
-    let mut status = Status { state: Some(state.clone()), armed, log_tail: None, journal_step: None, staging_problem: None };
-    if status.armed == Armed::Consumed || !state.armed {
-        let mount_point = root.path(STATUS_MOUNT_POINT);
-        match current_staging::locate(root, &state) {
-            Ok(current) => read_current_staging(&current.region, &mount_point, system, &mut status),
-            Err(e) => status.staging_problem = Some(format!("cannot find the staging partition: {e}")),
+    let mut status = Status {
+        state: Some(state.clone()),
+        armed,
+        log_tail: None,
+        journal_step: None,
+        staging_problem: None,
+        current_path: None,
+    };
+    let read_log = status.armed == Armed::Consumed || !state.armed;
+    match current_staging::locate(root, &state) {
+        Ok(current) => {
+            status.current_path = current.by_identity.then(|| current.region.host_path.clone());
+            if read_log {
+                read_current_staging(&current.region, &root.path(STATUS_MOUNT_POINT), system, &mut status);
+            }
         }
+        Err(e) => status.staging_problem = Some(format!("cannot find the staging partition: {e}")),
     }
     Ok(status)
 }
@@ -107,9 +127,14 @@ pub fn render_text(status: &Status) -> String {
         return "Nothing is staged (no /var/lib/swapover/state.json).\n".to_string();
     };
     let mut out = String::new();
+    let device = match &status.current_path {
+        Some(now) if *now != state.staging.host_path => format!("{now} (named {} when staged)", state.staging.host_path),
+        Some(now) => now.clone(),
+        None => state.staging.host_path.clone(),
+    };
     out.push_str(&format!(
-        "Staged on {} (staging file system UUID {}, was swap UUID {}).\n",
-        state.staging.host_path, state.staging_fs_uuid, state.swap_uuid
+        "Staged on {device} (staging file system UUID {}, was swap UUID {}).\n",
+        state.staging_fs_uuid, state.swap_uuid
     ));
     out.push_str(match status.armed {
         Armed::Yes => "Armed: the next boot starts the migration environment (one boot only).\n",

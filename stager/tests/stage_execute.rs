@@ -192,6 +192,9 @@ fn status_after_a_failed_attempt_shows_the_log_and_journal_step() {
     let status = stager::status::status(&host.root(), &mut system).unwrap();
     assert_eq!(status.armed, stager::status::Armed::Yes);
     assert!(status.log_tail.is_none());
+    // Found again by its identity; the text names today's device.
+    let now = status.current_path.clone().expect("the staging partition is found by identity");
+    assert!(stager::status::render_text(&status).starts_with(&format!("Staged on {now} ")), "{}", stager::status::render_text(&status));
 
     // The migration environment booted (GRUB cleared next_entry), logged, and came back.
     run(Command::new("grub-editenv").arg(host.host.path("/boot/grub/grubenv")).args(["unset", "next_entry"]));
