@@ -63,6 +63,7 @@ impl Plan {
                 image_sector_size: SectorSize::S512,
                 region: old_root.extent(),
                 partitions,
+                written_last: Vec::new(),
             },
             old_root: FsPartition {
                 partition: old_root,

@@ -71,6 +71,10 @@ pub enum PlanError {
     BackupTooLarge { estimate: Bytes, limit: Bytes },
     #[error("backup volume '{0}' has no items")]
     EmptyVolume(String),
+    #[error("written_last names '{0}', which is not a target partition")]
+    UnknownWrittenLast(String),
+    #[error("written_last is only for resinOS 1.x sources (staging on the spare root), not {0}")]
+    WrittenLastForSource(SourceKind),
 }
 
 /// The migration plan, format version 1.
@@ -208,6 +212,13 @@ pub struct TargetLayout {
     pub region: Extent,
     /// Partitions in the image's order.
     pub partitions: Vec<TargetPartition>,
+    /// Names of partitions flashed last, after backup, restore and every other partition, once
+    /// the migration no longer needs the staging area (resinOS 1.x: `resin-rootB`, whose
+    /// sectors hold the spare root `resin-updt` that stages the migration). The staging
+    /// partition may lie inside the region only when it lies wholly inside one of these.
+    /// Empty (and absent from the JSON) for Ubuntu hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub written_last: Vec<String>,
 }
 
 /// One partition of the image, as read from the image's partition table.
@@ -348,6 +359,10 @@ pub enum GrubRoute {
     CustomCfg,
     /// An entry in `/etc/grub.d/40_custom`, then `update-grub`.
     UpdateGrub,
+    /// resinOS 1.x: the bootloader files on the boot partition (`config.txt`, `uEnv.txt`,
+    /// `EFI/BOOT/grub.cfg`) are edited to boot the migration environment; `files` lists each
+    /// with the byte copy that undoes it, `env` is empty.
+    BootFiles,
 }
 
 /// What the stager changed in the host's GRUB setup, so that it can be undone.
@@ -514,7 +529,8 @@ impl Plan {
         }
         self.check_inside_disk("layout region", layout.region)?;
         let staging = self.staging.partition.extent();
-        if layout.region.overlaps(&staging) {
+        self.validate_written_last()?;
+        if layout.region.overlaps(&staging) && !self.staging_inside_written_last(disk_sector) {
             return Err(PlanError::RegionOverlapsStaging { region: layout.region, staging });
         }
         if self.profile.source_kind == SourceKind::UbuntuGrubHost {
@@ -556,6 +572,25 @@ impl Plan {
             placed.push((part.name.as_str(), extent));
         }
         Ok(())
+    }
+
+    fn validate_written_last(&self) -> Result<(), PlanError> {
+        let layout = &self.layout;
+        if !layout.written_last.is_empty() && self.profile.source_kind != SourceKind::Resinos1x {
+            return Err(PlanError::WrittenLastForSource(self.profile.source_kind));
+        }
+        match layout.written_last.iter().find(|name| layout.by_name(name).is_none()) {
+            Some(name) => Err(PlanError::UnknownWrittenLast(name.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// True when the staging partition lies wholly inside a partition flashed last.
+    pub fn staging_inside_written_last(&self, disk_sector: SectorSize) -> bool {
+        let staging = self.staging.partition.extent();
+        self.layout.written_last.iter().filter_map(|name| self.layout.by_name(name)).any(|part| {
+            part.disk_extent(&self.layout, disk_sector).map(|e| e.contains(&staging)).unwrap_or(false)
+        })
     }
 
     fn require_role(&self, what: String, role: PartitionRole) -> Result<(), PlanError> {

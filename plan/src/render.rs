@@ -89,6 +89,13 @@ impl Plan {
         for part in &layout.partitions {
             writeln!(out, "  {}", self.write_line(part))?;
         }
+        if !layout.written_last.is_empty() {
+            writeln!(
+                out,
+                "  {} written last, after restore, once the staging area inside it is no longer needed",
+                layout.written_last.join(", ")
+            )?;
+        }
         writeln!(out, "  partition table and boot code last, after every partition is written and verified")?;
 
         writeln!(out)?;
@@ -152,6 +159,7 @@ impl Plan {
         let route = match grub.route {
             GrubRoute::CustomCfg => "custom.cfg (sourced by grub.cfg)",
             GrubRoute::UpdateGrub => "40_custom + update-grub",
+            GrubRoute::BootFiles => "edited boot partition files",
         };
         writeln!(out, "GRUB:     entry '{}' (id {}) via {}", grub.entry_title, grub.entry_id, route)?;
         for change in &grub.files {

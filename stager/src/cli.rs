@@ -78,6 +78,17 @@ pub enum Command {
         turned back on, fstab as it was.")]
     Abort(RootArgs),
 
+    /// Plan a resinOS 1.x -> 2.x migration against a 1.x disk or disk image; changes nothing
+    #[command(long_about = "Plan a resinOS 1.x -> 2.x migration against a resinOS 1.x disk (a \
+        device or an image of it) and print the plan, changing nothing.\n\n\
+        Reads the disk's partitions by label (resin-boot, resin-root, resin-updt, resin-conf, \
+        resin-data), the 2.x image's partition table and device type, config.json, the size of \
+        the applications' data under --data-root/resin-data, and the sizes of the migration \
+        kernel and initramfs; refuses when the data is over the path's backup limit, when \
+        resin-updt cannot hold the staging files, or when flashing would reach resin-updt \
+        before the migration is done. Staging a 1.x device is not wired yet.")]
+    PlanImage(PlanImageArgs),
+
     /// List the board profiles (built in, plus --profile-file), or show one
     #[command(long_about = "List the board profiles this stager knows: the ones built in, plus \
         one added with --profile-file PATH. `stager profiles show NAME` prints one resolved, \
@@ -226,6 +237,41 @@ pub struct StageArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PlanImageArgs {
+    /// resinOS 1.x board profile (see `stager profiles`: resinos1x-*)
+    #[arg(long, value_name = "NAME")]
+    pub profile: String,
+
+    /// The resinOS 1.x disk: its block device, or an image of it
+    #[arg(long, value_name = "PATH")]
+    pub disk: PathBuf,
+
+    /// The resinOS 2.x image (.img or .img.xz)
+    #[arg(long, value_name = "PATH")]
+    pub image: PathBuf,
+
+    /// config.json for the device
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+
+    /// Where the 1.x data partition is mounted (resinOS 1.x: /mnt/data)
+    #[arg(long, value_name = "DIR", default_value = "/mnt/data")]
+    pub data_root: PathBuf,
+
+    /// The migration environment's kernel
+    #[arg(long, value_name = "FILE")]
+    pub kernel: PathBuf,
+
+    /// The migration environment's initramfs
+    #[arg(long, value_name = "FILE")]
+    pub initramfs: PathBuf,
+
+    /// Plan even when the image's device-type.json cannot be read
+    #[arg(long)]
+    pub allow_unknown_device_type: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct RootArgs {
     /// Directory standing for `/` (for tests on fixture trees)
     #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
@@ -245,7 +291,26 @@ pub fn run(cli: Cli) -> i32 {
         Command::Status(args) => crate::stage::command::run_status(args.root.clone(), cli.json),
         Command::Abort(args) => crate::stage::command::run_abort(args.root.clone(), cli.json),
         Command::Profiles { command } => run_profiles(command.as_ref(), &catalog, cli.json),
+        Command::PlanImage(args) => run_plan_image(args, &catalog, cli.json),
     }
+}
+
+fn run_plan_image(args: &PlanImageArgs, catalog: &ProfileCatalog, json: bool) -> i32 {
+    let profile = match catalog.resolve(&args.profile) {
+        Ok(profile) => profile,
+        Err(e) => return print_error(&e.to_string(), json, EXIT_CHECK_FAILED),
+    };
+    let request = crate::stage::resinos1x::plan_image::PlanImageRequest {
+        profile,
+        disk: args.disk.clone(),
+        image: args.image.clone(),
+        config: args.config.clone(),
+        data_root: args.data_root.clone(),
+        kernel: args.kernel.clone(),
+        initramfs: args.initramfs.clone(),
+        allow_unknown_device_type: args.allow_unknown_device_type,
+    };
+    crate::stage::resinos1x::plan_image::run(&request, json)
 }
 
 fn run_profiles(command: Option<&ProfilesCommand>, catalog: &ProfileCatalog, json: bool) -> i32 {

@@ -20,6 +20,7 @@ pub mod host_extras;
 pub mod image_probe;
 pub mod planning;
 pub mod refusal;
+pub mod resinos1x;
 pub mod rollback;
 pub mod staging_files;
 pub mod system;

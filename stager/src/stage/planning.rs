@@ -139,6 +139,15 @@ pub fn precheck_host(facts: &HostFacts, profile: &Profile) -> Result<(), Refusal
     if profile.source.kind != SourceKind::UbuntuGrubHost {
         return Err(Refusal::NotAGrubHostProfile { profile: profile.name.clone(), kind: profile.source.kind.to_string() });
     }
+    if let Ok(release) = &facts.os_release {
+        if release.is_like("resin-os") || release.is_like("balena-os") {
+            return Err(Refusal::ResinosHost {
+                found: release.display_name(),
+                profile: profile.name.clone(),
+                suggestions: resinos1x_profiles_for(&facts.arch),
+            });
+        }
+    }
     let expected = host_boot_mode(profile);
     if let Some(expected) = expected {
         if expected != facts.boot_mode {
@@ -160,6 +169,23 @@ pub fn precheck_host(facts: &HostFacts, profile: &Profile) -> Result<(), Refusal
         ..CheckInputs::default()
     };
     check_gate(facts, &inputs)
+}
+
+/// The built-in resinOS 1.x profiles for this machine's architecture (`uname -m`), for messages.
+pub fn resinos1x_profiles_for(arch: &str) -> String {
+    let names: Vec<&str> = Profile::list_builtin()
+        .into_iter()
+        .filter(|name| {
+            Profile::builtin(name)
+                .map(|p| p.source.kind == SourceKind::Resinos1x && p.architecture.matches_uname_machine(arch))
+                .unwrap_or(false)
+        })
+        .collect();
+    if names.is_empty() {
+        "resinos1x-<board>".to_string()
+    } else {
+        names.join(" | ")
+    }
 }
 
 /// GRUB must honour `next_entry` and source custom.cfg (the route the stager writes).
@@ -389,6 +415,7 @@ pub fn make_plan(g: &Gathered, image: &ImageFacts, disk_size: Sectors) -> Result
             image_sector_size: SectorSize::S512,
             region: old_root.extent(),
             partitions,
+            written_last: Vec::new(),
         },
         backup: BackupSet { volumes, limit: backup_limit },
         network: g.network.clone(),

@@ -1,0 +1,16 @@
+//! resinOS 1.x → 2.x staging, as planning: read the 1.x disk (by partition label), measure
+//! the application data, and plan staging on the spare root `resin-updt` with the 2.x image
+//! placed over the disk and `resin-rootB` written last. `stager plan-image` prints that plan
+//! for a disk (or disk image); staging itself (mkfs on resin-updt, writing the files, the
+//! boot file edits on a device) is not wired yet.
+
+pub mod app_data;
+pub mod boot_files;
+pub mod fs_probe;
+pub mod plan_image;
+pub mod planner;
+pub mod refusal;
+pub mod source_disk;
+
+pub use planner::{make_plan, Inputs, Plan1x};
+pub use refusal::Refusal1x;

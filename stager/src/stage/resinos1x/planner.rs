@@ -1,0 +1,408 @@
+//! The resinOS 1.x → 2.x plan, from what was read: the 1.x disk (partitions found by
+//! label), the profile, the probed 2.x image, config.json, the application data's size and
+//! the migration kernel/initramfs sizes. Pure: reads nothing, changes nothing.
+//!
+//! The migration stages on the spare root `resin-updt`. The 2.x image is written over the
+//! disk from sector 0, so `resin-updt` must lie wholly inside the image's `resin-rootB`
+//! (the inactive 2.x root, written last: `layout.written_last`) or wholly past the image's
+//! end; anything else would be overwritten while the migration still runs from it.
+
+use super::app_data::AppData;
+use super::boot_files::{self, EditKind, MigrationBoot};
+use super::refusal::Refusal1x;
+use super::source_disk::{self, Matched, SourceDisk1x};
+use crate::stage::config_json::ConfigJsonFacts;
+use crate::stage::image_probe::ImageFacts;
+use crate::stage::planning::{self, ENTRY_ID, ENTRY_TITLE, STAGING_DIR};
+use board_profiles::{Bootloader, Profile};
+use plan::{
+    BackupItem, BackupSet, BackupVolume, Bytes, ConfigJson, DiskId, Extent, FailurePolicy, FileChange, FileChangeKind,
+    FsPartition, FsType, GrubChanges, GrubRoute, ModuleLoad, NetworkSources, PartitionIdentity, PartitionRole, Plan,
+    SectorSize, Sectors, Sha256Hex, SourceDisk, Staging, TableKind, TargetImage, TargetLayout, TargetPartition,
+    FORMAT_VERSION,
+};
+
+/// Where resinOS 1.x mounts its boot partition (balenahup `upgrade-1.x-to-2.x.sh` reads
+/// config.json from `/mnt/boot`; the profiles' `config_json_locations`).
+pub const BOOT_MOUNT: &str = "/mnt/boot";
+/// Fixed part of the spare root's margin (journal, log, plan, ext4 metadata beyond 5 %).
+pub const STAGING_MARGIN_1X: Bytes = Bytes(8 * 1024 * 1024);
+/// The migration environment's files, relative to a partition's root.
+pub const KERNEL_FILE: &str = "swapover/vmlinuz";
+pub const INITRAMFS_FILE: &str = "swapover/initramfs.img";
+pub const CMDLINE_FILE: &str = "swapover/cmdline.txt";
+
+/// A bootloader file on the 1.x boot partition, as read before planning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootFile {
+    /// Path relative to the boot partition's root, as the profile lists it.
+    pub name: String,
+    /// Its bytes, `None` when the file does not exist.
+    pub bytes: Option<Vec<u8>>,
+}
+
+/// Everything read before planning.
+#[derive(Debug, Clone)]
+pub struct Inputs<'a> {
+    pub profile: &'a Profile,
+    pub disk: &'a SourceDisk1x,
+    pub image: &'a ImageFacts,
+    pub config: &'a ConfigJsonFacts,
+    pub app_data: &'a AppData,
+    /// The migration kernel and initramfs, as they will be staged.
+    pub kernel: Bytes,
+    pub initramfs: Bytes,
+    /// The profile's bootloader files, read from the 1.x boot partition.
+    pub boot_files: &'a [BootFile],
+    /// Free space on the 1.x boot partition (Raspberry Pi: kernel and initramfs go there).
+    pub boot_free: Option<Bytes>,
+    /// UUID for the staging file system made on resin-updt.
+    pub staging_fs_uuid: String,
+    pub allow_unknown_device_type: bool,
+}
+
+/// What staging must hold, and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget1x {
+    pub kernel: Bytes,
+    pub initramfs: Bytes,
+    /// Compressed image + config.json.
+    pub image: Bytes,
+    pub backup: Bytes,
+    pub margin: Bytes,
+    pub needed: Bytes,
+    pub have: Bytes,
+    /// Raspberry Pi: kernel and initramfs are on the boot partition, not on resin-updt.
+    pub kernel_on_boot: bool,
+}
+
+/// One bootloader file change, with the bytes to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootEdit {
+    pub name: String,
+    pub original: Option<Vec<u8>>,
+    pub edited: Vec<u8>,
+}
+
+/// The plan and what executing it needs besides.
+#[derive(Debug, Clone)]
+pub struct Plan1x {
+    pub plan: Plan,
+    pub budget: Budget1x,
+    pub boot: MigrationBoot,
+    pub boot_edits: Vec<BootEdit>,
+    pub notes: Vec<String>,
+}
+
+fn identity(disk: &SourceDisk1x, m: &Matched) -> Result<PartitionIdentity, Refusal1x> {
+    PartitionIdentity::mbr(disk.signature, m.found.number, m.found.start, m.found.size, SectorSize::S512)
+        .map_err(|e| Refusal1x::Disk { disk: disk.path.display().to_string(), problem: format!("partition {}: {e}", m.found.number) })
+}
+
+fn bytes_of(sectors: Sectors) -> Bytes {
+    Bytes(sectors.get().saturating_mul(512))
+}
+
+fn units(e: impl std::fmt::Display) -> Refusal1x {
+    Refusal1x::Stage(crate::stage::Refusal::HostFact(e.to_string()))
+}
+
+/// The 2.x partitions as the image places them, named and typed by the profile.
+fn target_partitions(image: &ImageFacts, profile: &Profile) -> Vec<TargetPartition> {
+    let mut expected = profile.target.partitions.clone();
+    expected.sort_by_key(|p| p.order);
+    image
+        .data_partitions()
+        .iter()
+        .zip(expected.iter())
+        .map(|(found, wanted)| TargetPartition {
+            name: wanted.name.clone(),
+            role: wanted.role,
+            fs: wanted.fs,
+            image_start: Sectors(found.start.0),
+            size: Sectors(found.size.0),
+            // Written at disk offset 0 on a 512-byte-sector disk: disk sectors = image sectors.
+            disk_start: Sectors(found.start.0),
+        })
+        .collect()
+}
+
+/// Refuses a staging partition that flashing would reach before the migration is done.
+pub fn check_staging_safe(staging: &Matched, partitions: &[TargetPartition], image: &ImageFacts) -> Result<(), Refusal1x> {
+    let span = Extent::new(staging.found.start, staging.found.size);
+    let image_end = Sectors(image.table.end().0);
+    if span.start >= image_end {
+        return Ok(());
+    }
+    let root_b = partitions.iter().find(|p| p.role == PartitionRole::RootB);
+    let inside_root_b = root_b.map(|p| Extent::new(p.disk_start, p.size).contains(&span)).unwrap_or(false);
+    if inside_root_b {
+        // EBRs of the image's logical partitions are written with the table; none may lie there.
+        if let Some(ebr) = image.table.logicals.iter().filter_map(|l| l.ebr).find(|e| span.contains(&Extent::new(Sectors(e.0), Sectors(1)))) {
+            return Err(overlap(staging, &span, "extended boot record", Extent::new(Sectors(ebr.0), Sectors(1))));
+        }
+        return Ok(());
+    }
+    let hit = partitions
+        .iter()
+        .filter(|p| p.role != PartitionRole::RootB)
+        .map(|p| (p.name.as_str(), Extent::new(p.disk_start, p.size)))
+        .find(|(_, e)| e.overlaps(&span));
+    let (name, extent) = match hit {
+        Some(hit) => hit,
+        None => ("image (past resin-rootB, before its end)", Extent::new(Sectors::ZERO, image_end)),
+    };
+    Err(overlap(staging, &span, name, extent))
+}
+
+fn overlap(staging: &Matched, span: &Extent, what: &str, part: Extent) -> Refusal1x {
+    Refusal1x::StagingOverlap {
+        label: staging.expected.name.clone(),
+        start: span.start.get(),
+        end: span.start.get() + span.len.get(),
+        overlaps: what.to_string(),
+        part_start: part.start.get(),
+        part_end: part.start.get() + part.len.get(),
+    }
+}
+
+/// The migration environment's files and kernel arguments for this board.
+pub fn migration_boot(profile: &Profile, staging_number: u32) -> MigrationBoot {
+    let console: &[&str] = match profile.bootloader {
+        Bootloader::RaspberrypiFirmware => &["console=serial0,115200", "console=tty1"],
+        Bootloader::UBoot => &["console=${console}"],
+        Bootloader::Grub2 => &["console=tty0", "console=ttyS0,115200"],
+    };
+    let mut args: Vec<String> = console.iter().map(|s| s.to_string()).collect();
+    args.extend(["panic=10".to_string(), "swapover.migrate=1".to_string()]);
+    let on_staging = |file: &str| match profile.bootloader {
+        // The GPU firmware reads only the FAT boot partition.
+        Bootloader::RaspberrypiFirmware => file.to_string(),
+        _ => format!("/{file}"),
+    };
+    MigrationBoot {
+        kernel: on_staging(KERNEL_FILE),
+        initramfs: on_staging(INITRAMFS_FILE),
+        cmdline_file: CMDLINE_FILE.to_string(),
+        staging_partition: staging_number,
+        args,
+    }
+}
+
+fn sha256(bytes: &[u8]) -> Sha256Hex {
+    Sha256Hex::from_digest(&sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(bytes)))
+}
+
+/// Builds and validates the plan.
+pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
+    let profile = i.profile;
+    let matched = source_disk::match_profile(i.disk, profile)?;
+    let specifics = profile.resinos1x.as_ref().ok_or_else(|| units(format!("profile {} has no [resinos1x] table", profile.name)))?;
+    i.config.require_device_type(&profile.device_type).map_err(crate::stage::Refusal::from)?;
+    let mut notes = planning::check_image(i.image, profile, i.allow_unknown_device_type)?;
+
+    let find = |role: PartitionRole| {
+        source_disk::role(&matched, role).ok_or_else(|| Refusal1x::NotA1xDisk {
+            disk: i.disk.path.display().to_string(),
+            why: format!("profile {} has no source partition with role {role}", profile.name),
+            suggestions: source_disk::profile_names(plan::SourceKind::UbuntuGrubHost),
+        })
+    };
+    let (root, updt, boot) = (find(PartitionRole::RootA)?, find(PartitionRole::RootB)?, find(PartitionRole::Boot)?);
+
+    // The image over the disk.
+    let image_end = Sectors(i.image.table.end().0);
+    if image_end > i.disk.size {
+        return Err(Refusal1x::ImageLargerThanDisk {
+            image_end_mib: bytes_of(image_end).get() / (1024 * 1024),
+            disk_mib: bytes_of(i.disk.size).get() / (1024 * 1024),
+        });
+    }
+    let partitions = target_partitions(i.image, profile);
+    let root_b = partitions.iter().find(|p| p.role == PartitionRole::RootB).ok_or_else(|| Refusal1x::ImageMissingPartition {
+        role: PartitionRole::RootB.to_string(),
+        name: profile.target_partition(PartitionRole::RootB).map(|p| p.name.clone()).unwrap_or_default(),
+        profile: profile.name.clone(),
+    })?;
+    check_staging_safe(updt, &partitions, i.image)?;
+
+    // The backup: refused over the path's limit, never truncated.
+    let limit = profile.backup_limit().map_err(units)?;
+    let backup = i.app_data.size.unwrap_or(Bytes(0));
+    if let Some(limit) = limit {
+        if backup > limit {
+            return Err(Refusal1x::BackupOverLimit {
+                measured: backup,
+                limit,
+                dir: i.app_data.source.clone(),
+                profile: profile.name.clone(),
+            });
+        }
+    }
+
+    // What resin-updt (and, on a Raspberry Pi, resin-boot) must hold.
+    let kernel_on_boot = profile.bootloader == Bootloader::RaspberrypiFirmware;
+    let have = bytes_of(updt.found.size);
+    let margin = Bytes(STAGING_MARGIN_1X.get() + have.get() / 20);
+    let image_bytes = Bytes(i.image.compressed_size.get() + i.config.bytes.len() as u64);
+    let on_updt = if kernel_on_boot { vec![image_bytes, backup, margin] } else { vec![i.kernel, i.initramfs, image_bytes, backup, margin] };
+    let needed = Bytes::checked_sum(on_updt).map_err(units)?;
+    let budget = Budget1x { kernel: i.kernel, initramfs: i.initramfs, image: image_bytes, backup, margin, needed, have, kernel_on_boot };
+    if needed > have {
+        return Err(Refusal1x::SpareRootTooSmall {
+            device: format!("{} (partition {})", updt.expected.name, updt.found.number),
+            have,
+            needed,
+            kernel: if kernel_on_boot { Bytes(0) } else { i.kernel },
+            initramfs: if kernel_on_boot { Bytes(0) } else { i.initramfs },
+            image: image_bytes,
+            backup,
+            margin,
+        });
+    }
+    if kernel_on_boot {
+        let on_boot = Bytes::checked_sum([i.kernel, i.initramfs, Bytes(64 * 1024)]).map_err(units)?;
+        match i.boot_free {
+            Some(free) if free < on_boot => {
+                return Err(Refusal1x::SpareRootTooSmall {
+                    device: format!("{} (partition {}, free space: the board firmware loads the kernel only from it)", boot.expected.name, boot.found.number),
+                    have: free,
+                    needed: on_boot,
+                    kernel: i.kernel,
+                    initramfs: i.initramfs,
+                    image: Bytes(0),
+                    backup: Bytes(0),
+                    margin: Bytes(64 * 1024),
+                })
+            }
+            Some(_) => {}
+            None => notes.push(format!("free space on {} not measured; kernel and initramfs ({}) go there", boot.expected.name, on_boot)),
+        }
+    }
+
+    // The bootloader files, edited to start the migration environment once.
+    let mboot = migration_boot(profile, updt.found.number);
+    let mut boot_edits = Vec::new();
+    let mut files = Vec::new();
+    for file in i.boot_files {
+        let kind = EditKind::of(&file.name);
+        if kind == EditKind::Unsupported {
+            notes.push(format!("{} is not edited by this stager yet: the migration environment cannot be armed on this board", file.name));
+            continue;
+        }
+        let Some(edited) = boot_files::edited_bytes(&file.name, file.bytes.as_deref().unwrap_or_default(), &mboot).map_err(units)? else {
+            continue;
+        };
+        let path = format!("{BOOT_MOUNT}/{}", file.name);
+        let change = match &file.bytes {
+            None => FileChangeKind::Created,
+            Some(bytes) => FileChangeKind::Modified { backup: format!("{BOOT_MOUNT}/{}", boot_files::backup_name(&file.name)), original_sha256: sha256(bytes) },
+        };
+        files.push(FileChange { path, change });
+        boot_edits.push(BootEdit { name: file.name.clone(), original: file.bytes.clone(), edited });
+    }
+    if kernel_on_boot {
+        for name in [KERNEL_FILE, INITRAMFS_FILE, CMDLINE_FILE] {
+            files.push(FileChange { path: format!("{BOOT_MOUNT}/{name}"), change: FileChangeKind::Created });
+        }
+    }
+
+    let app_id = i.config.application_id.clone().unwrap_or_else(|| "unassigned".to_string());
+    let volumes = match i.app_data.size {
+        None => {
+            notes.push(format!("{} does not exist: no application data to carry", i.app_data.source));
+            Vec::new()
+        }
+        Some(size) => vec![BackupVolume {
+            name: "resin-data".into(),
+            restore_to: profile.restore.data.to_restore_location(&app_id),
+            items: vec![BackupItem { source: i.app_data.source.clone(), target: String::new(), filters: Vec::new(), estimated_size: size }],
+        }],
+    };
+    let wifi_connect = format!("{}/{}", super::app_data::DATA_MOUNT, specifics.wifi_connect_config.replace(board_profiles::APP_ID_PLACEHOLDER, &app_id).trim_start_matches('/'));
+    let image_file = match i.image.compression {
+        plan::Compression::Xz => "resinos.img.xz",
+        _ => "resinos.img",
+    };
+    let disk_id = DiskId::Mbr { signature: i.disk.signature };
+    let old_root = identity(i.disk, root)?;
+    let plan = Plan {
+        format_version: FORMAT_VERSION,
+        stager_version: env!("CARGO_PKG_VERSION").to_string(),
+        profile: profile.profile_ref(),
+        source_disk: SourceDisk { id: disk_id, table: TableKind::Mbr, size: i.disk.size, sector_size: SectorSize::S512 },
+        old_root: FsPartition {
+            partition: old_root,
+            fs_uuid: root.found.fs.as_ref().map(|f| f.uuid.clone()).unwrap_or_default(),
+            fs_type: root.found.fs.as_ref().map(|f| f.fs).unwrap_or(FsType::Ext3),
+        },
+        staging: Staging {
+            partition: identity(i.disk, updt)?,
+            fs_uuid: i.staging_fs_uuid.clone(),
+            fs_type: FsType::Ext4,
+            dir: STAGING_DIR.into(),
+            original_swap_uuid: None,
+        },
+        image: TargetImage {
+            file: image_file.into(),
+            compression: i.image.compression,
+            compressed_size: i.image.compressed_size,
+            raw_size: i.image.raw_size,
+            compressed_sha256: i.image.compressed_sha256.clone(),
+            raw_sha256: i.image.raw_sha256.clone(),
+        },
+        layout: TargetLayout {
+            table: TableKind::Mbr,
+            image_sector_size: SectorSize::S512,
+            region: Extent::new(Sectors::ZERO, image_end),
+            written_last: vec![root_b.name.clone()],
+            partitions,
+        },
+        backup: BackupSet { volumes, limit },
+        network: NetworkSources {
+            connman: vec![specifics.connman_dir.clone(), wifi_connect],
+            config_json_network: true,
+            ..NetworkSources::default()
+        },
+        config_json: ConfigJson {
+            staged_at: format!("{STAGING_DIR}/config.json"),
+            restore_to: profile.restore.config_json.to_restore_location(&app_id),
+        },
+        hostname: i.config.hostname.clone(),
+        modules: ModuleLoad { order_file: format!("/{}", initramfs::MODULE_LOAD_LIST_PATH), modules: planning::wanted_modules(profile) },
+        grub: GrubChanges { entry_id: ENTRY_ID.into(), entry_title: ENTRY_TITLE.into(), route: GrubRoute::BootFiles, files, env: Vec::new() },
+        finalize: profile.finalize_policy(),
+        failure: FailurePolicy { step_retries: 3, retry_delay_secs: 5, disk_wait_secs: 30 },
+    };
+    plan.validate()?;
+    Ok(Plan1x { plan, budget, boot: mboot, boot_edits, notes })
+}
+
+/// The dry-run text: the plan, the staging budget and the boot file edits.
+pub fn render(p: &Plan1x) -> String {
+    let mut out = p.plan.render_text();
+    let b = &p.budget;
+    let staging = &p.plan.staging.partition;
+    out.push_str(&format!(
+        "\nStaging on the spare root (partition {}, sectors {}..{}): {} needed ({}image+config {}, backup {}, margin {}) of {}.\n",
+        staging.number,
+        staging.start.get(),
+        staging.start.get() + staging.size.get(),
+        b.needed,
+        if b.kernel_on_boot { String::new() } else { format!("kernel {}, initramfs {}, ", b.kernel, b.initramfs) },
+        b.image,
+        b.backup,
+        b.margin,
+        b.have
+    ));
+    if b.kernel_on_boot {
+        out.push_str(&format!("Kernel {} and initramfs {} go on the boot partition (the board firmware reads only it).\n", b.kernel, b.initramfs));
+    }
+    for edit in &p.boot_edits {
+        out.push_str(&format!("\n{BOOT_MOUNT}/{} becomes:\n{}", edit.name, String::from_utf8_lossy(&edit.edited)));
+    }
+    for note in &p.notes {
+        out.push_str(&format!("Note: {note}\n"));
+    }
+    out
+}

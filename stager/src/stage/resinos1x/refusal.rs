@@ -1,0 +1,50 @@
+//! Why a resinOS 1.x device will not be staged: one line each, naming the problem, the
+//! sizes involved and the fix. Reached before anything is changed.
+
+use plan::Bytes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal1x {
+    #[error("profile {profile} migrates a {kind} device, not a resinOS 1.x one; use a resinos1x-* profile ({suggestions}) for a resinOS 1.x device")]
+    NotA1xProfile { profile: String, kind: String, suggestions: String },
+    #[error("the disk {disk} is not a resinOS 1.x disk: {why}; for an Ubuntu/GRUB host use `stager stage --profile {suggestions}`")]
+    NotA1xDisk { disk: String, why: String, suggestions: String },
+    #[error("the disk {disk} already runs resinOS 2.x (it has a partition labelled {label}); there is nothing to migrate")]
+    Already2x { disk: String, label: String },
+    #[error("the disk {disk} cannot be read: {problem}; check the path (run as root for a device)")]
+    Disk { disk: String, problem: String },
+    #[error("partition {number} ({label}) of {disk} is {found}, profile {profile} expects {expected}; this is not the profile's board layout, pick the profile of this board")]
+    WrongFs { disk: String, number: u32, label: String, found: String, expected: String, profile: String },
+    #[error("the 1.x data partition's {dir} cannot be measured: {problem}; mount resin-data and pass its mount point with --data-root")]
+    AppData { dir: String, problem: String },
+    #[error("the data to carry over measures {measured:#} (uncompressed, {dir}), over the {limit:#} limit of the resinOS 1.x -> 2.x path (profile {profile}, backup_limit_compressed_mb); data is never truncated: remove application data under {dir} until it is below the limit")]
+    BackupOverLimit { measured: Bytes, limit: Bytes, dir: String, profile: String },
+    #[error("the spare root {device} is {have:#} but staging needs {needed:#} (kernel {kernel} + initramfs {initramfs} + image {image} + backup {backup} + margin {margin}); carry less application data or use a smaller (or better compressed) image")]
+    SpareRootTooSmall {
+        device: String,
+        have: Bytes,
+        needed: Bytes,
+        kernel: Bytes,
+        initramfs: Bytes,
+        image: Bytes,
+        backup: Bytes,
+        margin: Bytes,
+    },
+    #[error("the staging partition {label} (sectors {start}..{end}) overlaps the 2.x image's {overlaps} (sectors {part_start}..{part_end}), which is written before the migration is done; only resin-rootB (written last) or space past the image may hold it — this device's 1.x layout cannot be migrated in place with this image")]
+    StagingOverlap {
+        label: String,
+        start: u64,
+        end: u64,
+        overlaps: String,
+        part_start: u64,
+        part_end: u64,
+    },
+    #[error("the 2.x image ({image_end_mib} MiB) is larger than the disk ({disk_mib} MiB); use the image for this board")]
+    ImageLargerThanDisk { image_end_mib: u64, disk_mib: u64 },
+    #[error("the image has no {role} partition where profile {profile} expects {name}; download the right image for the profile")]
+    ImageMissingPartition { role: String, name: String, profile: String },
+    #[error("{0}")]
+    Stage(#[from] crate::stage::Refusal),
+    #[error("the plan is inconsistent: {0}")]
+    Plan(#[from] plan::PlanError),
+}
