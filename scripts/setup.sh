@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(qemu-system-x86 musl-tools grub-pc-bin grub2-common e2fsprogs dosfstools mtools
-          busybox-static xz-utils zstd fdisk cpio kmod gzip ca-certificates)
+          busybox-static xz-utils zstd fdisk cpio kmod gzip ca-certificates btrfs-progs)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

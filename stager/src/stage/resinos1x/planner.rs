@@ -264,15 +264,12 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
         let on_boot = Bytes::checked_sum([i.kernel, i.initramfs, Bytes(64 * 1024)]).map_err(units)?;
         match i.boot_free {
             Some(free) if free < on_boot => {
-                return Err(Refusal1x::SpareRootTooSmall {
-                    device: format!("{} (partition {}, free space: the board firmware loads the kernel only from it)", boot.expected.name, boot.found.number),
-                    have: free,
+                return Err(Refusal1x::BootPartitionFull {
+                    device: format!("{} (partition {})", boot.expected.name, boot.found.number),
+                    free,
                     needed: on_boot,
                     kernel: i.kernel,
                     initramfs: i.initramfs,
-                    image: Bytes(0),
-                    backup: Bytes(0),
-                    margin: Bytes(64 * 1024),
                 })
             }
             Some(_) => {}

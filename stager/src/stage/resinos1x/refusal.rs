@@ -30,6 +30,8 @@ pub enum Refusal1x {
         backup: Bytes,
         margin: Bytes,
     },
+    #[error("the boot partition {device} has {free:#} free but the migration kernel {kernel} + initramfs {initramfs} need {needed:#} there (the board firmware loads them only from it); remove unused files from it or use a smaller initramfs")]
+    BootPartitionFull { device: String, free: Bytes, needed: Bytes, kernel: Bytes, initramfs: Bytes },
     #[error("the staging partition {label} (sectors {start}..{end}) overlaps the 2.x image's {overlaps} (sectors {part_start}..{part_end}), which is written before the migration is done; only resin-rootB (written last) or space past the image may hold it — this device's 1.x layout cannot be migrated in place with this image")]
     StagingOverlap {
         label: String,

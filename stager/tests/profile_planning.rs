@@ -1,0 +1,483 @@
+//! Every shipped profile plans: for each embedded profile (board-profiles' own tests make
+//! sure every file under board-profiles/profiles is embedded), a sparse disk image in the
+//! profile's source layout made by the real sfdisk, mkfs.vfat, mkfs.ext3/ext4, mkswap and mkfs.btrfs, a small 2.x image in
+//! the profile's target layout (xz-compressed by the real xz), then the stager's planner.
+//! The plan's staging partition, target layout and restore locations must be the profile's.
+//! Sizes are the profile's typical sizes divided by one scale per profile (a power of two,
+//! at least 16, small enough for the 2.x image to fit the fixture host's 100 MiB old root),
+//! rounded up to whole MiB, the same for both layouts: a profile whose 1.x layout puts
+//! resin-updt where flashing reaches first fails here.
+//!
+//! Then the refusals of the 1.x path, each naming sizes and the fix: the spare root too
+//! small, data over the 170 MB limit, resin-updt overlapping resin-rootA, a disk or host of
+//! the other kind.
+
+#[path = "stage_support/mod.rs"]
+mod stage_support;
+
+use board_profiles::{ExpectedPartition, Profile};
+use plan::{FsType, PartitionRole, SourceKind};
+use stage_support::fixture_host::{run, sfdisk, sparse_file};
+use stage_support::StageHost;
+use stager::stage::resinos1x::plan_image::{self, PlanImageRequest};
+use stager::stage::resinos1x::{Plan1x, Refusal1x};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const MIB: u64 = 1024 * 1024;
+const SECTORS_PER_MIB: u64 = 2048;
+/// The smallest scale profile sizes are divided by.
+const MIN_SCALE: u64 = 16;
+/// The scaled 2.x image must end by here (the fixture STEM host's old root ends at 101 MiB).
+const MAX_IMAGE_MIB: u64 = 90;
+/// Where both layouts start (resinOS aligns to 4 MiB: IMAGE_ROOTFS_ALIGNMENT, cited in the profiles).
+const FIRST_MIB: u64 = 4;
+/// A `fills_rest` partition's size in the 2.x test image (in an image, resin-data holds only
+/// its preloaded content).
+const FILL_MIB: u64 = 8;
+/// The 1.x disk's last partition (resin-data, btrfs) reaches this far past the image's end.
+const DISK_PAST_IMAGE_MIB: u64 = 32;
+
+fn scaled_mib(p: &ExpectedPartition, scale: u64) -> u64 {
+    if p.fills_rest {
+        FILL_MIB
+    } else {
+        p.typical_size_mib.div_ceil(scale).max(1)
+    }
+}
+
+/// The profile's scale: the smallest power of two (at least [`MIN_SCALE`]) that brings its
+/// 2.x image within [`MAX_IMAGE_MIB`].
+fn scale_for(profile: &Profile) -> u64 {
+    let mut scale = MIN_SCALE;
+    while end_mib(&placed(&profile.target.partitions, &[], scale)) > MAX_IMAGE_MIB {
+        scale *= 2;
+    }
+    scale
+}
+
+fn end_mib(parts: &[(ExpectedPartition, u64, u64)]) -> u64 {
+    parts.last().map(|(_, at, size)| at + size).unwrap_or(FIRST_MIB)
+}
+
+/// (partition, start MiB, size MiB) in table order; partitions 4.. are logical (MBR with
+/// more than four partitions: three primaries, then the extended one), each after a 1 MiB
+/// gap for its EBR.
+fn placed(partitions: &[ExpectedPartition], overrides: &[(&str, u64)], scale: u64) -> Vec<(ExpectedPartition, u64, u64)> {
+    let mut sorted = partitions.to_vec();
+    sorted.sort_by_key(|p| p.order);
+    let logical_from = if sorted.len() > 4 { 3 } else { usize::MAX };
+    let mut at = FIRST_MIB;
+    let mut out = Vec::new();
+    for (i, p) in sorted.into_iter().enumerate() {
+        if i >= logical_from {
+            at += 1;
+        }
+        let size = overrides.iter().find(|(n, _)| *n == p.name).map(|(_, s)| *s).unwrap_or_else(|| scaled_mib(&p, scale));
+        out.push((p, at, size));
+        at += size;
+    }
+    out
+}
+
+/// sfdisk script for `parts`, with the extended container when there are logicals.
+fn sfdisk_script(parts: &[(ExpectedPartition, u64, u64)], label_id: &str) -> String {
+    let mut script = format!("label: dos\nlabel-id: {label_id}\n");
+    let logical_from = if parts.len() > 4 { 3 } else { usize::MAX };
+    for (i, (p, start, size)) in parts.iter().enumerate() {
+        if i == logical_from {
+            script.push_str(&format!("start={}, type=f\n", (start - 1) * SECTORS_PER_MIB));
+        }
+        let kind = if p.fs == FsType::Vfat { "c" } else if p.fs == FsType::Swap { "82" } else { "83" };
+        let boot = if i == 0 { ", bootable" } else { "" };
+        script.push_str(&format!("start={}, size={}, type={kind}{boot}\n", start * SECTORS_PER_MIB, size * SECTORS_PER_MIB));
+    }
+    script
+}
+
+/// Copies `file` into `disk` at `at_mib`.
+fn dd_into(file: &Path, disk: &Path, at_mib: u64) {
+    run(Command::new("dd")
+        .arg(format!("if={}", file.display()))
+        .arg(format!("of={}", disk.display()))
+        .args(["bs=1M", &format!("seek={at_mib}"), "conv=notrunc,sparse", "status=none"]));
+}
+
+/// A file system of `fs` labelled `label`, `size_mib` large, at `at_mib` of `disk`, with
+/// `files` (name, bytes) in a FAT one.
+fn make_fs(dir: &Path, disk: &Path, fs: FsType, label: &str, at_mib: u64, size_mib: u64, files: &[(String, Vec<u8>)]) {
+    let part = dir.join(format!("{label}-{at_mib}.fs"));
+    let _ = std::fs::remove_file(&part);
+    match fs {
+        FsType::Vfat => {
+            run(Command::new("mkfs.vfat").args(["-n", label, "-C"]).arg(&part).arg((size_mib * 1024).to_string()));
+            for (name, bytes) in files {
+                let mut parents = String::new();
+                for dir_part in name.split('/').rev().skip(1).collect::<Vec<_>>().into_iter().rev() {
+                    parents.push('/');
+                    parents.push_str(dir_part);
+                    let _ = Command::new("mmd").arg("-i").arg(&part).arg(format!("::{parents}")).output();
+                }
+                let local = dir.join("fat-file");
+                std::fs::write(&local, bytes).unwrap();
+                run(Command::new("mcopy").arg("-o").arg("-i").arg(&part).arg(&local).arg(format!("::{name}")));
+            }
+        }
+        FsType::Btrfs => {
+            sparse_file(&part, size_mib * MIB);
+            run(Command::new("mkfs.btrfs").args(["-q", "-M", "-L", label]).arg(&part));
+        }
+        FsType::Swap => {
+            sparse_file(&part, size_mib * MIB);
+            run(Command::new("mkswap").args(["-L", label]).arg(&part));
+        }
+        FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => {
+            let tool = format!("mkfs.{fs}");
+            run(Command::new(tool).args(["-q", "-F", "-L", label]).arg(&part).arg(format!("{}k", size_mib * 1024)));
+        }
+    }
+    dd_into(&part, disk, at_mib);
+    std::fs::remove_file(&part).unwrap();
+}
+
+/// What a board's boot file looks like before the migration (enough for the edits).
+fn original_boot_file(name: &str) -> Vec<u8> {
+    match name.rsplit('/').next().unwrap_or(name) {
+        "config.txt" => b"# resinOS 1.x\ngpu_mem=16\ndtparam=audio=on\n".to_vec(),
+        "cmdline.txt" => b"dwc_otg.lpm_enable=0 console=tty1 root=/dev/mmcblk0p2 rootfstype=ext3 rootwait\n".to_vec(),
+        "uEnv.txt" => b"bootpart=1:2\nfinduuid=part uuid mmc ${bootpart} uuid\n".to_vec(),
+        _ => b"# original\n".to_vec(),
+    }
+}
+
+/// The 2.x image in the profile's target layout (FAT boot with device-type.json), xz'd.
+fn target_image(dir: &Path, profile: &Profile) -> (PathBuf, Vec<(ExpectedPartition, u64, u64)>) {
+    let parts = placed(&profile.target.partitions, &[], scale_for(profile));
+    let raw = dir.join(format!("{}-2x.img", profile.name));
+    let end = end_mib(&parts);
+    sparse_file(&raw, end * MIB);
+    sfdisk(&raw, &sfdisk_script(&parts, "0xa1b2c3d4"));
+    let (boot, at, size) = &parts[0];
+    let slug = format!("{{\"slug\":\"{}\"}}", profile.device_type).into_bytes();
+    make_fs(dir, &raw, boot.fs, &boot.name, *at, *size, &[("device-type.json".into(), slug)]);
+    run(Command::new("xz").args(["-k", "-0", "-T1", "-f"]).arg(&raw));
+    (dir.join(format!("{}-2x.img.xz", profile.name)), parts)
+}
+
+/// A resinOS 1.x disk in the profile's source layout, every partition with its file system
+/// and label, the boot partition with the profile's bootloader files.
+fn source_disk(dir: &Path, profile: &Profile, overrides: &[(&str, u64)]) -> (PathBuf, Vec<(ExpectedPartition, u64, u64)>) {
+    let scale = scale_for(profile);
+    let mut parts = placed(&profile.source.partitions, overrides, scale);
+    // The partition that fills the rest reaches past the image's end (a real disk is larger).
+    let end = end_mib(&placed(&profile.target.partitions, &[], scale)) + DISK_PAST_IMAGE_MIB;
+    if let Some((p, at, size)) = parts.last_mut() {
+        if p.fills_rest && *at < end {
+            *size = end - *at;
+        }
+    }
+    let end = end_mib(&parts);
+    let disk = dir.join(format!("{}-1x.img", profile.name));
+    sparse_file(&disk, end * MIB);
+    sfdisk(&disk, &sfdisk_script(&parts, "0x1c0ffee1"));
+    for (p, at, size) in &parts {
+        let files: Vec<(String, Vec<u8>)> = if p.role == PartitionRole::Boot {
+            profile.bootloader_config_files.iter().map(|f| (f.clone(), original_boot_file(f))).collect()
+        } else {
+            Vec::new()
+        };
+        make_fs(dir, &disk, p.fs, &p.name, *at, *size, &files);
+    }
+    (disk, parts)
+}
+
+struct Case {
+    dir: tempfile::TempDir,
+    request: PlanImageRequest,
+    source: Vec<(ExpectedPartition, u64, u64)>,
+    target: Vec<(ExpectedPartition, u64, u64)>,
+}
+
+fn resinos1x_case(profile: &Profile, overrides: &[(&str, u64)], data_bytes: u64, kernel_bytes: u64) -> Case {
+    let dir = tempfile::tempdir().unwrap();
+    let (disk, source) = source_disk(dir.path(), profile, overrides);
+    let (image, target) = target_image(dir.path(), profile);
+    let config = dir.path().join("config.json");
+    std::fs::write(&config, format!("{{\"deviceType\":\"{}\",\"applicationId\":4321,\"hostname\":\"pi-17\"}}", profile.device_type)).unwrap();
+    let data_root = dir.path().join("data");
+    std::fs::create_dir_all(data_root.join("resin-data/4321")).unwrap();
+    sparse_file(&data_root.join("resin-data/4321/app.db"), data_bytes);
+    std::fs::create_dir_all(data_root.join("docker/overlay")).unwrap();
+    sparse_file(&data_root.join("docker/overlay/layer.tar"), 400 * 1000 * 1000);
+    let kernel = dir.path().join("vmlinuz");
+    sparse_file(&kernel, kernel_bytes);
+    let initramfs = dir.path().join("initramfs.img");
+    sparse_file(&initramfs, MIB / 2);
+    let request = PlanImageRequest {
+        profile: profile.clone(),
+        disk,
+        image,
+        config,
+        data_root,
+        kernel,
+        initramfs,
+        allow_unknown_device_type: false,
+    };
+    Case { dir, request, source, target }
+}
+
+fn start_of(parts: &[(ExpectedPartition, u64, u64)], role: PartitionRole) -> (u64, u64) {
+    let (_, at, size) = parts.iter().find(|(p, _, _)| p.role == role).unwrap();
+    (at * SECTORS_PER_MIB, size * SECTORS_PER_MIB)
+}
+
+/// Checks a 1.x plan against the profile and the images built for it.
+fn check_1x_plan(profile: &Profile, case: &Case, p: &Plan1x) -> Result<(), String> {
+    let plan = &p.plan;
+    let updt = profile.source_partition(PartitionRole::RootB).ok_or("no root-b source partition")?;
+    let (start, size) = start_of(&case.source, PartitionRole::RootB);
+    let staging = &plan.staging.partition;
+    if (staging.start.get(), staging.size.get()) != (start, size) {
+        return Err(format!("staging is {}..+{}, {} is {start}..+{size}", staging.start.get(), staging.size.get(), updt.name));
+    }
+    let (root_start, _) = start_of(&case.source, PartitionRole::RootA);
+    if plan.old_root.partition.start.get() != root_start {
+        return Err("old root is not the 1.x root".into());
+    }
+    let expected_fs = profile.source_partition(PartitionRole::RootA).map(|p| p.fs);
+    if Some(plan.old_root.fs_type) != expected_fs {
+        return Err(format!("old root fs {} is not the profile's", plan.old_root.fs_type));
+    }
+    check_layout(profile, case.target.as_slice(), plan)?;
+    let root_b = profile.target_partition(PartitionRole::RootB).ok_or("no root-b target partition")?;
+    if plan.layout.written_last != vec![root_b.name.clone()] {
+        return Err(format!("written_last is {:?}", plan.layout.written_last));
+    }
+    let volume = plan.backup.volumes.first().ok_or("no backup volume")?;
+    if volume.restore_to != profile.restore.data.to_restore_location("4321") {
+        return Err(format!("data restored to {:?}", volume.restore_to));
+    }
+    if volume.items[0].source != "/mnt/data/resin-data" {
+        return Err(format!("data read from {}", volume.items[0].source));
+    }
+    if plan.config_json.restore_to != profile.restore.config_json.to_restore_location("4321") {
+        return Err(format!("config.json restored to {:?}", plan.config_json.restore_to));
+    }
+    if plan.backup.limit != profile.backup_limit().unwrap() {
+        return Err("backup limit is not the profile's".into());
+    }
+    Ok(())
+}
+
+/// Target partitions: the profile's names, roles and file systems in its order, at the
+/// places the image's table gives them.
+fn check_layout(profile: &Profile, target: &[(ExpectedPartition, u64, u64)], plan: &plan::Plan) -> Result<(), String> {
+    let found: Vec<(String, PartitionRole, FsType, u64, u64)> =
+        plan.layout.partitions.iter().map(|p| (p.name.clone(), p.role, p.fs, p.disk_start.get(), p.size.get())).collect();
+    let wanted: Vec<(String, PartitionRole, FsType, u64, u64)> =
+        target.iter().map(|(p, at, size)| (p.name.clone(), p.role, p.fs, at * SECTORS_PER_MIB, size * SECTORS_PER_MIB)).collect();
+    if found != wanted {
+        return Err(format!("layout {found:?}, profile {} wants {wanted:?}", profile.name));
+    }
+    Ok(())
+}
+
+/// An Ubuntu/GRUB profile plans on the fixture STEM host (root, extended, swap) with a 2.x
+/// image in the profile's target layout.
+fn ubuntu_plan(profile: &Profile) -> Result<(), String> {
+    let host = StageHost::new();
+    let (image, target) = target_image(host.inputs.path(), profile);
+    host.write_input("config.json", format!("{{\"deviceType\":\"{}\",\"applicationId\":1234}}", profile.device_type).as_bytes());
+    std::fs::create_dir_all(host.host.path("/srv/app")).unwrap();
+    std::fs::write(host.host.path("/srv/app/db"), b"rows").unwrap();
+    let mut request = host.request();
+    request.profile = profile.clone();
+    request.sha256 = Some(stage_support::sha256_hex(&std::fs::read(&image).unwrap()));
+    request.image = image.display().to_string();
+    request.backups = vec!["/srv/app".into()];
+    let sp = stager::stage::plan_stage(&request).map_err(|e| e.to_string())?;
+    let plan = &sp.plan;
+    let staging = &plan.staging.partition;
+    if (staging.number, staging.start.get()) != (5, stage_support::SWAP_START) {
+        return Err(format!("staging is partition {} at {}, not the swap partition", staging.number, staging.start.get()));
+    }
+    check_layout(profile, &target, plan)?;
+    if plan.backup.volumes[0].restore_to != profile.restore.data.to_restore_location("1234") {
+        return Err(format!("data restored to {:?}", plan.backup.volumes[0].restore_to));
+    }
+    if plan.config_json.restore_to != profile.restore.config_json.to_restore_location("1234") {
+        return Err(format!("config.json restored to {:?}", plan.config_json.restore_to));
+    }
+    Ok(())
+}
+
+#[test]
+fn every_shipped_profile_plans_against_a_disk_in_its_source_layout() {
+    let mut failures = Vec::new();
+    let names = Profile::list_builtin();
+    assert!(names.len() >= 7, "{names:?}");
+    for name in names {
+        let profile = Profile::builtin(name).unwrap();
+        let outcome = match profile.source.kind {
+            SourceKind::UbuntuGrubHost => ubuntu_plan(&profile),
+            SourceKind::Resinos1x => {
+                let case = resinos1x_case(&profile, &[], 300_000, MIB);
+                match plan_image::plan(&case.request) {
+                    Ok(p) => check_1x_plan(&profile, &case, &p),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        eprintln!("{name}: {}", outcome.as_ref().map(|_| "plans".to_string()).unwrap_or_else(|e| e.clone()));
+        if let Err(e) = outcome {
+            failures.push(format!("{name}: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "profiles that do not plan:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn raspberry_pi_plan_edits_config_txt_and_puts_the_kernel_on_resin_boot() {
+    let profile = Profile::builtin("resinos1x-raspberrypi3").unwrap();
+    let case = resinos1x_case(&profile, &[], 300_000, MIB);
+    let p = plan_image::plan(&case.request).unwrap();
+    assert!(p.budget.kernel_on_boot);
+    let edit = p.boot_edits.iter().find(|e| e.name == "config.txt").expect("config.txt edited");
+    let text = String::from_utf8(edit.edited.clone()).unwrap();
+    assert!(text.starts_with("# resinOS 1.x\ngpu_mem=16\n"), "{text}");
+    assert!(text.contains("initramfs swapover/initramfs.img followkernel\n"), "{text}");
+    assert_eq!(edit.original.as_deref(), Some(&original_boot_file("config.txt")[..]));
+    assert!(!p.boot_edits.iter().any(|e| e.name == "cmdline.txt"), "cmdline.txt is left alone");
+    let paths: Vec<&str> = p.plan.grub.files.iter().map(|f| f.path.as_str()).collect();
+    assert!(paths.contains(&"/mnt/boot/config.txt") && paths.contains(&"/mnt/boot/swapover/vmlinuz"), "{paths:?}");
+    // The app data is measured without the 400 MB docker layer beside it.
+    assert!(p.plan.backup.estimated_size().unwrap().get() < 1_000_000);
+    assert_eq!(p.plan.network.connman, vec!["/var/lib/connman".to_string(), "/mnt/data/resin-data/4321/network.config".to_string()]);
+}
+
+#[test]
+fn beaglebone_plan_edits_uenv_txt_towards_resin_updt() {
+    let profile = Profile::builtin("resinos1x-beaglebone-black").unwrap();
+    let case = resinos1x_case(&profile, &[], 300_000, MIB);
+    let p = plan_image::plan(&case.request).unwrap();
+    assert!(!p.budget.kernel_on_boot);
+    let edit = p.boot_edits.iter().find(|e| e.name == "uEnv.txt").expect("uEnv.txt edited");
+    let text = String::from_utf8(edit.edited.clone()).unwrap();
+    assert!(text.contains(&format!("swapover_part=1:{}\n", p.plan.staging.partition.number)), "{text}");
+}
+
+#[test]
+fn spare_root_too_small_is_refused_with_the_sizes() {
+    let profile = Profile::builtin("resinos1x-intel-nuc").unwrap();
+    let case = resinos1x_case(&profile, &[], 300_000, 40 * MIB);
+    let err = plan_image::plan(&case.request).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Refusal1x::SpareRootTooSmall { .. }), "{message}");
+    assert!(message.contains("the spare root resin-updt (partition 3) is 20 MiB (20971520 bytes)"), "{message}");
+    assert!(message.contains("kernel 40 MiB"), "{message}");
+    assert!(!message.contains('\n'));
+}
+
+#[test]
+fn data_over_the_170_mb_limit_is_refused_naming_the_measured_size() {
+    let profile = Profile::builtin("resinos1x-raspberry-pi2").unwrap();
+    let case = resinos1x_case(&profile, &[], 171_000_000, 2 * MIB);
+    let err = plan_image::plan(&case.request).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Refusal1x::BackupOverLimit { .. }), "{message}");
+    // resin-data, 4321, app.db: three tar headers and the padded 171 MB file.
+    assert!(message.contains("(171001856 bytes)"), "{message}");
+    assert!(message.contains("(170000000 bytes) limit"), "{message}");
+    assert!(message.contains("never truncated"), "{message}");
+}
+
+#[test]
+fn resin_updt_overlapping_root_a_is_refused() {
+    let profile = Profile::builtin("resinos1x-raspberrypi3").unwrap();
+    // A 1.x root smaller than 2.x rootA moves resin-updt into rootA's space.
+    let case = resinos1x_case(&profile, &[("resin-root", 10)], 300_000, MIB);
+    let err = plan_image::plan(&case.request).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Refusal1x::StagingOverlap { .. }), "{message}");
+    assert!(message.contains("overlaps the 2.x image's resin-rootA"), "{message}");
+    assert!(!case.dir.path().join("never").exists());
+}
+
+#[test]
+fn an_ubuntu_disk_is_refused_for_a_1x_profile_naming_the_ubuntu_profiles() {
+    let profile = Profile::builtin("resinos1x-intel-nuc").unwrap();
+    let mut case = resinos1x_case(&profile, &[], 300_000, MIB);
+    let host = StageHost::new();
+    case.request.disk = host.disk();
+    let message = plan_image::plan(&case.request).unwrap_err().to_string();
+    assert!(message.contains("is not a resinOS 1.x disk: no partition labelled resin-boot, resin-root, resin-updt, resin-conf, resin-data"), "{message}");
+    assert!(message.contains("found: 1 ext4; 5 swap 'stem-swap'"), "{message}");
+    assert!(message.contains("--profile genericx86-64 or intel-nuc"), "{message}");
+
+    // And a 1.x profile is not an Ubuntu one: `stager stage` points at plan-image.
+    let mut request = host.request();
+    request.profile = profile;
+    let message = stager::stage::plan_stage(&request).unwrap_err().to_string();
+    assert!(message.contains("stager plan-image --profile resinos1x-intel-nuc"), "{message}");
+}
+
+#[test]
+fn a_resinos_host_is_refused_for_an_ubuntu_profile_naming_the_1x_profiles() {
+    let host = StageHost::new();
+    host.host.write("/etc/os-release", "ID=\"resin-os\"\nNAME=\"Resin OS\"\nVERSION=\"1.26.0\"\nVERSION_ID=\"1.26.0\"\nPRETTY_NAME=\"Resin OS 1.26.0\"\n");
+    let request = host.request();
+    let message = stager::stage::plan_stage(&request).unwrap_err().to_string();
+    assert!(message.contains("this device runs Resin OS 1.26.0, not Ubuntu/Debian"), "{message}");
+    assert!(message.contains("--profile resinos1x-intel-nuc"), "{message}");
+}
+
+#[test]
+fn plan_image_prints_the_plan_and_exits_1_on_a_refusal() {
+    let profile = Profile::builtin("resinos1x-raspberrypi3").unwrap();
+    let case = resinos1x_case(&profile, &[], 300_000, MIB);
+    let r = &case.request;
+    let args = |data_root: &Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_stager"));
+        c.args(["plan-image", "--profile", "resinos1x-raspberrypi3", "--disk"])
+            .arg(&r.disk)
+            .arg("--image")
+            .arg(&r.image)
+            .arg("--config")
+            .arg(&r.config)
+            .arg("--data-root")
+            .arg(data_root)
+            .arg("--kernel")
+            .arg(&r.kernel)
+            .arg("--initramfs")
+            .arg(&r.initramfs);
+        c
+    };
+    let before = stage_support::sha256_hex(&std::fs::read(&r.disk).unwrap());
+    let out = args(&r.data_root).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("resin-rootB written last"), "{stdout}");
+    assert!(stdout.contains("Staging on the spare root (partition 3"), "{stdout}");
+    assert!(stdout.contains("nothing was changed"), "{stdout}");
+
+    let big = case.dir.path().join("big");
+    std::fs::create_dir_all(big.join("resin-data")).unwrap();
+    sparse_file(&big.join("resin-data/huge"), 200_000_000);
+    let out = args(&big).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("over the 162.12 MiB (170000000 bytes) limit"), "{stderr}");
+    assert_eq!(stage_support::sha256_hex(&std::fs::read(&r.disk).unwrap()), before, "plan-image changed the disk");
+}
+
+#[test]
+fn a_raspberry_pi_boot_partition_without_room_for_the_kernel_is_refused() {
+    let profile = Profile::builtin("resinos1x-raspberry-pi").unwrap();
+    // resin-boot is 40 MiB / 16 = 3 MiB here, already holding config.txt and cmdline.txt.
+    let case = resinos1x_case(&profile, &[], 300_000, 4 * MIB);
+    let err = plan_image::plan(&case.request).unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, Refusal1x::BootPartitionFull { .. }), "{message}");
+    assert!(message.contains("the boot partition resin-boot (partition 1) has 2.97 MiB"), "{message}");
+    assert!(message.contains("kernel 4 MiB + initramfs 512 KiB"), "{message}");
+}
