@@ -7,7 +7,7 @@ mod stage_support;
 
 use stage_support::*;
 use stager::stage::system::FixtureSystem;
-use stager::stage::{run_stage, StageRequest};
+use stager::stage::{run_stage, StageOutcome, StageRequest};
 
 /// Runs `request` on `host`, expects a refusal containing every `needles`, and an unchanged host.
 fn refused(host: &StageHost, request: StageRequest, needles: &[&str]) {
@@ -68,7 +68,7 @@ fn gpt_image_where_mbr_is_expected() {
 }
 
 #[test]
-fn corrupt_xz_and_wrong_sha256() {
+fn corrupt_xz() {
     let host = StageHost::new();
     let mut bytes = std::fs::read(host.image()).unwrap();
     let middle = bytes.len() / 2;
@@ -78,21 +78,114 @@ fn corrupt_xz_and_wrong_sha256() {
     request.image = corrupt.display().to_string();
     request.sha256 = Some(sha256_hex(&bytes));
     refused(&host, request, &["cannot read the image", "corrupt"]);
-
-    let mut request = host.request();
-    request.sha256 = Some("0".repeat(64));
-    refused(&host, request, &["sha256", "nothing on the host was changed"]);
 }
 
 #[test]
-fn swap_too_small_for_the_backup() {
+fn wrong_sha256() {
+    let host = StageHost::new();
+    let mut request = host.request();
+    request.sha256 = Some("0".repeat(64));
+    refused(
+        &host,
+        request,
+        &[
+            &format!("sha256 mismatch for {}: expected {}", host.image().display(), "0".repeat(64)),
+            "the file is corrupt or the sha256 is wrong; nothing on the host was changed",
+        ],
+    );
+}
+
+/// A request for the local `image`, verified by a `.sha256` beside it that matches its bytes.
+fn with_sidecar(host: &StageHost, image: &std::path::Path) -> StageRequest {
+    let name = image.file_name().unwrap().to_string_lossy().into_owned();
+    host.write_input(&format!("{name}.sha256"), format!("{}  {name}\n", sha256_hex(&std::fs::read(image).unwrap())).as_bytes());
+    let mut request = host.request();
+    request.image = image.display().to_string();
+    request.sha256 = None;
+    request
+}
+
+/// A valid xz image cut short, beside a `.sha256` of the cut bytes: the sha256 matches, so
+/// only decoding can tell. Cut at a third, at two thirds, and one byte short (in the
+/// stream's footer, after every image byte was decoded).
+#[test]
+fn truncated_xz_image() {
+    let host = StageHost::new();
+    let whole = std::fs::read(host.image()).unwrap();
+    for keep in [whole.len() / 3, whole.len() * 2 / 3, whole.len() - 1] {
+        let cut = host.write_input(&format!("cut-{keep}.img.xz"), &whole[..keep]);
+        refused(
+            &host,
+            with_sidecar(&host, &cut),
+            &[&format!("the image {} is truncated: its xz stream ends early; download it again", cut.display())],
+        );
+    }
+}
+
+/// An uncompressed image cut 4 MiB short of its last partition's end, with a matching
+/// `.sha256`: only the partition table shows it is incomplete.
+#[test]
+fn truncated_raw_image() {
+    let host = StageHost::new();
+    let cut = host.input("cut.img");
+    std::fs::copy(host.input("resin.img"), &cut).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&cut).unwrap().set_len(60 * 1024 * 1024).unwrap();
+    refused(
+        &host,
+        with_sidecar(&host, &cut),
+        &[&format!(
+            "the image {} is truncated: it holds 60 MiB but its partition table reaches 64 MiB; download it again",
+            cut.display()
+        )],
+    );
+}
+
+/// The uncompressed image file is 150 MiB long (its layout fits the old root): kernel,
+/// initramfs, image and margin alone exceed the 154 MiB swap partition, without any backup.
+#[test]
+fn swap_too_small_for_the_image() {
+    let host = StageHost::new();
+    host.make_image("long.img", &ImageSpec { total_mib: 100, ..ImageSpec::default() });
+    let raw = host.input("long.img");
+    std::fs::OpenOptions::new().write(true).open(&raw).unwrap().set_len(150 * 1024 * 1024).unwrap();
+    let mut request = host.request();
+    request.image = raw.display().to_string();
+    request.sha256 = Some(sha256_hex(&std::fs::read(&raw).unwrap()));
+    refused(
+        &host,
+        request,
+        &["the swap partition /dev/sda5 is 154 MiB but staging needs", "+ backup 0 B +", "grow the swap partition or use a smaller image"],
+    );
+}
+
+/// Image, kernel and initramfs fit the staging space (the same request without the backup
+/// plans), but the named backup path does not: the error names the backup set's size and
+/// the room staging has for it.
+#[test]
+fn backup_set_larger_than_the_staging_space() {
     let host = StageHost::new();
     let big = host.host.path("/srv/huge.bin");
     std::fs::create_dir_all(big.parent().unwrap()).unwrap();
     std::fs::File::create(&big).unwrap().set_len(200 * 1024 * 1024).unwrap();
+    let mut fits = host.request();
+    fits.dry_run = true;
+    let planned = match run_stage(&fits, &mut FixtureSystem::default()).expect("plans without the backup") {
+        StageOutcome::DryRun { plan, .. } => plan,
+        other => panic!("{other:?}"),
+    };
+    let room = plan::Bytes(planned.budget.have.get() - (planned.budget.needed.get() - planned.budget.backup.get()));
+    let backup = plan::Bytes(200 * 1024 * 1024 + 512);
     let mut request = host.request();
     request.backups = vec!["/srv/huge.bin".into()];
-    refused(&host, request, &["swap partition /dev/sda5 is 154 MiB but staging needs", "back up less or grow the swap partition"]);
+    refused(
+        &host,
+        request,
+        &[
+            &format!("the backup set (/srv/huge.bin {backup}) is {backup} but the staging space has {room} left for it"),
+            "(swap partition /dev/sda5 is 154 MiB;",
+            "back up less or grow the swap partition",
+        ],
+    );
 }
 
 #[test]
@@ -170,4 +263,90 @@ fn not_root() {
     let mut request = host.request();
     request.facts.euid = 1000;
     refused(&host, request, &["check root-user failed"]);
+}
+
+/// `/proc/self/mountinfo` of the fixture host with `/` mounted from `device` (MAJ:MIN)
+/// named `source`, and `extra` mount lines appended.
+fn mountinfo_with(root: Option<(&str, &str)>, extra: &str) -> String {
+    let plain = stage_support::fixture_host::read_fixture("mountinfo/ubuntu-14.04-plain");
+    let from = format!("8:1 / / rw,relatime - ext4 /dev/disk/by-uuid/{ROOT_UUID} ");
+    assert!(plain.contains(&from), "the plain mountinfo fixture changed");
+    let text = match root {
+        Some((device, source)) => plain.replace(&from, &format!("{device} / / rw,relatime - ext4 {source} ")),
+        None => plain,
+    };
+    format!("{text}{extra}")
+}
+
+/// `/` on an LVM logical volume, a LUKS volume and an md RAID1, each over sda1 (sysfs
+/// `slaves`): the stage names the storage (not only "not a plain partition") and the fix.
+#[test]
+fn root_on_lvm_luks_or_md() {
+    let cases = [
+        ("dm-0", "253:0", "/dev/mapper/stem--vg-root", Some("LVM-Xy7kPq2Rs9TuVw3x"), "/dev/dm-0 (an LVM logical volume): / is on LVM,"),
+        ("dm-0", "253:0", "/dev/mapper/sda1_crypt", Some("CRYPT-LUKS1-0123456789abcdef-sda1_crypt"), "/dev/dm-0 (a LUKS/dm-crypt volume): / is on LUKS/dm-crypt,"),
+        ("md0", "9:0", "/dev/md0", None, "/dev/md0 (an md software RAID): / is on md software RAID,"),
+    ];
+    for (name, device, source, dm_uuid, what) in cases {
+        let host = StageHost::new();
+        host.host.add_sysfs_virtual(name, device, ROOT_SECTORS, dm_uuid, &["sda1"]);
+        host.host.write("/proc/self/mountinfo", &mountinfo_with(Some((device, source)), ""));
+        refused(
+            &host,
+            host.request(),
+            &[
+                "check root-storage failed:",
+                what,
+                "which the migration cannot replace in place; fix: this tool refuses such hosts; migrate them by reflashing instead",
+            ],
+        );
+    }
+}
+
+/// `/boot` (here a read-only bind mount of the root file system's /boot) is read-only.
+#[test]
+fn read_only_boot() {
+    let host = StageHost::new();
+    let boot = format!("30 20 8:1 /boot /boot ro,relatime - ext4 /dev/disk/by-uuid/{ROOT_UUID} rw,errors=remount-ro,data=ordered\n");
+    host.host.write("/proc/self/mountinfo", &mountinfo_with(None, &boot));
+    refused(
+        &host,
+        host.request(),
+        &["check boot-writable failed: /boot on /boot (ext4", "read-only", "fix: remount it read-write (mount -o remount,rw /boot)"],
+    );
+}
+
+/// The only active swap is a real swap partition on a second disk (sdb1, made by mkswap);
+/// sda5 is left inactive. Both disks must be byte-identical afterwards (`/dev/sdb` is a host
+/// file, so `refused` hashes it with the rest of the tree).
+#[test]
+fn swap_on_another_disk() {
+    let host = StageHost::new();
+    let sdb_sectors: u64 = 65_536; // 32 MiB
+    host.host.add_sysfs_disk(
+        "sdb",
+        "8:16",
+        sdb_sectors,
+        &[stage_support::fixture_host::Partition { name: "sdb1", number: 1, dev: "8:17", start: 2048, sectors: sdb_sectors - 2048 }],
+        true,
+    );
+    let sdb = host.host.path("/dev/sdb");
+    stage_support::fixture_host::sparse_file(&sdb, sdb_sectors * SECTOR);
+    stage_support::fixture_host::sfdisk(&sdb, "label: dos\nlabel-id: 0x5678ef01\nstart=2048, type=82\n");
+    stage_support::fixture_host::mkswap_into(&sdb, 2048 * SECTOR, (sdb_sectors - 2048) * SECTOR, "7c3e9a1b-2d4f-4e6a-8b0c-1d2e3f4a5b6c", None);
+    let size_kib = ((sdb_sectors - 2048) * SECTOR - 4096) / 1024;
+    host.host.write(
+        "/proc/swaps",
+        &format!("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n/dev/sdb1                               partition\t{size_kib}\t\t0\t\t-2\n"),
+    );
+    let sdb_before = stage_support::region_sha256(&sdb, 0, sdb_sectors * SECTOR);
+    refused(
+        &host,
+        host.request(),
+        &[
+            "check same-disk failed: root /dev/sda1 (partition 1 of /dev/sda), swap /dev/sdb1 (partition 1 of /dev/sdb)",
+            "fix: use a swap partition on the root disk",
+        ],
+    );
+    assert_eq!(stage_support::region_sha256(&sdb, 0, sdb_sectors * SECTOR), sdb_before);
 }

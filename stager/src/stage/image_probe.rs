@@ -25,6 +25,10 @@ const DEVICE_TYPE_FILE: &str = "device-type.json";
 pub enum ProbeError {
     #[error("cannot read the image {path}: {source}; check the file (a truncated or corrupt download fails here)")]
     Read { path: PathBuf, source: io::Error },
+    #[error("the image {path} is truncated: its xz stream ends early; download it again (and its .sha256)")]
+    TruncatedXz { path: PathBuf },
+    #[error("the image {path} is truncated: it holds {size} but its partition table reaches {table_end}; download it again (and its .sha256)")]
+    TruncatedRaw { path: PathBuf, size: Bytes, table_end: Bytes },
     #[error("the image {path} is compressed with {what}, which the stager cannot decode; give the .img or .img.xz")]
     UnsupportedCompression { path: PathBuf, what: &'static str },
     #[error("the image has a GPT partition table but the profile expects MBR; download the board's MBR image")]
@@ -111,6 +115,11 @@ fn hash_all(reader: &mut impl Read) -> io::Result<(Sha256Hex, u64)> {
 pub fn probe(path: &Path) -> Result<ImageFacts, ProbeError> {
     let read_error = |source| ProbeError::Read { path: path.to_path_buf(), source };
     let compression = sniff_compression(path)?;
+    // liblzma reports input that stops before the end of the stream as an early EOF.
+    let decode_error = |source: io::Error| match (compression, source.kind()) {
+        (Compression::Xz, io::ErrorKind::UnexpectedEof) => ProbeError::TruncatedXz { path: path.to_path_buf() },
+        _ => ProbeError::Read { path: path.to_path_buf(), source },
+    };
     let (compressed_sha256, compressed_size) =
         hash_all(&mut BufReader::new(File::open(path).map_err(read_error)?)).map_err(read_error)?;
     let file = BufReader::new(File::open(path).map_err(read_error)?);
@@ -118,21 +127,28 @@ pub fn probe(path: &Path) -> Result<ImageFacts, ProbeError> {
         Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(file)),
         _ => Box::new(file),
     };
-    let mut stream = ForwardReader::new(decoded).map_err(read_error)?;
+    let mut stream = ForwardReader::new(decoded).map_err(decode_error)?;
     let primaries = PartitionTable::from_head(&stream.head).map_err(table_error)?;
     let boot = primaries.primaries.iter().find(|p| !p.is_extended()).copied();
     let mut boot_bytes = None;
     if let Some(boot) = boot {
         let (start, len) = (boot.start.0 * SECTOR, boot.size.0 * SECTOR);
         if len <= MAX_BOOT_CAPTURE {
-            boot_bytes = Some(stream.read_range(start, len).map_err(read_error)?);
+            boot_bytes = Some(stream.read_range(start, len).map_err(decode_error)?);
         }
     }
-    let table = PartitionTable::read(&mut stream).map_err(|e| match stream.backward.take() {
-        Some(at) => ProbeError::BackwardSeek { at },
-        None => table_error(e),
+    let table = PartitionTable::read(&mut stream).map_err(|e| match (stream.backward.take(), stream.cut_short) {
+        (Some(at), _) => ProbeError::BackwardSeek { at },
+        (None, true) if compression == Compression::Xz => ProbeError::TruncatedXz { path: path.to_path_buf() },
+        (None, _) => table_error(e),
     })?;
-    let (raw_sha256, raw_size) = stream.finish().map_err(read_error)?;
+    let (raw_sha256, raw_size) = stream.finish().map_err(decode_error)?;
+    // A whole image holds every partition its table lists; a shorter one was cut short
+    // (an xz cut short fails above, a raw image can only be caught here).
+    let table_end = Bytes(table.end().0 * SECTOR);
+    if raw_size < table_end.get() {
+        return Err(ProbeError::TruncatedRaw { path: path.to_path_buf(), size: Bytes(raw_size), table_end });
+    }
     let device_type = match boot_bytes {
         Some(bytes) => device_type_from_fat(bytes),
         None => Err(format!("the boot partition is larger than {} and was not read", Bytes(MAX_BOOT_CAPTURE))),
@@ -190,6 +206,8 @@ struct ForwardReader<R> {
     /// Small reads past the head (EBR sectors), kept so that a second pass over the
     /// logical-partition chain (first our overflow check, then mbrman) can read them again.
     small_reads: Vec<(u64, Vec<u8>)>,
+    /// Set when `inner` failed with an early EOF (a cut-short compressed stream).
+    cut_short: bool,
 }
 
 /// Reads up to this size past the head are remembered for a second look.
@@ -213,6 +231,7 @@ impl<R: Read> ForwardReader<R> {
             pos: 0,
             backward: None,
             small_reads: Vec::new(),
+            cut_short: false,
         })
     }
 
@@ -242,7 +261,10 @@ impl<R: Read> ForwardReader<R> {
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.cut_short |= e.kind() == io::ErrorKind::UnexpectedEof;
+                    return Err(e);
+                }
             }
         }
     }

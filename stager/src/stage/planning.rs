@@ -168,6 +168,11 @@ pub fn precheck_host(facts: &HostFacts, profile: &Profile) -> Result<(), Refusal
         min_memory: Some(crate::host::units::Bytes(MIN_MEMORY_WITHOUT_SWAP.get())),
         ..CheckInputs::default()
     };
+    // Root on LVM, LUKS or md also fails root-partition (listed earlier); name the storage.
+    let storage = checks::run(checks::CheckId::RootStorage, facts, &inputs);
+    if storage.status == Status::Fail {
+        return Err(Refusal::from_check(&storage));
+    }
     check_gate(facts, &inputs)
 }
 
@@ -324,6 +329,21 @@ pub fn make_plan(g: &Gathered, image: &ImageFacts, disk_size: Sectors) -> Result
         needed,
         have,
     };
+    let without_backup = needed.checked_sub(backup_estimate).map_err(|e| Refusal::HostFact(e.to_string()))?;
+    // Kernel, initramfs and image fit but the backup set does not: say so, with both sizes.
+    if let (true, Ok(room)) = (needed > have, have.checked_sub(without_backup)) {
+        return Err(Refusal::BackupTooLarge {
+            paths: g.backups.iter().map(|b| format!("{} {}", b.path.display(), b.estimate)).collect::<Vec<_>>().join(", "),
+            backup: backup_estimate,
+            room,
+            device: swap_device.dev_path(),
+            have,
+            kernel: budget.kernel,
+            initramfs: budget.initramfs,
+            image: budget.image,
+            margin: budget.margin,
+        });
+    }
     if needed > have {
         return Err(Refusal::SwapTooSmall {
             device: swap_device.dev_path(),

@@ -44,7 +44,7 @@ pub enum Refusal {
     ImageLayout { found: usize, expected: usize, profile: String, names: String },
     #[error("the image does not fit the old root's space: {0}")]
     ImageTooLarge(String),
-    #[error("the swap partition {device} is {have} but staging needs {needed} (kernel {kernel} + initramfs {initramfs} + image {image} + backup {backup} + margin {margin}); back up less or grow the swap partition")]
+    #[error("the swap partition {device} is {have} but staging needs {needed} (kernel {kernel} + initramfs {initramfs} + image {image} + backup {backup} + margin {margin}); grow the swap partition or use a smaller image")]
     SwapTooSmall {
         device: String,
         have: Bytes,
@@ -53,6 +53,18 @@ pub enum Refusal {
         initramfs: Bytes,
         image: Bytes,
         backup: Bytes,
+        margin: Bytes,
+    },
+    #[error("the backup set ({paths}) is {backup} but the staging space has {room} left for it (swap partition {device} is {have}; kernel {kernel} + initramfs {initramfs} + image {image} + margin {margin} come first); back up less or grow the swap partition")]
+    BackupTooLarge {
+        paths: String,
+        backup: Bytes,
+        room: Bytes,
+        device: String,
+        have: Bytes,
+        kernel: Bytes,
+        initramfs: Bytes,
+        image: Bytes,
         margin: Bytes,
     },
     #[error("{0}")]
