@@ -17,11 +17,18 @@ pub struct Drive {
     pub image: PathBuf,
     /// `ide` makes the first disk `sda` under the guest kernel, as on the real devices.
     pub interface: &'static str,
+    /// A QEMU blkdebug rules file put between the guest and the image (fault injection).
+    pub blkdebug: Option<PathBuf>,
 }
 
 impl Drive {
     pub fn ide(image: impl Into<PathBuf>) -> Self {
-        Drive { image: image.into(), interface: "ide" }
+        Drive { image: image.into(), interface: "ide", blkdebug: None }
+    }
+
+    /// The same drive with QEMU's blkdebug driver injecting the errors `config` describes.
+    pub fn with_blkdebug(self, config: impl Into<PathBuf>) -> Self {
+        Drive { blkdebug: Some(config.into()), ..self }
     }
 }
 
@@ -71,11 +78,15 @@ impl Vm {
             cmd.arg("-no-reboot");
         }
         for (index, d) in config.drives.iter().enumerate() {
-            cmd.arg("-drive").arg(format!(
-                "file={},format=raw,if={},index={index},cache=writeback",
-                d.image.display(),
-                d.interface
-            ));
+            let file = match &d.blkdebug {
+                None => format!("file={}", d.image.display()),
+                Some(rules) => format!(
+                    "file.driver=blkdebug,file.config={},file.image.driver=file,file.image.filename={}",
+                    rules.display(),
+                    d.image.display()
+                ),
+            };
+            cmd.arg("-drive").arg(format!("{file},format=raw,if={},index={index},cache=writeback", d.interface));
         }
         let mut child = cmd
             .stdin(Stdio::null())
