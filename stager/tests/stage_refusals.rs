@@ -64,20 +64,28 @@ fn gpt_image_where_mbr_is_expected() {
     let mut request = host.request();
     request.image = image.display().to_string();
     request.sha256 = Some(sha256_hex(&std::fs::read(&image).unwrap()));
-    refused(&host, request, &["GPT partition table but the profile expects MBR"]);
+    refused(&host, request, &["the image has a GPT partition table but the profile expects MBR; download the board's MBR image"]);
 }
 
+/// One byte flipped in a third, the middle or two thirds of the xz file, whose sha256 is
+/// given for the flipped bytes: only decoding can tell.
 #[test]
 fn corrupt_xz() {
     let host = StageHost::new();
-    let mut bytes = std::fs::read(host.image()).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    let corrupt = host.write_input("corrupt.img.xz", &bytes);
-    let mut request = host.request();
-    request.image = corrupt.display().to_string();
-    request.sha256 = Some(sha256_hex(&bytes));
-    refused(&host, request, &["cannot read the image", "corrupt"]);
+    let whole = std::fs::read(host.image()).unwrap();
+    for at in [whole.len() / 3, whole.len() / 2, whole.len() * 2 / 3] {
+        let mut bytes = whole.clone();
+        bytes[at] ^= 0xff;
+        let corrupt = host.write_input(&format!("corrupt-{at}.img.xz"), &bytes);
+        let mut request = host.request();
+        request.image = corrupt.display().to_string();
+        request.sha256 = Some(sha256_hex(&bytes));
+        refused(
+            &host,
+            request,
+            &[&format!("the image {} is corrupt: its xz stream does not decode (", corrupt.display()), "); download it again (and its .sha256)"],
+        );
+    }
 }
 
 #[test]
@@ -193,15 +201,15 @@ fn config_json_missing_invalid_or_for_another_device() {
     let host = StageHost::new();
     let mut request = host.request();
     request.config = host.input("absent.json");
-    refused(&host, request, &["config.json", "cannot be read", "--config"]);
+    refused(&host, request, &["config.json", "absent.json cannot be read (", "pass it with --config"]);
 
     let mut request = host.request();
     request.config = host.write_input("broken.json", b"{\"deviceType\": ");
-    refused(&host, request, &["is not valid JSON"]);
+    refused(&host, request, &["broken.json is not valid JSON (", "download it again from the dashboard"]);
 
     let mut request = host.request();
     request.config = host.write_input("rpi.json", br#"{"deviceType":"raspberrypi3"}"#);
-    refused(&host, request, &["is for device type raspberrypi3, the profile is for intel-nuc"]);
+    refused(&host, request, &["rpi.json is for device type raspberrypi3, the profile is for intel-nuc; download config.json for a intel-nuc application"]);
 }
 
 #[test]
@@ -209,7 +217,7 @@ fn backup_path_missing() {
     let host = StageHost::new();
     let mut request = host.request();
     request.backups = vec!["/srv/nothing-here".into()];
-    refused(&host, request, &["backup path /srv/nothing-here does not exist", "--backup"]);
+    refused(&host, request, &["backup path /srv/nothing-here does not exist on this host; fix the --backup argument"]);
 }
 
 #[test]
@@ -223,21 +231,33 @@ fn already_staged() {
 fn grub_cfg_without_next_entry() {
     let host = StageHost::new();
     host.host.copy_fixture("/boot/grub/grub.cfg", "grub/hand-written-no-next-entry.cfg");
-    refused(&host, host.request(), &["next_entry"]);
+    refused(
+        &host,
+        host.request(),
+        &["check grub-next-entry failed:", "does not load_env and read next_entry", "fix: regenerate it with update-grub"],
+    );
 }
 
 #[test]
 fn uefi_boot_where_bios_is_expected() {
     let host = StageHost::new();
     std::fs::create_dir_all(host.host.path("/sys/firmware/efi")).unwrap();
-    refused(&host, host.request(), &["expects BIOS boot but this device booted in UEFI mode"]);
+    refused(
+        &host,
+        host.request(),
+        &["profile intel-nuc expects BIOS boot but this device booted in UEFI mode; choose a profile for UEFI devices"],
+    );
 }
 
 #[test]
 fn gpt_disk_where_mbr_is_expected() {
     let host = StageHost::new();
     fixture_host_gpt(&host);
-    refused(&host, host.request(), &["GPT partition table but profile intel-nuc expects MBR"]);
+    refused(
+        &host,
+        host.request(),
+        &["the disk /dev/sda has a GPT partition table but profile intel-nuc expects MBR; this device cannot be migrated with this profile"],
+    );
 }
 
 /// Rewrites the host disk's table as GPT with the same partitions (sfdisk).
@@ -252,9 +272,13 @@ fn fixture_host_gpt(host: &StageHost) {
 fn no_swap_and_swap_file() {
     let host = StageHost::new();
     host.host.copy_fixture("/proc/swaps", "swaps/none");
-    refused(&host, host.request(), &["check swap-partition failed", "no swap area is active"]);
+    refused(&host, host.request(), &["check swap-partition failed: no swap area is active", "fix: a swap partition on the root disk is needed"]);
     host.host.copy_fixture("/proc/swaps", "swaps/ubuntu-22.04-file");
-    refused(&host, host.request(), &["check swap-partition failed", "swap files"]);
+    refused(
+        &host,
+        host.request(),
+        &["check swap-partition failed: only swap files are active (/swapfile), no swap partition", "fix: a swap partition on the root disk is needed"],
+    );
 }
 
 #[test]
@@ -262,45 +286,51 @@ fn not_root() {
     let host = StageHost::new();
     let mut request = host.request();
     request.facts.euid = 1000;
-    refused(&host, request, &["check root-user failed"]);
+    refused(&host, request, &["check root-user failed: effective user id 1000", "fix: run it again as root"]);
 }
 
-/// `/proc/self/mountinfo` of the fixture host with `/` mounted from `device` (MAJ:MIN)
-/// named `source`, and `extra` mount lines appended.
-fn mountinfo_with(root: Option<(&str, &str)>, extra: &str) -> String {
+/// `/proc/self/mountinfo` of the fixture host with its `/` line (after the mount and parent
+/// ids) replaced by `root`, and `extra` mount lines appended.
+fn mountinfo_with(root: Option<&str>, extra: &str) -> String {
     let plain = stage_support::fixture_host::read_fixture("mountinfo/ubuntu-14.04-plain");
-    let from = format!("8:1 / / rw,relatime - ext4 /dev/disk/by-uuid/{ROOT_UUID} ");
+    let from = format!("20 1 8:1 / / rw,relatime - ext4 /dev/disk/by-uuid/{ROOT_UUID} rw,errors=remount-ro,data=ordered");
     assert!(plain.contains(&from), "the plain mountinfo fixture changed");
     let text = match root {
-        Some((device, source)) => plain.replace(&from, &format!("{device} / / rw,relatime - ext4 {source} ")),
+        Some(line) => plain.replace(&from, &format!("20 1 {line}")),
         None => plain,
     };
     format!("{text}{extra}")
 }
 
 /// `/` on an LVM logical volume, a LUKS volume and an md RAID1, each over sda1 (sysfs
-/// `slaves`): the stage names the storage (not only "not a plain partition") and the fix.
+/// `slaves`), and on a btrfs subvolume of sda1: the stage names the storage (not only "not
+/// a plain partition") and the fix.
 #[test]
-fn root_on_lvm_luks_or_md() {
-    let cases = [
+fn root_on_lvm_luks_md_or_btrfs_subvolume() {
+    let virtual_cases = [
         ("dm-0", "253:0", "/dev/mapper/stem--vg-root", Some("LVM-Xy7kPq2Rs9TuVw3x"), "/dev/dm-0 (an LVM logical volume): / is on LVM,"),
         ("dm-0", "253:0", "/dev/mapper/sda1_crypt", Some("CRYPT-LUKS1-0123456789abcdef-sda1_crypt"), "/dev/dm-0 (a LUKS/dm-crypt volume): / is on LUKS/dm-crypt,"),
         ("md0", "9:0", "/dev/md0", None, "/dev/md0 (an md software RAID): / is on md software RAID,"),
     ];
-    for (name, device, source, dm_uuid, what) in cases {
+    let fix = "which the migration cannot replace in place; fix: this tool refuses such hosts; migrate them by reflashing instead";
+    for (name, device, source, dm_uuid, what) in virtual_cases {
         let host = StageHost::new();
         host.host.add_sysfs_virtual(name, device, ROOT_SECTORS, dm_uuid, &["sda1"]);
-        host.host.write("/proc/self/mountinfo", &mountinfo_with(Some((device, source)), ""));
-        refused(
-            &host,
-            host.request(),
-            &[
-                "check root-storage failed:",
-                what,
-                "which the migration cannot replace in place; fix: this tool refuses such hosts; migrate them by reflashing instead",
-            ],
-        );
+        let root = format!("{device} / / rw,relatime - ext4 {source} rw,errors=remount-ro,data=ordered");
+        host.host.write("/proc/self/mountinfo", &mountinfo_with(Some(&root), ""));
+        refused(&host, host.request(), &["check root-storage failed:", what, fix]);
     }
+    let host = StageHost::new();
+    let root = "0:26 /@ / rw,relatime - btrfs /dev/sda1 rw,space_cache=v2,subvolid=256,subvol=/@";
+    host.host.write("/proc/self/mountinfo", &mountinfo_with(Some(root), ""));
+    refused(
+        &host,
+        host.request(),
+        &[
+            "check root-storage failed: btrfs on /dev/sda1 (0:26), btrfs subvolume /@: / is a btrfs subvolume",
+            "fix: this tool does not migrate btrfs-subvolume roots; reinstall with / on a plain partition",
+        ],
+    );
 }
 
 /// `/boot` (here a read-only bind mount of the root file system's /boot) is read-only.

@@ -27,6 +27,8 @@ pub enum ProbeError {
     Read { path: PathBuf, source: io::Error },
     #[error("the image {path} is truncated: its xz stream ends early; download it again (and its .sha256)")]
     TruncatedXz { path: PathBuf },
+    #[error("the image {path} is corrupt: its xz stream does not decode ({detail}); download it again (and its .sha256)")]
+    CorruptXz { path: PathBuf, detail: String },
     #[error("the image {path} is truncated: it holds {size} but its partition table reaches {table_end}; download it again (and its .sha256)")]
     TruncatedRaw { path: PathBuf, size: Bytes, table_end: Bytes },
     #[error("the image {path} is compressed with {what}, which the stager cannot decode; give the .img or .img.xz")]
@@ -115,9 +117,11 @@ fn hash_all(reader: &mut impl Read) -> io::Result<(Sha256Hex, u64)> {
 pub fn probe(path: &Path) -> Result<ImageFacts, ProbeError> {
     let read_error = |source| ProbeError::Read { path: path.to_path_buf(), source };
     let compression = sniff_compression(path)?;
-    // liblzma reports input that stops before the end of the stream as an early EOF.
+    // liblzma reports input that stops before the end of the stream as an early EOF, and bad
+    // bytes as its own error (or InvalidData); reading the file itself fails otherwise.
     let decode_error = |source: io::Error| match (compression, source.kind()) {
         (Compression::Xz, io::ErrorKind::UnexpectedEof) => ProbeError::TruncatedXz { path: path.to_path_buf() },
+        (Compression::Xz, _) if is_corrupt_xz(&source) => ProbeError::CorruptXz { path: path.to_path_buf(), detail: source.to_string() },
         _ => ProbeError::Read { path: path.to_path_buf(), source },
     };
     let (compressed_sha256, compressed_size) =
@@ -137,10 +141,11 @@ pub fn probe(path: &Path) -> Result<ImageFacts, ProbeError> {
             boot_bytes = Some(stream.read_range(start, len).map_err(decode_error)?);
         }
     }
-    let table = PartitionTable::read(&mut stream).map_err(|e| match (stream.backward.take(), stream.cut_short) {
+    // A decoder failure inside the table reader surfaces as a table error: name it instead.
+    let table = PartitionTable::read(&mut stream).map_err(|e| match (stream.backward.take(), stream.failure.take()) {
         (Some(at), _) => ProbeError::BackwardSeek { at },
-        (None, true) if compression == Compression::Xz => ProbeError::TruncatedXz { path: path.to_path_buf() },
-        (None, _) => table_error(e),
+        (None, Some(failure)) => decode_error(failure),
+        (None, None) => table_error(e),
     })?;
     let (raw_sha256, raw_size) = stream.finish().map_err(decode_error)?;
     // A whole image holds every partition its table lists; a shorter one was cut short
@@ -163,6 +168,15 @@ pub fn probe(path: &Path) -> Result<ImageFacts, ProbeError> {
         table,
         device_type,
     })
+}
+
+/// An error of the xz decoder about the data (not memory, not reading the file).
+fn is_corrupt_xz(error: &io::Error) -> bool {
+    match error.get_ref().and_then(|inner| inner.downcast_ref::<xz2::stream::Error>()) {
+        Some(xz2::stream::Error::Mem | xz2::stream::Error::MemLimit) => false,
+        Some(_) => true,
+        None => error.kind() == io::ErrorKind::InvalidData,
+    }
 }
 
 fn table_error(e: LayoutError) -> ProbeError {
@@ -206,8 +220,9 @@ struct ForwardReader<R> {
     /// Small reads past the head (EBR sectors), kept so that a second pass over the
     /// logical-partition chain (first our overflow check, then mbrman) can read them again.
     small_reads: Vec<(u64, Vec<u8>)>,
-    /// Set when `inner` failed with an early EOF (a cut-short compressed stream).
-    cut_short: bool,
+    /// The first error `inner` returned (a copy: its text, and InvalidData when the decoder
+    /// found bad data), kept for [`probe`]'s message.
+    failure: Option<io::Error>,
 }
 
 /// Reads up to this size past the head are remembered for a second look.
@@ -231,7 +246,7 @@ impl<R: Read> ForwardReader<R> {
             pos: 0,
             backward: None,
             small_reads: Vec::new(),
-            cut_short: false,
+            failure: None,
         })
     }
 
@@ -262,7 +277,10 @@ impl<R: Read> ForwardReader<R> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.cut_short |= e.kind() == io::ErrorKind::UnexpectedEof;
+                    if self.failure.is_none() {
+                        let kind = if is_corrupt_xz(&e) { io::ErrorKind::InvalidData } else { e.kind() };
+                        self.failure = Some(io::Error::new(kind, e.to_string()));
+                    }
                     return Err(e);
                 }
             }
