@@ -54,7 +54,7 @@ pub use digest::Sha256Digest;
 pub use error::{FlashError, XzError};
 pub use format::ImageFormat;
 pub use retry::{WRITE_RETRIES, WRITE_RETRY_DELAY};
-pub use target::{FlashTarget, Placement, VerifiedRange, ZeroRuns, HEAD_BYTES};
+pub use target::{FlashTarget, HeldRange, Placement, VerifiedRange, ZeroRuns, HEAD_BYTES};
 
 use std::fs::File;
 use std::sync::atomic::Ordering;
@@ -84,6 +84,8 @@ pub struct FlashRequest {
     pub write_retries: u32,
     /// Pause before each of those passes.
     pub write_retry_delay: Duration,
+    /// Image bytes neither written nor verified (a partition written last); `None` writes all.
+    pub held: Option<HeldRange>,
 }
 
 impl FlashRequest {
@@ -99,6 +101,7 @@ impl FlashRequest {
             expected_image_sha256: None,
             write_retries: WRITE_RETRIES,
             write_retry_delay: WRITE_RETRY_DELAY,
+            held: None,
         }
     }
 }
@@ -166,6 +169,8 @@ impl std::fmt::Debug for HeldHead {
 #[derive(Debug, Clone)]
 pub struct WrittenImage {
     pub placement: Placement,
+    /// The held range this flash left unwritten (and out of `ranges`' hashes).
+    pub held: Option<HeldRange>,
     pub head: HeldHead,
     pub image_bytes: u64,
     pub compressed_sha256: Sha256Digest,
@@ -290,6 +295,7 @@ fn write_pass<T: FlashTarget + ?Sized>(
         image_bytes,
         resume_from,
         zero_runs: request.zero_runs,
+        held: request.held,
     };
     let counters = Counters::default();
     let parallel_threads = layout
@@ -372,6 +378,7 @@ fn write_pass<T: FlashTarget + ?Sized>(
     ));
     Ok(WrittenImage {
         placement,
+        held: request.held,
         head,
         image_bytes,
         compressed_sha256,
@@ -434,14 +441,16 @@ pub fn verify_written<T: FlashTarget + ?Sized>(
         let end = range.image_offset + range.len_bytes;
         while offset < end {
             let piece = ((end - offset) as usize).min(VERIFY_CHUNK_BYTES);
-            let target_byte = placement.target_byte(offset);
-            target
-                .read_exact_at(&mut buf[..piece], target_byte)
-                .map_err(|source| FlashError::ReadBack {
-                    offset: target_byte,
-                    source,
-                })?;
-            sha2::Digest::update(&mut hasher, &buf[..piece]);
+            for (at, len) in HeldRange::outside(written.held, offset, piece) {
+                let target_byte = placement.target_byte(offset + at as u64);
+                target
+                    .read_exact_at(&mut buf[at..at + len], target_byte)
+                    .map_err(|source| FlashError::ReadBack {
+                        offset: target_byte,
+                        source,
+                    })?;
+                sha2::Digest::update(&mut hasher, &buf[at..at + len]);
+            }
             offset += piece as u64;
         }
         let actual = Sha256Digest::from_hasher(hasher);

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::flash::{self, FlashRequest, FlashTarget, ImageFormat, Placement, Progress, Sha256Digest, WrittenImage, HEAD_BYTES};
+use crate::flash::{self, FlashRequest, FlashTarget, HeldRange, ImageFormat, Placement, Progress, Sha256Digest, WrittenImage, HEAD_BYTES};
 use crate::layout::units::Sectors512;
 use crate::layout::{self, units as lu, HostDisk, PartitionTable};
 use plan::{Plan, SectorSize};
@@ -32,6 +32,8 @@ pub enum FlashStepError {
     StagedImage { path: PathBuf, bytes: u64, actual: String },
     #[error("the committed head did not read back identical; the disk is failing")]
     HeadMismatch,
+    #[error("{0}")]
+    WrittenLast(String),
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FlashStepError {
@@ -39,24 +41,44 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FlashS
     move |source| FlashStepError::Io { action, path, source }
 }
 
+/// Where the image goes, and the range (a partition written last) the flash leaves alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlashPlace {
+    pub placement: Placement,
+    pub held: Option<HeldRange>,
+}
+
 /// Where the image may go: from disk byte 0 up to the first of the layout
-/// region's end and the limit the disk's own table puts before staging.
-pub fn placement<D: io::Read + io::Seek>(plan: &Plan, disk: &mut D) -> Result<Placement, FlashStepError> {
+/// region's end and the limit the disk's own table puts before staging. With a
+/// partition written last (the staging area lies inside it), up to the region's end,
+/// that partition held back.
+pub fn placement<D: io::Read + io::Seek>(plan: &Plan, disk: &mut D) -> Result<FlashPlace, FlashStepError> {
     if plan.source_disk.sector_size != SectorSize::S512 {
         return Err(FlashStepError::SectorSize(plan.source_disk.sector_size));
     }
-    let host_table = PartitionTable::read(disk)?;
-    let host = HostDisk::from_table(
-        &host_table,
-        lu::Sectors(plan.old_root.partition.start.get()),
-        lu::Sectors(plan.staging.partition.start.get()),
-        lu::Sectors(plan.source_disk.size.get()),
-    )?;
-    let (limit, what) = host.limit();
     let region_end = plan.layout.region.end().map_err(|e| FlashStepError::BadDigest(e.to_string()))?;
-    let end = limit.0.min(region_end.get());
-    log::info!("flash: image may occupy disk sectors 0..{end} (limit: {what} at {}, layout region ends at {})", limit.0, region_end.get());
-    Ok(Placement { target_offset_bytes: 0, extent_bytes: lu::Sectors(end).bytes_512().0 })
+    let held = crate::written_last::held_range(plan).map_err(|e| FlashStepError::WrittenLast(e.to_string()))?;
+    let end = match &held {
+        Some((range, name)) => {
+            log::info!("flash: image may occupy disk sectors 0..{}; {name} (bytes {}..{}) is written last", region_end.get(), range.start, range.end);
+            region_end.get()
+        }
+        None => {
+            let host_table = PartitionTable::read(disk)?;
+            let host = HostDisk::from_table(
+                &host_table,
+                lu::Sectors(plan.old_root.partition.start.get()),
+                lu::Sectors(plan.staging.partition.start.get()),
+                lu::Sectors(plan.source_disk.size.get()),
+            )?;
+            let (limit, what) = host.limit();
+            let end = limit.0.min(region_end.get());
+            log::info!("flash: image may occupy disk sectors 0..{end} (limit: {what} at {}, layout region ends at {})", limit.0, region_end.get());
+            end
+        }
+    };
+    let placement = Placement { target_offset_bytes: 0, extent_bytes: lu::Sectors(end).bytes_512().0 };
+    Ok(FlashPlace { placement, held: held.map(|(range, _)| range) })
 }
 
 /// The staged image's expected compressed sha256.
@@ -64,19 +86,20 @@ pub fn expected_digest(plan: &Plan) -> Result<Sha256Digest, FlashStepError> {
     Sha256Digest::from_hex(&plan.image.compressed_sha256.0).ok_or_else(|| FlashStepError::BadDigest(plan.image.compressed_sha256.0.clone()))
 }
 
-/// Write the image (all but its first MiB), resuming at `resume_from`; `checkpoint`
-/// is called with every newly durable image offset (journal it).
+/// Write the image (all but its first MiB and the held range), resuming at `resume_from`;
+/// `checkpoint` is called with every newly durable image offset (journal it).
 pub fn write<T: FlashTarget + ?Sized>(
     image_path: &Path,
     target: &T,
-    placement: Placement,
+    place: FlashPlace,
     expected: Sha256Digest,
     resume_from: u64,
     sync_every: u64,
     checkpoint: &mut dyn FnMut(u64) -> Result<(), String>,
 ) -> Result<WrittenImage, FlashStepError> {
     let image = File::open(image_path).map_err(io_err("open", image_path))?;
-    let mut request = FlashRequest::new(placement);
+    let mut request = FlashRequest::new(place.placement);
+    request.held = place.held;
     request.resume_from_image_offset = resume_from;
     request.expected_image_sha256 = Some(expected);
     request.sync_every_bytes = sync_every;
@@ -111,26 +134,31 @@ pub fn write<T: FlashTarget + ?Sized>(
 pub fn replay<T: FlashTarget + ?Sized>(
     image_path: &Path,
     target: &T,
-    placement: Placement,
+    place: FlashPlace,
     expected: Sha256Digest,
     image_bytes: u64,
 ) -> Result<WrittenImage, FlashStepError> {
     log::info!("flash: decoding the image again (no writes) to recover its hashes");
-    let written = write(image_path, target, placement, expected, image_bytes, u64::MAX / 2, &mut |_| Ok(()))?;
+    let written = write(image_path, target, place, expected, image_bytes, u64::MAX / 2, &mut |_| Ok(()))?;
     if written.image_bytes != image_bytes {
         return Err(FlashStepError::ImageChanged { journal: image_bytes, image: written.image_bytes });
     }
     Ok(written)
 }
 
-/// The image's first `HEAD_BYTES` (or all of a smaller image), decoded.
-pub fn read_head(image_path: &Path) -> Result<Vec<u8>, FlashStepError> {
+/// The staged image's decoded bytes, as a stream.
+pub fn decoded_reader(image_path: &Path) -> Result<Box<dyn Read>, FlashStepError> {
     let file = File::open(image_path).map_err(io_err("open", image_path))?;
     let format = ImageFormat::sniff(&file).map_err(io_err("read", image_path))?;
-    let reader: Box<dyn Read> = match format {
+    Ok(match format {
         ImageFormat::Raw => Box::new(file),
         ImageFormat::Xz => Box::new(flash::xz_stream::XzReader::new(BufReader::new(file)).map_err(io_err("decode", image_path))?),
-    };
+    })
+}
+
+/// The image's first `HEAD_BYTES` (or all of a smaller image), decoded.
+pub fn read_head(image_path: &Path) -> Result<Vec<u8>, FlashStepError> {
+    let reader = decoded_reader(image_path)?;
     let mut head = Vec::with_capacity(HEAD_BYTES as usize);
     reader.take(HEAD_BYTES).read_to_end(&mut head).map_err(io_err("decode", image_path))?;
     Ok(head)
@@ -215,7 +243,15 @@ fn restore_or_save_ebrs(disk: &mut File, head: &[u8], staging_dir: &Path) -> Res
 /// Finalize: the image's table (grown over staging when the plan says so)
 /// written with the held-back head. Returns the final table. Repeatable: the
 /// image's EBRs are put back from `staging_dir` before they are patched again.
-pub fn finalize(plan: &Plan, disk: &mut File, head: &[u8], staging_dir: &Path) -> Result<layout::FinalTable, FlashStepError> {
+/// `last`: the partition written last and the staging file system's mount point, which
+/// is sealed before that partition is written, right before the head.
+pub fn finalize(
+    plan: &Plan,
+    disk: &mut File,
+    head: &[u8],
+    staging_dir: &Path,
+    last: Option<(&crate::written_last::HeldBytes, &Path)>,
+) -> Result<layout::FinalTable, FlashStepError> {
     restore_or_save_ebrs(disk, head, staging_dir)?;
     let image_table = PartitionTable::read(&mut layout::HeadOverlay::new(head, &mut *disk))?;
     let growth = if plan.finalize.grow_over_staging { layout::DataGrowth::OverStaging } else { layout::DataGrowth::Keep };
@@ -226,6 +262,11 @@ pub fn finalize(plan: &Plan, disk: &mut File, head: &[u8], staging_dir: &Path) -
     match table.growth {
         Some(g) => log::info!("finalize: partition {} grows from sector {} to {}", g.number, g.old_end.0, g.new_end.0),
         None => log::info!("finalize: keeping the image's partition table ({})", plan.finalize.reason),
+    }
+    if let Some((held, staging_root)) = last {
+        let written_last = |e: crate::written_last::WrittenLastError| FlashStepError::WrittenLast(e.to_string());
+        crate::written_last::seal_staging(staging_root).map_err(written_last)?;
+        crate::written_last::write(&*disk, held).map_err(written_last)?;
     }
     commit_head(&*disk, &head)?;
     Ok(table)

@@ -4,7 +4,7 @@
 //! - [`steps`]: the journaled step loop and each step, on any disk file or device.
 //! - One job per module: [`pid1`], [`logging`], [`modules_load`], [`disk`],
 //!   [`blkpg`], [`partdev`], [`mounts`], [`backup`], [`restore`], [`resume`],
-//!   [`fatboot`], [`fatfix`], [`flashing`]; and the engines [`flash`], [`journal`], [`layout`], [`net`].
+//!   [`fatboot`], [`fatfix`], [`flashing`], [`written_last`]; and the engines [`flash`], [`journal`], [`layout`], [`net`].
 //!
 //! Files the migrator adds in the staging directory (besides the contract's
 //! `journal.0/1`, `migration.log`, `backup/<volume>.tar`, `mbr-gap.orig`):
@@ -33,3 +33,4 @@ pub mod restore;
 pub mod resume;
 pub mod run;
 pub mod steps;
+pub mod written_last;

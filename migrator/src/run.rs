@@ -79,6 +79,7 @@ pub fn read_plan(path: &Path) -> Result<(Plan, String), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read the plan {}: {e}; rebuild the initramfs with the stager", path.display()))?;
     let text = String::from_utf8(bytes).map_err(|_| format!("the plan {} is not UTF-8; re-stage", path.display()))?;
     let plan = Plan::from_json(&text).map_err(|e| format!("the plan {} is unusable: {e}", path.display()))?;
+    crate::written_last::check_plan(&plan).map_err(|e| format!("the plan {} is refused: {e}", path.display()))?;
     let id: String = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     Ok((plan, id))
 }

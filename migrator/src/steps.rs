@@ -20,6 +20,7 @@ use crate::logging;
 use crate::mounts::FileSystems;
 use crate::pid1::RebootTarget;
 use crate::resume;
+use crate::written_last;
 
 /// Anything a step can fail with, as one line for the log.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,8 @@ pub enum StepError {
     ConfigJson(#[from] fatboot::ConfigJsonError),
     #[error("cannot {action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("finalize: {0}")]
+    WrittenLast(#[from] written_last::WrittenLastError),
     #[error("{0}")]
     Plan(String),
 }
@@ -172,7 +175,7 @@ pub fn run(ctx: &mut Context<'_>, journal: &mut Journal) -> Exit {
                             log::info!("step {name} took {:.1} s", started.elapsed().as_secs_f64());
                             logging::marker(&format!("SWAPOVER-STEP {name} done"));
                         }
-                        if work == Action::Finish {
+                        if work == Action::Finish || (work == Action::FinalizeBoot && ends_unjournaled(ctx.plan)) {
                             return Exit::Reboot(RebootTarget::Resinos);
                         }
                     }
@@ -212,12 +215,21 @@ pub fn perform(ctx: &mut Context<'_>, journal: &mut Journal, action: &Action) ->
         }
         Action::FinalizeBoot => {
             step_finalize(ctx)?;
-            journal.record(Step::BootFinalized)?;
+            if !ends_unjournaled(ctx.plan) {
+                journal.record(Step::BootFinalized)?;
+            }
         }
         Action::Finish => journal.record(Step::Done)?,
         other => return Err(StepError::Plan(format!("{other:?} is not a work step"))),
     }
     Ok(())
+}
+
+/// A plan with a partition written last ends without journaling finalize: the staging
+/// area (and the journal on it) lies inside that partition, whose new bytes a journal
+/// write would damage. The committed head makes the next boot resinOS's.
+pub fn ends_unjournaled(plan: &Plan) -> bool {
+    !plan.layout.written_last.is_empty()
 }
 
 /// Back up the old root (mounted read-only) onto staging.
@@ -355,14 +367,20 @@ pub fn boot_files(plan: &Plan, staging_root: &Path, staging_dir: &Path) -> Resul
     Ok(files)
 }
 
-/// Commit the image's head with the final table; the disk now boots resinOS.
+/// Write the partition held back from the flash (if any: staging is sealed first), then
+/// commit the image's head with the final table; the disk now boots resinOS.
 pub fn step_finalize(ctx: &mut Context<'_>) -> Result<(), StepError> {
     let mut disk = ctx.open_disk()?;
     let head = match ctx.written.take() {
         Some(written) => written.head.bytes().to_vec(),
         None => flashing::read_head(&ctx.image_path())?,
     };
-    flashing::finalize(ctx.plan, &mut disk, &head, &ctx.staging_dir())?;
+    let held = match written_last::held_range(ctx.plan)? {
+        Some((range, name)) => Some(written_last::collect(ctx.plan, &ctx.image_path(), range, &name)?),
+        None => None,
+    };
+    let last = held.as_ref().map(|held| (held, ctx.staging_root.as_path()));
+    flashing::finalize(ctx.plan, &mut disk, &head, &ctx.staging_dir(), last)?;
     flush_block_buffers(&disk);
     if is_block_device(&disk) {
         match crate::blkpg::reread_partitions(&disk) {

@@ -613,3 +613,141 @@ fn a_restore_torn_in_resin_boot_is_redone_from_the_flashed_copy() {
     std::fs::write(&check, &f.disk_bytes()[boot]).unwrap();
     run("fsck.fat", &["-n", check.to_str().unwrap()]);
 }
+
+/// resinOS 1.x shape: the spare root (staging) lies inside the image's resin-rootB.
+const ROOT_1X: (u64, u64) = (2048, 20_480);
+const STAGING_1X: (u64, u64) = (25_600, 6144);
+const ROOT_B: (u64, u64) = (24_576, 8192);
+
+/// The straight fixture, its disk rebuilt in a resinOS 1.x shape (old root, then the
+/// spare root used as staging inside the image's resin-rootB) and its plan a 1.x plan
+/// with resin-rootB written last.
+fn fixture_written_last() -> Fixture {
+    let mut f = fixture();
+    let signature = 0x5a0e_4e11;
+    std::fs::File::create(&f.disk).unwrap().set_len(DISK_SECTORS * SECTOR).unwrap();
+    let table = format!(
+        "label: dos\nlabel-id: 0x{signature:08x}\nstart={}, size={}, type=83, bootable\nstart={}, size={}, type=83\n",
+        ROOT_1X.0, ROOT_1X.1, STAGING_1X.0, STAGING_1X.1
+    );
+    run_with_input("sfdisk", &["-q", f.disk.to_str().unwrap()], &table);
+    write_at(&f.disk, 0, &noise(440, 1));
+    write_at(&f.disk, SECTOR, &noise((MIB - SECTOR) as usize, 2));
+    write_at(&f.disk, ROOT_1X.0 * SECTOR, &noise(8 * MIB as usize, 3));
+    write_at(&f.disk, ROOT_B.0 * SECTOR, &noise((ROOT_B.1 * SECTOR) as usize, 4));
+    let id = |number, (start, size): (u64, u64)| PartitionIdentity::mbr(signature, number, Sectors(start), Sectors(size), SectorSize::S512).unwrap();
+    f.plan.profile.source_kind = plan::SourceKind::Resinos1x;
+    f.plan.old_root.partition = id(1, ROOT_1X);
+    f.plan.staging.partition = id(2, STAGING_1X);
+    f.plan.staging.original_swap_uuid = None;
+    f.plan.layout.region = plan::Extent::new(Sectors(0), Sectors(IMAGE_SECTORS));
+    f.plan.layout.written_last = vec!["resin-rootB".into()];
+    f.plan.validate().unwrap();
+    std::fs::write(f.staging_dir().join("plan.json"), f.plan.to_json_pretty().unwrap()).unwrap();
+    f
+}
+
+fn range_of((start, size): (u64, u64)) -> std::ops::Range<usize> {
+    (start * SECTOR) as usize..((start + size) * SECTOR) as usize
+}
+
+/// Arm, back up, flash, verify and restore step by step (as `steps::run` would), then
+/// check that resin-rootB, and the staging area inside it, are still the old disk's.
+fn run_until_restored(f: &Fixture, original: &[u8]) {
+    let mut fs = f.dirs();
+    let mut ctx = f.context(&mut fs);
+    let mut journal = Journal::open(&f.staging_dir()).unwrap();
+    journal.begin("plan-under-test").unwrap();
+    steps::step_arm_resume(&mut ctx).unwrap();
+    journal.record(Step::ResumeArmed).unwrap();
+    steps::step_backup(&mut ctx).unwrap();
+    journal.record(Step::BackupDone).unwrap();
+    steps::step_flash(&mut ctx, &mut journal, 0).unwrap();
+    let Step::FlashWritten { image_bytes } = journal.state().step.clone() else { panic!("{:?}", journal.state().step) };
+    steps::step_verify(&mut ctx, image_bytes.0).unwrap();
+    journal.record(Step::FlashVerified).unwrap();
+    let disk = f.disk_bytes();
+    let image = std::fs::read(&f.raw_image).unwrap();
+    assert!(disk[range_of(ROOT_B)] == original[range_of(ROOT_B)], "the flash wrote into resin-rootB (and the staging area in it)");
+    let root_a = MIB as usize..range_of(ROOT_B).start;
+    assert!(disk[root_a.clone()] == image[root_a], "the flash did not write what lies before resin-rootB");
+    let after = range_of(ROOT_B).end..image.len();
+    assert!(disk[after.clone()] == image[after], "the flash did not write what lies after resin-rootB");
+    steps::step_restore(&mut ctx).unwrap();
+    journal.record(Step::RestoreDone).unwrap();
+    // The staged backup was there to restore from, and the staging area is still intact.
+    assert!(f.staging_dir().join("backup/app.tar").exists(), "the staged backup is gone before restore finished");
+    assert!(f.disk_bytes()[range_of(STAGING_1X)] == original[range_of(STAGING_1X)], "staging was written before restore finished");
+}
+
+/// The staging area lies inside the image's resin-rootB: the flash and verify leave
+/// resin-rootB alone, restore reads the staged backup, and finalize writes resin-rootB
+/// last (then the head), without a journal write after it; the disk equals the image.
+#[test]
+fn a_partition_written_last_is_written_after_restore_and_the_disk_equals_the_image() {
+    let f = fixture_written_last();
+    let original = f.disk_bytes();
+    run_until_restored(&f, &original);
+    let mut fs = f.dirs();
+    let mut ctx = f.context(&mut fs);
+    let mut journal = Journal::open(&f.staging_dir()).unwrap();
+    assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
+    assert_eq!(journal.state().step, Step::RestoreDone, "nothing is journaled once resin-rootB (holding the journal) is written");
+    assert_migrated(&f, &original);
+    let image = std::fs::read(&f.raw_image).unwrap();
+    assert!(f.disk_bytes()[range_of(ROOT_B)] == image[range_of(ROOT_B)], "resin-rootB is the image's");
+}
+
+/// A power cut after the flash (journal at FlashWritten), before the written-last write:
+/// the next boot, with no memory of the flash, re-derives the hashes (resin-rootB held back
+/// again), verifies, restores and finalizes, and ends the same.
+#[test]
+fn a_power_cut_between_flash_and_the_written_last_write_ends_the_same() {
+    let f = fixture_written_last();
+    let original = f.disk_bytes();
+    {
+        let mut fs = f.dirs();
+        let mut ctx = f.context(&mut fs);
+        let mut journal = Journal::open(&f.staging_dir()).unwrap();
+        journal.begin("plan-under-test").unwrap();
+        steps::step_arm_resume(&mut ctx).unwrap();
+        journal.record(Step::ResumeArmed).unwrap();
+        steps::step_backup(&mut ctx).unwrap();
+        journal.record(Step::BackupDone).unwrap();
+        steps::step_flash(&mut ctx, &mut journal, 0).unwrap();
+        assert!(matches!(journal.state().step, Step::FlashWritten { .. }));
+    }
+    assert!(f.disk_bytes()[range_of(ROOT_B)] == original[range_of(ROOT_B)], "the flash wrote into resin-rootB");
+    // The new boot remembers nothing of the flash: hashes and head come from the image again.
+    let mut fs = f.dirs();
+    let mut ctx = f.context(&mut fs);
+    let mut journal = Journal::open(&f.staging_dir()).unwrap();
+    assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
+    assert_eq!(journal.state().step, Step::RestoreDone);
+    assert_migrated(&f, &original);
+    let image = std::fs::read(&f.raw_image).unwrap();
+    assert!(f.disk_bytes()[range_of(ROOT_B)] == image[range_of(ROOT_B)], "resin-rootB is the image's");
+}
+
+/// The migrator refuses at plan load, before any write: a staging partition inside a
+/// partition that is not written last, and (for now) any resinOS 1.x plan, naming what
+/// is missing.
+#[test]
+fn plans_the_migrator_cannot_carry_out_are_refused_at_load() {
+    let f = fixture_written_last();
+    let path = f.dir.join("plan.json");
+    std::fs::write(&path, f.plan.to_json_pretty().unwrap()).unwrap();
+    let refused = migrator::run::read_plan(&path).unwrap_err();
+    assert!(refused.contains("resinOS 1.x") && refused.contains("btrfs data partition") && refused.contains("resin-rootB"), "{refused}");
+    // Staging inside resin-rootA, which is flashed first.
+    let mut inside_root_a = f.plan.clone();
+    inside_root_a.layout.written_last = vec!["resin-rootB".into()];
+    inside_root_a.staging.partition = PartitionIdentity::mbr(0x5a0e_4e11, 2, Sectors(22_600), Sectors(1024), SectorSize::S512).unwrap();
+    let refused = migrator::written_last::check_plan(&inside_root_a).unwrap_err();
+    assert!(refused.contains("overlaps the target partition 'resin-rootA'"), "{refused}");
+    std::fs::write(&path, inside_root_a.to_json_pretty().unwrap()).unwrap();
+    let refused = migrator::run::read_plan(&path).unwrap_err();
+    assert!(refused.contains("overlaps the staging partition"), "{refused}");
+    // The Ubuntu plan of the other tests passes.
+    migrator::written_last::check_plan(&fixture().plan).unwrap();
+}

@@ -120,6 +120,32 @@ impl Placement {
     }
 }
 
+/// Image bytes `start..end` that a flash neither writes nor hashes: a partition written
+/// last, after the migration no longer needs what lies there (the staging area of a
+/// resinOS 1.x migration). Like the head, held back; unlike the head, not kept in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl HeldRange {
+    /// The parts of `len` bytes at image offset `offset` that lie outside the held range,
+    /// as (index into the bytes, length) pairs; an empty part has length 0.
+    pub fn outside(held: Option<HeldRange>, offset: u64, len: usize) -> [(usize, usize); 2] {
+        let Some(h) = held else {
+            return [(0, len), (0, 0)];
+        };
+        let end = offset + len as u64;
+        let before = h.start.clamp(offset, end) - offset;
+        let after = h.end.clamp(offset, end) - offset;
+        if before >= after {
+            return [(0, len), (0, 0)];
+        }
+        [(0, before as usize), (after as usize, len - after as usize)]
+    }
+}
+
 /// When may a run of zeros in the image be left unwritten?
 ///
 /// The rule: only when something outside the image proves the target already reads as
@@ -170,6 +196,7 @@ pub(crate) struct WritePolicy {
     pub image_bytes: u64,
     pub resume_from: u64,
     pub zero_runs: ZeroRuns,
+    pub held: Option<HeldRange>,
 }
 
 /// Receives the decoded bytes of one contiguous image range, in order, and writes them.
@@ -233,7 +260,7 @@ impl<'a, T: FlashTarget + ?Sized> RangeWriter<'a, T> {
             let take = data.len().min(room);
             if self.buf.is_empty() && take == WRITE_CHUNK_BYTES {
                 // Aligned full chunk: write straight from the caller's buffer.
-                self.hasher.update(&data[..take]);
+                self.hash(&data[..take], self.next);
                 self.write_out(&data[..take], self.next)?;
                 self.next += take as u64;
                 self.buf_start = self.next;
@@ -257,7 +284,7 @@ impl<'a, T: FlashTarget + ?Sized> RangeWriter<'a, T> {
             return Ok(());
         }
         let buf = std::mem::take(&mut self.buf);
-        self.hasher.update(&buf);
+        self.hash(&buf, self.buf_start);
         let result = self.write_out(&buf, self.buf_start);
         self.buf = buf;
         self.buf.clear();
@@ -265,8 +292,25 @@ impl<'a, T: FlashTarget + ?Sized> RangeWriter<'a, T> {
         result
     }
 
-    /// Write `data` (image bytes at `image_offset`), honouring resume and zero rules.
+    /// Hash the bytes of `data` (image bytes at `image_offset`) outside the held range.
+    fn hash(&mut self, data: &[u8], image_offset: u64) {
+        for (at, len) in HeldRange::outside(self.policy.held, image_offset, data.len()) {
+            self.hasher.update(&data[at..at + len]);
+        }
+    }
+
+    /// Write `data` (image bytes at `image_offset`) except what the held range covers.
     fn write_out(&self, data: &[u8], image_offset: u64) -> Result<(), FlashError> {
+        for (at, len) in HeldRange::outside(self.policy.held, image_offset, data.len()) {
+            if len > 0 {
+                self.write_part(&data[at..at + len], image_offset + at as u64)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write `data` (image bytes at `image_offset`), honouring resume and zero rules.
+    fn write_part(&self, data: &[u8], image_offset: u64) -> Result<(), FlashError> {
         let skip = self
             .policy
             .resume_from

@@ -1,0 +1,252 @@
+//! Partitions written last (`plan.layout.written_last`): on a resinOS 1.x disk the staging
+//! area (the spare root `resin-updt`) lies inside the 2.x image's `resin-rootB`. The flash
+//! leaves that partition's bytes alone ([`crate::flash::HeldRange`]: neither written nor
+//! verified); finalize writes them after restore, when nothing on staging is needed any
+//! more, and before the image's first MiB (the commit point):
+//!
+//! 1. [`collect`] decodes the staged image once more, keeps the partition's non-zero 64 KiB
+//!    granules in memory and checks the whole decoded stream against the plan's sha256;
+//! 2. [`seal_staging`] stops every write to staging (log file detached, file system
+//!    remounted read-only), so nothing the kernel flushes later lands in the new partition;
+//! 3. [`write`] writes the partition (zeros included), syncs and reads it back.
+//!
+//! After step 2 the journal cannot be written: the step that follows is the head commit,
+//! and the migrator reboots into resinOS without recording it.
+
+use std::io::Read;
+use std::path::Path;
+
+use plan::Plan;
+use sha2::{Digest, Sha256};
+
+use crate::flash::{FlashTarget, HeldRange, HEAD_BYTES};
+use crate::flashing::{self, FlashStepError};
+
+/// Granule in which the held partition is kept in memory (all-zero granules are not kept).
+const GRANULE: usize = 64 * 1024;
+/// At most this many non-zero bytes of the held partition are kept in memory.
+pub const MAX_HELD_BYTES: u64 = 256 * 1024 * 1024;
+const CHUNK: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WrittenLastError {
+    #[error("written_last: {0}")]
+    Plan(String),
+    #[error("the written-last partition holds more than {limit} non-zero bytes, more than the migrator keeps in memory; use an image whose {name} is smaller or empty")]
+    TooLarge { name: String, limit: u64 },
+    #[error("the staged image decodes to sha256 {actual}, not the plan's {expected}; the staging partition is damaged, reflash the device")]
+    RawDigest { expected: String, actual: String },
+    #[error("{name} did not read back identical after it was written last (near disk byte {offset}); the disk is failing")]
+    ReadBack { name: String, offset: u64 },
+    #[error("cannot seal the staging file system {at}: {source}")]
+    Seal { at: String, source: nix::Error },
+    #[error(transparent)]
+    Step(#[from] FlashStepError),
+    #[error("cannot {action} the disk while writing the held partition: {source}")]
+    Io { action: &'static str, source: std::io::Error },
+}
+
+fn io(action: &'static str) -> impl FnOnce(std::io::Error) -> WrittenLastError {
+    move |source| WrittenLastError::Io { action, source }
+}
+
+/// The written-last partition's image byte range and name; `None` for plans without one.
+pub fn held_range(plan: &Plan) -> Result<Option<(HeldRange, String)>, WrittenLastError> {
+    let names = &plan.layout.written_last;
+    if names.len() > 1 {
+        return Err(WrittenLastError::Plan(format!("{} partitions are written last ({}); the migrator holds back one", names.len(), names.join(", "))));
+    }
+    let Some(name) = names.first() else {
+        return Ok(None);
+    };
+    let part = plan.layout.by_name(name).ok_or_else(|| WrittenLastError::Plan(format!("'{name}' is not a target partition")))?;
+    let units = |e: plan::UnitError| WrittenLastError::Plan(format!("'{name}': {e}"));
+    let start = part.image_offset(&plan.layout).map_err(units)?.get();
+    let end = start + part.size_bytes(&plan.layout).map_err(units)?.get();
+    // Image offset and disk offset coincide: the image is written from disk byte 0.
+    let disk = part.disk_offset(plan.source_disk.sector_size).map_err(units)?.get();
+    if disk != start || start < HEAD_BYTES {
+        return Err(WrittenLastError::Plan(format!("'{name}' starts at image byte {start} but disk byte {disk}; the migrator writes the image from disk byte 0, after its first MiB")));
+    }
+    Ok(Some((HeldRange { start, end }, name.clone())))
+}
+
+/// What the migrator must refuse when it reads the plan, before anything is written:
+/// a staging partition that a partition written before the end would overwrite, and a
+/// source kind whose needs this migrator does not meet yet.
+pub fn check_plan(plan: &Plan) -> Result<(), String> {
+    let staging = plan.staging.partition.extent();
+    let sector = plan.source_disk.sector_size;
+    for part in &plan.layout.partitions {
+        let extent = part.disk_extent(&plan.layout, sector).map_err(|e| format!("target partition '{}': {e}; re-stage", part.name))?;
+        if extent.overlaps(&staging) && !plan.layout.written_last.contains(&part.name) {
+            return Err(format!(
+                "the staging partition ({staging}) overlaps the target partition '{}' ({extent}), which is written before the migration is done; re-stage with a plan that writes it last or stages elsewhere",
+                part.name
+            ));
+        }
+    }
+    held_range(plan).map_err(|e| e.to_string())?;
+    if plan.profile.source_kind == plan::SourceKind::Resinos1x {
+        return Err(format!(
+            "profile {} is a resinOS 1.x source, which this migrator cannot carry out yet: it does not mount the 1.x btrfs data partition at /mnt/data for the backup, \
+             and a power cut while {} is written last would lose the journal on the staging area inside it; migrate this device with a migrator that supports resinOS 1.x",
+            plan.profile.name,
+            plan.layout.written_last.first().map(String::as_str).unwrap_or("resin-rootB")
+        ));
+    }
+    Ok(())
+}
+
+/// The held partition's bytes, as non-zero granules (disk byte offset, bytes).
+#[derive(Debug)]
+pub struct HeldBytes {
+    pub range: HeldRange,
+    pub name: String,
+    granules: Vec<(u64, Vec<u8>)>,
+}
+
+impl HeldBytes {
+    /// `len` bytes of the partition at image offset `offset` (zeros where no granule is kept).
+    fn fill(&self, offset: u64, buf: &mut [u8]) {
+        buf.fill(0);
+        let end = offset + buf.len() as u64;
+        let first = self.granules.partition_point(|(at, g)| at + g.len() as u64 <= offset);
+        for (at, granule) in self.granules[first..].iter().take_while(|(at, _)| *at < end) {
+            let from = offset.max(*at);
+            let to = end.min(at + granule.len() as u64);
+            buf[(from - offset) as usize..(to - offset) as usize].copy_from_slice(&granule[(from - at) as usize..(to - at) as usize]);
+        }
+    }
+}
+
+/// Decode the whole staged image, keep the held partition's non-zero granules, check the
+/// decoded stream's sha256 against the plan. Reads staging only.
+pub fn collect(plan: &Plan, image_path: &Path, range: HeldRange, name: &str) -> Result<HeldBytes, WrittenLastError> {
+    let mut reader = flashing::decoded_reader(image_path)?;
+    let mut hasher = Sha256::new();
+    let mut granules = Vec::new();
+    let mut kept = 0u64;
+    let mut offset = 0u64;
+    let mut buf = vec![0u8; GRANULE];
+    loop {
+        let n = fill(&mut reader, &mut buf).map_err(|source| FlashStepError::Io { action: "decode", path: image_path.to_path_buf(), source })?;
+        if n == 0 {
+            break;
+        }
+        let data = &buf[..n];
+        hasher.update(data);
+        let (from, to) = (range.start.clamp(offset, offset + n as u64), range.end.clamp(offset, offset + n as u64));
+        let held = &data[(from - offset) as usize..(to - offset) as usize];
+        if held.iter().any(|b| *b != 0) {
+            kept += held.len() as u64;
+            if kept > MAX_HELD_BYTES {
+                return Err(WrittenLastError::TooLarge { name: name.to_string(), limit: MAX_HELD_BYTES });
+            }
+            granules.push((from, held.to_vec()));
+        }
+        offset += n as u64;
+    }
+    let actual = plan::Sha256Hex::from_digest(&hasher.finalize());
+    if actual != plan.image.raw_sha256 {
+        return Err(WrittenLastError::RawDigest { expected: plan.image.raw_sha256.0.clone(), actual: actual.0 });
+    }
+    log::info!("finalize: {name} ({} bytes, {kept} of them non-zero) decoded for the last write", range.end - range.start);
+    Ok(HeldBytes { range, name: name.to_string(), granules })
+}
+
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Stop every write to staging: when `staging_root` is a mount point, the log file is
+/// detached (synced) and the file system remounted read-only (which flushes it). Plain
+/// directories (the steps run on trees in tests) are only synced.
+pub fn seal_staging(staging_root: &Path) -> Result<(), WrittenLastError> {
+    use nix::mount::{mount, MsFlags};
+    use std::os::unix::fs::MetadataExt;
+    let dev = |path: &Path| std::fs::metadata(path).map(|m| m.dev());
+    let mount_point = match (dev(staging_root), dev(&staging_root.join(".."))) {
+        (Ok(own), Ok(parent)) => own != parent,
+        _ => true,
+    };
+    if !mount_point {
+        crate::logging::flush();
+        nix::unistd::sync();
+        return Ok(());
+    }
+    crate::logging::detach_file();
+    nix::unistd::sync();
+    let flags = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    mount(None::<&str>, staging_root, None::<&str>, flags, None::<&str>)
+        .map_err(|source| WrittenLastError::Seal { at: staging_root.display().to_string(), source })?;
+    log::info!("finalize: staging {} sealed read-only; nothing more is written there", staging_root.display());
+    Ok(())
+}
+
+/// Write the held partition (zeros included), sync, read back from the medium and compare.
+pub fn write<T: FlashTarget + ?Sized>(disk: &T, held: &HeldBytes) -> Result<(), WrittenLastError> {
+    let HeldRange { start, end } = held.range;
+    let mut buf = vec![0u8; CHUNK];
+    let mut offset = start;
+    while offset < end {
+        let piece = &mut buf[..((end - offset) as usize).min(CHUNK)];
+        held.fill(offset, piece);
+        disk.write_all_at(piece, offset).map_err(io("write"))?;
+        offset += piece.len() as u64;
+    }
+    disk.sync().map_err(io("sync"))?;
+    if let Err(e) = disk.drop_cache(start, end - start) {
+        log::warn!("finalize: cannot drop cached pages of {} before read-back ({e})", held.name);
+    }
+    let mut back = vec![0u8; CHUNK];
+    let mut offset = start;
+    while offset < end {
+        let len = ((end - offset) as usize).min(CHUNK);
+        held.fill(offset, &mut buf[..len]);
+        disk.read_exact_at(&mut back[..len], offset).map_err(io("read back"))?;
+        if back[..len] != buf[..len] {
+            return Err(WrittenLastError::ReadBack { name: held.name.clone(), offset });
+        }
+        offset += len as u64;
+    }
+    log::info!("finalize: {} written last ({} bytes) and read back identical", held.name, end - start);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outside_splits_around_the_held_range() {
+        let held = Some(HeldRange { start: 100, end: 200 });
+        assert_eq!(HeldRange::outside(None, 0, 50), [(0, 50), (0, 0)]);
+        assert_eq!(HeldRange::outside(held, 0, 50), [(0, 50), (0, 0)], "before");
+        assert_eq!(HeldRange::outside(held, 250, 50), [(0, 50), (0, 0)], "after");
+        assert_eq!(HeldRange::outside(held, 50, 100), [(0, 50), (100, 0)], "into");
+        assert_eq!(HeldRange::outside(held, 150, 100), [(0, 0), (50, 50)], "out of");
+        assert_eq!(HeldRange::outside(held, 50, 200), [(0, 50), (150, 50)], "across");
+        assert_eq!(HeldRange::outside(held, 120, 50), [(0, 0), (50, 0)], "inside");
+    }
+
+    #[test]
+    fn fill_puts_granules_back_with_zeros_between() {
+        let held = HeldBytes { range: HeldRange { start: 0, end: 40 }, name: "p".into(), granules: vec![(4, vec![1; 4]), (20, vec![2; 8])] };
+        let mut buf = [9u8; 20];
+        held.fill(6, &mut buf);
+        let mut expected = [0u8; 20];
+        expected[..2].fill(1);
+        expected[14..20].fill(2);
+        assert_eq!(buf, expected);
+    }
+}
