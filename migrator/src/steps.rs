@@ -128,6 +128,13 @@ pub const MAX_INTERRUPTED_ATTEMPTS: u32 = 10;
 /// Run actions from the journal until the migration reboots or halts.
 pub fn run(ctx: &mut Context<'_>, journal: &mut Journal) -> Exit {
     let max_attempts = ctx.plan.failure.step_retries.max(1);
+    // The last error of this boot, so that giving up names it (problem and fix) on the
+    // console, not only in the log lines above it.
+    let mut last_error: Option<(ActionKind, String)> = None;
+    let with_last_error = |reason: String, last: &Option<(ActionKind, String)>, kind: Option<ActionKind>| match last {
+        Some((failed, error)) if kind.is_none_or(|k| k == *failed) => format!("{reason}; last error: {error}"),
+        _ => reason,
+    };
     loop {
         let inputs = Inputs { plan_id: &ctx.plan_id, max_attempts, max_interrupted: MAX_INTERRUPTED_ATTEMPTS };
         let action = next_action(journal.state(), &inputs);
@@ -147,9 +154,11 @@ pub fn run(ctx: &mut Context<'_>, journal: &mut Journal) -> Exit {
                         log::error!("cannot reset the retry budget of {kind:?}: {e}");
                     }
                 }
-                return Exit::Halt(reason);
+                return Exit::Halt(with_last_error(reason, &last_error, retry));
             }
-            Action::ReturnToOldOs { reason } => return return_to_old_os(ctx, &reason),
+            Action::ReturnToOldOs { reason } => {
+                return return_to_old_os(ctx, &with_last_error(reason, &last_error, None))
+            }
             work => {
                 let Some(kind) = work.kind() else {
                     return Exit::Halt(format!("no step for {work:?}; this is a migrator bug"));
@@ -181,6 +190,7 @@ pub fn run(ctx: &mut Context<'_>, journal: &mut Journal) -> Exit {
                     }
                     Err(e) => {
                         log::error!("{kind:?} attempt {attempt} failed after {:.1} s: {e}", started.elapsed().as_secs_f64());
+                        last_error = Some((kind, e.to_string()));
                         if let Err(e) = journal.record_failure(kind) {
                             return Exit::Halt(format!("cannot write the journal: {e}"));
                         }

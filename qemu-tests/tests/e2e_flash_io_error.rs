@@ -30,6 +30,11 @@ fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
     text.lines().filter(|l| l.contains(needle)).collect()
 }
 
+/// The console text up to its last newline: a line still being printed is not read yet.
+fn complete_lines(text: &str) -> &str {
+    text.rfind('\n').map_or("", |end| &text[..=end])
+}
+
 #[test]
 fn write_errors_during_the_flash_stop_the_migrator_and_a_healthy_boot_finishes() -> anyhow::Result<()> {
     assert!((ROOT_START + 2048..ROOT_START + ROOT_SECTORS).contains(&BAD_SECTOR));
@@ -51,11 +56,12 @@ fn write_errors_during_the_flash_stop_the_migrator_and_a_healthy_boot_finishes()
     // The migrator either halts (and says why, repeatedly) or reboots (QEMU exits).
     let deadline = Instant::now() + Duration::from_secs(1800);
     let stop = loop {
-        let text = vm.console_text();
-        if let Some(line) = lines_with(&text, "SWAPOVER-MIGRATOR-HALT").first() {
+        let console = vm.console_text();
+        let text = complete_lines(&console);
+        if let Some(line) = lines_with(text, "SWAPOVER-MIGRATOR-HALT").first() {
             break line.to_string();
         }
-        if let Some(line) = lines_with(&text, "SWAPOVER-MIGRATOR-REBOOT").first() {
+        if let Some(line) = lines_with(text, "SWAPOVER-MIGRATOR-REBOOT").first() {
             break line.to_string();
         }
         if text.contains(SUMMARY_MARKER) {
@@ -80,6 +86,8 @@ fn write_errors_during_the_flash_stop_the_migrator_and_a_healthy_boot_finishes()
     assert!(stop.contains("SWAPOVER-MIGRATOR-HALT") || !stop.contains("target=resinos"), "{stop}");
     if stop.contains("SWAPOVER-MIGRATOR-HALT") {
         assert!(stop.contains("Flash"), "the halt does not name the flash: {stop}");
+        // The console line alone must say what failed where, and the fix.
+        assert!(stop.contains("last error:") && stop.contains("/dev/"), "the halt does not name the error and device: {stop}");
     }
     assert!(!retries.is_empty(), "no retry logged");
     for line in &retries {
