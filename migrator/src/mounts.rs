@@ -81,6 +81,9 @@ pub fn unmount(at: &Path) -> Result<(), MountError> {
     }
 }
 
+/// Where a source data partition (resinOS 1.x `resin-data`) is mounted, below the old root.
+pub const SOURCE_DATA_MOUNT: &str = "/mnt/data";
+
 /// The real thing: the old root's partition from the disk's table, resin-data
 /// through a temporary kernel partition (BLKPG) over the not yet committed layout.
 pub struct KernelMounts {
@@ -110,15 +113,32 @@ fn fs_name(fs: FsType) -> String {
 }
 
 impl FileSystems for KernelMounts {
+    /// The old root, read-only; with a source data partition (resinOS 1.x) that too,
+    /// read-only at the old root's `/mnt/data`, where the 1.x system mounted it.
     fn open_old_root(&mut self) -> Result<PathBuf, MountError> {
         let node = self.roots.partition_node(&self.disk, &self.plan.old_root.partition)?;
-        // A failed earlier attempt in this boot may have left it mounted.
-        unmount(&self.old_root_at)?;
+        // A failed earlier attempt in this boot may have left them mounted.
+        self.close_old_root()?;
         mount_fs(&node, &self.old_root_at, &fs_name(self.plan.old_root.fs_type), true)?;
+        if let Some(data) = &self.plan.source_data {
+            let mounted = self.roots.partition_node(&self.disk, &data.partition).map_err(MountError::from).and_then(|data_node| {
+                let at = self.old_root_at.join(SOURCE_DATA_MOUNT.trim_start_matches('/'));
+                mount_fs(&data_node, &at, &fs_name(data.fs_type), true)?;
+                log::info!("backup: data partition {} ({}) mounted read-only at {}", data_node.display(), data.fs_type, at.display());
+                Ok(())
+            });
+            if let Err(e) = mounted {
+                let _ = unmount(&self.old_root_at);
+                return Err(e);
+            }
+        }
         Ok(self.old_root_at.clone())
     }
 
     fn close_old_root(&mut self) -> Result<(), MountError> {
+        if self.plan.source_data.is_some() {
+            unmount(&self.old_root_at.join(SOURCE_DATA_MOUNT.trim_start_matches('/')))?;
+        }
         unmount(&self.old_root_at)
     }
 

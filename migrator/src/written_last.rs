@@ -88,9 +88,14 @@ pub fn check_plan(plan: &Plan) -> Result<(), String> {
     }
     held_range(plan).map_err(|e| e.to_string())?;
     if plan.profile.source_kind == plan::SourceKind::Resinos1x {
+        let data = match &plan.source_data {
+            Some(_) => String::new(),
+            None if plan.backup.volumes.is_empty() => String::new(),
+            None => format!("it names no data partition to mount at {} for the backup (source_data; re-plan with this stager), and ", crate::mounts::SOURCE_DATA_MOUNT),
+        };
         return Err(format!(
-            "profile {} is a resinOS 1.x source, which this migrator cannot carry out yet: it does not mount the 1.x btrfs data partition at /mnt/data for the backup, \
-             and a power cut while {} is written last would lose the journal on the staging area inside it; migrate this device with a migrator that supports resinOS 1.x",
+            "profile {} is a resinOS 1.x source, which this migrator cannot carry out yet: {data}a power cut while {} is written last \
+             would lose the journal on the staging area inside it, and nothing could resume; migrate this device with a migrator that supports resinOS 1.x",
             plan.profile.name,
             plan.layout.written_last.first().map(String::as_str).unwrap_or("resin-rootB")
         ));

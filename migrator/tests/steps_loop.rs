@@ -446,21 +446,51 @@ struct LoopDisk {
 
 impl LoopDisk {
     fn attach(image: &Path) -> LoopDisk {
-        let node = run("losetup", &["-f", "--show", image.to_str().unwrap()]).trim().to_string();
-        let disk = LoopDisk { node };
-        // The kernel may have scanned the table already (partscan); partx adds what is missing.
-        let _ = std::process::Command::new("partx").args(["-a", &disk.node]).output();
-        let name = disk.node.trim_start_matches("/dev/");
-        for number in [1, 2, 5] {
-            let part = format!("/sys/block/{name}/{name}p{number}");
-            assert!(Path::new(&part).exists(), "{part} missing after partx -a");
+        LoopDisk::attach_with(image, &[1, 2, 5])
+    }
+
+    /// Attached, with the kernel's partitions `numbers` present as the image's table has
+    /// them. A free loop device may still carry stale partitions of an earlier image (partx
+    /// adds partitions the kernel does not drop when the device is detached): they are
+    /// deleted first; a device where that fails is held while the next one is tried.
+    fn attach_with(image: &Path, numbers: &[u32]) -> LoopDisk {
+        let mut stale = Vec::new();
+        for _ in 0..8 {
+            let node = run("losetup", &["-f", "--show", image.to_str().unwrap()]).trim().to_string();
+            let disk = LoopDisk { node };
+            let _ = std::process::Command::new("partx").args(["-d", &disk.node]).output();
+            let _ = std::process::Command::new("partx").args(["-a", &disk.node]).output();
+            let name = disk.node.trim_start_matches("/dev/").to_string();
+            let part = |number: &u32| PathBuf::from(format!("/sys/block/{name}/{name}p{number}"));
+            let read = |number: &u32, what: &str| std::fs::read_to_string(part(number).join(what)).ok().and_then(|t| t.trim().parse::<u64>().ok());
+            let span_of = |number: &u32| Some((read(number, "start")?, read(number, "size")?));
+            let table = run("sfdisk", &["--json", image.to_str().unwrap()]);
+            let table: serde_json::Value = serde_json::from_str(&table).unwrap();
+            let wanted = |number: &u32| {
+                table["partitiontable"]["partitions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["node"].as_str().is_some_and(|n| n.ends_with(&number.to_string())))
+                    .and_then(|p| {
+                        // The kernel shows an extended partition as 2 sectors (its EBR link).
+                        let extended = matches!(p["type"].as_str(), Some("5" | "f" | "85"));
+                        Some((p["start"].as_u64()?, if extended { 2 } else { p["size"].as_u64()? }))
+                    })
+            };
+            if numbers.iter().all(|n| span_of(n).is_some() && span_of(n) == wanted(n)) {
+                return disk;
+            }
+            stale.push(disk);
         }
-        disk
+        panic!("no loop device took the partitions {numbers:?} of {} (stale partitions on {:?})", image.display(), stale.iter().map(|d| &d.node).collect::<Vec<_>>());
     }
 }
 
 impl Drop for LoopDisk {
     fn drop(&mut self) {
+        // partx's partitions outlive the detach unless deleted.
+        let _ = std::process::Command::new("partx").args(["-d", &self.node]).status();
         let _ = std::process::Command::new("losetup").args(["-d", &self.node]).status();
     }
 }
@@ -623,19 +653,56 @@ const ROOT_B: (u64, u64) = (24_576, 8192);
 /// spare root used as staging inside the image's resin-rootB) and its plan a 1.x plan
 /// with resin-rootB written last.
 fn fixture_written_last() -> Fixture {
-    let mut f = fixture();
-    let signature = 0x5a0e_4e11;
+    fixture_written_last_with(0x5a0e_4e11, false)
+}
+
+/// The 1.x data partition (btrfs), past the 2.x image.
+const DATA_1X: (u64, u64) = (65_536, 131_072);
+
+/// `real_filesystems`: the old root holds an ext4 of the old root tree (with the 1.x
+/// mount point `/mnt/data`), the image's resin-data an empty ext4, and a third partition a
+/// btrfs `resin-data` with application data and Docker storage, which the plan's
+/// `source_data` names and its backup reads at `/mnt/data/resin-data`.
+fn fixture_written_last_with(signature: u32, real_filesystems: bool) -> Fixture {
+    let mut f = fixture_with(signature, real_filesystems);
     std::fs::File::create(&f.disk).unwrap().set_len(DISK_SECTORS * SECTOR).unwrap();
-    let table = format!(
+    let mut table = format!(
         "label: dos\nlabel-id: 0x{signature:08x}\nstart={}, size={}, type=83, bootable\nstart={}, size={}, type=83\n",
         ROOT_1X.0, ROOT_1X.1, STAGING_1X.0, STAGING_1X.1
     );
+    if real_filesystems {
+        table.push_str(&format!("start={}, size={}, type=83\n", DATA_1X.0, DATA_1X.1));
+    }
     run_with_input("sfdisk", &["-q", f.disk.to_str().unwrap()], &table);
     write_at(&f.disk, 0, &noise(440, 1));
     write_at(&f.disk, SECTOR, &noise((MIB - SECTOR) as usize, 2));
     write_at(&f.disk, ROOT_1X.0 * SECTOR, &noise(8 * MIB as usize, 3));
     write_at(&f.disk, ROOT_B.0 * SECTOR, &noise((ROOT_B.1 * SECTOR) as usize, 4));
     let id = |number, (start, size): (u64, u64)| PartitionIdentity::mbr(signature, number, Sectors(start), Sectors(size), SectorSize::S512).unwrap();
+    if real_filesystems {
+        std::fs::create_dir_all(f.old_root.join("mnt/data")).unwrap();
+        let root_fs = f.dir.join("old-root-1x.ext4");
+        std::fs::File::create(&root_fs).unwrap().set_len(ROOT_1X.1 * SECTOR).unwrap();
+        run("mkfs.ext4", &["-q", "-d", f.old_root.to_str().unwrap(), root_fs.to_str().unwrap()]);
+        write_at(&f.disk, ROOT_1X.0 * SECTOR, &std::fs::read(&root_fs).unwrap());
+        let tree = f.dir.join("data-1x");
+        std::fs::create_dir_all(tree.join("resin-data/1/config")).unwrap();
+        std::fs::write(tree.join("resin-data/1/config/settings.json"), br#"{"from":"1.x"}"#).unwrap();
+        std::fs::write(tree.join("resin-data/1/readings.bin"), noise(200_000, 55)).unwrap();
+        std::fs::create_dir_all(tree.join("docker/btrfs/subvolumes/layer")).unwrap();
+        std::fs::write(tree.join("docker/btrfs/subvolumes/layer/image-blob"), noise(100_000, 56)).unwrap();
+        let data_fs = f.dir.join("data-1x.btrfs");
+        std::fs::File::create(&data_fs).unwrap().set_len(DATA_1X.1 * SECTOR).unwrap();
+        run("mkfs.btrfs", &["-q", "-M", "-L", "resin-data", "--rootdir", tree.to_str().unwrap(), data_fs.to_str().unwrap()]);
+        write_at(&f.disk, DATA_1X.0 * SECTOR, &std::fs::read(&data_fs).unwrap());
+        f.plan.source_data = Some(plan::FsPartition { partition: id(3, DATA_1X), fs_uuid: "1x-data".into(), fs_type: FsType::Btrfs });
+        f.plan.backup.volumes[0].items.push(BackupItem {
+            source: "/mnt/data/resin-data".into(),
+            target: String::new(),
+            filters: vec![],
+            estimated_size: Bytes(300_000),
+        });
+    }
     f.plan.profile.source_kind = plan::SourceKind::Resinos1x;
     f.plan.old_root.partition = id(1, ROOT_1X);
     f.plan.staging.partition = id(2, STAGING_1X);
@@ -738,7 +805,7 @@ fn plans_the_migrator_cannot_carry_out_are_refused_at_load() {
     let path = f.dir.join("plan.json");
     std::fs::write(&path, f.plan.to_json_pretty().unwrap()).unwrap();
     let refused = migrator::run::read_plan(&path).unwrap_err();
-    assert!(refused.contains("resinOS 1.x") && refused.contains("btrfs data partition") && refused.contains("resin-rootB"), "{refused}");
+    assert!(refused.contains("resinOS 1.x") && refused.contains("no data partition to mount at /mnt/data") && refused.contains("resin-rootB"), "{refused}");
     // Staging inside resin-rootA, which is flashed first.
     let mut inside_root_a = f.plan.clone();
     inside_root_a.layout.written_last = vec!["resin-rootB".into()];
@@ -750,4 +817,49 @@ fn plans_the_migrator_cannot_carry_out_are_refused_at_load() {
     assert!(refused.contains("overlaps the staging partition"), "{refused}");
     // The Ubuntu plan of the other tests passes.
     migrator::written_last::check_plan(&fixture().plan).unwrap();
+}
+
+/// A resinOS 1.x plan on a kernel block device with real mounts: the old root (ext4)
+/// and the 1.x data partition (a real btrfs, mounted read-only at the old root's
+/// `/mnt/data`) are backed up, Docker storage is not carried, resin-rootB (holding the
+/// staging partition) is written last; the disk equals the image and resin-data's ext4
+/// holds the application data as it was.
+#[test]
+fn a_1x_plan_backs_up_the_btrfs_data_partition_and_writes_root_b_last_on_a_block_device() {
+    use migrator::disk::BlockRoots;
+    use migrator::mounts::KernelMounts;
+    use std::time::Duration;
+
+    let signature = 0x7100_0000 | (std::process::id() & 0x00ff_ffff);
+    let f = fixture_written_last_with(signature, true);
+    let original = f.disk_bytes();
+    let tree = f.dir.join("data-1x");
+    let exit = {
+        let loop_disk = LoopDisk::attach_with(&f.disk, &[1, 2, 3]);
+        let roots = BlockRoots::default();
+        let size = f.plan.source_disk.size_bytes().unwrap();
+        let found = roots.wait_for_disk(&f.plan.source_disk.id, size, Duration::from_secs(5)).unwrap();
+        let mut fs = KernelMounts::new(roots, found, f.plan.clone());
+        fs.old_root_at = f.dir.join("mnt/old-root");
+        fs.data_at = f.dir.join("mnt/resin-data");
+        let mut ctx = Context::new(&f.plan, "plan-under-test".into(), f.staging_root.clone(), PathBuf::from(&loop_disk.node), &mut fs);
+        ctx.flash_sync_every = 4 * MIB;
+        let mut journal = Journal::open(&f.staging_dir()).unwrap();
+        let exit = steps::run(&mut ctx, &mut journal);
+        assert_eq!(journal.state().step, Step::RestoreDone, "finalize is not journaled");
+        // Nothing stays mounted below the old root.
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(!mounts.contains(f.dir.join("mnt/old-root").to_str().unwrap()), "{mounts}");
+        exit
+    };
+    assert_eq!(exit, Exit::Reboot(RebootTarget::Resinos));
+    let data_fs = format!("loop,ro,offset={},sizelimit={}", 40_960 * SECTOR, 24_576 * SECTOR);
+    run("mount", &["-o", &data_fs, f.disk.to_str().unwrap(), f.data.to_str().unwrap()]);
+    let _mounted = Mounted(f.data.clone());
+    assert_migrated(&f, &original);
+    let restored = f.data.join("resin-data/app-1/mnt/data");
+    assert_eq!(steps_support::describe(&tree.join("resin-data")), steps_support::describe(&restored.join("resin-data")));
+    assert!(!restored.join("docker").exists(), "Docker storage was carried over");
+    let image = std::fs::read(&f.raw_image).unwrap();
+    assert!(f.disk_bytes()[range_of(ROOT_B)] == image[range_of(ROOT_B)], "resin-rootB is the image's");
 }

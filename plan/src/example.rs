@@ -70,6 +70,7 @@ impl Plan {
                 fs_uuid: "2f1ad0d4-7c53-4c1e-9e8b-3b1c6d1d7a10".into(),
                 fs_type: FsType::Ext4,
             },
+            source_data: None,
             staging: Staging {
                 partition: staging,
                 fs_uuid: "5b0c6a3e-0d5e-4f0c-8a54-2d6f4f1e9c21".into(),

@@ -75,6 +75,10 @@ pub enum PlanError {
     UnknownWrittenLast(String),
     #[error("written_last is only for resinOS 1.x sources (staging on the spare root), not {0}")]
     WrittenLastForSource(SourceKind),
+    #[error("source_data (a separate data partition) is only for resinOS 1.x sources, not {0}")]
+    SourceDataForSource(SourceKind),
+    #[error("the source data partition ({data}) overlaps the {what} ({other}); the partition table is inconsistent")]
+    SourceDataOverlap { data: Extent, what: &'static str, other: Extent },
 }
 
 /// The migration plan, format version 1.
@@ -88,6 +92,11 @@ pub struct Plan {
     pub profile: ProfileRef,
     pub source_disk: SourceDisk,
     pub old_root: FsPartition,
+    /// resinOS 1.x: the data partition (btrfs `resin-data`), which the migrator mounts
+    /// read-only at `/mnt/data` below the old root, where the backup items read it.
+    /// Absent (and not in the JSON) for Ubuntu hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_data: Option<FsPartition>,
     pub staging: Staging,
     pub image: TargetImage,
     pub layout: TargetLayout,
@@ -487,6 +496,26 @@ impl Plan {
         let (root, staging) = (self.old_root.partition.extent(), self.staging.partition.extent());
         if root.overlaps(&staging) {
             return Err(PlanError::RootOverlapsStaging { root, staging });
+        }
+        if let Some(data) = &self.source_data {
+            if self.profile.source_kind != SourceKind::Resinos1x {
+                return Err(PlanError::SourceDataForSource(self.profile.source_kind));
+            }
+            let what = "source data partition";
+            data.partition.validate().map_err(|source| PlanError::Identity { what, source })?;
+            if data.partition.disk != disk.id {
+                return Err(PlanError::WrongDisk { what, found: data.partition.disk.to_string(), expected: disk.id.to_string() });
+            }
+            if data.partition.sector_size != disk.sector_size {
+                return Err(PlanError::SectorSizeMismatch { what, found: data.partition.sector_size, expected: disk.sector_size });
+            }
+            self.check_inside_disk(what, data.partition.extent())?;
+            let extent = data.partition.extent();
+            for (what, other) in [("old root", root), ("staging partition", staging)] {
+                if extent.overlaps(&other) {
+                    return Err(PlanError::SourceDataOverlap { data: extent, what, other });
+                }
+            }
         }
         Ok(())
     }

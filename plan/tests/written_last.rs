@@ -82,3 +82,37 @@ fn boot_files_route_serialises_in_kebab_case() {
     assert!(json.contains("\"route\": \"boot-files\""), "{json}");
     assert_eq!(Plan::from_json(&json).unwrap(), plan);
 }
+
+/// The 1.x data partition (btrfs resin-data, at 824 MiB) that the migrator mounts for the backup.
+fn data_partition(start_mib: u64) -> FsPartition {
+    FsPartition {
+        partition: PartitionIdentity::mbr(0x000a_e07e, 6, Sectors(start_mib * MIB), Sectors(1024 * MIB), SectorSize::S512).unwrap(),
+        fs_uuid: "5b1e2c3d-0000-4000-8000-00000000d474".into(),
+        fs_type: FsType::Btrfs,
+    }
+}
+
+#[test]
+fn source_data_round_trips_for_1x_and_is_absent_from_ubuntu_plans() {
+    let mut plan = resinos1x_plan();
+    plan.source_data = Some(data_partition(824));
+    plan.validate().unwrap();
+    let json = plan.to_json_pretty().unwrap();
+    assert!(json.contains("\"source_data\""), "{json}");
+    assert_eq!(Plan::from_json(&json).unwrap(), plan);
+    assert!(!Plan::stem_example().to_json_pretty().unwrap().contains("source_data"));
+}
+
+#[test]
+fn source_data_is_refused_on_ubuntu_plans_and_over_the_root_or_staging() {
+    let mut ubuntu = Plan::stem_example();
+    ubuntu.source_data = Some(data_partition(824));
+    assert!(matches!(ubuntu.validate().unwrap_err(), PlanError::SourceDataForSource(SourceKind::UbuntuGrubHost)));
+    let mut plan = resinos1x_plan();
+    plan.source_data = Some(data_partition(400));
+    let err = plan.validate().unwrap_err();
+    assert!(matches!(err, PlanError::SourceDataOverlap { what: "staging partition", .. }), "{err}");
+    plan.source_data = Some(data_partition(100));
+    let err = plan.validate().unwrap_err();
+    assert!(matches!(err, PlanError::SourceDataOverlap { what: "old root", .. }), "{err}");
+}

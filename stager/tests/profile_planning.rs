@@ -260,6 +260,15 @@ fn check_1x_plan(profile: &Profile, case: &Case, p: &Plan1x) -> Result<(), Strin
     if volume.items[0].source != "/mnt/data/resin-data" {
         return Err(format!("data read from {}", volume.items[0].source));
     }
+    // The migrator mounts the 1.x data partition (the profile's, with its file system) to read it.
+    let (data_start, data_size) = start_of(&case.source, PartitionRole::Data);
+    let data = plan.source_data.as_ref().ok_or("no source_data")?;
+    if (data.partition.start.get(), data.partition.size.get()) != (data_start, data_size) {
+        return Err(format!("source_data is {}..+{}, the data partition {data_start}..+{data_size}", data.partition.start.get(), data.partition.size.get()));
+    }
+    if Some(data.fs_type) != profile.source_partition(PartitionRole::Data).map(|p| p.fs) {
+        return Err(format!("source_data fs {} is not the profile's", data.fs_type));
+    }
     if plan.config_json.restore_to != profile.restore.config_json.to_restore_location("4321") {
         return Err(format!("config.json restored to {:?}", plan.config_json.restore_to));
     }

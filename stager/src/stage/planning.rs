@@ -415,6 +415,7 @@ pub fn make_plan(g: &Gathered, image: &ImageFacts, disk_size: Sectors) -> Result
         profile: g.profile.profile_ref(),
         source_disk: SourceDisk { id: DiskId::Mbr { signature }, table: TableKind::Mbr, size: disk_size, sector_size: sector },
         old_root: FsPartition { partition: old_root.clone(), fs_uuid: g.old_root_fs_uuid.clone(), fs_type: root_fs_type },
+        source_data: None,
         staging: Staging {
             partition: staging_id,
             fs_uuid: g.staging_fs_uuid.clone(),

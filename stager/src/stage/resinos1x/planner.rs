@@ -209,6 +209,7 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
         })
     };
     let (root, updt, boot) = (find(PartitionRole::RootA)?, find(PartitionRole::RootB)?, find(PartitionRole::Boot)?);
+    let data = find(PartitionRole::Data)?;
 
     // The image over the disk.
     let image_end = Sectors(i.image.table.end().0);
@@ -333,6 +334,11 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
             fs_uuid: root.found.fs.as_ref().map(|f| f.uuid.clone()).unwrap_or_default(),
             fs_type: root.found.fs.as_ref().map(|f| f.fs).unwrap_or(FsType::Ext3),
         },
+        source_data: Some(FsPartition {
+            partition: identity(i.disk, data)?,
+            fs_uuid: data.found.fs.as_ref().map(|f| f.uuid.clone()).unwrap_or_default(),
+            fs_type: data.found.fs.as_ref().map(|f| f.fs).unwrap_or(FsType::Btrfs),
+        }),
         staging: Staging {
             partition: identity(i.disk, updt)?,
             fs_uuid: i.staging_fs_uuid.clone(),
