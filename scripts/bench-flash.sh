@@ -166,6 +166,7 @@ run_bmaptool() {
 
 need bc bc
 HAVE_BMAP=no; command -v bmaptool >/dev/null && [ -f "$IMG.bmap" ] && HAVE_BMAP=yes
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 for image in single multi; do
   xzfile=$IMG.xz; [ $image = multi ] && xzfile=$IMG.T0.xz
   for run in $(seq "$RUNS"); do
@@ -183,7 +184,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (N
 {
   echo "## Flash benchmark"
   echo
-  echo "Machine: $(nproc) cores ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(free -g | awk '/Mem:/ {print $2}') GiB RAM, Linux $(uname -r), target on $(df -T "$WORK" | awk 'NR==2 {print $2}'); $(xz --version | sed -n 1p); shared with other builds while measured."
+  echo "Machine: $(nproc) cores ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), $(free -g | awk '/Mem:/ {print $2}') GiB RAM, Linux $(uname -r), target on $(df -T "$WORK" | awk 'NR==2 {print $2}'); $(xz --version | sed -n 1p); load average before the runs: $LOAD_BEFORE."
   echo "Image: $(( RAW_BYTES / 1024 / 1024 )) MiB raw, resinOS 2.x MBR layout; single-block xz $(( $(stat -c %s "$IMG.xz") / 1024 / 1024 )) MiB, multi-block (xz -T0) $(( $(stat -c %s "$IMG.T0.xz") / 1024 / 1024 )) MiB ($(xz --robot -lv "$IMG.T0.xz" | awk '$1 == "totals" {print $3}') blocks)."
   echo "Median of $RUNS runs each; MB/s = raw image bytes / 10^6 / write time (decode + write + fsync); verify = read-back after dropping the target's cache (for the pipeline: sha256sum of the target); peak RSS: the pipeline counts xz + dd."
   echo
