@@ -6,7 +6,7 @@
 //! index), [`xz_stream::XzReader`] (in-process streaming xz decoding, no child
 //! process), [`limit::LimitReader`] (never more than the extent), and
 //! [`target::RangeWriter`] (placement, extent, held-back head, resume skip, zero rule,
-//! 4 MiB aligned writes, sha256 of what was written).
+//! 4 MiB aligned writes, a CRC-64 of what was written: [`digest::ReadBackSum`]).
 //!
 //! Order of events in a flash, and what the caller journals:
 //! 1. [`write_image`]: everything except the image's first MiB is written, with an
@@ -15,7 +15,7 @@
 //!    transient write or fsync error (EIO, ...) runs the pass again from the last
 //!    durable offset, a bounded number of times; ENOSPC fails at once (see [`retry`]).
 //! 2. [`verify_written`]: the written range is re-read from the medium (page cache
-//!    dropped first) and its sha256 compared with the one computed while writing.
+//!    dropped first) and its CRC-64 compared with the one computed while writing.
 //!    A mismatch is [`FlashError::VerifyMismatch`], never a log line.
 //! 3. [`commit_head`]: the held-back first MiB (partition table, boot code) is
 //!    written last, synced and read back. This is the commit point.
@@ -37,6 +37,7 @@
 //! Memory stays bounded whatever the image size: a few 4 MiB chunks, 1 MiB of held
 //! head, and per decoder thread the xz dictionary (8 MiB at the default preset).
 
+mod block_check;
 pub mod digest;
 pub mod error;
 pub mod format;
@@ -175,8 +176,8 @@ pub struct WrittenImage {
     pub image_bytes: u64,
     pub compressed_sha256: Sha256Digest,
     pub compressed_bytes: u64,
-    /// The written ranges (everything from `HEAD_BYTES` to the end), with the sha256
-    /// of the bytes handed to the target. One range, or one per xz block.
+    /// The written ranges (everything from `HEAD_BYTES` to the end), with the sum
+    /// ([`digest::ReadBackSum`]) of the bytes handed to the target. One range, or one per xz block.
     pub ranges: Vec<VerifiedRange>,
     pub mode: DecodeMode,
     pub write_time: Duration,
@@ -336,9 +337,16 @@ fn write_pass<T: FlashTarget + ?Sized>(
             };
             log::info!("flash: {mode:?} decoding of a {image_bytes}-byte image");
             let total = Some(image_bytes);
+            let checker = match &layout {
+                Some(layout) => block_check::expected_checks(image, &layout.blocks)
+                    .map_err(FlashError::ReadImage)?
+                    .map(|expected| block_check::BlockChecker::new(expected, 0)),
+                None => None,
+            };
             let result = sequential::run(
                 image,
                 format,
+                checker,
                 image_bytes,
                 target,
                 policy,
@@ -436,7 +444,7 @@ pub fn verify_written<T: FlashTarget + ?Sized>(
     }
     let mut buf = vec![0u8; VERIFY_CHUNK_BYTES];
     for range in &written.ranges {
-        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        let mut summer = digest::ReadBackSummer::new();
         let mut offset = range.image_offset;
         let end = range.image_offset + range.len_bytes;
         while offset < end {
@@ -449,16 +457,16 @@ pub fn verify_written<T: FlashTarget + ?Sized>(
                         offset: target_byte,
                         source,
                     })?;
-                sha2::Digest::update(&mut hasher, &buf[at..at + len]);
+                summer.update(&buf[at..at + len]);
             }
             offset += piece as u64;
         }
-        let actual = Sha256Digest::from_hasher(hasher);
-        if actual != range.sha256 {
+        let actual = summer.finish();
+        if actual != range.sum {
             return Err(FlashError::VerifyMismatch {
                 image_offset: range.image_offset,
                 end,
-                expected: range.sha256,
+                expected: range.sum,
                 actual,
             });
         }

@@ -197,7 +197,11 @@ fn corrupt_xz_is_a_clear_error_and_the_head_is_never_written() {
         assert!(
             matches!(
                 error,
-                FlashError::Xz(XzError::StreamData { .. } | XzError::BlockData { .. })
+                FlashError::Xz(
+                    XzError::StreamData { .. }
+                        | XzError::BlockData { .. }
+                        | XzError::CheckMismatch { .. }
+                )
             ),
             "{name}: {error:?}"
         );

@@ -1,6 +1,6 @@
 //! Everything that can stop a flash, each with the problem and the fix in one line.
 
-use super::digest::Sha256Digest;
+use super::digest::{ReadBackSum, Sha256Digest};
 use std::io;
 
 /// Why the image could not be decoded (damaged, truncated or not xz at all).
@@ -21,6 +21,10 @@ pub enum XzError {
         compressed_offset: u64,
         detail: String,
     },
+    #[error(
+        "xz block {block} does not match its {check} (the image is damaged); re-stage the image"
+    )]
+    CheckMismatch { block: usize, check: &'static str },
     #[error("block {block} decoded to {actual} bytes but the xz index says {expected}; re-stage the image")]
     BlockSize {
         block: usize,
@@ -73,12 +77,12 @@ pub enum FlashError {
         #[source]
         source: io::Error,
     },
-    #[error("read-back verification failed for image bytes {image_offset}..{end}: wrote sha256 {expected}, read back {actual}; the disk does not keep what it is given, do not commit")]
+    #[error("read-back verification failed for image bytes {image_offset}..{end}: wrote {expected}, read back {actual}; the disk does not keep what it is given, do not commit")]
     VerifyMismatch {
         image_offset: u64,
         end: u64,
-        expected: Sha256Digest,
-        actual: Sha256Digest,
+        expected: ReadBackSum,
+        actual: ReadBackSum,
     },
     #[error("the image's sha256 is {actual}, expected {expected}; the staged image is damaged, re-stage it")]
     ImageDigestMismatch {

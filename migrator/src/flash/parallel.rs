@@ -8,7 +8,8 @@
 //! - reads that block with positional reads (no shared file position),
 //! - wraps it in a synthetic single-block stream (the original stream header, the
 //!   block, an index and footer built for it) so liblzma's ordinary decoder checks the
-//!   block's integrity check and sizes,
+//!   block's sizes; the block's integrity check is compared by `block_check` (faster
+//!   than liblzma 5.2's table CRC64), or by liblzma for a check type we do not compute,
 //! - writes the decoded bytes straight to their place on the target (positional
 //!   writes; blocks may land out of order) and hashes them.
 //!
@@ -17,6 +18,7 @@
 //! thread hashes the compressed file sequentially (sha256 of the stream as stored).
 //! Durability is reported for the contiguous prefix of finished blocks only.
 
+use super::block_check::{expected_check, BlockChecker};
 use super::digest::{HashingReader, Sha256Digest};
 use super::error::{FlashError, XzError};
 use super::positional::PositionalReader;
@@ -69,6 +71,7 @@ fn feed<T: FlashTarget + ?Sized>(
     action: Action,
     out: &mut Vec<u8>,
     writer: &mut RangeWriter<'_, T>,
+    checker: &mut Option<BlockChecker>,
     block: usize,
 ) -> Result<Status, FlashError> {
     loop {
@@ -83,6 +86,9 @@ fn feed<T: FlashTarget + ?Sized>(
         let progressed = out.len() > out_len || stream.total_in() > in_before;
         let out_full = out.len() == out.capacity();
         if out_full {
+            if let Some(checker) = checker.as_mut() {
+                checker.update(out)?;
+            }
             writer.push(out)?;
             out.clear();
         }
@@ -108,10 +114,19 @@ fn decode_block<T: FlashTarget + ?Sized>(
     block: &XzBlock,
 ) -> Result<RangeDone, FlashError> {
     let (image, counters) = (shared.image, shared.counters);
-    let mut stream = Stream::new_stream_decoder(u64::MAX, 0).map_err(|e| XzError::BlockData {
-        block: index,
-        detail: e.to_string(),
-    })?;
+    let mut checker = expected_check(image, block)
+        .map_err(FlashError::ReadImage)?
+        .map(|expected| BlockChecker::new(vec![expected], index));
+    let flags = if checker.is_some() {
+        lzma_sys::LZMA_IGNORE_CHECK
+    } else {
+        0
+    };
+    let mut stream =
+        Stream::new_stream_decoder(u64::MAX, flags).map_err(|e| XzError::BlockData {
+            block: index,
+            detail: e.to_string(),
+        })?;
     let mut writer = RangeWriter::new(shared.target, shared.policy, counters, block.image_offset);
     let mut out = Vec::with_capacity(OUTPUT_PIECE_BYTES);
     let mut input = vec![0u8; INPUT_PIECE_BYTES];
@@ -121,6 +136,7 @@ fn decode_block<T: FlashTarget + ?Sized>(
         Action::Run,
         &mut out,
         &mut writer,
+        &mut checker,
         index,
     )?;
     let mut offset = block.compressed_offset;
@@ -144,6 +160,7 @@ fn decode_block<T: FlashTarget + ?Sized>(
             Action::Run,
             &mut out,
             &mut writer,
+            &mut checker,
             index,
         )?;
         counters
@@ -159,6 +176,7 @@ fn decode_block<T: FlashTarget + ?Sized>(
         Action::Run,
         &mut out,
         &mut writer,
+        &mut checker,
         index,
     )?;
     if status != Status::StreamEnd {
@@ -168,6 +186,7 @@ fn decode_block<T: FlashTarget + ?Sized>(
             Action::Finish,
             &mut out,
             &mut writer,
+            &mut checker,
             index,
         )?;
     }
@@ -176,6 +195,10 @@ fn decode_block<T: FlashTarget + ?Sized>(
         .fetch_add(stream.total_out() - before, Ordering::Relaxed);
     if status != Status::StreamEnd {
         return Err(XzError::Truncated.into());
+    }
+    if let Some(checker) = checker.as_mut() {
+        checker.update(&out)?;
+        checker.finish()?;
     }
     writer.push(&out)?;
     // The stream total counts the synthetic wrapper only on the input side.

@@ -4,6 +4,7 @@
 //! image file, hashes the compressed bytes and decodes; the calling thread hashes the
 //! decoded bytes and writes them. Memory: a few 4 MiB chunks in flight, recycled.
 
+use super::block_check::BlockChecker;
 use super::digest::{HashingReader, Sha256Digest};
 use super::error::{from_source_io, FlashError};
 use super::format::ImageFormat;
@@ -83,6 +84,7 @@ fn map_read_error(error: io::Error) -> FlashError {
 pub(crate) fn run<T: FlashTarget + ?Sized>(
     image: &File,
     format: ImageFormat,
+    checker: Option<BlockChecker>,
     limit_bytes: u64,
     target: &T,
     policy: WritePolicy,
@@ -97,7 +99,15 @@ pub(crate) fn run<T: FlashTarget + ?Sized>(
         let producer = std::thread::Builder::new()
             .name("flash-decode".into())
             .spawn_scoped(scope, move || {
-                produce_hashed(image, format, limit_bytes, counters, &chunk_tx, &recycle_rx)
+                produce_hashed(
+                    image,
+                    format,
+                    checker,
+                    limit_bytes,
+                    counters,
+                    &chunk_tx,
+                    &recycle_rx,
+                )
             })
             .map_err(|_| FlashError::Worker("cannot start the decoder thread"))?;
         let result = consume(
@@ -122,6 +132,7 @@ pub(crate) fn run<T: FlashTarget + ?Sized>(
 fn produce_hashed(
     image: &File,
     format: ImageFormat,
+    checker: Option<BlockChecker>,
     limit_bytes: u64,
     counters: &Counters,
     out: &SyncSender<Chunk>,
@@ -133,18 +144,24 @@ fn produce_hashed(
     });
     let buffered = BufReader::with_capacity(INPUT_BUFFER_BYTES, hashing);
     match format {
-        ImageFormat::Xz => match XzReader::new(buffered) {
-            Ok(reader) => pump(
-                LimitReader::new(reader, limit_bytes),
-                counters,
-                out,
-                recycled,
-                |r| r.into_inner().into_inner().into_inner(),
-            ),
-            Err(e) => {
-                let _ = out.send(Chunk::Failed(FlashError::ReadImage(e)));
+        ImageFormat::Xz => {
+            let decoder = match checker {
+                Some(checker) => XzReader::with_block_checks(buffered, checker),
+                None => XzReader::new(buffered),
+            };
+            match decoder {
+                Ok(reader) => pump(
+                    LimitReader::new(reader, limit_bytes),
+                    counters,
+                    out,
+                    recycled,
+                    |r| r.into_inner().into_inner().into_inner(),
+                ),
+                Err(e) => {
+                    let _ = out.send(Chunk::Failed(FlashError::ReadImage(e)));
+                }
             }
-        },
+        }
         ImageFormat::Raw => pump(
             LimitReader::new(buffered, limit_bytes),
             counters,

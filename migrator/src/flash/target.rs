@@ -1,9 +1,8 @@
 //! Writing decoded bytes to the target: placement, extent, held-back head, resume skip,
 //! zero-run rule, large aligned writes, hashing of what was written.
 
-use super::digest::Sha256Digest;
+use super::digest::{ReadBackSum, ReadBackSummer};
 use super::error::FlashError;
-use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -172,12 +171,12 @@ pub(crate) struct Counters {
     pub written: AtomicU64,
 }
 
-/// A written image range and the sha256 of its bytes, computed while writing.
+/// A written image range and the sum of its bytes, computed while writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VerifiedRange {
     pub image_offset: u64,
     pub len_bytes: u64,
-    pub sha256: Sha256Digest,
+    pub sum: ReadBackSum,
 }
 
 /// What a [`RangeWriter`] leaves behind.
@@ -208,7 +207,7 @@ pub(crate) struct RangeWriter<'a, T: FlashTarget + ?Sized> {
     next: u64,
     buf: Vec<u8>,
     buf_start: u64,
-    hasher: Sha256,
+    summer: ReadBackSummer,
     head_part: Vec<u8>,
 }
 
@@ -222,7 +221,7 @@ impl<'a, T: FlashTarget + ?Sized> RangeWriter<'a, T> {
             next: start,
             buf: Vec::new(),
             buf_start: start,
-            hasher: Sha256::new(),
+            summer: ReadBackSummer::new(),
             head_part: Vec::new(),
         }
     }
@@ -295,7 +294,7 @@ impl<'a, T: FlashTarget + ?Sized> RangeWriter<'a, T> {
     /// Hash the bytes of `data` (image bytes at `image_offset`) outside the held range.
     fn hash(&mut self, data: &[u8], image_offset: u64) {
         for (at, len) in HeldRange::outside(self.policy.held, image_offset, data.len()) {
-            self.hasher.update(&data[at..at + len]);
+            self.summer.update(&data[at..at + len]);
         }
     }
 
@@ -358,7 +357,7 @@ impl<'a, T: FlashTarget + ?Sized> RangeWriter<'a, T> {
         let range = (self.next > body_start).then(|| VerifiedRange {
             image_offset: body_start,
             len_bytes: self.next - body_start,
-            sha256: Sha256Digest::from_hasher(self.hasher),
+            sum: self.summer.finish(),
         });
         Ok(RangeDone {
             range,

@@ -2,7 +2,10 @@
 //!
 //! Accepts concatenated streams and stream padding, like `xz -d`. A stream that
 //! stops early is [`XzError::Truncated`]; damaged data is [`XzError::StreamData`].
+//! Given the blocks' expected checks ([`XzReader::with_block_checks`]), liblzma skips
+//! its own check and [`BlockChecker`] compares each block's (see `block_check`).
 
+use super::block_check::BlockChecker;
 use super::error::{xz_io, XzError};
 use std::io::{self, BufRead, Read};
 use xz2::stream::{Action, Status, Stream};
@@ -12,17 +15,33 @@ pub struct XzReader<R> {
     stream: Stream,
     finished: bool,
     idle_at_eof: u8,
+    checker: Option<BlockChecker>,
 }
 
 impl<R: BufRead> XzReader<R> {
+    /// liblzma verifies every block's check.
     pub fn new(inner: R) -> io::Result<Self> {
-        let stream = Stream::new_stream_decoder(u64::MAX, lzma_sys::LZMA_CONCATENATED)
+        Self::start(inner, None)
+    }
+
+    /// `checker` verifies the blocks' checks (it must describe every block of the file).
+    pub(crate) fn with_block_checks(inner: R, checker: BlockChecker) -> io::Result<Self> {
+        Self::start(inner, Some(checker))
+    }
+
+    fn start(inner: R, checker: Option<BlockChecker>) -> io::Result<Self> {
+        let mut flags = lzma_sys::LZMA_CONCATENATED;
+        if checker.is_some() {
+            flags |= lzma_sys::LZMA_IGNORE_CHECK;
+        }
+        let stream = Stream::new_stream_decoder(u64::MAX, flags)
             .map_err(|e| io::Error::other(format!("cannot start the xz decoder: {e}")))?;
         Ok(XzReader {
             inner,
             stream,
             finished: false,
             idle_at_eof: 0,
+            checker,
         })
     }
 
@@ -56,6 +75,12 @@ impl<R: BufRead> Read for XzReader<R> {
                         compressed_offset: self.stream.total_in(),
                         detail: e.to_string(),
                     }))
+                }
+            }
+            if let Some(checker) = self.checker.as_mut() {
+                checker.update(&buf[..produced]).map_err(xz_io)?;
+                if self.finished {
+                    checker.finish().map_err(xz_io)?;
                 }
             }
             if produced > 0 || self.finished {
