@@ -8,7 +8,8 @@
 //! read-back of the body, timed on its own.
 
 use migrator::flash::{
-    commit_head, verify_written, write_image, DecodeMode, FlashRequest, Placement, ZeroRuns,
+    commit_head, verify_written, write_image, DecodeMode, DirectTarget, FlashRequest, Placement,
+    ZeroRuns,
 };
 use std::fs::{File, OpenOptions};
 use std::process::ExitCode;
@@ -41,12 +42,14 @@ fn run() -> Result<(), String> {
         return Err("usage: flash_bench IMAGE TARGET [--threads N] [--target-reads-zero]".into());
     };
     let image = File::open(image_path).map_err(|e| format!("{image_path}: {e}"))?;
-    let target = OpenOptions::new()
-        .read(true)
+    // Created here; then opened the way the migrator opens the disk (O_DIRECT where allowed).
+    OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .open(target_path)
+        .map_err(|e| format!("{target_path}: {e}"))?;
+    let target = DirectTarget::open(std::path::Path::new(target_path))
         .map_err(|e| format!("{target_path}: {e}"))?;
     let placement = Placement {
         target_offset_bytes: 0,

@@ -39,6 +39,7 @@
 
 mod block_check;
 pub mod digest;
+pub mod direct;
 pub mod error;
 pub mod format;
 pub mod limit;
@@ -52,6 +53,7 @@ pub mod xz_index;
 pub mod xz_stream;
 
 pub use digest::Sha256Digest;
+pub use direct::DirectTarget;
 pub use error::{FlashError, XzError};
 pub use format::ImageFormat;
 pub use retry::{WRITE_RETRIES, WRITE_RETRY_DELAY};

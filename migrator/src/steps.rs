@@ -277,7 +277,9 @@ pub fn step_flash(ctx: &mut Context<'_>, journal: &mut Journal, resume_from: u64
     let mut checkpoint = |through: u64| {
         journal.record(Step::FlashProgress { through: LayoutBytes(through) }).map_err(|e| e.to_string())
     };
-    let written = flashing::write(&image, &disk, placement, expected, resume_from, ctx.flash_sync_every, &mut checkpoint)?;
+    let target = flash::DirectTarget::open(&ctx.disk_path).map_err(io_err("open", &ctx.disk_path))?;
+    log::info!("flash: writing {} {}", ctx.disk_path.display(), if target.is_direct() { "with O_DIRECT (aligned pieces)" } else { "through the page cache" });
+    let written = flashing::write(&image, &target, placement, expected, resume_from, ctx.flash_sync_every, &mut checkpoint)?;
     journal.record(Step::FlashWritten { image_bytes: LayoutBytes(written.image_bytes) })?;
     ctx.written = Some(written);
     Ok(())

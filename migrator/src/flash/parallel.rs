@@ -19,14 +19,13 @@
 //! Durability is reported for the contiguous prefix of finished blocks only.
 
 use super::block_check::{expected_check, BlockChecker};
-use super::digest::{HashingReader, Sha256Digest};
+use super::digest::{hash_whole_file, Sha256Digest};
 use super::error::{FlashError, XzError};
-use super::positional::PositionalReader;
 use super::target::{sync_error, Counters, FlashTarget, RangeDone, RangeWriter, WritePolicy};
 use super::xz_index::{single_block_stream_tail, XzBlock, XzLayout};
 use super::Progress;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
@@ -46,22 +45,6 @@ pub(crate) struct ParallelResult {
 enum Event {
     BlockDone(usize, RangeDone),
     Failed(FlashError),
-}
-
-fn hash_whole_file(image: &File, abort: &AtomicBool) -> Result<(Sha256Digest, u64), FlashError> {
-    let mut hashing = HashingReader::new(PositionalReader::new(image, 0));
-    let mut buf = vec![0u8; INPUT_PIECE_BYTES];
-    loop {
-        if abort.load(Ordering::Relaxed) {
-            return Err(FlashError::Worker("hashing stopped by another failure"));
-        }
-        match hashing.read(&mut buf) {
-            Ok(0) => return Ok(hashing.finish()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(FlashError::ReadImage(e)),
-        }
-    }
 }
 
 /// Feed `input` through the decoder; every full output buffer goes to the writer.

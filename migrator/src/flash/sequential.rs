@@ -1,11 +1,13 @@
 //! One decoder thread feeding the writer: the path for single-block xz and raw images.
 //!
 //! Two stages, like `xz -dc | dd`, but in one process: the reader thread reads the
-//! image file, hashes the compressed bytes and decodes; the calling thread hashes the
-//! decoded bytes and writes them. Memory: a few 4 MiB chunks in flight, recycled.
+//! image file and decodes; the calling thread sums the decoded bytes and writes them.
+//! A third thread hashes the image file as stored (its sha256), off the decoder's
+//! critical path. Memory: a few 4 MiB chunks in flight, recycled.
 
 use super::block_check::BlockChecker;
-use super::digest::{HashingReader, Sha256Digest};
+use super::digest::{hash_whole_file, Sha256Digest};
+use super::direct::AlignedBuf;
 use super::error::{from_source_io, FlashError};
 use super::format::ImageFormat;
 use super::limit::{LimitReader, TooLong};
@@ -18,7 +20,7 @@ use super::xz_stream::XzReader;
 use super::Progress;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
@@ -26,11 +28,9 @@ const IN_FLIGHT_CHUNKS: usize = 3;
 const INPUT_BUFFER_BYTES: usize = 256 * 1024;
 
 enum Chunk {
-    Data(Vec<u8>),
-    End {
-        compressed_sha256: Sha256Digest,
-        compressed_bytes: u64,
-    },
+    /// Decoded bytes, in a buffer aligned for direct writes (recycled).
+    Data(AlignedBuf),
+    End,
     Failed(FlashError),
 }
 
@@ -94,12 +94,18 @@ pub(crate) fn run<T: FlashTarget + ?Sized>(
     total: Option<u64>,
 ) -> Result<SequentialResult, FlashError> {
     let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(IN_FLIGHT_CHUNKS);
-    let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT_CHUNKS + 1);
+    let (recycle_tx, recycle_rx) = sync_channel::<AlignedBuf>(IN_FLIGHT_CHUNKS + 1);
+    let abort = AtomicBool::new(false);
+    let abort = &abort;
     std::thread::scope(|scope| {
+        let hasher = std::thread::Builder::new()
+            .name("flash-hash".into())
+            .spawn_scoped(scope, move || hash_whole_file(image, abort))
+            .map_err(|_| FlashError::Worker("cannot start the hashing thread"))?;
         let producer = std::thread::Builder::new()
             .name("flash-decode".into())
             .spawn_scoped(scope, move || {
-                produce_hashed(
+                produce(
                     image,
                     format,
                     checker,
@@ -108,8 +114,11 @@ pub(crate) fn run<T: FlashTarget + ?Sized>(
                     &chunk_tx,
                     &recycle_rx,
                 )
-            })
-            .map_err(|_| FlashError::Worker("cannot start the decoder thread"))?;
+            });
+        let Ok(producer) = producer else {
+            abort.store(true, Ordering::Relaxed);
+            return Err(FlashError::Worker("cannot start the decoder thread"));
+        };
         let result = consume(
             target,
             policy,
@@ -121,28 +130,42 @@ pub(crate) fn run<T: FlashTarget + ?Sized>(
             &recycle_tx,
         );
         drop(chunk_rx); // unblocks the producer if we stopped early
-        producer
+        if result.is_err() {
+            abort.store(true, Ordering::Relaxed);
+        }
+        let produced = producer
             .join()
-            .map_err(|_| FlashError::Worker("the decoder thread panicked"))?;
-        result
+            .map_err(|_| FlashError::Worker("the decoder thread panicked"));
+        let hashed = hasher
+            .join()
+            .map_err(|_| FlashError::Worker("the hashing thread panicked"));
+        let (done, image_bytes) = result?;
+        produced?;
+        let (compressed_sha256, compressed_bytes) = hashed??;
+        Ok(SequentialResult {
+            done,
+            compressed_sha256,
+            compressed_bytes,
+            image_bytes,
+        })
     })
 }
 
-/// [`produce`], but keeping the compressed-stream hasher to report its digest.
-fn produce_hashed(
+/// Read and decode the image file, sending chunks of decoded bytes.
+fn produce(
     image: &File,
     format: ImageFormat,
     checker: Option<BlockChecker>,
     limit_bytes: u64,
     counters: &Counters,
     out: &SyncSender<Chunk>,
-    recycled: &Receiver<Vec<u8>>,
+    recycled: &Receiver<AlignedBuf>,
 ) {
-    let hashing = HashingReader::new(Counted {
+    let counted = Counted {
         inner: PositionalReader::new(image, 0),
         counters,
-    });
-    let buffered = BufReader::with_capacity(INPUT_BUFFER_BYTES, hashing);
+    };
+    let buffered = BufReader::with_capacity(INPUT_BUFFER_BYTES, counted);
     match format {
         ImageFormat::Xz => {
             let decoder = match checker {
@@ -155,7 +178,6 @@ fn produce_hashed(
                     counters,
                     out,
                     recycled,
-                    |r| r.into_inner().into_inner().into_inner(),
                 ),
                 Err(e) => {
                     let _ = out.send(Chunk::Failed(FlashError::ReadImage(e)));
@@ -167,25 +189,24 @@ fn produce_hashed(
             counters,
             out,
             recycled,
-            |r| r.into_inner().into_inner(),
         ),
     }
 }
 
-fn pump<'a, R: Read>(
+fn pump<R: Read>(
     mut reader: LimitReader<R>,
     counters: &Counters,
     out: &SyncSender<Chunk>,
-    recycled: &Receiver<Vec<u8>>,
-    into_hasher: impl FnOnce(LimitReader<R>) -> HashingReader<Counted<'a, PositionalReader<'a>>>,
+    recycled: &Receiver<AlignedBuf>,
 ) {
     loop {
-        let mut chunk = recycled.try_recv().unwrap_or_default();
-        chunk.resize(WRITE_CHUNK_BYTES, 0);
-        match fill(&mut reader, &mut chunk) {
+        let mut chunk = recycled
+            .try_recv()
+            .unwrap_or_else(|_| AlignedBuf::new(WRITE_CHUNK_BYTES));
+        match fill(&mut reader, chunk.whole_mut()) {
             Ok(0) => break,
             Ok(n) => {
-                chunk.truncate(n);
+                chunk.set_len(n);
                 counters.decoded_out.fetch_add(n as u64, Ordering::Relaxed);
                 if out.send(Chunk::Data(chunk)).is_err() {
                     return;
@@ -197,18 +218,7 @@ fn pump<'a, R: Read>(
             }
         }
     }
-    let mut hashing = into_hasher(reader);
-    // The decoder stops at the end of the last stream; hash anything after it too
-    // (there is nothing for xz with CONCATENATED, which reads to EOF).
-    if let Err(e) = io::copy(&mut hashing, &mut io::sink()) {
-        let _ = out.send(Chunk::Failed(FlashError::ReadImage(e)));
-        return;
-    }
-    let (compressed_sha256, compressed_bytes) = hashing.finish();
-    let _ = out.send(Chunk::End {
-        compressed_sha256,
-        compressed_bytes,
-    });
+    let _ = out.send(Chunk::End);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -220,8 +230,8 @@ fn consume<T: FlashTarget + ?Sized>(
     progress: &mut dyn FnMut(&Progress),
     total: Option<u64>,
     chunks: &Receiver<Chunk>,
-    recycle: &SyncSender<Vec<u8>>,
-) -> Result<SequentialResult, FlashError> {
+    recycle: &SyncSender<AlignedBuf>,
+) -> Result<(RangeDone, u64), FlashError> {
     let mut writer = RangeWriter::new(target, policy, counters, 0);
     let mut requested_at = 0u64;
     let syncer = Syncer::default();
@@ -234,7 +244,7 @@ fn consume<T: FlashTarget + ?Sized>(
         let result = (|| loop {
             match chunks.recv() {
                 Ok(Chunk::Data(chunk)) => {
-                    writer.push(&chunk)?;
+                    writer.push(chunk.as_slice())?;
                     let _ = recycle.try_send(chunk);
                     syncer.check()?;
                     // Sync in the background so decoding never waits for the disk;
@@ -246,18 +256,9 @@ fn consume<T: FlashTarget + ?Sized>(
                     }
                     progress(&Progress::snapshot(counters, total, syncer.durable()));
                 }
-                Ok(Chunk::End {
-                    compressed_sha256,
-                    compressed_bytes,
-                }) => {
+                Ok(Chunk::End) => {
                     let image_bytes = writer.position();
-                    let done = writer.finish()?;
-                    return Ok(SequentialResult {
-                        done,
-                        compressed_sha256,
-                        compressed_bytes,
-                        image_bytes,
-                    });
+                    return Ok((writer.finish()?, image_bytes));
                 }
                 Ok(Chunk::Failed(error)) => return Err(error),
                 Err(_) => {

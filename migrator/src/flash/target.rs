@@ -2,6 +2,7 @@
 //! zero-run rule, large aligned writes, hashing of what was written.
 
 use super::digest::{ReadBackSum, ReadBackSummer};
+use super::direct::AlignedBuf;
 use super::error::FlashError;
 use std::fs::File;
 use std::io;
@@ -205,7 +206,8 @@ pub(crate) struct RangeWriter<'a, T: FlashTarget + ?Sized> {
     counters: &'a Counters,
     start: u64,
     next: u64,
-    buf: Vec<u8>,
+    /// Bytes gathered up to the next chunk boundary; aligned for direct writes.
+    buf: Option<AlignedBuf>,
     buf_start: u64,
     summer: ReadBackSummer,
     head_part: Vec<u8>,
@@ -219,7 +221,7 @@ impl<'a, T: FlashTarget + ?Sized> RangeWriter<'a, T> {
             counters,
             start,
             next: start,
-            buf: Vec::new(),
+            buf: None,
             buf_start: start,
             summer: ReadBackSummer::new(),
             head_part: Vec::new(),
@@ -257,17 +259,17 @@ impl<'a, T: FlashTarget + ?Sized> RangeWriter<'a, T> {
             let boundary = (self.next / chunk + 1) * chunk;
             let room = (boundary - self.next) as usize;
             let take = data.len().min(room);
-            if self.buf.is_empty() && take == WRITE_CHUNK_BYTES {
+            let buffered = self.buf.as_ref().is_some_and(|b| !b.is_empty());
+            if !buffered && take == WRITE_CHUNK_BYTES {
                 // Aligned full chunk: write straight from the caller's buffer.
                 self.hash(&data[..take], self.next);
                 self.write_out(&data[..take], self.next)?;
                 self.next += take as u64;
                 self.buf_start = self.next;
             } else {
-                if self.buf.capacity() == 0 {
-                    self.buf.reserve_exact(WRITE_CHUNK_BYTES);
-                }
-                self.buf.extend_from_slice(&data[..take]);
+                self.buf
+                    .get_or_insert_with(|| AlignedBuf::new(WRITE_CHUNK_BYTES))
+                    .extend_from_slice(&data[..take]);
                 self.next += take as u64;
                 if take == room {
                     self.flush_buf()?;
@@ -279,14 +281,13 @@ impl<'a, T: FlashTarget + ?Sized> RangeWriter<'a, T> {
     }
 
     fn flush_buf(&mut self) -> Result<(), FlashError> {
-        if self.buf.is_empty() {
+        let Some(mut buf) = self.buf.take_if(|b| !b.is_empty()) else {
             return Ok(());
-        }
-        let buf = std::mem::take(&mut self.buf);
-        self.hash(&buf, self.buf_start);
-        let result = self.write_out(&buf, self.buf_start);
-        self.buf = buf;
-        self.buf.clear();
+        };
+        self.hash(buf.as_slice(), self.buf_start);
+        let result = self.write_out(buf.as_slice(), self.buf_start);
+        buf.clear();
+        self.buf = Some(buf);
         self.buf_start = self.next;
         result
     }
