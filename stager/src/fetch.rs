@@ -20,6 +20,11 @@
 //! - **Plain http://** is refused unless [`FetchOptions::allow_plain_http`] is set, and even
 //!   then only with an explicit sha256 (a `URL.sha256` fetched over plain http proves
 //!   nothing). Redirects from https to http are refused the same way.
+//! - **Free space**: before the first byte of a transfer is written, the `.part`'s file
+//!   system must have room for what the server says is left (its `Content-Length`, or the
+//!   `Content-Range` total minus the `.part`) plus a 32 MiB margin, else
+//!   [`FetchError::NoRoom`] and nothing is written. A server that gives no length is not
+//!   checked (a warning is logged).
 //! - **Local path**: verified in place (no copy; `dest` is not used): sha256 given, or
 //!   from a `PATH.sha256` file beside it, else refused.
 //! - **Progress**: a progress bar when stderr is a TTY, otherwise `log::info!` lines every
@@ -36,6 +41,7 @@ mod progress;
 mod range;
 mod remote;
 mod source;
+mod space;
 
 use std::path::Path;
 use std::time::Duration;
@@ -110,4 +116,12 @@ fn with_suffix(path: &Path, suffix: &str) -> std::path::PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     std::path::PathBuf::from(name)
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
 }

@@ -12,7 +12,9 @@ use reqwest::{StatusCode, Url};
 use super::client::{classify, error_chain, RequestFailure};
 use super::progress::Progress;
 use super::range::{parse_content_range, range_from, ContentRange};
-use super::{FetchError, FetchOptions};
+use super::space::ensure_room;
+use super::{parent_dir, FetchError, FetchOptions};
+use crate::host::units::Bytes;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const CHUNK: usize = 256 * 1024;
@@ -228,6 +230,10 @@ fn receive(
     total: Option<u64>,
     progress: &mut Progress,
 ) -> Result<u64, Attempt> {
+    // The `.part` keeps its `had` bytes (or is cut to `start` and grows to `total`):
+    // either way the file system must find `total - had` more.
+    let to_write = total.map(|total| Bytes(total.saturating_sub(had)));
+    ensure_room(parent_dir(part), to_write).map_err(Attempt::Fatal)?;
     let mut file = OpenOptions::new()
         .create(true)
         .write(true)

@@ -89,6 +89,15 @@ pub enum FetchError {
     )]
     Client { detail: String },
 
+    #[error("not enough free space in {dir} for the image: {needed} needed ({download} still to download + {margin} margin), {free} free; free space there, or download the image to a larger file system yourself and pass its path as --image", dir = .dir.display())]
+    NoRoom {
+        dir: PathBuf,
+        needed: crate::host::units::Bytes,
+        download: crate::host::units::Bytes,
+        margin: crate::host::units::Bytes,
+        free: crate::host::units::Bytes,
+    },
+
     #[error("cannot {action} {path}: {source}; check free space and permissions", path = .path.display())]
     Io {
         action: &'static str,

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::path::Path;
 
 use super::digest::hash_file;
-use super::{Bytes, FetchError, FetchedImage, Sha256Hex};
+use super::{parent_dir, Bytes, FetchError, FetchedImage, Sha256Hex};
 
 /// Hashes `part` from disk; on a match renames it to `dest` and fsyncs both, on a
 /// mismatch deletes it. `url` names the download in the error.
@@ -47,9 +47,5 @@ fn sync_file(path: &Path) -> Result<(), FetchError> {
 }
 
 fn sync_parent_dir(path: &Path) -> Result<(), FetchError> {
-    let parent = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    sync_file(parent)
+    sync_file(parent_dir(path))
 }
