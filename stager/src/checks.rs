@@ -7,6 +7,8 @@ mod capacity;
 mod storage;
 mod system;
 
+pub use capacity::profile_memory;
+
 use crate::host::boot_mode::BootMode;
 use crate::host::units::Bytes;
 use crate::host::HostFacts;

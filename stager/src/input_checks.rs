@@ -261,8 +261,7 @@ pub fn run(root: &HostRoot, facts: &HostFacts, req: &CheckRequest) -> CheckRepor
     }
     if let Some(profile) = profile {
         report.push(profile_check(facts, profile));
-        let memory = facts.memory.as_ref().map(|m| m.total).map_err(Clone::clone);
-        report.push(minimum_check(CheckId::ProfileMemory, "memory", memory, profile.requirements.min_ram_mib));
+        report.push(checks::profile_memory(facts, &profile.name, profile.requirements.min_ram_mib));
         report.push(minimum_check(CheckId::ProfileDisk, "the disk", disk_bytes(root, facts), profile.requirements.min_disk_mib));
     }
     match (&image, profile) {

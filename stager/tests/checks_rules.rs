@@ -5,7 +5,7 @@
 mod fixture_host;
 
 use fixture_host::{FixtureHost, ROOT_SECTORS, ROOT_START, SECTOR, SWAP_SECTORS, SWAP_START};
-use stager::checks::{run, run_all, CheckId, CheckInputs, CheckReport, Status};
+use stager::checks::{profile_memory, run, run_all, CheckId, CheckInputs, CheckReport, Status};
 use stager::host::boot_mode::BootMode;
 use stager::host::facts::{gather_with, HostFacts, ProcessFacts};
 use stager::host::units::Bytes;
@@ -138,6 +138,34 @@ fn memory_check_counts_swap_in_use() {
     );
     assert_eq!(check.status, Status::Fail);
     assert!(check.found.contains("swap in use"), "{}", check.found);
+}
+
+/// MemTotal against the profile's minimum: the fixture's 2048316 kB (2000.3 MiB) meets
+/// 2000 MiB and fails 2001 MiB, whatever is available.
+#[test]
+fn memory_total_against_the_profile_minimum() {
+    let host = FixtureHost::legacy_ubuntu_14_04();
+    let facts = facts_of(&host);
+    assert_eq!(facts.memory.as_ref().unwrap().total, Bytes(2048316 * 1024));
+    let enough = profile_memory(&facts, "some-board", 2000);
+    assert_eq!(enough.status, Status::Pass, "{enough:?}");
+    let short = profile_memory(&facts, "some-board", 2001);
+    assert_eq!(short.status, Status::Fail);
+    assert_eq!(short.id, CheckId::ProfileMemory);
+    assert_eq!(short.found, "MemTotal is 2.0 GiB (2048316 kB)");
+    assert_eq!(
+        short.reason,
+        "profile some-board requires at least 2.0 GiB of RAM (requirements.min_ram_mib = 2001)"
+    );
+    assert_eq!(
+        short.fix.as_deref(),
+        Some(
+            "migrate a device with at least 2.0 GiB of RAM, or use the profile made for this board"
+        )
+    );
+    host.write("/proc/meminfo", "MemFree: 1 kB\n");
+    let unreadable = profile_memory(&facts_of(&host), "some-board", 1);
+    assert_eq!(unreadable.status, Status::Fail, "{unreadable:?}");
 }
 
 #[test]

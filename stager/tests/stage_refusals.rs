@@ -289,6 +289,39 @@ fn not_root() {
     refused(&host, request, &["check root-user failed: effective user id 1000", "fix: run it again as root"]);
 }
 
+/// `/proc/meminfo` with `total_kib` of RAM, `available_kib` of it available and no swap in use.
+fn meminfo(total_kib: u64, available_kib: u64) -> String {
+    format!(
+        "MemTotal:       {total_kib} kB\nMemFree:        {available_kib} kB\nMemAvailable:   {available_kib} kB\nSwapTotal:      1048572 kB\nSwapFree:       1048572 kB\n"
+    )
+}
+
+/// MemTotal below the profile's `requirements.min_ram_mib` (intel-nuc: 1024 MiB) is refused
+/// even with plenty available; 1024 MiB exactly stages. Less than 128 MiB available with
+/// swap off stays refused whatever MemTotal is.
+#[test]
+fn memory_below_the_profile_minimum_or_without_swap() {
+    let host = StageHost::new();
+    host.host.write("/proc/meminfo", &meminfo(768 * 1024, 600 * 1024));
+    refused(
+        &host,
+        host.request(),
+        &[
+            "check profile-memory failed: MemTotal is 768.0 MiB (786432 kB)",
+            "profile intel-nuc requires at least 1.0 GiB of RAM (requirements.min_ram_mib = 1024)",
+            "fix: migrate a device with at least 1.0 GiB of RAM, or use the profile made for this board",
+        ],
+    );
+    host.host.write("/proc/meminfo", &meminfo(1024 * 1024 - 1, 900 * 1024));
+    refused(&host, host.request(), &["check profile-memory failed: MemTotal is 1024.0 MiB (1048575 kB)"]);
+    host.host.write("/proc/meminfo", &meminfo(1024 * 1024, 900 * 1024));
+    let mut request = host.request();
+    request.dry_run = true;
+    assert!(run_stage(&request, &mut FixtureSystem::default()).is_ok());
+    host.host.write("/proc/meminfo", &meminfo(4 * 1024 * 1024, 100 * 1024));
+    refused(&host, host.request(), &["check memory-without-swap failed", "less than the 128.0 MiB needed"]);
+}
+
 /// `/proc/self/mountinfo` of the fixture host with its `/` line (after the mount and parent
 /// ids) replaced by `root`, and `extra` mount lines appended.
 fn mountinfo_with(root: Option<&str>, extra: &str) -> String {

@@ -84,6 +84,40 @@ pub fn memory_without_swap(facts: &HostFacts, min: Option<Bytes>) -> Check {
     }
 }
 
+/// The host's MemTotal against the profile's `requirements.min_ram_mib`: the board the
+/// profile describes needs that much RAM to run resinOS, whatever is free right now.
+pub fn profile_memory(facts: &HostFacts, profile: &str, min_ram_mib: u64) -> Check {
+    let id = CheckId::ProfileMemory;
+    let min = Bytes(min_ram_mib.saturating_mul(1024 * 1024));
+    let total = match &facts.memory {
+        Ok(memory) => memory.total,
+        Err(error) => {
+            return Check::fail(
+                id,
+                error.clone(),
+                "the host's memory size cannot be read",
+                "run with /proc mounted",
+            )
+        }
+    };
+    let found = format!("MemTotal is {total} ({} kB)", total.get() / 1024);
+    if total >= min {
+        return Check::pass(
+            id,
+            found,
+            format!("profile {profile} requires at least {min}"),
+        );
+    }
+    Check::fail(
+        id,
+        found,
+        format!(
+            "profile {profile} requires at least {min} of RAM (requirements.min_ram_mib = {min_ram_mib})"
+        ),
+        format!("migrate a device with at least {min} of RAM, or use the profile made for this board"),
+    )
+}
+
 pub fn root_space(facts: &HostFacts, target: Option<Bytes>) -> Check {
     let id = CheckId::RootSpace;
     let (device, disk) = match (&facts.root_device, &facts.root_disk) {

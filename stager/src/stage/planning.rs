@@ -134,7 +134,8 @@ fn host_boot_mode(profile: &Profile) -> Option<HostBootMode> {
 }
 
 /// The host refusals that need neither the image nor the config: the profile's kind, boot
-/// mode, the disk's table, then every host check (root, OS, swap partition, memory...).
+/// mode, the disk's table, then every host check (root, OS, swap partition, memory...),
+/// then the host's RAM against the profile's `requirements.min_ram_mib`.
 pub fn precheck_host(facts: &HostFacts, profile: &Profile) -> Result<(), Refusal> {
     if profile.source.kind != SourceKind::UbuntuGrubHost {
         return Err(Refusal::NotAGrubHostProfile { profile: profile.name.clone(), kind: profile.source.kind.to_string() });
@@ -173,7 +174,12 @@ pub fn precheck_host(facts: &HostFacts, profile: &Profile) -> Result<(), Refusal
     if storage.status == Status::Fail {
         return Err(Refusal::from_check(&storage));
     }
-    check_gate(facts, &inputs)
+    check_gate(facts, &inputs)?;
+    let memory = checks::profile_memory(facts, &profile.name, profile.requirements.min_ram_mib);
+    if memory.status == Status::Fail {
+        return Err(Refusal::from_check(&memory));
+    }
+    Ok(())
 }
 
 /// The built-in resinOS 1.x profiles for this machine's architecture (`uname -m`), for messages.
