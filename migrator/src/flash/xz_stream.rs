@@ -2,8 +2,8 @@
 //!
 //! Accepts concatenated streams and stream padding, like `xz -d`. A stream that
 //! stops early is [`XzError::Truncated`]; damaged data is [`XzError::StreamData`].
-//! Given the blocks' expected checks ([`XzReader::with_block_checks`]), liblzma skips
-//! its own check and [`BlockChecker`] compares each block's (see `block_check`).
+//! Given the blocks' expected checks (`XzReader::with_block_checks`), liblzma skips
+//! its own check and `block_check::BlockChecker` compares each block's.
 
 use super::block_check::BlockChecker;
 use super::error::{xz_io, XzError};
