@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(qemu-system-x86 musl-tools grub-pc-bin grub2-common e2fsprogs dosfstools mtools
-          busybox-static xz-utils zstd fdisk cpio kmod gzip ca-certificates btrfs-progs)
+          busybox-static xz-utils zstd fdisk cpio kmod gzip ca-certificates btrfs-progs
+          grub-efi-amd64-bin ovmf)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

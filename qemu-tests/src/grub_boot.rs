@@ -34,3 +34,24 @@ pub fn copy_modules(dst: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Debian's grub-efi-amd64-bin files.
+pub const GRUB_X86_64_EFI: &str = "/usr/lib/grub/x86_64-efi";
+
+/// Builds a standalone GRUB EFI application (`BOOTX64.EFI`) with `modules` built in and the
+/// prefix `prefix` on the partition it was loaded from (no module directory needed there).
+pub fn build_efi_image(out: &Path, prefix: &str, modules: &[&str]) -> Result<()> {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "-d".into(),
+        GRUB_X86_64_EFI.into(),
+        "-O".into(),
+        "x86_64-efi".into(),
+        "-p".into(),
+        prefix.into(),
+        "-o".into(),
+        out.into(),
+    ];
+    args.extend(modules.iter().map(std::ffi::OsString::from));
+    crate::tools::run("grub-mkimage", args).context("grub-mkimage -O x86_64-efi (run scripts/setup.sh: package grub-efi-amd64-bin)")?;
+    Ok(())
+}

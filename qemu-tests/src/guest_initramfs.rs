@@ -10,9 +10,22 @@ use std::path::Path;
 /// Writes an initramfs to `out`: busybox, the disk and file-system modules of `kernel`,
 /// `init_script` as `/init`. Returns the archive size in bytes.
 pub fn build_busybox_initramfs(out: &Path, kernel: &TestKernel, init_script: &[u8]) -> Result<u64> {
+    build_busybox_initramfs_with(out, kernel, init_script, &[])
+}
+
+/// Like [`build_busybox_initramfs`], with `extra_modules` (and their dependencies) too.
+pub fn build_busybox_initramfs_with(
+    out: &Path,
+    kernel: &TestKernel,
+    init_script: &[u8],
+    extra_modules: &[&str],
+) -> Result<u64> {
     let report = InitramfsBuilder::new()
         .busybox(Path::new(BUSYBOX), busybox_applets()?)
-        .modules(kernel.module_tree(), DISK_AND_FS_MODULES.iter().copied())
+        .modules(
+            kernel.module_tree(),
+            DISK_AND_FS_MODULES.iter().chain(extra_modules).copied(),
+        )
         .init(init_script.to_vec())
         .compression(Compression::Gzip)
         .write_to_path(out)

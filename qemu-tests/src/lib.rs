@@ -19,5 +19,6 @@ pub mod host_image;
 pub mod rootfs;
 pub mod payload;
 pub mod resin_image;
+pub mod resin1x_image;
 pub mod verdict;
 pub mod e2e;

@@ -32,6 +32,30 @@ impl Drive {
     }
 }
 
+/// The machine's firmware.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Firmware {
+    /// QEMU's default SeaBIOS: boots the MBR code of the first disk.
+    Bios,
+    /// OVMF (UEFI): boots `\EFI\BOOT\BOOTX64.EFI` of a FAT partition. `vars` is this VM's own
+    /// writable copy of the variable store (see [`uefi_vars_copy`]).
+    Uefi { vars: PathBuf },
+}
+
+/// Debian's ovmf package: the UEFI firmware code (read-only) and its variable store template.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// A fresh copy of OVMF's variable store for the VM `name` (firmware writes to it).
+pub fn uefi_vars_copy(name: &str) -> Result<PathBuf> {
+    let dst = paths::artifacts_dir().join("runs").join(format!("{name}-OVMF_VARS.fd"));
+    if let Some(d) = dst.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    std::fs::copy(OVMF_VARS, &dst).with_context(|| format!("copying {OVMF_VARS} (run scripts/setup.sh: package ovmf)"))?;
+    Ok(dst)
+}
+
 /// What to boot and how.
 #[derive(Debug, Clone)]
 pub struct VmConfig {
@@ -41,11 +65,12 @@ pub struct VmConfig {
     pub memory_mib: u32,
     /// Let a guest reboot continue in the same VM (otherwise QEMU exits on reboot).
     pub allow_reboot: bool,
+    pub firmware: Firmware,
 }
 
 impl VmConfig {
     pub fn new(name: &str, drives: Vec<Drive>) -> Self {
-        VmConfig { name: name.to_string(), drives, memory_mib: 1536, allow_reboot: true }
+        VmConfig { name: name.to_string(), drives, memory_mib: 1536, allow_reboot: true, firmware: Firmware::Bios }
     }
 }
 
@@ -74,6 +99,10 @@ impl Vm {
         cmd.args(["-accel", "tcg", "-nodefaults", "-no-user-config", "-display", "none"])
             .args(["-serial", "stdio", "-monitor", "none", "-nic", "none"])
             .args(["-m", &config.memory_mib.to_string()]);
+        if let Firmware::Uefi { vars } = &config.firmware {
+            cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"));
+            cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
+        }
         if !config.allow_reboot {
             cmd.arg("-no-reboot");
         }

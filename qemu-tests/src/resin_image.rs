@@ -94,6 +94,21 @@ impl ResinImage {
     }
 }
 
+/// The sfdisk script of a resinOS MBR disk of `disk_sectors`: three primaries (the first
+/// bootable), the extended partition from `extended_start` to the end, two logicals.
+pub fn mbr_script(label_id: &str, parts: &[StandInPartition; 5], extended_start: u64, disk_sectors: u64) -> String {
+    let line = |p: &StandInPartition| format!("start={}, size={}, type={}", p.start, p.sectors, p.mbr_type);
+    let mut script = format!("label: dos\nlabel-id: {label_id}\nunit: sectors\n\n{}, bootable\n", line(&parts[0]));
+    for p in &parts[1..3] {
+        script += &format!("{}\n", line(p));
+    }
+    script += &format!("start={extended_start}, size={}, type=5\n", disk_sectors - extended_start);
+    for p in &parts[3..] {
+        script += &format!("{}\n", line(p));
+    }
+    script
+}
+
 fn build(kernel: &TestKernel, raw: &Path, xz: &Path, sha256_file: &Path) -> Result<()> {
     let work = paths::images_dir().join("resinos-standin-work");
     if work.exists() {
@@ -130,17 +145,7 @@ fn build(kernel: &TestKernel, raw: &Path, xz: &Path, sha256_file: &Path) -> Resu
     std::fs::create_dir_all(&empty)?;
 
     disk::create_sparse(raw, IMAGE_SECTORS * SECTOR_BYTES)?;
-    let [b, ra, rb, st, da] = PARTITIONS;
-    let mut script = String::from("label: dos\nlabel-id: 0x7e5a0b01\nunit: sectors\n\n");
-    script += &format!("start={}, size={}, type={}, bootable\n", b.start, b.sectors, b.mbr_type);
-    for p in [ra, rb] {
-        script += &format!("start={}, size={}, type={}\n", p.start, p.sectors, p.mbr_type);
-    }
-    script += &format!("start={EXTENDED_START}, size={}, type=5\n", IMAGE_SECTORS - EXTENDED_START);
-    for p in [st, da] {
-        script += &format!("start={}, size={}, type={}\n", p.start, p.sectors, p.mbr_type);
-    }
-    disk::write_table(raw, &script)?;
+    disk::write_table(raw, &mbr_script("0x7e5a0b01", &PARTITIONS, EXTENDED_START, IMAGE_SECTORS))?;
 
     for (i, p) in PARTITIONS.iter().enumerate() {
         let fs_file = work.join(format!("{}.fs", p.label));
