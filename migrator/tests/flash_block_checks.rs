@@ -13,7 +13,7 @@ use migrator::flash::{
 };
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const IMAGE_LEN: usize = 6 * 1024 * 1024 + 4321;
@@ -113,24 +113,40 @@ fn damage_stored_check(path: &Path, n: usize) {
     file.write_all_at(&byte, offset).unwrap();
 }
 
+/// `raw` compressed by xz with `--check=check` and `args`, in a fresh scratch directory.
+fn compressed(name: &str, raw: &[u8], check: &str, args: &[&str]) -> (Scratch, PathBuf) {
+    let scratch = Scratch::new(name);
+    let image_path = scratch.path("image.xz");
+    let check_arg = format!("--check={check}");
+    let mut xz_args = vec![check_arg.as_str()];
+    xz_args.extend_from_slice(args);
+    xz(raw, &xz_args, &image_path);
+    (scratch, image_path)
+}
+
+/// Flash `image_path` onto a fresh patterned target with `threads` decoders.
+fn flash(
+    scratch: &Scratch,
+    image_path: &Path,
+    threads: usize,
+) -> (File, Result<migrator::flash::FlashReport, FlashError>) {
+    let image = File::open(image_path).unwrap();
+    let target = patterned_target(&scratch.path("target.img"), TARGET_LEN);
+    let mut request = FlashRequest::new(placement());
+    request.decode_threads = threads;
+    let result = flash_image(&image, &target, &request, &mut ignore);
+    (target, result)
+}
+
 #[test]
 fn every_check_type_flashes_identically_on_every_decode_path() {
     let raw = raw_image(IMAGE_LEN);
     for check in ["crc32", "crc64", "sha256", "none"] {
         for (path_name, args, threads, mode_ok) in PATHS {
             let name = format!("chk-{check}-{path_name}");
-            let scratch = Scratch::new(&name);
-            let image_path = scratch.path("image.xz");
-            let check_arg = format!("--check={check}");
-            let mut xz_args = vec![check_arg.as_str()];
-            xz_args.extend_from_slice(args);
-            xz(&raw, &xz_args, &image_path);
-            let image = File::open(&image_path).unwrap();
-            let target = patterned_target(&scratch.path("target.img"), TARGET_LEN);
-            let mut request = FlashRequest::new(placement());
-            request.decode_threads = threads;
-            let report = flash_image(&image, &target, &request, &mut ignore)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let (scratch, image_path) = compressed(&name, &raw, check, args);
+            let (target, result) = flash(&scratch, &image_path, threads);
+            let report = result.unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(
                 mode_ok(report.written.mode),
                 "{name}: {:?}",
@@ -151,20 +167,12 @@ fn a_damaged_stored_check_stops_every_decode_path_naming_the_block() {
     for check in ["crc32", "crc64", "sha256"] {
         for (path_name, args, threads, _) in PATHS {
             let name = format!("bad-{check}-{path_name}");
-            let scratch = Scratch::new(&name);
-            let image_path = scratch.path("image.xz");
-            let check_arg = format!("--check={check}");
-            let mut xz_args = vec![check_arg.as_str()];
-            xz_args.extend_from_slice(args);
-            xz(&raw, &xz_args, &image_path);
+            let (scratch, image_path) = compressed(&name, &raw, check, args);
             let blocks = blocks_of(&image_path).len();
             let damaged = blocks / 2; // the only block of a single-block image
             damage_stored_check(&image_path, damaged);
-            let image = File::open(&image_path).unwrap();
-            let target = patterned_target(&scratch.path("target.img"), TARGET_LEN);
-            let mut request = FlashRequest::new(placement());
-            request.decode_threads = threads;
-            let error = flash_image(&image, &target, &request, &mut ignore).unwrap_err();
+            let (target, result) = flash(&scratch, &image_path, threads);
+            let error = result.unwrap_err();
             match &error {
                 FlashError::Xz(XzError::CheckMismatch { block, .. }) => {
                     assert_eq!(*block, damaged, "{name}: wrong block named")
