@@ -159,6 +159,9 @@ impl Plan {
         let route = match grub.route {
             GrubRoute::CustomCfg => "custom.cfg (sourced by grub.cfg)",
             GrubRoute::UpdateGrub => "40_custom + update-grub",
+            GrubRoute::BootFiles if grub.files.is_empty() => {
+                "boot partition files, none of which can be edited yet (the migration environment cannot be armed)"
+            }
             GrubRoute::BootFiles => "edited boot partition files",
         };
         writeln!(out, "GRUB:     entry '{}' (id {}) via {}", grub.entry_title, grub.entry_id, route)?;

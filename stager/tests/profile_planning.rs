@@ -490,3 +490,17 @@ fn a_raspberry_pi_boot_partition_without_room_for_the_kernel_is_refused() {
     assert!(message.contains("the boot partition resin-boot (partition 1) has 2.97 MiB"), "{message}");
     assert!(message.contains("kernel 4 MiB + initramfs 512 KiB"), "{message}");
 }
+
+#[test]
+fn a_board_whose_boot_file_cannot_be_edited_says_so_in_the_plan_text() {
+    // 1.x Intel NUC: EFI/BOOT/grub.cfg is not edited yet, so nothing can arm the migration
+    // environment; the dry-run text must not claim an edited boot file.
+    let profile = Profile::builtin("resinos1x-intel-nuc").unwrap();
+    let case = resinos1x_case(&profile, &[], 300_000, MIB);
+    let p = plan_image::plan(&case.request).unwrap();
+    assert!(p.plan.grub.files.is_empty());
+    let text = stager::stage::resinos1x::planner::render(&p);
+    assert!(!text.contains("via edited boot partition files"), "{text}");
+    assert!(text.contains("none of which can be edited yet"), "{text}");
+    assert!(text.contains("EFI/BOOT/grub.cfg is not edited by this stager yet"), "{text}");
+}
