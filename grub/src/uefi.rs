@@ -92,6 +92,8 @@ pub enum UefiError {
     Io { path: PathBuf, source: io::Error },
     #[error("EFI variable {}: {reason}", path.display())]
     BadVariable { path: PathBuf, reason: String },
+    #[error("{} cannot be started by the firmware: {reason}; the kernel must be built with CONFIG_EFI_STUB=y for x86-64", path.display())]
+    NotEfiStub { path: PathBuf, reason: String },
     #[error("no free Boot#### number from Boot{FIRST_FREE_BOOT_NUMBER:04X} to BootFFFF; delete stale entries with efibootmgr -b XXXX -B")]
     NoFreeBootNumber,
 }
@@ -476,6 +478,53 @@ impl<'a> Reader<'a> {
         }
         self.take(len)
     }
+}
+
+/// PE/COFF machine type of x86-64 executables (`IMAGE_FILE_MACHINE_AMD64`).
+pub const PE_MACHINE_X86_64: u16 = 0x8664;
+
+/// Refuse a kernel the firmware could not start from a `Boot####` entry: it
+/// must be a PE/COFF image for x86-64 (what `CONFIG_EFI_STUB` makes of a
+/// bzImage: an `MZ` DOS header whose `e_lfanew` at 0x3c points at `PE\0\0`
+/// followed by the COFF machine type). Reads only the first 4 KiB.
+pub fn check_efi_stub(kernel: &Path) -> Result<(), UefiError> {
+    use std::io::Read;
+    let refuse = |reason: String| UefiError::NotEfiStub {
+        path: kernel.to_owned(),
+        reason,
+    };
+    let mut head = Vec::new();
+    File::open(kernel)
+        .and_then(|f| f.take(4096).read_to_end(&mut head))
+        .map_err(|source| UefiError::Io {
+            path: kernel.to_owned(),
+            source,
+        })?;
+    if !head.starts_with(b"MZ") {
+        return Err(refuse("no MZ header".into()));
+    }
+    let mut r = Reader::new(head.get(0x3c..).unwrap_or_default(), "DOS header");
+    let pe_offset = r.u32().map_err(|_| refuse("truncated DOS header".into()))?;
+    let pe = usize::try_from(pe_offset)
+        .ok()
+        .and_then(|at| head.get(at..))
+        .unwrap_or_default();
+    let mut r = Reader::new(pe, "PE header");
+    let signature: [u8; 4] = r.array().map_err(|_| {
+        refuse(format!(
+            "PE header offset 0x{pe_offset:x} is outside the first 4 KiB"
+        ))
+    })?;
+    if &signature != b"PE\0\0" {
+        return Err(refuse(format!("no PE signature at 0x{pe_offset:x}")));
+    }
+    let machine = r.u16().map_err(|_| refuse("truncated PE header".into()))?;
+    if machine != PE_MACHINE_X86_64 {
+        return Err(refuse(format!(
+            "PE machine type 0x{machine:04x}, not x86-64 (0x8664)"
+        )));
+    }
+    Ok(())
 }
 
 /// One EFI variable: attributes and data.

@@ -494,3 +494,81 @@ fn efibootmgr_reads_our_variables() {
         assert!(line.contains(&dotted), "{line:?} lacks {dotted:?}");
     }
 }
+
+/// A minimal PE header by hand: "MZ", e_lfanew at 0x3c, "PE\0\0", COFF machine.
+fn pe_head(pe_offset: u32, machine: u16) -> Vec<u8> {
+    let mut head = vec![0u8; 0x200];
+    head[0..2].copy_from_slice(b"MZ");
+    head[0x3c..0x40].copy_from_slice(&pe_offset.to_le_bytes());
+    let at = pe_offset as usize;
+    if at + 6 <= head.len() {
+        head[at..at + 4].copy_from_slice(b"PE\0\0");
+        head[at + 4..at + 6].copy_from_slice(&machine.to_le_bytes());
+    }
+    head
+}
+
+#[test]
+fn efi_stub_check_reads_the_pe_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vmlinuz");
+    let check = |bytes: &[u8]| {
+        fs::write(&file, bytes).unwrap();
+        grub::uefi::check_efi_stub(&file)
+    };
+    check(&pe_head(0x80, 0x8664)).unwrap();
+    for (what, bytes, says) in [
+        ("i386 PE", pe_head(0x80, 0x014c), "0x014c"),
+        ("PE offset past 4 KiB", pe_head(0x2000, 0x8664), "outside"),
+        ("no MZ", vec![0xeb, 0x63, 0x90], "no MZ"),
+        ("truncated DOS header", b"MZ\0\0".to_vec(), "truncated"),
+        (
+            "truncated PE header",
+            pe_head(0x80, 0x8664)[..0x85].to_vec(),
+            "PE",
+        ),
+    ] {
+        let err = check(&bytes).unwrap_err();
+        assert!(
+            matches!(err, UefiError::NotEfiStub { .. }) && err.to_string().contains(says),
+            "{what}: {err}"
+        );
+        assert!(err.to_string().contains("CONFIG_EFI_STUB"), "{err}");
+    }
+    assert!(matches!(
+        grub::uefi::check_efi_stub(&dir.path().join("missing")),
+        Err(UefiError::Io { .. })
+    ));
+}
+
+#[test]
+fn efi_stub_check_on_real_images() {
+    // GRUB's BIOS boot sector is no EFI executable.
+    let boot_img = Path::new("/usr/lib/grub/i386-pc/boot.img");
+    if boot_img.exists() {
+        assert!(grub::uefi::check_efi_stub(boot_img).is_err());
+    } else {
+        eprintln!("SKIP boot.img: {} missing", boot_img.display());
+    }
+    // A GRUB x86_64-efi image is a real x86-64 PE file.
+    let dir = tempfile::tempdir().unwrap();
+    let efi = dir.path().join("grubx64.efi");
+    match Command::new("grub-mkimage")
+        .args(["-O", "x86_64-efi", "-p", "/EFI/BOOT", "-o"])
+        .arg(&efi)
+        .arg("normal")
+        .status()
+    {
+        Ok(s) if s.success() => grub::uefi::check_efi_stub(&efi).unwrap(),
+        other => eprintln!("SKIP grub-mkimage x86_64-efi: {other:?}"),
+    }
+    // The QEMU tests' Debian kernel (scripts/setup.sh) carries the EFI stub.
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/kernel");
+    match fs::read_to_string(cache.join("VERSION")) {
+        Ok(version) => {
+            let vmlinuz = cache.join(format!("root/boot/vmlinuz-{}", version.trim()));
+            grub::uefi::check_efi_stub(&vmlinuz).unwrap();
+        }
+        Err(e) => eprintln!("SKIP test kernel: {e} (run scripts/setup.sh)"),
+    }
+}
