@@ -372,6 +372,10 @@ pub enum GrubRoute {
     /// `EFI/BOOT/grub.cfg`) are edited to boot the migration environment; `files` lists each
     /// with the byte copy that undoes it, `env` is empty.
     BootFiles,
+    /// resinOS 1.x on UEFI: no GRUB file changes. A firmware load option `Boot####` starts
+    /// the kernel's EFI stub from the boot partition (its files listed in `files`), armed
+    /// for one boot with `BootNext`, which the firmware deletes before it boots it.
+    UefiBootNext,
 }
 
 /// What the stager changed in the host's GRUB setup, so that it can be undone.

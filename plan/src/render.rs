@@ -163,6 +163,7 @@ impl Plan {
                 "boot partition files, none of which can be edited yet (the migration environment cannot be armed)"
             }
             GrubRoute::BootFiles => "edited boot partition files",
+            GrubRoute::UefiBootNext => "a UEFI boot option armed for one boot with BootNext (no GRUB file is changed)",
         };
         writeln!(out, "GRUB:     entry '{}' (id {}) via {}", grub.entry_title, grub.entry_id, route)?;
         for change in &grub.files {

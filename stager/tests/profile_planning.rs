@@ -211,6 +211,7 @@ fn resinos1x_case(profile: &Profile, overrides: &[(&str, u64)], data_bytes: u64,
     sparse_file(&data_root.join("docker/overlay/layer.tar"), 400 * 1000 * 1000);
     let kernel = dir.path().join("vmlinuz");
     sparse_file(&kernel, kernel_bytes);
+    write_pe_header(&kernel);
     let initramfs = dir.path().join("initramfs.img");
     sparse_file(&initramfs, MIB / 2);
     let request = PlanImageRequest {
@@ -224,6 +225,15 @@ fn resinos1x_case(profile: &Profile, overrides: &[(&str, u64)], data_bytes: u64,
         allow_unknown_device_type: false,
     };
     Case { dir, request, source, target }
+}
+
+/// A bzImage's first bytes as the EFI stub has them: `MZ`, `e_lfanew` at 0x3c, `PE\0\0`.
+fn write_pe_header(kernel: &Path) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().write(true).open(kernel).unwrap();
+    file.write_all_at(b"MZ", 0).unwrap();
+    file.write_all_at(&0x80u32.to_le_bytes(), 0x3c).unwrap();
+    file.write_all_at(b"PE\0\0", 0x80).unwrap();
 }
 
 fn start_of(parts: &[(ExpectedPartition, u64, u64)], role: PartitionRole) -> (u64, u64) {
@@ -378,12 +388,13 @@ fn beaglebone_plan_edits_uenv_txt_towards_resin_updt() {
 #[test]
 fn spare_root_too_small_is_refused_with_the_sizes() {
     let profile = Profile::builtin("resinos1x-intel-nuc").unwrap();
-    let case = resinos1x_case(&profile, &[], 300_000, 40 * MIB);
+    // 30 MB of application data: under the path's 170 MB limit, over the 20 MiB spare root.
+    let case = resinos1x_case(&profile, &[], 30_000_000, MIB);
     let err = plan_image::plan(&case.request).unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, Refusal1x::SpareRootTooSmall { .. }), "{message}");
     assert!(message.contains("the spare root resin-updt (partition 3) is 20 MiB (20971520 bytes)"), "{message}");
-    assert!(message.contains("kernel 40 MiB"), "{message}");
+    assert!(message.contains("backup 28.61 MiB"), "{message}");
     assert!(!message.contains('\n'));
 }
 
@@ -492,15 +503,30 @@ fn a_raspberry_pi_boot_partition_without_room_for_the_kernel_is_refused() {
 }
 
 #[test]
-fn a_board_whose_boot_file_cannot_be_edited_says_so_in_the_plan_text() {
-    // 1.x Intel NUC: EFI/BOOT/grub.cfg is not edited yet, so nothing can arm the migration
-    // environment; the dry-run text must not claim an edited boot file.
+fn the_uefi_nuc_is_armed_by_the_firmware_with_kernel_and_initramfs_on_its_boot_partition() {
+    // 1.x Intel NUC: poky's grub-efi of the 1.x era has no loadenv, so grubenv cannot make a
+    // one-shot there; the plan arms a firmware boot option (BootNext) and leaves GRUB alone.
     let profile = Profile::builtin("resinos1x-intel-nuc").unwrap();
     let case = resinos1x_case(&profile, &[], 300_000, MIB);
     let p = plan_image::plan(&case.request).unwrap();
-    assert!(p.plan.grub.files.is_empty());
+    assert_eq!(p.plan.grub.route, plan::GrubRoute::UefiBootNext);
+    assert!(p.boot_edits.is_empty(), "no bootloader file is edited: {:?}", p.boot_edits);
+    let created: Vec<&str> = p.plan.grub.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(created, ["/mnt/boot/swapover/vmlinuz", "/mnt/boot/swapover/initramfs.img"]);
+    assert!(p.budget.kernel_on_boot);
+    assert!(p.boot.args.contains(&"initrd=\\swapover\\initramfs.img".to_string()), "{:?}", p.boot.args);
     let text = stager::stage::resinos1x::planner::render(&p);
-    assert!(!text.contains("via edited boot partition files"), "{text}");
-    assert!(text.contains("none of which can be edited yet"), "{text}");
-    assert!(text.contains("EFI/BOOT/grub.cfg is not edited by this stager yet"), "{text}");
+    assert!(text.contains("via a UEFI boot option armed for one boot with BootNext"), "{text}");
+    assert!(text.contains("EFI/BOOT/grub.cfg is not changed"), "{text}");
+    assert!(!text.contains("cannot be armed"), "{text}");
+}
+
+#[test]
+fn a_uefi_kernel_without_an_efi_stub_is_refused() {
+    let profile = Profile::builtin("resinos1x-intel-nuc").unwrap();
+    let case = resinos1x_case(&profile, &[], 300_000, MIB);
+    std::fs::write(&case.request.kernel, vec![0u8; 8192]).unwrap();
+    let err = plan_image::plan(&case.request).unwrap_err();
+    assert!(matches!(err, Refusal1x::KernelNotEfi { .. }), "{err}");
+    assert!(err.to_string().contains("CONFIG_EFI_STUB"), "{err}");
 }

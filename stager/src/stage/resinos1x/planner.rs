@@ -14,7 +14,7 @@ use super::source_disk::{self, Matched, SourceDisk1x};
 use crate::stage::config_json::ConfigJsonFacts;
 use crate::stage::image_probe::ImageFacts;
 use crate::stage::planning::{self, ENTRY_ID, ENTRY_TITLE, STAGING_DIR};
-use board_profiles::{Bootloader, Profile};
+use board_profiles::{BootMode, Bootloader, Profile};
 use plan::{
     BackupItem, BackupSet, BackupVolume, Bytes, ConfigJson, DiskId, Extent, FailurePolicy, FileChange, FileChangeKind,
     FsPartition, FsType, GrubChanges, GrubRoute, ModuleLoad, NetworkSources, PartitionIdentity, PartitionRole, Plan,
@@ -178,8 +178,14 @@ pub fn migration_boot(profile: &Profile, staging_number: u32) -> MigrationBoot {
     let on_staging = |file: &str| match profile.bootloader {
         // The GPU firmware reads only the FAT boot partition.
         Bootloader::RaspberrypiFirmware => file.to_string(),
+        _ if profile.boot_mode == BootMode::Uefi => file.to_string(),
         _ => format!("/{file}"),
     };
+    if profile.boot_mode == BootMode::Uefi {
+        // The kernel's EFI stub loads the initramfs named by `initrd=` from the volume it
+        // was loaded from (the boot partition), with a backslash path.
+        args.push(format!("initrd={}", uefi_path(INITRAMFS_FILE)));
+    }
     MigrationBoot {
         kernel: on_staging(KERNEL_FILE),
         initramfs: on_staging(INITRAMFS_FILE),
@@ -187,6 +193,19 @@ pub fn migration_boot(profile: &Profile, staging_number: u32) -> MigrationBoot {
         staging_partition: staging_number,
         args,
     }
+}
+
+/// A file on the boot partition as UEFI device paths and the EFI stub name it: `\\a\\b`.
+pub fn uefi_path(file: &str) -> String {
+    format!("\\{}", file.trim_start_matches('/').replace('/', "\\"))
+}
+
+/// Whether the firmware, not a bootloader file, arms the migration environment: on UEFI
+/// boards a `Boot####` option for the kernel's EFI stub, set as `BootNext` (one boot; the
+/// firmware clears it before booting it). The board's GRUB is left alone, so no GRUB build
+/// (poky's grub-efi of the 1.x era has neither `loadenv` nor `test`) can get in the way.
+pub fn armed_by_firmware(profile: &Profile) -> bool {
+    profile.boot_mode == BootMode::Uefi
 }
 
 fn sha256(bytes: &[u8]) -> Sha256Hex {
@@ -242,7 +261,8 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
     }
 
     // What resin-updt (and, on a Raspberry Pi, resin-boot) must hold.
-    let kernel_on_boot = profile.bootloader == Bootloader::RaspberrypiFirmware;
+    // The Raspberry Pi GPU firmware and UEFI firmware read only the FAT boot partition.
+    let kernel_on_boot = profile.bootloader == Bootloader::RaspberrypiFirmware || armed_by_firmware(profile);
     let have = bytes_of(updt.found.size);
     let margin = Bytes(STAGING_MARGIN_1X.get() + have.get() / 20);
     let image_bytes = Bytes(i.image.compressed_size.get() + i.config.bytes.len() as u64);
@@ -282,7 +302,17 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
     let mboot = migration_boot(profile, updt.found.number);
     let mut boot_edits = Vec::new();
     let mut files = Vec::new();
-    for file in i.boot_files {
+    let by_firmware = armed_by_firmware(profile);
+    if by_firmware {
+        let kept: Vec<&str> = i.boot_files.iter().map(|f| f.name.as_str()).collect();
+        notes.push(format!(
+            "armed by the UEFI firmware (a Boot#### option for {} on {}, set as BootNext for one boot); {} not changed",
+            uefi_path(KERNEL_FILE),
+            boot.expected.name,
+            if kept.is_empty() { "no bootloader file is".to_string() } else { format!("{} is", kept.join(", ")) }
+        ));
+    }
+    for file in i.boot_files.iter().filter(|_| !by_firmware) {
         let kind = EditKind::of(&file.name);
         if kind == EditKind::Unsupported {
             notes.push(format!("{} is not edited by this stager yet: the migration environment cannot be armed on this board", file.name));
@@ -300,7 +330,8 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
         boot_edits.push(BootEdit { name: file.name.clone(), original: file.bytes.clone(), edited });
     }
     if kernel_on_boot {
-        for name in [KERNEL_FILE, INITRAMFS_FILE, CMDLINE_FILE] {
+        let names: &[&str] = if by_firmware { &[KERNEL_FILE, INITRAMFS_FILE] } else { &[KERNEL_FILE, INITRAMFS_FILE, CMDLINE_FILE] };
+        for name in names {
             files.push(FileChange { path: format!("{BOOT_MOUNT}/{name}"), change: FileChangeKind::Created });
         }
     }
@@ -373,7 +404,7 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
         },
         hostname: i.config.hostname.clone(),
         modules: ModuleLoad { order_file: format!("/{}", initramfs::MODULE_LOAD_LIST_PATH), modules: planning::wanted_modules(profile) },
-        grub: GrubChanges { entry_id: ENTRY_ID.into(), entry_title: ENTRY_TITLE.into(), route: GrubRoute::BootFiles, files, env: Vec::new() },
+        grub: GrubChanges { entry_id: ENTRY_ID.into(), entry_title: ENTRY_TITLE.into(), route: if by_firmware { GrubRoute::UefiBootNext } else { GrubRoute::BootFiles }, files, env: Vec::new() },
         finalize: profile.finalize_policy(),
         failure: FailurePolicy { step_retries: 3, retry_delay_secs: 5, disk_wait_secs: 30 },
     };
