@@ -37,24 +37,6 @@ fn file_size(path: &Path, what: &str) -> Result<Bytes, Refusal1x> {
         .map_err(|e| Refusal1x::Disk { disk: path.display().to_string(), problem: format!("the {what} cannot be read: {e}") })
 }
 
-/// Whether `path` is a kernel the UEFI firmware can start itself (EFI stub): a DOS header
-/// whose `e_lfanew` (at 0x3c) points at the `PE\0\0` signature of a PE/COFF image.
-pub fn check_efi_stub(path: &Path) -> Result<(), Refusal1x> {
-    let refuse = |problem: String| Refusal1x::KernelNotEfi { kernel: path.display().to_string(), problem };
-    let mut head = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(4096).read_to_end(&mut head))
-        .map_err(|e| refuse(format!("it cannot be read: {e}")))?;
-    if head.get(..2) != Some(b"MZ".as_slice()) {
-        return Err(refuse("it has no DOS/PE header (no EFI stub)".into()));
-    }
-    let pe = head.get(0x3c..0x40).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
-    match pe.and_then(|at| head.get(at..at + 4)) {
-        Some(sig) if sig == b"PE\0\0" => Ok(()),
-        _ => Err(refuse("its DOS header does not lead to a PE signature (no EFI stub)".into())),
-    }
-}
-
 /// The profile's bootloader files and the free space of the 1.x boot partition.
 pub fn read_boot_files(disk: &SourceDisk1x, profile: &Profile) -> Result<(Vec<BootFile>, Option<Bytes>), Refusal1x> {
     let shown = disk.path.display().to_string();
@@ -97,7 +79,8 @@ pub fn plan(req: &PlanImageRequest) -> Result<Plan1x, Refusal1x> {
     let app_data = app_data::measure(&req.data_root, &req.profile)?;
     let kernel = file_size(&req.kernel, "kernel")?;
     if planner::armed_by_firmware(&req.profile) {
-        check_efi_stub(&req.kernel)?;
+        grub::uefi::check_efi_stub(&req.kernel)
+            .map_err(Refusal1x::KernelNotEfi)?;
     }
     let initramfs = file_size(&req.initramfs, "initramfs")?;
     let (boot_files, boot_free) = read_boot_files(&disk, &req.profile)?;

@@ -45,8 +45,8 @@ pub enum Refusal1x {
     ImageLargerThanDisk { image_end_mib: u64, disk_mib: u64 },
     #[error("the image has no {role} partition where profile {profile} expects {name}; download the right image for the profile")]
     ImageMissingPartition { role: String, name: String, profile: String },
-    #[error("the migration kernel {kernel} cannot be started by the UEFI firmware: {problem}; pass a kernel built with CONFIG_EFI_STUB (a PE/COFF bzImage) with --kernel")]
-    KernelNotEfi { kernel: String, problem: String },
+    #[error("the migration kernel {0}, and pass such a kernel with --kernel")]
+    KernelNotEfi(grub::uefi::UefiError),
     #[error("{0}")]
     Stage(#[from] crate::stage::Refusal),
     #[error("the plan is inconsistent: {0}")]
