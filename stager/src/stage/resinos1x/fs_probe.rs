@@ -2,7 +2,8 @@
 //! enough to tell resinOS 1.x's partitions apart by label (MBR entries have no names).
 //!
 //! Where each format keeps these (little-endian on disk):
-//! - ext2/3/4: superblock at byte 1024; magic 0xEF53 at +56, compat features at +92
+//! - ext2/3/4: superblock at byte 1024; free blocks at +12 (and +0x158 for the high half
+//!   with the 64bit feature), log2(block size / 1024) at +24; magic 0xEF53 at +56, compat features at +92
 //!   (0x4 has_journal), incompat features at +96 (0x40 extents, 0x80 64bit, 0x200 flex_bg:
 //!   ext4), UUID at +104, volume name at +120 (16 bytes) — e2fsprogs' `ext2_fs.h`.
 //! - btrfs: superblock at 64 KiB; fsid at +0x20, magic `_BHRfS_M` at +0x40, label at
@@ -11,7 +12,7 @@
 //!   label at 71; FAT12/16 have the serial at 39 and label at 43 (11 bytes, space padded).
 //! - swap: `SWAPSPACE2` ending the first 4 KiB page, UUID at 1024+12, label at 1024+28.
 
-use plan::FsType;
+use plan::{Bytes, FsType};
 
 /// Bytes of a partition's start that [`probe`] looks at.
 pub const PROBE_BYTES: usize = 0x10000 + 0x1000;
@@ -24,6 +25,9 @@ pub struct FsFacts {
     pub label: String,
     /// UUID as blkid prints it (FAT: the volume serial as `XXXX-XXXX`).
     pub uuid: String,
+    /// Free space the superblock counts (ext2/3/4 only; reserved blocks included, as root
+    /// writes the staging files).
+    pub free: Option<Bytes>,
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -62,7 +66,19 @@ fn probe_ext(head: &[u8]) -> Option<FsFacts> {
     } else {
         FsType::Ext2
     };
-    Some(FsFacts { fs, label: text(&sb[120..136]), uuid: uuid_text(&sb[104..120]) })
+    let log_block = le32(sb, 24);
+    let high = match incompat & 0x80 {
+        0 => Some(0),
+        _ => head.get(1024 + 0x158..1024 + 0x15c).map(|b| le32(b, 0)),
+    };
+    let free = match (log_block, high) {
+        (0..=6, Some(high)) => {
+            let blocks = (u64::from(high) << 32) | u64::from(le32(sb, 12));
+            blocks.checked_mul(1024u64 << log_block).map(Bytes)
+        }
+        _ => None,
+    };
+    Some(FsFacts { fs, label: text(&sb[120..136]), uuid: uuid_text(&sb[104..120]), free })
 }
 
 fn probe_btrfs(head: &[u8]) -> Option<FsFacts> {
@@ -70,7 +86,7 @@ fn probe_btrfs(head: &[u8]) -> Option<FsFacts> {
     if &sb[0x40..0x48] != b"_BHRfS_M" {
         return None;
     }
-    Some(FsFacts { fs: FsType::Btrfs, label: text(&sb[0x12b..0x12b + 256]), uuid: uuid_text(&sb[0x20..0x30]) })
+    Some(FsFacts { fs: FsType::Btrfs, label: text(&sb[0x12b..0x12b + 256]), uuid: uuid_text(&sb[0x20..0x30]), free: None })
 }
 
 fn probe_swap(head: &[u8]) -> Option<FsFacts> {
@@ -78,7 +94,7 @@ fn probe_swap(head: &[u8]) -> Option<FsFacts> {
     if &page[4086..4096] != b"SWAPSPACE2" {
         return None;
     }
-    Some(FsFacts { fs: FsType::Swap, label: text(&page[1024 + 28..1024 + 44]), uuid: uuid_text(&page[1024 + 12..1024 + 28]) })
+    Some(FsFacts { fs: FsType::Swap, label: text(&page[1024 + 28..1024 + 44]), uuid: uuid_text(&page[1024 + 12..1024 + 28]), free: None })
 }
 
 fn probe_fat(head: &[u8]) -> Option<FsFacts> {
@@ -96,7 +112,7 @@ fn probe_fat(head: &[u8]) -> Option<FsFacts> {
     let serial = le32(boot, serial_at);
     let label = text(&boot[label_at..label_at + 11]);
     let label = if label == "NO NAME" { String::new() } else { label };
-    Some(FsFacts { fs: FsType::Vfat, label, uuid: format!("{:04X}-{:04X}", serial >> 16, serial & 0xffff) })
+    Some(FsFacts { fs: FsType::Vfat, label, uuid: format!("{:04X}-{:04X}", serial >> 16, serial & 0xffff), free: None })
 }
 
 #[cfg(test)]
@@ -119,5 +135,19 @@ mod tests {
         assert_eq!(probe(&head).map(|f| f.fs), Some(FsType::Ext3));
         head[1024 + 96] = 0x40;
         assert_eq!(probe(&head).map(|f| f.fs), Some(FsType::Ext4));
+    }
+
+    #[test]
+    fn ext_free_space_is_free_blocks_times_block_size() {
+        let mut head = vec![0u8; PROBE_BYTES];
+        head[1024 + 56..1024 + 58].copy_from_slice(&0xEF53u16.to_le_bytes());
+        head[1024 + 12..1024 + 16].copy_from_slice(&1000u32.to_le_bytes());
+        head[1024 + 24] = 2; // 4 KiB blocks
+        assert_eq!(probe(&head).and_then(|f| f.free), Some(Bytes(4_096_000)));
+        head[1024 + 96] = 0x80; // 64bit: the high half counts
+        head[1024 + 0x158] = 1;
+        assert_eq!(probe(&head).and_then(|f| f.free), Some(Bytes(((1u64 << 32) + 1000) * 4096)));
+        head[1024 + 24] = 40; // nonsense block size
+        assert_eq!(probe(&head).and_then(|f| f.free), None);
     }
 }

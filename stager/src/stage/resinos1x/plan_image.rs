@@ -85,8 +85,6 @@ pub fn plan(req: &PlanImageRequest) -> Result<Plan1x, Refusal1x> {
     let initramfs = file_size(&req.initramfs, "initramfs")?;
     let (boot_files, boot_free) = read_boot_files(&disk, &req.profile)?;
     let image = image_probe::probe(&req.image).map_err(crate::stage::Refusal::from)?;
-    let staging_fs_uuid = crate::stage::host_extras::new_uuid()
-        .map_err(|e| crate::stage::Refusal::HostFact(format!("no random UUID: {e}")))?;
     planner::make_plan(&Inputs {
         profile: &req.profile,
         disk: &disk,
@@ -97,7 +95,6 @@ pub fn plan(req: &PlanImageRequest) -> Result<Plan1x, Refusal1x> {
         initramfs,
         boot_files: &boot_files,
         boot_free,
-        staging_fs_uuid,
         allow_unknown_device_type: req.allow_unknown_device_type,
     })
 }

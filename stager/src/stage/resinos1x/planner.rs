@@ -56,8 +56,6 @@ pub struct Inputs<'a> {
     pub boot_files: &'a [BootFile],
     /// Free space on the 1.x boot partition (Raspberry Pi: kernel and initramfs go there).
     pub boot_free: Option<Bytes>,
-    /// UUID for the staging file system made on resin-updt.
-    pub staging_fs_uuid: String,
     pub allow_unknown_device_type: bool,
 }
 
@@ -263,7 +261,17 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
     // What resin-updt (and, on a Raspberry Pi, resin-boot) must hold.
     // The Raspberry Pi GPU firmware and UEFI firmware read only the FAT boot partition.
     let kernel_on_boot = profile.bootloader == Bootloader::RaspberrypiFirmware || armed_by_firmware(profile);
-    let have = bytes_of(updt.found.size);
+    // Staging goes into resin-updt's own file system (a directory, removed again by undo),
+    // never a new one: nothing the stager does to the spare root is irreversible.
+    let (staging_fs, have) = match &updt.found.fs {
+        Some(fs) if matches!(fs.fs, FsType::Ext2 | FsType::Ext3 | FsType::Ext4) => (fs.clone(), fs.free.unwrap_or(Bytes(0))),
+        found => {
+            return Err(Refusal1x::SpareRootNoFs {
+                device: format!("{} (partition {})", updt.expected.name, updt.found.number),
+                found: found.as_ref().map(|f| f.fs.to_string()).unwrap_or_else(|| "no known file system".into()),
+            })
+        }
+    };
     let margin = Bytes(STAGING_MARGIN_1X.get() + have.get() / 20);
     let image_bytes = Bytes(i.image.compressed_size.get() + i.config.bytes.len() as u64);
     let on_updt = if kernel_on_boot { vec![image_bytes, backup, margin] } else { vec![i.kernel, i.initramfs, image_bytes, backup, margin] };
@@ -372,8 +380,8 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
         }),
         staging: Staging {
             partition: identity(i.disk, updt)?,
-            fs_uuid: i.staging_fs_uuid.clone(),
-            fs_type: FsType::Ext4,
+            fs_uuid: staging_fs.uuid.clone(),
+            fs_type: staging_fs.fs,
             dir: STAGING_DIR.into(),
             original_swap_uuid: None,
         },
@@ -418,10 +426,12 @@ pub fn render(p: &Plan1x) -> String {
     let b = &p.budget;
     let staging = &p.plan.staging.partition;
     out.push_str(&format!(
-        "\nStaging on the spare root (partition {}, sectors {}..{}): {} needed ({}image+config {}, backup {}, margin {}) of {}.\n",
+        "\nStaging on the spare root (partition {}, sectors {}..{}), in its {} file system (UUID {}, contents kept): {} needed ({}image+config {}, backup {}, margin {}) of {} free.\n",
         staging.number,
         staging.start.get(),
         staging.start.get() + staging.size.get(),
+        p.plan.staging.fs_type,
+        p.plan.staging.fs_uuid,
         b.needed,
         if b.kernel_on_boot { String::new() } else { format!("kernel {}, initramfs {}, ", b.kernel, b.initramfs) },
         b.image,

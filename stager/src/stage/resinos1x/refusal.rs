@@ -19,7 +19,9 @@ pub enum Refusal1x {
     AppData { dir: String, problem: String },
     #[error("the data to carry over measures {measured:#} (uncompressed, {dir}), over the {limit:#} limit of the resinOS 1.x -> 2.x path (profile {profile}, backup_limit_compressed_mb); data is never truncated: remove application data under {dir} until it is below the limit")]
     BackupOverLimit { measured: Bytes, limit: Bytes, dir: String, profile: String },
-    #[error("the spare root {device} is {have:#} but staging needs {needed:#} (kernel {kernel} + initramfs {initramfs} + image {image} + backup {backup} + margin {margin}); carry less application data or use a smaller (or better compressed) image")]
+    #[error("the spare root {device} holds {found}, not the ext2/3/4 file system resinOS 1.x makes there; staging goes into that file system (its contents are kept), so this is not a resinOS 1.x layout the stager knows")]
+    SpareRootNoFs { device: String, found: String },
+    #[error("the spare root {device} has {have:#} free but staging needs {needed:#} (kernel {kernel} + initramfs {initramfs} + image {image} + backup {backup} + margin {margin}); carry less application data or use a smaller (or better compressed) image")]
     SpareRootTooSmall {
         device: String,
         have: Bytes,
