@@ -150,6 +150,27 @@ fn sparse(path: &Path, bytes: u64) -> Result<()> {
     disk::create_sparse(path, bytes)
 }
 
+/// Module files and directories of the kernel package copied into resin-root's
+/// `/lib/modules/<release>`: what the profile's initramfs modules (disks, ext4, vfat, btrfs,
+/// nls) need, with their dependencies.
+const MODULE_SUBSET: &[&str] = &[
+    "kernel/fs/btrfs",
+    "kernel/fs/ext4",
+    "kernel/fs/jbd2",
+    "kernel/fs/mbcache.ko",
+    "kernel/fs/fat",
+    "kernel/fs/nls",
+    "kernel/drivers/ata",
+    "kernel/drivers/nvme",
+    "kernel/drivers/scsi/sd_mod.ko",
+    "kernel/drivers/scsi/scsi_mod.ko",
+    "kernel/drivers/scsi/scsi_common.ko",
+    "kernel/lib",
+    "kernel/crypto",
+    "kernel/arch",
+    "kernel/block",
+];
+
 fn build(kernel: &TestKernel, out: &Path, variant: DataVariant) -> Result<()> {
     // The planner's rule the sizes are chosen for: resin-updt inside the 2.x resin-rootB.
     let root_b = resin_image::PARTITIONS[2];
@@ -202,9 +223,25 @@ fn build(kernel: &TestKernel, out: &Path, variant: DataVariant) -> Result<()> {
         &initramfs,
         kernel,
         &std::fs::read(assets.join("init"))?,
-        &["btrfs"],
+        &["btrfs", "efivarfs"],
     )?;
     root.copy("boot/initramfs", &initramfs, 0o644)?;
+    // The kernel's modules (the subset the migration initramfs draws from), as resinOS 1.x
+    // keeps them in /lib/modules/<release>, indexed by depmod.
+    let kver = &kernel.version;
+    for sub in MODULE_SUBSET {
+        let src = kernel.module_tree().join(sub);
+        let dst = format!("lib/modules/{kver}/{sub}");
+        if src.is_dir() {
+            root.copy_dir(&dst, &src)?;
+        } else if src.exists() {
+            root.copy(&dst, &src, 0o644)?;
+        }
+    }
+    for f in ["modules.builtin", "modules.builtin.modinfo", "modules.order"] {
+        root.copy(&format!("lib/modules/{kver}/{f}"), &kernel.module_tree().join(f), 0o644)?;
+    }
+    run("depmod", ["-b", &root.root.to_string_lossy(), kver.as_str()])?;
     root.file(
         "etc/os-release",
         b"ID=\"resin-os\"\nNAME=\"Resin OS\"\nVERSION=\"1.26.0\"\nVERSION_ID=\"1.26.0\"\nPRETTY_NAME=\"Resin OS 1.26.0 (stand-in)\"\nMACHINE=\"intel-nuc\"\n",

@@ -86,8 +86,20 @@ pub enum Command {
         the applications' data under --data-root/resin-data, and the sizes of the migration \
         kernel and initramfs; refuses when the data is over the path's backup limit, when \
         resin-updt cannot hold the staging files, or when flashing would reach resin-updt \
-        before the migration is done. Staging a 1.x device is not wired yet.")]
+        before the migration is done. `stage-1x` stages a UEFI 1.x device.")]
     PlanImage(PlanImageArgs),
+
+    /// Stage a resinOS 1.x UEFI device (Intel NUC) and arm its migration for one boot
+    #[command(name = "stage-1x", long_about = "Stage a resinOS 1.x UEFI device (the 1.x Intel NUC) \
+        and arm the migration for one boot, then reboot.\n\n\
+        Plans as `plan-image` does and refuses in one line where it would. Then writes swapover/ \
+        (plan, config.json, the image) into resin-updt's own file system, the migration kernel \
+        and initramfs to swapover/ on the mounted resin-boot, and a firmware boot option for \
+        them set as BootNext: the firmware boots it once and deletes BootNext, so the boot after \
+        is the 1.x system's again. No file the 1.x system had is changed; any failure rolls \
+        back, and `stager abort` undoes a staged run. With --dry-run it prints the plan and \
+        the steps and changes nothing. The ARM boards are not staged (no firmware one-shot).")]
+    Stage1x(Stage1xArgs),
 
     /// List the board profiles (built in, plus --profile-file), or show one
     #[command(long_about = "List the board profiles this stager knows: the ones built in, plus \
@@ -238,6 +250,51 @@ pub struct StageArgs {
 
 #[derive(Debug, Args)]
 pub struct PlanImageArgs {
+    #[command(flatten)]
+    pub inputs: Plan1xInputs,
+
+    /// The migration environment's initramfs
+    #[arg(long, value_name = "FILE")]
+    pub initramfs: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct Stage1xArgs {
+    #[command(flatten)]
+    pub plan: Plan1xInputs,
+
+    /// The migration kernel's modules directory (resinOS 1.x: /lib/modules/$(uname -r))
+    #[arg(long, value_name = "DIR")]
+    pub modules: PathBuf,
+
+    /// Where resin-boot is mounted read-write (resinOS 1.x: /mnt/boot)
+    #[arg(long, value_name = "DIR", default_value = "/mnt/boot")]
+    pub boot_mount: PathBuf,
+
+    /// efivarfs mount point
+    #[arg(long, value_name = "DIR", default_value = "/sys/firmware/efi/efivars", hide = true)]
+    pub efivars: PathBuf,
+
+    /// Print the plan and the steps, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Stage and arm, but do not reboot; the migration starts at the next reboot
+    #[arg(long)]
+    pub no_reboot: bool,
+
+    /// Migrator binary to use instead of the one carried in the stager (development, tests)
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub migrator: Option<PathBuf>,
+
+    /// Directory standing for `/` (for tests on fixture trees)
+    #[arg(long, value_name = "DIR", default_value = "/", hide = true)]
+    pub root: PathBuf,
+}
+
+/// What `plan-image` and `stage-1x` both read.
+#[derive(Debug, Args)]
+pub struct Plan1xInputs {
     /// resinOS 1.x board profile (see `stager profiles`: resinos1x-*)
     #[arg(long, value_name = "NAME")]
     pub profile: String,
@@ -261,10 +318,6 @@ pub struct PlanImageArgs {
     /// The migration environment's kernel
     #[arg(long, value_name = "FILE")]
     pub kernel: PathBuf,
-
-    /// The migration environment's initramfs
-    #[arg(long, value_name = "FILE")]
-    pub initramfs: PathBuf,
 
     /// Plan even when the image's device-type.json cannot be read
     #[arg(long)]
@@ -292,25 +345,78 @@ pub fn run(cli: Cli) -> i32 {
         Command::Abort(args) => crate::stage::command::run_abort(args.root.clone(), cli.json),
         Command::Profiles { command } => run_profiles(command.as_ref(), &catalog, cli.json),
         Command::PlanImage(args) => run_plan_image(args, &catalog, cli.json),
+        Command::Stage1x(args) => run_stage_1x(args, &catalog, cli.json),
     }
 }
 
-fn run_plan_image(args: &PlanImageArgs, catalog: &ProfileCatalog, json: bool) -> i32 {
-    let profile = match catalog.resolve(&args.profile) {
-        Ok(profile) => profile,
-        Err(e) => return print_error(&e.to_string(), json, EXIT_CHECK_FAILED),
-    };
-    let request = crate::stage::resinos1x::plan_image::PlanImageRequest {
+fn plan_request(inputs: &Plan1xInputs, initramfs: PathBuf, catalog: &ProfileCatalog) -> Result<crate::stage::resinos1x::plan_image::PlanImageRequest, String> {
+    let profile = catalog.resolve(&inputs.profile).map_err(|e| e.to_string())?;
+    Ok(crate::stage::resinos1x::plan_image::PlanImageRequest {
         profile,
-        disk: args.disk.clone(),
-        image: args.image.clone(),
-        config: args.config.clone(),
-        data_root: args.data_root.clone(),
-        kernel: args.kernel.clone(),
-        initramfs: args.initramfs.clone(),
-        allow_unknown_device_type: args.allow_unknown_device_type,
+        disk: inputs.disk.clone(),
+        image: inputs.image.clone(),
+        config: inputs.config.clone(),
+        data_root: inputs.data_root.clone(),
+        kernel: inputs.kernel.clone(),
+        initramfs,
+        allow_unknown_device_type: inputs.allow_unknown_device_type,
+    })
+}
+
+fn run_plan_image(args: &PlanImageArgs, catalog: &ProfileCatalog, json: bool) -> i32 {
+    match plan_request(&args.inputs, args.initramfs.clone(), catalog) {
+        Ok(request) => crate::stage::resinos1x::plan_image::run(&request, json),
+        Err(e) => print_error(&e, json, EXIT_CHECK_FAILED),
+    }
+}
+
+fn run_stage_1x(args: &Stage1xArgs, catalog: &ProfileCatalog, json: bool) -> i32 {
+    use crate::stage::resinos1x::stage_1x::{self, Outcome1x, Stage1xError, Stage1xRequest};
+    let plan = match plan_request(&args.plan, PathBuf::new(), catalog) {
+        Ok(plan) => plan,
+        Err(e) => return print_error(&e, json, EXIT_CHECK_FAILED),
     };
-    crate::stage::resinos1x::plan_image::run(&request, json)
+    let migrator = match crate::migrator_payload::load(args.migrator.as_deref()) {
+        Ok(bytes) => bytes,
+        Err(e) => return print_error(&e.to_string(), json, EXIT_ERROR),
+    };
+    let root = crate::host::HostRoot::new(&args.root);
+    let fixture = root.dir() != std::path::Path::new("/");
+    let request = Stage1xRequest {
+        plan,
+        root,
+        modules: args.modules.clone(),
+        boot_mount: args.boot_mount.clone(),
+        efivars: args.efivars.clone(),
+        migrator,
+        dry_run: args.dry_run,
+        execute: crate::stage::execute::ExecuteOptions {
+            no_reboot: args.no_reboot,
+            fail_after: std::env::var(crate::stage::command::FAIL_AFTER_ENV).ok(),
+        },
+    };
+    let result = if fixture {
+        stage_1x::run(&request, &mut crate::stage::system::FixtureSystem::default())
+    } else {
+        stage_1x::run(&request, &mut crate::stage::system::RealSystem)
+    };
+    match result {
+        Ok(Outcome1x::DryRun(text)) => {
+            print!("{text}");
+            println!("Dry run: nothing was changed.");
+            EXIT_OK
+        }
+        Ok(Outcome1x::Staged { rebooting, boot_number }) => {
+            let next = if rebooting { "rebooting into the migration now" } else { "the migration starts at the next reboot" };
+            if json {
+                println!("{}", serde_json::json!({ "staged": true, "boot_option": format!("Boot{boot_number:04X}"), "rebooting": rebooting }));
+            }
+            println!("Staged and armed for one boot (Boot{boot_number:04X} as BootNext); {next}.");
+            EXIT_OK
+        }
+        Err(e @ Stage1xError::Refused(_)) => print_error(&e.to_string(), json, crate::stage::EXIT_REFUSED),
+        Err(e) => print_error(&e.to_string(), json, crate::stage::EXIT_FAILED),
+    }
 }
 
 fn run_profiles(command: Option<&ProfilesCommand>, catalog: &ProfileCatalog, json: bool) -> i32 {

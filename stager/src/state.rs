@@ -42,6 +42,15 @@ pub enum Change {
     WriteCustomCfg { path: String, backup: Option<String> },
     /// next_entry armed in grubenv (undo: the record puts the file back byte for byte).
     ArmGrubenv { undo: Option<grub::UndoRecord> },
+    /// resinOS 1.x: the staging directory `dir` written into the spare root's own file
+    /// system, which is otherwise left as it was (undo: remove the directory).
+    WriteStagingDir { dir: String },
+    /// resinOS 1.x: the migration kernel and initramfs written to the directory `dir` on the
+    /// mounted boot partition (undo: remove the directory).
+    WriteBootDir { dir: String },
+    /// resinOS 1.x on UEFI: a `Boot####` option and `BootNext` written in `efivars` (undo:
+    /// the record removes our option and puts BootNext back as it was).
+    ArmUefiBootNext { efivars: String, undo: Option<grub::uefi::UefiUndo> },
 }
 
 impl Change {
@@ -58,6 +67,9 @@ impl Change {
             Change::Unmount => "unmount",
             Change::WriteCustomCfg { .. } => "write-custom-cfg",
             Change::ArmGrubenv { .. } => "arm-grubenv",
+            Change::WriteStagingDir { .. } => "write-staging-dir",
+            Change::WriteBootDir { .. } => "write-boot-dir",
+            Change::ArmUefiBootNext { .. } => "arm-uefi-bootnext",
         }
     }
 }

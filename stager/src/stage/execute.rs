@@ -37,17 +37,18 @@ pub struct ExecuteReport {
     pub rebooting: bool,
 }
 
-struct Run<'a> {
-    root: &'a HostRoot,
-    store: StateStore,
-    state: StageState,
-    system: &'a mut dyn System,
-    fail_after: Option<String>,
+/// Steps recorded in the undo journal; shared with the resinOS 1.x staging.
+pub(crate) struct Run<'a> {
+    pub(crate) root: &'a HostRoot,
+    pub(crate) store: StateStore,
+    pub(crate) state: StageState,
+    pub(crate) system: &'a mut dyn System,
+    pub(crate) fail_after: Option<String>,
 }
 
 impl Run<'_> {
     /// Records `change` as begun, runs `action`, records the (possibly refined) change as done.
-    fn step<T>(
+    pub(crate) fn step<T>(
         &mut self,
         change: Change,
         action: impl FnOnce(&mut Self) -> Result<(T, Option<Change>), String>,
@@ -72,7 +73,7 @@ impl Run<'_> {
     }
 }
 
-fn tool_exists(name: &str) -> bool {
+pub(crate) fn tool_exists(name: &str) -> bool {
     crate::host::grub::find_tool(&HostRoot::default(), name, std::env::var("PATH").ok().as_deref()).is_some()
 }
 

@@ -139,6 +139,35 @@ fn undo_one(
             }
         }
         Change::Unmount | Change::WriteStaging | Change::SaveSwapHeader { .. } => Ok(None),
+        Change::ArmUefiBootNext { efivars, undo: Some(record) } => {
+            let vars = grub::uefi::EfiVars::at(root.path(efivars));
+            record.undo(&vars).map_err(|e| e.to_string())?;
+            Ok(Some(format!("removed Boot{:04X} and put BootNext back as it was", record.boot_number)))
+        }
+        Change::ArmUefiBootNext { undo: None, .. } => Ok(None),
+        Change::WriteBootDir { dir } => remove_dir(&root.path(dir)),
+        Change::WriteStagingDir { dir } => {
+            let current = current.as_ref().map_err(Clone::clone)?;
+            let mount_point = root.path(state::MOUNT_POINT);
+            let staged = mount_point.join(dir.trim_start_matches('/'));
+            if staged.exists() {
+                // Still mounted by this run (a failure before its unmount step).
+                return remove_dir(&staged);
+            }
+            let (device, loop_device) = system.attach(&current.region).map_err(|e| format!("{}: {e}", current.region.host_path))?;
+            let result = system
+                .mount(&device, &mount_point, false)
+                .map_err(|e| format!("mount {device}: {e}"))
+                .and_then(|()| {
+                    let removed = remove_dir(&staged);
+                    let unmounted = system.unmount(&mount_point).map_err(|e| format!("unmount {}: {e}", mount_point.display()));
+                    removed.and_then(|done| unmounted.map(|()| done))
+                });
+            if let Some(loop_device) = loop_device {
+                detached.detach(system, &loop_device);
+            }
+            result
+        }
         Change::Mount { mount_point } => {
             let target = root.path(mount_point);
             match system.unmount(&target) {
@@ -200,6 +229,18 @@ fn undo_one(
                 Err(e) => Err(format!("swapon {device}: {e}")),
             }
         }
+    }
+}
+
+/// Removes a directory the stager created (and everything in it); syncs its parent.
+fn remove_dir(dir: &Path) -> Result<Option<String>, String> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {
+            state::sync_dir_of(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            Ok(Some(format!("removed {}", dir.display())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("remove {}: {e}", dir.display())),
     }
 }
 

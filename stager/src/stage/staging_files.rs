@@ -46,7 +46,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StagingError> {
 }
 
 /// Copies `from` to `to`, fsyncs, returns the sha256 of what was copied.
-fn copy_file(from: &Path, to: &Path) -> Result<String, StagingError> {
+pub(crate) fn copy_file(from: &Path, to: &Path) -> Result<String, StagingError> {
     let mut source = File::open(from).map_err(io_err("open", from))?;
     let mut target = File::create(to).map_err(io_err("create", to))?;
     let mut hasher = Sha256::new();

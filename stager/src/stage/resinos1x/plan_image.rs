@@ -73,6 +73,12 @@ pub fn read_boot_files(disk: &SourceDisk1x, profile: &Profile) -> Result<(Vec<Bo
 
 /// Reads everything and plans.
 pub fn plan(req: &PlanImageRequest) -> Result<Plan1x, Refusal1x> {
+    let initramfs = file_size(&req.initramfs, "initramfs")?;
+    plan_with_initramfs(req, initramfs)
+}
+
+/// Plans with the initramfs's size given (`stage-1x` builds it; `req.initramfs` is unused).
+pub fn plan_with_initramfs(req: &PlanImageRequest, initramfs: Bytes) -> Result<Plan1x, Refusal1x> {
     let disk = source_disk::read(&req.disk)?;
     source_disk::match_profile(&disk, &req.profile)?;
     let config = config_json::read(&req.config).map_err(crate::stage::Refusal::from)?;
@@ -82,7 +88,6 @@ pub fn plan(req: &PlanImageRequest) -> Result<Plan1x, Refusal1x> {
         grub::uefi::check_efi_stub(&req.kernel)
             .map_err(Refusal1x::KernelNotEfi)?;
     }
-    let initramfs = file_size(&req.initramfs, "initramfs")?;
     let (boot_files, boot_free) = read_boot_files(&disk, &req.profile)?;
     let image = image_probe::probe(&req.image).map_err(crate::stage::Refusal::from)?;
     planner::make_plan(&Inputs {

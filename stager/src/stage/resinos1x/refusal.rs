@@ -49,6 +49,9 @@ pub enum Refusal1x {
     ImageMissingPartition { role: String, name: String, profile: String },
     #[error("the migration kernel {0}, and pass such a kernel with --kernel")]
     KernelNotEfi(grub::uefi::UefiError),
+    /// The device is not ready to be staged (boot partition, efivarfs, an earlier run's files).
+    #[error("{0}")]
+    NotReady(String),
     #[error("{0}")]
     Stage(#[from] crate::stage::Refusal),
     #[error("the plan is inconsistent: {0}")]

@@ -1,0 +1,212 @@
+//! `stager stage-1x` on the resinOS 1.x Intel NUC stand-in under UEFI firmware (OVMF), with
+//! the firmware's own one-shot: the real static stager, run on the booted 1.x device,
+//! refuses while resin-boot is read-only (changing nothing), then stages and arms a
+//! `Boot####` option for the migration kernel's EFI stub as `BootNext`. The firmware boots
+//! the migration environment once (the migrator starts from resin-boot and, as this migrator
+//! still refuses every 1.x plan, reboots); the boot after that is the 1.x system's again,
+//! with BootNext consumed. `stager abort` then removes every trace: resin-boot's and
+//! resin-updt's files are as they were before staging, and no boot option of ours is left.
+
+use qemu_tests::e2e::packaged_stager;
+use qemu_tests::payload::Payload;
+use qemu_tests::qemu::{uefi_vars_copy, Drive, Firmware, Vm, VmConfig};
+use qemu_tests::resin1x_image::{DataVariant, Resin1xImage};
+use qemu_tests::resin_image::ResinImage;
+use std::time::Duration;
+
+/// Runs on every 1.x boot. The stager's state directory lives on the payload disk, so that
+/// it survives the reboots as /var/lib/swapover does on a real 1.x root.
+const RUN_SH: &str = r#"boot=$(findfs LABEL=resin-boot)
+disk=$(echo "$boot" | sed 's/[0-9]*$//')
+updt=$(findfs LABEL=resin-updt)
+cd /run/payload
+mount -o remount,rw /run/payload
+mkdir -p /run/payload/state /var/lib
+[ -e /var/lib/swapover ] || ln -s /run/payload/state /var/lib/swapover
+mountpoint -q /sys/firmware/efi/efivars || mount -t efivarfs efivarfs /sys/firmware/efi/efivars
+vars=/sys/firmware/efi/efivars
+report() {
+    echo "SWAPOVER-T $1 bootnext=$(ls $vars | grep -c '^BootNext-')"
+    n=0
+    for f in $vars/Boot[0-9A-F][0-9A-F][0-9A-F][0-9A-F]-*; do
+        tr -d '\000' < "$f" | grep -q 'swapover migration' && n=$((n + 1))
+    done
+    echo "SWAPOVER-T $1 options=$n"
+    echo "SWAPOVER-T $1 boot-files=$(cd /mnt/boot && find . -type f | sort | xargs sha256sum | sha256sum | cut -c1-16)"
+    mkdir -p /tmp/updt && mount -o ro "$updt" /tmp/updt
+    echo "SWAPOVER-T $1 updt-files=$(cd /tmp/updt && find . | sort | sha256sum | cut -c1-16)"
+    echo "SWAPOVER-T $1 updt-staged=$(ls /tmp/updt/swapover 2>/dev/null | tr '\n' ' ')"
+    umount /tmp/updt
+    echo "SWAPOVER-T $1 boot-staged=$(ls /mnt/boot/swapover 2>/dev/null | tr '\n' ' ')"
+    echo "SWAPOVER-T $1 state=$(ls /run/payload/state | tr '\n' ' ')"
+}
+stage() {
+    ./stager stage-1x --profile resinos1x-intel-nuc --disk "$disk" --image ./resinos.img.xz \
+        --config /mnt/conf/config.json --data-root /mnt/data --kernel /mnt/root/boot/bzImage \
+        --modules "/mnt/root/lib/modules/$(uname -r)" --no-reboot >/tmp/out 2>/tmp/err
+    rc=$?
+    sed "s/^/SWAPOVER-T $1-out /" /tmp/out
+    grep -v '^stager: ' /tmp/err | sed "s/^/SWAPOVER-T $1-err /"
+    echo "SWAPOVER-T $1-exit $rc"
+}
+if [ -e /run/payload/state/state.json ]; then
+    echo "SWAPOVER-T back"
+    report back
+    ./stager status >/tmp/out 2>&1; echo "SWAPOVER-T status-exit $?"
+    mount -o remount,rw /mnt/boot
+    ./stager abort >/tmp/out 2>/tmp/err
+    rc=$?
+    sed 's/^/SWAPOVER-T abort-out /' /tmp/out
+    echo "SWAPOVER-T abort-exit $rc"
+    report after
+    echo "SWAPOVER-T finished"
+else
+    report before
+    stage refused
+    report refused
+    mount -o remount,rw /mnt/boot
+    stage staged
+    report staged
+    sync
+    echo "SWAPOVER-T rebooting"
+    reboot -f
+fi
+"#;
+
+fn value<'a>(lines: &'a [String], key: &str) -> &'a str {
+    let prefix = format!("SWAPOVER-T {key}=");
+    lines
+        .iter()
+        .find_map(|l| l.split_once(&prefix).map(|(_, v)| v.trim()))
+        .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{}", lines.join("\n")))
+}
+
+/// The exit code a `SWAPOVER-T <what>-exit N` line reports.
+fn exit_code<'a>(lines: &'a [String], what: &str) -> &'a str {
+    let prefix = format!("SWAPOVER-T {what}-exit ");
+    lines
+        .iter()
+        .find_map(|l| l.split_once(&prefix).map(|(_, v)| v.trim()))
+        .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{}", lines.join("\n")))
+}
+
+fn with_marker(lines: &[String], marker: &str) -> Vec<String> {
+    let prefix = format!("SWAPOVER-T {marker} ");
+    lines
+        .iter()
+        .filter_map(|l| l.split_once(&prefix).map(|(_, v)| v.to_string()))
+        .collect()
+}
+
+#[test]
+fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_leaves_no_trace(
+) -> anyhow::Result<()> {
+    let name = "resinos1x_stage_uefi";
+    let disk = Resin1xImage::ensure(DataVariant::Small)?.fresh_copy(name)?;
+    let image = ResinImage::ensure()?;
+    let payload = Payload::new(name, RUN_SH)?;
+    payload.add_file("stager", &packaged_stager()?, 0o755)?;
+    payload.add_file("resinos.img.xz", &image.xz, 0o644)?;
+    let payload = payload.build()?;
+    let config = VmConfig {
+        allow_reboot: true,
+        firmware: Firmware::Uefi {
+            vars: uefi_vars_copy(name)?,
+        },
+        ..VmConfig::new(name, vec![Drive::ide(&disk), Drive::ide(&payload)])
+    };
+    let mut vm = Vm::start(&config)?;
+    vm.wait_for("SWAPOVER-1X-UP", Duration::from_secs(300))?;
+    vm.wait_for("SWAPOVER-T rebooting", Duration::from_secs(600))?;
+    // The firmware's one-shot: the migration kernel, started from resin-boot, runs the
+    // migrator, which refuses the 1.x plan (this migrator cannot carry 1.x out yet) and reboots.
+    vm.wait_for("swapover migrator", Duration::from_secs(300))?;
+    let refused = vm.wait_for("is refused", Duration::from_secs(120))?;
+    // ... and the next boot is the 1.x system's again.
+    let up = vm.wait_for("SWAPOVER-1X-UP", Duration::from_secs(300))?;
+    vm.wait_for("SWAPOVER-T finished", Duration::from_secs(600))?;
+    vm.wait_for("SWAPOVER-1X-DONE", Duration::from_secs(120))?;
+    vm.wait_exit(Duration::from_secs(120))?;
+    let text = vm.console_text();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r').to_string())
+        .collect();
+
+    // Refused while resin-boot is mounted read-only: one line, nothing changed.
+    let errors = with_marker(&lines, "refused-err");
+    assert_eq!(exit_code(&lines, "refused"), "1", "{errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("error: refused: the boot partition is mounted read-only at /mnt/boot; remount it read-write")
+            && errors[0].ends_with("; nothing was changed"),
+        "{errors:?}"
+    );
+    for key in ["bootnext", "options", "boot-files", "updt-files", "state"] {
+        assert_eq!(
+            value(&lines, &format!("refused {key}")),
+            value(&lines, &format!("before {key}")),
+            "{key} changed by a refusal"
+        );
+    }
+
+    // Staged: files on resin-updt (inside its own file system) and resin-boot, one option of
+    // ours armed as BootNext, the undo journal recorded.
+    assert_eq!(exit_code(&lines, "staged"), "0", "{}", lines.join("\n"));
+    let out = with_marker(&lines, "staged-out").join("\n");
+    assert!(out.contains("Staged and armed for one boot"), "{out}");
+    assert_eq!(value(&lines, "staged bootnext"), "1");
+    assert_eq!(value(&lines, "staged options"), "1");
+    let updt = value(&lines, "staged updt-staged");
+    for file in ["plan.json", "config.json", "resinos.img.xz"] {
+        assert!(
+            updt.contains(file),
+            "resin-updt/swapover lacks {file}: {updt}"
+        );
+    }
+    assert_eq!(value(&lines, "staged boot-staged"), "initramfs.img vmlinuz");
+    assert!(value(&lines, "staged state").contains("state.json"));
+
+    // The one-shot was the firmware's: the migration environment ran once, then 1.x again.
+    assert!(refused.contains("resinOS 1.x source"), "{refused}");
+    assert!(up.contains("efi=yes"), "{up}");
+    assert_eq!(
+        text.matches("SWAPOVER-1X-UP").count(),
+        2,
+        "1.x booted twice, around one migration boot"
+    );
+    assert_eq!(
+        value(&lines, "back bootnext"),
+        "0",
+        "the firmware did not consume BootNext"
+    );
+    assert_eq!(
+        value(&lines, "back options"),
+        "1",
+        "our option stays until abort"
+    );
+
+    // Abort: everything as it was before staging.
+    assert_eq!(
+        exit_code(&lines, "abort"),
+        "0",
+        "{}",
+        with_marker(&lines, "abort-out").join("\n")
+    );
+    for key in [
+        "bootnext",
+        "options",
+        "boot-files",
+        "updt-files",
+        "updt-staged",
+        "boot-staged",
+        "state",
+    ] {
+        assert_eq!(
+            value(&lines, &format!("after {key}")),
+            value(&lines, &format!("before {key}")),
+            "{key} differs after abort"
+        );
+    }
+    Ok(())
+}

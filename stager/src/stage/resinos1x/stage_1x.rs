@@ -1,0 +1,352 @@
+//! `stager stage-1x`: stage a resinOS 1.x UEFI device (the 1.x Intel NUC) and arm its
+//! migration environment for ONE boot through the firmware.
+//!
+//! Every refusal comes before the first change. Then, each change recorded in the undo
+//! journal before it is made and undone in reverse on any failure (or by `stager abort`):
+//! attach resin-updt → mount it → write `swapover/` (plan, config.json, the image, its
+//! sha256 checked as it is copied) into resin-updt's own file system → unmount → write
+//! `swapover/vmlinuz` and `swapover/initramfs.img` (migrator as /init, modules, plan) on the
+//! mounted resin-boot → a `Boot####` option for that kernel's EFI stub + `BootNext` → sync →
+//! reboot (unless `--no-reboot`). The firmware deletes BootNext before it boots the option,
+//! so the boot after that is the 1.x system's again whatever the migration environment does.
+//! No file the 1.x system had is changed.
+
+use super::plan_image::{self, PlanImageRequest};
+use super::planner::{self, Plan1x, INITRAMFS_FILE, KERNEL_FILE};
+use super::refusal::Refusal1x;
+use super::source_disk;
+use crate::host::locate;
+use crate::host::HostRoot;
+use crate::stage::execute::{describe, ExecuteError, ExecuteOptions, Run};
+use crate::stage::host_extras::Region;
+use crate::stage::planning::{self, STAGING_DIR};
+use crate::stage::rollback;
+use crate::stage::staging_files::{self, PLAN_IN_INITRAMFS};
+use crate::stage::system::System;
+use crate::stage::Refusal;
+use crate::state::{self, Change, StageState, StateStore, STATE_FORMAT};
+use grub::uefi::{EfiVars, HardDrive, LoadOption, PartitionSignature, UefiOneShot};
+use plan::{Bytes, PartitionIdentity, PartitionRole, SectorSize};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Room left for the plan's own bytes in the initramfs measured before planning.
+const INITRAMFS_SLACK: Bytes = Bytes(64 * 1024);
+/// The firmware's name for the boot option.
+pub const BOOT_OPTION_DESCRIPTION: &str = "swapover migration to resinOS 2.x";
+/// The directory made on the boot partition for the kernel and initramfs.
+const BOOT_DIR: &str = "swapover";
+
+/// What `stage-1x` was given.
+#[derive(Debug, Clone)]
+pub struct Stage1xRequest {
+    /// Disk, image, config.json, data root, kernel (its `initramfs` is not used: built here).
+    pub plan: PlanImageRequest,
+    pub root: HostRoot,
+    /// The migration kernel's modules (`/lib/modules/<release>` of the 1.x root).
+    pub modules: PathBuf,
+    /// Where resin-boot is mounted, read-write (resinOS 1.x: `/mnt/boot`).
+    pub boot_mount: PathBuf,
+    /// The efivarfs mount (`/sys/firmware/efi/efivars`).
+    pub efivars: PathBuf,
+    pub migrator: Vec<u8>,
+    pub dry_run: bool,
+    pub execute: ExecuteOptions,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Stage1xError {
+    #[error("refused: {0}; nothing was changed")]
+    Refused(Box<Refusal1x>),
+    #[error(transparent)]
+    Execute(#[from] ExecuteError),
+}
+
+impl From<Refusal1x> for Stage1xError {
+    fn from(r: Refusal1x) -> Self {
+        Stage1xError::Refused(Box::new(r))
+    }
+}
+
+impl From<Refusal> for Stage1xError {
+    fn from(r: Refusal) -> Self {
+        Refusal1x::Stage(r).into()
+    }
+}
+
+#[derive(Debug)]
+pub enum Outcome1x {
+    DryRun(String),
+    Staged { rebooting: bool, boot_number: u16 },
+}
+
+/// The boot partition as the firmware's device path names it, and its identity.
+struct BootPartition {
+    identity: PartitionIdentity,
+    drive: HardDrive,
+}
+
+fn boot_partition(req: &PlanImageRequest) -> Result<BootPartition, Refusal1x> {
+    let disk = source_disk::read(&req.disk)?;
+    let matched = source_disk::match_profile(&disk, &req.profile)?;
+    let boot = source_disk::role(&matched, PartitionRole::Boot).ok_or_else(|| Refusal1x::Disk {
+        disk: req.disk.display().to_string(),
+        problem: format!("profile {} names no boot partition", req.profile.name),
+    })?;
+    let identity = PartitionIdentity::mbr(disk.signature, boot.found.number, boot.found.start, boot.found.size, SectorSize::S512)
+        .map_err(|e| Refusal1x::Disk { disk: req.disk.display().to_string(), problem: e.to_string() })?;
+    let drive = HardDrive {
+        number: boot.found.number,
+        start_lba: boot.found.start.get(),
+        size_lba: boot.found.size.get(),
+        signature: PartitionSignature::Mbr(disk.signature),
+    };
+    Ok(BootPartition { identity, drive })
+}
+
+fn build_initramfs(req: &Stage1xRequest, plan_json: &str) -> Result<Vec<u8>, Refusal> {
+    let mut out = Vec::new();
+    initramfs::InitramfsBuilder::new()
+        .init(req.migrator.clone())
+        .modules(&req.modules, planning::wanted_modules(&req.plan.profile))
+        .data_file(PLAN_IN_INITRAMFS, plan_json.as_bytes().to_vec())
+        .compression(initramfs::Compression::Gzip)
+        .write_to(&mut out)
+        .map_err(|e| Refusal::Initramfs(format!("{e} (modules from {})", req.modules.display())))?;
+    Ok(out)
+}
+
+/// Everything checked and built before the first change.
+struct Ready {
+    p: Plan1x,
+    plan_json: String,
+    initramfs: Vec<u8>,
+    boot: BootPartition,
+    staging: Region,
+    vars: EfiVars,
+    boot_dir: PathBuf,
+}
+
+fn refuse_boot(what: String) -> Refusal1x {
+    Refusal1x::NotReady(what)
+}
+
+fn prepare(req: &Stage1xRequest) -> Result<Ready, Stage1xError> {
+    let root = &req.root;
+    if StateStore::new(root).exists() {
+        return Err(Refusal::AlreadyStaged { path: state::STATE_FILE.into() }.into());
+    }
+    let profile = &req.plan.profile;
+    if !planner::armed_by_firmware(profile) {
+        return Err(refuse_boot(format!(
+            "profile {} arms the migration by editing {} on the boot partition, which its firmware cannot undo by itself after one boot; \
+             stage-1x stages UEFI boards only (armed with BootNext); see `stager plan-image` for this board's plan",
+            profile.name,
+            profile.bootloader_config_files.join(", ")
+        ))
+        .into());
+    }
+    // The initramfs is measured with an empty plan, planned with room for the real one.
+    let measured = build_initramfs(req, "{}")?;
+    let estimate = Bytes(measured.len() as u64 + INITRAMFS_SLACK.get());
+    let p = plan_image::plan_with_initramfs(&req.plan, estimate)?;
+    let plan_json = p.plan.to_json_pretty().map_err(|e| Refusal::HostFact(e.to_string()))?;
+    let initramfs = build_initramfs(req, &plan_json)?;
+    if initramfs.len() as u64 > estimate.get() {
+        return Err(Refusal::Initramfs(format!("it came to {} bytes, more than the {estimate} planned", initramfs.len())).into());
+    }
+
+    let vars = EfiVars::at(root.path(&req.efivars));
+    vars.check_available().map_err(|e| refuse_boot(e.to_string()))?;
+
+    let boot = boot_partition(&req.plan)?;
+    let boot_device = locate::find_partition(root, &boot.identity).map_err(|e| refuse_boot(format!("the boot partition: {e}")))?;
+    let boot_mount = root.path(&req.boot_mount);
+    let mounted = std::fs::metadata(&boot_mount).map(|m| m.dev()).ok();
+    let wanted = nix::sys::stat::makedev(u64::from(boot_device.device.major), u64::from(boot_device.device.minor));
+    if mounted != Some(wanted) {
+        return Err(refuse_boot(format!(
+            "{} is not where the boot partition {} is mounted; mount it read-write there (`mount /dev/{} {}`)",
+            req.boot_mount.display(),
+            boot_device.name,
+            boot_device.name,
+            req.boot_mount.display()
+        ))
+        .into());
+    }
+    let read_only = nix::sys::statvfs::statvfs(&boot_mount).map(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    if read_only.unwrap_or(true) {
+        return Err(refuse_boot(format!(
+            "the boot partition is mounted read-only at {}; remount it read-write (`mount -o remount,rw {}`)",
+            req.boot_mount.display(),
+            req.boot_mount.display()
+        ))
+        .into());
+    }
+    let boot_dir = boot_mount.join(BOOT_DIR);
+    if boot_dir.exists() {
+        return Err(refuse_boot(format!(
+            "{} exists already (left by an earlier run); run `stager abort`, or remove it if no migration is staged",
+            boot_dir.display()
+        ))
+        .into());
+    }
+    let staging_device = locate::find_partition(root, &p.plan.staging.partition).map_err(|e| refuse_boot(format!("the spare root: {e}")))?;
+    let staging = Region::of_partition(root, &staging_device);
+    Ok(Ready { p, plan_json, initramfs, boot, staging, vars, boot_dir })
+}
+
+/// The steps `stage-1x` would execute, for `--dry-run`.
+fn steps_text(req: &Stage1xRequest, ready: &Ready) -> String {
+    let staging = &ready.staging.host_path;
+    let steps = [
+        format!("mount {staging} (resin-updt, its {} file system kept as it is) at {}", ready.p.plan.staging.fs_type, state::MOUNT_POINT),
+        format!("write {STAGING_DIR}/ there: plan.json, config.json, {} ({}, sha256 checked as copied)", ready.p.plan.image.file, ready.p.plan.image.compressed_size),
+        format!("unmount {staging}"),
+        format!(
+            "write {}/: vmlinuz ({}), initramfs.img ({} bytes: migrator as /init, modules, plan)",
+            ready.boot_dir.display(),
+            ready.p.budget.kernel,
+            ready.initramfs.len()
+        ),
+        format!(
+            "add the firmware boot option '{BOOT_OPTION_DESCRIPTION}' ({} on partition {}) and set BootNext to it (one boot)",
+            planner::uefi_path(KERNEL_FILE),
+            ready.boot.drive.number
+        ),
+        "sync".to_string(),
+        if req.execute.no_reboot { "do not reboot (--no-reboot): the migration starts at the next reboot".into() } else { "reboot".into() },
+    ];
+    let mut out = String::from("\nSteps (each recorded in /var/lib/swapover/state.json before it is done, undone in reverse on failure):\n");
+    for (i, step) in steps.iter().enumerate() {
+        out.push_str(&format!("  {:>2}. {step}\n", i + 1));
+    }
+    out
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).map_err(|e| format!("create {}: {e}", path.display()))?;
+    file.write_all(bytes).map_err(|e| format!("write {}: {e}", path.display()))?;
+    file.sync_all().map_err(|e| format!("fsync {}: {e}", path.display()))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), String> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("fsync {}: {e}", dir.display()))
+}
+
+fn all_steps(run: &mut Run<'_>, req: &Stage1xRequest, ready: &Ready) -> Result<u16, (String, String)> {
+    let root = run.root;
+    let region = ready.staging.clone();
+    let device = run.step(Change::Attach { device: None }, |r| {
+        let (device, loop_device) = r.system.attach(&region).map_err(|e| format!("{}: {e}", region.host_path))?;
+        Ok((device, Some(Change::Attach { device: loop_device })))
+    })?;
+    let mount_point = root.path(state::MOUNT_POINT);
+    run.step(Change::Mount { mount_point: state::MOUNT_POINT.into() }, |r| {
+        r.system.mount(&device, &mount_point, false).map_err(|e| format!("mount {device}: {e}"))?;
+        Ok(((), None))
+    })?;
+    // Checked before the step is recorded: its undo removes the directory.
+    let staged = mount_point.join(STAGING_DIR.trim_start_matches('/'));
+    if staged.exists() {
+        return Err(("write-staging-dir".into(), format!("{} already holds {STAGING_DIR} (an earlier run's); run `stager abort` first", region.host_path)));
+    }
+    run.step(Change::WriteStagingDir { dir: STAGING_DIR.into() }, |_| {
+        std::fs::create_dir(&staged).map_err(|e| format!("create {}: {e}", staged.display()))?;
+        write_file(&staged.join("plan.json"), ready.plan_json.as_bytes())?;
+        let config = std::fs::read(&req.plan.config).map_err(|e| format!("read {}: {e}", req.plan.config.display()))?;
+        write_file(&staged.join("config.json"), &config)?;
+        let image = staged.join(&ready.p.plan.image.file);
+        let copied = staging_files::copy_file(&req.plan.image, &image).map_err(|e| e.to_string())?;
+        if copied != ready.p.plan.image.compressed_sha256.0 {
+            return Err(format!("the image changed while it was copied (sha256 {copied}, planned {}); run the stager again", ready.p.plan.image.compressed_sha256.0));
+        }
+        sync_dir(&staged)?;
+        sync_dir(&mount_point)?;
+        Ok(((), None))
+    })?;
+    run.step(Change::Unmount, |r| {
+        r.system.unmount(&mount_point).map_err(|e| format!("unmount {}: {e}", mount_point.display()))?;
+        let attached = r.state.entries.iter_mut().find_map(|e| match &mut e.change {
+            Change::Attach { device } => device.take(),
+            _ => None,
+        });
+        if let Some(loop_device) = attached {
+            r.system.detach(&loop_device).map_err(|e| format!("detach {loop_device}: {e}"))?;
+        }
+        Ok(((), None))
+    })?;
+    let boot_dir_recorded = req.boot_mount.join(BOOT_DIR).display().to_string();
+    run.step(Change::WriteBootDir { dir: boot_dir_recorded }, |_| {
+        std::fs::create_dir(&ready.boot_dir).map_err(|e| format!("create {}: {e}", ready.boot_dir.display()))?;
+        let kernel = ready.boot_dir.join(file_name(KERNEL_FILE));
+        staging_files::copy_file(&req.plan.kernel, &kernel).map_err(|e| e.to_string())?;
+        write_file(&ready.boot_dir.join(file_name(INITRAMFS_FILE)), &ready.initramfs)?;
+        sync_dir(&ready.boot_dir)?;
+        if let Some(parent) = ready.boot_dir.parent() {
+            sync_dir(parent)?;
+        }
+        Ok(((), None))
+    })?;
+    let option = LoadOption {
+        description: BOOT_OPTION_DESCRIPTION.into(),
+        partition: ready.boot.drive,
+        file: planner::uefi_path(KERNEL_FILE),
+        args: ready.p.boot.args.join(" "),
+    };
+    let efivars = req.efivars.display().to_string();
+    run.step(Change::ArmUefiBootNext { efivars: efivars.clone(), undo: None }, |_| {
+        let undo = UefiOneShot::arm(&ready.vars, &option).map_err(|e| e.to_string())?;
+        let number = undo.boot_number;
+        Ok((number, Some(Change::ArmUefiBootNext { efivars, undo: Some(undo) })))
+    })
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// The whole command: refuse, or print the plan (`--dry-run`), or stage, arm and reboot.
+pub fn run(req: &Stage1xRequest, system: &mut dyn System) -> Result<Outcome1x, Stage1xError> {
+    let ready = prepare(req)?;
+    if req.dry_run {
+        return Ok(Outcome1x::DryRun(format!("{}{}", planner::render(&ready.p), steps_text(req, &ready))));
+    }
+    let root = &req.root;
+    let store = StateStore::new(root);
+    let state = StageState {
+        format: STATE_FORMAT,
+        stager_version: env!("CARGO_PKG_VERSION").to_string(),
+        staging: ready.staging.clone(),
+        staging_partition: Some(ready.p.plan.staging.partition.clone()),
+        staging_fs_uuid: ready.p.plan.staging.fs_uuid.clone(),
+        swap_uuid: String::new(),
+        armed: false,
+        entries: Vec::new(),
+    };
+    store.save(&state).map_err(ExecuteError::from)?;
+    let mut run = Run { root, store, state, system, fail_after: req.execute.fail_after.clone() };
+    match all_steps(&mut run, req, &ready) {
+        Ok(boot_number) => {
+            run.state.armed = true;
+            run.store.save(&run.state).map_err(ExecuteError::from)?;
+            run.system.sync();
+            log::info!("staged and armed: Boot{boot_number:04X} is BootNext, the next boot starts the migration");
+            let mut rebooting = !req.execute.no_reboot;
+            if rebooting {
+                log::info!("rebooting now");
+                if let Err(e) = run.system.reboot() {
+                    log::error!("reboot failed ({e}); reboot the device to start the migration");
+                    rebooting = false;
+                }
+            }
+            Ok(Outcome1x::Staged { rebooting, boot_number })
+        }
+        Err((step, problem)) => {
+            log::error!("step {step} failed: {problem}; rolling back");
+            let report = rollback::rollback(root, &run.state, run.system);
+            Err(ExecuteError::Failed { step, problem, rollback: describe(&report) }.into())
+        }
+    }
+}
