@@ -65,6 +65,11 @@ else
     stage refused
     report refused
     mount -o remount,rw /mnt/boot
+    # A failure after each step is rolled back before the stager exits.
+    for step in attach mount write-staging-dir unmount write-boot-dir arm-uefi-bootnext; do
+        SWAPOVER_FAIL_AFTER=$step stage "fail-$step"
+        report "fail-$step"
+    done
     stage staged
     report staged
     sync
@@ -148,6 +153,43 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
             value(&lines, &format!("before {key}")),
             "{key} changed by a refusal"
         );
+    }
+
+    // A failure after any step: the stager says which and that everything was rolled back,
+    // and the device is as it was (files, boot variables, no undo journal left).
+    for step in [
+        "attach",
+        "mount",
+        "write-staging-dir",
+        "unmount",
+        "write-boot-dir",
+        "arm-uefi-bootnext",
+    ] {
+        let what = format!("fail-{step}");
+        let errors = with_marker(&lines, &format!("{what}-err"));
+        assert_eq!(exit_code(&lines, &what), "2", "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains(&format!("staging failed at step {step}"))
+                    && e.contains("everything was rolled back")),
+            "{errors:?}"
+        );
+        for key in [
+            "bootnext",
+            "options",
+            "boot-files",
+            "updt-files",
+            "boot-staged",
+            "updt-staged",
+            "state",
+        ] {
+            assert_eq!(
+                value(&lines, &format!("{what} {key}")),
+                value(&lines, &format!("before {key}")),
+                "{key} not restored after a failure after {step}"
+            );
+        }
     }
 
     // Staged: files on resin-updt (inside its own file system) and resin-boot, one option of

@@ -14,9 +14,9 @@ pub enum Refusal {
     AlreadyStaged { path: String },
     #[error("check {id} failed: {found}: {reason}; fix: {fix}")]
     Check { id: String, found: String, reason: String, fix: String },
-    #[error("profile {profile} migrates a {kind} device; `stager stage` only stages Ubuntu/Debian GRUB hosts; plan a resinOS 1.x device with `stager plan-image --profile {profile}`, or pick an x86 Ubuntu profile for an Ubuntu host")]
+    #[error("profile {profile} migrates a {kind} device; `stager stage` only stages Ubuntu/Debian GRUB hosts; plan a resinOS 1.x device with `stager plan-image --profile {profile}` (stage a UEFI one with `stager stage-1x`), or pick an x86 Ubuntu profile for an Ubuntu host")]
     NotAGrubHostProfile { profile: String, kind: String },
-    #[error("this device runs {found}, not Ubuntu/Debian; profile {profile} is for Ubuntu/GRUB hosts; plan a resinOS 1.x device with `stager plan-image --profile {suggestions}`")]
+    #[error("this device runs {found}, not Ubuntu/Debian; profile {profile} is for Ubuntu/GRUB hosts; plan a resinOS 1.x device with `stager plan-image --profile {suggestions}` (stage a UEFI one with `stager stage-1x`)")]
     ResinosHost { found: String, profile: String, suggestions: String },
     #[error("the disk {disk} has a GPT partition table but profile {profile} expects MBR; this device cannot be migrated with this profile")]
     HostGpt { disk: String, profile: String },
