@@ -2,8 +2,13 @@
 //! intel-nuc / genericx86-64 layout (meta-resin's image_types_resin.bbclass: 4 MiB reserved,
 //! 4 MiB alignment, `resin-boot` vfat 40 MiB with the boot flag, `resin-rootA`, `resin-rootB`,
 //! an extended partition with `resin-state` 20 MiB and `resin-data`), scaled down in the root
-//! and data sizes. It boots through its own GRUB (core in its MBR gap, files on resin-boot) a
-//! kernel from resin-rootA whose init checks what a migration delivered and prints a verdict.
+//! and data sizes. It boots through its own GRUB a kernel from resin-rootA whose init checks
+//! what a migration delivered and prints a verdict. Like a real resinOS 2.x x86 image it is
+//! hybrid: BIOS GRUB (core in its MBR gap, files under `grub/` on resin-boot) and GRUB EFI
+//! (`EFI/BOOT/BOOTX64.EFI`, the firmware's removable-media default), both reading the same
+//! grub.cfg. Facts: balena-intel's resin-image.inc (2.x era) puts the grub-efi bootx64.efi at
+//! `/EFI/BOOT/bootx64.efi` and the BIOS GRUB files under `/grub/` on resin-boot, and its
+//! balena-image.bbappend installs one grub.cfg as both `/EFI/BOOT/grub.cfg` and `/grub/grub.cfg`.
 //! Shipped xz-compressed with a sha256 file, the way a real image is served.
 
 use crate::disk::{self, SECTOR_BYTES};
@@ -44,6 +49,25 @@ pub const PARTITIONS: [StandInPartition; 5] = [
 pub const EXTENDED_START: u64 = 236 * MIB_SECTORS;
 pub const IMAGE_SECTORS: u64 = 328 * MIB_SECTORS;
 
+/// Built into the GRUB EFI application (it has no module directory): what grub.cfg runs
+/// (serial console, `search --label`, `echo`, `linux`/`initrd` from ext4 on an MBR disk).
+const EFI_GRUB_MODULES: [&str; 14] = [
+    "fat",
+    "part_msdos",
+    "ext2",
+    "normal",
+    "linux",
+    "configfile",
+    "search",
+    "search_label",
+    "search_fs_uuid",
+    "echo",
+    "serial",
+    "terminal",
+    "test",
+    "boot",
+];
+
 const RECIPE: &str = concat!(
     include_str!("resin_image.rs"),
     include_str!("rootfs.rs"),
@@ -71,7 +95,10 @@ impl ResinImage {
         let xz = dir.join("resinos-standin.img.xz");
         let sha256_file = dir.join("resinos-standin.img.xz.sha256");
         let mut fp = Fingerprint::new(RECIPE);
-        fp.text(&kernel.version).file(Path::new(crate::rootfs::BUSYBOX))?.file(&grub_boot::boot_img_path())?;
+        fp.text(&kernel.version)
+            .file(Path::new(crate::rootfs::BUSYBOX))?
+            .file(&grub_boot::boot_img_path())?
+            .file(&Path::new(grub_boot::GRUB_X86_64_EFI).join("kernel.img"))?;
         if !(stamp::is_fresh(&xz, &fp) && raw.exists() && sha256_file.exists()) {
             let started = std::time::Instant::now();
             build(&kernel, &raw, &xz, &sha256_file)?;
@@ -117,11 +144,15 @@ fn build(kernel: &TestKernel, raw: &Path, xz: &Path, sha256_file: &Path) -> Resu
     std::fs::create_dir_all(&work)?;
     let assets = paths::workspace_root().join("qemu-tests/assets/resin");
 
-    // resin-boot: GRUB's files and the device type, as the real boot partition carries them.
+    // resin-boot: GRUB's files (BIOS and EFI, one grub.cfg at both places) and the device
+    // type, as the real boot partition carries them.
     let boot = RootTree { root: work.join("boot") };
     std::fs::create_dir_all(&boot.root)?;
     boot.copy("grub/grub.cfg", &assets.join("grub.cfg"), 0o644)?;
     grub_boot::copy_modules(&boot.path("grub/i386-pc"))?;
+    std::fs::create_dir_all(boot.path("EFI/BOOT"))?;
+    grub_boot::build_efi_image(&boot.path("EFI/BOOT/BOOTX64.EFI"), "/EFI/BOOT", &EFI_GRUB_MODULES)?;
+    boot.copy("EFI/BOOT/grub.cfg", &assets.join("grub.cfg"), 0o644)?;
     boot.file(
         "device-type.json",
         format!("{{\"slug\":\"{DEVICE_TYPE}\",\"name\":\"Intel NUC\",\"arch\":\"amd64\",\"state\":\"released\"}}\n").as_bytes(),

@@ -1,4 +1,4 @@
-//! The resinOS stand-in boots through its own GRUB, and its verdict really judges: a bare
+//! The resinOS stand-in boots through its own BIOS GRUB, and its verdict really judges: a bare
 //! image fails it, an image given what a migration delivers passes it.
 
 use qemu_tests::disk::{self, PartitionTable};
@@ -9,8 +9,11 @@ use std::time::Duration;
 
 fn boot_and_judge(name: &str, image: &std::path::Path) -> anyhow::Result<Verdict> {
     let mut vm = Vm::start(&VmConfig { allow_reboot: false, ..VmConfig::new(name, vec![Drive::ide(image)]) })?;
-    vm.wait_for("SWAPOVER-RESIN-GRUB", Duration::from_secs(60))?;
-    vm.wait_for("SWAPOVER-RESIN-UP", Duration::from_secs(120))?;
+    let grub = vm.wait_for("SWAPOVER-RESIN-GRUB", Duration::from_secs(60))?;
+    assert!(grub.contains("platform=pc"), "not BIOS GRUB: {grub}");
+    let up = vm.wait_for("SWAPOVER-RESIN-UP", Duration::from_secs(120))?;
+    // The UEFI boot (tests/resin_standin_uefi.rs) must say efi=yes; here the marker must differ.
+    assert!(up.contains("efi=no"), "{up}");
     vm.wait_for(SUMMARY_MARKER, Duration::from_secs(120))?;
     vm.wait_exit(Duration::from_secs(60))?;
     Verdict::parse(&vm.console_text())
