@@ -191,23 +191,26 @@ fn build(kernel: &TestKernel, out: &Path, variant: DataVariant) -> Result<()> {
         root: work.join("boot"),
     };
     std::fs::create_dir_all(boot.path("EFI/BOOT"))?;
+    // The built-in modules of poky's grub-efi of the 1.x era (GRUB_BUILDIN "boot linux ext2 fat
+    // serial part_msdos part_gpt normal efi_gop iso9660 search": no loadenv, no test), plus echo
+    // and terminal for the stand-in's console lines. swapover's one-shot must not need more.
     grub_boot::build_efi_image(
         &boot.path("EFI/BOOT/BOOTX64.EFI"),
         "/EFI/BOOT",
         &[
-            "fat",
-            "part_msdos",
-            "ext2",
-            "normal",
-            "linux",
-            "configfile",
-            "search",
-            "search_label",
-            "echo",
-            "serial",
-            "terminal",
-            "test",
             "boot",
+            "linux",
+            "ext2",
+            "fat",
+            "serial",
+            "part_msdos",
+            "part_gpt",
+            "normal",
+            "efi_gop",
+            "iso9660",
+            "search",
+            "echo",
+            "terminal",
         ],
     )?;
     boot.copy("EFI/BOOT/grub.cfg", &assets.join("grub.cfg"), 0o644)?;
@@ -238,10 +241,21 @@ fn build(kernel: &TestKernel, out: &Path, variant: DataVariant) -> Result<()> {
             root.copy(&dst, &src, 0o644)?;
         }
     }
-    for f in ["modules.builtin", "modules.builtin.modinfo", "modules.order"] {
-        root.copy(&format!("lib/modules/{kver}/{f}"), &kernel.module_tree().join(f), 0o644)?;
+    for f in [
+        "modules.builtin",
+        "modules.builtin.modinfo",
+        "modules.order",
+    ] {
+        root.copy(
+            &format!("lib/modules/{kver}/{f}"),
+            &kernel.module_tree().join(f),
+            0o644,
+        )?;
     }
-    run("depmod", ["-b", &root.root.to_string_lossy(), kver.as_str()])?;
+    run(
+        "depmod",
+        ["-b", &root.root.to_string_lossy(), kver.as_str()],
+    )?;
     root.file(
         "etc/os-release",
         b"ID=\"resin-os\"\nNAME=\"Resin OS\"\nVERSION=\"1.26.0\"\nVERSION_ID=\"1.26.0\"\nPRETTY_NAME=\"Resin OS 1.26.0 (stand-in)\"\nMACHINE=\"intel-nuc\"\n",

@@ -49,10 +49,15 @@ stage() {
     grep -v '^stager: ' /tmp/err | sed "s/^/SWAPOVER-T $1-err /"
     echo "SWAPOVER-T $1-exit $rc"
 }
+status() {
+    ./stager status >/tmp/out 2>/dev/null
+    echo "SWAPOVER-T $1-status-exit $?"
+    sed "s/^/SWAPOVER-T $1-status /" /tmp/out
+}
 if [ -e /run/payload/state/state.json ]; then
     echo "SWAPOVER-T back"
     report back
-    ./stager status >/tmp/out 2>&1; echo "SWAPOVER-T status-exit $?"
+    status back
     mount -o remount,rw /mnt/boot
     ./stager abort >/tmp/out 2>/tmp/err
     rc=$?
@@ -65,6 +70,10 @@ else
     stage refused
     report refused
     mount -o remount,rw /mnt/boot
+    umount /sys/firmware/efi/efivars
+    stage noefivars
+    mount -t efivarfs efivarfs /sys/firmware/efi/efivars
+    report noefivars
     # A failure after each step is rolled back before the stager exits.
     for step in attach mount write-staging-dir unmount write-boot-dir arm-uefi-bootnext; do
         SWAPOVER_FAIL_AFTER=$step stage "fail-$step"
@@ -72,6 +81,9 @@ else
     done
     stage staged
     report staged
+    stage again
+    report again
+    status staged
     sync
     echo "SWAPOVER-T rebooting"
     reboot -f
@@ -155,6 +167,22 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
         );
     }
 
+    // Refused without efivarfs, before anything changes.
+    let errors = with_marker(&lines, "noefivars-err");
+    assert_eq!(exit_code(&lines, "noefivars"), "1", "{errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("mount -t efivarfs") && errors[0].ends_with("nothing was changed"),
+        "{errors:?}"
+    );
+    for key in ["bootnext", "options", "boot-files", "updt-files", "state"] {
+        assert_eq!(
+            value(&lines, &format!("noefivars {key}")),
+            value(&lines, &format!("before {key}")),
+            "{key} changed by a refusal"
+        );
+    }
+
     // A failure after any step: the stager says which and that everything was rolled back,
     // and the device is as it was (files, boot variables, no undo journal left).
     for step in [
@@ -208,6 +236,43 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
     }
     assert_eq!(value(&lines, "staged boot-staged"), "initramfs.img vmlinuz");
     assert!(value(&lines, "staged state").contains("state.json"));
+
+    // Staging twice is refused, and the staged state is left as it is.
+    let errors = with_marker(&lines, "again-err");
+    assert_eq!(exit_code(&lines, "again"), "1", "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("already staged")),
+        "{errors:?}"
+    );
+    for key in [
+        "bootnext",
+        "options",
+        "boot-files",
+        "updt-files",
+        "updt-staged",
+        "boot-staged",
+        "state",
+    ] {
+        assert_eq!(
+            value(&lines, &format!("again {key}")),
+            value(&lines, &format!("staged {key}")),
+            "{key} changed by a refused second stage"
+        );
+    }
+
+    // `status` while armed, and after the firmware used its one-shot.
+    let armed = with_marker(&lines, "staged-status").join("\n");
+    assert_eq!(exit_code(&lines, "staged-status"), "0", "{armed}");
+    assert!(
+        armed.contains("Armed: the next boot starts the migration environment (one boot only)"),
+        "{armed}"
+    );
+    let back = with_marker(&lines, "back-status").join("\n");
+    assert_eq!(exit_code(&lines, "back-status"), "0", "{back}");
+    assert!(
+        back.contains("Not armed any more") && back.contains("BootNext"),
+        "{back}"
+    );
 
     // The one-shot was the firmware's: the migration environment ran once, then 1.x again.
     assert!(refused.contains("resinOS 1.x source"), "{refused}");

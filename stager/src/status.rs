@@ -41,17 +41,23 @@ pub struct Status {
     pub current_path: Option<String>,
 }
 
-fn armed(state: &StageState) -> Armed {
-    let record = state.entries.iter().find_map(|e| match &e.change {
-        crate::state::Change::ArmGrubenv { undo: Some(record) } if e.progress == Progress::Done => Some(record.clone()),
+/// Whether the one-shot the stager armed is still pending: grubenv still holds exactly what
+/// the stager wrote, or (resinOS 1.x on UEFI) `BootNext` still names our boot option.
+fn armed(root: &HostRoot, state: &StageState) -> Armed {
+    if !state.armed {
+        return Armed::NotArmed;
+    }
+    let pending = state.entries.iter().filter(|e| e.progress == Progress::Done).find_map(|e| match &e.change {
+        crate::state::Change::ArmGrubenv { undo: Some(record) } => Some(record.still_armed().map_err(|e| e.to_string())),
+        crate::state::Change::ArmUefiBootNext { efivars, undo: Some(record) } => {
+            Some(record.is_pending(&grub::uefi::EfiVars::at(root.path(efivars))).map_err(|e| e.to_string()))
+        }
         _ => None,
     });
-    match record {
-        Some(record) if state.armed => match record.still_armed() {
-            Ok(true) => Armed::Yes,
-            _ => Armed::Consumed,
-        },
-        _ => Armed::NotArmed,
+    match pending {
+        Some(Ok(true)) => Armed::Yes,
+        Some(_) => Armed::Consumed,
+        None => Armed::NotArmed,
     }
 }
 
@@ -100,7 +106,7 @@ pub fn status(root: &HostRoot, system: &mut dyn System) -> Result<Status, StateE
             current_path: None,
         });
     };
-    let armed = armed(&state);
+    let armed = armed(root, &state);
     let mut status = Status {
         state: Some(state.clone()),
         armed,
@@ -132,13 +138,11 @@ pub fn render_text(status: &Status) -> String {
         Some(now) => now.clone(),
         None => state.staging.host_path.clone(),
     };
-    out.push_str(&format!(
-        "Staged on {device} (staging file system UUID {}, was swap UUID {}).\n",
-        state.staging_fs_uuid, state.swap_uuid
-    ));
+    let was = if state.swap_uuid.is_empty() { String::new() } else { format!(", was swap UUID {}", state.swap_uuid) };
+    out.push_str(&format!("Staged on {device} (staging file system UUID {}{was}).\n", state.staging_fs_uuid));
     out.push_str(match status.armed {
         Armed::Yes => "Armed: the next boot starts the migration environment (one boot only).\n",
-        Armed::Consumed => "Not armed any more: GRUB used the one-shot entry, so the migration environment was booted and the device came back to this OS (or grubenv was edited). Run `stager abort` to restore swap, or stage again after reading the log below.\n",
+        Armed::Consumed => "Not armed any more: GRUB used the one-shot entry (or the firmware its BootNext), so the migration environment was booted and the device came back to this OS (or the boot setting was edited). Run `stager abort` to undo the staging, or stage again after reading the log below.\n",
         Armed::NotArmed => "Staging did not complete (see the changes below); run `stager abort` to undo it.\n",
     });
     out.push_str("Changes recorded:\n");
@@ -158,7 +162,7 @@ pub fn render_text(status: &Status) -> String {
             out.push_str(&format!("  {line}\n"));
         }
     } else if status.armed == Armed::Consumed {
-        out.push_str("The migration environment left no migration.log: it stopped before it could mount staging (kernel, initramfs or disk not found); check the serial console.\n");
+        out.push_str("The migration environment left no migration.log: it stopped before it could mount staging (kernel, initramfs or disk not found, or the plan refused); check the serial console.\n");
     }
     if let Some(problem) = &status.staging_problem {
         out.push_str(&format!("Staging could not be read: {problem}\n"));
