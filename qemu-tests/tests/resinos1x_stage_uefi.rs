@@ -41,7 +41,7 @@ report() {
     echo "SWAPOVER-T $1 state=$(ls /run/payload/state | tr '\n' ' ')"
 }
 stage() {
-    ./stager stage-1x --profile resinos1x-intel-nuc --disk "$disk" --image ./resinos.img.xz \
+    ./stager stage-1x $DRY --profile resinos1x-intel-nuc --disk "$disk" --image ./resinos.img.xz \
         --config /mnt/conf/config.json --data-root /mnt/data --kernel /mnt/root/boot/bzImage \
         --modules "/mnt/root/lib/modules/$(uname -r)" --no-reboot >/tmp/out 2>/tmp/err
     rc=$?
@@ -70,6 +70,8 @@ else
     stage refused
     report refused
     mount -o remount,rw /mnt/boot
+    DRY=--dry-run stage dryrun
+    report dryrun
     umount /sys/firmware/efi/efivars
     stage noefivars
     mount -t efivarfs efivarfs /sys/firmware/efi/efivars
@@ -164,6 +166,26 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
             value(&lines, &format!("refused {key}")),
             value(&lines, &format!("before {key}")),
             "{key} changed by a refusal"
+        );
+    }
+
+    // --dry-run prints the plan and the steps and changes nothing.
+    let dry = with_marker(&lines, "dryrun-out").join("\n");
+    assert_eq!(exit_code(&lines, "dryrun"), "0", "{dry}");
+    for expected in [
+        "via a UEFI boot option armed for one boot with BootNext",
+        "Staging on the spare root (partition 3",
+        "contents kept",
+        "set BootNext to it (one boot)",
+        "Dry run: nothing was changed.",
+    ] {
+        assert!(dry.contains(expected), "no `{expected}` in:\n{dry}");
+    }
+    for key in ["bootnext", "options", "boot-files", "updt-files", "state"] {
+        assert_eq!(
+            value(&lines, &format!("dryrun {key}")),
+            value(&lines, &format!("before {key}")),
+            "{key} changed by --dry-run"
         );
     }
 
