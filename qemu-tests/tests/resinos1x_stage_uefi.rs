@@ -14,11 +14,10 @@ use qemu_tests::resin1x_image::{DataVariant, Resin1xImage};
 use qemu_tests::resin_image::ResinImage;
 use std::time::Duration;
 
-/// Runs on every 1.x boot. The stager's state directory lives on the payload disk, so that
+/// Runs on every 1.x boot; `stage-1x` is not told the disk (it finds the one holding
+/// resin-boot). The stager's state directory lives on the payload disk, so that
 /// it survives the reboots as /var/lib/swapover does on a real 1.x root.
-const RUN_SH: &str = r#"boot=$(findfs LABEL=resin-boot)
-disk=$(echo "$boot" | sed 's/[0-9]*$//')
-updt=$(findfs LABEL=resin-updt)
+const RUN_SH: &str = r#"updt=$(findfs LABEL=resin-updt)
 cd /run/payload
 mount -o remount,rw /run/payload
 mkdir -p /run/payload/state /var/lib
@@ -41,7 +40,7 @@ report() {
     echo "SWAPOVER-T $1 state=$(ls /run/payload/state | tr '\n' ' ')"
 }
 stage() {
-    ./stager stage-1x $DRY --profile resinos1x-intel-nuc --disk "$disk" --image ./resinos.img.xz \
+    ./stager stage-1x $DRY --profile resinos1x-intel-nuc --image ./resinos.img.xz \
         --config /mnt/conf/config.json --data-root /mnt/data --kernel /mnt/root/boot/bzImage \
         --modules "/mnt/root/lib/modules/$(uname -r)" --no-reboot >/tmp/out 2>/tmp/err
     rc=$?

@@ -299,9 +299,10 @@ pub struct Plan1xInputs {
     #[arg(long, value_name = "NAME")]
     pub profile: String,
 
-    /// The resinOS 1.x disk: its block device, or an image of it
+    /// The resinOS 1.x disk: its block device, or an image of it; without it, the disk of
+    /// this device holding the profile's boot partition (found by its label, e.g. resin-boot)
     #[arg(long, value_name = "PATH")]
-    pub disk: PathBuf,
+    pub disk: Option<PathBuf>,
 
     /// The resinOS 2.x image (.img or .img.xz)
     #[arg(long, value_name = "PATH")]
@@ -349,11 +350,26 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
-fn plan_request(inputs: &Plan1xInputs, initramfs: PathBuf, catalog: &ProfileCatalog) -> Result<crate::stage::resinos1x::plan_image::PlanImageRequest, String> {
+fn plan_request(
+    inputs: &Plan1xInputs,
+    initramfs: PathBuf,
+    catalog: &ProfileCatalog,
+    root: &crate::host::HostRoot,
+) -> Result<crate::stage::resinos1x::plan_image::PlanImageRequest, String> {
+    use crate::stage::resinos1x::source_disk;
     let profile = catalog.resolve(&inputs.profile).map_err(|e| e.to_string())?;
+    let disk = match (&inputs.disk, profile.source_partition(plan::PartitionRole::Boot)) {
+        (Some(disk), _) => disk.clone(),
+        (None, Some(boot)) => {
+            let disk = source_disk::find_by_partition_label(root, &boot.name).map_err(|e| format!("refused: {e}; nothing was changed"))?;
+            log::info!("the resinOS 1.x disk is {} (it holds the partition labelled {})", disk.display(), boot.name);
+            disk
+        }
+        (None, None) => return Err(format!("profile {} names no boot partition to find the disk by; pass --disk", profile.name)),
+    };
     Ok(crate::stage::resinos1x::plan_image::PlanImageRequest {
         profile,
-        disk: inputs.disk.clone(),
+        disk,
         image: inputs.image.clone(),
         config: inputs.config.clone(),
         data_root: inputs.data_root.clone(),
@@ -364,7 +380,7 @@ fn plan_request(inputs: &Plan1xInputs, initramfs: PathBuf, catalog: &ProfileCata
 }
 
 fn run_plan_image(args: &PlanImageArgs, catalog: &ProfileCatalog, json: bool) -> i32 {
-    match plan_request(&args.inputs, args.initramfs.clone(), catalog) {
+    match plan_request(&args.inputs, args.initramfs.clone(), catalog, &crate::host::HostRoot::default()) {
         Ok(request) => crate::stage::resinos1x::plan_image::run(&request, json),
         Err(e) => print_error(&e, json, EXIT_CHECK_FAILED),
     }
@@ -372,7 +388,8 @@ fn run_plan_image(args: &PlanImageArgs, catalog: &ProfileCatalog, json: bool) ->
 
 fn run_stage_1x(args: &Stage1xArgs, catalog: &ProfileCatalog, json: bool) -> i32 {
     use crate::stage::resinos1x::stage_1x::{self, Outcome1x, Stage1xError, Stage1xRequest};
-    let plan = match plan_request(&args.plan, PathBuf::new(), catalog) {
+    let root = crate::host::HostRoot::new(&args.root);
+    let plan = match plan_request(&args.plan, PathBuf::new(), catalog, &root) {
         Ok(plan) => plan,
         Err(e) => return print_error(&e, json, EXIT_CHECK_FAILED),
     };
@@ -380,7 +397,6 @@ fn run_stage_1x(args: &Stage1xArgs, catalog: &ProfileCatalog, json: bool) -> i32
         Ok(bytes) => bytes,
         Err(e) => return print_error(&e.to_string(), json, EXIT_ERROR),
     };
-    let root = crate::host::HostRoot::new(&args.root);
     let fixture = root.dir() != std::path::Path::new("/");
     let request = Stage1xRequest {
         plan,

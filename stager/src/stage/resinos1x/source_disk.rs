@@ -156,3 +156,37 @@ pub fn match_profile(disk: &SourceDisk1x, profile: &Profile) -> Result<Vec<Match
 pub fn role(matched: &[Matched], role: PartitionRole) -> Option<&Matched> {
     matched.iter().find(|m| m.expected.role == role)
 }
+
+/// The disk of this device that holds the partition labelled `label` (resinOS 1.x: its
+/// `resin-boot`), found by probing the file system of every partition the kernel lists in
+/// `/sys/class/block`.
+/// Exactly one must match: none, or several, is refused naming them.
+pub fn find_by_partition_label(root: &crate::host::HostRoot, label: &str) -> Result<PathBuf, Refusal1x> {
+    use crate::host::block::{self, BlockKind};
+    let not_found = |problem: String| Refusal1x::Disk { disk: format!("(the disk holding {label})"), problem };
+    let class_dir = root.path(block::CLASS_DIR);
+    let entries = std::fs::read_dir(&class_dir).map_err(|e| not_found(format!("cannot list {}: {e}; pass --disk", class_dir.display())))?;
+    let mut names: Vec<String> = entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    let mut found = Vec::new();
+    for name in names {
+        let Ok(device) = block::by_name(root, &name) else { continue };
+        let Some(disk) = device.parent_disk.clone().filter(|_| device.kind == BlockKind::Partition) else { continue };
+        // The partition's own node, or its sectors on the disk where there is none.
+        let region = crate::stage::host_extras::Region::of_partition(root, &device);
+        let len = (fs_probe::PROBE_BYTES as u64).min(region.size.get()) as usize;
+        let head = region.read_at(plan::Bytes(0), len);
+        if head.is_ok_and(|head| fs_probe::probe(&head).is_some_and(|fs| fs.label == label)) {
+            found.push((device.dev_path(), format!("/dev/{disk}")));
+        }
+    }
+    match found.as_slice() {
+        [(_, disk)] => Ok(PathBuf::from(disk)),
+        [] => Err(not_found(format!("no partition of this device is labelled {label}; this is not a resinOS 1.x device, or pass --disk"))),
+        many => Err(not_found(format!(
+            "{} partitions are labelled {label} ({}); pass --disk to say which disk to migrate",
+            many.len(),
+            many.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
