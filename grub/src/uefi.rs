@@ -811,15 +811,25 @@ impl UefiUndo {
     /// warning). Idempotent.
     pub fn undo(&self, vars: &EfiVars) -> Result<(), UefiError> {
         vars.check_available()?;
-        match &self.previous_boot_next {
-            Some(previous) => {
-                if vars.read_raw(BOOT_NEXT)?.as_ref() != Some(previous) {
-                    vars.write_raw(BOOT_NEXT, previous)?;
+        // BootNext is only touched while it is ours (or gone): one set by someone else since
+        // the firmware consumed ours is theirs to keep.
+        let current = vars.boot_next()?;
+        if current.is_none() || current == Some(self.boot_number) {
+            match &self.previous_boot_next {
+                Some(previous) => {
+                    if vars.read_raw(BOOT_NEXT)?.as_ref() != Some(previous) {
+                        vars.write_raw(BOOT_NEXT, previous)?;
+                    }
+                }
+                None => {
+                    vars.remove(BOOT_NEXT)?;
                 }
             }
-            None => {
-                vars.remove(BOOT_NEXT)?;
-            }
+        } else {
+            log::warn!(
+                "BootNext names Boot{:04X}, not ours: left in place",
+                current.unwrap_or_default()
+            );
         }
         let name = self.boot_variable();
         match vars.read_raw(&name)? {

@@ -336,6 +336,28 @@ fn undo_after_the_firmware_consumed_boot_next() {
 }
 
 #[test]
+fn undo_leaves_a_boot_next_someone_else_set_after_the_firmware_consumed_ours() {
+    let dir = efivars_dir();
+    let vars = EfiVars::at(dir.path());
+    let undo = UefiOneShot::arm(&vars, &mbr_option()).unwrap();
+    fs::remove_file(dir.path().join(file_name("BootNext"))).unwrap();
+    // Another tool (efibootmgr -n 0002) arms its own one-shot afterwards.
+    let theirs = vec![7, 0, 0, 0, 0x02, 0x00];
+    fs::write(dir.path().join(file_name("BootNext")), &theirs).unwrap();
+    undo.undo(&vars).unwrap();
+    assert_eq!(
+        read(dir.path(), "BootNext").unwrap(),
+        theirs,
+        "their BootNext was touched"
+    );
+    assert_eq!(
+        read(dir.path(), "Boot0100"),
+        None,
+        "our option is still removed"
+    );
+}
+
+#[test]
 fn undo_leaves_a_boot_option_someone_else_rewrote() {
     let dir = efivars_dir();
     let vars = EfiVars::at(dir.path());

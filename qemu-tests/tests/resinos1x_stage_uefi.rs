@@ -57,7 +57,12 @@ if [ -e /run/payload/state/state.json ]; then
     echo "SWAPOVER-T back"
     report back
     status back
-    mount -o remount,rw /mnt/boot
+    # Abort with resin-boot not mounted: refused to call the boot files removed.
+    umount /mnt/boot
+    ./stager abort >/tmp/out 2>/tmp/err
+    echo "SWAPOVER-T abort-unmounted-exit $?"
+    grep -v '^stager: ' /tmp/err | sed 's/^/SWAPOVER-T abort-unmounted-err /'
+    mount -o rw "$(findfs LABEL=resin-boot)" /mnt/boot
     ./stager abort >/tmp/out 2>/tmp/err
     rc=$?
     sed 's/^/SWAPOVER-T abort-out /' /tmp/out
@@ -312,6 +317,18 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
         value(&lines, "back options"),
         "1",
         "our option stays until abort"
+    );
+
+    // An abort while resin-boot is not mounted does not claim the boot files removed; it
+    // keeps the undo journal, and the abort after mounting it finishes the job.
+    let errors = with_marker(&lines, "abort-unmounted-err");
+    assert_eq!(exit_code(&lines, "abort-unmounted"), "2", "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("/mnt/boot is not a mounted file system")
+                && e.contains("run `stager abort` again")),
+        "{errors:?}"
     );
 
     // Abort: everything as it was before staging.

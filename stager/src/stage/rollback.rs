@@ -145,7 +145,19 @@ fn undo_one(
             Ok(Some(format!("removed Boot{:04X} and put BootNext back as it was", record.boot_number)))
         }
         Change::ArmUefiBootNext { undo: None, .. } => Ok(None),
-        Change::WriteBootDir { dir } => remove_dir(&root.path(dir)),
+        Change::WriteBootDir { dir } => {
+            // Only through the mounted boot partition: a missing directory on an unmounted
+            // mount point would look undone while our files stay on the partition.
+            let target = root.path(dir);
+            let mount = target.parent().map(Path::to_path_buf).unwrap_or_else(|| target.clone());
+            if !is_mount_point(&mount) {
+                return Err(format!(
+                    "{} is not a mounted file system, so {dir} cannot be removed from the boot partition; mount the boot partition there and run `stager abort` again",
+                    mount.display()
+                ));
+            }
+            remove_dir(&target)
+        }
         Change::WriteStagingDir { dir } => {
             let current = current.as_ref().map_err(Clone::clone)?;
             let mount_point = root.path(state::MOUNT_POINT);
@@ -232,6 +244,14 @@ fn undo_one(
     }
 }
 
+/// Whether `dir` is where a file system is mounted (its device differs from its parent's).
+fn is_mount_point(dir: &Path) -> bool {
+    match (std::fs::metadata(dir), std::fs::metadata(dir.join(".."))) {
+        (Ok(own), Ok(parent)) => own.is_dir() && own.dev() != parent.dev(),
+        _ => false,
+    }
+}
+
 /// Removes a directory the stager created (and everything in it); syncs its parent.
 fn remove_dir(dir: &Path) -> Result<Option<String>, String> {
     match std::fs::remove_dir_all(dir) {
@@ -281,4 +301,35 @@ pub fn rollback(root: &HostRoot, state: &StageState, system: &mut dyn System) ->
         let _ = std::fs::remove_dir(root.path(state::MOUNT_POINT));
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Entry, Progress, STATE_FORMAT};
+
+    #[test]
+    fn boot_files_are_not_reported_removed_when_the_boot_partition_is_not_mounted() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = HostRoot::new(dir.path());
+        // `/mnt/boot/swapover` as a plain directory of the root: the boot partition is not
+        // mounted there, so removing "it" would remove nothing of the partition's.
+        let staged = root.path("/mnt/boot/swapover");
+        std::fs::create_dir_all(&staged).unwrap();
+        std::fs::write(staged.join("vmlinuz"), b"kernel").unwrap();
+        let state = StageState {
+            format: STATE_FORMAT,
+            stager_version: "test".into(),
+            staging: Region { file: dir.path().join("disk"), offset: plan::Bytes(0), size: plan::Bytes(0), host_path: "/dev/sda3".into() },
+            staging_partition: None,
+            staging_fs_uuid: String::new(),
+            swap_uuid: String::new(),
+            armed: true,
+            entries: vec![Entry { change: Change::WriteBootDir { dir: "/mnt/boot/swapover".into() }, progress: Progress::Done }],
+        };
+        let report = rollback(&root, &state, &mut super::super::system::FixtureSystem::default());
+        assert!(!report.complete(), "{report:?}");
+        assert!(report.failed[0].contains("is not a mounted file system"), "{report:?}");
+        assert!(staged.join("vmlinuz").exists(), "nothing removed from the root file system");
+    }
 }
