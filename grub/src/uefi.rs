@@ -64,6 +64,7 @@ pub const FIRST_FREE_BOOT_NUMBER: u16 = 0x0100;
 
 const BOOT_NEXT: &str = "BootNext";
 const BOOT_ORDER: &str = "BootOrder";
+const BOOT_CURRENT: &str = "BootCurrent";
 
 const MEDIA_DEVICE_PATH: u8 = 0x04;
 const MEDIA_HARD_DRIVE: u8 = 0x01;
@@ -686,16 +687,34 @@ impl EfiVars {
 
     /// `BootNext`, `None` when unset.
     pub fn boot_next(&self) -> Result<Option<u16>, UefiError> {
-        match self.read(BOOT_NEXT)? {
+        self.read_u16(BOOT_NEXT)
+    }
+
+    /// `BootCurrent`: the option the firmware started this boot from, `None` when unset.
+    pub fn boot_current(&self) -> Result<Option<u16>, UefiError> {
+        self.read_u16(BOOT_CURRENT)
+    }
+
+    fn read_u16(&self, name: &str) -> Result<Option<u16>, UefiError> {
+        match self.read(name)? {
             None => Ok(None),
             Some(var) => match <[u8; 2]>::try_from(var.data.as_slice()) {
                 Ok(b) => Ok(Some(u16::from_le_bytes(b))),
                 Err(_) => Err(UefiError::BadVariable {
-                    path: self.path_of(BOOT_NEXT),
+                    path: self.path_of(name),
                     reason: format!("{} data bytes, expected 2", var.data.len()),
                 }),
             },
         }
+    }
+
+    /// Set `BootOrder` (non-volatile) and read it back.
+    pub fn write_boot_order(&self, order: &[u16]) -> Result<(), UefiError> {
+        let mut bytes = BOOT_VARIABLE_ATTRIBUTES.to_le_bytes().to_vec();
+        for number in order {
+            bytes.extend_from_slice(&number.to_le_bytes());
+        }
+        write_verified(self, BOOT_ORDER, &bytes)
     }
 
     /// `BootOrder`, empty when unset.
@@ -905,6 +924,82 @@ fn write_verified(vars: &EfiVars, name: &str, bytes: &[u8]) -> Result<(), UefiEr
     }
 }
 
+/// A boot option made the first entry of `BootOrder`, so that every boot starts it until it
+/// is removed: the migration environment's resume entry once the migration has begun to
+/// destroy the old system (a power cut must bring the migrator back, not the firmware's
+/// next choice). Persist it (serde) before [`PermanentBoot::apply`]; it remembers the order
+/// to put back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermanentBoot {
+    pub boot_number: u16,
+    /// `BootOrder` before, without `boot_number`.
+    pub previous_order: Vec<u16>,
+}
+
+impl PermanentBoot {
+    /// The record for making `boot_number` first, from the current `BootOrder`.
+    pub fn record(vars: &EfiVars, boot_number: u16) -> Result<PermanentBoot, UefiError> {
+        vars.check_available()?;
+        let previous_order = vars
+            .boot_order()?
+            .into_iter()
+            .filter(|n| *n != boot_number)
+            .collect();
+        Ok(PermanentBoot {
+            boot_number,
+            previous_order,
+        })
+    }
+
+    /// `BootOrder` = ours, then the previous order. Idempotent; read back.
+    pub fn apply(&self, vars: &EfiVars) -> Result<(), UefiError> {
+        vars.check_available()?;
+        if vars.boot_option(self.boot_number)?.is_none() {
+            return Err(UefiError::BadVariable {
+                path: vars.path_of(&boot_variable_name(self.boot_number)),
+                reason: "the option to make permanent does not exist".into(),
+            });
+        }
+        let mut order = vec![self.boot_number];
+        order.extend(&self.previous_order);
+        if vars.boot_order()? != order {
+            vars.write_boot_order(&order)?;
+        }
+        log::info!(
+            "{} is first in BootOrder: every boot starts it until it is removed",
+            boot_variable_name(self.boot_number)
+        );
+        Ok(())
+    }
+
+    /// Put `BootOrder` back as it was (the option itself stays). Idempotent.
+    pub fn put_back(&self, vars: &EfiVars) -> Result<(), UefiError> {
+        vars.check_available()?;
+        let order = vars.boot_order()?;
+        if order.contains(&self.boot_number) {
+            vars.write_boot_order(&self.previous_order)?;
+        }
+        Ok(())
+    }
+
+    /// Take our option out of `BootOrder` (whatever else changed there stays) and delete
+    /// it. Idempotent.
+    pub fn remove(&self, vars: &EfiVars) -> Result<(), UefiError> {
+        vars.check_available()?;
+        let order = vars.boot_order()?;
+        if order.contains(&self.boot_number) {
+            let rest: Vec<u16> = order.into_iter().filter(|n| *n != self.boot_number).collect();
+            vars.write_boot_order(&rest)?;
+        }
+        if vars.boot_next()? == Some(self.boot_number) {
+            vars.remove(BOOT_NEXT)?;
+        }
+        vars.remove(&boot_variable_name(self.boot_number))?;
+        log::info!("{} removed from the firmware", boot_variable_name(self.boot_number));
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1013,3 +1108,4 @@ mod tests {
             .contains("whole disk"));
     }
 }
+

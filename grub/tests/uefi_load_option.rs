@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::Command;
 
 use grub::uefi::{
-    EfiVars, HardDrive, LoadOption, PartitionSignature, UefiError, UefiOneShot, UefiUndo,
+    EfiVars, HardDrive, LoadOption, PartitionSignature, PermanentBoot, UefiError, UefiOneShot,
+    UefiUndo,
     EFI_GLOBAL_VARIABLE_GUID,
 };
 
@@ -593,4 +594,48 @@ fn efi_stub_check_on_real_images() {
         }
         Err(e) => eprintln!("SKIP test kernel: {e} (run scripts/setup.sh)"),
     }
+}
+
+#[test]
+fn a_permanent_boot_goes_first_in_boot_order_and_comes_out_again() {
+    let dir = efivars_dir();
+    let vars = EfiVars::at(dir.path());
+    let undo = UefiOneShot::arm(&vars, &gpt_option()).unwrap();
+    // What the firmware does before booting BootNext; it then sets BootCurrent.
+    fs::remove_file(dir.path().join(file_name("BootNext"))).unwrap();
+    fs::write(dir.path().join(file_name("BootCurrent")), [6, 0, 0, 0, 0x00, 0x01]).unwrap();
+    assert_eq!(vars.boot_current().unwrap(), Some(0x0100));
+
+    let permanent = PermanentBoot::record(&vars, 0x0100).unwrap();
+    assert_eq!(permanent.previous_order, vec![0, 1]);
+    permanent.apply(&vars).unwrap();
+    assert_eq!(vars.boot_order().unwrap(), vec![0x0100, 0, 1]);
+    permanent.apply(&vars).unwrap(); // idempotent
+    assert_eq!(vars.boot_order().unwrap(), vec![0x0100, 0, 1]);
+    // Recorded again after a power cut (ours already first): the order to put back is the same.
+    assert_eq!(PermanentBoot::record(&vars, 0x0100).unwrap(), permanent);
+
+    permanent.put_back(&vars).unwrap();
+    assert_eq!(vars.boot_order().unwrap(), vec![0, 1]);
+    assert!(read(dir.path(), "Boot0100").is_some(), "putting the order back keeps the option");
+
+    permanent.apply(&vars).unwrap();
+    // Something else changed the order meanwhile: removal keeps that change.
+    vars.write_boot_order(&[0x0100, 1, 0, 7]).unwrap();
+    permanent.remove(&vars).unwrap();
+    assert_eq!(vars.boot_order().unwrap(), vec![1, 0, 7]);
+    assert_eq!(read(dir.path(), "Boot0100"), None);
+    permanent.remove(&vars).unwrap(); // idempotent
+    undo.undo(&vars).unwrap(); // the stager's record finds nothing left to undo
+    assert!(read(dir.path(), "Boot0000").is_some());
+}
+
+#[test]
+fn a_permanent_boot_needs_its_option() {
+    let dir = efivars_dir();
+    let vars = EfiVars::at(dir.path());
+    let permanent = PermanentBoot::record(&vars, 0x0100).unwrap();
+    let err = permanent.apply(&vars).unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert_eq!(vars.boot_order().unwrap(), vec![0, 1], "BootOrder untouched");
 }

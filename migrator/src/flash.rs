@@ -60,7 +60,7 @@ pub use direct::DirectTarget;
 pub use error::{FlashError, XzError};
 pub use format::ImageFormat;
 pub use retry::{WRITE_RETRIES, WRITE_RETRY_DELAY};
-pub use target::{FlashTarget, HeldRange, Placement, VerifiedRange, ZeroRuns, HEAD_BYTES};
+pub use target::{FlashTarget, HeldRange, HeldRanges, Placement, VerifiedRange, ZeroRuns, HEAD_BYTES};
 
 use std::fs::File;
 use std::sync::atomic::Ordering;
@@ -91,7 +91,7 @@ pub struct FlashRequest {
     /// Pause before each of those passes.
     pub write_retry_delay: Duration,
     /// Image bytes neither written nor verified (a partition written last); `None` writes all.
-    pub held: Option<HeldRange>,
+    pub held: HeldRanges,
 }
 
 impl FlashRequest {
@@ -107,7 +107,7 @@ impl FlashRequest {
             expected_image_sha256: None,
             write_retries: WRITE_RETRIES,
             write_retry_delay: WRITE_RETRY_DELAY,
-            held: None,
+            held: HeldRanges::NONE,
         }
     }
 }
@@ -176,7 +176,7 @@ impl std::fmt::Debug for HeldHead {
 pub struct WrittenImage {
     pub placement: Placement,
     /// The held range this flash left unwritten (and out of `ranges`' hashes).
-    pub held: Option<HeldRange>,
+    pub held: HeldRanges,
     pub head: HeldHead,
     pub image_bytes: u64,
     pub compressed_sha256: Sha256Digest,
@@ -454,7 +454,7 @@ pub fn verify_written<T: FlashTarget + ?Sized>(
         let end = range.image_offset + range.len_bytes;
         while offset < end {
             let piece = ((end - offset) as usize).min(VERIFY_CHUNK_BYTES);
-            for (at, len) in HeldRange::outside(written.held, offset, piece) {
+            for (at, len) in written.held.outside(offset, piece) {
                 let target_byte = placement.target_byte(offset + at as u64);
                 target
                     .read_exact_at(&mut buf[at..at + len], target_byte)

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::flash::{self, FlashRequest, FlashTarget, HeldRange, ImageFormat, Placement, Progress, Sha256Digest, WrittenImage, HEAD_BYTES};
+use crate::flash::{self, FlashRequest, FlashTarget, HeldRanges, ImageFormat, Placement, Progress, Sha256Digest, WrittenImage, HEAD_BYTES};
 use crate::layout::units::Sectors512;
 use crate::layout::{self, units as lu, HostDisk, PartitionTable};
 use plan::{Plan, SectorSize};
@@ -45,7 +45,7 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FlashS
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlashPlace {
     pub placement: Placement,
-    pub held: Option<HeldRange>,
+    pub held: HeldRanges,
 }
 
 /// Where the image may go: from disk byte 0 up to the first of the layout
@@ -78,7 +78,8 @@ pub fn placement<D: io::Read + io::Seek>(plan: &Plan, disk: &mut D) -> Result<Fl
         }
     };
     let placement = Placement { target_offset_bytes: 0, extent_bytes: lu::Sectors(end).bytes_512().0 };
-    Ok(FlashPlace { placement, held: held.map(|(range, _)| range) })
+    let held = crate::written_last::held_ranges(plan).map_err(|e| FlashStepError::WrittenLast(e.to_string()))?;
+    Ok(FlashPlace { placement, held })
 }
 
 /// The staged image's expected compressed sha256.

@@ -19,7 +19,7 @@ use std::path::Path;
 use plan::Plan;
 use sha2::{Digest, Sha256};
 
-use crate::flash::{FlashTarget, HeldRange, HEAD_BYTES};
+use crate::flash::{FlashTarget, HeldRange, HeldRanges, HEAD_BYTES};
 use crate::flashing::{self, FlashStepError};
 
 /// Granule in which the held partition is kept in memory (all-zero granules are not kept).
@@ -69,6 +69,32 @@ pub fn held_range(plan: &Plan) -> Result<Option<(HeldRange, String)>, WrittenLas
         return Err(WrittenLastError::Plan(format!("'{name}' starts at image byte {start} but disk byte {disk}; the migrator writes the image from disk byte 0, after its first MiB")));
     }
     Ok(Some((HeldRange { start, end }, name.clone())))
+}
+
+/// The partition the firmware loads the migration kernel from (`grub.route =
+/// uefi-boot-next`: resin-boot, whose `swapover/` holds it): held back from the flash and
+/// written once restore has built its new contents, which carry the kernel on. `None` for
+/// every other route.
+pub fn boot_range(plan: &Plan) -> Result<Option<(HeldRange, String)>, WrittenLastError> {
+    if plan.grub.route != plan::GrubRoute::UefiBootNext {
+        return Ok(None);
+    }
+    let boot = plan.layout.by_role(plan::PartitionRole::Boot).ok_or_else(|| WrittenLastError::Plan("the layout has no boot partition to hold back".into()))?;
+    let units = |e: plan::UnitError| WrittenLastError::Plan(format!("'{}': {e}", boot.name));
+    let start = boot.image_offset(&plan.layout).map_err(units)?.get();
+    let end = start + boot.size_bytes(&plan.layout).map_err(units)?.get();
+    let disk = boot.disk_offset(plan.source_disk.sector_size).map_err(units)?.get();
+    if disk != start || start < HEAD_BYTES {
+        return Err(WrittenLastError::Plan(format!("'{}' starts at image byte {start} but disk byte {disk}; the migrator writes the image from disk byte 0, after its first MiB", boot.name)));
+    }
+    Ok(Some((HeldRange { start, end }, boot.name.clone())))
+}
+
+/// Every range the flash leaves alone besides the head: the partition written last and,
+/// on the UEFI route, the boot partition.
+pub fn held_ranges(plan: &Plan) -> Result<HeldRanges, WrittenLastError> {
+    let list: Vec<HeldRange> = held_range(plan)?.into_iter().chain(boot_range(plan)?).map(|(range, _)| range).collect();
+    HeldRanges::new(&list).map_err(WrittenLastError::Plan)
 }
 
 /// What the migrator must refuse when it reads the plan, before anything is written:
@@ -233,15 +259,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn outside_splits_around_the_held_range() {
-        let held = Some(HeldRange { start: 100, end: 200 });
-        assert_eq!(HeldRange::outside(None, 0, 50), [(0, 50), (0, 0)]);
-        assert_eq!(HeldRange::outside(held, 0, 50), [(0, 50), (0, 0)], "before");
-        assert_eq!(HeldRange::outside(held, 250, 50), [(0, 50), (0, 0)], "after");
-        assert_eq!(HeldRange::outside(held, 50, 100), [(0, 50), (100, 0)], "into");
-        assert_eq!(HeldRange::outside(held, 150, 100), [(0, 0), (50, 50)], "out of");
-        assert_eq!(HeldRange::outside(held, 50, 200), [(0, 50), (150, 50)], "across");
-        assert_eq!(HeldRange::outside(held, 120, 50), [(0, 0), (50, 0)], "inside");
+    fn outside_splits_around_the_held_ranges() {
+        let one = HeldRanges::one(HeldRange { start: 100, end: 200 });
+        assert_eq!(HeldRanges::NONE.outside(0, 50), [(0, 50), (0, 0), (0, 0)]);
+        assert_eq!(one.outside(0, 50), [(0, 50), (0, 0), (0, 0)], "before");
+        assert_eq!(one.outside(250, 50), [(0, 50), (0, 0), (0, 0)], "after");
+        assert_eq!(one.outside(50, 100), [(0, 50), (100, 0), (0, 0)], "into");
+        assert_eq!(one.outside(150, 100), [(0, 0), (50, 50), (0, 0)], "out of");
+        assert_eq!(one.outside(50, 200), [(0, 50), (150, 50), (0, 0)], "across");
+        assert_eq!(one.outside(120, 50), [(0, 0), (50, 0), (0, 0)], "inside");
+        let two = HeldRanges::new(&[HeldRange { start: 300, end: 400 }, HeldRange { start: 100, end: 200 }]).unwrap();
+        assert_eq!(two.iter().map(|r| r.start).collect::<Vec<_>>(), [100, 300], "sorted");
+        assert_eq!(two.outside(0, 500), [(0, 100), (200, 100), (400, 100)], "across both");
+        assert_eq!(two.outside(150, 200), [(0, 0), (50, 100), (200, 0)], "out of one into the other");
+        assert!(HeldRanges::new(&[HeldRange { start: 100, end: 200 }, HeldRange { start: 150, end: 250 }]).is_err(), "overlap");
+        assert!(HeldRanges::new(&[HeldRange { start: 100, end: 100 }]).is_err(), "empty");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 mod flash_support;
 
 use flash_support::{all_pattern, patterned_target, raw_image, read_range, xz, Scratch, MIB};
-use migrator::flash::{self, DecodeMode, FlashRequest, HeldRange, Placement, Progress};
+use migrator::flash::{self, DecodeMode, FlashRequest, HeldRange, HeldRanges, Placement, Progress};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
@@ -22,16 +22,16 @@ fn check(name: &str, xz_args: &[&str], threads: usize, resume_from: u64) {
     let held = HeldRange { start: 5 * MIB + 4096, end: 9 * MIB + 512 };
     let mut request = FlashRequest::new(Placement { target_offset_bytes: 0, extent_bytes: 16 * MIB });
     request.decode_threads = threads;
-    request.held = Some(held);
+    request.held = HeldRanges::one(held);
     if resume_from > 0 {
         // An earlier boot wrote (outside the held range) up to `resume_from`.
-        for (at, len) in HeldRange::outside(Some(held), MIB, (resume_from - MIB) as usize) {
+        for (at, len) in HeldRanges::one(held).outside(MIB, (resume_from - MIB) as usize) {
             target.write_all_at(&raw[MIB as usize + at..MIB as usize + at + len], MIB + at as u64).unwrap();
         }
         request.resume_from_image_offset = resume_from;
     }
     let written = flash::write_image(&File::open(&image).unwrap(), &target, &request, &mut ignore).unwrap();
-    assert_eq!(written.held, Some(held));
+    assert_eq!(written.held, HeldRanges::one(held));
     if threads > 1 {
         assert!(matches!(written.mode, DecodeMode::XzParallel { .. }), "{:?}", written.mode);
     }

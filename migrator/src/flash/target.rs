@@ -121,28 +121,78 @@ impl Placement {
 }
 
 /// Image bytes `start..end` that a flash neither writes nor hashes: a partition written
-/// last, after the migration no longer needs what lies there (the staging area of a
-/// resinOS 1.x migration). Like the head, held back; unlike the head, not kept in memory.
+/// after the flash, by the step that needs it (the partition holding the staging area of a
+/// resinOS 1.x migration, written last; the boot partition the firmware loads the migration
+/// kernel from). Like the head, held back; unlike the head, not kept in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeldRange {
     pub start: u64,
     pub end: u64,
 }
 
-impl HeldRange {
-    /// The parts of `len` bytes at image offset `offset` that lie outside the held range,
-    /// as (index into the bytes, length) pairs; an empty part has length 0.
-    pub fn outside(held: Option<HeldRange>, offset: u64, len: usize) -> [(usize, usize); 2] {
-        let Some(h) = held else {
-            return [(0, len), (0, 0)];
-        };
-        let end = offset + len as u64;
-        let before = h.start.clamp(offset, end) - offset;
-        let after = h.end.clamp(offset, end) - offset;
-        if before >= after {
-            return [(0, len), (0, 0)];
+/// The ranges one flash holds back (at most two: a resinOS 1.x migration on UEFI holds back
+/// both the partition written last and the boot partition the firmware loads the migration
+/// kernel from), sorted and disjoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HeldRanges {
+    ranges: [Option<HeldRange>; 2],
+}
+
+impl HeldRanges {
+    /// Nothing held back (besides the head).
+    pub const NONE: HeldRanges = HeldRanges { ranges: [None, None] };
+
+    /// `list` sorted; refused when ranges are empty, overlap, or more than two.
+    pub fn new(list: &[HeldRange]) -> Result<HeldRanges, String> {
+        let mut sorted = list.to_vec();
+        sorted.sort_by_key(|r| r.start);
+        if sorted.len() > 2 {
+            return Err(format!("{} held ranges; a flash holds back at most 2", sorted.len()));
         }
-        [(0, before as usize), (after as usize, len - after as usize)]
+        if let Some(empty) = sorted.iter().find(|r| r.start >= r.end) {
+            return Err(format!("held range {}..{} is empty", empty.start, empty.end));
+        }
+        if let [a, b] = sorted.as_slice() {
+            if b.start < a.end {
+                return Err(format!("held ranges {}..{} and {}..{} overlap", a.start, a.end, b.start, b.end));
+            }
+        }
+        let mut ranges = [None, None];
+        for (slot, range) in ranges.iter_mut().zip(sorted) {
+            *slot = Some(range);
+        }
+        Ok(HeldRanges { ranges })
+    }
+
+    pub fn one(range: HeldRange) -> HeldRanges {
+        HeldRanges { ranges: [Some(range), None] }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = HeldRange> + '_ {
+        self.ranges.iter().flatten().copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges[0].is_none()
+    }
+
+    /// The parts of `len` bytes at image offset `offset` that lie outside every held
+    /// range, as (index into the bytes, length) pairs in order; an empty part has length 0.
+    pub fn outside(&self, offset: u64, len: usize) -> [(usize, usize); 3] {
+        let end = offset + len as u64;
+        let mut parts = [(0usize, 0usize); 3];
+        let mut count = 0;
+        let mut at = offset;
+        for held in self.iter() {
+            let (from, to) = (held.start.clamp(at, end), held.end.clamp(at, end));
+            if from < to {
+                parts[count] = ((at - offset) as usize, (from - at) as usize);
+                count += 1;
+                at = to;
+            }
+        }
+        parts[count] = ((at - offset) as usize, (end - at) as usize);
+        parts
     }
 }
 
@@ -196,7 +246,7 @@ pub(crate) struct WritePolicy {
     pub image_bytes: u64,
     pub resume_from: u64,
     pub zero_runs: ZeroRuns,
-    pub held: Option<HeldRange>,
+    pub held: HeldRanges,
 }
 
 /// Receives the decoded bytes of one contiguous image range, in order, and writes them.
@@ -294,14 +344,14 @@ impl<'a, T: FlashTarget + ?Sized> RangeWriter<'a, T> {
 
     /// Hash the bytes of `data` (image bytes at `image_offset`) outside the held range.
     fn hash(&mut self, data: &[u8], image_offset: u64) {
-        for (at, len) in HeldRange::outside(self.policy.held, image_offset, data.len()) {
+        for (at, len) in self.policy.held.outside(image_offset, data.len()) {
             self.summer.update(&data[at..at + len]);
         }
     }
 
     /// Write `data` (image bytes at `image_offset`) except what the held range covers.
     fn write_out(&self, data: &[u8], image_offset: u64) -> Result<(), FlashError> {
-        for (at, len) in HeldRange::outside(self.policy.held, image_offset, data.len()) {
+        for (at, len) in self.policy.held.outside(image_offset, data.len()) {
             if len > 0 {
                 self.write_part(&data[at..at + len], image_offset + at as u64)?;
             }
