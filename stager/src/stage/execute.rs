@@ -7,6 +7,7 @@
 //! reboot (unless `--no-reboot`). The image was fetched and verified before the first step.
 
 use super::fstab_edit;
+use super::host_extras::Region;
 use super::planning::{StagePlan, CUSTOM_CFG, CUSTOM_CFG_BACKUP, ENTRY_ID, GRUBENV, STAGING_LABEL};
 use super::rollback::{self, RollbackReport};
 use super::staging_files;
@@ -14,6 +15,7 @@ use super::system::System;
 use crate::host::swap_header;
 use crate::host::HostRoot;
 use crate::state::{self, Change, Entry, Progress, StageState, StateStore, STATE_FORMAT};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 #[derive(Debug, Clone, Default)]
@@ -71,6 +73,76 @@ impl Run<'_> {
         }
         Ok(value)
     }
+
+    /// The `Attach` step: makes `region` a block device; returns its path.
+    pub(crate) fn attach_staging(&mut self, region: &Region) -> Result<String, (String, String)> {
+        self.step(Change::Attach { device: None }, |r| {
+            let (device, loop_device) = r.system.attach(region).map_err(|e| format!("{}: {e}", region.host_path))?;
+            Ok((device, Some(Change::Attach { device: loop_device })))
+        })
+    }
+
+    /// The `Mount` step: mounts `device` read-write at the staging mount point; returns it.
+    pub(crate) fn mount_staging(&mut self, device: &str) -> Result<PathBuf, (String, String)> {
+        let mount_point = self.root.path(state::MOUNT_POINT);
+        self.step(Change::Mount { mount_point: state::MOUNT_POINT.into() }, |r| {
+            r.system.mount(device, &mount_point, false).map_err(|e| format!("mount {device}: {e}"))?;
+            Ok(((), None))
+        })?;
+        Ok(mount_point)
+    }
+
+    /// The `Unmount` step: unmounts the staging file system at `mount_point` and lets go of a
+    /// loop device (fixture trees only), recording that it is gone, so that no later undo
+    /// detaches a number that may belong to another device by then.
+    pub(crate) fn unmount_staging(&mut self, mount_point: &Path) -> Result<(), (String, String)> {
+        self.step(Change::Unmount, |r| {
+            r.system.unmount(mount_point).map_err(|e| format!("unmount {}: {e}", mount_point.display()))?;
+            let attached = r.state.entries.iter_mut().find_map(|e| match &mut e.change {
+                Change::Attach { device } => device.take(),
+                _ => None,
+            });
+            if let Some(loop_device) = attached {
+                r.system.detach(&loop_device).map_err(|e| format!("detach {loop_device}: {e}"))?;
+            }
+            Ok(((), None))
+        })
+    }
+
+    /// Ends the run. When every step was done (`steps` is Ok): records the staging as armed,
+    /// syncs, logs `staged and armed: <armed(value)>` and reboots unless `no_reboot`; returns
+    /// the steps' value and whether the device is rebooting (false when the reboot failed).
+    /// When a step failed: undoes everything journalled, in reverse, and says what was undone.
+    pub(crate) fn finish<T>(
+        self,
+        steps: Result<T, (String, String)>,
+        no_reboot: bool,
+        armed: impl FnOnce(&T) -> String,
+    ) -> Result<(T, bool), ExecuteError> {
+        let Run { root, store, mut state, system, .. } = self;
+        match steps {
+            Ok(value) => {
+                state.armed = true;
+                store.save(&state)?;
+                system.sync();
+                log::info!("staged and armed: {}", armed(&value));
+                let mut rebooting = !no_reboot;
+                if rebooting {
+                    log::info!("rebooting now");
+                    if let Err(e) = system.reboot() {
+                        log::error!("reboot failed ({e}); reboot the device to start the migration");
+                        rebooting = false;
+                    }
+                }
+                Ok((value, rebooting))
+            }
+            Err((step, problem)) => {
+                log::error!("step {step} failed: {problem}; rolling back");
+                let report = rollback::rollback(root, &state, system);
+                Err(ExecuteError::Failed { step, problem, rollback: describe(&report) })
+            }
+        }
+    }
 }
 
 pub(crate) fn tool_exists(name: &str) -> bool {
@@ -123,10 +195,7 @@ fn all_steps(run: &mut Run<'_>, sp: &StagePlan, migrator: &[u8]) -> Result<Vec<S
         Ok(((), None))
     })?;
 
-    let device = run.step(Change::Attach { device: None }, |r| {
-        let (device, loop_device) = r.system.attach(&region).map_err(|e| format!("{}: {e}", region.host_path))?;
-        Ok((device, Some(Change::Attach { device: loop_device })))
-    })?;
+    let device = run.attach_staging(&region)?;
 
     let uuid = sp.plan.staging.fs_uuid.clone();
     run.step(Change::Mkfs { uuid: uuid.clone() }, |_| {
@@ -137,30 +206,14 @@ fn all_steps(run: &mut Run<'_>, sp: &StagePlan, migrator: &[u8]) -> Result<Vec<S
         Ok(((), None))
     })?;
 
-    let mount_point = root.path(state::MOUNT_POINT);
-    run.step(Change::Mount { mount_point: state::MOUNT_POINT.into() }, |r| {
-        r.system.mount(&device, &mount_point, false).map_err(|e| format!("mount {device}: {e}"))?;
-        Ok(((), None))
-    })?;
+    let mount_point = run.mount_staging(&device)?;
 
     let staged = run.step(Change::WriteStaging, |_| {
         let staged = staging_files::write_all(&mount_point, sp, root, migrator).map_err(|e| e.to_string())?;
         Ok((staged, None))
     })?;
 
-    run.step(Change::Unmount, |r| {
-        r.system.unmount(&mount_point).map_err(|e| format!("unmount {}: {e}", mount_point.display()))?;
-        // Let go of a loop device (fixture trees only) and record that it is gone, so that
-        // no later undo detaches a number that may belong to another device by then.
-        let attached = r.state.entries.iter_mut().find_map(|e| match &mut e.change {
-            Change::Attach { device } => device.take(),
-            _ => None,
-        });
-        if let Some(loop_device) = attached {
-            r.system.detach(&loop_device).map_err(|e| format!("detach {loop_device}: {e}"))?;
-        }
-        Ok(((), None))
-    })?;
+    run.unmount_staging(&mount_point)?;
 
     let custom_cfg = root.path(CUSTOM_CFG);
     let existed = custom_cfg.exists();
@@ -205,28 +258,9 @@ pub fn execute(
     };
     store.save(&state)?;
     let mut run = Run { root, store, state, system, fail_after: options.fail_after.clone() };
-    match all_steps(&mut run, sp, migrator) {
-        Ok(staged) => {
-            run.state.armed = true;
-            run.store.save(&run.state)?;
-            run.system.sync();
-            log::info!("staged and armed: the next boot starts the migration");
-            let rebooting = !options.no_reboot;
-            if rebooting {
-                log::info!("rebooting now");
-                if let Err(e) = run.system.reboot() {
-                    log::error!("reboot failed ({e}); reboot the device to start the migration");
-                    return Ok(ExecuteReport { staged, rebooting: false });
-                }
-            }
-            Ok(ExecuteReport { staged, rebooting })
-        }
-        Err((step, problem)) => {
-            log::error!("step {step} failed: {problem}; rolling back");
-            let report = rollback::rollback(root, &run.state, run.system);
-            Err(ExecuteError::Failed { step, problem, rollback: describe(&report) })
-        }
-    }
+    let steps = all_steps(&mut run, sp, migrator);
+    let (staged, rebooting) = run.finish(steps, options.no_reboot, |_| "the next boot starts the migration".to_string())?;
+    Ok(ExecuteReport { staged, rebooting })
 }
 
 pub fn describe(report: &RollbackReport) -> String {

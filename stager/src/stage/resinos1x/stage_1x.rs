@@ -17,10 +17,9 @@ use super::refusal::Refusal1x;
 use super::source_disk;
 use crate::host::locate;
 use crate::host::HostRoot;
-use crate::stage::execute::{describe, ExecuteError, ExecuteOptions, Run};
+use crate::stage::execute::{ExecuteError, ExecuteOptions, Run};
 use crate::stage::host_extras::Region;
 use crate::stage::planning::{self, STAGING_DIR};
-use crate::stage::rollback;
 use crate::stage::staging_files::{self, PLAN_IN_INITRAMFS};
 use crate::stage::system::System;
 use crate::stage::Refusal;
@@ -236,17 +235,9 @@ fn sync_dir(dir: &Path) -> Result<(), String> {
 }
 
 fn all_steps(run: &mut Run<'_>, req: &Stage1xRequest, ready: &Ready) -> Result<u16, (String, String)> {
-    let root = run.root;
     let region = ready.staging.clone();
-    let device = run.step(Change::Attach { device: None }, |r| {
-        let (device, loop_device) = r.system.attach(&region).map_err(|e| format!("{}: {e}", region.host_path))?;
-        Ok((device, Some(Change::Attach { device: loop_device })))
-    })?;
-    let mount_point = root.path(state::MOUNT_POINT);
-    run.step(Change::Mount { mount_point: state::MOUNT_POINT.into() }, |r| {
-        r.system.mount(&device, &mount_point, false).map_err(|e| format!("mount {device}: {e}"))?;
-        Ok(((), None))
-    })?;
+    let device = run.attach_staging(&region)?;
+    let mount_point = run.mount_staging(&device)?;
     // Checked before the step is recorded: its undo removes the directory.
     let staged = mount_point.join(STAGING_DIR.trim_start_matches('/'));
     if staged.exists() {
@@ -266,17 +257,7 @@ fn all_steps(run: &mut Run<'_>, req: &Stage1xRequest, ready: &Ready) -> Result<u
         sync_dir(&mount_point)?;
         Ok(((), None))
     })?;
-    run.step(Change::Unmount, |r| {
-        r.system.unmount(&mount_point).map_err(|e| format!("unmount {}: {e}", mount_point.display()))?;
-        let attached = r.state.entries.iter_mut().find_map(|e| match &mut e.change {
-            Change::Attach { device } => device.take(),
-            _ => None,
-        });
-        if let Some(loop_device) = attached {
-            r.system.detach(&loop_device).map_err(|e| format!("detach {loop_device}: {e}"))?;
-        }
-        Ok(((), None))
-    })?;
+    run.unmount_staging(&mount_point)?;
     let boot_dir_recorded = req.boot_mount.join(BOOT_DIR).display().to_string();
     run.step(Change::WriteBootDir { dir: boot_dir_recorded }, |_| {
         std::fs::create_dir(&ready.boot_dir).map_err(|e| format!("create {}: {e}", ready.boot_dir.display()))?;
@@ -327,26 +308,9 @@ pub fn run(req: &Stage1xRequest, system: &mut dyn System) -> Result<Outcome1x, S
     };
     store.save(&state).map_err(ExecuteError::from)?;
     let mut run = Run { root, store, state, system, fail_after: req.execute.fail_after.clone() };
-    match all_steps(&mut run, req, &ready) {
-        Ok(boot_number) => {
-            run.state.armed = true;
-            run.store.save(&run.state).map_err(ExecuteError::from)?;
-            run.system.sync();
-            log::info!("staged and armed: Boot{boot_number:04X} is BootNext, the next boot starts the migration");
-            let mut rebooting = !req.execute.no_reboot;
-            if rebooting {
-                log::info!("rebooting now");
-                if let Err(e) = run.system.reboot() {
-                    log::error!("reboot failed ({e}); reboot the device to start the migration");
-                    rebooting = false;
-                }
-            }
-            Ok(Outcome1x::Staged { rebooting, boot_number })
-        }
-        Err((step, problem)) => {
-            log::error!("step {step} failed: {problem}; rolling back");
-            let report = rollback::rollback(root, &run.state, run.system);
-            Err(ExecuteError::Failed { step, problem, rollback: describe(&report) }.into())
-        }
-    }
+    let steps = all_steps(&mut run, req, &ready);
+    let (boot_number, rebooting) = run.finish(steps, req.execute.no_reboot, |boot_number| {
+        format!("Boot{boot_number:04X} is BootNext, the next boot starts the migration")
+    })?;
+    Ok(Outcome1x::Staged { rebooting, boot_number })
 }
