@@ -269,7 +269,9 @@ pub fn region_sha256(file: &Path, offset: u64, len: u64) -> String {
     out.split_whitespace().next().unwrap().to_string()
 }
 
-fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+/// Every file below `dir` (path relative to `base` → sha256, or the target of a symlink),
+/// leaving out `dev/sda` and the undo journal's directory.
+pub fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let path = entry.path();
