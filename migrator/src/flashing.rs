@@ -253,6 +253,18 @@ pub fn finalize(
     staging_dir: &Path,
     last: Option<(&crate::written_last::HeldBytes, &Path)>,
 ) -> Result<layout::FinalTable, FlashStepError> {
+    let (table, head) = final_head(plan, disk, head, staging_dir)?;
+    if let Some((held, staging_root)) = last {
+        seal_and_write_last(disk, held, staging_root)?;
+    }
+    commit_head(&*disk, &head)?;
+    Ok(table)
+}
+
+/// The final partition table: the image's EBRs written (patched for growth) and the
+/// head that commits them, not written yet. Repeatable (the image's EBRs are put back from
+/// `staging_dir` first).
+pub fn final_head(plan: &Plan, disk: &mut File, head: &[u8], staging_dir: &Path) -> Result<(layout::FinalTable, Vec<u8>), FlashStepError> {
     restore_or_save_ebrs(disk, head, staging_dir)?;
     let image_table = PartitionTable::read(&mut layout::HeadOverlay::new(head, &mut *disk))?;
     let growth = if plan.finalize.grow_over_staging { layout::DataGrowth::OverStaging } else { layout::DataGrowth::Keep };
@@ -264,11 +276,12 @@ pub fn finalize(
         Some(g) => log::info!("finalize: partition {} grows from sector {} to {}", g.number, g.old_end.0, g.new_end.0),
         None => log::info!("finalize: keeping the image's partition table ({})", plan.finalize.reason),
     }
-    if let Some((held, staging_root)) = last {
-        let written_last = |e: crate::written_last::WrittenLastError| FlashStepError::WrittenLast(e.to_string());
-        crate::written_last::seal_staging(staging_root).map_err(written_last)?;
-        crate::written_last::write(&*disk, held).map_err(written_last)?;
-    }
-    commit_head(&*disk, &head)?;
-    Ok(table)
+    Ok((table, head))
+}
+
+/// Seal staging, then write the partition held back for last over it.
+pub fn seal_and_write_last(disk: &File, held: &crate::written_last::HeldBytes, staging_root: &Path) -> Result<(), FlashStepError> {
+    let written_last = |e: crate::written_last::WrittenLastError| FlashStepError::WrittenLast(e.to_string());
+    crate::written_last::seal_staging(staging_root).map_err(written_last)?;
+    crate::written_last::write(disk, held).map_err(written_last)
 }

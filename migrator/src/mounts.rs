@@ -143,6 +143,22 @@ impl FileSystems for KernelMounts {
     }
 
     fn open_data(&mut self) -> Result<PathBuf, MountError> {
+        self.open_data_with(false)
+    }
+
+    fn close_data(&mut self) -> Result<(), MountError> {
+        unmount(&self.data_at)?;
+        if let Some(device) = self.data_device.take() {
+            device.remove()?;
+        }
+        Ok(())
+    }
+}
+
+impl KernelMounts {
+    /// resinOS's data partition through a temporary kernel partition, read-only when only
+    /// looked at (whatever lies there before the flash is not ours to change).
+    pub fn open_data_with(&mut self, read_only: bool) -> Result<PathBuf, MountError> {
         let layout = &self.plan.layout;
         let data = layout.by_role(PartitionRole::Data).ok_or(MountError::NoPartition(PartitionRole::Data))?;
         let start = data.disk_offset(self.plan.source_disk.sector_size)?;
@@ -153,20 +169,12 @@ impl FileSystems for KernelMounts {
         }
         let device = TempPartition::add(&self.roots, &self.disk.node, &self.disk.entry.name, FIRST_TEMP_NUMBER, start, len)?;
         log::info!("restore: {} is {} at byte {start} ({len})", data.name, device.node().display());
-        let mounted = mount_fs(device.node(), &self.data_at, &fs_name(data.fs), false);
+        let mounted = mount_fs(device.node(), &self.data_at, &fs_name(data.fs), read_only);
         if let Err(e) = mounted {
             let _ = device.remove();
             return Err(e);
         }
         self.data_device = Some(device);
         Ok(self.data_at.clone())
-    }
-
-    fn close_data(&mut self) -> Result<(), MountError> {
-        unmount(&self.data_at)?;
-        if let Some(device) = self.data_device.take() {
-            device.remove()?;
-        }
-        Ok(())
     }
 }

@@ -23,6 +23,20 @@ pub fn mount_early() -> Result<(), String> {
     Ok(())
 }
 
+/// Mount efivarfs when the kernel came up through UEFI (after module loading: it may be a
+/// module). Without it a UEFI-route plan cannot arm its resume entry, which that step reports.
+pub fn mount_efivarfs() {
+    let target = grub::uefi::EFIVARS_DIR;
+    if !std::path::Path::new("/sys/firmware/efi").exists() {
+        return;
+    }
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    match mount(Some("efivarfs"), target, Some("efivarfs"), flags, None::<&str>) {
+        Ok(()) | Err(nix::errno::Errno::EBUSY) => log::info!("efivarfs mounted at {target}"),
+        Err(e) => log::warn!("cannot mount efivarfs at {target}: {e}; check that efivarfs is in the initramfs"),
+    }
+}
+
 /// Log a panic, then reboot: with `panic = "abort"` the hook still runs first.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {

@@ -11,7 +11,7 @@ use plan::Plan;
 use crate::disk::{BlockRoots, FoundDisk};
 use crate::journal::Journal;
 use crate::logging;
-use crate::mounts::{self, KernelMounts};
+use crate::mounts::{self, FileSystems, KernelMounts};
 use crate::pid1::{self, RebootTarget};
 use crate::steps::{self, Context, Exit};
 
@@ -51,9 +51,15 @@ pub fn pid1_main() -> ! {
         Ok(disk) => disk,
         Err(e) => early_failure(&e.to_string(), retry_delay),
     };
+    pid1::mount_efivarfs();
     let staging_root = PathBuf::from(STAGING_MOUNT);
     if let Err(e) = mount_staging(&roots, &disk, &plan, &staging_root) {
-        early_failure(&e, retry_delay);
+        if plan.layout.written_last.is_empty() {
+            early_failure(&e, retry_delay);
+        }
+        // Staging lies inside the partition written last: gone means that write began.
+        log::warn!("{e}");
+        finish(finish_from_relay(&plan, &plan_id, roots, disk, retry_delay));
     }
     let staging_dir = staging_root.join(plan.staging.dir.trim_start_matches('/'));
     if let Err(e) = logging::attach_file(&staging_dir.join("migration.log")) {
@@ -84,11 +90,63 @@ pub fn read_plan(path: &Path) -> Result<(Plan, String), String> {
     Ok((plan, id))
 }
 
+/// Mount staging. A plan whose staging lies inside the partition written last also needs
+/// the file system there to be the staged one (its UUID): after that write began, the
+/// partition holds resinOS's file system, whose contents are not ours.
 fn mount_staging(roots: &BlockRoots, disk: &FoundDisk, plan: &Plan, at: &Path) -> Result<(), String> {
     let node = roots.partition_node(disk, &plan.staging.partition).map_err(|e| e.to_string())?;
+    if !plan.layout.written_last.is_empty() {
+        let found = ext_uuid(&node).map_err(|e| format!("staging {}: {e}", node.display()))?;
+        if !found.eq_ignore_ascii_case(&plan.staging.fs_uuid) {
+            return Err(format!(
+                "staging {} holds file system {found}, not the staged {}: {} was written over it",
+                node.display(),
+                plan.staging.fs_uuid,
+                plan.layout.written_last.join(", ")
+            ));
+        }
+    }
     mounts::mount_fs(&node, at, &plan.staging.fs_type.to_string(), false).map_err(|e| e.to_string())?;
     log::info!("staging: {} mounted at {}", node.display(), at.display());
     Ok(())
+}
+
+/// The UUID of the ext2/3/4 file system on `node` (from its superblock), as text.
+pub fn ext_uuid(node: &Path) -> Result<String, String> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(node).map_err(|e| format!("cannot open: {e}"))?;
+    let mut superblock = [0u8; 1024];
+    file.read_exact_at(&mut superblock, 1024).map_err(|e| format!("cannot read the superblock: {e}"))?;
+    if superblock[56..58] != [0x53, 0xef] {
+        return Err("no ext2/3/4 file system".into());
+    }
+    let u = &superblock[104..120];
+    let hex: Vec<String> = u.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{}-{}-{}-{}-{}", hex[..4].concat(), hex[4..6].concat(), hex[6..8].concat(), hex[8..10].concat(), hex[10..].concat()))
+}
+
+/// Staging is gone: finish from the relay on resin-data, if this plan left one.
+fn finish_from_relay(plan: &Plan, plan_id: &str, roots: BlockRoots, disk: FoundDisk, retry_delay: Duration) -> Exit {
+    let disk_node = disk.node.clone();
+    let mut fs = KernelMounts::new(roots, disk, plan.clone());
+    let looked = fs.open_data_with(true).map_err(|e| e.to_string()).and_then(|data| crate::relay::read(&data, plan_id).map_err(|e| e.to_string()));
+    if let Err(e) = fs.close_data() {
+        log::warn!("relay: {e}");
+    }
+    let found = match looked {
+        Ok(Some(found)) => found,
+        Ok(None) => early_failure("staging is not the staged file system and resin-data holds no relay of this plan; nothing to resume", retry_delay),
+        Err(e) => early_failure(&format!("staging is not the staged file system and the relay cannot be read: {e}"), retry_delay),
+    };
+    logging::marker("SWAPOVER-MIGRATOR-START relay");
+    logging::marker("SWAPOVER-STEP relay begin");
+    match crate::steps::finish_from_relay(&disk_node, &mut fs, &grub::uefi::EfiVars::system(), found) {
+        Ok(()) => {
+            logging::marker("SWAPOVER-STEP relay done");
+            Exit::Reboot(RebootTarget::Resinos)
+        }
+        Err(e) => Exit::Halt(format!("finishing from the relay failed: {e}")),
+    }
 }
 
 /// Increment and return the start counter kept on staging (1 on the first start).

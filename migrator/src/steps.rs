@@ -20,6 +20,8 @@ use crate::logging;
 use crate::mounts::FileSystems;
 use crate::pid1::RebootTarget;
 use crate::resume;
+use crate::uefi_resume;
+use crate::{boot_image, relay};
 use crate::written_last;
 
 /// Anything a step can fail with, as one line for the log.
@@ -45,6 +47,12 @@ pub enum StepError {
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error("finalize: {0}")]
     WrittenLast(#[from] written_last::WrittenLastError),
+    #[error("resume entry: {0}")]
+    UefiResume(#[from] crate::uefi_resume::UefiResumeError),
+    #[error("boot partition: {0}")]
+    BootImage(#[from] crate::boot_image::BootImageError),
+    #[error("relay: {0}")]
+    Relay(#[from] crate::relay::RelayError),
     #[error("{0}")]
     Plan(String),
 }
@@ -68,6 +76,8 @@ pub struct Context<'a> {
     pub flash_sync_every: u64,
     /// Pause between a failed attempt and the next.
     pub retry_delay: Duration,
+    /// The firmware's variables (UEFI route): efivarfs, or a directory in tests.
+    pub efivars: grub::uefi::EfiVars,
     written: Option<WrittenImage>,
 }
 
@@ -81,6 +91,7 @@ impl<'a> Context<'a> {
             disk_path,
             fs,
             flash_sync_every: 64 * 1024 * 1024,
+            efivars: grub::uefi::EfiVars::system(),
             written: None,
         }
     }
@@ -252,9 +263,18 @@ pub fn step_backup(ctx: &mut Context<'_>) -> Result<(), StepError> {
     Ok(())
 }
 
-/// Check the staged image, then save the boot area and install the resume boot code.
+/// Check the staged image, then arm the way back into the migrator after a power cut: on
+/// the UEFI route the firmware option this boot came from goes first in `BootOrder`;
+/// otherwise the boot area is saved and the resume boot code installed.
 pub fn step_arm_resume(ctx: &mut Context<'_>) -> Result<(), StepError> {
     flashing::check_staged_image(ctx.plan, &ctx.image_path())?;
+    if uefi_resume::applies(ctx.plan) {
+        if let Some((range, _)) = written_last::boot_range(ctx.plan)? {
+            boot_image::check_old_boot(&ctx.open_disk()?, range)?;
+        }
+        uefi_resume::arm(&ctx.efivars, &ctx.staging_dir())?;
+        return Ok(());
+    }
     let mut disk = ctx.open_disk()?;
     resume::arm(&mut disk, &ctx.staging_dir())?;
     flush_block_buffers(&disk);
@@ -317,9 +337,18 @@ pub fn step_restore(ctx: &mut Context<'_>) -> Result<(), StepError> {
     let start = boot.disk_offset(plan.source_disk.sector_size).map_err(units)?;
     let len = boot.size_bytes(&plan.layout).map_err(units)?;
     let disk = ctx.open_disk()?;
-    restore_or_save_boot(&disk, start, len, &staging_dir)?;
-    fatboot::write_files(PartitionSlice::new(&disk, start, len), &boot_files).map_err(io_err("write resin-boot files on", &ctx.disk_path))?;
-    disk.sync_data().map_err(io_err("sync", &ctx.disk_path))?;
+    match written_last::boot_range(plan)? {
+        // The flash held resin-boot back: it is written whole, carrying the migration kernel on.
+        Some((range, name)) => {
+            let built = boot_image::build(&ctx.image_path(), range, &disk, (start, len), &boot_files, &staging_dir)?;
+            boot_image::write(&disk, range, &built, &name)?;
+        }
+        None => {
+            restore_or_save_boot(&disk, start, len, &staging_dir)?;
+            fatboot::write_files(PartitionSlice::new(&disk, start, len), &boot_files).map_err(io_err("write resin-boot files on", &ctx.disk_path))?;
+            disk.sync_data().map_err(io_err("sync", &ctx.disk_path))?;
+        }
+    }
     log::info!("restore: {} file(s) written to {}: {}", boot_files.len(), boot.name, boot_files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>().join(", "));
     let data = ctx.fs.open_data()?;
     let restored = crate::restore::restore_data(plan, &staging_dir, &data);
@@ -379,8 +408,10 @@ pub fn boot_files(plan: &Plan, staging_root: &Path, staging_dir: &Path) -> Resul
     Ok(files)
 }
 
-/// Write the partition held back from the flash (if any: staging is sealed first), then
-/// commit the image's head with the final table; the disk now boots resinOS.
+/// Commit the image's head with the final table; the disk now boots resinOS. With a
+/// partition written last (staging lies inside it), first the relay goes to resin-data,
+/// then staging is sealed and the partition written; after the commit the firmware's
+/// resume option and the relay are removed.
 pub fn step_finalize(ctx: &mut Context<'_>) -> Result<(), StepError> {
     let mut disk = ctx.open_disk()?;
     let head = match ctx.written.take() {
@@ -391,15 +422,51 @@ pub fn step_finalize(ctx: &mut Context<'_>) -> Result<(), StepError> {
         Some((range, name)) => Some(written_last::collect(ctx.plan, &ctx.image_path(), range, &name)?),
         None => None,
     };
-    let last = held.as_ref().map(|held| (held, ctx.staging_root.as_path()));
-    flashing::finalize(ctx.plan, &mut disk, &head, &ctx.staging_dir(), last)?;
+    let staging_dir = ctx.staging_dir();
+    let (_, head) = flashing::final_head(ctx.plan, &mut disk, &head, &staging_dir)?;
+    let permanent_boot = if uefi_resume::applies(ctx.plan) { uefi_resume::saved(&staging_dir)? } else { None };
+    if let Some(held) = &held {
+        let data = ctx.fs.open_data()?;
+        let written = relay::write(&data, &ctx.plan_id, held, &head, permanent_boot.as_ref());
+        let closed = ctx.fs.close_data();
+        written?;
+        closed?;
+        flashing::seal_and_write_last(&disk, held, &ctx.staging_root)?;
+    }
+    flashing::commit_head(&disk, &head)?;
     flush_block_buffers(&disk);
-    if is_block_device(&disk) {
-        match crate::blkpg::reread_partitions(&disk) {
+    reread_partitions(&disk);
+    if held.is_some() {
+        // Staging is gone; the relay's owner is this run: complete it.
+        let data = ctx.fs.open_data()?;
+        relay::complete(&ctx.efivars, &data, permanent_boot.as_ref());
+        ctx.fs.close_data()?;
+    }
+    Ok(())
+}
+
+fn reread_partitions(disk: &File) {
+    if is_block_device(disk) {
+        match crate::blkpg::reread_partitions(disk) {
             Ok(()) => log::info!("finalize: the kernel re-read the partition table"),
             Err(e) => log::info!("finalize: the kernel keeps the old partition view until reboot ({e})"),
         }
     }
+}
+
+/// A migrator whose staging is gone (written over by the partition written last) finishes
+/// from the relay on resin-data: that partition again, the head, then the boot option and
+/// the relay removed. Every part is idempotent.
+pub fn finish_from_relay(disk_path: &Path, fs: &mut dyn FileSystems, efivars: &grub::uefi::EfiVars, found: relay::Relay) -> Result<(), StepError> {
+    let disk = OpenOptions::new().read(true).write(true).open(disk_path).map_err(io_err("open", disk_path))?;
+    log::info!("relay: finishing plan {} from resin-data: {} again, then the head", found.manifest.plan_id, found.held.name);
+    written_last::write(&disk, &found.held)?;
+    flashing::commit_head(&disk, &found.head)?;
+    flush_block_buffers(&disk);
+    reread_partitions(&disk);
+    let data = fs.open_data()?;
+    relay::complete(efivars, &data, found.manifest.permanent_boot.as_ref());
+    fs.close_data()?;
     Ok(())
 }
 
@@ -408,6 +475,15 @@ pub fn step_finalize(ctx: &mut Context<'_>) -> Result<(), StepError> {
 pub fn return_to_old_os(ctx: &mut Context<'_>, reason: &str) -> Exit {
     log::error!("giving up before any destructive write: {reason}");
     let staging_dir = ctx.staging_dir();
+    if uefi_resume::applies(ctx.plan) {
+        if let Err(e) = uefi_resume::put_back(&ctx.efivars, &staging_dir) {
+            return Exit::Halt(format!(
+                "cannot put BootOrder back ({e}); the firmware still starts the migrator first. Put the order of {} back with efibootmgr -o",
+                staging_dir.join(uefi_resume::RECORD_FILE).display()
+            ));
+        }
+        return Exit::Reboot(RebootTarget::OldOs);
+    }
     if resume::gap_saved(&staging_dir) {
         let rolled_back = ctx.open_disk().and_then(|mut disk| {
             resume::rollback(&mut disk, &staging_dir)?;

@@ -99,7 +99,8 @@ pub fn held_ranges(plan: &Plan) -> Result<HeldRanges, WrittenLastError> {
 
 /// What the migrator must refuse when it reads the plan, before anything is written:
 /// a staging partition that a partition written before the end would overwrite, and a
-/// source kind whose needs this migrator does not meet yet.
+/// resinOS 1.x plan it could not resume after a power cut (boot-file routes) or whose
+/// data partition it would not find.
 pub fn check_plan(plan: &Plan) -> Result<(), String> {
     let staging = plan.staging.partition.extent();
     let sector = plan.source_disk.sector_size;
@@ -114,17 +115,21 @@ pub fn check_plan(plan: &Plan) -> Result<(), String> {
     }
     held_range(plan).map_err(|e| e.to_string())?;
     if plan.profile.source_kind == plan::SourceKind::Resinos1x {
-        let data = match &plan.source_data {
-            Some(_) => String::new(),
-            None if plan.backup.volumes.is_empty() => String::new(),
-            None => format!("it names no data partition to mount at {} for the backup (source_data; re-plan with this stager), and ", crate::mounts::SOURCE_DATA_MOUNT),
-        };
-        return Err(format!(
-            "profile {} is a resinOS 1.x source, which this migrator cannot carry out yet: {data}a power cut while {} is written last \
-             would lose the journal on the staging area inside it, and nothing could resume; migrate this device with a migrator that supports resinOS 1.x",
-            plan.profile.name,
-            plan.layout.written_last.first().map(String::as_str).unwrap_or("resin-rootB")
-        ));
+        if plan.source_data.is_none() && !plan.backup.volumes.is_empty() {
+            return Err(format!(
+                "it names no data partition to mount at {} for the backup (source_data); re-plan with this stager",
+                crate::mounts::SOURCE_DATA_MOUNT
+            ));
+        }
+        if plan.grub.route != plan::GrubRoute::UefiBootNext {
+            // Raspberry Pi and BeagleBone: nothing brings the migrator back after a power cut
+            // (no firmware boot order to put it first in), so the flash must not begin.
+            return Err(format!(
+                "profile {} is a resinOS 1.x source whose migration environment is armed through {:?}, which nothing starts again after a power cut; \
+                 only UEFI boards (route uefi-boot-next: the firmware's boot order brings the migrator back) are migrated from resinOS 1.x",
+                plan.profile.name, plan.grub.route
+            ));
+        }
     }
     Ok(())
 }
@@ -148,6 +153,57 @@ impl HeldBytes {
             let to = end.min(at + granule.len() as u64);
             buf[(from - offset) as usize..(to - offset) as usize].copy_from_slice(&granule[(from - at) as usize..(to - at) as usize]);
         }
+    }
+}
+
+impl HeldBytes {
+    /// `bytes` (the whole range, from its start) as non-zero granules.
+    pub fn from_bytes(range: HeldRange, name: &str, bytes: &[u8]) -> Result<HeldBytes, WrittenLastError> {
+        if bytes.len() as u64 != range.end - range.start {
+            return Err(WrittenLastError::Plan(format!("{name}: {} bytes for a range of {}", bytes.len(), range.end - range.start)));
+        }
+        let granules = bytes
+            .chunks(GRANULE)
+            .enumerate()
+            .filter(|(_, g)| g.iter().any(|b| *b != 0))
+            .map(|(i, g)| (range.start + (i * GRANULE) as u64, g.to_vec()))
+            .collect();
+        Ok(HeldBytes { range, name: name.to_string(), granules })
+    }
+
+    /// The granules as one byte stream: per granule its image offset (u64 LE), length
+    /// (u32 LE) and bytes.
+    pub fn encode_granules(&self) -> Vec<u8> {
+        let total: usize = self.granules.iter().map(|(_, g)| 12 + g.len()).sum();
+        let mut out = Vec::with_capacity(total);
+        for (at, granule) in &self.granules {
+            out.extend_from_slice(&at.to_le_bytes());
+            out.extend_from_slice(&(granule.len() as u32).to_le_bytes());
+            out.extend_from_slice(granule);
+        }
+        out
+    }
+
+    /// Inverse of [`HeldBytes::encode_granules`]; every granule must lie inside `range`.
+    pub fn decode_granules(range: HeldRange, name: &str, mut bytes: &[u8]) -> Result<HeldBytes, WrittenLastError> {
+        let bad = |why: &str| WrittenLastError::Plan(format!("{name}: the saved bytes are damaged ({why})"));
+        let mut granules: Vec<(u64, Vec<u8>)> = Vec::new();
+        while !bytes.is_empty() {
+            let (header, rest) = bytes.split_at_checked(12).ok_or_else(|| bad("short header"))?;
+            let mut at = [0u8; 8];
+            at.copy_from_slice(&header[..8]);
+            let mut len = [0u8; 4];
+            len.copy_from_slice(&header[8..]);
+            let (at, len) = (u64::from_le_bytes(at), u32::from_le_bytes(len) as usize);
+            let (granule, rest) = rest.split_at_checked(len).ok_or_else(|| bad("short granule"))?;
+            let after_last = granules.last().map_or(range.start, |(a, g)| a + g.len() as u64);
+            if at < after_last || at + len as u64 > range.end {
+                return Err(bad("granule out of order or outside the range"));
+            }
+            granules.push((at, granule.to_vec()));
+            bytes = rest;
+        }
+        Ok(HeldBytes { range, name: name.to_string(), granules })
     }
 }
 
@@ -274,6 +330,26 @@ mod tests {
         assert_eq!(two.outside(150, 200), [(0, 0), (50, 100), (200, 0)], "out of one into the other");
         assert!(HeldRanges::new(&[HeldRange { start: 100, end: 200 }, HeldRange { start: 150, end: 250 }]).is_err(), "overlap");
         assert!(HeldRanges::new(&[HeldRange { start: 100, end: 100 }]).is_err(), "empty");
+    }
+
+    #[test]
+    fn granules_survive_their_encoding_and_damage_is_refused() {
+        let range = HeldRange { start: 1 << 20, end: (1 << 20) + 3 * GRANULE as u64 + 100 };
+        let mut bytes = vec![0u8; (range.end - range.start) as usize];
+        bytes[5] = 1;
+        bytes[2 * GRANULE + 7] = 2;
+        bytes[3 * GRANULE + 99] = 3;
+        let held = HeldBytes::from_bytes(range, "p", &bytes).unwrap();
+        assert_eq!(held.granules.len(), 3, "the all-zero granule is not kept");
+        let encoded = held.encode_granules();
+        let back = HeldBytes::decode_granules(range, "p", &encoded).unwrap();
+        let mut filled = vec![9u8; bytes.len()];
+        back.fill(range.start, &mut filled);
+        assert_eq!(filled, bytes);
+        assert!(HeldBytes::decode_granules(range, "p", &encoded[..encoded.len() - 1]).is_err(), "truncated");
+        let shifted = HeldRange { start: range.start + 1, end: range.end };
+        assert!(HeldBytes::decode_granules(shifted, "p", &encoded).is_err(), "outside the range");
+        assert!(HeldBytes::from_bytes(range, "p", &bytes[1..]).is_err(), "wrong length");
     }
 
     #[test]

@@ -805,7 +805,17 @@ fn plans_the_migrator_cannot_carry_out_are_refused_at_load() {
     let path = f.dir.join("plan.json");
     std::fs::write(&path, f.plan.to_json_pretty().unwrap()).unwrap();
     let refused = migrator::run::read_plan(&path).unwrap_err();
-    assert!(refused.contains("resinOS 1.x") && refused.contains("no data partition to mount at /mnt/data") && refused.contains("resin-rootB"), "{refused}");
+    assert!(refused.contains("no data partition to mount at /mnt/data"), "{refused}");
+    // With its data partition named, a 1.x plan is refused unless the firmware's boot order
+    // can bring the migrator back after a power cut (the UEFI route).
+    let mut boot_files = f.plan.clone();
+    boot_files.source_data = Some(plan::FsPartition { partition: PartitionIdentity::mbr(0x5a0e_4e11, 3, Sectors(40_000), Sectors(1024), SectorSize::S512).unwrap(), fs_uuid: "1x-data".into(), fs_type: FsType::Btrfs });
+    boot_files.grub.route = plan::GrubRoute::BootFiles;
+    let refused = migrator::written_last::check_plan(&boot_files).unwrap_err();
+    assert!(refused.contains("armed through BootFiles, which nothing starts again after a power cut"), "{refused}");
+    let mut uefi = boot_files.clone();
+    uefi.grub.route = plan::GrubRoute::UefiBootNext;
+    migrator::written_last::check_plan(&uefi).unwrap();
     // Staging inside resin-rootA, which is flashed first.
     let mut inside_root_a = f.plan.clone();
     inside_root_a.layout.written_last = vec!["resin-rootB".into()];
@@ -862,4 +872,193 @@ fn a_1x_plan_backs_up_the_btrfs_data_partition_and_writes_root_b_last_on_a_block
     assert!(!restored.join("docker").exists(), "Docker storage was carried over");
     let image = std::fs::read(&f.raw_image).unwrap();
     assert!(f.disk_bytes()[range_of(ROOT_B)] == image[range_of(ROOT_B)], "resin-rootB is the image's");
+}
+
+/// The resinOS 1.x Intel NUC's route (`uefi-boot-next`) on the written-last fixture: the
+/// old resin-boot (a real FAT at the image's resin-boot place) carries `swapover/` with the
+/// migration kernel; the firmware's variables are an efivarfs-shaped directory where the
+/// firmware booted our `Boot0100` once (BootNext consumed, BootCurrent=0100).
+struct UefiFixture {
+    f: Fixture,
+    vars_dir: PathBuf,
+}
+
+const BOOT: (u64, u64) = (8192, 8192);
+
+fn var_file(name: &str) -> String {
+    format!("{name}-{}", grub::uefi::EFI_GLOBAL_VARIABLE_GUID)
+}
+
+fn uefi_fixture() -> UefiFixture {
+    let mut f = fixture_written_last();
+    f.plan.grub.route = plan::GrubRoute::UefiBootNext;
+    std::fs::write(f.staging_dir().join("plan.json"), f.plan.to_json_pretty().unwrap()).unwrap();
+    let boot = f.dir.join("old-boot.vfat");
+    std::fs::File::create(&boot).unwrap().set_len(BOOT.1 * SECTOR).unwrap();
+    run("mkfs.vfat", &["-n", "RESIN-BOOT", boot.to_str().unwrap()]);
+    run("mmd", &["-i", boot.to_str().unwrap(), "::swapover"]);
+    for (name, seed) in [("vmlinuz", 61), ("initramfs.img", 62)] {
+        let file = f.dir.join(name);
+        std::fs::write(&file, noise(300_000, seed)).unwrap();
+        run("mcopy", &["-i", boot.to_str().unwrap(), file.to_str().unwrap(), &format!("::swapover/{name}")]);
+    }
+    write_at(&f.disk, BOOT.0 * SECTOR, &std::fs::read(&boot).unwrap());
+    let vars_dir = f.dir.join("efivars");
+    std::fs::create_dir_all(&vars_dir).unwrap();
+    let option = grub::uefi::LoadOption {
+        description: "swapover migration to resinOS 2.x".into(),
+        partition: grub::uefi::HardDrive {
+            number: 1,
+            start_lba: BOOT.0,
+            size_lba: BOOT.1,
+            signature: grub::uefi::PartitionSignature::Mbr(0x5a0e_4e11),
+        },
+        file: r"\swapover\vmlinuz".into(),
+        args: r"initrd=\swapover\initramfs.img".into(),
+    };
+    let mut boot_var = vec![7, 0, 0, 0];
+    boot_var.extend(option.encode().unwrap());
+    std::fs::write(vars_dir.join(var_file("Boot0100")), boot_var).unwrap();
+    std::fs::write(vars_dir.join(var_file("Boot0000")), [7, 0, 0, 0, 1, 0, 0, 0]).unwrap();
+    std::fs::write(vars_dir.join(var_file("BootOrder")), [7, 0, 0, 0, 0, 0, 1, 0]).unwrap();
+    std::fs::write(vars_dir.join(var_file("BootCurrent")), [6, 0, 0, 0, 0, 1]).unwrap();
+    UefiFixture { f, vars_dir }
+}
+
+impl UefiFixture {
+    fn vars(&self) -> grub::uefi::EfiVars {
+        grub::uefi::EfiVars::at(&self.vars_dir)
+    }
+
+    fn context<'a>(&'a self, fs: &'a mut Directories) -> Context<'a> {
+        let mut ctx = self.f.context(fs);
+        ctx.efivars = self.vars();
+        ctx
+    }
+
+    /// Everything the migration must leave: the disk is the image outside resin-boot and
+    /// resin-data, resin-boot is the image's FAT with config.json, the keyfile and the
+    /// migration kernel added (clean for fsck.fat), our option and the relay are gone.
+    fn assert_migrated(&self) {
+        let f = &self.f;
+        let disk = f.disk_bytes();
+        let image = std::fs::read(&f.raw_image).unwrap();
+        assert_eq!(disk[..446], image[..446], "the image's head is committed");
+        for (name, range) in [("resin-rootA", range_of((16_384, 8192))), ("resin-rootB", range_of(ROOT_B)), ("resin-state", range_of((34_816, 4096)))] {
+            assert!(disk[range.clone()] == image[range], "{name} is the image's, byte for byte");
+        }
+        let boot = format!("{}@@{}", f.disk.display(), BOOT.0 * SECTOR);
+        assert_eq!(run("mtype", &["-i", &boot, "::resinos-marker"]), "resinOS stand-in\n", "the image's own boot files");
+        let config: serde_json::Value = serde_json::from_str(&run("mtype", &["-i", &boot, "::config.json"])).unwrap();
+        assert_eq!(config["applicationId"], 1);
+        assert_eq!(run("mdir", &["-b", "-i", &boot, "::system-connections"]).lines().count(), 1);
+        let kernel = f.dir.join("kernel-back");
+        run("mcopy", &["-i", &boot, "::swapover/vmlinuz", kernel.to_str().unwrap()]);
+        assert_eq!(std::fs::read(&kernel).unwrap(), noise(300_000, 61), "the migration kernel was carried into the new resin-boot");
+        let boot_fs = f.dir.join("boot-check.vfat");
+        std::fs::write(&boot_fs, &disk[range_of(BOOT)]).unwrap();
+        run("fsck.fat", &["-n", boot_fs.to_str().unwrap()]);
+        let vars = self.vars();
+        assert_eq!(vars.boot_order().unwrap(), vec![0, 1], "our option is out of BootOrder");
+        assert!(vars.boot_option(0x0100).unwrap().is_none(), "our option is deleted");
+        assert!(vars.boot_option(0).unwrap().is_some(), "the firmware's own option stays");
+        assert!(!f.data.join(migrator::relay::RELAY_DIR).exists(), "the relay is removed");
+        assert_eq!(std::fs::read(f.data.join("resin-data/app-1/srv/app/blob.bin")).unwrap(), noise(300_000, 77));
+    }
+}
+
+/// A straight run on the UEFI route: arm-resume puts our option first in BootOrder (before
+/// the flash, which holds resin-boot back as well as resin-rootB), restore builds the new
+/// resin-boot carrying the migration kernel, finalize relays, writes resin-rootB, commits
+/// the head and removes the option and the relay.
+#[test]
+fn a_uefi_1x_run_keeps_the_migration_kernel_bootable_and_cleans_up_the_firmware() {
+    let u = uefi_fixture();
+    let original = u.f.disk_bytes();
+    let mut fs = u.f.dirs();
+    let mut ctx = u.context(&mut fs);
+    let mut journal = Journal::open(&u.f.staging_dir()).unwrap();
+    journal.begin("plan-under-test").unwrap();
+    steps::step_arm_resume(&mut ctx).unwrap();
+    journal.record(Step::ResumeArmed).unwrap();
+    assert_eq!(u.vars().boot_order().unwrap(), vec![0x0100, 0, 1], "every boot starts the migrator now");
+    assert!(u.f.disk_bytes()[..MIB as usize] == original[..MIB as usize], "the UEFI route installs no boot code");
+    steps::step_backup(&mut ctx).unwrap();
+    journal.record(Step::BackupDone).unwrap();
+    steps::step_flash(&mut ctx, &mut journal, 0).unwrap();
+    let disk = u.f.disk_bytes();
+    assert!(disk[range_of(BOOT)] == original[range_of(BOOT)], "the flash wrote into resin-boot, where the firmware finds the migration kernel");
+    assert!(disk[range_of(ROOT_B)] == original[range_of(ROOT_B)], "the flash wrote into resin-rootB");
+    assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
+    u.assert_migrated();
+}
+
+/// A power cut while resin-rootB is written over staging: the journal is gone, the relay
+/// on resin-data finishes the migration (resin-rootB again, the head, option and relay
+/// removed).
+#[test]
+fn a_uefi_1x_run_cut_during_the_written_last_write_finishes_from_the_relay() {
+    let u = uefi_fixture();
+    let mut fs = u.f.dirs();
+    let mut ctx = u.context(&mut fs);
+    let mut journal = Journal::open(&u.f.staging_dir()).unwrap();
+    journal.begin("plan-under-test").unwrap();
+    for step in [steps::step_arm_resume, steps::step_backup] {
+        step(&mut ctx).unwrap();
+    }
+    journal.record(Step::BackupDone).unwrap();
+    steps::step_flash(&mut ctx, &mut journal, 0).unwrap();
+    steps::step_restore(&mut ctx).unwrap();
+    // What finalize does up to the cut: the final head, the relay, part of resin-rootB.
+    let plan = &u.f.plan;
+    let (range, name) = migrator::written_last::held_range(plan).unwrap().unwrap();
+    let staging_dir = u.f.staging_dir();
+    let image = staging_dir.join(&plan.image.file);
+    let held = migrator::written_last::collect(plan, &image, range, &name).unwrap();
+    let mut disk = OpenOptions::new().read(true).write(true).open(&u.f.disk).unwrap();
+    let head = migrator::flashing::read_head(&image).unwrap();
+    let (_, head) = migrator::flashing::final_head(plan, &mut disk, &head, &staging_dir).unwrap();
+    let permanent = migrator::uefi_resume::saved(&staging_dir).unwrap();
+    assert_eq!(permanent.as_ref().map(|p| p.boot_number), Some(0x0100));
+    migrator::relay::write(&u.f.data, "plan-under-test", &held, &head, permanent.as_ref()).unwrap();
+    disk.write_all_at(&noise(MIB as usize, 90), range.start).unwrap();
+    // The next boot: staging is not ours any more; the relay is.
+    assert!(matches!(migrator::relay::read(&u.f.data, "another-plan"), Err(migrator::relay::RelayError::OtherPlan { .. })), "a relay of another plan is refused");
+    let found = migrator::relay::read(&u.f.data, "plan-under-test").unwrap().expect("the relay is complete");
+    let mut fs = u.f.dirs();
+    steps::finish_from_relay(&u.f.disk, &mut fs, &u.vars(), found).unwrap();
+    u.assert_migrated();
+    assert!(migrator::relay::read(&u.f.data, "plan-under-test").unwrap().is_none());
+}
+
+/// Giving up before destruction on the UEFI route puts BootOrder back (the stager's abort
+/// removes the option itself); a boot that was not started by our option is refused.
+#[test]
+fn a_uefi_1x_run_giving_up_puts_boot_order_back_and_needs_our_option() {
+    let u = uefi_fixture();
+    let mut fs = u.f.dirs();
+    let mut ctx = u.context(&mut fs);
+    steps::step_arm_resume(&mut ctx).unwrap();
+    assert_eq!(u.vars().boot_order().unwrap(), vec![0x0100, 0, 1]);
+    assert_eq!(steps::return_to_old_os(&mut ctx, "test"), Exit::Reboot(RebootTarget::OldOs));
+    assert_eq!(u.vars().boot_order().unwrap(), vec![0, 1]);
+    assert!(u.vars().boot_option(0x0100).unwrap().is_some());
+
+    let other = uefi_fixture();
+    // The firmware booted its own option (the 1.x GRUB), not ours.
+    let grub = grub::uefi::LoadOption {
+        description: "UEFI disk".into(),
+        partition: grub::uefi::HardDrive { number: 1, start_lba: BOOT.0, size_lba: BOOT.1, signature: grub::uefi::PartitionSignature::Mbr(0x5a0e_4e11) },
+        file: r"\EFI\BOOT\BOOTX64.EFI".into(),
+        args: String::new(),
+    };
+    let mut grub_var = vec![7, 0, 0, 0];
+    grub_var.extend(grub.encode().unwrap());
+    std::fs::write(other.vars_dir.join(var_file("Boot0000")), grub_var).unwrap();
+    std::fs::write(other.vars_dir.join(var_file("BootCurrent")), [6, 0, 0, 0, 0, 0]).unwrap();
+    let mut fs = other.f.dirs();
+    let mut ctx = other.context(&mut fs);
+    let err = steps::step_arm_resume(&mut ctx).unwrap_err().to_string();
+    assert!(err.contains(r"starts \EFI\BOOT\BOOTX64.EFI, not the migration kernel"), "{err}");
+    assert_eq!(other.vars().boot_order().unwrap(), vec![0, 1], "BootOrder untouched");
 }
