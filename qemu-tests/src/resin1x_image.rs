@@ -152,7 +152,7 @@ fn sparse(path: &Path, bytes: u64) -> Result<()> {
 
 /// Module files and directories of the kernel package copied into resin-root's
 /// `/lib/modules/<release>`: what the profile's initramfs modules (disks, ext4, vfat, btrfs,
-/// nls) need, with their dependencies.
+/// nls, efivarfs) need, with their dependencies.
 const MODULE_SUBSET: &[&str] = &[
     "kernel/fs/btrfs",
     "kernel/fs/ext4",
@@ -160,6 +160,7 @@ const MODULE_SUBSET: &[&str] = &[
     "kernel/fs/mbcache.ko",
     "kernel/fs/fat",
     "kernel/fs/nls",
+    "kernel/fs/efivarfs",
     "kernel/drivers/ata",
     "kernel/drivers/nvme",
     "kernel/drivers/scsi/sd_mod.ko",
