@@ -121,6 +121,32 @@ fn with_marker(lines: &[String], marker: &str) -> Vec<String> {
         .collect()
 }
 
+/// What the device's boot variables and files look like, as `SWAPOVER-T <when> <key>=` lines
+/// report them: those staging does not write ...
+const UNSTAGED: [&str; 5] = ["bootnext", "options", "boot-files", "updt-files", "state"];
+/// ... and with the staged directories on resin-boot and resin-updt too.
+const ALL: [&str; 7] = [
+    "bootnext",
+    "options",
+    "boot-files",
+    "updt-files",
+    "boot-staged",
+    "updt-staged",
+    "state",
+];
+
+/// Every `keys` value reported at `when` is the one reported at `was`; a difference names
+/// the key and `why` it should not have changed.
+fn assert_unchanged(lines: &[String], when: &str, was: &str, keys: &[&str], why: &str) {
+    for key in keys {
+        assert_eq!(
+            value(lines, &format!("{when} {key}")),
+            value(lines, &format!("{was} {key}")),
+            "{key} {why}"
+        );
+    }
+}
+
 #[test]
 fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_leaves_no_trace(
 ) -> anyhow::Result<()> {
@@ -165,13 +191,13 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
             && errors[0].ends_with("; nothing was changed"),
         "{errors:?}"
     );
-    for key in ["bootnext", "options", "boot-files", "updt-files", "state"] {
-        assert_eq!(
-            value(&lines, &format!("refused {key}")),
-            value(&lines, &format!("before {key}")),
-            "{key} changed by a refusal"
-        );
-    }
+    assert_unchanged(
+        &lines,
+        "refused",
+        "before",
+        &UNSTAGED,
+        "changed by a refusal",
+    );
 
     // --dry-run prints the plan and the steps and changes nothing.
     let dry = with_marker(&lines, "dryrun-out").join("\n");
@@ -185,13 +211,13 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
     ] {
         assert!(dry.contains(expected), "no `{expected}` in:\n{dry}");
     }
-    for key in ["bootnext", "options", "boot-files", "updt-files", "state"] {
-        assert_eq!(
-            value(&lines, &format!("dryrun {key}")),
-            value(&lines, &format!("before {key}")),
-            "{key} changed by --dry-run"
-        );
-    }
+    assert_unchanged(
+        &lines,
+        "dryrun",
+        "before",
+        &UNSTAGED,
+        "changed by --dry-run",
+    );
 
     // Refused without efivarfs, before anything changes.
     let errors = with_marker(&lines, "noefivars-err");
@@ -201,13 +227,13 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
         errors[0].contains("mount -t efivarfs") && errors[0].ends_with("nothing was changed"),
         "{errors:?}"
     );
-    for key in ["bootnext", "options", "boot-files", "updt-files", "state"] {
-        assert_eq!(
-            value(&lines, &format!("noefivars {key}")),
-            value(&lines, &format!("before {key}")),
-            "{key} changed by a refusal"
-        );
-    }
+    assert_unchanged(
+        &lines,
+        "noefivars",
+        "before",
+        &UNSTAGED,
+        "changed by a refusal",
+    );
 
     // A failure after any step: the stager says which and that everything was rolled back,
     // and the device is as it was (files, boot variables, no undo journal left).
@@ -229,21 +255,13 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
                     && e.contains("everything was rolled back")),
             "{errors:?}"
         );
-        for key in [
-            "bootnext",
-            "options",
-            "boot-files",
-            "updt-files",
-            "boot-staged",
-            "updt-staged",
-            "state",
-        ] {
-            assert_eq!(
-                value(&lines, &format!("{what} {key}")),
-                value(&lines, &format!("before {key}")),
-                "{key} not restored after a failure after {step}"
-            );
-        }
+        assert_unchanged(
+            &lines,
+            &what,
+            "before",
+            &ALL,
+            &format!("not restored after a failure after {step}"),
+        );
     }
 
     // Staged: files on resin-updt (inside its own file system) and resin-boot, one option of
@@ -270,21 +288,13 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
         errors.iter().any(|e| e.contains("already staged")),
         "{errors:?}"
     );
-    for key in [
-        "bootnext",
-        "options",
-        "boot-files",
-        "updt-files",
-        "updt-staged",
-        "boot-staged",
-        "state",
-    ] {
-        assert_eq!(
-            value(&lines, &format!("again {key}")),
-            value(&lines, &format!("staged {key}")),
-            "{key} changed by a refused second stage"
-        );
-    }
+    assert_unchanged(
+        &lines,
+        "again",
+        "staged",
+        &ALL,
+        "changed by a refused second stage",
+    );
 
     // `status` while armed, and after the firmware used its one-shot.
     let armed = with_marker(&lines, "staged-status").join("\n");
@@ -338,20 +348,6 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
         "{}",
         with_marker(&lines, "abort-out").join("\n")
     );
-    for key in [
-        "bootnext",
-        "options",
-        "boot-files",
-        "updt-files",
-        "updt-staged",
-        "boot-staged",
-        "state",
-    ] {
-        assert_eq!(
-            value(&lines, &format!("after {key}")),
-            value(&lines, &format!("before {key}")),
-            "{key} differs after abort"
-        );
-    }
+    assert_unchanged(&lines, "after", "before", &ALL, "differs after abort");
     Ok(())
 }
