@@ -257,6 +257,11 @@ fn build(kernel: &TestKernel, out: &Path, variant: DataVariant) -> Result<()> {
         "depmod",
         ["-b", &root.root.to_string_lossy(), kver.as_str()],
     )?;
+    // The mount points of resin-boot, resin-conf and resin-data, as in the 1.x rootfs
+    // (meta-resin's resin-mounts): the migrator mounts resin-data at the old root's /mnt/data.
+    for dir in ["mnt/boot", "mnt/conf", "mnt/data"] {
+        std::fs::create_dir_all(root.path(dir))?;
+    }
     root.file(
         "etc/os-release",
         b"ID=\"resin-os\"\nNAME=\"Resin OS\"\nVERSION=\"1.26.0\"\nVERSION_ID=\"1.26.0\"\nPRETTY_NAME=\"Resin OS 1.26.0 (stand-in)\"\nMACHINE=\"intel-nuc\"\n",
