@@ -2,8 +2,9 @@
 //! the firmware's own one-shot: the real static stager, run on the booted 1.x device,
 //! refuses while resin-boot is read-only (changing nothing), then stages and arms a
 //! `Boot####` option for the migration kernel's EFI stub as `BootNext`. The firmware boots
-//! the migration environment once (the migrator starts from resin-boot and, as this migrator
-//! still refuses every 1.x plan, reboots); the boot after that is the 1.x system's again,
+//! the migration environment once (the migrator starts from resin-boot, finds the staged image
+//! this test damaged, gives up before any destructive write and reboots); the boot after that
+//! is the 1.x system's again,
 //! with BootNext consumed. `stager abort` then removes every trace: resin-boot's and
 //! resin-updt's files are as they were before staging, and no boot option of ours is left.
 
@@ -90,6 +91,14 @@ else
     stage again
     report again
     status staged
+    # Damage the staged image: the migrator must give up before anything is destroyed,
+    # which is what this test follows (resinos1x_migration_uefi.rs follows a migration).
+    mkdir -p /tmp/updt && mount "$updt" /tmp/updt
+    for img in /tmp/updt/swapover/*.xz; do
+        printf 'SWAPOVER-DAMAGED' | dd of="$img" bs=1 seek=4096 conv=notrunc 2>/dev/null
+        echo "SWAPOVER-T damaged $(basename $img)"
+    done
+    umount /tmp/updt
     sync
     echo "SWAPOVER-T rebooting"
     reboot -f
@@ -168,9 +177,10 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
     vm.wait_for("SWAPOVER-1X-UP", Duration::from_secs(300))?;
     vm.wait_for("SWAPOVER-T rebooting", Duration::from_secs(600))?;
     // The firmware's one-shot: the migration kernel, started from resin-boot, runs the
-    // migrator, which refuses the 1.x plan (this migrator cannot carry 1.x out yet) and reboots.
+    // migrator, which finds the staged image damaged, gives up before any destructive write
+    // (BootOrder never made ours) and reboots.
     vm.wait_for("swapover migrator", Duration::from_secs(300))?;
-    let refused = vm.wait_for("is refused", Duration::from_secs(120))?;
+    let refused = vm.wait_for("giving up before any destructive write", Duration::from_secs(300))?;
     // ... and the next boot is the 1.x system's again.
     let up = vm.wait_for("SWAPOVER-1X-UP", Duration::from_secs(300))?;
     vm.wait_for("SWAPOVER-T finished", Duration::from_secs(600))?;
@@ -311,7 +321,11 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
     );
 
     // The one-shot was the firmware's: the migration environment ran once, then 1.x again.
-    assert!(refused.contains("resinOS 1.x source"), "{refused}");
+    assert!(refused.contains("not what the plan says"), "{refused}");
+    assert!(
+        !text.contains("first in BootOrder"),
+        "the migrator made its option permanent although it gave up before destruction"
+    );
     assert!(up.contains("efi=yes"), "{up}");
     assert_eq!(
         text.matches("SWAPOVER-1X-UP").count(),
