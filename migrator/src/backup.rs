@@ -107,6 +107,14 @@ impl<W: Write> ArchiveWriter<W> {
         let relative_source = item.source.trim_start_matches('/');
         let source = old_root.join(relative_source);
         let meta = std::fs::symlink_metadata(&source).map_err(|_| BackupError::MissingSource(PathBuf::from(&item.source)))?;
+        let filters = compile_filters(&item.filters)?;
+        if item.target == CONTENTS_ONLY {
+            // The directory's contents straight into the restore location.
+            if !meta.is_dir() {
+                return Err(BackupError::MissingSource(PathBuf::from(format!("{} (a directory, for target \".\")", item.source))));
+            }
+            return self.add_tree(&source, Path::new(""), Path::new(""), &filters);
+        }
         let base = if item.target.is_empty() { PathBuf::from(relative_source) } else { PathBuf::from(&item.target) };
         if item.target.is_empty() {
             // Keep the modes and times of the source's parents too.
@@ -118,7 +126,6 @@ impl<W: Write> ArchiveWriter<W> {
                 self.add_entry(&on_root, parent, &parent_meta)?;
             }
         }
-        let filters = compile_filters(&item.filters)?;
         if meta.is_dir() {
             self.add_entry(&source, &base, &meta)?;
             self.add_tree(&source, &base, Path::new(""), &filters)?;
@@ -350,7 +357,7 @@ pub fn backup_all(plan: &Plan, old_root: &Path, staging_dir: &Path) -> Result<Ba
         log::info!("backup: volume {} has {} members, {} bytes of data, verified", volume.name, summary.members.len(), summary.data_bytes);
         report.volumes.push((volume.name.clone(), summary.members.len(), summary.data_bytes));
     }
-    let conversion = crate::net::collect(&network_sources(plan, old_root));
+    let conversion = crate::net::collect(&network_sources(plan, old_root, staging_dir));
     let connections = backup_dir.join(CONNECTIONS_DIR);
     if connections.exists() {
         std::fs::remove_dir_all(&connections).map_err(io_err("clear", &connections))?;
@@ -377,9 +384,20 @@ pub fn read_hostname(old_root: &Path) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-/// Network sources: the usual places on the old root plus those the plan names.
-pub fn network_sources(plan: &Plan, old_root: &Path) -> crate::net::Sources {
+/// `BackupItem::target` that puts a directory's contents straight into the restore
+/// location (resinOS 1.x `/mnt/data/resin-data` → 2.x resin-data's `/resin-data`).
+pub const CONTENTS_ONLY: &str = ".";
+
+/// Network sources: the usual places on the old root plus those the plan names, and (with
+/// `config_json_network`) the staged config.json, where resinOS 1.x keeps its WiFi.
+pub fn network_sources(plan: &Plan, old_root: &Path, staging_dir: &Path) -> crate::net::Sources {
     let mut sources = crate::net::Sources::for_root(old_root);
+    if plan.network.config_json_network {
+        let depth = Path::new(&plan.staging.dir).components().filter(|c| matches!(c, std::path::Component::Normal(_))).count();
+        if let Some(staging_root) = staging_dir.ancestors().nth(depth) {
+            sources.config_json.push(staging_root.join(plan.config_json.staged_at.trim_start_matches('/')));
+        }
+    }
     let on_root = |p: &String| old_root.join(p.trim_start_matches('/'));
     let push = |list: &mut Vec<PathBuf>, path: PathBuf| {
         if !list.contains(&path) {

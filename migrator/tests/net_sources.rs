@@ -310,3 +310,28 @@ fn networkmanager_0_9_keyfiles_from_ubuntu_14_04_are_understood() {
     assert_eq!(both.keyfiles.len(), 1);
     assert!(both.warnings.is_empty(), "same secret: no warning {:#?}", both.warnings);
 }
+
+/// A resinOS 1.x plan (`network.config_json_network`) reads WiFi from the config.json staged
+/// next to the staging directory, where `stage-1x` copied the device's config.json; without
+/// the flag it is not read.
+#[test]
+fn a_1x_plan_reads_wifi_from_the_staged_config_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let staging_root = tmp.path().join("staging");
+    let staging_dir = staging_root.join("swapover");
+    std::fs::create_dir_all(&staging_dir).unwrap();
+    let mut plan = plan::Plan::stem_example();
+    plan.staging.dir = "/swapover".into();
+    plan.config_json.staged_at = "/swapover/config.json".into();
+    std::fs::copy(fixture("resin1-root/boot/config.json"), staging_dir.join("config.json")).unwrap();
+    let old_root = tmp.path().join("old-root");
+    std::fs::create_dir_all(&old_root).unwrap();
+    plan.network.config_json_network = true;
+    let sources = migrator::backup::network_sources(&plan, &old_root, &staging_dir);
+    assert_eq!(sources.config_json, vec![staging_dir.join("config.json")]);
+    let c = collect(&sources);
+    assert_psk(&by_ssid(&c, "ConfigNet"), "config-key-99");
+    assert_psk(&by_ssid(&c, "FilesNet"), "files-pass-1");
+    plan.network.config_json_network = false;
+    assert!(migrator::backup::network_sources(&plan, &old_root, &staging_dir).config_json.is_empty());
+}

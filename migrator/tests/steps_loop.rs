@@ -696,11 +696,11 @@ fn fixture_written_last_with(signature: u32, real_filesystems: bool) -> Fixture 
         run("mkfs.btrfs", &["-q", "-M", "-L", "resin-data", "--rootdir", tree.to_str().unwrap(), data_fs.to_str().unwrap()]);
         write_at(&f.disk, DATA_1X.0 * SECTOR, &std::fs::read(&data_fs).unwrap());
         f.plan.source_data = Some(plan::FsPartition { partition: id(3, DATA_1X), fs_uuid: "1x-data".into(), fs_type: FsType::Btrfs });
-        f.plan.backup.volumes[0].items.push(BackupItem {
-            source: "/mnt/data/resin-data".into(),
-            target: String::new(),
-            filters: vec![],
-            estimated_size: Bytes(300_000),
+        // As the 1.x planner writes it: the contents of 1.x's resin-data/ straight into 2.x's.
+        f.plan.backup.volumes.push(BackupVolume {
+            name: "resin-data".into(),
+            restore_to: RestoreLocation { partition: PartitionRole::Data, path: "/resin-data".into() },
+            items: vec![BackupItem { source: "/mnt/data/resin-data".into(), target: ".".into(), filters: vec![], estimated_size: Bytes(300_000) }],
         });
     }
     f.plan.profile.source_kind = plan::SourceKind::Resinos1x;
@@ -867,9 +867,9 @@ fn a_1x_plan_backs_up_the_btrfs_data_partition_and_writes_root_b_last_on_a_block
     run("mount", &["-o", &data_fs, f.disk.to_str().unwrap(), f.data.to_str().unwrap()]);
     let _mounted = Mounted(f.data.clone());
     assert_migrated(&f, &original);
-    let restored = f.data.join("resin-data/app-1/mnt/data");
-    assert_eq!(steps_support::describe(&tree.join("resin-data")), steps_support::describe(&restored.join("resin-data")));
-    assert!(!restored.join("docker").exists(), "Docker storage was carried over");
+    let restored = f.data.join("resin-data");
+    assert_eq!(steps_support::describe(&tree.join("resin-data/1")), steps_support::describe(&restored.join("1")), "1.x app data at 2.x's place");
+    assert!(!restored.join("mnt").exists() && !restored.join("docker").exists(), "the 1.x path or Docker storage was carried over");
     let image = std::fs::read(&f.raw_image).unwrap();
     assert!(f.disk_bytes()[range_of(ROOT_B)] == image[range_of(ROOT_B)], "resin-rootB is the image's");
 }

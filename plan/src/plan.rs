@@ -319,7 +319,8 @@ pub struct BackupVolume {
 pub struct BackupItem {
     /// Absolute path on the old root (file or directory).
     pub source: String,
-    /// Path relative to the volume's restore location.
+    /// Path relative to the volume's restore location; empty: the source's own path;
+    /// `.`: a directory's contents straight into the restore location.
     pub target: String,
     /// Optional glob filters; empty means everything under `source`.
     pub filters: Vec<String>,
