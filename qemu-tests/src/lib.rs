@@ -22,3 +22,5 @@ pub mod resin_image;
 pub mod resin1x_image;
 pub mod verdict;
 pub mod e2e;
+pub mod console_lines;
+pub mod uefi_vars;

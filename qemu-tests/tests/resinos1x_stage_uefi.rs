@@ -8,6 +8,7 @@
 //! with BootNext consumed. `stager abort` then removes every trace: resin-boot's and
 //! resin-updt's files are as they were before staging, and no boot option of ours is left.
 
+use qemu_tests::console_lines::{value, with_marker};
 use qemu_tests::e2e::packaged_stager;
 use qemu_tests::payload::Payload;
 use qemu_tests::qemu::{uefi_vars_copy, Drive, Firmware, Vm, VmConfig};
@@ -105,14 +106,6 @@ else
 fi
 "#;
 
-fn value<'a>(lines: &'a [String], key: &str) -> &'a str {
-    let prefix = format!("SWAPOVER-T {key}=");
-    lines
-        .iter()
-        .find_map(|l| l.split_once(&prefix).map(|(_, v)| v.trim()))
-        .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{}", lines.join("\n")))
-}
-
 /// The exit code a `SWAPOVER-T <what>-exit N` line reports.
 fn exit_code<'a>(lines: &'a [String], what: &str) -> &'a str {
     let prefix = format!("SWAPOVER-T {what}-exit ");
@@ -120,14 +113,6 @@ fn exit_code<'a>(lines: &'a [String], what: &str) -> &'a str {
         .iter()
         .find_map(|l| l.split_once(&prefix).map(|(_, v)| v.trim()))
         .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{}", lines.join("\n")))
-}
-
-fn with_marker(lines: &[String], marker: &str) -> Vec<String> {
-    let prefix = format!("SWAPOVER-T {marker} ");
-    lines
-        .iter()
-        .filter_map(|l| l.split_once(&prefix).map(|(_, v)| v.to_string()))
-        .collect()
 }
 
 /// What the device's boot variables and files look like, as `SWAPOVER-T <when> <key>=` lines
