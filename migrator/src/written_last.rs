@@ -289,6 +289,13 @@ pub fn write<T: FlashTarget + ?Sized>(disk: &T, held: &HeldBytes) -> Result<(), 
         let piece = &mut buf[..((end - offset) as usize).min(CHUNK)];
         held.fill(offset, piece);
         disk.write_all_at(piece, offset).map_err(io("write"))?;
+        if offset == start {
+            // The partition's first piece (a staging file system's superblock) is on the
+            // medium before anything else: from then on, the next boot sees the staged file
+            // system gone (another UUID) and finishes from the relay, never from a staging
+            // area that is half written over.
+            disk.sync().map_err(io("sync"))?;
+        }
         offset += piece.len() as u64;
     }
     disk.sync().map_err(io("sync"))?;
