@@ -24,3 +24,4 @@ pub mod verdict;
 pub mod e2e;
 pub mod console_lines;
 pub mod uefi_vars;
+pub mod resin1x_e2e;
