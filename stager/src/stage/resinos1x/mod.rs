@@ -13,6 +13,7 @@ pub mod planner;
 pub mod refusal;
 pub mod source_disk;
 pub mod stage_1x;
+pub mod target_supervisor;
 
 pub use planner::{make_plan, Inputs, Plan1x};
 pub use refusal::Refusal1x;
