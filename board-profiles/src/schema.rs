@@ -209,6 +209,9 @@ pub struct Resinos1x {
     pub config_json_locations: Vec<String>,
     /// Directory, on the 1.x data partition, holding each application's `/data`.
     pub app_data_dir: String,
+    /// Entries of `app_data_dir` (relative globs) not carried over, with everything under them.
+    #[serde(default)]
+    pub app_data_excludes: Vec<String>,
     /// WiFi Connect's connman settings, relative to the data partition (may use `{app_id}`).
     pub wifi_connect_config: String,
     /// connman's state directory on the 1.x root.

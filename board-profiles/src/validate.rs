@@ -126,6 +126,11 @@ impl Profile {
                     check.absolute(&format!("resinos1x.config_json_locations[{i}]"), path)?;
                 }
                 check.absolute("resinos1x.app_data_dir", &legacy.app_data_dir)?;
+                for (i, pattern) in legacy.app_data_excludes.iter().enumerate() {
+                    if pattern.is_empty() || pattern.starts_with('/') || pattern.split('/').any(|c| c == "..") {
+                        return Err(check.fail(&format!("resinos1x.app_data_excludes[{i}]"), "must be a path relative to app_data_dir, without \"..\""));
+                    }
+                }
                 check.absolute("resinos1x.connman_dir", &legacy.connman_dir)?;
                 check.absolute("resinos1x.wifi_connect_config", &legacy.wifi_connect_config)?;
                 check.placeholders("resinos1x.wifi_connect_config", &legacy.wifi_connect_config)?;

@@ -249,4 +249,9 @@ fn source_kind_and_resinos1x_table_must_agree() {
 
     let err = error_for(&text.replace("bootloader = \"raspberrypi-firmware\"", "bootloader = \"grub2\""));
     assert!(err.contains("bootloader: grub2 profiles must be x86_64"), "{err}");
+
+    for bad in ["../boot", "/resin-supervisor", ""] {
+        let err = error_for(&text.replace("app_data_excludes = [\"resin-supervisor\"]", &format!("app_data_excludes = [\"{bad}\"]")));
+        assert!(err.contains("resinos1x.app_data_excludes[0]: must be a path relative to app_data_dir"), "{bad}: {err}");
+    }
 }

@@ -107,13 +107,13 @@ impl<W: Write> ArchiveWriter<W> {
         let relative_source = item.source.trim_start_matches('/');
         let source = old_root.join(relative_source);
         let meta = std::fs::symlink_metadata(&source).map_err(|_| BackupError::MissingSource(PathBuf::from(&item.source)))?;
-        let filters = compile_filters(&item.filters)?;
+        let selection = Selection { filters: compile_filters(&item.filters)?, excludes: compile_filters(&item.excludes)? };
         if item.target == CONTENTS_ONLY {
             // The directory's contents straight into the restore location.
             if !meta.is_dir() {
                 return Err(BackupError::MissingSource(PathBuf::from(format!("{} (a directory, for target \".\")", item.source))));
             }
-            return self.add_tree(&source, Path::new(""), Path::new(""), &filters);
+            return self.add_tree(&source, Path::new(""), Path::new(""), &selection);
         }
         let base = if item.target.is_empty() { PathBuf::from(relative_source) } else { PathBuf::from(&item.target) };
         if item.target.is_empty() {
@@ -128,14 +128,14 @@ impl<W: Write> ArchiveWriter<W> {
         }
         if meta.is_dir() {
             self.add_entry(&source, &base, &meta)?;
-            self.add_tree(&source, &base, Path::new(""), &filters)?;
+            self.add_tree(&source, &base, Path::new(""), &selection)?;
         } else {
             self.add_entry(&source, &base, &meta)?;
         }
         Ok(())
     }
 
-    fn add_tree(&mut self, dir: &Path, base: &Path, relative: &Path, filters: &[glob::Pattern]) -> Result<(), BackupError> {
+    fn add_tree(&mut self, dir: &Path, base: &Path, relative: &Path, selection: &Selection) -> Result<(), BackupError> {
         let mut names: Vec<_> = std::fs::read_dir(dir)
             .map_err(io_err("list", dir))?
             .map(|e| e.map(|e| e.file_name()))
@@ -145,11 +145,14 @@ impl<W: Write> ArchiveWriter<W> {
         for name in names {
             let path = dir.join(&name);
             let rel = relative.join(&name);
+            if excluded(&selection.excludes, &rel) {
+                continue;
+            }
             let meta = std::fs::symlink_metadata(&path).map_err(io_err("stat", &path))?;
             if meta.is_dir() {
                 self.add_entry(&path, &base.join(&rel), &meta)?;
-                self.add_tree(&path, base, &rel, filters)?;
-            } else if selected(filters, &rel) {
+                self.add_tree(&path, base, &rel, selection)?;
+            } else if selected(&selection.filters, &rel) {
                 self.add_entry(&path, &base.join(&rel), &meta)?;
             }
         }
@@ -255,6 +258,18 @@ fn compile_filters(filters: &[String]) -> Result<Vec<glob::Pattern>, BackupError
         .iter()
         .map(|f| glob::Pattern::new(f).map_err(|e| BackupError::BadFilter { filter: f.clone(), message: e.msg.to_string() }))
         .collect()
+}
+
+/// An item's include filters and excludes, compiled.
+struct Selection {
+    filters: Vec<glob::Pattern>,
+    excludes: Vec<glob::Pattern>,
+}
+
+/// Whether the entry at `relative` (to the item source), a directory with everything under
+/// it, is left out by the item's excludes.
+pub fn excluded(excludes: &[glob::Pattern], relative: &Path) -> bool {
+    excludes.iter().any(|e| e.matches_path(relative))
 }
 
 /// Whether a non-directory entry at `relative` (to the item source) is selected.

@@ -59,8 +59,8 @@ fn plan_for_tree() -> Plan {
         name: "app-data".into(),
         restore_to: RestoreLocation { partition: PartitionRole::Data, path: "/resin-data/app".into() },
         items: vec![
-            BackupItem { source: "/home/app/data".into(), target: String::new(), filters: vec![], estimated_size: Bytes(60 << 20) },
-            BackupItem { source: "/etc/app".into(), target: "etc".into(), filters: vec!["*.conf".into()], estimated_size: Bytes(4096) },
+            BackupItem { source: "/home/app/data".into(), target: String::new(), filters: vec![], excludes: vec![], estimated_size: Bytes(60 << 20) },
+            BackupItem { source: "/etc/app".into(), target: "etc".into(), filters: vec!["*.conf".into()], excludes: vec![], estimated_size: Bytes(4096) },
         ],
     }];
     plan.validate().unwrap();
@@ -183,4 +183,40 @@ fn a_backup_over_the_limit_is_refused() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert!(!backup::archive_path(&d.staging.join("backup"), "app-data").exists(), "no partial archive stays");
+}
+
+/// A 1.x `resin-data` carried with target `.` and the 1.x supervisor's database excluded:
+/// every application directory comes back byte for byte, `resin-supervisor/` (a directory,
+/// with everything under it) does not, and a file merely named like it deeper down does.
+#[test]
+fn excludes_leave_out_a_directory_with_everything_under_it() {
+    let d = dirs();
+    let data = d.old_root.join("mnt/data/resin-data");
+    std::fs::create_dir_all(data.join("1234/logs")).unwrap();
+    std::fs::write(data.join("1234/logs/app.log"), noise(5000, 3)).unwrap();
+    std::fs::write(data.join("1234/resin-supervisor"), b"an app's own file, kept\n").unwrap();
+    std::fs::create_dir_all(data.join("resin-supervisor/nested")).unwrap();
+    std::fs::write(data.join("resin-supervisor/database.sqlite"), noise(9000, 5)).unwrap();
+    std::fs::write(data.join("resin-supervisor/nested/x"), b"x").unwrap();
+    let mut plan = Plan::stem_example();
+    plan.backup.volumes = vec![BackupVolume {
+        name: "resin-data".into(),
+        restore_to: RestoreLocation { partition: PartitionRole::Data, path: "/resin-data".into() },
+        items: vec![BackupItem {
+            source: "/mnt/data/resin-data".into(),
+            target: ".".into(),
+            filters: vec![],
+            excludes: vec!["resin-supervisor".into()],
+            estimated_size: Bytes(1 << 20),
+        }],
+    }];
+    plan.validate().unwrap();
+    backup_all(&plan, &d.old_root, &d.staging).unwrap();
+    restore_data(&plan, &d.staging, &d.data).unwrap();
+    let restored = describe(&d.data.join("resin-data"));
+    let mut expected = describe(&data);
+    expected.retain(|path, _| !path.starts_with("resin-supervisor"));
+    assert_eq!(restored, expected);
+    assert!(restored.contains_key(Path::new("1234/resin-supervisor")));
+    assert!(!d.data.join("resin-data/resin-supervisor").exists());
 }

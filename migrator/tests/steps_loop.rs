@@ -181,7 +181,7 @@ fn build_plan(xz: &[u8], raw: &[u8], signature: u32) -> Plan {
     plan.backup.volumes = vec![BackupVolume {
         name: "app".into(),
         restore_to: RestoreLocation { partition: PartitionRole::Data, path: "/resin-data/app-1".into() },
-        items: vec![BackupItem { source: "/srv/app".into(), target: String::new(), filters: vec![], estimated_size: Bytes(400_000) }],
+        items: vec![BackupItem { source: "/srv/app".into(), target: String::new(), filters: vec![], excludes: vec![], estimated_size: Bytes(400_000) }],
     }];
     plan.hostname = None;
     plan.failure.step_retries = 2;
@@ -700,7 +700,7 @@ fn fixture_written_last_with(signature: u32, real_filesystems: bool) -> Fixture 
         f.plan.backup.volumes.push(BackupVolume {
             name: "resin-data".into(),
             restore_to: RestoreLocation { partition: PartitionRole::Data, path: "/resin-data".into() },
-            items: vec![BackupItem { source: "/mnt/data/resin-data".into(), target: ".".into(), filters: vec![], estimated_size: Bytes(300_000) }],
+            items: vec![BackupItem { source: "/mnt/data/resin-data".into(), target: ".".into(), filters: vec![], excludes: vec![], estimated_size: Bytes(300_000) }],
         });
     }
     f.plan.profile.source_kind = plan::SourceKind::Resinos1x;

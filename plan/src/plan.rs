@@ -324,6 +324,9 @@ pub struct BackupItem {
     pub target: String,
     /// Optional glob filters; empty means everything under `source`.
     pub filters: Vec<String>,
+    /// Paths relative to `source` (globs) left out, a directory with everything under it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excludes: Vec<String>,
     pub estimated_size: Bytes,
 }
 

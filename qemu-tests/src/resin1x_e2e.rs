@@ -276,6 +276,20 @@ pub fn check_carried(lines_1x: &[String], text_2x: &str, run: &Run) -> anyhow::R
             "the 1.x device reported no {path}: {expected:?}"
         );
     }
+    // The 1.x supervisor's database stays behind (the profile's app_data_excludes): 2.x's
+    // supervisor starts with a fresh one.
+    let supervisor_db = "resin-data/resin-supervisor/database.sqlite";
+    assert!(
+        expected.contains_key(supervisor_db),
+        "the 1.x device reported no {supervisor_db}: {expected:?}"
+    );
+    expected.retain(|path, _| !path.starts_with("resin-data/resin-supervisor"));
+    let leaked: Vec<&String> = v
+        .data
+        .keys()
+        .filter(|p| p.starts_with("resin-data/resin-supervisor"))
+        .collect();
+    assert!(leaked.is_empty(), "the 1.x supervisor's database was carried: {leaked:?}");
     let differences = verdict::differences(&expected, &v.data, "");
     assert!(
         differences.is_empty(),

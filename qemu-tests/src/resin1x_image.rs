@@ -298,6 +298,12 @@ fn build(kernel: &TestKernel, out: &Path, variant: DataVariant) -> Result<()> {
         b"[service_wifi_connect]\nType = wifi\nName = Shop WiFi\nPassphrase = secret two\n",
         0o644,
     )?;
+    // The 1.x supervisor's database beside the applications' directories: not carried.
+    data.file(
+        "resin-data/resin-supervisor/database.sqlite",
+        &vec![0x1a; 20_000],
+        0o644,
+    )?;
     std::fs::create_dir_all(data.path("docker/overlay"))?;
     sparse(&data.path("docker/overlay/layer.tar"), DOCKER_BYTES)?;
     if variant == DataVariant::OverLimit {

@@ -392,6 +392,7 @@ pub fn make_plan(g: &Gathered, image: &ImageFacts, disk_size: Sectors) -> Result
                     source: b.path.display().to_string(),
                     target: b.path.display().to_string().trim_start_matches('/').to_string(),
                     filters: Vec::new(),
+                    excludes: Vec::new(),
                     estimated_size: b.estimate,
                 })
                 .collect(),

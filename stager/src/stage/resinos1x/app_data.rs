@@ -20,6 +20,8 @@ pub struct AppData {
     pub source: String,
     /// Tar-sized estimate; `None` when the directory does not exist (nothing to carry).
     pub size: Option<Bytes>,
+    /// Entries left out (the profile's `app_data_excludes`, relative globs).
+    pub excludes: Vec<String>,
 }
 
 /// Measures `<data_root>/<app_data_dir>`, `data_root` being where the 1.x data partition is
@@ -31,12 +33,23 @@ pub fn measure(data_root: &Path, profile: &Profile) -> Result<AppData, Refusal1x
     let relative = specifics.app_data_dir.trim_start_matches('/');
     let source = format!("{DATA_MOUNT}/{relative}");
     let on_disk = data_root.join(relative);
+    let excludes = specifics.app_data_excludes.clone();
     if std::fs::symlink_metadata(&on_disk).is_err() {
-        return Ok(AppData { source, size: None });
+        return Ok(AppData { source, size: None, excludes });
     }
-    let size = backup_estimate::estimate(&on_disk, Path::new(&source))
-        .map_err(|e| Refusal1x::AppData { dir: on_disk.display().to_string(), problem: e.to_string() })?;
-    Ok(AppData { source, size: Some(size) })
+    let refusal = |e: backup_estimate::EstimateError| Refusal1x::AppData { dir: on_disk.display().to_string(), problem: e.to_string() };
+    let whole = backup_estimate::estimate(&on_disk, Path::new(&source)).map_err(refusal)?;
+    // Excluded top-level entries are not counted; an exclude that matches deeper down is
+    // still counted (the estimate only errs high, as a budget must).
+    let mut left_out = 0;
+    for pattern in &excludes {
+        let entry = on_disk.join(pattern);
+        if pattern.contains(['*', '?', '[', '/']) || std::fs::symlink_metadata(&entry).is_err() {
+            continue;
+        }
+        left_out += backup_estimate::estimate(&entry, &Path::new(&source).join(pattern)).map_err(refusal)?.get();
+    }
+    Ok(AppData { source, size: Some(Bytes(whole.get().saturating_sub(left_out))), excludes })
 }
 
 #[cfg(test)]
@@ -55,6 +68,13 @@ mod tests {
         assert_eq!(data.source, "/mnt/data/resin-data");
         // resin-data + 1234 + db (1024 content): the docker layer is not in it.
         assert_eq!(data.size, Some(Bytes(3 * 512 + 1024)));
+
+        // The 1.x supervisor's database is not carried (the profile excludes it).
+        std::fs::create_dir_all(root.path().join("resin-data/resin-supervisor")).unwrap();
+        std::fs::write(root.path().join("resin-data/resin-supervisor/database.sqlite"), vec![3u8; 50_000]).unwrap();
+        let data = measure(root.path(), &profile).unwrap();
+        assert_eq!(data.size, Some(Bytes(3 * 512 + 1024)));
+        assert_eq!(data.excludes, vec!["resin-supervisor".to_string()]);
 
         let empty = tempfile::tempdir().unwrap();
         assert_eq!(measure(empty.path(), &profile).unwrap().size, None);

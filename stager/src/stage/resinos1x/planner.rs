@@ -354,7 +354,7 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
             name: "resin-data".into(),
             restore_to: profile.restore.data.to_restore_location(&app_id),
             // `.`: the contents of 1.x's /mnt/data/resin-data go straight into 2.x's /resin-data.
-            items: vec![BackupItem { source: i.app_data.source.clone(), target: ".".into(), filters: Vec::new(), estimated_size: size }],
+            items: vec![BackupItem { source: i.app_data.source.clone(), target: ".".into(), filters: Vec::new(), excludes: i.app_data.excludes.clone(), estimated_size: size }],
         }],
     };
     let wifi_connect = format!("{}/{}", super::app_data::DATA_MOUNT, specifics.wifi_connect_config.replace(board_profiles::APP_ID_PLACEHOLDER, &app_id).trim_start_matches('/'));
