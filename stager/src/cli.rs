@@ -275,6 +275,20 @@ pub struct Stage1xArgs {
     #[arg(long, value_name = "DIR", default_value = "/sys/firmware/efi/efivars", hide = true)]
     pub efivars: PathBuf,
 
+    /// The supervisor version the 2.x image ships (vX.Y.Z), instead of reading it from the
+    /// image's /etc/resin-supervisor/supervisor.conf
+    #[arg(long, value_name = "VERSION", value_parser = parse_supervisor_version)]
+    pub supervisor_version: Option<crate::stage::resinos1x::supervisor_version::SupervisorVersion>,
+
+    /// Do not mark the device for a supervisor update in the resin API (by default it is
+    /// marked when the image's supervisor is newer than the one the device runs)
+    #[arg(long, conflicts_with = "supervisor_version")]
+    pub no_supervisor_update: bool,
+
+    /// Extra CA certificate (PEM) to trust for the resin API
+    #[arg(long, value_name = "FILE")]
+    pub api_ca_cert: Option<PathBuf>,
+
     /// Print the plan and the steps, change nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -410,6 +424,11 @@ fn run_stage_1x(args: &Stage1xArgs, catalog: &ProfileCatalog, json: bool) -> i32
             no_reboot: args.no_reboot,
             fail_after: std::env::var(crate::stage::command::FAIL_AFTER_ENV).ok(),
         },
+        supervisor: if args.no_supervisor_update {
+            stage_1x::SupervisorRequest::Skip
+        } else {
+            stage_1x::SupervisorRequest::Mark { version: args.supervisor_version, ca_cert: args.api_ca_cert.clone() }
+        },
     };
     let result = if fixture {
         stage_1x::run(&request, &mut crate::stage::system::FixtureSystem::default())
@@ -478,4 +497,8 @@ fn stage_command(args: &StageArgs, catalog: &ProfileCatalog) -> crate::stage::co
         kernel_release: args.kernel_release.clone(),
         allow_unknown_device_type: args.allow_unknown_device_type,
     }
+}
+
+fn parse_supervisor_version(text: &str) -> Result<crate::stage::resinos1x::supervisor_version::SupervisorVersion, String> {
+    crate::stage::resinos1x::supervisor_version::SupervisorVersion::parse(text).map_err(|e| e.to_string())
 }

@@ -30,7 +30,7 @@
 //! - **Progress**: a progress bar when stderr is a TTY, otherwise `log::info!` lines every
 //!   5 % or 10 s ([`ProgressMode`]).
 
-mod client;
+pub(crate) mod client;
 mod digest;
 mod download;
 mod error;

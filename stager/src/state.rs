@@ -51,6 +51,9 @@ pub enum Change {
     /// resinOS 1.x on UEFI: a `Boot####` option and `BootNext` written in `efivars` (undo:
     /// the record removes our option and puts BootNext back as it was).
     ArmUefiBootNext { efivars: String, undo: Option<grub::uefi::UefiUndo> },
+    /// resinOS 1.x: the device marked for a supervisor update in the resin API (undo: set
+    /// its supervisor release back, with the key read again from `config`).
+    MarkSupervisorUpdate { config: String, ca_cert: Option<String>, mark: crate::stage::resinos1x::supervisor_mark::Mark },
 }
 
 impl Change {
@@ -70,6 +73,7 @@ impl Change {
             Change::WriteStagingDir { .. } => "write-staging-dir",
             Change::WriteBootDir { .. } => "write-boot-dir",
             Change::ArmUefiBootNext { .. } => "arm-uefi-bootnext",
+            Change::MarkSupervisorUpdate { .. } => "mark-supervisor-update",
         }
     }
 }

@@ -145,6 +145,14 @@ fn undo_one(
             Ok(Some(format!("removed Boot{:04X} and put BootNext back as it was", record.boot_number)))
         }
         Change::ArmUefiBootNext { undo: None, .. } => Ok(None),
+        Change::MarkSupervisorUpdate { config, ca_cert, mark } => {
+            use crate::stage::resinos1x::supervisor_mark::{api_access_from_file, Api};
+            let access = api_access_from_file(Path::new(config)).map_err(|e| e.to_string())?;
+            let api = Api::new(access, ca_cert.as_deref().map(Path::new)).map_err(|e| e.to_string())?;
+            api.set_release(mark.previous_release).map_err(|e| e.to_string())?;
+            let previous = mark.previous_release.map_or("unset".to_string(), |id| format!("release {id}"));
+            Ok(Some(format!("put device {}'s supervisor release back ({previous}) in {}", mark.device_id, mark.endpoint)))
+        }
         Change::WriteBootDir { dir } => {
             // Only through the mounted boot partition: a missing directory on an unmounted
             // mount point would look undone while our files stay on the partition.

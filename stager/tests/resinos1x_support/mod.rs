@@ -9,6 +9,8 @@
 //! `stage_support` (whose `fixture_host` it uses).
 #![allow(dead_code)]
 
+pub mod device;
+
 use crate::stage_support::fixture_host::{run, sfdisk, sparse_file};
 use board_profiles::{ExpectedPartition, Profile};
 use plan::{FsType, PartitionRole};
@@ -125,7 +127,20 @@ pub fn make_fs(dir: &Path, disk: &Path, fs: FsType, label: &str, at_mib: u64, si
         }
         FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => {
             let tool = format!("mkfs.{fs}");
-            run(Command::new(tool).args(["-q", "-F", "-L", label]).arg(&part).arg(format!("{}k", size_mib * 1024)));
+            let mut command = Command::new(tool);
+            command.args(["-q", "-F", "-L", label]);
+            if !files.is_empty() {
+                // Populated from a tree (`mkfs -d`), nested names making their directories.
+                let tree = dir.join(format!("{label}-{at_mib}.tree"));
+                let _ = std::fs::remove_dir_all(&tree);
+                for (name, bytes) in files {
+                    let path = tree.join(name);
+                    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    std::fs::write(path, bytes).unwrap();
+                }
+                command.arg("-d").arg(&tree);
+            }
+            run(command.arg(&part).arg(format!("{}k", size_mib * 1024)));
         }
     }
     dd_into(&part, disk, at_mib);
@@ -152,9 +167,17 @@ pub fn target_image(dir: &Path, profile: &Profile) -> (PathBuf, Vec<(ExpectedPar
     let (boot, at, size) = &parts[0];
     let slug = format!("{{\"slug\":\"{}\"}}", profile.device_type).into_bytes();
     make_fs(dir, &raw, boot.fs, &boot.name, *at, *size, &[("device-type.json".into(), slug)]);
+    // resin-rootA with the supervisor the image ships, as 2.x writes it.
+    if let Some((root_a, at, size)) = parts.iter().find(|(p, _, _)| p.role == PartitionRole::RootA) {
+        let conf = format!("SUPERVISOR_IMAGE=resin/amd64-supervisor\nSUPERVISOR_TAG={IMAGE_SUPERVISOR}\n").into_bytes();
+        make_fs(dir, &raw, root_a.fs, &root_a.name, *at, *size, &[("etc/resin-supervisor/supervisor.conf".into(), conf)]);
+    }
     run(Command::new("xz").args(["-k", "-0", "-T1", "-f"]).arg(&raw));
     (dir.join(format!("{}-2x.img.xz", profile.name)), parts)
 }
+
+/// The supervisor version [`target_image`]'s resin-rootA ships.
+pub const IMAGE_SUPERVISOR: &str = "v6.1.2";
 
 /// A resinOS 1.x disk in the profile's source layout, every partition with its file system
 /// and label, the boot partition with the profile's bootloader files.

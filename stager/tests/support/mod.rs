@@ -2,5 +2,6 @@
 // Each tests/*.rs file compiles this module on its own and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod api_server;
 pub mod https_server;
 pub mod test_ca;

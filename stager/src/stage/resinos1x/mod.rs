@@ -13,6 +13,8 @@ pub mod planner;
 pub mod refusal;
 pub mod source_disk;
 pub mod stage_1x;
+pub mod supervisor_mark;
+pub mod supervisor_version;
 pub mod target_supervisor;
 
 pub use planner::{make_plan, Inputs, Plan1x};

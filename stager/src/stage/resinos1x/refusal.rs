@@ -49,6 +49,9 @@ pub enum Refusal1x {
     ImageMissingPartition { role: String, name: String, profile: String },
     #[error("the migration kernel {0}, and pass such a kernel with --kernel")]
     KernelNotEfi(grub::uefi::UefiError),
+    /// The supervisor-update mark cannot be decided (API, image, version); names the fix.
+    #[error("supervisor update: {0}")]
+    SupervisorMark(String),
     /// The device is not ready to be staged (boot partition, efivarfs, an earlier run's files).
     #[error("{0}")]
     NotReady(String),

@@ -15,6 +15,9 @@ use super::plan_image::{self, PlanImageRequest};
 use super::planner::{self, Plan1x, INITRAMFS_FILE, KERNEL_FILE};
 use super::refusal::Refusal1x;
 use super::source_disk;
+use super::supervisor_mark::{self, Api, MarkPlan};
+use super::supervisor_version::SupervisorVersion;
+use super::target_supervisor;
 use crate::host::locate;
 use crate::host::HostRoot;
 use crate::stage::execute::{ExecuteError, ExecuteOptions, Run};
@@ -51,6 +54,17 @@ pub struct Stage1xRequest {
     pub migrator: Vec<u8>,
     pub dry_run: bool,
     pub execute: ExecuteOptions,
+    pub supervisor: SupervisorRequest,
+}
+
+/// Whether and how the device is marked for a supervisor update in the resin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SupervisorRequest {
+    /// `--no-supervisor-update`.
+    Skip,
+    /// Mark it when the target's supervisor is newer: `version` given (`--supervisor-version`)
+    /// or read from the image; `ca_cert` trusted for the API besides the public roots.
+    Mark { version: Option<SupervisorVersion>, ca_cert: Option<PathBuf> },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +138,8 @@ struct Ready {
     staging: Region,
     vars: EfiVars,
     boot_dir: PathBuf,
+    supervisor: MarkPlan,
+    api: Option<Api>,
 }
 
 fn refuse_boot(what: String) -> Refusal1x {
@@ -192,7 +208,49 @@ fn prepare(req: &Stage1xRequest) -> Result<Ready, Stage1xError> {
     }
     let staging_device = locate::find_partition(root, &p.plan.staging.partition).map_err(|e| refuse_boot(format!("the spare root: {e}")))?;
     let staging = Region::of_partition(root, &staging_device);
-    Ok(Ready { p, plan_json, initramfs, boot, staging, vars, boot_dir })
+    let (supervisor, api) = supervisor_check(req, &p)?;
+    Ok(Ready { p, plan_json, initramfs, boot, staging, vars, boot_dir, supervisor, api })
+}
+
+/// The supervisor the 2.x image ships: `--supervisor-version`, or read from its resin-rootA.
+fn target_supervisor(req: &Stage1xRequest, p: &Plan1x, given: Option<SupervisorVersion>) -> Result<SupervisorVersion, Refusal1x> {
+    if let Some(version) = given {
+        return Ok(version);
+    }
+    let layout = &p.plan.layout;
+    let root_a = layout.partitions.iter().find(|t| t.role == PartitionRole::RootA).ok_or_else(|| {
+        Refusal1x::SupervisorMark(
+            "the image has no resin-rootA to read its supervisor version from; pass --supervisor-version vX.Y.Z (or --no-supervisor-update)".into(),
+        )
+    })?;
+    let sector = layout.image_sector_size.bytes_per_sector();
+    let start = Bytes(root_a.image_start.get().saturating_mul(sector));
+    let len = Bytes(root_a.size.get().saturating_mul(sector));
+    let tag = target_supervisor::read_supervisor_tag(&req.plan.image, p.plan.image.compression, start, len)
+        .map_err(|e| Refusal1x::SupervisorMark(e.to_string()))?;
+    SupervisorVersion::parse(&tag).map_err(|e| {
+        Refusal1x::SupervisorMark(format!(
+            "the image's SUPERVISOR_TAG: {e}; pass --supervisor-version vX.Y.Z (or --no-supervisor-update)"
+        ))
+    })
+}
+
+/// Whether the device is to be marked for a supervisor update: asks the API (reads only).
+fn supervisor_check(req: &Stage1xRequest, p: &Plan1x) -> Result<(MarkPlan, Option<Api>), Refusal1x> {
+    let (given, ca_cert) = match &req.supervisor {
+        SupervisorRequest::Skip => return Ok((MarkPlan::Skip { reason: "--no-supervisor-update".into() }, None)),
+        SupervisorRequest::Mark { version, ca_cert } => (*version, ca_cert.clone()),
+    };
+    let access = match supervisor_mark::api_access_from_file(&req.plan.config) {
+        Ok(access) => access,
+        Err(supervisor_mark::MarkError::Config { detail, .. }) => return Ok((MarkPlan::Skip { reason: detail }, None)),
+        Err(e) => return Err(Refusal1x::SupervisorMark(e.to_string())),
+    };
+    let target = target_supervisor(req, p, given)?;
+    let api = Api::new(access, ca_cert.as_deref()).map_err(|e| Refusal1x::SupervisorMark(e.to_string()))?;
+    let decided = supervisor_mark::decide(&api, target).map_err(|e| Refusal1x::SupervisorMark(e.to_string()))?;
+    log::info!("{}", decided.describe());
+    Ok((decided, Some(api)))
 }
 
 /// The steps `stage-1x` would execute, for `--dry-run`.
@@ -208,6 +266,10 @@ fn steps_text(req: &Stage1xRequest, ready: &Ready) -> String {
             ready.p.budget.kernel,
             ready.initramfs.len()
         ),
+        match &ready.supervisor {
+            MarkPlan::Mark(_) => format!("{} (in the API)", ready.supervisor.describe()),
+            other => other.describe(),
+        },
         format!(
             "add the firmware boot option '{BOOT_OPTION_DESCRIPTION}' ({} on partition {}) and set BootNext to it (one boot)",
             planner::uefi_path(KERNEL_FILE),
@@ -270,6 +332,21 @@ fn all_steps(run: &mut Run<'_>, req: &Stage1xRequest, ready: &Ready) -> Result<u
         }
         Ok(((), None))
     })?;
+    if let (MarkPlan::Mark(mark), Some(api)) = (&ready.supervisor, &ready.api) {
+        let change = Change::MarkSupervisorUpdate {
+            config: req.plan.config.display().to_string(),
+            ca_cert: match &req.supervisor {
+                SupervisorRequest::Mark { ca_cert, .. } => ca_cert.as_ref().map(|c| c.display().to_string()),
+                SupervisorRequest::Skip => None,
+            },
+            mark: mark.clone(),
+        };
+        run.step(change, |_| {
+            api.set_release(Some(mark.release_id)).map_err(|e| e.to_string())?;
+            log::info!("device {} marked for supervisor {} in {}", mark.device_id, mark.target, mark.endpoint);
+            Ok(((), None))
+        })?;
+    }
     let option = LoadOption {
         description: BOOT_OPTION_DESCRIPTION.into(),
         partition: ready.boot.drive,

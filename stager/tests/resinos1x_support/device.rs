@@ -1,0 +1,143 @@
+//! A resinOS 1.x device tree ready for `stage-1x` (see stage_1x_refusals.rs for what it holds).
+
+use super::{resinos1x_case, Case, MIB};
+use crate::stage_support::fixture_host::{FixtureHost, Partition};
+use crate::stage_support::sha256_hex;
+use crate::stage_support::{loops_over, mounted_under, walk};
+use stager::stage::resinos1x::stage_1x::{self, Stage1xError};
+use stager::stage::system::FixtureSystem;
+use board_profiles::Profile;
+use stager::host::HostRoot;
+use stager::stage::execute::ExecuteOptions;
+use stager::stage::planning::wanted_modules;
+use stager::stage::resinos1x::stage_1x::{Stage1xRequest, SupervisorRequest};
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+
+pub const BOOT_MOUNT: &str = "/mnt/boot";
+pub const EFIVARS: &str = "/sys/firmware/efi/efivars";
+
+/// A resinOS 1.x device of `profile_name`, ready to be staged but for what a test changes.
+pub struct Device {
+    pub case: Case,
+    pub host: FixtureHost,
+    pub request: Stage1xRequest,
+    /// A tmpfs mounted as the boot partition (see [`Device::with_mounted_boot`]).
+    boot_tmpfs: Option<std::path::PathBuf>,
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.boot_tmpfs {
+            let _ = std::process::Command::new("umount").arg(dir).status();
+        }
+    }
+}
+
+impl Device {
+    pub fn new(profile_name: &str) -> Device {
+        Device::build(profile_name, false)
+    }
+
+    /// The same device with a tmpfs mounted where the boot partition is, sysfs giving the
+    /// boot partition the tmpfs's device number: undo, which removes our files only through
+    /// a mounted boot partition, can then run to its end.
+    pub fn with_mounted_boot(profile_name: &str) -> Device {
+        Device::build(profile_name, true)
+    }
+
+    fn build(profile_name: &str, mount_boot: bool) -> Device {
+        let profile = Profile::builtin(profile_name).unwrap();
+        let case = resinos1x_case(&profile, &[], 300_000, MIB);
+        let host = FixtureHost::empty();
+        let disk = host.path("/dev/sda");
+        std::fs::create_dir_all(disk.parent().unwrap()).unwrap();
+        std::fs::rename(&case.request.disk, &disk).unwrap();
+
+        // resin-boot "mounted" read-write at /mnt/boot, with the 1.x GRUB's files.
+        let boot_tmpfs = mount_boot.then(|| {
+            let dir = host.path(BOOT_MOUNT);
+            std::fs::create_dir_all(&dir).unwrap();
+            let status = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=64m", "swapover-test-boot"]).arg(&dir).status().unwrap();
+            assert!(status.success(), "mount tmpfs on {}", dir.display());
+            dir
+        });
+        host.write(&format!("{BOOT_MOUNT}/EFI/BOOT/grub.cfg"), "# resinOS 1.x\n");
+        let boot_dev = std::fs::metadata(host.path(BOOT_MOUNT)).unwrap().dev();
+        let boot_dev = format!("{}:{}", nix::sys::stat::major(boot_dev), nix::sys::stat::minor(boot_dev));
+        // Partitions in table order; from the fourth on, logical ones numbered from 5.
+        let logical = case.source.len() > 4;
+        let names: Vec<(String, String, u32)> = case
+            .source
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _, _))| {
+                let number = if logical && i >= 3 { i as u32 + 2 } else { i as u32 + 1 };
+                let dev = if p.role == plan::PartitionRole::Boot { boot_dev.clone() } else { format!("259:{number}") };
+                (format!("sda{number}"), dev, number)
+            })
+            .collect();
+        let partitions: Vec<Partition> = case
+            .source
+            .iter()
+            .zip(&names)
+            .map(|((_, at, size), (name, dev, number))| Partition {
+                name,
+                number: *number,
+                dev,
+                start: at * super::SECTORS_PER_MIB,
+                sectors: size * super::SECTORS_PER_MIB,
+            })
+            .collect();
+        let sectors = std::fs::metadata(&disk).unwrap().len() / 512;
+        host.add_sysfs_disk("sda", "8:0", sectors, &partitions, true);
+
+        host.write(&format!("{EFIVARS}/BootOrder-8be4df61-93ca-11d2-aa0d-00e098032b8c"), "\x07\0\0\0\x01\0");
+        // The kernel's module tree, every module the profile wants built in.
+        let builtin: String = wanted_modules(&profile).iter().map(|m| format!("kernel/drivers/{m}.ko\n")).collect();
+        host.write("/lib/modules/4.9.0-resin/modules.dep", "");
+        host.write("/lib/modules/4.9.0-resin/modules.builtin", &builtin);
+
+        let mut plan = case.request.clone();
+        plan.disk = disk;
+        let request = Stage1xRequest {
+            plan,
+            root: HostRoot::new(host.root()),
+            modules: host.path("/lib/modules/4.9.0-resin"),
+            boot_mount: BOOT_MOUNT.into(),
+            efivars: EFIVARS.into(),
+            migrator: b"\x7fELF the migrator".to_vec(),
+            dry_run: false,
+            execute: ExecuteOptions { no_reboot: true, fail_after: None },
+            supervisor: SupervisorRequest::Mark { version: None, ca_cert: None },
+        };
+        Device { case, host, request, boot_tmpfs }
+    }
+
+    /// Every file of the device tree (the disk image by its sha256 too).
+    pub fn snapshot(&self) -> (BTreeMap<String, String>, String) {
+        let mut files = BTreeMap::new();
+        walk(self.host.root(), self.host.root(), &mut files);
+        (files, sha256_hex(&std::fs::read(self.host.path("/dev/sda")).unwrap()))
+    }
+
+    /// Runs `stage-1x` (not a dry run), expects a refusal containing every `needles` and
+    /// the device as it was.
+    pub fn refused(&self, needles: &[&str]) {
+        let before = self.snapshot();
+        let mut system = FixtureSystem::default();
+        let err = stage_1x::run(&self.request, &mut system).expect_err("must refuse");
+        let text = err.to_string();
+        assert!(matches!(err, Stage1xError::Refused(_)), "not a refusal: {text}");
+        for needle in needles {
+            assert!(text.contains(needle), "{needle:?} not in: {text}");
+        }
+        assert!(text.ends_with("; nothing was changed"), "{text}");
+        assert!(!text.contains('\n'), "one line: {text}");
+        assert_eq!(self.snapshot(), before, "the device changed by: {text}");
+        assert!(!self.host.path("/var/lib/swapover/state.json").exists(), "an undo journal was written by: {text}");
+        assert!(system.calls.is_empty(), "{:?}", system.calls);
+        assert!(mounted_under(self.host.root()).is_empty(), "{:?}", mounted_under(self.host.root()));
+        assert!(loops_over(self.host.root()).is_empty(), "{:?}", loops_over(self.host.root()));
+    }
+}
