@@ -100,6 +100,10 @@ fn a_newer_supervisor_in_the_image_is_marked_and_abort_puts_the_old_release_back
     }
     assert_eq!(s.api.state().supervisor_release, Some(NEW_RELEASE));
     assert_eq!(s.api.patches(), vec![format!("{{\"supervisor_release\":{NEW_RELEASE}}}")]);
+    // The release was asked for with the script's filter, spaces sent as %20.
+    let asked = s.api.requests().into_iter().find(|r| r.path == "/v2/supervisor_release").unwrap();
+    assert_eq!(asked.query["$filter"], format!("((device_type eq 'intel-nuc') and (supervisor_version eq '{IMAGE_SUPERVISOR}'))"));
+    assert!(asked.raw_query.contains("%20eq%20") && !asked.raw_query.contains('+'), "{}", asked.raw_query);
     // The key went as the `apikey` parameter, never anywhere else.
     for request in s.api.requests() {
         assert_eq!(request.query.get("apikey").map(String::as_str), Some(KEY), "{request:?}");

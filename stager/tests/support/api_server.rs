@@ -33,6 +33,8 @@ pub struct ApiRequest {
     pub method: String,
     pub path: String,
     pub query: HashMap<String, String>,
+    /// The query as sent, before decoding.
+    pub raw_query: String,
     pub body: String,
     pub status: u16,
 }
@@ -138,9 +140,10 @@ fn serve_one(stream: &mut (impl Read + Write), state: &Mutex<ApiState>, requests
     let url = reqwest::Url::parse(&format!("http://api{target}")).map_err(|e| io::Error::other(e.to_string()))?;
     let path = url.path().to_string();
     let query: HashMap<String, String> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let raw_query = url.query().unwrap_or_default().to_string();
     let body = String::from_utf8_lossy(&body).into_owned();
     let (status, answer) = answer(&method, &path, &query, &body, &mut state.lock().expect("state"));
-    requests.lock().expect("requests").push(ApiRequest { method, path, query, body, status });
+    requests.lock().expect("requests").push(ApiRequest { method, path, query, raw_query, body, status });
     let head = format!(
         "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         answer.len()

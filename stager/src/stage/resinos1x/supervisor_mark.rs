@@ -148,6 +148,10 @@ impl Api {
             }
             pairs.append_pair("apikey", &self.access.api_key);
         }
+        // Spaces as %20, as the script sends them (form encoding's '+' is not decoded as a
+        // space by every OData parser; a literal '+' is already %2B).
+        let query = url.query().map(|q| q.replace('+', "%20"));
+        url.set_query(query.as_deref());
         Ok(url)
     }
 
