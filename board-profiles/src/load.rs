@@ -31,7 +31,10 @@ impl Profile {
     pub fn builtin(name: &str) -> Result<Profile, ProfileError> {
         match BUILTIN.iter().find(|(builtin, _)| *builtin == name) {
             Some((name, text)) => parse(&format!("profiles/{name}.toml (built-in)"), name, text),
-            None => Err(ProfileError::Unknown { name: name.to_string(), known: Profile::list_builtin().join(", ") }),
+            None => Err(ProfileError::Unknown {
+                name: name.to_string(),
+                known: Profile::list_builtin().join(", "),
+            }),
         }
     }
 
@@ -45,10 +48,15 @@ impl Profile {
     /// A profile from a TOML file; its name is the file's stem.
     pub fn from_file(path: &Path) -> Result<Profile, ProfileError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read { file: file.clone(), source })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ProfileError::Read { file: file.clone(), source })?;
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
         if name.is_empty() {
-            return Err(ProfileError::invalid(&file, "(file name)", "the file name must give the profile's name"));
+            return Err(ProfileError::invalid(
+                &file,
+                "(file name)",
+                "the file name must give the profile's name",
+            ));
         }
         parse(&file, name, &text)
     }
@@ -60,13 +68,17 @@ impl Profile {
 
     /// The profile as TOML (for `stager profiles show`); parses back to an equal profile.
     pub fn to_toml(&self) -> Result<String, ProfileError> {
-        toml::to_string(self).map_err(|e| ProfileError::Serialize { file: self.origin.clone(), problem: e.to_string() })
+        toml::to_string(self).map_err(|e| ProfileError::Serialize {
+            file: self.origin.clone(),
+            problem: e.to_string(),
+        })
     }
 }
 
 /// Parses and validates; `file` labels errors.
 fn parse(file: &str, name: &str, text: &str) -> Result<Profile, ProfileError> {
-    let deserializer = toml::Deserializer::parse(text).map_err(|e| toml_error(file, text, String::new(), e))?;
+    let deserializer =
+        toml::Deserializer::parse(text).map_err(|e| toml_error(file, text, String::new(), e))?;
     let mut profile: Profile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
         toml_error(file, text, path, e.into_inner())

@@ -7,7 +7,11 @@ use crate::schema::{Location, Profile};
 impl Profile {
     /// The plan's record of which profile it was made from.
     pub fn profile_ref(&self) -> ProfileRef {
-        ProfileRef { name: self.name.clone(), device_type: self.device_type.clone(), source_kind: self.source.kind }
+        ProfileRef {
+            name: self.name.clone(),
+            device_type: self.device_type.clone(),
+            source_kind: self.source.kind,
+        }
     }
 
     /// The plan's finalize policy, as the profile states it.

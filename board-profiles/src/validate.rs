@@ -7,7 +7,8 @@ use plan::{PartitionRole, SourceKind};
 
 use crate::load::ProfileError;
 use crate::schema::{
-    Architecture, BootMode, Bootloader, ExpectedPartition, Location, Profile, StagingSource, APP_ID_PLACEHOLDER,
+    Architecture, BootMode, Bootloader, ExpectedPartition, Location, Profile, StagingSource,
+    APP_ID_PLACEHOLDER,
 };
 
 impl Profile {
@@ -24,14 +25,20 @@ impl Profile {
         check.layout("target.partitions", &self.target.partitions)?;
         for role in [PartitionRole::Boot, PartitionRole::RootA, PartitionRole::Data] {
             if self.target_partition(role).is_none() {
-                return Err(check.fail("target.partitions", format!("a resinOS layout needs a partition with role \"{role}\"")));
+                return Err(check.fail(
+                    "target.partitions",
+                    format!("a resinOS layout needs a partition with role \"{role}\""),
+                ));
             }
         }
         check.positive("target.alignment_kib", self.target.alignment_kib)?;
         check.positive("requirements.min_ram_mib", self.requirements.min_ram_mib)?;
         check.positive("requirements.min_disk_mib", self.requirements.min_disk_mib)?;
         if self.initramfs.modules.is_empty() {
-            return Err(check.fail("initramfs.modules", "list at least the file system modules the migrator needs"));
+            return Err(check.fail(
+                "initramfs.modules",
+                "list at least the file system modules the migrator needs",
+            ));
         }
         for (i, module) in self.initramfs.modules.iter().enumerate() {
             check.module_name(&format!("initramfs.modules[{i}]"), module)?;
@@ -58,8 +65,13 @@ impl Profile {
         let x86 = self.architecture == Architecture::X86_64;
         match (self.bootloader, self.boot_mode) {
             (Bootloader::Grub2, BootMode::Bios | BootMode::Uefi) if x86 => Ok(()),
-            (Bootloader::Grub2, _) => Err(check.fail("bootloader", "grub2 profiles must be x86_64 with boot_mode bios or uefi")),
-            (Bootloader::UBoot | Bootloader::RaspberrypiFirmware, BootMode::BoardFirmware) if !x86 => Ok(()),
+            (Bootloader::Grub2, _) => Err(check
+                .fail("bootloader", "grub2 profiles must be x86_64 with boot_mode bios or uefi")),
+            (Bootloader::UBoot | Bootloader::RaspberrypiFirmware, BootMode::BoardFirmware)
+                if !x86 =>
+            {
+                Ok(())
+            }
             (_, _) => Err(check.fail(
                 "boot_mode",
                 "u-boot and raspberrypi-firmware boards are ARM with boot_mode \"board-firmware\"",
@@ -72,15 +84,23 @@ impl Profile {
         match (source.kind, source.staging) {
             (SourceKind::UbuntuGrubHost, StagingSource::SwapPartition) => {
                 if !source.partitions.is_empty() {
-                    return Err(check.fail("source.partitions", "an Ubuntu host's partitions are discovered, not listed"));
+                    return Err(check.fail(
+                        "source.partitions",
+                        "an Ubuntu host's partitions are discovered, not listed",
+                    ));
                 }
                 if self.bootloader != Bootloader::Grub2 {
-                    return Err(check.fail("bootloader", "an ubuntu-grub-host source boots with grub2"));
+                    return Err(
+                        check.fail("bootloader", "an ubuntu-grub-host source boots with grub2")
+                    );
                 }
             }
             (SourceKind::Resinos1x, StagingSource::SpareRootPartition) => {
                 if source.partition_table.is_none() {
-                    return Err(check.fail("source.partition_table", "a resinOS 1.x source must state its table (mbr)"));
+                    return Err(check.fail(
+                        "source.partition_table",
+                        "a resinOS 1.x source must state its table (mbr)",
+                    ));
                 }
                 check.layout("source.partitions", &source.partitions)?;
                 if self.source_partition(PartitionRole::RootB).is_none() {
@@ -91,16 +111,25 @@ impl Profile {
                 }
             }
             (SourceKind::UbuntuGrubHost, _) => {
-                return Err(check.fail("source.staging", "an ubuntu-grub-host stages on \"swap-partition\""))
+                return Err(check
+                    .fail("source.staging", "an ubuntu-grub-host stages on \"swap-partition\""))
             }
             (SourceKind::Resinos1x, _) => {
-                return Err(check.fail("source.staging", "a resinOS 1.x device stages on \"spare-root-partition\""))
+                return Err(check.fail(
+                    "source.staging",
+                    "a resinOS 1.x device stages on \"spare-root-partition\"",
+                ))
             }
         }
         Ok(())
     }
 
-    fn check_location(&self, check: &Checker, key: &str, location: &Location) -> Result<(), ProfileError> {
+    fn check_location(
+        &self,
+        check: &Checker,
+        key: &str,
+        location: &Location,
+    ) -> Result<(), ProfileError> {
         if self.target_partition(location.partition).is_none() {
             return Err(check.fail(
                 &format!("{key}.partition"),
@@ -114,21 +143,33 @@ impl Profile {
     fn check_resinos1x(&self, check: &Checker) -> Result<(), ProfileError> {
         match (&self.resinos1x, self.source.kind) {
             (None, SourceKind::UbuntuGrubHost) => Ok(()),
-            (Some(_), SourceKind::UbuntuGrubHost) => {
-                Err(check.fail("resinos1x", "only profiles with source.kind = \"resinos-1x\" have this table"))
+            (Some(_), SourceKind::UbuntuGrubHost) => Err(check.fail(
+                "resinos1x",
+                "only profiles with source.kind = \"resinos-1x\" have this table",
+            )),
+            (None, SourceKind::Resinos1x) => {
+                Err(check.fail("resinos1x", "missing: a resinOS 1.x profile needs this table"))
             }
-            (None, SourceKind::Resinos1x) => Err(check.fail("resinos1x", "missing: a resinOS 1.x profile needs this table")),
             (Some(legacy), SourceKind::Resinos1x) => {
                 if legacy.config_json_locations.is_empty() {
-                    return Err(check.fail("resinos1x.config_json_locations", "list where 1.x keeps config.json"));
+                    return Err(check.fail(
+                        "resinos1x.config_json_locations",
+                        "list where 1.x keeps config.json",
+                    ));
                 }
                 for (i, path) in legacy.config_json_locations.iter().enumerate() {
                     check.absolute(&format!("resinos1x.config_json_locations[{i}]"), path)?;
                 }
                 check.absolute("resinos1x.app_data_dir", &legacy.app_data_dir)?;
                 for (i, pattern) in legacy.app_data_excludes.iter().enumerate() {
-                    if pattern.is_empty() || pattern.starts_with('/') || pattern.split('/').any(|c| c == "..") {
-                        return Err(check.fail(&format!("resinos1x.app_data_excludes[{i}]"), "must be a path relative to app_data_dir, without \"..\""));
+                    if pattern.is_empty()
+                        || pattern.starts_with('/')
+                        || pattern.split('/').any(|c| c == "..")
+                    {
+                        return Err(check.fail(
+                            &format!("resinos1x.app_data_excludes[{i}]"),
+                            "must be a path relative to app_data_dir, without \"..\"",
+                        ));
                     }
                 }
                 check.absolute("resinos1x.connman_dir", &legacy.connman_dir)?;
@@ -136,7 +177,10 @@ impl Profile {
                 check.placeholders("resinos1x.wifi_connect_config", &legacy.wifi_connect_config)?;
                 check.non_empty("resinos1x.min_source_version", &legacy.min_source_version)?;
                 check.non_empty("resinos1x.min_target_version", &legacy.min_target_version)?;
-                check.positive("resinos1x.backup_limit_compressed_mb", legacy.backup_limit_compressed_mb)
+                check.positive(
+                    "resinos1x.backup_limit_compressed_mb",
+                    legacy.backup_limit_compressed_mb,
+                )
             }
         }
     }
@@ -170,7 +214,10 @@ impl Checker<'_> {
             && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !value.starts_with('-');
         if !ok {
-            return Err(self.fail(key, format!("'{value}' is not a device-type slug (lower-case letters, digits, '-')")));
+            return Err(self.fail(
+                key,
+                format!("'{value}' is not a device-type slug (lower-case letters, digits, '-')"),
+            ));
         }
         Ok(())
     }
@@ -184,7 +231,9 @@ impl Checker<'_> {
 
     fn relative(&self, key: &str, path: &str) -> Result<(), ProfileError> {
         if path.is_empty() || path.starts_with('/') {
-            return Err(self.fail(key, format!("'{path}' must be a path relative to the boot partition")));
+            return Err(
+                self.fail(key, format!("'{path}' must be a path relative to the boot partition"))
+            );
         }
         self.no_parent(key, path)
     }
@@ -199,15 +248,20 @@ impl Checker<'_> {
     fn placeholders(&self, key: &str, path: &str) -> Result<(), ProfileError> {
         let rest = path.replace(APP_ID_PLACEHOLDER, "");
         if rest.contains('{') || rest.contains('}') {
-            return Err(self.fail(key, format!("'{path}': the only placeholder is {APP_ID_PLACEHOLDER}")));
+            return Err(
+                self.fail(key, format!("'{path}': the only placeholder is {APP_ID_PLACEHOLDER}"))
+            );
         }
         Ok(())
     }
 
     fn module_name(&self, key: &str, name: &str) -> Result<(), ProfileError> {
-        let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let ok = !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !ok {
-            return Err(self.fail(key, format!("'{name}' is not a module name (no path, no .ko suffix)")));
+            return Err(
+                self.fail(key, format!("'{name}' is not a module name (no path, no .ko suffix)"))
+            );
         }
         Ok(())
     }
@@ -229,15 +283,25 @@ impl Checker<'_> {
             if !roles.insert(part.role) {
                 return Err(self.fail(&at("role"), format!("role \"{}\" appears twice", part.role)));
             }
-            if part.order == 0 || part.order as usize > partitions.len() || !orders.insert(part.order) {
+            if part.order == 0
+                || part.order as usize > partitions.len()
+                || !orders.insert(part.order)
+            {
                 return Err(self.fail(
                     &at("order"),
-                    format!("orders must be 1..={} with each used once; got {}", partitions.len(), part.order),
+                    format!(
+                        "orders must be 1..={} with each used once; got {}",
+                        partitions.len(),
+                        part.order
+                    ),
                 ));
             }
             self.positive(&at("typical_size_mib"), part.typical_size_mib)?;
             if part.fills_rest && part.order as usize != partitions.len() {
-                return Err(self.fail(&at("fills_rest"), "only the last partition can fill the rest of the disk"));
+                return Err(self.fail(
+                    &at("fills_rest"),
+                    "only the last partition can fill the rest of the disk",
+                ));
             }
         }
         Ok(())

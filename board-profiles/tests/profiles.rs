@@ -46,7 +46,11 @@ fn every_file_in_profiles_dir_is_builtin() {
         .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     on_disk.sort();
-    assert_eq!(on_disk, SHIPPED.to_vec(), "a profile file was added without registering it in builtin.rs");
+    assert_eq!(
+        on_disk,
+        SHIPPED.to_vec(),
+        "a profile file was added without registering it in builtin.rs"
+    );
 }
 
 #[test]
@@ -56,7 +60,8 @@ fn every_shipped_profile_parses_and_validates() {
         assert_eq!(profile.name, name);
         profile.validate().unwrap();
         // Loading the same file from disk gives the same profile (apart from its origin).
-        let mut from_file = Profile::from_file(&profiles_dir().join(format!("{name}.toml"))).unwrap();
+        let mut from_file =
+            Profile::from_file(&profiles_dir().join(format!("{name}.toml"))).unwrap();
         from_file.origin = profile.origin.clone();
         assert_eq!(from_file, profile);
     }
@@ -67,7 +72,8 @@ fn every_shipped_profile_round_trips_through_toml() {
     for name in SHIPPED {
         let profile = Profile::builtin(name).unwrap();
         let text = profile.to_toml().unwrap();
-        let mut back = Profile::from_toml_str(name, &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let mut back =
+            Profile::from_toml_str(name, &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         back.origin = profile.origin.clone();
         assert_eq!(back, profile);
     }
@@ -78,9 +84,17 @@ fn resinos2x_targets_have_the_reference_layout() {
     for name in SHIPPED {
         let profile = Profile::builtin(name).unwrap();
         let names: Vec<&str> = profile.target.partitions.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["resin-boot", "resin-rootA", "resin-rootB", "resin-state", "resin-data"], "{name}");
+        assert_eq!(
+            names,
+            ["resin-boot", "resin-rootA", "resin-rootB", "resin-state", "resin-data"],
+            "{name}"
+        );
         let boot = profile.target_partition(PartitionRole::Boot).unwrap();
-        assert_eq!((boot.fs, boot.typical_size().unwrap()), (FsType::Vfat, Bytes::from_mib(40).unwrap()), "{name}");
+        assert_eq!(
+            (boot.fs, boot.typical_size().unwrap()),
+            (FsType::Vfat, Bytes::from_mib(40).unwrap()),
+            "{name}"
+        );
         let data = profile.target_partition(PartitionRole::Data).unwrap();
         assert_eq!(data.fs, FsType::Ext4, "{name}");
         assert!(data.fills_rest, "{name}");
@@ -95,11 +109,26 @@ fn resinos1x_profiles_describe_the_1x_source_and_its_limits() {
         let profile = Profile::builtin(name).unwrap();
         assert_eq!(profile.source.kind, SourceKind::Resinos1x, "{name}");
         let names: Vec<&str> = profile.source.partitions.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["resin-boot", "resin-root", "resin-updt", "resin-conf", "resin-data"], "{name}");
-        assert_eq!(profile.source_partition(PartitionRole::Data).unwrap().fs, FsType::Btrfs, "{name}");
-        assert_eq!(profile.source_partition(PartitionRole::RootA).unwrap().fs, FsType::Ext3, "{name}");
+        assert_eq!(
+            names,
+            ["resin-boot", "resin-root", "resin-updt", "resin-conf", "resin-data"],
+            "{name}"
+        );
+        assert_eq!(
+            profile.source_partition(PartitionRole::Data).unwrap().fs,
+            FsType::Btrfs,
+            "{name}"
+        );
+        assert_eq!(
+            profile.source_partition(PartitionRole::RootA).unwrap().fs,
+            FsType::Ext3,
+            "{name}"
+        );
         assert_eq!(profile.backup_limit().unwrap(), Some(Bytes(170_000_000)), "{name}");
-        assert!(profile.initramfs.modules.iter().any(|m| m == "btrfs"), "{name} must read the btrfs data partition");
+        assert!(
+            profile.initramfs.modules.iter().any(|m| m == "btrfs"),
+            "{name} must read the btrfs data partition"
+        );
         assert!(!profile.finalize.grow_over_staging, "{name}");
     }
     for name in ["intel-nuc", "genericx86-64"] {
@@ -128,19 +157,31 @@ fn architecture_matches_uname() {
 #[test]
 fn an_unknown_builtin_lists_the_known_ones() {
     let err = Profile::builtin("intel-nux").unwrap_err().to_string();
-    assert!(err.starts_with("unknown profile 'intel-nux'; built-in profiles: genericx86-64, intel-nuc,"), "{err}");
+    assert!(
+        err.starts_with(
+            "unknown profile 'intel-nux'; built-in profiles: genericx86-64, intel-nuc,"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
 fn an_unknown_key_is_named_with_file_and_path() {
-    let text = intel_nuc_text().replace("min_disk_mib = 4096", "min_disk_mib = 4096\nmin_disk_gib = 4");
+    let text =
+        intel_nuc_text().replace("min_disk_mib = 4096", "min_disk_mib = 4096\nmin_disk_gib = 4");
     let err = error_for(&text);
-    assert!(err.starts_with("broken.toml: requirements.min_disk_gib: unknown field `min_disk_gib`"), "{err}");
+    assert!(
+        err.starts_with("broken.toml: requirements.min_disk_gib: unknown field `min_disk_gib`"),
+        "{err}"
+    );
     assert!(err.contains("(line "), "{err}");
 
     let text = intel_nuc_text().replace("typical_size_mib = 20 ", "typical_size_mb = 20 ");
     let err = error_for(&text);
-    assert!(err.starts_with("broken.toml: target.partitions[3].typical_size_mb: unknown field"), "{err}");
+    assert!(
+        err.starts_with("broken.toml: target.partitions[3].typical_size_mb: unknown field"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -151,7 +192,10 @@ fn a_bad_value_is_named_with_file_and_path() {
 
     let text = intel_nuc_text().replacen("fs = \"ext4\"", "fs = \"ntfs\"", 1);
     let err = error_for(&text);
-    assert!(err.starts_with("broken.toml: target.partitions[1].fs: unknown variant `ntfs`"), "{err}");
+    assert!(
+        err.starts_with("broken.toml: target.partitions[1].fs: unknown variant `ntfs`"),
+        "{err}"
+    );
 
     let text = intel_nuc_text().replace("min_ram_mib = 1024", "min_ram_mib = \"1 GiB\"");
     let err = error_for(&text);
@@ -166,7 +210,10 @@ fn a_missing_key_is_named_with_file_and_path() {
 
     let text = intel_nuc_text().replace("min_ram_mib = 1024\n", "");
     let err = error_for(&text);
-    assert!(err.starts_with("broken.toml: requirements.min_ram_mib: missing field `min_ram_mib`"), "{err}");
+    assert!(
+        err.starts_with("broken.toml: requirements.min_ram_mib: missing field `min_ram_mib`"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -182,9 +229,16 @@ fn errors_from_a_file_name_the_file() {
     let dir = std::env::temp_dir().join(format!("board-profiles-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("my-board.toml");
-    std::fs::write(&path, intel_nuc_text().replace("architecture = \"x86_64\"", "architecture = \"mips\"")).unwrap();
+    std::fs::write(
+        &path,
+        intel_nuc_text().replace("architecture = \"x86_64\"", "architecture = \"mips\""),
+    )
+    .unwrap();
     let err = Profile::from_file(&path).unwrap_err().to_string();
-    assert!(err.starts_with(&format!("{}: architecture: unknown variant `mips`", path.display())), "{err}");
+    assert!(
+        err.starts_with(&format!("{}: architecture: unknown variant `mips`", path.display())),
+        "{err}"
+    );
 
     std::fs::write(&path, intel_nuc_text()).unwrap();
     let profile = Profile::from_file(&path).unwrap();
@@ -220,15 +274,25 @@ fn validation_names_the_key_and_the_problem() {
         assert!(original.contains(from), "fixture text {from:?} not found");
         let err = error_for(&original.replacen(from, to, 1));
         assert_eq!(err.split_once(": ").map(|(file, _)| file), Some("broken.toml"), "{err}");
-        assert!(err.contains(expected), "for {from:?} -> {to:?}\nexpected {expected:?}\n     got {err}");
+        assert!(
+            err.contains(expected),
+            "for {from:?} -> {to:?}\nexpected {expected:?}\n     got {err}"
+        );
     }
 }
 
 #[test]
 fn only_the_last_partition_may_fill_the_rest() {
-    let text = intel_nuc_text().replacen("typical_size_mib = 40 ", "typical_size_mib = 40\nfills_rest = true ", 1);
+    let text = intel_nuc_text().replacen(
+        "typical_size_mib = 40 ",
+        "typical_size_mib = 40\nfills_rest = true ",
+        1,
+    );
     let err = error_for(&text);
-    assert!(err.contains("target.partitions[0].fills_rest: only the last partition can fill the rest"), "{err}");
+    assert!(
+        err.contains("target.partitions[0].fills_rest: only the last partition can fill the rest"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -241,17 +305,37 @@ fn source_kind_and_resinos1x_table_must_agree() {
     let err = error_for(&format!("{}\n{}", intel_nuc_text(), &text[cut..]));
     assert!(err.contains("resinos1x: only profiles with source.kind = \"resinos-1x\""), "{err}");
 
-    let err = error_for(&text.replace("backup_limit_compressed_mb = 170", "backup_limit_compressed_mb = 0"));
-    assert!(err.contains("resinos1x.backup_limit_compressed_mb: must be greater than zero"), "{err}");
+    let err = error_for(
+        &text.replace("backup_limit_compressed_mb = 170", "backup_limit_compressed_mb = 0"),
+    );
+    assert!(
+        err.contains("resinos1x.backup_limit_compressed_mb: must be greater than zero"),
+        "{err}"
+    );
 
-    let err = error_for(&text.replace("name = \"resin-updt\"\nrole = \"root-b\"", "name = \"resin-updt\"\nrole = \"state\""));
-    assert!(err.contains("source.partitions: staging on the spare root needs a partition with role \"root-b\""), "{err}");
+    let err = error_for(&text.replace(
+        "name = \"resin-updt\"\nrole = \"root-b\"",
+        "name = \"resin-updt\"\nrole = \"state\"",
+    ));
+    assert!(
+        err.contains(
+            "source.partitions: staging on the spare root needs a partition with role \"root-b\""
+        ),
+        "{err}"
+    );
 
-    let err = error_for(&text.replace("bootloader = \"raspberrypi-firmware\"", "bootloader = \"grub2\""));
+    let err =
+        error_for(&text.replace("bootloader = \"raspberrypi-firmware\"", "bootloader = \"grub2\""));
     assert!(err.contains("bootloader: grub2 profiles must be x86_64"), "{err}");
 
     for bad in ["../boot", "/resin-supervisor", ""] {
-        let err = error_for(&text.replace("app_data_excludes = [\"resin-supervisor\"]", &format!("app_data_excludes = [\"{bad}\"]")));
-        assert!(err.contains("resinos1x.app_data_excludes[0]: must be a path relative to app_data_dir"), "{bad}: {err}");
+        let err = error_for(&text.replace(
+            "app_data_excludes = [\"resin-supervisor\"]",
+            &format!("app_data_excludes = [\"{bad}\"]"),
+        ));
+        assert!(
+            err.contains("resinos1x.app_data_excludes[0]: must be a path relative to app_data_dir"),
+            "{bad}: {err}"
+        );
     }
 }

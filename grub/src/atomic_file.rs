@@ -23,10 +23,7 @@ const NEW_FILE_MODE: u32 = 0o644;
 
 fn temp_path_for(path: &Path) -> io::Result<PathBuf> {
     let name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} has no file name", path.display()),
-        )
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{} has no file name", path.display()))
     })?;
     let mut temp_name = std::ffi::OsString::from(".");
     temp_name.push(name);
@@ -56,11 +53,7 @@ pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
         Err(e) => return Err(e),
     }
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&temp)?;
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&temp)?;
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
         file.sync_all()?;

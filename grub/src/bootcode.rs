@@ -59,11 +59,7 @@ pub enum BootCodeError {
     #[error("MBR has no partitions: cannot tell where the embedding area before the first partition ends")]
     NoPartitions,
     #[error("core.img needs sectors {start}..{end} but the first partition starts at sector {first_partition}: rebuild core.img with fewer modules or move the partition")]
-    CoreImgTooBig {
-        start: u64,
-        end: u64,
-        first_partition: u64,
-    },
+    CoreImgTooBig { start: u64, end: u64, first_partition: u64 },
     #[error("boot.img must be exactly 512 bytes, got {0}")]
     BadBootImg(usize),
     #[error("core.img is empty")]
@@ -102,11 +98,7 @@ pub fn plan_embedding<D: Read + Seek>(
         }
         Err(_) => return Err(BootCodeError::NoMbr),
     };
-    let used: Vec<_> = header
-        .iter()
-        .filter(|(_, p)| p.is_used())
-        .map(|(_, p)| p)
-        .collect();
+    let used: Vec<_> = header.iter().filter(|(_, p)| p.is_used()).map(|(_, p)| p).collect();
     if used.iter().any(|p| p.sys == GPT_PROTECTIVE_TYPE) {
         return Err(BootCodeError::GptDisk);
     }
@@ -124,11 +116,7 @@ pub fn plan_embedding<D: Read + Seek>(
             first_partition: first_partition_start.0,
         });
     }
-    Ok(EmbeddingPlan {
-        core_start: CORE_IMG_START,
-        core_sectors,
-        first_partition_start,
-    })
+    Ok(EmbeddingPlan { core_start: CORE_IMG_START, core_sectors, first_partition_start })
 }
 
 /// The 440 bytes of boot code for sector 0, patched as grub-setup patches them for a hard disk.
@@ -177,10 +165,7 @@ pub fn install_files(
 ) -> Result<EmbeddingPlan, BootCodeError> {
     let boot = std::fs::read(boot_img)?;
     let core = std::fs::read(core_img)?;
-    let mut disk = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(disk_path)?;
+    let mut disk = std::fs::OpenOptions::new().read(true).write(true).open(disk_path)?;
     let plan = install(&mut disk, &boot, &core)?;
     disk.sync_all()?;
     Ok(plan)
@@ -216,10 +201,7 @@ fn run_mkimage(
     if let Some(config) = config {
         cmd.arg("-c").arg(config);
     }
-    let output = cmd
-        .args(modules)
-        .output()
-        .map_err(BootCodeError::MkimageSpawn)?;
+    let output = cmd.args(modules).output().map_err(BootCodeError::MkimageSpawn)?;
     if !output.status.success() {
         return Err(BootCodeError::Mkimage {
             out: out.to_owned(),

@@ -166,10 +166,7 @@ pub struct EntryNeeds {
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
     #[error("cannot read grub.cfg {path}: {source}")]
-    Io {
-        path: std::path::PathBuf,
-        source: io::Error,
-    },
+    Io { path: std::path::PathBuf, source: io::Error },
     #[error("cannot tell the staging disk's partition table: the host's default entry loads neither part_msdos nor part_gpt; pass the table explicitly")]
     UnknownPartitionTable,
     #[error("staging filesystem UUID {0:?} is not a filesystem UUID (hex digits and '-')")]
@@ -217,10 +214,7 @@ struct Command {
 
 impl Command {
     fn top_level(&self) -> bool {
-        !self
-            .frames
-            .iter()
-            .any(|f| matches!(f, Frame::Function | Frame::Menu { .. }))
+        !self.frames.iter().any(|f| matches!(f, Frame::Function | Frame::Menu { .. }))
     }
     fn conditions(&self) -> Vec<String> {
         self.frames
@@ -263,12 +257,8 @@ struct Walker {
 
 impl Walker {
     fn walk(text: &str) -> Walker {
-        let mut w = Walker {
-            commands: Vec::new(),
-            entries: Vec::new(),
-            stack: Vec::new(),
-            next_if_id: 0,
-        };
+        let mut w =
+            Walker { commands: Vec::new(), entries: Vec::new(), stack: Vec::new(), next_if_id: 0 };
         for (index, line) in text.lines().enumerate() {
             for statement in script_lex::statements(line) {
                 w.statement(index + 1, script_lex::words(&statement));
@@ -361,9 +351,7 @@ impl Walker {
                     linux: None,
                     initrd: None,
                 });
-                self.stack.push(Frame::Menu {
-                    entry_index: self.entries.len() - 1,
-                });
+                self.stack.push(Frame::Menu { entry_index: self.entries.len() - 1 });
             }
             _ => self.stack.push(Frame::OtherBlock),
         }
@@ -398,11 +386,7 @@ impl Walker {
                 _ => {}
             }
         }
-        self.commands.push(Command {
-            line,
-            words,
-            frames: self.stack.clone(),
-        });
+        self.commands.push(Command { line, words, frames: self.stack.clone() });
     }
 }
 
@@ -413,15 +397,10 @@ fn is_next_entry_test(cond: &str) -> bool {
 /// Inspect grub.cfg text.
 pub fn inspect(text: &str) -> CfgReport {
     let walked = Walker::walk(text);
-    let generated_by_grub_mkconfig = text
-        .lines()
-        .any(|l| l.starts_with("### BEGIN /etc/grub.d/"));
+    let generated_by_grub_mkconfig = text.lines().any(|l| l.starts_with("### BEGIN /etc/grub.d/"));
     let top: Vec<&Command> = walked.commands.iter().filter(|c| c.top_level()).collect();
 
-    let load_env_line = top
-        .iter()
-        .find(|c| c.words[0] == "load_env")
-        .map(|c| c.line);
+    let load_env_line = top.iter().find(|c| c.words[0] == "load_env").map(|c| c.line);
     let next_entry_block = find_next_entry_block(&top);
     let next_entry = judge_next_entry(&top, load_env_line, next_entry_block.as_ref());
     let default_entry = find_default(&top, next_entry_block.as_ref());
@@ -455,10 +434,8 @@ pub fn inspect(text: &str) -> CfgReport {
 
 /// Read and inspect a grub.cfg file.
 pub fn inspect_file(path: &Path) -> Result<CfgReport, InspectError> {
-    let text = std::fs::read_to_string(path).map_err(|source| InspectError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| InspectError::Io { path: path.to_owned(), source })?;
     Ok(inspect(&text))
 }
 
@@ -473,11 +450,9 @@ struct NextEntryBlock {
 fn find_next_entry_block(top: &[&Command]) -> Option<NextEntryBlock> {
     let in_block = |c: &&&Command| {
         c.frames.iter().find_map(|f| match f {
-            Frame::If {
-                id,
-                branch: Branch::Then(cond),
-                ..
-            } if is_next_entry_test(cond) => Some(*id),
+            Frame::If { id, branch: Branch::Then(cond), .. } if is_next_entry_test(cond) => {
+                Some(*id)
+            }
             _ => None,
         })
     };
@@ -508,7 +483,7 @@ fn judge_next_entry(
     };
     let Some(sets) = block.sets_default else {
         return no(
-            "the `if [ \"${next_entry}\" ]` block does not `set default=\"${next_entry}\"`".into(),
+            "the `if [ \"${next_entry}\" ]` block does not `set default=\"${next_entry}\"`".into()
         );
     };
     if sets < load_line {
@@ -540,10 +515,7 @@ fn find_default(top: &[&Command], block: Option<&NextEntryBlock>) -> Option<Defa
         .filter(|c| matches!(c.assignment(), Some(("default", v)) if v != "${next_entry}"))
         .collect();
     let chosen = match block {
-        Some(b) => candidates
-            .iter()
-            .find(|c| c.in_if_branch(b.if_id, false))
-            .or(candidates.last()),
+        Some(b) => candidates.iter().find(|c| c.in_if_branch(b.if_id, false)).or(candidates.last()),
         None => candidates.last(),
     }?;
     let (_, value) = chosen.assignment()?;
@@ -554,10 +526,7 @@ fn find_default(top: &[&Command], block: Option<&NextEntryBlock>) -> Option<Defa
     } else {
         DefaultValue::Named(value.to_string())
     };
-    Some(DefaultEntry {
-        value,
-        line: chosen.line,
-    })
+    Some(DefaultEntry { value, line: chosen.line })
 }
 
 fn judge_saved_entry(load_env: Option<usize>, default: Option<&DefaultEntry>) -> Finding {
@@ -614,19 +583,14 @@ fn warnings(report: &CfgReport) -> Vec<String> {
 impl CfgReport {
     /// The entry `default` points at when no next_entry is armed.
     pub fn resolve_default(&self) -> Option<&MenuEntryInfo> {
-        let top_level: Vec<&MenuEntryInfo> = self
-            .entries
-            .iter()
-            .filter(|e| e.submenus.is_empty())
-            .collect();
+        let top_level: Vec<&MenuEntryInfo> =
+            self.entries.iter().filter(|e| e.submenus.is_empty()).collect();
         match &self.default_entry.as_ref()?.value {
             DefaultValue::Index(n) => top_level.get(*n).copied(),
             DefaultValue::SavedEntry => None,
             DefaultValue::Named(name) => {
                 let last = name.rsplit('>').next().unwrap_or(name);
-                self.entries
-                    .iter()
-                    .find(|e| e.id.as_deref() == Some(last) || e.title == last)
+                self.entries.iter().find(|e| e.id.as_deref() == Some(last) || e.title == last)
             }
         }
     }
@@ -639,17 +603,13 @@ impl CfgReport {
     /// What a new entry booting from `staging` needs on this host.
     pub fn staging_entry_needs(&self, staging: &StagingFs) -> Result<EntryNeeds, InspectError> {
         if staging.uuid.is_empty()
-            || !staging
-                .uuid
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || c == '-')
+            || !staging.uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
         {
             return Err(InspectError::BadUuid(staging.uuid.clone()));
         }
         let mut reasons = Vec::new();
-        let host_entry = self
-            .resolve_default()
-            .or_else(|| self.entries.iter().find(|e| !e.is_submenu));
+        let host_entry =
+            self.resolve_default().or_else(|| self.entries.iter().find(|e| !e.is_submenu));
         let table = match staging.table {
             Some(t) => {
                 reasons.push(format!(
@@ -679,33 +639,22 @@ impl CfgReport {
             }
         };
         let fs_module = staging.fs.grub_module();
-        reasons.push(format!(
-            "{fs_module} to read the staging {:?} filesystem",
-            staging.fs
-        ));
+        reasons.push(format!("{fs_module} to read the staging {:?} filesystem", staging.fs));
         let linux_command = host_entry
             .and_then(|e| e.linux.as_ref())
             .map(|w| w[0].clone())
             .filter(|c| c == "linux" || c == "linuxefi")
             .unwrap_or_else(|| "linux".to_string());
-        reasons.push(format!(
-            "`{linux_command}` as the loader, as the host's entry uses"
-        ));
+        reasons.push(format!("`{linux_command}` as the loader, as the host's entry uses"));
         reasons.push(
             "search by filesystem UUID, never by device name (names differ between BIOS disks)"
                 .into(),
         );
         Ok(EntryNeeds {
             insmods: vec![table.grub_module().to_string(), fs_module.to_string()],
-            search: [
-                "search",
-                "--no-floppy",
-                "--fs-uuid",
-                "--set=root",
-                staging.uuid.as_str(),
-            ]
-            .map(String::from)
-            .to_vec(),
+            search: ["search", "--no-floppy", "--fs-uuid", "--set=root", staging.uuid.as_str()]
+                .map(String::from)
+                .to_vec(),
             linux_command,
             reasons,
         })

@@ -79,9 +79,7 @@ impl Default for GrubEnv {
 impl GrubEnv {
     /// An empty block exactly as `grub-editenv FILE create` (GRUB >= 2.04) writes it.
     pub fn new() -> Self {
-        GrubEnv {
-            lines: vec![Line::Comment(WARNING_LINE.to_string())],
-        }
+        GrubEnv { lines: vec![Line::Comment(WARNING_LINE.to_string())] }
     }
 
     /// An empty block as GRUB < 2.04 (Ubuntu 14.04-18.04) creates it: signature and padding only.
@@ -91,10 +89,8 @@ impl GrubEnv {
 
     /// Read and parse `path`.
     pub fn load(path: &Path) -> Result<Self, EnvError> {
-        let bytes = fs::read(path).map_err(|source| EnvError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes =
+            fs::read(path).map_err(|source| EnvError::Io { path: path.to_owned(), source })?;
         Self::from_bytes(&bytes)
     }
 
@@ -103,19 +99,14 @@ impl GrubEnv {
         match fs::read(path) {
             Ok(bytes) => Self::from_bytes(&bytes),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Self::new()),
-            Err(source) => Err(EnvError::Io {
-                path: path.to_owned(),
-                source,
-            }),
+            Err(source) => Err(EnvError::Io { path: path.to_owned(), source }),
         }
     }
 
     /// Parse a block, rejecting anything GRUB would not read as a sound block.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, EnvError> {
         if bytes.len() != ENVBLK_SIZE {
-            return Err(EnvError::WrongSize {
-                actual: bytes.len(),
-            });
+            return Err(EnvError::WrongSize { actual: bytes.len() });
         }
         if !bytes.starts_with(SIGNATURE.as_bytes()) {
             return Err(EnvError::BadHeader);
@@ -166,10 +157,8 @@ impl GrubEnv {
     /// Write the block to `path` atomically (temp file, fsync, rename, dir fsync).
     pub fn save(&self, path: &Path) -> Result<(), EnvError> {
         let bytes = self.to_bytes()?;
-        crate::atomic_file::replace(path, &bytes).map_err(|source| EnvError::Io {
-            path: path.to_owned(),
-            source,
-        })
+        crate::atomic_file::replace(path, &bytes)
+            .map_err(|source| EnvError::Io { path: path.to_owned(), source })
     }
 
     /// The value of the first `name` entry, as `grub-editenv list` shows it.
@@ -192,9 +181,7 @@ impl GrubEnv {
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), EnvError> {
         validate_name(name)?;
         if value.contains('\n') {
-            return Err(EnvError::InvalidValue {
-                name: name.to_string(),
-            });
+            return Err(EnvError::InvalidValue { name: name.to_string() });
         }
         let mut candidate = self.clone();
         let existing = candidate.lines.iter_mut().find_map(|line| match line {
@@ -203,10 +190,9 @@ impl GrubEnv {
         });
         match existing {
             Some(v) => *v = value.to_string(),
-            None => candidate.lines.push(Line::Var {
-                name: name.to_string(),
-                value: value.to_string(),
-            }),
+            None => {
+                candidate.lines.push(Line::Var { name: name.to_string(), value: value.to_string() })
+            }
         }
         candidate.to_bytes()?;
         *self = candidate;
@@ -232,9 +218,7 @@ impl GrubEnv {
 fn validate_name(name: &str) -> Result<(), EnvError> {
     let bad = name.is_empty() || name.starts_with('#') || name.contains(['=', '\\', '\n']);
     if bad {
-        return Err(EnvError::InvalidName {
-            name: name.to_string(),
-        });
+        return Err(EnvError::InvalidName { name: name.to_string() });
     }
     Ok(())
 }
@@ -245,11 +229,8 @@ fn parse_line(bytes: &[u8], start: usize, end: usize) -> Result<(Line, usize), E
         String::from_utf8(raw.to_vec()).map_err(|_| EnvError::NotUtf8 { offset: start })
     };
     if bytes[start] == b'#' {
-        let newline = start
-            + bytes[start..end]
-                .iter()
-                .position(|&b| b == b'\n')
-                .unwrap_or(end - start);
+        let newline =
+            start + bytes[start..end].iter().position(|&b| b == b'\n').unwrap_or(end - start);
         return Ok((Line::Comment(utf8(&bytes[start..newline])?), newline + 1));
     }
     let mut pos = start;
@@ -279,13 +260,7 @@ fn parse_line(bytes: &[u8], start: usize, end: usize) -> Result<(Line, usize), E
             return Err(EnvError::NoPaddingBoundary);
         }
     }
-    Ok((
-        Line::Var {
-            name,
-            value: utf8(&value)?,
-        },
-        pos + 1,
-    ))
+    Ok((Line::Var { name, value: utf8(&value)? }, pos + 1))
 }
 
 #[cfg(test)]

@@ -50,10 +50,7 @@ fn check_path(what: &'static str, path: &str) -> Result<(), MenuEntryError> {
     if ok {
         Ok(())
     } else {
-        Err(MenuEntryError::BadPath {
-            what,
-            path: path.to_string(),
-        })
+        Err(MenuEntryError::BadPath { what, path: path.to_string() })
     }
 }
 
@@ -63,10 +60,7 @@ impl MenuEntry {
             return Err(MenuEntryError::Empty("menu entry title"));
         }
         let id_ok = !self.id.is_empty()
-            && self
-                .id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            && self.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         if !id_ok {
             return Err(MenuEntryError::BadId(self.id.clone()));
         }
@@ -79,9 +73,7 @@ impl MenuEntry {
         }
         for module in &self.needs.insmods {
             if module.is_empty()
-                || !module
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                || !module.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             {
                 return Err(MenuEntryError::BadModule(module.clone()));
             }
@@ -95,21 +87,14 @@ impl MenuEntry {
     /// The entry as GRUB script, ending with a newline.
     pub fn render(&self) -> Result<String, MenuEntryError> {
         self.validate()?;
-        let mut out = format!(
-            "menuentry {} --id {} {{\n",
-            quote(&self.title),
-            quote(&self.id)
-        );
+        let mut out = format!("menuentry {} --id {} {{\n", quote(&self.title), quote(&self.id));
         out.push_str("\tset gfxpayload=text\n");
         for module in &self.needs.insmods {
             out.push_str(&format!("\tinsmod {module}\n"));
         }
         let search: Vec<String> = self.needs.search.iter().map(|w| word(w)).collect();
         out.push_str(&format!("\t{}\n", search.join(" ")));
-        out.push_str(&format!(
-            "\techo {}\n",
-            quote(&format!("Loading {} ...", self.title))
-        ));
+        out.push_str(&format!("\techo {}\n", quote(&format!("Loading {} ...", self.title))));
         let mut linux = format!("\t{} {}", self.needs.linux_command, self.kernel);
         for arg in &self.args {
             linux.push(' ');

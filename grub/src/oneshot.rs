@@ -44,10 +44,7 @@ impl UndoRecord {
     /// Put the file back exactly as it was (or remove it if it did not exist).
     /// Idempotent: restoring twice is fine.
     pub fn restore(&self) -> Result<(), OneShotError> {
-        let io_err = |source| OneShotError::Io {
-            path: self.path.clone(),
-            source,
-        };
+        let io_err = |source| OneShotError::Io { path: self.path.clone(), source };
         match &self.original {
             Some(bytes) => crate::atomic_file::replace(&self.path, bytes).map_err(io_err),
             None => match crate::atomic_file::remove(&self.path) {
@@ -63,10 +60,7 @@ impl UndoRecord {
         match fs::read(&self.path) {
             Ok(bytes) => Ok(bytes == self.written),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(source) => Err(OneShotError::Io {
-                path: self.path.clone(),
-                source,
-            }),
+            Err(source) => Err(OneShotError::Io { path: self.path.clone(), source }),
         }
     }
 }
@@ -79,12 +73,7 @@ fn edit_env(
     let original = match fs::read(path) {
         Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(source) => {
-            return Err(OneShotError::Io {
-                path: path.to_owned(),
-                source,
-            })
-        }
+        Err(source) => return Err(OneShotError::Io { path: path.to_owned(), source }),
     };
     let mut env = match &original {
         Some(bytes) => GrubEnv::from_bytes(bytes)?,
@@ -92,16 +81,10 @@ fn edit_env(
     };
     edit(&mut env)?;
     let written = env.to_bytes()?;
-    crate::atomic_file::replace(path, &written).map_err(|source| OneShotError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    crate::atomic_file::replace(path, &written)
+        .map_err(|source| OneShotError::Io { path: path.to_owned(), source })?;
     log::info!("grubenv {} changed; undo record kept", path.display());
-    Ok(UndoRecord {
-        path: path.to_owned(),
-        original,
-        written,
-    })
+    Ok(UndoRecord { path: path.to_owned(), original, written })
 }
 
 /// `grub-reboot ENTRY` on a grubenv file.

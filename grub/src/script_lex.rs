@@ -47,10 +47,7 @@ pub fn statements(line: &str) -> Vec<String> {
         at_word_start = quote.is_none() && c.is_whitespace();
     }
     out.push(current);
-    out.into_iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
+    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
 
 /// Split a statement into words, removing quotes and backslash escapes.
@@ -109,9 +106,8 @@ pub fn quote(s: &str) -> String {
 /// A word as GRUB script needs it: bare when it only has characters that
 /// are never special, otherwise [`quote`]d.
 pub fn word(s: &str) -> String {
-    let bare = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_=./,:+@%".contains(c));
+    let bare =
+        !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./,:+@%".contains(c));
     if bare {
         s.to_string()
     } else {
@@ -127,12 +123,7 @@ mod tests {
     fn splits_one_line_if() {
         assert_eq!(
             statements("if [ x$grub_platform = xxen ]; then insmod xzio; insmod lzopio; fi"),
-            vec![
-                "if [ x$grub_platform = xxen ]",
-                "then insmod xzio",
-                "insmod lzopio",
-                "fi"
-            ]
+            vec!["if [ x$grub_platform = xxen ]", "then insmod xzio", "insmod lzopio", "fi"]
         );
     }
 
@@ -145,10 +136,7 @@ mod tests {
 
     #[test]
     fn words_remove_quotes() {
-        assert_eq!(
-            words(r#"set default="${next_entry}""#),
-            vec!["set", "default=${next_entry}"]
-        );
+        assert_eq!(words(r#"set default="${next_entry}""#), vec!["set", "default=${next_entry}"]);
         assert_eq!(
             words("menuentry 'Ubuntu, with Linux' --class os $menuentry_id_option 'id-1' {"),
             vec![

@@ -105,18 +105,12 @@ pub enum UefiError {
 pub fn to_ucs2(text: &str) -> Result<Vec<u16>, UefiError> {
     text.chars()
         .map(|c| {
-            let refuse = |reason: String| UefiError::Ucs2 {
-                text: text.to_owned(),
-                reason,
-            };
+            let refuse = |reason: String| UefiError::Ucs2 { text: text.to_owned(), reason };
             if c.is_control() {
                 Err(refuse(format!("control character U+{:04X}", c as u32)))
             } else {
                 u16::try_from(c as u32).map_err(|_| {
-                    refuse(format!(
-                        "U+{:04X} is outside the Basic Multilingual Plane",
-                        c as u32
-                    ))
+                    refuse(format!("U+{:04X} is outside the Basic Multilingual Plane", c as u32))
                 })
             }
         })
@@ -125,10 +119,7 @@ pub fn to_ucs2(text: &str) -> Result<Vec<u16>, UefiError> {
 
 /// `text` as UCS-2 little-endian bytes followed by a NUL code unit.
 fn ucs2_z_bytes(text: &str) -> Result<Vec<u8>, UefiError> {
-    let mut out: Vec<u8> = to_ucs2(text)?
-        .into_iter()
-        .flat_map(u16::to_le_bytes)
-        .collect();
+    let mut out: Vec<u8> = to_ucs2(text)?.into_iter().flat_map(u16::to_le_bytes).collect();
     out.extend_from_slice(&[0, 0]);
     Ok(out)
 }
@@ -272,12 +263,7 @@ impl HardDrive {
                 )))
             }
         };
-        Ok(Self {
-            number,
-            start_lba,
-            size_lba,
-            signature,
-        })
+        Ok(Self { number, start_lba, size_lba, signature })
     }
 }
 
@@ -366,11 +352,7 @@ impl LoadOption {
                 "File Path node has bytes after the path's NUL".into(),
             ));
         }
-        let end = nodes.node(
-            END_DEVICE_PATH,
-            END_ENTIRE_DEVICE_PATH,
-            "End of Entire Path",
-        )?;
+        let end = nodes.node(END_DEVICE_PATH, END_ENTIRE_DEVICE_PATH, "End of Entire Path")?;
         if end.len() != END_NODE_LEN || !nodes.rest().is_empty() {
             return Err(UefiError::Malformed(
                 "device path does not end with exactly one 4-byte end node".into(),
@@ -389,12 +371,7 @@ impl LoadOption {
             }
             args
         };
-        Ok(Self {
-            description,
-            partition,
-            file,
-            args,
-        })
+        Ok(Self { description, partition, file, args })
     }
 }
 
@@ -490,40 +467,27 @@ pub const PE_MACHINE_X86_64: u16 = 0x8664;
 /// followed by the COFF machine type). Reads only the first 4 KiB.
 pub fn check_efi_stub(kernel: &Path) -> Result<(), UefiError> {
     use std::io::Read;
-    let refuse = |reason: String| UefiError::NotEfiStub {
-        path: kernel.to_owned(),
-        reason,
-    };
+    let refuse = |reason: String| UefiError::NotEfiStub { path: kernel.to_owned(), reason };
     let mut head = Vec::new();
     File::open(kernel)
         .and_then(|f| f.take(4096).read_to_end(&mut head))
-        .map_err(|source| UefiError::Io {
-            path: kernel.to_owned(),
-            source,
-        })?;
+        .map_err(|source| UefiError::Io { path: kernel.to_owned(), source })?;
     if !head.starts_with(b"MZ") {
         return Err(refuse("no MZ header".into()));
     }
     let mut r = Reader::new(head.get(0x3c..).unwrap_or_default(), "DOS header");
     let pe_offset = r.u32().map_err(|_| refuse("truncated DOS header".into()))?;
-    let pe = usize::try_from(pe_offset)
-        .ok()
-        .and_then(|at| head.get(at..))
-        .unwrap_or_default();
+    let pe = usize::try_from(pe_offset).ok().and_then(|at| head.get(at..)).unwrap_or_default();
     let mut r = Reader::new(pe, "PE header");
     let signature: [u8; 4] = r.array().map_err(|_| {
-        refuse(format!(
-            "PE header offset 0x{pe_offset:x} is outside the first 4 KiB"
-        ))
+        refuse(format!("PE header offset 0x{pe_offset:x} is outside the first 4 KiB"))
     })?;
     if &signature != b"PE\0\0" {
         return Err(refuse(format!("no PE signature at 0x{pe_offset:x}")));
     }
     let machine = r.u16().map_err(|_| refuse("truncated PE header".into()))?;
     if machine != PE_MACHINE_X86_64 {
-        return Err(refuse(format!(
-            "PE machine type 0x{machine:04x}, not x86-64 (0x8664)"
-        )));
+        return Err(refuse(format!("PE machine type 0x{machine:04x}, not x86-64 (0x8664)")));
     }
     Ok(())
 }
@@ -569,9 +533,7 @@ impl EfiVars {
     /// Refuse when the directory is missing or empty: an unmounted efivarfs
     /// mount point is an empty directory, a BIOS boot has none at all.
     pub fn check_available(&self) -> Result<(), UefiError> {
-        let not_there = || UefiError::NoEfiVars {
-            dir: self.dir.clone(),
-        };
+        let not_there = || UefiError::NoEfiVars { dir: self.dir.clone() };
         let mut entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_there()),
@@ -586,10 +548,7 @@ impl EfiVars {
     }
 
     fn io(&self, path: &Path, source: io::Error) -> UefiError {
-        UefiError::Io {
-            path: path.to_owned(),
-            source,
-        }
+        UefiError::Io { path: path.to_owned(), source }
     }
 
     /// The whole efivarfs file (attributes + data), `None` if the variable does not exist.
@@ -611,10 +570,7 @@ impl EfiVars {
             let (attributes, data) = bytes.split_at(4);
             let mut a = [0u8; 4];
             a.copy_from_slice(attributes);
-            EfiVariable {
-                attributes: u32::from_le_bytes(a),
-                data: data.to_vec(),
-            }
+            EfiVariable { attributes: u32::from_le_bytes(a), data: data.to_vec() }
         }))
     }
 
@@ -725,11 +681,9 @@ impl EfiVars {
                 path: self.path_of(BOOT_ORDER),
                 reason: format!("odd length {}", var.data.len()),
             }),
-            Some(var) => Ok(var
-                .data
-                .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                .collect()),
+            Some(var) => {
+                Ok(var.data.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect())
+            }
         }
     }
 
@@ -884,11 +838,8 @@ impl UefiOneShot {
         let mut boot_option = BOOT_VARIABLE_ATTRIBUTES.to_le_bytes().to_vec();
         boot_option.extend_from_slice(&option.encode()?);
         let boot_number = vars.free_boot_number()?;
-        let undo = UefiUndo {
-            boot_number,
-            boot_option,
-            previous_boot_next: vars.read_raw(BOOT_NEXT)?,
-        };
+        let undo =
+            UefiUndo { boot_number, boot_option, previous_boot_next: vars.read_raw(BOOT_NEXT)? };
         let name = undo.boot_variable();
         let mut boot_next = BOOT_VARIABLE_ATTRIBUTES.to_le_bytes().to_vec();
         boot_next.extend_from_slice(&boot_number.to_le_bytes());
@@ -940,15 +891,8 @@ impl PermanentBoot {
     /// The record for making `boot_number` first, from the current `BootOrder`.
     pub fn record(vars: &EfiVars, boot_number: u16) -> Result<PermanentBoot, UefiError> {
         vars.check_available()?;
-        let previous_order = vars
-            .boot_order()?
-            .into_iter()
-            .filter(|n| *n != boot_number)
-            .collect();
-        Ok(PermanentBoot {
-            boot_number,
-            previous_order,
-        })
+        let previous_order = vars.boot_order()?.into_iter().filter(|n| *n != boot_number).collect();
+        Ok(PermanentBoot { boot_number, previous_order })
     }
 
     /// `BootOrder` = ours, then the previous order. Idempotent; read back.
@@ -1007,14 +951,7 @@ mod tests {
     #[test]
     fn ucs2_refuses_non_bmp_and_control_characters() {
         assert_eq!(to_ucs2("a\\é€").unwrap(), vec![0x61, 0x5c, 0xe9, 0x20ac]);
-        for bad in [
-            "tab\there",
-            "nul\0",
-            "new\nline",
-            "del\u{7f}",
-            "c1\u{85}",
-            "😀",
-        ] {
+        for bad in ["tab\there", "nul\0", "new\nline", "del\u{7f}", "c1\u{85}", "😀"] {
             let err = to_ucs2(bad).unwrap_err().to_string();
             assert!(err.contains("UCS-2"), "{bad:?}: {err}");
         }
@@ -1039,15 +976,9 @@ mod tests {
                 0xc9, 0x3b
             ])
         );
-        for bad in [
-            "",
-            "c12a7328f81f11d2ba4b00a0c93ec93b",
-            "g12a7328-f81f-11d2-ba4b-00a0c93ec93b",
-        ] {
-            assert!(
-                PartitionSignature::gpt_from_partuuid(bad).is_err(),
-                "{bad:?}"
-            );
+        for bad in ["", "c12a7328f81f11d2ba4b00a0c93ec93b", "g12a7328-f81f-11d2-ba4b-00a0c93ec93b"]
+        {
+            assert!(PartitionSignature::gpt_from_partuuid(bad).is_err(), "{bad:?}");
         }
     }
 
@@ -1067,16 +998,10 @@ mod tests {
         let g = EFI_GLOBAL_VARIABLE_GUID;
         assert_eq!(boot_variable_name(0x1a), "Boot001A");
         assert_eq!(parse_boot_file_name(&format!("Boot001A-{g}")), Some(0x1a));
-        assert_eq!(
-            parse_boot_file_name(&format!("Boot001a-{}", g.to_uppercase())),
-            Some(0x1a)
-        );
+        assert_eq!(parse_boot_file_name(&format!("Boot001a-{}", g.to_uppercase())), Some(0x1a));
         assert_eq!(parse_boot_file_name(&format!("BootNext-{g}")), None);
         assert_eq!(parse_boot_file_name(&format!("BootOrder-{g}")), None);
-        assert_eq!(
-            parse_boot_file_name("Boot0001-12345678-1234-1234-1234-123456789abc"),
-            None
-        );
+        assert_eq!(parse_boot_file_name("Boot0001-12345678-1234-1234-1234-123456789abc"), None);
         assert_eq!(parse_boot_file_name("Boot0001"), None);
         assert_eq!(parse_boot_file_name("Bootééé"), None);
     }
@@ -1094,18 +1019,9 @@ mod tests {
             file: "/swapover/vmlinuz".into(),
             args: String::new(),
         };
-        assert!(option
-            .encode()
-            .unwrap_err()
-            .to_string()
-            .contains("backslashes"));
+        assert!(option.encode().unwrap_err().to_string().contains("backslashes"));
         option.file = r"\swapover\vmlinuz".into();
         option.partition.number = 0;
-        assert!(option
-            .encode()
-            .unwrap_err()
-            .to_string()
-            .contains("whole disk"));
+        assert!(option.encode().unwrap_err().to_string().contains("whole disk"));
     }
 }
-

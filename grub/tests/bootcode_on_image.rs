@@ -26,18 +26,9 @@ fn image_with_table(dir: &Path, script: &str) -> PathBuf {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "sfdisk: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "sfdisk: {}", String::from_utf8_lossy(&out.stderr));
     img
 }
 
@@ -50,12 +41,8 @@ fn sfdisk_dump(img: &Path) -> String {
 
 fn core_img(dir: &Path) -> Vec<u8> {
     let out = dir.join("core.img");
-    bootcode::build_core_img(
-        "(hd0,msdos1)/boot/grub",
-        &["biosdisk", "part_msdos", "ext2"],
-        &out,
-    )
-    .unwrap();
+    bootcode::build_core_img("(hd0,msdos1)/boot/grub", &["biosdisk", "part_msdos", "ext2"], &out)
+        .unwrap();
     fs::read(out).unwrap()
 }
 
@@ -87,10 +74,7 @@ fn install_puts_boot_code_and_core_img_in_place_and_keeps_the_partition_table() 
         bootcode::install_files(&img, Path::new(BOOT_IMG), &dir.path().join("core.img")).unwrap();
 
     assert_eq!(sfdisk_dump(&img), dump_before);
-    assert!(
-        dump_before.contains("label-id: 0x1234abcd"),
-        "{dump_before}"
-    );
+    assert!(dump_before.contains("label-id: 0x1234abcd"), "{dump_before}");
     let sector0 = read_range(&img, 0, 512);
     assert_eq!(
         sector0[BOOT_CODE_BYTES..],
@@ -102,21 +86,13 @@ fn install_puts_boot_code_and_core_img_in_place_and_keeps_the_partition_table() 
     expected[0x66] = 0x90;
     expected[0x67] = 0x90;
     assert_eq!(&sector0[..BOOT_CODE_BYTES], &expected[..]);
-    assert_eq!(
-        u64::from_le_bytes(sector0[0x5c..0x64].try_into().unwrap()),
-        1,
-        "kernel_sector"
-    );
+    assert_eq!(u64::from_le_bytes(sector0[0x5c..0x64].try_into().unwrap()), 1, "kernel_sector");
     assert_eq!(read_range(&img, SECTOR_BYTES, core.len()), core);
     assert_eq!(plan.core_sectors, Sectors::to_hold(core.len()));
     assert_eq!(plan.first_partition_start, Sectors(2048));
     // Between the end of core.img and the partition: still zeros; partition data intact.
     let after_core = SECTOR_BYTES + core.len() as u64;
-    let gap = read_range(
-        &img,
-        after_core,
-        (2048 * SECTOR_BYTES - after_core) as usize,
-    );
+    let gap = read_range(&img, after_core, (2048 * SECTOR_BYTES - after_core) as usize);
     assert!(gap.iter().all(|&b| b == 0));
     assert_eq!(read_range(&img, 2048 * SECTOR_BYTES, marker.len()), marker);
     // The image stays sparse-sized.
@@ -128,31 +104,17 @@ fn core_img_that_does_not_fit_before_the_first_partition_is_refused_untouched() 
     let dir = tempfile::tempdir().unwrap();
     let img = image_with_table(dir.path(), "label: dos\nstart=16, size=81920, type=83\n");
     let core = core_img(dir.path());
-    assert!(
-        core.len() as u64 > 15 * SECTOR_BYTES,
-        "core.img unexpectedly small: {}",
-        core.len()
-    );
+    assert!(core.len() as u64 > 15 * SECTOR_BYTES, "core.img unexpectedly small: {}", core.len());
     let before = read_range(&img, 0, 16 * 512);
-    let mut disk = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&img)
-        .unwrap();
+    let mut disk = OpenOptions::new().read(true).write(true).open(&img).unwrap();
     let err = bootcode::install(&mut disk, &fs::read(BOOT_IMG).unwrap(), &core).unwrap_err();
     match &err {
-        BootCodeError::CoreImgTooBig {
-            first_partition: 16,
-            end,
-            ..
-        } => assert_eq!(*end, 1 + Sectors::to_hold(core.len()).0),
+        BootCodeError::CoreImgTooBig { first_partition: 16, end, .. } => {
+            assert_eq!(*end, 1 + Sectors::to_hold(core.len()).0)
+        }
         other => panic!("unexpected: {other}"),
     }
-    assert!(
-        err.to_string()
-            .contains("first partition starts at sector 16"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("first partition starts at sector 16"), "{err}");
     assert_eq!(read_range(&img, 0, 16 * 512), before);
 }
 
@@ -162,11 +124,7 @@ fn disk_without_mbr_is_refused() {
     let img = dir.path().join("blank.img");
     File::create(&img).unwrap().set_len(IMAGE_BYTES).unwrap();
     let core = core_img(dir.path());
-    let mut disk = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&img)
-        .unwrap();
+    let mut disk = OpenOptions::new().read(true).write(true).open(&img).unwrap();
     let err = bootcode::install(&mut disk, &fs::read(BOOT_IMG).unwrap(), &core).unwrap_err();
     assert!(matches!(err, BootCodeError::NoMbr), "{err}");
     assert!(read_range(&img, 0, 64 * 1024).iter().all(|&b| b == 0));
@@ -179,26 +137,12 @@ fn gpt_disk_and_empty_table_are_refused() {
     let boot = fs::read(BOOT_IMG).unwrap();
 
     let gpt = image_with_table(dir.path(), "label: gpt\nstart=2048, size=81920\n");
-    let mut disk = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&gpt)
-        .unwrap();
-    assert!(matches!(
-        bootcode::install(&mut disk, &boot, &core),
-        Err(BootCodeError::GptDisk)
-    ));
+    let mut disk = OpenOptions::new().read(true).write(true).open(&gpt).unwrap();
+    assert!(matches!(bootcode::install(&mut disk, &boot, &core), Err(BootCodeError::GptDisk)));
 
     let empty = image_with_table(dir.path(), "label: dos\n");
-    let mut disk = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&empty)
-        .unwrap();
-    assert!(matches!(
-        bootcode::install(&mut disk, &boot, &core),
-        Err(BootCodeError::NoPartitions)
-    ));
+    let mut disk = OpenOptions::new().read(true).write(true).open(&empty).unwrap();
+    assert!(matches!(bootcode::install(&mut disk, &boot, &core), Err(BootCodeError::NoPartitions)));
 }
 
 #[test]
@@ -221,9 +165,8 @@ fn install_through_a_loop_block_device() {
     let img = image_with_table(dir.path(), HOST_LAYOUT);
     let core = core_img(dir.path());
     let dump_before = sfdisk_dump(&img);
-    let loopdev = run(Command::new("losetup").args(["--find", "--show"]).arg(&img))
-        .trim()
-        .to_string();
+    let loopdev =
+        run(Command::new("losetup").args(["--find", "--show"]).arg(&img)).trim().to_string();
     let result = bootcode::install_files(
         Path::new(&loopdev),
         Path::new(BOOT_IMG),
@@ -259,10 +202,7 @@ fn self_contained_core_img_with_embedded_config_fits_the_1mib_gap() {
     let core = fs::read(&out).unwrap();
     let plain = dir.path().join("plain.img");
     bootcode::build_core_img("(hd0,msdos5)/boot/grub", &modules, &plain).unwrap();
-    assert!(
-        core.len() > fs::metadata(&plain).unwrap().len() as usize,
-        "config was not embedded"
-    );
+    assert!(core.len() > fs::metadata(&plain).unwrap().len() as usize, "config was not embedded");
 
     let img = image_with_table(dir.path(), HOST_LAYOUT);
     let dump_before = sfdisk_dump(&img);

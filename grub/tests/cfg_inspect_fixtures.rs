@@ -9,9 +9,7 @@ use grub::cfg_inspect::{
 };
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 fn report(name: &str) -> CfgReport {
@@ -31,15 +29,8 @@ const GENERATED: &[&str] = &[
 #[test]
 fn every_fixture_is_valid_grub_script() {
     for name in GENERATED.iter().chain(&["hand-written-no-next-entry.cfg"]) {
-        let out = Command::new("grub-script-check")
-            .arg(fixture(name))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = Command::new("grub-script-check").arg(fixture(name)).output().unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
 
@@ -78,9 +69,7 @@ fn default_entry_and_saved_entry() {
             assert_eq!(default.value, DefaultValue::Index(0), "{name}");
             assert!(!r.saved_entry.yes, "{name}");
             assert!(
-                r.saved_entry
-                    .reason
-                    .contains("grub-set-default has no effect"),
+                r.saved_entry.reason.contains("grub-set-default has no effect"),
                 "{}",
                 r.saved_entry.reason
             );
@@ -90,10 +79,7 @@ fn default_entry_and_saved_entry() {
                 "{name}: {}",
                 first.title
             );
-            assert!(
-                first.id.as_deref().unwrap().starts_with("gnulinux-simple-"),
-                "{name}"
-            );
+            assert!(first.id.as_deref().unwrap().starts_with("gnulinux-simple-"), "{name}");
         }
     }
 }
@@ -118,11 +104,8 @@ fn timeouts_per_release() {
             .filter(|t| !t.after_failed_boot())
             .map(|t| t.value.as_str())
             .collect();
-        let got_failed = r
-            .timeouts
-            .iter()
-            .find(|t| t.after_failed_boot())
-            .map(|t| t.value.as_str());
+        let got_failed =
+            r.timeouts.iter().find(|t| t.after_failed_boot()).map(|t| t.value.as_str());
         assert_eq!(&got_normal, normal, "{name}");
         assert_eq!(got_failed, *failed, "{name}");
     }
@@ -135,42 +118,28 @@ fn timeouts_per_release() {
         r.warnings[0]
     );
     for name in &GENERATED[1..] {
-        assert!(
-            report(name).warnings.is_empty(),
-            "{name}: {:?}",
-            report(name).warnings
-        );
+        assert!(report(name).warnings.is_empty(), "{name}: {:?}", report(name).warnings);
     }
 }
 
 #[test]
 fn menu_entries_with_submenus_and_what_they_load() {
     let r = report("ubuntu-16.04.cfg");
-    let titles: Vec<(&str, bool, usize)> = r
-        .entries
-        .iter()
-        .map(|e| (e.title.as_str(), e.is_submenu, e.submenus.len()))
-        .collect();
+    let titles: Vec<(&str, bool, usize)> =
+        r.entries.iter().map(|e| (e.title.as_str(), e.is_submenu, e.submenus.len())).collect();
     assert_eq!(
         titles,
         vec![
             ("Ubuntu", false, 0),
             ("Advanced options for Ubuntu", true, 0),
             ("Ubuntu, with Linux 4.4.0-21-generic", false, 1),
-            (
-                "Ubuntu, with Linux 4.4.0-21-generic (recovery mode)",
-                false,
-                1
-            ),
+            ("Ubuntu, with Linux 4.4.0-21-generic (recovery mode)", false, 1),
             ("Memory test (memtest86+)", false, 0),
             ("Memory test (memtest86+, serial console 115200)", false, 0),
         ]
     );
     let main = &r.entries[0];
-    assert_eq!(
-        main.insmods,
-        vec!["gzio", "xzio", "lzopio", "part_msdos", "ext2"]
-    );
+    assert_eq!(main.insmods, vec!["gzio", "xzio", "lzopio", "part_msdos", "ext2"]);
     assert_eq!(main.searches.len(), 2);
     assert_eq!(
         main.searches[1],
@@ -184,15 +153,9 @@ fn menu_entries_with_submenus_and_what_they_load() {
     );
     assert_eq!(
         main.linux.as_ref().unwrap()[..2],
-        [
-            "linux".to_string(),
-            "/boot/vmlinuz-4.4.0-21-generic".to_string()
-        ]
+        ["linux".to_string(), "/boot/vmlinuz-4.4.0-21-generic".to_string()]
     );
-    assert_eq!(
-        main.initrd.as_ref().unwrap()[1],
-        "/boot/initrd.img-4.4.0-21-generic"
-    );
+    assert_eq!(main.initrd.as_ref().unwrap()[1], "/boot/initrd.img-4.4.0-21-generic");
     assert_eq!(r.entries[5].linux.as_ref().unwrap()[0], "linux16");
     assert!(
         r.has_entry_id("gnulinux-4.4.0-21-generic-advanced-9d2a4f61-7e3b-4c1d-8a5e-2b6f0c9e1d47")
@@ -209,11 +172,7 @@ fn staging_entry_needs_follow_the_host_disk() {
     };
     for name in GENERATED {
         let needs = report(name).staging_entry_needs(&ext4).unwrap();
-        let part = if *name == "ubuntu-22.04.cfg" {
-            "part_gpt"
-        } else {
-            "part_msdos"
-        };
+        let part = if *name == "ubuntu-22.04.cfg" { "part_gpt" } else { "part_msdos" };
         assert_eq!(needs.insmods, vec![part, "ext2"], "{name}");
         assert_eq!(
             needs.search,
@@ -226,11 +185,7 @@ fn staging_entry_needs_follow_the_host_disk() {
             ]
         );
         assert_eq!(needs.linux_command, "linux");
-        assert!(
-            needs.reasons[0].contains("loads it for the same disk"),
-            "{:?}",
-            needs.reasons
-        );
+        assert!(needs.reasons[0].contains("loads it for the same disk"), "{:?}", needs.reasons);
     }
     // An explicit table wins; vfat needs fat.
     let vfat = StagingFs {
@@ -238,18 +193,11 @@ fn staging_entry_needs_follow_the_host_disk() {
         fs: StagingFsType::Vfat,
         table: Some(PartitionTable::Gpt),
     };
-    let needs = report("ubuntu-16.04.cfg")
-        .staging_entry_needs(&vfat)
-        .unwrap();
+    let needs = report("ubuntu-16.04.cfg").staging_entry_needs(&vfat).unwrap();
     assert_eq!(needs.insmods, vec!["part_gpt", "fat"]);
     // A bad UUID is refused.
-    let bad = StagingFs {
-        uuid: "x y".into(),
-        ..ext4.clone()
-    };
-    assert!(report("ubuntu-16.04.cfg")
-        .staging_entry_needs(&bad)
-        .is_err());
+    let bad = StagingFs { uuid: "x y".into(), ..ext4.clone() };
+    assert!(report("ubuntu-16.04.cfg").staging_entry_needs(&bad).is_err());
 }
 
 #[test]
@@ -258,36 +206,15 @@ fn hand_written_config_without_next_entry_is_explained() {
     assert!(!r.generated_by_grub_mkconfig);
     assert_eq!(r.load_env_line, None);
     assert!(!r.next_entry.yes);
-    assert!(
-        r.next_entry.reason.contains("never runs load_env"),
-        "{}",
-        r.next_entry.reason
-    );
-    assert!(
-        matches!(r.custom_cfg, CustomCfgRoute::NoRoute { .. }),
-        "{:?}",
-        r.custom_cfg
-    );
-    assert_eq!(
-        r.default_entry.as_ref().unwrap().value,
-        DefaultValue::Index(0)
-    );
+    assert!(r.next_entry.reason.contains("never runs load_env"), "{}", r.next_entry.reason);
+    assert!(matches!(r.custom_cfg, CustomCfgRoute::NoRoute { .. }), "{:?}", r.custom_cfg);
+    assert_eq!(r.default_entry.as_ref().unwrap().value, DefaultValue::Index(0));
     assert_eq!(r.resolve_default().unwrap().title, "Appliance OS");
     // Table comes from the top-level insmods only when an entry loads it: here no entry does.
-    let fs = StagingFs {
-        uuid: "0a1b".into(),
-        fs: StagingFsType::Ext4,
-        table: None,
-    };
+    let fs = StagingFs { uuid: "0a1b".into(), fs: StagingFsType::Ext4, table: None };
     assert!(r.staging_entry_needs(&fs).is_err());
-    let fs = StagingFs {
-        table: Some(PartitionTable::Msdos),
-        ..fs
-    };
-    assert_eq!(
-        r.staging_entry_needs(&fs).unwrap().insmods,
-        vec!["part_msdos", "ext2"]
-    );
+    let fs = StagingFs { table: Some(PartitionTable::Msdos), ..fs };
+    assert_eq!(r.staging_entry_needs(&fs).unwrap().insmods, vec!["part_msdos", "ext2"]);
 }
 
 fn edited(name: &str, from: &str, to: &str) -> CfgReport {
@@ -312,16 +239,10 @@ fn broken_next_entry_handling_is_caught_with_a_reason() {
         r.next_entry.reason
     );
 
-    let r = edited(
-        "debian-12.cfg",
-        "if [ \"${next_entry}\" ] ; then",
-        "if [ \"${other}\" ] ; then",
-    );
+    let r =
+        edited("debian-12.cfg", "if [ \"${next_entry}\" ] ; then", "if [ \"${other}\" ] ; then");
     assert!(
-        !r.next_entry.yes
-            && r.next_entry
-                .reason
-                .contains("no `if [ \"${next_entry}\" ]` block"),
+        !r.next_entry.yes && r.next_entry.reason.contains("no `if [ \"${next_entry}\" ]` block"),
         "{}",
         r.next_entry.reason
     );

@@ -19,10 +19,7 @@ const OPS: &[Op] = &[
     Op::Set("saved_entry", "Ubuntu, with Linux 4.4.0-21-generic"),
     Op::Set("next_entry", "swapover-migrate"),
     Op::Set("recordfail", "1"),
-    Op::Set(
-        "saved_entry",
-        "gnulinux-advanced-0b3c>gnulinux-4.4.0-21-generic-advanced-0b3c",
-    ),
+    Op::Set("saved_entry", "gnulinux-advanced-0b3c>gnulinux-4.4.0-21-generic-advanced-0b3c"),
     Op::Set("next_entry", "x"),
     Op::Unset("saved_entry"),
     Op::Set("path", r"C:\boot\grub"),
@@ -58,10 +55,7 @@ fn create_is_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     let theirs = dir.path().join("grubenv");
     editenv(&theirs, &["create"]);
-    assert_eq!(
-        GrubEnv::new().to_bytes().unwrap(),
-        fs::read(&theirs).unwrap()
-    );
+    assert_eq!(GrubEnv::new().to_bytes().unwrap(), fs::read(&theirs).unwrap());
 }
 
 #[test]
@@ -134,10 +128,7 @@ fn legacy_block_without_warning_line_round_trips_and_stays_legacy() {
     legacy.resize(ENVBLK_SIZE, b'#');
     let mut env = GrubEnv::from_bytes(&legacy).unwrap();
     assert_eq!(env.to_bytes().unwrap(), legacy);
-    assert_eq!(
-        GrubEnv::new_without_warning().to_bytes().unwrap()[SIGNATURE.len()],
-        b'#'
-    );
+    assert_eq!(GrubEnv::new_without_warning().to_bytes().unwrap()[SIGNATURE.len()], b'#');
 
     let dir = tempfile::tempdir().unwrap();
     let theirs = dir.path().join("grubenv");
@@ -173,20 +164,12 @@ fn corrupt_blocks_are_rejected_like_grub_rejects_them() {
         ("short", good[..ENVBLK_SIZE - 1].to_vec(), |e| {
             matches!(e, EnvError::WrongSize { actual: 1023 })
         }),
-        ("empty", Vec::new(), |e| {
-            matches!(e, EnvError::WrongSize { actual: 0 })
+        ("empty", Vec::new(), |e| matches!(e, EnvError::WrongSize { actual: 0 })),
+        ("bad header", bad_header, |e| matches!(e, EnvError::BadHeader)),
+        ("entry without =", no_equals, |e| matches!(e, EnvError::EntryWithoutEquals { .. })),
+        ("no newline before padding", no_newline_before_padding, |e| {
+            matches!(e, EnvError::NoPaddingBoundary)
         }),
-        ("bad header", bad_header, |e| {
-            matches!(e, EnvError::BadHeader)
-        }),
-        ("entry without =", no_equals, |e| {
-            matches!(e, EnvError::EntryWithoutEquals { .. })
-        }),
-        (
-            "no newline before padding",
-            no_newline_before_padding,
-            |e| matches!(e, EnvError::NoPaddingBoundary),
-        ),
     ];
     for (what, bytes, expected) in cases {
         let err = GrubEnv::from_bytes(&bytes).unwrap_err();
@@ -199,18 +182,12 @@ fn corrupt_blocks_are_rejected_like_grub_rejects_them() {
         // The real tool refuses to set anything in these too (size aside, it needs the signature
         // and a sound data/padding boundary).
         if what == "bad header" || what == "empty" || what == "no newline before padding" {
-            assert!(
-                !editenv_ok(&file, &["set", "k=v"]),
-                "{what}: grub-editenv accepted it"
-            );
+            assert!(!editenv_ok(&file, &["set", "k=v"]), "{what}: grub-editenv accepted it");
         }
     }
     let mut long = good.clone();
     long.push(b'#');
-    assert!(matches!(
-        GrubEnv::from_bytes(&long),
-        Err(EnvError::WrongSize { actual: 1025 })
-    ));
+    assert!(matches!(GrubEnv::from_bytes(&long), Err(EnvError::WrongSize { actual: 1025 })));
 }
 
 #[test]
@@ -233,10 +210,7 @@ fn overflow_is_refused_and_leaves_the_block_unchanged_like_grub_editenv() {
     env.set("big", &fits).unwrap();
     editenv(&theirs, &["set", &format!("big={fits}")]);
     assert_eq!(env.to_bytes().unwrap(), fs::read(&theirs).unwrap());
-    assert!(
-        env.to_bytes().unwrap().ends_with(b"\n"),
-        "a full block has no padding at all"
-    );
+    assert!(env.to_bytes().unwrap().ends_with(b"\n"), "a full block has no padding at all");
     let too_big = format!("{fits}v");
     assert!(
         matches!(env.set("big", &too_big), Err(EnvError::Overflow { needed }) if needed == ENVBLK_SIZE + 1)
@@ -248,15 +222,9 @@ fn overflow_is_refused_and_leaves_the_block_unchanged_like_grub_editenv() {
 fn invalid_names_and_newline_values_are_refused() {
     let mut env = GrubEnv::new();
     for name in ["", "a=b", "#x", "a\nb", "a\\b"] {
-        assert!(
-            matches!(env.set(name, "v"), Err(EnvError::InvalidName { .. })),
-            "{name:?}"
-        );
+        assert!(matches!(env.set(name, "v"), Err(EnvError::InvalidName { .. })), "{name:?}");
     }
-    assert!(matches!(
-        env.set("k", "a\nb"),
-        Err(EnvError::InvalidValue { .. })
-    ));
+    assert!(matches!(env.set("k", "a\nb"), Err(EnvError::InvalidValue { .. })));
     assert_eq!(env, GrubEnv::new());
 }
 
@@ -269,16 +237,10 @@ fn save_keeps_mode_leaves_no_temp_file_and_replaces_atomically() {
     let mut env = GrubEnv::load(&path).unwrap();
     env.set("next_entry", "m").unwrap();
     env.save(&path).unwrap();
-    assert_eq!(
-        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     // GRUB's save_env needs real blocks: the saved file is not sparse.
     assert!(std::os::unix::fs::MetadataExt::blocks(&fs::metadata(&path).unwrap()) > 0);
-    let names: Vec<_> = fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, vec![std::ffi::OsString::from("grubenv")]);
     assert_eq!(editenv_list(&path), "next_entry=m\n");
 }
@@ -290,10 +252,7 @@ fn load_or_new_on_a_missing_file_is_what_create_makes() {
     editenv(&theirs, &["create"]);
     let env = GrubEnv::load_or_new(&dir.path().join("missing")).unwrap();
     assert_eq!(env.to_bytes().unwrap(), fs::read(&theirs).unwrap());
-    assert!(matches!(
-        GrubEnv::load(&dir.path().join("missing")),
-        Err(EnvError::Io { .. })
-    ));
+    assert!(matches!(GrubEnv::load(&dir.path().join("missing")), Err(EnvError::Io { .. })));
 }
 
 /// A fixed-seed pseudo-random walk of set/unset over a few names and values of
@@ -311,9 +270,7 @@ fn pseudo_random_edit_walk_matches_grub_editenv() {
     ];
     let mut seed: u64 = 0x5eed_cafe;
     let mut next = |bound: usize| {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((seed >> 33) as usize) % bound
     };
     let dir = tempfile::tempdir().unwrap();
@@ -329,13 +286,7 @@ fn pseudo_random_edit_walk_matches_grub_editenv() {
         } else {
             let len = [0, 1, 7, 40, 300, 600][next(6)];
             let value: String = (0..len)
-                .map(|i| {
-                    if i % 13 == 5 {
-                        '\\'
-                    } else {
-                        (b'a' + (i % 26) as u8) as char
-                    }
-                })
+                .map(|i| if i % 13 == 5 { '\\' } else { (b'a' + (i % 26) as u8) as char })
                 .collect();
             let ours_ok = ours.set(name, &value).is_ok();
             let theirs_ok = editenv_ok(&theirs, &["set", &format!("{name}={value}")]);
@@ -349,14 +300,7 @@ fn pseudo_random_edit_walk_matches_grub_editenv() {
                 refused += 1
             }
         }
-        assert_eq!(
-            ours.to_bytes().unwrap(),
-            fs::read(&theirs).unwrap(),
-            "step {step}"
-        );
+        assert_eq!(ours.to_bytes().unwrap(), fs::read(&theirs).unwrap(), "step {step}");
     }
-    assert!(
-        refused > 5 && accepted > 50,
-        "walk too tame: {accepted} accepted, {refused} refused"
-    );
+    assert!(refused > 5 && accepted > 50, "walk too tame: {accepted} accepted, {refused} refused");
 }

@@ -12,9 +12,7 @@ use grub::MenuEntry;
 const STAGING_UUID: &str = "0a1b2c3d-1111-2222-3333-444455556666";
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 fn script_check(text: &str) -> Result<(), String> {
@@ -25,10 +23,7 @@ fn script_check(text: &str) -> Result<(), String> {
 }
 
 fn script_check_file(path: &Path) -> Result<(), String> {
-    let out = Command::new("grub-script-check")
-        .arg(path)
-        .output()
-        .unwrap();
+    let out = Command::new("grub-script-check").arg(path).output().unwrap();
     if out.status.success() {
         Ok(())
     } else {
@@ -42,11 +37,7 @@ fn script_check_file(path: &Path) -> Result<(), String> {
 
 fn entry_for(cfg: &str) -> MenuEntry {
     let report = inspect_file(&fixture(cfg)).unwrap();
-    let staging = StagingFs {
-        uuid: STAGING_UUID.into(),
-        fs: StagingFsType::Ext4,
-        table: None,
-    };
+    let staging = StagingFs { uuid: STAGING_UUID.into(), fs: StagingFsType::Ext4, table: None };
     MenuEntry {
         title: "swapover: migrate to balenaOS (don't pick by hand)".into(),
         id: "swapover-migrate".into(),
@@ -121,17 +112,11 @@ fn host_config_plus_our_custom_cfg_checks_and_finds_our_entry_by_id() {
         script_check(&combined).unwrap_or_else(|e| panic!("{name}: {e}"));
         let report = inspect(&combined);
         assert!(report.has_entry_id("swapover-migrate"), "{name}");
-        let ours = report
-            .entries
-            .iter()
-            .find(|e| e.id.as_deref() == Some("swapover-migrate"))
-            .unwrap();
+        let ours =
+            report.entries.iter().find(|e| e.id.as_deref() == Some("swapover-migrate")).unwrap();
         assert_eq!(ours.searches[0][4], STAGING_UUID);
         assert_eq!(ours.linux.as_ref().unwrap()[1], "/swapover/vmlinuz");
-        assert!(
-            report.next_entry.yes,
-            "{name}: adding our entry must not break next_entry"
-        );
+        assert!(report.next_entry.yes, "{name}: adding our entry must not break next_entry");
     }
 }
 
@@ -140,78 +125,41 @@ fn unsafe_inputs_are_refused_before_rendering() {
     let good = entry_for("debian-12.cfg");
     type Case = (MenuEntry, fn(&MenuEntryError) -> bool);
     let cases: Vec<Case> = vec![
-        (
-            MenuEntry {
-                id: "has space".into(),
-                ..good.clone()
-            },
-            |e| matches!(e, MenuEntryError::BadId(_)),
-        ),
-        (
-            MenuEntry {
-                id: String::new(),
-                ..good.clone()
-            },
-            |e| matches!(e, MenuEntryError::BadId(_)),
-        ),
-        (
-            MenuEntry {
-                kernel: "swapover/vmlinuz".into(),
-                ..good.clone()
-            },
-            |e| matches!(e, MenuEntryError::BadPath { what: "kernel", .. }),
-        ),
-        (
-            MenuEntry {
-                initrd: "/a b".into(),
-                ..good.clone()
-            },
-            |e| matches!(e, MenuEntryError::BadPath { what: "initrd", .. }),
-        ),
-        (
-            MenuEntry {
-                args: vec!["init=$x".into()],
-                ..good.clone()
-            },
-            |e| matches!(e, MenuEntryError::BadArgument(_)),
-        ),
-        (
-            MenuEntry {
-                args: vec!["a;reboot".into()],
-                ..good.clone()
-            },
-            |e| matches!(e, MenuEntryError::BadArgument(_)),
-        ),
-        (
-            MenuEntry {
-                title: String::new(),
-                ..good.clone()
-            },
-            |e| matches!(e, MenuEntryError::Empty(_)),
-        ),
+        (MenuEntry { id: "has space".into(), ..good.clone() }, |e| {
+            matches!(e, MenuEntryError::BadId(_))
+        }),
+        (MenuEntry { id: String::new(), ..good.clone() }, |e| {
+            matches!(e, MenuEntryError::BadId(_))
+        }),
+        (MenuEntry { kernel: "swapover/vmlinuz".into(), ..good.clone() }, |e| {
+            matches!(e, MenuEntryError::BadPath { what: "kernel", .. })
+        }),
+        (MenuEntry { initrd: "/a b".into(), ..good.clone() }, |e| {
+            matches!(e, MenuEntryError::BadPath { what: "initrd", .. })
+        }),
+        (MenuEntry { args: vec!["init=$x".into()], ..good.clone() }, |e| {
+            matches!(e, MenuEntryError::BadArgument(_))
+        }),
+        (MenuEntry { args: vec!["a;reboot".into()], ..good.clone() }, |e| {
+            matches!(e, MenuEntryError::BadArgument(_))
+        }),
+        (MenuEntry { title: String::new(), ..good.clone() }, |e| {
+            matches!(e, MenuEntryError::Empty(_))
+        }),
     ];
     for (entry, expected) in cases {
         let err = entry.render().unwrap_err();
         assert!(expected(&err), "unexpected {err}");
     }
     // A title with quotes and dollars is fine: it is quoted, and grub-script-check agrees.
-    let odd = MenuEntry {
-        title: r#"it's "$HOME"; } {"#.into(),
-        ..good
-    };
+    let odd = MenuEntry { title: r#"it's "$HOME"; } {"#.into(), ..good };
     script_check(&odd.render().unwrap()).unwrap();
-    assert_eq!(
-        inspect(&odd.render().unwrap()).entries[0].title,
-        r#"it's "$HOME"; } {"#
-    );
+    assert_eq!(inspect(&odd.render().unwrap()).entries[0].title, r#"it's "$HOME"; } {"#);
 }
 
 #[test]
 fn grub_script_check_does_reject_broken_script() {
     // The checker this file relies on is not a no-op.
-    let broken = entry_for("debian-12.cfg")
-        .render()
-        .unwrap()
-        .replace("}\n", "");
+    let broken = entry_for("debian-12.cfg").render().unwrap().replace("}\n", "");
     assert!(script_check(&broken).is_err());
 }

@@ -22,9 +22,7 @@ fn boot_dir_with_env(root: &Path, setup: &[&str]) -> std::path::PathBuf {
 }
 
 fn grub_tool(tool: &str, boot_dir: &Path, entry: &str) {
-    run(Command::new(tool)
-        .arg(format!("--boot-directory={}", boot_dir.display()))
-        .arg(entry));
+    run(Command::new(tool).arg(format!("--boot-directory={}", boot_dir.display())).arg(entry));
 }
 
 const HOST_STATES: &[&[&str]] = &[
@@ -45,23 +43,12 @@ fn arm_matches_grub_reboot_and_undo_restores_every_byte() {
 
         grub_tool("grub-reboot", theirs.path(), "swapover-migrate");
         let undo = OneShot::arm(&our_env, "swapover-migrate").unwrap();
-        assert_eq!(
-            fs::read(&our_env).unwrap(),
-            fs::read(&their_env).unwrap(),
-            "state {setup:?}"
-        );
-        assert_eq!(
-            GrubEnv::load(&our_env).unwrap().get("next_entry"),
-            Some("swapover-migrate")
-        );
+        assert_eq!(fs::read(&our_env).unwrap(), fs::read(&their_env).unwrap(), "state {setup:?}");
+        assert_eq!(GrubEnv::load(&our_env).unwrap().get("next_entry"), Some("swapover-migrate"));
         assert!(undo.still_armed().unwrap());
 
         undo.restore().unwrap();
-        assert_eq!(
-            fs::read(&our_env).unwrap(),
-            before,
-            "undo of state {setup:?}"
-        );
+        assert_eq!(fs::read(&our_env).unwrap(), before, "undo of state {setup:?}");
         assert!(!undo.still_armed().unwrap());
     }
 }
@@ -77,18 +64,10 @@ fn set_default_matches_grub_set_default_and_undo_restores_every_byte() {
 
         grub_tool("grub-set-default", theirs.path(), "swapover-migrate");
         let undo = PermanentDefault::set(&our_env, "swapover-migrate").unwrap();
-        assert_eq!(
-            fs::read(&our_env).unwrap(),
-            fs::read(&their_env).unwrap(),
-            "state {setup:?}"
-        );
+        assert_eq!(fs::read(&our_env).unwrap(), fs::read(&their_env).unwrap(), "state {setup:?}");
 
         undo.restore().unwrap();
-        assert_eq!(
-            fs::read(&our_env).unwrap(),
-            before,
-            "undo of state {setup:?}"
-        );
+        assert_eq!(fs::read(&our_env).unwrap(), before, "undo of state {setup:?}");
     }
 }
 
@@ -100,10 +79,7 @@ fn arming_where_no_grubenv_exists_creates_it_like_grub_reboot_and_undo_removes_i
     let our_env = ours.path().join("grubenv");
     grub_tool("grub-reboot", theirs.path(), "m");
     let undo = OneShot::arm(&our_env, "m").unwrap();
-    assert_eq!(
-        fs::read(&our_env).unwrap(),
-        fs::read(theirs.path().join("grub/grubenv")).unwrap()
-    );
+    assert_eq!(fs::read(&our_env).unwrap(), fs::read(theirs.path().join("grub/grubenv")).unwrap());
     assert_eq!(undo.original, None);
     undo.restore().unwrap();
     assert!(!our_env.exists());

@@ -9,8 +9,7 @@ use std::process::Command;
 
 use grub::uefi::{
     EfiVars, HardDrive, LoadOption, PartitionSignature, PermanentBoot, UefiError, UefiOneShot,
-    UefiUndo,
-    EFI_GLOBAL_VARIABLE_GUID,
+    UefiUndo, EFI_GLOBAL_VARIABLE_GUID,
 };
 
 const GUID: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
@@ -54,17 +53,9 @@ fn file_name(name: &str) -> String {
 fn efivars_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     // attributes 0x7, BootOrder = [0x0000, 0x0001]
-    fs::write(
-        dir.path().join(file_name("BootOrder")),
-        [7, 0, 0, 0, 0, 0, 1, 0],
-    )
-    .unwrap();
+    fs::write(dir.path().join(file_name("BootOrder")), [7, 0, 0, 0, 0, 0, 1, 0]).unwrap();
     // Some firmware option (content irrelevant to the one-shot).
-    fs::write(
-        dir.path().join(file_name("Boot0000")),
-        [7, 0, 0, 0, 1, 0, 0, 0],
-    )
-    .unwrap();
+    fs::write(dir.path().join(file_name("Boot0000")), [7, 0, 0, 0, 1, 0, 0, 0]).unwrap();
     dir
 }
 
@@ -148,10 +139,7 @@ fn every_truncation_and_any_trailing_byte_is_refused() {
         let bytes = option.encode().unwrap();
         // OptionalData has no length field of its own: cut exactly where it
         // starts, the bytes are a valid option without a command line.
-        let without_args = LoadOption {
-            args: String::new(),
-            ..option.clone()
-        };
+        let without_args = LoadOption { args: String::new(), ..option.clone() };
         let args_start = without_args.encode().unwrap().len();
         for len in 0..bytes.len() {
             let r = LoadOption::decode(&bytes[..len]);
@@ -203,9 +191,7 @@ fn bad_lengths_and_fields_are_refused() {
         b[file + 3] = 0xff
     });
     edit("file path without NUL", &|b| b[file + 8] = b'x');
-    edit("end node replaced by instance end", &|b| {
-        b[file + 11] = 0x01
-    });
+    edit("end node replaced by instance end", &|b| b[file + 11] = 0x01);
     edit("lone surrogate in description", &|b| {
         b[6] = 0x00;
         b[7] = 0xd8
@@ -265,10 +251,7 @@ fn arm_writes_boot_option_and_boot_next_and_undo_removes_both() {
     let boot = read(dir.path(), "Boot0100").expect("Boot0100 written");
     assert_eq!(&boot[..4], &[7, 0, 0, 0]);
     assert_eq!(LoadOption::decode(&boot[4..]).unwrap(), option);
-    assert_eq!(
-        read(dir.path(), "BootNext").unwrap(),
-        vec![7, 0, 0, 0, 0x00, 0x01]
-    );
+    assert_eq!(read(dir.path(), "BootNext").unwrap(), vec![7, 0, 0, 0, 0x00, 0x01]);
     assert_eq!(vars.boot_next().unwrap(), Some(0x0100));
     assert!(undo.is_pending(&vars).unwrap());
     // BootOrder is not touched.
@@ -303,23 +286,13 @@ fn taken_numbers_are_skipped() {
     let vars = EfiVars::at(dir.path());
     fs::write(dir.path().join(file_name("Boot0100")), [7, 0, 0, 0, 1, 0]).unwrap();
     // In BootOrder but without a variable (a dangling entry): still not ours to reuse.
-    fs::write(
-        dir.path().join(file_name("BootOrder")),
-        [7, 0, 0, 0, 0, 0, 0x01, 0x01],
-    )
-    .unwrap();
+    fs::write(dir.path().join(file_name("BootOrder")), [7, 0, 0, 0, 0, 0, 0x01, 0x01]).unwrap();
     let undo = UefiOneShot::arm(&vars, &mbr_option()).unwrap();
     assert_eq!(undo.boot_number, 0x0102);
     assert!(read(dir.path(), "Boot0102").is_some());
-    assert_eq!(
-        read(dir.path(), "BootNext").unwrap(),
-        vec![7, 0, 0, 0, 0x02, 0x01]
-    );
+    assert_eq!(read(dir.path(), "BootNext").unwrap(), vec![7, 0, 0, 0, 0x02, 0x01]);
     undo.undo(&vars).unwrap();
-    assert_eq!(
-        read(dir.path(), "Boot0100").unwrap(),
-        vec![7, 0, 0, 0, 1, 0]
-    );
+    assert_eq!(read(dir.path(), "Boot0100").unwrap(), vec![7, 0, 0, 0, 1, 0]);
     assert_eq!(read(dir.path(), "Boot0102"), None);
 }
 
@@ -346,16 +319,8 @@ fn undo_leaves_a_boot_next_someone_else_set_after_the_firmware_consumed_ours() {
     let theirs = vec![7, 0, 0, 0, 0x02, 0x00];
     fs::write(dir.path().join(file_name("BootNext")), &theirs).unwrap();
     undo.undo(&vars).unwrap();
-    assert_eq!(
-        read(dir.path(), "BootNext").unwrap(),
-        theirs,
-        "their BootNext was touched"
-    );
-    assert_eq!(
-        read(dir.path(), "Boot0100"),
-        None,
-        "our option is still removed"
-    );
+    assert_eq!(read(dir.path(), "BootNext").unwrap(), theirs, "their BootNext was touched");
+    assert_eq!(read(dir.path(), "Boot0100"), None, "our option is still removed");
 }
 
 #[test]
@@ -380,10 +345,7 @@ fn undo_record_survives_json() {
     let back: UefiUndo = serde_json::from_str(&json).unwrap();
     assert_eq!(back, undo);
     back.undo(&vars).unwrap();
-    assert_eq!(
-        read(dir.path(), "BootNext").unwrap(),
-        vec![7, 0, 0, 0, 0, 0]
-    );
+    assert_eq!(read(dir.path(), "BootNext").unwrap(), vec![7, 0, 0, 0, 0, 0]);
 }
 
 #[test]
@@ -397,11 +359,7 @@ fn arm_refuses_without_efivarfs() {
         assert!(matches!(err, UefiError::NoEfiVars { .. }), "{err:?}");
         assert!(err.to_string().contains("mount -t efivarfs"), "{err}");
     }
-    assert_eq!(
-        fs::read_dir(dir.path()).unwrap().count(),
-        0,
-        "nothing written"
-    );
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
 }
 
 #[test]
@@ -442,11 +400,7 @@ fn undo_clears_the_immutable_flag() {
     let undo = UefiOneShot::arm(&vars, &mbr_option()).unwrap();
     let boot_next = dir.path().join(file_name("BootNext"));
     let boot = dir.path().join(file_name("Boot0100"));
-    let chattr = Command::new("chattr")
-        .arg("+i")
-        .arg(&boot_next)
-        .arg(&boot)
-        .status();
+    let chattr = Command::new("chattr").arg("+i").arg(&boot_next).arg(&boot).status();
     match chattr {
         Ok(s) if s.success() => {}
         other => {
@@ -476,11 +430,7 @@ fn undo_clears_the_immutable_flag() {
 /// EFIVARFS_PATH) must read what we wrote as the option we meant.
 #[test]
 fn efibootmgr_reads_our_variables() {
-    if Command::new("efibootmgr")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
+    if Command::new("efibootmgr").arg("--version").output().is_err() {
         eprintln!("SKIP: efibootmgr not installed (apt-get install efibootmgr)");
         return;
     }
@@ -545,11 +495,7 @@ fn efi_stub_check_reads_the_pe_header() {
         ("PE offset past 4 KiB", pe_head(0x2000, 0x8664), "outside"),
         ("no MZ", vec![0xeb, 0x63, 0x90], "no MZ"),
         ("truncated DOS header", b"MZ\0\0".to_vec(), "truncated"),
-        (
-            "truncated PE header",
-            pe_head(0x80, 0x8664)[..0x85].to_vec(),
-            "PE",
-        ),
+        ("truncated PE header", pe_head(0x80, 0x8664)[..0x85].to_vec(), "PE"),
     ] {
         let err = check(&bytes).unwrap_err();
         assert!(

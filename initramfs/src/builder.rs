@@ -182,14 +182,13 @@ impl InitramfsBuilder {
     }
 
     /// A regular file with permission bits `mode`.
-    pub fn file(mut self, path: impl Into<String>, source: impl Into<FileSource>, mode: u32) -> Self {
-        self.entries.push((
-            path.into(),
-            Entry::File {
-                source: source.into(),
-                mode,
-            },
-        ));
+    pub fn file(
+        mut self,
+        path: impl Into<String>,
+        source: impl Into<FileSource>,
+        mode: u32,
+    ) -> Self {
+        self.entries.push((path.into(), Entry::File { source: source.into(), mode }));
         self
     }
 
@@ -207,26 +206,24 @@ impl InitramfsBuilder {
 
     /// A symbolic link at `path` to `target`.
     pub fn symlink(mut self, path: impl Into<String>, target: impl Into<String>) -> Self {
-        self.entries.push((
-            path.into(),
-            Entry::Symlink {
-                target: target.into(),
-            },
-        ));
+        self.entries.push((path.into(), Entry::Symlink { target: target.into() }));
         self
     }
 
     /// A character device node.
     pub fn char_device(mut self, path: impl Into<String>, mode: u32, device: DeviceNumber) -> Self {
-        self.entries
-            .push((path.into(), Entry::CharDevice { mode, device }));
+        self.entries.push((path.into(), Entry::CharDevice { mode, device }));
         self
     }
 
     /// A block device node.
-    pub fn block_device(mut self, path: impl Into<String>, mode: u32, device: DeviceNumber) -> Self {
-        self.entries
-            .push((path.into(), Entry::BlockDevice { mode, device }));
+    pub fn block_device(
+        mut self,
+        path: impl Into<String>,
+        mode: u32,
+        device: DeviceNumber,
+    ) -> Self {
+        self.entries.push((path.into(), Entry::BlockDevice { mode, device }));
         self
     }
 
@@ -289,14 +286,12 @@ impl InitramfsBuilder {
             add_missing_parents_to(&mut paths, &path, &cpio);
             match entry {
                 Entry::Directory { mode } => cpio.directory(&path, *mode)?,
-                Entry::File {
-                    source: FileSource::Bytes(bytes),
-                    mode,
-                } => cpio.file_from_bytes(&path, *mode, bytes)?,
-                Entry::File {
-                    source: FileSource::HostPath(source),
-                    mode,
-                } => cpio.file_from_path(&path, *mode, source)?,
+                Entry::File { source: FileSource::Bytes(bytes), mode } => {
+                    cpio.file_from_bytes(&path, *mode, bytes)?
+                }
+                Entry::File { source: FileSource::HostPath(source), mode } => {
+                    cpio.file_from_path(&path, *mode, source)?
+                }
                 Entry::Module(index) => {
                     let contents = modules[*index].read_decompressed()?;
                     module_bytes += contents.len() as u64;
@@ -318,10 +313,7 @@ impl InitramfsBuilder {
             paths,
             kernel_version: module_set.as_ref().map(|set| set.kernel_version.clone()),
             modules: modules.iter().map(|module| module.name.clone()).collect(),
-            builtin_modules: module_set
-                .as_ref()
-                .map(|set| set.builtin.clone())
-                .unwrap_or_default(),
+            builtin_modules: module_set.as_ref().map(|set| set.builtin.clone()).unwrap_or_default(),
             optional_modules: module_set.map(|set| set.optional).unwrap_or_default(),
             module_bytes,
         };
@@ -372,24 +364,19 @@ impl InitramfsBuilder {
             )?;
         }
         for (path, entry) in &self.entries {
-            if let Entry::File {
-                source: FileSource::HostPath(source),
-                ..
-            } = entry
-            {
-                fs::metadata(source).map_err(|error| Error::Read {
-                    path: source.clone(),
-                    source: error,
-                })?;
+            if let Entry::File { source: FileSource::HostPath(source), .. } = entry {
+                fs::metadata(source)
+                    .map_err(|error| Error::Read { path: source.clone(), source: error })?;
             }
             add(path, entry.clone())?;
         }
         let standard = STANDARD_DIRECTORIES
             .iter()
             .map(|(path, mode)| (*path, Entry::Directory { mode: *mode }))
-            .chain([CONSOLE, NULL].map(|(path, mode, device)| {
-                (path, Entry::CharDevice { mode, device })
-            }));
+            .chain(
+                [CONSOLE, NULL]
+                    .map(|(path, mode, device)| (path, Entry::CharDevice { mode, device })),
+            );
         for (path, entry) in standard {
             let components = path.split('/').map(String::from).collect::<Vec<_>>();
             planned.entry(components).or_insert(entry);

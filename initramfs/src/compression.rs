@@ -38,26 +38,16 @@ impl Compression {
             Compression::None => Encoder::Plain(out),
             Compression::Gzip => Encoder::Gzip(GzEncoder::new(out, flate2::Compression::best())),
             Compression::Xz => {
-                let stream = Stream::new_easy_encoder(XZ_PRESET, Check::Crc32).map_err(|e| {
-                    Error::Encoder {
-                        compression: "xz",
-                        reason: e.to_string(),
-                    }
-                })?;
+                let stream = Stream::new_easy_encoder(XZ_PRESET, Check::Crc32)
+                    .map_err(|e| Error::Encoder { compression: "xz", reason: e.to_string() })?;
                 Encoder::Xz(XzEncoder::new_stream(out, stream))
             }
             Compression::Zstd => {
-                let mut encoder =
-                    zstd::Encoder::new(out, ZSTD_LEVEL).map_err(|e| Error::Encoder {
-                        compression: "zstd",
-                        reason: e.to_string(),
-                    })?;
+                let mut encoder = zstd::Encoder::new(out, ZSTD_LEVEL)
+                    .map_err(|e| Error::Encoder { compression: "zstd", reason: e.to_string() })?;
                 encoder
                     .include_checksum(true)
-                    .map_err(|e| Error::Encoder {
-                        compression: "zstd",
-                        reason: e.to_string(),
-                    })?;
+                    .map_err(|e| Error::Encoder { compression: "zstd", reason: e.to_string() })?;
                 Encoder::Zstd(encoder)
             }
         };
@@ -69,11 +59,8 @@ impl Compression {
     /// then gzip, else none. Only `=y` counts: the unpacker runs before any
     /// module can be loaded.
     pub fn best_supported(kernel_config: &str) -> Compression {
-        let enabled = |option: &str| {
-            kernel_config
-                .lines()
-                .any(|line| line.trim() == format!("{option}=y"))
-        };
+        let enabled =
+            |option: &str| kernel_config.lines().any(|line| line.trim() == format!("{option}=y"));
         [
             ("CONFIG_RD_XZ", Compression::Xz),
             ("CONFIG_RD_ZSTD", Compression::Zstd),
@@ -167,18 +154,12 @@ mod tests {
 
     #[test]
     fn parses_every_name_it_prints() {
-        for compression in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Xz,
-            Compression::Zstd,
-        ] {
+        for compression in
+            [Compression::None, Compression::Gzip, Compression::Xz, Compression::Zstd]
+        {
             assert_eq!(compression.to_string().parse::<Compression>().unwrap(), compression);
         }
-        assert!(matches!(
-            "bzip2".parse::<Compression>(),
-            Err(Error::UnknownCompression(_))
-        ));
+        assert!(matches!("bzip2".parse::<Compression>(), Err(Error::UnknownCompression(_))));
     }
 
     #[test]

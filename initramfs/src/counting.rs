@@ -9,10 +9,7 @@ pub(crate) struct CountingWriter<W> {
 
 impl<W: Write> CountingWriter<W> {
     pub(crate) fn new(inner: W) -> Self {
-        Self {
-            inner,
-            bytes_written: 0,
-        }
+        Self { inner, bytes_written: 0 }
     }
 
     pub(crate) fn bytes_written(&self) -> u64 {

@@ -117,10 +117,8 @@ impl<W: Write> CpioWriter<W> {
         reader: impl Read,
     ) -> Result<()> {
         let name = self.prepare_entry(path, mode)?;
-        let file_size = u32::try_from(size).map_err(|_| Error::FileTooLarge {
-            path: name.clone(),
-            size,
-        })?;
+        let file_size =
+            u32::try_from(size).map_err(|_| Error::FileTooLarge { path: name.clone(), size })?;
         let inode = self.allocate_inode();
         self.write_header(&Header {
             name: &name,
@@ -132,11 +130,7 @@ impl<W: Write> CpioWriter<W> {
         })?;
         let copied = io::copy(&mut reader.take(size), &mut self.out).map_err(Error::Write)?;
         if copied != size {
-            return Err(Error::ShortRead {
-                path: name,
-                expected: size,
-                actual: copied,
-            });
+            return Err(Error::ShortRead { path: name, expected: size, actual: copied });
         }
         self.pad()?;
         self.record(name);
@@ -145,10 +139,8 @@ impl<W: Write> CpioWriter<W> {
 
     /// Adds a regular file with the contents of the host file `source`.
     pub fn file_from_path(&mut self, path: &str, mode: u32, source: &Path) -> Result<()> {
-        let read_error = |source_error| Error::Read {
-            path: source.to_path_buf(),
-            source: source_error,
-        };
+        let read_error =
+            |source_error| Error::Read { path: source.to_path_buf(), source: source_error };
         let file = File::open(source).map_err(read_error)?;
         let size = file.metadata().map_err(read_error)?.len();
         self.file_from_reader(path, mode, size, io::BufReader::new(file))
@@ -158,10 +150,8 @@ impl<W: Write> CpioWriter<W> {
     pub fn symlink(&mut self, path: &str, target: &str) -> Result<()> {
         let name = self.prepare_entry(path, 0o777)?;
         let inode = self.allocate_inode();
-        let file_size = u32::try_from(target.len()).map_err(|_| Error::FileTooLarge {
-            path: name.clone(),
-            size: target.len() as u64,
-        })?;
+        let file_size = u32::try_from(target.len())
+            .map_err(|_| Error::FileTooLarge { path: name.clone(), size: target.len() as u64 })?;
         self.write_header(&Header {
             name: &name,
             inode,
@@ -236,10 +226,7 @@ impl<W: Write> CpioWriter<W> {
     }
 
     fn write_missing_parents(&mut self, name: &str) -> Result<()> {
-        let parents = name
-            .match_indices('/')
-            .map(|(index, _)| &name[..index])
-            .collect::<Vec<_>>();
+        let parents = name.match_indices('/').map(|(index, _)| &name[..index]).collect::<Vec<_>>();
         for parent in parents {
             if self.directories.contains(parent) {
                 continue;
@@ -318,19 +305,14 @@ impl<W: Write> CpioWriter<W> {
         }
         let padding = [0u8; ALIGNMENT as usize];
         let padding_len = (ALIGNMENT - misalignment) as usize;
-        self.out
-            .write_all(&padding[..padding_len])
-            .map_err(Error::Write)
+        self.out.write_all(&padding[..padding_len]).map_err(Error::Write)
     }
 }
 
 /// The archive spelling of `path`: relative, `/`-separated, without empty or
 /// `.` components. `..` and NUL are refused, and so is the root itself.
 pub fn normalize_path(path: &str) -> Result<String> {
-    let invalid = |reason| Error::InvalidPath {
-        path: path.to_string(),
-        reason,
-    };
+    let invalid = |reason| Error::InvalidPath { path: path.to_string(), reason };
     if path.contains('\0') {
         return Err(invalid("it contains a NUL byte"));
     }
@@ -395,13 +377,6 @@ mod tests {
     fn short_reader_is_an_error() {
         let mut writer = CpioWriter::new(Vec::new());
         let result = writer.file_from_reader("a", 0o644, 10, &b"12345"[..]);
-        assert!(matches!(
-            result,
-            Err(Error::ShortRead {
-                expected: 10,
-                actual: 5,
-                ..
-            })
-        ));
+        assert!(matches!(result, Err(Error::ShortRead { expected: 10, actual: 5, .. })));
     }
 }

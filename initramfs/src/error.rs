@@ -32,17 +32,10 @@ pub enum Error {
     FileTooLarge { path: String, size: u64 },
 
     #[error("{path:?}: the source gave {actual} bytes where {expected} were promised; the file changed while being archived, retry")]
-    ShortRead {
-        path: String,
-        expected: u64,
-        actual: u64,
-    },
+    ShortRead { path: String, expected: u64, actual: u64 },
 
     #[error("cannot start the {compression} encoder: {reason}")]
-    Encoder {
-        compression: &'static str,
-        reason: String,
-    },
+    Encoder { compression: &'static str, reason: String },
 
     #[error("unknown compression {0:?}; use none, gzip, xz or zstd")]
     UnknownCompression(String),
@@ -55,21 +48,13 @@ pub enum Error {
     },
 
     #[error("{tree}/modules.dep line {line}: {reason}; regenerate it with depmod")]
-    ModulesDepSyntax {
-        tree: PathBuf,
-        line: usize,
-        reason: &'static str,
-    },
+    ModulesDepSyntax { tree: PathBuf, line: usize, reason: &'static str },
 
     #[error("module {name:?} is neither in {tree}/modules.dep nor in modules.builtin; check its name or pick the board profile that matches this kernel")]
     ModuleNotFound { name: String, tree: PathBuf },
 
     #[error("module {module:?} depends on {dependency:?}, which has no line of its own in {tree}/modules.dep; regenerate it with depmod")]
-    MissingDependency {
-        module: String,
-        dependency: String,
-        tree: PathBuf,
-    },
+    MissingDependency { module: String, dependency: String, tree: PathBuf },
 
     #[error("modules.dep in {tree} has a dependency cycle through {module:?}; regenerate it with depmod")]
     DependencyCycle { module: String, tree: PathBuf },

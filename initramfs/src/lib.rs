@@ -10,17 +10,17 @@
 
 pub mod builder;
 pub mod compression;
-pub mod cpio;
 mod counting;
+pub mod cpio;
 mod error;
 pub mod modules;
 
 pub use builder::{
     BuildReport, FileSource, InitramfsBuilder, MODULE_LOAD_LIST_PATH, MODULE_OPTIONAL_LIST_PATH,
 };
-pub use cpio::DeviceNumber;
 pub use compression::Compression;
 pub use cpio::CpioWriter;
+pub use cpio::DeviceNumber;
 pub use error::Error;
 pub use modules::{Module, ModuleCompression, ModuleSet, ModuleTree};
 

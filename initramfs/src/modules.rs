@@ -66,21 +66,17 @@ pub struct Module {
 impl Module {
     /// A reader of the module's uncompressed contents.
     pub fn open_decompressed(&self) -> Result<Box<dyn Read>> {
-        let file = File::open(&self.source).map_err(|source| Error::Read {
-            path: self.source.clone(),
-            source,
-        })?;
+        let file = File::open(&self.source)
+            .map_err(|source| Error::Read { path: self.source.clone(), source })?;
         let file = BufReader::new(file);
         Ok(match self.compression {
             ModuleCompression::None => Box::new(file),
             ModuleCompression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(file)),
             ModuleCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
-            ModuleCompression::Zstd => {
-                Box::new(zstd::Decoder::with_buffer(file).map_err(|source| Error::Decompress {
-                    path: self.source.clone(),
-                    source,
-                })?)
-            }
+            ModuleCompression::Zstd => Box::new(
+                zstd::Decoder::with_buffer(file)
+                    .map_err(|source| Error::Decompress { path: self.source.clone(), source })?,
+            ),
         })
     }
 
@@ -89,10 +85,7 @@ impl Module {
         let mut contents = Vec::new();
         self.open_decompressed()?
             .read_to_end(&mut contents)
-            .map_err(|source| Error::Decompress {
-                path: self.source.clone(),
-                source,
-            })?;
+            .map_err(|source| Error::Decompress { path: self.source.clone(), source })?;
         Ok(contents)
     }
 }
@@ -117,10 +110,7 @@ impl ModuleSet {
     /// (relative to the archive root, no leading `/`), one per line, in
     /// load order.
     pub fn load_list(&self) -> String {
-        self.load_order
-            .iter()
-            .map(|module| format!("{}\n", module.archive_path))
-            .collect()
+        self.load_order.iter().map(|module| format!("{}\n", module.archive_path)).collect()
     }
 
     /// Like [`ModuleSet::load_list`], for the optional modules only.
@@ -183,10 +173,7 @@ impl ModuleTree {
     /// Reads `modules.dep` (required), `modules.builtin` and `modules.alias`
     /// (optional) of the tree `dir`; the kernel version is `dir`'s name.
     pub fn open(dir: &Path) -> Result<Self> {
-        let tree_error = |source| Error::ModuleTree {
-            tree: dir.to_path_buf(),
-            source,
-        };
+        let tree_error = |source| Error::ModuleTree { tree: dir.to_path_buf(), source };
         let kernel_version = dir
             .file_name()
             .and_then(|name| name.to_str())
@@ -213,9 +200,8 @@ impl ModuleTree {
                 line: index + 1,
                 reason,
             };
-            let (tree_path, dependencies) = line
-                .split_once(':')
-                .ok_or_else(|| syntax_error("no ':' after the module path"))?;
+            let (tree_path, dependencies) =
+                line.split_once(':').ok_or_else(|| syntax_error("no ':' after the module path"))?;
             let tree_path = tree_path.trim().to_string();
             let name = module_name_of_path(&tree_path)
                 .ok_or_else(|| syntax_error("the module path does not end in .ko[.xz|.zst|.gz]"))?;
@@ -228,10 +214,8 @@ impl ModuleTree {
                 },
             );
         }
-        let builtin: BTreeSet<String> = builtin_list
-            .lines()
-            .filter_map(|line| module_name_of_path(line.trim()))
-            .collect();
+        let builtin: BTreeSet<String> =
+            builtin_list.lines().filter_map(|line| module_name_of_path(line.trim())).collect();
         let mut aliases: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for line in alias_list.lines() {
             let mut fields = line.split_whitespace();
@@ -239,10 +223,7 @@ impl ModuleTree {
                 (fields.next(), fields.next(), fields.next())
             {
                 if !alias.contains(['*', '?', '[']) {
-                    aliases
-                        .entry(canonical_name(alias))
-                        .or_default()
-                        .push(canonical_name(module));
+                    aliases.entry(canonical_name(alias)).or_default().push(canonical_name(module));
                 }
             }
         }
@@ -366,14 +347,13 @@ impl ModuleTree {
         // depmod lists the dependency to load last first; walking the list
         // backwards keeps modprobe's order among independent dependencies.
         for dependency_path in record.dependencies.iter().rev() {
-            let dependency =
-                self.names_by_path
-                    .get(dependency_path)
-                    .ok_or_else(|| Error::MissingDependency {
-                        module: name.to_string(),
-                        dependency: dependency_path.clone(),
-                        tree: self.dir.clone(),
-                    })?;
+            let dependency = self.names_by_path.get(dependency_path).ok_or_else(|| {
+                Error::MissingDependency {
+                    module: name.to_string(),
+                    dependency: dependency_path.clone(),
+                    tree: self.dir.clone(),
+                }
+            })?;
             self.visit(dependency, need, walk)?;
         }
         walk.states.insert(name.to_string(), VisitState::Done);
@@ -390,16 +370,11 @@ impl ModuleTree {
             return Err(Error::ModuleFileMissing { path: source });
         }
         let (compression, uncompressed_len) = ModuleCompression::of_file_name(&record.tree_path)
-            .ok_or_else(|| Error::UnsupportedModuleCompression {
-                path: source.clone(),
-            })?;
+            .ok_or_else(|| Error::UnsupportedModuleCompression { path: source.clone() })?;
         let uncompressed_tree_path = record.tree_path[..uncompressed_len].trim_start_matches('/');
         Ok(Module {
             name: name.to_string(),
-            archive_path: format!(
-                "lib/modules/{}/{}",
-                self.kernel_version, uncompressed_tree_path
-            ),
+            archive_path: format!("lib/modules/{}/{}", self.kernel_version, uncompressed_tree_path),
             source,
             tree_path: record.tree_path.clone(),
             compression,

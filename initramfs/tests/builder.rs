@@ -7,7 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::{cpio_extract, cpio_list, cpio_list_verbose, decompress_with_cli, real_module_tree, FakeTree};
+use common::{
+    cpio_extract, cpio_list, cpio_list_verbose, decompress_with_cli, real_module_tree, FakeTree,
+};
 use initramfs::{
     Compression, Error, FileSource, InitramfsBuilder, MODULE_LOAD_LIST_PATH,
     MODULE_OPTIONAL_LIST_PATH,
@@ -21,7 +23,10 @@ fn fake_tree(root: &Path) -> FakeTree {
         root,
         VERSION,
         &[
-            ("kernel/fs/ext4/ext4.ko.zst", &["kernel/fs/jbd2/jbd2.ko.xz", "kernel/fs/mbcache.ko.gz"]),
+            (
+                "kernel/fs/ext4/ext4.ko.zst",
+                &["kernel/fs/jbd2/jbd2.ko.xz", "kernel/fs/mbcache.ko.gz"],
+            ),
             ("kernel/fs/jbd2/jbd2.ko.xz", &[]),
             ("kernel/fs/mbcache.ko.gz", &[]),
             ("kernel/fs/fat/vfat.ko", &["kernel/fs/fat/fat.ko"]),
@@ -71,13 +76,18 @@ fn tiny_init_archive_has_init_devices_standard_dirs_and_modules() {
     let listing = cpio_list(&archive);
     assert_eq!(listing, report.paths);
     assert_parents_come_first(&listing);
-    for path in ["bin", "dev", "etc", "lib", "mnt", "proc", "root", "run", "sbin", "sys", "tmp", "init"] {
+    for path in
+        ["bin", "dev", "etc", "lib", "mnt", "proc", "root", "run", "sbin", "sys", "tmp", "init"]
+    {
         assert!(listing.iter().any(|p| p == path), "{path} missing from {listing:?}");
     }
 
     let verbose = cpio_list_verbose(&archive);
     assert_eq!(&verbose_line(&verbose, "init")[..4], ["-rwxr-xr-x", "1", "0", "0"]);
-    assert_eq!(&verbose_line(&verbose, "dev/console")[..6], ["crw-------", "1", "0", "0", "5,", "1"]);
+    assert_eq!(
+        &verbose_line(&verbose, "dev/console")[..6],
+        ["crw-------", "1", "0", "0", "5,", "1"]
+    );
     assert_eq!(&verbose_line(&verbose, "dev/null")[..6], ["crw-rw-rw-", "1", "0", "0", "1,", "3"]);
     assert_eq!(verbose_line(&verbose, "tmp")[0], "drwxrwxrwt");
     assert_eq!(verbose_line(&verbose, "usr/share/plan.json")[0], "-rw-------");
@@ -116,7 +126,8 @@ fn tiny_init_archive_has_init_devices_standard_dirs_and_modules() {
         module_bytes += extracted.len() as u64;
     }
     assert_eq!(report.module_bytes, module_bytes);
-    let position = |name: &str| loaded.iter().position(|p| p.ends_with(&format!("/{name}.ko"))).unwrap();
+    let position =
+        |name: &str| loaded.iter().position(|p| p.ends_with(&format!("/{name}.ko"))).unwrap();
     assert!(position("jbd2") < position("ext4") && position("mbcache") < position("ext4"));
     assert!(position("fat") < position("vfat"));
 }
@@ -149,12 +160,13 @@ fn busybox_applets_run_from_the_extracted_archive() {
     assert_eq!(fs::metadata(root.join("init")).unwrap().permissions().mode() & 0o7777, 0o755);
     assert_eq!(fs::read(root.join("bin/busybox")).unwrap(), fs::read("/usr/bin/busybox").unwrap());
     assert_eq!(fs::read_link(root.join("bin/sh")).unwrap().to_str(), Some("busybox"));
-    assert_eq!(fs::read_link(root.join("sbin/switch_root")).unwrap().to_str(), Some("/bin/busybox"));
+    assert_eq!(
+        fs::read_link(root.join("sbin/switch_root")).unwrap().to_str(),
+        Some("/bin/busybox")
+    );
 
-    let output = Command::new(root.join("bin/sh"))
-        .args(["-c", "echo applet-ran"])
-        .output()
-        .unwrap();
+    let output =
+        Command::new(root.join("bin/sh")).args(["-c", "echo applet-ran"]).output().unwrap();
     assert!(output.status.success());
     assert_eq!(String::from_utf8_lossy(&output.stdout), "applet-ran\n");
 }
@@ -222,7 +234,10 @@ fn explicit_entries_replace_standard_ones() {
         .unwrap();
     let verbose = cpio_list_verbose(&archive);
     assert_eq!(verbose_line(&verbose, "tmp")[0], "drwx------");
-    assert_eq!(&verbose_line(&verbose, "dev/console")[..6], ["crw--w----", "1", "0", "0", "4,", "64"]);
+    assert_eq!(
+        &verbose_line(&verbose, "dev/console")[..6],
+        ["crw--w----", "1", "0", "0", "4,", "64"]
+    );
     assert_eq!(&verbose_line(&verbose, "dev/sda")[..6], ["brw-rw----", "1", "0", "0", "8,", "0"]);
     assert_eq!(*verbose_line(&verbose, "bin/sh").last().unwrap(), "/init");
 }
@@ -235,17 +250,19 @@ fn inconsistent_contents_are_refused_before_anything_is_written() {
     let cases: [(InitramfsBuilder, ErrorCheck); 5] = [
         (InitramfsBuilder::new().data_file("etc/x", "x"), |e| matches!(e, Error::MissingInit)),
         (
-            InitramfsBuilder::new().init(TINY_INIT).data_file("etc/x", "1").data_file("/etc//x", "2"),
+            InitramfsBuilder::new()
+                .init(TINY_INIT)
+                .data_file("etc/x", "1")
+                .data_file("/etc//x", "2"),
             |e| matches!(e, Error::DuplicatePath { path } if path == "etc/x"),
         ),
         (
             InitramfsBuilder::new().init(TINY_INIT).modules(&fake.dir, ["ext4", "zfs"]),
             |e| matches!(e, Error::ModuleNotFound { name, .. } if name == "zfs"),
         ),
-        (
-            InitramfsBuilder::new().init(TINY_INIT).data_file("../escape", "x"),
-            |e| matches!(e, Error::InvalidPath { .. }),
-        ),
+        (InitramfsBuilder::new().init(TINY_INIT).data_file("../escape", "x"), |e| {
+            matches!(e, Error::InvalidPath { .. })
+        }),
         (
             InitramfsBuilder::new().init(Path::new("/nonexistent/swapover-init")),
             |e| matches!(e, Error::Read { path, .. } if path == Path::new("/nonexistent/swapover-init")),

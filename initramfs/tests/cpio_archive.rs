@@ -5,7 +5,9 @@ mod common;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 
-use common::{cpio_extract, cpio_list, cpio_list_verbose, decompress_with_cli, device_major, device_minor};
+use common::{
+    cpio_extract, cpio_list, cpio_list_verbose, decompress_with_cli, device_major, device_minor,
+};
 use initramfs::cpio::{CpioWriter, DeviceNumber};
 use initramfs::Compression;
 
@@ -23,21 +25,13 @@ fn sample_entries<W: std::io::Write>(writer: &mut CpioWriter<W>, host_file: &std
     writer.file_from_bytes("/etc/motd", 0o640, b"welcome\n").unwrap();
     writer.file_from_bytes("bin/run", 0o755, SCRIPT).unwrap();
     writer.file_from_bytes("empty", 0o600, b"").unwrap();
-    writer
-        .file_from_reader("data/stream.bin", 0o644, 5, &b"abcdefgh"[..])
-        .unwrap();
+    writer.file_from_reader("data/stream.bin", 0o644, 5, &b"abcdefgh"[..]).unwrap();
     writer.file_from_path("data/host.bin", 0o444, host_file).unwrap();
     writer.symlink("bin/sh", "run").unwrap();
     writer.symlink("abs-link", "/etc/motd").unwrap();
-    writer
-        .char_device("dev/console", 0o600, DeviceNumber::new(5, 1))
-        .unwrap();
-    writer
-        .block_device("dev/sda1", 0o660, DeviceNumber::new(8, 1))
-        .unwrap();
-    writer
-        .char_device("dev/big", 0o600, DeviceNumber::new(511, 70000))
-        .unwrap();
+    writer.char_device("dev/console", 0o600, DeviceNumber::new(5, 1)).unwrap();
+    writer.block_device("dev/sda1", 0o660, DeviceNumber::new(8, 1)).unwrap();
+    writer.char_device("dev/big", 0o600, DeviceNumber::new(511, 70000)).unwrap();
 }
 
 fn host_file(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
@@ -88,7 +82,8 @@ fn cpio_extracts_contents_modes_links_and_device_numbers() {
     assert_eq!(fs::read(root.join("data/stream.bin")).unwrap(), b"abcde");
     assert_eq!(fs::read(root.join("data/host.bin")).unwrap(), host_contents);
 
-    let mode = |path: &str| fs::symlink_metadata(root.join(path)).unwrap().permissions().mode() & 0o7777;
+    let mode =
+        |path: &str| fs::symlink_metadata(root.join(path)).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode("etc"), 0o750);
     assert_eq!(mode("etc/motd"), 0o640);
     assert_eq!(mode("bin"), 0o755, "implied parent directories are 0755");
@@ -124,7 +119,9 @@ fn cpio_verbose_listing_shows_root_ownership_and_device_numbers() {
     let line = |name: &str| {
         listing
             .iter()
-            .find(|line| line.ends_with(&format!(" {name}")) || line.contains(&format!(" {name} -> ")))
+            .find(|line| {
+                line.ends_with(&format!(" {name}")) || line.contains(&format!(" {name} -> "))
+            })
             .unwrap_or_else(|| panic!("{name} not in {listing:#?}"))
             .split_whitespace()
             .collect::<Vec<_>>()
@@ -173,15 +170,19 @@ fn bytes_follow_the_newc_specification() {
     let mut expected = Vec::new();
     expected.extend_from_slice(b"070701");
     // ino mode uid gid nlink mtime filesize devmajor devminor rdevmajor rdevminor namesize check
-    for field in ["00000001", "000081A4", "00000000", "00000000", "00000001", "5F5E1000", "00000002",
-        "00000000", "00000000", "00000000", "00000000", "00000002", "00000000"] {
+    for field in [
+        "00000001", "000081A4", "00000000", "00000000", "00000001", "5F5E1000", "00000002",
+        "00000000", "00000000", "00000000", "00000000", "00000002", "00000000",
+    ] {
         expected.extend_from_slice(field.as_bytes());
     }
     expected.extend_from_slice(b"a\0"); // 112 bytes: aligned
     expected.extend_from_slice(b"hi\0\0"); // data + 2 bytes of padding
     expected.extend_from_slice(b"070701");
-    for field in ["00000000", "00000000", "00000000", "00000000", "00000001", "5F5E1000", "00000000",
-        "00000000", "00000000", "00000000", "00000000", "0000000B", "00000000"] {
+    for field in [
+        "00000000", "00000000", "00000000", "00000000", "00000001", "5F5E1000", "00000000",
+        "00000000", "00000000", "00000000", "00000000", "0000000B", "00000000",
+    ] {
         expected.extend_from_slice(field.as_bytes());
     }
     expected.extend_from_slice(b"TRAILER!!!\0"); // 116 + 121 = 237
@@ -212,11 +213,9 @@ fn compressed_archives_decompress_with_the_real_tools_to_the_plain_archive() {
     let scratch = tempfile::tempdir().unwrap();
     let (host_path, _) = host_file(scratch.path());
     let plain = sample_archive(&host_path);
-    for (compression, program) in [
-        (Compression::Gzip, "gzip"),
-        (Compression::Xz, "xz"),
-        (Compression::Zstd, "zstd"),
-    ] {
+    for (compression, program) in
+        [(Compression::Gzip, "gzip"), (Compression::Xz, "xz"), (Compression::Zstd, "zstd")]
+    {
         let mut writer = CpioWriter::new(compression.writer(Vec::new()).unwrap());
         sample_entries(&mut writer, &host_path);
         let compressed = writer.finish().unwrap().finish().unwrap();

@@ -20,7 +20,10 @@ fn release_migrator() -> PathBuf {
 fn the_initramfs_without_modules_is_at_most_8_mib() {
     let path = release_migrator();
     let migrator = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("cannot read the release migrator {}: {e}; run `bash scripts/build-static.sh` first", path.display())
+        panic!(
+            "cannot read the release migrator {}: {e}; run `bash scripts/build-static.sh` first",
+            path.display()
+        )
     });
     // A plan of the size the stager writes (a few KiB); the content does not matter here.
     let plan = vec![b' '; 16 * 1024];

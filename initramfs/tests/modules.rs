@@ -210,10 +210,7 @@ fn broken_trees_are_refused_with_the_reason() {
     assert!(matches!(tree.resolve(&["e"]), Err(Error::ModuleFileMissing { .. })));
 
     fs::write(dir.join("modules.dep"), "kernel/a.ko\n").unwrap();
-    assert!(matches!(
-        ModuleTree::open(&dir),
-        Err(Error::ModulesDepSyntax { line: 1, .. })
-    ));
+    assert!(matches!(ModuleTree::open(&dir), Err(Error::ModulesDepSyntax { line: 1, .. })));
 }
 
 #[test]
@@ -276,7 +273,8 @@ fn real_debian_tree_resolves_the_generic_x86_set() {
     let position = |name: &str| loaded.iter().position(|n| *n == name);
     if tree_dir.join("modules.softdep").is_file() {
         // ext4 asks the crypto API for crc32c when mounting.
-        let crc32c = position("crc32c_generic").expect("crc32c_generic pulled in by ext4's softdep");
+        let crc32c =
+            position("crc32c_generic").expect("crc32c_generic pulled in by ext4's softdep");
         assert!(crc32c < position("ext4").unwrap());
         assert!(set.optional.iter().any(|name| name == "crc32c_generic"));
     }

@@ -29,10 +29,8 @@ fn run() -> Result<(), String> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--threads" => {
-                threads = args
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .ok_or("--threads needs a number")?;
+                threads =
+                    args.next().and_then(|n| n.parse().ok()).ok_or("--threads needs a number")?;
             }
             "--target-reads-zero" => zero_runs = ZeroRuns::SkipTargetReadsZero,
             _ => positional.push(arg),
@@ -51,10 +49,7 @@ fn run() -> Result<(), String> {
         .map_err(|e| format!("{target_path}: {e}"))?;
     let target = DirectTarget::open(std::path::Path::new(target_path))
         .map_err(|e| format!("{target_path}: {e}"))?;
-    let placement = Placement {
-        target_offset_bytes: 0,
-        extent_bytes: u64::MAX / 2,
-    };
+    let placement = Placement { target_offset_bytes: 0, extent_bytes: u64::MAX / 2 };
     let mut request = FlashRequest::new(placement);
     request.decode_threads = threads;
     request.zero_runs = zero_runs;
@@ -63,9 +58,7 @@ fn run() -> Result<(), String> {
     let written = write_image(&image, &target, &request, &mut |_| {}).map_err(|e| e.to_string())?;
     commit_head(&target, placement, &written.head).map_err(|e| e.to_string())?;
     let write_s = started.elapsed().as_secs_f64();
-    let verify_s = verify_written(&target, &written)
-        .map_err(|e| e.to_string())?
-        .as_secs_f64();
+    let verify_s = verify_written(&target, &written).map_err(|e| e.to_string())?.as_secs_f64();
     let mode = match written.mode {
         DecodeMode::Raw => "raw".to_owned(),
         DecodeMode::XzSequential => "xz-sequential".to_owned(),

@@ -33,7 +33,9 @@ pub enum BackupError {
     MissingSource(PathBuf),
     #[error("{path} changed size while being archived ({expected} bytes expected, {actual} read); the old root must be mounted read-only")]
     Changed { path: PathBuf, expected: u64, actual: u64 },
-    #[error("archive {archive} does not match its sources: {problem}; the staging disk may be failing")]
+    #[error(
+        "archive {archive} does not match its sources: {problem}; the staging disk may be failing"
+    )]
     Verify { archive: PathBuf, problem: String },
     #[error("the backup archives take {actual} bytes, more than this migration path allows ({limit}); remove paths from the backup set (data is never truncated)")]
     TooLarge { actual: u64, limit: u64 },
@@ -64,7 +66,11 @@ pub fn archive_path(backup_dir: &Path, volume: &str) -> PathBuf {
 
 /// Archive `volume` from `old_root` into `out` (atomically: tmp + fsync + rename) and
 /// return what went in.
-pub fn archive_volume(old_root: &Path, volume: &BackupVolume, out: &Path) -> Result<ArchiveSummary, BackupError> {
+pub fn archive_volume(
+    old_root: &Path,
+    volume: &BackupVolume,
+    out: &Path,
+) -> Result<ArchiveSummary, BackupError> {
     let tmp = out.with_extension("tar.tmp");
     let file = File::create(&tmp).map_err(io_err("create", &tmp))?;
     let mut writer = ArchiveWriter::new(BufWriter::new(file));
@@ -73,7 +79,11 @@ pub fn archive_volume(old_root: &Path, volume: &BackupVolume, out: &Path) -> Res
     }
     let summary = std::mem::take(&mut writer.summary);
     let buffered = writer.builder.into_inner().map_err(io_err("finish", &tmp))?;
-    let file = buffered.into_inner().map_err(|e| BackupError::Io { action: "flush", path: tmp.clone(), source: e.into_error() })?;
+    let file = buffered.into_inner().map_err(|e| BackupError::Io {
+        action: "flush",
+        path: tmp.clone(),
+        source: e.into_error(),
+    })?;
     file.sync_all().map_err(io_err("fsync", &tmp))?;
     drop(file);
     std::fs::rename(&tmp, out).map_err(io_err("rename", &tmp))?;
@@ -100,29 +110,50 @@ impl<W: Write> ArchiveWriter<W> {
         let mut builder = tar::Builder::new(out);
         builder.mode(HeaderMode::Complete);
         builder.follow_symlinks(false);
-        ArchiveWriter { builder, summary: ArchiveSummary::default(), links: HashMap::new(), dirs_written: HashSet::new() }
+        ArchiveWriter {
+            builder,
+            summary: ArchiveSummary::default(),
+            links: HashMap::new(),
+            dirs_written: HashSet::new(),
+        }
     }
 
     fn add_item(&mut self, old_root: &Path, item: &BackupItem) -> Result<(), BackupError> {
         let relative_source = item.source.trim_start_matches('/');
         let source = old_root.join(relative_source);
-        let meta = std::fs::symlink_metadata(&source).map_err(|_| BackupError::MissingSource(PathBuf::from(&item.source)))?;
-        let selection = Selection { filters: compile_filters(&item.filters)?, excludes: compile_filters(&item.excludes)? };
+        let meta = std::fs::symlink_metadata(&source)
+            .map_err(|_| BackupError::MissingSource(PathBuf::from(&item.source)))?;
+        let selection = Selection {
+            filters: compile_filters(&item.filters)?,
+            excludes: compile_filters(&item.excludes)?,
+        };
         if item.target == CONTENTS_ONLY {
             // The directory's contents straight into the restore location.
             if !meta.is_dir() {
-                return Err(BackupError::MissingSource(PathBuf::from(format!("{} (a directory, for target \".\")", item.source))));
+                return Err(BackupError::MissingSource(PathBuf::from(format!(
+                    "{} (a directory, for target \".\")",
+                    item.source
+                ))));
             }
             return self.add_tree(&source, Path::new(""), Path::new(""), &selection);
         }
-        let base = if item.target.is_empty() { PathBuf::from(relative_source) } else { PathBuf::from(&item.target) };
+        let base = if item.target.is_empty() {
+            PathBuf::from(relative_source)
+        } else {
+            PathBuf::from(&item.target)
+        };
         if item.target.is_empty() {
             // Keep the modes and times of the source's parents too.
-            let mut parents: Vec<&Path> = Path::new(relative_source).ancestors().skip(1).filter(|p| !p.as_os_str().is_empty()).collect();
+            let mut parents: Vec<&Path> = Path::new(relative_source)
+                .ancestors()
+                .skip(1)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect();
             parents.reverse();
             for parent in parents {
                 let on_root = old_root.join(parent);
-                let parent_meta = std::fs::symlink_metadata(&on_root).map_err(io_err("stat", &on_root))?;
+                let parent_meta =
+                    std::fs::symlink_metadata(&on_root).map_err(io_err("stat", &on_root))?;
                 self.add_entry(&on_root, parent, &parent_meta)?;
             }
         }
@@ -135,7 +166,13 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(())
     }
 
-    fn add_tree(&mut self, dir: &Path, base: &Path, relative: &Path, selection: &Selection) -> Result<(), BackupError> {
+    fn add_tree(
+        &mut self,
+        dir: &Path,
+        base: &Path,
+        relative: &Path,
+        selection: &Selection,
+    ) -> Result<(), BackupError> {
         let mut names: Vec<_> = std::fs::read_dir(dir)
             .map_err(io_err("list", dir))?
             .map(|e| e.map(|e| e.file_name()))
@@ -197,7 +234,11 @@ impl<W: Write> ArchiveWriter<W> {
             let mut reader = HashingReader::new(file.take(expected));
             self.builder.append_data(&mut header, name, &mut reader).map_err(fail)?;
             if reader.bytes != expected {
-                return Err(BackupError::Changed { path: path.to_path_buf(), expected, actual: reader.bytes });
+                return Err(BackupError::Changed {
+                    path: path.to_path_buf(),
+                    expected,
+                    actual: reader.bytes,
+                });
             }
             self.summary.data_bytes += expected;
             Some(reader.finish())
@@ -232,7 +273,9 @@ impl<W: Write> ArchiveWriter<W> {
         let mut short = b"PaxHeaders/".to_vec();
         let base = name.file_name().map(OsStr::as_bytes).unwrap_or(b"entry");
         short.extend_from_slice(&base[..base.len().min(80)]);
-        header.set_path(Path::new(OsStr::from_bytes(&short))).map_err(io_err("archive xattrs of", path))?;
+        header
+            .set_path(Path::new(OsStr::from_bytes(&short)))
+            .map_err(io_err("archive xattrs of", path))?;
         header.set_cksum();
         self.builder.append(&header, records.as_slice()).map_err(io_err("archive xattrs of", path))
     }
@@ -256,7 +299,12 @@ pub fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
 fn compile_filters(filters: &[String]) -> Result<Vec<glob::Pattern>, BackupError> {
     filters
         .iter()
-        .map(|f| glob::Pattern::new(f).map_err(|e| BackupError::BadFilter { filter: f.clone(), message: e.msg.to_string() }))
+        .map(|f| {
+            glob::Pattern::new(f).map_err(|e| BackupError::BadFilter {
+                filter: f.clone(),
+                message: e.msg.to_string(),
+            })
+        })
         .collect()
 }
 
@@ -323,12 +371,18 @@ pub fn verify_archive(archive: &Path, summary: &ArchiveSummary) -> Result<(), Ba
             let mut hasher = HashingReader::new(&mut entry);
             io::copy(&mut hasher, &mut io::sink()).map_err(io_err("read", archive))?;
             if hasher.finish() != *expected {
-                return Err(problem(format!("data of {} differs from its source", String::from_utf8_lossy(&name))));
+                return Err(problem(format!(
+                    "data of {} differs from its source",
+                    String::from_utf8_lossy(&name)
+                )));
             }
         }
     }
     if seen != summary.members.len() {
-        return Err(problem(format!("{seen} members read back, {} written", summary.members.len())));
+        return Err(problem(format!(
+            "{seen} members read back, {} written",
+            summary.members.len()
+        )));
     }
     Ok(())
 }
@@ -352,7 +406,11 @@ pub const HOSTNAME_FILE: &str = "hostname";
 
 /// The whole backup step: every volume archived and verified, network settings
 /// converted to keyfiles, the hostname kept. `old_root` is the old root's mount point.
-pub fn backup_all(plan: &Plan, old_root: &Path, staging_dir: &Path) -> Result<BackupReport, BackupError> {
+pub fn backup_all(
+    plan: &Plan,
+    old_root: &Path,
+    staging_dir: &Path,
+) -> Result<BackupReport, BackupError> {
     let backup_dir = staging_dir.join(BACKUP_DIR);
     std::fs::create_dir_all(&backup_dir).map_err(io_err("create", &backup_dir))?;
     let mut report = BackupReport::default();
@@ -369,7 +427,12 @@ pub fn backup_all(plan: &Plan, old_root: &Path, staging_dir: &Path) -> Result<Ba
         for (path, why) in &summary.skipped {
             log::warn!("backup: skipped {} ({why})", path.display());
         }
-        log::info!("backup: volume {} has {} members, {} bytes of data, verified", volume.name, summary.members.len(), summary.data_bytes);
+        log::info!(
+            "backup: volume {} has {} members, {} bytes of data, verified",
+            volume.name,
+            summary.members.len(),
+            summary.data_bytes
+        );
         report.volumes.push((volume.name.clone(), summary.members.len(), summary.data_bytes));
     }
     let conversion = crate::net::collect(&network_sources(plan, old_root, staging_dir));
@@ -377,7 +440,8 @@ pub fn backup_all(plan: &Plan, old_root: &Path, staging_dir: &Path) -> Result<Ba
     if connections.exists() {
         std::fs::remove_dir_all(&connections).map_err(io_err("clear", &connections))?;
     }
-    crate::net::write_keyfiles(&connections, &conversion.keyfiles).map_err(io_err("write keyfiles into", &connections))?;
+    crate::net::write_keyfiles(&connections, &conversion.keyfiles)
+        .map_err(io_err("write keyfiles into", &connections))?;
     for warning in &conversion.warnings {
         log::warn!("network: {warning}");
         report.network_warnings.push(warning.to_string());
@@ -408,9 +472,14 @@ pub const CONTENTS_ONLY: &str = ".";
 pub fn network_sources(plan: &Plan, old_root: &Path, staging_dir: &Path) -> crate::net::Sources {
     let mut sources = crate::net::Sources::for_root(old_root);
     if plan.network.config_json_network {
-        let depth = Path::new(&plan.staging.dir).components().filter(|c| matches!(c, std::path::Component::Normal(_))).count();
+        let depth = Path::new(&plan.staging.dir)
+            .components()
+            .filter(|c| matches!(c, std::path::Component::Normal(_)))
+            .count();
         if let Some(staging_root) = staging_dir.ancestors().nth(depth) {
-            sources.config_json.push(staging_root.join(plan.config_json.staged_at.trim_start_matches('/')));
+            sources
+                .config_json
+                .push(staging_root.join(plan.config_json.staged_at.trim_start_matches('/')));
         }
     }
     let on_root = |p: &String| old_root.join(p.trim_start_matches('/'));

@@ -40,12 +40,25 @@ nix::ioctl_none!(blkflsbuf_ioctl, 0x12, 97);
 #[derive(Debug, thiserror::Error)]
 pub enum BlkpgError {
     #[error("cannot {op} kernel partition {number} ({start}+{length}) on {disk}: {source}")]
-    Ioctl { op: &'static str, number: u32, start: Bytes, length: Bytes, disk: String, source: nix::Error },
+    Ioctl {
+        op: &'static str,
+        number: u32,
+        start: Bytes,
+        length: Bytes,
+        disk: String,
+        source: nix::Error,
+    },
     #[error("partition offset or length {0} does not fit the kernel's 64-bit signed field")]
     TooLarge(Bytes),
 }
 
-fn call(disk: &File, op: libc::c_int, number: u32, start: Bytes, length: Bytes) -> Result<(), nix::Error> {
+fn call(
+    disk: &File,
+    op: libc::c_int,
+    number: u32,
+    start: Bytes,
+    length: Bytes,
+) -> Result<(), nix::Error> {
     let as_i64 = |b: Bytes| i64::try_from(b.get()).map_err(|_| nix::Error::EOVERFLOW);
     let mut part = BlkpgPartition {
         start: as_i64(start)?,
@@ -65,20 +78,34 @@ fn call(disk: &File, op: libc::c_int, number: u32, start: Bytes, length: Bytes) 
 }
 
 /// Add kernel partition `number` covering `start..start+length` (bytes) of `disk`.
-pub fn add_partition(disk: &File, disk_name: &str, number: u32, start: Bytes, length: Bytes) -> Result<(), BlkpgError> {
-    call(disk, BLKPG_ADD_PARTITION, number, start, length)
-        .map_err(|source| BlkpgError::Ioctl { op: "add", number, start, length, disk: disk_name.into(), source })
+pub fn add_partition(
+    disk: &File,
+    disk_name: &str,
+    number: u32,
+    start: Bytes,
+    length: Bytes,
+) -> Result<(), BlkpgError> {
+    call(disk, BLKPG_ADD_PARTITION, number, start, length).map_err(|source| BlkpgError::Ioctl {
+        op: "add",
+        number,
+        start,
+        length,
+        disk: disk_name.into(),
+        source,
+    })
 }
 
 /// Remove kernel partition `number` of `disk` (the on-disk table is untouched).
 pub fn delete_partition(disk: &File, disk_name: &str, number: u32) -> Result<(), BlkpgError> {
-    call(disk, BLKPG_DEL_PARTITION, number, Bytes::ZERO, Bytes::ZERO).map_err(|source| BlkpgError::Ioctl {
-        op: "delete",
-        number,
-        start: Bytes::ZERO,
-        length: Bytes::ZERO,
-        disk: disk_name.into(),
-        source,
+    call(disk, BLKPG_DEL_PARTITION, number, Bytes::ZERO, Bytes::ZERO).map_err(|source| {
+        BlkpgError::Ioctl {
+            op: "delete",
+            number,
+            start: Bytes::ZERO,
+            length: Bytes::ZERO,
+            disk: disk_name.into(),
+            source,
+        }
     })
 }
 

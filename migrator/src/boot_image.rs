@@ -41,21 +41,35 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BootI
 /// Build `<staging>/resin-boot.new` unless an earlier attempt did: the image's bytes for
 /// `range`, plus `files`, plus every file of `swapover/` on the old boot partition
 /// (`old_boot` on `disk`, not yet overwritten: the flash held it back).
-pub fn build(image_path: &Path, range: HeldRange, disk: &File, old_boot: (plan::Bytes, plan::Bytes), files: &[FatFile], staging_dir: &Path) -> Result<PathBuf, BootImageError> {
+pub fn build(
+    image_path: &Path,
+    range: HeldRange,
+    disk: &File,
+    old_boot: (plan::Bytes, plan::Bytes),
+    files: &[FatFile],
+    staging_dir: &Path,
+) -> Result<PathBuf, BootImageError> {
     let path = staging_dir.join(NEW_BOOT_FILE);
     if std::fs::metadata(&path).is_ok_and(|m| m.len() == range.end - range.start) {
         log::info!("restore: the new boot partition was built by an earlier attempt");
         return Ok(path);
     }
     let mut reader = flashing::decoded_reader(image_path)?;
-    std::io::copy(&mut (&mut reader).take(range.start), &mut std::io::sink()).map_err(io("decode", image_path))?;
+    std::io::copy(&mut (&mut reader).take(range.start), &mut std::io::sink())
+        .map_err(io("decode", image_path))?;
     let mut bytes = Vec::new();
-    reader.take(range.end - range.start).read_to_end(&mut bytes).map_err(io("decode", image_path))?;
+    reader
+        .take(range.end - range.start)
+        .read_to_end(&mut bytes)
+        .map_err(io("decode", image_path))?;
     if bytes.len() as u64 != range.end - range.start {
         return Err(BootImageError::Io {
             action: "decode",
             path: image_path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the image ends inside its boot partition"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the image ends inside its boot partition",
+            ),
         });
     }
     let carried = migration_kernel_files(disk, old_boot)?;
@@ -64,20 +78,30 @@ pub fn build(image_path: &Path, range: HeldRange, disk: &File, old_boot: (plan::
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, &bytes).map_err(io("write", &tmp))?;
     drop(bytes);
-    let out = std::fs::OpenOptions::new().read(true).write(true).open(&tmp).map_err(io("open", &tmp))?;
+    let out =
+        std::fs::OpenOptions::new().read(true).write(true).open(&tmp).map_err(io("open", &tmp))?;
     let len = plan::Bytes(range.end - range.start);
-    fatboot::write_files(PartitionSlice::new(&out, plan::Bytes(0), len), &all).map_err(io("write files into", &tmp))?;
+    fatboot::write_files(PartitionSlice::new(&out, plan::Bytes(0), len), &all)
+        .map_err(io("write files into", &tmp))?;
     out.sync_all().map_err(io("sync", &tmp))?;
     std::fs::rename(&tmp, &path).map_err(io("rename", &tmp))?;
-    log::info!("restore: new boot partition built ({} file(s) added: {})", all.len(), all.iter().map(|f| f.path.as_str()).collect::<Vec<_>>().join(", "));
+    log::info!(
+        "restore: new boot partition built ({} file(s) added: {})",
+        all.len(),
+        all.iter().map(|f| f.path.as_str()).collect::<Vec<_>>().join(", ")
+    );
     Ok(path)
 }
 
 /// Every file of `swapover/` on the old boot partition.
-fn migration_kernel_files(disk: &File, (start, len): (plan::Bytes, plan::Bytes)) -> Result<Vec<FatFile>, BootImageError> {
+fn migration_kernel_files(
+    disk: &File,
+    (start, len): (plan::Bytes, plan::Bytes),
+) -> Result<Vec<FatFile>, BootImageError> {
     let disk_path = Path::new("the old boot partition");
     let mut volume = PartitionSlice::new(disk, start, len);
-    let fs = fatfs::FileSystem::new(&mut volume, fatfs::FsOptions::new()).map_err(io("read", disk_path))?;
+    let fs = fatfs::FileSystem::new(&mut volume, fatfs::FsOptions::new())
+        .map_err(io("read", disk_path))?;
     let dir = fs.root_dir().open_dir(BOOT_DIR).map_err(|_| BootImageError::NoMigrationKernel)?;
     let mut files = Vec::new();
     for entry in dir.iter() {
@@ -99,13 +123,24 @@ fn migration_kernel_files(disk: &File, (start, len): (plan::Bytes, plan::Bytes))
 /// be the FAT that holds the migration kernel (the firmware's way back after a power cut,
 /// and what restore carries into the new resin-boot).
 pub fn check_old_boot(disk: &File, range: HeldRange) -> Result<(), BootImageError> {
-    let files = migration_kernel_files(disk, (plan::Bytes(range.start), plan::Bytes(range.end - range.start)))?;
-    log::info!("arm-resume: the boot partition holds the migration kernel ({} file(s) in {BOOT_DIR}/)", files.len());
+    let files = migration_kernel_files(
+        disk,
+        (plan::Bytes(range.start), plan::Bytes(range.end - range.start)),
+    )?;
+    log::info!(
+        "arm-resume: the boot partition holds the migration kernel ({} file(s) in {BOOT_DIR}/)",
+        files.len()
+    );
     Ok(())
 }
 
 /// Write the built partition over `range` of the disk, sync, read it back.
-pub fn write(disk: &File, range: HeldRange, built: &Path, name: &str) -> Result<(), BootImageError> {
+pub fn write(
+    disk: &File,
+    range: HeldRange,
+    built: &Path,
+    name: &str,
+) -> Result<(), BootImageError> {
     let bytes = std::fs::read(built).map_err(io("read", built))?;
     let held = HeldBytes::from_bytes(range, name, &bytes).map_err(BootImageError::WrittenLast)?;
     written_last::write(disk, &held)?;

@@ -2,9 +2,9 @@
 //! the whole disk whose MBR signature (bytes 440..444) is the plan's disk id,
 //! and its partitions by start sector and size as sysfs reports them.
 
-use plan::{DiskId, Extent, PartitionIdentity, SectorSize};
 #[cfg(test)]
 use plan::Sectors;
+use plan::{DiskId, Extent, PartitionIdentity, SectorSize};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -19,7 +19,9 @@ pub enum DiskError {
     DiskNotFound { id: String, waited_secs: u64, seen: String },
     #[error("partition at {extent} not found on {disk}; the partition table changed since staging, re-run the stager")]
     PartitionNotFound { disk: String, extent: Extent },
-    #[error("plan disk id {0} is not an MBR signature; GPT disks are not supported by this migrator")]
+    #[error(
+        "plan disk id {0} is not an MBR signature; GPT disks are not supported by this migrator"
+    )]
     UnsupportedDiskId(String),
     #[error("cannot create device node {path}: {source}")]
     Mknod { path: PathBuf, source: nix::Error },
@@ -53,10 +55,8 @@ pub fn scan(class_block: &Path) -> Vec<BlockEntry> {
     let Ok(dir) = std::fs::read_dir(class_block) else {
         return Vec::new();
     };
-    let mut entries: Vec<BlockEntry> = dir
-        .filter_map(Result::ok)
-        .filter_map(|e| read_entry(&e.path()))
-        .collect();
+    let mut entries: Vec<BlockEntry> =
+        dir.filter_map(Result::ok).filter_map(|e| read_entry(&e.path())).collect();
     entries.sort_by(|a, b| a.name.cmp(&b.name));
     entries
 }
@@ -67,10 +67,14 @@ fn read_value(dir: &Path, name: &str) -> Option<String> {
 
 fn read_entry(path: &Path) -> Option<BlockEntry> {
     let name = path.file_name()?.to_str()?.to_string();
-    let (major, minor) = read_value(path, "dev")?.split_once(':').and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))?;
+    let (major, minor) = read_value(path, "dev")?
+        .split_once(':')
+        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))?;
     let size_512 = read_value(path, "size")?.parse().ok()?;
     let partition = match (read_value(path, "partition"), read_value(path, "start")) {
-        (Some(number), Some(start)) => Some(SysfsPartition { number: number.parse().ok()?, start_512: start.parse().ok()? }),
+        (Some(number), Some(start)) => {
+            Some(SysfsPartition { number: number.parse().ok()?, start_512: start.parse().ok()? })
+        }
         _ => None,
     };
     // /sys/class/block/sda1 -> ../../devices/.../sda/sda1: the parent directory is the disk.
@@ -84,8 +88,14 @@ fn read_entry(path: &Path) -> Option<BlockEntry> {
 /// The extent in sysfs units (512-byte sectors).
 fn to_512(extent: Extent, sector_size: SectorSize) -> Result<(u64, u64), DiskError> {
     let units = |source| DiskError::Units { what: "partition extent", source };
-    let start = extent.start.to_bytes(sector_size).map_err(units)?.to_sectors(SYSFS_SECTOR).map_err(units)?;
-    let len = extent.len.to_bytes(sector_size).map_err(units)?.to_sectors(SYSFS_SECTOR).map_err(units)?;
+    let start = extent
+        .start
+        .to_bytes(sector_size)
+        .map_err(units)?
+        .to_sectors(SYSFS_SECTOR)
+        .map_err(units)?;
+    let len =
+        extent.len.to_bytes(sector_size).map_err(units)?.to_sectors(SYSFS_SECTOR).map_err(units)?;
     Ok((start.get(), len.get()))
 }
 
@@ -142,16 +152,27 @@ impl BlockRoots {
             return Ok(path);
         }
         let dev = nix::sys::stat::makedev(u64::from(entry.major), u64::from(entry.minor));
-        nix::sys::stat::mknod(&path, nix::sys::stat::SFlag::S_IFBLK, nix::sys::stat::Mode::from_bits_truncate(0o600), dev)
-            .map_err(|source| DiskError::Mknod { path: path.clone(), source })?;
+        nix::sys::stat::mknod(
+            &path,
+            nix::sys::stat::SFlag::S_IFBLK,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            dev,
+        )
+        .map_err(|source| DiskError::Mknod { path: path.clone(), source })?;
         Ok(path)
     }
 
     /// One look for the whole disk with MBR signature `signature` and `size_bytes`
     /// (a copy of the disk, e.g. a cloned stick, has the signature but rarely the size;
     /// one with both is refused by the partition checks that follow).
-    pub fn find_disk_once(&self, signature: u32, size_bytes: u64) -> Result<Option<FoundDisk>, DiskError> {
-        for entry in scan(&self.class_block).into_iter().filter(|e| e.partition.is_none() && e.size_512 > 0) {
+    pub fn find_disk_once(
+        &self,
+        signature: u32,
+        size_bytes: u64,
+    ) -> Result<Option<FoundDisk>, DiskError> {
+        for entry in
+            scan(&self.class_block).into_iter().filter(|e| e.partition.is_none() && e.size_512 > 0)
+        {
             let node = self.node(&entry)?;
             let mut sector0 = [0u8; 512];
             let read = std::fs::File::open(&node).and_then(|mut f| f.read_exact(&mut sector0));
@@ -167,28 +188,48 @@ impl BlockRoots {
     }
 
     /// Wait up to `wait` for the disk with `id` and `size_bytes` to appear.
-    pub fn wait_for_disk(&self, id: &DiskId, size_bytes: plan::Bytes, wait: Duration) -> Result<FoundDisk, DiskError> {
+    pub fn wait_for_disk(
+        &self,
+        id: &DiskId,
+        size_bytes: plan::Bytes,
+        wait: Duration,
+    ) -> Result<FoundDisk, DiskError> {
         let DiskId::Mbr { signature } = id else {
             return Err(DiskError::UnsupportedDiskId(id.to_string()));
         };
         let started = Instant::now();
         loop {
             if let Some(found) = self.find_disk_once(*signature, size_bytes.get())? {
-                log::info!("disk {id} is {} ({} sectors of 512 B) after {:.1} s", found.node.display(), found.entry.size_512, started.elapsed().as_secs_f64());
+                log::info!(
+                    "disk {id} is {} ({} sectors of 512 B) after {:.1} s",
+                    found.node.display(),
+                    found.entry.size_512,
+                    started.elapsed().as_secs_f64()
+                );
                 return Ok(found);
             }
             if started.elapsed() >= wait {
-                let seen: Vec<String> = scan(&self.class_block).into_iter().map(|e| e.name).collect();
-                return Err(DiskError::DiskNotFound { id: id.to_string(), waited_secs: wait.as_secs(), seen: seen.join(" ") });
+                let seen: Vec<String> =
+                    scan(&self.class_block).into_iter().map(|e| e.name).collect();
+                return Err(DiskError::DiskNotFound {
+                    id: id.to_string(),
+                    waited_secs: wait.as_secs(),
+                    seen: seen.join(" "),
+                });
             }
             std::thread::sleep(Duration::from_millis(250));
         }
     }
 
     /// The device node of the partition `identity` on `disk` (found by start and size).
-    pub fn partition_node(&self, disk: &FoundDisk, identity: &PartitionIdentity) -> Result<PathBuf, DiskError> {
+    pub fn partition_node(
+        &self,
+        disk: &FoundDisk,
+        identity: &PartitionIdentity,
+    ) -> Result<PathBuf, DiskError> {
         let entries = scan(&self.class_block);
-        let entry = find_partition(&entries, &disk.entry.name, identity.extent(), identity.sector_size)?;
+        let entry =
+            find_partition(&entries, &disk.entry.name, identity.extent(), identity.sector_size)?;
         self.node(entry)
     }
 }
@@ -221,7 +262,8 @@ mod tests {
             assert!(find_partition(&entries, &parent, shifted, SectorSize::S512).is_err());
         }
         let disk = entries.iter().find(|e| e.partition.is_none()).unwrap();
-        let dev_text = std::fs::read_to_string(format!("/sys/class/block/{}/dev", disk.name)).unwrap();
+        let dev_text =
+            std::fs::read_to_string(format!("/sys/class/block/{}/dev", disk.name)).unwrap();
         assert_eq!(dev_text.trim(), format!("{}:{}", disk.major, disk.minor));
     }
 }

@@ -46,7 +46,10 @@ impl<D: Write + Seek> Write for PartitionSlice<D> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.room(buf.len());
         if n == 0 && !buf.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "write past the end of the partition"));
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "write past the end of the partition",
+            ));
         }
         self.disk.seek(SeekFrom::Start(self.start + self.pos))?;
         let put = self.disk.write(&buf[..n])?;
@@ -66,7 +69,9 @@ impl<D: Seek> Seek for PartitionSlice<D> {
             SeekFrom::End(d) => self.len.checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
-        self.pos = target.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the partition start"))?;
+        self.pos = target.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "seek before the partition start")
+        })?;
         Ok(self.pos)
     }
 }
@@ -122,14 +127,19 @@ pub fn read_file<V: Read + Write + Seek>(volume: V, path: &str) -> io::Result<Ve
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigJsonError {
-    #[error("staged config.json is not a JSON object ({0}); re-stage with the device's config.json")]
+    #[error(
+        "staged config.json is not a JSON object ({0}); re-stage with the device's config.json"
+    )]
     NotAnObject(String),
 }
 
 /// config.json with `hostname` set to `hostname` when it has none (or keeps it as is).
 pub fn config_with_hostname(text: &str, hostname: Option<&str>) -> Result<String, ConfigJsonError> {
-    let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| ConfigJsonError::NotAnObject(e.to_string()))?;
-    let object = value.as_object_mut().ok_or_else(|| ConfigJsonError::NotAnObject("top level is not an object".into()))?;
+    let mut value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| ConfigJsonError::NotAnObject(e.to_string()))?;
+    let object = value
+        .as_object_mut()
+        .ok_or_else(|| ConfigJsonError::NotAnObject("top level is not an object".into()))?;
     let Some(hostname) = hostname else {
         return Ok(text.to_string());
     };

@@ -57,7 +57,11 @@ impl Geometry {
         };
         let fat16_size = le16(boot, 22);
         let fat_sectors = if fat16_size != 0 { fat16_size } else { le32(boot, 36) };
-        if ![512, 1024, 2048, 4096].contains(&bytes_per_sector) || sectors_per_cluster == 0 || fats == 0 || fat_sectors == 0 {
+        if ![512, 1024, 2048, 4096].contains(&bytes_per_sector)
+            || sectors_per_cluster == 0
+            || fats == 0
+            || fat_sectors == 0
+        {
             return Err(invalid("bad BPB"));
         }
         let root_dir_sectors = (root_entries * ENTRY as u64).div_ceil(bytes_per_sector);
@@ -66,7 +70,15 @@ impl Geometry {
             .ok_or_else(|| invalid("data area before its start"))?;
         let clusters = data_sectors / sectors_per_cluster;
         let root_cluster = (clusters >= 65_525).then(|| le32(boot, 44) as u32);
-        Ok(Geometry { bytes_per_sector, sectors_per_cluster, reserved_sectors, fats, fat_sectors, root_entries, root_cluster })
+        Ok(Geometry {
+            bytes_per_sector,
+            sectors_per_cluster,
+            reserved_sectors,
+            fats,
+            fat_sectors,
+            root_entries,
+            root_cluster,
+        })
     }
 
     fn root_dir_offset(&self) -> u64 {
@@ -74,7 +86,9 @@ impl Geometry {
     }
 
     fn data_offset(&self) -> u64 {
-        self.root_dir_offset() + (self.root_entries * ENTRY as u64).div_ceil(self.bytes_per_sector) * self.bytes_per_sector
+        self.root_dir_offset()
+            + (self.root_entries * ENTRY as u64).div_ceil(self.bytes_per_sector)
+                * self.bytes_per_sector
     }
 
     fn cluster_bytes(&self) -> u64 {
@@ -101,7 +115,9 @@ fn read_root<V: Read + Seek>(volume: &mut V, geo: &Geometry) -> io::Result<Vec<u
         volume.read_exact(&mut buf)?;
         root.extend_from_slice(&buf);
         let mut next = [0u8; 4];
-        volume.seek(SeekFrom::Start(geo.reserved_sectors * geo.bytes_per_sector + u64::from(cluster) * 4))?;
+        volume.seek(SeekFrom::Start(
+            geo.reserved_sectors * geo.bytes_per_sector + u64::from(cluster) * 4,
+        ))?;
         volume.read_exact(&mut next)?;
         cluster = u32::from_le_bytes(next) & 0x0fff_ffff;
         if !(2..0x0fff_fff8).contains(&cluster) {
@@ -156,7 +172,11 @@ pub fn repair_dot_entries<V: Read + Write + Seek>(volume: &mut V) -> io::Result<
             _ => {}
         }
         let attr = entry[11];
-        if attr == ATTR_LFN || attr & ATTR_VOLUME_ID != 0 || attr & ATTR_DIRECTORY == 0 || entry[0] == b'.' {
+        if attr == ATTR_LFN
+            || attr & ATTR_VOLUME_ID != 0
+            || attr & ATTR_DIRECTORY == 0
+            || entry[0] == b'.'
+        {
             continue;
         }
         let high = if geo.root_cluster.is_some() { le16(entry, 20) << 16 } else { 0 };

@@ -60,7 +60,9 @@ pub use direct::DirectTarget;
 pub use error::{FlashError, XzError};
 pub use format::ImageFormat;
 pub use retry::{WRITE_RETRIES, WRITE_RETRY_DELAY};
-pub use target::{FlashTarget, HeldRange, HeldRanges, Placement, VerifiedRange, ZeroRuns, HEAD_BYTES};
+pub use target::{
+    FlashTarget, HeldRange, HeldRanges, Placement, VerifiedRange, ZeroRuns, HEAD_BYTES,
+};
 
 use std::fs::File;
 use std::sync::atomic::Ordering;
@@ -162,12 +164,7 @@ impl HeldHead {
 
 impl std::fmt::Debug for HeldHead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "HeldHead({} bytes, sha256 {})",
-            self.bytes.len(),
-            Sha256Digest::of(&self.bytes)
-        )
+        write!(f, "HeldHead({} bytes, sha256 {})", self.bytes.len(), Sha256Digest::of(&self.bytes))
     }
 }
 
@@ -204,10 +201,7 @@ pub fn flash_image<T: FlashTarget + ?Sized>(
 ) -> Result<FlashReport, FlashError> {
     let written = write_image(image, target, request, progress)?;
     let verify_time = verify_written(target, &written)?;
-    Ok(FlashReport {
-        written,
-        verify_time,
-    })
+    Ok(FlashReport { written, verify_time })
 }
 
 /// Decode the image and write all of it except the head; fsync. See the module docs.
@@ -228,10 +222,7 @@ pub fn write_image<T: FlashTarget + ?Sized>(
         let resume_from = durable;
         let mut pass_progress = |p: &Progress| {
             durable = durable.max(p.durable_image_offset);
-            progress(&Progress {
-                durable_image_offset: durable,
-                ..*p
-            });
+            progress(&Progress { durable_image_offset: durable, ..*p });
         };
         let error = match write_pass(image, target, request, resume_from, &mut pass_progress) {
             Ok(mut written) => {
@@ -242,10 +233,7 @@ pub fn write_image<T: FlashTarget + ?Sized>(
         };
         if !error.is_transient() || pass > request.write_retries {
             if error.is_transient() {
-                log::error!(
-                    "flash: {}; giving up after {pass} attempt(s)",
-                    error.fault_line()
-                );
+                log::error!("flash: {}; giving up after {pass} attempt(s)", error.fault_line());
             }
             return Err(error);
         }
@@ -289,9 +277,7 @@ fn write_pass<T: FlashTarget + ?Sized>(
         });
     }
     if resume_from > image_bytes {
-        return Err(FlashError::BadRequest(
-            "resume offset lies past the end of the image",
-        ));
+        return Err(FlashError::BadRequest("resume offset lies past the end of the image"));
     }
     if request.sync_every_bytes == 0 {
         return Err(FlashError::BadRequest("sync_every_bytes must be positive"));
@@ -304,15 +290,11 @@ fn write_pass<T: FlashTarget + ?Sized>(
         held: request.held,
     };
     let counters = Counters::default();
-    let parallel_threads = layout
-        .as_ref()
-        .and_then(|l| parallel_threads(image, l, request.decode_threads));
+    let parallel_threads =
+        layout.as_ref().and_then(|l| parallel_threads(image, l, request.decode_threads));
     let (done, compressed_sha256, compressed_bytes, mode) = match (&layout, parallel_threads) {
         (Some(layout), Some(threads)) => {
-            log::info!(
-                "flash: {} xz blocks, decoding with {threads} threads",
-                layout.blocks.len()
-            );
+            log::info!("flash: {} xz blocks, decoding with {threads} threads", layout.blocks.len());
             let result = parallel::run(
                 image,
                 layout,
@@ -323,23 +305,11 @@ fn write_pass<T: FlashTarget + ?Sized>(
                 &counters,
                 progress,
             )?;
-            let mode = DecodeMode::XzParallel {
-                threads,
-                blocks: layout.blocks.len(),
-            };
-            (
-                result.done,
-                result.compressed_sha256,
-                result.compressed_bytes,
-                mode,
-            )
+            let mode = DecodeMode::XzParallel { threads, blocks: layout.blocks.len() };
+            (result.done, result.compressed_sha256, result.compressed_bytes, mode)
         }
         _ => {
-            let mode = if layout.is_some() {
-                DecodeMode::XzSequential
-            } else {
-                DecodeMode::Raw
-            };
+            let mode = if layout.is_some() { DecodeMode::XzSequential } else { DecodeMode::Raw };
             log::info!("flash: {mode:?} decoding of a {image_bytes}-byte image");
             let total = Some(image_bytes);
             let checker = match &layout {
@@ -363,32 +333,18 @@ fn write_pass<T: FlashTarget + ?Sized>(
             if result.image_bytes != image_bytes {
                 return Err(FlashError::Xz(XzError::Truncated));
             }
-            (
-                vec![result.done],
-                result.compressed_sha256,
-                result.compressed_bytes,
-                mode,
-            )
+            (vec![result.done], result.compressed_sha256, result.compressed_bytes, mode)
         }
     };
     if let Some(expected) = request.expected_image_sha256 {
         if expected != compressed_sha256 {
-            return Err(FlashError::ImageDigestMismatch {
-                expected,
-                actual: compressed_sha256,
-            });
+            return Err(FlashError::ImageDigestMismatch { expected, actual: compressed_sha256 });
         }
     }
     let end = placement.target_byte(image_bytes);
-    target
-        .sync()
-        .map_err(|e| target::sync_error(target, end, e))?;
+    target.sync().map_err(|e| target::sync_error(target, end, e))?;
     let (head, ranges) = assemble(done);
-    progress(&Progress::snapshot(
-        &counters,
-        Some(image_bytes),
-        image_bytes,
-    ));
+    progress(&Progress::snapshot(&counters, Some(image_bytes), image_bytes));
     Ok(WrittenImage {
         placement,
         held: request.held,
@@ -408,10 +364,7 @@ fn parallel_threads(image: &File, layout: &xz_index::XzLayout, wanted: usize) ->
     if threads < 2 {
         return None;
     }
-    let dict = layout
-        .blocks
-        .first()
-        .and_then(|b| xz_index::block_dict_bytes(image, b))?;
+    let dict = layout.blocks.first().and_then(|b| xz_index::block_dict_bytes(image, b))?;
     let fitting = (PARALLEL_DICT_BUDGET_BYTES / dict.max(1)) as usize;
     (fitting >= 2).then_some(threads.min(fitting))
 }
@@ -435,9 +388,7 @@ pub fn verify_written<T: FlashTarget + ?Sized>(
     let started = Instant::now();
     let placement = written.placement;
     let end = placement.target_byte(written.image_bytes);
-    target
-        .sync()
-        .map_err(|e| target::sync_error(target, end, e))?;
+    target.sync().map_err(|e| target::sync_error(target, end, e))?;
     if written.image_bytes > HEAD_BYTES {
         let start = placement.target_byte(HEAD_BYTES);
         // Best effort: on a file system without fadvise support we still read, from cache.
@@ -458,10 +409,7 @@ pub fn verify_written<T: FlashTarget + ?Sized>(
                 let target_byte = placement.target_byte(offset + at as u64);
                 target
                     .read_exact_at(&mut buf[at..at + len], target_byte)
-                    .map_err(|source| FlashError::ReadBack {
-                        offset: target_byte,
-                        source,
-                    })?;
+                    .map_err(|source| FlashError::ReadBack { offset: target_byte, source })?;
                 summer.update(&buf[at..at + len]);
             }
             offset += piece as u64;
@@ -497,19 +445,14 @@ pub fn commit_head<T: FlashTarget + ?Sized>(
     target
         .write_all_at(&head.bytes, start)
         .map_err(|source| target::write_error(target, start, head.bytes.len(), source))?;
-    target
-        .sync()
-        .map_err(|e| target::sync_error(target, start + len, e))?;
+    target.sync().map_err(|e| target::sync_error(target, start + len, e))?;
     if let Err(e) = target.drop_cache(start, len) {
         log::warn!("flash: cannot drop cached head before read-back ({e})");
     }
     let mut back = vec![0u8; head.bytes.len()];
     target
         .read_exact_at(&mut back, start)
-        .map_err(|source| FlashError::ReadBack {
-            offset: start,
-            source,
-        })?;
+        .map_err(|source| FlashError::ReadBack { offset: start, source })?;
     if back != head.bytes {
         return Err(FlashError::HeadMismatch);
     }

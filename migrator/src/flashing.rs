@@ -7,7 +7,10 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::flash::{self, FlashRequest, FlashTarget, HeldRanges, ImageFormat, Placement, Progress, Sha256Digest, WrittenImage, HEAD_BYTES};
+use crate::flash::{
+    self, FlashRequest, FlashTarget, HeldRanges, ImageFormat, Placement, Progress, Sha256Digest,
+    WrittenImage, HEAD_BYTES,
+};
 use crate::layout::units::Sectors512;
 use crate::layout::{self, units as lu, HostDisk, PartitionTable};
 use plan::{Plan, SectorSize};
@@ -52,15 +55,25 @@ pub struct FlashPlace {
 /// region's end and the limit the disk's own table puts before staging. With a
 /// partition written last (the staging area lies inside it), up to the region's end,
 /// that partition held back.
-pub fn placement<D: io::Read + io::Seek>(plan: &Plan, disk: &mut D) -> Result<FlashPlace, FlashStepError> {
+pub fn placement<D: io::Read + io::Seek>(
+    plan: &Plan,
+    disk: &mut D,
+) -> Result<FlashPlace, FlashStepError> {
     if plan.source_disk.sector_size != SectorSize::S512 {
         return Err(FlashStepError::SectorSize(plan.source_disk.sector_size));
     }
-    let region_end = plan.layout.region.end().map_err(|e| FlashStepError::BadDigest(e.to_string()))?;
-    let held = crate::written_last::held_range(plan).map_err(|e| FlashStepError::WrittenLast(e.to_string()))?;
+    let region_end =
+        plan.layout.region.end().map_err(|e| FlashStepError::BadDigest(e.to_string()))?;
+    let held = crate::written_last::held_range(plan)
+        .map_err(|e| FlashStepError::WrittenLast(e.to_string()))?;
     let end = match &held {
         Some((range, name)) => {
-            log::info!("flash: image may occupy disk sectors 0..{}; {name} (bytes {}..{}) is written last", region_end.get(), range.start, range.end);
+            log::info!(
+                "flash: image may occupy disk sectors 0..{}; {name} (bytes {}..{}) is written last",
+                region_end.get(),
+                range.start,
+                range.end
+            );
             region_end.get()
         }
         None => {
@@ -77,14 +90,17 @@ pub fn placement<D: io::Read + io::Seek>(plan: &Plan, disk: &mut D) -> Result<Fl
             end
         }
     };
-    let placement = Placement { target_offset_bytes: 0, extent_bytes: lu::Sectors(end).bytes_512().0 };
-    let held = crate::written_last::held_ranges(plan).map_err(|e| FlashStepError::WrittenLast(e.to_string()))?;
+    let placement =
+        Placement { target_offset_bytes: 0, extent_bytes: lu::Sectors(end).bytes_512().0 };
+    let held = crate::written_last::held_ranges(plan)
+        .map_err(|e| FlashStepError::WrittenLast(e.to_string()))?;
     Ok(FlashPlace { placement, held })
 }
 
 /// The staged image's expected compressed sha256.
 pub fn expected_digest(plan: &Plan) -> Result<Sha256Digest, FlashStepError> {
-    Sha256Digest::from_hex(&plan.image.compressed_sha256.0).ok_or_else(|| FlashStepError::BadDigest(plan.image.compressed_sha256.0.clone()))
+    Sha256Digest::from_hex(&plan.image.compressed_sha256.0)
+        .ok_or_else(|| FlashStepError::BadDigest(plan.image.compressed_sha256.0.clone()))
 }
 
 /// Write the image (all but its first MiB and the held range), resuming at `resume_from`;
@@ -111,7 +127,12 @@ pub fn write<T: FlashTarget + ?Sized>(
         if let Some(total) = p.image_bytes_total.filter(|t| *t > 0) {
             let percent = p.image_bytes_out * 100 / total;
             if last_percent.is_none_or(|last| percent >= last + 10) {
-                log::info!("flash: {percent}% ({} of {} image bytes decoded, {} written)", p.image_bytes_out, total, p.bytes_written);
+                log::info!(
+                    "flash: {percent}% ({} of {} image bytes decoded, {} written)",
+                    p.image_bytes_out,
+                    total,
+                    p.bytes_written
+                );
                 last_percent = Some(percent);
             }
         }
@@ -126,7 +147,12 @@ pub fn write<T: FlashTarget + ?Sized>(
     if let Some(e) = journal_error {
         return Err(FlashStepError::Journal(e));
     }
-    log::info!("flash: {} image bytes in {:.1} s ({:?})", written.image_bytes, written.write_time.as_secs_f64(), written.mode);
+    log::info!(
+        "flash: {} image bytes in {:.1} s ({:?})",
+        written.image_bytes,
+        written.write_time.as_secs_f64(),
+        written.mode
+    );
     Ok(written)
 }
 
@@ -140,9 +166,13 @@ pub fn replay<T: FlashTarget + ?Sized>(
     image_bytes: u64,
 ) -> Result<WrittenImage, FlashStepError> {
     log::info!("flash: decoding the image again (no writes) to recover its hashes");
-    let written = write(image_path, target, place, expected, image_bytes, u64::MAX / 2, &mut |_| Ok(()))?;
+    let written =
+        write(image_path, target, place, expected, image_bytes, u64::MAX / 2, &mut |_| Ok(()))?;
     if written.image_bytes != image_bytes {
-        return Err(FlashStepError::ImageChanged { journal: image_bytes, image: written.image_bytes });
+        return Err(FlashStepError::ImageChanged {
+            journal: image_bytes,
+            image: written.image_bytes,
+        });
     }
     Ok(written)
 }
@@ -153,7 +183,10 @@ pub fn decoded_reader(image_path: &Path) -> Result<Box<dyn Read>, FlashStepError
     let format = ImageFormat::sniff(&file).map_err(io_err("read", image_path))?;
     Ok(match format {
         ImageFormat::Raw => Box::new(file),
-        ImageFormat::Xz => Box::new(flash::xz_stream::XzReader::new(BufReader::new(file)).map_err(io_err("decode", image_path))?),
+        ImageFormat::Xz => Box::new(
+            flash::xz_stream::XzReader::new(BufReader::new(file))
+                .map_err(io_err("decode", image_path))?,
+        ),
     })
 }
 
@@ -198,9 +231,16 @@ pub fn check_staged_image(plan: &Plan, image_path: &Path) -> Result<(), FlashSte
     }
     let actual = Sha256Digest(sha2::Digest::finalize(hasher).into());
     if bytes != plan.image.compressed_size.get() || actual != expected {
-        return Err(FlashStepError::StagedImage { path: image_path.to_path_buf(), bytes, actual: actual.to_string() });
+        return Err(FlashStepError::StagedImage {
+            path: image_path.to_path_buf(),
+            bytes,
+            actual: actual.to_string(),
+        });
     }
-    log::info!("flash: staged image {} verified ({bytes} bytes, sha256 {actual})", image_path.display());
+    log::info!(
+        "flash: staged image {} verified ({bytes} bytes, sha256 {actual})",
+        image_path.display()
+    );
     Ok(())
 }
 
@@ -209,7 +249,11 @@ pub fn check_staged_image(plan: &Plan, image_path: &Path) -> Result<(), FlashSte
 pub const IMAGE_EBRS_FILE: &str = "image-ebrs.orig";
 const EBR_RECORD: usize = 8 + 512;
 
-fn restore_or_save_ebrs(disk: &mut File, head: &[u8], staging_dir: &Path) -> Result<(), FlashStepError> {
+fn restore_or_save_ebrs(
+    disk: &mut File,
+    head: &[u8],
+    staging_dir: &Path,
+) -> Result<(), FlashStepError> {
     let path = staging_dir.join(IMAGE_EBRS_FILE);
     let disk_path = Path::new("disk");
     match std::fs::read(&path) {
@@ -218,7 +262,8 @@ fn restore_or_save_ebrs(disk: &mut File, head: &[u8], staging_dir: &Path) -> Res
                 let mut lba = [0u8; 8];
                 lba.copy_from_slice(&record[..8]);
                 let offset = u64::from_le_bytes(lba) * 512;
-                FlashTarget::write_all_at(&*disk, &record[8..], offset).map_err(io_err("restore an image EBR on", disk_path))?;
+                FlashTarget::write_all_at(&*disk, &record[8..], offset)
+                    .map_err(io_err("restore an image EBR on", disk_path))?;
             }
             disk.sync_data().map_err(io_err("sync", disk_path))?;
             Ok(())
@@ -228,7 +273,8 @@ fn restore_or_save_ebrs(disk: &mut File, head: &[u8], staging_dir: &Path) -> Res
             let mut saved = Vec::new();
             for ebr in table.logicals.iter().filter_map(|p| p.ebr) {
                 let mut sector = [0u8; 512];
-                FlashTarget::read_exact_at(&*disk, &mut sector, ebr.0 * 512).map_err(io_err("read an image EBR from", disk_path))?;
+                FlashTarget::read_exact_at(&*disk, &mut sector, ebr.0 * 512)
+                    .map_err(io_err("read an image EBR from", disk_path))?;
                 saved.extend_from_slice(&ebr.0.to_le_bytes());
                 saved.extend_from_slice(&sector);
             }
@@ -264,24 +310,46 @@ pub fn finalize(
 /// The final partition table: the image's EBRs written (patched for growth) and the
 /// head that commits them, not written yet. Repeatable (the image's EBRs are put back from
 /// `staging_dir` first).
-pub fn final_head(plan: &Plan, disk: &mut File, head: &[u8], staging_dir: &Path) -> Result<(layout::FinalTable, Vec<u8>), FlashStepError> {
+pub fn final_head(
+    plan: &Plan,
+    disk: &mut File,
+    head: &[u8],
+    staging_dir: &Path,
+) -> Result<(layout::FinalTable, Vec<u8>), FlashStepError> {
     restore_or_save_ebrs(disk, head, staging_dir)?;
     let image_table = PartitionTable::read(&mut layout::HeadOverlay::new(head, &mut *disk))?;
-    let growth = if plan.finalize.grow_over_staging { layout::DataGrowth::OverStaging } else { layout::DataGrowth::Keep };
-    let table = layout::final_table(&image_table, lu::Sectors(plan.source_disk.size.get()), growth)?;
+    let growth = if plan.finalize.grow_over_staging {
+        layout::DataGrowth::OverStaging
+    } else {
+        layout::DataGrowth::Keep
+    };
+    let table =
+        layout::final_table(&image_table, lu::Sectors(plan.source_disk.size.get()), growth)?;
     let mut head = head.to_vec();
     layout::write_growth(&table, &mut head, disk)?;
     disk.sync_data().map_err(io_err("sync", Path::new("disk")))?;
     match table.growth {
-        Some(g) => log::info!("finalize: partition {} grows from sector {} to {}", g.number, g.old_end.0, g.new_end.0),
-        None => log::info!("finalize: keeping the image's partition table ({})", plan.finalize.reason),
+        Some(g) => log::info!(
+            "finalize: partition {} grows from sector {} to {}",
+            g.number,
+            g.old_end.0,
+            g.new_end.0
+        ),
+        None => {
+            log::info!("finalize: keeping the image's partition table ({})", plan.finalize.reason)
+        }
     }
     Ok((table, head))
 }
 
 /// Seal staging, then write the partition held back for last over it.
-pub fn seal_and_write_last(disk: &File, held: &crate::written_last::HeldBytes, staging_root: &Path) -> Result<(), FlashStepError> {
-    let written_last = |e: crate::written_last::WrittenLastError| FlashStepError::WrittenLast(e.to_string());
+pub fn seal_and_write_last(
+    disk: &File,
+    held: &crate::written_last::HeldBytes,
+    staging_root: &Path,
+) -> Result<(), FlashStepError> {
+    let written_last =
+        |e: crate::written_last::WrittenLastError| FlashStepError::WrittenLast(e.to_string());
     crate::written_last::seal_staging(staging_root).map_err(written_last)?;
     crate::written_last::write(disk, held).map_err(written_last)
 }

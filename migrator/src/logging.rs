@@ -36,7 +36,13 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 fn logger() -> &'static Logger {
     LOGGER.get_or_init(|| Logger {
         started: Instant::now(),
-        sinks: Mutex::new(Sinks { console: None, kmsg: None, file: None, early: Vec::new(), unsynced: 0 }),
+        sinks: Mutex::new(Sinks {
+            console: None,
+            kmsg: None,
+            file: None,
+            early: Vec::new(),
+            unsynced: 0,
+        }),
     })
 }
 

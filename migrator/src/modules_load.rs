@@ -115,7 +115,8 @@ mod tests {
                     /lib/modules/6.1.0/kernel/fs/ext4/ext4.ko\n";
         let optional = "lib/modules/6.1.0/kernel/arch/x86/crypto/crc32c-intel.ko\n";
         let entries = parse_lists(load, optional);
-        let got: Vec<(&str, bool)> = entries.iter().map(|e| (e.path.as_str(), e.optional)).collect();
+        let got: Vec<(&str, bool)> =
+            entries.iter().map(|e| (e.path.as_str(), e.optional)).collect();
         assert_eq!(
             got,
             vec![

@@ -121,12 +121,21 @@ impl FileSystems for KernelMounts {
         self.close_old_root()?;
         mount_fs(&node, &self.old_root_at, &fs_name(self.plan.old_root.fs_type), true)?;
         if let Some(data) = &self.plan.source_data {
-            let mounted = self.roots.partition_node(&self.disk, &data.partition).map_err(MountError::from).and_then(|data_node| {
-                let at = self.old_root_at.join(SOURCE_DATA_MOUNT.trim_start_matches('/'));
-                mount_fs(&data_node, &at, &fs_name(data.fs_type), true)?;
-                log::info!("backup: data partition {} ({}) mounted read-only at {}", data_node.display(), data.fs_type, at.display());
-                Ok(())
-            });
+            let mounted = self
+                .roots
+                .partition_node(&self.disk, &data.partition)
+                .map_err(MountError::from)
+                .and_then(|data_node| {
+                    let at = self.old_root_at.join(SOURCE_DATA_MOUNT.trim_start_matches('/'));
+                    mount_fs(&data_node, &at, &fs_name(data.fs_type), true)?;
+                    log::info!(
+                        "backup: data partition {} ({}) mounted read-only at {}",
+                        data_node.display(),
+                        data.fs_type,
+                        at.display()
+                    );
+                    Ok(())
+                });
             if let Err(e) = mounted {
                 let _ = unmount(&self.old_root_at);
                 return Err(e);
@@ -160,14 +169,23 @@ impl KernelMounts {
     /// looked at (whatever lies there before the flash is not ours to change).
     pub fn open_data_with(&mut self, read_only: bool) -> Result<PathBuf, MountError> {
         let layout = &self.plan.layout;
-        let data = layout.by_role(PartitionRole::Data).ok_or(MountError::NoPartition(PartitionRole::Data))?;
+        let data = layout
+            .by_role(PartitionRole::Data)
+            .ok_or(MountError::NoPartition(PartitionRole::Data))?;
         let start = data.disk_offset(self.plan.source_disk.sector_size)?;
         let len = data.size_bytes(layout)?;
         unmount(&self.data_at)?;
         if let Some(left) = self.data_device.take() {
             left.remove()?;
         }
-        let device = TempPartition::add(&self.roots, &self.disk.node, &self.disk.entry.name, FIRST_TEMP_NUMBER, start, len)?;
+        let device = TempPartition::add(
+            &self.roots,
+            &self.disk.node,
+            &self.disk.entry.name,
+            FIRST_TEMP_NUMBER,
+            start,
+            len,
+        )?;
         log::info!("restore: {} is {} at byte {start} ({len})", data.name, device.node().display());
         let mounted = mount_fs(device.node(), &self.data_at, &fs_name(data.fs), read_only);
         if let Err(e) = mounted {

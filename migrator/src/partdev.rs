@@ -39,14 +39,24 @@ pub struct TempPartition {
 impl TempPartition {
     /// Add partition `number` for `start..start+len` (bytes) of the disk `disk_name`
     /// (whose node is `disk_node`). Overlapping kernel partitions are deleted first.
-    pub fn add(roots: &BlockRoots, disk_node: &Path, disk_name: &str, number: u32, start: Bytes, len: Bytes) -> Result<TempPartition, PartDevError> {
-        let disk = blkpg::open_disk(disk_node).map_err(|e| PartDevError::Open(disk_node.to_path_buf(), e))?;
+    pub fn add(
+        roots: &BlockRoots,
+        disk_node: &Path,
+        disk_name: &str,
+        number: u32,
+        start: Bytes,
+        len: Bytes,
+    ) -> Result<TempPartition, PartDevError> {
+        let disk = blkpg::open_disk(disk_node)
+            .map_err(|e| PartDevError::Open(disk_node.to_path_buf(), e))?;
         // A leftover from an earlier attempt in this boot: remove it first.
         if sysfs_partition(roots, disk_name, number).is_some() {
             blkpg::delete_partition(&disk, disk_name, number)?;
         }
         for entry in disk::scan(&roots.class_block) {
-            let (Some(p), Some(parent)) = (entry.partition, entry.parent.as_deref()) else { continue };
+            let (Some(p), Some(parent)) = (entry.partition, entry.parent.as_deref()) else {
+                continue;
+            };
             let (p_start, p_end) = (p.start_512 * 512, (p.start_512 + entry.size_512) * 512);
             if parent == disk_name && p_start < start.get() + len.get() && start.get() < p_end {
                 log::info!("partdev: removing kernel partition {} ({}) from the kernel's view; the disk's table is unchanged", entry.name, p.number);
@@ -84,7 +94,7 @@ impl TempPartition {
 }
 
 fn sysfs_partition(roots: &BlockRoots, disk_name: &str, number: u32) -> Option<disk::BlockEntry> {
-    disk::scan(&roots.class_block)
-        .into_iter()
-        .find(|e| e.parent.as_deref() == Some(disk_name) && e.partition.is_some_and(|p| p.number == number))
+    disk::scan(&roots.class_block).into_iter().find(|e| {
+        e.parent.as_deref() == Some(disk_name) && e.partition.is_some_and(|p| p.number == number)
+    })
 }

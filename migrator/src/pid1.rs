@@ -33,14 +33,18 @@ pub fn mount_efivarfs() {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     match mount(Some("efivarfs"), target, Some("efivarfs"), flags, None::<&str>) {
         Ok(()) | Err(nix::errno::Errno::EBUSY) => log::info!("efivarfs mounted at {target}"),
-        Err(e) => log::warn!("cannot mount efivarfs at {target}: {e}; check that efivarfs is in the initramfs"),
+        Err(e) => log::warn!(
+            "cannot mount efivarfs at {target}: {e}; check that efivarfs is in the initramfs"
+        ),
     }
 }
 
 /// Log a panic, then reboot: with `panic = "abort"` the hook still runs first.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        log::error!("migrator panicked: {info}; rebooting (the journal resumes from the last durable step)");
+        log::error!(
+            "migrator panicked: {info}; rebooting (the journal resumes from the last durable step)"
+        );
         reboot_now("panic");
     }));
 }
@@ -90,7 +94,10 @@ const HALT_REPEAT_EVERY: Duration = Duration::from_secs(60);
 /// budget for the step that stopped) rather than leaving a remote device dead for good.
 pub fn halt(reason: &str) -> ! {
     logging::marker(&format!("SWAPOVER-MIGRATOR-HALT {reason}"));
-    log::error!("the migrator stopped; it reboots to try again in {} min", HALT_RETRY_AFTER.as_secs() / 60);
+    log::error!(
+        "the migrator stopped; it reboots to try again in {} min",
+        HALT_RETRY_AFTER.as_secs() / 60
+    );
     logging::flush();
     nix::unistd::sync();
     let mut waited = Duration::ZERO;

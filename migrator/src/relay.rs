@@ -69,12 +69,19 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(String) -> RelayError {
 }
 
 /// Write the relay under `data_root` (the new resin-data, mounted), manifest last.
-pub fn write(data_root: &Path, plan_id: &str, held: &HeldBytes, head: &[u8], permanent_boot: Option<&PermanentBoot>) -> Result<(), RelayError> {
+pub fn write(
+    data_root: &Path,
+    plan_id: &str,
+    held: &HeldBytes,
+    head: &[u8],
+    permanent_boot: Option<&PermanentBoot>,
+) -> Result<(), RelayError> {
     let dir = data_root.join(RELAY_DIR);
     let manifest_path = dir.join(MANIFEST_FILE);
     // An older, possibly different relay stops counting before its files change.
     match std::fs::remove_file(&manifest_path) {
-        Ok(()) => crate::backup::sync_parent(&manifest_path).map_err(|e| io("sync", &dir)(e.to_string()))?,
+        Ok(()) => crate::backup::sync_parent(&manifest_path)
+            .map_err(|e| io("sync", &dir)(e.to_string()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io("remove", &manifest_path)(e.to_string())),
     }
@@ -96,9 +103,15 @@ pub fn write(data_root: &Path, plan_id: &str, held: &HeldBytes, head: &[u8], per
         head_sha256: sha256_hex(head),
         permanent_boot: permanent_boot.cloned(),
     };
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| io("encode", &manifest_path)(e.to_string()))?;
+    let json = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| io("encode", &manifest_path)(e.to_string()))?;
     durably(MANIFEST_FILE, &json)?;
-    log::info!("finalize: relay written to {} ({} bytes of {}, head, manifest)", dir.display(), granules.len(), held.name);
+    log::info!(
+        "finalize: relay written to {} ({} bytes of {}, head, manifest)",
+        dir.display(),
+        granules.len(),
+        held.name
+    );
     Ok(())
 }
 
@@ -112,9 +125,14 @@ pub fn read(data_root: &Path, plan_id: &str) -> Result<Option<Relay>, RelayError
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io("read", &manifest_path)(e.to_string())),
     };
-    let manifest: Manifest = serde_json::from_slice(&json).map_err(|e| io("parse", &manifest_path)(e.to_string()))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&json).map_err(|e| io("parse", &manifest_path)(e.to_string()))?;
     if manifest.plan_id != plan_id {
-        return Err(RelayError::OtherPlan { path: dir, found: manifest.plan_id, expected: plan_id.to_string() });
+        return Err(RelayError::OtherPlan {
+            path: dir,
+            found: manifest.plan_id,
+            expected: plan_id.to_string(),
+        });
     }
     let checked = |name: &str, expected: &str| -> Result<Vec<u8>, RelayError> {
         let path = dir.join(name);
@@ -136,7 +154,9 @@ pub fn read(data_root: &Path, plan_id: &str) -> Result<Option<Relay>, RelayError
 pub fn remove(data_root: &Path) -> Result<(), RelayError> {
     let dir = data_root.join(RELAY_DIR);
     match std::fs::remove_dir_all(&dir) {
-        Ok(()) => crate::backup::sync_parent(&dir).map_err(|e| io("sync", data_root)(e.to_string())),
+        Ok(()) => {
+            crate::backup::sync_parent(&dir).map_err(|e| io("sync", data_root)(e.to_string()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io("remove", &dir)(e.to_string())),
     }
@@ -160,6 +180,8 @@ pub fn complete(vars: &EfiVars, data_root: &Path, permanent_boot: Option<&Perman
     }
     match remove(data_root) {
         Ok(()) => log::info!("finalize: relay removed"),
-        Err(e) => log::warn!("finalize: cannot remove the relay ({e}); delete {RELAY_DIR}/ on resin-data by hand"),
+        Err(e) => log::warn!(
+            "finalize: cannot remove the relay ({e}); delete {RELAY_DIR}/ on resin-data by hand"
+        ),
     }
 }

@@ -76,7 +76,9 @@ pub fn extract(archive: &Path, dest: &Path) -> Result<usize, RestoreError> {
 fn safe_relative(name: &[u8]) -> Result<PathBuf, RestoreError> {
     use std::os::unix::ffi::OsStrExt;
     let path = Path::new(std::ffi::OsStr::from_bytes(name));
-    let plain = path.components().all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
+    let plain = path
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir));
     if !plain {
         return Err(RestoreError::BadPath(String::from_utf8_lossy(name).into_owned()));
     }
@@ -86,14 +88,22 @@ fn safe_relative(name: &[u8]) -> Result<PathBuf, RestoreError> {
 fn set_times(path: &Path, mtime: u64) -> Result<(), RestoreError> {
     let secs = i64::try_from(mtime).unwrap_or(i64::MAX);
     let time = nix::sys::time::TimeVal::new(secs, 0);
-    nix::sys::stat::lutimes(path, &time, &time).map_err(|e| RestoreError::Io { action: "set the times of", path: path.to_path_buf(), source: e.into() })
+    nix::sys::stat::lutimes(path, &time, &time).map_err(|e| RestoreError::Io {
+        action: "set the times of",
+        path: path.to_path_buf(),
+        source: e.into(),
+    })
 }
 
 /// A fifo or device node as the header describes it (replacing what is there).
 fn make_special(path: &Path, header: &tar::Header) -> Result<(), RestoreError> {
     use nix::sys::stat::{makedev, mknod, Mode, SFlag};
     let kind = header.entry_type();
-    let bad = |what: &str| RestoreError::Io { action: "read the header of", path: path.to_path_buf(), source: io::Error::other(what.to_string()) };
+    let bad = |what: &str| RestoreError::Io {
+        action: "read the header of",
+        path: path.to_path_buf(),
+        source: io::Error::other(what.to_string()),
+    };
     let mode = header.mode().map_err(|_| bad("mode"))?;
     let uid = header.uid().map_err(|_| bad("uid"))?;
     let gid = header.gid().map_err(|_| bad("gid"))?;
@@ -112,18 +122,32 @@ fn make_special(path: &Path, header: &tar::Header) -> Result<(), RestoreError> {
     if std::fs::symlink_metadata(path).is_ok() {
         std::fs::remove_file(path).map_err(io_err("replace", path))?;
     }
-    let sys = |action: &'static str| move |e: nix::Error| RestoreError::Io { action, path: path.to_path_buf(), source: e.into() };
-    mknod(path, flag, Mode::from_bits_truncate(mode & 0o777), makedev(u64::from(major), u64::from(minor))).map_err(sys("create"))?;
+    let sys = |action: &'static str| {
+        move |e: nix::Error| RestoreError::Io { action, path: path.to_path_buf(), source: e.into() }
+    };
+    mknod(
+        path,
+        flag,
+        Mode::from_bits_truncate(mode & 0o777),
+        makedev(u64::from(major), u64::from(minor)),
+    )
+    .map_err(sys("create"))?;
     let owner = |id: u64| u32::try_from(id).ok();
-    std::os::unix::fs::lchown(path, owner(uid), owner(gid)).map_err(io_err("set the owner of", path))?;
-    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777)).map_err(io_err("set the mode of", path))?;
+    std::os::unix::fs::lchown(path, owner(uid), owner(gid))
+        .map_err(io_err("set the owner of", path))?;
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777))
+        .map_err(io_err("set the mode of", path))?;
     set_times(path, header.mtime().unwrap_or(0))
 }
 
 /// Flush the whole file system holding `path` (syncfs).
 pub fn sync_fs(path: &Path) -> Result<(), RestoreError> {
     let dir = File::open(path).map_err(io_err("open", path))?;
-    nix::unistd::syncfs(&dir).map_err(|e| RestoreError::Io { action: "syncfs", path: path.to_path_buf(), source: e.into() })
+    nix::unistd::syncfs(&dir).map_err(|e| RestoreError::Io {
+        action: "syncfs",
+        path: path.to_path_buf(),
+        source: e.into(),
+    })
 }
 
 /// Where the migration log and the plan go on resin-data.
@@ -131,16 +155,27 @@ pub const LOG_DIR_ON_DATA: &str = "swapover";
 
 /// Restore every volume of `plan` from `staging_dir/backup` onto the data file
 /// system mounted at `data_root`; then copy the log and plan for diagnosis; syncfs.
-pub fn restore_data(plan: &Plan, staging_dir: &Path, data_root: &Path) -> Result<usize, RestoreError> {
+pub fn restore_data(
+    plan: &Plan,
+    staging_dir: &Path,
+    data_root: &Path,
+) -> Result<usize, RestoreError> {
     let mut total = 0;
     for volume in &plan.backup.volumes {
         if volume.restore_to.partition != PartitionRole::Data {
-            return Err(RestoreError::UnsupportedRole { volume: volume.name.clone(), role: volume.restore_to.partition });
+            return Err(RestoreError::UnsupportedRole {
+                volume: volume.name.clone(),
+                role: volume.restore_to.partition,
+            });
         }
         let dest = under(data_root, &volume.restore_to.path)?;
         let archive = archive_path(&staging_dir.join(BACKUP_DIR), &volume.name);
         let count = extract(&archive, &dest)?;
-        log::info!("restore: volume {} ({count} entries) into {}", volume.name, volume.restore_to.path);
+        log::info!(
+            "restore: volume {} ({count} entries) into {}",
+            volume.name,
+            volume.restore_to.path
+        );
         total += count;
     }
     copy_diagnostics(staging_dir, data_root)?;
@@ -169,7 +204,10 @@ mod tests {
 
     #[test]
     fn restore_paths_stay_under_the_root() {
-        assert_eq!(under(Path::new("/mnt/data"), "/resin-data/app").unwrap(), PathBuf::from("/mnt/data/resin-data/app"));
+        assert_eq!(
+            under(Path::new("/mnt/data"), "/resin-data/app").unwrap(),
+            PathBuf::from("/mnt/data/resin-data/app")
+        );
         assert_eq!(under(Path::new("/mnt/data"), "/").unwrap(), PathBuf::from("/mnt/data/"));
         assert!(under(Path::new("/mnt/data"), "/resin-data/../../etc").is_err());
     }

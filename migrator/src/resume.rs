@@ -40,7 +40,8 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Resume
 /// Bytes from the disk start to its first partition (the area boot code lives in).
 pub fn gap_len<D: Read + Seek>(disk: &mut D) -> Result<Bytes, ResumeError> {
     disk.seek(SeekFrom::Start(0)).map_err(io_err("seek", Path::new("disk")))?;
-    let header = mbrman::MBRHeader::read_from(disk).map_err(|e| ResumeError::NoTable(e.to_string()))?;
+    let header =
+        mbrman::MBRHeader::read_from(disk).map_err(|e| ResumeError::NoTable(e.to_string()))?;
     let first = header
         .iter()
         .filter(|(_, p)| p.is_used())
@@ -80,17 +81,27 @@ pub fn arm(disk: &mut File, staging_dir: &Path) -> Result<(), ResumeError> {
     let core = std::fs::read(&core_path).map_err(io_err("read", &core_path))?;
     let embedding = grub::bootcode::install(disk, &boot, &core)?;
     disk.sync_all().map_err(io_err("fsync", Path::new("disk")))?;
-    log::info!("resume: GRUB core in sectors 1..{} boots the migrator from staging", 1 + embedding.core_sectors.0);
+    log::info!(
+        "resume: GRUB core in sectors 1..{} boots the migrator from staging",
+        1 + embedding.core_sectors.0
+    );
     Ok(())
 }
 
 /// Write `mbr-gap.orig` back over the boot area and sync: the disk boots as before arming.
-pub fn rollback<D: Read + Write + Seek>(disk: &mut D, staging_dir: &Path) -> Result<(), ResumeError> {
+pub fn rollback<D: Read + Write + Seek>(
+    disk: &mut D,
+    staging_dir: &Path,
+) -> Result<(), ResumeError> {
     let path = staging_dir.join(GAP_FILE);
     let gap = std::fs::read(&path).map_err(io_err("read", &path))?;
     let expected = gap_len(disk)?;
     if gap.len() as u64 != expected.get() {
-        return Err(ResumeError::GapSize { path, found: gap.len() as u64, expected: expected.get() });
+        return Err(ResumeError::GapSize {
+            path,
+            found: gap.len() as u64,
+            expected: expected.get(),
+        });
     }
     disk.seek(SeekFrom::Start(0)).map_err(io_err("seek", &path))?;
     disk.write_all(&gap).map_err(io_err("write back", &path))?;

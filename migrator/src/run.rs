@@ -47,7 +47,11 @@ pub fn pid1_main() -> ! {
         Ok(size) => size,
         Err(e) => early_failure(&format!("the plan's disk size: {e}"), retry_delay),
     };
-    let disk = match roots.wait_for_disk(&plan.source_disk.id, disk_size, Duration::from_secs(u64::from(plan.failure.disk_wait_secs))) {
+    let disk = match roots.wait_for_disk(
+        &plan.source_disk.id,
+        disk_size,
+        Duration::from_secs(u64::from(plan.failure.disk_wait_secs)),
+    ) {
         Ok(disk) => disk,
         Err(e) => early_failure(&e.to_string(), retry_delay),
     };
@@ -82,10 +86,18 @@ pub fn pid1_main() -> ! {
 
 /// The plan and its identity (sha256 of the file).
 pub fn read_plan(path: &Path) -> Result<(Plan, String), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read the plan {}: {e}; rebuild the initramfs with the stager", path.display()))?;
-    let text = String::from_utf8(bytes).map_err(|_| format!("the plan {} is not UTF-8; re-stage", path.display()))?;
-    let plan = Plan::from_json(&text).map_err(|e| format!("the plan {} is unusable: {e}", path.display()))?;
-    crate::written_last::check_plan(&plan).map_err(|e| format!("the plan {} is refused: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        format!(
+            "cannot read the plan {}: {e}; rebuild the initramfs with the stager",
+            path.display()
+        )
+    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("the plan {} is not UTF-8; re-stage", path.display()))?;
+    let plan = Plan::from_json(&text)
+        .map_err(|e| format!("the plan {} is unusable: {e}", path.display()))?;
+    crate::written_last::check_plan(&plan)
+        .map_err(|e| format!("the plan {} is refused: {e}", path.display()))?;
     let id: String = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     Ok((plan, id))
 }
@@ -93,7 +105,12 @@ pub fn read_plan(path: &Path) -> Result<(Plan, String), String> {
 /// Mount staging. A plan whose staging lies inside the partition written last also needs
 /// the file system there to be the staged one (its UUID): after that write began, the
 /// partition holds resinOS's file system, whose contents are not ours.
-fn mount_staging(roots: &BlockRoots, disk: &FoundDisk, plan: &Plan, at: &Path) -> Result<(), String> {
+fn mount_staging(
+    roots: &BlockRoots,
+    disk: &FoundDisk,
+    plan: &Plan,
+    at: &Path,
+) -> Result<(), String> {
     let node = roots.partition_node(disk, &plan.staging.partition).map_err(|e| e.to_string())?;
     if !plan.layout.written_last.is_empty() {
         let found = ext_uuid(&node).map_err(|e| format!("staging {}: {e}", node.display()))?;
@@ -106,7 +123,8 @@ fn mount_staging(roots: &BlockRoots, disk: &FoundDisk, plan: &Plan, at: &Path) -
             ));
         }
     }
-    mounts::mount_fs(&node, at, &plan.staging.fs_type.to_string(), false).map_err(|e| e.to_string())?;
+    mounts::mount_fs(&node, at, &plan.staging.fs_type.to_string(), false)
+        .map_err(|e| e.to_string())?;
     log::info!("staging: {} mounted at {}", node.display(), at.display());
     Ok(())
 }
@@ -116,20 +134,37 @@ pub fn ext_uuid(node: &Path) -> Result<String, String> {
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::open(node).map_err(|e| format!("cannot open: {e}"))?;
     let mut superblock = [0u8; 1024];
-    file.read_exact_at(&mut superblock, 1024).map_err(|e| format!("cannot read the superblock: {e}"))?;
+    file.read_exact_at(&mut superblock, 1024)
+        .map_err(|e| format!("cannot read the superblock: {e}"))?;
     if superblock[56..58] != [0x53, 0xef] {
         return Err("no ext2/3/4 file system".into());
     }
     let u = &superblock[104..120];
     let hex: Vec<String> = u.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("{}-{}-{}-{}-{}", hex[..4].concat(), hex[4..6].concat(), hex[6..8].concat(), hex[8..10].concat(), hex[10..].concat()))
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        hex[..4].concat(),
+        hex[4..6].concat(),
+        hex[6..8].concat(),
+        hex[8..10].concat(),
+        hex[10..].concat()
+    ))
 }
 
 /// Staging is gone: finish from the relay on resin-data, if this plan left one.
-fn finish_from_relay(plan: &Plan, plan_id: &str, roots: BlockRoots, disk: FoundDisk, retry_delay: Duration) -> Exit {
+fn finish_from_relay(
+    plan: &Plan,
+    plan_id: &str,
+    roots: BlockRoots,
+    disk: FoundDisk,
+    retry_delay: Duration,
+) -> Exit {
     let disk_node = disk.node.clone();
     let mut fs = KernelMounts::new(roots, disk, plan.clone());
-    let looked = fs.open_data_with(true).map_err(|e| e.to_string()).and_then(|data| crate::relay::read(&data, plan_id).map_err(|e| e.to_string()));
+    let looked = fs
+        .open_data_with(true)
+        .map_err(|e| e.to_string())
+        .and_then(|data| crate::relay::read(&data, plan_id).map_err(|e| e.to_string()));
     if let Err(e) = fs.close_data() {
         log::warn!("relay: {e}");
     }
@@ -140,7 +175,12 @@ fn finish_from_relay(plan: &Plan, plan_id: &str, roots: BlockRoots, disk: FoundD
     };
     logging::marker("SWAPOVER-MIGRATOR-START relay");
     logging::marker("SWAPOVER-STEP relay begin");
-    match crate::steps::finish_from_relay(&disk_node, &mut fs, &grub::uefi::EfiVars::system(), found) {
+    match crate::steps::finish_from_relay(
+        &disk_node,
+        &mut fs,
+        &grub::uefi::EfiVars::system(),
+        found,
+    ) {
         Ok(()) => {
             logging::marker("SWAPOVER-STEP relay done");
             Exit::Reboot(RebootTarget::Resinos)
@@ -152,7 +192,8 @@ fn finish_from_relay(plan: &Plan, plan_id: &str, roots: BlockRoots, disk: FoundD
 /// Increment and return the start counter kept on staging (1 on the first start).
 pub fn count_start(staging_dir: &Path) -> u32 {
     let path = staging_dir.join(STARTS_FILE);
-    let previous: u32 = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
+    let previous: u32 =
+        std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
     let now = previous.saturating_add(1);
     if let Err(e) = crate::backup::write_durably(&path, now.to_string().as_bytes()) {
         log::warn!("cannot record the start count: {e}");
@@ -190,11 +231,15 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         let (plan, id) = read_plan(&path).unwrap();
         assert_eq!(plan, Plan::stem_example());
-        let expected: String = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        let expected: String =
+            Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(id, expected);
-        std::fs::write(&path, text.replace("\"format_version\": 1", "\"format_version\": 7")).unwrap();
+        std::fs::write(&path, text.replace("\"format_version\": 1", "\"format_version\": 7"))
+            .unwrap();
         assert!(read_plan(&path).unwrap_err().contains("format 7"), "names the version");
-        assert!(read_plan(&dir.path().join("missing.json")).unwrap_err().contains("cannot read the plan"));
+        assert!(read_plan(&dir.path().join("missing.json"))
+            .unwrap_err()
+            .contains("cannot read the plan"));
     }
 
     #[test]

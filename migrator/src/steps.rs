@@ -21,8 +21,8 @@ use crate::mounts::FileSystems;
 use crate::pid1::RebootTarget;
 use crate::resume;
 use crate::uefi_resume;
-use crate::{boot_image, relay};
 use crate::written_last;
+use crate::{boot_image, relay};
 
 /// Anything a step can fail with, as one line for the log.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +82,13 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    pub fn new(plan: &'a Plan, plan_id: String, staging_root: PathBuf, disk_path: PathBuf, fs: &'a mut dyn FileSystems) -> Self {
+    pub fn new(
+        plan: &'a Plan,
+        plan_id: String,
+        staging_root: PathBuf,
+        disk_path: PathBuf,
+        fs: &'a mut dyn FileSystems,
+    ) -> Self {
         Context {
             retry_delay: Duration::from_secs(u64::from(plan.failure.retry_delay_secs)),
             plan,
@@ -106,7 +112,11 @@ impl<'a> Context<'a> {
     }
 
     fn open_disk(&self) -> Result<File, StepError> {
-        OpenOptions::new().read(true).write(true).open(&self.disk_path).map_err(io_err("open", &self.disk_path))
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.disk_path)
+            .map_err(io_err("open", &self.disk_path))
     }
 }
 
@@ -142,12 +152,20 @@ pub fn run(ctx: &mut Context<'_>, journal: &mut Journal) -> Exit {
     // The last error of this boot, so that giving up names it (problem and fix) on the
     // console, not only in the log lines above it.
     let mut last_error: Option<(ActionKind, String)> = None;
-    let with_last_error = |reason: String, last: &Option<(ActionKind, String)>, kind: Option<ActionKind>| match last {
-        Some((failed, error)) if kind.is_none_or(|k| k == *failed) => format!("{reason}; last error: {error}"),
+    let with_last_error = |reason: String,
+                           last: &Option<(ActionKind, String)>,
+                           kind: Option<ActionKind>| match last {
+        Some((failed, error)) if kind.is_none_or(|k| k == *failed) => {
+            format!("{reason}; last error: {error}")
+        }
         _ => reason,
     };
     loop {
-        let inputs = Inputs { plan_id: &ctx.plan_id, max_attempts, max_interrupted: MAX_INTERRUPTED_ATTEMPTS };
+        let inputs = Inputs {
+            plan_id: &ctx.plan_id,
+            max_attempts,
+            max_interrupted: MAX_INTERRUPTED_ATTEMPTS,
+        };
         let action = next_action(journal.state(), &inputs);
         log::info!("next: {action:?}");
         match action {
@@ -195,12 +213,17 @@ pub fn run(ctx: &mut Context<'_>, journal: &mut Journal) -> Exit {
                             log::info!("step {name} took {:.1} s", started.elapsed().as_secs_f64());
                             logging::marker(&format!("SWAPOVER-STEP {name} done"));
                         }
-                        if work == Action::Finish || (work == Action::FinalizeBoot && ends_unjournaled(ctx.plan)) {
+                        if work == Action::Finish
+                            || (work == Action::FinalizeBoot && ends_unjournaled(ctx.plan))
+                        {
                             return Exit::Reboot(RebootTarget::Resinos);
                         }
                     }
                     Err(e) => {
-                        log::error!("{kind:?} attempt {attempt} failed after {:.1} s: {e}", started.elapsed().as_secs_f64());
+                        log::error!(
+                            "{kind:?} attempt {attempt} failed after {:.1} s: {e}",
+                            started.elapsed().as_secs_f64()
+                        );
                         last_error = Some((kind, e.to_string()));
                         if let Err(e) = journal.record_failure(kind) {
                             return Exit::Halt(format!("cannot write the journal: {e}"));
@@ -215,7 +238,11 @@ pub fn run(ctx: &mut Context<'_>, journal: &mut Journal) -> Exit {
 }
 
 /// Do one work action and record its milestone.
-pub fn perform(ctx: &mut Context<'_>, journal: &mut Journal, action: &Action) -> Result<(), StepError> {
+pub fn perform(
+    ctx: &mut Context<'_>,
+    journal: &mut Journal,
+    action: &Action,
+) -> Result<(), StepError> {
     match action {
         Action::Backup => {
             step_backup(ctx)?;
@@ -259,7 +286,12 @@ pub fn step_backup(ctx: &mut Context<'_>) -> Result<(), StepError> {
     let result = backup::backup_all(ctx.plan, &old_root, &ctx.staging_dir());
     ctx.fs.close_old_root()?;
     let report = result?;
-    log::info!("backup: {} volume(s), {} keyfile(s), hostname {:?}", report.volumes.len(), report.keyfiles.len(), report.hostname);
+    log::info!(
+        "backup: {} volume(s), {} keyfile(s), hostname {:?}",
+        report.volumes.len(),
+        report.keyfiles.len(),
+        report.hostname
+    );
     Ok(())
 }
 
@@ -282,7 +314,11 @@ pub fn step_arm_resume(ctx: &mut Context<'_>) -> Result<(), StepError> {
 }
 
 /// Flash the image (everything but its first MiB), journaling durable progress.
-pub fn step_flash(ctx: &mut Context<'_>, journal: &mut Journal, resume_from: u64) -> Result<(), StepError> {
+pub fn step_flash(
+    ctx: &mut Context<'_>,
+    journal: &mut Journal,
+    resume_from: u64,
+) -> Result<(), StepError> {
     let mut disk = ctx.open_disk()?;
     let placement = flashing::placement(ctx.plan, &mut disk).map_err(StepError::Flash)?;
     let expected = flashing::expected_digest(ctx.plan)?;
@@ -295,18 +331,41 @@ pub fn step_flash(ctx: &mut Context<'_>, journal: &mut Journal, resume_from: u64
     }
     let image = ctx.image_path();
     let mut checkpoint = |through: u64| {
-        journal.record(Step::FlashProgress { through: LayoutBytes(through) }).map_err(|e| e.to_string())
+        journal
+            .record(Step::FlashProgress { through: LayoutBytes(through) })
+            .map_err(|e| e.to_string())
     };
-    let target = flash::DirectTarget::open(&ctx.disk_path).map_err(io_err("open", &ctx.disk_path))?;
-    log::info!("flash: writing {} {}", ctx.disk_path.display(), if target.is_direct() { "with O_DIRECT (aligned pieces)" } else { "through the page cache" });
-    let written = flashing::write(&image, &target, placement, expected, resume_from, ctx.flash_sync_every, &mut checkpoint)?;
+    let target =
+        flash::DirectTarget::open(&ctx.disk_path).map_err(io_err("open", &ctx.disk_path))?;
+    log::info!(
+        "flash: writing {} {}",
+        ctx.disk_path.display(),
+        if target.is_direct() {
+            "with O_DIRECT (aligned pieces)"
+        } else {
+            "through the page cache"
+        }
+    );
+    let written = flashing::write(
+        &image,
+        &target,
+        placement,
+        expected,
+        resume_from,
+        ctx.flash_sync_every,
+        &mut checkpoint,
+    )?;
     journal.record(Step::FlashWritten { image_bytes: LayoutBytes(written.image_bytes) })?;
     ctx.written = Some(written);
     Ok(())
 }
 
 /// The write hashes and head of this run's flash, or of an earlier boot's (decoded again).
-fn written_image(ctx: &mut Context<'_>, disk: &File, image_bytes: u64) -> Result<WrittenImage, StepError> {
+fn written_image(
+    ctx: &mut Context<'_>,
+    disk: &File,
+    image_bytes: u64,
+) -> Result<WrittenImage, StepError> {
     if let Some(written) = ctx.written.take().filter(|w| w.image_bytes == image_bytes) {
         return Ok(written);
     }
@@ -321,7 +380,11 @@ pub fn step_verify(ctx: &mut Context<'_>, image_bytes: u64) -> Result<(), StepEr
     let disk = ctx.open_disk()?;
     let written = written_image(ctx, &disk, image_bytes)?;
     let took = flash::verify_written(&disk, &written)?;
-    log::info!("verify: {} ranges read back identical in {:.1} s", written.ranges.len(), took.as_secs_f64());
+    log::info!(
+        "verify: {} ranges read back identical in {:.1} s",
+        written.ranges.len(),
+        took.as_secs_f64()
+    );
     ctx.written = Some(written);
     Ok(())
 }
@@ -332,7 +395,9 @@ pub fn step_restore(ctx: &mut Context<'_>) -> Result<(), StepError> {
     let staging_dir = ctx.staging_dir();
     let boot_files = boot_files(plan, &ctx.staging_root, &staging_dir)?;
     let boot_role = plan.config_json.restore_to.partition;
-    let boot = plan.layout.by_role(boot_role).ok_or_else(|| StepError::Plan(format!("the layout has no {boot_role} partition for config.json")))?;
+    let boot = plan.layout.by_role(boot_role).ok_or_else(|| {
+        StepError::Plan(format!("the layout has no {boot_role} partition for config.json"))
+    })?;
     let units = |e: plan::UnitError| StepError::Plan(e.to_string());
     let start = boot.disk_offset(plan.source_disk.sector_size).map_err(units)?;
     let len = boot.size_bytes(&plan.layout).map_err(units)?;
@@ -340,16 +405,29 @@ pub fn step_restore(ctx: &mut Context<'_>) -> Result<(), StepError> {
     match written_last::boot_range(plan)? {
         // The flash held resin-boot back: it is written whole, carrying the migration kernel on.
         Some((range, name)) => {
-            let built = boot_image::build(&ctx.image_path(), range, &disk, (start, len), &boot_files, &staging_dir)?;
+            let built = boot_image::build(
+                &ctx.image_path(),
+                range,
+                &disk,
+                (start, len),
+                &boot_files,
+                &staging_dir,
+            )?;
             boot_image::write(&disk, range, &built, &name)?;
         }
         None => {
             restore_or_save_boot(&disk, start, len, &staging_dir)?;
-            fatboot::write_files(PartitionSlice::new(&disk, start, len), &boot_files).map_err(io_err("write resin-boot files on", &ctx.disk_path))?;
+            fatboot::write_files(PartitionSlice::new(&disk, start, len), &boot_files)
+                .map_err(io_err("write resin-boot files on", &ctx.disk_path))?;
             disk.sync_data().map_err(io_err("sync", &ctx.disk_path))?;
         }
     }
-    log::info!("restore: {} file(s) written to {}: {}", boot_files.len(), boot.name, boot_files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>().join(", "));
+    log::info!(
+        "restore: {} file(s) written to {}: {}",
+        boot_files.len(),
+        boot.name,
+        boot_files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>().join(", ")
+    );
     let data = ctx.fs.open_data()?;
     let restored = crate::restore::restore_data(plan, &staging_dir, &data);
     let closed = ctx.fs.close_data();
@@ -365,17 +443,24 @@ pub const BOOT_SNAPSHOT_FILE: &str = "resin-boot.orig";
 /// Before the first FAT write, save the flashed (verified) resin-boot to staging;
 /// before every later attempt, put it back, so a write torn by a power cut never
 /// leaves fatfs a damaged file system to work on.
-fn restore_or_save_boot(disk: &File, start: plan::Bytes, len: plan::Bytes, staging_dir: &Path) -> Result<(), StepError> {
+fn restore_or_save_boot(
+    disk: &File,
+    start: plan::Bytes,
+    len: plan::Bytes,
+    staging_dir: &Path,
+) -> Result<(), StepError> {
     use std::os::unix::fs::FileExt;
     let path = staging_dir.join(BOOT_SNAPSHOT_FILE);
     if std::fs::metadata(&path).is_ok_and(|m| m.len() == len.get()) {
         let saved = std::fs::read(&path).map_err(io_err("read", &path))?;
-        disk.write_all_at(&saved, start.get()).map_err(io_err("put back resin-boot from", &path))?;
+        disk.write_all_at(&saved, start.get())
+            .map_err(io_err("put back resin-boot from", &path))?;
         disk.sync_data().map_err(io_err("sync", &path))?;
         log::info!("restore: resin-boot put back as flashed before writing it again");
         return Ok(());
     }
-    let size = usize::try_from(len.get()).map_err(|_| StepError::Plan(format!("resin-boot of {len} is too large")))?;
+    let size = usize::try_from(len.get())
+        .map_err(|_| StepError::Plan(format!("resin-boot of {len} is too large")))?;
     let mut flashed = vec![0u8; size];
     disk.read_exact_at(&mut flashed, start.get()).map_err(io_err("read resin-boot for", &path))?;
     backup::write_durably(&path, &flashed)?;
@@ -384,17 +469,30 @@ fn restore_or_save_boot(disk: &File, start: plan::Bytes, len: plan::Bytes, stagi
 
 /// The files resin-boot receives: config.json (with the hostname when it has none)
 /// and the converted NetworkManager keyfiles.
-pub fn boot_files(plan: &Plan, staging_root: &Path, staging_dir: &Path) -> Result<Vec<FatFile>, StepError> {
+pub fn boot_files(
+    plan: &Plan,
+    staging_root: &Path,
+    staging_dir: &Path,
+) -> Result<Vec<FatFile>, StepError> {
     if plan.config_json.restore_to.partition != PartitionRole::Boot {
-        return Err(StepError::Plan(format!("config.json onto {} is not supported; only resin-boot", plan.config_json.restore_to.partition)));
+        return Err(StepError::Plan(format!(
+            "config.json onto {} is not supported; only resin-boot",
+            plan.config_json.restore_to.partition
+        )));
     }
     let staged = staging_root.join(plan.config_json.staged_at.trim_start_matches('/'));
     let text = std::fs::read_to_string(&staged).map_err(io_err("read", &staged))?;
     let backup_dir = staging_dir.join(BACKUP_DIR);
-    let saved_hostname = std::fs::read_to_string(backup_dir.join(HOSTNAME_FILE)).ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty());
+    let saved_hostname = std::fs::read_to_string(backup_dir.join(HOSTNAME_FILE))
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty());
     let hostname = plan.hostname.clone().or(saved_hostname);
     let config = fatboot::config_with_hostname(&text, hostname.as_deref())?;
-    let mut files = vec![FatFile { path: plan.config_json.restore_to.path.trim_start_matches('/').to_string(), contents: config.into_bytes() }];
+    let mut files = vec![FatFile {
+        path: plan.config_json.restore_to.path.trim_start_matches('/').to_string(),
+        contents: config.into_bytes(),
+    }];
     let connections = backup_dir.join(CONNECTIONS_DIR);
     if let Ok(dir) = std::fs::read_dir(&connections) {
         let mut names: Vec<_> = dir.filter_map(Result::ok).map(|e| e.file_name()).collect();
@@ -402,7 +500,10 @@ pub fn boot_files(plan: &Plan, staging_root: &Path, staging_dir: &Path) -> Resul
         for name in names {
             let path = connections.join(&name);
             let contents = std::fs::read(&path).map_err(io_err("read", &path))?;
-            files.push(FatFile { path: format!("{CONNECTIONS_DIR}/{}", name.to_string_lossy()), contents });
+            files.push(FatFile {
+                path: format!("{CONNECTIONS_DIR}/{}", name.to_string_lossy()),
+                contents,
+            });
         }
     }
     Ok(files)
@@ -419,12 +520,15 @@ pub fn step_finalize(ctx: &mut Context<'_>) -> Result<(), StepError> {
         None => flashing::read_head(&ctx.image_path())?,
     };
     let held = match written_last::held_range(ctx.plan)? {
-        Some((range, name)) => Some(written_last::collect(ctx.plan, &ctx.image_path(), range, &name)?),
+        Some((range, name)) => {
+            Some(written_last::collect(ctx.plan, &ctx.image_path(), range, &name)?)
+        }
         None => None,
     };
     let staging_dir = ctx.staging_dir();
     let (_, head) = flashing::final_head(ctx.plan, &mut disk, &head, &staging_dir)?;
-    let permanent_boot = if uefi_resume::applies(ctx.plan) { uefi_resume::saved(&staging_dir)? } else { None };
+    let permanent_boot =
+        if uefi_resume::applies(ctx.plan) { uefi_resume::saved(&staging_dir)? } else { None };
     if let Some(held) = &held {
         let data = ctx.fs.open_data()?;
         let written = relay::write(&data, &ctx.plan_id, held, &head, permanent_boot.as_ref());
@@ -449,7 +553,9 @@ fn reread_partitions(disk: &File) {
     if is_block_device(disk) {
         match crate::blkpg::reread_partitions(disk) {
             Ok(()) => log::info!("finalize: the kernel re-read the partition table"),
-            Err(e) => log::info!("finalize: the kernel keeps the old partition view until reboot ({e})"),
+            Err(e) => {
+                log::info!("finalize: the kernel keeps the old partition view until reboot ({e})")
+            }
         }
     }
 }
@@ -457,9 +563,22 @@ fn reread_partitions(disk: &File) {
 /// A migrator whose staging is gone (written over by the partition written last) finishes
 /// from the relay on resin-data: that partition again, the head, then the boot option and
 /// the relay removed. Every part is idempotent.
-pub fn finish_from_relay(disk_path: &Path, fs: &mut dyn FileSystems, efivars: &grub::uefi::EfiVars, found: relay::Relay) -> Result<(), StepError> {
-    let disk = OpenOptions::new().read(true).write(true).open(disk_path).map_err(io_err("open", disk_path))?;
-    log::info!("relay: finishing plan {} from resin-data: {} again, then the head", found.manifest.plan_id, found.held.name);
+pub fn finish_from_relay(
+    disk_path: &Path,
+    fs: &mut dyn FileSystems,
+    efivars: &grub::uefi::EfiVars,
+    found: relay::Relay,
+) -> Result<(), StepError> {
+    let disk = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(disk_path)
+        .map_err(io_err("open", disk_path))?;
+    log::info!(
+        "relay: finishing plan {} from resin-data: {} again, then the head",
+        found.manifest.plan_id,
+        found.held.name
+    );
     written_last::write(&disk, &found.held)?;
     flashing::commit_head(&disk, &found.head)?;
     flush_block_buffers(&disk);

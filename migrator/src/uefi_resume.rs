@@ -66,10 +66,16 @@ pub fn arm(vars: &EfiVars, staging_dir: &Path) -> Result<PermanentBoot, UefiResu
             check_ours(vars, number)?;
             let record = PermanentBoot::record(vars, number)?;
             let path = record_path(staging_dir);
-            let json = serde_json::to_vec_pretty(&record)
-                .map_err(|e| UefiResumeError::Record { action: "encode", path: path.clone(), reason: e.to_string() })?;
-            crate::backup::write_durably(&path, &json)
-                .map_err(|e| UefiResumeError::Record { action: "write", path, reason: e.to_string() })?;
+            let json = serde_json::to_vec_pretty(&record).map_err(|e| UefiResumeError::Record {
+                action: "encode",
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            crate::backup::write_durably(&path, &json).map_err(|e| UefiResumeError::Record {
+                action: "write",
+                path,
+                reason: e.to_string(),
+            })?;
             record
         }
     };
@@ -80,7 +86,8 @@ pub fn arm(vars: &EfiVars, staging_dir: &Path) -> Result<PermanentBoot, UefiResu
 /// The option must start a file in the boot partition's `swapover/`.
 fn check_ours(vars: &EfiVars, number: u16) -> Result<(), UefiResumeError> {
     let variable = vars.boot_option(number)?.ok_or(UefiResumeError::NoOption(number))?;
-    let option = LoadOption::decode(&variable.data).map_err(|e| UefiResumeError::Undecodable { number, reason: e.to_string() })?;
+    let option = LoadOption::decode(&variable.data)
+        .map_err(|e| UefiResumeError::Undecodable { number, reason: e.to_string() })?;
     let prefix = format!("\\{BOOT_DIR}\\");
     if !option.file.to_ascii_lowercase().starts_with(&prefix) {
         return Err(UefiResumeError::NotOurs { number, file: option.file });

@@ -54,12 +54,19 @@ fn io(action: &'static str) -> impl FnOnce(std::io::Error) -> WrittenLastError {
 pub fn held_range(plan: &Plan) -> Result<Option<(HeldRange, String)>, WrittenLastError> {
     let names = &plan.layout.written_last;
     if names.len() > 1 {
-        return Err(WrittenLastError::Plan(format!("{} partitions are written last ({}); the migrator holds back one", names.len(), names.join(", "))));
+        return Err(WrittenLastError::Plan(format!(
+            "{} partitions are written last ({}); the migrator holds back one",
+            names.len(),
+            names.join(", ")
+        )));
     }
     let Some(name) = names.first() else {
         return Ok(None);
     };
-    let part = plan.layout.by_name(name).ok_or_else(|| WrittenLastError::Plan(format!("'{name}' is not a target partition")))?;
+    let part = plan
+        .layout
+        .by_name(name)
+        .ok_or_else(|| WrittenLastError::Plan(format!("'{name}' is not a target partition")))?;
     let units = |e: plan::UnitError| WrittenLastError::Plan(format!("'{name}': {e}"));
     let start = part.image_offset(&plan.layout).map_err(units)?.get();
     let end = start + part.size_bytes(&plan.layout).map_err(units)?.get();
@@ -79,7 +86,9 @@ pub fn boot_range(plan: &Plan) -> Result<Option<(HeldRange, String)>, WrittenLas
     if plan.grub.route != plan::GrubRoute::UefiBootNext {
         return Ok(None);
     }
-    let boot = plan.layout.by_role(plan::PartitionRole::Boot).ok_or_else(|| WrittenLastError::Plan("the layout has no boot partition to hold back".into()))?;
+    let boot = plan.layout.by_role(plan::PartitionRole::Boot).ok_or_else(|| {
+        WrittenLastError::Plan("the layout has no boot partition to hold back".into())
+    })?;
     let units = |e: plan::UnitError| WrittenLastError::Plan(format!("'{}': {e}", boot.name));
     let start = boot.image_offset(&plan.layout).map_err(units)?.get();
     let end = start + boot.size_bytes(&plan.layout).map_err(units)?.get();
@@ -93,7 +102,8 @@ pub fn boot_range(plan: &Plan) -> Result<Option<(HeldRange, String)>, WrittenLas
 /// Every range the flash leaves alone besides the head: the partition written last and,
 /// on the UEFI route, the boot partition.
 pub fn held_ranges(plan: &Plan) -> Result<HeldRanges, WrittenLastError> {
-    let list: Vec<HeldRange> = held_range(plan)?.into_iter().chain(boot_range(plan)?).map(|(range, _)| range).collect();
+    let list: Vec<HeldRange> =
+        held_range(plan)?.into_iter().chain(boot_range(plan)?).map(|(range, _)| range).collect();
     HeldRanges::new(&list).map_err(WrittenLastError::Plan)
 }
 
@@ -105,7 +115,9 @@ pub fn check_plan(plan: &Plan) -> Result<(), String> {
     let staging = plan.staging.partition.extent();
     let sector = plan.source_disk.sector_size;
     for part in &plan.layout.partitions {
-        let extent = part.disk_extent(&plan.layout, sector).map_err(|e| format!("target partition '{}': {e}; re-stage", part.name))?;
+        let extent = part
+            .disk_extent(&plan.layout, sector)
+            .map_err(|e| format!("target partition '{}': {e}; re-stage", part.name))?;
         if extent.overlaps(&staging) && !plan.layout.written_last.contains(&part.name) {
             return Err(format!(
                 "the staging partition ({staging}) overlaps the target partition '{}' ({extent}), which is written before the migration is done; re-stage with a plan that writes it last or stages elsewhere",
@@ -151,16 +163,25 @@ impl HeldBytes {
         for (at, granule) in self.granules[first..].iter().take_while(|(at, _)| *at < end) {
             let from = offset.max(*at);
             let to = end.min(at + granule.len() as u64);
-            buf[(from - offset) as usize..(to - offset) as usize].copy_from_slice(&granule[(from - at) as usize..(to - at) as usize]);
+            buf[(from - offset) as usize..(to - offset) as usize]
+                .copy_from_slice(&granule[(from - at) as usize..(to - at) as usize]);
         }
     }
 }
 
 impl HeldBytes {
     /// `bytes` (the whole range, from its start) as non-zero granules.
-    pub fn from_bytes(range: HeldRange, name: &str, bytes: &[u8]) -> Result<HeldBytes, WrittenLastError> {
+    pub fn from_bytes(
+        range: HeldRange,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<HeldBytes, WrittenLastError> {
         if bytes.len() as u64 != range.end - range.start {
-            return Err(WrittenLastError::Plan(format!("{name}: {} bytes for a range of {}", bytes.len(), range.end - range.start)));
+            return Err(WrittenLastError::Plan(format!(
+                "{name}: {} bytes for a range of {}",
+                bytes.len(),
+                range.end - range.start
+            )));
         }
         let granules = bytes
             .chunks(GRANULE)
@@ -185,8 +206,14 @@ impl HeldBytes {
     }
 
     /// Inverse of [`HeldBytes::encode_granules`]; every granule must lie inside `range`.
-    pub fn decode_granules(range: HeldRange, name: &str, mut bytes: &[u8]) -> Result<HeldBytes, WrittenLastError> {
-        let bad = |why: &str| WrittenLastError::Plan(format!("{name}: the saved bytes are damaged ({why})"));
+    pub fn decode_granules(
+        range: HeldRange,
+        name: &str,
+        mut bytes: &[u8],
+    ) -> Result<HeldBytes, WrittenLastError> {
+        let bad = |why: &str| {
+            WrittenLastError::Plan(format!("{name}: the saved bytes are damaged ({why})"))
+        };
         let mut granules: Vec<(u64, Vec<u8>)> = Vec::new();
         while !bytes.is_empty() {
             let (header, rest) = bytes.split_at_checked(12).ok_or_else(|| bad("short header"))?;
@@ -209,7 +236,12 @@ impl HeldBytes {
 
 /// Decode the whole staged image, keep the held partition's non-zero granules, check the
 /// decoded stream's sha256 against the plan. Reads staging only.
-pub fn collect(plan: &Plan, image_path: &Path, range: HeldRange, name: &str) -> Result<HeldBytes, WrittenLastError> {
+pub fn collect(
+    plan: &Plan,
+    image_path: &Path,
+    range: HeldRange,
+    name: &str,
+) -> Result<HeldBytes, WrittenLastError> {
     let mut reader = flashing::decoded_reader(image_path)?;
     let mut hasher = Sha256::new();
     let mut granules = Vec::new();
@@ -217,18 +249,28 @@ pub fn collect(plan: &Plan, image_path: &Path, range: HeldRange, name: &str) -> 
     let mut offset = 0u64;
     let mut buf = vec![0u8; GRANULE];
     loop {
-        let n = fill(&mut reader, &mut buf).map_err(|source| FlashStepError::Io { action: "decode", path: image_path.to_path_buf(), source })?;
+        let n = fill(&mut reader, &mut buf).map_err(|source| FlashStepError::Io {
+            action: "decode",
+            path: image_path.to_path_buf(),
+            source,
+        })?;
         if n == 0 {
             break;
         }
         let data = &buf[..n];
         hasher.update(data);
-        let (from, to) = (range.start.clamp(offset, offset + n as u64), range.end.clamp(offset, offset + n as u64));
+        let (from, to) = (
+            range.start.clamp(offset, offset + n as u64),
+            range.end.clamp(offset, offset + n as u64),
+        );
         let held = &data[(from - offset) as usize..(to - offset) as usize];
         if held.iter().any(|b| *b != 0) {
             kept += held.len() as u64;
             if kept > MAX_HELD_BYTES {
-                return Err(WrittenLastError::TooLarge { name: name.to_string(), limit: MAX_HELD_BYTES });
+                return Err(WrittenLastError::TooLarge {
+                    name: name.to_string(),
+                    limit: MAX_HELD_BYTES,
+                });
             }
             granules.push((from, held.to_vec()));
         }
@@ -236,9 +278,15 @@ pub fn collect(plan: &Plan, image_path: &Path, range: HeldRange, name: &str) -> 
     }
     let actual = plan::Sha256Hex::from_digest(&hasher.finalize());
     if actual != plan.image.raw_sha256 {
-        return Err(WrittenLastError::RawDigest { expected: plan.image.raw_sha256.0.clone(), actual: actual.0 });
+        return Err(WrittenLastError::RawDigest {
+            expected: plan.image.raw_sha256.0.clone(),
+            actual: actual.0,
+        });
     }
-    log::info!("finalize: {name} ({} bytes, {kept} of them non-zero) decoded for the last write", range.end - range.start);
+    log::info!(
+        "finalize: {name} ({} bytes, {kept} of them non-zero) decoded for the last write",
+        range.end - range.start
+    );
     Ok(HeldBytes { range, name: name.to_string(), granules })
 }
 
@@ -274,9 +322,13 @@ pub fn seal_staging(staging_root: &Path) -> Result<(), WrittenLastError> {
     crate::logging::detach_file();
     nix::unistd::sync();
     let flags = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-    mount(None::<&str>, staging_root, None::<&str>, flags, None::<&str>)
-        .map_err(|source| WrittenLastError::Seal { at: staging_root.display().to_string(), source })?;
-    log::info!("finalize: staging {} sealed read-only; nothing more is written there", staging_root.display());
+    mount(None::<&str>, staging_root, None::<&str>, flags, None::<&str>).map_err(|source| {
+        WrittenLastError::Seal { at: staging_root.display().to_string(), source }
+    })?;
+    log::info!(
+        "finalize: staging {} sealed read-only; nothing more is written there",
+        staging_root.display()
+    );
     Ok(())
 }
 
@@ -313,7 +365,11 @@ pub fn write<T: FlashTarget + ?Sized>(disk: &T, held: &HeldBytes) -> Result<(), 
         }
         offset += len as u64;
     }
-    log::info!("finalize: {} written last ({} bytes) and read back identical", held.name, end - start);
+    log::info!(
+        "finalize: {} written last ({} bytes) and read back identical",
+        held.name,
+        end - start
+    );
     Ok(())
 }
 
@@ -331,11 +387,26 @@ mod tests {
         assert_eq!(one.outside(150, 100), [(0, 0), (50, 50), (0, 0)], "out of");
         assert_eq!(one.outside(50, 200), [(0, 50), (150, 50), (0, 0)], "across");
         assert_eq!(one.outside(120, 50), [(0, 0), (50, 0), (0, 0)], "inside");
-        let two = HeldRanges::new(&[HeldRange { start: 300, end: 400 }, HeldRange { start: 100, end: 200 }]).unwrap();
+        let two = HeldRanges::new(&[
+            HeldRange { start: 300, end: 400 },
+            HeldRange { start: 100, end: 200 },
+        ])
+        .unwrap();
         assert_eq!(two.iter().map(|r| r.start).collect::<Vec<_>>(), [100, 300], "sorted");
         assert_eq!(two.outside(0, 500), [(0, 100), (200, 100), (400, 100)], "across both");
-        assert_eq!(two.outside(150, 200), [(0, 0), (50, 100), (200, 0)], "out of one into the other");
-        assert!(HeldRanges::new(&[HeldRange { start: 100, end: 200 }, HeldRange { start: 150, end: 250 }]).is_err(), "overlap");
+        assert_eq!(
+            two.outside(150, 200),
+            [(0, 0), (50, 100), (200, 0)],
+            "out of one into the other"
+        );
+        assert!(
+            HeldRanges::new(&[
+                HeldRange { start: 100, end: 200 },
+                HeldRange { start: 150, end: 250 }
+            ])
+            .is_err(),
+            "overlap"
+        );
         assert!(HeldRanges::new(&[HeldRange { start: 100, end: 100 }]).is_err(), "empty");
     }
 
@@ -353,7 +424,10 @@ mod tests {
         let mut filled = vec![9u8; bytes.len()];
         back.fill(range.start, &mut filled);
         assert_eq!(filled, bytes);
-        assert!(HeldBytes::decode_granules(range, "p", &encoded[..encoded.len() - 1]).is_err(), "truncated");
+        assert!(
+            HeldBytes::decode_granules(range, "p", &encoded[..encoded.len() - 1]).is_err(),
+            "truncated"
+        );
         let shifted = HeldRange { start: range.start + 1, end: range.end };
         assert!(HeldBytes::decode_granules(shifted, "p", &encoded).is_err(), "outside the range");
         assert!(HeldBytes::from_bytes(range, "p", &bytes[1..]).is_err(), "wrong length");
@@ -361,7 +435,11 @@ mod tests {
 
     #[test]
     fn fill_puts_granules_back_with_zeros_between() {
-        let held = HeldBytes { range: HeldRange { start: 0, end: 40 }, name: "p".into(), granules: vec![(4, vec![1; 4]), (20, vec![2; 8])] };
+        let held = HeldBytes {
+            range: HeldRange { start: 0, end: 40 },
+            name: "p".into(),
+            granules: vec![(4, vec![1; 4]), (20, vec![2; 8])],
+        };
         let mut buf = [9u8; 20];
         held.fill(6, &mut buf);
         let mut expected = [0u8; 20];

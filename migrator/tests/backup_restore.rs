@@ -24,12 +24,14 @@ fn make_old_root(root: &Path) {
     std::fs::write(data.join("secret"), b"0600 only\n").unwrap();
     std::fs::set_permissions(data.join("secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::write(data.join("tool.sh"), b"#!/bin/sh\necho hi\n").unwrap();
-    std::fs::set_permissions(data.join("tool.sh"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::set_permissions(data.join("tool.sh"), std::fs::Permissions::from_mode(0o4755))
+        .unwrap();
     std::fs::set_permissions(data.join("sub dir"), std::fs::Permissions::from_mode(0o750)).unwrap();
     symlink("file with spaces.txt", data.join("relative link")).unwrap();
     symlink("/nonexistent/target", data.join("dangling absolute link")).unwrap();
     std::fs::hard_link(data.join("file with spaces.txt"), data.join("hard link.txt")).unwrap();
-    nix::unistd::mkfifo(&data.join("a fifo"), nix::sys::stat::Mode::from_bits_truncate(0o640)).unwrap();
+    nix::unistd::mkfifo(&data.join("a fifo"), nix::sys::stat::Mode::from_bits_truncate(0o640))
+        .unwrap();
     std::os::unix::fs::chown(data.join("secret"), Some(1234), Some(5678)).unwrap();
     std::os::unix::fs::lchown(data.join("relative link"), Some(1001), Some(1002)).unwrap();
     // xattrs where the file system has them (user.* on the test's temporary fs).
@@ -45,7 +47,14 @@ fn make_old_root(root: &Path) {
     )
     .unwrap();
     // Old, distinct times, set last (children first so directory times stay).
-    for (i, rel) in ["home/app/data/file with spaces.txt", "home/app/data/big.bin", "home/app/data/relative link"].iter().enumerate() {
+    for (i, rel) in [
+        "home/app/data/file with spaces.txt",
+        "home/app/data/big.bin",
+        "home/app/data/relative link",
+    ]
+    .iter()
+    .enumerate()
+    {
         set_mtime(&root.join(rel), 1_400_000_000 + i as i64 * 1000);
     }
     set_mtime(&data.join("sub dir/ünïcödé 名前"), 1_300_000_000);
@@ -57,10 +66,25 @@ fn plan_for_tree() -> Plan {
     let mut plan = Plan::stem_example();
     plan.backup.volumes = vec![BackupVolume {
         name: "app-data".into(),
-        restore_to: RestoreLocation { partition: PartitionRole::Data, path: "/resin-data/app".into() },
+        restore_to: RestoreLocation {
+            partition: PartitionRole::Data,
+            path: "/resin-data/app".into(),
+        },
         items: vec![
-            BackupItem { source: "/home/app/data".into(), target: String::new(), filters: vec![], excludes: vec![], estimated_size: Bytes(60 << 20) },
-            BackupItem { source: "/etc/app".into(), target: "etc".into(), filters: vec!["*.conf".into()], excludes: vec![], estimated_size: Bytes(4096) },
+            BackupItem {
+                source: "/home/app/data".into(),
+                target: String::new(),
+                filters: vec![],
+                excludes: vec![],
+                estimated_size: Bytes(60 << 20),
+            },
+            BackupItem {
+                source: "/etc/app".into(),
+                target: "etc".into(),
+                filters: vec!["*.conf".into()],
+                excludes: vec![],
+                estimated_size: Bytes(4096),
+            },
         ],
     }];
     plan.validate().unwrap();
@@ -93,15 +117,24 @@ fn backup_then_restore_is_identical_and_repeatable() {
     let report = backup_all(&plan, &d.old_root, &d.staging).unwrap();
     assert_eq!(report.volumes.len(), 1);
     assert_eq!(report.hostname.as_deref(), Some("stem-device-17"));
-    assert_eq!(std::fs::read_to_string(d.staging.join("backup/hostname")).unwrap(), "stem-device-17");
+    assert_eq!(
+        std::fs::read_to_string(d.staging.join("backup/hostname")).unwrap(),
+        "stem-device-17"
+    );
     let archive = d.staging.join("backup/app-data.tar");
     assert!(archive.exists() && !d.staging.join("backup/app-data.tar.tmp").exists());
 
     // The WiFi network became a NetworkManager keyfile on staging.
-    let keyfiles: Vec<_> = std::fs::read_dir(d.staging.join("backup/system-connections")).unwrap().map(|e| e.unwrap().path()).collect();
+    let keyfiles: Vec<_> = std::fs::read_dir(d.staging.join("backup/system-connections"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(keyfiles.len(), 1, "{keyfiles:?}");
     let keyfile = std::fs::read_to_string(&keyfiles[0]).unwrap();
-    assert!(keyfile.contains("ssid=Home Net") && keyfile.contains("psk=correct horse"), "{keyfile}");
+    assert!(
+        keyfile.contains("ssid=Home Net") && keyfile.contains("psk=correct horse"),
+        "{keyfile}"
+    );
 
     for round in 0..2 {
         restore_data(&plan, &d.staging, &d.data).unwrap();
@@ -113,11 +146,17 @@ fn backup_then_restore_is_identical_and_repeatable() {
         }
         assert_eq!(describe(&d.old_root.join("home/app/data")), restored);
         // Parents of an item without target keep their modes too.
-        assert_eq!(describe(&d.old_root.join("home"))[Path::new("app")], describe(&d.data.join("resin-data/app/home"))[Path::new("app")]);
+        assert_eq!(
+            describe(&d.old_root.join("home"))[Path::new("app")],
+            describe(&d.data.join("resin-data/app/home"))[Path::new("app")]
+        );
         // The filter kept *.conf only, under the item's target.
         let etc = describe(&d.data.join("resin-data/app/etc"));
         assert_eq!(etc.keys().collect::<Vec<_>>(), vec![Path::new("app.conf")]);
-        assert_eq!(std::fs::read(d.data.join("resin-data/app/etc/app.conf")).unwrap(), b"key=value\n");
+        assert_eq!(
+            std::fs::read(d.data.join("resin-data/app/etc/app.conf")).unwrap(),
+            b"key=value\n"
+        );
     }
     let big = std::fs::metadata(d.data.join("resin-data/app/home/app/data/big.bin")).unwrap();
     assert_eq!(big.len(), BIG_FILE_BYTES as u64);
@@ -130,7 +169,9 @@ fn a_damaged_archive_fails_verification() {
     let archive = d.staging.join("app-data.tar");
     let summary = archive_volume(&d.old_root, &plan.backup.volumes[0], &archive).unwrap();
     verify_archive(&archive, &summary).unwrap();
-    assert!(summary.members.contains_key("home/app/data/sub dir/ünïcödé 名前/Grüße.bin".as_bytes()));
+    assert!(summary
+        .members
+        .contains_key("home/app/data/sub dir/ünïcödé 名前/Grüße.bin".as_bytes()));
     assert!(summary.data_bytes > BIG_FILE_BYTES as u64);
 
     // Flip one byte in the middle of the big file's data.
@@ -139,7 +180,9 @@ fn a_damaged_archive_fails_verification() {
     bytes[at] ^= 0x01;
     std::fs::write(&archive, &bytes).unwrap();
     match verify_archive(&archive, &summary) {
-        Err(BackupError::Verify { problem, .. }) => assert!(problem.contains("big.bin"), "{problem}"),
+        Err(BackupError::Verify { problem, .. }) => {
+            assert!(problem.contains("big.bin"), "{problem}")
+        }
         other => panic!("expected a verification failure, got {other:?}"),
     }
 }
@@ -161,12 +204,19 @@ fn gnu_tar_lists_the_archive_with_links_and_owners() {
     let plan = plan_for_tree();
     let archive = d.staging.join("app-data.tar");
     archive_volume(&d.old_root, &plan.backup.volumes[0], &archive).unwrap();
-    let listing = steps_support::run("tar", &["--numeric-owner", "-tvf", archive.to_str().unwrap()]);
+    let listing =
+        steps_support::run("tar", &["--numeric-owner", "-tvf", archive.to_str().unwrap()]);
     assert!(listing.contains("1234/5678") && listing.contains("home/app/data/secret"), "{listing}");
     assert!(listing.contains("home/app/data/relative link -> file with spaces.txt"), "{listing}");
-    assert!(listing.contains("home/app/data/hard link.txt link to home/app/data/file with spaces.txt"), "{listing}");
+    assert!(
+        listing.contains("home/app/data/hard link.txt link to home/app/data/file with spaces.txt"),
+        "{listing}"
+    );
     assert!(listing.contains("-rwsr-xr-x"), "setuid mode kept: {listing}");
-    assert!(listing.lines().any(|l| l.starts_with('p') && l.ends_with("home/app/data/a fifo")), "{listing}");
+    assert!(
+        listing.lines().any(|l| l.starts_with('p') && l.ends_with("home/app/data/a fifo")),
+        "{listing}"
+    );
 }
 
 /// A backup that turns out larger than the path's limit is refused, not truncated.
@@ -179,10 +229,15 @@ fn a_backup_over_the_limit_is_refused() {
     plan.backup.volumes[0].items[1].estimated_size = Bytes(1);
     plan.validate().unwrap();
     match backup_all(&plan, &d.old_root, &d.staging) {
-        Err(BackupError::TooLarge { actual, limit }) => assert!(actual > BIG_FILE_BYTES as u64 && limit == BIG_FILE_BYTES as u64 / 2),
+        Err(BackupError::TooLarge { actual, limit }) => {
+            assert!(actual > BIG_FILE_BYTES as u64 && limit == BIG_FILE_BYTES as u64 / 2)
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    assert!(!backup::archive_path(&d.staging.join("backup"), "app-data").exists(), "no partial archive stays");
+    assert!(
+        !backup::archive_path(&d.staging.join("backup"), "app-data").exists(),
+        "no partial archive stays"
+    );
 }
 
 /// A 1.x `resin-data` carried with target `.` and the 1.x supervisor's database excluded:

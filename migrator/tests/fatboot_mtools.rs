@@ -21,10 +21,19 @@ fn disk_with_fat(dir: &std::path::Path, fat_bits: &str, existing_dir: bool) -> s
     if existing_dir {
         run("mmd", &["-i", part.to_str().unwrap(), "::system-connections"]);
         std::fs::write(dir.join("README"), b"sample\n").unwrap();
-        run("mcopy", &["-i", part.to_str().unwrap(), dir.join("README").to_str().unwrap(), "::system-connections/README.ignore"]);
+        run(
+            "mcopy",
+            &[
+                "-i",
+                part.to_str().unwrap(),
+                dir.join("README").to_str().unwrap(),
+                "::system-connections/README.ignore",
+            ],
+        );
     }
     let disk = dir.join("disk.img");
-    let file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&disk).unwrap();
+    let file =
+        OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&disk).unwrap();
     file.set_len(PART_START + PART_BYTES + 1024 * 1024).unwrap();
     // Bytes around the partition that must survive.
     file.write_all_at(&[0xa5; 4096], PART_START - 4096).unwrap();
@@ -35,9 +44,18 @@ fn disk_with_fat(dir: &std::path::Path, fat_bits: &str, existing_dir: bool) -> s
 
 fn files() -> Vec<FatFile> {
     vec![
-        FatFile { path: "config.json".into(), contents: br#"{"applicationId":1,"hostname":"stem"}"#.to_vec() },
-        FatFile { path: "system-connections/Home-Net".into(), contents: b"[wifi]\nssid=Home Net\n".to_vec() },
-        FatFile { path: "system-connections/office_5g".into(), contents: b"[wifi]\nssid=office\n".to_vec() },
+        FatFile {
+            path: "config.json".into(),
+            contents: br#"{"applicationId":1,"hostname":"stem"}"#.to_vec(),
+        },
+        FatFile {
+            path: "system-connections/Home-Net".into(),
+            contents: b"[wifi]\nssid=Home Net\n".to_vec(),
+        },
+        FatFile {
+            path: "system-connections/office_5g".into(),
+            contents: b"[wifi]\nssid=office\n".to_vec(),
+        },
     ]
 }
 
@@ -45,15 +63,29 @@ fn check(fat_bits: &str, existing_dir: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let disk = disk_with_fat(tmp.path(), fat_bits, existing_dir);
     let file = OpenOptions::new().read(true).write(true).open(&disk).unwrap();
-    write_files(PartitionSlice::new(&file, Bytes(PART_START), Bytes(PART_BYTES)), &files()).unwrap();
+    write_files(PartitionSlice::new(&file, Bytes(PART_START), Bytes(PART_BYTES)), &files())
+        .unwrap();
     // Twice: replacing contents, not appending.
-    write_files(PartitionSlice::new(&file, Bytes(PART_START), Bytes(PART_BYTES)), &files()).unwrap();
+    write_files(PartitionSlice::new(&file, Bytes(PART_START), Bytes(PART_BYTES)), &files())
+        .unwrap();
     let volume = format!("{}@@{PART_START}", disk.display());
-    assert_eq!(run("mtype", &["-i", &volume, "::config.json"]), r#"{"applicationId":1,"hostname":"stem"}"#);
-    assert_eq!(run("mtype", &["-i", &volume, "::system-connections/Home-Net"]), "[wifi]\nssid=Home Net\n");
-    let mut names: Vec<String> = run("mdir", &["-b", "-i", &volume, "::system-connections"]).lines().map(str::to_string).collect();
+    assert_eq!(
+        run("mtype", &["-i", &volume, "::config.json"]),
+        r#"{"applicationId":1,"hostname":"stem"}"#
+    );
+    assert_eq!(
+        run("mtype", &["-i", &volume, "::system-connections/Home-Net"]),
+        "[wifi]\nssid=Home Net\n"
+    );
+    let mut names: Vec<String> = run("mdir", &["-b", "-i", &volume, "::system-connections"])
+        .lines()
+        .map(str::to_string)
+        .collect();
     names.sort();
-    let mut expected = vec!["::/system-connections/Home-Net".to_string(), "::/system-connections/office_5g".to_string()];
+    let mut expected = vec![
+        "::/system-connections/Home-Net".to_string(),
+        "::/system-connections/office_5g".to_string(),
+    ];
     if existing_dir {
         expected.insert(0, "::/system-connections/README.ignore".to_string());
     }
@@ -64,7 +96,9 @@ fn check(fat_bits: &str, existing_dir: bool) {
     std::fs::write(&part, &all[PART_START as usize..(PART_START + PART_BYTES) as usize]).unwrap();
     run("fsck.fat", &["-n", part.to_str().unwrap()]);
     assert!(all[(PART_START - 4096) as usize..PART_START as usize].iter().all(|b| *b == 0xa5));
-    assert!(all[(PART_START + PART_BYTES) as usize..(PART_START + PART_BYTES + 4096) as usize].iter().all(|b| *b == 0x5a));
+    assert!(all[(PART_START + PART_BYTES) as usize..(PART_START + PART_BYTES + 4096) as usize]
+        .iter()
+        .all(|b| *b == 0x5a));
 }
 
 #[test]

@@ -22,30 +22,18 @@ const EXTENT: u64 = 8 * MIB;
 const TARGET_LEN: u64 = OFFSET + EXTENT + MIB;
 
 fn placement() -> Placement {
-    Placement {
-        target_offset_bytes: OFFSET,
-        extent_bytes: EXTENT,
-    }
+    Placement { target_offset_bytes: OFFSET, extent_bytes: EXTENT }
 }
 
 fn ignore(_: &Progress) {}
 
 /// One decode path: name, xz arguments, decoder threads, expected mode.
-type DecodePath = (
-    &'static str,
-    &'static [&'static str],
-    usize,
-    fn(DecodeMode) -> bool,
-);
+type DecodePath = (&'static str, &'static [&'static str], usize, fn(DecodeMode) -> bool);
 
 const PATHS: [DecodePath; 3] = [
     ("single", &[], 2, |m| m == DecodeMode::XzSequential),
-    ("multi-seq", &["-T2", "--block-size=1MiB"], 1, |m| {
-        m == DecodeMode::XzSequential
-    }),
-    ("multi-par", &["-T2", "--block-size=1MiB"], 2, |m| {
-        matches!(m, DecodeMode::XzParallel { .. })
-    }),
+    ("multi-seq", &["-T2", "--block-size=1MiB"], 1, |m| m == DecodeMode::XzSequential),
+    ("multi-par", &["-T2", "--block-size=1MiB"], 2, |m| matches!(m, DecodeMode::XzParallel { .. })),
 ];
 
 struct Block {
@@ -56,11 +44,7 @@ struct Block {
 
 /// Blocks as `xz --robot -lvv` lists them (the real tool, not our index reader).
 fn blocks_of(path: &Path) -> Vec<Block> {
-    let out = Command::new("xz")
-        .args(["--robot", "-lvv"])
-        .arg(path)
-        .output()
-        .unwrap();
+    let out = Command::new("xz").args(["--robot", "-lvv"]).arg(path).output().unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout)
         .unwrap()
@@ -78,10 +62,7 @@ fn blocks_of(path: &Path) -> Vec<Block> {
 }
 
 fn hex_bytes(hex: &str) -> Vec<u8> {
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
 }
 
 /// Flip one bit of the stored check of block `n` (0-based), found by its value in the
@@ -91,11 +72,7 @@ fn damage_stored_check(path: &Path, n: usize) {
     let block = &blocks[n];
     let stored = hex_bytes(&block.check_hex);
     assert!(!stored.is_empty(), "block {n} has no check to damage");
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
+    let file = OpenOptions::new().read(true).write(true).open(path).unwrap();
     let span = read_range(&file, block.compressed_offset, block.total_bytes);
     // xz prints CRCs as numbers (the file holds them little-endian) and SHA-256 as bytes.
     let reversed: Vec<u8> = stored.iter().rev().copied().collect();
@@ -147,11 +124,7 @@ fn every_check_type_flashes_identically_on_every_decode_path() {
             let (scratch, image_path) = compressed(&name, &raw, check, args);
             let (target, result) = flash(&scratch, &image_path, threads);
             let report = result.unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert!(
-                mode_ok(report.written.mode),
-                "{name}: {:?}",
-                report.written.mode
-            );
+            assert!(mode_ok(report.written.mode), "{name}: {:?}", report.written.mode);
             commit_head(&target, placement(), &report.written.head).unwrap();
             assert!(
                 read_range(&target, OFFSET, raw.len() as u64) == raw,
@@ -184,10 +157,7 @@ fn a_damaged_stored_check_stops_every_decode_path_naming_the_block() {
                 message.contains(&format!("block {damaged}")) && message.contains("re-stage"),
                 "{name}: {message}"
             );
-            assert!(
-                all_pattern(&read_range(&target, OFFSET, HEAD_BYTES)),
-                "{name}: head written"
-            );
+            assert!(all_pattern(&read_range(&target, OFFSET, HEAD_BYTES)), "{name}: head written");
         }
     }
 }

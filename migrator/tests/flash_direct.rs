@@ -27,11 +27,7 @@ fn resident_bytes(path: &Path) -> u64 {
         .output()
         .expect("fincore (util-linux)");
     assert!(out.status.success(), "fincore failed");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
 }
 
 fn flash_onto(name: &str, xz_args: &[&str], offset: u64, resume_from: u64) -> (u64, bool) {
@@ -47,18 +43,12 @@ fn flash_onto(name: &str, xz_args: &[&str], offset: u64, resume_from: u64) -> (u
     target.file().sync_all().unwrap();
     migrator::flash::FlashTarget::drop_cache(&target, 0, target_len).unwrap();
 
-    let placement = Placement {
-        target_offset_bytes: offset,
-        extent_bytes: EXTENT,
-    };
+    let placement = Placement { target_offset_bytes: offset, extent_bytes: EXTENT };
     let mut request = FlashRequest::new(placement);
     request.resume_from_image_offset = resume_from;
     if resume_from > 0 {
         // What an earlier attempt left below the resume point.
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&target_path)
-            .unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&target_path).unwrap();
         std::os::unix::fs::FileExt::write_all_at(
             &file,
             &raw[HEAD..resume_from as usize],
@@ -75,10 +65,7 @@ fn flash_onto(name: &str, xz_args: &[&str], offset: u64, resume_from: u64) -> (u
     verify_written(&target, &written).unwrap_or_else(|e| panic!("{name}: {e}"));
     commit_head(&target, placement, &written.head).unwrap();
     let on_disk = read_range(target.file(), offset, raw.len() as u64);
-    assert!(
-        on_disk == raw,
-        "{name}: flashed bytes differ from the raw image"
-    );
+    assert!(on_disk == raw, "{name}: flashed bytes differ from the raw image");
     let end = offset + raw.len() as u64;
     assert!(
         all_pattern(&read_range(target.file(), 0, offset)),
@@ -95,15 +82,10 @@ const HEAD: usize = 1024 * 1024;
 
 #[test]
 fn direct_target_flashes_identically_aligned_or_not() {
-    for (name, args) in [
-        ("direct-single", &[][..]),
-        ("direct-multi", &["-T2", "--block-size=3MiB"][..]),
-    ] {
-        for (offset, resume) in [
-            (MIB, 0),
-            (3 * MIB + 512, 0),
-            (MIB, 9 * MIB + 4096 * 3 + 512),
-        ] {
+    for (name, args) in
+        [("direct-single", &[][..]), ("direct-multi", &["-T2", "--block-size=3MiB"][..])]
+    {
+        for (offset, resume) in [(MIB, 0), (3 * MIB + 512, 0), (MIB, 9 * MIB + 4096 * 3 + 512)] {
             flash_onto(&format!("{name}-{offset}-{resume}"), args, offset, resume);
         }
     }
@@ -142,10 +124,7 @@ fn aligned_writes_bypass_the_page_cache() {
     let target = patterned_target(&target_path, MIB + EXTENT + MIB);
     target.sync_all().unwrap();
     migrator::flash::FlashTarget::drop_cache(&target, 0, MIB + EXTENT + MIB).unwrap();
-    let request = FlashRequest::new(Placement {
-        target_offset_bytes: MIB,
-        extent_bytes: EXTENT,
-    });
+    let request = FlashRequest::new(Placement { target_offset_bytes: MIB, extent_bytes: EXTENT });
     let image = std::fs::File::open(&image_path).unwrap();
     write_image(&image, &target, &request, &mut ignore).unwrap();
     let buffered_resident = resident_bytes(&target_path);

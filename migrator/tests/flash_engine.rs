@@ -17,10 +17,7 @@ const TAIL: u64 = 2 * MIB; // "staging partition" behind the extent
 const TARGET_LEN: u64 = OFFSET + EXTENT + TAIL;
 
 fn placement() -> Placement {
-    Placement {
-        target_offset_bytes: OFFSET,
-        extent_bytes: EXTENT,
-    }
+    Placement { target_offset_bytes: OFFSET, extent_bytes: EXTENT }
 }
 
 fn ignore(_: &Progress) {}
@@ -41,20 +38,11 @@ fn case(name: &str, xz_args: &[&str]) -> Case {
     let image = File::open(&image_path).unwrap();
     let target_path = scratch.path("target.img");
     let target = patterned_target(&target_path, TARGET_LEN);
-    Case {
-        _scratch: scratch,
-        raw,
-        image,
-        target,
-        image_path,
-    }
+    Case { _scratch: scratch, raw, image, target, image_path }
 }
 
 fn assert_outside_untouched(target: &File, image_len: u64) {
-    assert!(
-        all_pattern(&read_range(target, 0, OFFSET)),
-        "bytes before the offset changed"
-    );
+    assert!(all_pattern(&read_range(target, 0, OFFSET)), "bytes before the offset changed");
     let end = OFFSET + image_len;
     assert!(
         all_pattern(&read_range(target, end, TARGET_LEN - end)),
@@ -66,11 +54,7 @@ fn flash_and_check(case: &Case, expected_mode: fn(DecodeMode) -> bool) {
     let request = FlashRequest::new(placement());
     let report = flash_image(&case.image, &case.target, &request, &mut ignore).unwrap();
     let written = &report.written;
-    assert!(
-        expected_mode(written.mode),
-        "unexpected mode {:?}",
-        written.mode
-    );
+    assert!(expected_mode(written.mode), "unexpected mode {:?}", written.mode);
     assert_eq!(written.image_bytes, case.raw.len() as u64);
     let head = HEAD_BYTES as usize;
     assert_eq!(written.head.bytes(), &case.raw[..head]);
@@ -79,11 +63,7 @@ fn flash_and_check(case: &Case, expected_mode: fn(DecodeMode) -> bool) {
         all_pattern(&read_range(&case.target, OFFSET, HEAD_BYTES)),
         "head written before commit"
     );
-    let body = read_range(
-        &case.target,
-        OFFSET + HEAD_BYTES,
-        case.raw.len() as u64 - HEAD_BYTES,
-    );
+    let body = read_range(&case.target, OFFSET + HEAD_BYTES, case.raw.len() as u64 - HEAD_BYTES);
     assert!(body == case.raw[head..], "body differs from the raw image");
     assert_outside_untouched(&case.target, case.raw.len() as u64);
     let compressed = std::fs::read(&case.image_path).unwrap();
@@ -142,10 +122,7 @@ fn concatenated_streams_decode_like_xz_does() {
         let report =
             flash_image(&File::open(&path).unwrap(), &target, &request, &mut ignore).unwrap();
         commit_head(&target, placement(), &report.written.head).unwrap();
-        assert!(
-            read_range(&target, OFFSET, raw.len() as u64) == raw,
-            "threads={threads}"
-        );
+        assert!(read_range(&target, OFFSET, raw.len() as u64) == raw, "threads={threads}");
     }
 }
 
@@ -171,11 +148,7 @@ fn raw_images_are_written_as_is() {
 }
 
 fn corrupt_middle(path: &std::path::Path) {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
+    let file = OpenOptions::new().read(true).write(true).open(path).unwrap();
     let len = file.metadata().unwrap().len();
     let mut bytes = read_range(&file, len / 3, 64);
     bytes.iter_mut().for_each(|b| *b ^= 0x5A);
@@ -184,10 +157,9 @@ fn corrupt_middle(path: &std::path::Path) {
 
 #[test]
 fn corrupt_xz_is_a_clear_error_and_the_head_is_never_written() {
-    for (name, args, threads) in [
-        ("corrupt-single", &[][..], 2),
-        ("corrupt-multi", &["-T2", "--block-size=1MiB"][..], 2),
-    ] {
+    for (name, args, threads) in
+        [("corrupt-single", &[][..], 2), ("corrupt-multi", &["-T2", "--block-size=1MiB"][..], 2)]
+    {
         let case = case(name, args);
         corrupt_middle(&case.image_path);
         let image = File::open(&case.image_path).unwrap();
@@ -206,14 +178,8 @@ fn corrupt_xz_is_a_clear_error_and_the_head_is_never_written() {
             "{name}: {error:?}"
         );
         let message = error.to_string();
-        assert!(
-            message.contains("damaged") && message.contains("re-stage"),
-            "{message}"
-        );
-        assert!(
-            all_pattern(&read_range(&case.target, OFFSET, HEAD_BYTES)),
-            "{name}: head written"
-        );
+        assert!(message.contains("damaged") && message.contains("re-stage"), "{message}");
+        assert!(all_pattern(&read_range(&case.target, OFFSET, HEAD_BYTES)), "{name}: head written");
         assert_outside_untouched(&case.target, IMAGE_LEN as u64);
     }
 }
@@ -222,53 +188,26 @@ fn corrupt_xz_is_a_clear_error_and_the_head_is_never_written() {
 fn truncated_xz_is_refused_before_the_target_is_touched() {
     let case = case("truncated", &["-T2", "--block-size=1MiB"]);
     let len = case.image.metadata().unwrap().len();
-    OpenOptions::new()
-        .write(true)
-        .open(&case.image_path)
-        .unwrap()
-        .set_len(len - 1000)
-        .unwrap();
+    OpenOptions::new().write(true).open(&case.image_path).unwrap().set_len(len - 1000).unwrap();
     let image = File::open(&case.image_path).unwrap();
-    let error = flash_image(
-        &image,
-        &case.target,
-        &FlashRequest::new(placement()),
-        &mut ignore,
-    )
-    .unwrap_err();
-    assert!(
-        matches!(error, FlashError::Xz(XzError::BadFooter(_))),
-        "{error:?}"
-    );
+    let error = flash_image(&image, &case.target, &FlashRequest::new(placement()), &mut ignore)
+        .unwrap_err();
+    assert!(matches!(error, FlashError::Xz(XzError::BadFooter(_))), "{error:?}");
     assert!(error.to_string().contains("truncated"), "{error}");
-    assert!(
-        all_pattern(&read_range(&case.target, 0, TARGET_LEN)),
-        "target touched"
-    );
+    assert!(all_pattern(&read_range(&case.target, 0, TARGET_LEN)), "target touched");
 }
 
 #[test]
 fn an_image_larger_than_the_extent_is_refused_before_writing() {
     let case = case("too-large", &[]);
-    let small = Placement {
-        target_offset_bytes: OFFSET,
-        extent_bytes: 8 * MIB,
-    };
-    let error = flash_image(
-        &case.image,
-        &case.target,
-        &FlashRequest::new(small),
-        &mut ignore,
-    )
-    .unwrap_err();
+    let small = Placement { target_offset_bytes: OFFSET, extent_bytes: 8 * MIB };
+    let error =
+        flash_image(&case.image, &case.target, &FlashRequest::new(small), &mut ignore).unwrap_err();
     assert!(
         matches!(error, FlashError::ImageTooLarge { image_bytes, extent_bytes } if image_bytes == IMAGE_LEN as u64 && extent_bytes == 8 * MIB),
         "{error:?}"
     );
-    assert!(
-        all_pattern(&read_range(&case.target, 0, TARGET_LEN)),
-        "target touched"
-    );
+    assert!(all_pattern(&read_range(&case.target, 0, TARGET_LEN)), "target touched");
 }
 
 #[test]
@@ -277,35 +216,25 @@ fn wrong_image_digest_fails_and_withholds_the_head() {
     let mut request = FlashRequest::new(placement());
     request.expected_image_sha256 = Some(Sha256Digest([7; 32]));
     let error = write_image(&case.image, &case.target, &request, &mut ignore).unwrap_err();
-    assert!(
-        matches!(error, FlashError::ImageDigestMismatch { .. }),
-        "{error:?}"
-    );
+    assert!(matches!(error, FlashError::ImageDigestMismatch { .. }), "{error:?}");
 }
 
 #[test]
 fn read_back_mismatch_is_fatal() {
-    for (name, args) in [
-        ("mismatch-single", &[][..]),
-        ("mismatch-multi", &["-T2", "--block-size=1MiB"][..]),
-    ] {
+    for (name, args) in
+        [("mismatch-single", &[][..]), ("mismatch-multi", &["-T2", "--block-size=1MiB"][..])]
+    {
         let case = case(name, args);
-        let written = write_image(
-            &case.image,
-            &case.target,
-            &FlashRequest::new(placement()),
-            &mut ignore,
-        )
-        .unwrap();
+        let written =
+            write_image(&case.image, &case.target, &FlashRequest::new(placement()), &mut ignore)
+                .unwrap();
         let spot = OFFSET + 5 * MIB + 3;
         let mut byte = read_range(&case.target, spot, 1);
         byte[0] ^= 1;
         case.target.write_all_at(&byte, spot).unwrap();
         let error = verify_written(&case.target, &written).unwrap_err();
         match error {
-            FlashError::VerifyMismatch {
-                image_offset, end, ..
-            } => {
+            FlashError::VerifyMismatch { image_offset, end, .. } => {
                 assert!(
                     image_offset <= 5 * MIB + 3 && 5 * MIB + 3 < end,
                     "{name}: range {image_offset}..{end}"
@@ -330,10 +259,7 @@ fn resume_gives_identical_result(name: &str, args: &[&str]) {
         .iter()
         .find(|d| **d >= 4 * MIB && **d < IMAGE_LEN as u64 - MIB)
         .expect("a durable offset in the middle");
-    assert!(
-        durable_seen.windows(2).all(|w| w[0] <= w[1]),
-        "durable offset went backwards"
-    );
+    assert!(durable_seen.windows(2).all(|w| w[0] <= w[1]), "durable offset went backwards");
     // "Power cut": everything after the resume point is lost.
     let lost = vec![PATTERN; (TARGET_LEN - OFFSET - EXTENT) as usize];
     let mut pos = OFFSET + resume_at;
@@ -344,15 +270,11 @@ fn resume_gives_identical_result(name: &str, args: &[&str]) {
     }
     request.resume_from_image_offset = resume_at;
     let mut last = None;
-    let report = flash_image(&case.image, &case.target, &request, &mut |p: &Progress| {
-        last = Some(*p)
-    })
-    .unwrap();
+    let report =
+        flash_image(&case.image, &case.target, &request, &mut |p: &Progress| last = Some(*p))
+            .unwrap();
     let last = last.unwrap();
-    assert_eq!(
-        last.image_bytes_out, IMAGE_LEN as u64,
-        "decoding restarts from the beginning"
-    );
+    assert_eq!(last.image_bytes_out, IMAGE_LEN as u64, "decoding restarts from the beginning");
     assert_eq!(
         last.bytes_written,
         IMAGE_LEN as u64 - resume_at,
@@ -396,24 +318,16 @@ fn zero_runs_are_skipped_only_when_the_target_reads_zero_and_verification_still_
     let mut request = FlashRequest::new(placement());
     request.zero_runs = ZeroRuns::SkipTargetReadsZero;
     let mut last = None;
-    let report = flash_image(&image, &sparse, &request, &mut |p: &Progress| {
-        last = Some(*p)
-    })
-    .unwrap();
-    assert!(
-        last.unwrap().bytes_written < IMAGE_LEN as u64 - HEAD_BYTES,
-        "no zero run was skipped"
-    );
+    let report =
+        flash_image(&image, &sparse, &request, &mut |p: &Progress| last = Some(*p)).unwrap();
+    assert!(last.unwrap().bytes_written < IMAGE_LEN as u64 - HEAD_BYTES, "no zero run was skipped");
     commit_head(&sparse, placement(), &report.written.head).unwrap();
     assert!(read_range(&sparse, OFFSET, IMAGE_LEN as u64) == raw);
 
     // Claiming it for a target that does not read as zero is caught by read-back.
     let dirty = patterned_target(&scratch.path("dirty"), TARGET_LEN);
     let error = flash_image(&image, &dirty, &request, &mut ignore).unwrap_err();
-    assert!(
-        matches!(error, FlashError::VerifyMismatch { .. }),
-        "{error:?}"
-    );
+    assert!(matches!(error, FlashError::VerifyMismatch { .. }), "{error:?}");
 
     // The default writes zeros too.
     let report = flash_image(&image, &dirty, &FlashRequest::new(placement()), &mut ignore).unwrap();

@@ -34,10 +34,7 @@ const EIO: i32 = 5;
 const ENOSPC: i32 = 28;
 
 fn placement() -> Placement {
-    Placement {
-        target_offset_bytes: OFFSET,
-        extent_bytes: EXTENT,
-    }
+    Placement { target_offset_bytes: OFFSET, extent_bytes: EXTENT }
 }
 
 fn request() -> FlashRequest {
@@ -169,21 +166,12 @@ fn case(name: &str, xz_args: &[&str]) -> Case {
     let image = File::open(&image_path).unwrap();
     let target_path = scratch.path("target.img");
     patterned_target(&target_path, TARGET_LEN);
-    Case {
-        scratch,
-        raw,
-        image,
-        target_path,
-    }
+    Case { scratch, raw, image, target_path }
 }
 
 impl Case {
     fn target(&self) -> FaultyTarget {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.target_path)
-            .unwrap();
+        let file = OpenOptions::new().read(true).write(true).open(&self.target_path).unwrap();
         FaultyTarget::new(file)
     }
 
@@ -192,19 +180,13 @@ impl Case {
         let expected_len = self.raw.len() as u64;
         let on_disk = std::fs::read(&self.target_path).unwrap();
         assert_eq!(on_disk.len() as u64, TARGET_LEN);
-        assert!(
-            all_pattern(&on_disk[..OFFSET as usize]),
-            "bytes before the image changed"
-        );
+        assert!(all_pattern(&on_disk[..OFFSET as usize]), "bytes before the image changed");
         let image_end = (OFFSET + expected_len) as usize;
         assert!(
             on_disk[OFFSET as usize..image_end] == self.raw[..],
             "the target does not hold the image byte for byte"
         );
-        assert!(
-            all_pattern(&on_disk[image_end..]),
-            "bytes past the image changed"
-        );
+        assert!(all_pattern(&on_disk[image_end..]), "bytes past the image changed");
     }
 
     /// Nothing of the image's head reached the target (the disk boots as before).
@@ -230,11 +212,7 @@ fn transient_write_errors_are_retried_until_the_image_is_whole() {
         let failures = WRITE_RETRIES - 1;
         let target = case.target().failing_writes(BAD, EIO, failures);
         flash_and_commit(&case, &target, &request());
-        assert_eq!(
-            target.failed_writes.load(Ordering::SeqCst),
-            failures,
-            "{name}"
-        );
+        assert_eq!(target.failed_writes.load(Ordering::SeqCst), failures, "{name}");
         if args == SINGLE_BLOCK {
             // In order, and nothing synced before the fault: every pass starts at the
             // first chunk. (Parallel decoders may skip a block once a pass is aborted.)
@@ -250,26 +228,14 @@ fn transient_write_errors_are_retried_until_the_image_is_whole() {
 
 #[test]
 fn a_write_that_keeps_failing_stops_after_the_bounded_retries() {
-    for (name, args) in [
-        ("eio-always-single", SINGLE_BLOCK),
-        ("eio-always-multi", MULTI_BLOCK),
-    ] {
+    for (name, args) in [("eio-always-single", SINGLE_BLOCK), ("eio-always-multi", MULTI_BLOCK)] {
         let case = case(name, args);
         let target = case.target().failing_writes(BAD, EIO, u32::MAX);
         let error = flash_image(&case.image, &target, &request(), &mut ignore).unwrap_err();
         let passes = WRITE_RETRIES + 1;
-        assert_eq!(
-            target.failed_writes.load(Ordering::SeqCst),
-            passes,
-            "{name}"
-        );
+        assert_eq!(target.failed_writes.load(Ordering::SeqCst), passes, "{name}");
         match &error {
-            FlashError::WriteTarget {
-                target: t,
-                offset,
-                attempts,
-                source,
-            } => {
+            FlashError::WriteTarget { target: t, offset, attempts, source } => {
                 assert_eq!(t, NAME);
                 assert!(BAD.contains(offset) || (*offset..offset + 4 * MIB).contains(&BAD.start));
                 assert_eq!(*attempts, passes);
@@ -279,15 +245,8 @@ fn a_write_that_keeps_failing_stops_after_the_bounded_retries() {
         }
         let message = error.to_string();
         assert!(!message.contains('\n'), "{message}");
-        for part in [
-            NAME,
-            &format!("{passes} attempt(s)"),
-            "check it and its cable",
-        ] {
-            assert!(
-                message.contains(part),
-                "{name}: '{part}' missing from: {message}"
-            );
+        for part in [NAME, &format!("{passes} attempt(s)"), "check it and its cable"] {
+            assert!(message.contains(part), "{name}: '{part}' missing from: {message}");
         }
         case.assert_head_untouched();
     }
@@ -321,10 +280,7 @@ fn an_fsync_that_keeps_failing_stops_after_the_bounded_retries() {
         "{error:?}"
     );
     let message = error.to_string();
-    assert!(
-        message.contains(&format!("cannot flush {NAME}")),
-        "{message}"
-    );
+    assert!(message.contains(&format!("cannot flush {NAME}")), "{message}");
     case.assert_head_untouched();
 }
 
@@ -333,23 +289,13 @@ fn no_space_fails_at_once_without_retries() {
     let case = case("enospc", SINGLE_BLOCK);
     let target = case.target().failing_writes(BAD, ENOSPC, u32::MAX);
     let error = flash_image(&case.image, &target, &request(), &mut ignore).unwrap_err();
-    assert_eq!(
-        target.failed_writes.load(Ordering::SeqCst),
-        1,
-        "ENOSPC was retried"
-    );
-    assert_eq!(
-        target.first_chunk_writes.load(Ordering::SeqCst),
-        1,
-        "a second pass ran"
-    );
+    assert_eq!(target.failed_writes.load(Ordering::SeqCst), 1, "ENOSPC was retried");
+    assert_eq!(target.first_chunk_writes.load(Ordering::SeqCst), 1, "a second pass ran");
     assert!(matches!(error, FlashError::NoSpace { .. }), "{error:?}");
     let message = error.to_string();
-    for part in [
-        &format!("no space on {NAME}"),
-        "at byte",
-        "re-stage with a plan made for this disk",
-    ] {
+    for part in
+        [&format!("no space on {NAME}"), "at byte", "re-stage with a plan made for this disk"]
+    {
         assert!(message.contains(part), "'{part}' missing from: {message}");
     }
     case.assert_head_untouched();
@@ -368,15 +314,10 @@ impl Loop {
             .output()
             .map_err(|e| format!("cannot run losetup: {e}"))?;
         if !out.status.success() {
-            return Err(format!(
-                "losetup failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(format!("losetup failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
         }
         let device = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        Ok(Loop {
-            device: PathBuf::from(device),
-        })
+        Ok(Loop { device: PathBuf::from(device) })
     }
 }
 
@@ -387,11 +328,7 @@ impl Drop for Loop {
 }
 
 fn open_rw(path: &Path) -> File {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap()
+    OpenOptions::new().read(true).write(true).open(path).unwrap()
 }
 
 #[test]
@@ -413,15 +350,9 @@ fn a_block_device_shorter_than_the_placement_fails_at_once() {
         panic!("expected NoSpace from the kernel's end of device, got {error:?}");
     };
     assert_eq!(Path::new(target), device.device);
-    assert!(
-        *offset < 8 * MIB,
-        "offset {offset} lies past the device's end"
-    );
+    assert!(*offset < 8 * MIB, "offset {offset} lies past the device's end");
     let message = error.to_string();
-    assert!(
-        message.contains(&device.device.display().to_string()),
-        "{message}"
-    );
+    assert!(message.contains(&device.device.display().to_string()), "{message}");
     assert!(!message.contains('\n'), "{message}");
 }
 
@@ -432,10 +363,7 @@ fn a_device_mapper_error_segment_stops_the_flash_after_the_bounded_retries() {
         Err(e) => Some(format!("cannot run dmsetup: {e}")),
         Ok(out) if !out.status.success() => Some(format!(
             "device-mapper is unavailable here: {}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .next()
-                .unwrap_or("dmsetup targets failed")
+            String::from_utf8_lossy(&out.stderr).lines().next().unwrap_or("dmsetup targets failed")
         )),
         Ok(out) if !String::from_utf8_lossy(&out.stdout).contains("error") => {
             Some("device-mapper has no error target".to_string())
@@ -459,10 +387,8 @@ fn a_device_mapper_error_segment_stops_the_flash_after_the_bounded_retries() {
         rest_len = sectors - bad_start - bad_len,
     );
     let name = format!("swapover-flash-faults-{}", std::process::id());
-    let created = Command::new("dmsetup")
-        .args(["create", &name, "--table", &table])
-        .status()
-        .unwrap();
+    let created =
+        Command::new("dmsetup").args(["create", &name, "--table", &table]).status().unwrap();
     assert!(created.success(), "dmsetup create failed");
     struct Remove(String);
     impl Drop for Remove {

@@ -20,25 +20,38 @@ fn check(name: &str, xz_args: &[&str], threads: usize, resume_from: u64) {
     let target = patterned_target(&scratch.path("disk"), 16 * MIB);
     // Not aligned to the 4 MiB write chunks nor to xz blocks.
     let held = HeldRange { start: 5 * MIB + 4096, end: 9 * MIB + 512 };
-    let mut request = FlashRequest::new(Placement { target_offset_bytes: 0, extent_bytes: 16 * MIB });
+    let mut request =
+        FlashRequest::new(Placement { target_offset_bytes: 0, extent_bytes: 16 * MIB });
     request.decode_threads = threads;
     request.held = HeldRanges::one(held);
     if resume_from > 0 {
         // An earlier boot wrote (outside the held range) up to `resume_from`.
         for (at, len) in HeldRanges::one(held).outside(MIB, (resume_from - MIB) as usize) {
-            target.write_all_at(&raw[MIB as usize + at..MIB as usize + at + len], MIB + at as u64).unwrap();
+            target
+                .write_all_at(&raw[MIB as usize + at..MIB as usize + at + len], MIB + at as u64)
+                .unwrap();
         }
         request.resume_from_image_offset = resume_from;
     }
-    let written = flash::write_image(&File::open(&image).unwrap(), &target, &request, &mut ignore).unwrap();
+    let written =
+        flash::write_image(&File::open(&image).unwrap(), &target, &request, &mut ignore).unwrap();
     assert_eq!(written.held, HeldRanges::one(held));
     if threads > 1 {
         assert!(matches!(written.mode, DecodeMode::XzParallel { .. }), "{:?}", written.mode);
     }
     let (s, e) = (held.start as usize, held.end as usize);
-    assert!(all_pattern(&read_range(&target, held.start, held.end - held.start)), "the held range was written");
-    assert!(read_range(&target, MIB, held.start - MIB) == raw[MIB as usize..s], "bytes before the held range");
-    assert!(read_range(&target, held.end, len - held.end) == raw[e..], "bytes after the held range");
+    assert!(
+        all_pattern(&read_range(&target, held.start, held.end - held.start)),
+        "the held range was written"
+    );
+    assert!(
+        read_range(&target, MIB, held.start - MIB) == raw[MIB as usize..s],
+        "bytes before the held range"
+    );
+    assert!(
+        read_range(&target, held.end, len - held.end) == raw[e..],
+        "bytes after the held range"
+    );
     assert!(all_pattern(&read_range(&target, 0, MIB)), "the head is held back too");
     flash::verify_written(&target, &written).unwrap();
     // Whatever lands inside the held range later is not the flash's business...
@@ -46,7 +59,10 @@ fn check(name: &str, xz_args: &[&str], threads: usize, resume_from: u64) {
     flash::verify_written(&target, &written).unwrap();
     // ...but one changed byte outside it is.
     target.write_all_at(&[raw[e + 10] ^ 1], held.end + 10).unwrap();
-    assert!(matches!(flash::verify_written(&target, &written), Err(flash::FlashError::VerifyMismatch { .. })));
+    assert!(matches!(
+        flash::verify_written(&target, &written),
+        Err(flash::FlashError::VerifyMismatch { .. })
+    ));
 }
 
 #[test]

@@ -4,7 +4,9 @@
 
 use migrator::journal::{ActionKind, Journal, JournalError, LoadReport, SLOT_NAMES};
 use migrator::layout::units::Sectors;
-use migrator::layout::{final_table, write_growth, DataGrowth, FinalTable, HeadOverlay, LayoutError, PartitionTable};
+use migrator::layout::{
+    final_table, write_growth, DataGrowth, FinalTable, HeadOverlay, LayoutError, PartitionTable,
+};
 use sha2::{Digest, Sha256};
 use std::io::{Cursor, Write};
 use std::process::{Command, Stdio};
@@ -15,12 +17,72 @@ use std::process::{Command, Stdio};
 /// written last, and the grown size was lost while the returned table claimed it.
 /// Now refused when read (and `write_growth` refuses any EBR inside the head, below).
 const EBR_AT_ZERO_LEN: usize = 18909;
-const EBR_AT_ZERO_NONZERO: &[(usize, u8)] = &[(440, 0x7e), (441, 0xe0), (442, 0x0a), (446, 0x80), (448, 0x03), (450, 0x83), (452, 0x16), (454, 0x02), (458, 0x14), (464, 0x19), (466, 0x05), (467, 0x01), (468, 0x1f), (469, 0x27), (474, 0x46), (510, 0x55), (511, 0xaa), (2326, 0x93), (10780, 0x93), (15974, 0x0a)];
+const EBR_AT_ZERO_NONZERO: &[(usize, u8)] = &[
+    (440, 0x7e),
+    (441, 0xe0),
+    (442, 0x0a),
+    (446, 0x80),
+    (448, 0x03),
+    (450, 0x83),
+    (452, 0x16),
+    (454, 0x02),
+    (458, 0x14),
+    (464, 0x19),
+    (466, 0x05),
+    (467, 0x01),
+    (468, 0x1f),
+    (469, 0x27),
+    (474, 0x46),
+    (510, 0x55),
+    (511, 0xaa),
+    (2326, 0x93),
+    (10780, 0x93),
+    (15974, 0x0a),
+];
 
 /// Crash input 2: 581 bytes. Every used entry starts at sector 0: mbrman 0.6.1's
 /// `MBR::read_from` panicked (`Option::unwrap()` on `None` in `find_alignment`).
 const ALL_AT_ZERO_LEN: usize = 581;
-const ALL_AT_ZERO_NONZERO: &[(usize, u8)] = &[(14, 0x07), (44, 0xff), (45, 0xff), (46, 0xff), (47, 0xff), (48, 0x2b), (49, 0xff), (50, 0xff), (51, 0xfc), (394, 0x0f), (396, 0x83), (398, 0x22), (405, 0x83), (407, 0x22), (442, 0x5d), (445, 0x5d), (453, 0x83), (455, 0x22), (457, 0x0e), (461, 0x14), (467, 0x23), (471, 0x22), (473, 0x33), (474, 0x83), (477, 0x14), (483, 0x37), (485, 0x83), (486, 0x01), (487, 0x15), (489, 0x01), (492, 0x02), (493, 0x1e), (497, 0x55), (498, 0xaa), (510, 0x55), (511, 0xaa), (539, 0x01), (542, 0x09)];
+const ALL_AT_ZERO_NONZERO: &[(usize, u8)] = &[
+    (14, 0x07),
+    (44, 0xff),
+    (45, 0xff),
+    (46, 0xff),
+    (47, 0xff),
+    (48, 0x2b),
+    (49, 0xff),
+    (50, 0xff),
+    (51, 0xfc),
+    (394, 0x0f),
+    (396, 0x83),
+    (398, 0x22),
+    (405, 0x83),
+    (407, 0x22),
+    (442, 0x5d),
+    (445, 0x5d),
+    (453, 0x83),
+    (455, 0x22),
+    (457, 0x0e),
+    (461, 0x14),
+    (467, 0x23),
+    (471, 0x22),
+    (473, 0x33),
+    (474, 0x83),
+    (477, 0x14),
+    (483, 0x37),
+    (485, 0x83),
+    (486, 0x01),
+    (487, 0x15),
+    (489, 0x01),
+    (492, 0x02),
+    (493, 0x1e),
+    (497, 0x55),
+    (498, 0xaa),
+    (510, 0x55),
+    (511, 0xaa),
+    (539, 0x01),
+    (542, 0x09),
+];
 
 fn sparse(len: usize, nonzero: &[(usize, u8)]) -> Vec<u8> {
     let mut bytes = vec![0u8; len];
@@ -34,7 +96,51 @@ fn sparse(len: usize, nonzero: &[(usize, u8)]) -> Vec<u8> {
 /// passes 2^32 sectors once the EBR's sector is added: mbrman 0.6.1 adds them unchecked
 /// ("attempt to add with overflow" in `MBR::read_from`; a wrong start without overflow checks).
 const EBR_OVERFLOW_LEN: usize = 21946;
-const EBR_OVERFLOW_NONZERO: &[(usize, u8)] = &[(440, 0x7e), (441, 0xe0), (442, 0x0a), (446, 0x80), (448, 0x03), (450, 0x83), (452, 0x16), (454, 0x02), (458, 0x14), (464, 0x19), (466, 0x05), (467, 0x01), (468, 0x1f), (470, 0x18), (474, 0x46), (510, 0x55), (511, 0xaa), (12736, 0x1b), (12738, 0x82), (12740, 0x24), (12741, 0xf6), (12742, 0xfd), (12743, 0xff), (12744, 0xff), (12745, 0xff), (12746, 0xf5), (12747, 0xff), (12748, 0xff), (12752, 0x28), (12754, 0x05), (12756, 0x3c), (12758, 0x0f), (12762, 0x15), (12798, 0x55), (12799, 0xaa), (15534, 0x03), (20416, 0x29), (20418, 0x83), (20420, 0x3c), (20422, 0x01), (20426, 0x14), (20478, 0x55), (20479, 0xaa)];
+const EBR_OVERFLOW_NONZERO: &[(usize, u8)] = &[
+    (440, 0x7e),
+    (441, 0xe0),
+    (442, 0x0a),
+    (446, 0x80),
+    (448, 0x03),
+    (450, 0x83),
+    (452, 0x16),
+    (454, 0x02),
+    (458, 0x14),
+    (464, 0x19),
+    (466, 0x05),
+    (467, 0x01),
+    (468, 0x1f),
+    (470, 0x18),
+    (474, 0x46),
+    (510, 0x55),
+    (511, 0xaa),
+    (12736, 0x1b),
+    (12738, 0x82),
+    (12740, 0x24),
+    (12741, 0xf6),
+    (12742, 0xfd),
+    (12743, 0xff),
+    (12744, 0xff),
+    (12745, 0xff),
+    (12746, 0xf5),
+    (12747, 0xff),
+    (12748, 0xff),
+    (12752, 0x28),
+    (12754, 0x05),
+    (12756, 0x3c),
+    (12758, 0x0f),
+    (12762, 0x15),
+    (12798, 0x55),
+    (12799, 0xaa),
+    (15534, 0x03),
+    (20416, 0x29),
+    (20418, 0x83),
+    (20420, 0x3c),
+    (20422, 0x01),
+    (20426, 0x14),
+    (20478, 0x55),
+    (20479, 0xaa),
+];
 
 #[test]
 fn crash_input_logical_start_past_32_bits_is_refused_not_a_panic() {
@@ -54,7 +160,9 @@ fn grow(image: &[u8]) -> FinalTable {
 
 fn assert_unreadable(result: Result<impl std::fmt::Debug, LayoutError>, expected_start: &str) {
     match result {
-        Err(LayoutError::Unreadable(problem)) => assert!(problem.starts_with(expected_start), "{problem}"),
+        Err(LayoutError::Unreadable(problem)) => {
+            assert!(problem.starts_with(expected_start), "{problem}")
+        }
         other => panic!("expected Unreadable({expected_start}...), got {other:?}"),
     }
 }
@@ -62,7 +170,10 @@ fn assert_unreadable(result: Result<impl std::fmt::Debug, LayoutError>, expected
 #[test]
 fn crash_input_extended_partition_at_sector_zero_is_refused() {
     let image = sparse(EBR_AT_ZERO_LEN, EBR_AT_ZERO_NONZERO);
-    assert_unreadable(PartitionTable::read(&mut Cursor::new(&image)), "partition 2 starts at sector 0, over the MBR itself");
+    assert_unreadable(
+        PartitionTable::read(&mut Cursor::new(&image)),
+        "partition 2 starts at sector 0, over the MBR itself",
+    );
     assert_unreadable(PartitionTable::from_head(&image), "partition 2 starts at sector 0");
 }
 
@@ -83,7 +194,8 @@ fn ebrs_inside_the_held_back_head_are_refused_outside_it_patched() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("disk.img");
     std::fs::File::create(&path).unwrap().set_len(48 * 1024).unwrap();
-    let mut child = Command::new("sfdisk").arg("-q").arg(&path).stdin(Stdio::piped()).spawn().unwrap();
+    let mut child =
+        Command::new("sfdisk").arg("-q").arg(&path).stdin(Stdio::piped()).spawn().unwrap();
     child
         .stdin
         .take()
@@ -117,8 +229,7 @@ fn ebrs_inside_the_held_back_head_are_refused_outside_it_patched() {
 /// Journal body of the crash input (target migrator_journal, mode 3: the target appends
 /// the checksum line, slot 1 absent). Hand-made for the target after reading
 /// `Journal::commit`: the next write computed `seq + 1` and overflowed.
-const SEQ_MAX_BODY: &str =
-    r#"{"format":"swapover-journal/1","seq":18446744073709551615,"state":{"plan_id":"p","step":{"step":"started"},"attempts":{}}}"#;
+const SEQ_MAX_BODY: &str = r#"{"format":"swapover-journal/1","seq":18446744073709551615,"state":{"plan_id":"p","step":{"step":"started"},"attempts":{}}}"#;
 
 /// One journal copy as the migrator writes it: the JSON, then its sha256 line.
 fn journal_copy(body: &str) -> Vec<u8> {
@@ -137,8 +248,15 @@ fn journal_at_the_largest_sequence_number_refuses_the_next_write() {
         Err(JournalError::SequenceExhausted { dir: named }) => assert_eq!(named, dir.path()),
         other => panic!("expected SequenceExhausted, got {other:?}"),
     }
-    assert_eq!(std::fs::read(dir.path().join(SLOT_NAMES[0])).unwrap(), copy, "the good copy was touched");
-    assert!(!dir.path().join(SLOT_NAMES[1]).exists(), "a copy was written although the write was refused");
+    assert_eq!(
+        std::fs::read(dir.path().join(SLOT_NAMES[0])).unwrap(),
+        copy,
+        "the good copy was touched"
+    );
+    assert!(
+        !dir.path().join(SLOT_NAMES[1]).exists(),
+        "a copy was written although the write was refused"
+    );
 }
 
 #[test]

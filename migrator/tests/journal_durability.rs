@@ -208,12 +208,19 @@ fn attempts_are_counted_durably_and_hit_the_bound() {
     // progress. They use up the interruption bound (10), not the error bound (3).
     for expected in 1..=10 {
         let mut boot = Journal::open(dir.path()).unwrap();
-        assert_eq!(next_action(boot.state(), &inputs()), Action::Flash { resume_from: Bytes(0) }, "boot {expected}");
+        assert_eq!(
+            next_action(boot.state(), &inputs()),
+            Action::Flash { resume_from: Bytes(0) },
+            "boot {expected}"
+        );
         assert_eq!(boot.record_attempt(ActionKind::Flash).unwrap(), expected);
     }
     let mut boot = Journal::open(dir.path()).unwrap();
     assert_eq!(boot.state().interruptions_of(ActionKind::Flash), 10);
-    assert!(matches!(next_action(boot.state(), &inputs()), Action::Halt { retry: Some(ActionKind::Flash), .. }));
+    assert!(matches!(
+        next_action(boot.state(), &inputs()),
+        Action::Halt { retry: Some(ActionKind::Flash), .. }
+    ));
 
     // The halt gives the step a fresh budget for the next boot, durably.
     boot.reset_budget(ActionKind::Flash).unwrap();
@@ -222,12 +229,22 @@ fn attempts_are_counted_durably_and_hit_the_bound() {
 
     // Errors: three attempts that each report a failure hit the error bound.
     for n in 1..=3 {
-        assert_eq!(next_action(boot.state(), &inputs()), Action::Flash { resume_from: Bytes(0) }, "error {n}");
+        assert_eq!(
+            next_action(boot.state(), &inputs()),
+            Action::Flash { resume_from: Bytes(0) },
+            "error {n}"
+        );
         boot.record_attempt(ActionKind::Flash).unwrap();
         assert_eq!(boot.record_failure(ActionKind::Flash).unwrap(), n);
     }
     let boot = Journal::open(dir.path()).unwrap();
-    assert_eq!((boot.state().failures_of(ActionKind::Flash), boot.state().interruptions_of(ActionKind::Flash)), (3, 0));
+    assert_eq!(
+        (
+            boot.state().failures_of(ActionKind::Flash),
+            boot.state().interruptions_of(ActionKind::Flash)
+        ),
+        (3, 0)
+    );
     match next_action(boot.state(), &inputs()) {
         Action::Halt { reason, retry } => {
             assert!(reason.contains("Flash failed 3 times"), "{reason}");

@@ -12,7 +12,12 @@ fn inputs() -> Inputs<'static> {
 }
 
 fn at(step: Step) -> JournalState {
-    JournalState { plan_id: Some(PLAN.to_string()), step, attempts: BTreeMap::new(), failures: BTreeMap::new() }
+    JournalState {
+        plan_id: Some(PLAN.to_string()),
+        step,
+        attempts: BTreeMap::new(),
+        failures: BTreeMap::new(),
+    }
 }
 
 #[test]
@@ -22,8 +27,14 @@ fn every_milestone_leads_to_the_work_that_follows_it() {
         (Step::ResumeArmed, Action::Backup),
         (Step::BackupDone, Action::Flash { resume_from: Bytes(0) }),
         (Step::FlashStarted, Action::Flash { resume_from: Bytes(0) }),
-        (Step::FlashProgress { through: Bytes(123 << 20) }, Action::Flash { resume_from: Bytes(123 << 20) }),
-        (Step::FlashWritten { image_bytes: Bytes(700 << 20) }, Action::VerifyFlash { image_bytes: Bytes(700 << 20) }),
+        (
+            Step::FlashProgress { through: Bytes(123 << 20) },
+            Action::Flash { resume_from: Bytes(123 << 20) },
+        ),
+        (
+            Step::FlashWritten { image_bytes: Bytes(700 << 20) },
+            Action::VerifyFlash { image_bytes: Bytes(700 << 20) },
+        ),
         (Step::FlashVerified, Action::Restore),
         (Step::RestoreDone, Action::FinalizeBoot),
         (Step::BootFinalized, Action::Finish),
@@ -53,7 +64,9 @@ fn a_stale_plan_after_destruction_halts() {
     let mut state = at(Step::FlashProgress { through: Bytes(4096) });
     state.plan_id = Some("older-plan".into());
     match next_action(&state, &inputs()) {
-        Action::Halt { reason, retry: None } => assert!(reason.contains("older-plan") && reason.contains(PLAN), "{reason}"),
+        Action::Halt { reason, retry: None } => {
+            assert!(reason.contains("older-plan") && reason.contains(PLAN), "{reason}")
+        }
         other => panic!("expected Halt, got {other:?}"),
     }
 }
@@ -76,7 +89,9 @@ fn the_bound_before_destruction_returns_to_the_old_os() {
         state.attempts.insert(kind, 3);
         state.failures.insert(kind, 3);
         match next_action(&state, &inputs()) {
-            Action::ReturnToOldOs { reason } => assert!(reason.contains("failed 3 times"), "{reason}"),
+            Action::ReturnToOldOs { reason } => {
+                assert!(reason.contains("failed 3 times"), "{reason}")
+            }
             other => panic!("after {step:?}: expected ReturnToOldOs, got {other:?}"),
         }
     }
@@ -149,7 +164,9 @@ fn a_step_interrupted_again_and_again_is_given_up() {
     let mut state = at(Step::ResumeArmed);
     state.attempts.insert(ActionKind::Backup, 10);
     match next_action(&state, &inputs()) {
-        Action::ReturnToOldOs { reason } => assert!(reason.contains("interrupted 10 times"), "{reason}"),
+        Action::ReturnToOldOs { reason } => {
+            assert!(reason.contains("interrupted 10 times"), "{reason}")
+        }
         other => panic!("expected ReturnToOldOs, got {other:?}"),
     }
     let mut state = at(Step::FlashVerified);

@@ -3,7 +3,8 @@
 
 use migrator::layout::units::{Sectors, Sectors512, SECTOR_BYTES};
 use migrator::layout::{
-    final_table, place_image, write_growth, DataGrowth, HeadOverlay, HostDisk, LayoutError, PartitionTable, Span,
+    final_table, place_image, write_growth, DataGrowth, HeadOverlay, HostDisk, LayoutError,
+    PartitionTable, Span,
 };
 use serde_json::Value;
 use std::fs::{File, OpenOptions};
@@ -138,9 +139,15 @@ fn a_host_with_too_small_a_root_is_refused_with_both_sizes() {
     let facts = host_facts(&PartitionTable::read(&mut File::open(&host).unwrap()).unwrap(), disk);
     let image = PartitionTable::read(&mut File::open(resin_image(dir.path())).unwrap()).unwrap();
     let err = place_image(&image, &facts).unwrap_err();
-    assert!(matches!(err, LayoutError::ImageTooLarge { needs_mib: 712, room_mib: 599, .. }), "{err:?}");
+    assert!(
+        matches!(err, LayoutError::ImageTooLarge { needs_mib: 712, room_mib: 599, .. }),
+        "{err:?}"
+    );
     let msg = err.to_string();
-    assert!(msg.contains("image needs 712 MiB but only 599 MiB lie before the extended partition"), "{msg}");
+    assert!(
+        msg.contains("image needs 712 MiB but only 599 MiB lie before the extended partition"),
+        "{msg}"
+    );
     assert!(msg.contains("use a smaller image"), "{msg}");
 }
 

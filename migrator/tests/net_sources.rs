@@ -19,7 +19,11 @@ fn read_keyfile(k: &Keyfile) -> BTreeMap<(String, String), String> {
             group = name.to_string();
         } else if let Some((key, value)) = line.split_once('=') {
             let value = value.replace("\\s", " ").replace("\\\\", "\\");
-            assert!(out.insert((group.clone(), key.to_string()), value).is_none(), "duplicate {key} in {}", k.contents);
+            assert!(
+                out.insert((group.clone(), key.to_string()), value).is_none(),
+                "duplicate {key} in {}",
+                k.contents
+            );
         }
     }
     out
@@ -49,7 +53,10 @@ fn warned(c: &Conversion, needle: &str) -> bool {
 }
 
 fn ssids(c: &Conversion) -> Vec<String> {
-    c.keyfiles.iter().filter_map(|k| get(&read_keyfile(k), "wifi", "ssid").map(str::to_string)).collect()
+    c.keyfiles
+        .iter()
+        .filter_map(|k| get(&read_keyfile(k), "wifi", "ssid").map(str::to_string))
+        .collect()
 }
 
 #[test]
@@ -84,7 +91,10 @@ fn ifupdown_stanzas_become_keyfiles_and_follow_wpa_conf() {
     let root = fixture("ubuntu-root");
     let c = collect(&Sources {
         root: Some(root.clone()),
-        interfaces: vec![root.join("etc/network/interfaces"), root.join("etc/network/interfaces.d/wlan2")],
+        interfaces: vec![
+            root.join("etc/network/interfaces"),
+            root.join("etc/network/interfaces.d/wlan2"),
+        ],
         ..Sources::default()
     });
     let home = by_ssid(&c, "Home Net");
@@ -118,13 +128,22 @@ fn existing_networkmanager_keyfiles_are_kept_and_normalised() {
     let uuid = get(&office, "connection", "uuid").unwrap();
     assert_eq!(uuid.len(), 36);
     assert_eq!(uuid.as_bytes()[14], b'8', "version-8 name-derived uuid: {uuid}");
-    for (group, key) in [("connection", "interface-name"), ("connection", "permissions"), ("wifi", "mac-address"), ("wifi", "seen-bssids")] {
+    for (group, key) in [
+        ("connection", "interface-name"),
+        ("connection", "permissions"),
+        ("wifi", "mac-address"),
+        ("wifi", "seen-bssids"),
+    ] {
         assert_eq!(get(&office, group, key), None, "{group}.{key} must be dropped");
     }
     assert_eq!(get(&office, "connection", "timestamp"), Some("1500000000"), "other keys are kept");
 
     let wired = read_keyfile(&c.keyfiles[1]);
-    assert_eq!(get(&wired, "connection", "uuid"), Some("5d3a7e4c-2f1b-4c3a-9e8d-7f6a5b4c3d2e"), "a valid uuid is kept");
+    assert_eq!(
+        get(&wired, "connection", "uuid"),
+        Some("5d3a7e4c-2f1b-4c3a-9e8d-7f6a5b4c3d2e"),
+        "a valid uuid is kept"
+    );
     assert_eq!(get(&wired, "ethernet", "mac-address"), None);
     assert_eq!(get(&wired, "ipv4", "address1"), Some("192.168.10.5/24,192.168.10.1"));
 
@@ -189,7 +208,10 @@ fn a_whole_ubuntu_root_dedupes_by_ssid_keeping_networkmanager_first() {
     names.sort();
     names.dedup();
     assert_eq!(names.len(), c.keyfiles.len(), "file names are unique");
-    assert!(names.iter().all(|n| n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))), "{names:?}");
+    assert!(
+        names.iter().all(|n| n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))),
+        "{names:?}"
+    );
 }
 
 #[test]
@@ -201,7 +223,10 @@ fn a_resinos_1x_root_converts_every_1x_source() {
     let c = collect(&sources);
     let mut all = ssids(&c);
     all.sort();
-    assert_eq!(all, ["CafeFree", "ConfigNet", "ConnectNet", "FilesNet", "HomeWiFi", "ProvisionedNet"]);
+    assert_eq!(
+        all,
+        ["CafeFree", "ConfigNet", "ConnectNet", "FilesNet", "HomeWiFi", "ProvisionedNet"]
+    );
 }
 
 #[test]
@@ -209,14 +234,22 @@ fn output_is_deterministic_and_uuids_follow_the_ssid() {
     let sources = Sources::for_root(&fixture("ubuntu-root"));
     assert_eq!(collect(&sources), collect(&sources));
     // The same SSID from two different sources gets the same UUID.
-    let a = collect(&Sources { connman_configs: vec![fixture("resin1-root/resin-data/1234/network.config")], ..Sources::default() });
+    let a = collect(&Sources {
+        connman_configs: vec![fixture("resin1-root/resin-data/1234/network.config")],
+        ..Sources::default()
+    });
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("wpa.conf");
     std::fs::write(&conf, "network={\n ssid=\"ConnectNet\"\n psk=\"other-pass-123\"\n}\n").unwrap();
     let b = collect(&Sources { wpa_supplicant: vec![conf], ..Sources::default() });
-    let uuid = |c: &Conversion| get(&read_keyfile(&c.keyfiles[0]), "connection", "uuid").unwrap().to_string();
+    let uuid = |c: &Conversion| {
+        get(&read_keyfile(&c.keyfiles[0]), "connection", "uuid").unwrap().to_string()
+    };
     assert_eq!(uuid(&a), uuid(&b));
-    let other = collect(&Sources { config_json: vec![fixture("resin1-root/boot/config.json")], ..Sources::default() });
+    let other = collect(&Sources {
+        config_json: vec![fixture("resin1-root/boot/config.json")],
+        ..Sources::default()
+    });
     assert_ne!(uuid(&a), uuid(&other));
 }
 
@@ -243,7 +276,11 @@ fn spaces_at_the_ends_of_values_survive_keyfile_escaping() {
     std::fs::write(&json, r#"{"wifiSsid": " Lead", "wifiKey": "trailing pass "}"#).unwrap();
     let c = collect(&Sources { config_json: vec![json], ..Sources::default() });
     assert!(c.keyfiles[0].contents.contains("ssid=\\sLead\n"), "{}", c.keyfiles[0].contents);
-    assert!(c.keyfiles[0].contents.contains("psk=trailing pass\\s\n"), "{}", c.keyfiles[0].contents);
+    assert!(
+        c.keyfiles[0].contents.contains("psk=trailing pass\\s\n"),
+        "{}",
+        c.keyfiles[0].contents
+    );
     assert_psk(&by_ssid(&c, " Lead"), "trailing pass ");
     assert_eq!(c.keyfiles[0].file_name, "resin-wifi-_Lead");
 }
@@ -269,7 +306,12 @@ fn keyfiles_are_written_with_mode_0600() {
     for k in &c.keyfiles {
         let path = out.join(&k.file_name);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), k.contents);
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "{}", k.file_name);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            k.file_name
+        );
     }
 }
 
@@ -290,7 +332,11 @@ fn networkmanager_0_9_keyfiles_from_ubuntu_14_04_are_understood() {
     let c = collect(&Sources { nm_dirs: vec![nm], ..Sources::default() });
     assert_eq!(c.keyfiles.len(), 1, "{:#?}", c.warnings);
     let kf = read_keyfile(&c.keyfiles[0]);
-    assert_eq!(get(&kf, "802-11-wireless", "ssid"), Some(ssid_list.as_str()), "SSID kept as NM wrote it");
+    assert_eq!(
+        get(&kf, "802-11-wireless", "ssid"),
+        Some(ssid_list.as_str()),
+        "SSID kept as NM wrote it"
+    );
     assert_eq!(get(&kf, "802-11-wireless", "mac-address"), None);
     assert_eq!(get(&kf, "802-11-wireless-security", "psk"), Some("shop-secret-9"));
     assert_eq!(get(&kf, "connection", "type"), Some("802-11-wireless"));
@@ -323,7 +369,8 @@ fn a_1x_plan_reads_wifi_from_the_staged_config_json() {
     let mut plan = plan::Plan::stem_example();
     plan.staging.dir = "/swapover".into();
     plan.config_json.staged_at = "/swapover/config.json".into();
-    std::fs::copy(fixture("resin1-root/boot/config.json"), staging_dir.join("config.json")).unwrap();
+    std::fs::copy(fixture("resin1-root/boot/config.json"), staging_dir.join("config.json"))
+        .unwrap();
     let old_root = tmp.path().join("old-root");
     std::fs::create_dir_all(&old_root).unwrap();
     plan.network.config_json_network = true;
@@ -333,5 +380,7 @@ fn a_1x_plan_reads_wifi_from_the_staged_config_json() {
     assert_psk(&by_ssid(&c, "ConfigNet"), "config-key-99");
     assert_psk(&by_ssid(&c, "FilesNet"), "files-pass-1");
     plan.network.config_json_network = false;
-    assert!(migrator::backup::network_sources(&plan, &old_root, &staging_dir).config_json.is_empty());
+    assert!(migrator::backup::network_sources(&plan, &old_root, &staging_dir)
+        .config_json
+        .is_empty());
 }

@@ -21,8 +21,8 @@ use migrator::mounts::Directories;
 use migrator::pid1::RebootTarget;
 use migrator::steps::{self, Context, Exit};
 use plan::{
-    BackupItem, BackupVolume, Bytes, Compression, DiskId, FsType, PartitionIdentity, PartitionRole, Plan, RestoreLocation,
-    SectorSize, Sectors, Sha256Hex, TargetPartition,
+    BackupItem, BackupVolume, Bytes, Compression, DiskId, FsType, PartitionIdentity, PartitionRole,
+    Plan, RestoreLocation, SectorSize, Sectors, Sha256Hex, TargetPartition,
 };
 use sha2::{Digest, Sha256};
 use steps_support::{noise, run, run_with_input};
@@ -64,7 +64,13 @@ impl Fixture {
     }
 
     fn context<'a>(&'a self, fs: &'a mut Directories) -> Context<'a> {
-        let mut ctx = Context::new(&self.plan, "plan-under-test".into(), self.staging_root.clone(), self.disk.clone(), fs);
+        let mut ctx = Context::new(
+            &self.plan,
+            "plan-under-test".into(),
+            self.staging_root.clone(),
+            self.disk.clone(),
+            fs,
+        );
         ctx.flash_sync_every = 4 * MIB;
         ctx
     }
@@ -94,7 +100,15 @@ fn build_image(dir: &Path, ext4_data: bool) -> PathBuf {
     std::fs::File::create(&boot).unwrap().set_len(8192 * SECTOR).unwrap();
     run("mkfs.vfat", &["-n", "RESIN-BOOT", boot.to_str().unwrap()]);
     std::fs::write(dir.join("resinos-marker"), b"resinOS stand-in\n").unwrap();
-    run("mcopy", &["-i", boot.to_str().unwrap(), dir.join("resinos-marker").to_str().unwrap(), "::resinos-marker"]);
+    run(
+        "mcopy",
+        &[
+            "-i",
+            boot.to_str().unwrap(),
+            dir.join("resinos-marker").to_str().unwrap(),
+            "::resinos-marker",
+        ],
+    );
     write_at(&image, 8192 * SECTOR, &std::fs::read(&boot).unwrap());
     for (i, (_, _, _, start, size)) in LAYOUT.iter().enumerate().skip(1) {
         let len = (*size * SECTOR).min(3 * MIB) as usize;
@@ -153,7 +167,8 @@ fn sha256_hex(bytes: &[u8]) -> Sha256Hex {
 
 fn build_plan(xz: &[u8], raw: &[u8], signature: u32) -> Plan {
     let id = |number, (start, size): (u64, u64)| {
-        PartitionIdentity::mbr(signature, number, Sectors(start), Sectors(size), SectorSize::S512).unwrap()
+        PartitionIdentity::mbr(signature, number, Sectors(start), Sectors(size), SectorSize::S512)
+            .unwrap()
     };
     let mut plan = Plan::stem_example();
     plan.source_disk.id = DiskId::Mbr { signature };
@@ -180,8 +195,17 @@ fn build_plan(xz: &[u8], raw: &[u8], signature: u32) -> Plan {
     plan.image.raw_sha256 = sha256_hex(raw);
     plan.backup.volumes = vec![BackupVolume {
         name: "app".into(),
-        restore_to: RestoreLocation { partition: PartitionRole::Data, path: "/resin-data/app-1".into() },
-        items: vec![BackupItem { source: "/srv/app".into(), target: String::new(), filters: vec![], excludes: vec![], estimated_size: Bytes(400_000) }],
+        restore_to: RestoreLocation {
+            partition: PartitionRole::Data,
+            path: "/resin-data/app-1".into(),
+        },
+        items: vec![BackupItem {
+            source: "/srv/app".into(),
+            target: String::new(),
+            filters: vec![],
+            excludes: vec![],
+            estimated_size: Bytes(400_000),
+        }],
     }];
     plan.hostname = None;
     plan.failure.step_retries = 2;
@@ -225,8 +249,25 @@ fn fixture_full(signature: u32, real_filesystems: bool, staging_fs: bool) -> Fix
     std::fs::rename(dir.join("resin.img.xz"), staging_dir.join("resin.img.xz")).unwrap();
     std::fs::copy("/usr/lib/grub/i386-pc/boot.img", staging_dir.join("grub/boot.img")).unwrap();
     let core = staging_dir.join("grub/core.img");
-    run("grub-mkimage", &["-O", "i386-pc", "-p", "(hd0,msdos5)/swapover/grub", "-o", core.to_str().unwrap(), "biosdisk", "part_msdos", "ext2"]);
-    std::fs::write(staging_dir.join("config.json"), r#"{"applicationId":1,"deviceType":"intel-nuc","apiKey":"k"}"#).unwrap();
+    run(
+        "grub-mkimage",
+        &[
+            "-O",
+            "i386-pc",
+            "-p",
+            "(hd0,msdos5)/swapover/grub",
+            "-o",
+            core.to_str().unwrap(),
+            "biosdisk",
+            "part_msdos",
+            "ext2",
+        ],
+    );
+    std::fs::write(
+        staging_dir.join("config.json"),
+        r#"{"applicationId":1,"deviceType":"intel-nuc","apiKey":"k"}"#,
+    )
+    .unwrap();
     let plan = build_plan(&xz, &raw, signature);
     std::fs::write(staging_dir.join("plan.json"), plan.to_json_pretty().unwrap()).unwrap();
     if staging_fs {
@@ -252,7 +293,11 @@ fn assert_migrated_with(f: &Fixture, original: &[u8], staging_in_use: bool) {
     let image = std::fs::read(&f.raw_image).unwrap();
     // The image's boot code and disk signature, its partitions' contents.
     assert_eq!(disk[..446], image[..446], "boot code and disk signature are the image's");
-    assert_eq!(disk[510..MIB as usize], image[510..MIB as usize], "the rest of the image's first MiB");
+    assert_eq!(
+        disk[510..MIB as usize],
+        image[510..MIB as usize],
+        "the rest of the image's first MiB"
+    );
     for &(name, role, _, start, size) in &LAYOUT[1..] {
         let range = (start * SECTOR) as usize..((start + size) * SECTOR) as usize;
         if role != PartitionRole::Data {
@@ -271,30 +316,48 @@ fn assert_migrated_with(f: &Fixture, original: &[u8], staging_in_use: bool) {
     let table: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(table["partitiontable"]["id"], "0x12345678");
     let parts = table["partitiontable"]["partitions"].as_array().unwrap();
-    let spans: Vec<(u64, u64)> = parts.iter().map(|p| (p["start"].as_u64().unwrap(), p["size"].as_u64().unwrap())).collect();
+    let spans: Vec<(u64, u64)> =
+        parts.iter().map(|p| (p["start"].as_u64().unwrap(), p["size"].as_u64().unwrap())).collect();
     assert_eq!(
         spans,
-        vec![(8192, 8192), (16_384, 8192), (24_576, 8192), (32_768, DISK_SECTORS - 32_768), (34_816, 4096), (40_960, DISK_SECTORS - 40_960)]
+        vec![
+            (8192, 8192),
+            (16_384, 8192),
+            (24_576, 8192),
+            (32_768, DISK_SECTORS - 32_768),
+            (34_816, 4096),
+            (40_960, DISK_SECTORS - 40_960)
+        ]
     );
     // resin-boot: config.json with the old hostname, the keyfile, the image's own file; a clean FAT.
     let boot = format!("{}@@{}", f.disk.display(), 8192 * SECTOR);
-    let config: serde_json::Value = serde_json::from_str(&run("mtype", &["-i", &boot, "::config.json"])).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&run("mtype", &["-i", &boot, "::config.json"])).unwrap();
     assert_eq!(config["hostname"], "old-ubuntu-host");
     assert_eq!(config["applicationId"], 1);
     let listing = run("mdir", &["-b", "-i", &boot, "::system-connections"]);
     assert_eq!(listing.lines().count(), 1, "{listing}");
     let keyfile = run("mtype", &["-i", &boot, listing.trim()]);
-    assert!(keyfile.contains("ssid=Office WiFi") && keyfile.contains("psk=office-secret"), "{keyfile}");
+    assert!(
+        keyfile.contains("ssid=Office WiFi") && keyfile.contains("psk=office-secret"),
+        "{keyfile}"
+    );
     assert_eq!(run("mtype", &["-i", &boot, "::resinos-marker"]), "resinOS stand-in\n");
     let boot_fs = f.dir.join("boot-check.vfat");
     std::fs::write(&boot_fs, &disk[(8192 * SECTOR) as usize..(16_384 * SECTOR) as usize]).unwrap();
     run("fsck.fat", &["-n", boot_fs.to_str().unwrap()]);
     // resin-data: the backup and the plan (the log is checked where it is attached).
     let restored = f.data.join("resin-data/app-1/srv/app");
-    assert_eq!(std::fs::read(restored.join("data dir/ünïcödé file.txt")).unwrap(), b"data survives\n");
+    assert_eq!(
+        std::fs::read(restored.join("data dir/ünïcödé file.txt")).unwrap(),
+        b"data survives\n"
+    );
     assert_eq!(std::fs::read(restored.join("blob.bin")).unwrap(), noise(300_000, 77));
     assert_eq!(std::fs::read_link(restored.join("blob link")).unwrap(), PathBuf::from("blob.bin"));
-    assert_eq!(std::fs::read(f.data.join("swapover/plan.json")).unwrap(), std::fs::read(f.staging_dir().join("plan.json")).unwrap());
+    assert_eq!(
+        std::fs::read(f.data.join("swapover/plan.json")).unwrap(),
+        std::fs::read(f.staging_dir().join("plan.json")).unwrap()
+    );
 }
 
 #[test]
@@ -309,9 +372,15 @@ fn a_straight_run_migrates_the_disk_and_never_touches_staging() {
     assert_eq!(journal.state().step, Step::Done);
     assert_migrated(&f, &original);
     let log = std::fs::read_to_string(f.data.join("swapover/migration.log")).unwrap();
-    assert!(log.contains("SWAPOVER-STEP backup done") && log.contains("SWAPOVER-STEP restore begin"), "{log}");
+    assert!(
+        log.contains("SWAPOVER-STEP backup done") && log.contains("SWAPOVER-STEP restore begin"),
+        "{log}"
+    );
     // The saved boot area is the original's.
-    assert_eq!(std::fs::read(f.staging_dir().join("mbr-gap.orig")).unwrap(), original[..(2048 * SECTOR) as usize]);
+    assert_eq!(
+        std::fs::read(f.staging_dir().join("mbr-gap.orig")).unwrap(),
+        original[..(2048 * SECTOR) as usize]
+    );
     // Entering again after Done changes nothing and reboots into resinOS.
     let before = f.disk_bytes();
     let mut journal = Journal::open(&f.staging_dir()).unwrap();
@@ -364,7 +433,10 @@ fn a_run_resumed_from_a_flash_checkpoint_ends_the_same() {
     // Same disk as the straight run, except resin-boot (FAT timestamps of this run).
     let (a, b) = (straight.disk_bytes(), f.disk_bytes());
     let boot = (8192 * SECTOR) as usize..(16_384 * SECTOR) as usize;
-    assert!(a[..boot.start] == b[..boot.start] && a[boot.end..] == b[boot.end..], "resumed and straight runs differ");
+    assert!(
+        a[..boot.start] == b[..boot.start] && a[boot.end..] == b[boot.end..],
+        "resumed and straight runs differ"
+    );
 }
 
 /// A crash after the head was committed but before the journal said so: finalize
@@ -431,7 +503,10 @@ fn arm_then_rollback_restores_the_boot_area() {
     assert!(f.disk_bytes() != original);
     // A second arm keeps the first saved copy (not our own boot code).
     migrator::resume::arm(&mut disk, &f.staging_dir()).unwrap();
-    assert_eq!(std::fs::read(f.staging_dir().join("mbr-gap.orig")).unwrap(), original[..(2048 * SECTOR) as usize]);
+    assert_eq!(
+        std::fs::read(f.staging_dir().join("mbr-gap.orig")).unwrap(),
+        original[..(2048 * SECTOR) as usize]
+    );
     let mut fs = f.dirs();
     let mut ctx = f.context(&mut fs);
     assert_eq!(steps::return_to_old_os(&mut ctx, "test"), Exit::Reboot(RebootTarget::OldOs));
@@ -456,13 +531,18 @@ impl LoopDisk {
     fn attach_with(image: &Path, numbers: &[u32]) -> LoopDisk {
         let mut stale = Vec::new();
         for _ in 0..8 {
-            let node = run("losetup", &["-f", "--show", image.to_str().unwrap()]).trim().to_string();
+            let node =
+                run("losetup", &["-f", "--show", image.to_str().unwrap()]).trim().to_string();
             let disk = LoopDisk { node };
             let _ = std::process::Command::new("partx").args(["-d", &disk.node]).output();
             let _ = std::process::Command::new("partx").args(["-a", &disk.node]).output();
             let name = disk.node.trim_start_matches("/dev/").to_string();
             let part = |number: &u32| PathBuf::from(format!("/sys/block/{name}/{name}p{number}"));
-            let read = |number: &u32, what: &str| std::fs::read_to_string(part(number).join(what)).ok().and_then(|t| t.trim().parse::<u64>().ok());
+            let read = |number: &u32, what: &str| {
+                std::fs::read_to_string(part(number).join(what))
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u64>().ok())
+            };
             let span_of = |number: &u32| Some((read(number, "start")?, read(number, "size")?));
             let table = run("sfdisk", &["--json", image.to_str().unwrap()]);
             let table: serde_json::Value = serde_json::from_str(&table).unwrap();
@@ -483,7 +563,11 @@ impl LoopDisk {
             }
             stale.push(disk);
         }
-        panic!("no loop device took the partitions {numbers:?} of {} (stale partitions on {:?})", image.display(), stale.iter().map(|d| &d.node).collect::<Vec<_>>());
+        panic!(
+            "no loop device took the partitions {numbers:?} of {} (stale partitions on {:?})",
+            image.display(),
+            stale.iter().map(|d| &d.node).collect::<Vec<_>>()
+        );
     }
 }
 
@@ -524,13 +608,25 @@ fn the_loop_runs_on_a_kernel_block_device_with_real_mounts() {
         let roots = BlockRoots::default();
         let size = f.plan.source_disk.size_bytes().unwrap();
         let wrong_size = plan::Bytes(size.get() - 512);
-        assert!(roots.wait_for_disk(&f.plan.source_disk.id, wrong_size, Duration::from_millis(300)).is_err(), "a disk of another size is not the planned one");
-        let found = roots.wait_for_disk(&f.plan.source_disk.id, size, Duration::from_secs(5)).unwrap();
+        assert!(
+            roots
+                .wait_for_disk(&f.plan.source_disk.id, wrong_size, Duration::from_millis(300))
+                .is_err(),
+            "a disk of another size is not the planned one"
+        );
+        let found =
+            roots.wait_for_disk(&f.plan.source_disk.id, size, Duration::from_secs(5)).unwrap();
         assert_eq!(found.node, PathBuf::from(&loop_disk.node));
         let mut fs = KernelMounts::new(roots, found, f.plan.clone());
         fs.old_root_at = f.dir.join("mnt/old-root");
         fs.data_at = f.dir.join("mnt/resin-data");
-        let mut ctx = Context::new(&f.plan, "plan-under-test".into(), f.staging_root.clone(), PathBuf::from(&loop_disk.node), &mut fs);
+        let mut ctx = Context::new(
+            &f.plan,
+            "plan-under-test".into(),
+            f.staging_root.clone(),
+            PathBuf::from(&loop_disk.node),
+            &mut fs,
+        );
         ctx.flash_sync_every = 4 * MIB;
         let mut journal = Journal::open(&f.staging_dir()).unwrap();
         let exit = steps::run(&mut ctx, &mut journal);
@@ -566,7 +662,8 @@ fn the_binary_as_pid_1_migrates_the_loop_disk() {
     let root = f.dir.join("initramfs");
     std::fs::create_dir_all(root.join("etc/swapover")).unwrap();
     // The binary under test: this build's, or another (e.g. the static musl release build).
-    let binary = std::env::var("SWAPOVER_MIGRATOR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_migrator").to_string());
+    let binary = std::env::var("SWAPOVER_MIGRATOR_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_migrator").to_string());
     std::fs::copy(&binary, root.join("init")).unwrap();
     std::fs::copy(f.staging_dir().join("plan.json"), root.join("etc/swapover/plan.json")).unwrap();
     // Its shared libraries, if any ("not a dynamic executable" lists none).
@@ -582,15 +679,28 @@ fn the_binary_as_pid_1_migrates_the_loop_disk() {
     let status = {
         let _loop_disk = LoopDisk::attach(&f.disk);
         std::process::Command::new("unshare")
-            .args(["--pid", "--fork", "--mount", "--propagation", "private", "--root", root.to_str().unwrap(), "/init"])
+            .args([
+                "--pid",
+                "--fork",
+                "--mount",
+                "--propagation",
+                "private",
+                "--root",
+                root.to_str().unwrap(),
+                "/init",
+            ])
             .status()
             .unwrap()
     };
     // reboot(RB_AUTOBOOT) in a child PID namespace kills its init with SIGHUP.
-    assert!(status.signal() == Some(1) || status.code() == Some(128 + 1), "the migrator did not reboot: {status:?}");
+    assert!(
+        status.signal() == Some(1) || status.code() == Some(128 + 1),
+        "the migrator did not reboot: {status:?}"
+    );
     let stage = f.dir.join("mnt-staging");
     std::fs::create_dir_all(&stage).unwrap();
-    let staging_fs = format!("loop,ro,offset={},sizelimit={}", STAGING.0 * SECTOR, STAGING.1 * SECTOR);
+    let staging_fs =
+        format!("loop,ro,offset={},sizelimit={}", STAGING.0 * SECTOR, STAGING.1 * SECTOR);
     run("mount", &["-o", &staging_fs, f.disk.to_str().unwrap(), stage.to_str().unwrap()]);
     let log = {
         let _mounted = Mounted(stage.clone());
@@ -599,9 +709,11 @@ fn the_binary_as_pid_1_migrates_the_loop_disk() {
     eprintln!("{log}");
     let markers: Vec<&str> = log.lines().filter(|l| l.starts_with("SWAPOVER-")).collect();
     let expected: Vec<String> = std::iter::once("SWAPOVER-MIGRATOR-START attempt=1".to_string())
-        .chain(["arm-resume", "backup", "flash", "verify", "restore", "finalize"].iter().flat_map(|s| {
-            [format!("SWAPOVER-STEP {s} begin"), format!("SWAPOVER-STEP {s} done")]
-        }))
+        .chain(
+            ["arm-resume", "backup", "flash", "verify", "restore", "finalize"].iter().flat_map(
+                |s| [format!("SWAPOVER-STEP {s} begin"), format!("SWAPOVER-STEP {s} done")],
+            ),
+        )
         .chain(std::iter::once("SWAPOVER-MIGRATOR-REBOOT target=resinos".to_string()))
         .collect();
     assert_eq!(markers, expected, "{log}");
@@ -636,7 +748,8 @@ fn a_restore_torn_in_resin_boot_is_redone_from_the_flashed_copy() {
     write_at(&f.disk, 8192 * SECTOR + SECTOR, &noise(64 * 1024, 99));
     steps::step_restore(&mut ctx).unwrap();
     let volume = format!("{}@@{}", f.disk.display(), 8192 * SECTOR);
-    let config: serde_json::Value = serde_json::from_str(&run("mtype", &["-i", &volume, "::config.json"])).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&run("mtype", &["-i", &volume, "::config.json"])).unwrap();
     assert_eq!(config["hostname"], "old-ubuntu-host");
     assert_eq!(run("mtype", &["-i", &volume, "::resinos-marker"]), "resinOS stand-in\n");
     let check = f.dir.join("boot-check.vfat");
@@ -678,7 +791,10 @@ fn fixture_written_last_with(signature: u32, real_filesystems: bool) -> Fixture 
     write_at(&f.disk, SECTOR, &noise((MIB - SECTOR) as usize, 2));
     write_at(&f.disk, ROOT_1X.0 * SECTOR, &noise(8 * MIB as usize, 3));
     write_at(&f.disk, ROOT_B.0 * SECTOR, &noise((ROOT_B.1 * SECTOR) as usize, 4));
-    let id = |number, (start, size): (u64, u64)| PartitionIdentity::mbr(signature, number, Sectors(start), Sectors(size), SectorSize::S512).unwrap();
+    let id = |number, (start, size): (u64, u64)| {
+        PartitionIdentity::mbr(signature, number, Sectors(start), Sectors(size), SectorSize::S512)
+            .unwrap()
+    };
     if real_filesystems {
         std::fs::create_dir_all(f.old_root.join("mnt/data")).unwrap();
         let root_fs = f.dir.join("old-root-1x.ext4");
@@ -687,20 +803,46 @@ fn fixture_written_last_with(signature: u32, real_filesystems: bool) -> Fixture 
         write_at(&f.disk, ROOT_1X.0 * SECTOR, &std::fs::read(&root_fs).unwrap());
         let tree = f.dir.join("data-1x");
         std::fs::create_dir_all(tree.join("resin-data/1/config")).unwrap();
-        std::fs::write(tree.join("resin-data/1/config/settings.json"), br#"{"from":"1.x"}"#).unwrap();
+        std::fs::write(tree.join("resin-data/1/config/settings.json"), br#"{"from":"1.x"}"#)
+            .unwrap();
         std::fs::write(tree.join("resin-data/1/readings.bin"), noise(200_000, 55)).unwrap();
         std::fs::create_dir_all(tree.join("docker/btrfs/subvolumes/layer")).unwrap();
-        std::fs::write(tree.join("docker/btrfs/subvolumes/layer/image-blob"), noise(100_000, 56)).unwrap();
+        std::fs::write(tree.join("docker/btrfs/subvolumes/layer/image-blob"), noise(100_000, 56))
+            .unwrap();
         let data_fs = f.dir.join("data-1x.btrfs");
         std::fs::File::create(&data_fs).unwrap().set_len(DATA_1X.1 * SECTOR).unwrap();
-        run("mkfs.btrfs", &["-q", "-M", "-L", "resin-data", "--rootdir", tree.to_str().unwrap(), data_fs.to_str().unwrap()]);
+        run(
+            "mkfs.btrfs",
+            &[
+                "-q",
+                "-M",
+                "-L",
+                "resin-data",
+                "--rootdir",
+                tree.to_str().unwrap(),
+                data_fs.to_str().unwrap(),
+            ],
+        );
         write_at(&f.disk, DATA_1X.0 * SECTOR, &std::fs::read(&data_fs).unwrap());
-        f.plan.source_data = Some(plan::FsPartition { partition: id(3, DATA_1X), fs_uuid: "1x-data".into(), fs_type: FsType::Btrfs });
+        f.plan.source_data = Some(plan::FsPartition {
+            partition: id(3, DATA_1X),
+            fs_uuid: "1x-data".into(),
+            fs_type: FsType::Btrfs,
+        });
         // As the 1.x planner writes it: the contents of 1.x's resin-data/ straight into 2.x's.
         f.plan.backup.volumes.push(BackupVolume {
             name: "resin-data".into(),
-            restore_to: RestoreLocation { partition: PartitionRole::Data, path: "/resin-data".into() },
-            items: vec![BackupItem { source: "/mnt/data/resin-data".into(), target: ".".into(), filters: vec![], excludes: vec![], estimated_size: Bytes(300_000) }],
+            restore_to: RestoreLocation {
+                partition: PartitionRole::Data,
+                path: "/resin-data".into(),
+            },
+            items: vec![BackupItem {
+                source: "/mnt/data/resin-data".into(),
+                target: ".".into(),
+                filters: vec![],
+                excludes: vec![],
+                estimated_size: Bytes(300_000),
+            }],
         });
     }
     f.plan.profile.source_kind = plan::SourceKind::Resinos1x;
@@ -730,21 +872,38 @@ fn run_until_restored(f: &Fixture, original: &[u8]) {
     steps::step_backup(&mut ctx).unwrap();
     journal.record(Step::BackupDone).unwrap();
     steps::step_flash(&mut ctx, &mut journal, 0).unwrap();
-    let Step::FlashWritten { image_bytes } = journal.state().step.clone() else { panic!("{:?}", journal.state().step) };
+    let Step::FlashWritten { image_bytes } = journal.state().step.clone() else {
+        panic!("{:?}", journal.state().step)
+    };
     steps::step_verify(&mut ctx, image_bytes.0).unwrap();
     journal.record(Step::FlashVerified).unwrap();
     let disk = f.disk_bytes();
     let image = std::fs::read(&f.raw_image).unwrap();
-    assert!(disk[range_of(ROOT_B)] == original[range_of(ROOT_B)], "the flash wrote into resin-rootB (and the staging area in it)");
+    assert!(
+        disk[range_of(ROOT_B)] == original[range_of(ROOT_B)],
+        "the flash wrote into resin-rootB (and the staging area in it)"
+    );
     let root_a = MIB as usize..range_of(ROOT_B).start;
-    assert!(disk[root_a.clone()] == image[root_a], "the flash did not write what lies before resin-rootB");
+    assert!(
+        disk[root_a.clone()] == image[root_a],
+        "the flash did not write what lies before resin-rootB"
+    );
     let after = range_of(ROOT_B).end..image.len();
-    assert!(disk[after.clone()] == image[after], "the flash did not write what lies after resin-rootB");
+    assert!(
+        disk[after.clone()] == image[after],
+        "the flash did not write what lies after resin-rootB"
+    );
     steps::step_restore(&mut ctx).unwrap();
     journal.record(Step::RestoreDone).unwrap();
     // The staged backup was there to restore from, and the staging area is still intact.
-    assert!(f.staging_dir().join("backup/app.tar").exists(), "the staged backup is gone before restore finished");
-    assert!(f.disk_bytes()[range_of(STAGING_1X)] == original[range_of(STAGING_1X)], "staging was written before restore finished");
+    assert!(
+        f.staging_dir().join("backup/app.tar").exists(),
+        "the staged backup is gone before restore finished"
+    );
+    assert!(
+        f.disk_bytes()[range_of(STAGING_1X)] == original[range_of(STAGING_1X)],
+        "staging was written before restore finished"
+    );
 }
 
 /// The staging area lies inside the image's resin-rootB: the flash and verify leave
@@ -759,10 +918,17 @@ fn a_partition_written_last_is_written_after_restore_and_the_disk_equals_the_ima
     let mut ctx = f.context(&mut fs);
     let mut journal = Journal::open(&f.staging_dir()).unwrap();
     assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
-    assert_eq!(journal.state().step, Step::RestoreDone, "nothing is journaled once resin-rootB (holding the journal) is written");
+    assert_eq!(
+        journal.state().step,
+        Step::RestoreDone,
+        "nothing is journaled once resin-rootB (holding the journal) is written"
+    );
     assert_migrated(&f, &original);
     let image = std::fs::read(&f.raw_image).unwrap();
-    assert!(f.disk_bytes()[range_of(ROOT_B)] == image[range_of(ROOT_B)], "resin-rootB is the image's");
+    assert!(
+        f.disk_bytes()[range_of(ROOT_B)] == image[range_of(ROOT_B)],
+        "resin-rootB is the image's"
+    );
 }
 
 /// A power cut after the flash (journal at FlashWritten), before the written-last write:
@@ -784,7 +950,10 @@ fn a_power_cut_between_flash_and_the_written_last_write_ends_the_same() {
         steps::step_flash(&mut ctx, &mut journal, 0).unwrap();
         assert!(matches!(journal.state().step, Step::FlashWritten { .. }));
     }
-    assert!(f.disk_bytes()[range_of(ROOT_B)] == original[range_of(ROOT_B)], "the flash wrote into resin-rootB");
+    assert!(
+        f.disk_bytes()[range_of(ROOT_B)] == original[range_of(ROOT_B)],
+        "the flash wrote into resin-rootB"
+    );
     // The new boot remembers nothing of the flash: hashes and head come from the image again.
     let mut fs = f.dirs();
     let mut ctx = f.context(&mut fs);
@@ -793,7 +962,10 @@ fn a_power_cut_between_flash_and_the_written_last_write_ends_the_same() {
     assert_eq!(journal.state().step, Step::RestoreDone);
     assert_migrated(&f, &original);
     let image = std::fs::read(&f.raw_image).unwrap();
-    assert!(f.disk_bytes()[range_of(ROOT_B)] == image[range_of(ROOT_B)], "resin-rootB is the image's");
+    assert!(
+        f.disk_bytes()[range_of(ROOT_B)] == image[range_of(ROOT_B)],
+        "resin-rootB is the image's"
+    );
 }
 
 /// The migrator refuses at plan load, before any write: a staging partition inside a
@@ -809,17 +981,33 @@ fn plans_the_migrator_cannot_carry_out_are_refused_at_load() {
     // With its data partition named, a 1.x plan is refused unless the firmware's boot order
     // can bring the migrator back after a power cut (the UEFI route).
     let mut boot_files = f.plan.clone();
-    boot_files.source_data = Some(plan::FsPartition { partition: PartitionIdentity::mbr(0x5a0e_4e11, 3, Sectors(40_000), Sectors(1024), SectorSize::S512).unwrap(), fs_uuid: "1x-data".into(), fs_type: FsType::Btrfs });
+    boot_files.source_data = Some(plan::FsPartition {
+        partition: PartitionIdentity::mbr(
+            0x5a0e_4e11,
+            3,
+            Sectors(40_000),
+            Sectors(1024),
+            SectorSize::S512,
+        )
+        .unwrap(),
+        fs_uuid: "1x-data".into(),
+        fs_type: FsType::Btrfs,
+    });
     boot_files.grub.route = plan::GrubRoute::BootFiles;
     let refused = migrator::written_last::check_plan(&boot_files).unwrap_err();
-    assert!(refused.contains("armed through BootFiles, which nothing starts again after a power cut"), "{refused}");
+    assert!(
+        refused.contains("armed through BootFiles, which nothing starts again after a power cut"),
+        "{refused}"
+    );
     let mut uefi = boot_files.clone();
     uefi.grub.route = plan::GrubRoute::UefiBootNext;
     migrator::written_last::check_plan(&uefi).unwrap();
     // Staging inside resin-rootA, which is flashed first.
     let mut inside_root_a = f.plan.clone();
     inside_root_a.layout.written_last = vec!["resin-rootB".into()];
-    inside_root_a.staging.partition = PartitionIdentity::mbr(0x5a0e_4e11, 2, Sectors(22_600), Sectors(1024), SectorSize::S512).unwrap();
+    inside_root_a.staging.partition =
+        PartitionIdentity::mbr(0x5a0e_4e11, 2, Sectors(22_600), Sectors(1024), SectorSize::S512)
+            .unwrap();
     let refused = migrator::written_last::check_plan(&inside_root_a).unwrap_err();
     assert!(refused.contains("overlaps the target partition 'resin-rootA'"), "{refused}");
     std::fs::write(&path, inside_root_a.to_json_pretty().unwrap()).unwrap();
@@ -848,11 +1036,18 @@ fn a_1x_plan_backs_up_the_btrfs_data_partition_and_writes_root_b_last_on_a_block
         let loop_disk = LoopDisk::attach_with(&f.disk, &[1, 2, 3]);
         let roots = BlockRoots::default();
         let size = f.plan.source_disk.size_bytes().unwrap();
-        let found = roots.wait_for_disk(&f.plan.source_disk.id, size, Duration::from_secs(5)).unwrap();
+        let found =
+            roots.wait_for_disk(&f.plan.source_disk.id, size, Duration::from_secs(5)).unwrap();
         let mut fs = KernelMounts::new(roots, found, f.plan.clone());
         fs.old_root_at = f.dir.join("mnt/old-root");
         fs.data_at = f.dir.join("mnt/resin-data");
-        let mut ctx = Context::new(&f.plan, "plan-under-test".into(), f.staging_root.clone(), PathBuf::from(&loop_disk.node), &mut fs);
+        let mut ctx = Context::new(
+            &f.plan,
+            "plan-under-test".into(),
+            f.staging_root.clone(),
+            PathBuf::from(&loop_disk.node),
+            &mut fs,
+        );
         ctx.flash_sync_every = 4 * MIB;
         let mut journal = Journal::open(&f.staging_dir()).unwrap();
         let exit = steps::run(&mut ctx, &mut journal);
@@ -868,10 +1063,20 @@ fn a_1x_plan_backs_up_the_btrfs_data_partition_and_writes_root_b_last_on_a_block
     let _mounted = Mounted(f.data.clone());
     assert_migrated(&f, &original);
     let restored = f.data.join("resin-data");
-    assert_eq!(steps_support::describe(&tree.join("resin-data/1")), steps_support::describe(&restored.join("1")), "1.x app data at 2.x's place");
-    assert!(!restored.join("mnt").exists() && !restored.join("docker").exists(), "the 1.x path or Docker storage was carried over");
+    assert_eq!(
+        steps_support::describe(&tree.join("resin-data/1")),
+        steps_support::describe(&restored.join("1")),
+        "1.x app data at 2.x's place"
+    );
+    assert!(
+        !restored.join("mnt").exists() && !restored.join("docker").exists(),
+        "the 1.x path or Docker storage was carried over"
+    );
     let image = std::fs::read(&f.raw_image).unwrap();
-    assert!(f.disk_bytes()[range_of(ROOT_B)] == image[range_of(ROOT_B)], "resin-rootB is the image's");
+    assert!(
+        f.disk_bytes()[range_of(ROOT_B)] == image[range_of(ROOT_B)],
+        "resin-rootB is the image's"
+    );
 }
 
 /// The resinOS 1.x Intel NUC's route (`uefi-boot-next`) on the written-last fixture: the
@@ -900,7 +1105,10 @@ fn uefi_fixture() -> UefiFixture {
     for (name, seed) in [("vmlinuz", 61), ("initramfs.img", 62)] {
         let file = f.dir.join(name);
         std::fs::write(&file, noise(300_000, seed)).unwrap();
-        run("mcopy", &["-i", boot.to_str().unwrap(), file.to_str().unwrap(), &format!("::swapover/{name}")]);
+        run(
+            "mcopy",
+            &["-i", boot.to_str().unwrap(), file.to_str().unwrap(), &format!("::swapover/{name}")],
+        );
     }
     write_at(&f.disk, BOOT.0 * SECTOR, &std::fs::read(&boot).unwrap());
     let vars_dir = f.dir.join("efivars");
@@ -944,17 +1152,30 @@ impl UefiFixture {
         let disk = f.disk_bytes();
         let image = std::fs::read(&f.raw_image).unwrap();
         assert_eq!(disk[..446], image[..446], "the image's head is committed");
-        for (name, range) in [("resin-rootA", range_of((16_384, 8192))), ("resin-rootB", range_of(ROOT_B)), ("resin-state", range_of((34_816, 4096)))] {
+        for (name, range) in [
+            ("resin-rootA", range_of((16_384, 8192))),
+            ("resin-rootB", range_of(ROOT_B)),
+            ("resin-state", range_of((34_816, 4096))),
+        ] {
             assert!(disk[range.clone()] == image[range], "{name} is the image's, byte for byte");
         }
         let boot = format!("{}@@{}", f.disk.display(), BOOT.0 * SECTOR);
-        assert_eq!(run("mtype", &["-i", &boot, "::resinos-marker"]), "resinOS stand-in\n", "the image's own boot files");
-        let config: serde_json::Value = serde_json::from_str(&run("mtype", &["-i", &boot, "::config.json"])).unwrap();
+        assert_eq!(
+            run("mtype", &["-i", &boot, "::resinos-marker"]),
+            "resinOS stand-in\n",
+            "the image's own boot files"
+        );
+        let config: serde_json::Value =
+            serde_json::from_str(&run("mtype", &["-i", &boot, "::config.json"])).unwrap();
         assert_eq!(config["applicationId"], 1);
         assert_eq!(run("mdir", &["-b", "-i", &boot, "::system-connections"]).lines().count(), 1);
         let kernel = f.dir.join("kernel-back");
         run("mcopy", &["-i", &boot, "::swapover/vmlinuz", kernel.to_str().unwrap()]);
-        assert_eq!(std::fs::read(&kernel).unwrap(), noise(300_000, 61), "the migration kernel was carried into the new resin-boot");
+        assert_eq!(
+            std::fs::read(&kernel).unwrap(),
+            noise(300_000, 61),
+            "the migration kernel was carried into the new resin-boot"
+        );
         let boot_fs = f.dir.join("boot-check.vfat");
         std::fs::write(&boot_fs, &disk[range_of(BOOT)]).unwrap();
         run("fsck.fat", &["-n", boot_fs.to_str().unwrap()]);
@@ -963,7 +1184,10 @@ impl UefiFixture {
         assert!(vars.boot_option(0x0100).unwrap().is_none(), "our option is deleted");
         assert!(vars.boot_option(0).unwrap().is_some(), "the firmware's own option stays");
         assert!(!f.data.join(migrator::relay::RELAY_DIR).exists(), "the relay is removed");
-        assert_eq!(std::fs::read(f.data.join("resin-data/app-1/srv/app/blob.bin")).unwrap(), noise(300_000, 77));
+        assert_eq!(
+            std::fs::read(f.data.join("resin-data/app-1/srv/app/blob.bin")).unwrap(),
+            noise(300_000, 77)
+        );
     }
 }
 
@@ -981,14 +1205,27 @@ fn a_uefi_1x_run_keeps_the_migration_kernel_bootable_and_cleans_up_the_firmware(
     journal.begin("plan-under-test").unwrap();
     steps::step_arm_resume(&mut ctx).unwrap();
     journal.record(Step::ResumeArmed).unwrap();
-    assert_eq!(u.vars().boot_order().unwrap(), vec![0x0100, 0, 1], "every boot starts the migrator now");
-    assert!(u.f.disk_bytes()[..MIB as usize] == original[..MIB as usize], "the UEFI route installs no boot code");
+    assert_eq!(
+        u.vars().boot_order().unwrap(),
+        vec![0x0100, 0, 1],
+        "every boot starts the migrator now"
+    );
+    assert!(
+        u.f.disk_bytes()[..MIB as usize] == original[..MIB as usize],
+        "the UEFI route installs no boot code"
+    );
     steps::step_backup(&mut ctx).unwrap();
     journal.record(Step::BackupDone).unwrap();
     steps::step_flash(&mut ctx, &mut journal, 0).unwrap();
     let disk = u.f.disk_bytes();
-    assert!(disk[range_of(BOOT)] == original[range_of(BOOT)], "the flash wrote into resin-boot, where the firmware finds the migration kernel");
-    assert!(disk[range_of(ROOT_B)] == original[range_of(ROOT_B)], "the flash wrote into resin-rootB");
+    assert!(
+        disk[range_of(BOOT)] == original[range_of(BOOT)],
+        "the flash wrote into resin-boot, where the firmware finds the migration kernel"
+    );
+    assert!(
+        disk[range_of(ROOT_B)] == original[range_of(ROOT_B)],
+        "the flash wrote into resin-rootB"
+    );
     assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
     u.assert_migrated();
 }
@@ -1023,8 +1260,16 @@ fn a_uefi_1x_run_cut_during_the_written_last_write_finishes_from_the_relay() {
     migrator::relay::write(&u.f.data, "plan-under-test", &held, &head, permanent.as_ref()).unwrap();
     disk.write_all_at(&noise(MIB as usize, 90), range.start).unwrap();
     // The next boot: staging is not ours any more; the relay is.
-    assert!(matches!(migrator::relay::read(&u.f.data, "another-plan"), Err(migrator::relay::RelayError::OtherPlan { .. })), "a relay of another plan is refused");
-    let found = migrator::relay::read(&u.f.data, "plan-under-test").unwrap().expect("the relay is complete");
+    assert!(
+        matches!(
+            migrator::relay::read(&u.f.data, "another-plan"),
+            Err(migrator::relay::RelayError::OtherPlan { .. })
+        ),
+        "a relay of another plan is refused"
+    );
+    let found = migrator::relay::read(&u.f.data, "plan-under-test")
+        .unwrap()
+        .expect("the relay is complete");
     let mut fs = u.f.dirs();
     steps::finish_from_relay(&u.f.disk, &mut fs, &u.vars(), found).unwrap();
     u.assert_migrated();
@@ -1048,7 +1293,12 @@ fn a_uefi_1x_run_giving_up_puts_boot_order_back_and_needs_our_option() {
     // The firmware booted its own option (the 1.x GRUB), not ours.
     let grub = grub::uefi::LoadOption {
         description: "UEFI disk".into(),
-        partition: grub::uefi::HardDrive { number: 1, start_lba: BOOT.0, size_lba: BOOT.1, signature: grub::uefi::PartitionSignature::Mbr(0x5a0e_4e11) },
+        partition: grub::uefi::HardDrive {
+            number: 1,
+            start_lba: BOOT.0,
+            size_lba: BOOT.1,
+            signature: grub::uefi::PartitionSignature::Mbr(0x5a0e_4e11),
+        },
         file: r"\EFI\BOOT\BOOTX64.EFI".into(),
         args: String::new(),
     };

@@ -89,7 +89,10 @@ impl Plan {
             backup: BackupSet {
                 volumes: vec![BackupVolume {
                     name: "app-data".into(),
-                    restore_to: RestoreLocation { partition: PartitionRole::Data, path: "/resin-data/app".into() },
+                    restore_to: RestoreLocation {
+                        partition: PartitionRole::Data,
+                        path: "/resin-data/app".into(),
+                    },
                     items: vec![
                         BackupItem {
                             source: "/home/app/data".into(),
@@ -118,7 +121,10 @@ impl Plan {
             },
             config_json: ConfigJson {
                 staged_at: "/swapover/config.json".into(),
-                restore_to: RestoreLocation { partition: PartitionRole::Boot, path: "/config.json".into() },
+                restore_to: RestoreLocation {
+                    partition: PartitionRole::Boot,
+                    path: "/config.json".into(),
+                },
             },
             hostname: Some("stem-device-17".into()),
             modules: ModuleLoad {
@@ -132,7 +138,10 @@ impl Plan {
                 entry_id: "swapover-migrate".into(),
                 entry_title: "swapover: migrate to resinOS".into(),
                 route: GrubRoute::CustomCfg,
-                files: vec![FileChange { path: "/boot/grub/custom.cfg".into(), change: FileChangeKind::Created }],
+                files: vec![FileChange {
+                    path: "/boot/grub/custom.cfg".into(),
+                    change: FileChangeKind::Created,
+                }],
                 env: vec![EnvChange {
                     file: "/boot/grub/grubenv".into(),
                     key: "next_entry".into(),
@@ -143,7 +152,8 @@ impl Plan {
             finalize: FinalizePolicy {
                 grow_over_staging: true,
                 partition: PartitionRole::Data,
-                reason: "the staging partition directly follows resin-data and is no longer needed".into(),
+                reason: "the staging partition directly follows resin-data and is no longer needed"
+                    .into(),
             },
             failure: FailurePolicy { step_retries: 3, retry_delay_secs: 5, disk_wait_secs: 30 },
         }

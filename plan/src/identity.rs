@@ -40,10 +40,9 @@ impl Guid {
         let groups: Vec<&str> = text.split('-').collect();
         let lengths = [8, 4, 4, 4, 12];
         let well_formed = groups.len() == lengths.len()
-            && groups
-                .iter()
-                .zip(lengths)
-                .all(|(group, len)| group.len() == len && group.chars().all(|c| c.is_ascii_hexdigit()));
+            && groups.iter().zip(lengths).all(|(group, len)| {
+                group.len() == len && group.chars().all(|c| c.is_ascii_hexdigit())
+            });
         if !well_formed {
             return Err(IdentityError::BadGuid(text.to_string()));
         }
@@ -127,7 +126,14 @@ impl PartitionIdentity {
         sector_size: SectorSize,
     ) -> Result<Self, IdentityError> {
         let partuuid = mbr_partuuid(signature, number)?;
-        Ok(PartitionIdentity { disk: DiskId::Mbr { signature }, number, partuuid, start, size, sector_size })
+        Ok(PartitionIdentity {
+            disk: DiskId::Mbr { signature },
+            number,
+            partuuid,
+            start,
+            size,
+            sector_size,
+        })
     }
 
     /// A partition of a GPT disk; the PARTUUID is the partition's own GUID.
@@ -280,14 +286,26 @@ mod tests {
     fn guid_parsing_normalises_case_and_rejects_junk() {
         let guid = Guid::parse("0FC63DAF-8483-4772-8E79-3D69D8477DE4").unwrap();
         assert_eq!(guid.as_str(), "0fc63daf-8483-4772-8e79-3d69d8477de4");
-        for bad in ["", "0fc63daf84834772", "0fc63daf-8483-4772-8e79-3d69d8477de", "zfc63daf-8483-4772-8e79-3d69d8477de4"] {
+        for bad in [
+            "",
+            "0fc63daf84834772",
+            "0fc63daf-8483-4772-8e79-3d69d8477de",
+            "zfc63daf-8483-4772-8e79-3d69d8477de4",
+        ] {
             assert!(matches!(Guid::parse(bad), Err(IdentityError::BadGuid(_))), "{bad}");
         }
     }
 
     #[test]
     fn mbr_identity_validates_and_catches_a_wrong_partuuid() {
-        let root = PartitionIdentity::mbr(STEM_SIGNATURE, 1, Sectors(2048), Sectors(29_358_080), SectorSize::S512).unwrap();
+        let root = PartitionIdentity::mbr(
+            STEM_SIGNATURE,
+            1,
+            Sectors(2048),
+            Sectors(29_358_080),
+            SectorSize::S512,
+        )
+        .unwrap();
         root.validate().unwrap();
         assert_eq!(root.partuuid, "000ae07e-01");
         let mut forged = root.clone();
@@ -309,7 +327,9 @@ mod tests {
     fn gpt_identity_uses_the_partition_guid() {
         let disk = Guid::parse("11111111-2222-3333-4444-555555555555").unwrap();
         let part = Guid::parse("AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE").unwrap();
-        let id = PartitionIdentity::gpt(disk, 2, part, Sectors(2048), Sectors(8), SectorSize::S4096).unwrap();
+        let id =
+            PartitionIdentity::gpt(disk, 2, part, Sectors(2048), Sectors(8), SectorSize::S4096)
+                .unwrap();
         id.validate().unwrap();
         assert_eq!(id.partuuid, "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee");
         assert_eq!(id.size_bytes().unwrap(), Bytes(32768));

@@ -103,7 +103,9 @@ mod tests {
         for v in [TableKind::Mbr, TableKind::Gpt] {
             check(v);
         }
-        for v in [FsType::Vfat, FsType::Ext2, FsType::Ext3, FsType::Ext4, FsType::Btrfs, FsType::Swap] {
+        for v in
+            [FsType::Vfat, FsType::Ext2, FsType::Ext3, FsType::Ext4, FsType::Btrfs, FsType::Swap]
+        {
             check(v);
         }
         for v in [

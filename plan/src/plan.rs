@@ -262,7 +262,11 @@ impl TargetPartition {
     }
 
     /// The partition's disk sectors; fails when its size is not a whole number of disk sectors.
-    pub fn disk_extent(&self, layout: &TargetLayout, disk_sector_size: SectorSize) -> Result<Extent, UnitError> {
+    pub fn disk_extent(
+        &self,
+        layout: &TargetLayout,
+        disk_sector_size: SectorSize,
+    ) -> Result<Extent, UnitError> {
         let len = self.size_bytes(layout)?.to_sectors(disk_sector_size)?;
         Ok(Extent::new(self.disk_start, len))
     }
@@ -300,7 +304,9 @@ pub struct BackupSet {
 impl BackupSet {
     /// Sum of the items' estimates.
     pub fn estimated_size(&self) -> Result<Bytes, UnitError> {
-        Bytes::checked_sum(self.volumes.iter().flat_map(|v| v.items.iter().map(|i| i.estimated_size)))
+        Bytes::checked_sum(
+            self.volumes.iter().flat_map(|v| v.items.iter().map(|i| i.estimated_size)),
+        )
     }
 }
 
@@ -490,14 +496,25 @@ impl Plan {
         if disk.size.is_zero() {
             return Err(PlanError::ZeroSize { what: "source disk size".into() });
         }
-        let parts = [("old root", &self.old_root.partition), ("staging partition", &self.staging.partition)];
+        let parts = [
+            ("old root", &self.old_root.partition),
+            ("staging partition", &self.staging.partition),
+        ];
         for (what, part) in parts {
             part.validate().map_err(|source| PlanError::Identity { what, source })?;
             if part.disk != disk.id {
-                return Err(PlanError::WrongDisk { what, found: part.disk.to_string(), expected: disk.id.to_string() });
+                return Err(PlanError::WrongDisk {
+                    what,
+                    found: part.disk.to_string(),
+                    expected: disk.id.to_string(),
+                });
             }
             if part.sector_size != disk.sector_size {
-                return Err(PlanError::SectorSizeMismatch { what, found: part.sector_size, expected: disk.sector_size });
+                return Err(PlanError::SectorSizeMismatch {
+                    what,
+                    found: part.sector_size,
+                    expected: disk.sector_size,
+                });
             }
             self.check_inside_disk(what, part.extent())?;
         }
@@ -512,10 +529,18 @@ impl Plan {
             let what = "source data partition";
             data.partition.validate().map_err(|source| PlanError::Identity { what, source })?;
             if data.partition.disk != disk.id {
-                return Err(PlanError::WrongDisk { what, found: data.partition.disk.to_string(), expected: disk.id.to_string() });
+                return Err(PlanError::WrongDisk {
+                    what,
+                    found: data.partition.disk.to_string(),
+                    expected: disk.id.to_string(),
+                });
             }
             if data.partition.sector_size != disk.sector_size {
-                return Err(PlanError::SectorSizeMismatch { what, found: data.partition.sector_size, expected: disk.sector_size });
+                return Err(PlanError::SectorSizeMismatch {
+                    what,
+                    found: data.partition.sector_size,
+                    expected: disk.sector_size,
+                });
             }
             self.check_inside_disk(what, data.partition.extent())?;
             let extent = data.partition.extent();
@@ -531,7 +556,11 @@ impl Plan {
     fn check_inside_disk(&self, what: &str, extent: Extent) -> Result<(), PlanError> {
         let whole = Extent::new(Sectors::ZERO, self.source_disk.size);
         if !whole.contains(&extent) {
-            return Err(PlanError::OutsideDisk { what: what.to_string(), extent, disk_size: self.source_disk.size });
+            return Err(PlanError::OutsideDisk {
+                what: what.to_string(),
+                extent,
+                disk_size: self.source_disk.size,
+            });
         }
         Ok(())
     }
@@ -539,18 +568,26 @@ impl Plan {
     fn validate_image(&self) -> Result<(), PlanError> {
         let image = &self.image;
         require_plain_relative("image file", &image.file)?;
-        for (what, size) in [("image compressed size", image.compressed_size), ("image raw size", image.raw_size)] {
+        for (what, size) in
+            [("image compressed size", image.compressed_size), ("image raw size", image.raw_size)]
+        {
             if size.is_zero() {
                 return Err(PlanError::ZeroSize { what: what.into() });
             }
         }
-        for (what, digest) in [("compressed image sha256", &image.compressed_sha256), ("raw image sha256", &image.raw_sha256)] {
+        for (what, digest) in [
+            ("compressed image sha256", &image.compressed_sha256),
+            ("raw image sha256", &image.raw_sha256),
+        ] {
             if !digest.is_well_formed() {
                 return Err(PlanError::BadSha256 { what, value: digest.0.clone() });
             }
         }
         if image.compression == Compression::None && image.compressed_size != image.raw_size {
-            return Err(PlanError::UncompressedSizeMismatch { compressed: image.compressed_size, raw: image.raw_size });
+            return Err(PlanError::UncompressedSizeMismatch {
+                compressed: image.compressed_size,
+                raw: image.raw_size,
+            });
         }
         Ok(())
     }
@@ -591,20 +628,37 @@ impl Plan {
                 return Err(PlanError::DuplicateRole(part.role));
             }
             if part.size.is_zero() {
-                return Err(PlanError::ZeroSize { what: format!("target partition '{}' size", part.name) });
+                return Err(PlanError::ZeroSize {
+                    what: format!("target partition '{}' size", part.name),
+                });
             }
-            let units = |source| PlanError::Units { what: format!("target partition '{}'", part.name), source };
+            let units = |source| PlanError::Units {
+                what: format!("target partition '{}'", part.name),
+                source,
+            };
             let start = part.image_offset(layout).map_err(units)?;
             let end = start.checked_add(part.size_bytes(layout).map_err(units)?).map_err(units)?;
             if end > self.image.raw_size {
-                return Err(PlanError::OutsideImage { name: part.name.clone(), start, end, image_size: self.image.raw_size });
+                return Err(PlanError::OutsideImage {
+                    name: part.name.clone(),
+                    start,
+                    end,
+                    image_size: self.image.raw_size,
+                });
             }
             let extent = part.disk_extent(layout, disk_sector).map_err(units)?;
             if !layout.region.contains(&extent) {
-                return Err(PlanError::OutsideRegion { name: part.name.clone(), extent, region: layout.region });
+                return Err(PlanError::OutsideRegion {
+                    name: part.name.clone(),
+                    extent,
+                    region: layout.region,
+                });
             }
             if let Some((other, _)) = placed.iter().find(|(_, e)| e.overlaps(&extent)) {
-                return Err(PlanError::PartitionOverlap { a: other.to_string(), b: part.name.clone() });
+                return Err(PlanError::PartitionOverlap {
+                    a: other.to_string(),
+                    b: part.name.clone(),
+                });
             }
             placed.push((part.name.as_str(), extent));
         }
@@ -626,7 +680,9 @@ impl Plan {
     pub fn staging_inside_written_last(&self, disk_sector: SectorSize) -> bool {
         let staging = self.staging.partition.extent();
         self.layout.written_last.iter().filter_map(|name| self.layout.by_name(name)).any(|part| {
-            part.disk_extent(&self.layout, disk_sector).map(|e| e.contains(&staging)).unwrap_or(false)
+            part.disk_extent(&self.layout, disk_sector)
+                .map(|e| e.contains(&staging))
+                .unwrap_or(false)
         })
     }
 
@@ -646,12 +702,24 @@ impl Plan {
             if volume.items.is_empty() {
                 return Err(PlanError::EmptyVolume(volume.name.clone()));
             }
-            self.require_role(format!("backup volume '{}'", volume.name), volume.restore_to.partition)?;
-            require_absolute(format!("backup volume '{}' restore path", volume.name), &volume.restore_to.path)?;
+            self.require_role(
+                format!("backup volume '{}'", volume.name),
+                volume.restore_to.partition,
+            )?;
+            require_absolute(
+                format!("backup volume '{}' restore path", volume.name),
+                &volume.restore_to.path,
+            )?;
             for item in &volume.items {
-                require_absolute(format!("backup source in volume '{}'", volume.name), &item.source)?;
+                require_absolute(
+                    format!("backup source in volume '{}'", volume.name),
+                    &item.source,
+                )?;
                 if !item.target.is_empty() {
-                    require_plain_relative(format!("backup target in volume '{}'", volume.name), &item.target)?;
+                    require_plain_relative(
+                        format!("backup target in volume '{}'", volume.name),
+                        &item.target,
+                    )?;
                 }
             }
         }
@@ -701,7 +769,10 @@ impl Plan {
             if let FileChangeKind::Modified { backup, original_sha256 } = &change.change {
                 require_absolute("GRUB file backup", backup)?;
                 if !original_sha256.is_well_formed() {
-                    return Err(PlanError::BadSha256 { what: "GRUB file original sha256", value: original_sha256.0.clone() });
+                    return Err(PlanError::BadSha256 {
+                        what: "GRUB file original sha256",
+                        value: original_sha256.0.clone(),
+                    });
                 }
             }
         }

@@ -17,7 +17,11 @@ impl Plan {
 
     fn write_text(&self, out: &mut String) -> fmt::Result {
         let disk = &self.source_disk;
-        writeln!(out, "swapover plan (format {}, stager {})", self.format_version, self.stager_version)?;
+        writeln!(
+            out,
+            "swapover plan (format {}, stager {})",
+            self.format_version, self.stager_version
+        )?;
         writeln!(
             out,
             "Profile:  {} (device type {}, source {})",
@@ -34,7 +38,11 @@ impl Plan {
         )?;
         let root = &self.old_root;
         writeln!(out, "Old root: {}", root.partition)?;
-        writeln!(out, "          {} UUID {} (backed up read-only, then overwritten)", root.fs_type, root.fs_uuid)?;
+        writeln!(
+            out,
+            "          {} UUID {} (backed up read-only, then overwritten)",
+            root.fs_type, root.fs_uuid
+        )?;
         let staging = &self.staging;
         writeln!(out, "Staging:  {}", staging.partition)?;
         writeln!(
@@ -64,9 +72,15 @@ impl Plan {
         writeln!(
             out,
             "Target layout ({} table), written only inside {} = {}:",
-            layout.table, layout.region, show(layout.region.len.to_bytes(disk.sector_size))
+            layout.table,
+            layout.region,
+            show(layout.region.len.to_bytes(disk.sector_size))
         )?;
-        writeln!(out, "  {:<14} {:<7} {:<6} {:>12} {:>12} {:>12}", "NAME", "ROLE", "FS", "DISK START", "DISK END", "SIZE")?;
+        writeln!(
+            out,
+            "  {:<14} {:<7} {:<6} {:>12} {:>12} {:>12}",
+            "NAME", "ROLE", "FS", "DISK START", "DISK END", "SIZE"
+        )?;
         for part in &layout.partitions {
             let end = part
                 .disk_extent(layout, disk.sector_size)
@@ -96,7 +110,10 @@ impl Plan {
                 layout.written_last.join(", ")
             )?;
         }
-        writeln!(out, "  partition table and boot code last, after every partition is written and verified")?;
+        writeln!(
+            out,
+            "  partition table and boot code last, after every partition is written and verified"
+        )?;
 
         writeln!(out)?;
         let limit = match self.backup.limit {
@@ -120,7 +137,11 @@ impl Plan {
                     format!(" [only {}]", item.filters.join(", "))
                 };
                 let target = if item.target.is_empty() { "." } else { item.target.as_str() };
-                writeln!(out, "    {} -> {} ({}){}", item.source, target, item.estimated_size, filters)?;
+                writeln!(
+                    out,
+                    "    {} -> {} ({}){}",
+                    item.source, target, item.estimated_size, filters
+                )?;
             }
         }
 
@@ -149,10 +170,17 @@ impl Plan {
         writeln!(
             out,
             "config.json: {} -> {} partition, {}",
-            self.config_json.staged_at, self.config_json.restore_to.partition, self.config_json.restore_to.path
+            self.config_json.staged_at,
+            self.config_json.restore_to.partition,
+            self.config_json.restore_to.path
         )?;
         writeln!(out, "Hostname: {}", self.hostname.as_deref().unwrap_or("(resinOS default)"))?;
-        writeln!(out, "Modules:  {} (order in {})", self.modules.modules.join(" "), self.modules.order_file)?;
+        writeln!(
+            out,
+            "Modules:  {} (order in {})",
+            self.modules.modules.join(" "),
+            self.modules.order_file
+        )?;
 
         let grub = &self.grub;
         writeln!(out)?;
@@ -165,7 +193,11 @@ impl Plan {
             GrubRoute::BootFiles => "edited boot partition files",
             GrubRoute::UefiBootNext => "a UEFI boot option armed for one boot with BootNext (no GRUB file is changed)",
         };
-        writeln!(out, "GRUB:     entry '{}' (id {}) via {}", grub.entry_title, grub.entry_id, route)?;
+        writeln!(
+            out,
+            "GRUB:     entry '{}' (id {}) via {}",
+            grub.entry_title, grub.entry_id, route
+        )?;
         for change in &grub.files {
             match &change.change {
                 FileChangeKind::Created => writeln!(out, "  create {}", change.path)?,

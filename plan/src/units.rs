@@ -29,7 +29,9 @@ const GIB: u64 = 1024 * MIB;
 const TIB: u64 = 1024 * GIB;
 
 /// A count of bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Bytes(pub u64);
 
@@ -130,7 +132,9 @@ impl fmt::Display for Bytes {
 }
 
 /// A count of sectors. Meaningless without a [`SectorSize`]; convert with [`Sectors::to_bytes`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Sectors(pub u64);
 
@@ -271,7 +275,9 @@ impl Extent {
 impl fmt::Display for Extent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.last() {
-            Some(last) => write!(f, "sectors {}..={} ({} sectors)", self.start.0, last.0, self.len.0),
+            Some(last) => {
+                write!(f, "sectors {}..={} ({} sectors)", self.start.0, last.0, self.len.0)
+            }
             None => write!(f, "empty at sector {}", self.start.0),
         }
     }
@@ -343,7 +349,10 @@ mod tests {
         assert_eq!(Bytes(4096).to_string(), "4 KiB");
         assert_eq!(Bytes::from_mib(40).unwrap().to_string(), "40 MiB");
         // 14 GiB root from the Project STEM example disk (29358080 sectors of 512 B).
-        assert_eq!(Sectors(29_358_080).to_bytes(SectorSize::S512).unwrap().to_string(), "13.99 GiB");
+        assert_eq!(
+            Sectors(29_358_080).to_bytes(SectorSize::S512).unwrap().to_string(),
+            "13.99 GiB"
+        );
         assert_eq!(Bytes(GIB + GIB / 2).to_string(), "1.50 GiB");
         assert_eq!(Bytes(2 * GIB - 1).to_string(), "1.99 GiB");
         assert_eq!(format!("{:#}", Bytes::from_mib(40).unwrap()), "40 MiB (41943040 bytes)");

@@ -37,7 +37,8 @@ fn json_round_trip_preserves_every_field() {
 #[test]
 fn other_format_versions_are_refused_with_the_documented_message() {
     for version in [0u32, 2, 17] {
-        let mut value: serde_json::Value = serde_json::from_str(&example().to_json_pretty().unwrap()).unwrap();
+        let mut value: serde_json::Value =
+            serde_json::from_str(&example().to_json_pretty().unwrap()).unwrap();
         value["format_version"] = serde_json::json!(version);
         // A future format may have other fields: the version check must come first.
         value["a_field_from_the_future"] = serde_json::json!(true);
@@ -60,7 +61,8 @@ fn a_plan_without_format_version_or_not_json_is_refused() {
 
 #[test]
 fn unknown_fields_in_a_version_1_plan_are_refused() {
-    let mut value: serde_json::Value = serde_json::from_str(&example().to_json_pretty().unwrap()).unwrap();
+    let mut value: serde_json::Value =
+        serde_json::from_str(&example().to_json_pretty().unwrap()).unwrap();
     value["image"]["surprise"] = serde_json::json!(1);
     let err = Plan::from_json(&value.to_string()).unwrap_err();
     assert!(err.to_string().contains("unknown field `surprise`"), "{err}");
@@ -101,13 +103,19 @@ fn a_region_outside_the_old_root_is_refused_for_ubuntu_hosts() {
 #[test]
 fn a_partition_outside_the_region_is_refused() {
     let (err, msg) = refused(|p| p.layout.partitions[4].disk_start = Sectors(29_360_128 - 1000));
-    assert!(matches!(err, PlanError::OutsideRegion { ref name, .. } if name == "resin-data"), "{msg}");
+    assert!(
+        matches!(err, PlanError::OutsideRegion { ref name, .. } if name == "resin-data"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn a_partition_past_the_image_end_is_refused() {
     let (err, msg) = refused(|p| p.image.raw_size = Bytes(800 * 1024 * 1024));
-    assert!(matches!(err, PlanError::OutsideImage { ref name, .. } if name == "resin-data"), "{msg}");
+    assert!(
+        matches!(err, PlanError::OutsideImage { ref name, .. } if name == "resin-data"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -144,7 +152,14 @@ fn duplicate_names_and_roles_are_refused() {
 #[test]
 fn old_root_and_staging_must_not_overlap_and_must_be_on_the_disk() {
     let (err, _) = refused(|p| {
-        p.staging.partition = PartitionIdentity::mbr(0x000a_e07e, 5, Sectors(29_000_000), Sectors(4_190_208), SectorSize::S512).unwrap();
+        p.staging.partition = PartitionIdentity::mbr(
+            0x000a_e07e,
+            5,
+            Sectors(29_000_000),
+            Sectors(4_190_208),
+            SectorSize::S512,
+        )
+        .unwrap();
         p.layout.region = Extent::new(Sectors(2048), Sectors(2_000_000));
     });
     assert!(matches!(err, PlanError::RootOverlapsStaging { .. }), "{err}");
@@ -155,7 +170,14 @@ fn old_root_and_staging_must_not_overlap_and_must_be_on_the_disk() {
 #[test]
 fn partitions_from_another_disk_or_sector_size_are_refused() {
     let (err, msg) = refused(|p| {
-        p.staging.partition = PartitionIdentity::mbr(0x1234_5678, 5, Sectors(29_362_176), Sectors(4_190_208), SectorSize::S512).unwrap();
+        p.staging.partition = PartitionIdentity::mbr(
+            0x1234_5678,
+            5,
+            Sectors(29_362_176),
+            Sectors(4_190_208),
+            SectorSize::S512,
+        )
+        .unwrap();
     });
     assert!(matches!(err, PlanError::WrongDisk { .. }), "{msg}");
     assert!(msg.contains("MBR 0x12345678") && msg.contains("MBR 0x000ae07e"), "{msg}");
@@ -206,7 +228,10 @@ fn a_4096_byte_sector_disk_plan_validates_when_aligned() {
     }
     p.validate().unwrap();
     let boot = &p.layout.partitions[0];
-    assert_eq!(boot.disk_extent(&p.layout, SectorSize::S4096).unwrap(), Extent::new(Sectors(1024), Sectors(10240)));
+    assert_eq!(
+        boot.disk_extent(&p.layout, SectorSize::S4096).unwrap(),
+        Extent::new(Sectors(1024), Sectors(10240))
+    );
 }
 
 #[test]
@@ -268,7 +293,10 @@ fn names_paths_and_policies_are_checked() {
     let (err, _) = refused(|p| {
         p.grub.files.push(FileChange {
             path: "/boot/grub/grub.cfg".into(),
-            change: FileChangeKind::Modified { backup: "/swapover/grub.cfg.orig".into(), original_sha256: Sha256Hex("x".into()) },
+            change: FileChangeKind::Modified {
+                backup: "/swapover/grub.cfg.orig".into(),
+                original_sha256: Sha256Hex("x".into()),
+            },
         })
     });
     assert!(matches!(err, PlanError::BadSha256 { .. }));

@@ -14,9 +14,13 @@ fn resinos1x_plan() -> Plan {
     plan.profile.source_kind = SourceKind::Resinos1x;
     let signature = 0x000a_e07e;
     let sector = SectorSize::S512;
-    plan.old_root.partition = PartitionIdentity::mbr(signature, 2, Sectors(44 * MIB), Sectors(312 * MIB), sector).unwrap();
+    plan.old_root.partition =
+        PartitionIdentity::mbr(signature, 2, Sectors(44 * MIB), Sectors(312 * MIB), sector)
+            .unwrap();
     plan.old_root.fs_type = FsType::Ext3;
-    plan.staging.partition = PartitionIdentity::mbr(signature, 3, Sectors(356 * MIB), Sectors(312 * MIB), sector).unwrap();
+    plan.staging.partition =
+        PartitionIdentity::mbr(signature, 3, Sectors(356 * MIB), Sectors(312 * MIB), sector)
+            .unwrap();
     plan.staging.original_swap_uuid = None;
     plan.layout.region = Extent::new(Sectors::ZERO, Sectors(824 * MIB));
     plan.layout.written_last = vec!["resin-rootB".into()];
@@ -47,8 +51,22 @@ fn without_written_last_the_same_plan_overlaps_staging() {
 fn staging_reaching_into_root_a_is_refused_even_with_root_b_written_last() {
     let mut plan = resinos1x_plan();
     // A 1.x root smaller than 2.x rootA puts resin-updt partly over rootA.
-    plan.old_root.partition = PartitionIdentity::mbr(0x000a_e07e, 2, Sectors(44 * MIB), Sectors(200 * MIB), SectorSize::S512).unwrap();
-    plan.staging.partition = PartitionIdentity::mbr(0x000a_e07e, 3, Sectors(244 * MIB), Sectors(312 * MIB), SectorSize::S512).unwrap();
+    plan.old_root.partition = PartitionIdentity::mbr(
+        0x000a_e07e,
+        2,
+        Sectors(44 * MIB),
+        Sectors(200 * MIB),
+        SectorSize::S512,
+    )
+    .unwrap();
+    plan.staging.partition = PartitionIdentity::mbr(
+        0x000a_e07e,
+        3,
+        Sectors(244 * MIB),
+        Sectors(312 * MIB),
+        SectorSize::S512,
+    )
+    .unwrap();
     let err = plan.validate().unwrap_err();
     assert!(matches!(err, PlanError::RegionOverlapsStaging { .. }), "{err}");
 }
@@ -57,7 +75,9 @@ fn staging_reaching_into_root_a_is_refused_even_with_root_b_written_last() {
 fn written_last_must_name_a_partition_and_belong_to_a_1x_plan() {
     let mut plan = resinos1x_plan();
     plan.layout.written_last = vec!["resin-rootC".into()];
-    assert!(matches!(plan.validate().unwrap_err(), PlanError::UnknownWrittenLast(name) if name == "resin-rootC"));
+    assert!(
+        matches!(plan.validate().unwrap_err(), PlanError::UnknownWrittenLast(name) if name == "resin-rootC")
+    );
 
     let mut ubuntu = Plan::stem_example();
     ubuntu.layout.written_last = vec!["resin-rootB".into()];
@@ -86,7 +106,14 @@ fn boot_files_route_serialises_in_kebab_case() {
 /// The 1.x data partition (btrfs resin-data, at 824 MiB) that the migrator mounts for the backup.
 fn data_partition(start_mib: u64) -> FsPartition {
     FsPartition {
-        partition: PartitionIdentity::mbr(0x000a_e07e, 6, Sectors(start_mib * MIB), Sectors(1024 * MIB), SectorSize::S512).unwrap(),
+        partition: PartitionIdentity::mbr(
+            0x000a_e07e,
+            6,
+            Sectors(start_mib * MIB),
+            Sectors(1024 * MIB),
+            SectorSize::S512,
+        )
+        .unwrap(),
         fs_uuid: "5b1e2c3d-0000-4000-8000-00000000d474".into(),
         fs_type: FsType::Btrfs,
     }
@@ -107,7 +134,10 @@ fn source_data_round_trips_for_1x_and_is_absent_from_ubuntu_plans() {
 fn source_data_is_refused_on_ubuntu_plans_and_over_the_root_or_staging() {
     let mut ubuntu = Plan::stem_example();
     ubuntu.source_data = Some(data_partition(824));
-    assert!(matches!(ubuntu.validate().unwrap_err(), PlanError::SourceDataForSource(SourceKind::UbuntuGrubHost)));
+    assert!(matches!(
+        ubuntu.validate().unwrap_err(),
+        PlanError::SourceDataForSource(SourceKind::UbuntuGrubHost)
+    ));
     let mut plan = resinos1x_plan();
     plan.source_data = Some(data_partition(400));
     let err = plan.validate().unwrap_err();

@@ -8,10 +8,7 @@ pub fn complete_lines(text: &str) -> Vec<String> {
         Some(end) => &text[..end],
         None => "",
     };
-    complete
-        .lines()
-        .map(|l| l.trim_end_matches('\r').to_string())
-        .collect()
+    complete.lines().map(|l| l.trim_end_matches('\r').to_string()).collect()
 }
 
 /// The value of the first `SWAPOVER-T <key>=<value>` line; panics naming the key if none.
@@ -26,8 +23,5 @@ pub fn value<'a>(lines: &'a [String], key: &str) -> &'a str {
 /// The text after `SWAPOVER-T <marker> ` of every such line, in order.
 pub fn with_marker(lines: &[String], marker: &str) -> Vec<String> {
     let prefix = format!("SWAPOVER-T {marker} ");
-    lines
-        .iter()
-        .filter_map(|l| l.split_once(&prefix).map(|(_, v)| v.to_string()))
-        .collect()
+    lines.iter().filter_map(|l| l.split_once(&prefix).map(|(_, v)| v.to_string())).collect()
 }

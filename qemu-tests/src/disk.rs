@@ -37,8 +37,15 @@ impl TablePartition {
     }
     /// Partition number as Linux counts it (1..4 primary, 5.. logical).
     pub fn number(&self) -> Result<u32> {
-        let digits: String =
-            self.node.chars().rev().take_while(|c| c.is_ascii_digit()).collect::<Vec<_>>().into_iter().rev().collect();
+        let digits: String = self
+            .node
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_digit())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         digits.parse().with_context(|| format!("no partition number in {}", self.node))
     }
 }
@@ -150,9 +157,17 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
 }
 
 /// Makes an ext4 file system of `bytes` from the contents of `dir` in a separate file.
-pub fn mkfs_ext4(out: &Path, bytes: u64, label: &str, uuid: &str, dir: &Path, features: &str) -> Result<()> {
+pub fn mkfs_ext4(
+    out: &Path,
+    bytes: u64,
+    label: &str,
+    uuid: &str,
+    dir: &Path,
+    features: &str,
+) -> Result<()> {
     create_sparse(out, bytes)?;
-    let mut args: Vec<std::ffi::OsString> = vec!["-q".into(), "-F".into(), "-L".into(), label.into(), "-U".into(), uuid.into()];
+    let mut args: Vec<std::ffi::OsString> =
+        vec!["-q".into(), "-F".into(), "-L".into(), label.into(), "-U".into(), uuid.into()];
     if !features.is_empty() {
         args.push("-O".into());
         args.push(features.into());
@@ -170,12 +185,22 @@ pub fn mkfs_ext4(out: &Path, bytes: u64, label: &str, uuid: &str, dir: &Path, fe
 /// Makes a FAT file system of `bytes` with `label`, volume id, and copies `dir` into it with mtools.
 pub fn mkfs_vfat(out: &Path, bytes: u64, label: &str, volume_id: &str, dir: &Path) -> Result<()> {
     create_sparse(out, bytes)?;
-    run("mkfs.vfat", [std::ffi::OsStr::new("-n"), label.as_ref(), "-i".as_ref(), volume_id.as_ref(), out.as_os_str()])?;
+    run(
+        "mkfs.vfat",
+        [
+            std::ffi::OsStr::new("-n"),
+            label.as_ref(),
+            "-i".as_ref(),
+            volume_id.as_ref(),
+            out.as_os_str(),
+        ],
+    )?;
     let entries: Vec<_> = std::fs::read_dir(dir)?.collect::<std::io::Result<Vec<_>>>()?;
     if entries.is_empty() {
         return Ok(());
     }
-    let mut args: Vec<std::ffi::OsString> = vec!["-i".into(), out.into(), "-s".into(), "-p".into(), "-Q".into()];
+    let mut args: Vec<std::ffi::OsString> =
+        vec!["-i".into(), out.into(), "-s".into(), "-p".into(), "-Q".into()];
     for e in entries {
         args.push(e.path().into());
     }
@@ -213,11 +238,24 @@ pub fn read_fat_file(disk: &Path, part: &TablePartition, path: &str) -> Result<V
 /// (no mount), replacing an existing file. Parent directories must exist.
 pub fn write_ext4_file(disk: &Path, part: &TablePartition, path: &str, data: &[u8]) -> Result<()> {
     let spec = format!("{}?offset={}", disk.display(), part.offset_bytes());
-    let local = std::env::temp_dir().join(format!("swapover-debugfs-{}-{}", std::process::id(), data.len()));
+    let local = std::env::temp_dir().join(format!(
+        "swapover-debugfs-{}-{}",
+        std::process::id(),
+        data.len()
+    ));
     std::fs::write(&local, data)?;
     // `rm` fails harmlessly when the file does not exist; debugfs reports but continues.
     let script = format!("rm \"{path}\"\nwrite {} \"{path}\"\n", local.display());
-    let result = run_with_input("debugfs", [std::ffi::OsStr::new("-w"), std::ffi::OsStr::new("-f"), std::ffi::OsStr::new("-"), std::ffi::OsStr::new(&spec)], Some(script.as_bytes()));
+    let result = run_with_input(
+        "debugfs",
+        [
+            std::ffi::OsStr::new("-w"),
+            std::ffi::OsStr::new("-f"),
+            std::ffi::OsStr::new("-"),
+            std::ffi::OsStr::new(&spec),
+        ],
+        Some(script.as_bytes()),
+    );
     let _ = std::fs::remove_file(&local);
     result?;
     let back = read_ext4_file(disk, part, path)?;
@@ -230,9 +268,19 @@ pub fn write_ext4_file(disk: &Path, part: &TablePartition, path: &str, data: &[u
 /// Copies `data` as `path` into the FAT file system of partition `part` of `disk` (no mount).
 pub fn write_fat_file(disk: &Path, part: &TablePartition, path: &str, data: &[u8]) -> Result<()> {
     let spec = format!("{}@@{}", disk.display(), part.offset_bytes());
-    let local = std::env::temp_dir().join(format!("swapover-mtools-{}-{}", std::process::id(), data.len()));
+    let local =
+        std::env::temp_dir().join(format!("swapover-mtools-{}-{}", std::process::id(), data.len()));
     std::fs::write(&local, data)?;
-    let result = run("mcopy", ["-o".to_string(), "-i".to_string(), spec, local.display().to_string(), format!("::{path}")]);
+    let result = run(
+        "mcopy",
+        [
+            "-o".to_string(),
+            "-i".to_string(),
+            spec,
+            local.display().to_string(),
+            format!("::{path}"),
+        ],
+    );
     let _ = std::fs::remove_file(&local);
     result.map(|_| ())
 }

@@ -5,8 +5,8 @@
 
 use crate::fixture::{self, Manifest};
 use crate::host_image::{HostImage, SWAP_UUID};
-use crate::payload::Payload;
 use crate::paths;
+use crate::payload::Payload;
 use crate::qemu::{Drive, Vm, VmConfig};
 use crate::resin_image::ResinImage;
 use crate::verdict::{self, Verdict, SUMMARY_MARKER};
@@ -83,11 +83,13 @@ pub fn prepare(name: &str) -> Result<(HostImage, PathBuf, PathBuf, ResinImage)> 
 /// Boots the host with the payload and follows the migration to the stand-in's verdict.
 pub fn run(name: &str) -> Result<Outcome> {
     let (host, disk, payload_disk, _image) = prepare(name)?;
-    let mut vm = Vm::start(&VmConfig::new(name, vec![Drive::ide(&disk), Drive::ide(&payload_disk)]))?;
+    let mut vm =
+        Vm::start(&VmConfig::new(name, vec![Drive::ide(&disk), Drive::ide(&payload_disk)]))?;
     follow(&mut vm)?;
     let verdict = Verdict::parse(&vm.console_text())?;
     let expected = host.expected_manifest()?;
-    let data_differences = verdict::differences(&expected, &verdict.data, &format!("resin-data/{APP_ID}"));
+    let data_differences =
+        verdict::differences(&expected, &verdict.data, &format!("resin-data/{APP_ID}"));
     Ok(Outcome { vm, disk, verdict, expected, data_differences })
 }
 
@@ -105,12 +107,19 @@ pub fn follow(vm: &mut Vm) -> Result<()> {
     }
     let dry = stage(vm, "SWAPOVER-E2E-DRYRUN", 300)?;
     if !dry.contains("exit=0 unchanged=yes") {
-        bail!("stager stage --dry-run failed or changed the host: {dry}\n(see {})", vm.log_path().display());
+        bail!(
+            "stager stage --dry-run failed or changed the host: {dry}\n(see {})",
+            vm.log_path().display()
+        );
     }
     let initramfs = stage(vm, "(Xz), ", 600)?;
-    eprintln!("[size] migration initramfs: {}", initramfs.split("initramfs: ").nth(1).unwrap_or(&initramfs));
+    eprintln!(
+        "[size] migration initramfs: {}",
+        initramfs.split("initramfs: ").nth(1).unwrap_or(&initramfs)
+    );
     stage(vm, "rebooting now", 600).context("the stager did not finish staging")?;
-    stage(vm, "SWAPOVER-MIGRATOR-START", 300).context("the stager did not reboot into the migrator")?;
+    stage(vm, "SWAPOVER-MIGRATOR-START", 300)
+        .context("the stager did not reboot into the migrator")?;
     for step in ["arm-resume", "backup", "flash", "verify", "restore", "finalize"] {
         stage(vm, &format!("SWAPOVER-STEP {step} begin"), 600)?;
         stage(vm, &format!("SWAPOVER-STEP {step} done"), 600)?;
@@ -125,16 +134,22 @@ pub fn follow(vm: &mut Vm) -> Result<()> {
 /// Prints when each awaited stage was reached, the downtime (reboot into the migrator →
 /// resinOS verdict) and the bare flash time, with their ratio.
 pub fn print_timings(vm: &Vm) {
-    let at = |m: &str| vm.stages().iter().find(|(k, _)| k.starts_with(m)).map(|(_, d)| d.as_secs_f64());
+    let at =
+        |m: &str| vm.stages().iter().find(|(k, _)| k.starts_with(m)).map(|(_, d)| d.as_secs_f64());
     for (marker, t) in vm.stages() {
         eprintln!("[timing] {:>7.1}s {marker}", t.as_secs_f64());
     }
     if let (Some(start), Some(end)) = (at("rebooting now"), at(SUMMARY_MARKER)) {
         let downtime = end - start;
         eprintln!("[timing] downtime (stager reboots into the migrator → resinOS verdict): {downtime:.1}s");
-        if let (Some(f0), Some(f1)) = (at("SWAPOVER-STEP flash begin"), at("SWAPOVER-STEP flash done")) {
+        if let (Some(f0), Some(f1)) =
+            (at("SWAPOVER-STEP flash begin"), at("SWAPOVER-STEP flash done"))
+        {
             let flash = f1 - f0;
-            eprintln!("[timing] flash: {flash:.1}s; downtime / flash = {:.1}", downtime / flash.max(0.1));
+            eprintln!(
+                "[timing] flash: {flash:.1}s; downtime / flash = {:.1}",
+                downtime / flash.max(0.1)
+            );
         }
     }
 }
@@ -162,7 +177,12 @@ pub fn run_with_cuts(name: &str, cuts: &[Cut]) -> Result<Outcome> {
         let line = vm.wait_for(&cut.marker, Duration::from_secs(900))?;
         std::thread::sleep(cut.delay);
         vm.power_cut()?;
-        eprintln!("[cut {i}] power cut {:?} after `{}` ({:.1}s into boot {i})", cut.delay, line.trim(), vm.elapsed().as_secs_f64());
+        eprintln!(
+            "[cut {i}] power cut {:?} after `{}` ({:.1}s into boot {i})",
+            cut.delay,
+            line.trim(),
+            vm.elapsed().as_secs_f64()
+        );
     }
     // The last boot resumes the migrator, or (when the last cut came after finalize) goes
     // straight to resinOS; either way it must end in the stand-in's verdict.
@@ -171,7 +191,8 @@ pub fn run_with_cuts(name: &str, cuts: &[Cut]) -> Result<Outcome> {
     vm.wait_exit(Duration::from_secs(60))?;
     let verdict = Verdict::parse(&vm.console_text())?;
     let expected = host.expected_manifest()?;
-    let data_differences = verdict::differences(&expected, &verdict.data, &format!("resin-data/{APP_ID}"));
+    let data_differences =
+        verdict::differences(&expected, &verdict.data, &format!("resin-data/{APP_ID}"));
     Ok(Outcome { vm, disk, verdict, expected, data_differences })
 }
 
@@ -203,7 +224,12 @@ pub struct CampaignRun {
 /// One migration with `cuts` power cuts at random moments (seeded): the first may fall in
 /// the stager's staging, the rest in the migrator's run. After each cut the VM restarts on
 /// the same disks. Ends when the stand-in's verdict is printed or the old OS comes back.
-pub fn random_cuts_run(name: &str, seed: u64, cuts: usize, cut_staging: bool) -> Result<CampaignRun> {
+pub fn random_cuts_run(
+    name: &str,
+    seed: u64,
+    cuts: usize,
+    cut_staging: bool,
+) -> Result<CampaignRun> {
     let mut rng = Rng::new(seed);
     let (host, disk, payload_disk, _image) = prepare(name)?;
     let drives = vec![Drive::ide(&disk), Drive::ide(&payload_disk)];
@@ -219,11 +245,19 @@ pub fn random_cuts_run(name: &str, seed: u64, cuts: usize, cut_staging: bool) ->
         };
         vm.wait_for(first, Duration::from_secs(300))?;
         if !last {
-            let delay = Duration::from_millis(rng.below(if i == 0 && cut_staging { 60_000 } else { 25_000 }));
+            let delay = Duration::from_millis(rng.below(if i == 0 && cut_staging {
+                60_000
+            } else {
+                25_000
+            }));
             if vm.wait_for_opt(SUMMARY_MARKER, delay)?.is_none() {
                 vm.power_cut()?;
                 done_cuts += 1;
-                eprintln!("[campaign seed={seed}] cut {} after {:.1}s of boot {i}", done_cuts, vm.elapsed().as_secs_f64());
+                eprintln!(
+                    "[campaign seed={seed}] cut {} after {:.1}s of boot {i}",
+                    done_cuts,
+                    vm.elapsed().as_secs_f64()
+                );
                 continue;
             }
         } else {
@@ -234,7 +268,10 @@ pub fn random_cuts_run(name: &str, seed: u64, cuts: usize, cut_staging: bool) ->
                     break;
                 }
                 if vm.elapsed() > Duration::from_secs(1200) {
-                    bail!("boot {i} reached neither resinOS nor the old OS (log {})", vm.log_path().display());
+                    bail!(
+                        "boot {i} reached neither resinOS nor the old OS (log {})",
+                        vm.log_path().display()
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(500));
             }
@@ -245,17 +282,30 @@ pub fn random_cuts_run(name: &str, seed: u64, cuts: usize, cut_staging: bool) ->
             let _ = vm.wait_exit(Duration::from_secs(60));
             let verdict = Verdict::parse(&vm.console_text())?;
             let expected = host.expected_manifest()?;
-            let data_differences = verdict::differences(&expected, &verdict.data, &format!("resin-data/{APP_ID}"));
+            let data_differences =
+                verdict::differences(&expected, &verdict.data, &format!("resin-data/{APP_ID}"));
             let files_lost = data_differences.len();
             let completed = verdict.summary.ok && files_lost == 0;
-            return Ok(CampaignRun { cuts: done_cuts, completed, files_lost, restored_old_os: false, outcome: Some(Outcome { vm, disk, verdict, expected, data_differences }) });
+            return Ok(CampaignRun {
+                cuts: done_cuts,
+                completed,
+                files_lost,
+                restored_old_os: false,
+                outcome: Some(Outcome { vm, disk, verdict, expected, data_differences }),
+            });
         }
         // Back in the old OS: `stager abort` must have restored the host exactly.
         let _ = vm.wait_exit(Duration::from_secs(60));
         let aborted = text.contains("SWAPOVER-E2E-ABORT exit=0");
         let restored = aborted && host_restored(&host.path, &disk)?.is_empty();
         eprintln!("[campaign seed={seed}] back in the old OS; abort ok={aborted}, host restored={restored}");
-        return Ok(CampaignRun { cuts: done_cuts, completed: false, files_lost: 0, restored_old_os: restored, outcome: None });
+        return Ok(CampaignRun {
+            cuts: done_cuts,
+            completed: false,
+            files_lost: 0,
+            restored_old_os: restored,
+            outcome: None,
+        });
     }
     bail!("campaign run {name} ended without an outcome")
 }
@@ -270,13 +320,20 @@ pub fn host_restored(pristine: &std::path::Path, disk: &std::path::Path) -> Resu
         out.push("MBR (boot code or partition table) changed".to_string());
     }
     let table = PartitionTable::read(disk)?;
-    let shape = |t: &PartitionTable| t.partitions.iter().map(|p| (p.start, p.size, p.kind.clone(), p.bootable)).collect::<Vec<_>>();
+    let shape = |t: &PartitionTable| {
+        t.partitions
+            .iter()
+            .map(|p| (p.start, p.size, p.kind.clone(), p.bootable))
+            .collect::<Vec<_>>()
+    };
     let before = PartitionTable::read(pristine)?;
     if shape(&before) != shape(&table) || before.id != table.id {
         out.push("partition table changed".to_string());
     }
     let swap = table.number(5)?;
-    if disk::read_at(pristine, swap.offset_bytes(), 4096)? != disk::read_at(disk, swap.offset_bytes(), 4096)? {
+    if disk::read_at(pristine, swap.offset_bytes(), 4096)?
+        != disk::read_at(disk, swap.offset_bytes(), 4096)?
+    {
         out.push("swap header (signature, UUID) differs".to_string());
     }
     let root = table.number(1)?;

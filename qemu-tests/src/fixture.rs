@@ -60,10 +60,25 @@ fn write(root: &Path, rel: &str, data: &[u8], mode: u32) -> Result<()> {
 /// Writes the customer data and network settings into the host's root tree `root`.
 pub fn write_customer_data(root: &Path) -> Result<()> {
     write(root, "home/stem/notes.txt", b"Line 4 calibration done 2016-03-02\n", 0o644)?;
-    write(root, "home/stem/Reports 2016/Q1 summary.csv", b"month,units\njan,120\nfeb,131\nmar,127\n", 0o640)?;
-    write(root, "home/stem/Reports 2016/Übersicht März – ñandú.txt", "Grüße aus der Fabrik\n".as_bytes(), 0o644)?;
+    write(
+        root,
+        "home/stem/Reports 2016/Q1 summary.csv",
+        b"month,units\njan,120\nfeb,131\nmar,127\n",
+        0o640,
+    )?;
+    write(
+        root,
+        "home/stem/Reports 2016/Übersicht März – ñandú.txt",
+        "Grüße aus der Fabrik\n".as_bytes(),
+        0o644,
+    )?;
     write(root, "home/stem/.config/stem/app.ini", b"[app]\nline=4\n", 0o600)?;
-    write(root, "var/lib/stem-app/db/measurements.bin", &pseudo_random(7, LARGE_FILE_BYTES), 0o644)?;
+    write(
+        root,
+        "var/lib/stem-app/db/measurements.bin",
+        &pseudo_random(7, LARGE_FILE_BYTES),
+        0o644,
+    )?;
     write(root, "var/lib/stem-app/db/schema.sql", b"CREATE TABLE m (t INTEGER, v REAL);\n", 0o644)?;
     write(root, "var/lib/stem-app/empty.flag", b"", 0o644)?;
     std::fs::create_dir_all(root.join("var/lib/stem-app/spool"))?;
@@ -74,7 +89,12 @@ pub fn write_customer_data(root: &Path) -> Result<()> {
          [802-11-wireless]\nssid={NM_WIFI_SSID}\nmode=infrastructure\nmac-address=52:54:00:12:34:56\n\n\
          [802-11-wireless-security]\nkey-mgmt=wpa-psk\npsk={NM_WIFI_PSK}\n\n[ipv4]\nmethod=auto\n\n[ipv6]\nmethod=auto\n"
     );
-    write(root, &format!("etc/NetworkManager/system-connections/{NM_WIFI_SSID}"), nm.as_bytes(), 0o600)?;
+    write(
+        root,
+        &format!("etc/NetworkManager/system-connections/{NM_WIFI_SSID}"),
+        nm.as_bytes(),
+        0o600,
+    )?;
     let wpa = format!(
         "ctrl_interface=/var/run/wpa_supplicant\nupdate_config=1\n\nnetwork={{\n\tssid=\"{WPA_WIFI_SSID}\"\n\tpsk=\"{WPA_WIFI_PSK}\"\n\tkey_mgmt=WPA-PSK\n}}\n"
     );

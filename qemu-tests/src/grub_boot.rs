@@ -24,7 +24,9 @@ pub fn install(disk: &Path, prefix: &str, modules: &[&str], work: &Path) -> Resu
 /// Copies GRUB's i386-pc modules (`*.mod`, `*.lst`) to `dst` as grub-install does.
 pub fn copy_modules(dst: &Path) -> Result<()> {
     std::fs::create_dir_all(dst)?;
-    for entry in std::fs::read_dir(GRUB_I386_PC).with_context(|| format!("reading {GRUB_I386_PC}"))? {
+    for entry in
+        std::fs::read_dir(GRUB_I386_PC).with_context(|| format!("reading {GRUB_I386_PC}"))?
+    {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
@@ -52,6 +54,7 @@ pub fn build_efi_image(out: &Path, prefix: &str, modules: &[&str]) -> Result<()>
         out.into(),
     ];
     args.extend(modules.iter().map(std::ffi::OsString::from));
-    crate::tools::run("grub-mkimage", args).context("grub-mkimage -O x86_64-efi (run scripts/setup.sh: package grub-efi-amd64-bin)")?;
+    crate::tools::run("grub-mkimage", args)
+        .context("grub-mkimage -O x86_64-efi (run scripts/setup.sh: package grub-efi-amd64-bin)")?;
     Ok(())
 }

@@ -22,10 +22,7 @@ pub fn build_busybox_initramfs_with(
 ) -> Result<u64> {
     let report = InitramfsBuilder::new()
         .busybox(Path::new(BUSYBOX), busybox_applets()?)
-        .modules(
-            kernel.module_tree(),
-            DISK_AND_FS_MODULES.iter().chain(extra_modules).copied(),
-        )
+        .modules(kernel.module_tree(), DISK_AND_FS_MODULES.iter().chain(extra_modules).copied())
         .init(init_script.to_vec())
         .compression(Compression::Gzip)
         .write_to_path(out)

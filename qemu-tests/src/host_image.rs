@@ -78,7 +78,9 @@ impl HostImage {
         let path = dir.join("legacy-host.img");
         let root_tree = dir.join("legacy-host-root");
         let mut fp = Fingerprint::new(RECIPE);
-        fp.text(&kernel.version).file(Path::new(crate::rootfs::BUSYBOX))?.file(&grub_boot::boot_img_path())?;
+        fp.text(&kernel.version)
+            .file(Path::new(crate::rootfs::BUSYBOX))?
+            .file(&grub_boot::boot_img_path())?;
         let image = HostImage { path, root_tree, kernel };
         if stamp::is_fresh(&image.path, &fp) && image.root_tree.exists() {
             return Ok(image);
@@ -96,7 +98,10 @@ impl HostImage {
         if let Some(d) = dst.parent() {
             std::fs::create_dir_all(d)?;
         }
-        run("cp", [std::ffi::OsStr::new("--sparse=always"), self.path.as_os_str(), dst.as_os_str()])?;
+        run(
+            "cp",
+            [std::ffi::OsStr::new("--sparse=always"), self.path.as_os_str(), dst.as_os_str()],
+        )?;
         Ok(dst)
     }
 
@@ -138,7 +143,12 @@ impl HostImage {
         )?;
         disk::place_into_fresh_sparse(&tmp, ROOT_START * SECTOR_BYTES, &root_fs)?;
         disk::place_into_fresh_sparse(&tmp, SWAP_START * SECTOR_BYTES, &swap)?;
-        grub_boot::install(&tmp, "(hd0,msdos1)/boot/grub", &["biosdisk", "part_msdos", "ext2"], &work)?;
+        grub_boot::install(
+            &tmp,
+            "(hd0,msdos1)/boot/grub",
+            &["biosdisk", "part_msdos", "ext2"],
+            &work,
+        )?;
         std::fs::rename(&tmp, &self.path)?;
         std::fs::remove_dir_all(&work)?;
         Ok(())
@@ -164,7 +174,11 @@ impl HostImage {
             0o644,
         )?;
         tree.file("etc/hostname", format!("{HOSTNAME}\n").as_bytes(), 0o644)?;
-        tree.file("etc/hosts", format!("127.0.0.1 localhost\n127.0.1.1 {HOSTNAME}\n").as_bytes(), 0o644)?;
+        tree.file(
+            "etc/hosts",
+            format!("127.0.0.1 localhost\n127.0.1.1 {HOSTNAME}\n").as_bytes(),
+            0o644,
+        )?;
         tree.file(
             "etc/fstab",
             format!(
@@ -194,11 +208,19 @@ impl HostImage {
             }
         }
         for f in ["modules.builtin", "modules.builtin.modinfo", "modules.order"] {
-            tree.copy(&format!("lib/modules/{kver}/{f}"), &self.kernel.module_tree().join(f), 0o644)?;
+            tree.copy(
+                &format!("lib/modules/{kver}/{f}"),
+                &self.kernel.module_tree().join(f),
+                0o644,
+            )?;
         }
         run("depmod", ["-b", &tree.root.to_string_lossy(), kver])?;
         let initrd = work.join("initrd.img");
-        build_busybox_initramfs(&initrd, &self.kernel, &std::fs::read(assets.join("initrd-init"))?)?;
+        build_busybox_initramfs(
+            &initrd,
+            &self.kernel,
+            &std::fs::read(assets.join("initrd-init"))?,
+        )?;
         tree.copy(&format!("boot/initrd.img-{kver}"), &initrd, 0o644)?;
 
         // Tools an Ubuntu host has and the stager uses: e2fsprogs and GRUB's image maker
@@ -212,7 +234,8 @@ impl HostImage {
         }
         std::os::unix::fs::symlink("mke2fs", &mkfs_ext4)?;
         grub_boot::copy_modules(&tree.path("usr/lib/grub/i386-pc"))?;
-        for extra in ["boot.img", "kernel.img", "lzma_decompress.img", "diskboot.img", "moddep.lst"] {
+        for extra in ["boot.img", "kernel.img", "lzma_decompress.img", "diskboot.img", "moddep.lst"]
+        {
             let src = Path::new(grub_boot::GRUB_I386_PC).join(extra);
             if src.exists() {
                 tree.copy(&format!("usr/lib/grub/i386-pc/{extra}"), &src, 0o644)?;

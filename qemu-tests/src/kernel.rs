@@ -33,7 +33,9 @@ impl TestKernel {
     pub fn locate() -> Result<TestKernel> {
         let dir = paths::cache_dir().join("kernel");
         let version = std::fs::read_to_string(dir.join("VERSION"))
-            .with_context(|| format!("no test kernel in {}: run scripts/setup.sh first", dir.display()))?
+            .with_context(|| {
+                format!("no test kernel in {}: run scripts/setup.sh first", dir.display())
+            })?
             .trim()
             .to_string();
         Ok(TestKernel { version, root: dir.join("root") })

@@ -6,22 +6,22 @@
 //! moment and inspect the disks afterwards. Console logs are kept under
 //! `target/qemu-tests/logs/`.
 
+pub mod console_lines;
 pub mod disk;
+pub mod e2e;
 pub mod fixture;
-pub mod kernel;
-pub mod paths;
-pub mod qemu;
-pub mod stamp;
-pub mod tools;
 pub mod grub_boot;
 pub mod guest_initramfs;
 pub mod host_image;
-pub mod rootfs;
+pub mod kernel;
+pub mod paths;
 pub mod payload;
-pub mod resin_image;
-pub mod resin1x_image;
-pub mod verdict;
-pub mod e2e;
-pub mod console_lines;
-pub mod uefi_vars;
+pub mod qemu;
 pub mod resin1x_e2e;
+pub mod resin1x_image;
+pub mod resin_image;
+pub mod rootfs;
+pub mod stamp;
+pub mod tools;
+pub mod uefi_vars;
+pub mod verdict;

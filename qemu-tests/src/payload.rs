@@ -52,7 +52,14 @@ impl Payload {
         }
         let size = (bytes + bytes / 4 + (32 << 20)).next_multiple_of(1 << 20);
         let image = self.dir.with_extension("img");
-        disk::mkfs_ext4(&image, size, LABEL, "d6e5f4a3-0000-4000-8000-00000000a11d", &self.dir, "")?;
+        disk::mkfs_ext4(
+            &image,
+            size,
+            LABEL,
+            "d6e5f4a3-0000-4000-8000-00000000a11d",
+            &self.dir,
+            "",
+        )?;
         Ok(image)
     }
 }

@@ -52,7 +52,8 @@ pub fn uefi_vars_copy(name: &str) -> Result<PathBuf> {
     if let Some(d) = dst.parent() {
         std::fs::create_dir_all(d)?;
     }
-    std::fs::copy(OVMF_VARS, &dst).with_context(|| format!("copying {OVMF_VARS} (run scripts/setup.sh: package ovmf)"))?;
+    std::fs::copy(OVMF_VARS, &dst)
+        .with_context(|| format!("copying {OVMF_VARS} (run scripts/setup.sh: package ovmf)"))?;
     Ok(dst)
 }
 
@@ -70,7 +71,13 @@ pub struct VmConfig {
 
 impl VmConfig {
     pub fn new(name: &str, drives: Vec<Drive>) -> Self {
-        VmConfig { name: name.to_string(), drives, memory_mib: 1536, allow_reboot: true, firmware: Firmware::Bios }
+        VmConfig {
+            name: name.to_string(),
+            drives,
+            memory_mib: 1536,
+            allow_reboot: true,
+            firmware: Firmware::Bios,
+        }
     }
 }
 
@@ -94,13 +101,15 @@ impl Vm {
     pub fn start(config: &VmConfig) -> Result<Vm> {
         std::fs::create_dir_all(paths::logs_dir())?;
         let log_path = paths::logs_dir().join(format!("{}.log", config.name));
-        let mut log = File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        let mut log =
+            File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-accel", "tcg", "-nodefaults", "-no-user-config", "-display", "none"])
             .args(["-serial", "stdio", "-monitor", "none", "-nic", "none"])
             .args(["-m", &config.memory_mib.to_string()]);
         if let Firmware::Uefi { vars } = &config.firmware {
-            cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"));
+            cmd.arg("-drive")
+                .arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"));
             cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
         }
         if !config.allow_reboot {
@@ -115,7 +124,8 @@ impl Vm {
                     d.image.display()
                 ),
             };
-            cmd.arg("-drive").arg(format!("{file},format=raw,if={},index={index},cache=writeback", d.interface));
+            cmd.arg("-drive")
+                .arg(format!("{file},format=raw,if={},index={index},cache=writeback", d.interface));
         }
         let mut child = cmd
             .stdin(Stdio::null())
@@ -174,7 +184,8 @@ impl Vm {
         loop {
             if let Some(pos) = find(&c.bytes[self.cursor..], marker.as_bytes()) {
                 let at = self.cursor + pos;
-                let line_start = c.bytes[..at].iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+                let line_start =
+                    c.bytes[..at].iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
                 // Wait for the rest of the line so callers get all of it.
                 let line_end = loop {
                     if let Some(e) = c.bytes[at..].iter().position(|b| *b == b'\n') {
@@ -183,9 +194,13 @@ impl Vm {
                     if c.closed || Instant::now() >= deadline {
                         break c.bytes.len();
                     }
-                    c = cv.wait_timeout(c, Duration::from_millis(50)).map_err(|_| anyhow::anyhow!("lock"))?.0;
+                    c = cv
+                        .wait_timeout(c, Duration::from_millis(50))
+                        .map_err(|_| anyhow::anyhow!("lock"))?
+                        .0;
                 };
-                let line = String::from_utf8_lossy(&c.bytes[line_start..line_end]).trim_end().to_string();
+                let line =
+                    String::from_utf8_lossy(&c.bytes[line_start..line_end]).trim_end().to_string();
                 self.cursor = line_end;
                 self.stages.push((marker.to_string(), self.started.elapsed()));
                 return Ok(line);
@@ -249,7 +264,10 @@ impl Vm {
             if Instant::now() >= deadline {
                 let tail = tail_lines(self.console_text().as_bytes(), 25);
                 let _ = self.power_cut();
-                bail!("VM did not power off within {timeout:?} (log: {})\n{tail}", self.log_path.display());
+                bail!(
+                    "VM did not power off within {timeout:?} (log: {})\n{tail}",
+                    self.log_path.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -64,14 +64,7 @@ reboot -f
 "#;
 
 /// The migrator's steps, each with `SWAPOVER-STEP <name> begin/done` markers.
-pub const STEPS: [&str; 6] = [
-    "backup",
-    "arm-resume",
-    "flash",
-    "verify",
-    "restore",
-    "finalize",
-];
+pub const STEPS: [&str; 6] = ["backup", "arm-resume", "flash", "verify", "restore", "finalize"];
 
 /// Prints the whole console log of every boot when the test fails (an `Err` or a failed
 /// assertion), so the migrator's own lines are in the test output, not only in the log files.
@@ -116,11 +109,7 @@ impl Run {
         payload.add_file("resinos.img.xz", &image.xz, 0o644)?;
         let payload = payload.build()?;
         let vars = uefi_vars_copy(name)?;
-        Ok(Run {
-            disk,
-            payload,
-            vars,
-        })
+        Ok(Run { disk, payload, vars })
     }
 
     /// The VM of one boot of this run (console log `logs/<log_name>.log`), under OVMF with
@@ -128,13 +117,8 @@ impl Run {
     pub fn vm_config(&self, log_name: &str) -> VmConfig {
         VmConfig {
             allow_reboot: true,
-            firmware: Firmware::Uefi {
-                vars: self.vars.clone(),
-            },
-            ..VmConfig::new(
-                log_name,
-                vec![Drive::ide(&self.disk), Drive::ide(&self.payload)],
-            )
+            firmware: Firmware::Uefi { vars: self.vars.clone() },
+            ..VmConfig::new(log_name, vec![Drive::ide(&self.disk), Drive::ide(&self.payload)])
         }
     }
 }
@@ -142,11 +126,7 @@ impl Run {
 /// Awaits `marker` (at most `secs`) and prints when it came.
 pub fn stage(vm: &mut Vm, marker: &str, secs: u64) -> anyhow::Result<String> {
     let line = vm.wait_for(marker, Duration::from_secs(secs))?;
-    eprintln!(
-        "[stage {:>6.1}s] {}",
-        vm.elapsed().as_secs_f64(),
-        line.trim()
-    );
+    eprintln!("[stage {:>6.1}s] {}", vm.elapsed().as_secs_f64(), line.trim());
     Ok(line)
 }
 
@@ -154,10 +134,7 @@ pub fn stage(vm: &mut Vm, marker: &str, secs: u64) -> anyhow::Result<String> {
 /// the firmware's one-shot.
 pub fn stage_in_1x(vm: &mut Vm) -> anyhow::Result<()> {
     let up_1x = stage(vm, "SWAPOVER-1X-UP", 300)?;
-    assert!(
-        up_1x.contains("efi=yes"),
-        "1.x did not boot under UEFI: {up_1x}"
-    );
+    assert!(up_1x.contains("efi=yes"), "1.x did not boot under UEFI: {up_1x}");
     let staged = stage(vm, "SWAPOVER-T stage-exit=", 900)?;
     assert!(
         staged.ends_with("stage-exit=0"),
@@ -179,9 +156,7 @@ pub fn await_resin_grub(vm: &mut Vm, timeout: Duration) -> anyhow::Result<String
             return Ok(line);
         }
         let text = vm.console_text();
-        let since = text
-            .split_once(REBOOTING)
-            .map_or(text.as_str(), |(_, rest)| rest);
+        let since = text.split_once(REBOOTING).map_or(text.as_str(), |(_, rest)| rest);
         if since.contains("SWAPOVER-1X-") {
             anyhow::bail!("the migration did not happen: the device booted resinOS 1.x again");
         }
@@ -196,22 +171,12 @@ pub fn await_resin_grub(vm: &mut Vm, timeout: Duration) -> anyhow::Result<String
 /// by GRUB EFI (from resin-boot) and come up under UEFI.
 pub fn follow_2x(vm: &mut Vm, grub_timeout: Duration) -> anyhow::Result<()> {
     let grub = await_resin_grub(vm, grub_timeout)?;
-    eprintln!(
-        "[stage {:>6.1}s] {}",
-        vm.elapsed().as_secs_f64(),
-        grub.trim()
-    );
+    eprintln!("[stage {:>6.1}s] {}", vm.elapsed().as_secs_f64(), grub.trim());
     let up = stage(vm, "SWAPOVER-RESIN-UP", 300)?;
     stage(vm, SUMMARY_MARKER, 300)?;
     vm.wait_exit(Duration::from_secs(120))?;
-    assert!(
-        grub.contains("platform=efi"),
-        "2.x not started by GRUB EFI: {grub:?}"
-    );
-    assert!(
-        up.contains("efi=yes"),
-        "2.x did not come up under UEFI: {up}"
-    );
+    assert!(grub.contains("platform=efi"), "2.x not started by GRUB EFI: {grub:?}");
+    assert!(up.contains("efi=yes"), "2.x did not come up under UEFI: {up}");
     Ok(())
 }
 
@@ -259,13 +224,8 @@ pub fn check_carried(lines_1x: &[String], text_2x: &str, run: &Run) -> anyhow::R
         };
         let e = match kind {
             "D" => Entry::Dir,
-            "L" => Entry::Symlink {
-                target: detail.to_string(),
-            },
-            _ => Entry::File {
-                sha256: detail.to_string(),
-                size: 0,
-            },
+            "L" => Entry::Symlink { target: detail.to_string() },
+            _ => Entry::File { sha256: detail.to_string(), size: 0 },
         };
         expected.insert(path.to_string(), e);
     }
@@ -284,11 +244,8 @@ pub fn check_carried(lines_1x: &[String], text_2x: &str, run: &Run) -> anyhow::R
         "the 1.x device reported no {supervisor_db}: {expected:?}"
     );
     expected.retain(|path, _| !path.starts_with("resin-data/resin-supervisor"));
-    let leaked: Vec<&String> = v
-        .data
-        .keys()
-        .filter(|p| p.starts_with("resin-data/resin-supervisor"))
-        .collect();
+    let leaked: Vec<&String> =
+        v.data.keys().filter(|p| p.starts_with("resin-data/resin-supervisor")).collect();
     assert!(leaked.is_empty(), "the 1.x supervisor's database was carried: {leaked:?}");
     let differences = verdict::differences(&expected, &v.data, "");
     assert!(
@@ -304,27 +261,16 @@ pub fn check_carried(lines_1x: &[String], text_2x: &str, run: &Run) -> anyhow::R
         docker.iter().any(|p| p.ends_with("layer.tar")),
         "the 1.x device had no Docker storage to leave behind: {docker:?}"
     );
-    let carried: Vec<&String> = v
-        .data
-        .keys()
-        .filter(|p| p.starts_with("docker") || p.ends_with("layer.tar"))
-        .collect();
-    assert!(
-        carried.is_empty(),
-        "Docker storage carried to 2.x: {carried:?}"
-    );
+    let carried: Vec<&String> =
+        v.data.keys().filter(|p| p.starts_with("docker") || p.ends_with("layer.tar")).collect();
+    assert!(carried.is_empty(), "Docker storage carried to 2.x: {carried:?}");
 
     // WiFi: config.json's connman network and WiFi Connect's, as keyfiles with their secrets.
     let config_1x: serde_json::Value = serde_json::from_str(value(lines_1x, "config"))?;
-    let mut wifi = connman_wifi(
-        config_1x["files"]["network/network.config"]
-            .as_str()
-            .unwrap_or_default(),
-    );
+    let mut wifi =
+        connman_wifi(config_1x["files"]["network/network.config"].as_str().unwrap_or_default());
     let from_config = wifi.len();
-    wifi.extend(connman_wifi(
-        &with_marker(lines_1x, "wifi-connect").join("\n"),
-    ));
+    wifi.extend(connman_wifi(&with_marker(lines_1x, "wifi-connect").join("\n")));
     assert!(
         from_config == 1 && wifi.len() == 2,
         "the 1.x device did not report its two WiFi networks: {wifi:?}"
@@ -351,10 +297,7 @@ pub fn check_carried(lines_1x: &[String], text_2x: &str, run: &Run) -> anyhow::R
         panic!("1.x config.json is not an object: {config_1x}");
     };
     for (key, want) in fields.iter().filter(|(k, _)| k.as_str() != "files") {
-        assert_eq!(
-            &config_2x[key], want,
-            "config.json {key} not carried: {config_2x}"
-        );
+        assert_eq!(&config_2x[key], want, "config.json {key} not carried: {config_2x}");
     }
     let data_root = disk::list_ext4_dir(disk, table.number(6)?, "/")?;
     assert!(
@@ -372,21 +315,12 @@ pub fn check_carried(lines_1x: &[String], text_2x: &str, run: &Run) -> anyhow::R
         !options.is_empty() && order.is_some(),
         "the variable store holds no boot options or no BootOrder: {store:?}"
     );
-    let left: Vec<&(u16, String)> = options
-        .iter()
-        .filter(|(n, d)| *n == ours || d.contains("swapover"))
-        .collect();
+    let left: Vec<&(u16, String)> =
+        options.iter().filter(|(n, d)| *n == ours || d.contains("swapover")).collect();
     assert!(left.is_empty(), "migration boot option left: {left:?}");
     let order = order.unwrap_or_default();
-    assert!(
-        !order.contains(&ours),
-        "Boot{ours:04X} left in BootOrder {order:04X?}"
-    );
-    assert_eq!(
-        uefi_vars::numbers(&store, "BootNext"),
-        None,
-        "BootNext left set"
-    );
+    assert!(!order.contains(&ours), "Boot{ours:04X} left in BootOrder {order:04X?}");
+    assert_eq!(uefi_vars::numbers(&store, "BootNext"), None, "BootNext left set");
     Ok(())
 }
 

@@ -127,19 +127,13 @@ impl Resin1xImage {
 
     /// A fresh writable copy (sparse) for one run.
     pub fn fresh_copy(&self, name: &str) -> Result<PathBuf> {
-        let dst = paths::artifacts_dir()
-            .join("runs")
-            .join(format!("{name}.img"));
+        let dst = paths::artifacts_dir().join("runs").join(format!("{name}.img"));
         if let Some(d) = dst.parent() {
             std::fs::create_dir_all(d)?;
         }
         run(
             "cp",
-            [
-                std::ffi::OsStr::new("--sparse=always"),
-                self.path.as_os_str(),
-                dst.as_os_str(),
-            ],
+            [std::ffi::OsStr::new("--sparse=always"), self.path.as_os_str(), dst.as_os_str()],
         )?;
         Ok(dst)
     }
@@ -188,9 +182,7 @@ fn build(kernel: &TestKernel, out: &Path, variant: DataVariant) -> Result<()> {
     let assets = paths::workspace_root().join("qemu-tests/assets/resin1x");
 
     // resin-boot: GRUB as the firmware's default EFI application, and its grub.cfg.
-    let boot = RootTree {
-        root: work.join("boot"),
-    };
+    let boot = RootTree { root: work.join("boot") };
     std::fs::create_dir_all(boot.path("EFI/BOOT"))?;
     // The built-in modules of poky's grub-efi of the 1.x era (GRUB_BUILDIN "boot linux ext2 fat
     // serial part_msdos part_gpt normal efi_gop iso9660 search": no loadenv, no test), plus echo
@@ -217,9 +209,7 @@ fn build(kernel: &TestKernel, out: &Path, variant: DataVariant) -> Result<()> {
     boot.copy("EFI/BOOT/grub.cfg", &assets.join("grub.cfg"), 0o644)?;
 
     // resin-root: the kernel and the stand-in's init, a 1.x os-release.
-    let root = RootTree {
-        root: work.join("root"),
-    };
+    let root = RootTree { root: work.join("root") };
     std::fs::create_dir_all(&root.root)?;
     root.copy("boot/bzImage", &kernel.vmlinuz(), 0o644)?;
     let initramfs = work.join("initramfs");
@@ -242,21 +232,10 @@ fn build(kernel: &TestKernel, out: &Path, variant: DataVariant) -> Result<()> {
             root.copy(&dst, &src, 0o644)?;
         }
     }
-    for f in [
-        "modules.builtin",
-        "modules.builtin.modinfo",
-        "modules.order",
-    ] {
-        root.copy(
-            &format!("lib/modules/{kver}/{f}"),
-            &kernel.module_tree().join(f),
-            0o644,
-        )?;
+    for f in ["modules.builtin", "modules.builtin.modinfo", "modules.order"] {
+        root.copy(&format!("lib/modules/{kver}/{f}"), &kernel.module_tree().join(f), 0o644)?;
     }
-    run(
-        "depmod",
-        ["-b", &root.root.to_string_lossy(), kver.as_str()],
-    )?;
+    run("depmod", ["-b", &root.root.to_string_lossy(), kver.as_str()])?;
     // The mount points of resin-boot, resin-conf and resin-data, as in the 1.x rootfs
     // (meta-resin's resin-mounts): the migrator mounts resin-data at the old root's /mnt/data.
     for dir in ["mnt/boot", "mnt/conf", "mnt/data"] {
@@ -269,9 +248,7 @@ fn build(kernel: &TestKernel, out: &Path, variant: DataVariant) -> Result<()> {
     )?;
 
     // resin-conf: config.json with a connman WiFi network in its files.
-    let conf = RootTree {
-        root: work.join("conf"),
-    };
+    let conf = RootTree { root: work.join("conf") };
     std::fs::create_dir_all(&conf.root)?;
     let network =
         format!("[service_home_wifi]\nType = wifi\nName = {WIFI_SSID}\nPassphrase = secret one\n");
@@ -284,33 +261,20 @@ fn build(kernel: &TestKernel, out: &Path, variant: DataVariant) -> Result<()> {
     conf.file("config.json", config.to_string().as_bytes(), 0o644)?;
 
     // resin-data: the application's data, WiFi Connect's network.config, Docker's storage.
-    let data = RootTree {
-        root: work.join("data"),
-    };
+    let data = RootTree { root: work.join("data") };
     std::fs::create_dir_all(&data.root)?;
-    data.file(
-        &format!("resin-data/{APP_ID}/app.db"),
-        &vec![0x5a; 300_000],
-        0o644,
-    )?;
+    data.file(&format!("resin-data/{APP_ID}/app.db"), &vec![0x5a; 300_000], 0o644)?;
     data.file(
         &format!("resin-data/{APP_ID}/network.config"),
         b"[service_wifi_connect]\nType = wifi\nName = Shop WiFi\nPassphrase = secret two\n",
         0o644,
     )?;
     // The 1.x supervisor's database beside the applications' directories: not carried.
-    data.file(
-        "resin-data/resin-supervisor/database.sqlite",
-        &vec![0x1a; 20_000],
-        0o644,
-    )?;
+    data.file("resin-data/resin-supervisor/database.sqlite", &vec![0x1a; 20_000], 0o644)?;
     std::fs::create_dir_all(data.path("docker/overlay"))?;
     sparse(&data.path("docker/overlay/layer.tar"), DOCKER_BYTES)?;
     if variant == DataVariant::OverLimit {
-        sparse(
-            &data.path(&format!("resin-data/{APP_ID}/big.bin")),
-            OVER_LIMIT_BYTES,
-        )?;
+        sparse(&data.path(&format!("resin-data/{APP_ID}/big.bin")), OVER_LIMIT_BYTES)?;
     }
     let empty = work.join("empty");
     std::fs::create_dir_all(&empty)?;

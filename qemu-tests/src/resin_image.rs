@@ -40,11 +40,41 @@ pub struct StandInPartition {
 
 /// The layout, in order: boot, rootA, rootB, (extended), state, data.
 pub const PARTITIONS: [StandInPartition; 5] = [
-    StandInPartition { label: "resin-boot", start: 4 * MIB_SECTORS, sectors: 40 * MIB_SECTORS, mbr_type: "c", fs: "vfat" },
-    StandInPartition { label: "resin-rootA", start: 44 * MIB_SECTORS, sectors: 96 * MIB_SECTORS, mbr_type: "83", fs: "ext4" },
-    StandInPartition { label: "resin-rootB", start: 140 * MIB_SECTORS, sectors: 96 * MIB_SECTORS, mbr_type: "83", fs: "ext4" },
-    StandInPartition { label: "resin-state", start: 240 * MIB_SECTORS, sectors: 20 * MIB_SECTORS, mbr_type: "83", fs: "ext4" },
-    StandInPartition { label: "resin-data", start: 264 * MIB_SECTORS, sectors: 64 * MIB_SECTORS, mbr_type: "83", fs: "ext4" },
+    StandInPartition {
+        label: "resin-boot",
+        start: 4 * MIB_SECTORS,
+        sectors: 40 * MIB_SECTORS,
+        mbr_type: "c",
+        fs: "vfat",
+    },
+    StandInPartition {
+        label: "resin-rootA",
+        start: 44 * MIB_SECTORS,
+        sectors: 96 * MIB_SECTORS,
+        mbr_type: "83",
+        fs: "ext4",
+    },
+    StandInPartition {
+        label: "resin-rootB",
+        start: 140 * MIB_SECTORS,
+        sectors: 96 * MIB_SECTORS,
+        mbr_type: "83",
+        fs: "ext4",
+    },
+    StandInPartition {
+        label: "resin-state",
+        start: 240 * MIB_SECTORS,
+        sectors: 20 * MIB_SECTORS,
+        mbr_type: "83",
+        fs: "ext4",
+    },
+    StandInPartition {
+        label: "resin-data",
+        start: 264 * MIB_SECTORS,
+        sectors: 64 * MIB_SECTORS,
+        mbr_type: "83",
+        fs: "ext4",
+    },
 ];
 pub const EXTENDED_START: u64 = 236 * MIB_SECTORS;
 pub const IMAGE_SECTORS: u64 = 328 * MIB_SECTORS;
@@ -103,7 +133,10 @@ impl ResinImage {
             let started = std::time::Instant::now();
             build(&kernel, &raw, &xz, &sha256_file)?;
             stamp::mark_fresh(&xz, &fp)?;
-            eprintln!("[harness] built resinOS stand-in in {:.1}s", started.elapsed().as_secs_f64());
+            eprintln!(
+                "[harness] built resinOS stand-in in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
         }
         let text = std::fs::read_to_string(&sha256_file)?;
         let xz_sha256 = text.split_whitespace().next().unwrap_or_default().to_string();
@@ -116,16 +149,29 @@ impl ResinImage {
         if let Some(d) = dst.parent() {
             std::fs::create_dir_all(d)?;
         }
-        run("cp", [std::ffi::OsStr::new("--sparse=always"), self.raw.as_os_str(), dst.as_os_str()])?;
+        run(
+            "cp",
+            [std::ffi::OsStr::new("--sparse=always"), self.raw.as_os_str(), dst.as_os_str()],
+        )?;
         Ok(dst)
     }
 }
 
 /// The sfdisk script of a resinOS MBR disk of `disk_sectors`: three primaries (the first
 /// bootable), the extended partition from `extended_start` to the end, two logicals.
-pub fn mbr_script(label_id: &str, parts: &[StandInPartition; 5], extended_start: u64, disk_sectors: u64) -> String {
-    let line = |p: &StandInPartition| format!("start={}, size={}, type={}", p.start, p.sectors, p.mbr_type);
-    let mut script = format!("label: dos\nlabel-id: {label_id}\nunit: sectors\n\n{}, bootable\n", line(&parts[0]));
+pub fn mbr_script(
+    label_id: &str,
+    parts: &[StandInPartition; 5],
+    extended_start: u64,
+    disk_sectors: u64,
+) -> String {
+    let line = |p: &StandInPartition| {
+        format!("start={}, size={}, type={}", p.start, p.sectors, p.mbr_type)
+    };
+    let mut script = format!(
+        "label: dos\nlabel-id: {label_id}\nunit: sectors\n\n{}, bootable\n",
+        line(&parts[0])
+    );
     for p in &parts[1..3] {
         script += &format!("{}\n", line(p));
     }

@@ -17,10 +17,14 @@ impl RootTree {
     /// Starts from an empty directory (an old one at `root` is removed).
     pub fn fresh(root: &Path) -> Result<RootTree> {
         if root.exists() {
-            std::fs::remove_dir_all(root).with_context(|| format!("removing {}", root.display()))?;
+            std::fs::remove_dir_all(root)
+                .with_context(|| format!("removing {}", root.display()))?;
         }
         std::fs::create_dir_all(root)?;
-        for dir in ["bin", "sbin", "etc", "dev", "proc", "sys", "run", "tmp", "root", "mnt", "usr/bin", "usr/sbin", "var/log"] {
+        for dir in [
+            "bin", "sbin", "etc", "dev", "proc", "sys", "run", "tmp", "root", "mnt", "usr/bin",
+            "usr/sbin", "var/log",
+        ] {
             std::fs::create_dir_all(root.join(dir))?;
         }
         std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;

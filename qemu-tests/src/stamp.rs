@@ -49,7 +49,8 @@ fn stamp_path(artifact: &Path) -> PathBuf {
 
 /// True when `artifact` exists and was built from inputs with this fingerprint.
 pub fn is_fresh(artifact: &Path, fp: &Fingerprint) -> bool {
-    artifact.exists() && std::fs::read_to_string(stamp_path(artifact)).is_ok_and(|s| s.trim() == fp.hex())
+    artifact.exists()
+        && std::fs::read_to_string(stamp_path(artifact)).is_ok_and(|s| s.trim() == fp.hex())
 }
 
 /// Records that `artifact` now matches `fp`.

@@ -32,17 +32,15 @@ where
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("cannot start `{shown}` (run scripts/setup.sh to install the tools)"))?;
+        .with_context(|| {
+            format!("cannot start `{shown}` (run scripts/setup.sh to install the tools)")
+        })?;
     if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
         stdin.write_all(bytes).with_context(|| format!("writing stdin of `{shown}`"))?;
     }
     let out = child.wait_with_output().with_context(|| format!("waiting for `{shown}`"))?;
     if !out.status.success() {
-        bail!(
-            "`{shown}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("`{shown}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(out.stdout)
 }

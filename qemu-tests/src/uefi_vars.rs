@@ -60,26 +60,16 @@ pub fn read(file: &Path) -> Result<Vec<Variable>> {
     while u16_at(&b, at) == Some(START_ID) {
         let state = b[at + 2];
         let (Some(name_size), Some(data_size)) = (u32_at(&b, at + 36), u32_at(&b, at + 40)) else {
-            bail!(
-                "variable header cut short at byte {at} of {}",
-                file.display()
-            );
+            bail!("variable header cut short at byte {at} of {}", file.display());
         };
         let name_at = at + VARIABLE_HEADER_BYTES;
         let data_at = name_at + name_size as usize;
         let end = data_at + data_size as usize;
-        ensure!(
-            end <= b.len(),
-            "variable at byte {at} runs past the end of {}",
-            file.display()
-        );
+        ensure!(end <= b.len(), "variable at byte {at} runs past the end of {}", file.display());
         if state == VAR_ADDED || state == VAR_ADDED_IN_DELETED_TRANSITION {
             let name = utf16(&b[name_at..data_at]);
             out.retain(|v| v.name != name);
-            out.push(Variable {
-                name,
-                data: b[data_at..end].to_vec(),
-            });
+            out.push(Variable { name, data: b[data_at..end].to_vec() });
         }
         at = (end + 3) & !3;
     }
@@ -103,10 +93,7 @@ pub fn boot_options(vars: &[Variable]) -> Vec<(u16, String)> {
 
 /// The option numbers of a `BootOrder`/`BootNext`-style variable, `None` when it is unset.
 pub fn numbers(vars: &[Variable], name: &str) -> Option<Vec<u16>> {
-    vars.iter().find(|v| v.name == name).map(|v| {
-        v.data
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .collect()
-    })
+    vars.iter()
+        .find(|v| v.name == name)
+        .map(|v| v.data.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect())
 }

@@ -55,7 +55,10 @@ impl Verdict {
             } else if let Some(rest) = line.strip_prefix("VERDICT-CONFIG sha256=") {
                 config_sha256 = Some(rest.trim().to_string());
             } else if let Some(json) = line.strip_prefix(SUMMARY_MARKER) {
-                summary = Some(serde_json::from_str(json.trim()).with_context(|| format!("bad verdict line: {line}"))?);
+                summary = Some(
+                    serde_json::from_str(json.trim())
+                        .with_context(|| format!("bad verdict line: {line}"))?,
+                );
             }
         }
         Ok(Verdict {
@@ -76,7 +79,9 @@ pub fn differences(expected: &Manifest, found: &Manifest, prefix: &str) -> Vec<S
         let key = if prefix.is_empty() { path.clone() } else { format!("{prefix}/{path}") };
         match (want, found.get(&key)) {
             (_, None) => out.push(format!("missing: {key}")),
-            (Entry::File { sha256, .. }, Some(Entry::File { sha256: got, .. })) if sha256 != got => {
+            (Entry::File { sha256, .. }, Some(Entry::File { sha256: got, .. }))
+                if sha256 != got =>
+            {
                 out.push(format!("content differs: {key}"))
             }
             (Entry::Symlink { target }, Some(Entry::Symlink { target: got })) if target != got => {

@@ -39,7 +39,10 @@ fn broken_migration_environment_falls_back_to_old_os_and_abort_restores_it() -> 
     payload.add_bytes("config.json", e2e::demo_config_json().as_bytes(), 0o644)?;
     let payload_disk = payload.build()?;
 
-    let mut vm = Vm::start(&VmConfig::new("e2e_failed_boot", vec![Drive::ide(&disk), Drive::ide(&payload_disk)]))?;
+    let mut vm = Vm::start(&VmConfig::new(
+        "e2e_failed_boot",
+        vec![Drive::ide(&disk), Drive::ide(&payload_disk)],
+    ))?;
     let staged = vm.wait_for("SWAPOVER-E2E-STAGE exit=", Duration::from_secs(300))?;
     assert!(staged.ends_with("exit=0"), "{staged}");
     vm.wait_for("SWAPOVER-E2E-BROKE-INITRAMFS", Duration::from_secs(60))?;
@@ -51,7 +54,9 @@ fn broken_migration_environment_falls_back_to_old_os_and_abort_restores_it() -> 
     let abort = vm.wait_for("ABORT-EXIT", Duration::from_secs(120))?;
     assert!(abort.ends_with("ABORT-EXIT 0"), "{abort}");
     let swap = vm.wait_for("SWAP-AFTER", Duration::from_secs(30))?;
-    let back = ["/dev/sda5", "/dev/sdb5"].iter().any(|d| swap.contains(&format!("SWAP-AFTER {d},")) && swap.ends_with(&format!("uuid-dev={d}")));
+    let back = ["/dev/sda5", "/dev/sdb5"].iter().any(|d| {
+        swap.contains(&format!("SWAP-AFTER {d},")) && swap.ends_with(&format!("uuid-dev={d}"))
+    });
     assert!(back, "swap not back with its UUID: {swap}");
     vm.wait_exit(Duration::from_secs(60))?;
     let console = vm.console_text();
@@ -62,7 +67,10 @@ fn broken_migration_environment_falls_back_to_old_os_and_abort_restores_it() -> 
         .collect::<Vec<_>>()
         .join("\n");
     eprintln!("--- stager status after the failed attempt ---\n{status_text}\n{status}");
-    assert!(status_text.to_lowercase().contains("migrat"), "status does not explain the failed attempt:\n{status_text}");
+    assert!(
+        status_text.to_lowercase().contains("migrat"),
+        "status does not explain the failed attempt:\n{status_text}"
+    );
 
     // Byte-for-byte as it was: partition table, swap header, fstab, GRUB files.
     let differences = e2e::host_restored(&host.path, &disk)?;

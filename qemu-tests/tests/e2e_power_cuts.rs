@@ -15,7 +15,11 @@ fn migration_survives_power_cuts_in_every_stage() -> anyhow::Result<()> {
         Cut::after("SWAPOVER-MIGRATOR-REBOOT target=resinos", 0),
     ];
     let outcome = e2e::run_with_cuts("e2e_power_cuts", &cuts)?;
-    assert!(outcome.data_differences.is_empty(), "customer data differs after power cuts:\n{}", outcome.data_differences.join("\n"));
+    assert!(
+        outcome.data_differences.is_empty(),
+        "customer data differs after power cuts:\n{}",
+        outcome.data_differences.join("\n")
+    );
     assert!(outcome.verdict.summary.ok, "{:?}", outcome.verdict.summary);
     Ok(())
 }

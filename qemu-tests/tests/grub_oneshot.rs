@@ -40,20 +40,34 @@ fn armed_entry_boots_exactly_once_then_default_returns() -> anyhow::Result<()> {
          else echo DEFAULT-RUN; sync; poweroff -f; fi\n",
     )?
     .build()?;
-    let mut vm = Vm::start(&VmConfig::new("grub_oneshot", vec![Drive::ide(&disk_path), Drive::ide(&payload)]))?;
+    let mut vm = Vm::start(&VmConfig::new(
+        "grub_oneshot",
+        vec![Drive::ide(&disk_path), Drive::ide(&payload)],
+    ))?;
     vm.wait_for("SWAPOVER-ONESHOT-ENTRY", Duration::from_secs(60))?;
     let first = vm.wait_for("SWAPOVER-HOST-UP", Duration::from_secs(120))?;
     assert!(first.contains("swapover.oneshot=1"), "first boot was not the armed entry: {first}");
     vm.wait_for("ONESHOT-RUN", Duration::from_secs(60))?;
     vm.wait_for("Loading Linux", Duration::from_secs(60))?;
     let second = vm.wait_for("SWAPOVER-HOST-UP", Duration::from_secs(120))?;
-    assert!(!second.contains("swapover.oneshot"), "second boot ran the one-shot entry again: {second}");
+    assert!(
+        !second.contains("swapover.oneshot"),
+        "second boot ran the one-shot entry again: {second}"
+    );
     vm.wait_for("DEFAULT-RUN", Duration::from_secs(60))?;
     vm.wait_exit(Duration::from_secs(60))?;
     assert_eq!(vm.count("SWAPOVER-ONESHOT-ENTRY"), 1, "armed entry must run exactly once");
 
-    let env = grub::env::GrubEnv::from_bytes(&disk::read_ext4_file(&disk_path, root, "/boot/grub/grubenv")?)?;
-    assert!(env.get("next_entry").unwrap_or("").is_empty(), "GRUB left next_entry armed: {:?}", env.get("next_entry"));
+    let env = grub::env::GrubEnv::from_bytes(&disk::read_ext4_file(
+        &disk_path,
+        root,
+        "/boot/grub/grubenv",
+    )?)?;
+    assert!(
+        env.get("next_entry").unwrap_or("").is_empty(),
+        "GRUB left next_entry armed: {:?}",
+        env.get("next_entry")
+    );
     for (marker, at) in vm.stages() {
         eprintln!("[timing] {marker}: {:.1}s", at.as_secs_f64());
     }

@@ -19,14 +19,18 @@ fn legacy_host_boots_through_grub_with_swap_and_runs_the_payload() -> anyhow::Re
          sync; poweroff -f\n",
     )?
     .build()?;
-    let mut vm = Vm::start(&VmConfig::new("host_boot", vec![Drive::ide(&disk), Drive::ide(&payload)]))?;
+    let mut vm =
+        Vm::start(&VmConfig::new("host_boot", vec![Drive::ide(&disk), Drive::ide(&payload)]))?;
     let grub = vm.wait_for("Loading Linux", Duration::from_secs(60))?;
     assert!(grub.contains(&host.kernel.version), "GRUB loaded another kernel: {grub}");
     let up = vm.wait_for("SWAPOVER-HOST-UP", Duration::from_secs(120))?;
     assert!(up.contains("os=ubuntu-14.04"), "{up}");
     // The kernel may name the host disk sda or sdb (the payload disk probes in parallel):
     // exactly why swapover identifies partitions by disk id and start sector, not by name.
-    assert!(up.contains("swap=/dev/sda5,") || up.contains("swap=/dev/sdb5,"), "swap by UUID not active: {up}");
+    assert!(
+        up.contains("swap=/dev/sda5,") || up.contains("swap=/dev/sdb5,"),
+        "swap by UUID not active: {up}"
+    );
     let tools = vm.wait_for("TOOLS ", Duration::from_secs(60))?;
     assert!(tools.contains("mke2fs 1.") && tools.contains("grub-mkimage (GRUB)"), "{tools}");
     let fstab = vm.wait_for("FSTAB-SWAP", Duration::from_secs(10))?;

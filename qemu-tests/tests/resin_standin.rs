@@ -8,7 +8,10 @@ use qemu_tests::verdict::{Verdict, SUMMARY_MARKER};
 use std::time::Duration;
 
 fn boot_and_judge(name: &str, image: &std::path::Path) -> anyhow::Result<Verdict> {
-    let mut vm = Vm::start(&VmConfig { allow_reboot: false, ..VmConfig::new(name, vec![Drive::ide(image)]) })?;
+    let mut vm = Vm::start(&VmConfig {
+        allow_reboot: false,
+        ..VmConfig::new(name, vec![Drive::ide(image)])
+    })?;
     let grub = vm.wait_for("SWAPOVER-RESIN-GRUB", Duration::from_secs(60))?;
     assert!(grub.contains("platform=pc"), "not BIOS GRUB: {grub}");
     let up = vm.wait_for("SWAPOVER-RESIN-UP", Duration::from_secs(120))?;
@@ -25,7 +28,8 @@ fn standin_has_resinos_layout_and_a_verdict_that_can_fail_and_pass() -> anyhow::
     let table = PartitionTable::read(&image.raw)?;
     assert_eq!(table.label, "dos");
     // boot, rootA, rootB, extended, state, data — in this order, with the boot flag on resin-boot.
-    let numbers: Vec<u32> = table.partitions.iter().map(|p| p.number()).collect::<anyhow::Result<_>>()?;
+    let numbers: Vec<u32> =
+        table.partitions.iter().map(|p| p.number()).collect::<anyhow::Result<_>>()?;
     assert_eq!(numbers, vec![1, 2, 3, 4, 5, 6]);
     assert!(table.number(1)?.bootable);
     assert_eq!(table.number(4)?.kind, "5");
@@ -34,7 +38,14 @@ fn standin_has_resinos_layout_and_a_verdict_that_can_fail_and_pass() -> anyhow::
     // A bare image lacks everything a migration delivers: the verdict must say so.
     let bare = image.fresh_raw_copy("standin_bare")?;
     let v = boot_and_judge("standin_bare", &bare)?;
-    assert!(!v.summary.ok && !v.summary.config_json && v.summary.nm_files == 0 && !v.summary.migration_log, "{:?}", v.summary);
+    assert!(
+        !v.summary.ok
+            && !v.summary.config_json
+            && v.summary.nm_files == 0
+            && !v.summary.migration_log,
+        "{:?}",
+        v.summary
+    );
 
     // Deliver by hand what the migrator will deliver; the verdict must see each piece.
     let given = image.fresh_raw_copy("standin_given")?;
@@ -42,14 +53,31 @@ fn standin_has_resinos_layout_and_a_verdict_that_can_fail_and_pass() -> anyhow::
     let boot = table.number(1)?;
     let data = table.number(6)?;
     assert_eq!(PARTITIONS[4].label, "resin-data");
-    disk::write_fat_file(&given, boot, "/config.json", br#"{"deviceType":"intel-nuc","uuid":"abc"}"#)?;
+    disk::write_fat_file(
+        &given,
+        boot,
+        "/config.json",
+        br#"{"deviceType":"intel-nuc","uuid":"abc"}"#,
+    )?;
     disk::mkdir_fat(&given, boot, "/system-connections")?;
-    disk::write_fat_file(&given, boot, "/system-connections/Plant WiFi", b"[wifi]\nssid=Plant WiFi\n[wifi-security]\npsk=secret one\n")?;
+    disk::write_fat_file(
+        &given,
+        boot,
+        "/system-connections/Plant WiFi",
+        b"[wifi]\nssid=Plant WiFi\n[wifi-security]\npsk=secret one\n",
+    )?;
     disk::write_ext4_file(&given, data, "/hello.txt", b"hello\n")?;
     let v = boot_and_judge("standin_given", &given)?;
-    assert!(v.summary.config_json && v.summary.nm_files == 1 && v.summary.data_files == 1, "{:?}", v.summary);
+    assert!(
+        v.summary.config_json && v.summary.nm_files == 1 && v.summary.data_files == 1,
+        "{:?}",
+        v.summary
+    );
     assert!(!v.summary.ok, "no migration log was delivered, yet the verdict passed");
-    assert_eq!(v.connections, vec![("Plant WiFi".into(), "Plant WiFi".into(), "secret one".into())]);
+    assert_eq!(
+        v.connections,
+        vec![("Plant WiFi".into(), "Plant WiFi".into(), "secret one".into())]
+    );
     assert!(v.data.contains_key("hello.txt"), "{:?}", v.data);
     Ok(())
 }

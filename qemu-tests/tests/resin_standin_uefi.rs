@@ -23,9 +23,19 @@ fn standin_boots_under_uefi_and_its_verdict_passes() -> anyhow::Result<()> {
     assert_eq!(efi_cfg, disk::read_fat_file(&disk_path, boot, "/grub/grub.cfg")?);
 
     // Deliver by hand everything a migration delivers, the migration log included.
-    disk::write_fat_file(&disk_path, boot, "/config.json", br#"{"deviceType":"intel-nuc","uuid":"efi"}"#)?;
+    disk::write_fat_file(
+        &disk_path,
+        boot,
+        "/config.json",
+        br#"{"deviceType":"intel-nuc","uuid":"efi"}"#,
+    )?;
     disk::mkdir_fat(&disk_path, boot, "/system-connections")?;
-    disk::write_fat_file(&disk_path, boot, "/system-connections/Line2", b"[wifi]\nssid=Line2\n[wifi-security]\npsk=two\n")?;
+    disk::write_fat_file(
+        &disk_path,
+        boot,
+        "/system-connections/Line2",
+        b"[wifi]\nssid=Line2\n[wifi-security]\npsk=two\n",
+    )?;
     disk::mkdir_fat(&disk_path, boot, "/swapover")?;
     disk::write_fat_file(&disk_path, boot, "/swapover/migration.log", b"migrated\n")?;
     disk::write_ext4_file(&disk_path, data, "/hello.txt", b"hello\n")?;
@@ -46,7 +56,11 @@ fn standin_boots_under_uefi_and_its_verdict_passes() -> anyhow::Result<()> {
 
     let v = Verdict::parse(&vm.console_text())?;
     assert!(
-        v.summary.ok && v.summary.config_json && v.summary.nm_files == 1 && v.summary.data_files == 1 && v.summary.migration_log,
+        v.summary.ok
+            && v.summary.config_json
+            && v.summary.nm_files == 1
+            && v.summary.data_files == 1
+            && v.summary.migration_log,
         "{:?}",
         v.summary
     );

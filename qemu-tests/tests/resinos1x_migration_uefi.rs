@@ -53,11 +53,7 @@ fn resinos_1x_nuc_becomes_resinos_2x_under_uefi_with_its_data_and_wifi() -> anyh
         migration.contains("SWAPOVER-MIGRATOR-REBOOT target=resinos"),
         "the migrator did not reboot into resinOS"
     );
-    assert_eq!(
-        text.matches("SWAPOVER-1X-UP").count(),
-        1,
-        "resinOS 1.x booted again"
-    );
+    assert_eq!(text.matches("SWAPOVER-1X-UP").count(), 1, "resinOS 1.x booted again");
     check_carried(&lines, &text, &run)?;
 
     guard.passed = true;

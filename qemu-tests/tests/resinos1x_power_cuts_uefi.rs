@@ -43,16 +43,11 @@ fn power_cuts_mid_flash_and_mid_last_write_resume_from_firmware_and_from_the_rel
 ) -> anyhow::Result<()> {
     let boots = ["boot0", "boot1", "boot2"].map(|b| format!("{NAME}-{b}"));
     let mut guard = ConsoleOnFailure {
-        logs: boots
-            .iter()
-            .map(|b| paths::logs_dir().join(format!("{b}.log")))
-            .collect(),
+        logs: boots.iter().map(|b| paths::logs_dir().join(format!("{b}.log"))).collect(),
         passed: false,
     };
     let run = Run::prepare(NAME)?;
-    let staging = PartitionTable::read(&run.disk)?
-        .number(STAGING_PARTITION)?
-        .offset_bytes();
+    let staging = PartitionTable::read(&run.disk)?.number(STAGING_PARTITION)?.offset_bytes();
     let staged_fs = ext_identity(&run.disk, staging)?;
 
     // Boot 0: 1.x stages and reboots into the one-shot; the migrator's first start is cut
@@ -67,11 +62,7 @@ fn power_cuts_mid_flash_and_mid_last_write_resume_from_firmware_and_from_the_rel
     eprintln!(
         "[cut 1] power cut 1.5 s after `SWAPOVER-STEP flash begin` ({:.1}s into boot 0; flash {})",
         vm.elapsed().as_secs_f64(),
-        if text0.contains("SWAPOVER-STEP flash done") {
-            "had finished"
-        } else {
-            "in progress"
-        }
+        if text0.contains("SWAPOVER-STEP flash done") { "had finished" } else { "in progress" }
     );
     let lines_1x = complete_lines(&text0);
     let ours = armed_option(&lines_1x)?;
@@ -122,11 +113,7 @@ fn power_cuts_mid_flash_and_mid_last_write_resume_from_firmware_and_from_the_rel
         "boot 1: the cut came after finalize finished; nothing was left for the relay"
     );
     let flash_resumed = ["begin", "done"].iter().all(|edge| {
-        before(
-            &text1,
-            &format!("SWAPOVER-STEP flash {edge}"),
-            "SWAPOVER-STEP finalize begin",
-        )
+        before(&text1, &format!("SWAPOVER-STEP flash {edge}"), "SWAPOVER-STEP finalize begin")
     });
     assert!(
         flash_resumed || text0.contains("SWAPOVER-STEP flash done"),

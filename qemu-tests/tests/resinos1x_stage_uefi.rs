@@ -119,15 +119,8 @@ fn exit_code<'a>(lines: &'a [String], what: &str) -> &'a str {
 /// report them: those staging does not write ...
 const UNSTAGED: [&str; 5] = ["bootnext", "options", "boot-files", "updt-files", "state"];
 /// ... and with the staged directories on resin-boot and resin-updt too.
-const ALL: [&str; 7] = [
-    "bootnext",
-    "options",
-    "boot-files",
-    "updt-files",
-    "boot-staged",
-    "updt-staged",
-    "state",
-];
+const ALL: [&str; 7] =
+    ["bootnext", "options", "boot-files", "updt-files", "boot-staged", "updt-staged", "state"];
 
 /// Every `keys` value reported at `when` is the one reported at `was`; a difference names
 /// the key and `why` it should not have changed.
@@ -153,9 +146,7 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
     let payload = payload.build()?;
     let config = VmConfig {
         allow_reboot: true,
-        firmware: Firmware::Uefi {
-            vars: uefi_vars_copy(name)?,
-        },
+        firmware: Firmware::Uefi { vars: uefi_vars_copy(name)? },
         ..VmConfig::new(name, vec![Drive::ide(&disk), Drive::ide(&payload)])
     };
     let mut vm = Vm::start(&config)?;
@@ -165,17 +156,15 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
     // migrator, which finds the staged image damaged, gives up before any destructive write
     // (BootOrder never made ours) and reboots.
     vm.wait_for("swapover migrator", Duration::from_secs(300))?;
-    let refused = vm.wait_for("giving up before any destructive write", Duration::from_secs(300))?;
+    let refused =
+        vm.wait_for("giving up before any destructive write", Duration::from_secs(300))?;
     // ... and the next boot is the 1.x system's again.
     let up = vm.wait_for("SWAPOVER-1X-UP", Duration::from_secs(300))?;
     vm.wait_for("SWAPOVER-T finished", Duration::from_secs(600))?;
     vm.wait_for("SWAPOVER-1X-DONE", Duration::from_secs(120))?;
     vm.wait_exit(Duration::from_secs(120))?;
     let text = vm.console_text();
-    let lines: Vec<String> = text
-        .lines()
-        .map(|l| l.trim_end_matches('\r').to_string())
-        .collect();
+    let lines: Vec<String> = text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect();
 
     // Refused while resin-boot is mounted read-only: one line, nothing changed.
     let errors = with_marker(&lines, "refused-err");
@@ -186,13 +175,7 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
             && errors[0].ends_with("; nothing was changed"),
         "{errors:?}"
     );
-    assert_unchanged(
-        &lines,
-        "refused",
-        "before",
-        &UNSTAGED,
-        "changed by a refusal",
-    );
+    assert_unchanged(&lines, "refused", "before", &UNSTAGED, "changed by a refusal");
 
     // --dry-run prints the plan and the steps and changes nothing.
     let dry = with_marker(&lines, "dryrun-out").join("\n");
@@ -206,13 +189,7 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
     ] {
         assert!(dry.contains(expected), "no `{expected}` in:\n{dry}");
     }
-    assert_unchanged(
-        &lines,
-        "dryrun",
-        "before",
-        &UNSTAGED,
-        "changed by --dry-run",
-    );
+    assert_unchanged(&lines, "dryrun", "before", &UNSTAGED, "changed by --dry-run");
 
     // Refused without efivarfs, before anything changes.
     let errors = with_marker(&lines, "noefivars-err");
@@ -222,32 +199,19 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
         errors[0].contains("mount -t efivarfs") && errors[0].ends_with("nothing was changed"),
         "{errors:?}"
     );
-    assert_unchanged(
-        &lines,
-        "noefivars",
-        "before",
-        &UNSTAGED,
-        "changed by a refusal",
-    );
+    assert_unchanged(&lines, "noefivars", "before", &UNSTAGED, "changed by a refusal");
 
     // A failure after any step: the stager says which and that everything was rolled back,
     // and the device is as it was (files, boot variables, no undo journal left).
-    for step in [
-        "attach",
-        "mount",
-        "write-staging-dir",
-        "unmount",
-        "write-boot-dir",
-        "arm-uefi-bootnext",
-    ] {
+    for step in
+        ["attach", "mount", "write-staging-dir", "unmount", "write-boot-dir", "arm-uefi-bootnext"]
+    {
         let what = format!("fail-{step}");
         let errors = with_marker(&lines, &format!("{what}-err"));
         assert_eq!(exit_code(&lines, &what), "2", "{errors:?}");
         assert!(
-            errors
-                .iter()
-                .any(|e| e.contains(&format!("staging failed at step {step}"))
-                    && e.contains("everything was rolled back")),
+            errors.iter().any(|e| e.contains(&format!("staging failed at step {step}"))
+                && e.contains("everything was rolled back")),
             "{errors:?}"
         );
         assert_unchanged(
@@ -268,10 +232,7 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
     assert_eq!(value(&lines, "staged options"), "1");
     let updt = value(&lines, "staged updt-staged");
     for file in ["plan.json", "config.json", "resinos.img.xz"] {
-        assert!(
-            updt.contains(file),
-            "resin-updt/swapover lacks {file}: {updt}"
-        );
+        assert!(updt.contains(file), "resin-updt/swapover lacks {file}: {updt}");
     }
     assert_eq!(value(&lines, "staged boot-staged"), "initramfs.img vmlinuz");
     assert!(value(&lines, "staged state").contains("state.json"));
@@ -279,17 +240,8 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
     // Staging twice is refused, and the staged state is left as it is.
     let errors = with_marker(&lines, "again-err");
     assert_eq!(exit_code(&lines, "again"), "1", "{errors:?}");
-    assert!(
-        errors.iter().any(|e| e.contains("already staged")),
-        "{errors:?}"
-    );
-    assert_unchanged(
-        &lines,
-        "again",
-        "staged",
-        &ALL,
-        "changed by a refused second stage",
-    );
+    assert!(errors.iter().any(|e| e.contains("already staged")), "{errors:?}");
+    assert_unchanged(&lines, "again", "staged", &ALL, "changed by a refused second stage");
 
     // `status` while armed, and after the firmware used its one-shot.
     let armed = with_marker(&lines, "staged-status").join("\n");
@@ -300,10 +252,7 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
     );
     let back = with_marker(&lines, "back-status").join("\n");
     assert_eq!(exit_code(&lines, "back-status"), "0", "{back}");
-    assert!(
-        back.contains("Not armed any more") && back.contains("BootNext"),
-        "{back}"
-    );
+    assert!(back.contains("Not armed any more") && back.contains("BootNext"), "{back}");
 
     // The one-shot was the firmware's: the migration environment ran once, then 1.x again.
     assert!(refused.contains("not what the plan says"), "{refused}");
@@ -317,36 +266,21 @@ fn stage_1x_arms_a_firmware_one_shot_that_boots_the_migration_once_and_abort_lea
         2,
         "1.x booted twice, around one migration boot"
     );
-    assert_eq!(
-        value(&lines, "back bootnext"),
-        "0",
-        "the firmware did not consume BootNext"
-    );
-    assert_eq!(
-        value(&lines, "back options"),
-        "1",
-        "our option stays until abort"
-    );
+    assert_eq!(value(&lines, "back bootnext"), "0", "the firmware did not consume BootNext");
+    assert_eq!(value(&lines, "back options"), "1", "our option stays until abort");
 
     // An abort while resin-boot is not mounted does not claim the boot files removed; it
     // keeps the undo journal, and the abort after mounting it finishes the job.
     let errors = with_marker(&lines, "abort-unmounted-err");
     assert_eq!(exit_code(&lines, "abort-unmounted"), "2", "{errors:?}");
     assert!(
-        errors
-            .iter()
-            .any(|e| e.contains("/mnt/boot is not a mounted file system")
-                && e.contains("run `stager abort` again")),
+        errors.iter().any(|e| e.contains("/mnt/boot is not a mounted file system")
+            && e.contains("run `stager abort` again")),
         "{errors:?}"
     );
 
     // Abort: everything as it was before staging.
-    assert_eq!(
-        exit_code(&lines, "abort"),
-        "0",
-        "{}",
-        with_marker(&lines, "abort-out").join("\n")
-    );
+    assert_eq!(exit_code(&lines, "abort"), "0", "{}", with_marker(&lines, "abort-out").join("\n"));
     assert_unchanged(&lines, "after", "before", &ALL, "differs after abort");
     Ok(())
 }

@@ -39,9 +39,7 @@ fn boot_and_plan(name: &str, variant: DataVariant) -> anyhow::Result<Vec<String>
     let payload = payload.build()?;
     let config = VmConfig {
         allow_reboot: false,
-        firmware: Firmware::Uefi {
-            vars: uefi_vars_copy(name)?,
-        },
+        firmware: Firmware::Uefi { vars: uefi_vars_copy(name)? },
         ..VmConfig::new(name, vec![Drive::ide(&disk), Drive::ide(&payload)])
     };
     let mut vm = Vm::start(&config)?;
@@ -55,10 +53,7 @@ fn boot_and_plan(name: &str, variant: DataVariant) -> anyhow::Result<Vec<String>
         Some(end) => &text[..end],
         None => "",
     };
-    Ok(complete
-        .lines()
-        .map(|l| l.trim_end_matches('\r').to_string())
-        .collect())
+    Ok(complete.lines().map(|l| l.trim_end_matches('\r').to_string()).collect())
 }
 
 fn line<'a>(lines: &'a [String], marker: &str) -> &'a str {
@@ -82,10 +77,7 @@ fn resinos_1x_nuc_boots_under_uefi_and_the_stager_plans_its_migration_to_2x() ->
 {
     let lines = boot_and_plan("resinos1x_uefi", DataVariant::Small)?;
     let up = line(&lines, "SWAPOVER-1X-UP");
-    assert!(
-        up.contains("efi=yes"),
-        "the kernel was not started by UEFI firmware: {up}"
-    );
+    assert!(up.contains("efi=yes"), "the kernel was not started by UEFI firmware: {up}");
     // Every 1.x label on its partition number (the payload disk may come first or second).
     for (label, number) in [
         ("resin-boot", 1),
@@ -106,11 +98,7 @@ fn resinos_1x_nuc_boots_under_uefi_and_the_stager_plans_its_migration_to_2x() ->
     );
     let exit = line(&lines, "SWAPOVER-PLAN-EXIT");
     let plan = plan_text(&lines);
-    assert!(
-        exit.ends_with(" 0"),
-        "plan-image failed: {exit}\n{}",
-        lines.join("\n")
-    );
+    assert!(exit.ends_with(" 0"), "plan-image failed: {exit}\n{}", lines.join("\n"));
     // Staging on resin-updt: partition 3, the sectors the stand-in gives it.
     let updt = PARTITIONS[2];
     let staging = format!(
@@ -120,13 +108,7 @@ fn resinos_1x_nuc_boots_under_uefi_and_the_stager_plans_its_migration_to_2x() ->
     );
     assert!(plan.contains(&staging), "{plan}");
     assert!(plan.contains("resin-rootB written last"), "{plan}");
-    for label in [
-        "resin-boot",
-        "resin-rootA",
-        "resin-rootB",
-        "resin-state",
-        "resin-data",
-    ] {
+    for label in ["resin-boot", "resin-rootA", "resin-rootB", "resin-state", "resin-data"] {
         assert!(plan.contains(label), "target layout lacks {label}:\n{plan}");
     }
     assert!(plan.contains("Disk:     MBR 0x1c0ffee1"), "{plan}");
@@ -139,18 +121,12 @@ fn resinos_1x_nuc_boots_under_uefi_and_the_stager_plans_its_migration_to_2x() ->
         plan.contains(&format!("/mnt/data/resin-data/{APP_ID}/network.config")),
         "WiFi Connect's file:\n{plan}"
     );
-    assert!(
-        plan.contains("config.json files.\"network/network.config\" (resinOS 1.x)"),
-        "{plan}"
-    );
+    assert!(plan.contains("config.json files.\"network/network.config\" (resinOS 1.x)"), "{plan}");
     assert!(plan.contains("nothing was changed"), "{plan}");
     // The backup is the app's data (300 kB and WiFi Connect's file), not Docker's storage.
     let backup = line(&lines, "Backup:   estimated ");
-    let estimate = backup
-        .split("estimated ")
-        .nth(1)
-        .and_then(|s| s.split(',').next())
-        .unwrap_or_default();
+    let estimate =
+        backup.split("estimated ").nth(1).and_then(|s| s.split(',').next()).unwrap_or_default();
     assert!(
         estimate.ends_with(" KiB"),
         "backup estimated at {estimate}: Docker's {DOCKER_BYTES} bytes counted? {backup}"
@@ -164,10 +140,7 @@ fn resinos_1x_nuc_with_data_over_the_170_mb_limit_is_refused_in_one_line() -> an
     assert!(line(&lines, "SWAPOVER-1X-UP").contains("efi=yes"));
     let exit = line(&lines, "SWAPOVER-PLAN-EXIT");
     assert!(exit.ends_with(" 1"), "{exit}\n{}", lines.join("\n"));
-    let errors: Vec<&String> = lines
-        .iter()
-        .filter(|l| l.contains("SWAPOVER-PLAN-ERR "))
-        .collect();
+    let errors: Vec<&String> = lines.iter().filter(|l| l.contains("SWAPOVER-PLAN-ERR ")).collect();
     assert_eq!(errors.len(), 1, "{errors:?}");
     let error = errors[0];
     assert!(
@@ -175,9 +148,6 @@ fn resinos_1x_nuc_with_data_over_the_170_mb_limit_is_refused_in_one_line() -> an
         "{error}"
     );
     assert!(error.contains("nothing was changed"), "{error}");
-    assert!(
-        plan_text(&lines).is_empty(),
-        "a refused plan printed a plan"
-    );
+    assert!(plan_text(&lines).is_empty(), "a refused plan printed a plan");
     Ok(())
 }

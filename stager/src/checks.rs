@@ -200,11 +200,7 @@ impl Check {
         reason: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        Check {
-            status: Status::Warn,
-            fix: Some(fix.into()),
-            ..Check::pass(id, found, reason)
-        }
+        Check { status: Status::Warn, fix: Some(fix.into()), ..Check::pass(id, found, reason) }
     }
 
     pub fn fail(
@@ -213,21 +209,12 @@ impl Check {
         reason: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        Check {
-            status: Status::Fail,
-            fix: Some(fix.into()),
-            ..Check::pass(id, found, reason)
-        }
+        Check { status: Status::Fail, fix: Some(fix.into()), ..Check::pass(id, found, reason) }
     }
 
     /// Reported when an input the check compares against is not known yet.
     pub fn not_evaluated(id: CheckId, found: impl Into<String>, missing: &str, fix: &str) -> Self {
-        Check::warn(
-            id,
-            found,
-            format!("not evaluated: {missing} is not known yet"),
-            fix,
-        )
+        Check::warn(id, found, format!("not evaluated: {missing} is not known yet"), fix)
     }
 }
 
@@ -240,10 +227,7 @@ pub struct CheckReport {
 
 impl CheckReport {
     pub fn new(checks: Vec<Check>) -> Self {
-        CheckReport {
-            may_proceed: checks.iter().all(|c| c.status != Status::Fail),
-            checks,
-        }
+        CheckReport { may_proceed: checks.iter().all(|c| c.status != Status::Fail), checks }
     }
 
     pub fn get(&self, id: CheckId) -> Option<&Check> {
@@ -293,10 +277,5 @@ pub fn run(id: CheckId, facts: &HostFacts, inputs: &CheckInputs) -> Check {
 
 /// Runs every check, in [`CheckId::ALL`] order.
 pub fn run_all(facts: &HostFacts, inputs: &CheckInputs) -> CheckReport {
-    CheckReport::new(
-        CheckId::ALL
-            .iter()
-            .map(|id| run(*id, facts, inputs))
-            .collect(),
-    )
+    CheckReport::new(CheckId::ALL.iter().map(|id| run(*id, facts, inputs)).collect())
 }

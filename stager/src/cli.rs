@@ -90,7 +90,9 @@ pub enum Command {
     PlanImage(PlanImageArgs),
 
     /// Stage a resinOS 1.x UEFI device (Intel NUC) and arm its migration for one boot
-    #[command(name = "stage-1x", long_about = "Stage a resinOS 1.x UEFI device (the 1.x Intel NUC) \
+    #[command(
+        name = "stage-1x",
+        long_about = "Stage a resinOS 1.x UEFI device (the 1.x Intel NUC) \
         and arm the migration for one boot, then reboot.\n\n\
         Plans as `plan-image` does and refuses in one line where it would. Then writes swapover/ \
         (plan, config.json, the image) into resin-updt's own file system, the migration kernel \
@@ -98,7 +100,8 @@ pub enum Command {
         them set as BootNext: the firmware boots it once and deletes BootNext, so the boot after \
         is the 1.x system's again. No file the 1.x system had is changed; any failure rolls \
         back, and `stager abort` undoes a staged run. With --dry-run it prints the plan and \
-        the steps and changes nothing. The ARM boards are not staged (no firmware one-shot).")]
+        the steps and changes nothing. The ARM boards are not staged (no firmware one-shot)."
+    )]
     Stage1x(Stage1xArgs),
 
     /// List the board profiles (built in, plus --profile-file), or show one
@@ -118,7 +121,7 @@ pub enum ProfilesCommand {
     List,
     /// Show one profile: architecture, boot mode, layout, modules, minimum sizes
     Show {
-            /// Profile name, as `stager profiles` lists it
+        /// Profile name, as `stager profiles` lists it
         name: String,
     },
 }
@@ -155,7 +158,12 @@ pub struct CheckArgs {
     pub config: Option<PathBuf>,
 
     /// Boot mode the device must have booted in
-    #[arg(long, value_enum, value_name = "MODE", help_heading = "Requirements (normally from the profile and image)")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        help_heading = "Requirements (normally from the profile and image)"
+    )]
     pub expect_boot_mode: Option<BootModeArg>,
 
     /// Room the staging area needs, e.g. 1536MiB
@@ -355,7 +363,9 @@ pub fn run(cli: Cli) -> i32 {
     };
     match &cli.command {
         Command::Check(args) => check_command::run(args, &catalog, cli.json),
-        Command::Stage(args) => crate::stage::command::run(&stage_command(args, &catalog), cli.json),
+        Command::Stage(args) => {
+            crate::stage::command::run(&stage_command(args, &catalog), cli.json)
+        }
         Command::Status(args) => crate::stage::command::run_status(args.root.clone(), cli.json),
         Command::Abort(args) => crate::stage::command::run_abort(args.root.clone(), cli.json),
         Command::Profiles { command } => run_profiles(command.as_ref(), &catalog, cli.json),
@@ -375,11 +385,21 @@ fn plan_request(
     let disk = match (&inputs.disk, profile.source_partition(plan::PartitionRole::Boot)) {
         (Some(disk), _) => disk.clone(),
         (None, Some(boot)) => {
-            let disk = source_disk::find_by_partition_label(root, &boot.name).map_err(|e| format!("refused: {e}; nothing was changed"))?;
-            log::info!("the resinOS 1.x disk is {} (it holds the partition labelled {})", disk.display(), boot.name);
+            let disk = source_disk::find_by_partition_label(root, &boot.name)
+                .map_err(|e| format!("refused: {e}; nothing was changed"))?;
+            log::info!(
+                "the resinOS 1.x disk is {} (it holds the partition labelled {})",
+                disk.display(),
+                boot.name
+            );
             disk
         }
-        (None, None) => return Err(format!("profile {} names no boot partition to find the disk by; pass --disk", profile.name)),
+        (None, None) => {
+            return Err(format!(
+                "profile {} names no boot partition to find the disk by; pass --disk",
+                profile.name
+            ))
+        }
     };
     Ok(crate::stage::resinos1x::plan_image::PlanImageRequest {
         profile,
@@ -394,7 +414,12 @@ fn plan_request(
 }
 
 fn run_plan_image(args: &PlanImageArgs, catalog: &ProfileCatalog, json: bool) -> i32 {
-    match plan_request(&args.inputs, args.initramfs.clone(), catalog, &crate::host::HostRoot::default()) {
+    match plan_request(
+        &args.inputs,
+        args.initramfs.clone(),
+        catalog,
+        &crate::host::HostRoot::default(),
+    ) {
         Ok(request) => crate::stage::resinos1x::plan_image::run(&request, json),
         Err(e) => print_error(&e, json, EXIT_CHECK_FAILED),
     }
@@ -427,7 +452,10 @@ fn run_stage_1x(args: &Stage1xArgs, catalog: &ProfileCatalog, json: bool) -> i32
         supervisor: if args.no_supervisor_update {
             stage_1x::SupervisorRequest::Skip
         } else {
-            stage_1x::SupervisorRequest::Mark { version: args.supervisor_version, ca_cert: args.api_ca_cert.clone() }
+            stage_1x::SupervisorRequest::Mark {
+                version: args.supervisor_version,
+                ca_cert: args.api_ca_cert.clone(),
+            }
         },
     };
     let result = if fixture {
@@ -442,14 +470,23 @@ fn run_stage_1x(args: &Stage1xArgs, catalog: &ProfileCatalog, json: bool) -> i32
             EXIT_OK
         }
         Ok(Outcome1x::Staged { rebooting, boot_number }) => {
-            let next = if rebooting { "rebooting into the migration now" } else { "the migration starts at the next reboot" };
+            let next = if rebooting {
+                "rebooting into the migration now"
+            } else {
+                "the migration starts at the next reboot"
+            };
             if json {
-                println!("{}", serde_json::json!({ "staged": true, "boot_option": format!("Boot{boot_number:04X}"), "rebooting": rebooting }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "staged": true, "boot_option": format!("Boot{boot_number:04X}"), "rebooting": rebooting })
+                );
             }
             println!("Staged and armed for one boot (Boot{boot_number:04X} as BootNext); {next}.");
             EXIT_OK
         }
-        Err(e @ Stage1xError::Refused(_)) => print_error(&e.to_string(), json, crate::stage::EXIT_REFUSED),
+        Err(e @ Stage1xError::Refused(_)) => {
+            print_error(&e.to_string(), json, crate::stage::EXIT_REFUSED)
+        }
         Err(e) => print_error(&e.to_string(), json, crate::stage::EXIT_FAILED),
     }
 }
@@ -477,7 +514,10 @@ pub fn print_error(message: &str, json: bool, code: i32) -> i32 {
     code
 }
 
-fn stage_command(args: &StageArgs, catalog: &ProfileCatalog) -> crate::stage::command::StageCommand {
+fn stage_command(
+    args: &StageArgs,
+    catalog: &ProfileCatalog,
+) -> crate::stage::command::StageCommand {
     crate::stage::command::StageCommand {
         root: args.root.clone(),
         profile: args.profile.clone(),
@@ -499,6 +539,9 @@ fn stage_command(args: &StageArgs, catalog: &ProfileCatalog) -> crate::stage::co
     }
 }
 
-fn parse_supervisor_version(text: &str) -> Result<crate::stage::resinos1x::supervisor_version::SupervisorVersion, String> {
-    crate::stage::resinos1x::supervisor_version::SupervisorVersion::parse(text).map_err(|e| e.to_string())
+fn parse_supervisor_version(
+    text: &str,
+) -> Result<crate::stage::resinos1x::supervisor_version::SupervisorVersion, String> {
+    crate::stage::resinos1x::supervisor_version::SupervisorVersion::parse(text)
+        .map_err(|e| e.to_string())
 }

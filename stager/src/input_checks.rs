@@ -75,7 +75,9 @@ pub fn typical_layout_size(profile: &Profile) -> Option<Bytes> {
 fn probe_image(text: &str) -> Result<ImageFacts, Check> {
     let found = text.to_string();
     match ImageSource::parse(text) {
-        Ok(ImageSource::Path(path)) => image_probe::probe(&path).map_err(|e| fail_with(CheckId::Image, found, &e.to_string())),
+        Ok(ImageSource::Path(path)) => {
+            image_probe::probe(&path).map_err(|e| fail_with(CheckId::Image, found, &e.to_string()))
+        }
         Ok(ImageSource::Url(_)) => Err(Check::not_evaluated(
             CheckId::Image,
             found,
@@ -106,7 +108,11 @@ fn image_checks(image: &ImageFacts, profile: &Profile) -> [Check; 2] {
         Err(refusal @ (Refusal::ImageDeviceType { .. } | Refusal::ImageDeviceTypeUnknown(_))) => {
             fail_with(CheckId::ImageDeviceType, found.clone(), &refusal.to_string())
         }
-        _ => Check::pass(CheckId::ImageDeviceType, found.clone(), format!("profile {} expects {}", profile.name, profile.device_type)),
+        _ => Check::pass(
+            CheckId::ImageDeviceType,
+            found.clone(),
+            format!("profile {} expects {}", profile.name, profile.device_type),
+        ),
     };
     // The layout rule alone: the same function with the device type taken as matching.
     let mut same_type = image.clone();
@@ -115,7 +121,11 @@ fn image_checks(image: &ImageFacts, profile: &Profile) -> [Check; 2] {
         Ok(_) => Check::pass(
             CheckId::ImageLayout,
             found,
-            format!("profile {} expects {} partitions", profile.name, profile.target.partitions.len()),
+            format!(
+                "profile {} expects {} partitions",
+                profile.name,
+                profile.target.partitions.len()
+            ),
         ),
         Err(refusal) => fail_with(CheckId::ImageLayout, found, &refusal.to_string()),
     };
@@ -133,7 +143,11 @@ fn config_check(path: &Path, profile: Option<&Profile>) -> Check {
     match profile {
         None => Check::not_evaluated(id, found, "the profile's device type", "pass --profile"),
         Some(profile) => match facts.require_device_type(&profile.device_type) {
-            Ok(()) => Check::pass(id, found, format!("profile {} is for {}", profile.name, profile.device_type)),
+            Ok(()) => Check::pass(
+                id,
+                found,
+                format!("profile {} is for {}", profile.name, profile.device_type),
+            ),
             Err(e) => fail_with(id, found, &e.to_string()),
         },
     }
@@ -163,8 +177,17 @@ fn profile_check(facts: &HostFacts, profile: &Profile) -> Check {
 fn minimum_check(id: CheckId, what: &str, have: Result<Bytes, String>, min_mib: u64) -> Check {
     let min = Bytes(min_mib.saturating_mul(1024 * 1024));
     match have {
-        Err(problem) => Check::warn(id, problem, format!("the {what} size cannot be read"), "see the host checks above"),
-        Ok(have) if have >= min => Check::pass(id, format!("{what} is {have}"), format!("the profile asks for at least {min}")),
+        Err(problem) => Check::warn(
+            id,
+            problem,
+            format!("the {what} size cannot be read"),
+            "see the host checks above",
+        ),
+        Ok(have) if have >= min => Check::pass(
+            id,
+            format!("{what} is {have}"),
+            format!("the profile asks for at least {min}"),
+        ),
         Ok(have) => Check::warn(
             id,
             format!("{what} is {have}"),
@@ -205,7 +228,14 @@ impl From<Refusal> for PlanFailure {
 }
 
 /// Everything `stage` plans, up to (not including) any change.
-fn plan(root: &HostRoot, facts: &HostFacts, profile: &Profile, image: &ImageFacts, config: &Path, req: &CheckRequest) -> Result<StagePlan, PlanFailure> {
+fn plan(
+    root: &HostRoot,
+    facts: &HostFacts,
+    profile: &Profile,
+    image: &ImageFacts,
+    config: &Path,
+    req: &CheckRequest,
+) -> Result<StagePlan, PlanFailure> {
     let migrator = req.migrator.as_ref().map_err(|e| PlanFailure::from(e.clone()))?;
     let wanted = gather::Wanted {
         config,
@@ -225,7 +255,8 @@ pub fn run(root: &HostRoot, facts: &HostFacts, req: &CheckRequest) -> CheckRepor
     let profile = req.profile.as_ref();
     if let Some(profile) = profile {
         inputs.expected_boot_mode = inputs.expected_boot_mode.or(profile_boot_mode(profile));
-        inputs.min_memory = inputs.min_memory.or(Some(Bytes(planning::MIN_MEMORY_WITHOUT_SWAP.get())));
+        inputs.min_memory =
+            inputs.min_memory.or(Some(Bytes(planning::MIN_MEMORY_WITHOUT_SWAP.get())));
     }
     let image = req.image.as_deref().map(probe_image);
     let mut layout_is_estimate = false;
@@ -240,7 +271,9 @@ pub fn run(root: &HostRoot, facts: &HostFacts, req: &CheckRequest) -> CheckRepor
         }
     }
     let planned = match (profile, &image, &req.config) {
-        (Some(profile), Some(Ok(image)), Some(config)) => Some(plan(root, facts, profile, image, config, req)),
+        (Some(profile), Some(Ok(image)), Some(config)) => {
+            Some(plan(root, facts, profile, image, config, req))
+        }
         _ => None,
     };
     if inputs.needed_swap.is_none() {
@@ -253,24 +286,40 @@ pub fn run(root: &HostRoot, facts: &HostFacts, req: &CheckRequest) -> CheckRepor
 
     let mut report = checks::run_all(facts, &inputs).checks;
     if layout_is_estimate {
-        for check in report.iter_mut().filter(|c| c.id == CheckId::RootSpace && c.status == Status::Fail) {
+        for check in
+            report.iter_mut().filter(|c| c.id == CheckId::RootSpace && c.status == Status::Fail)
+        {
             check.status = Status::Warn;
-            check.reason = format!("{} (the profile's typical layout; the image's own decides)", check.reason);
+            check.reason =
+                format!("{} (the profile's typical layout; the image's own decides)", check.reason);
             check.fix = Some("pass --image to check the real layout".into());
         }
     }
     if let Some(profile) = profile {
         report.push(profile_check(facts, profile));
         report.push(checks::profile_memory(facts, &profile.name, profile.requirements.min_ram_mib));
-        report.push(minimum_check(CheckId::ProfileDisk, "the disk", disk_bytes(root, facts), profile.requirements.min_disk_mib));
+        report.push(minimum_check(
+            CheckId::ProfileDisk,
+            "the disk",
+            disk_bytes(root, facts),
+            profile.requirements.min_disk_mib,
+        ));
     }
     match (&image, profile) {
         (Some(Ok(image)), Some(profile)) => {
-            report.push(Check::pass(CheckId::Image, image_found(image), "an MBR image the stager can read"));
+            report.push(Check::pass(
+                CheckId::Image,
+                image_found(image),
+                "an MBR image the stager can read",
+            ));
             report.extend(image_checks(image, profile));
         }
         (Some(Ok(image)), None) => {
-            report.push(Check::pass(CheckId::Image, image_found(image), "an MBR image the stager can read"));
+            report.push(Check::pass(
+                CheckId::Image,
+                image_found(image),
+                "an MBR image the stager can read",
+            ));
         }
         (Some(Err(check)), _) => report.push(check.clone()),
         (None, _) => {}
@@ -282,10 +331,15 @@ pub fn run(root: &HostRoot, facts: &HostFacts, req: &CheckRequest) -> CheckRepor
     let plan_check = match planned {
         Some(Ok(sp)) => Check::pass(
             CheckId::StagingPlan,
-            format!("staging needs {} of {} on the swap partition", sp.budget.needed, sp.budget.have),
+            format!(
+                "staging needs {} of {} on the swap partition",
+                sp.budget.needed, sp.budget.have
+            ),
             "`stager stage` would stage with this profile, image and config.json",
         ),
-        Some(Err(failure)) => fail_with(CheckId::StagingPlan, "`stager stage` would refuse", &failure.text),
+        Some(Err(failure)) => {
+            fail_with(CheckId::StagingPlan, "`stager stage` would refuse", &failure.text)
+        }
         None => Check::not_evaluated(
             CheckId::StagingPlan,
             "-",
@@ -312,8 +366,13 @@ mod tests {
 
     #[test]
     fn a_refusal_splits_into_reason_and_fix_at_its_last_semicolon() {
-        let (reason, fix) = reason_and_fix("the image is for device type a, the profile is for b; download the b image");
-        assert_eq!((reason.as_str(), fix.as_str()), ("the image is for device type a, the profile is for b", "download the b image"));
+        let (reason, fix) = reason_and_fix(
+            "the image is for device type a, the profile is for b; download the b image",
+        );
+        assert_eq!(
+            (reason.as_str(), fix.as_str()),
+            ("the image is for device type a, the profile is for b", "download the b image")
+        );
         assert_eq!(reason_and_fix("no fix given").1, "see the reason");
     }
 }

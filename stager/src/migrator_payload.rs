@@ -51,7 +51,12 @@ pub fn read_appended(path: &Path) -> Result<Vec<u8>, PayloadError> {
     if length > size - TRAILER_BYTES {
         return Err(PayloadError::BadLength { path: path.to_path_buf(), length });
     }
-    let mut bytes = vec![0u8; usize::try_from(length).map_err(|_| PayloadError::BadLength { path: path.to_path_buf(), length })?];
+    let mut bytes =
+        vec![
+            0u8;
+            usize::try_from(length)
+                .map_err(|_| PayloadError::BadLength { path: path.to_path_buf(), length })?
+        ];
     file.seek(SeekFrom::Start(size - TRAILER_BYTES - length)).map_err(io)?;
     file.read_exact(&mut bytes).map_err(io)?;
     let actual = hex::encode(Sha256::digest(&bytes));
@@ -65,7 +70,8 @@ pub fn read_appended(path: &Path) -> Result<Vec<u8>, PayloadError> {
 /// The migrator: `--migrator PATH` when given, else the one appended to this executable.
 pub fn load(override_path: Option<&Path>) -> Result<Vec<u8>, PayloadError> {
     match override_path {
-        Some(path) => std::fs::read(path).map_err(|source| PayloadError::Io { path: path.to_path_buf(), source }),
+        Some(path) => std::fs::read(path)
+            .map_err(|source| PayloadError::Io { path: path.to_path_buf(), source }),
         None => read_appended(Path::new("/proc/self/exe")),
     }
 }
@@ -91,7 +97,11 @@ mod tests {
         std::fs::write(file.path(), &bytes).unwrap();
         assert!(matches!(read_appended(file.path()), Err(PayloadError::Corrupt { .. })));
 
-        std::fs::write(file.path(), b"plain binary without a trailer, long enough to look at its end").unwrap();
+        std::fs::write(
+            file.path(),
+            b"plain binary without a trailer, long enough to look at its end",
+        )
+        .unwrap();
         assert!(matches!(read_appended(file.path()), Err(PayloadError::Missing { .. })));
     }
 }

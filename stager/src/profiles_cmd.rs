@@ -25,7 +25,8 @@ impl ProfileCatalog {
 
     /// Every known name, sorted, without duplicates.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = Profile::list_builtin().into_iter().map(str::to_string).collect();
+        let mut names: Vec<String> =
+            Profile::list_builtin().into_iter().map(str::to_string).collect();
         names.extend(self.from_files.iter().map(|(_, p)| p.name.clone()));
         names.sort();
         names.dedup();
@@ -43,9 +44,10 @@ impl ProfileCatalog {
             return Ok(profile.clone());
         }
         match Profile::builtin(name) {
-            Err(ProfileError::Unknown { .. }) => {
-                Err(ProfileError::Unknown { name: name.to_string(), known: self.names().join(", ") })
-            }
+            Err(ProfileError::Unknown { .. }) => Err(ProfileError::Unknown {
+                name: name.to_string(),
+                known: self.names().join(", "),
+            }),
             other => other,
         }
     }
@@ -98,7 +100,10 @@ pub fn render_list(summaries: &[ProfileSummary]) -> String {
     let type_w = width(|s| &s.device_type, "DEVICE TYPE");
     let kind_w = width(|s| &s.source_kind, "SOURCE");
     let boot_w = width(|s| &s.boot_mode, "BOOT");
-    let mut out = format!("{:<name_w$}  {:<type_w$}  {:<kind_w$}  {:<boot_w$}  DESCRIPTION\n", "NAME", "DEVICE TYPE", "SOURCE", "BOOT");
+    let mut out = format!(
+        "{:<name_w$}  {:<type_w$}  {:<kind_w$}  {:<boot_w$}  DESCRIPTION\n",
+        "NAME", "DEVICE TYPE", "SOURCE", "BOOT"
+    );
     for s in summaries {
         out.push_str(&format!(
             "{:<name_w$}  {:<type_w$}  {:<kind_w$}  {:<boot_w$}  {}\n",
@@ -112,9 +117,9 @@ pub fn render_list(summaries: &[ProfileSummary]) -> String {
 pub fn run_list(catalog: &ProfileCatalog, json: bool) -> Result<String, ProfileError> {
     let summaries: Vec<ProfileSummary> = catalog.all()?.iter().map(ProfileSummary::of).collect();
     if json {
-        serde_json::to_string_pretty(&summaries)
-            .map(|text| format!("{text}\n"))
-            .map_err(|e| ProfileError::Serialize { file: "(profile list)".into(), problem: e.to_string() })
+        serde_json::to_string_pretty(&summaries).map(|text| format!("{text}\n")).map_err(|e| {
+            ProfileError::Serialize { file: "(profile list)".into(), problem: e.to_string() }
+        })
     } else {
         Ok(render_list(&summaries))
     }
@@ -124,15 +129,17 @@ pub fn run_list(catalog: &ProfileCatalog, json: bool) -> Result<String, ProfileE
 pub fn run_show(catalog: &ProfileCatalog, name: &str, json: bool) -> Result<String, ProfileError> {
     let profile = catalog.resolve(name)?;
     if json {
-        let mut value = serde_json::to_value(&profile)
-            .map_err(|e| ProfileError::Serialize { file: profile.origin.clone(), problem: e.to_string() })?;
+        let mut value = serde_json::to_value(&profile).map_err(|e| ProfileError::Serialize {
+            file: profile.origin.clone(),
+            problem: e.to_string(),
+        })?;
         if let Some(object) = value.as_object_mut() {
             object.insert("name".into(), profile.name.clone().into());
             object.insert("origin".into(), profile.origin.clone().into());
         }
-        return serde_json::to_string_pretty(&value)
-            .map(|text| format!("{text}\n"))
-            .map_err(|e| ProfileError::Serialize { file: profile.origin.clone(), problem: e.to_string() });
+        return serde_json::to_string_pretty(&value).map(|text| format!("{text}\n")).map_err(|e| {
+            ProfileError::Serialize { file: profile.origin.clone(), problem: e.to_string() }
+        });
     }
     Ok(format!("# profile {} (from {})\n{}", profile.name, profile.origin, profile.to_toml()?))
 }

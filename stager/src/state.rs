@@ -3,8 +3,8 @@
 //! failure — or a later `stager abort` — can undo exactly what was (or may have been) done,
 //! in reverse order. The file's existence means "a migration is staged or half-staged".
 
-use crate::stage::host_extras::Region;
 use crate::host::HostRoot;
+use crate::stage::host_extras::Region;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -53,7 +53,11 @@ pub enum Change {
     ArmUefiBootNext { efivars: String, undo: Option<grub::uefi::UefiUndo> },
     /// resinOS 1.x: the device marked for a supervisor update in the resin API (undo: set
     /// its supervisor release back, with the key read again from `config`).
-    MarkSupervisorUpdate { config: String, ca_cert: Option<String>, mark: crate::stage::resinos1x::supervisor_mark::Mark },
+    MarkSupervisorUpdate {
+        config: String,
+        ca_cert: Option<String>,
+        mark: crate::stage::resinos1x::supervisor_mark::Mark,
+    },
 }
 
 impl Change {
@@ -146,7 +150,9 @@ impl StateStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StateError::Io { action: "read", path, source }),
         };
-        serde_json::from_str(&text).map(Some).map_err(|e| StateError::Corrupt { path, problem: e.to_string() })
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StateError::Corrupt { path, problem: e.to_string() })
     }
 
     /// Writes the state durably (temp file, fsync, rename, fsync of the directory).
@@ -154,13 +160,21 @@ impl StateStore {
         let path = self.path();
         let text = serde_json::to_vec_pretty(state)
             .map_err(|e| StateError::Corrupt { path: path.clone(), problem: e.to_string() })?;
-        write_durably(&path, &text).map_err(|source| StateError::Io { action: "write", path, source })
+        write_durably(&path, &text).map_err(|source| StateError::Io {
+            action: "write",
+            path,
+            source,
+        })
     }
 
     pub fn remove(&self) -> Result<(), StateError> {
         let path = self.path();
         match std::fs::remove_file(&path) {
-            Ok(()) => sync_dir_of(&path).map_err(|source| StateError::Io { action: "sync the directory of", path, source }),
+            Ok(()) => sync_dir_of(&path).map_err(|source| StateError::Io {
+                action: "sync the directory of",
+                path,
+                source,
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(StateError::Io { action: "remove", path, source }),
         }

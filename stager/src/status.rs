@@ -47,12 +47,18 @@ fn armed(root: &HostRoot, state: &StageState) -> Armed {
     if !state.armed {
         return Armed::NotArmed;
     }
-    let pending = state.entries.iter().filter(|e| e.progress == Progress::Done).find_map(|e| match &e.change {
-        crate::state::Change::ArmGrubenv { undo: Some(record) } => Some(record.still_armed().map_err(|e| e.to_string())),
-        crate::state::Change::ArmUefiBootNext { efivars, undo: Some(record) } => {
-            Some(record.is_pending(&grub::uefi::EfiVars::at(root.path(efivars))).map_err(|e| e.to_string()))
+    let pending = state.entries.iter().filter(|e| e.progress == Progress::Done).find_map(|e| {
+        match &e.change {
+            crate::state::Change::ArmGrubenv { undo: Some(record) } => {
+                Some(record.still_armed().map_err(|e| e.to_string()))
+            }
+            crate::state::Change::ArmUefiBootNext { efivars, undo: Some(record) } => Some(
+                record
+                    .is_pending(&grub::uefi::EfiVars::at(root.path(efivars)))
+                    .map_err(|e| e.to_string()),
+            ),
+            _ => None,
         }
-        _ => None,
     });
     match pending {
         Some(Ok(true)) => Armed::Yes,
@@ -66,24 +72,34 @@ fn read_staging(dir: &Path) -> (Option<Vec<String>>, Option<String>) {
         let lines: Vec<String> = text.lines().map(str::to_string).collect();
         lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].to_vec()
     });
-    let journal = migrator::journal::Journal::open(dir).ok().map(|j| format!("{:?}", j.state().step));
+    let journal =
+        migrator::journal::Journal::open(dir).ok().map(|j| format!("{:?}", j.state().step));
     (log, journal)
 }
 
 /// Mounts the staging partition read-only, reads its log and journal, lets go of it.
-fn read_current_staging(region: &Region, mount_point: &Path, system: &mut dyn System, status: &mut Status) {
+fn read_current_staging(
+    region: &Region,
+    mount_point: &Path,
+    system: &mut dyn System,
+    status: &mut Status,
+) {
     match system.attach(region) {
         Ok((device, loop_device)) => {
             match system.mount(&device, mount_point, true) {
                 Ok(()) => {
-                    let (log, journal) = read_staging(&mount_point.join(STAGING_DIR.trim_start_matches('/')));
+                    let (log, journal) =
+                        read_staging(&mount_point.join(STAGING_DIR.trim_start_matches('/')));
                     status.log_tail = log;
                     status.journal_step = journal;
                     if let Err(e) = system.unmount(mount_point) {
                         log::warn!("cannot unmount {}: {e}", mount_point.display());
                     }
                 }
-                Err(e) => status.staging_problem = Some(format!("cannot mount {} read-only: {e}", region.host_path)),
+                Err(e) => {
+                    status.staging_problem =
+                        Some(format!("cannot mount {} read-only: {e}", region.host_path))
+                }
             }
             if let Some(loop_device) = loop_device {
                 let _ = system.detach(&loop_device);
@@ -120,7 +136,12 @@ pub fn status(root: &HostRoot, system: &mut dyn System) -> Result<Status, StateE
         Ok(current) => {
             status.current_path = current.by_identity.then(|| current.region.host_path.clone());
             if read_log {
-                read_current_staging(&current.region, &root.path(STATUS_MOUNT_POINT), system, &mut status);
+                read_current_staging(
+                    &current.region,
+                    &root.path(STATUS_MOUNT_POINT),
+                    system,
+                    &mut status,
+                );
             }
         }
         Err(e) => status.staging_problem = Some(format!("cannot find the staging partition: {e}")),
@@ -134,12 +155,21 @@ pub fn render_text(status: &Status) -> String {
     };
     let mut out = String::new();
     let device = match &status.current_path {
-        Some(now) if *now != state.staging.host_path => format!("{now} (named {} when staged)", state.staging.host_path),
+        Some(now) if *now != state.staging.host_path => {
+            format!("{now} (named {} when staged)", state.staging.host_path)
+        }
         Some(now) => now.clone(),
         None => state.staging.host_path.clone(),
     };
-    let was = if state.swap_uuid.is_empty() { String::new() } else { format!(", was swap UUID {}", state.swap_uuid) };
-    out.push_str(&format!("Staged on {device} (staging file system UUID {}{was}).\n", state.staging_fs_uuid));
+    let was = if state.swap_uuid.is_empty() {
+        String::new()
+    } else {
+        format!(", was swap UUID {}", state.swap_uuid)
+    };
+    out.push_str(&format!(
+        "Staged on {device} (staging file system UUID {}{was}).\n",
+        state.staging_fs_uuid
+    ));
     out.push_str(match status.armed {
         Armed::Yes => "Armed: the next boot starts the migration environment (one boot only).\n",
         Armed::Consumed => "Not armed any more: GRUB used the one-shot entry (or the firmware its BootNext), so the migration environment was booted and the device came back to this OS (or the boot setting was edited). Run `stager abort` to undo the staging, or stage again after reading the log below.\n",

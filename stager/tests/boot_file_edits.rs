@@ -31,7 +31,14 @@ fn fat_image(dir: &Path, files: &[(&str, &[u8])]) -> PathBuf {
 
 /// The file's bytes as mtools reads them (`None` when absent).
 fn mtype(image: &Path, name: &str) -> Option<Vec<u8>> {
-    let out = Command::new("mcopy").arg("-n").arg("-i").arg(image).arg(format!("::{name}")).arg("-").output().unwrap();
+    let out = Command::new("mcopy")
+        .arg("-n")
+        .arg("-i")
+        .arg(image)
+        .arg(format!("::{name}"))
+        .arg("-")
+        .output()
+        .unwrap();
     out.status.success().then_some(out.stdout)
 }
 
@@ -78,20 +85,40 @@ fn every_arm_profile_edits_its_boot_files_on_a_fat_image_and_undoes_them_byte_ex
             assert!(text.contains(BEGIN) && text.contains(END), "{name}: {text}");
             match kind {
                 EditKind::ConfigTxt => {
-                    assert!(text.contains("#swapover-disabled# kernel=kernel7.img\r\n"), "{name}: {text}");
+                    assert!(
+                        text.contains("#swapover-disabled# kernel=kernel7.img\r\n"),
+                        "{name}: {text}"
+                    );
                     assert!(text.contains("[all]\r\nkernel=swapover/vmlinuz\r\ninitramfs swapover/initramfs.img followkernel\r\ncmdline=swapover/cmdline.txt\r\n"), "{name}: {text}");
                 }
                 _ => {
-                    assert!(text.contains(&format!("{DISABLED}uenvcmd=run mmcboot\n")), "{name}: {text}");
-                    assert!(text.contains("swapover_part=1:3\n") && text.contains("load mmc ${swapover_part} ${rdaddr} /swapover/initramfs.img;"), "{name}: {text}");
+                    assert!(
+                        text.contains(&format!("{DISABLED}uenvcmd=run mmcboot\n")),
+                        "{name}: {text}"
+                    );
+                    assert!(
+                        text.contains("swapover_part=1:3\n")
+                            && text.contains(
+                                "load mmc ${swapover_part} ${rdaddr} /swapover/initramfs.img;"
+                            ),
+                        "{name}: {text}"
+                    );
                 }
             }
-            assert_eq!(mtype(&image, &boot_files::backup_name(file)).as_deref(), Some(before), "{name}: byte copy of {file}");
+            assert_eq!(
+                mtype(&image, &boot_files::backup_name(file)).as_deref(),
+                Some(before),
+                "{name}: byte copy of {file}"
+            );
             fsck_clean(&image);
 
             boot_files::undo_on_fat(open_rw(&image), file).unwrap();
             assert_eq!(mtype(&image, file).as_deref(), Some(before), "{name}: {file} after undo");
-            assert_eq!(mtype(&image, &boot_files::backup_name(file)), None, "{name}: the copy is removed");
+            assert_eq!(
+                mtype(&image, &boot_files::backup_name(file)),
+                None,
+                "{name}: the copy is removed"
+            );
             assert_eq!(mtype(&image, "untouched.txt").as_deref(), Some(&b"keep me\n"[..]));
             fsck_clean(&image);
             edited_files += 1;
@@ -106,7 +133,8 @@ fn a_missing_config_txt_is_created_and_its_undo_removes_it() {
     let profile = Profile::builtin("resinos1x-raspberry-pi").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let image = fat_image(dir.path(), &[("cmdline.txt", b"root=/dev/mmcblk0p2\n")]);
-    let applied = boot_files::apply_on_fat(open_rw(&image), "config.txt", &boot_for(&profile)).unwrap();
+    let applied =
+        boot_files::apply_on_fat(open_rw(&image), "config.txt", &boot_for(&profile)).unwrap();
     assert_eq!(applied.original, None);
     assert_eq!(mtype(&image, "config.txt"), Some(applied.edited));
     assert_eq!(mtype(&image, "config.txt.swapover-orig"), None);
@@ -123,7 +151,8 @@ fn an_edited_file_is_not_edited_twice_and_a_plain_file_has_nothing_to_undo() {
     let image = fat_image(dir.path(), &[("config.txt", b"gpu_mem=16\n")]);
     boot_files::apply_on_fat(open_rw(&image), "config.txt", &boot_for(&profile)).unwrap();
     let edited = mtype(&image, "config.txt").unwrap();
-    let err = boot_files::apply_on_fat(open_rw(&image), "config.txt", &boot_for(&profile)).unwrap_err();
+    let err =
+        boot_files::apply_on_fat(open_rw(&image), "config.txt", &boot_for(&profile)).unwrap_err();
     assert!(err.to_string().contains("already carries a swapover edit"), "{err}");
     assert_eq!(mtype(&image, "config.txt"), Some(edited), "a refused second edit changes nothing");
 

@@ -29,10 +29,7 @@ const ALL_IDS: [&str; 17] = [
 ];
 
 fn stager(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stager"))
-        .args(args)
-        .output()
-        .expect("run stager")
+    Command::new(env!("CARGO_BIN_EXE_stager")).args(args).output().expect("run stager")
 }
 
 fn stdout(output: &Output) -> String {
@@ -68,17 +65,11 @@ fn check_prints_every_check_and_exits_0_on_a_good_host() {
     let output = check_with_limits(&host, &[]);
     let text = stdout(&output);
     for id in ALL_IDS {
-        assert!(
-            text.contains(&format!(" {id} ")),
-            "{id} missing from:\n{text}"
-        );
+        assert!(text.contains(&format!(" {id} ")), "{id} missing from:\n{text}");
     }
     if running_as_root() {
         assert_eq!(output.status.code(), Some(0), "{text}");
-        assert!(
-            text.contains("17 passed, 0 warnings, 0 failed: staging may proceed."),
-            "{text}"
-        );
+        assert!(text.contains("17 passed, 0 warnings, 0 failed: staging may proceed."), "{text}");
     } else {
         assert_eq!(output.status.code(), Some(1), "{text}");
         assert!(text.contains("FAIL  root-user"), "{text}");
@@ -96,18 +87,9 @@ fn check_json_carries_report_and_facts() {
     for check in checks {
         assert!(["pass", "warn", "fail"].contains(&check["status"].as_str().unwrap()));
     }
-    assert_eq!(
-        document["report"]["may_proceed"],
-        Value::Bool(running_as_root())
-    );
-    assert_eq!(
-        document["facts"]["swap_header"]["Ok"]["uuid"],
-        fixture_host::SWAP_UUID
-    );
-    assert_eq!(
-        document["facts"]["root_disk"]["Ok"]["table"]["disk_signature"],
-        "1234abcd"
-    );
+    assert_eq!(document["report"]["may_proceed"], Value::Bool(running_as_root()));
+    assert_eq!(document["facts"]["swap_header"]["Ok"]["uuid"], fixture_host::SWAP_UUID);
+    assert_eq!(document["facts"]["root_disk"]["Ok"]["table"]["disk_signature"], "1234abcd");
     assert_eq!(document["inputs"]["needed_swap"], 16 * 1024 * 1024);
 }
 
@@ -118,15 +100,9 @@ fn check_exits_1_with_reason_and_fix_when_swap_is_a_file() {
     let output = check_with_limits(&host, &[]);
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{text}");
-    let block: Vec<&str> = text
-        .lines()
-        .skip_while(|l| !l.starts_with("FAIL  swap-partition"))
-        .take(4)
-        .collect();
-    assert!(
-        block[1].contains("found:  only swap files are active (/swapfile)"),
-        "{text}"
-    );
+    let block: Vec<&str> =
+        text.lines().skip_while(|l| !l.starts_with("FAIL  swap-partition")).take(4).collect();
+    assert!(block[1].contains("found:  only swap files are active (/swapfile)"), "{text}");
     assert!(block[2].starts_with("      reason: "), "{text}");
     assert!(block[3].starts_with("      fix:    "), "{text}");
     assert!(text.contains("staging may NOT proceed"));
@@ -138,10 +114,7 @@ fn check_without_requirements_warns_that_they_were_not_evaluated() {
     let output = stager(&["check", "--root", host.root().to_str().unwrap()]);
     let text = stdout(&output);
     assert_eq!(text.matches("reason: not evaluated").count(), 4, "{text}");
-    assert_eq!(
-        output.status.code(),
-        Some(if running_as_root() { 0 } else { 1 })
-    );
+    assert_eq!(output.status.code(), Some(if running_as_root() { 0 } else { 1 }));
 }
 
 #[test]
@@ -167,14 +140,8 @@ fn help_explains_each_command_and_what_it_changes() {
     }
     assert!(top.contains("--json"));
     let check = stdout(&stager(&["check", "--help"]));
-    assert!(
-        check.contains("Changes nothing") && check.contains("Exit code"),
-        "{check}"
-    );
-    assert!(
-        !check.contains("--root"),
-        "--root is for tests and stays hidden"
-    );
+    assert!(check.contains("Changes nothing") && check.contains("Exit code"), "{check}");
+    assert!(!check.contains("--root"), "--root is for tests and stays hidden");
     let stage = stdout(&stager(&["stage", "--help"]));
     for option in [
         "--profile",
@@ -189,8 +156,5 @@ fn help_explains_each_command_and_what_it_changes() {
     ] {
         assert!(stage.contains(option), "{option} missing from:\n{stage}");
     }
-    assert!(
-        stage.contains("rolls") && stage.contains("changes nothing"),
-        "{stage}"
-    );
+    assert!(stage.contains("rolls") && stage.contains("changes nothing"), "{stage}");
 }

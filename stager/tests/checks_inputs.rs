@@ -29,12 +29,17 @@ fn check(host: &StageHost, image: &Path, config: &Path, extra: &[&str]) -> Outpu
 }
 
 fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 /// The checks of a `--json` run, by id: (status, reason).
 fn by_id(output: &Output) -> std::collections::BTreeMap<String, (String, String)> {
-    let value: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(output)));
+    let value: Value =
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(output)));
     value["report"]["checks"]
         .as_array()
         .unwrap()
@@ -42,14 +47,21 @@ fn by_id(output: &Output) -> std::collections::BTreeMap<String, (String, String)
         .map(|c| {
             (
                 c["id"].as_str().unwrap().to_string(),
-                (c["status"].as_str().unwrap().to_string(), c["reason"].as_str().unwrap().to_string()),
+                (
+                    c["status"].as_str().unwrap().to_string(),
+                    c["reason"].as_str().unwrap().to_string(),
+                ),
             )
         })
         .collect()
 }
 
 fn failed(output: &Output) -> Vec<String> {
-    by_id(output).into_iter().filter(|(_, (status, _))| status == "fail").map(|(id, _)| id).collect()
+    by_id(output)
+        .into_iter()
+        .filter(|(_, (status, _))| status == "fail")
+        .map(|(id, _)| id)
+        .collect()
 }
 
 #[test]
@@ -59,8 +71,20 @@ fn a_matching_image_and_config_pass_every_check() {
     let output = check(&host, &host.image(), &host.input("config.json"), &[]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let out = text(&output);
-    for id in ["profile", "image", "image-device-type", "image-layout", "config-json", "staging-plan", "swap-size", "root-space"] {
-        let line = out.lines().find(|l| l.split_whitespace().nth(1) == Some(id)).unwrap_or_else(|| panic!("{id} missing: {out}"));
+    for id in [
+        "profile",
+        "image",
+        "image-device-type",
+        "image-layout",
+        "config-json",
+        "staging-plan",
+        "swap-size",
+        "root-space",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(id))
+            .unwrap_or_else(|| panic!("{id} missing: {out}"));
         assert!(line.starts_with("PASS"), "{line}\n{out}");
     }
     // Sizes come from the image and the plan, not "not evaluated".
@@ -79,13 +103,17 @@ fn a_matching_image_and_config_pass_every_check() {
 #[test]
 fn an_image_of_another_device_type_fails_image_device_type() {
     let host = StageHost::new();
-    let image = host.make_image("rpi.img", &ImageSpec { slug: Some("raspberrypi3"), ..ImageSpec::default() });
+    let image = host
+        .make_image("rpi.img", &ImageSpec { slug: Some("raspberrypi3"), ..ImageSpec::default() });
     let output = check(&host, &image, &host.input("config.json"), &["--json"]);
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let checks = by_id(&output);
     let (status, reason) = &checks["image-device-type"];
     assert_eq!(status, "fail");
-    assert!(reason.contains("the image is for device type raspberrypi3, the profile is for intel-nuc"), "{reason}");
+    assert!(
+        reason.contains("the image is for device type raspberrypi3, the profile is for intel-nuc"),
+        "{reason}"
+    );
     assert!(!reason.contains('\n'), "{reason}");
     // The layout itself is fine: only the device type (and the plan that stage would refuse) fail.
     assert_eq!(checks["image-layout"].0, "pass");
@@ -120,7 +148,11 @@ fn a_gpt_image_fails_the_image_check() {
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let checks = by_id(&output);
     assert_eq!(checks["image"].0, "fail");
-    assert!(checks["image"].1.contains("GPT partition table but the profile expects MBR"), "{:?}", checks["image"]);
+    assert!(
+        checks["image"].1.contains("GPT partition table but the profile expects MBR"),
+        "{:?}",
+        checks["image"]
+    );
 }
 
 #[test]
@@ -140,7 +172,9 @@ fn an_image_file_larger_than_the_swap_fails_swap_size() {
     assert!(reason.contains("staging needs"), "{reason}");
     assert_eq!(checks["root-space"].0, "pass", "{checks:?}");
     assert!(
-        checks["staging-plan"].1.contains("the swap partition /dev/sda5 is 154 MiB but staging needs"),
+        checks["staging-plan"]
+            .1
+            .contains("the swap partition /dev/sda5 is 154 MiB but staging needs"),
         "{:?}",
         checks["staging-plan"]
     );
@@ -161,7 +195,9 @@ fn an_invalid_or_foreign_config_json_fails_config_json() {
     let foreign = host.write_input("rpi.json", br#"{"deviceType":"raspberrypi3"}"#);
     let output = check(&host, &host.image(), &foreign, &["--json"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(by_id(&output)["config-json"].1.contains("is for device type raspberrypi3, the profile is for intel-nuc"));
+    assert!(by_id(&output)["config-json"]
+        .1
+        .contains("is for device type raspberrypi3, the profile is for intel-nuc"));
 }
 
 #[test]
@@ -183,7 +219,10 @@ fn the_profile_sets_the_boot_mode_and_an_unknown_profile_is_an_error() {
     assert_eq!(unknown.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&unknown.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("unknown profile 'no-such-board'") && stderr.contains("intel-nuc"), "{stderr}");
+    assert!(
+        stderr.contains("unknown profile 'no-such-board'") && stderr.contains("intel-nuc"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -12,11 +12,7 @@ use stager::host::units::Bytes;
 use stager::host::HostRoot;
 
 fn process() -> ProcessFacts {
-    ProcessFacts {
-        euid: 0,
-        arch: "x86_64".to_string(),
-        search_path: None,
-    }
+    ProcessFacts { euid: 0, arch: "x86_64".to_string(), search_path: None }
 }
 
 fn facts_of(host: &FixtureHost) -> HostFacts {
@@ -42,12 +38,7 @@ fn inputs_at_the_limits(facts: &HostFacts) -> CheckInputs {
 }
 
 fn failed(report: &CheckReport) -> Vec<CheckId> {
-    report
-        .checks
-        .iter()
-        .filter(|c| c.status == Status::Fail)
-        .map(|c| c.id)
-        .collect()
+    report.checks.iter().filter(|c| c.status == Status::Fail).map(|c| c.id).collect()
 }
 
 #[test]
@@ -62,16 +53,8 @@ fn the_legacy_host_passes_every_check_at_the_limits() {
         assert!(!check.found.is_empty() && !check.reason.is_empty());
     }
     assert!(report.may_proceed);
-    assert!(report
-        .get(CheckId::SwapSignature)
-        .unwrap()
-        .found
-        .contains(fixture_host::SWAP_UUID));
-    assert!(report
-        .get(CheckId::RootPartition)
-        .unwrap()
-        .found
-        .contains("1234abcd-01"));
+    assert!(report.get(CheckId::SwapSignature).unwrap().found.contains(fixture_host::SWAP_UUID));
+    assert!(report.get(CheckId::RootPartition).unwrap().found.contains("1234abcd-01"));
 }
 
 #[test]
@@ -83,17 +66,11 @@ fn one_byte_over_each_limit_fails_that_check_only() {
     for (id, inputs) in [
         (
             CheckId::SwapSize,
-            CheckInputs {
-                needed_swap: one_more(limits.needed_swap),
-                ..limits.clone()
-            },
+            CheckInputs { needed_swap: one_more(limits.needed_swap), ..limits.clone() },
         ),
         (
             CheckId::MemoryWithoutSwap,
-            CheckInputs {
-                min_memory: one_more(limits.min_memory),
-                ..limits.clone()
-            },
+            CheckInputs { min_memory: one_more(limits.min_memory), ..limits.clone() },
         ),
         (
             CheckId::RootSpace,
@@ -104,19 +81,13 @@ fn one_byte_over_each_limit_fails_that_check_only() {
         ),
         (
             CheckId::BootMode,
-            CheckInputs {
-                expected_boot_mode: Some(BootMode::Uefi),
-                ..limits.clone()
-            },
+            CheckInputs { expected_boot_mode: Some(BootMode::Uefi), ..limits.clone() },
         ),
     ] {
         let report = run_all(&facts, &inputs);
         assert_eq!(failed(&report), vec![id]);
         let check = report.get(id).unwrap();
-        assert!(
-            check.fix.as_deref().is_some_and(|f| !f.is_empty()),
-            "{check:?}"
-        );
+        assert!(check.fix.as_deref().is_some_and(|f| !f.is_empty()), "{check:?}");
         assert!(!report.may_proceed);
     }
 }
@@ -131,10 +102,7 @@ fn memory_check_counts_swap_in_use() {
     let check = run(
         CheckId::MemoryWithoutSwap,
         &facts,
-        &CheckInputs {
-            min_memory: Some(memory.available),
-            ..Default::default()
-        },
+        &CheckInputs { min_memory: Some(memory.available), ..Default::default() },
     );
     assert_eq!(check.status, Status::Fail);
     assert!(check.found.contains("swap in use"), "{}", check.found);
@@ -172,55 +140,27 @@ fn memory_total_against_the_profile_minimum() {
 fn unknown_requirements_warn_without_blocking() {
     let host = FixtureHost::legacy_ubuntu_14_04();
     let report = run_all(&facts_of(&host), &CheckInputs::default());
-    let warned: Vec<CheckId> = report
-        .checks
-        .iter()
-        .filter(|c| c.status == Status::Warn)
-        .map(|c| c.id)
-        .collect();
+    let warned: Vec<CheckId> =
+        report.checks.iter().filter(|c| c.status == Status::Warn).map(|c| c.id).collect();
     assert_eq!(
         warned,
-        vec![
-            CheckId::BootMode,
-            CheckId::SwapSize,
-            CheckId::MemoryWithoutSwap,
-            CheckId::RootSpace
-        ]
+        vec![CheckId::BootMode, CheckId::SwapSize, CheckId::MemoryWithoutSwap, CheckId::RootSpace]
     );
     assert!(report.may_proceed);
-    assert!(report
-        .get(CheckId::SwapSize)
-        .unwrap()
-        .reason
-        .starts_with("not evaluated"));
+    assert!(report.get(CheckId::SwapSize).unwrap().reason.starts_with("not evaluated"));
 }
 
 #[test]
 fn not_root_and_not_x86_64() {
     let host = FixtureHost::legacy_ubuntu_14_04();
     let root = HostRoot::new(host.root());
-    let user = gather_with(
-        &root,
-        ProcessFacts {
-            euid: 1000,
-            ..process()
-        },
-    );
+    let user = gather_with(&root, ProcessFacts { euid: 1000, ..process() });
     let check = run(CheckId::RootUser, &user, &CheckInputs::default());
     assert_eq!(check.status, Status::Fail);
     assert_eq!(check.found, "effective user id 1000");
     assert!(check.fix.unwrap().contains("sudo"));
-    let arm = gather_with(
-        &root,
-        ProcessFacts {
-            arch: "aarch64".into(),
-            ..process()
-        },
-    );
-    assert_eq!(
-        run(CheckId::Architecture, &arm, &CheckInputs::default()).status,
-        Status::Fail
-    );
+    let arm = gather_with(&root, ProcessFacts { arch: "aarch64".into(), ..process() });
+    assert_eq!(run(CheckId::Architecture, &arm, &CheckInputs::default()).status, Status::Fail);
 }
 
 #[test]
@@ -238,19 +178,11 @@ fn os_releases() {
         ("fedora-39", Status::Fail),
     ] {
         host.copy_fixture("/etc/os-release", &format!("os-release/{fixture}"));
-        let check = run(
-            CheckId::OsRelease,
-            &facts_of(&host),
-            &CheckInputs::default(),
-        );
+        let check = run(CheckId::OsRelease, &facts_of(&host), &CheckInputs::default());
         assert_eq!(check.status, status, "{fixture}: {check:?}");
     }
     host.remove("/etc/os-release");
-    let check = run(
-        CheckId::OsRelease,
-        &facts_of(&host),
-        &CheckInputs::default(),
-    );
+    let check = run(CheckId::OsRelease, &facts_of(&host), &CheckInputs::default());
     assert_eq!(check.status, Status::Fail);
     assert!(check.found.contains("os-release"));
 }
@@ -260,10 +192,7 @@ fn grub_problems() {
     let host = FixtureHost::legacy_ubuntu_14_04();
     host.copy_fixture("/boot/grub/grub.cfg", "grub/hand-written-no-next-entry.cfg");
     let report = run_all(&facts_of(&host), &CheckInputs::default());
-    assert_eq!(
-        failed(&report),
-        vec![CheckId::GrubNextEntry, CheckId::GrubEntryRoute]
-    );
+    assert_eq!(failed(&report), vec![CheckId::GrubNextEntry, CheckId::GrubEntryRoute]);
     assert!(report
         .get(CheckId::GrubNextEntry)
         .unwrap()
@@ -274,15 +203,9 @@ fn grub_problems() {
     // 40_custom plus update-grub is the other way to reach the new entry.
     host.write("/etc/grub.d/40_custom", "#!/bin/sh\nexec tail -n +3 $0\n");
     host.symlink("/usr/sbin/update-grub", "/usr/sbin/update-grub");
-    let check = run(
-        CheckId::GrubEntryRoute,
-        &facts_of(&host),
-        &CheckInputs::default(),
-    );
+    let check = run(CheckId::GrubEntryRoute, &facts_of(&host), &CheckInputs::default());
     assert_eq!(check.status, Status::Pass, "{check:?}");
-    assert!(check
-        .found
-        .contains("/etc/grub.d/40_custom and /usr/sbin/update-grub"));
+    assert!(check.found.contains("/etc/grub.d/40_custom and /usr/sbin/update-grub"));
 
     host.remove("/usr/bin/grub-editenv");
     let check = run(CheckId::Grub2, &facts_of(&host), &CheckInputs::default());
@@ -307,55 +230,29 @@ fn swap_file_instead_of_a_partition() {
     let report = run_all(&facts, &inputs_at_the_limits(&facts));
     assert_eq!(
         failed(&report),
-        vec![
-            CheckId::SwapPartition,
-            CheckId::SameDisk,
-            CheckId::SwapSignature,
-            CheckId::SwapSize
-        ]
+        vec![CheckId::SwapPartition, CheckId::SameDisk, CheckId::SwapSignature, CheckId::SwapSize]
     );
     assert_eq!(report.get(CheckId::SwapFstab).unwrap().status, Status::Warn);
-    assert!(report
-        .get(CheckId::SwapPartition)
-        .unwrap()
-        .found
-        .contains("/swapfile"));
+    assert!(report.get(CheckId::SwapPartition).unwrap().found.contains("/swapfile"));
 }
 
 #[test]
 fn no_swap_at_all() {
     let host = FixtureHost::legacy_ubuntu_14_04();
     host.copy_fixture("/proc/swaps", "swaps/none");
-    let check = run(
-        CheckId::SwapPartition,
-        &facts_of(&host),
-        &CheckInputs::default(),
-    );
-    assert_eq!(
-        (check.status, check.found.as_str()),
-        (Status::Fail, "no swap area is active")
-    );
+    let check = run(CheckId::SwapPartition, &facts_of(&host), &CheckInputs::default());
+    assert_eq!((check.status, check.found.as_str()), (Status::Fail, "no swap area is active"));
 }
 
 #[test]
 fn swap_on_lvm_and_swap_on_another_disk() {
     let host = FixtureHost::legacy_ubuntu_14_04();
-    host.add_sysfs_virtual(
-        "dm-1",
-        "253:1",
-        2_000_000,
-        Some("LVM-swapvolume"),
-        &["sda5"],
-    );
+    host.add_sysfs_virtual("dm-1", "253:1", 2_000_000, Some("LVM-swapvolume"), &["sda5"]);
     host.write(
         "/proc/swaps",
         "Filename Type Size Used Priority\n/dev/dm-1 partition 1000000 0 -2\n",
     );
-    let check = run(
-        CheckId::SwapPartition,
-        &facts_of(&host),
-        &CheckInputs::default(),
-    );
+    let check = run(CheckId::SwapPartition, &facts_of(&host), &CheckInputs::default());
     assert_eq!(check.status, Status::Fail);
     assert!(check.reason.contains("LVM"), "{}", check.reason);
 
@@ -372,15 +269,9 @@ fn swap_on_lvm_and_swap_on_another_disk() {
         }],
         true,
     );
-    host.write(
-        "/proc/swaps",
-        "Filename Type Size Used Priority\n/dev/sdb1 partition 45000 0 -2\n",
-    );
+    host.write("/proc/swaps", "Filename Type Size Used Priority\n/dev/sdb1 partition 45000 0 -2\n");
     let facts = facts_of(&host);
-    assert_eq!(
-        run(CheckId::SwapPartition, &facts, &CheckInputs::default()).status,
-        Status::Pass
-    );
+    assert_eq!(run(CheckId::SwapPartition, &facts, &CheckInputs::default()).status, Status::Pass);
     let check = run(CheckId::SameDisk, &facts, &CheckInputs::default());
     assert_eq!(check.status, Status::Fail);
     assert!(
@@ -393,12 +284,7 @@ fn swap_on_lvm_and_swap_on_another_disk() {
 #[test]
 fn root_on_lvm_luks_md_or_btrfs_subvolume_is_refused() {
     let cases: [(&str, &str, Option<&str>, &str); 4] = [
-        (
-            "mountinfo/ubuntu-22.04-lvm",
-            "dm-0",
-            Some("LVM-Xy7kPq2Rs9Tu"),
-            "LVM",
-        ),
+        ("mountinfo/ubuntu-22.04-lvm", "dm-0", Some("LVM-Xy7kPq2Rs9Tu"), "LVM"),
         (
             "mountinfo/ubuntu-18.04-luks",
             "dm-0",
@@ -416,11 +302,7 @@ fn root_on_lvm_luks_md_or_btrfs_subvolume_is_refused() {
         } else if name == "md0" {
             host.add_sysfs_virtual(name, "9:0", 80_000, None, &["sda1"]);
         }
-        let check = run(
-            CheckId::RootStorage,
-            &facts_of(&host),
-            &CheckInputs::default(),
-        );
+        let check = run(CheckId::RootStorage, &facts_of(&host), &CheckInputs::default());
         assert_eq!(check.status, Status::Fail, "{mountinfo}");
         assert!(
             check.reason.contains(what) || check.found.contains(what),
@@ -433,11 +315,7 @@ fn root_on_lvm_luks_md_or_btrfs_subvolume_is_refused() {
 fn read_only_boot_is_refused() {
     let host = FixtureHost::legacy_ubuntu_14_04();
     host.copy_fixture("/proc/self/mountinfo", "mountinfo/ubuntu-16.04-ro-boot");
-    let check = run(
-        CheckId::BootWritable,
-        &facts_of(&host),
-        &CheckInputs::default(),
-    );
+    let check = run(CheckId::BootWritable, &facts_of(&host), &CheckInputs::default());
     assert_eq!(check.status, Status::Fail);
     assert!(check.fix.unwrap().contains("mount -o remount,rw /boot"));
 }
@@ -457,11 +335,7 @@ fn a_wiped_swap_signature_is_refused() {
     );
     let report = run_all(&facts_of(&host), &CheckInputs::default());
     assert_eq!(failed(&report), vec![CheckId::SwapSignature]);
-    assert!(report
-        .get(CheckId::SwapSignature)
-        .unwrap()
-        .found
-        .contains("no swap signature"));
+    assert!(report.get(CheckId::SwapSignature).unwrap().found.contains("no swap signature"));
 }
 
 #[test]
@@ -477,27 +351,18 @@ fn a_gpt_disk_is_read_and_its_root_partition_found() {
     );
     let facts = facts_of(&host);
     assert!(facts.root_disk.as_ref().unwrap().table.is_gpt());
-    assert_eq!(
-        run(CheckId::RootPartition, &facts, &CheckInputs::default()).status,
-        Status::Pass
-    );
+    assert_eq!(run(CheckId::RootPartition, &facts, &CheckInputs::default()).status, Status::Pass);
 }
 
 #[test]
 fn fstab_finds_swap_by_uuid_label_partuuid_or_path_and_only_warns_otherwise() {
     let host = FixtureHost::legacy_ubuntu_14_04();
     for (line, status) in [
-        (
-            "UUID=0A2F4E6C-8B1D-4F3A-9C5E-7D8B6A4F2E10 none swap sw 0 0",
-            Status::Pass,
-        ),
+        ("UUID=0A2F4E6C-8B1D-4F3A-9C5E-7D8B6A4F2E10 none swap sw 0 0", Status::Pass),
         ("LABEL=stem-swap none swap sw 0 0", Status::Pass),
         ("PARTUUID=1234abcd-05 none swap sw 0 0", Status::Pass),
         ("/dev/sda5 none swap sw 0 0", Status::Pass),
-        (
-            "UUID=11111111-2222-4333-8444-555555555555 none swap sw 0 0",
-            Status::Warn,
-        ),
+        ("UUID=11111111-2222-4333-8444-555555555555 none swap sw 0 0", Status::Warn),
         ("LABEL=other none swap sw 0 0", Status::Warn),
         ("/dev/sda1 / ext4 errors=remount-ro 0 1", Status::Warn),
     ] {
@@ -509,18 +374,15 @@ fn fstab_finds_swap_by_uuid_label_partuuid_or_path_and_only_warns_otherwise() {
             assert!(
                 check.found.starts_with(&format!(
                     "/etc/fstab swap entry {}",
-                    line.split(' ').next().unwrap().replace(
-                        "0A2F4E6C-8B1D-4F3A-9C5E-7D8B6A4F2E10",
-                        fixture_host::SWAP_UUID
-                    )
+                    line.split(' ')
+                        .next()
+                        .unwrap()
+                        .replace("0A2F4E6C-8B1D-4F3A-9C5E-7D8B6A4F2E10", fixture_host::SWAP_UUID)
                 )),
                 "{}",
                 check.found
             );
         }
-        assert!(
-            run_all(&facts, &CheckInputs::default()).may_proceed,
-            "{line}"
-        );
+        assert!(run_all(&facts, &CheckInputs::default()).may_proceed, "{line}");
     }
 }

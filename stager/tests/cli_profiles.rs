@@ -53,7 +53,11 @@ fn list_shows_every_shipped_profile_with_its_columns() {
         let text = stdout(&output);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 1 + SHIPPED.len(), "{text}");
-        assert!(lines[0].starts_with("NAME") && lines[0].contains("DEVICE TYPE") && lines[0].contains("DESCRIPTION"));
+        assert!(
+            lines[0].starts_with("NAME")
+                && lines[0].contains("DEVICE TYPE")
+                && lines[0].contains("DESCRIPTION")
+        );
         for (line, name) in lines[1..].iter().zip(SHIPPED) {
             let profile = Profile::builtin(name).unwrap();
             let columns: Vec<&str> = line.split_whitespace().collect();
@@ -61,11 +65,17 @@ fn list_shows_every_shipped_profile_with_its_columns() {
             assert_eq!(columns[1], profile.device_type, "{line}");
             assert!(line.ends_with(&profile.description), "{line}");
         }
-        assert!(text.contains("intel-nuc  ") && text.contains("ubuntu-grub-host") && text.contains("board-firmware"), "{text}");
+        assert!(
+            text.contains("intel-nuc  ")
+                && text.contains("ubuntu-grub-host")
+                && text.contains("board-firmware"),
+            "{text}"
+        );
     }
     let json = stager(&["profiles", "--json"]);
     let value: Value = serde_json::from_slice(&json.stdout).unwrap();
-    let names: Vec<&str> = value.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        value.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, SHIPPED);
     assert_eq!(value[1]["boot_mode"], "bios");
     assert_eq!(value[2]["source_kind"], "resinos-1x");
@@ -76,13 +86,19 @@ fn show_prints_intel_nuc_resolved_as_toml() {
     let output = stager(&["profiles", "show", "intel-nuc"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = stdout(&output);
-    assert!(text.starts_with("# profile intel-nuc (from profiles/intel-nuc.toml (built-in))\n"), "{text}");
+    assert!(
+        text.starts_with("# profile intel-nuc (from profiles/intel-nuc.toml (built-in))\n"),
+        "{text}"
+    );
     for partition in ["resin-boot", "resin-rootA", "resin-rootB", "resin-state", "resin-data"] {
         assert!(text.contains(&format!("name = \"{partition}\"")), "{partition} missing: {text}");
     }
     assert!(text.contains("[[target.partitions]]") && text.contains("device_type = \"intel-nuc\""));
     // What is shown parses back to the very profile.
-    assert_eq!(Profile::from_toml_str("intel-nuc", &text).unwrap().target, Profile::builtin("intel-nuc").unwrap().target);
+    assert_eq!(
+        Profile::from_toml_str("intel-nuc", &text).unwrap().target,
+        Profile::builtin("intel-nuc").unwrap().target
+    );
 
     let json = stager(&["--json", "profiles", "show", "resinos1x-raspberrypi3"]);
     let value: Value = serde_json::from_slice(&json.stdout).unwrap();
@@ -109,17 +125,25 @@ fn a_profile_file_adds_a_profile() {
     let dir = tempfile::tempdir().unwrap();
     let file = board_file(dir.path(), "my-board");
     // Before the subcommand and after it (the option is global).
-    for args in [vec!["--profile-file", &file, "profiles"], vec!["profiles", "list", "--profile-file", &file]] {
+    for args in [
+        vec!["--profile-file", &file, "profiles"],
+        vec!["profiles", "list", "--profile-file", &file],
+    ] {
         let output = stager(&args);
         assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
         let text = stdout(&output);
         assert_eq!(text.lines().count(), 2 + SHIPPED.len(), "{text}");
-        let line = text.lines().find(|l| l.starts_with("my-board ")).unwrap_or_else(|| panic!("{text}"));
+        let line =
+            text.lines().find(|l| l.starts_with("my-board ")).unwrap_or_else(|| panic!("{text}"));
         assert!(line.ends_with("A board added from a file"), "{line}");
     }
     let show = stager(&["profiles", "show", "my-board", "--profile-file", &file]);
     assert_eq!(show.status.code(), Some(0), "{}", stderr(&show));
-    assert!(stdout(&show).starts_with(&format!("# profile my-board (from {file})")), "{}", stdout(&show));
+    assert!(
+        stdout(&show).starts_with(&format!("# profile my-board (from {file})")),
+        "{}",
+        stdout(&show)
+    );
     // The file's name is now among the known ones.
     let unknown = stager(&["--profile-file", &file, "profiles", "show", "other"]);
     assert_eq!(unknown.status.code(), Some(1));
@@ -130,19 +154,27 @@ fn a_profile_file_adds_a_profile() {
 fn an_invalid_profile_file_names_the_file_and_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = board_file(dir.path(), "typo");
-    let text = std::fs::read_to_string(&file).unwrap().replace("min_ram_mib = 1024", "min_ram_mb = 1024");
+    let text =
+        std::fs::read_to_string(&file).unwrap().replace("min_ram_mib = 1024", "min_ram_mb = 1024");
     std::fs::write(&file, text).unwrap();
     let output = stager(&["--profile-file", &file, "profiles"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stdout(&output).is_empty());
     let err = stderr(&output);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains(&file) && err.contains("requirements") && err.contains("min_ram_mb"), "{err}");
+    assert!(
+        err.contains(&file) && err.contains("requirements") && err.contains("min_ram_mb"),
+        "{err}"
+    );
 
     let missing = dir.path().join("absent.toml").display().to_string();
     let output = stager(&["profiles", "--profile-file", &missing]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains(&missing) && stderr(&output).contains("cannot read"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&missing) && stderr(&output).contains("cannot read"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -156,7 +188,14 @@ fn check_and_stage_use_a_profile_from_a_file() {
         c.arg(command)
             .arg("--root")
             .arg(host.host.root())
-            .args(["--profile", "my-board", "--profile-file", profile_file, "--kernel-release", KERNEL])
+            .args([
+                "--profile",
+                "my-board",
+                "--profile-file",
+                profile_file,
+                "--kernel-release",
+                KERNEL,
+            ])
             .arg("--migrator")
             .arg(&migrator)
             .arg("--image")
@@ -178,7 +217,8 @@ fn check_and_stage_use_a_profile_from_a_file() {
     // An invalid --profile-file stops both before anything is read from the host.
     let bad = host.write_input("bad.toml", b"description = 3\n");
     for command in ["check", "stage"] {
-        let output = run(command, bad.to_str().unwrap(), &["--dry-run"][..usize::from(command == "stage")]);
+        let output =
+            run(command, bad.to_str().unwrap(), &["--dry-run"][..usize::from(command == "stage")]);
         assert_eq!(output.status.code(), Some(1), "{command}: {}", stderr(&output));
         let err = stderr(&output);
         assert!(err.contains("bad.toml") && err.contains("description"), "{command}: {err}");

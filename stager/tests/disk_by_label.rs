@@ -23,7 +23,12 @@ fn add_disk(host: &FixtureHost, name: &str, minor: u32, label: &str) {
     let image = host.path(&format!("/dev/{name}"));
     std::fs::create_dir_all(image.parent().unwrap()).unwrap();
     sparse_file(&image, SECTORS * 512);
-    sfdisk(&image, &format!("label: dos\nstart={P1_START}, size={P1_SECTORS}, type=83\nstart=22528, type=83\n"));
+    sfdisk(
+        &image,
+        &format!(
+            "label: dos\nstart={P1_START}, size={P1_SECTORS}, type=83\nstart=22528, type=83\n"
+        ),
+    );
     let fs = host.path(&format!("/{name}.p1"));
     sparse_file(&fs, P1_SECTORS * 512);
     run(Command::new("mkfs.ext4").args(["-q", "-F", "-L", label]).arg(&fs));
@@ -59,7 +64,10 @@ fn the_disk_holding_the_label_is_found_and_none_or_two_are_refused() {
 
     add_disk(&host, "sdc", 32, "resin-boot");
     let refused = find_by_partition_label(&root, "resin-boot").unwrap_err().to_string();
-    assert!(refused.contains("2 partitions are labelled resin-boot (/dev/sdb1, /dev/sdc1)"), "{refused}");
+    assert!(
+        refused.contains("2 partitions are labelled resin-boot (/dev/sdb1, /dev/sdc1)"),
+        "{refused}"
+    );
     assert!(refused.contains("pass --disk"), "{refused}");
     assert!(!refused.contains('\n'), "one line: {refused}");
 }

@@ -44,11 +44,7 @@ impl Fixture {
         let ca = TestCa::new("swapover test CA");
         let ca_pem = ca.write_pem(dir.path());
         let server = TestServer::https(ca.issue_server(&["127.0.0.1"]), routes);
-        Fixture {
-            server,
-            ca_pem,
-            dir,
-        }
+        Fixture { server, ca_pem, dir }
     }
 
     fn source(&self) -> ImageSource {
@@ -85,18 +81,13 @@ fn file_len(path: &Path) -> Option<u64> {
 fn downloads_and_verifies_with_the_given_sha256() {
     let image = image_bytes();
     let fixture = Fixture::new(vec![(IMAGE_PATH, Route::file(image.clone()))]);
-    let fetched = fixture
-        .fetch(&fixture.options(Some(&sha256_hex(&image))))
-        .unwrap();
+    let fetched = fixture.fetch(&fixture.options(Some(&sha256_hex(&image)))).unwrap();
 
     assert_eq!(fetched.path, fixture.dest());
     assert_eq!(fetched.size, Bytes(IMAGE_LEN as u64));
     assert_eq!(fetched.sha256.as_str(), sha256_hex(&image));
     assert_eq!(std::fs::read(fixture.dest()).unwrap(), image);
-    assert!(
-        !part_path(&fixture.dest()).exists(),
-        "the .part must be renamed away"
-    );
+    assert!(!part_path(&fixture.dest()).exists(), "the .part must be renamed away");
     let served = fixture.server.served();
     assert_eq!(served.len(), 1, "{served:?}");
     assert_eq!((served[0].range.as_deref(), served[0].status), (None, 200));
@@ -114,12 +105,8 @@ fn reads_the_sha256_from_url_sha256_in_sha256sum_format() {
 
     assert_eq!(fetched.sha256.as_str(), sha256_hex(&image));
     assert_eq!(std::fs::read(fixture.dest()).unwrap(), image);
-    let paths: Vec<String> = fixture
-        .server
-        .served()
-        .into_iter()
-        .map(|served| served.path)
-        .collect();
+    let paths: Vec<String> =
+        fixture.server.served().into_iter().map(|served| served.path).collect();
     assert_eq!(paths, ["/images/resin.img.sha256", IMAGE_PATH]);
 }
 
@@ -129,10 +116,7 @@ fn reads_a_bare_hex_url_sha256_and_rejects_a_download_that_does_not_match_it() {
     let other = sha256_hex(b"another image");
     let fixture = Fixture::new(vec![
         (IMAGE_PATH, Route::file(image.clone())),
-        (
-            "/images/resin.img.sha256",
-            Route::file(format!("{}\n", other.to_uppercase())),
-        ),
+        ("/images/resin.img.sha256", Route::file(format!("{}\n", other.to_uppercase()))),
     ]);
     let error = fixture.fetch(&fixture.options(None)).unwrap_err();
     assert_eq!(
@@ -154,10 +138,7 @@ fn missing_url_sha256_is_refused_before_downloading() {
         error.to_string(),
         format!("no sha256 published for {url} (HTTP 404 on {url}.sha256): pass --sha256")
     );
-    assert!(
-        fixture.server.served_for(IMAGE_PATH).is_empty(),
-        "the image must not be downloaded"
-    );
+    assert!(fixture.server.served_for(IMAGE_PATH).is_empty(), "the image must not be downloaded");
     assert!(!part_path(&fixture.dest()).exists());
 }
 
@@ -168,25 +149,16 @@ fn resumes_with_a_range_request_after_the_server_cuts_mid_file() {
         IMAGE_PATH,
         Route::file(image.clone()).cut(Cut::FirstResponseAfter(300_000)),
     )]);
-    let fetched = fixture
-        .fetch(&fixture.options(Some(&sha256_hex(&image))))
-        .unwrap();
+    let fetched = fixture.fetch(&fixture.options(Some(&sha256_hex(&image)))).unwrap();
 
     assert_eq!(std::fs::read(&fetched.path).unwrap(), image);
     let served = fixture.server.served();
     assert_eq!(served.len(), 2, "{served:?}");
     assert_eq!(
-        (
-            served[0].range.as_deref(),
-            served[0].status,
-            served[0].body_bytes_sent
-        ),
+        (served[0].range.as_deref(), served[0].status, served[0].body_bytes_sent),
         (None, 200, 300_000)
     );
-    assert_eq!(
-        (served[1].range.as_deref(), served[1].status),
-        (Some("bytes=300000-"), 206)
-    );
+    assert_eq!((served[1].range.as_deref(), served[1].status), (Some("bytes=300000-"), 206));
     assert_eq!(served[1].body_bytes_sent, IMAGE_LEN - 300_000);
 }
 
@@ -197,10 +169,7 @@ fn a_later_call_resumes_the_part_an_earlier_call_left() {
         IMAGE_PATH,
         Route::file(image.clone()).cut(Cut::FirstResponseAfter(300_000)),
     )]);
-    let no_retry = FetchOptions {
-        max_retries: 0,
-        ..fixture.options(Some(&sha256_hex(&image)))
-    };
+    let no_retry = FetchOptions { max_retries: 0, ..fixture.options(Some(&sha256_hex(&image))) };
     let error = fixture.fetch(&no_retry).unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -220,22 +189,15 @@ fn a_later_call_resumes_the_part_an_earlier_call_left() {
     let fetched = fixture.fetch(&no_retry).unwrap();
     assert_eq!(std::fs::read(&fetched.path).unwrap(), image);
     let served = fixture.server.served();
-    assert_eq!(
-        (served[1].range.as_deref(), served[1].status),
-        (Some("bytes=300000-"), 206)
-    );
+    assert_eq!((served[1].range.as_deref(), served[1].status), (Some("bytes=300000-"), 206));
 }
 
 #[test]
 fn starts_over_when_the_server_ignores_range() {
     let image = image_bytes();
-    let route = Route::file(image.clone())
-        .ignoring_range()
-        .cut(Cut::FirstResponseAfter(300_000));
+    let route = Route::file(image.clone()).ignoring_range().cut(Cut::FirstResponseAfter(300_000));
     let fixture = Fixture::new(vec![(IMAGE_PATH, route)]);
-    let fetched = fixture
-        .fetch(&fixture.options(Some(&sha256_hex(&image))))
-        .unwrap();
+    let fetched = fixture.fetch(&fixture.options(Some(&sha256_hex(&image)))).unwrap();
 
     assert_eq!(
         fetched.size,
@@ -245,19 +207,14 @@ fn starts_over_when_the_server_ignores_range() {
     assert_eq!(std::fs::read(&fetched.path).unwrap(), image);
     let served = fixture.server.served();
     assert_eq!(served.len(), 2, "{served:?}");
-    assert_eq!(
-        (served[1].range.as_deref(), served[1].status),
-        (Some("bytes=300000-"), 200)
-    );
+    assert_eq!((served[1].range.as_deref(), served[1].status), (Some("bytes=300000-"), 200));
     assert_eq!(served[1].body_bytes_sent, IMAGE_LEN);
 }
 
 #[test]
 fn http_404_names_the_url_and_the_fix() {
     let fixture = Fixture::new(vec![]);
-    let error = fixture
-        .fetch(&fixture.options(Some(&sha256_hex(b"x"))))
-        .unwrap_err();
+    let error = fixture.fetch(&fixture.options(Some(&sha256_hex(b"x")))).unwrap_err();
     assert_eq!(
         error.to_string(),
         format!(
@@ -283,10 +240,7 @@ fn wrong_sha256_deletes_the_download() {
             sha256_hex(&image)
         )
     );
-    assert!(
-        !part_path(&fixture.dest()).exists(),
-        "a corrupt .part must not be resumed later"
-    );
+    assert!(!part_path(&fixture.dest()).exists(), "a corrupt .part must not be resumed later");
     assert!(!fixture.dest().exists());
 }
 
@@ -297,10 +251,7 @@ fn a_file_that_never_completes_is_reported_truncated_after_the_retries() {
         IMAGE_PATH,
         Route::file(image.clone()).cut(Cut::AlwaysAtOffset(500_000)),
     )]);
-    let opts = FetchOptions {
-        max_retries: 2,
-        ..fixture.options(Some(&sha256_hex(&image)))
-    };
+    let opts = FetchOptions { max_retries: 2, ..fixture.options(Some(&sha256_hex(&image))) };
     let error = fixture.fetch(&opts).unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -310,20 +261,9 @@ fn a_file_that_never_completes_is_reported_truncated_after_the_retries() {
             fixture.server.url(IMAGE_PATH)
         )
     );
-    let ranges: Vec<Option<String>> = fixture
-        .server
-        .served()
-        .into_iter()
-        .map(|served| served.range)
-        .collect();
-    assert_eq!(
-        ranges,
-        [
-            None,
-            Some("bytes=500000-".to_owned()),
-            Some("bytes=500000-".to_owned())
-        ]
-    );
+    let ranges: Vec<Option<String>> =
+        fixture.server.served().into_iter().map(|served| served.range).collect();
+    assert_eq!(ranges, [None, Some("bytes=500000-".to_owned()), Some("bytes=500000-".to_owned())]);
     assert_eq!(file_len(&part_path(&fixture.dest())), Some(500_000));
     assert!(!fixture.dest().exists());
 }
@@ -331,32 +271,16 @@ fn a_file_that_never_completes_is_reported_truncated_after_the_retries() {
 #[test]
 fn a_server_that_ignores_range_and_always_cuts_still_ends_in_truncated() {
     let image = image_bytes();
-    let route = Route::file(image.clone())
-        .ignoring_range()
-        .cut(Cut::AlwaysAtOffset(500_000));
+    let route = Route::file(image.clone()).ignoring_range().cut(Cut::AlwaysAtOffset(500_000));
     let fixture = Fixture::new(vec![(IMAGE_PATH, route)]);
-    let opts = FetchOptions {
-        max_retries: 2,
-        ..fixture.options(Some(&sha256_hex(&image)))
-    };
+    let opts = FetchOptions { max_retries: 2, ..fixture.options(Some(&sha256_hex(&image))) };
     let error = fixture.fetch(&opts).unwrap_err();
     assert!(
-        matches!(
-            error,
-            FetchError::Truncated {
-                received: 500_000,
-                attempts: 3,
-                ..
-            }
-        ),
+        matches!(error, FetchError::Truncated { received: 500_000, attempts: 3, .. }),
         "restarting from 0 each time is no progress: {error}"
     );
-    let statuses: Vec<u16> = fixture
-        .server
-        .served()
-        .into_iter()
-        .map(|served| served.status)
-        .collect();
+    let statuses: Vec<u16> =
+        fixture.server.served().into_iter().map(|served| served.status).collect();
     assert_eq!(statuses, [200, 200, 200]);
 }
 
@@ -366,14 +290,9 @@ fn a_certificate_from_an_unknown_ca_is_refused_with_the_fix() {
     let fixture = Fixture::new(vec![(IMAGE_PATH, Route::file(image.clone()))]);
     let expected = "TLS certificate of 127.0.0.1 not trusted (issued by an unknown CA): pass --ca-cert for a private CA";
 
-    let bundled_roots_only = FetchOptions {
-        ca_certs: vec![],
-        ..fixture.options(Some(&sha256_hex(&image)))
-    };
-    assert_eq!(
-        fixture.fetch(&bundled_roots_only).unwrap_err().to_string(),
-        expected
-    );
+    let bundled_roots_only =
+        FetchOptions { ca_certs: vec![], ..fixture.options(Some(&sha256_hex(&image))) };
+    assert_eq!(fixture.fetch(&bundled_roots_only).unwrap_err().to_string(), expected);
 
     let other_ca = TestCa::new("some other CA");
     let other_dir = tempfile::tempdir().unwrap();
@@ -383,10 +302,7 @@ fn a_certificate_from_an_unknown_ca_is_refused_with_the_fix() {
     };
     assert_eq!(fixture.fetch(&wrong_ca).unwrap_err().to_string(), expected);
 
-    assert!(
-        fixture.server.served().is_empty(),
-        "no request may pass an untrusted handshake"
-    );
+    assert!(fixture.server.served().is_empty(), "no request may pass an untrusted handshake");
     assert!(!part_path(&fixture.dest()).exists());
 }
 
@@ -438,10 +354,7 @@ fn plain_http_is_refused_unless_allowed_and_then_needs_an_explicit_sha256() {
         refused.to_string(),
         format!("refusing plain http for {url}: use an https:// URL (plain http needs the allow-plain-http option and an explicit --sha256)")
     );
-    let allowed = FetchOptions {
-        allow_plain_http: true,
-        ..base.clone()
-    };
+    let allowed = FetchOptions { allow_plain_http: true, ..base.clone() };
     let needs_hash = fetch_image(&source, &dest, &allowed).unwrap_err();
     assert_eq!(
         needs_hash.to_string(),
@@ -449,10 +362,8 @@ fn plain_http_is_refused_unless_allowed_and_then_needs_an_explicit_sha256() {
     );
     assert!(server.served().is_empty());
 
-    let with_hash = FetchOptions {
-        sha256: Some(Sha256Hex::parse(&sha256_hex(&image)).unwrap()),
-        ..allowed
-    };
+    let with_hash =
+        FetchOptions { sha256: Some(Sha256Hex::parse(&sha256_hex(&image)).unwrap()), ..allowed };
     let fetched = fetch_image(&source, &dest, &with_hash).unwrap();
     assert_eq!(std::fs::read(fetched.path).unwrap(), image);
 }
@@ -470,45 +381,25 @@ fn a_stalled_transfer_times_out_and_resumes() {
     let fetched = fixture.fetch(&opts).unwrap();
     assert_eq!(std::fs::read(&fetched.path).unwrap(), image);
     let served = fixture.server.served();
-    assert_eq!(
-        (served[0].status, served[0].body_bytes_sent),
-        (200, 200_000)
-    );
+    assert_eq!((served[0].status, served[0].body_bytes_sent), (200, 200_000));
     let last = served.last().unwrap();
-    assert_eq!(
-        (last.range.as_deref(), last.status),
-        (Some("bytes=200000-"), 206),
-        "{served:?}"
-    );
+    assert_eq!((last.range.as_deref(), last.status), (Some("bytes=200000-"), 206), "{served:?}");
 }
 
 #[test]
 fn server_errors_are_retried_then_reported() {
     let image = image_bytes();
-    let fixture = Fixture::new(vec![(
-        IMAGE_PATH,
-        Route::file(image.clone()).failing_first(2, 503),
-    )]);
-    let fetched = fixture
-        .fetch(&fixture.options(Some(&sha256_hex(&image))))
-        .unwrap();
+    let fixture =
+        Fixture::new(vec![(IMAGE_PATH, Route::file(image.clone()).failing_first(2, 503))]);
+    let fetched = fixture.fetch(&fixture.options(Some(&sha256_hex(&image)))).unwrap();
     assert_eq!(std::fs::read(&fetched.path).unwrap(), image);
-    let statuses: Vec<u16> = fixture
-        .server
-        .served()
-        .into_iter()
-        .map(|served| served.status)
-        .collect();
+    let statuses: Vec<u16> =
+        fixture.server.served().into_iter().map(|served| served.status).collect();
     assert_eq!(statuses, [503, 503, 200]);
 
-    let always_failing = Fixture::new(vec![(
-        IMAGE_PATH,
-        Route::file(image.clone()).failing_first(100, 503),
-    )]);
-    let opts = FetchOptions {
-        max_retries: 1,
-        ..always_failing.options(Some(&sha256_hex(&image)))
-    };
+    let always_failing =
+        Fixture::new(vec![(IMAGE_PATH, Route::file(image.clone()).failing_first(100, 503))]);
+    let opts = FetchOptions { max_retries: 1, ..always_failing.options(Some(&sha256_hex(&image))) };
     assert_eq!(
         always_failing.fetch(&opts).unwrap_err().to_string(),
         format!(
@@ -523,9 +414,7 @@ fn a_complete_part_is_verified_and_placed_without_downloading_it_again() {
     let image = image_bytes();
     let fixture = Fixture::new(vec![(IMAGE_PATH, Route::file(image.clone()))]);
     std::fs::write(part_path(&fixture.dest()), &image).unwrap();
-    let fetched = fixture
-        .fetch(&fixture.options(Some(&sha256_hex(&image))))
-        .unwrap();
+    let fetched = fixture.fetch(&fixture.options(Some(&sha256_hex(&image)))).unwrap();
     assert_eq!(std::fs::read(&fetched.path).unwrap(), image);
     let served = fixture.server.served();
     assert_eq!(served.len(), 1, "{served:?}");
@@ -540,16 +429,10 @@ fn a_part_longer_than_the_image_is_discarded_and_downloaded_again() {
     let mut too_long = image.clone();
     too_long.extend_from_slice(b"left over from another image");
     std::fs::write(part_path(&fixture.dest()), &too_long).unwrap();
-    let fetched = fixture
-        .fetch(&fixture.options(Some(&sha256_hex(&image))))
-        .unwrap();
+    let fetched = fixture.fetch(&fixture.options(Some(&sha256_hex(&image)))).unwrap();
     assert_eq!(std::fs::read(&fetched.path).unwrap(), image);
-    let statuses: Vec<u16> = fixture
-        .server
-        .served()
-        .into_iter()
-        .map(|served| served.status)
-        .collect();
+    let statuses: Vec<u16> =
+        fixture.server.served().into_iter().map(|served| served.status).collect();
     assert_eq!(statuses, [416, 200]);
 }
 
@@ -559,10 +442,7 @@ fn https_redirects_are_followed_but_not_to_plain_http() {
     let fixture = Fixture::new(vec![
         (IMAGE_PATH, Route::file(image.clone())),
         ("/moved.img", Route::redirect(IMAGE_PATH)),
-        (
-            "/downgrade.img",
-            Route::redirect("http://127.0.0.1:9/resin.img"),
-        ),
+        ("/downgrade.img", Route::redirect("http://127.0.0.1:9/resin.img")),
     ]);
     let opts = fixture.options(Some(&sha256_hex(&image)));
 
@@ -575,13 +455,7 @@ fn https_redirects_are_followed_but_not_to_plain_http() {
     let error = fetch_image(&downgrade, &fixture.dir.path().join("other.img"), &opts).unwrap_err();
     let text = error.to_string();
     assert!(matches!(error, FetchError::Redirect { .. }), "{text}");
-    assert!(
-        text.starts_with(&format!("redirect refused for {downgrade_url} (")),
-        "{text}"
-    );
+    assert!(text.starts_with(&format!("redirect refused for {downgrade_url} (")), "{text}");
     assert!(text.contains("http://127.0.0.1:9/resin.img"), "{text}");
-    assert!(
-        text.ends_with("): give the final https:// URL of the image"),
-        "{text}"
-    );
+    assert!(text.ends_with("): give the final https:// URL of the image"), "{text}");
 }

@@ -34,12 +34,8 @@ fn a_local_image_matching_the_given_sha256_is_used_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let image = image_in(&dir);
     let source = ImageSource::parse(image.to_str().unwrap()).unwrap();
-    let fetched = fetch_image(
-        &source,
-        &unused_dest(&dir),
-        &options(Some(&sha256_hex(IMAGE))),
-    )
-    .unwrap();
+    let fetched =
+        fetch_image(&source, &unused_dest(&dir), &options(Some(&sha256_hex(IMAGE)))).unwrap();
     assert_eq!(fetched.path, image);
     assert_eq!(fetched.size, Bytes(IMAGE.len() as u64));
     assert_eq!(fetched.sha256.as_str(), sha256_hex(IMAGE));
@@ -55,21 +51,13 @@ fn a_local_image_is_checked_against_a_sha256_file_beside_it() {
         format!("{}  resin.img\n", sha256_hex(IMAGE)),
     )
     .unwrap();
-    let fetched = fetch_image(
-        &ImageSource::Path(image.clone()),
-        &unused_dest(&dir),
-        &options(None),
-    )
-    .unwrap();
+    let fetched =
+        fetch_image(&ImageSource::Path(image.clone()), &unused_dest(&dir), &options(None)).unwrap();
     assert_eq!(fetched.sha256.as_str(), sha256_hex(IMAGE));
 
     std::fs::write(&image, b"changed after the sum was written").unwrap();
-    let error = fetch_image(
-        &ImageSource::Path(image.clone()),
-        &unused_dest(&dir),
-        &options(None),
-    )
-    .unwrap_err();
+    let error = fetch_image(&ImageSource::Path(image.clone()), &unused_dest(&dir), &options(None))
+        .unwrap_err();
     assert_eq!(
         error.to_string(),
         format!(
@@ -86,12 +74,9 @@ fn a_local_image_with_the_wrong_sha256_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let image = image_in(&dir);
     let wrong = sha256_hex(b"something else");
-    let error = fetch_image(
-        &ImageSource::Path(image.clone()),
-        &unused_dest(&dir),
-        &options(Some(&wrong)),
-    )
-    .unwrap_err();
+    let error =
+        fetch_image(&ImageSource::Path(image.clone()), &unused_dest(&dir), &options(Some(&wrong)))
+            .unwrap_err();
     assert_eq!(
         error.to_string(),
         format!(
@@ -100,23 +85,15 @@ fn a_local_image_with_the_wrong_sha256_is_refused() {
             sha256_hex(IMAGE)
         )
     );
-    assert_eq!(
-        std::fs::read(&image).unwrap(),
-        IMAGE,
-        "the source is never touched"
-    );
+    assert_eq!(std::fs::read(&image).unwrap(), IMAGE, "the source is never touched");
 }
 
 #[test]
 fn a_local_image_without_any_sha256_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let image = image_in(&dir);
-    let error = fetch_image(
-        &ImageSource::Path(image.clone()),
-        &unused_dest(&dir),
-        &options(None),
-    )
-    .unwrap_err();
+    let error = fetch_image(&ImageSource::Path(image.clone()), &unused_dest(&dir), &options(None))
+        .unwrap_err();
     let shown = image.display();
     assert_eq!(
         error.to_string(),
@@ -136,18 +113,12 @@ fn a_missing_local_image_names_the_path() {
     .unwrap_err();
     assert_eq!(
         error.to_string(),
-        format!(
-            "image file {} not found: check the --image path",
-            missing.display()
-        )
+        format!("image file {} not found: check the --image path", missing.display())
     );
 
-    let directory = fetch_image(
-        &ImageSource::Path(dir.path().to_owned()),
-        &unused_dest(&dir),
-        &options(None),
-    )
-    .unwrap_err();
+    let directory =
+        fetch_image(&ImageSource::Path(dir.path().to_owned()), &unused_dest(&dir), &options(None))
+            .unwrap_err();
     assert_eq!(
         directory.to_string(),
         format!(

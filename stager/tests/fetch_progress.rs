@@ -34,9 +34,8 @@ fn progress_lines_step_by_five_percent_up_to_100() {
 
     // 5 % of the image (400 000 bytes) is more than one read (256 KiB), so no single read
     // can jump over a whole step: every step must get its own line.
-    let image: Vec<u8> = (0..8_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let image: Vec<u8> =
+        (0..8_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new("progress test CA");
     let server = TestServer::https(
@@ -64,21 +63,19 @@ fn progress_lines_step_by_five_percent_up_to_100() {
         .collect();
     // One line per 5 % step; a loaded machine may add the 10-second lines in between, so
     // the test asks for every step to be there and for nothing to go backwards.
-    assert!(
-        percents.len() >= 15 && percents.len() <= 40,
-        "one line per 5 % step: {lines:#?}"
-    );
+    assert!(percents.len() >= 15 && percents.len() <= 40, "one line per 5 % step: {lines:#?}");
     assert!(percents.windows(2).all(|pair| pair[1] >= pair[0]), "{percents:?}");
     for step in 1..=20u64 {
-        assert!(percents.iter().any(|p| p / 5 == step), "no line in the {}% step: {percents:?}", step * 5);
+        assert!(
+            percents.iter().any(|p| p / 5 == step),
+            "no line in the {}% step: {percents:?}",
+            step * 5
+        );
     }
     assert_eq!(percents.last(), Some(&100));
     assert!(
         lines.iter().any(|line| line.starts_with("image ")
-            && line.ends_with(&format!(
-                "verified (sha256 {})",
-                opts.sha256.as_ref().unwrap()
-            ))),
+            && line.ends_with(&format!("verified (sha256 {})", opts.sha256.as_ref().unwrap()))),
         "{lines:#?}"
     );
 }

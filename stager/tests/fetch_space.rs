@@ -33,15 +33,9 @@ impl SmallFs {
     fn new() -> SmallFs {
         let backing = tempfile::tempdir().unwrap();
         let file = backing.path().join("fs.img");
-        std::fs::File::create(&file)
-            .unwrap()
-            .set_len(FS_SIZE)
-            .unwrap();
-        let status = std::process::Command::new("mkfs.ext4")
-            .args(["-q", "-F"])
-            .arg(&file)
-            .status()
-            .unwrap();
+        std::fs::File::create(&file).unwrap().set_len(FS_SIZE).unwrap();
+        let status =
+            std::process::Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&file).status().unwrap();
         assert!(status.success(), "mkfs.ext4 failed");
         let mut system = RealSystem;
         let region = Region {
@@ -57,12 +51,7 @@ impl SmallFs {
             let _ = system.detach(&loop_device);
             panic!("mount {device}: {error}");
         }
-        SmallFs {
-            system,
-            loop_device,
-            mount,
-            _backing: backing,
-        }
+        SmallFs { system, loop_device, mount, _backing: backing }
     }
 
     fn dir(&self) -> &Path {
@@ -132,16 +121,9 @@ fn serve(image: Vec<u8>) -> Served {
     let ca = TestCa::new("swapover test CA");
     let ca_pem = ca.write_pem(ca_dir.path());
     let sha256 = hex::encode(Sha256::digest(&image));
-    let server = TestServer::https(
-        ca.issue_server(&["127.0.0.1"]),
-        vec![(IMAGE_PATH, Route::file(image))],
-    );
-    Served {
-        server,
-        ca_pem,
-        sha256,
-        _ca_dir: ca_dir,
-    }
+    let server =
+        TestServer::https(ca.issue_server(&["127.0.0.1"]), vec![(IMAGE_PATH, Route::file(image))]);
+    Served { server, ca_pem, sha256, _ca_dir: ca_dir }
 }
 
 impl Served {
@@ -172,15 +154,9 @@ fn an_image_larger_than_the_free_space_is_refused_before_a_byte_is_written() {
     let error = served.fetch(&fs.dest()).unwrap_err();
     let text = error.to_string();
     assert!(matches!(error, FetchError::NoRoom { .. }), "{text}");
-    let expected_start = format!(
-        "not enough free space in {} for the image: ",
-        fs.dir().display()
-    );
+    let expected_start = format!("not enough free space in {} for the image: ", fs.dir().display());
     assert!(text.starts_with(&expected_start), "{text}");
-    assert!(
-        text.contains("still to download + 32.0 MiB margin"),
-        "{text}"
-    );
+    assert!(text.contains("still to download + 32.0 MiB margin"), "{text}");
     assert!(
         text.ends_with("; free space there, or download the image to a larger file system yourself and pass its path as --image"),
         "{text}"
@@ -194,10 +170,7 @@ fn an_image_larger_than_the_free_space_is_refused_before_a_byte_is_written() {
     // (The server log counts what it queued, not what the client read.)
     let requests = served.server.served();
     assert_eq!(requests.len(), 1, "{requests:?}");
-    assert_eq!(
-        (requests[0].path.as_str(), requests[0].range.as_deref()),
-        (IMAGE_PATH, None)
-    );
+    assert_eq!((requests[0].path.as_str(), requests[0].range.as_deref()), (IMAGE_PATH, None));
 }
 
 #[test]
@@ -222,18 +195,12 @@ fn a_resumed_download_needs_room_for_the_rest_only() {
     let image = image_bytes(len);
     let had = 8 * MIB;
     std::fs::write(part_path(&fs.dest()), &image[..had as usize]).unwrap();
-    assert!(
-        fs.free() < len + MARGIN,
-        "the whole image must not fit beside the .part"
-    );
+    assert!(fs.free() < len + MARGIN, "the whole image must not fit beside the .part");
     let served = serve(image.clone());
 
     served.fetch(&fs.dest()).unwrap();
     assert_eq!(std::fs::read(fs.dest()).unwrap(), image);
     let requests = served.server.served();
     assert_eq!(requests.len(), 1, "{requests:?}");
-    assert_eq!(
-        (requests[0].range.as_deref(), requests[0].status),
-        (Some("bytes=8388608-"), 206)
-    );
+    assert_eq!((requests[0].range.as_deref(), requests[0].status), (Some("bytes=8388608-"), 206));
 }

@@ -42,10 +42,7 @@ fn meminfo_kib_overflow_boundary() {
 #[test]
 fn swaps_crash_input_is_refused_on_its_line() {
     let err = swaps::parse(&String::from_utf8_lossy(SWAPS_KIB_OVERFLOW)).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "line 2: `77777777777777777` is not a size in KiB"
-    );
+    assert_eq!(err.to_string(), "line 2: `77777777777777777` is not a size in KiB");
 }
 
 #[test]
@@ -115,10 +112,7 @@ fn partition_table_with_every_entry_at_sector_zero_is_refused_not_a_panic() {
     std::fs::write(&path, &image).unwrap();
     match partition_table::read(&path, Bytes(512)) {
         Err(TableError::Unreadable { problem, .. }) => {
-            assert!(
-                problem.ends_with("starts at sector 0, over the MBR itself"),
-                "{problem}"
-            )
+            assert!(problem.ends_with("starts at sector 0, over the MBR itself"), "{problem}")
         }
         other => panic!("expected the table to be refused, got {other:?}"),
     }

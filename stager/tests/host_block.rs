@@ -51,13 +51,7 @@ fn device_numbers_resolve_through_links_or_by_scanning() {
 fn dev_paths_resolve_by_name_and_through_mapper_links() {
     let host = FixtureHost::empty();
     host.add_legacy_sysfs(true);
-    host.add_sysfs_virtual(
-        "dm-1",
-        "253:1",
-        2_000_000,
-        Some("LVM-abcdefabcdef"),
-        &["sda5"],
-    );
+    host.add_sysfs_virtual("dm-1", "253:1", 2_000_000, Some("LVM-abcdefabcdef"), &["sda5"]);
     host.symlink("/dev/mapper/vg-swap", "../dm-1");
     let root = HostRoot::new(host.root());
     assert_eq!(block::by_dev_path(&root, "/dev/sda5").unwrap().name, "sda5");
@@ -79,19 +73,10 @@ fn device_mapper_and_md_kinds() {
         Some("CRYPT-LUKS2-3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c-sda5_crypt"),
         &["sda5"],
     );
-    host.add_sysfs_virtual(
-        "dm-2",
-        "253:2",
-        80_000,
-        Some("mpath-3600508b1001c"),
-        &["sda1"],
-    );
+    host.add_sysfs_virtual("dm-2", "253:2", 80_000, Some("mpath-3600508b1001c"), &["sda1"]);
     host.add_sysfs_virtual("md0", "9:0", 80_000, None, &["sda1"]);
     let root = HostRoot::new(host.root());
-    assert_eq!(
-        block::by_device_number(&root, dev(253, 0)).unwrap().kind,
-        BlockKind::DmCrypt
-    );
+    assert_eq!(block::by_device_number(&root, dev(253, 0)).unwrap().kind, BlockKind::DmCrypt);
     assert_eq!(
         block::by_name(&root, "dm-2").unwrap().kind,
         BlockKind::DeviceMapper("mpath".into())
@@ -112,9 +97,6 @@ fn this_machines_sysfs_reads() {
         if device.kind == BlockKind::Partition {
             assert!(device.parent_disk.is_some(), "{name}");
         }
-        assert_eq!(
-            block::by_device_number(&root, device.device).unwrap().name,
-            name
-        );
+        assert_eq!(block::by_device_number(&root, device.device).unwrap().name, name);
     }
 }

@@ -13,11 +13,7 @@ use stager::host::units::{Bytes, KernelSectors};
 use stager::host::HostRoot;
 
 fn process() -> ProcessFacts {
-    ProcessFacts {
-        euid: 0,
-        arch: "x86_64".to_string(),
-        search_path: None,
-    }
+    ProcessFacts { euid: 0, arch: "x86_64".to_string(), search_path: None }
 }
 
 fn gather(host: &FixtureHost) -> HostFacts {
@@ -28,58 +24,32 @@ fn gather(host: &FixtureHost) -> HostFacts {
 fn legacy_host_facts() {
     let host = FixtureHost::legacy_ubuntu_14_04();
     let facts = gather(&host);
-    assert_eq!(
-        facts.os_release.as_ref().unwrap().version_id.as_deref(),
-        Some("14.04")
-    );
+    assert_eq!(facts.os_release.as_ref().unwrap().version_id.as_deref(), Some("14.04"));
     assert_eq!(facts.boot_mode, BootMode::Bios);
     assert_eq!(facts.grub.grub_cfg.as_deref(), Some("/boot/grub/grub.cfg"));
     assert!(facts.grub.grub_cfg_uses_next_entry && facts.grub.grubenv_exists);
-    assert_eq!(
-        facts.grub.grub_editenv.as_deref(),
-        Some("/usr/bin/grub-editenv")
-    );
+    assert_eq!(facts.grub.grub_editenv.as_deref(), Some("/usr/bin/grub-editenv"));
     assert!(facts.grub.grub_cfg_sources_custom_cfg);
     assert_eq!(
-        (
-            facts.grub.custom_template.as_deref(),
-            facts.grub.update_grub.as_deref()
-        ),
+        (facts.grub.custom_template.as_deref(), facts.grub.update_grub.as_deref()),
         (None, None)
     );
 
     let root = facts.root_device.as_ref().unwrap();
-    assert_eq!(
-        (root.name.as_str(), &root.kind),
-        ("sda1", &BlockKind::Partition)
-    );
+    assert_eq!((root.name.as_str(), &root.kind), ("sda1", &BlockKind::Partition));
     let disk = facts.root_disk.as_ref().unwrap();
-    assert_eq!(
-        (disk.name.as_str(), disk.path.as_str()),
-        ("sda", "/dev/sda")
-    );
-    assert_eq!(
-        disk.table.kind,
-        TableKind::Mbr {
-            disk_signature: "1234abcd".into()
-        }
-    );
+    assert_eq!((disk.name.as_str(), disk.path.as_str()), ("sda", "/dev/sda"));
+    assert_eq!(disk.table.kind, TableKind::Mbr { disk_signature: "1234abcd".into() });
     assert_eq!(disk.table.partitions.len(), 3);
     assert_eq!(facts.boot_mount.as_ref().unwrap().mount_point, "/");
 
     let swap = facts.swap_device.as_ref().unwrap();
     assert_eq!(swap.name, "sda5");
     assert_eq!(swap.size, KernelSectors(SWAP_SECTORS));
-    let entry = disk
-        .table
-        .find_by_start(swap.start.unwrap().bytes())
-        .unwrap();
+    let entry = disk.table.find_by_start(swap.start.unwrap().bytes()).unwrap();
     assert_eq!(entry.start, Bytes(SWAP_START * SECTOR));
     let header = facts.swap_header.as_ref().unwrap();
-    assert_eq!(
-        (header.uuid.as_str(), header.label.as_deref()),
-        (SWAP_UUID, Some(SWAP_LABEL))
-    );
+    assert_eq!((header.uuid.as_str(), header.label.as_deref()), (SWAP_UUID, Some(SWAP_LABEL)));
     // fstab finds swap by the UUID in the header.
     let fstab = facts.fstab.as_ref().unwrap();
     let swap_spec = &fstab::swap_entries(fstab).next().unwrap().spec;
@@ -100,10 +70,7 @@ fn uefi_and_separate_boot_and_grub_editenv_on_path() {
     with_path.search_path = Some("/opt/grub/bin:/usr/local/bin".into());
     let facts = gather_with(&HostRoot::new(host.root()), with_path);
     assert_eq!(facts.boot_mode, BootMode::Uefi);
-    assert_eq!(
-        facts.grub.grub_editenv.as_deref(),
-        Some("/opt/grub/bin/grub-editenv")
-    );
+    assert_eq!(facts.grub.grub_editenv.as_deref(), Some("/opt/grub/bin/grub-editenv"));
     assert_eq!(gather(&host).grub.grub_editenv, None);
 }
 
@@ -115,10 +82,7 @@ fn lvm_root_has_no_disk_and_says_why() {
     let facts = gather(&host);
     assert_eq!(facts.root_device.as_ref().unwrap().kind, BlockKind::Lvm);
     let err = facts.root_disk.unwrap_err();
-    assert!(
-        err.contains("/dev/dm-0 is not a partition of a disk"),
-        "{err}"
-    );
+    assert!(err.contains("/dev/dm-0 is not a partition of a disk"), "{err}");
     // /boot is its own mount there.
     assert_eq!(facts.boot_mount.unwrap().mount_point, "/boot");
 }
@@ -129,10 +93,7 @@ fn btrfs_root_is_found_through_its_source() {
     host.copy_fixture("/proc/self/mountinfo", "mountinfo/ubuntu-22.04-btrfs");
     let facts = gather(&host);
     assert_eq!(facts.root_device.unwrap().name, "sda1");
-    assert_eq!(
-        facts.root_mount.unwrap().btrfs_subvolume().as_deref(),
-        Some("/@")
-    );
+    assert_eq!(facts.root_mount.unwrap().btrfs_subvolume().as_deref(), Some("/@"));
 }
 
 #[test]
@@ -157,28 +118,16 @@ fn swap_choice_prefers_the_root_disk_and_reports_files() {
     );
     assert_eq!(gather(&host).swap_device.unwrap().name, "sda5");
 
-    host.write(
-        "/proc/swaps",
-        "Filename Type Size Used Priority\n/dev/sdb1 partition 24000 0 -2\n",
-    );
+    host.write("/proc/swaps", "Filename Type Size Used Priority\n/dev/sdb1 partition 24000 0 -2\n");
     let facts = gather(&host);
-    assert_eq!(
-        facts.swap_device.as_ref().unwrap().parent_disk.as_deref(),
-        Some("sdb")
-    );
+    assert_eq!(facts.swap_device.as_ref().unwrap().parent_disk.as_deref(), Some("sdb"));
     assert!(facts.swap_header.unwrap_err().contains("/dev/sdb"));
 
     host.copy_fixture("/proc/swaps", "swaps/ubuntu-22.04-file");
     let err = gather(&host).swap_device.unwrap_err();
-    assert_eq!(
-        err,
-        "only swap files are active (/swapfile), no swap partition"
-    );
+    assert_eq!(err, "only swap files are active (/swapfile), no swap partition");
     host.copy_fixture("/proc/swaps", "swaps/none");
-    assert_eq!(
-        gather(&host).swap_device.unwrap_err(),
-        "no swap area is active"
-    );
+    assert_eq!(gather(&host).swap_device.unwrap_err(), "no swap area is active");
 }
 
 #[test]
@@ -192,8 +141,5 @@ fn an_empty_root_yields_errors_not_panics() {
             && facts.memory.is_err()
             && facts.fstab.is_err()
     );
-    assert!(facts
-        .root_mount
-        .unwrap_err()
-        .contains("proc/self/mountinfo"));
+    assert!(facts.root_mount.unwrap_err().contains("proc/self/mountinfo"));
 }

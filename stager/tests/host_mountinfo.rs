@@ -23,15 +23,9 @@ fn ubuntu_14_04_root_is_8_1_mounted_by_uuid_path() {
     let root = mounted_at(&all, "/").unwrap();
     assert_eq!(root.device, dev(8, 1));
     assert_eq!(root.fs_type, "ext4");
-    assert_eq!(
-        root.source,
-        "/dev/disk/by-uuid/5c1b7f8a-3f4e-4d8a-9a63-0f1f0c6b9a11"
-    );
+    assert_eq!(root.source, "/dev/disk/by-uuid/5c1b7f8a-3f4e-4d8a-9a63-0f1f0c6b9a11");
     assert!(root.optional_fields.is_empty());
-    assert_eq!(
-        root.super_options,
-        vec!["rw", "errors=remount-ro", "data=ordered"]
-    );
+    assert_eq!(root.super_options, vec!["rw", "errors=remount-ro", "data=ordered"]);
     assert!(!root.is_read_only());
     assert_eq!(root.btrfs_subvolume(), None);
     // No separate /boot: the root mount holds it.
@@ -48,10 +42,7 @@ fn lvm_root_is_a_device_mapper_number_and_boot_is_separate() {
     assert_eq!(root.source, "/dev/mapper/ubuntu--vg-ubuntu--lv");
     assert_eq!(root.optional_fields, vec!["shared:1"]);
     let boot = holding(&all, "/boot").unwrap();
-    assert_eq!(
-        (boot.device, boot.source.as_str()),
-        (dev(8, 2), "/dev/sda2")
-    );
+    assert_eq!((boot.device, boot.source.as_str()), (dev(8, 2), "/dev/sda2"));
     assert_eq!(holding(&all, "/boot/efi/EFI").unwrap().device, dev(8, 1));
 }
 
@@ -63,22 +54,13 @@ fn btrfs_root_is_anonymous_and_names_its_subvolume() {
     assert_eq!(root.root, "/@");
     assert_eq!(root.source, "/dev/sda1");
     assert_eq!(root.btrfs_subvolume().as_deref(), Some("/@"));
-    assert_eq!(
-        mounted_at(&all, "/home")
-            .unwrap()
-            .btrfs_subvolume()
-            .as_deref(),
-        Some("/@home")
-    );
+    assert_eq!(mounted_at(&all, "/home").unwrap().btrfs_subvolume().as_deref(), Some("/@home"));
 }
 
 #[test]
 fn luks_and_md_roots() {
     let luks = entries("ubuntu-18.04-luks");
-    assert_eq!(
-        mounted_at(&luks, "/").unwrap().source,
-        "/dev/mapper/sda5_crypt"
-    );
+    assert_eq!(mounted_at(&luks, "/").unwrap().source, "/dev/mapper/sda5_crypt");
     assert_eq!(mounted_at(&luks, "/").unwrap().device, dev(253, 0));
     let md = entries("ubuntu-16.04-md");
     assert_eq!(mounted_at(&md, "/").unwrap().device, dev(9, 0));

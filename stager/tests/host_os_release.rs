@@ -24,18 +24,11 @@ fn ubuntu_lts_releases_have_id_and_numeric_version() {
         let release = parsed(name);
         assert_eq!(release.id, "ubuntu", "{name}");
         assert_eq!(release.id_like, vec!["debian"], "{name}");
-        assert_eq!(
-            release.version(),
-            Some(OsVersion { major, minor: 4 }),
-            "{name}"
-        );
+        assert_eq!(release.version(), Some(OsVersion { major, minor: 4 }), "{name}");
         assert_eq!(release.pretty_name.as_deref(), Some(pretty), "{name}");
     }
     assert_eq!(parsed("ubuntu-14.04").version_codename, None);
-    assert_eq!(
-        parsed("ubuntu-22.04").version_codename.as_deref(),
-        Some("jammy")
-    );
+    assert_eq!(parsed("ubuntu-22.04").version_codename.as_deref(), Some("jammy"));
 }
 
 #[test]
@@ -51,13 +44,7 @@ fn debian_12_has_a_major_only_version() {
     let release = parsed("debian-12");
     assert_eq!(release.id, "debian");
     assert!(release.id_like.is_empty());
-    assert_eq!(
-        release.version(),
-        Some(OsVersion {
-            major: 12,
-            minor: 0
-        })
-    );
+    assert_eq!(release.version(), Some(OsVersion { major: 12, minor: 0 }));
     assert!(release.is_like("debian"));
     assert_eq!(release.display_name(), "Debian GNU/Linux 12 (bookworm)");
 }

@@ -30,27 +30,15 @@ fn assert_matches_sfdisk(table: &PartitionTable, json: &Value) {
     assert_eq!(table.partitions.len(), listed.len());
     for p in listed {
         let node = p["node"].as_str().unwrap();
-        let number: u32 = node
-            .rsplit(|c: char| !c.is_ascii_digit())
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let number: u32 =
+            node.rsplit(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
         let entry = table
             .partitions
             .iter()
             .find(|e| e.number == number)
             .unwrap_or_else(|| panic!("partition {number} missing"));
-        assert_eq!(
-            entry.start_sector,
-            Sectors(p["start"].as_u64().unwrap()),
-            "start of {number}"
-        );
-        assert_eq!(
-            entry.sector_count,
-            Sectors(p["size"].as_u64().unwrap()),
-            "size of {number}"
-        );
+        assert_eq!(entry.start_sector, Sectors(p["start"].as_u64().unwrap()), "start of {number}");
+        assert_eq!(entry.sector_count, Sectors(p["size"].as_u64().unwrap()), "size of {number}");
         assert_eq!(entry.start, Bytes(p["start"].as_u64().unwrap() * SECTOR));
     }
 }
@@ -64,11 +52,7 @@ fn mbr_with_primary_extended_and_logical_partitions() {
     assert_eq!(
         table.kind,
         TableKind::Mbr {
-            disk_signature: json["id"]
-                .as_str()
-                .unwrap()
-                .trim_start_matches("0x")
-                .to_string()
+            disk_signature: json["id"].as_str().unwrap().trim_start_matches("0x").to_string()
         }
     );
     assert_matches_sfdisk(&table, &json);
@@ -81,9 +65,7 @@ fn mbr_with_primary_extended_and_logical_partitions() {
     assert_eq!(root.partuuid, "1234abcd-01");
     let extended = &table.partitions[1];
     assert!(extended.extended);
-    let swap = table
-        .find_by_start(Bytes(fixture_host::SWAP_START * SECTOR))
-        .unwrap();
+    let swap = table.find_by_start(Bytes(fixture_host::SWAP_START * SECTOR)).unwrap();
     assert_eq!(swap.number, 5);
     assert_eq!(swap.type_code, "0x82");
     assert_eq!(swap.partuuid, "1234abcd-05");
@@ -120,24 +102,12 @@ fn gpt_partitions_with_guids_and_names() {
     assert!(table.is_gpt());
     assert_eq!(
         table.kind,
-        TableKind::Gpt {
-            disk_guid: json["id"].as_str().unwrap().to_ascii_lowercase()
-        }
+        TableKind::Gpt { disk_guid: json["id"].as_str().unwrap().to_ascii_lowercase() }
     );
     assert_matches_sfdisk(&table, &json);
-    for (entry, listed) in table
-        .partitions
-        .iter()
-        .zip(json["partitions"].as_array().unwrap())
-    {
-        assert_eq!(
-            entry.partuuid,
-            listed["uuid"].as_str().unwrap().to_ascii_lowercase()
-        );
-        assert_eq!(
-            entry.type_code,
-            listed["type"].as_str().unwrap().to_ascii_lowercase()
-        );
+    for (entry, listed) in table.partitions.iter().zip(json["partitions"].as_array().unwrap()) {
+        assert_eq!(entry.partuuid, listed["uuid"].as_str().unwrap().to_ascii_lowercase());
+        assert_eq!(entry.type_code, listed["type"].as_str().unwrap().to_ascii_lowercase());
         assert_eq!(entry.name.as_deref(), listed["name"].as_str());
     }
     assert_eq!(table.partitions[1].size, Bytes::mib(20));
@@ -149,10 +119,7 @@ fn a_blank_disk_has_no_table() {
     let image = dir.path().join("blank.img");
     sparse_file(&image, DISK_SECTORS * SECTOR);
     let err = partition_table::read(&image, Bytes(512)).unwrap_err();
-    assert!(
-        err.to_string().contains("no MBR or GPT partition table"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("no MBR or GPT partition table"), "{err}");
     let missing = partition_table::read(&dir.path().join("nothing"), Bytes(512)).unwrap_err();
     assert!(missing.to_string().contains("cannot open"), "{missing}");
 }
@@ -162,10 +129,7 @@ fn odd_sector_sizes_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let gpt = dir.path().join("gpt.img");
     sparse_file(&gpt, DISK_SECTORS * SECTOR);
-    sfdisk(
-        &gpt,
-        "label: gpt\nstart=2048, size=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n",
-    );
+    sfdisk(&gpt, "label: gpt\nstart=2048, size=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n");
     let err = partition_table::read(&gpt, Bytes(1024)).unwrap_err();
     assert!(err.to_string().contains("not supported"), "{err}");
 }

@@ -16,8 +16,7 @@ fn blkid_value(path: &std::path::Path, offset: u64, key: &str) -> Option<String>
         .arg("-O")
         .arg(offset.to_string())
         .arg(path));
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("{key}=")).map(str::to_string))
+    text.lines().find_map(|line| line.strip_prefix(&format!("{key}=")).map(str::to_string))
 }
 
 #[test]
@@ -25,12 +24,7 @@ fn uuid_and_label_from_mkswap() {
     let file = tempfile::NamedTempFile::new().unwrap();
     sparse_file(file.path(), 8 * 1024 * 1024);
     run(Command::new("mkswap")
-        .args([
-            "-U",
-            "d5f1c2a4-7b3e-4c8d-9e0f-1a2b3c4d5e6f",
-            "-L",
-            "staging-swap",
-        ])
+        .args(["-U", "d5f1c2a4-7b3e-4c8d-9e0f-1a2b3c4d5e6f", "-L", "staging-swap"])
         .arg(file.path()));
     let header = swap_header::read_at(
         &mut std::fs::File::open(file.path()).unwrap(),
@@ -42,14 +36,8 @@ fn uuid_and_label_from_mkswap() {
     assert_eq!(header.uuid, "d5f1c2a4-7b3e-4c8d-9e0f-1a2b3c4d5e6f");
     assert_eq!(header.label.as_deref(), Some("staging-swap"));
     assert_eq!(u64::from(header.last_page) + 1, 8 * 1024 * 1024 / 4096);
-    assert_eq!(
-        blkid_value(file.path(), 0, "UUID").as_deref(),
-        Some(header.uuid.as_str())
-    );
-    assert_eq!(
-        blkid_value(file.path(), 0, "LABEL").as_deref(),
-        header.label.as_deref()
-    );
+    assert_eq!(blkid_value(file.path(), 0, "UUID").as_deref(), Some(header.uuid.as_str()));
+    assert_eq!(blkid_value(file.path(), 0, "LABEL").as_deref(), header.label.as_deref());
 }
 
 #[test]
@@ -84,17 +72,11 @@ fn header_inside_a_disk_image_at_the_partition_start() {
     let mut disk = std::fs::File::open(&image).unwrap();
     let header = swap_header::read_at(&mut disk, Bytes(offset), X86_PAGE_SIZE).unwrap();
     assert_eq!(header.uuid, fixture_host::SWAP_UUID);
-    assert_eq!(
-        blkid_value(&image, offset, "UUID").as_deref(),
-        Some(fixture_host::SWAP_UUID)
-    );
+    assert_eq!(blkid_value(&image, offset, "UUID").as_deref(), Some(fixture_host::SWAP_UUID));
     // The root partition's start holds no swap signature.
-    let err = swap_header::read_at(
-        &mut disk,
-        Bytes(fixture_host::ROOT_START * SECTOR),
-        X86_PAGE_SIZE,
-    )
-    .unwrap_err();
+    let err =
+        swap_header::read_at(&mut disk, Bytes(fixture_host::ROOT_START * SECTOR), X86_PAGE_SIZE)
+            .unwrap_err();
     assert_eq!(err, SwapHeaderError::NoMagic { offset: 4086 });
 }
 
@@ -102,10 +84,7 @@ fn header_inside_a_disk_image_at_the_partition_start() {
 fn an_ext4_filesystem_is_not_swap() {
     let file = tempfile::NamedTempFile::new().unwrap();
     sparse_file(file.path(), 8 * 1024 * 1024);
-    run(Command::new("mkfs.ext4")
-        .arg("-q")
-        .arg("-F")
-        .arg(file.path()));
+    run(Command::new("mkfs.ext4").arg("-q").arg("-F").arg(file.path()));
     let err = swap_header::read_at(
         &mut std::fs::File::open(file.path()).unwrap(),
         Bytes(0),

@@ -23,17 +23,12 @@ fn swap_partition_sizes_are_kib() {
 #[test]
 fn swap_files_and_escaped_names() {
     let file = swaps::parse(&read_fixture("swaps/ubuntu-22.04-file")).unwrap();
-    assert_eq!(
-        (file[0].path.as_str(), &file[0].kind),
-        ("/swapfile", &SwapKind::File)
-    );
+    assert_eq!((file[0].path.as_str(), &file[0].kind), ("/swapfile", &SwapKind::File));
     let mixed = swaps::parse(&read_fixture("swaps/lvm-and-file")).unwrap();
     assert_eq!(mixed[0].path, "/dev/dm-1");
     assert_eq!(mixed[1].path, "/swap file");
     assert_eq!(mixed[1].kind, SwapKind::File);
-    assert!(swaps::parse(&read_fixture("swaps/none"))
-        .unwrap()
-        .is_empty());
+    assert!(swaps::parse(&read_fixture("swaps/none")).unwrap().is_empty());
 }
 
 #[test]
@@ -43,10 +38,7 @@ fn old_kernels_without_memavailable_get_an_estimate() {
     assert_eq!(m.available, Bytes((812_344 + 61_232 + 702_156) * 1024));
     assert_eq!(m.total, Bytes(2_048_316 * 1024));
     assert_eq!(m.swap_used(), Bytes((2_094_076 - 2_080_764) * 1024));
-    assert_eq!(
-        m.available_without_swap(),
-        m.available.saturating_sub(m.swap_used())
-    );
+    assert_eq!(m.available_without_swap(), m.available.saturating_sub(m.swap_used()));
 }
 
 #[test]
@@ -70,16 +62,11 @@ fn fstab_swap_entries_by_uuid_label_path_and_partuuid() {
     assert_eq!(ubuntu.len(), 3);
     let swap: Vec<_> = fstab::swap_entries(&ubuntu).collect();
     assert_eq!(swap.len(), 1);
-    assert_eq!(
-        swap[0].spec,
-        FsSpec::Uuid(fixture_host::SWAP_UUID.to_string())
-    );
+    assert_eq!(swap[0].spec, FsSpec::Uuid(fixture_host::SWAP_UUID.to_string()));
     assert_eq!(swap[0].mount_point, "none");
 
     let mixed = fstab::parse(&read_fixture("fstab/mixed-swaps")).unwrap();
-    let specs: Vec<FsSpec> = fstab::swap_entries(&mixed)
-        .map(|e| e.spec.clone())
-        .collect();
+    let specs: Vec<FsSpec> = fstab::swap_entries(&mixed).map(|e| e.spec.clone()).collect();
     assert_eq!(
         specs,
         vec![

@@ -31,11 +31,17 @@ use std::process::Command;
 /// Checks a 1.x plan against the profile and the images built for it.
 fn check_1x_plan(profile: &Profile, case: &Case, p: &Plan1x) -> Result<(), String> {
     let plan = &p.plan;
-    let updt = profile.source_partition(PartitionRole::RootB).ok_or("no root-b source partition")?;
+    let updt =
+        profile.source_partition(PartitionRole::RootB).ok_or("no root-b source partition")?;
     let (start, size) = start_of(&case.source, PartitionRole::RootB);
     let staging = &plan.staging.partition;
     if (staging.start.get(), staging.size.get()) != (start, size) {
-        return Err(format!("staging is {}..+{}, {} is {start}..+{size}", staging.start.get(), staging.size.get(), updt.name));
+        return Err(format!(
+            "staging is {}..+{}, {} is {start}..+{size}",
+            staging.start.get(),
+            staging.size.get(),
+            updt.name
+        ));
     }
     let (root_start, _) = start_of(&case.source, PartitionRole::RootA);
     if plan.old_root.partition.start.get() != root_start {
@@ -46,7 +52,8 @@ fn check_1x_plan(profile: &Profile, case: &Case, p: &Plan1x) -> Result<(), Strin
         return Err(format!("old root fs {} is not the profile's", plan.old_root.fs_type));
     }
     check_layout(profile, case.target.as_slice(), plan)?;
-    let root_b = profile.target_partition(PartitionRole::RootB).ok_or("no root-b target partition")?;
+    let root_b =
+        profile.target_partition(PartitionRole::RootB).ok_or("no root-b target partition")?;
     if plan.layout.written_last != vec![root_b.name.clone()] {
         return Err(format!("written_last is {:?}", plan.layout.written_last));
     }
@@ -61,7 +68,11 @@ fn check_1x_plan(profile: &Profile, case: &Case, p: &Plan1x) -> Result<(), Strin
     let (data_start, data_size) = start_of(&case.source, PartitionRole::Data);
     let data = plan.source_data.as_ref().ok_or("no source_data")?;
     if (data.partition.start.get(), data.partition.size.get()) != (data_start, data_size) {
-        return Err(format!("source_data is {}..+{}, the data partition {data_start}..+{data_size}", data.partition.start.get(), data.partition.size.get()));
+        return Err(format!(
+            "source_data is {}..+{}, the data partition {data_start}..+{data_size}",
+            data.partition.start.get(),
+            data.partition.size.get()
+        ));
     }
     if Some(data.fs_type) != profile.source_partition(PartitionRole::Data).map(|p| p.fs) {
         return Err(format!("source_data fs {} is not the profile's", data.fs_type));
@@ -77,11 +88,23 @@ fn check_1x_plan(profile: &Profile, case: &Case, p: &Plan1x) -> Result<(), Strin
 
 /// Target partitions: the profile's names, roles and file systems in its order, at the
 /// places the image's table gives them.
-fn check_layout(profile: &Profile, target: &[(ExpectedPartition, u64, u64)], plan: &plan::Plan) -> Result<(), String> {
-    let found: Vec<(String, PartitionRole, FsType, u64, u64)> =
-        plan.layout.partitions.iter().map(|p| (p.name.clone(), p.role, p.fs, p.disk_start.get(), p.size.get())).collect();
-    let wanted: Vec<(String, PartitionRole, FsType, u64, u64)> =
-        target.iter().map(|(p, at, size)| (p.name.clone(), p.role, p.fs, at * SECTORS_PER_MIB, size * SECTORS_PER_MIB)).collect();
+fn check_layout(
+    profile: &Profile,
+    target: &[(ExpectedPartition, u64, u64)],
+    plan: &plan::Plan,
+) -> Result<(), String> {
+    let found: Vec<(String, PartitionRole, FsType, u64, u64)> = plan
+        .layout
+        .partitions
+        .iter()
+        .map(|p| (p.name.clone(), p.role, p.fs, p.disk_start.get(), p.size.get()))
+        .collect();
+    let wanted: Vec<(String, PartitionRole, FsType, u64, u64)> = target
+        .iter()
+        .map(|(p, at, size)| {
+            (p.name.clone(), p.role, p.fs, at * SECTORS_PER_MIB, size * SECTORS_PER_MIB)
+        })
+        .collect();
     if found != wanted {
         return Err(format!("layout {found:?}, profile {} wants {wanted:?}", profile.name));
     }
@@ -93,7 +116,10 @@ fn check_layout(profile: &Profile, target: &[(ExpectedPartition, u64, u64)], pla
 fn ubuntu_plan(profile: &Profile) -> Result<(), String> {
     let host = StageHost::new();
     let (image, target) = target_image(host.inputs.path(), profile);
-    host.write_input("config.json", format!("{{\"deviceType\":\"{}\",\"applicationId\":1234}}", profile.device_type).as_bytes());
+    host.write_input(
+        "config.json",
+        format!("{{\"deviceType\":\"{}\",\"applicationId\":1234}}", profile.device_type).as_bytes(),
+    );
     std::fs::create_dir_all(host.host.path("/srv/app")).unwrap();
     std::fs::write(host.host.path("/srv/app/db"), b"rows").unwrap();
     let mut request = host.request();
@@ -105,7 +131,11 @@ fn ubuntu_plan(profile: &Profile) -> Result<(), String> {
     let plan = &sp.plan;
     let staging = &plan.staging.partition;
     if (staging.number, staging.start.get()) != (5, stage_support::SWAP_START) {
-        return Err(format!("staging is partition {} at {}, not the swap partition", staging.number, staging.start.get()));
+        return Err(format!(
+            "staging is partition {} at {}, not the swap partition",
+            staging.number,
+            staging.start.get()
+        ));
     }
     check_layout(profile, &target, plan)?;
     if plan.backup.volumes[0].restore_to != profile.restore.data.to_restore_location("1234") {
@@ -134,7 +164,10 @@ fn every_shipped_profile_plans_against_a_disk_in_its_source_layout() {
                 }
             }
         };
-        eprintln!("{name}: {}", outcome.as_ref().map(|_| "plans".to_string()).unwrap_or_else(|e| e.clone()));
+        eprintln!(
+            "{name}: {}",
+            outcome.as_ref().map(|_| "plans".to_string()).unwrap_or_else(|e| e.clone())
+        );
         if let Err(e) = outcome {
             failures.push(format!("{name}: {e}"));
         }
@@ -155,10 +188,19 @@ fn raspberry_pi_plan_edits_config_txt_and_puts_the_kernel_on_resin_boot() {
     assert_eq!(edit.original.as_deref(), Some(&original_boot_file("config.txt")[..]));
     assert!(!p.boot_edits.iter().any(|e| e.name == "cmdline.txt"), "cmdline.txt is left alone");
     let paths: Vec<&str> = p.plan.grub.files.iter().map(|f| f.path.as_str()).collect();
-    assert!(paths.contains(&"/mnt/boot/config.txt") && paths.contains(&"/mnt/boot/swapover/vmlinuz"), "{paths:?}");
+    assert!(
+        paths.contains(&"/mnt/boot/config.txt") && paths.contains(&"/mnt/boot/swapover/vmlinuz"),
+        "{paths:?}"
+    );
     // The app data is measured without the 400 MB docker layer beside it.
     assert!(p.plan.backup.estimated_size().unwrap().get() < 1_000_000);
-    assert_eq!(p.plan.network.connman, vec!["/var/lib/connman".to_string(), "/mnt/data/resin-data/4321/network.config".to_string()]);
+    assert_eq!(
+        p.plan.network.connman,
+        vec![
+            "/var/lib/connman".to_string(),
+            "/mnt/data/resin-data/4321/network.config".to_string()
+        ]
+    );
 }
 
 #[test]
@@ -169,7 +211,10 @@ fn beaglebone_plan_edits_uenv_txt_towards_resin_updt() {
     assert!(!p.budget.kernel_on_boot);
     let edit = p.boot_edits.iter().find(|e| e.name == "uEnv.txt").expect("uEnv.txt edited");
     let text = String::from_utf8(edit.edited.clone()).unwrap();
-    assert!(text.contains(&format!("swapover_part=1:{}\n", p.plan.staging.partition.number)), "{text}");
+    assert!(
+        text.contains(&format!("swapover_part=1:{}\n", p.plan.staging.partition.number)),
+        "{text}"
+    );
 }
 
 #[test]
@@ -183,7 +228,10 @@ fn spare_root_too_small_is_refused_with_the_sizes() {
     // Free space of resin-updt's own ext3 (20 MiB less what mkfs.ext3 uses), not its size.
     assert!(message.contains("the spare root resin-updt (partition 3) has "), "{message}");
     assert!(message.contains(" free but staging needs "), "{message}");
-    assert!(!message.contains("20971520 bytes"), "the partition's size is not free space: {message}");
+    assert!(
+        !message.contains("20971520 bytes"),
+        "the partition's size is not free space: {message}"
+    );
     assert!(message.contains("backup 28.61 MiB"), "{message}");
     assert!(!message.contains('\n'));
 }
@@ -277,7 +325,11 @@ fn plan_image_prints_the_plan_and_exits_1_on_a_refusal() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("over the 162.12 MiB (170000000 bytes) limit"), "{stderr}");
-    assert_eq!(stage_support::sha256_hex(&std::fs::read(&r.disk).unwrap()), before, "plan-image changed the disk");
+    assert_eq!(
+        stage_support::sha256_hex(&std::fs::read(&r.disk).unwrap()),
+        before,
+        "plan-image changed the disk"
+    );
 }
 
 #[test]
@@ -288,7 +340,10 @@ fn a_raspberry_pi_boot_partition_without_room_for_the_kernel_is_refused() {
     let err = plan_image::plan(&case.request).unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, Refusal1x::BootPartitionFull { .. }), "{message}");
-    assert!(message.contains("the boot partition resin-boot (partition 1) has 2.97 MiB"), "{message}");
+    assert!(
+        message.contains("the boot partition resin-boot (partition 1) has 2.97 MiB"),
+        "{message}"
+    );
     assert!(message.contains("kernel 4 MiB + initramfs 512 KiB"), "{message}");
 }
 
@@ -304,7 +359,11 @@ fn the_uefi_nuc_is_armed_by_the_firmware_with_kernel_and_initramfs_on_its_boot_p
     let created: Vec<&str> = p.plan.grub.files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(created, ["/mnt/boot/swapover/vmlinuz", "/mnt/boot/swapover/initramfs.img"]);
     assert!(p.budget.kernel_on_boot);
-    assert!(p.boot.args.contains(&"initrd=\\swapover\\initramfs.img".to_string()), "{:?}", p.boot.args);
+    assert!(
+        p.boot.args.contains(&"initrd=\\swapover\\initramfs.img".to_string()),
+        "{:?}",
+        p.boot.args
+    );
     let text = stager::stage::resinos1x::planner::render(&p);
     assert!(text.contains("via a UEFI boot option armed for one boot with BootNext"), "{text}");
     assert!(text.contains("EFI/BOOT/grub.cfg is not changed"), "{text}");

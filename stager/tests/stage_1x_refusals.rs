@@ -44,7 +44,9 @@ fn an_earlier_runs_swapover_directory_on_the_boot_partition_is_refused() {
     std::fs::remove_dir_all(&leftover).unwrap();
     device.request.dry_run = true;
     match stage_1x::run(&device.request, &mut FixtureSystem::default()) {
-        Ok(Outcome1x::DryRun(text)) => assert!(text.contains("set BootNext to it (one boot)"), "{text}"),
+        Ok(Outcome1x::DryRun(text)) => {
+            assert!(text.contains("set BootNext to it (one boot)"), "{text}")
+        }
         other => panic!("the device without the leftover is not ready: {other:?}"),
     }
 }

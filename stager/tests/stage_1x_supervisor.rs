@@ -56,13 +56,17 @@ fn setup_with(runs: Option<&str>, make: fn(&str) -> Device) -> Setup {
             device_id: DEVICE_ID,
             supervisor_version: runs.map(str::to_string),
             supervisor_release: Some(OLD_RELEASE),
-            releases: vec![("intel-nuc".into(), "v2.8.3".into(), 7), ("intel-nuc".into(), IMAGE_SUPERVISOR.into(), NEW_RELEASE)],
+            releases: vec![
+                ("intel-nuc".into(), "v2.8.3".into(), 7),
+                ("intel-nuc".into(), IMAGE_SUPERVISOR.into(), NEW_RELEASE),
+            ],
             fail_with: None,
         },
     );
     let mut device = make("resinos1x-intel-nuc");
     let config_path = device.request.plan.config.clone();
-    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
     config["apiEndpoint"] = api.endpoint().into();
     config["deviceId"] = DEVICE_ID.into();
     config["apiKey"] = KEY.into();
@@ -102,19 +106,30 @@ fn a_newer_supervisor_in_the_image_is_marked_and_abort_puts_the_old_release_back
     assert_eq!(s.api.patches(), vec![format!("{{\"supervisor_release\":{NEW_RELEASE}}}")]);
     // The release was asked for with the script's filter, spaces sent as %20.
     let asked = s.api.requests().into_iter().find(|r| r.path == "/v2/supervisor_release").unwrap();
-    assert_eq!(asked.query["$filter"], format!("((device_type eq 'intel-nuc') and (supervisor_version eq '{IMAGE_SUPERVISOR}'))"));
-    assert!(asked.raw_query.contains("%20eq%20") && !asked.raw_query.contains('+'), "{}", asked.raw_query);
+    assert_eq!(
+        asked.query["$filter"],
+        format!("((device_type eq 'intel-nuc') and (supervisor_version eq '{IMAGE_SUPERVISOR}'))")
+    );
+    assert!(
+        asked.raw_query.contains("%20eq%20") && !asked.raw_query.contains('+'),
+        "{}",
+        asked.raw_query
+    );
     // The key went as the `apikey` parameter, never anywhere else.
     for request in s.api.requests() {
         assert_eq!(request.query.get("apikey").map(String::as_str), Some(KEY), "{request:?}");
         assert!(!request.body.contains(KEY));
     }
-    let journal = std::fs::read_to_string(s.device.host.path("/var/lib/swapover/state.json")).unwrap();
+    let journal =
+        std::fs::read_to_string(s.device.host.path("/var/lib/swapover/state.json")).unwrap();
     assert!(journal.contains("mark-supervisor-update") && !journal.contains(KEY), "{journal}");
 
     stager::abort::abort(&s.device.request.root, &mut FixtureSystem::default()).unwrap();
     assert_eq!(s.api.state().supervisor_release, Some(OLD_RELEASE));
-    assert_eq!(s.api.patches().last().unwrap(), &format!("{{\"supervisor_release\":{OLD_RELEASE}}}"));
+    assert_eq!(
+        s.api.patches().last().unwrap(),
+        &format!("{{\"supervisor_release\":{OLD_RELEASE}}}")
+    );
     // The tree as it was (the disk's resin-updt held and lost our directory: its bytes differ).
     assert_eq!(s.device.snapshot().0, before, "abort left the device changed");
 }
@@ -124,7 +139,8 @@ fn a_failure_after_the_mark_rolls_it_back() {
     let mut s = mounted_setup(Some("1.7.0"));
     let before = s.device.snapshot().0;
     s.device.request.execute.fail_after = Some("mark-supervisor-update".into());
-    let err = stage_1x::run(&s.device.request, &mut FixtureSystem::default()).expect_err("injected failure");
+    let err = stage_1x::run(&s.device.request, &mut FixtureSystem::default())
+        .expect_err("injected failure");
     assert!(matches!(err, Stage1xError::Execute(_)), "{err}");
     assert_eq!(s.api.patches().len(), 2, "{:?}", s.api.patches());
     assert_eq!(s.api.state().supervisor_release, Some(OLD_RELEASE));
@@ -138,7 +154,11 @@ fn no_mark_when_the_device_runs_the_same_or_a_newer_supervisor() {
         let mut s = setup(Some(runs));
         let text = dry_run_text(&mut s.device);
         assert!(text.contains(&format!("supervisor update: not needed (the device runs {runs}, the image ships {IMAGE_SUPERVISOR})")), "{text}");
-        assert!(s.api.requests().iter().all(|r| r.method == "GET" && r.path.starts_with("/v2/device(")), "{:?}", s.api.requests());
+        assert!(
+            s.api.requests().iter().all(|r| r.method == "GET" && r.path.starts_with("/v2/device(")),
+            "{:?}",
+            s.api.requests()
+        );
     }
 }
 
@@ -159,7 +179,10 @@ fn no_mark_for_an_unprovisioned_device_or_when_asked_not_to() {
 fn a_given_version_is_used_instead_of_the_images() {
     let mut s = setup(Some("1.7.0"));
     s.device.request.supervisor = match s.device.request.supervisor.clone() {
-        SupervisorRequest::Mark { ca_cert, .. } => SupervisorRequest::Mark { version: Some(SupervisorVersion::parse("v2.8.3").unwrap()), ca_cert },
+        SupervisorRequest::Mark { ca_cert, .. } => SupervisorRequest::Mark {
+            version: Some(SupervisorVersion::parse("v2.8.3").unwrap()),
+            ca_cert,
+        },
         other => other,
     };
     let text = dry_run_text(&mut s.device);
@@ -179,13 +202,20 @@ fn refusals_when_the_api_cannot_say_change_nothing() {
 
     let mut s = setup(Some("1.7.0"));
     s.device.request.supervisor = match s.device.request.supervisor.clone() {
-        SupervisorRequest::Mark { ca_cert, .. } => SupervisorRequest::Mark { version: Some(SupervisorVersion::parse("v9.9.9").unwrap()), ca_cert },
+        SupervisorRequest::Mark { ca_cert, .. } => SupervisorRequest::Mark {
+            version: Some(SupervisorVersion::parse("v9.9.9").unwrap()),
+            ca_cert,
+        },
         other => other,
     };
-    s.device.refused(&["the resin API has no supervisor release v9.9.9 for device type intel-nuc", "pass --supervisor-version"]);
+    s.device.refused(&[
+        "the resin API has no supervisor release v9.9.9 for device type intel-nuc",
+        "pass --supervisor-version",
+    ]);
 
     let s = setup(None);
-    s.device.refused(&[&format!("the resin API reports no supervisor version for device {DEVICE_ID}")]);
+    s.device
+        .refused(&[&format!("the resin API reports no supervisor version for device {DEVICE_ID}")]);
 
     // A server whose certificate is not trusted: no CA given.
     let mut s = setup(Some("1.7.0"));

@@ -9,13 +9,27 @@ use stage_support::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn stager_at(exe: &Path, host: &StageHost, args: &[&str], env: &[(&str, &str)], migrator: Option<&Path>) -> Output {
+fn stager_at(
+    exe: &Path,
+    host: &StageHost,
+    args: &[&str],
+    env: &[(&str, &str)],
+    migrator: Option<&Path>,
+) -> Output {
     let mut command = Command::new(exe);
     command.args(args).arg("--root").arg(host.host.root());
     if args[0] == "stage" {
         let sha = sha256_hex(&std::fs::read(host.image()).unwrap());
         command
-            .args(["--profile", "intel-nuc", "--no-reboot", "--kernel-release", KERNEL, "--sha256", &sha])
+            .args([
+                "--profile",
+                "intel-nuc",
+                "--no-reboot",
+                "--kernel-release",
+                KERNEL,
+                "--sha256",
+                &sha,
+            ])
             .arg("--image")
             .arg(host.image())
             .arg("--config")
@@ -36,7 +50,11 @@ fn stager(host: &StageHost, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 #[test]
@@ -46,18 +64,31 @@ fn stage_status_abort_through_the_binary() {
 
     let failed = stager(&host, &["stage"], &[("SWAPOVER_FAIL_AFTER", "write-staging")]);
     assert_eq!(failed.status.code(), Some(2), "{}", text(&failed));
-    assert!(text(&failed).contains("failed at step write-staging") && text(&failed).contains("everything was rolled back"), "{}", text(&failed));
+    assert!(
+        text(&failed).contains("failed at step write-staging")
+            && text(&failed).contains("everything was rolled back"),
+        "{}",
+        text(&failed)
+    );
     assert_eq!((host.files(), host.disk_guarded(), host.blkid_swap()), before);
 
     let staged = stager(&host, &["stage"], &[]);
     assert_eq!(staged.status.code(), Some(0), "{}", text(&staged));
     assert!(text(&staged).contains("staged and armed"), "{}", text(&staged));
     // Log lines name each step on stderr.
-    assert!(String::from_utf8_lossy(&staged.stderr).contains("step mkfs: done"), "{}", text(&staged));
+    assert!(
+        String::from_utf8_lossy(&staged.stderr).contains("step mkfs: done"),
+        "{}",
+        text(&staged)
+    );
 
     let status = stager(&host, &["status"], &[]);
     assert_eq!(status.status.code(), Some(0));
-    assert!(text(&status).contains("Armed: the next boot starts the migration environment"), "{}", text(&status));
+    assert!(
+        text(&status).contains("Armed: the next boot starts the migration environment"),
+        "{}",
+        text(&status)
+    );
     let json = stager(&host, &["--json", "status"], &[]);
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(value["armed"], "Yes");
@@ -82,7 +113,11 @@ fn a_hook_saying_not_now_exits_3() {
     let hook = host.write_input("hook.sh", b"#!/bin/sh\nexit 3\n");
     std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let before = (host.files(), host.disk_whole());
-    let output = stager(&host, &["stage", "--backup-hook", hook.to_str().unwrap(), "--backup-hook-arg", "--quick"], &[]);
+    let output = stager(
+        &host,
+        &["stage", "--backup-hook", hook.to_str().unwrap(), "--backup-hook-arg", "--quick"],
+        &[],
+    );
     assert_eq!(output.status.code(), Some(3), "{}", text(&output));
     assert!(text(&output).contains("retry later"));
     assert_eq!((host.files(), host.disk_whole()), before);
@@ -122,7 +157,13 @@ fn the_migrator_comes_from_the_executable_trailer() {
         "(xz -dc '{0}' 2>/dev/null || gzip -dc '{0}') | cpio -id --quiet init",
         mount.path().join("swapover/initramfs.img").display()
     );
-    let ok = Command::new("sh").arg("-c").arg(script).current_dir(extract.path()).status().unwrap().success();
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(extract.path())
+        .status()
+        .unwrap()
+        .success();
     system.unmount(mount.path()).unwrap();
     system.detach(&loop_device.unwrap()).unwrap();
     assert!(ok);
@@ -132,8 +173,16 @@ fn the_migrator_comes_from_the_executable_trailer() {
     let corrupt = packaged(host.inputs.path(), &migrator, true);
     let output = stager_at(&corrupt, &host, &["stage"], &[], None);
     assert_eq!(output.status.code(), Some(2));
-    assert!(text(&output).contains("is corrupt") && text(&output).contains("download the stager again"), "{}", text(&output));
+    assert!(
+        text(&output).contains("is corrupt") && text(&output).contains("download the stager again"),
+        "{}",
+        text(&output)
+    );
     let plain = stager_at(Path::new(env!("CARGO_BIN_EXE_stager")), &host, &["stage"], &[], None);
     assert_eq!(plain.status.code(), Some(2));
-    assert!(text(&plain).contains("carries no migrator") && text(&plain).contains("--migrator"), "{}", text(&plain));
+    assert!(
+        text(&plain).contains("carries no migrator") && text(&plain).contains("--migrator"),
+        "{}",
+        text(&plain)
+    );
 }

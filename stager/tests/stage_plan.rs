@@ -24,10 +24,16 @@ fn the_plan_pins_partitions_image_and_grub_changes() {
 
     assert_eq!(plan.source_disk.size, Sectors(DISK_SECTORS));
     assert_eq!(plan.old_root.partition.partuuid, "1234abcd-01");
-    assert_eq!((plan.old_root.partition.start, plan.old_root.partition.size), (Sectors(ROOT_START), Sectors(ROOT_SECTORS)));
+    assert_eq!(
+        (plan.old_root.partition.start, plan.old_root.partition.size),
+        (Sectors(ROOT_START), Sectors(ROOT_SECTORS))
+    );
     assert_eq!(plan.old_root.fs_uuid, ROOT_UUID);
     assert_eq!(plan.staging.partition.partuuid, "1234abcd-05");
-    assert_eq!((plan.staging.partition.start, plan.staging.partition.size), (Sectors(SWAP_START), Sectors(SWAP_SECTORS)));
+    assert_eq!(
+        (plan.staging.partition.start, plan.staging.partition.size),
+        (Sectors(SWAP_START), Sectors(SWAP_SECTORS))
+    );
     assert_eq!(plan.staging.original_swap_uuid.as_deref(), Some(SWAP_UUID));
 
     // The image's own table, as sfdisk wrote it, with the profile's names by order.
@@ -65,10 +71,19 @@ fn the_plan_pins_partitions_image_and_grub_changes() {
     assert_eq!(plan.grub.env[0].previous, None);
     assert_eq!(plan.modules.order_file, "/etc/swapover/modules.load");
     for module in ["ext4", "jbd2", "crc32c_generic", "vfat", "nls_utf8"] {
-        assert!(plan.modules.modules.contains(&module.to_string()), "{module} in {:?}", plan.modules.modules);
+        assert!(
+            plan.modules.modules.contains(&module.to_string()),
+            "{module} in {:?}",
+            plan.modules.modules
+        );
     }
     assert!(sp.notes.iter().any(|n| n.contains("nvme")), "{:?}", sp.notes);
-    assert!(sp.custom_cfg.contains("--id 'swapover-migrate'") || sp.custom_cfg.contains("--id swapover-migrate"), "{}", sp.custom_cfg);
+    assert!(
+        sp.custom_cfg.contains("--id 'swapover-migrate'")
+            || sp.custom_cfg.contains("--id swapover-migrate"),
+        "{}",
+        sp.custom_cfg
+    );
     assert!(sp.custom_cfg.contains(&plan.staging.fs_uuid));
     assert!(sp.core_img_config.contains(&format!("--set=root {}", plan.staging.fs_uuid)));
 
@@ -103,7 +118,14 @@ fn dry_run_prints_plan_and_steps_and_changes_nothing() {
     let mut system = stager::stage::system::FixtureSystem::default();
     let outcome = run_stage(&request, &mut system).unwrap();
     let StageOutcome::DryRun { text, .. } = outcome else { panic!("not a dry run: {outcome:?}") };
-    for needle in ["Target layout", "resin-rootB", "swapoff /dev/sda5", "mkfs.ext4 -L swapover-stage", "next_entry=swapover-migrate", "Staging space"] {
+    for needle in [
+        "Target layout",
+        "resin-rootB",
+        "swapoff /dev/sda5",
+        "mkfs.ext4 -L swapover-stage",
+        "next_entry=swapover-migrate",
+        "Staging space",
+    ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
     assert!(system.calls.is_empty());
@@ -118,7 +140,17 @@ fn dry_run_through_the_binary_exits_0_and_changes_nothing() {
     let migrator = host.write_input("migrator", b"pretend migrator");
     let sha = sha256_hex(&std::fs::read(host.image()).unwrap());
     let output = Command::new(env!("CARGO_BIN_EXE_stager"))
-        .args(["stage", "--profile", "intel-nuc", "--dry-run", "--no-reboot", "--kernel-release", KERNEL, "--sha256", &sha])
+        .args([
+            "stage",
+            "--profile",
+            "intel-nuc",
+            "--dry-run",
+            "--no-reboot",
+            "--kernel-release",
+            KERNEL,
+            "--sha256",
+            &sha,
+        ])
         .arg("--image")
         .arg(host.image())
         .arg("--config")
@@ -130,7 +162,15 @@ fn dry_run_through_the_binary_exits_0_and_changes_nothing() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("Dry run: nothing was changed.") && stdout.contains("swapover plan"), "{stdout}");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("Dry run: nothing was changed.") && stdout.contains("swapover plan"),
+        "{stdout}"
+    );
     assert_eq!((host.files(), host.disk_whole()), (files, disk));
 }

@@ -21,17 +21,26 @@ fn refused(host: &StageHost, request: StageRequest, needles: &[&str]) {
     }
     assert!(!text.contains('\n'), "one line: {text}");
     assert!(system.calls.is_empty(), "{:?}", system.calls);
-    assert_eq!((host.files(), host.disk_whole(), std::fs::read(&state).ok()), before, "host changed by: {text}");
+    assert_eq!(
+        (host.files(), host.disk_whole(), std::fs::read(&state).ok()),
+        before,
+        "host changed by: {text}"
+    );
 }
 
 #[test]
 fn image_of_another_device_type() {
     let host = StageHost::new();
-    let image = host.make_image("rpi.img", &ImageSpec { slug: Some("raspberrypi3"), ..ImageSpec::default() });
+    let image = host
+        .make_image("rpi.img", &ImageSpec { slug: Some("raspberrypi3"), ..ImageSpec::default() });
     let mut request = host.request();
     request.image = image.display().to_string();
     request.sha256 = Some(sha256_hex(&std::fs::read(&image).unwrap()));
-    refused(&host, request, &["image is for device type raspberrypi3", "download the intel-nuc image"]);
+    refused(
+        &host,
+        request,
+        &["image is for device type raspberrypi3", "download the intel-nuc image"],
+    );
 }
 
 #[test]
@@ -54,7 +63,11 @@ fn image_too_large_for_the_old_root() {
     let mut request = host.request();
     request.image = image.display().to_string();
     request.sha256 = Some(sha256_hex(&std::fs::read(&image).unwrap()));
-    refused(&host, request, &["does not fit the old root's space", "use a smaller image or a larger old root"]);
+    refused(
+        &host,
+        request,
+        &["does not fit the old root's space", "use a smaller image or a larger old root"],
+    );
 }
 
 #[test]
@@ -83,7 +96,13 @@ fn corrupt_xz() {
         refused(
             &host,
             request,
-            &[&format!("the image {} is corrupt: its xz stream does not decode (", corrupt.display()), "); download it again (and its .sha256)"],
+            &[
+                &format!(
+                    "the image {} is corrupt: its xz stream does not decode (",
+                    corrupt.display()
+                ),
+                "); download it again (and its .sha256)",
+            ],
         );
     }
 }
@@ -106,7 +125,10 @@ fn wrong_sha256() {
 /// A request for the local `image`, verified by a `.sha256` beside it that matches its bytes.
 fn with_sidecar(host: &StageHost, image: &std::path::Path) -> StageRequest {
     let name = image.file_name().unwrap().to_string_lossy().into_owned();
-    host.write_input(&format!("{name}.sha256"), format!("{}  {name}\n", sha256_hex(&std::fs::read(image).unwrap())).as_bytes());
+    host.write_input(
+        &format!("{name}.sha256"),
+        format!("{}  {name}\n", sha256_hex(&std::fs::read(image).unwrap())).as_bytes(),
+    );
     let mut request = host.request();
     request.image = image.display().to_string();
     request.sha256 = None;
@@ -125,7 +147,10 @@ fn truncated_xz_image() {
         refused(
             &host,
             with_sidecar(&host, &cut),
-            &[&format!("the image {} is truncated: its xz stream ends early; download it again", cut.display())],
+            &[&format!(
+                "the image {} is truncated: its xz stream ends early; download it again",
+                cut.display()
+            )],
         );
     }
 }
@@ -162,7 +187,11 @@ fn swap_too_small_for_the_image() {
     refused(
         &host,
         request,
-        &["the swap partition /dev/sda5 is 154 MiB but staging needs", "+ backup 0 B +", "grow the swap partition or use a smaller image"],
+        &[
+            "the swap partition /dev/sda5 is 154 MiB but staging needs",
+            "+ backup 0 B +",
+            "grow the swap partition or use a smaller image",
+        ],
     );
 }
 
@@ -177,11 +206,14 @@ fn backup_set_larger_than_the_staging_space() {
     std::fs::File::create(&big).unwrap().set_len(200 * 1024 * 1024).unwrap();
     let mut fits = host.request();
     fits.dry_run = true;
-    let planned = match run_stage(&fits, &mut FixtureSystem::default()).expect("plans without the backup") {
-        StageOutcome::DryRun { plan, .. } => plan,
-        other => panic!("{other:?}"),
-    };
-    let room = plan::Bytes(planned.budget.have.get() - (planned.budget.needed.get() - planned.budget.backup.get()));
+    let planned =
+        match run_stage(&fits, &mut FixtureSystem::default()).expect("plans without the backup") {
+            StageOutcome::DryRun { plan, .. } => plan,
+            other => panic!("{other:?}"),
+        };
+    let room = plan::Bytes(
+        planned.budget.have.get() - (planned.budget.needed.get() - planned.budget.backup.get()),
+    );
     let backup = plan::Bytes(200 * 1024 * 1024 + 512);
     let mut request = host.request();
     request.backups = vec!["/srv/huge.bin".into()];
@@ -201,11 +233,19 @@ fn config_json_missing_invalid_or_for_another_device() {
     let host = StageHost::new();
     let mut request = host.request();
     request.config = host.input("absent.json");
-    refused(&host, request, &["config.json", "absent.json cannot be read (", "pass it with --config"]);
+    refused(
+        &host,
+        request,
+        &["config.json", "absent.json cannot be read (", "pass it with --config"],
+    );
 
     let mut request = host.request();
     request.config = host.write_input("broken.json", b"{\"deviceType\": ");
-    refused(&host, request, &["broken.json is not valid JSON (", "download it again from the dashboard"]);
+    refused(
+        &host,
+        request,
+        &["broken.json is not valid JSON (", "download it again from the dashboard"],
+    );
 
     let mut request = host.request();
     request.config = host.write_input("rpi.json", br#"{"deviceType":"raspberrypi3"}"#);
@@ -217,7 +257,11 @@ fn backup_path_missing() {
     let host = StageHost::new();
     let mut request = host.request();
     request.backups = vec!["/srv/nothing-here".into()];
-    refused(&host, request, &["backup path /srv/nothing-here does not exist on this host; fix the --backup argument"]);
+    refused(
+        &host,
+        request,
+        &["backup path /srv/nothing-here does not exist on this host; fix the --backup argument"],
+    );
 }
 
 #[test]
@@ -234,7 +278,11 @@ fn grub_cfg_without_next_entry() {
     refused(
         &host,
         host.request(),
-        &["check grub-next-entry failed:", "does not load_env and read next_entry", "fix: regenerate it with update-grub"],
+        &[
+            "check grub-next-entry failed:",
+            "does not load_env and read next_entry",
+            "fix: regenerate it with update-grub",
+        ],
     );
 }
 
@@ -264,7 +312,10 @@ fn gpt_disk_where_mbr_is_expected() {
 fn fixture_host_gpt(host: &StageHost) {
     stage_support::fixture_host::sfdisk(
         &host.disk(),
-        &format!("label: gpt\nstart={ROOT_START}, size={ROOT_SECTORS}\nstart={SWAP_START}, size={}\n", SWAP_SECTORS - 2048),
+        &format!(
+            "label: gpt\nstart={ROOT_START}, size={ROOT_SECTORS}\nstart={SWAP_START}, size={}\n",
+            SWAP_SECTORS - 2048
+        ),
     );
 }
 
@@ -272,7 +323,14 @@ fn fixture_host_gpt(host: &StageHost) {
 fn no_swap_and_swap_file() {
     let host = StageHost::new();
     host.host.copy_fixture("/proc/swaps", "swaps/none");
-    refused(&host, host.request(), &["check swap-partition failed: no swap area is active", "fix: a swap partition on the root disk is needed"]);
+    refused(
+        &host,
+        host.request(),
+        &[
+            "check swap-partition failed: no swap area is active",
+            "fix: a swap partition on the root disk is needed",
+        ],
+    );
     host.host.copy_fixture("/proc/swaps", "swaps/ubuntu-22.04-file");
     refused(
         &host,
@@ -286,7 +344,11 @@ fn not_root() {
     let host = StageHost::new();
     let mut request = host.request();
     request.facts.euid = 1000;
-    refused(&host, request, &["check root-user failed: effective user id 1000", "fix: run it again as root"]);
+    refused(
+        &host,
+        request,
+        &["check root-user failed: effective user id 1000", "fix: run it again as root"],
+    );
 }
 
 /// `/proc/meminfo` with `total_kib` of RAM, `available_kib` of it available and no swap in use.
@@ -313,13 +375,21 @@ fn memory_below_the_profile_minimum_or_without_swap() {
         ],
     );
     host.host.write("/proc/meminfo", &meminfo(1024 * 1024 - 1, 900 * 1024));
-    refused(&host, host.request(), &["check profile-memory failed: MemTotal is 1024.0 MiB (1048575 kB)"]);
+    refused(
+        &host,
+        host.request(),
+        &["check profile-memory failed: MemTotal is 1024.0 MiB (1048575 kB)"],
+    );
     host.host.write("/proc/meminfo", &meminfo(1024 * 1024, 900 * 1024));
     let mut request = host.request();
     request.dry_run = true;
     assert!(run_stage(&request, &mut FixtureSystem::default()).is_ok());
     host.host.write("/proc/meminfo", &meminfo(4 * 1024 * 1024, 100 * 1024));
-    refused(&host, host.request(), &["check memory-without-swap failed", "less than the 128.0 MiB needed"]);
+    refused(
+        &host,
+        host.request(),
+        &["check memory-without-swap failed", "less than the 128.0 MiB needed"],
+    );
 }
 
 /// `/proc/self/mountinfo` of the fixture host with its `/` line (after the mount and parent
@@ -341,15 +411,34 @@ fn mountinfo_with(root: Option<&str>, extra: &str) -> String {
 #[test]
 fn root_on_lvm_luks_md_or_btrfs_subvolume() {
     let virtual_cases = [
-        ("dm-0", "253:0", "/dev/mapper/stem--vg-root", Some("LVM-Xy7kPq2Rs9TuVw3x"), "/dev/dm-0 (an LVM logical volume): / is on LVM,"),
-        ("dm-0", "253:0", "/dev/mapper/sda1_crypt", Some("CRYPT-LUKS1-0123456789abcdef-sda1_crypt"), "/dev/dm-0 (a LUKS/dm-crypt volume): / is on LUKS/dm-crypt,"),
-        ("md0", "9:0", "/dev/md0", None, "/dev/md0 (an md software RAID): / is on md software RAID,"),
+        (
+            "dm-0",
+            "253:0",
+            "/dev/mapper/stem--vg-root",
+            Some("LVM-Xy7kPq2Rs9TuVw3x"),
+            "/dev/dm-0 (an LVM logical volume): / is on LVM,",
+        ),
+        (
+            "dm-0",
+            "253:0",
+            "/dev/mapper/sda1_crypt",
+            Some("CRYPT-LUKS1-0123456789abcdef-sda1_crypt"),
+            "/dev/dm-0 (a LUKS/dm-crypt volume): / is on LUKS/dm-crypt,",
+        ),
+        (
+            "md0",
+            "9:0",
+            "/dev/md0",
+            None,
+            "/dev/md0 (an md software RAID): / is on md software RAID,",
+        ),
     ];
     let fix = "which the migration cannot replace in place; fix: this tool refuses such hosts; migrate them by reflashing instead";
     for (name, device, source, dm_uuid, what) in virtual_cases {
         let host = StageHost::new();
         host.host.add_sysfs_virtual(name, device, ROOT_SECTORS, dm_uuid, &["sda1"]);
-        let root = format!("{device} / / rw,relatime - ext4 {source} rw,errors=remount-ro,data=ordered");
+        let root =
+            format!("{device} / / rw,relatime - ext4 {source} rw,errors=remount-ro,data=ordered");
         host.host.write("/proc/self/mountinfo", &mountinfo_with(Some(&root), ""));
         refused(&host, host.request(), &["check root-storage failed:", what, fix]);
     }
@@ -375,7 +464,11 @@ fn read_only_boot() {
     refused(
         &host,
         host.request(),
-        &["check boot-writable failed: /boot on /boot (ext4", "read-only", "fix: remount it read-write (mount -o remount,rw /boot)"],
+        &[
+            "check boot-writable failed: /boot on /boot (ext4",
+            "read-only",
+            "fix: remount it read-write (mount -o remount,rw /boot)",
+        ],
     );
 }
 
@@ -390,13 +483,28 @@ fn swap_on_another_disk() {
         "sdb",
         "8:16",
         sdb_sectors,
-        &[stage_support::fixture_host::Partition { name: "sdb1", number: 1, dev: "8:17", start: 2048, sectors: sdb_sectors - 2048 }],
+        &[stage_support::fixture_host::Partition {
+            name: "sdb1",
+            number: 1,
+            dev: "8:17",
+            start: 2048,
+            sectors: sdb_sectors - 2048,
+        }],
         true,
     );
     let sdb = host.host.path("/dev/sdb");
     stage_support::fixture_host::sparse_file(&sdb, sdb_sectors * SECTOR);
-    stage_support::fixture_host::sfdisk(&sdb, "label: dos\nlabel-id: 0x5678ef01\nstart=2048, type=82\n");
-    stage_support::fixture_host::mkswap_into(&sdb, 2048 * SECTOR, (sdb_sectors - 2048) * SECTOR, "7c3e9a1b-2d4f-4e6a-8b0c-1d2e3f4a5b6c", None);
+    stage_support::fixture_host::sfdisk(
+        &sdb,
+        "label: dos\nlabel-id: 0x5678ef01\nstart=2048, type=82\n",
+    );
+    stage_support::fixture_host::mkswap_into(
+        &sdb,
+        2048 * SECTOR,
+        (sdb_sectors - 2048) * SECTOR,
+        "7c3e9a1b-2d4f-4e6a-8b0c-1d2e3f4a5b6c",
+        None,
+    );
     let size_kib = ((sdb_sectors - 2048) * SECTOR - 4096) / 1024;
     host.host.write(
         "/proc/swaps",

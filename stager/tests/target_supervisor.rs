@@ -57,29 +57,15 @@ fn root_tree(dir: &Path, conf: Option<&str>) -> PathBuf {
         )
         .unwrap();
     }
-    for d in [
-        "usr/lib",
-        "usr/bin",
-        "usr/share/doc",
-        "lib/modules",
-        "var/lib",
-    ] {
+    for d in ["usr/lib", "usr/bin", "usr/share/doc", "lib/modules", "var/lib"] {
         let path = tree.join(d);
         fs::create_dir_all(&path).unwrap();
         for i in 0..60 {
-            fs::write(
-                path.join(format!("item-{i}")),
-                format!("{d} {i}\n").repeat(i + 1),
-            )
-            .unwrap();
+            fs::write(path.join(format!("item-{i}")), format!("{d} {i}\n").repeat(i + 1)).unwrap();
         }
     }
     for i in 0..4u64 {
-        fs::write(
-            tree.join(format!("usr/lib/blob-{i}.so")),
-            noise(MIB / 2, 7 + i),
-        )
-        .unwrap();
+        fs::write(tree.join(format!("usr/lib/blob-{i}.so")), noise(MIB / 2, 7 + i)).unwrap();
     }
     if let Some(conf) = conf {
         fs::write(etc.join("resin-supervisor/supervisor.conf"), conf).unwrap();
@@ -106,8 +92,7 @@ fn disk_image(dir: &Path, conf: Option<&str>) -> PathBuf {
     let mut out = fs::File::create(&image).unwrap();
     out.write_all(&vec![0u8; MIB as usize]).unwrap();
     out.write_all(&noise(BOOT_RANDOM, 99)).unwrap();
-    out.write_all(&vec![0u8; (ROOT_A_START - MIB - BOOT_RANDOM) as usize])
-        .unwrap();
+    out.write_all(&vec![0u8; (ROOT_A_START - MIB - BOOT_RANDOM) as usize]).unwrap();
     out.write_all(&rootfs).unwrap();
     out.write_all(&vec![0xa5u8; 4 * MIB as usize]).unwrap();
     out.sync_all().unwrap();
@@ -129,13 +114,9 @@ fn read(image: &Path, compression: Compression) -> Result<(String, usize), Targe
 fn raw_image_gives_the_tag() {
     let dir = tempfile::tempdir().unwrap();
     let image = disk_image(dir.path(), Some(CONF));
-    let tag = read_supervisor_tag(
-        &image,
-        Compression::None,
-        Bytes(ROOT_A_START),
-        Bytes(ROOT_A_LEN),
-    )
-    .unwrap();
+    let tag =
+        read_supervisor_tag(&image, Compression::None, Bytes(ROOT_A_START), Bytes(ROOT_A_LEN))
+            .unwrap();
     assert_eq!(tag, "v6.1.2");
 }
 
@@ -149,10 +130,7 @@ fn xz_image_gives_the_tag_with_few_restarts() {
     eprintln!("{restarts} xz decoder restarts");
     // The walk reads the journal (mid file system) before the inode tables, so at least one
     // read goes back; the block cache keeps it to a handful.
-    assert!(
-        restarts >= 1,
-        "no read went back: the restart path was not exercised"
-    );
+    assert!(restarts >= 1, "no read went back: the restart path was not exercised");
     assert!(restarts < 20, "{restarts} decoder restarts");
 }
 
@@ -161,16 +139,10 @@ fn missing_conf_names_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     let image = disk_image(dir.path(), None);
     let error = read(&image, Compression::None).unwrap_err();
-    assert!(
-        matches!(error, TargetSupervisorError::ConfMissing { .. }),
-        "{error:?}"
-    );
+    assert!(matches!(error, TargetSupervisorError::ConfMissing { .. }), "{error:?}");
     let message = error.to_string();
     assert!(message.contains("--supervisor-version"), "{message}");
-    assert!(
-        message.contains("cannot be found in the image"),
-        "{message}"
-    );
+    assert!(message.contains("cannot be found in the image"), "{message}");
     assert!(message.contains(&image.display().to_string()), "{message}");
     assert!(!message.contains('\n'), "{message}");
 }
@@ -183,10 +155,7 @@ fn conf_without_tag_is_its_own_error() {
         Some("SUPERVISOR_IMAGE=resin/i386-supervisor\n# SUPERVISOR_TAG=v1.0.0\n"),
     );
     let error = read(&image, Compression::None).unwrap_err();
-    assert!(
-        matches!(error, TargetSupervisorError::NoTag { .. }),
-        "{error:?}"
-    );
+    assert!(matches!(error, TargetSupervisorError::NoTag { .. }), "{error:?}");
     let message = error.to_string();
     assert!(message.contains("SUPERVISOR_TAG"), "{message}");
     assert!(message.contains("--supervisor-version"), "{message}");
@@ -200,21 +169,12 @@ fn region_without_ext4_is_refused() {
     // Zeros between the boot noise and rootA.
     let start = Bytes(20 * MIB);
     let error = read_supervisor_tag(&image, Compression::None, start, Bytes(16 * MIB)).unwrap_err();
-    assert!(
-        matches!(error, TargetSupervisorError::NotExt4 { .. }),
-        "{error:?}"
-    );
-    assert!(
-        error.to_string().contains(&image.display().to_string()),
-        "{error}"
-    );
+    assert!(matches!(error, TargetSupervisorError::NotExt4 { .. }), "{error:?}");
+    assert!(error.to_string().contains(&image.display().to_string()), "{error}");
     let compressed = xz(&image);
     let error =
         read_supervisor_tag(&compressed, Compression::Xz, start, Bytes(16 * MIB)).unwrap_err();
-    assert!(
-        matches!(error, TargetSupervisorError::NotExt4 { .. }),
-        "{error:?}"
-    );
+    assert!(matches!(error, TargetSupervisorError::NotExt4 { .. }), "{error:?}");
 }
 
 #[test]
@@ -225,16 +185,8 @@ fn truncated_xz_is_refused() {
     let bytes = fs::read(&compressed).unwrap();
     fs::write(&compressed, &bytes[..bytes.len() / 2]).unwrap();
     let error = read(&compressed, Compression::Xz).unwrap_err();
-    assert!(
-        matches!(error, TargetSupervisorError::TruncatedXz { .. }),
-        "{error:?}"
-    );
-    assert!(
-        error
-            .to_string()
-            .contains(&compressed.display().to_string()),
-        "{error}"
-    );
+    assert!(matches!(error, TargetSupervisorError::TruncatedXz { .. }), "{error:?}");
+    assert!(error.to_string().contains(&compressed.display().to_string()), "{error}");
 }
 
 #[test]
@@ -247,10 +199,7 @@ fn corrupt_xz_is_refused() {
     bytes[7] ^= 0x01;
     fs::write(&compressed, &bytes).unwrap();
     let error = read(&compressed, Compression::Xz).unwrap_err();
-    assert!(
-        matches!(error, TargetSupervisorError::CorruptXz { .. }),
-        "{error:?}"
-    );
+    assert!(matches!(error, TargetSupervisorError::CorruptXz { .. }), "{error:?}");
 }
 
 #[test]
@@ -260,10 +209,7 @@ fn raw_image_shorter_than_root_a_is_refused() {
     let file = fs::OpenOptions::new().write(true).open(&image).unwrap();
     file.set_len(ROOT_A_START + ROOT_A_LEN / 2).unwrap();
     let error = read(&image, Compression::None).unwrap_err();
-    assert!(
-        matches!(error, TargetSupervisorError::TruncatedImage { .. }),
-        "{error:?}"
-    );
+    assert!(matches!(error, TargetSupervisorError::TruncatedImage { .. }), "{error:?}");
 }
 
 #[test]
@@ -271,15 +217,7 @@ fn reads_past_root_a_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let image = disk_image(dir.path(), Some(CONF));
     // The table says rootA is 2 MiB: the file system's journal and tables lie past that.
-    let error = read_supervisor_tag(
-        &image,
-        Compression::None,
-        Bytes(ROOT_A_START),
-        Bytes(2 * MIB),
-    )
-    .unwrap_err();
-    assert!(
-        matches!(error, TargetSupervisorError::BeyondPartition { .. }),
-        "{error:?}"
-    );
+    let error = read_supervisor_tag(&image, Compression::None, Bytes(ROOT_A_START), Bytes(2 * MIB))
+        .unwrap_err();
+    assert!(matches!(error, TargetSupervisorError::BeyondPartition { .. }), "{error:?}");
 }

@@ -49,36 +49,19 @@ pub fn run(program: &str, args: &[&str], dir: &Path) {
 /// `cpio -t`: the paths of a newc archive, in archive order.
 pub fn cpio_list(archive: &[u8]) -> Vec<String> {
     let listing = run_with_input("cpio", &["-t", "--quiet"], archive, Path::new("/"));
-    String::from_utf8(listing)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect()
+    String::from_utf8(listing).unwrap().lines().map(String::from).collect()
 }
 
 /// `cpio -tv`: one `ls -l`-like line per entry.
 pub fn cpio_list_verbose(archive: &[u8]) -> Vec<String> {
-    let listing = run_with_input(
-        "cpio",
-        &["-tv", "--quiet", "--numeric-uid-gid"],
-        archive,
-        Path::new("/"),
-    );
-    String::from_utf8(listing)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect()
+    let listing =
+        run_with_input("cpio", &["-tv", "--quiet", "--numeric-uid-gid"], archive, Path::new("/"));
+    String::from_utf8(listing).unwrap().lines().map(String::from).collect()
 }
 
 /// `cpio -idv` into `dir`.
 pub fn cpio_extract(archive: &[u8], dir: &Path) {
-    run_with_input(
-        "cpio",
-        &["-idv", "--quiet", "--no-absolute-filenames"],
-        archive,
-        dir,
-    );
+    run_with_input("cpio", &["-idv", "--quiet", "--no-absolute-filenames"], archive, dir);
 }
 
 /// Decompresses `data` with the real CLI `program -dc`.

@@ -78,11 +78,7 @@ pub(crate) fn expected_check(file: &File, block: &XzBlock) -> io::Result<Option<
         .ok_or_else(|| io::Error::other("xz block shorter than its check"))?;
     let mut stored = vec![0u8; len as usize];
     file.read_exact_at(&mut stored, offset)?;
-    Ok(Some(ExpectedCheck {
-        kind,
-        stored,
-        uncompressed_bytes: block.uncompressed_bytes,
-    }))
+    Ok(Some(ExpectedCheck { kind, stored, uncompressed_bytes: block.uncompressed_bytes }))
 }
 
 /// Every block's expected check, in order; `None` if any block's check is not one we compute.
@@ -150,13 +146,7 @@ pub(crate) struct BlockChecker {
 impl BlockChecker {
     pub(crate) fn new(expected: Vec<ExpectedCheck>, first_block: usize) -> BlockChecker {
         let running = expected.first().map(|e| Running::start(e.kind));
-        BlockChecker {
-            expected,
-            first_block,
-            current: 0,
-            in_block: 0,
-            running,
-        }
+        BlockChecker { expected, first_block, current: 0, in_block: 0, running }
     }
 
     /// Feed the next decoded bytes, in order. A block that decodes to nothing is
@@ -199,10 +189,7 @@ impl BlockChecker {
             }
             self.current += 1;
             self.in_block = 0;
-            self.running = self
-                .expected
-                .get(self.current)
-                .map(|e| Running::start(e.kind));
+            self.running = self.expected.get(self.current).map(|e| Running::start(e.kind));
         }
         Ok(())
     }
@@ -228,11 +215,7 @@ mod tests {
     fn expected(kind: CheckKind, data: &[u8]) -> ExpectedCheck {
         let mut running = Running::start(kind);
         running.update(data);
-        ExpectedCheck {
-            kind,
-            stored: running.finish(),
-            uncompressed_bytes: data.len() as u64,
-        }
+        ExpectedCheck { kind, stored: running.finish(), uncompressed_bytes: data.len() as u64 }
     }
 
     #[test]
@@ -273,26 +256,14 @@ mod tests {
         let a = vec![1u8; 100];
         let b = vec![2u8; 100];
         let mut checker = BlockChecker::new(
-            vec![
-                expected(CheckKind::Crc64, &a),
-                expected(CheckKind::Crc64, &b),
-            ],
+            vec![expected(CheckKind::Crc64, &a), expected(CheckKind::Crc64, &b)],
             5,
         );
         checker.update(&a).unwrap();
         let mut damaged = b.clone();
         damaged[50] ^= 0x10;
         let error = checker.update(&damaged).unwrap_err();
-        assert!(
-            matches!(
-                error,
-                XzError::CheckMismatch {
-                    block: 6,
-                    check: "CRC64"
-                }
-            ),
-            "{error:?}"
-        );
+        assert!(matches!(error, XzError::CheckMismatch { block: 6, check: "CRC64" }), "{error:?}");
     }
 
     #[test]
@@ -308,10 +279,7 @@ mod tests {
     #[test]
     fn empty_blocks_and_no_check_pass() {
         let mut checker = BlockChecker::new(
-            vec![
-                expected(CheckKind::Crc64, &[]),
-                expected(CheckKind::None, b"abc"),
-            ],
+            vec![expected(CheckKind::Crc64, &[]), expected(CheckKind::None, b"abc")],
             0,
         );
         checker.update(b"abc").unwrap();

@@ -33,11 +33,7 @@ impl DirectTarget {
     /// Open `path` read + write, and a second time with `O_DIRECT` if the kernel allows.
     pub fn open(path: &Path) -> io::Result<DirectTarget> {
         let buffered = OpenOptions::new().read(true).write(true).open(path)?;
-        let direct = match OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-        {
+        let direct = match OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path) {
             Ok(file) => Some(file),
             Err(e) => {
                 log::info!(
@@ -110,12 +106,7 @@ impl AlignedBuf {
         let storage = vec![0u8; capacity + DIRECT_ALIGN];
         let misalign = storage.as_ptr().addr() % DIRECT_ALIGN;
         let start = (DIRECT_ALIGN - misalign) % DIRECT_ALIGN;
-        AlignedBuf {
-            storage,
-            start,
-            capacity,
-            len: 0,
-        }
+        AlignedBuf { storage, start, capacity, len: 0 }
     }
 
     pub(crate) fn as_slice(&self) -> &[u8] {

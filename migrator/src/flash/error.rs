@@ -17,20 +17,13 @@ pub enum XzError {
     #[error("xz data in block {block} is damaged ({detail}); re-stage the image")]
     BlockData { block: usize, detail: String },
     #[error("xz data is damaged near compressed byte {compressed_offset} ({detail}); re-stage the image")]
-    StreamData {
-        compressed_offset: u64,
-        detail: String,
-    },
+    StreamData { compressed_offset: u64, detail: String },
     #[error(
         "xz block {block} does not match its {check} (the image is damaged); re-stage the image"
     )]
     CheckMismatch { block: usize, check: &'static str },
     #[error("block {block} decoded to {actual} bytes but the xz index says {expected}; re-stage the image")]
-    BlockSize {
-        block: usize,
-        expected: u64,
-        actual: u64,
-    },
+    BlockSize { block: usize, expected: u64, actual: u64 },
 }
 
 /// A failed flash. Every variant is fatal to this attempt; the head (commit point) was not written.
@@ -78,17 +71,9 @@ pub enum FlashError {
         source: io::Error,
     },
     #[error("read-back verification failed for image bytes {image_offset}..{end}: wrote {expected}, read back {actual}; the disk does not keep what it is given, do not commit")]
-    VerifyMismatch {
-        image_offset: u64,
-        end: u64,
-        expected: ReadBackSum,
-        actual: ReadBackSum,
-    },
+    VerifyMismatch { image_offset: u64, end: u64, expected: ReadBackSum, actual: ReadBackSum },
     #[error("the image's sha256 is {actual}, expected {expected}; the staged image is damaged, re-stage it")]
-    ImageDigestMismatch {
-        expected: Sha256Digest,
-        actual: Sha256Digest,
-    },
+    ImageDigestMismatch { expected: Sha256Digest, actual: Sha256Digest },
     #[error("the head written at the commit point did not read back identical; the disk is failing, do not reboot into it")]
     HeadMismatch,
     #[error("a flash worker thread failed: {0}; this is a bug, report it")]
@@ -119,21 +104,11 @@ impl FlashError {
     /// How a transient failure is logged before a retry: what, where, the errno.
     pub(crate) fn fault_line(&self) -> String {
         match self {
-            FlashError::WriteTarget {
-                target,
-                offset,
-                source,
-                ..
-            } => format!(
+            FlashError::WriteTarget { target, offset, source, .. } => format!(
                 "write to {target} at byte {offset} failed ({}: {source})",
                 super::retry::errno_name(source)
             ),
-            FlashError::SyncTarget {
-                target,
-                through,
-                source,
-                ..
-            } => format!(
+            FlashError::SyncTarget { target, through, source, .. } => format!(
                 "fsync of {target} (bytes below {through}) failed ({}: {source})",
                 super::retry::errno_name(source)
             ),

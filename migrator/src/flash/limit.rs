@@ -21,11 +21,7 @@ pub struct LimitReader<R> {
 
 impl<R: Read> LimitReader<R> {
     pub fn new(inner: R, limit_bytes: u64) -> Self {
-        LimitReader {
-            inner,
-            limit_bytes,
-            delivered: 0,
-        }
+        LimitReader { inner, limit_bytes, delivered: 0 }
     }
 
     pub fn into_inner(self) -> R {
@@ -46,9 +42,7 @@ impl<R: Read> Read for LimitReader<R> {
                 0 => Ok(0),
                 _ => Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    TooLong {
-                        limit_bytes: self.limit_bytes,
-                    },
+                    TooLong { limit_bytes: self.limit_bytes },
                 )),
             };
         }
@@ -74,10 +68,7 @@ mod tests {
         let mut out = Vec::new();
         let error = longer.read_to_end(&mut out).unwrap_err();
         assert_eq!(out, [1, 2, 3]);
-        let too_long = error
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<TooLong>())
-            .unwrap();
+        let too_long = error.get_ref().and_then(|e| e.downcast_ref::<TooLong>()).unwrap();
         assert_eq!(too_long.limit_bytes, 3);
     }
 }

@@ -61,10 +61,7 @@ fn feed<T: FlashTarget + ?Sized>(
         let (in_before, out_len) = (stream.total_in(), out.len());
         let status = stream
             .process_vec(input, out, action)
-            .map_err(|e| XzError::BlockData {
-                block,
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| XzError::BlockData { block, detail: e.to_string() })?;
         input = &input[(stream.total_in() - in_before) as usize..];
         let progressed = out.len() > out_len || stream.total_in() > in_before;
         let out_full = out.len() == out.capacity();
@@ -100,16 +97,9 @@ fn decode_block<T: FlashTarget + ?Sized>(
     let mut checker = expected_check(image, block)
         .map_err(FlashError::ReadImage)?
         .map(|expected| BlockChecker::new(vec![expected], index));
-    let flags = if checker.is_some() {
-        lzma_sys::LZMA_IGNORE_CHECK
-    } else {
-        0
-    };
-    let mut stream =
-        Stream::new_stream_decoder(u64::MAX, flags).map_err(|e| XzError::BlockData {
-            block: index,
-            detail: e.to_string(),
-        })?;
+    let flags = if checker.is_some() { lzma_sys::LZMA_IGNORE_CHECK } else { 0 };
+    let mut stream = Stream::new_stream_decoder(u64::MAX, flags)
+        .map_err(|e| XzError::BlockData { block: index, detail: e.to_string() })?;
     let mut writer = RangeWriter::new(shared.target, shared.policy, counters, block.image_offset);
     let mut out = Vec::with_capacity(OUTPUT_PIECE_BYTES);
     let mut input = vec![0u8; INPUT_PIECE_BYTES];
@@ -133,9 +123,7 @@ fn decode_block<T: FlashTarget + ?Sized>(
             io::ErrorKind::UnexpectedEof => FlashError::Xz(XzError::Truncated),
             _ => FlashError::ReadImage(e),
         })?;
-        counters
-            .compressed_in
-            .fetch_add(piece as u64, Ordering::Relaxed);
+        counters.compressed_in.fetch_add(piece as u64, Ordering::Relaxed);
         let before = stream.total_out();
         feed(
             &mut stream,
@@ -146,36 +134,18 @@ fn decode_block<T: FlashTarget + ?Sized>(
             &mut checker,
             index,
         )?;
-        counters
-            .decoded_out
-            .fetch_add(stream.total_out() - before, Ordering::Relaxed);
+        counters.decoded_out.fetch_add(stream.total_out() - before, Ordering::Relaxed);
         offset += piece as u64;
     }
     let tail = single_block_stream_tail(block);
     let before = stream.total_out();
-    let mut status = feed(
-        &mut stream,
-        &tail,
-        Action::Run,
-        &mut out,
-        &mut writer,
-        &mut checker,
-        index,
-    )?;
+    let mut status =
+        feed(&mut stream, &tail, Action::Run, &mut out, &mut writer, &mut checker, index)?;
     if status != Status::StreamEnd {
-        status = feed(
-            &mut stream,
-            &[],
-            Action::Finish,
-            &mut out,
-            &mut writer,
-            &mut checker,
-            index,
-        )?;
+        status =
+            feed(&mut stream, &[], Action::Finish, &mut out, &mut writer, &mut checker, index)?;
     }
-    counters
-        .decoded_out
-        .fetch_add(stream.total_out() - before, Ordering::Relaxed);
+    counters.decoded_out.fetch_add(stream.total_out() - before, Ordering::Relaxed);
     if status != Status::StreamEnd {
         return Err(XzError::Truncated.into());
     }
@@ -313,9 +283,7 @@ pub(crate) fn run<T: FlashTarget + ?Sized>(
             }
             progress(&Progress::snapshot(counters, total, durable));
         }
-        let hashed = hasher
-            .join()
-            .map_err(|_| FlashError::Worker("the hashing thread panicked"));
+        let hashed = hasher.join().map_err(|_| FlashError::Worker("the hashing thread panicked"));
         if let Some(error) = first_error {
             return Err(error);
         }
@@ -323,13 +291,7 @@ pub(crate) fn run<T: FlashTarget + ?Sized>(
         let done = done
             .into_iter()
             .collect::<Option<Vec<_>>>()
-            .ok_or(FlashError::Worker(
-                "a decoder thread stopped without finishing its block",
-            ))?;
-        Ok(ParallelResult {
-            done,
-            compressed_sha256,
-            compressed_bytes,
-        })
+            .ok_or(FlashError::Worker("a decoder thread stopped without finishing its block"))?;
+        Ok(ParallelResult { done, compressed_sha256, compressed_bytes })
     })
 }

@@ -27,9 +27,7 @@ pub fn log_every(every: Duration) -> impl FnMut(&Progress) {
 
 /// One line describing a progress snapshot.
 pub fn describe(p: &Progress, elapsed: Duration) -> String {
-    let total = p
-        .image_bytes_total
-        .map_or_else(|| "?".to_owned(), |t| (t / MIB).to_string());
+    let total = p.image_bytes_total.map_or_else(|| "?".to_owned(), |t| (t / MIB).to_string());
     let rate = p.image_bytes_out as f64 / 1e6 / elapsed.as_secs_f64().max(1e-3);
     format!(
         "flash: {}/{} MiB decoded, {} MiB written, {} MiB durable, {} MiB read, {rate:.0} MB/s",

@@ -66,23 +66,11 @@ mod tests {
     fn classifies_errnos() {
         let os = io::Error::from_raw_os_error;
         assert_eq!(classify(&os(libc_eio())), Fault::Transient);
-        assert_eq!(
-            classify(&os(nix::errno::Errno::ENOSPC as i32)),
-            Fault::NoSpace
-        );
-        assert_eq!(
-            classify(&os(nix::errno::Errno::EROFS as i32)),
-            Fault::Permanent
-        );
-        assert_eq!(
-            classify(&io::Error::from(io::ErrorKind::WriteZero)),
-            Fault::NoSpace
-        );
+        assert_eq!(classify(&os(nix::errno::Errno::ENOSPC as i32)), Fault::NoSpace);
+        assert_eq!(classify(&os(nix::errno::Errno::EROFS as i32)), Fault::Permanent);
+        assert_eq!(classify(&io::Error::from(io::ErrorKind::WriteZero)), Fault::NoSpace);
         assert_eq!(errno_name(&os(libc_eio())), "EIO");
-        assert_eq!(
-            errno_name(&io::Error::from(io::ErrorKind::WriteZero)),
-            "WriteZero"
-        );
+        assert_eq!(errno_name(&io::Error::from(io::ErrorKind::WriteZero)), "WriteZero");
     }
 
     fn libc_eio() -> i32 {

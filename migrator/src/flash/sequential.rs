@@ -50,9 +50,7 @@ struct Counted<'a, R> {
 impl<R: Read> Read for Counted<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.counters
-            .compressed_in
-            .fetch_add(n as u64, Ordering::Relaxed);
+        self.counters.compressed_in.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -105,15 +103,7 @@ pub(crate) fn run<T: FlashTarget + ?Sized>(
         let producer = std::thread::Builder::new()
             .name("flash-decode".into())
             .spawn_scoped(scope, move || {
-                produce(
-                    image,
-                    format,
-                    checker,
-                    limit_bytes,
-                    counters,
-                    &chunk_tx,
-                    &recycle_rx,
-                )
+                produce(image, format, checker, limit_bytes, counters, &chunk_tx, &recycle_rx)
             });
         let Ok(producer) = producer else {
             abort.store(true, Ordering::Relaxed);
@@ -133,21 +123,13 @@ pub(crate) fn run<T: FlashTarget + ?Sized>(
         if result.is_err() {
             abort.store(true, Ordering::Relaxed);
         }
-        let produced = producer
-            .join()
-            .map_err(|_| FlashError::Worker("the decoder thread panicked"));
-        let hashed = hasher
-            .join()
-            .map_err(|_| FlashError::Worker("the hashing thread panicked"));
+        let produced =
+            producer.join().map_err(|_| FlashError::Worker("the decoder thread panicked"));
+        let hashed = hasher.join().map_err(|_| FlashError::Worker("the hashing thread panicked"));
         let (done, image_bytes) = result?;
         produced?;
         let (compressed_sha256, compressed_bytes) = hashed??;
-        Ok(SequentialResult {
-            done,
-            compressed_sha256,
-            compressed_bytes,
-            image_bytes,
-        })
+        Ok(SequentialResult { done, compressed_sha256, compressed_bytes, image_bytes })
     })
 }
 
@@ -161,10 +143,7 @@ fn produce(
     out: &SyncSender<Chunk>,
     recycled: &Receiver<AlignedBuf>,
 ) {
-    let counted = Counted {
-        inner: PositionalReader::new(image, 0),
-        counters,
-    };
+    let counted = Counted { inner: PositionalReader::new(image, 0), counters };
     let buffered = BufReader::with_capacity(INPUT_BUFFER_BYTES, counted);
     match format {
         ImageFormat::Xz => {
@@ -173,23 +152,13 @@ fn produce(
                 None => XzReader::new(buffered),
             };
             match decoder {
-                Ok(reader) => pump(
-                    LimitReader::new(reader, limit_bytes),
-                    counters,
-                    out,
-                    recycled,
-                ),
+                Ok(reader) => pump(LimitReader::new(reader, limit_bytes), counters, out, recycled),
                 Err(e) => {
                     let _ = out.send(Chunk::Failed(FlashError::ReadImage(e)));
                 }
             }
         }
-        ImageFormat::Raw => pump(
-            LimitReader::new(buffered, limit_bytes),
-            counters,
-            out,
-            recycled,
-        ),
+        ImageFormat::Raw => pump(LimitReader::new(buffered, limit_bytes), counters, out, recycled),
     }
 }
 
@@ -200,9 +169,7 @@ fn pump<R: Read>(
     recycled: &Receiver<AlignedBuf>,
 ) {
     loop {
-        let mut chunk = recycled
-            .try_recv()
-            .unwrap_or_else(|_| AlignedBuf::new(WRITE_CHUNK_BYTES));
+        let mut chunk = recycled.try_recv().unwrap_or_else(|_| AlignedBuf::new(WRITE_CHUNK_BYTES));
         match fill(&mut reader, chunk.whole_mut()) {
             Ok(0) => break,
             Ok(n) => {
@@ -262,16 +229,12 @@ fn consume<T: FlashTarget + ?Sized>(
                 }
                 Ok(Chunk::Failed(error)) => return Err(error),
                 Err(_) => {
-                    return Err(FlashError::Worker(
-                        "the decoder thread stopped without a word",
-                    ))
+                    return Err(FlashError::Worker("the decoder thread stopped without a word"))
                 }
             }
         })();
         drop(request_tx);
-        background
-            .join()
-            .map_err(|_| FlashError::Worker("the sync thread panicked"))?;
+        background.join().map_err(|_| FlashError::Worker("the sync thread panicked"))?;
         let result = result?;
         syncer.check()?;
         Ok(result)

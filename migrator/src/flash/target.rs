@@ -45,18 +45,10 @@ pub(crate) fn write_error<T: FlashTarget + ?Sized>(
     source: io::Error,
 ) -> FlashError {
     match super::retry::classify(&source) {
-        super::retry::Fault::NoSpace => FlashError::NoSpace {
-            target: target.name(),
-            offset,
-            len: len as u64,
-            source,
-        },
-        _ => FlashError::WriteTarget {
-            target: target.name(),
-            offset,
-            attempts: 1,
-            source,
-        },
+        super::retry::Fault::NoSpace => {
+            FlashError::NoSpace { target: target.name(), offset, len: len as u64, source }
+        }
+        _ => FlashError::WriteTarget { target: target.name(), offset, attempts: 1, source },
     }
 }
 
@@ -66,12 +58,7 @@ pub(crate) fn sync_error<T: FlashTarget + ?Sized>(
     through: u64,
     source: io::Error,
 ) -> FlashError {
-    FlashError::SyncTarget {
-        target: target.name(),
-        through,
-        attempts: 1,
-        source,
-    }
+    FlashError::SyncTarget { target: target.name(), through, attempts: 1, source }
 }
 
 impl FlashTarget for File {
@@ -154,7 +141,10 @@ impl HeldRanges {
         }
         if let [a, b] = sorted.as_slice() {
             if b.start < a.end {
-                return Err(format!("held ranges {}..{} and {}..{} overlap", a.start, a.end, b.start, b.end));
+                return Err(format!(
+                    "held ranges {}..{} and {}..{} overlap",
+                    a.start, a.end, b.start, b.end
+                ));
             }
         }
         let mut ranges = [None, None];
@@ -361,11 +351,8 @@ impl<'a, T: FlashTarget + ?Sized> RangeWriter<'a, T> {
 
     /// Write `data` (image bytes at `image_offset`), honouring resume and zero rules.
     fn write_part(&self, data: &[u8], image_offset: u64) -> Result<(), FlashError> {
-        let skip = self
-            .policy
-            .resume_from
-            .saturating_sub(image_offset)
-            .min(data.len() as u64) as usize;
+        let skip =
+            self.policy.resume_from.saturating_sub(image_offset).min(data.len() as u64) as usize;
         let (mut data, mut image_offset) = (&data[skip..], image_offset + skip as u64);
         while !data.is_empty() {
             let run = match self.policy.zero_runs {
@@ -393,9 +380,7 @@ impl<'a, T: FlashTarget + ?Sized> RangeWriter<'a, T> {
             self.target
                 .write_all_at(&data[..run], target_byte)
                 .map_err(|source| write_error(self.target, target_byte, run, source))?;
-            self.counters
-                .written
-                .fetch_add(run as u64, Ordering::Relaxed);
+            self.counters.written.fetch_add(run as u64, Ordering::Relaxed);
             data = &data[run..];
             image_offset += run as u64;
         }
@@ -410,9 +395,6 @@ impl<'a, T: FlashTarget + ?Sized> RangeWriter<'a, T> {
             len_bytes: self.next - body_start,
             sum: self.summer.finish(),
         });
-        Ok(RangeDone {
-            range,
-            head_part: self.head_part,
-        })
+        Ok(RangeDone { range, head_part: self.head_part })
     }
 }

@@ -71,11 +71,7 @@ pub(crate) fn read_varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
         *pos += 1;
         value |= u64::from(byte & 0x7F) << (7 * i);
         if byte & 0x80 == 0 {
-            return if byte == 0 && i > 0 {
-                None
-            } else {
-                Some(value)
-            };
+            return if byte == 0 && i > 0 { None } else { Some(value) };
         }
     }
     None
@@ -119,9 +115,7 @@ pub fn read_layout(file: &File) -> Result<XzLayout, ReadLayoutError> {
         let records = parse_index(&index)?;
         let blocks_len = records
             .iter()
-            .try_fold(0u64, |sum, (unpadded, _)| {
-                sum.checked_add(round_up4(*unpadded))
-            })
+            .try_fold(0u64, |sum, (unpadded, _)| sum.checked_add(round_up4(*unpadded)))
             .ok_or(XzError::BadIndex("block sizes overflow"))?;
         let stream_start = index_start
             .checked_sub(blocks_len)
@@ -166,10 +160,7 @@ pub fn read_layout(file: &File) -> Result<XzLayout, ReadLayoutError> {
             .ok_or(XzError::BadIndex("uncompressed size overflows"))?;
         all.push(block);
     }
-    Ok(XzLayout {
-        blocks: all,
-        uncompressed_bytes: image_offset,
-    })
+    Ok(XzLayout { blocks: all, uncompressed_bytes: image_offset })
 }
 
 /// Index: indicator 0x00, record count, (unpadded, uncompressed) pairs, zero padding, CRC32.
@@ -226,8 +217,7 @@ pub(crate) fn single_block_stream_tail(block: &XzBlock) -> Vec<u8> {
 /// `None` if the header cannot be read or uses no LZMA2 filter.
 pub(crate) fn block_dict_bytes(file: &File, block: &XzBlock) -> Option<u64> {
     let mut size_byte = [0u8; 1];
-    file.read_exact_at(&mut size_byte, block.compressed_offset)
-        .ok()?;
+    file.read_exact_at(&mut size_byte, block.compressed_offset).ok()?;
     let header_len = (u64::from(size_byte[0]) + 1) * 4;
     let header = read_exact_at(file, header_len, block.compressed_offset).ok()?;
     let flags = *header.get(1)?;

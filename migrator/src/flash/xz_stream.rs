@@ -36,13 +36,7 @@ impl<R: BufRead> XzReader<R> {
         }
         let stream = Stream::new_stream_decoder(u64::MAX, flags)
             .map_err(|e| io::Error::other(format!("cannot start the xz decoder: {e}")))?;
-        Ok(XzReader {
-            inner,
-            stream,
-            finished: false,
-            idle_at_eof: 0,
-            checker,
-        })
+        Ok(XzReader { inner, stream, finished: false, idle_at_eof: 0, checker })
     }
 
     pub fn into_inner(self) -> R {

@@ -41,7 +41,12 @@ pub struct JournalState {
 
 impl JournalState {
     pub fn fresh() -> JournalState {
-        JournalState { plan_id: None, step: Step::NotStarted, attempts: BTreeMap::new(), failures: BTreeMap::new() }
+        JournalState {
+            plan_id: None,
+            step: Step::NotStarted,
+            attempts: BTreeMap::new(),
+            failures: BTreeMap::new(),
+        }
     }
 
     pub fn attempts_of(&self, kind: ActionKind) -> u32 {
@@ -121,15 +126,26 @@ impl Journal {
             }
             (Some(record), _) => {
                 let (bad_slot, problem) = problems.swap_remove(0);
-                log::warn!("journal copy {} unusable ({problem}); resuming from copy #{}", bad_slot.display(), record.seq);
+                log::warn!(
+                    "journal copy {} unusable ({problem}); resuming from copy #{}",
+                    bad_slot.display(),
+                    record.seq
+                );
                 let seq = record.seq;
                 (record.state, seq, LoadReport::RecoveredOlder { seq, bad_slot, problem })
             }
             (None, 0) => (JournalState::fresh(), 0, LoadReport::Fresh),
             (None, 1) => {
                 let (bad_slot, problem) = problems.swap_remove(0);
-                log::warn!("journal copy {} unusable ({problem}); it was the first write, starting fresh", bad_slot.display());
-                (JournalState::fresh(), 0, LoadReport::FreshAfterTornFirstWrite { bad_slot, problem })
+                log::warn!(
+                    "journal copy {} unusable ({problem}); it was the first write, starting fresh",
+                    bad_slot.display()
+                );
+                (
+                    JournalState::fresh(),
+                    0,
+                    LoadReport::FreshAfterTornFirstWrite { bad_slot, problem },
+                )
             }
             (None, _) => {
                 let second = problems.swap_remove(1).1;
@@ -220,7 +236,10 @@ impl Journal {
     }
 
     fn commit(&mut self, state: JournalState) -> Result<(), JournalError> {
-        let seq = self.seq.checked_add(1).ok_or(JournalError::SequenceExhausted { dir: self.dir.clone() })?;
+        let seq = self
+            .seq
+            .checked_add(1)
+            .ok_or(JournalError::SequenceExhausted { dir: self.dir.clone() })?;
         let bytes = record::encode(&Record::new(seq, state.clone()))?;
         let path = self.slot_path(seq);
         write_durably(&path, &bytes)?;

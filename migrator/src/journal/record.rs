@@ -37,9 +37,7 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Record, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
     let text = text.strip_suffix('\n').ok_or("no final newline (torn write)")?;
     let (body, sum_line) = text.rsplit_once('\n').ok_or("no checksum line (torn write)")?;
-    let sum = sum_line
-        .strip_prefix(CHECKSUM_PREFIX)
-        .ok_or("checksum line malformed")?;
+    let sum = sum_line.strip_prefix(CHECKSUM_PREFIX).ok_or("checksum line malformed")?;
     if hex(&Sha256::digest(body.as_bytes())) != sum {
         return Err("checksum mismatch".to_string());
     }

@@ -39,7 +39,11 @@ pub struct FinalTable {
 }
 
 /// Compute the final table from the image's full table (see `PartitionTable::read`).
-pub fn final_table(image: &PartitionTable, disk_size: Sectors, growth: DataGrowth) -> Result<FinalTable, LayoutError> {
+pub fn final_table(
+    image: &PartitionTable,
+    disk_size: Sectors,
+    growth: DataGrowth,
+) -> Result<FinalTable, LayoutError> {
     let unchanged = FinalTable { table: image.clone(), growth: None };
     if growth == DataGrowth::Keep {
         return Ok(unchanged);
@@ -66,7 +70,12 @@ pub fn final_table(image: &PartitionTable, disk_size: Sectors, growth: DataGrowt
             grow(p)?;
         }
     }
-    for p in table.primaries.iter_mut().chain(table.logicals.iter_mut()).filter(|p| p.number == data.number) {
+    for p in table
+        .primaries
+        .iter_mut()
+        .chain(table.logicals.iter_mut())
+        .filter(|p| p.number == data.number)
+    {
         grow(p)?;
     }
     Ok(FinalTable {
@@ -137,7 +146,12 @@ fn refuse_ebr_in_head(ebr: Sectors, head_len: usize) -> Result<(), LayoutError> 
     Ok(())
 }
 
-fn patch_ebr<D: Read + Write + Seek>(disk: &mut D, ebr: Sectors, entry: usize, size: Sectors) -> Result<(), LayoutError> {
+fn patch_ebr<D: Read + Write + Seek>(
+    disk: &mut D,
+    ebr: Sectors,
+    entry: usize,
+    size: Sectors,
+) -> Result<(), LayoutError> {
     let offset = ebr.bytes_512().0;
     let mut sector = [0u8; SECTOR_BYTES as usize];
     let io = |e: std::io::Error| LayoutError::Io { at: ebr, source: e };

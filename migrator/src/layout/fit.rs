@@ -49,7 +49,8 @@ impl HostDisk {
         };
         let root = find(old_root_start, "old root")?;
         let staging = find(staging_start, "staging")?;
-        let staging_container_start = if staging.number >= 5 { table.extended().map(|e| e.start) } else { None };
+        let staging_container_start =
+            if staging.number >= 5 { table.extended().map(|e| e.start) } else { None };
         Ok(HostDisk {
             old_root: Span { start: root.start, size: root.size },
             staging_start: staging.start,
@@ -61,7 +62,9 @@ impl HostDisk {
     /// First sector the image must not touch, and what lies there (for messages).
     pub fn limit(&self) -> (Sectors, &'static str) {
         match self.staging_container_start {
-            Some(ext) if ext < self.staging_start => (ext, "the extended partition holding the staging partition"),
+            Some(ext) if ext < self.staging_start => {
+                (ext, "the extended partition holding the staging partition")
+            }
             _ => (self.staging_start, "the staging partition"),
         }
     }
@@ -82,10 +85,7 @@ pub struct Placement {
 pub fn place_image(image: &PartitionTable, host: &HostDisk) -> Result<Placement, LayoutError> {
     let (limit, what) = host.limit();
     if host.old_root.end() > limit {
-        return Err(LayoutError::OldRootPastStaging {
-            root_end: host.old_root.end(),
-            limit,
-        });
+        return Err(LayoutError::OldRootPastStaging { root_end: host.old_root.end(), limit });
     }
     if limit > host.disk_size {
         return Err(LayoutError::PastDiskEnd { limit, disk_size: host.disk_size });

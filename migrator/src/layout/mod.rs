@@ -17,7 +17,9 @@ use units::Sectors;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
-    #[error("cannot read the partition table: {0}; check that the image is a resinOS MBR disk image")]
+    #[error(
+        "cannot read the partition table: {0}; check that the image is a resinOS MBR disk image"
+    )]
     Unreadable(String),
     #[error("the image has a GPT partition table; only MBR images are supported for this board, pick its MBR image")]
     GptNotSupported,

@@ -55,7 +55,8 @@ impl PartitionTable {
 
     /// The whole table, logical partitions included, from a seekable image or disk.
     pub fn read<R: Read + Seek>(reader: &mut R) -> Result<PartitionTable, LayoutError> {
-        let header = mbrman::MBRHeader::read_from(reader).map_err(|e| LayoutError::Unreadable(e.to_string()))?;
+        let header = mbrman::MBRHeader::read_from(reader)
+            .map_err(|e| LayoutError::Unreadable(e.to_string()))?;
         refuse_entry_at_sector_zero(&header)?;
         check_ebr_chain(reader, &header, SECTOR_BYTES).map_err(LayoutError::Unreadable)?;
         let mbr = mbrman::MBR::read_from(reader, SECTOR_BYTES as u32)
@@ -112,7 +113,9 @@ impl PartitionTable {
 /// entry starts there.
 fn refuse_entry_at_sector_zero(header: &mbrman::MBRHeader) -> Result<(), LayoutError> {
     match header.iter().find(|(_, e)| e.is_used() && e.starting_lba == 0) {
-        Some((number, _)) => Err(LayoutError::Unreadable(format!("partition {number} starts at sector 0, over the MBR itself"))),
+        Some((number, _)) => Err(LayoutError::Unreadable(format!(
+            "partition {number} starts at sector 0, over the MBR itself"
+        ))),
         None => Ok(()),
     }
 }
@@ -125,10 +128,12 @@ pub fn check_ebr_chain<R: Read + Seek>(
     header: &mbrman::MBRHeader,
     sector_size: u64,
 ) -> Result<(), String> {
-    let Some(extended) = header.iter().map(|(_, e)| e).find(|e| e.is_used() && e.is_extended()) else {
+    let Some(extended) = header.iter().map(|(_, e)| e).find(|e| e.is_used() && e.is_extended())
+    else {
         return Ok(());
     };
-    let too_far = |ebr: u64| format!("the logical partition chain at sector {ebr} reaches past 2^32 sectors");
+    let too_far =
+        |ebr: u64| format!("the logical partition chain at sector {ebr} reaches past 2^32 sectors");
     let mut relative: u32 = 0;
     loop {
         let Some(ebr) = extended.starting_lba.checked_add(relative) else {
@@ -141,7 +146,9 @@ pub fn check_ebr_chain<R: Read + Seek>(
         if read.is_err() || sector[510..512] != [0x55, 0xaa] {
             return Ok(());
         }
-        let field = |at: usize| u32::from_le_bytes([sector[at], sector[at + 1], sector[at + 2], sector[at + 3]]);
+        let field = |at: usize| {
+            u32::from_le_bytes([sector[at], sector[at + 1], sector[at + 2], sector[at + 3]])
+        };
         // Entry 0: the logical partition, relative to its EBR; entry 1: the next EBR,
         // relative to the extended partition.
         if field(446 + 8).checked_add(ebr).is_none() {
@@ -206,7 +213,10 @@ impl<R: Read + Seek> Seek for HeadOverlay<'_, R> {
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
         self.pos = target.ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start of the disk")
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek before the start of the disk",
+            )
         })?;
         Ok(self.pos)
     }

@@ -36,12 +36,20 @@ pub(crate) fn parse_config(text: &str, source: &Path, warnings: &mut Vec<Warning
         .collect()
 }
 
-fn service(group: &Group, security: &str, source: &Path, warnings: &mut Vec<Warning>) -> Option<Wifi> {
+fn service(
+    group: &Group,
+    security: &str,
+    source: &Path,
+    warnings: &mut Vec<Warning>,
+) -> Option<Wifi> {
     let ssid = match (group.get("SSID").and_then(|hex| from_hex(&hex)), group.get("Name")) {
         (Some(bytes), _) => bytes,
         (None, Some(name)) if !name.is_empty() => name.into_bytes(),
         _ => {
-            warnings.push(Warning::new(source, &format!("[{}] has neither SSID nor Name; skipped", group.name)));
+            warnings.push(Warning::new(
+                source,
+                &format!("[{}] has neither SSID nor Name; skipped", group.name),
+            ));
             return None;
         }
     };
@@ -72,7 +80,10 @@ fn service(group: &Group, security: &str, source: &Path, warnings: &mut Vec<Warn
             return None;
         }
         (other, Some(_)) => {
-            warnings.push(Warning::new(source, &format!("network {name:?}: unknown security {other:?}; not converted")));
+            warnings.push(Warning::new(
+                source,
+                &format!("network {name:?}: unknown security {other:?}; not converted"),
+            ));
             return None;
         }
     };
@@ -100,7 +111,8 @@ fn ipv4(group: &Group) -> Option<StaticIpv4> {
     }
     if group.get("IPv4.method").as_deref() == Some("manual") {
         let prefix = group.get("IPv4.netmask_prefixlen");
-        let (address, prefix) = parse_address(&group.get("IPv4.local_address")?, prefix.as_deref())?;
+        let (address, prefix) =
+            parse_address(&group.get("IPv4.local_address")?, prefix.as_deref())?;
         let gateway = group.get("IPv4.gateway").and_then(|g| g.parse().ok());
         return Some(StaticIpv4 { address, prefix, gateway, dns: dns() });
     }

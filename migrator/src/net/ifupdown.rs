@@ -38,9 +38,8 @@ pub(crate) fn parse(text: &str, source: &Path, warnings: &mut Vec<Warning>) -> S
                 ifaces.push(Iface { name, method, options: Vec::new() });
                 in_iface = true;
             }
-            "auto" | "mapping" | "source" | "source-directory" | "source-dir" | "no-auto-down" | "no-scripts" => {
-                in_iface = false
-            }
+            "auto" | "mapping" | "source" | "source-directory" | "source-dir" | "no-auto-down"
+            | "no-scripts" => in_iface = false,
             first if first.starts_with("allow-") => in_iface = false,
             key if in_iface => {
                 let value = line.trim_start()[key.len()..].trim().to_string();
@@ -124,7 +123,10 @@ fn convert(iface: &Iface, source: &Path, warnings: &mut Vec<Warning>) -> Option<
             Some("off") => Security::Open,
             Some(key) => match key.strip_prefix("s:") {
                 Some(ascii) => Security::Wep { key: ascii.to_string(), passphrase: false },
-                None => Security::Wep { key: key.replace('-', "").to_ascii_lowercase(), passphrase: false },
+                None => Security::Wep {
+                    key: key.replace('-', "").to_ascii_lowercase(),
+                    passphrase: false,
+                },
             },
         };
         (unquote(essid).as_bytes().to_vec(), security)
@@ -138,7 +140,10 @@ fn convert(iface: &Iface, source: &Path, warnings: &mut Vec<Warning>) -> Option<
         if wifi.ipv4.is_none() {
             warnings.push(Warning::new(
                 source,
-                &format!("{}: static address not understood; the connection uses DHCP instead", iface.name),
+                &format!(
+                    "{}: static address not understood; the connection uses DHCP instead",
+                    iface.name
+                ),
             ));
         }
     }

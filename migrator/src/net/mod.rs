@@ -84,13 +84,18 @@ impl Sources {
     pub fn for_root(root: &Path) -> Sources {
         let at = |p: &str| root.join(p);
         let mut interfaces = vec![at("etc/network/interfaces")];
-        interfaces.extend(sorted_entries(&at("etc/network/interfaces.d")).into_iter().filter(|p| p.is_file()));
+        interfaces.extend(
+            sorted_entries(&at("etc/network/interfaces.d")).into_iter().filter(|p| p.is_file()),
+        );
         Sources {
             root: Some(root.to_path_buf()),
             nm_dirs: vec![at("etc/NetworkManager/system-connections")],
             connman_dirs: vec![at("var/lib/connman")],
             connman_configs: Vec::new(),
-            wpa_supplicant: vec![at("etc/wpa_supplicant/wpa_supplicant.conf"), at("etc/wpa_supplicant.conf")],
+            wpa_supplicant: vec![
+                at("etc/wpa_supplicant/wpa_supplicant.conf"),
+                at("etc/wpa_supplicant.conf"),
+            ],
             interfaces,
             config_json: Vec::new(),
         }
@@ -125,7 +130,9 @@ impl Found {
             Found::Nm(c) => c.secret(),
             Found::Wifi(w) => match &w.security {
                 Security::Open => None,
-                Security::WpaPsk(Psk::Passphrase(s) | Psk::Raw(s)) | Security::Sae(s) => Some(s.clone()),
+                Security::WpaPsk(Psk::Passphrase(s) | Psk::Raw(s)) | Security::Sae(s) => {
+                    Some(s.clone())
+                }
                 Security::Wep { key, .. } => Some(key.clone()),
             },
         }
@@ -156,7 +163,8 @@ pub fn collect(sources: &Sources) -> Conversion {
 
     for dir in &sources.nm_dirs {
         for path in sorted_entries(dir).into_iter().filter(|p| p.is_file()) {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name =
+                path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if let Some(text) = read_source(&path, &mut warnings) {
                 if let Some(conn) = nm::normalise(&name, &text, &path, &mut warnings) {
                     found.push((path.clone(), Found::Nm(conn)));
@@ -221,7 +229,10 @@ fn dedupe(found: Vec<(PathBuf, Found)>, warnings: &mut Vec<Warning>) -> Vec<Foun
     for (path, item) in found {
         if let Found::Wifi(w) = &item {
             if let Some(problem) = w.problem() {
-                warnings.push(Warning::new(&path, &format!("network {:?}: {problem}; not converted", w.display_ssid())));
+                warnings.push(Warning::new(
+                    &path,
+                    &format!("network {:?}: {problem}; not converted", w.display_ssid()),
+                ));
                 continue;
             }
         }
@@ -239,7 +250,12 @@ fn dedupe(found: Vec<(PathBuf, Found)>, warnings: &mut Vec<Warning>) -> Vec<Foun
                         ),
                     ));
                 } else {
-                    log::info!("network {:?} from {} duplicates {}", item.label(), path.display(), first_path.display());
+                    log::info!(
+                        "network {:?} from {} duplicates {}",
+                        item.label(),
+                        path.display(),
+                        first_path.display()
+                    );
                 }
             }
         }
@@ -252,7 +268,9 @@ fn name_keyfiles(kept: Vec<Found>) -> Vec<Keyfile> {
     let mut out = Vec::new();
     for item in kept {
         let (wanted, uuid, contents) = match &item {
-            Found::Nm(c) => (safe_file_name(&c.file_name), c.uuid.clone(), keyfile::render(&c.groups)),
+            Found::Nm(c) => {
+                (safe_file_name(&c.file_name), c.uuid.clone(), keyfile::render(&c.groups))
+            }
             Found::Wifi(w) => (
                 format!("resin-wifi-{}", safe_file_name(&w.display_ssid())),
                 w.uuid(),
@@ -302,7 +320,10 @@ fn read_source(path: &Path, warnings: &mut Vec<Warning>) -> Option<String> {
         })),
         Err(e) if e.kind() == ErrorKind::NotFound => None,
         Err(e) => {
-            warnings.push(Warning::new(path, &format!("cannot read ({e}); its settings were not migrated")));
+            warnings.push(Warning::new(
+                path,
+                &format!("cannot read ({e}); its settings were not migrated"),
+            ));
             None
         }
     }

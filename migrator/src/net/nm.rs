@@ -38,7 +38,12 @@ impl NmConnection {
     }
 }
 
-pub(crate) fn normalise(file_name: &str, text: &str, source: &Path, warnings: &mut Vec<Warning>) -> Option<NmConnection> {
+pub(crate) fn normalise(
+    file_name: &str,
+    text: &str,
+    source: &Path,
+    warnings: &mut Vec<Warning>,
+) -> Option<NmConnection> {
     let mut groups = parse(text);
     if !groups.iter().any(|g| g.name == "connection") {
         groups.insert(0, Group::new("connection"));
@@ -52,7 +57,10 @@ pub(crate) fn normalise(file_name: &str, text: &str, source: &Path, warnings: &m
             .map(|(name, _)| name.to_string())
     });
     let Some(kind) = kind else {
-        warnings.push(Warning::new(source, "connection type unknown (no type= and no [wifi]/[ethernet] group); not converted"));
+        warnings.push(Warning::new(
+            source,
+            "connection type unknown (no type= and no [wifi]/[ethernet] group); not converted",
+        ));
         return None;
     };
     let wifi_group = find(&groups, "wifi").or(find(&groups, "802-11-wireless"));
@@ -92,7 +100,11 @@ pub(crate) fn normalise(file_name: &str, text: &str, source: &Path, warnings: &m
     for group in groups.iter_mut().filter(|g| HARDWARE_GROUPS.contains(&g.name.as_str())) {
         for key in ["mac-address", "seen-bssids"] {
             if group.remove(key) {
-                log::info!("{}: dropped {}.{key} (bound to the old hardware)", source.display(), group.name);
+                log::info!(
+                    "{}: dropped {}.{key} (bound to the old hardware)",
+                    source.display(),
+                    group.name
+                );
             }
         }
     }

@@ -11,7 +11,10 @@ pub(crate) fn parse(text: &str, source: &Path, warnings: &mut Vec<Warning>) -> V
     let json: Value = match serde_json::from_str(text) {
         Ok(json) => json,
         Err(e) => {
-            warnings.push(Warning::new(source, &format!("not valid JSON ({e}); its WiFi settings were not read")));
+            warnings.push(Warning::new(
+                source,
+                &format!("not valid JSON ({e}); its WiFi settings were not read"),
+            ));
             return Vec::new();
         }
     };

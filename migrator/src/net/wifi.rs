@@ -20,7 +20,10 @@ pub(crate) enum Security {
     /// WPA3-Personal.
     Sae(String),
     /// WEP key: `passphrase` false means a 5/13 character or 10/26 hex-digit key.
-    Wep { key: String, passphrase: bool },
+    Wep {
+        key: String,
+        passphrase: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,19 +60,29 @@ impl Wifi {
         }
         match &self.security {
             Security::WpaPsk(Psk::Passphrase(p)) | Security::Sae(p) => {
-                let ok = (8..=63).contains(&p.len()) && p.bytes().all(|b| (0x20..0x7f).contains(&b));
-                (!ok).then(|| format!("WPA passphrase must be 8..63 printable ASCII characters, found {}", p.len()))
+                let ok =
+                    (8..=63).contains(&p.len()) && p.bytes().all(|b| (0x20..0x7f).contains(&b));
+                (!ok).then(|| {
+                    format!(
+                        "WPA passphrase must be 8..63 printable ASCII characters, found {}",
+                        p.len()
+                    )
+                })
             }
             Security::WpaPsk(Psk::Raw(k)) => {
                 let ok = k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit());
                 (!ok).then(|| "a raw WPA key must be 64 hex digits".to_string())
             }
             Security::Wep { key, passphrase: false } => {
-                let hex = key.bytes().all(|b| b.is_ascii_hexdigit()) && matches!(key.len(), 10 | 26);
+                let hex =
+                    key.bytes().all(|b| b.is_ascii_hexdigit()) && matches!(key.len(), 10 | 26);
                 let ascii = matches!(key.len(), 5 | 13);
-                (!hex && !ascii).then(|| "a WEP key must be 5/13 characters or 10/26 hex digits".to_string())
+                (!hex && !ascii)
+                    .then(|| "a WEP key must be 5/13 characters or 10/26 hex digits".to_string())
             }
-            Security::Wep { key, passphrase: true } => key.is_empty().then(|| "empty WEP passphrase".to_string()),
+            Security::Wep { key, passphrase: true } => {
+                key.is_empty().then(|| "empty WEP passphrase".to_string())
+            }
             Security::Open => None,
         }
     }

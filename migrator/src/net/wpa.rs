@@ -73,7 +73,8 @@ fn unprintf(text: &str) -> Vec<u8> {
             b'r' => out.push(b'\r'),
             b'e' => out.push(0x1b),
             b'x' => {
-                let hex: String = text[i..].chars().take(2).take_while(char::is_ascii_hexdigit).collect();
+                let hex: String =
+                    text[i..].chars().take(2).take_while(char::is_ascii_hexdigit).collect();
                 match u8::from_str_radix(&hex, 16) {
                     Ok(b) => {
                         out.push(b);
@@ -88,7 +89,11 @@ fn unprintf(text: &str) -> Vec<u8> {
     out
 }
 
-fn convert(fields: &[(String, String)], source: &Path, warnings: &mut Vec<Warning>) -> Option<Wifi> {
+fn convert(
+    fields: &[(String, String)],
+    source: &Path,
+    warnings: &mut Vec<Warning>,
+) -> Option<Wifi> {
     let Some(ssid) = field(fields, "ssid").and_then(string_value) else {
         warnings.push(Warning::new(source, "a network block has no readable ssid; skipped"));
         return None;
@@ -104,7 +109,8 @@ fn convert(fields: &[(String, String)], source: &Path, warnings: &mut Vec<Warnin
     if matches!(field(fields, "mode"), Some("1" | "2" | "5")) {
         return skip("ad-hoc, access point or mesh mode, not a client network", warnings);
     }
-    let key_mgmt: Vec<&str> = field(fields, "key_mgmt").unwrap_or("WPA-PSK WPA-EAP").split_whitespace().collect();
+    let key_mgmt: Vec<&str> =
+        field(fields, "key_mgmt").unwrap_or("WPA-PSK WPA-EAP").split_whitespace().collect();
     let psk = field(fields, "psk");
     let sae_password = field(fields, "sae_password").and_then(string_value);
     let security = if key_mgmt.contains(&"NONE") {
@@ -121,7 +127,10 @@ fn convert(fields: &[(String, String)], source: &Path, warnings: &mut Vec<Warnin
         };
         Security::Sae(String::from_utf8_lossy(&secret).into_owned())
     } else if key_mgmt.iter().any(|k| k.contains("EAP") || *k == "IEEE8021X") {
-        return skip("WPA-Enterprise (EAP) needs certificates and identities that are not migrated", warnings);
+        return skip(
+            "WPA-Enterprise (EAP) needs certificates and identities that are not migrated",
+            warnings,
+        );
     } else {
         return skip(&format!("key_mgmt {} without a usable secret", key_mgmt.join(" ")), warnings);
     };

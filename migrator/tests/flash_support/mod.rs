@@ -77,13 +77,8 @@ pub fn xz(raw: &[u8], args: &[&str], out: &Path) {
 
 /// A target file of `len` bytes filled with [`PATTERN`].
 pub fn patterned_target(path: &Path, len: u64) -> File {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
+    let file =
+        OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).unwrap();
     let block = vec![PATTERN; MIB as usize];
     let mut offset = 0;
     while offset < len {

@@ -11,8 +11,16 @@ use sha2::{Digest, Sha256};
 
 /// Run a tool and insist that it succeeds; returns its stdout.
 pub fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(out.status.success(), "{program} {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -28,7 +36,11 @@ pub fn run_with_input(program: &str, args: &[&str], input: &str) -> String {
         .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -71,8 +83,14 @@ pub fn describe(root: &Path) -> BTreeMap<PathBuf, Node> {
     out
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Node>, inodes: &mut BTreeMap<(u64, u64), PathBuf>) {
-    let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+fn walk(
+    root: &Path,
+    dir: &Path,
+    out: &mut BTreeMap<PathBuf, Node>,
+    inodes: &mut BTreeMap<(u64, u64), PathBuf>,
+) {
+    let mut names: Vec<_> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     names.sort();
     for name in names {
         let path = dir.join(&name);
@@ -86,7 +104,10 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Node>, inodes: &mut
         } else if ft.is_fifo() {
             ("fifo", String::new())
         } else {
-            let digest: String = Sha256::digest(std::fs::read(&path).unwrap()).iter().map(|b| format!("{b:02x}")).collect();
+            let digest: String = Sha256::digest(std::fs::read(&path).unwrap())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             let group = if meta.nlink() > 1 {
                 let first = inodes.entry((meta.dev(), meta.ino())).or_insert_with(|| rel.clone());
                 format!(" link-group:{}", first.display())
@@ -99,12 +120,26 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Node>, inodes: &mut
             BTreeMap::new()
         } else {
             xattr::list(&path)
-                .map(|names| names.filter_map(|n| Some((n.to_string_lossy().into_owned(), xattr::get(&path, &n).ok()??))).collect())
+                .map(|names| {
+                    names
+                        .filter_map(|n| {
+                            Some((n.to_string_lossy().into_owned(), xattr::get(&path, &n).ok()??))
+                        })
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         out.insert(
             rel,
-            Node { kind, mode: meta.mode() & 0o7777, uid: meta.uid(), gid: meta.gid(), mtime: meta.mtime(), content, xattrs },
+            Node {
+                kind,
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid(),
+                gid: meta.gid(),
+                mtime: meta.mtime(),
+                content,
+                xattrs,
+            },
         );
         if ft.is_dir() {
             walk(root, &path, out, inodes);

@@ -25,7 +25,12 @@ fn demo() -> anyhow::Result<bool> {
     println!("legacy host image: {} ({:.1}s)", host.path.display(), t.elapsed().as_secs_f64());
     let t = Instant::now();
     let image = ResinImage::ensure()?;
-    println!("resinOS stand-in: {} sha256 {} ({:.1}s)", image.xz.display(), image.xz_sha256, t.elapsed().as_secs_f64());
+    println!(
+        "resinOS stand-in: {} sha256 {} ({:.1}s)",
+        image.xz.display(),
+        image.xz_sha256,
+        t.elapsed().as_secs_f64()
+    );
 
     if let Err(missing) = e2e::packaged_stager() {
         println!("MISSING: {missing:#}. Booting both images on their own instead.");
@@ -45,7 +50,11 @@ fn demo() -> anyhow::Result<bool> {
     for (file, ssid, _) in &outcome.verdict.connections {
         println!("  wifi connection {file}: ssid {ssid}");
     }
-    println!("  customer files expected: {}, differences: {}", outcome.expected.len(), outcome.data_differences.len());
+    println!(
+        "  customer files expected: {}, differences: {}",
+        outcome.expected.len(),
+        outcome.data_differences.len()
+    );
     for d in &outcome.data_differences {
         println!("    {d}");
     }

@@ -31,10 +31,7 @@ pub fn swap_size(facts: &HostFacts, needed: Option<Bytes>) -> Check {
             id,
             found,
             format!("staging needs {needed} (kernel, initramfs, image, backup and margin)"),
-            format!(
-                "grow the swap partition by {}, or back up less",
-                needed.saturating_sub(size)
-            ),
+            format!("grow the swap partition by {}, or back up less", needed.saturating_sub(size)),
         ),
     }
 }
@@ -56,11 +53,7 @@ pub fn memory_without_swap(facts: &HostFacts, min: Option<Bytes>) -> Check {
     let found = format!(
         "{} available{} - {} swap in use = {left}",
         memory.available,
-        if memory.available_is_estimate {
-            " (estimated, no MemAvailable)"
-        } else {
-            ""
-        },
+        if memory.available_is_estimate { " (estimated, no MemAvailable)" } else { "" },
         memory.swap_used()
     );
     match min {
@@ -70,11 +63,9 @@ pub fn memory_without_swap(facts: &HostFacts, min: Option<Bytes>) -> Check {
             "the profile's memory minimum",
             "pass --profile (or --min-memory)",
         ),
-        Some(min) if left >= min => Check::pass(
-            id,
-            found,
-            format!("at least {min} stays free once swap is off"),
-        ),
+        Some(min) if left >= min => {
+            Check::pass(id, found, format!("at least {min} stays free once swap is off"))
+        }
         Some(min) => Check::fail(
             id,
             found,
@@ -102,11 +93,7 @@ pub fn profile_memory(facts: &HostFacts, profile: &str, min_ram_mib: u64) -> Che
     };
     let found = format!("MemTotal is {total} ({} kB)", total.get() / 1024);
     if total >= min {
-        return Check::pass(
-            id,
-            found,
-            format!("profile {profile} requires at least {min}"),
-        );
+        return Check::pass(id, found, format!("profile {profile} requires at least {min}"));
     }
     Check::fail(
         id,
@@ -141,12 +128,8 @@ pub fn root_space(facts: &HostFacts, target: Option<Bytes>) -> Check {
         );
     };
     let space = entry.end();
-    let found = format!(
-        "{} from the start of {} to the end of {}",
-        space,
-        disk.path,
-        device.dev_path()
-    );
+    let found =
+        format!("{} from the start of {} to the end of {}", space, disk.path, device.dev_path());
     match target {
         None => Check::not_evaluated(
             id,

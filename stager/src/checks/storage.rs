@@ -115,11 +115,7 @@ pub fn root_storage(facts: &HostFacts) -> Check {
         BlockKind::Disk | BlockKind::Loop => Some("a device without partitions"),
     };
     match refusal {
-        None => Check::pass(
-            id,
-            format!("{on}, {}", describe(device)),
-            "/ is on a plain partition",
-        ),
+        None => Check::pass(id, format!("{on}, {}", describe(device)), "/ is on a plain partition"),
         Some(what) => Check::fail(
             id,
             format!("{on}, {}", describe(device)),
@@ -139,10 +135,8 @@ pub fn boot_writable(facts: &HostFacts) -> Check {
             "run with /proc mounted",
         ),
         Ok(mount) => {
-            let found = format!(
-                "/boot on {} ({} {})",
-                mount.mount_point, mount.fs_type, mount.source
-            );
+            let found =
+                format!("/boot on {} ({} {})", mount.mount_point, mount.fs_type, mount.source);
             if mount.is_read_only() {
                 Check::fail(
                     id,
@@ -154,11 +148,7 @@ pub fn boot_writable(facts: &HostFacts) -> Check {
                     ),
                 )
             } else {
-                Check::pass(
-                    id,
-                    format!("{found}, read-write"),
-                    "GRUB files can be written",
-                )
+                Check::pass(id, format!("{found}, read-write"), "GRUB files can be written")
             }
         }
     }
@@ -179,10 +169,7 @@ pub fn swap_partition(facts: &HostFacts) -> Check {
         return Check::fail(
             id,
             describe(device),
-            format!(
-                "swap is on {}, not on a disk partition GRUB can read",
-                device.kind
-            ),
+            format!("swap is on {}, not on a disk partition GRUB can read", device.kind),
             "a plain swap partition on the root disk is needed",
         );
     }
@@ -274,11 +261,7 @@ pub fn swap_fstab(facts: &HostFacts) -> Check {
     match fstab::swap_entries(entries).find(|e| finds_it(&e.spec)) {
         Some(entry) => Check::pass(
             id,
-            format!(
-                "/etc/fstab swap entry {} is {}",
-                entry.spec,
-                device.dev_path()
-            ),
+            format!("/etc/fstab swap entry {} is {}", entry.spec, device.dev_path()),
             "swap comes back at boot after an abort, with the same UUID and label",
         ),
         None => Check::warn(

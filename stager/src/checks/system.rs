@@ -5,10 +5,7 @@ use crate::host::boot_mode::BootMode;
 use crate::host::os_release::OsVersion;
 use crate::host::HostFacts;
 
-const MIN_UBUNTU: OsVersion = OsVersion {
-    major: 14,
-    minor: 4,
-};
+const MIN_UBUNTU: OsVersion = OsVersion { major: 14, minor: 4 };
 const SUPPORTED_ARCH: &str = "x86_64";
 
 pub fn root_user(facts: &HostFacts) -> Check {
@@ -70,10 +67,7 @@ pub fn os_release(facts: &HostFacts) -> Check {
     Check::fail(
         id,
         name,
-        format!(
-            "`{}` is neither Ubuntu nor of the Debian family",
-            release.id
-        ),
+        format!("`{}` is neither Ubuntu nor of the Debian family", release.id),
         "this tool migrates Ubuntu (and Debian-family) devices only",
     )
 }
@@ -100,11 +94,7 @@ pub fn boot_mode(facts: &HostFacts, expected: Option<BootMode>) -> Check {
     let found = format!(
         "{} (/sys/firmware/efi {})",
         facts.boot_mode,
-        if facts.boot_mode == BootMode::Uefi {
-            "exists"
-        } else {
-            "absent"
-        }
+        if facts.boot_mode == BootMode::Uefi { "exists" } else { "absent" }
     );
     match expected {
         None => Check::not_evaluated(
@@ -119,10 +109,7 @@ pub fn boot_mode(facts: &HostFacts, expected: Option<BootMode>) -> Check {
         Some(expected) => Check::fail(
             id,
             found,
-            format!(
-                "the profile expects {expected} but the device booted in {}",
-                facts.boot_mode
-            ),
+            format!("the profile expects {expected} but the device booted in {}", facts.boot_mode),
             format!(
                 "choose a profile for {} devices, or boot the device in {expected} mode",
                 facts.boot_mode

@@ -29,7 +29,8 @@ pub fn run(args: &CheckArgs, catalog: &ProfileCatalog, json: bool) -> i32 {
             .kernel_release
             .clone()
             .unwrap_or_else(crate::stage::host_extras::running_kernel_release),
-        migrator: crate::migrator_payload::load(args.migrator.as_deref()).map_err(|e| e.to_string()),
+        migrator: crate::migrator_payload::load(args.migrator.as_deref())
+            .map_err(|e| e.to_string()),
     };
     let report = input_checks::run(&root, &facts, &request);
     if json {
@@ -55,12 +56,7 @@ pub fn run(args: &CheckArgs, catalog: &ProfileCatalog, json: bool) -> i32 {
 pub fn render_text(report: &CheckReport) -> String {
     let mut out = String::new();
     for check in &report.checks {
-        out.push_str(&format!(
-            "{:<4}  {:<20} {}\n",
-            check.status,
-            check.id.as_str(),
-            check.title
-        ));
+        out.push_str(&format!("{:<4}  {:<20} {}\n", check.status, check.id.as_str(), check.title));
         out.push_str(&format!("      found:  {}\n", check.found));
         out.push_str(&format!("      reason: {}\n", check.reason));
         if let Some(fix) = &check.fix {

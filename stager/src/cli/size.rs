@@ -4,9 +4,7 @@ use crate::host::units::Bytes;
 
 pub fn parse(text: &str) -> Result<Bytes, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number
         .parse()
@@ -17,16 +15,9 @@ pub fn parse(text: &str) -> Result<Bytes, String> {
         "m" | "mib" => 1 << 20,
         "g" | "gib" => 1 << 30,
         "t" | "tib" => 1 << 40,
-        other => {
-            return Err(format!(
-                "unknown size unit `{other}`; use KiB, MiB, GiB or TiB"
-            ))
-        }
+        other => return Err(format!("unknown size unit `{other}`; use KiB, MiB, GiB or TiB")),
     };
-    number
-        .checked_mul(factor)
-        .map(Bytes)
-        .ok_or_else(|| format!("`{text}` is too large"))
+    number.checked_mul(factor).map(Bytes).ok_or_else(|| format!("`{text}` is too large"))
 }
 
 #[cfg(test)]

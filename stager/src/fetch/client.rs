@@ -37,16 +37,11 @@ pub fn build_client(opts: &FetchOptions) -> Result<Client, FetchError> {
             builder = builder.add_root_certificate(certificate);
         }
     }
-    builder.build().map_err(|e| FetchError::Client {
-        detail: error_chain(&e),
-    })
+    builder.build().map_err(|e| FetchError::Client { detail: error_chain(&e) })
 }
 
 fn read_ca_bundle(path: &Path) -> Result<Vec<Certificate>, FetchError> {
-    let ca_error = |detail: String| FetchError::CaCert {
-        path: path.to_owned(),
-        detail,
-    };
+    let ca_error = |detail: String| FetchError::CaCert { path: path.to_owned(), detail };
     let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
     let certificates = Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(error_chain(&e)))?;
     if certificates.is_empty() {
@@ -71,14 +66,10 @@ pub fn classify(error: &reqwest::Error, url: &Url) -> RequestFailure {
     let host = url.host_str().unwrap_or("the server").to_owned();
     if let Some(tls) = find_rustls_error(error) {
         return RequestFailure::Fatal(match tls {
-            rustls::Error::InvalidCertificate(reason) => FetchError::UntrustedCertificate {
-                host,
-                reason: certificate_reason(reason),
-            },
-            other => FetchError::Tls {
-                host,
-                detail: other.to_string(),
-            },
+            rustls::Error::InvalidCertificate(reason) => {
+                FetchError::UntrustedCertificate { host, reason: certificate_reason(reason) }
+            }
+            other => FetchError::Tls { host, detail: other.to_string() },
         });
     }
     if error.is_redirect() {
@@ -114,11 +105,8 @@ pub fn error_chain(error: &(dyn StdError + 'static)) -> String {
         }
         false
     });
-    let useful: Vec<String> = parts
-        .iter()
-        .filter(|part| !part.starts_with("error sending request"))
-        .cloned()
-        .collect();
+    let useful: Vec<String> =
+        parts.iter().filter(|part| !part.starts_with("error sending request")).cloned().collect();
     if useful.is_empty() {
         parts.join(": ")
     } else {
@@ -145,9 +133,7 @@ fn visit_chain<'a>(
         if visit(e) {
             return;
         }
-        let wrapped_by_io = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref());
+        let wrapped_by_io = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
         current = match wrapped_by_io {
             Some(inner) => Some(inner as &(dyn StdError + 'static)),
             None => e.source(),

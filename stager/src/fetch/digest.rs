@@ -22,9 +22,7 @@ impl Sha256Hex {
         if valid {
             Ok(Sha256Hex(trimmed.to_ascii_lowercase()))
         } else {
-            Err(FetchError::InvalidSha256 {
-                value: text.to_owned(),
-            })
+            Err(FetchError::InvalidSha256 { value: text.to_owned() })
         }
     }
 
@@ -66,12 +64,7 @@ pub fn digest_from_listing(listing: &str, file_name: &str) -> Result<Sha256Hex, 
         [only] => only.0,
         many => match many.iter().find(|(_, name)| *name == Some(file_name)) {
             Some(entry) => entry.0,
-            None => {
-                return Err(format!(
-                    "it lists {} files but not {file_name:?}",
-                    many.len()
-                ))
-            }
+            None => return Err(format!("it lists {} files but not {file_name:?}", many.len())),
         },
     };
     Sha256Hex::parse(chosen)
@@ -114,24 +107,14 @@ mod tests {
         assert!(Sha256Hex::parse(&HEX[..63]).is_err());
         assert!(Sha256Hex::parse(&format!("{}g", &HEX[..63])).is_err());
         let err = Sha256Hex::parse("abc").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid sha256 \"abc\": expected 64 hexadecimal characters"
-        );
+        assert_eq!(err.to_string(), "invalid sha256 \"abc\": expected 64 hexadecimal characters");
     }
 
     #[test]
     fn listing_bare_hex_and_single_line() {
+        assert_eq!(digest_from_listing(&format!("{HEX}\n"), "x.img").unwrap().as_str(), HEX);
         assert_eq!(
-            digest_from_listing(&format!("{HEX}\n"), "x.img")
-                .unwrap()
-                .as_str(),
-            HEX
-        );
-        assert_eq!(
-            digest_from_listing(&format!("{HEX}  other-name.img\n"), "x.img")
-                .unwrap()
-                .as_str(),
+            digest_from_listing(&format!("{HEX}  other-name.img\n"), "x.img").unwrap().as_str(),
             HEX
         );
     }
@@ -140,10 +123,7 @@ mod tests {
     fn listing_picks_the_named_file_among_several() {
         let other = "0".repeat(64);
         let listing = format!("# sums\n{other}  a.img\n{HEX} *x.img\n");
-        assert_eq!(
-            digest_from_listing(&listing, "x.img").unwrap().as_str(),
-            HEX
-        );
+        assert_eq!(digest_from_listing(&listing, "x.img").unwrap().as_str(), HEX);
         let err = digest_from_listing(&listing, "y.img").unwrap_err();
         assert_eq!(err, "it lists 2 files but not \"y.img\"");
     }

@@ -93,18 +93,10 @@ enum ProblemKind {
 impl ProblemKind {
     fn describe(&self) -> String {
         match self {
-            ProblemKind::Cut {
-                received,
-                expected: Some(expected),
-                detail,
-            } => {
+            ProblemKind::Cut { received, expected: Some(expected), detail } => {
                 format!("transfer cut at {received} of {expected} bytes ({detail})")
             }
-            ProblemKind::Cut {
-                received,
-                expected: None,
-                detail,
-            } => {
+            ProblemKind::Cut { received, expected: None, detail } => {
                 format!("transfer broke after {received} bytes ({detail})")
             }
             ProblemKind::Connect(detail) => format!("cannot connect ({detail})"),
@@ -116,25 +108,14 @@ impl ProblemKind {
     fn into_error(self, url: &Url, attempts: u32) -> FetchError {
         let url_text = url.to_string();
         match self {
-            ProblemKind::Cut {
-                received,
-                expected: Some(expected),
-                ..
-            } => FetchError::Truncated {
-                url: url_text,
-                received,
-                expected,
-                attempts,
-            },
+            ProblemKind::Cut { received, expected: Some(expected), .. } => {
+                FetchError::Truncated { url: url_text, received, expected, attempts }
+            }
             ProblemKind::Connect(detail) => FetchError::Connect {
                 host: url.host_str().unwrap_or("the server").to_owned(),
                 detail,
             },
-            other => FetchError::Transfer {
-                url: url_text,
-                attempts,
-                detail: other.describe(),
-            },
+            other => FetchError::Transfer { url: url_text, attempts, detail: other.describe() },
         }
     }
 }
@@ -171,14 +152,9 @@ fn attempt(
     let status = response.status();
     match status {
         StatusCode::PARTIAL_CONTENT => match content_range(&response) {
-            Some(ContentRange::Span { first, last, total }) if first == offset => receive(
-                response,
-                part,
-                offset,
-                offset,
-                Some(total.unwrap_or(last + 1)),
-                progress,
-            ),
+            Some(ContentRange::Span { first, last, total }) if first == offset => {
+                receive(response, part, offset, offset, Some(total.unwrap_or(last + 1)), progress)
+            }
             other => {
                 reset(part)?;
                 let detail =
@@ -206,9 +182,7 @@ fn attempt(
                 Err(retry(ProblemKind::Restart(detail), false))
             }
         },
-        StatusCode::NOT_FOUND => Err(Attempt::Fatal(FetchError::NotFound {
-            url: url.to_string(),
-        })),
+        StatusCode::NOT_FOUND => Err(Attempt::Fatal(FetchError::NotFound { url: url.to_string() })),
         StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => {
             Err(retry(ProblemKind::Status(status), false))
         }
@@ -241,8 +215,7 @@ fn receive(
         .open(part)
         .map_err(io_fatal("create", part))?;
     file.set_len(start).map_err(io_fatal("truncate", part))?;
-    file.seek(SeekFrom::Start(start))
-        .map_err(io_fatal("seek in", part))?;
+    file.seek(SeekFrom::Start(start)).map_err(io_fatal("seek in", part))?;
     progress.set_total(total);
     progress.set_position(start);
 
@@ -252,8 +225,7 @@ fn receive(
         match response.read(&mut buffer) {
             Ok(0) => break None,
             Ok(count) => {
-                file.write_all(&buffer[..count])
-                    .map_err(io_fatal("write", part))?;
+                file.write_all(&buffer[..count]).map_err(io_fatal("write", part))?;
                 done += count as u64;
                 progress.set_position(done);
             }
@@ -268,14 +240,7 @@ fn receive(
         None if !short => Ok(done),
         broke => {
             let detail = broke.unwrap_or_else(|| "connection closed early".to_owned());
-            Err(retry(
-                ProblemKind::Cut {
-                    received: done,
-                    expected: total,
-                    detail,
-                },
-                done > had,
-            ))
+            Err(retry(ProblemKind::Cut { received: done, expected: total, detail }, done > had))
         }
     }
 }

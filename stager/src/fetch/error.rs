@@ -53,33 +53,16 @@ pub enum FetchError {
     Redirect { url: String, detail: String },
 
     #[error("transfer of {url} failed after {attempts} {noun} ({detail}): run again to resume", noun = attempt_noun(*.attempts))]
-    Transfer {
-        url: String,
-        attempts: u32,
-        detail: String,
-    },
+    Transfer { url: String, attempts: u32, detail: String },
 
     #[error("download of {url} truncated: got {received} of {expected} bytes after {attempts} {noun}; the server or network keeps cutting the transfer: run again to resume, or check the file on the server", noun = attempt_noun(*.attempts))]
-    Truncated {
-        url: String,
-        received: u64,
-        expected: u64,
-        attempts: u32,
-    },
+    Truncated { url: String, received: u64, expected: u64, attempts: u32 },
 
     #[error("sha256 mismatch for {url}: expected {expected}, got {actual}; the download is corrupt or the URL is wrong")]
-    Sha256Mismatch {
-        url: String,
-        expected: String,
-        actual: String,
-    },
+    Sha256Mismatch { url: String, expected: String, actual: String },
 
     #[error("sha256 mismatch for {path}: expected {expected}, got {actual}; the file is corrupt or the sha256 is wrong", path = .path.display())]
-    LocalSha256Mismatch {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    LocalSha256Mismatch { path: PathBuf, expected: String, actual: String },
 
     #[error("cannot use CA certificate {path} ({detail}): pass a PEM file with the private CA's certificate", path = .path.display())]
     CaCert { path: PathBuf, detail: String },
@@ -117,10 +100,6 @@ fn attempt_noun(attempts: u32) -> &'static str {
 
 impl FetchError {
     pub(crate) fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
-        FetchError::Io {
-            action,
-            path: path.to_owned(),
-            source,
-        }
+        FetchError::Io { action, path: path.to_owned(), source }
     }
 }

@@ -18,10 +18,7 @@ pub fn verify_and_place(
     let (actual, size) = hash_file(part)?;
     if actual != *expected {
         if let Err(error) = std::fs::remove_file(part) {
-            log::warn!(
-                "cannot delete the corrupt download {}: {error}",
-                part.display()
-            );
+            log::warn!("cannot delete the corrupt download {}: {error}", part.display());
         }
         return Err(FetchError::Sha256Mismatch {
             url: url.to_owned(),
@@ -33,17 +30,11 @@ pub fn verify_and_place(
     std::fs::rename(part, dest).map_err(|e| FetchError::io("rename into place", dest, e))?;
     sync_parent_dir(dest)?;
     log::info!("image {} verified (sha256 {actual})", dest.display());
-    Ok(FetchedImage {
-        path: dest.to_owned(),
-        size: Bytes(size),
-        sha256: actual,
-    })
+    Ok(FetchedImage { path: dest.to_owned(), size: Bytes(size), sha256: actual })
 }
 
 fn sync_file(path: &Path) -> Result<(), FetchError> {
-    File::open(path)
-        .and_then(|file| file.sync_all())
-        .map_err(|e| FetchError::io("fsync", path, e))
+    File::open(path).and_then(|file| file.sync_all()).map_err(|e| FetchError::io("fsync", path, e))
 }
 
 fn sync_parent_dir(path: &Path) -> Result<(), FetchError> {

@@ -31,10 +31,7 @@ pub struct Progress {
 
 enum Display {
     Bar(ProgressBar),
-    Lines {
-        last_step: Option<u64>,
-        last_line: Instant,
-    },
+    Lines { last_step: Option<u64>, last_line: Instant },
     Quiet,
 }
 
@@ -58,16 +55,9 @@ impl Progress {
         } else if mode == ProgressMode::Quiet {
             Display::Quiet
         } else {
-            Display::Lines {
-                last_step: None,
-                last_line: Instant::now(),
-            }
+            Display::Lines { last_step: None, last_line: Instant::now() }
         };
-        Progress {
-            label: label.to_owned(),
-            total: None,
-            display,
-        }
+        Progress { label: label.to_owned(), total: None, display }
     }
 
     /// The full size, once a response tells it.
@@ -86,10 +76,7 @@ impl Progress {
     pub fn set_position(&mut self, done: u64) {
         match &mut self.display {
             Display::Bar(bar) => bar.set_position(done),
-            Display::Lines {
-                last_step,
-                last_line,
-            } => {
+            Display::Lines { last_step, last_line } => {
                 let step = self
                     .total
                     .filter(|total| *total > 0)
@@ -132,10 +119,7 @@ mod tests {
 
     #[test]
     fn line_shows_percent_when_total_known() {
-        assert_eq!(
-            line("image", 512, Some(1024)),
-            "image: 512 B of 1.00 KiB (50%)"
-        );
+        assert_eq!(line("image", 512, Some(1024)), "image: 512 B of 1.00 KiB (50%)");
         assert_eq!(line("image", 512, None), "image: 512 B");
     }
 }

@@ -4,11 +4,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContentRange {
     /// `bytes FIRST-LAST/TOTAL` (TOTAL `*` when the server does not know it).
-    Span {
-        first: u64,
-        last: u64,
-        total: Option<u64>,
-    },
+    Span { first: u64, last: u64, total: Option<u64> },
     /// `bytes */TOTAL`, sent with 416 when the requested start is past the end.
     Unsatisfied { total: u64 },
 }
@@ -46,19 +42,11 @@ mod tests {
     fn parses_spans_and_unsatisfied() {
         assert_eq!(
             parse_content_range("bytes 100-999/1000"),
-            Some(ContentRange::Span {
-                first: 100,
-                last: 999,
-                total: Some(1000)
-            })
+            Some(ContentRange::Span { first: 100, last: 999, total: Some(1000) })
         );
         assert_eq!(
             parse_content_range("bytes 0-9/*"),
-            Some(ContentRange::Span {
-                first: 0,
-                last: 9,
-                total: None
-            })
+            Some(ContentRange::Span { first: 0, last: 9, total: None })
         );
         assert_eq!(
             parse_content_range("bytes */1000"),

@@ -21,23 +21,15 @@ pub fn fetch_url(url: &Url, dest: &Path, opts: &FetchOptions) -> Result<FetchedI
     match url.scheme() {
         "https" => {}
         "http" if !opts.allow_plain_http => {
-            return Err(FetchError::PlainHttpRefused {
-                url: url.to_string(),
-            })
+            return Err(FetchError::PlainHttpRefused { url: url.to_string() })
         }
         "http" if opts.sha256.is_none() => {
-            return Err(FetchError::PlainHttpNeedsSha256 {
-                url: url.to_string(),
-            })
+            return Err(FetchError::PlainHttpNeedsSha256 { url: url.to_string() })
         }
         "http" => {
             log::warn!("downloading {url} over plain http; the given sha256 is its only protection")
         }
-        _ => {
-            return Err(FetchError::InvalidSource {
-                source_text: url.to_string(),
-            })
-        }
+        _ => return Err(FetchError::InvalidSource { source_text: url.to_string() }),
     }
     let client = build_client(opts)?;
     let expected = match &opts.sha256 {
@@ -48,11 +40,7 @@ pub fn fetch_url(url: &Url, dest: &Path, opts: &FetchOptions) -> Result<FetchedI
         return Ok(done);
     }
     let part = part_path(dest);
-    let label = url
-        .path_segments()
-        .and_then(|mut s| s.next_back())
-        .unwrap_or("image")
-        .to_owned();
+    let label = url.path_segments().and_then(|mut s| s.next_back()).unwrap_or("image").to_owned();
     let mut progress = Progress::start(opts.progress, &label);
     log::info!("downloading {url} to {}", part.display());
     let result = download(&client, url, &part, opts, &mut progress);
@@ -72,25 +60,18 @@ fn published_sha256(client: &Client, url: &Url) -> Result<Sha256Hex, FetchError>
     let sidecar = sidecar_url(url);
     log::info!("no sha256 given; reading {sidecar}");
     let response =
-        client
-            .get(sidecar.clone())
-            .send()
-            .map_err(|e| match classify(&e, &sidecar) {
-                RequestFailure::Fatal(error) => error,
-                RequestFailure::Connect(detail) => FetchError::Connect {
-                    host: sidecar.host_str().unwrap_or("the server").to_owned(),
-                    detail,
-                },
-                RequestFailure::Network(detail) => FetchError::Transfer {
-                    url: sidecar.to_string(),
-                    attempts: 1,
-                    detail,
-                },
-            })?;
-    let bad_listing = |detail: String| FetchError::BadSha256Listing {
-        sidecar: sidecar.to_string(),
-        detail,
-    };
+        client.get(sidecar.clone()).send().map_err(|e| match classify(&e, &sidecar) {
+            RequestFailure::Fatal(error) => error,
+            RequestFailure::Connect(detail) => FetchError::Connect {
+                host: sidecar.host_str().unwrap_or("the server").to_owned(),
+                detail,
+            },
+            RequestFailure::Network(detail) => {
+                FetchError::Transfer { url: sidecar.to_string(), attempts: 1, detail }
+            }
+        })?;
+    let bad_listing =
+        |detail: String| FetchError::BadSha256Listing { sidecar: sidecar.to_string(), detail };
     match response.status() {
         StatusCode::OK => {}
         StatusCode::NOT_FOUND => {
@@ -99,22 +80,14 @@ fn published_sha256(client: &Client, url: &Url) -> Result<Sha256Hex, FetchError>
                 sidecar: sidecar.to_string(),
             })
         }
-        status => {
-            return Err(bad_listing(format!(
-                "the server answered HTTP {}",
-                status.as_u16()
-            )))
-        }
+        status => return Err(bad_listing(format!("the server answered HTTP {}", status.as_u16()))),
     }
     let mut listing = String::new();
     response
         .take(MAX_LISTING_BYTES)
         .read_to_string(&mut listing)
         .map_err(|e| bad_listing(format!("cannot read it as text: {e}")))?;
-    let file_name = url
-        .path_segments()
-        .and_then(|mut s| s.next_back())
-        .unwrap_or_default();
+    let file_name = url.path_segments().and_then(|mut s| s.next_back()).unwrap_or_default();
     digest_from_listing(&listing, file_name).map_err(bad_listing)
 }
 
@@ -126,16 +99,9 @@ fn already_fetched(dest: &Path, expected: &Sha256Hex) -> Result<Option<FetchedIm
     let (actual, size) = hash_file(dest)?;
     if actual == *expected {
         log::info!("{} is already downloaded and verified", dest.display());
-        return Ok(Some(FetchedImage {
-            path: dest.to_owned(),
-            size: Bytes(size),
-            sha256: actual,
-        }));
+        return Ok(Some(FetchedImage { path: dest.to_owned(), size: Bytes(size), sha256: actual }));
     }
-    log::warn!(
-        "{} exists with another sha256 ({actual}); downloading again",
-        dest.display()
-    );
+    log::warn!("{} exists with another sha256 ({actual}); downloading again", dest.display());
     std::fs::remove_file(dest).map_err(|e| FetchError::io("delete", dest, e))?;
     Ok(None)
 }
@@ -147,9 +113,6 @@ mod tests {
     #[test]
     fn sidecar_url_appends_to_the_path_only() {
         let url = Url::parse("https://h.example/a/resin.img?token=1").unwrap();
-        assert_eq!(
-            sidecar_url(&url).as_str(),
-            "https://h.example/a/resin.img.sha256?token=1"
-        );
+        assert_eq!(sidecar_url(&url).as_str(), "https://h.example/a/resin.img.sha256?token=1");
     }
 }

@@ -20,9 +20,7 @@ impl ImageSource {
     /// `https://…` and `http://…` become URLs (plain http is refused later unless allowed),
     /// `file://…` and anything without a scheme become paths, other schemes are refused.
     pub fn parse(text: &str) -> Result<Self, FetchError> {
-        let invalid = || FetchError::InvalidSource {
-            source_text: text.to_owned(),
-        };
+        let invalid = || FetchError::InvalidSource { source_text: text.to_owned() };
         let lower = text.to_ascii_lowercase();
         if lower.starts_with("https://") || lower.starts_with("http://") {
             let url = Url::parse(text).map_err(|_| invalid())?;
@@ -30,10 +28,7 @@ impl ImageSource {
         }
         if lower.starts_with("file://") {
             let url = Url::parse(text).map_err(|_| invalid())?;
-            return url
-                .to_file_path()
-                .map(ImageSource::Path)
-                .map_err(|()| invalid());
+            return url.to_file_path().map(ImageSource::Path).map_err(|()| invalid());
         }
         if text.is_empty() || text.contains("://") {
             return Err(invalid());
@@ -67,10 +62,7 @@ mod tests {
             ImageSource::parse("/tmp/x.img").unwrap(),
             ImageSource::Path("/tmp/x.img".into())
         );
-        assert_eq!(
-            ImageSource::parse("x.img").unwrap(),
-            ImageSource::Path("x.img".into())
-        );
+        assert_eq!(ImageSource::parse("x.img").unwrap(), ImageSource::Path("x.img".into()));
         assert_eq!(
             ImageSource::parse("file:///tmp/x.img").unwrap(),
             ImageSource::Path("/tmp/x.img".into())

@@ -27,10 +27,7 @@ pub struct Need {
 
 impl Need {
     pub fn for_download(download: Bytes) -> Need {
-        Need {
-            download,
-            margin: MARGIN,
-        }
+        Need { download, margin: MARGIN }
     }
 
     pub fn total(self) -> Bytes {
@@ -94,21 +91,14 @@ mod tests {
     fn one_byte_short_is_refused() {
         let need = Need::for_download(Bytes::mib(800));
         let free = Bytes(Bytes::mib(832).get() - 1);
-        assert!(matches!(
-            check_room(Path::new("/d"), need, free),
-            Err(FetchError::NoRoom { .. })
-        ));
+        assert!(matches!(check_room(Path::new("/d"), need, free), Err(FetchError::NoRoom { .. })));
     }
 
     #[test]
     fn the_refusal_is_one_line_with_the_sizes_and_the_fix() {
         let need = Need::for_download(Bytes::mib(800));
-        let error = check_room(
-            Path::new("/var/lib/swapover/download"),
-            need,
-            Bytes::mib(300),
-        )
-        .unwrap_err();
+        let error =
+            check_room(Path::new("/var/lib/swapover/download"), need, Bytes::mib(300)).unwrap_err();
         let text = error.to_string();
         assert_eq!(
             text,
@@ -136,9 +126,6 @@ mod tests {
     #[test]
     fn free_space_of_a_missing_directory_is_an_error() {
         let error = free_space(Path::new("/nonexistent/swapover-test")).unwrap_err();
-        assert!(
-            error.to_string().contains("/nonexistent/swapover-test"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("/nonexistent/swapover-test"), "{error}");
     }
 }

@@ -72,10 +72,7 @@ impl BlockDevice {
 fn read_trimmed(path: &Path) -> Result<String, HostError> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
-        .map_err(|source| HostError::Read {
-            path: path.to_path_buf(),
-            source,
-        })
+        .map_err(|source| HostError::Read { path: path.to_path_buf(), source })
 }
 
 fn read_number(path: &Path) -> Result<u64, HostError> {
@@ -120,10 +117,7 @@ fn parent_disk(dir: &Path) -> Option<(String, PathBuf)> {
     if !parent.join("dev").exists() {
         return None;
     }
-    Some((
-        parent.file_name()?.to_string_lossy().into_owned(),
-        parent.to_path_buf(),
-    ))
+    Some((parent.file_name()?.to_string_lossy().into_owned(), parent.to_path_buf()))
 }
 
 /// Reads `/sys/class/block/<name>`.
@@ -131,10 +125,8 @@ pub fn by_name(root: &HostRoot, name: &str) -> Result<BlockDevice, HostError> {
     let dir = root.path(CLASS_DIR).join(name);
     let dev_file = dir.join("dev");
     let dev_text = read_trimmed(&dev_file)?;
-    let device = dev_text.parse().map_err(|problem| HostError::Invalid {
-        path: dev_file,
-        problem,
-    })?;
+    let device =
+        dev_text.parse().map_err(|problem| HostError::Invalid { path: dev_file, problem })?;
     let kind = classify(&dir, name);
     let (partition_number, start, parent) = if kind == BlockKind::Partition {
         let number = read_number(&dir.join("partition"))?;
@@ -147,10 +139,7 @@ pub fn by_name(root: &HostRoot, name: &str) -> Result<BlockDevice, HostError> {
     } else {
         (None, None, None)
     };
-    let disk_dir = parent
-        .as_ref()
-        .map(|(_, dir)| dir.clone())
-        .unwrap_or_else(|| dir.clone());
+    let disk_dir = parent.as_ref().map(|(_, dir)| dir.clone()).unwrap_or_else(|| dir.clone());
     let logical_sector_size = read_number(&disk_dir.join("queue/logical_block_size"))
         .map(Bytes)
         .unwrap_or(KernelSectors::UNIT);
@@ -186,10 +175,8 @@ pub fn by_device_number(root: &HostRoot, device: DeviceNumber) -> Result<BlockDe
         }
     }
     let class_dir = root.path(CLASS_DIR);
-    let entries = std::fs::read_dir(&class_dir).map_err(|source| HostError::Read {
-        path: class_dir.clone(),
-        source,
-    })?;
+    let entries = std::fs::read_dir(&class_dir)
+        .map_err(|source| HostError::Read { path: class_dir.clone(), source })?;
     for entry in entries.filter_map(Result::ok) {
         let dev_file = entry.path().join("dev");
         let matches = read_trimmed(&dev_file)
@@ -222,13 +209,12 @@ pub fn by_dev_path(root: &HostRoot, host_path: &str) -> Result<BlockDevice, Host
         }
     }
     let resolved = follow_links(path);
-    let name = resolved
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| HostError::Invalid {
+    let name = resolved.file_name().map(|n| n.to_string_lossy().into_owned()).ok_or_else(|| {
+        HostError::Invalid {
             path: PathBuf::from(host_path),
             problem: "does not name a block device".to_string(),
-        })?;
+        }
+    })?;
     by_name(root, &name)
 }
 

@@ -37,13 +37,9 @@ impl FromStr for DeviceNumber {
             .split_once(':')
             .ok_or_else(|| format!("`{s}` is not a major:minor device number"))?;
         let parse = |n: &str| {
-            n.parse::<u32>()
-                .map_err(|_| format!("`{s}` is not a major:minor device number"))
+            n.parse::<u32>().map_err(|_| format!("`{s}` is not a major:minor device number"))
         };
-        Ok(DeviceNumber {
-            major: parse(major)?,
-            minor: parse(minor)?,
-        })
+        Ok(DeviceNumber { major: parse(major)?, minor: parse(minor)? })
     }
 }
 
@@ -54,13 +50,7 @@ mod tests {
     #[test]
     fn parses_and_prints_major_minor() {
         let dev: DeviceNumber = "253:0\n".parse().unwrap();
-        assert_eq!(
-            dev,
-            DeviceNumber {
-                major: 253,
-                minor: 0
-            }
-        );
+        assert_eq!(dev, DeviceNumber { major: 253, minor: 0 });
         assert_eq!(dev.to_string(), "253:0");
         assert!("8".parse::<DeviceNumber>().is_err());
         assert!("0:27".parse::<DeviceNumber>().unwrap().is_anonymous());

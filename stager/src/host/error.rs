@@ -12,20 +12,14 @@ pub struct ParseError {
 
 impl ParseError {
     pub fn new(line: usize, problem: impl Into<String>) -> Self {
-        ParseError {
-            line,
-            problem: problem.into(),
-        }
+        ParseError { line, problem: problem.into() }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     #[error("cannot read {path}: {source} (run the stager as root on the device itself)")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {source} (the file is not in the format this Linux is expected to write)")]
     Parse { path: PathBuf, source: ParseError },
     #[error("{path}: {problem}")]

@@ -87,14 +87,10 @@ pub fn gather_with(root: &HostRoot, process: ProcessFacts) -> HostFacts {
     let mounts = mountinfo::read(root).map_err(text);
     let root_mount = mount_at(&mounts, "/", false);
     let boot_mount = mount_at(&mounts, "/boot", true);
-    let root_device = root_mount
-        .as_ref()
-        .map_err(Clone::clone)
-        .and_then(|mount| device_of_mount(root, mount));
-    let root_disk = root_device
-        .as_ref()
-        .map_err(Clone::clone)
-        .and_then(|device| disk_of(root, device));
+    let root_device =
+        root_mount.as_ref().map_err(Clone::clone).and_then(|mount| device_of_mount(root, mount));
+    let root_disk =
+        root_device.as_ref().map_err(Clone::clone).and_then(|device| disk_of(root, device));
     let swaps = swaps::read(root).map_err(text);
     let swap_device = swaps
         .as_ref()
@@ -133,9 +129,7 @@ fn mount_at(
     } else {
         mountinfo::mounted_at(mounts, path)
     };
-    found
-        .cloned()
-        .ok_or_else(|| format!("{} lists no mount for {path}", mountinfo::PATH))
+    found.cloned().ok_or_else(|| format!("{} lists no mount for {path}", mountinfo::PATH))
 }
 
 /// The block device of a mount: by its device number, or by its source path when the
@@ -147,20 +141,13 @@ fn device_of_mount(root: &HostRoot, mount: &MountInfoEntry) -> Fact<BlockDevice>
         block::by_device_number(root, mount.device)
     };
     found.map_err(|e| {
-        format!(
-            "block device of {} ({} {}): {e}",
-            mount.mount_point, mount.device, mount.source
-        )
+        format!("block device of {} ({} {}): {e}", mount.mount_point, mount.device, mount.source)
     })
 }
 
 fn disk_of(root: &HostRoot, device: &BlockDevice) -> Fact<DiskFacts> {
     let name = device.parent_disk.clone().ok_or_else(|| {
-        format!(
-            "{} is not a partition of a disk (it is {})",
-            device.dev_path(),
-            device.kind
-        )
+        format!("{} is not a partition of a disk (it is {})", device.dev_path(), device.kind)
     })?;
     let path = format!("/dev/{name}");
     let table = partition_table::read(&root.path(&path), device.logical_sector_size)
@@ -173,19 +160,14 @@ fn choose_swap_device(
     areas: &[SwapArea],
     root_device: Option<&BlockDevice>,
 ) -> Fact<BlockDevice> {
-    let on_devices: Vec<&SwapArea> = areas
-        .iter()
-        .filter(|a| a.kind == SwapKind::Partition)
-        .collect();
+    let on_devices: Vec<&SwapArea> =
+        areas.iter().filter(|a| a.kind == SwapKind::Partition).collect();
     if on_devices.is_empty() {
         let files: Vec<&str> = areas.iter().map(|a| a.path.as_str()).collect();
         return Err(if files.is_empty() {
             "no swap area is active".to_string()
         } else {
-            format!(
-                "only swap files are active ({}), no swap partition",
-                files.join(", ")
-            )
+            format!("only swap files are active ({}), no swap partition", files.join(", "))
         });
     }
     let mut resolved = Vec::new();

@@ -93,10 +93,7 @@ pub fn swap_entries(entries: &[FstabEntry]) -> impl Iterator<Item = &FstabEntry>
 
 pub fn read(root: &HostRoot) -> Result<Vec<FstabEntry>, HostError> {
     let text = root.read_to_string(PATH)?;
-    parse(&text).map_err(|source| HostError::Parse {
-        path: root.path(PATH),
-        source,
-    })
+    parse(&text).map_err(|source| HostError::Parse { path: root.path(PATH), source })
 }
 
 #[cfg(test)]

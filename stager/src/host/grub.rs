@@ -44,10 +44,7 @@ pub fn cfg_sources_custom_cfg(grub_cfg: &str) -> bool {
 }
 
 pub fn find_tool(root: &HostRoot, name: &str, search_path: Option<&str>) -> Option<String> {
-    let from_env = search_path
-        .unwrap_or_default()
-        .split(':')
-        .filter(|d| d.starts_with('/'));
+    let from_env = search_path.unwrap_or_default().split(':').filter(|d| d.starts_with('/'));
     from_env
         .chain(TOOL_DIRS)
         .map(|dir| format!("{}/{}", dir.trim_end_matches('/'), name))
@@ -63,10 +60,7 @@ pub fn read(root: &HostRoot, search_path: Option<&str>) -> GrubFacts {
         legacy_menu_lst: root.exists(LEGACY_MENU_LST),
         grub_editenv: find_tool(root, "grub-editenv", search_path),
         grub_cfg_sources_custom_cfg: cfg_text.as_deref().is_some_and(cfg_sources_custom_cfg),
-        custom_template: root
-            .path(CUSTOM_TEMPLATE)
-            .is_file()
-            .then(|| CUSTOM_TEMPLATE.to_string()),
+        custom_template: root.path(CUSTOM_TEMPLATE).is_file().then(|| CUSTOM_TEMPLATE.to_string()),
         update_grub: find_tool(root, "update-grub", search_path),
     }
 }

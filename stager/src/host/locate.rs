@@ -29,14 +29,17 @@ pub fn disk_id(kind: &TableKind) -> Option<DiskId> {
         TableKind::Mbr { disk_signature } => {
             u32::from_str_radix(disk_signature, 16).ok().map(|signature| DiskId::Mbr { signature })
         }
-        TableKind::Gpt { disk_guid } => plan::Guid::parse(disk_guid).ok().map(|guid| DiskId::Gpt { guid }),
+        TableKind::Gpt { disk_guid } => {
+            plan::Guid::parse(disk_guid).ok().map(|guid| DiskId::Gpt { guid })
+        }
     }
 }
 
 /// Whole disks in `/sys/class/block`, sorted by name.
 fn whole_disks(root: &HostRoot) -> Result<Vec<BlockDevice>, LocateError> {
     let class_dir = root.path(CLASS_DIR);
-    let entries = std::fs::read_dir(&class_dir).map_err(|source| LocateError::List { path: class_dir.clone(), source })?;
+    let entries = std::fs::read_dir(&class_dir)
+        .map_err(|source| LocateError::List { path: class_dir.clone(), source })?;
     let mut disks: Vec<BlockDevice> = entries
         .filter_map(Result::ok)
         .filter_map(|entry| block::by_name(root, &entry.file_name().to_string_lossy()).ok())
@@ -62,7 +65,10 @@ pub fn find_disk(root: &HostRoot, disk: &DiskId) -> Result<BlockDevice, LocateEr
         })
         .collect();
     match matching.len() {
-        0 => Err(LocateError::NoDisk { disk: disk.clone(), seen: if seen.is_empty() { "none".into() } else { seen } }),
+        0 => Err(LocateError::NoDisk {
+            disk: disk.clone(),
+            seen: if seen.is_empty() { "none".into() } else { seen },
+        }),
         1 => Ok(matching.remove(0)),
         _ => Err(LocateError::Ambiguous {
             disk: disk.clone(),
@@ -73,12 +79,16 @@ pub fn find_disk(root: &HostRoot, disk: &DiskId) -> Result<BlockDevice, LocateEr
 
 /// The partition `identity` names, under whatever name it has now: its disk by identifier,
 /// then the partition of that disk (sysfs) with exactly the recorded start and size.
-pub fn find_partition(root: &HostRoot, identity: &PartitionIdentity) -> Result<BlockDevice, LocateError> {
+pub fn find_partition(
+    root: &HostRoot,
+    identity: &PartitionIdentity,
+) -> Result<BlockDevice, LocateError> {
     let start = identity.start_bytes().map_err(|e| LocateError::Identity(e.to_string()))?.get();
     let size = identity.size_bytes().map_err(|e| LocateError::Identity(e.to_string()))?.get();
     let disk = find_disk(root, &identity.disk)?;
     let class_dir = root.path(CLASS_DIR);
-    let entries = std::fs::read_dir(&class_dir).map_err(|source| LocateError::List { path: class_dir.clone(), source })?;
+    let entries = std::fs::read_dir(&class_dir)
+        .map_err(|source| LocateError::List { path: class_dir.clone(), source })?;
     entries
         .filter_map(Result::ok)
         .filter_map(|entry| block::by_name(root, &entry.file_name().to_string_lossy()).ok())
@@ -88,5 +98,10 @@ pub fn find_partition(root: &HostRoot, identity: &PartitionIdentity) -> Result<B
                 && device.start.map(|s| s.bytes().get()) == Some(start)
                 && device.size.bytes().get() == size
         })
-        .ok_or(LocateError::NoPartition { name: disk.dev_path(), disk: identity.disk.clone(), start_bytes: start, size_bytes: size })
+        .ok_or(LocateError::NoPartition {
+            name: disk.dev_path(),
+            disk: identity.disk.clone(),
+            start_bytes: start,
+            size_bytes: size,
+        })
 }

@@ -54,20 +54,14 @@ pub fn parse(text: &str) -> Result<MemInfo, ParseError> {
                 )
             })?,
             Some(unit) => {
-                return Err(ParseError::new(
-                    index + 1,
-                    format!("unknown unit `{unit}` for {key}"),
-                ));
+                return Err(ParseError::new(index + 1, format!("unknown unit `{unit}` for {key}")));
             }
             None => Bytes(number),
         };
         values.insert(key.trim(), value);
     }
     let need = |key: &str| {
-        values
-            .get(key)
-            .copied()
-            .ok_or_else(|| ParseError::new(0, format!("{key} is missing")))
+        values.get(key).copied().ok_or_else(|| ParseError::new(0, format!("{key} is missing")))
     };
     let (available, available_is_estimate) = match values.get("MemAvailable") {
         Some(available) => (*available, false),
@@ -89,10 +83,7 @@ pub fn parse(text: &str) -> Result<MemInfo, ParseError> {
 
 pub fn read(root: &HostRoot) -> Result<MemInfo, HostError> {
     let text = root.read_to_string(PATH)?;
-    parse(&text).map_err(|source| HostError::Parse {
-        path: root.path(PATH),
-        source,
-    })
+    parse(&text).map_err(|source| HostError::Parse { path: root.path(PATH), source })
 }
 
 #[cfg(test)]

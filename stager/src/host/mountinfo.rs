@@ -36,11 +36,8 @@ impl MountInfoEntry {
         if self.fs_type != "btrfs" {
             return None;
         }
-        let from_options = self
-            .super_options
-            .iter()
-            .find_map(|o| o.strip_prefix("subvol="))
-            .map(str::to_string);
+        let from_options =
+            self.super_options.iter().find_map(|o| o.strip_prefix("subvol=")).map(str::to_string);
         let subvolume = from_options.unwrap_or_else(|| self.root.clone());
         (subvolume != "/" && !subvolume.is_empty()).then_some(subvolume)
     }
@@ -83,10 +80,7 @@ fn parse_line(line: &str) -> Result<MountInfoEntry, String> {
         optional_fields: fields[6..separator].iter().map(|f| f.to_string()).collect(),
         fs_type: fields[separator + 1].to_string(),
         source: unescape_octal(fields[separator + 2]),
-        super_options: fields
-            .get(separator + 3)
-            .map(|s| options(s))
-            .unwrap_or_default(),
+        super_options: fields.get(separator + 3).map(|s| options(s)).unwrap_or_default(),
     })
 }
 
@@ -104,9 +98,7 @@ pub fn holding<'a>(entries: &'a [MountInfoEntry], path: &str) -> Option<&'a Moun
     let contains = |mount_point: &str| {
         mount_point == "/"
             || path == mount_point
-            || path
-                .strip_prefix(mount_point)
-                .is_some_and(|rest| rest.starts_with('/'))
+            || path.strip_prefix(mount_point).is_some_and(|rest| rest.starts_with('/'))
     };
     entries
         .iter()
@@ -118,10 +110,7 @@ pub fn holding<'a>(entries: &'a [MountInfoEntry], path: &str) -> Option<&'a Moun
 
 pub fn read(root: &HostRoot) -> Result<Vec<MountInfoEntry>, HostError> {
     let text = root.read_to_string(PATH)?;
-    parse(&text).map_err(|source| HostError::Parse {
-        path: root.path(PATH),
-        source,
-    })
+    parse(&text).map_err(|source| HostError::Parse { path: root.path(PATH), source })
 }
 
 #[cfg(test)]
@@ -136,13 +125,7 @@ mod tests {
         .unwrap();
         let e = &entries[0];
         assert_eq!((e.mount_id, e.parent_id), (36, 35));
-        assert_eq!(
-            e.device,
-            DeviceNumber {
-                major: 98,
-                minor: 0
-            }
-        );
+        assert_eq!(e.device, DeviceNumber { major: 98, minor: 0 });
         assert_eq!(e.root, "/mnt1");
         assert_eq!(e.optional_fields, vec!["master:1"]);
         assert_eq!(e.fs_type, "ext3");

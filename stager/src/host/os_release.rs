@@ -129,13 +129,7 @@ mod tests {
         let r = parse("ID=\"Ubuntu\"\nPRETTY_NAME=\"A \\\"quoted\\\" name\"\nVERSION_ID='14.04'\nnot a pair\n");
         assert_eq!(r.id, "ubuntu");
         assert_eq!(r.pretty_name.as_deref(), Some("A \"quoted\" name"));
-        assert_eq!(
-            r.version(),
-            Some(OsVersion {
-                major: 14,
-                minor: 4
-            })
-        );
+        assert_eq!(r.version(), Some(OsVersion { major: 14, minor: 4 }));
     }
 
     #[test]

@@ -57,9 +57,7 @@ pub struct PartitionTable {
 
 impl PartitionTable {
     pub fn find_by_start(&self, start: Bytes) -> Option<&PartitionEntry> {
-        self.partitions
-            .iter()
-            .find(|p| p.start == start && !p.extended)
+        self.partitions.iter().find(|p| p.start == start && !p.extended)
     }
 
     /// The extended partition a logical partition lies in, if any.
@@ -77,10 +75,7 @@ impl PartitionTable {
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
     #[error("cannot open {path}: {source} (run the stager as root)")]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Open { path: PathBuf, source: std::io::Error },
     #[error("{path} has no MBR or GPT partition table that can be read: {problem}")]
     Unreadable { path: PathBuf, problem: String },
     #[error("{path}: logical sector size {size} is not supported (only 512 and 4096 bytes)")]
@@ -89,26 +84,16 @@ pub enum TableError {
 
 /// Reads the partition table of the disk device or image file at `path`.
 pub fn read(path: &Path, sector_size: Bytes) -> Result<PartitionTable, TableError> {
-    let unreadable = |problem: String| TableError::Unreadable {
-        path: path.to_path_buf(),
-        problem,
-    };
-    let sector_size_u32 = u32::try_from(sector_size.get()).map_err(|_| TableError::SectorSize {
-        path: path.to_path_buf(),
-        size: sector_size,
-    })?;
-    let mut file = File::open(path).map_err(|source| TableError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let unreadable = |problem: String| TableError::Unreadable { path: path.to_path_buf(), problem };
+    let sector_size_u32 = u32::try_from(sector_size.get())
+        .map_err(|_| TableError::SectorSize { path: path.to_path_buf(), size: sector_size })?;
+    let mut file =
+        File::open(path).map_err(|source| TableError::Open { path: path.to_path_buf(), source })?;
     let header = mbrman::MBRHeader::read_from(&mut file).map_err(|e| unreadable(e.to_string()))?;
     // A used entry at sector 0 lies over the MBR itself; refused before
     // `MBR::read_from`, which panics (mbrman 0.6.1, `find_alignment`) when every used
     // entry starts there.
-    if let Some((number, _)) = header
-        .iter()
-        .find(|(_, p)| p.is_used() && p.starting_lba == 0)
-    {
+    if let Some((number, _)) = header.iter().find(|(_, p)| p.is_used() && p.starting_lba == 0) {
         return Err(unreadable(format!(
             "partition {number} starts at sector 0, over the MBR itself"
         )));
@@ -146,9 +131,7 @@ fn from_mbr(mbr: &mbrman::MBR, sector_size: Bytes) -> PartitionTable {
         })
         .collect();
     PartitionTable {
-        kind: TableKind::Mbr {
-            disk_signature: format!("{signature:08x}"),
-        },
+        kind: TableKind::Mbr { disk_signature: format!("{signature:08x}") },
         sector_size,
         partitions,
     }
@@ -158,21 +141,15 @@ fn read_gpt(path: &Path, sector_size: Bytes) -> Result<PartitionTable, TableErro
     let block_size = match sector_size.get() {
         512 => gpt::disk::LogicalBlockSize::Lb512,
         4096 => gpt::disk::LogicalBlockSize::Lb4096,
-        _ => {
-            return Err(TableError::SectorSize {
-                path: path.to_path_buf(),
-                size: sector_size,
-            })
-        }
+        _ => return Err(TableError::SectorSize { path: path.to_path_buf(), size: sector_size }),
     };
-    let disk = gpt::GptConfig::new()
-        .writable(false)
-        .logical_block_size(block_size)
-        .open(path)
-        .map_err(|e| TableError::Unreadable {
-            path: path.to_path_buf(),
-            problem: format!("protective MBR found but GPT unreadable: {e}"),
-        })?;
+    let disk =
+        gpt::GptConfig::new().writable(false).logical_block_size(block_size).open(path).map_err(
+            |e| TableError::Unreadable {
+                path: path.to_path_buf(),
+                problem: format!("protective MBR found but GPT unreadable: {e}"),
+            },
+        )?;
     let partitions = disk
         .partitions()
         .iter()
@@ -195,9 +172,7 @@ fn read_gpt(path: &Path, sector_size: Bytes) -> Result<PartitionTable, TableErro
         })
         .collect();
     Ok(PartitionTable {
-        kind: TableKind::Gpt {
-            disk_guid: disk.guid().hyphenated().to_string(),
-        },
+        kind: TableKind::Gpt { disk_guid: disk.guid().hyphenated().to_string() },
         sector_size,
         partitions,
     })

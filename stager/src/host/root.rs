@@ -10,9 +10,7 @@ pub struct HostRoot {
 
 impl Default for HostRoot {
     fn default() -> Self {
-        HostRoot {
-            root: PathBuf::from("/"),
-        }
+        HostRoot { root: PathBuf::from("/") }
     }
 }
 
@@ -49,13 +47,7 @@ mod tests {
     #[test]
     fn absolute_host_paths_land_under_the_root() {
         let root = HostRoot::new("/tmp/fixture");
-        assert_eq!(
-            root.path("/etc/os-release"),
-            PathBuf::from("/tmp/fixture/etc/os-release")
-        );
-        assert_eq!(
-            HostRoot::default().path("/proc/swaps"),
-            PathBuf::from("/proc/swaps")
-        );
+        assert_eq!(root.path("/etc/os-release"), PathBuf::from("/tmp/fixture/etc/os-release"));
+        assert_eq!(HostRoot::default().path("/proc/swaps"), PathBuf::from("/proc/swaps"));
     }
 }

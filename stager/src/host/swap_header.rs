@@ -61,9 +61,7 @@ pub fn parse(page: &[u8]) -> Result<SwapHeader, SwapHeaderError> {
         return Err(SwapHeaderError::OldFormat);
     }
     if magic != MAGIC {
-        return Err(SwapHeaderError::NoMagic {
-            offset: magic_offset,
-        });
+        return Err(SwapHeaderError::NoMagic { offset: magic_offset });
     }
     let version = u32_at(page, VERSION_OFFSET);
     if version != 1 {
@@ -72,10 +70,7 @@ pub fn parse(page: &[u8]) -> Result<SwapHeader, SwapHeaderError> {
     let mut uuid_bytes = [0u8; 16];
     uuid_bytes.copy_from_slice(&page[UUID_OFFSET..UUID_OFFSET + 16]);
     let label_bytes = &page[LABEL_OFFSET..LABEL_OFFSET + LABEL_LEN];
-    let label_len = label_bytes
-        .iter()
-        .position(|b| *b == 0)
-        .unwrap_or(LABEL_LEN);
+    let label_len = label_bytes.iter().position(|b| *b == 0).unwrap_or(LABEL_LEN);
     let label = String::from_utf8_lossy(&label_bytes[..label_len]).into_owned();
     Ok(SwapHeader {
         version,
@@ -108,10 +103,7 @@ mod tests {
 
     #[test]
     fn zeroes_are_not_swap() {
-        assert_eq!(
-            parse(&[0u8; 4096]),
-            Err(SwapHeaderError::NoMagic { offset: 4086 })
-        );
+        assert_eq!(parse(&[0u8; 4096]), Err(SwapHeaderError::NoMagic { offset: 4086 }));
     }
 
     #[test]

@@ -37,20 +37,13 @@ pub fn parse(text: &str) -> Result<Vec<SwapArea>, ParseError> {
         }
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.len() < 5 {
-            return Err(ParseError::new(
-                line_number,
-                format!("expected 5 fields in `{line}`"),
-            ));
+            return Err(ParseError::new(line_number, format!("expected 5 fields in `{line}`")));
         }
         // A deleted swap file is listed as `/path\040(deleted)`; the escape keeps it one field.
         let kib = |i: usize| {
-            fields[i]
-                .parse::<u64>()
-                .ok()
-                .and_then(Bytes::checked_kib)
-                .ok_or_else(|| {
-                    ParseError::new(line_number, format!("`{}` is not a size in KiB", fields[i]))
-                })
+            fields[i].parse::<u64>().ok().and_then(Bytes::checked_kib).ok_or_else(|| {
+                ParseError::new(line_number, format!("`{}` is not a size in KiB", fields[i]))
+            })
         };
         areas.push(SwapArea {
             path: unescape_octal(fields[0]),
@@ -71,10 +64,7 @@ pub fn parse(text: &str) -> Result<Vec<SwapArea>, ParseError> {
 
 pub fn read(root: &HostRoot) -> Result<Vec<SwapArea>, HostError> {
     let text = root.read_to_string(PATH)?;
-    parse(&text).map_err(|source| HostError::Parse {
-        path: root.path(PATH),
-        source,
-    })
+    parse(&text).map_err(|source| HostError::Parse { path: root.path(PATH), source })
 }
 
 #[cfg(test)]
@@ -83,9 +73,7 @@ mod tests {
 
     #[test]
     fn header_only_means_no_swap() {
-        assert!(parse("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n")
-            .unwrap()
-            .is_empty());
+        assert!(parse("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n").unwrap().is_empty());
     }
 
     #[test]

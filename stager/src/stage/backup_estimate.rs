@@ -24,7 +24,9 @@ pub fn estimate(on_disk: &Path, shown: &Path) -> Result<Bytes, EstimateError> {
     if std::fs::symlink_metadata(on_disk).is_err() {
         return Err(EstimateError::Missing { path: shown.to_path_buf() });
     }
-    walk(on_disk).map(Bytes).map_err(|source| EstimateError::Walk { path: shown.to_path_buf(), source })
+    walk(on_disk)
+        .map(Bytes)
+        .map_err(|source| EstimateError::Walk { path: shown.to_path_buf(), source })
 }
 
 fn walk(path: &Path) -> std::io::Result<u64> {
@@ -52,7 +54,13 @@ mod tests {
         std::fs::write(dir.path().join("b"), b"").unwrap();
         // root dir + d + a (1024 content) + b
         assert_eq!(estimate(dir.path(), Path::new("/x")).unwrap(), Bytes(4 * 512 + 1024));
-        assert!(matches!(estimate(&dir.path().join("nope"), Path::new("/nope")), Err(EstimateError::Missing { .. })));
-        assert!(matches!(estimate(dir.path(), Path::new("rel")), Err(EstimateError::NotAbsolute { .. })));
+        assert!(matches!(
+            estimate(&dir.path().join("nope"), Path::new("/nope")),
+            Err(EstimateError::Missing { .. })
+        ));
+        assert!(matches!(
+            estimate(dir.path(), Path::new("rel")),
+            Err(EstimateError::NotAbsolute { .. })
+        ));
     }
 }

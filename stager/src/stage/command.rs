@@ -89,10 +89,16 @@ pub fn run_with(cmd: &StageCommand, json: bool, system: &mut dyn System) -> i32 
             timeout: cmd.backup_hook_timeout,
         }),
         dry_run: cmd.dry_run,
-        kernel_release: cmd.kernel_release.clone().unwrap_or_else(host_extras::running_kernel_release),
+        kernel_release: cmd
+            .kernel_release
+            .clone()
+            .unwrap_or_else(host_extras::running_kernel_release),
         migrator,
         allow_unknown_device_type: cmd.allow_unknown_device_type,
-        execute: ExecuteOptions { no_reboot: cmd.no_reboot, fail_after: std::env::var(FAIL_AFTER_ENV).ok() },
+        execute: ExecuteOptions {
+            no_reboot: cmd.no_reboot,
+            fail_after: std::env::var(FAIL_AFTER_ENV).ok(),
+        },
     };
     match super::run_stage(&request, system) {
         Ok(StageOutcome::DryRun { text, plan }) => {

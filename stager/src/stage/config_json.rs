@@ -26,23 +26,30 @@ pub enum ConfigJsonError {
 
 /// Reads and parses config.json (a path on the machine running the stager).
 pub fn read(path: &Path) -> Result<ConfigJsonFacts, ConfigJsonError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| ConfigJsonError::Missing { path: path.to_path_buf(), problem: e.to_string() })?;
+    let bytes = std::fs::read(path).map_err(|e| ConfigJsonError::Missing {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+    })?;
     parse(path, bytes)
 }
 
 pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<ConfigJsonFacts, ConfigJsonError> {
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ConfigJsonError::Invalid { path: path.to_path_buf(), problem: e.to_string() })?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ConfigJsonError::Invalid { path: path.to_path_buf(), problem: e.to_string() }
+    })?;
     if !value.is_object() {
-        return Err(ConfigJsonError::Invalid { path: path.to_path_buf(), problem: "not a JSON object".into() });
+        return Err(ConfigJsonError::Invalid {
+            path: path.to_path_buf(),
+            problem: "not a JSON object".into(),
+        });
     }
     let text = |key: &str| match value.get(key) {
         Some(serde_json::Value::String(s)) => Some(s.clone()),
         Some(serde_json::Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
-    let device_type = text("deviceType").ok_or_else(|| ConfigJsonError::NoDeviceType { path: path.to_path_buf() })?;
+    let device_type = text("deviceType")
+        .ok_or_else(|| ConfigJsonError::NoDeviceType { path: path.to_path_buf() })?;
     Ok(ConfigJsonFacts {
         path: path.to_path_buf(),
         device_type,
@@ -73,17 +80,36 @@ mod tests {
 
     #[test]
     fn reads_device_type_and_application() {
-        let facts = parse(Path::new("c.json"), br#"{"deviceType":"intel-nuc","applicationId":1234}"#.to_vec()).unwrap();
-        assert_eq!((facts.device_type.as_str(), facts.application_id.as_deref()), ("intel-nuc", Some("1234")));
+        let facts = parse(
+            Path::new("c.json"),
+            br#"{"deviceType":"intel-nuc","applicationId":1234}"#.to_vec(),
+        )
+        .unwrap();
+        assert_eq!(
+            (facts.device_type.as_str(), facts.application_id.as_deref()),
+            ("intel-nuc", Some("1234"))
+        );
         assert!(facts.require_device_type("intel-nuc").is_ok());
         let err = facts.require_device_type("raspberrypi3").unwrap_err().to_string();
-        assert!(err.contains("is for device type intel-nuc, the profile is for raspberrypi3"), "{err}");
+        assert!(
+            err.contains("is for device type intel-nuc, the profile is for raspberrypi3"),
+            "{err}"
+        );
     }
 
     #[test]
     fn refuses_garbage_and_missing_device_type() {
-        assert!(matches!(parse(Path::new("c"), b"{".to_vec()), Err(ConfigJsonError::Invalid { .. })));
-        assert!(matches!(parse(Path::new("c"), b"[1]".to_vec()), Err(ConfigJsonError::Invalid { .. })));
-        assert!(matches!(parse(Path::new("c"), b"{}".to_vec()), Err(ConfigJsonError::NoDeviceType { .. })));
+        assert!(matches!(
+            parse(Path::new("c"), b"{".to_vec()),
+            Err(ConfigJsonError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse(Path::new("c"), b"[1]".to_vec()),
+            Err(ConfigJsonError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse(Path::new("c"), b"{}".to_vec()),
+            Err(ConfigJsonError::NoDeviceType { .. })
+        ));
     }
 }

@@ -69,7 +69,10 @@ impl Run<'_> {
         self.store.save(&self.state).map_err(|e| (name.clone(), e.to_string()))?;
         log::info!("step {name}: done");
         if self.fail_after.as_deref() == Some(name.as_str()) {
-            return Err((name.clone(), format!("failure injected after {name} (SWAPOVER_FAIL_AFTER)")));
+            return Err((
+                name.clone(),
+                format!("failure injected after {name} (SWAPOVER_FAIL_AFTER)"),
+            ));
         }
         Ok(value)
     }
@@ -77,7 +80,8 @@ impl Run<'_> {
     /// The `Attach` step: makes `region` a block device; returns its path.
     pub(crate) fn attach_staging(&mut self, region: &Region) -> Result<String, (String, String)> {
         self.step(Change::Attach { device: None }, |r| {
-            let (device, loop_device) = r.system.attach(region).map_err(|e| format!("{}: {e}", region.host_path))?;
+            let (device, loop_device) =
+                r.system.attach(region).map_err(|e| format!("{}: {e}", region.host_path))?;
             Ok((device, Some(Change::Attach { device: loop_device })))
         })
     }
@@ -86,7 +90,9 @@ impl Run<'_> {
     pub(crate) fn mount_staging(&mut self, device: &str) -> Result<PathBuf, (String, String)> {
         let mount_point = self.root.path(state::MOUNT_POINT);
         self.step(Change::Mount { mount_point: state::MOUNT_POINT.into() }, |r| {
-            r.system.mount(device, &mount_point, false).map_err(|e| format!("mount {device}: {e}"))?;
+            r.system
+                .mount(device, &mount_point, false)
+                .map_err(|e| format!("mount {device}: {e}"))?;
             Ok(((), None))
         })?;
         Ok(mount_point)
@@ -97,7 +103,9 @@ impl Run<'_> {
     /// detaches a number that may belong to another device by then.
     pub(crate) fn unmount_staging(&mut self, mount_point: &Path) -> Result<(), (String, String)> {
         self.step(Change::Unmount, |r| {
-            r.system.unmount(mount_point).map_err(|e| format!("unmount {}: {e}", mount_point.display()))?;
+            r.system
+                .unmount(mount_point)
+                .map_err(|e| format!("unmount {}: {e}", mount_point.display()))?;
             let attached = r.state.entries.iter_mut().find_map(|e| match &mut e.change {
                 Change::Attach { device } => device.take(),
                 _ => None,
@@ -130,7 +138,9 @@ impl Run<'_> {
                 if rebooting {
                     log::info!("rebooting now");
                     if let Err(e) = system.reboot() {
-                        log::error!("reboot failed ({e}); reboot the device to start the migration");
+                        log::error!(
+                            "reboot failed ({e}); reboot the device to start the migration"
+                        );
                         rebooting = false;
                     }
                 }
@@ -146,7 +156,8 @@ impl Run<'_> {
 }
 
 pub(crate) fn tool_exists(name: &str) -> bool {
-    crate::host::grub::find_tool(&HostRoot::default(), name, std::env::var("PATH").ok().as_deref()).is_some()
+    crate::host::grub::find_tool(&HostRoot::default(), name, std::env::var("PATH").ok().as_deref())
+        .is_some()
 }
 
 fn mkfs(device: &str, uuid: &str) -> Result<(), String> {
@@ -162,7 +173,11 @@ fn mkfs(device: &str, uuid: &str) -> Result<(), String> {
     }
 }
 
-fn all_steps(run: &mut Run<'_>, sp: &StagePlan, migrator: &[u8]) -> Result<Vec<String>, (String, String)> {
+fn all_steps(
+    run: &mut Run<'_>,
+    sp: &StagePlan,
+    migrator: &[u8],
+) -> Result<Vec<String>, (String, String)> {
     let root = run.root;
     let region = sp.staging.clone();
     let swap_path = root.path(&region.host_path);
@@ -177,23 +192,33 @@ fn all_steps(run: &mut Run<'_>, sp: &StagePlan, migrator: &[u8]) -> Result<Vec<S
             .map_err(|e| format!("read the swap header of {}: {e}", region.host_path))?;
         let header = swap_header::parse(&page).map_err(|e| format!("{}: {e}", region.host_path))?;
         if Some(&header.uuid) != sp.plan.staging.original_swap_uuid.as_ref() {
-            return Err(format!("the swap UUID of {} changed to {} since planning; run the stager again", region.host_path, header.uuid));
+            return Err(format!(
+                "the swap UUID of {} changed to {} since planning; run the stager again",
+                region.host_path, header.uuid
+            ));
         }
-        state::write_durably(&root.path(state::SWAP_HEADER_BACKUP), &page).map_err(|e| e.to_string())?;
+        state::write_durably(&root.path(state::SWAP_HEADER_BACKUP), &page)
+            .map_err(|e| e.to_string())?;
         Ok(((), None))
     })?;
 
     let fstab_path = crate::host::fstab::PATH;
-    run.step(Change::CommentFstab { fstab: fstab_path.into(), backup: state::FSTAB_BACKUP.into() }, |_| {
-        let original = std::fs::read(root.path(fstab_path)).map_err(|e| format!("read {fstab_path}: {e}"))?;
-        state::write_durably(&root.path(state::FSTAB_BACKUP), &original).map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&original);
-        let (edited, count) = fstab_edit::comment_out_swap(&text, &sp.swap_names);
-        if count > 0 {
-            state::write_durably(&root.path(fstab_path), edited.as_bytes()).map_err(|e| format!("{fstab_path}: {e}"))?;
-        }
-        Ok(((), None))
-    })?;
+    run.step(
+        Change::CommentFstab { fstab: fstab_path.into(), backup: state::FSTAB_BACKUP.into() },
+        |_| {
+            let original = std::fs::read(root.path(fstab_path))
+                .map_err(|e| format!("read {fstab_path}: {e}"))?;
+            state::write_durably(&root.path(state::FSTAB_BACKUP), &original)
+                .map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&original);
+            let (edited, count) = fstab_edit::comment_out_swap(&text, &sp.swap_names);
+            if count > 0 {
+                state::write_durably(&root.path(fstab_path), edited.as_bytes())
+                    .map_err(|e| format!("{fstab_path}: {e}"))?;
+            }
+            Ok(((), None))
+        },
+    )?;
 
     let device = run.attach_staging(&region)?;
 
@@ -209,7 +234,8 @@ fn all_steps(run: &mut Run<'_>, sp: &StagePlan, migrator: &[u8]) -> Result<Vec<S
     let mount_point = run.mount_staging(&device)?;
 
     let staged = run.step(Change::WriteStaging, |_| {
-        let staged = staging_files::write_all(&mount_point, sp, root, migrator).map_err(|e| e.to_string())?;
+        let staged = staging_files::write_all(&mount_point, sp, root, migrator)
+            .map_err(|e| e.to_string())?;
         Ok((staged, None))
     })?;
 
@@ -220,10 +246,13 @@ fn all_steps(run: &mut Run<'_>, sp: &StagePlan, migrator: &[u8]) -> Result<Vec<S
     let backup = existed.then(|| CUSTOM_CFG_BACKUP.to_string());
     run.step(Change::WriteCustomCfg { path: CUSTOM_CFG.into(), backup }, |_| {
         if existed {
-            let original = std::fs::read(&custom_cfg).map_err(|e| format!("read {CUSTOM_CFG}: {e}"))?;
-            state::write_durably(&root.path(CUSTOM_CFG_BACKUP), &original).map_err(|e| e.to_string())?;
+            let original =
+                std::fs::read(&custom_cfg).map_err(|e| format!("read {CUSTOM_CFG}: {e}"))?;
+            state::write_durably(&root.path(CUSTOM_CFG_BACKUP), &original)
+                .map_err(|e| e.to_string())?;
         }
-        state::write_durably(&custom_cfg, sp.custom_cfg.as_bytes()).map_err(|e| format!("{CUSTOM_CFG}: {e}"))?;
+        state::write_durably(&custom_cfg, sp.custom_cfg.as_bytes())
+            .map_err(|e| format!("{CUSTOM_CFG}: {e}"))?;
         Ok(((), None))
     })?;
 
@@ -259,13 +288,21 @@ pub fn execute(
     store.save(&state)?;
     let mut run = Run { root, store, state, system, fail_after: options.fail_after.clone() };
     let steps = all_steps(&mut run, sp, migrator);
-    let (staged, rebooting) = run.finish(steps, options.no_reboot, |_| "the next boot starts the migration".to_string())?;
+    let (staged, rebooting) =
+        run.finish(steps, options.no_reboot, |_| "the next boot starts the migration".to_string())?;
     Ok(ExecuteReport { staged, rebooting })
 }
 
 pub fn describe(report: &RollbackReport) -> String {
     if report.complete() {
-        format!("everything was rolled back ({})", if report.undone.is_empty() { "nothing to undo".to_string() } else { report.undone.join("; ") })
+        format!(
+            "everything was rolled back ({})",
+            if report.undone.is_empty() {
+                "nothing to undo".to_string()
+            } else {
+                report.undone.join("; ")
+            }
+        )
     } else {
         format!(
             "ROLLBACK INCOMPLETE ({}); run `stager abort` to retry the undo",

@@ -25,9 +25,15 @@ pub struct Wanted<'a> {
 }
 
 /// Measures the initramfs the stager will build (uncompressed) and resolves its modules.
-pub fn initramfs_estimate(root: &HostRoot, module_tree: &str, profile: &Profile, migrator: &[u8]) -> Result<InitramfsEstimate, Refusal> {
+pub fn initramfs_estimate(
+    root: &HostRoot,
+    module_tree: &str,
+    profile: &Profile,
+    migrator: &[u8],
+) -> Result<InitramfsEstimate, Refusal> {
     let tree_dir = root.path(module_tree);
-    let tree = initramfs::ModuleTree::open(&tree_dir).map_err(|e| Refusal::Initramfs(e.to_string()))?;
+    let tree =
+        initramfs::ModuleTree::open(&tree_dir).map_err(|e| Refusal::Initramfs(e.to_string()))?;
     let mut wanted = Vec::new();
     let mut unknown = Vec::new();
     for name in planning::wanted_modules(profile) {
@@ -51,7 +57,13 @@ pub fn initramfs_estimate(root: &HostRoot, module_tree: &str, profile: &Profile,
 }
 
 /// Everything but the image, refusing at the first problem.
-pub fn gather(root: &HostRoot, facts: &HostFacts, profile: &Profile, wanted: &Wanted<'_>, migrator: &[u8]) -> Result<Gathered, Refusal> {
+pub fn gather(
+    root: &HostRoot,
+    facts: &HostFacts,
+    profile: &Profile,
+    wanted: &Wanted<'_>,
+    migrator: &[u8],
+) -> Result<Gathered, Refusal> {
     planning::precheck_host(facts, profile)?;
     let grub_cfg = root.path(crate::host::grub::GRUB_CFG);
     let report = grub::inspect_file(&grub_cfg).map_err(|e| Refusal::GrubCfg(e.to_string()))?;
@@ -68,7 +80,8 @@ pub fn gather(root: &HostRoot, facts: &HostFacts, profile: &Profile, wanted: &Wa
     let root_device = facts.root_device.clone().map_err(Refusal::HostFact)?;
     let swap_device = facts.swap_device.clone().map_err(Refusal::HostFact)?;
     let old_root_fs_uuid = host_extras::ext_fs_uuid(&Region::of_partition(root, &root_device))?;
-    let staging_fs_uuid = host_extras::new_uuid().map_err(|e| Refusal::HostFact(format!("no random UUID: {e}")))?;
+    let staging_fs_uuid =
+        host_extras::new_uuid().map_err(|e| Refusal::HostFact(format!("no random UUID: {e}")))?;
     let next_entry_before = grub::GrubEnv::load(&root.path(GRUBENV))
         .ok()
         .and_then(|env| env.get("next_entry").map(str::to_string));
@@ -94,7 +107,8 @@ pub fn gather(root: &HostRoot, facts: &HostFacts, profile: &Profile, wanted: &Wa
 /// The whole disk's size in its logical sectors, from sysfs.
 pub fn disk_size(root: &HostRoot, facts: &HostFacts) -> Result<plan::Sectors, Refusal> {
     let disk = facts.root_disk.clone().map_err(Refusal::HostFact)?;
-    let device = crate::host::block::by_name(root, &disk.name).map_err(|e| Refusal::HostFact(e.to_string()))?;
+    let device = crate::host::block::by_name(root, &disk.name)
+        .map_err(|e| Refusal::HostFact(e.to_string()))?;
     let sector = disk.table.sector_size.get().max(1);
     Ok(plan::Sectors(device.size.bytes().get() / sector))
 }

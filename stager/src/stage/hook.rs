@@ -34,7 +34,11 @@ pub enum HookError {
 
 pub fn run(hook: &Hook) -> Result<HookVerdict, HookError> {
     let program = hook.program.display().to_string();
-    log::info!("running backup hook {program} {:?} (timeout {} s)", hook.args, hook.timeout.as_secs());
+    log::info!(
+        "running backup hook {program} {:?} (timeout {} s)",
+        hook.args,
+        hook.timeout.as_secs()
+    );
     let mut child = Command::new(&hook.program)
         .args(&hook.args)
         .stdin(Stdio::null())

@@ -43,8 +43,9 @@ pub fn running_kernel_release() -> String {
 
 pub fn kernel(root: &HostRoot, release: &str) -> Result<KernelFacts, HostExtraError> {
     let vmlinuz = format!("/boot/vmlinuz-{release}");
-    let meta = std::fs::metadata(root.path(&vmlinuz))
-        .map_err(|_| HostExtraError::NoKernelImage { release: release.into(), path: vmlinuz.clone() })?;
+    let meta = std::fs::metadata(root.path(&vmlinuz)).map_err(|_| {
+        HostExtraError::NoKernelImage { release: release.into(), path: vmlinuz.clone() }
+    })?;
     let module_tree = format!("/lib/modules/{release}");
     if !root.path(format!("{module_tree}/modules.dep")).is_file() {
         return Err(HostExtraError::NoModuleTree { release: release.into(), path: module_tree });
@@ -75,7 +76,8 @@ impl Region {
     pub fn of_partition(root: &HostRoot, device: &BlockDevice) -> Region {
         let own = root.path(device.dev_path());
         let size = Bytes(device.size.bytes().get());
-        let is_block = std::fs::metadata(&own).map(|m| m.file_type().is_block_device()).unwrap_or(false);
+        let is_block =
+            std::fs::metadata(&own).map(|m| m.file_type().is_block_device()).unwrap_or(false);
         match (&device.parent_disk, device.start) {
             (Some(disk), Some(start)) if !is_block => Region {
                 file: root.path(format!("/dev/{disk}")),
@@ -126,7 +128,10 @@ pub fn network_sources(root: &HostRoot) -> plan::NetworkSources {
     };
     plan::NetworkSources {
         networkmanager: present(&["/etc/NetworkManager/system-connections"]),
-        wpa_supplicant: present(&["/etc/wpa_supplicant/wpa_supplicant.conf", "/etc/wpa_supplicant.conf"]),
+        wpa_supplicant: present(&[
+            "/etc/wpa_supplicant/wpa_supplicant.conf",
+            "/etc/wpa_supplicant.conf",
+        ]),
         ifupdown: present(&["/etc/network/interfaces", "/etc/network/interfaces.d"]),
         connman: present(&["/var/lib/connman"]),
         config_json_network: false,

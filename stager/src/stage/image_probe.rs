@@ -120,8 +120,12 @@ pub fn probe(path: &Path) -> Result<ImageFacts, ProbeError> {
     // liblzma reports input that stops before the end of the stream as an early EOF, and bad
     // bytes as its own error (or InvalidData); reading the file itself fails otherwise.
     let decode_error = |source: io::Error| match (compression, source.kind()) {
-        (Compression::Xz, io::ErrorKind::UnexpectedEof) => ProbeError::TruncatedXz { path: path.to_path_buf() },
-        (Compression::Xz, _) if is_corrupt_xz(&source) => ProbeError::CorruptXz { path: path.to_path_buf(), detail: source.to_string() },
+        (Compression::Xz, io::ErrorKind::UnexpectedEof) => {
+            ProbeError::TruncatedXz { path: path.to_path_buf() }
+        }
+        (Compression::Xz, _) if is_corrupt_xz(&source) => {
+            ProbeError::CorruptXz { path: path.to_path_buf(), detail: source.to_string() }
+        }
         _ => ProbeError::Read { path: path.to_path_buf(), source },
     };
     let (compressed_sha256, compressed_size) =
@@ -142,21 +146,30 @@ pub fn probe(path: &Path) -> Result<ImageFacts, ProbeError> {
         }
     }
     // A decoder failure inside the table reader surfaces as a table error: name it instead.
-    let table = PartitionTable::read(&mut stream).map_err(|e| match (stream.backward.take(), stream.failure.take()) {
-        (Some(at), _) => ProbeError::BackwardSeek { at },
-        (None, Some(failure)) => decode_error(failure),
-        (None, None) => table_error(e),
+    let table = PartitionTable::read(&mut stream).map_err(|e| {
+        match (stream.backward.take(), stream.failure.take()) {
+            (Some(at), _) => ProbeError::BackwardSeek { at },
+            (None, Some(failure)) => decode_error(failure),
+            (None, None) => table_error(e),
+        }
     })?;
     let (raw_sha256, raw_size) = stream.finish().map_err(decode_error)?;
     // A whole image holds every partition its table lists; a shorter one was cut short
     // (an xz cut short fails above, a raw image can only be caught here).
     let table_end = Bytes(table.end().0 * SECTOR);
     if raw_size < table_end.get() {
-        return Err(ProbeError::TruncatedRaw { path: path.to_path_buf(), size: Bytes(raw_size), table_end });
+        return Err(ProbeError::TruncatedRaw {
+            path: path.to_path_buf(),
+            size: Bytes(raw_size),
+            table_end,
+        });
     }
     let device_type = match boot_bytes {
         Some(bytes) => device_type_from_fat(bytes),
-        None => Err(format!("the boot partition is larger than {} and was not read", Bytes(MAX_BOOT_CAPTURE))),
+        None => Err(format!(
+            "the boot partition is larger than {} and was not read",
+            Bytes(MAX_BOOT_CAPTURE)
+        )),
     };
     Ok(ImageFacts {
         path: path.to_path_buf(),
@@ -254,7 +267,8 @@ impl<R: Read> ForwardReader<R> {
     fn skip_to(&mut self, to: u64) -> io::Result<()> {
         let mut buf = vec![0u8; 256 * 1024];
         while self.consumed < to && !self.ended {
-            let want = usize::try_from((to - self.consumed).min(buf.len() as u64)).unwrap_or(buf.len());
+            let want =
+                usize::try_from((to - self.consumed).min(buf.len() as u64)).unwrap_or(buf.len());
             let n = self.take(&mut buf[..want])?;
             if n == 0 {
                 break;
@@ -278,7 +292,8 @@ impl<R: Read> ForwardReader<R> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     if self.failure.is_none() {
-                        let kind = if is_corrupt_xz(&e) { io::ErrorKind::InvalidData } else { e.kind() };
+                        let kind =
+                            if is_corrupt_xz(&e) { io::ErrorKind::InvalidData } else { e.kind() };
                         self.failure = Some(io::Error::new(kind, e.to_string()));
                     }
                     return Err(e);
@@ -289,7 +304,8 @@ impl<R: Read> ForwardReader<R> {
 
     fn read_range(&mut self, start: u64, len: u64) -> io::Result<Vec<u8>> {
         self.seek(SeekFrom::Start(start))?;
-        let mut out = vec![0u8; usize::try_from(len).map_err(|_| io::Error::other("range too large"))?];
+        let mut out =
+            vec![0u8; usize::try_from(len).map_err(|_| io::Error::other("range too large"))?];
         let n = read_up_to(self, &mut out)?;
         out.truncate(n);
         Ok(out)
@@ -314,7 +330,10 @@ impl<R: Read> Read for ForwardReader<R> {
         }
         if self.pos < self.consumed {
             let pos = self.pos;
-            let remembered = self.small_reads.iter().find(|(at, bytes)| *at <= pos && pos < at + bytes.len() as u64);
+            let remembered = self
+                .small_reads
+                .iter()
+                .find(|(at, bytes)| *at <= pos && pos < at + bytes.len() as u64);
             if let Some((at, bytes)) = remembered {
                 let from = &bytes[usize::try_from(pos - at).unwrap_or(0)..];
                 let n = from.len().min(buf.len());
@@ -323,12 +342,16 @@ impl<R: Read> Read for ForwardReader<R> {
                 return Ok(n);
             }
             self.backward = Some(self.pos);
-            return Err(io::Error::other(format!("cannot go back to byte {} of a decoded stream", self.pos)));
+            return Err(io::Error::other(format!(
+                "cannot go back to byte {} of a decoded stream",
+                self.pos
+            )));
         }
         self.skip_to(self.pos)?;
         let at = self.pos;
         let n = self.take(buf)?;
-        if n > 0 && buf.len() <= REMEMBERED_READ_BYTES && self.small_reads.len() < REMEMBERED_READS {
+        if n > 0 && buf.len() <= REMEMBERED_READ_BYTES && self.small_reads.len() < REMEMBERED_READS
+        {
             self.small_reads.push((at, buf[..n].to_vec()));
         }
         self.pos += n as u64;

@@ -69,10 +69,16 @@ pub struct StageRequest {
 #[derive(Debug)]
 pub enum StageOutcome {
     /// `--dry-run`: the plan and the steps, as printed.
-    DryRun { text: String, plan: Box<StagePlan> },
+    DryRun {
+        text: String,
+        plan: Box<StagePlan>,
+    },
     /// The backup hook asked to retry later; nothing was changed.
     NotNow,
-    Staged { report: ExecuteReport, plan: Box<StagePlan> },
+    Staged {
+        report: ExecuteReport,
+        plan: Box<StagePlan>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +109,8 @@ fn fetch_image(req: &StageRequest) -> Result<PathBuf, StageError> {
         Some(text) => Some(FetchSha256::parse(text)?),
         None => None,
     };
-    let options = FetchOptions { sha256, ca_certs: req.ca_certs.clone(), ..FetchOptions::default() };
+    let options =
+        FetchOptions { sha256, ca_certs: req.ca_certs.clone(), ..FetchOptions::default() };
     let dest = match &source {
         ImageSource::Url(url) => {
             let dir = req.root.path(DOWNLOAD_DIR);
@@ -150,7 +157,11 @@ pub fn steps_text(sp: &StagePlan, no_reboot: bool) -> String {
         format!("arm next_entry={} in {} (one boot only)", planning::ENTRY_ID, planning::GRUBENV),
         "sync".to_string(),
     ];
-    steps.push(if no_reboot { "do not reboot (--no-reboot): the migration starts at the next reboot".into() } else { "reboot".into() });
+    steps.push(if no_reboot {
+        "do not reboot (--no-reboot): the migration starts at the next reboot".into()
+    } else {
+        "reboot".into()
+    });
     let mut out = String::from("\nSteps (each recorded in /var/lib/swapover/state.json before it is done, undone in reverse on failure):\n");
     for (i, step) in steps.iter().enumerate() {
         out.push_str(&format!("  {:>2}. {step}\n", i + 1));

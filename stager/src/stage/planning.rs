@@ -13,10 +13,10 @@ use crate::host::HostFacts;
 use board_profiles::{BootMode as ProfileBootMode, Profile};
 use migrator::layout::{place_image, HostDisk};
 use plan::{
-    BackupItem, BackupSet, BackupVolume, Bytes, ConfigJson, DiskId, EnvChange, FailurePolicy, FileChange,
-    FileChangeKind, FsPartition, FsType, GrubChanges, GrubRoute, ModuleLoad, NetworkSources, PartitionIdentity,
-    Plan, SectorSize, Sectors, Sha256Hex, SourceDisk, SourceKind, Staging, TableKind, TargetImage, TargetLayout,
-    TargetPartition, FORMAT_VERSION,
+    BackupItem, BackupSet, BackupVolume, Bytes, ConfigJson, DiskId, EnvChange, FailurePolicy,
+    FileChange, FileChangeKind, FsPartition, FsType, GrubChanges, GrubRoute, ModuleLoad,
+    NetworkSources, PartitionIdentity, Plan, SectorSize, Sectors, Sha256Hex, SourceDisk,
+    SourceKind, Staging, TableKind, TargetImage, TargetLayout, TargetPartition, FORMAT_VERSION,
 };
 use std::path::PathBuf;
 
@@ -30,7 +30,8 @@ pub const GRUBENV: &str = "/boot/grub/grubenv";
 pub const STATE_DIR: &str = "/var/lib/swapover";
 pub const CUSTOM_CFG_BACKUP: &str = "/var/lib/swapover/custom.cfg.orig";
 /// The migrator's kernel command line (the contract's).
-pub const KERNEL_ARGS: [&str; 4] = ["console=tty0", "console=ttyS0,115200", "panic=10", "swapover.migrate=1"];
+pub const KERNEL_ARGS: [&str; 4] =
+    ["console=tty0", "console=ttyS0,115200", "panic=10", "swapover.migrate=1"];
 /// Modules ext4 and Debian's vfat need at mount time, added to the profile's when absent.
 pub const EXTRA_MODULES: [&str; 3] = ["crc32c_generic", "nls_ascii", "nls_utf8"];
 /// Memory the stager and the reboot need once swap is off.
@@ -138,7 +139,10 @@ fn host_boot_mode(profile: &Profile) -> Option<HostBootMode> {
 /// then the host's RAM against the profile's `requirements.min_ram_mib`.
 pub fn precheck_host(facts: &HostFacts, profile: &Profile) -> Result<(), Refusal> {
     if profile.source.kind != SourceKind::UbuntuGrubHost {
-        return Err(Refusal::NotAGrubHostProfile { profile: profile.name.clone(), kind: profile.source.kind.to_string() });
+        return Err(Refusal::NotAGrubHostProfile {
+            profile: profile.name.clone(),
+            kind: profile.source.kind.to_string(),
+        });
     }
     if let Ok(release) = &facts.os_release {
         if release.is_like("resin-os") || release.is_like("balena-os") {
@@ -161,7 +165,10 @@ pub fn precheck_host(facts: &HostFacts, profile: &Profile) -> Result<(), Refusal
     }
     if let Ok(disk) = &facts.root_disk {
         if disk.table.is_gpt() && profile.target.partition_table == TableKind::Mbr {
-            return Err(Refusal::HostGpt { disk: disk.path.clone(), profile: profile.name.clone() });
+            return Err(Refusal::HostGpt {
+                disk: disk.path.clone(),
+                profile: profile.name.clone(),
+            });
         }
     }
     let inputs = CheckInputs {
@@ -188,7 +195,10 @@ pub fn resinos1x_profiles_for(arch: &str) -> String {
         .into_iter()
         .filter(|name| {
             Profile::builtin(name)
-                .map(|p| p.source.kind == SourceKind::Resinos1x && p.architecture.matches_uname_machine(arch))
+                .map(|p| {
+                    p.source.kind == SourceKind::Resinos1x
+                        && p.architecture.matches_uname_machine(arch)
+                })
                 .unwrap_or(false)
         })
         .collect();
@@ -206,23 +216,31 @@ pub fn grub_route(report: &grub::CfgReport) -> Result<(), Refusal> {
     }
     match &report.custom_cfg {
         grub::cfg_inspect::CustomCfgRoute::SourcesCustomCfg { .. } => Ok(()),
-        grub::cfg_inspect::CustomCfgRoute::NeedsUpdateGrub { reason } | grub::cfg_inspect::CustomCfgRoute::NoRoute { reason } => {
+        grub::cfg_inspect::CustomCfgRoute::NeedsUpdateGrub { reason }
+        | grub::cfg_inspect::CustomCfgRoute::NoRoute { reason } => {
             Err(Refusal::GrubNoCustomCfg(reason.clone()))
         }
     }
 }
 
 /// The image is for the profile's board and has the profile's partitions.
-pub fn check_image(image: &ImageFacts, profile: &Profile, allow_unknown_device_type: bool) -> Result<Vec<String>, Refusal> {
+pub fn check_image(
+    image: &ImageFacts,
+    profile: &Profile,
+    allow_unknown_device_type: bool,
+) -> Result<Vec<String>, Refusal> {
     let mut notes = Vec::new();
     match &image.device_type {
         Ok(found) if *found == profile.device_type => {}
         Ok(found) => {
-            return Err(Refusal::ImageDeviceType { found: found.clone(), expected: profile.device_type.clone() })
+            return Err(Refusal::ImageDeviceType {
+                found: found.clone(),
+                expected: profile.device_type.clone(),
+            })
         }
-        Err(problem) if allow_unknown_device_type => {
-            notes.push(format!("image device type not verified ({problem}); --allow-unknown-device-type was given"))
-        }
+        Err(problem) if allow_unknown_device_type => notes.push(format!(
+            "image device type not verified ({problem}); --allow-unknown-device-type was given"
+        )),
         Err(problem) => return Err(Refusal::ImageDeviceTypeUnknown(problem.clone())),
     }
     let found = image.data_partitions().len();
@@ -242,13 +260,27 @@ fn disk_sector_size(table_sector: crate::host::units::Bytes) -> Result<SectorSiz
     SectorSize::new(table_sector.get()).map_err(|e| Refusal::HostFact(e.to_string()))
 }
 
-fn identity(signature: u32, entry: &PartitionEntry, sector: SectorSize) -> Result<PartitionIdentity, Refusal> {
-    PartitionIdentity::mbr(signature, entry.number, Sectors(entry.start_sector.0), Sectors(entry.sector_count.0), sector)
-        .map_err(|e| Refusal::HostFact(format!("partition {}: {e}", entry.number)))
+fn identity(
+    signature: u32,
+    entry: &PartitionEntry,
+    sector: SectorSize,
+) -> Result<PartitionIdentity, Refusal> {
+    PartitionIdentity::mbr(
+        signature,
+        entry.number,
+        Sectors(entry.start_sector.0),
+        Sectors(entry.sector_count.0),
+        sector,
+    )
+    .map_err(|e| Refusal::HostFact(format!("partition {}: {e}", entry.number)))
 }
 
 /// Builds and validates the plan.
-pub fn make_plan(g: &Gathered, image: &ImageFacts, disk_size: Sectors) -> Result<StagePlan, Refusal> {
+pub fn make_plan(
+    g: &Gathered,
+    image: &ImageFacts,
+    disk_size: Sectors,
+) -> Result<StagePlan, Refusal> {
     precheck_host(&g.facts, &g.profile)?;
     grub_route(&g.grub)?;
     g.config.require_device_type(&g.profile.device_type)?;
@@ -265,19 +297,28 @@ pub fn make_plan(g: &Gathered, image: &ImageFacts, disk_size: Sectors) -> Result
     let swap_device = g.facts.swap_device.clone().map_err(Refusal::HostFact)?;
     let swap_header = g.facts.swap_header.clone().map_err(Refusal::HostFact)?;
     let signature = match &disk.table.kind {
-        HostTableKind::Mbr { disk_signature } => u32::from_str_radix(disk_signature, 16)
-            .map_err(|_| Refusal::HostFact(format!("disk signature {disk_signature} is not hexadecimal")))?,
+        HostTableKind::Mbr { disk_signature } => {
+            u32::from_str_radix(disk_signature, 16).map_err(|_| {
+                Refusal::HostFact(format!("disk signature {disk_signature} is not hexadecimal"))
+            })?
+        }
         HostTableKind::Gpt { .. } => {
-            return Err(Refusal::HostGpt { disk: disk.path.clone(), profile: g.profile.name.clone() })
+            return Err(Refusal::HostGpt {
+                disk: disk.path.clone(),
+                profile: g.profile.name.clone(),
+            })
         }
     };
     let sector = disk_sector_size(disk.table.sector_size)?;
     let find = |device: &crate::host::block::BlockDevice, what: &str| {
         let start = device.start.map(|s| s.bytes()).unwrap_or_default();
-        disk.table
-            .find_by_start(start)
-            .cloned()
-            .ok_or_else(|| Refusal::HostFact(format!("the {what} partition {} is not in {}'s table", device.dev_path(), disk.path)))
+        disk.table.find_by_start(start).cloned().ok_or_else(|| {
+            Refusal::HostFact(format!(
+                "the {what} partition {} is not in {}'s table",
+                device.dev_path(),
+                disk.path
+            ))
+        })
     };
     let root_entry = find(&root_device, "root")?;
     let swap_entry = find(&swap_device, "swap")?;
@@ -294,7 +335,9 @@ pub fn make_plan(g: &Gathered, image: &ImageFacts, disk_size: Sectors) -> Result
         },
         staging_start: to_layout(Bytes(swap_entry.start.get())),
         staging_container_start: extended.map(|e| to_layout(Bytes(e.start.get()))),
-        disk_size: to_layout(disk_size.to_bytes(sector).map_err(|e| Refusal::HostFact(e.to_string()))?),
+        disk_size: to_layout(
+            disk_size.to_bytes(sector).map_err(|e| Refusal::HostFact(e.to_string()))?,
+        ),
     };
     place_image(&image.table, &host_disk).map_err(|e| Refusal::ImageTooLarge(e.to_string()))?;
 
@@ -306,9 +349,9 @@ pub fn make_plan(g: &Gathered, image: &ImageFacts, disk_size: Sectors) -> Result
     };
     for (found, wanted) in image.data_partitions().iter().zip(expected.iter()) {
         let start_bytes = Bytes(found.start.0 * 512);
-        let disk_start = start_bytes
-            .to_sectors(sector)
-            .map_err(|e| Refusal::ImageTooLarge(format!("partition {} of the image: {e}", wanted.name)))?;
+        let disk_start = start_bytes.to_sectors(sector).map_err(|e| {
+            Refusal::ImageTooLarge(format!("partition {} of the image: {e}", wanted.name))
+        })?;
         partitions.push(TargetPartition {
             name: wanted.name.clone(),
             role: wanted.role,
@@ -320,12 +363,21 @@ pub fn make_plan(g: &Gathered, image: &ImageFacts, disk_size: Sectors) -> Result
     }
 
     // What staging must hold.
-    let backup_estimate = Bytes::checked_sum(g.backups.iter().map(|b| b.estimate)).map_err(|e| Refusal::HostFact(e.to_string()))?;
+    let backup_estimate = Bytes::checked_sum(g.backups.iter().map(|b| b.estimate))
+        .map_err(|e| Refusal::HostFact(e.to_string()))?;
     let have = Bytes(swap_entry.size.get());
     let margin = Bytes(STAGING_MARGIN.get() + have.get() / 20);
-    let image_bytes = Bytes(image.compressed_size.get() + g.config.bytes.len() as u64 + GRUB_FILES_ALLOWANCE.get());
-    let needed = Bytes::checked_sum([g.kernel.vmlinuz_size, g.initramfs.size, image_bytes, backup_estimate, margin])
-        .map_err(|e| Refusal::HostFact(e.to_string()))?;
+    let image_bytes = Bytes(
+        image.compressed_size.get() + g.config.bytes.len() as u64 + GRUB_FILES_ALLOWANCE.get(),
+    );
+    let needed = Bytes::checked_sum([
+        g.kernel.vmlinuz_size,
+        g.initramfs.size,
+        image_bytes,
+        backup_estimate,
+        margin,
+    ])
+    .map_err(|e| Refusal::HostFact(e.to_string()))?;
     let budget = StagingBudget {
         kernel: g.kernel.vmlinuz_size,
         initramfs: g.initramfs.size,
@@ -335,11 +387,17 @@ pub fn make_plan(g: &Gathered, image: &ImageFacts, disk_size: Sectors) -> Result
         needed,
         have,
     };
-    let without_backup = needed.checked_sub(backup_estimate).map_err(|e| Refusal::HostFact(e.to_string()))?;
+    let without_backup =
+        needed.checked_sub(backup_estimate).map_err(|e| Refusal::HostFact(e.to_string()))?;
     // Kernel, initramfs and image fit but the backup set does not: say so, with both sizes.
     if let (true, Ok(room)) = (needed > have, have.checked_sub(without_backup)) {
         return Err(Refusal::BackupTooLarge {
-            paths: g.backups.iter().map(|b| format!("{} {}", b.path.display(), b.estimate)).collect::<Vec<_>>().join(", "),
+            paths: g
+                .backups
+                .iter()
+                .map(|b| format!("{} {}", b.path.display(), b.estimate))
+                .collect::<Vec<_>>()
+                .join(", "),
             backup: backup_estimate,
             room,
             device: swap_device.dev_path(),
@@ -408,7 +466,9 @@ pub fn make_plan(g: &Gathered, image: &ImageFacts, disk_size: Sectors) -> Result
         None => FileChangeKind::Created,
         Some(bytes) => FileChangeKind::Modified {
             backup: CUSTOM_CFG_BACKUP.into(),
-            original_sha256: Sha256Hex::from_digest(&sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(bytes))),
+            original_sha256: Sha256Hex::from_digest(&sha2::Digest::finalize(
+                <sha2::Sha256 as sha2::Digest>::new_with_prefix(bytes),
+            )),
         },
     };
     let root_fs_type = match g.facts.root_mount.as_ref().map(|m| m.fs_type.as_str()) {
@@ -420,8 +480,17 @@ pub fn make_plan(g: &Gathered, image: &ImageFacts, disk_size: Sectors) -> Result
         format_version: FORMAT_VERSION,
         stager_version: env!("CARGO_PKG_VERSION").to_string(),
         profile: g.profile.profile_ref(),
-        source_disk: SourceDisk { id: DiskId::Mbr { signature }, table: TableKind::Mbr, size: disk_size, sector_size: sector },
-        old_root: FsPartition { partition: old_root.clone(), fs_uuid: g.old_root_fs_uuid.clone(), fs_type: root_fs_type },
+        source_disk: SourceDisk {
+            id: DiskId::Mbr { signature },
+            table: TableKind::Mbr,
+            size: disk_size,
+            sector_size: sector,
+        },
+        old_root: FsPartition {
+            partition: old_root.clone(),
+            fs_uuid: g.old_root_fs_uuid.clone(),
+            fs_type: root_fs_type,
+        },
         source_data: None,
         staging: Staging {
             partition: staging_id,
@@ -496,13 +565,17 @@ pub fn make_plan(g: &Gathered, image: &ImageFacts, disk_size: Sectors) -> Result
 }
 
 /// custom.cfg for the host, grub.cfg for staging, core.img's embedded config.
-fn grub_texts(report: &grub::CfgReport, staging_uuid: &str) -> Result<(String, String, String), Refusal> {
+fn grub_texts(
+    report: &grub::CfgReport,
+    staging_uuid: &str,
+) -> Result<(String, String, String), Refusal> {
     let staging = grub::cfg_inspect::StagingFs {
         uuid: staging_uuid.to_string(),
         fs: grub::cfg_inspect::StagingFsType::Ext4,
         table: Some(grub::cfg_inspect::PartitionTable::Msdos),
     };
-    let needs = report.staging_entry_needs(&staging).map_err(|e| Refusal::GrubCfg(e.to_string()))?;
+    let needs =
+        report.staging_entry_needs(&staging).map_err(|e| Refusal::GrubCfg(e.to_string()))?;
     let entry = grub::MenuEntry {
         title: ENTRY_TITLE.into(),
         id: ENTRY_ID.into(),
@@ -511,7 +584,8 @@ fn grub_texts(report: &grub::CfgReport, staging_uuid: &str) -> Result<(String, S
         initrd: format!("{STAGING_DIR}/initramfs.img"),
         args: KERNEL_ARGS.iter().map(|a| a.to_string()).collect(),
     };
-    let custom = grub::menu_entry::custom_cfg(std::slice::from_ref(&entry)).map_err(|e| Refusal::GrubCfg(e.to_string()))?;
+    let custom = grub::menu_entry::custom_cfg(std::slice::from_ref(&entry))
+        .map_err(|e| Refusal::GrubCfg(e.to_string()))?;
     let staging_cfg = format!(
         "# Written by swapover: the migration environment, reached through core.img once the migrator owns the MBR.\n\
          serial --unit=0 --speed=115200\n\

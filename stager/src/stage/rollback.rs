@@ -53,7 +53,9 @@ enum LoopNow {
 /// kernel's, whatever the host root) and compares the file it names with `files` by inode.
 fn loop_now(loop_device: &str, files: &[&Path]) -> LoopNow {
     let name = loop_device.rsplit('/').next().unwrap_or(loop_device);
-    let Ok(backing) = std::fs::read_to_string(Path::new("/sys/block").join(name).join("loop/backing_file")) else {
+    let Ok(backing) =
+        std::fs::read_to_string(Path::new("/sys/block").join(name).join("loop/backing_file"))
+    else {
         return LoopNow::Gone;
     };
     let backing = backing.trim().trim_end_matches(" (deleted)").to_string();
@@ -121,7 +123,8 @@ fn undo_one(
                     let backup = root.path(backup);
                     match std::fs::read(&backup) {
                         Ok(bytes) => {
-                            state::write_durably(&target, &bytes).map_err(|e| format!("{}: {e}", target.display()))?;
+                            state::write_durably(&target, &bytes)
+                                .map_err(|e| format!("{}: {e}", target.display()))?;
                             Ok(Some(format!("restored {path}")))
                         }
                         // The original was saved before the new file was written: no copy, no change.
@@ -142,16 +145,24 @@ fn undo_one(
         Change::ArmUefiBootNext { efivars, undo: Some(record) } => {
             let vars = grub::uefi::EfiVars::at(root.path(efivars));
             record.undo(&vars).map_err(|e| e.to_string())?;
-            Ok(Some(format!("removed Boot{:04X} and put BootNext back as it was", record.boot_number)))
+            Ok(Some(format!(
+                "removed Boot{:04X} and put BootNext back as it was",
+                record.boot_number
+            )))
         }
         Change::ArmUefiBootNext { undo: None, .. } => Ok(None),
         Change::MarkSupervisorUpdate { config, ca_cert, mark } => {
             use crate::stage::resinos1x::supervisor_mark::{api_access_from_file, Api};
             let access = api_access_from_file(Path::new(config)).map_err(|e| e.to_string())?;
-            let api = Api::new(access, ca_cert.as_deref().map(Path::new)).map_err(|e| e.to_string())?;
+            let api =
+                Api::new(access, ca_cert.as_deref().map(Path::new)).map_err(|e| e.to_string())?;
             api.set_release(mark.previous_release).map_err(|e| e.to_string())?;
-            let previous = mark.previous_release.map_or("unset".to_string(), |id| format!("release {id}"));
-            Ok(Some(format!("put device {}'s supervisor release back ({previous}) in {}", mark.device_id, mark.endpoint)))
+            let previous =
+                mark.previous_release.map_or("unset".to_string(), |id| format!("release {id}"));
+            Ok(Some(format!(
+                "put device {}'s supervisor release back ({previous}) in {}",
+                mark.device_id, mark.endpoint
+            )))
         }
         Change::WriteBootDir { dir } => {
             // Only through the mounted boot partition: a missing directory on an unmounted
@@ -174,13 +185,17 @@ fn undo_one(
                 // Still mounted by this run (a failure before its unmount step).
                 return remove_dir(&staged);
             }
-            let (device, loop_device) = system.attach(&current.region).map_err(|e| format!("{}: {e}", current.region.host_path))?;
+            let (device, loop_device) = system
+                .attach(&current.region)
+                .map_err(|e| format!("{}: {e}", current.region.host_path))?;
             let result = system
                 .mount(&device, &mount_point, false)
                 .map_err(|e| format!("mount {device}: {e}"))
                 .and_then(|()| {
                     let removed = remove_dir(&staged);
-                    let unmounted = system.unmount(&mount_point).map_err(|e| format!("unmount {}: {e}", mount_point.display()));
+                    let unmounted = system
+                        .unmount(&mount_point)
+                        .map_err(|e| format!("unmount {}: {e}", mount_point.display()));
                     removed.and_then(|done| unmounted.map(|()| done))
                 });
             if let Some(loop_device) = loop_device {
@@ -193,7 +208,9 @@ fn undo_one(
             match system.unmount(&target) {
                 Ok(()) => Ok(Some(format!("unmounted {}", target.display()))),
                 // EINVAL: not mounted (already unmounted); ENOENT: no mount point.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) => Ok(None),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) => {
+                    Ok(None)
+                }
                 Err(e) => Err(format!("unmount {}: {e}", target.display())),
             }
         }
@@ -218,7 +235,10 @@ fn undo_one(
                 ));
             }
             write_page(region, &page).map_err(|e| format!("{}: {e}", region.host_path))?;
-            Ok(Some(format!("wrote the saved swap header back to {} (UUID {})", region.host_path, state.swap_uuid)))
+            Ok(Some(format!(
+                "wrote the saved swap header back to {} (UUID {})",
+                region.host_path, state.swap_uuid
+            )))
         }
         Change::Attach { device: Some(device) } => Ok(detached.detach(system, device)),
         Change::Attach { device: None } => Ok(None),
@@ -226,7 +246,8 @@ fn undo_one(
             let backup_path = root.path(backup);
             match std::fs::read(&backup_path) {
                 Ok(bytes) => {
-                    state::write_durably(&root.path(fstab), &bytes).map_err(|e| format!("{fstab}: {e}"))?;
+                    state::write_durably(&root.path(fstab), &bytes)
+                        .map_err(|e| format!("{fstab}: {e}"))?;
                     Ok(Some(format!("restored {fstab}")))
                 }
                 Err(_) => Ok(None),
@@ -277,7 +298,8 @@ fn remove_dir(dir: &Path) -> Result<Option<String>, String> {
 /// possible is restored; the state file then stays for `stager abort` to retry.
 pub fn rollback(root: &HostRoot, state: &StageState, system: &mut dyn System) -> RollbackReport {
     let mut report = RollbackReport::default();
-    let current = current_staging::locate(root, state).map_err(|e| format!("cannot find the staging partition: {e}"));
+    let current = current_staging::locate(root, state)
+        .map_err(|e| format!("cannot find the staging partition: {e}"));
     let mut ours = vec![state.staging.file.as_path()];
     if let Ok(current) = &current {
         ours.push(current.region.file.as_path());
@@ -303,7 +325,9 @@ pub fn rollback(root: &HostRoot, state: &StageState, system: &mut dyn System) ->
             report.failed.push(e.to_string());
             return report;
         }
-        for saved in [state::SWAP_HEADER_BACKUP, state::FSTAB_BACKUP, super::planning::CUSTOM_CFG_BACKUP] {
+        for saved in
+            [state::SWAP_HEADER_BACKUP, state::FSTAB_BACKUP, super::planning::CUSTOM_CFG_BACKUP]
+        {
             let _ = std::fs::remove_file(root.path(saved));
         }
         let _ = std::fs::remove_dir(root.path(state::MOUNT_POINT));
@@ -328,12 +352,20 @@ mod tests {
         let state = StageState {
             format: STATE_FORMAT,
             stager_version: "test".into(),
-            staging: Region { file: dir.path().join("disk"), offset: plan::Bytes(0), size: plan::Bytes(0), host_path: "/dev/sda3".into() },
+            staging: Region {
+                file: dir.path().join("disk"),
+                offset: plan::Bytes(0),
+                size: plan::Bytes(0),
+                host_path: "/dev/sda3".into(),
+            },
             staging_partition: None,
             staging_fs_uuid: String::new(),
             swap_uuid: String::new(),
             armed: true,
-            entries: vec![Entry { change: Change::WriteBootDir { dir: "/mnt/boot/swapover".into() }, progress: Progress::Done }],
+            entries: vec![Entry {
+                change: Change::WriteBootDir { dir: "/mnt/boot/swapover".into() },
+                progress: Progress::Done,
+            }],
         };
         let report = rollback(&root, &state, &mut super::super::system::FixtureSystem::default());
         assert!(!report.complete(), "{report:?}");

@@ -16,7 +16,8 @@ pub const GRUB_PC_DIR: &str = grub::bootcode::DEFAULT_GRUB_PC_DIR;
 /// autoload (a core with `normal` built in read command.lst under the compiled-in prefix, on
 /// the wrong device, and then knew no `linux` command). serial/terminal/echo let the embedded
 /// config report on the console.
-pub const CORE_IMG_MODULES: [&str; 8] = ["biosdisk", "part_msdos", "ext2", "search", "search_fs_uuid", "serial", "terminal", "echo"];
+pub const CORE_IMG_MODULES: [&str; 8] =
+    ["biosdisk", "part_msdos", "ext2", "search", "search_fs_uuid", "serial", "terminal", "echo"];
 
 /// Where the plan sits inside the initramfs.
 pub const PLAN_IN_INITRAMFS: &str = "etc/swapover/plan.json";
@@ -70,7 +71,12 @@ fn sync_dir(path: &Path) -> Result<(), StagingError> {
 }
 
 /// The initramfs builder for this plan: migrator as /init, the kernel's modules, the plan.
-pub fn initramfs_builder(sp: &StagePlan, root: &HostRoot, migrator: &[u8], plan_json: &str) -> initramfs::InitramfsBuilder {
+pub fn initramfs_builder(
+    sp: &StagePlan,
+    root: &HostRoot,
+    migrator: &[u8],
+    plan_json: &str,
+) -> initramfs::InitramfsBuilder {
     let compression = match &sp.kernel.config {
         Some(config) => initramfs::Compression::best_supported(config),
         None => initramfs::Compression::Gzip,
@@ -83,7 +89,12 @@ pub fn initramfs_builder(sp: &StagePlan, root: &HostRoot, migrator: &[u8], plan_
 }
 
 /// Writes everything under `<mount>/swapover`; returns the staged paths (relative to the mount).
-pub fn write_all(mount: &Path, sp: &StagePlan, root: &HostRoot, migrator: &[u8]) -> Result<Vec<String>, StagingError> {
+pub fn write_all(
+    mount: &Path,
+    sp: &StagePlan,
+    root: &HostRoot,
+    migrator: &[u8],
+) -> Result<Vec<String>, StagingError> {
     let dir = mount.join(STAGING_DIR.trim_start_matches('/'));
     let grub_dir = dir.join("grub");
     let modules_dir = grub_dir.join("i386-pc");
@@ -95,7 +106,8 @@ pub fn write_all(mount: &Path, sp: &StagePlan, root: &HostRoot, migrator: &[u8])
     staged.push("vmlinuz".to_string());
 
     let initramfs_path = dir.join("initramfs.img");
-    let report = initramfs_builder(sp, root, migrator, &plan_json).write_to_path(&initramfs_path)?;
+    let report =
+        initramfs_builder(sp, root, migrator, &plan_json).write_to_path(&initramfs_path)?;
     log::info!(
         "initramfs: {} bytes ({:?}), {} modules",
         report.archive_bytes,
@@ -110,7 +122,10 @@ pub fn write_all(mount: &Path, sp: &StagePlan, root: &HostRoot, migrator: &[u8])
     let image_target = dir.join(&sp.plan.image.file);
     let copied = copy_file(&sp.image_path, &image_target)?;
     if copied != sp.plan.image.compressed_sha256.0 {
-        return Err(StagingError::ImageChanged { expected: sp.plan.image.compressed_sha256.0.clone(), actual: copied });
+        return Err(StagingError::ImageChanged {
+            expected: sp.plan.image.compressed_sha256.0.clone(),
+            actual: copied,
+        });
     }
     staged.push(sp.plan.image.file.clone());
 
@@ -130,10 +145,17 @@ pub fn write_all(mount: &Path, sp: &StagePlan, root: &HostRoot, migrator: &[u8])
     let embedded = grub_dir.join("core-embedded.cfg");
     write_file(&embedded, sp.core_img_config.as_bytes())?;
     let core = grub_dir.join("core.img");
-    grub::bootcode::build_core_img_with_config(&format!("{STAGING_DIR}/grub"), &CORE_IMG_MODULES, &embedded, &core)?;
+    grub::bootcode::build_core_img_with_config(
+        &format!("{STAGING_DIR}/grub"),
+        &CORE_IMG_MODULES,
+        &embedded,
+        &core,
+    )?;
     File::open(&core).and_then(|f| f.sync_all()).map_err(io_err("fsync", &core))?;
     write_file(&grub_dir.join("grub.cfg"), sp.staging_grub_cfg.as_bytes())?;
-    staged.extend(["grub/boot.img", "grub/core.img", "grub/i386-pc/", "grub/grub.cfg"].map(String::from));
+    staged.extend(
+        ["grub/boot.img", "grub/core.img", "grub/i386-pc/", "grub/grub.cfg"].map(String::from),
+    );
 
     for d in [&modules_dir, &grub_dir, &dir, &mount.to_path_buf()] {
         sync_dir(d)?;

@@ -25,7 +25,8 @@ pub trait System {
 }
 
 fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other("path contains a NUL byte"))
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::other("path contains a NUL byte"))
 }
 
 /// The running system.
@@ -88,8 +89,10 @@ impl System for RealSystem {
 
     fn mount(&mut self, device: &str, target: &Path, read_only: bool) -> io::Result<()> {
         std::fs::create_dir_all(target)?;
-        let flags = if read_only { nix::mount::MsFlags::MS_RDONLY } else { nix::mount::MsFlags::empty() };
-        nix::mount::mount(Some(device), target, Some("ext4"), flags, None::<&str>).map_err(io::Error::from)
+        let flags =
+            if read_only { nix::mount::MsFlags::MS_RDONLY } else { nix::mount::MsFlags::empty() };
+        nix::mount::mount(Some(device), target, Some("ext4"), flags, None::<&str>)
+            .map_err(io::Error::from)
     }
 
     fn unmount(&mut self, target: &Path) -> io::Result<()> {
@@ -102,7 +105,9 @@ impl System for RealSystem {
 
     fn reboot(&mut self) -> io::Result<()> {
         nix::unistd::sync();
-        nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT).map(|_| ()).map_err(io::Error::from)
+        nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT)
+            .map(|_| ())
+            .map_err(io::Error::from)
     }
 }
 

@@ -4,13 +4,13 @@ use super::{resinos1x_case, Case, MIB};
 use crate::stage_support::fixture_host::{FixtureHost, Partition};
 use crate::stage_support::sha256_hex;
 use crate::stage_support::{loops_over, mounted_under, walk};
-use stager::stage::resinos1x::stage_1x::{self, Stage1xError};
-use stager::stage::system::FixtureSystem;
 use board_profiles::Profile;
 use stager::host::HostRoot;
 use stager::stage::execute::ExecuteOptions;
 use stager::stage::planning::wanted_modules;
+use stager::stage::resinos1x::stage_1x::{self, Stage1xError};
 use stager::stage::resinos1x::stage_1x::{Stage1xRequest, SupervisorRequest};
+use stager::stage::system::FixtureSystem;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 
@@ -58,13 +58,18 @@ impl Device {
         let boot_tmpfs = mount_boot.then(|| {
             let dir = host.path(BOOT_MOUNT);
             std::fs::create_dir_all(&dir).unwrap();
-            let status = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=64m", "swapover-test-boot"]).arg(&dir).status().unwrap();
+            let status = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=64m", "swapover-test-boot"])
+                .arg(&dir)
+                .status()
+                .unwrap();
             assert!(status.success(), "mount tmpfs on {}", dir.display());
             dir
         });
         host.write(&format!("{BOOT_MOUNT}/EFI/BOOT/grub.cfg"), "# resinOS 1.x\n");
         let boot_dev = std::fs::metadata(host.path(BOOT_MOUNT)).unwrap().dev();
-        let boot_dev = format!("{}:{}", nix::sys::stat::major(boot_dev), nix::sys::stat::minor(boot_dev));
+        let boot_dev =
+            format!("{}:{}", nix::sys::stat::major(boot_dev), nix::sys::stat::minor(boot_dev));
         // Partitions in table order; from the fourth on, logical ones numbered from 5.
         let logical = case.source.len() > 4;
         let names: Vec<(String, String, u32)> = case
@@ -73,7 +78,11 @@ impl Device {
             .enumerate()
             .map(|(i, (p, _, _))| {
                 let number = if logical && i >= 3 { i as u32 + 2 } else { i as u32 + 1 };
-                let dev = if p.role == plan::PartitionRole::Boot { boot_dev.clone() } else { format!("259:{number}") };
+                let dev = if p.role == plan::PartitionRole::Boot {
+                    boot_dev.clone()
+                } else {
+                    format!("259:{number}")
+                };
                 (format!("sda{number}"), dev, number)
             })
             .collect();
@@ -92,9 +101,13 @@ impl Device {
         let sectors = std::fs::metadata(&disk).unwrap().len() / 512;
         host.add_sysfs_disk("sda", "8:0", sectors, &partitions, true);
 
-        host.write(&format!("{EFIVARS}/BootOrder-8be4df61-93ca-11d2-aa0d-00e098032b8c"), "\x07\0\0\0\x01\0");
+        host.write(
+            &format!("{EFIVARS}/BootOrder-8be4df61-93ca-11d2-aa0d-00e098032b8c"),
+            "\x07\0\0\0\x01\0",
+        );
         // The kernel's module tree, every module the profile wants built in.
-        let builtin: String = wanted_modules(&profile).iter().map(|m| format!("kernel/drivers/{m}.ko\n")).collect();
+        let builtin: String =
+            wanted_modules(&profile).iter().map(|m| format!("kernel/drivers/{m}.ko\n")).collect();
         host.write("/lib/modules/4.9.0-resin/modules.dep", "");
         host.write("/lib/modules/4.9.0-resin/modules.builtin", &builtin);
 
@@ -135,9 +148,16 @@ impl Device {
         assert!(text.ends_with("; nothing was changed"), "{text}");
         assert!(!text.contains('\n'), "one line: {text}");
         assert_eq!(self.snapshot(), before, "the device changed by: {text}");
-        assert!(!self.host.path("/var/lib/swapover/state.json").exists(), "an undo journal was written by: {text}");
+        assert!(
+            !self.host.path("/var/lib/swapover/state.json").exists(),
+            "an undo journal was written by: {text}"
+        );
         assert!(system.calls.is_empty(), "{:?}", system.calls);
-        assert!(mounted_under(self.host.root()).is_empty(), "{:?}", mounted_under(self.host.root()));
+        assert!(
+            mounted_under(self.host.root()).is_empty(),
+            "{:?}",
+            mounted_under(self.host.root())
+        );
         assert!(loops_over(self.host.root()).is_empty(), "{:?}", loops_over(self.host.root()));
     }
 }

@@ -57,7 +57,11 @@ pub fn end_mib(parts: &[(ExpectedPartition, u64, u64)]) -> u64 {
 /// (partition, start MiB, size MiB) in table order; partitions 4.. are logical (MBR with
 /// more than four partitions: three primaries, then the extended one), each after a 1 MiB
 /// gap for its EBR.
-pub fn placed(partitions: &[ExpectedPartition], overrides: &[(&str, u64)], scale: u64) -> Vec<(ExpectedPartition, u64, u64)> {
+pub fn placed(
+    partitions: &[ExpectedPartition],
+    overrides: &[(&str, u64)],
+    scale: u64,
+) -> Vec<(ExpectedPartition, u64, u64)> {
     let mut sorted = partitions.to_vec();
     sorted.sort_by_key(|p| p.order);
     let logical_from = if sorted.len() > 4 { 3 } else { usize::MAX };
@@ -67,7 +71,11 @@ pub fn placed(partitions: &[ExpectedPartition], overrides: &[(&str, u64)], scale
         if i >= logical_from {
             at += 1;
         }
-        let size = overrides.iter().find(|(n, _)| *n == p.name).map(|(_, s)| *s).unwrap_or_else(|| scaled_mib(&p, scale));
+        let size = overrides
+            .iter()
+            .find(|(n, _)| *n == p.name)
+            .map(|(_, s)| *s)
+            .unwrap_or_else(|| scaled_mib(&p, scale));
         out.push((p, at, size));
         at += size;
     }
@@ -82,9 +90,19 @@ pub fn sfdisk_script(parts: &[(ExpectedPartition, u64, u64)], label_id: &str) ->
         if i == logical_from {
             script.push_str(&format!("start={}, type=f\n", (start - 1) * SECTORS_PER_MIB));
         }
-        let kind = if p.fs == FsType::Vfat { "c" } else if p.fs == FsType::Swap { "82" } else { "83" };
+        let kind = if p.fs == FsType::Vfat {
+            "c"
+        } else if p.fs == FsType::Swap {
+            "82"
+        } else {
+            "83"
+        };
         let boot = if i == 0 { ", bootable" } else { "" };
-        script.push_str(&format!("start={}, size={}, type={kind}{boot}\n", start * SECTORS_PER_MIB, size * SECTORS_PER_MIB));
+        script.push_str(&format!(
+            "start={}, size={}, type={kind}{boot}\n",
+            start * SECTORS_PER_MIB,
+            size * SECTORS_PER_MIB
+        ));
     }
     script
 }
@@ -99,22 +117,43 @@ pub fn dd_into(file: &Path, disk: &Path, at_mib: u64) {
 
 /// A file system of `fs` labelled `label`, `size_mib` large, at `at_mib` of `disk`, with
 /// `files` (name, bytes) in a FAT one.
-pub fn make_fs(dir: &Path, disk: &Path, fs: FsType, label: &str, at_mib: u64, size_mib: u64, files: &[(String, Vec<u8>)]) {
+pub fn make_fs(
+    dir: &Path,
+    disk: &Path,
+    fs: FsType,
+    label: &str,
+    at_mib: u64,
+    size_mib: u64,
+    files: &[(String, Vec<u8>)],
+) {
     let part = dir.join(format!("{label}-{at_mib}.fs"));
     let _ = std::fs::remove_file(&part);
     match fs {
         FsType::Vfat => {
-            run(Command::new("mkfs.vfat").args(["-n", label, "-C"]).arg(&part).arg((size_mib * 1024).to_string()));
+            run(Command::new("mkfs.vfat")
+                .args(["-n", label, "-C"])
+                .arg(&part)
+                .arg((size_mib * 1024).to_string()));
             for (name, bytes) in files {
                 let mut parents = String::new();
-                for dir_part in name.split('/').rev().skip(1).collect::<Vec<_>>().into_iter().rev() {
+                for dir_part in name.split('/').rev().skip(1).collect::<Vec<_>>().into_iter().rev()
+                {
                     parents.push('/');
                     parents.push_str(dir_part);
-                    let _ = Command::new("mmd").arg("-i").arg(&part).arg(format!("::{parents}")).output();
+                    let _ = Command::new("mmd")
+                        .arg("-i")
+                        .arg(&part)
+                        .arg(format!("::{parents}"))
+                        .output();
                 }
                 let local = dir.join("fat-file");
                 std::fs::write(&local, bytes).unwrap();
-                run(Command::new("mcopy").arg("-o").arg("-i").arg(&part).arg(&local).arg(format!("::{name}")));
+                run(Command::new("mcopy")
+                    .arg("-o")
+                    .arg("-i")
+                    .arg(&part)
+                    .arg(&local)
+                    .arg(format!("::{name}")));
             }
         }
         FsType::Btrfs => {
@@ -151,14 +190,20 @@ pub fn make_fs(dir: &Path, disk: &Path, fs: FsType, label: &str, at_mib: u64, si
 pub fn original_boot_file(name: &str) -> Vec<u8> {
     match name.rsplit('/').next().unwrap_or(name) {
         "config.txt" => b"# resinOS 1.x\ngpu_mem=16\ndtparam=audio=on\n".to_vec(),
-        "cmdline.txt" => b"dwc_otg.lpm_enable=0 console=tty1 root=/dev/mmcblk0p2 rootfstype=ext3 rootwait\n".to_vec(),
+        "cmdline.txt" => {
+            b"dwc_otg.lpm_enable=0 console=tty1 root=/dev/mmcblk0p2 rootfstype=ext3 rootwait\n"
+                .to_vec()
+        }
         "uEnv.txt" => b"bootpart=1:2\nfinduuid=part uuid mmc ${bootpart} uuid\n".to_vec(),
         _ => b"# original\n".to_vec(),
     }
 }
 
 /// The 2.x image in the profile's target layout (FAT boot with device-type.json), xz'd.
-pub fn target_image(dir: &Path, profile: &Profile) -> (PathBuf, Vec<(ExpectedPartition, u64, u64)>) {
+pub fn target_image(
+    dir: &Path,
+    profile: &Profile,
+) -> (PathBuf, Vec<(ExpectedPartition, u64, u64)>) {
     let parts = placed(&profile.target.partitions, &[], scale_for(profile));
     let raw = dir.join(format!("{}-2x.img", profile.name));
     let end = end_mib(&parts);
@@ -168,9 +213,20 @@ pub fn target_image(dir: &Path, profile: &Profile) -> (PathBuf, Vec<(ExpectedPar
     let slug = format!("{{\"slug\":\"{}\"}}", profile.device_type).into_bytes();
     make_fs(dir, &raw, boot.fs, &boot.name, *at, *size, &[("device-type.json".into(), slug)]);
     // resin-rootA with the supervisor the image ships, as 2.x writes it.
-    if let Some((root_a, at, size)) = parts.iter().find(|(p, _, _)| p.role == PartitionRole::RootA) {
-        let conf = format!("SUPERVISOR_IMAGE=resin/amd64-supervisor\nSUPERVISOR_TAG={IMAGE_SUPERVISOR}\n").into_bytes();
-        make_fs(dir, &raw, root_a.fs, &root_a.name, *at, *size, &[("etc/resin-supervisor/supervisor.conf".into(), conf)]);
+    if let Some((root_a, at, size)) = parts.iter().find(|(p, _, _)| p.role == PartitionRole::RootA)
+    {
+        let conf =
+            format!("SUPERVISOR_IMAGE=resin/amd64-supervisor\nSUPERVISOR_TAG={IMAGE_SUPERVISOR}\n")
+                .into_bytes();
+        make_fs(
+            dir,
+            &raw,
+            root_a.fs,
+            &root_a.name,
+            *at,
+            *size,
+            &[("etc/resin-supervisor/supervisor.conf".into(), conf)],
+        );
     }
     run(Command::new("xz").args(["-k", "-0", "-T1", "-f"]).arg(&raw));
     (dir.join(format!("{}-2x.img.xz", profile.name)), parts)
@@ -181,7 +237,11 @@ pub const IMAGE_SUPERVISOR: &str = "v6.1.2";
 
 /// A resinOS 1.x disk in the profile's source layout, every partition with its file system
 /// and label, the boot partition with the profile's bootloader files.
-pub fn source_disk(dir: &Path, profile: &Profile, overrides: &[(&str, u64)]) -> (PathBuf, Vec<(ExpectedPartition, u64, u64)>) {
+pub fn source_disk(
+    dir: &Path,
+    profile: &Profile,
+    overrides: &[(&str, u64)],
+) -> (PathBuf, Vec<(ExpectedPartition, u64, u64)>) {
     let scale = scale_for(profile);
     let mut parts = placed(&profile.source.partitions, overrides, scale);
     // The partition that fills the rest reaches past the image's end (a real disk is larger).
@@ -197,7 +257,11 @@ pub fn source_disk(dir: &Path, profile: &Profile, overrides: &[(&str, u64)]) -> 
     sfdisk(&disk, &sfdisk_script(&parts, "0x1c0ffee1"));
     for (p, at, size) in &parts {
         let files: Vec<(String, Vec<u8>)> = if p.role == PartitionRole::Boot {
-            profile.bootloader_config_files.iter().map(|f| (f.clone(), original_boot_file(f))).collect()
+            profile
+                .bootloader_config_files
+                .iter()
+                .map(|f| (f.clone(), original_boot_file(f)))
+                .collect()
         } else {
             Vec::new()
         };
@@ -213,12 +277,24 @@ pub struct Case {
     pub target: Vec<(ExpectedPartition, u64, u64)>,
 }
 
-pub fn resinos1x_case(profile: &Profile, overrides: &[(&str, u64)], data_bytes: u64, kernel_bytes: u64) -> Case {
+pub fn resinos1x_case(
+    profile: &Profile,
+    overrides: &[(&str, u64)],
+    data_bytes: u64,
+    kernel_bytes: u64,
+) -> Case {
     let dir = tempfile::tempdir().unwrap();
     let (disk, source) = source_disk(dir.path(), profile, overrides);
     let (image, target) = target_image(dir.path(), profile);
     let config = dir.path().join("config.json");
-    std::fs::write(&config, format!("{{\"deviceType\":\"{}\",\"applicationId\":4321,\"hostname\":\"pi-17\"}}", profile.device_type)).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{{\"deviceType\":\"{}\",\"applicationId\":4321,\"hostname\":\"pi-17\"}}",
+            profile.device_type
+        ),
+    )
+    .unwrap();
     let data_root = dir.path().join("data");
     std::fs::create_dir_all(data_root.join("resin-data/4321")).unwrap();
     sparse_file(&data_root.join("resin-data/4321/app.db"), data_bytes);

@@ -71,7 +71,9 @@ impl StageHost {
         );
         host.copy_fixture("/boot/grub/grub.cfg", "grub/ubuntu-14.04-grub.cfg");
         run(Command::new("grub-editenv").arg(host.path("/boot/grub/grubenv")).arg("create"));
-        run(Command::new("grub-editenv").arg(host.path("/boot/grub/grubenv")).args(["set", "saved_entry=0"]));
+        run(Command::new("grub-editenv")
+            .arg(host.path("/boot/grub/grubenv"))
+            .args(["set", "saved_entry=0"]));
         host.symlink("/usr/bin/grub-editenv", "/usr/bin/grub-editenv");
         host.symlink("/usr/lib/grub/i386-pc", "/usr/lib/grub/i386-pc");
         host.add_sysfs_disk(
@@ -79,9 +81,27 @@ impl StageHost {
             "8:0",
             DISK_SECTORS,
             &[
-                Partition { name: "sda1", number: 1, dev: "8:1", start: ROOT_START, sectors: ROOT_SECTORS },
-                Partition { name: "sda2", number: 2, dev: "8:2", start: EXTENDED_START, sectors: 2 },
-                Partition { name: "sda5", number: 5, dev: "8:5", start: SWAP_START, sectors: SWAP_SECTORS },
+                Partition {
+                    name: "sda1",
+                    number: 1,
+                    dev: "8:1",
+                    start: ROOT_START,
+                    sectors: ROOT_SECTORS,
+                },
+                Partition {
+                    name: "sda2",
+                    number: 2,
+                    dev: "8:2",
+                    start: EXTENDED_START,
+                    sectors: 2,
+                },
+                Partition {
+                    name: "sda5",
+                    number: 5,
+                    dev: "8:5",
+                    start: SWAP_START,
+                    sectors: SWAP_SECTORS,
+                },
             ],
             true,
         );
@@ -99,10 +119,19 @@ impl StageHost {
             .arg(format!("offset={}", ROOT_START * SECTOR))
             .arg(&disk)
             .arg(format!("{}k", ROOT_SECTORS * SECTOR / 1024)));
-        fixture_host::mkswap_into(&disk, SWAP_START * SECTOR, SWAP_SECTORS * SECTOR, SWAP_UUID, Some(SWAP_LABEL));
+        fixture_host::mkswap_into(
+            &disk,
+            SWAP_START * SECTOR,
+            SWAP_SECTORS * SECTOR,
+            SWAP_UUID,
+            Some(SWAP_LABEL),
+        );
         let stage_host = StageHost { host, inputs: tempfile::tempdir().unwrap() };
         stage_host.add_kernel();
-        stage_host.write_input("config.json", br#"{"deviceType":"intel-nuc","applicationId":1234,"uuid":"abc"}"#);
+        stage_host.write_input(
+            "config.json",
+            br#"{"deviceType":"intel-nuc","applicationId":1234,"uuid":"abc"}"#,
+        );
         stage_host.make_image("resin.img", &ImageSpec::default());
         stage_host
     }
@@ -123,7 +152,8 @@ impl StageHost {
 
     /// `/boot/vmlinuz-<KERNEL>` and `/lib/modules/<KERNEL>` with ext4, FAT and nls modules.
     fn add_kernel(&self) {
-        let kernel: Vec<u8> = (0..2 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        let kernel: Vec<u8> =
+            (0..2 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
         std::fs::create_dir_all(self.host.path("/boot")).unwrap();
         std::fs::write(self.host.path(&format!("/boot/vmlinuz-{KERNEL}")), kernel).unwrap();
         self.host.write(&format!("/boot/config-{KERNEL}"), "CONFIG_RD_GZIP=y\nCONFIG_RD_XZ=y\n");
@@ -161,7 +191,16 @@ impl StageHost {
         let mib = 2048;
         let data_size = spec.total_mib - 56;
         if spec.gpt {
-            sfdisk(&raw, &format!("label: gpt\nstart={}, size={}\nstart={}, size={}\n", 4 * mib, 8 * mib, 12 * mib, 16 * mib));
+            sfdisk(
+                &raw,
+                &format!(
+                    "label: gpt\nstart={}, size={}\nstart={}, size={}\n",
+                    4 * mib,
+                    8 * mib,
+                    12 * mib,
+                    16 * mib
+                ),
+            );
         } else {
             sfdisk(
                 &raw,
@@ -175,7 +214,10 @@ impl StageHost {
         let _ = std::fs::remove_file(&boot);
         run(Command::new("mkfs.vfat").args(["-n", "resin-boot", "-C"]).arg(&boot).arg("8192"));
         if let Some(slug) = spec.slug {
-            let json = self.write_input(&format!("{name}.device-type.json"), format!("{{\"slug\":\"{slug}\",\"arch\":\"amd64\"}}").as_bytes());
+            let json = self.write_input(
+                &format!("{name}.device-type.json"),
+                format!("{{\"slug\":\"{slug}\",\"arch\":\"amd64\"}}").as_bytes(),
+            );
             run(Command::new("mcopy").arg("-i").arg(&boot).arg(&json).arg("::device-type.json"));
         }
         run(Command::new("dd")
@@ -193,7 +235,10 @@ impl StageHost {
     }
 
     pub fn facts(&self) -> HostFacts {
-        gather_with(&self.root(), ProcessFacts { euid: 0, arch: "x86_64".into(), search_path: None })
+        gather_with(
+            &self.root(),
+            ProcessFacts { euid: 0, arch: "x86_64".into(), search_path: None },
+        )
     }
 
     pub fn request(&self) -> StageRequest {
@@ -253,7 +298,10 @@ impl StageHost {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        text.lines().filter(|l| l.starts_with("TYPE=") || l.starts_with("UUID=") || l.starts_with("LABEL=")).collect::<Vec<_>>().join(" ")
+        text.lines()
+            .filter(|l| l.starts_with("TYPE=") || l.starts_with("UUID=") || l.starts_with("LABEL="))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 

@@ -60,7 +60,8 @@ impl ApiServer {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (state, requests, stop) = (Arc::clone(&state), Arc::clone(&requests), Arc::clone(&stop));
+            let (state, requests, stop) =
+                (Arc::clone(&state), Arc::clone(&requests), Arc::clone(&stop));
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
@@ -68,7 +69,9 @@ impl ApiServer {
                     }
                     let Ok(stream) = stream else { continue };
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                    let Ok(connection) = ServerConnection::new(Arc::clone(&config)) else { continue };
+                    let Ok(connection) = ServerConnection::new(Arc::clone(&config)) else {
+                        continue;
+                    };
                     let mut tls = StreamOwned::new(connection, stream);
                     if serve_one(&mut tls, &state, &requests).is_ok() {
                         tls.conn.send_close_notify();
@@ -114,7 +117,11 @@ impl Drop for ApiServer {
     }
 }
 
-fn serve_one(stream: &mut (impl Read + Write), state: &Mutex<ApiState>, requests: &Mutex<Vec<ApiRequest>>) -> io::Result<()> {
+fn serve_one(
+    stream: &mut (impl Read + Write),
+    state: &Mutex<ApiState>,
+    requests: &Mutex<Vec<ApiRequest>>,
+) -> io::Result<()> {
     let mut reader = BufReader::new(&mut *stream);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
@@ -137,13 +144,22 @@ fn serve_one(stream: &mut (impl Read + Write), state: &Mutex<ApiState>, requests
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or_default().to_string();
     let target = parts.next().unwrap_or_default();
-    let url = reqwest::Url::parse(&format!("http://api{target}")).map_err(|e| io::Error::other(e.to_string()))?;
+    let url = reqwest::Url::parse(&format!("http://api{target}"))
+        .map_err(|e| io::Error::other(e.to_string()))?;
     let path = url.path().to_string();
-    let query: HashMap<String, String> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    let query: HashMap<String, String> =
+        url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
     let raw_query = url.query().unwrap_or_default().to_string();
     let body = String::from_utf8_lossy(&body).into_owned();
     let (status, answer) = answer(&method, &path, &query, &body, &mut state.lock().expect("state"));
-    requests.lock().expect("requests").push(ApiRequest { method, path, query, raw_query, body, status });
+    requests.lock().expect("requests").push(ApiRequest {
+        method,
+        path,
+        query,
+        raw_query,
+        body,
+        status,
+    });
     let head = format!(
         "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         answer.len()
@@ -159,7 +175,13 @@ fn quoted_after<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     Some(&rest[..rest.find('\'')?])
 }
 
-fn answer(method: &str, path: &str, query: &HashMap<String, String>, body: &str, state: &mut ApiState) -> (u16, String) {
+fn answer(
+    method: &str,
+    path: &str,
+    query: &HashMap<String, String>,
+    body: &str,
+    state: &mut ApiState,
+) -> (u16, String) {
     if let Some(status) = state.fail_with {
         return (status, "{}".into());
     }
@@ -176,7 +198,10 @@ fn answer(method: &str, path: &str, query: &HashMap<String, String>, body: &str,
         ("GET", p) if p.starts_with("/v2/device(") => (200, r#"{"d":[]}"#.into()),
         ("GET", "/v2/supervisor_release") => {
             let filter = query.get("$filter").cloned().unwrap_or_default();
-            let (Some(device_type), Some(version)) = (quoted_after(&filter, "device_type eq '"), quoted_after(&filter, "supervisor_version eq '")) else {
+            let (Some(device_type), Some(version)) = (
+                quoted_after(&filter, "device_type eq '"),
+                quoted_after(&filter, "supervisor_version eq '"),
+            ) else {
                 return (400, "bad filter".into());
             };
             let found: Vec<serde_json::Value> = state

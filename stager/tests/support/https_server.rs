@@ -56,10 +56,7 @@ impl Route {
     }
 
     pub fn redirect(location: impl Into<String>) -> Self {
-        Route {
-            redirect_to: Some(location.into()),
-            ..Route::file(Vec::new())
-        }
+        Route { redirect_to: Some(location.into()), ..Route::file(Vec::new()) }
     }
 
     pub fn failing_first(mut self, count: usize, status: u16) -> Self {
@@ -129,15 +126,7 @@ impl TestServer {
         let addr = listener.local_addr().expect("local addr");
         let routes: HashMap<String, RouteState> = routes
             .into_iter()
-            .map(|(path, route)| {
-                (
-                    path.to_owned(),
-                    RouteState {
-                        route,
-                        responses: 0,
-                    },
-                )
-            })
+            .map(|(path, route)| (path.to_owned(), RouteState { route, responses: 0 }))
             .collect();
         let served = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -146,13 +135,7 @@ impl TestServer {
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || accept_loop(listener, tls, routes, served, stop))
         };
-        TestServer {
-            addr,
-            scheme,
-            served,
-            stop,
-            thread: Some(thread),
-        }
+        TestServer { addr, scheme, served, stop, thread: Some(thread) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -166,10 +149,7 @@ impl TestServer {
 
     /// The requests answered for `path`.
     pub fn served_for(&self, path: &str) -> Vec<Served> {
-        self.served()
-            .into_iter()
-            .filter(|served| served.path == path)
-            .collect()
+        self.served().into_iter().filter(|served| served.path == path).collect()
     }
 }
 
@@ -229,10 +209,8 @@ fn serve_one(
     let mut lines = head.split("\r\n");
     let request_line = lines.next().unwrap_or_default();
     let mut parts = request_line.split(' ');
-    let (method, path) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default().to_owned(),
-    );
+    let (method, path) =
+        (parts.next().unwrap_or_default(), parts.next().unwrap_or_default().to_owned());
     let range = lines
         .filter_map(|line| line.split_once(':'))
         .find(|(name, _)| name.trim().eq_ignore_ascii_case("range"))
@@ -241,16 +219,7 @@ fn serve_one(
         return respond(stream, served, path, range, 405, &[], b"", 0);
     }
     let Some(state) = routes.get_mut(&path) else {
-        return respond(
-            stream,
-            served,
-            path,
-            range,
-            404,
-            &[],
-            b"not found\n",
-            usize::MAX,
-        );
+        return respond(stream, served, path, range, 404, &[], b"not found\n", usize::MAX);
     };
     state.responses += 1;
     if let Some(location) = &state.route.redirect_to {
@@ -270,11 +239,9 @@ fn serve_one(
         .and_then(|value| value.parse::<u64>().ok())
         .filter(|_| !state.route.ignore_range);
     let (status, start, extra) = match requested_start {
-        Some(start) if start < len => (
-            206,
-            start,
-            vec![format!("Content-Range: bytes {start}-{}/{len}", len - 1)],
-        ),
+        Some(start) if start < len => {
+            (206, start, vec![format!("Content-Range: bytes {start}-{}/{len}", len - 1)])
+        }
         Some(_) => (416, len, vec![format!("Content-Range: bytes */{len}")]),
         None => (200, 0, Vec::new()),
     };
@@ -312,12 +279,7 @@ fn respond(
     send: usize,
 ) -> io::Result<Ending> {
     let send = send.min(body.len());
-    served.lock().expect("served log").push(Served {
-        path,
-        range,
-        status,
-        body_bytes_sent: send,
-    });
+    served.lock().expect("served log").push(Served { path, range, status, body_bytes_sent: send });
     let reason = match status {
         200 => "OK",
         206 => "Partial Content",
@@ -340,11 +302,7 @@ fn respond(
     stream.write_all(head.as_bytes())?;
     stream.write_all(&body[..send])?;
     stream.flush()?;
-    Ok(if send == body.len() {
-        Ending::Complete
-    } else {
-        Ending::Cut
-    })
+    Ok(if send == body.len() { Ending::Complete } else { Ending::Cut })
 }
 
 fn read_head(stream: &mut impl Read) -> io::Result<String> {
@@ -352,10 +310,7 @@ fn read_head(stream: &mut impl Read) -> io::Result<String> {
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         if head.len() > 16 * 1024 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "request head too long",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "request head too long"));
         }
         match stream.read(&mut byte)? {
             0 => {

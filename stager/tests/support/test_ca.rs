@@ -20,15 +20,11 @@ pub struct ServerIdentity {
 impl TestCa {
     pub fn new(common_name: &str) -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
+        params.distinguished_name.push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let key = KeyPair::generate().expect("CA key");
-        TestCa {
-            issuer: CertifiedIssuer::self_signed(params, key).expect("self-signed CA"),
-        }
+        TestCa { issuer: CertifiedIssuer::self_signed(params, key).expect("self-signed CA") }
     }
 
     pub fn pem(&self) -> String {
@@ -44,19 +40,13 @@ impl TestCa {
 
     /// A leaf certificate for `names` (IP addresses or DNS names), signed by this CA.
     pub fn issue_server(&self, names: &[&str]) -> ServerIdentity {
-        let mut params = CertificateParams::new(
-            names
-                .iter()
-                .map(|name| name.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .expect("server params");
+        let mut params =
+            CertificateParams::new(names.iter().map(|name| name.to_string()).collect::<Vec<_>>())
+                .expect("server params");
         params.distinguished_name.push(DnType::CommonName, names[0]);
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let key = KeyPair::generate().expect("server key");
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .expect("server certificate");
+        let cert = params.signed_by(&key, &self.issuer).expect("server certificate");
         ServerIdentity {
             chain: vec![cert.der().clone(), self.issuer.der().clone()],
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),

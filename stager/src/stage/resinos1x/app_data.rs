@@ -28,7 +28,10 @@ pub struct AppData {
 /// mounted on the machine running the stager (the device's `/mnt/data`, or a test tree).
 pub fn measure(data_root: &Path, profile: &Profile) -> Result<AppData, Refusal1x> {
     let Some(specifics) = &profile.resinos1x else {
-        return Err(Refusal1x::AppData { dir: data_root.display().to_string(), problem: format!("profile {} has no [resinos1x] table", profile.name) });
+        return Err(Refusal1x::AppData {
+            dir: data_root.display().to_string(),
+            problem: format!("profile {} has no [resinos1x] table", profile.name),
+        });
     };
     let relative = specifics.app_data_dir.trim_start_matches('/');
     let source = format!("{DATA_MOUNT}/{relative}");
@@ -37,7 +40,10 @@ pub fn measure(data_root: &Path, profile: &Profile) -> Result<AppData, Refusal1x
     if std::fs::symlink_metadata(&on_disk).is_err() {
         return Ok(AppData { source, size: None, excludes });
     }
-    let refusal = |e: backup_estimate::EstimateError| Refusal1x::AppData { dir: on_disk.display().to_string(), problem: e.to_string() };
+    let refusal = |e: backup_estimate::EstimateError| Refusal1x::AppData {
+        dir: on_disk.display().to_string(),
+        problem: e.to_string(),
+    };
     let whole = backup_estimate::estimate(&on_disk, Path::new(&source)).map_err(refusal)?;
     // Excluded top-level entries are not counted; an exclude that matches deeper down is
     // still counted (the estimate only errs high, as a budget must).
@@ -47,7 +53,9 @@ pub fn measure(data_root: &Path, profile: &Profile) -> Result<AppData, Refusal1x
         if pattern.contains(['*', '?', '[', '/']) || std::fs::symlink_metadata(&entry).is_err() {
             continue;
         }
-        left_out += backup_estimate::estimate(&entry, &Path::new(&source).join(pattern)).map_err(refusal)?.get();
+        left_out += backup_estimate::estimate(&entry, &Path::new(&source).join(pattern))
+            .map_err(refusal)?
+            .get();
     }
     Ok(AppData { source, size: Some(Bytes(whole.get().saturating_sub(left_out))), excludes })
 }
@@ -71,7 +79,11 @@ mod tests {
 
         // The 1.x supervisor's database is not carried (the profile excludes it).
         std::fs::create_dir_all(root.path().join("resin-data/resin-supervisor")).unwrap();
-        std::fs::write(root.path().join("resin-data/resin-supervisor/database.sqlite"), vec![3u8; 50_000]).unwrap();
+        std::fs::write(
+            root.path().join("resin-data/resin-supervisor/database.sqlite"),
+            vec![3u8; 50_000],
+        )
+        .unwrap();
         let data = measure(root.path(), &profile).unwrap();
         assert_eq!(data.size, Some(Bytes(3 * 512 + 1024)));
         assert_eq!(data.excludes, vec!["resin-supervisor".to_string()]);

@@ -29,7 +29,8 @@ use std::io::{Read, Seek, Write};
 /// Prefix of a line the edit turned into a comment.
 pub const DISABLED: &str = "#swapover-disabled# ";
 /// First line of the added block.
-pub const BEGIN: &str = "# swapover-begin: boot the migration environment once; undone by restoring the original";
+pub const BEGIN: &str =
+    "# swapover-begin: boot the migration environment once; undone by restoring the original";
 /// The same, when the original's last line had no newline (so that the undo drops it again).
 pub const BEGIN_NO_FINAL_NEWLINE: &str =
     "# swapover-begin: boot the migration environment once; undone by restoring the original (no final newline)";
@@ -100,7 +101,8 @@ fn lines(text: &str) -> Vec<&str> {
 }
 
 fn as_text<'a>(file: &str, bytes: &'a [u8]) -> Result<&'a str, EditError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| EditError::NotText { file: file.to_string() })?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| EditError::NotText { file: file.to_string() })?;
     if text.contains(BEGIN) || text.contains(DISABLED) {
         return Err(EditError::AlreadyEdited { file: file.to_string() });
     }
@@ -137,7 +139,10 @@ pub fn edit_config_txt(original: &[u8], boot: &MigrationBoot) -> Result<Vec<u8>,
     let text = as_text("config.txt", original)?;
     let overrides = |line: &str| {
         let key = line.split(['=', ' ', '\t']).next().unwrap_or("");
-        matches!(key, "kernel" | "initramfs" | "cmdline" | "ramfsfile" | "ramfsaddr" | "initramfs_addr")
+        matches!(
+            key,
+            "kernel" | "initramfs" | "cmdline" | "ramfsfile" | "ramfsaddr" | "initramfs_addr"
+        )
     };
     let block = vec![
         "[all]".to_string(),
@@ -183,7 +188,10 @@ pub fn revert(file: &str, edited: &[u8]) -> Result<Vec<u8>, EditError> {
     let not_edited = || EditError::NotEdited { file: file.to_string() };
     let text = std::str::from_utf8(edited).map_err(|_| not_edited())?;
     let all = lines(text);
-    let begin = all.iter().rposition(|l| l.trim_end() == BEGIN || l.trim_end() == BEGIN_NO_FINAL_NEWLINE).ok_or_else(not_edited)?;
+    let begin = all
+        .iter()
+        .rposition(|l| l.trim_end() == BEGIN || l.trim_end() == BEGIN_NO_FINAL_NEWLINE)
+        .ok_or_else(not_edited)?;
     if !all[begin..].iter().any(|l| l.trim_end() == END) {
         return Err(not_edited());
     }
@@ -213,7 +221,10 @@ fn fat_error(file: &str, e: impl std::fmt::Display) -> EditError {
     EditError::Fat { file: file.to_string(), problem: e.to_string() }
 }
 
-fn read_fat_file<T: Read + Write + Seek>(fs: &fatfs::FileSystem<T>, file: &str) -> Result<Option<Vec<u8>>, EditError> {
+fn read_fat_file<T: Read + Write + Seek>(
+    fs: &fatfs::FileSystem<T>,
+    file: &str,
+) -> Result<Option<Vec<u8>>, EditError> {
     match fs.root_dir().open_file(file) {
         Ok(mut f) => {
             let mut bytes = Vec::new();
@@ -225,7 +236,11 @@ fn read_fat_file<T: Read + Write + Seek>(fs: &fatfs::FileSystem<T>, file: &str) 
     }
 }
 
-fn write_fat_file<T: Read + Write + Seek>(fs: &fatfs::FileSystem<T>, file: &str, bytes: &[u8]) -> Result<(), EditError> {
+fn write_fat_file<T: Read + Write + Seek>(
+    fs: &fatfs::FileSystem<T>,
+    file: &str,
+    bytes: &[u8],
+) -> Result<(), EditError> {
     let mut f = fs.root_dir().create_file(file).map_err(|e| fat_error(file, e))?;
     f.truncate().map_err(|e| fat_error(file, e))?;
     f.write_all(bytes).map_err(|e| fat_error(file, e))?;
@@ -233,7 +248,11 @@ fn write_fat_file<T: Read + Write + Seek>(fs: &fatfs::FileSystem<T>, file: &str,
 }
 
 /// The edit a file gets, from its original bytes.
-pub fn edited_bytes(file: &str, original: &[u8], boot: &MigrationBoot) -> Result<Option<Vec<u8>>, EditError> {
+pub fn edited_bytes(
+    file: &str,
+    original: &[u8],
+    boot: &MigrationBoot,
+) -> Result<Option<Vec<u8>>, EditError> {
     match EditKind::of(file) {
         EditKind::ConfigTxt => edit_config_txt(original, boot).map(Some),
         EditKind::UEnvTxt => edit_uenv_txt(original, boot).map(Some),
@@ -244,8 +263,13 @@ pub fn edited_bytes(file: &str, original: &[u8], boot: &MigrationBoot) -> Result
 /// Edits `file` on the FAT file system in `storage` (a boot partition or its image): the
 /// original is first copied byte for byte to [`backup_name`], then the file is rewritten.
 /// A missing `config.txt` is created (its undo removes it).
-pub fn apply_on_fat<T: Read + Write + Seek>(storage: T, file: &str, boot: &MigrationBoot) -> Result<Applied, EditError> {
-    let fs = fatfs::FileSystem::new(storage, fatfs::FsOptions::new()).map_err(|e| fat_error(file, e))?;
+pub fn apply_on_fat<T: Read + Write + Seek>(
+    storage: T,
+    file: &str,
+    boot: &MigrationBoot,
+) -> Result<Applied, EditError> {
+    let fs =
+        fatfs::FileSystem::new(storage, fatfs::FsOptions::new()).map_err(|e| fat_error(file, e))?;
     let original = read_fat_file(&fs, file)?;
     let edited = match edited_bytes(file, original.as_deref().unwrap_or_default(), boot)? {
         Some(edited) => edited,
@@ -262,7 +286,8 @@ pub fn apply_on_fat<T: Read + Write + Seek>(storage: T, file: &str, boot: &Migra
 /// Undoes [`apply_on_fat`]: the byte copy goes back over the file (and is removed); a file
 /// that was created is removed.
 pub fn undo_on_fat<T: Read + Write + Seek>(storage: T, file: &str) -> Result<(), EditError> {
-    let fs = fatfs::FileSystem::new(storage, fatfs::FsOptions::new()).map_err(|e| fat_error(file, e))?;
+    let fs =
+        fatfs::FileSystem::new(storage, fatfs::FsOptions::new()).map_err(|e| fat_error(file, e))?;
     let backup = backup_name(file);
     match read_fat_file(&fs, &backup)? {
         Some(original) => {
@@ -270,7 +295,8 @@ pub fn undo_on_fat<T: Read + Write + Seek>(storage: T, file: &str) -> Result<(),
             fs.root_dir().remove(&backup).map_err(|e| fat_error(file, e))?;
         }
         None => {
-            let current = read_fat_file(&fs, file)?.ok_or_else(|| EditError::NotEdited { file: file.to_string() })?;
+            let current = read_fat_file(&fs, file)?
+                .ok_or_else(|| EditError::NotEdited { file: file.to_string() })?;
             // Created by the edit: nothing but our block; refuse to remove anything else.
             if !revert(file, &current)?.is_empty() {
                 return Err(EditError::NotEdited { file: file.to_string() });
@@ -302,10 +328,16 @@ mod tests {
         let text = String::from_utf8(edited.clone()).unwrap();
         assert!(text.contains("#swapover-disabled# kernel=kernel7.img\r\n"), "{text}");
         assert!(text.contains("#swapover-disabled# initramfs old.img"), "{text}");
-        assert!(text.contains("kernel_address=0x8000\r\n# swapover-begin"), "kernel_address is not kernel: {text}");
+        assert!(
+            text.contains("kernel_address=0x8000\r\n# swapover-begin"),
+            "kernel_address is not kernel: {text}"
+        );
         assert!(text.ends_with("[all]\r\nkernel=swapover/vmlinuz\r\ninitramfs swapover/initramfs.img followkernel\r\ncmdline=swapover/cmdline.txt\r\n# swapover-end\r\n"), "{text}");
         assert_eq!(revert("config.txt", &edited).unwrap(), original.to_vec());
-        assert_eq!(edit_config_txt(&edited, &boot()), Err(EditError::AlreadyEdited { file: "config.txt".into() }));
+        assert_eq!(
+            edit_config_txt(&edited, &boot()),
+            Err(EditError::AlreadyEdited { file: "config.txt".into() })
+        );
     }
 
     #[test]
@@ -317,7 +349,10 @@ mod tests {
         assert!(text.contains("swapover_part=1:3\n"), "{text}");
         assert!(text.contains("load mmc ${swapover_part} ${loadaddr} swapover/vmlinuz;"), "{text}");
         assert_eq!(revert("uEnv.txt", &edited).unwrap(), original.to_vec());
-        assert_eq!(edit_uenv_txt(b"optargs=quiet\n", &boot()), Err(EditError::NoBootpart { file: "uEnv.txt".into() }));
+        assert_eq!(
+            edit_uenv_txt(b"optargs=quiet\n", &boot()),
+            Err(EditError::NoBootpart { file: "uEnv.txt".into() })
+        );
     }
 
     #[test]
@@ -325,7 +360,10 @@ mod tests {
         let edited = edit_config_txt(b"", &boot()).unwrap();
         assert!(String::from_utf8_lossy(&edited).starts_with(BEGIN));
         assert_eq!(revert("config.txt", &edited).unwrap(), Vec::<u8>::new());
-        assert_eq!(revert("config.txt", b"gpu_mem=16\n"), Err(EditError::NotEdited { file: "config.txt".into() }));
+        assert_eq!(
+            revert("config.txt", b"gpu_mem=16\n"),
+            Err(EditError::NotEdited { file: "config.txt".into() })
+        );
     }
 
     #[test]

@@ -50,7 +50,10 @@ fn le32(bytes: &[u8], at: usize) -> u32 {
 
 /// The file system at the start of `head` (a partition's first [`PROBE_BYTES`] or fewer).
 pub fn probe(head: &[u8]) -> Option<FsFacts> {
-    probe_btrfs(head).or_else(|| probe_ext(head)).or_else(|| probe_swap(head)).or_else(|| probe_fat(head))
+    probe_btrfs(head)
+        .or_else(|| probe_ext(head))
+        .or_else(|| probe_swap(head))
+        .or_else(|| probe_fat(head))
 }
 
 fn probe_ext(head: &[u8]) -> Option<FsFacts> {
@@ -86,7 +89,12 @@ fn probe_btrfs(head: &[u8]) -> Option<FsFacts> {
     if &sb[0x40..0x48] != b"_BHRfS_M" {
         return None;
     }
-    Some(FsFacts { fs: FsType::Btrfs, label: text(&sb[0x12b..0x12b + 256]), uuid: uuid_text(&sb[0x20..0x30]), free: None })
+    Some(FsFacts {
+        fs: FsType::Btrfs,
+        label: text(&sb[0x12b..0x12b + 256]),
+        uuid: uuid_text(&sb[0x20..0x30]),
+        free: None,
+    })
 }
 
 fn probe_swap(head: &[u8]) -> Option<FsFacts> {
@@ -94,7 +102,12 @@ fn probe_swap(head: &[u8]) -> Option<FsFacts> {
     if &page[4086..4096] != b"SWAPSPACE2" {
         return None;
     }
-    Some(FsFacts { fs: FsType::Swap, label: text(&page[1024 + 28..1024 + 44]), uuid: uuid_text(&page[1024 + 12..1024 + 28]), free: None })
+    Some(FsFacts {
+        fs: FsType::Swap,
+        label: text(&page[1024 + 28..1024 + 44]),
+        uuid: uuid_text(&page[1024 + 12..1024 + 28]),
+        free: None,
+    })
 }
 
 fn probe_fat(head: &[u8]) -> Option<FsFacts> {
@@ -112,7 +125,12 @@ fn probe_fat(head: &[u8]) -> Option<FsFacts> {
     let serial = le32(boot, serial_at);
     let label = text(&boot[label_at..label_at + 11]);
     let label = if label == "NO NAME" { String::new() } else { label };
-    Some(FsFacts { fs: FsType::Vfat, label, uuid: format!("{:04X}-{:04X}", serial >> 16, serial & 0xffff), free: None })
+    Some(FsFacts {
+        fs: FsType::Vfat,
+        label,
+        uuid: format!("{:04X}-{:04X}", serial >> 16, serial & 0xffff),
+        free: None,
+    })
 }
 
 #[cfg(test)]
@@ -130,7 +148,10 @@ mod tests {
         let mut head = vec![0u8; PROBE_BYTES];
         head[1024 + 56..1024 + 58].copy_from_slice(&0xEF53u16.to_le_bytes());
         head[1024 + 120..1024 + 130].copy_from_slice(b"resin-root");
-        assert_eq!(probe(&head).map(|f| (f.fs, f.label)), Some((FsType::Ext2, "resin-root".to_string())));
+        assert_eq!(
+            probe(&head).map(|f| (f.fs, f.label)),
+            Some((FsType::Ext2, "resin-root".to_string()))
+        );
         head[1024 + 92] = 0x4;
         assert_eq!(probe(&head).map(|f| f.fs), Some(FsType::Ext3));
         head[1024 + 96] = 0x40;

@@ -32,13 +32,17 @@ pub struct PlanImageRequest {
 }
 
 fn file_size(path: &Path, what: &str) -> Result<Bytes, Refusal1x> {
-    std::fs::metadata(path)
-        .map(|m| Bytes(m.len()))
-        .map_err(|e| Refusal1x::Disk { disk: path.display().to_string(), problem: format!("the {what} cannot be read: {e}") })
+    std::fs::metadata(path).map(|m| Bytes(m.len())).map_err(|e| Refusal1x::Disk {
+        disk: path.display().to_string(),
+        problem: format!("the {what} cannot be read: {e}"),
+    })
 }
 
 /// The profile's bootloader files and the free space of the 1.x boot partition.
-pub fn read_boot_files(disk: &SourceDisk1x, profile: &Profile) -> Result<(Vec<BootFile>, Option<Bytes>), Refusal1x> {
+pub fn read_boot_files(
+    disk: &SourceDisk1x,
+    profile: &Profile,
+) -> Result<(Vec<BootFile>, Option<Bytes>), Refusal1x> {
     let shown = disk.path.display().to_string();
     let fail = |problem: String| Refusal1x::Disk { disk: shown.clone(), problem };
     let matched = source_disk::match_profile(disk, profile)?;
@@ -67,7 +71,8 @@ pub fn read_boot_files(disk: &SourceDisk1x, profile: &Profile) -> Result<(Vec<Bo
         };
         files.push(BootFile { name: name.clone(), bytes });
     }
-    let free = fs.stats().ok().map(|s| Bytes(u64::from(s.free_clusters()) * u64::from(s.cluster_size())));
+    let free =
+        fs.stats().ok().map(|s| Bytes(u64::from(s.free_clusters()) * u64::from(s.cluster_size())));
     Ok((files, free))
 }
 
@@ -85,8 +90,7 @@ pub fn plan_with_initramfs(req: &PlanImageRequest, initramfs: Bytes) -> Result<P
     let app_data = app_data::measure(&req.data_root, &req.profile)?;
     let kernel = file_size(&req.kernel, "kernel")?;
     if planner::armed_by_firmware(&req.profile) {
-        grub::uefi::check_efi_stub(&req.kernel)
-            .map_err(Refusal1x::KernelNotEfi)?;
+        grub::uefi::check_efi_stub(&req.kernel).map_err(Refusal1x::KernelNotEfi)?;
     }
     let (boot_files, boot_free) = read_boot_files(&disk, &req.profile)?;
     let image = image_probe::probe(&req.image).map_err(crate::stage::Refusal::from)?;
@@ -124,7 +128,10 @@ pub fn run(req: &PlanImageRequest, json: bool) -> i32 {
         }
         Err(e) => {
             if json {
-                println!("{}", serde_json::json!({ "error": format!("refused: {e}; nothing was changed") }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": format!("refused: {e}; nothing was changed") })
+                );
             }
             eprintln!("error: refused: {e}; nothing was changed");
             crate::stage::EXIT_REFUSED

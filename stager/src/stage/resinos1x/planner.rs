@@ -16,10 +16,10 @@ use crate::stage::image_probe::ImageFacts;
 use crate::stage::planning::{self, ENTRY_ID, ENTRY_TITLE, STAGING_DIR};
 use board_profiles::{BootMode, Bootloader, Profile};
 use plan::{
-    BackupItem, BackupSet, BackupVolume, Bytes, ConfigJson, DiskId, Extent, FailurePolicy, FileChange, FileChangeKind,
-    FsPartition, FsType, GrubChanges, GrubRoute, ModuleLoad, NetworkSources, PartitionIdentity, PartitionRole, Plan,
-    SectorSize, Sectors, Sha256Hex, SourceDisk, Staging, TableKind, TargetImage, TargetLayout, TargetPartition,
-    FORMAT_VERSION,
+    BackupItem, BackupSet, BackupVolume, Bytes, ConfigJson, DiskId, Extent, FailurePolicy,
+    FileChange, FileChangeKind, FsPartition, FsType, GrubChanges, GrubRoute, ModuleLoad,
+    NetworkSources, PartitionIdentity, PartitionRole, Plan, SectorSize, Sectors, Sha256Hex,
+    SourceDisk, Staging, TableKind, TargetImage, TargetLayout, TargetPartition, FORMAT_VERSION,
 };
 
 /// Where resinOS 1.x mounts its boot partition (balenahup `upgrade-1.x-to-2.x.sh` reads
@@ -93,8 +93,17 @@ pub struct Plan1x {
 }
 
 fn identity(disk: &SourceDisk1x, m: &Matched) -> Result<PartitionIdentity, Refusal1x> {
-    PartitionIdentity::mbr(disk.signature, m.found.number, m.found.start, m.found.size, SectorSize::S512)
-        .map_err(|e| Refusal1x::Disk { disk: disk.path.display().to_string(), problem: format!("partition {}: {e}", m.found.number) })
+    PartitionIdentity::mbr(
+        disk.signature,
+        m.found.number,
+        m.found.start,
+        m.found.size,
+        SectorSize::S512,
+    )
+    .map_err(|e| Refusal1x::Disk {
+        disk: disk.path.display().to_string(),
+        problem: format!("partition {}: {e}", m.found.number),
+    })
 }
 
 fn bytes_of(sectors: Sectors) -> Bytes {
@@ -126,18 +135,34 @@ fn target_partitions(image: &ImageFacts, profile: &Profile) -> Vec<TargetPartiti
 }
 
 /// Refuses a staging partition that flashing would reach before the migration is done.
-pub fn check_staging_safe(staging: &Matched, partitions: &[TargetPartition], image: &ImageFacts) -> Result<(), Refusal1x> {
+pub fn check_staging_safe(
+    staging: &Matched,
+    partitions: &[TargetPartition],
+    image: &ImageFacts,
+) -> Result<(), Refusal1x> {
     let span = Extent::new(staging.found.start, staging.found.size);
     let image_end = Sectors(image.table.end().0);
     if span.start >= image_end {
         return Ok(());
     }
     let root_b = partitions.iter().find(|p| p.role == PartitionRole::RootB);
-    let inside_root_b = root_b.map(|p| Extent::new(p.disk_start, p.size).contains(&span)).unwrap_or(false);
+    let inside_root_b =
+        root_b.map(|p| Extent::new(p.disk_start, p.size).contains(&span)).unwrap_or(false);
     if inside_root_b {
         // EBRs of the image's logical partitions are written with the table; none may lie there.
-        if let Some(ebr) = image.table.logicals.iter().filter_map(|l| l.ebr).find(|e| span.contains(&Extent::new(Sectors(e.0), Sectors(1)))) {
-            return Err(overlap(staging, &span, "extended boot record", Extent::new(Sectors(ebr.0), Sectors(1))));
+        if let Some(ebr) = image
+            .table
+            .logicals
+            .iter()
+            .filter_map(|l| l.ebr)
+            .find(|e| span.contains(&Extent::new(Sectors(e.0), Sectors(1))))
+        {
+            return Err(overlap(
+                staging,
+                &span,
+                "extended boot record",
+                Extent::new(Sectors(ebr.0), Sectors(1)),
+            ));
         }
         return Ok(());
     }
@@ -207,14 +232,19 @@ pub fn armed_by_firmware(profile: &Profile) -> bool {
 }
 
 fn sha256(bytes: &[u8]) -> Sha256Hex {
-    Sha256Hex::from_digest(&sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(bytes)))
+    Sha256Hex::from_digest(&sha2::Digest::finalize(
+        <sha2::Sha256 as sha2::Digest>::new_with_prefix(bytes),
+    ))
 }
 
 /// Builds and validates the plan.
 pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
     let profile = i.profile;
     let matched = source_disk::match_profile(i.disk, profile)?;
-    let specifics = profile.resinos1x.as_ref().ok_or_else(|| units(format!("profile {} has no [resinos1x] table", profile.name)))?;
+    let specifics = profile
+        .resinos1x
+        .as_ref()
+        .ok_or_else(|| units(format!("profile {} has no [resinos1x] table", profile.name)))?;
     i.config.require_device_type(&profile.device_type).map_err(crate::stage::Refusal::from)?;
     let mut notes = planning::check_image(i.image, profile, i.allow_unknown_device_type)?;
 
@@ -225,7 +255,8 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
             suggestions: source_disk::profile_names(plan::SourceKind::UbuntuGrubHost),
         })
     };
-    let (root, updt, boot) = (find(PartitionRole::RootA)?, find(PartitionRole::RootB)?, find(PartitionRole::Boot)?);
+    let (root, updt, boot) =
+        (find(PartitionRole::RootA)?, find(PartitionRole::RootB)?, find(PartitionRole::Boot)?);
     let data = find(PartitionRole::Data)?;
 
     // The image over the disk.
@@ -237,10 +268,15 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
         });
     }
     let partitions = target_partitions(i.image, profile);
-    let root_b = partitions.iter().find(|p| p.role == PartitionRole::RootB).ok_or_else(|| Refusal1x::ImageMissingPartition {
-        role: PartitionRole::RootB.to_string(),
-        name: profile.target_partition(PartitionRole::RootB).map(|p| p.name.clone()).unwrap_or_default(),
-        profile: profile.name.clone(),
+    let root_b = partitions.iter().find(|p| p.role == PartitionRole::RootB).ok_or_else(|| {
+        Refusal1x::ImageMissingPartition {
+            role: PartitionRole::RootB.to_string(),
+            name: profile
+                .target_partition(PartitionRole::RootB)
+                .map(|p| p.name.clone())
+                .unwrap_or_default(),
+            profile: profile.name.clone(),
+        }
     })?;
     check_staging_safe(updt, &partitions, i.image)?;
 
@@ -260,23 +296,42 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
 
     // What resin-updt (and, on a Raspberry Pi, resin-boot) must hold.
     // The Raspberry Pi GPU firmware and UEFI firmware read only the FAT boot partition.
-    let kernel_on_boot = profile.bootloader == Bootloader::RaspberrypiFirmware || armed_by_firmware(profile);
+    let kernel_on_boot =
+        profile.bootloader == Bootloader::RaspberrypiFirmware || armed_by_firmware(profile);
     // Staging goes into resin-updt's own file system (a directory, removed again by undo),
     // never a new one: nothing the stager does to the spare root is irreversible.
     let (staging_fs, have) = match &updt.found.fs {
-        Some(fs) if matches!(fs.fs, FsType::Ext2 | FsType::Ext3 | FsType::Ext4) => (fs.clone(), fs.free.unwrap_or(Bytes(0))),
+        Some(fs) if matches!(fs.fs, FsType::Ext2 | FsType::Ext3 | FsType::Ext4) => {
+            (fs.clone(), fs.free.unwrap_or(Bytes(0)))
+        }
         found => {
             return Err(Refusal1x::SpareRootNoFs {
                 device: format!("{} (partition {})", updt.expected.name, updt.found.number),
-                found: found.as_ref().map(|f| f.fs.to_string()).unwrap_or_else(|| "no known file system".into()),
+                found: found
+                    .as_ref()
+                    .map(|f| f.fs.to_string())
+                    .unwrap_or_else(|| "no known file system".into()),
             })
         }
     };
     let margin = Bytes(STAGING_MARGIN_1X.get() + have.get() / 20);
     let image_bytes = Bytes(i.image.compressed_size.get() + i.config.bytes.len() as u64);
-    let on_updt = if kernel_on_boot { vec![image_bytes, backup, margin] } else { vec![i.kernel, i.initramfs, image_bytes, backup, margin] };
+    let on_updt = if kernel_on_boot {
+        vec![image_bytes, backup, margin]
+    } else {
+        vec![i.kernel, i.initramfs, image_bytes, backup, margin]
+    };
     let needed = Bytes::checked_sum(on_updt).map_err(units)?;
-    let budget = Budget1x { kernel: i.kernel, initramfs: i.initramfs, image: image_bytes, backup, margin, needed, have, kernel_on_boot };
+    let budget = Budget1x {
+        kernel: i.kernel,
+        initramfs: i.initramfs,
+        image: image_bytes,
+        backup,
+        margin,
+        needed,
+        have,
+        kernel_on_boot,
+    };
     if needed > have {
         return Err(Refusal1x::SpareRootTooSmall {
             device: format!("{} (partition {})", updt.expected.name, updt.found.number),
@@ -290,7 +345,8 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
         });
     }
     if kernel_on_boot {
-        let on_boot = Bytes::checked_sum([i.kernel, i.initramfs, Bytes(64 * 1024)]).map_err(units)?;
+        let on_boot =
+            Bytes::checked_sum([i.kernel, i.initramfs, Bytes(64 * 1024)]).map_err(units)?;
         match i.boot_free {
             Some(free) if free < on_boot => {
                 return Err(Refusal1x::BootPartitionFull {
@@ -302,7 +358,10 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
                 })
             }
             Some(_) => {}
-            None => notes.push(format!("free space on {} not measured; kernel and initramfs ({}) go there", boot.expected.name, on_boot)),
+            None => notes.push(format!(
+                "free space on {} not measured; kernel and initramfs ({}) go there",
+                boot.expected.name, on_boot
+            )),
         }
     }
 
@@ -326,38 +385,67 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
             notes.push(format!("{} is not edited by this stager yet: the migration environment cannot be armed on this board", file.name));
             continue;
         }
-        let Some(edited) = boot_files::edited_bytes(&file.name, file.bytes.as_deref().unwrap_or_default(), &mboot).map_err(units)? else {
+        let Some(edited) =
+            boot_files::edited_bytes(&file.name, file.bytes.as_deref().unwrap_or_default(), &mboot)
+                .map_err(units)?
+        else {
             continue;
         };
         let path = format!("{BOOT_MOUNT}/{}", file.name);
         let change = match &file.bytes {
             None => FileChangeKind::Created,
-            Some(bytes) => FileChangeKind::Modified { backup: format!("{BOOT_MOUNT}/{}", boot_files::backup_name(&file.name)), original_sha256: sha256(bytes) },
+            Some(bytes) => FileChangeKind::Modified {
+                backup: format!("{BOOT_MOUNT}/{}", boot_files::backup_name(&file.name)),
+                original_sha256: sha256(bytes),
+            },
         };
         files.push(FileChange { path, change });
         boot_edits.push(BootEdit { name: file.name.clone(), original: file.bytes.clone(), edited });
     }
     if kernel_on_boot {
-        let names: &[&str] = if by_firmware { &[KERNEL_FILE, INITRAMFS_FILE] } else { &[KERNEL_FILE, INITRAMFS_FILE, CMDLINE_FILE] };
+        let names: &[&str] = if by_firmware {
+            &[KERNEL_FILE, INITRAMFS_FILE]
+        } else {
+            &[KERNEL_FILE, INITRAMFS_FILE, CMDLINE_FILE]
+        };
         for name in names {
-            files.push(FileChange { path: format!("{BOOT_MOUNT}/{name}"), change: FileChangeKind::Created });
+            files.push(FileChange {
+                path: format!("{BOOT_MOUNT}/{name}"),
+                change: FileChangeKind::Created,
+            });
         }
     }
 
     let app_id = i.config.application_id.clone().unwrap_or_else(|| "unassigned".to_string());
     let volumes = match i.app_data.size {
         None => {
-            notes.push(format!("{} does not exist: no application data to carry", i.app_data.source));
+            notes.push(format!(
+                "{} does not exist: no application data to carry",
+                i.app_data.source
+            ));
             Vec::new()
         }
         Some(size) => vec![BackupVolume {
             name: "resin-data".into(),
             restore_to: profile.restore.data.to_restore_location(&app_id),
             // `.`: the contents of 1.x's /mnt/data/resin-data go straight into 2.x's /resin-data.
-            items: vec![BackupItem { source: i.app_data.source.clone(), target: ".".into(), filters: Vec::new(), excludes: i.app_data.excludes.clone(), estimated_size: size }],
+            items: vec![BackupItem {
+                source: i.app_data.source.clone(),
+                target: ".".into(),
+                filters: Vec::new(),
+                excludes: i.app_data.excludes.clone(),
+                estimated_size: size,
+            }],
         }],
     };
-    let wifi_connect = format!("{}/{}", super::app_data::DATA_MOUNT, specifics.wifi_connect_config.replace(board_profiles::APP_ID_PLACEHOLDER, &app_id).trim_start_matches('/'));
+    let wifi_connect = format!(
+        "{}/{}",
+        super::app_data::DATA_MOUNT,
+        specifics
+            .wifi_connect_config
+            .replace(board_profiles::APP_ID_PLACEHOLDER, &app_id)
+            .trim_start_matches('/')
+    );
     let image_file = match i.image.compression {
         plan::Compression::Xz => "resinos.img.xz",
         _ => "resinos.img",
@@ -368,7 +456,12 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
         format_version: FORMAT_VERSION,
         stager_version: env!("CARGO_PKG_VERSION").to_string(),
         profile: profile.profile_ref(),
-        source_disk: SourceDisk { id: disk_id, table: TableKind::Mbr, size: i.disk.size, sector_size: SectorSize::S512 },
+        source_disk: SourceDisk {
+            id: disk_id,
+            table: TableKind::Mbr,
+            size: i.disk.size,
+            sector_size: SectorSize::S512,
+        },
         old_root: FsPartition {
             partition: old_root,
             fs_uuid: root.found.fs.as_ref().map(|f| f.uuid.clone()).unwrap_or_default(),
@@ -412,8 +505,17 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
             restore_to: profile.restore.config_json.to_restore_location(&app_id),
         },
         hostname: i.config.hostname.clone(),
-        modules: ModuleLoad { order_file: format!("/{}", initramfs::MODULE_LOAD_LIST_PATH), modules: planning::wanted_modules(profile) },
-        grub: GrubChanges { entry_id: ENTRY_ID.into(), entry_title: ENTRY_TITLE.into(), route: if by_firmware { GrubRoute::UefiBootNext } else { GrubRoute::BootFiles }, files, env: Vec::new() },
+        modules: ModuleLoad {
+            order_file: format!("/{}", initramfs::MODULE_LOAD_LIST_PATH),
+            modules: planning::wanted_modules(profile),
+        },
+        grub: GrubChanges {
+            entry_id: ENTRY_ID.into(),
+            entry_title: ENTRY_TITLE.into(),
+            route: if by_firmware { GrubRoute::UefiBootNext } else { GrubRoute::BootFiles },
+            files,
+            env: Vec::new(),
+        },
         finalize: profile.finalize_policy(),
         failure: FailurePolicy { step_retries: 3, retry_delay_secs: 5, disk_wait_secs: 30 },
     };
@@ -444,7 +546,11 @@ pub fn render(p: &Plan1x) -> String {
         out.push_str(&format!("Kernel {} and initramfs {} go on the boot partition (the board firmware reads only it).\n", b.kernel, b.initramfs));
     }
     for edit in &p.boot_edits {
-        out.push_str(&format!("\n{BOOT_MOUNT}/{} becomes:\n{}", edit.name, String::from_utf8_lossy(&edit.edited)));
+        out.push_str(&format!(
+            "\n{BOOT_MOUNT}/{} becomes:\n{}",
+            edit.name,
+            String::from_utf8_lossy(&edit.edited)
+        ));
     }
     for note in &p.notes {
         out.push_str(&format!("Note: {note}\n"));

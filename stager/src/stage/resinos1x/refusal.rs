@@ -11,10 +11,19 @@ pub enum Refusal1x {
     NotA1xDisk { disk: String, why: String, suggestions: String },
     #[error("the disk {disk} already runs resinOS 2.x (it has a partition labelled {label}); there is nothing to migrate")]
     Already2x { disk: String, label: String },
-    #[error("the disk {disk} cannot be read: {problem}; check the path (run as root for a device)")]
+    #[error(
+        "the disk {disk} cannot be read: {problem}; check the path (run as root for a device)"
+    )]
     Disk { disk: String, problem: String },
     #[error("partition {number} ({label}) of {disk} is {found}, profile {profile} expects {expected}; this is not the profile's board layout, pick the profile of this board")]
-    WrongFs { disk: String, number: u32, label: String, found: String, expected: String, profile: String },
+    WrongFs {
+        disk: String,
+        number: u32,
+        label: String,
+        found: String,
+        expected: String,
+        profile: String,
+    },
     #[error("the 1.x data partition's {dir} cannot be measured: {problem}; mount resin-data and pass its mount point with --data-root")]
     AppData { dir: String, problem: String },
     #[error("the data to carry over measures {measured:#} (uncompressed, {dir}), over the {limit:#} limit of the resinOS 1.x -> 2.x path (profile {profile}, backup_limit_compressed_mb); data is never truncated: remove application data under {dir} until it is below the limit")]
@@ -33,7 +42,13 @@ pub enum Refusal1x {
         margin: Bytes,
     },
     #[error("the boot partition {device} has {free:#} free but the migration kernel {kernel} + initramfs {initramfs} need {needed:#} there (the board firmware loads them only from it); remove unused files from it or use a smaller initramfs")]
-    BootPartitionFull { device: String, free: Bytes, needed: Bytes, kernel: Bytes, initramfs: Bytes },
+    BootPartitionFull {
+        device: String,
+        free: Bytes,
+        needed: Bytes,
+        kernel: Bytes,
+        initramfs: Bytes,
+    },
     #[error("the staging partition {label} (sectors {start}..{end}) overlaps the 2.x image's {overlaps} (sectors {part_start}..{part_end}), which is written before the migration is done; only resin-rootB (written last) or space past the image may hold it — this device's 1.x layout cannot be migrated in place with this image")]
     StagingOverlap {
         label: String,

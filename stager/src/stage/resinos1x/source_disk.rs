@@ -52,10 +52,12 @@ pub struct SourceDisk1x {
 pub fn read(path: &Path) -> Result<SourceDisk1x, Refusal1x> {
     let disk = path.display().to_string();
     let fail = |problem: String| Refusal1x::Disk { disk: disk.clone(), problem };
-    let table = crate::host::partition_table::read(path, crate::host::units::Bytes(SECTOR)).map_err(|e| fail(e.to_string()))?;
+    let table = crate::host::partition_table::read(path, crate::host::units::Bytes(SECTOR))
+        .map_err(|e| fail(e.to_string()))?;
     let signature = match &table.kind {
         crate::host::partition_table::TableKind::Mbr { disk_signature } => {
-            u32::from_str_radix(disk_signature, 16).map_err(|e| fail(format!("disk signature {disk_signature}: {e}")))?
+            u32::from_str_radix(disk_signature, 16)
+                .map_err(|e| fail(format!("disk signature {disk_signature}: {e}")))?
         }
         crate::host::partition_table::TableKind::Gpt { .. } => {
             return Err(fail("it has a GPT partition table; resinOS 1.x disks use MBR".into()))
@@ -71,10 +73,22 @@ pub fn read(path: &Path) -> Result<SourceDisk1x, Refusal1x> {
             extended = Some((start, size));
             continue;
         }
-        let head = read_head(&mut file, start.get() * SECTOR).map_err(|e| fail(format!("partition {}: {e}", entry.number)))?;
-        partitions.push(SourcePartition { number: entry.number, start, size, fs: fs_probe::probe(&head) });
+        let head = read_head(&mut file, start.get() * SECTOR)
+            .map_err(|e| fail(format!("partition {}: {e}", entry.number)))?;
+        partitions.push(SourcePartition {
+            number: entry.number,
+            start,
+            size,
+            fs: fs_probe::probe(&head),
+        });
     }
-    Ok(SourceDisk1x { path: path.to_path_buf(), signature, size: Sectors(size_bytes / SECTOR), partitions, extended })
+    Ok(SourceDisk1x {
+        path: path.to_path_buf(),
+        signature,
+        size: Sectors(size_bytes / SECTOR),
+        partitions,
+        extended,
+    })
 }
 
 fn read_head(file: &mut File, at: u64) -> std::io::Result<Vec<u8>> {
@@ -111,25 +125,42 @@ pub fn match_profile(disk: &SourceDisk1x, profile: &Profile) -> Result<Vec<Match
         });
     }
     let shown = disk.path.display().to_string();
-    if let Some(label) = disk.partitions.iter().map(SourcePartition::label).find(|l| LABELS_2X.iter().any(|x| x.eq_ignore_ascii_case(l))) {
+    if let Some(label) = disk
+        .partitions
+        .iter()
+        .map(SourcePartition::label)
+        .find(|l| LABELS_2X.iter().any(|x| x.eq_ignore_ascii_case(l)))
+    {
         return Err(Refusal1x::Already2x { disk: shown, label: label.to_string() });
     }
-    let by_label = |name: &str| disk.partitions.iter().find(|p| p.label().eq_ignore_ascii_case(name));
-    let missing: Vec<&str> =
-        profile.source.partitions.iter().filter(|e| by_label(&e.name).is_none()).map(|e| e.name.as_str()).collect();
+    let by_label =
+        |name: &str| disk.partitions.iter().find(|p| p.label().eq_ignore_ascii_case(name));
+    let missing: Vec<&str> = profile
+        .source
+        .partitions
+        .iter()
+        .filter(|e| by_label(&e.name).is_none())
+        .map(|e| e.name.as_str())
+        .collect();
     if !missing.is_empty() {
         let found: Vec<String> = disk
             .partitions
             .iter()
             .map(|p| match &p.fs {
-                Some(fs) if !fs.label.is_empty() => format!("{} {} '{}'", p.number, fs.fs, fs.label),
+                Some(fs) if !fs.label.is_empty() => {
+                    format!("{} {} '{}'", p.number, fs.fs, fs.label)
+                }
                 Some(fs) => format!("{} {}", p.number, fs.fs),
                 None => format!("{} (no known file system)", p.number),
             })
             .collect();
         return Err(Refusal1x::NotA1xDisk {
             disk: shown,
-            why: format!("no partition labelled {} (found: {})", missing.join(", "), found.join("; ")),
+            why: format!(
+                "no partition labelled {} (found: {})",
+                missing.join(", "),
+                found.join("; ")
+            ),
             suggestions: profile_names(SourceKind::UbuntuGrubHost).replace(", ", " or "),
         });
     }
@@ -161,17 +192,28 @@ pub fn role(matched: &[Matched], role: PartitionRole) -> Option<&Matched> {
 /// `resin-boot`), found by probing the file system of every partition the kernel lists in
 /// `/sys/class/block`.
 /// Exactly one must match: none, or several, is refused naming them.
-pub fn find_by_partition_label(root: &crate::host::HostRoot, label: &str) -> Result<PathBuf, Refusal1x> {
+pub fn find_by_partition_label(
+    root: &crate::host::HostRoot,
+    label: &str,
+) -> Result<PathBuf, Refusal1x> {
     use crate::host::block::{self, BlockKind};
-    let not_found = |problem: String| Refusal1x::Disk { disk: format!("(the disk holding {label})"), problem };
+    let not_found =
+        |problem: String| Refusal1x::Disk { disk: format!("(the disk holding {label})"), problem };
     let class_dir = root.path(block::CLASS_DIR);
-    let entries = std::fs::read_dir(&class_dir).map_err(|e| not_found(format!("cannot list {}: {e}; pass --disk", class_dir.display())))?;
-    let mut names: Vec<String> = entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let entries = std::fs::read_dir(&class_dir)
+        .map_err(|e| not_found(format!("cannot list {}: {e}; pass --disk", class_dir.display())))?;
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     let mut found = Vec::new();
     for name in names {
         let Ok(device) = block::by_name(root, &name) else { continue };
-        let Some(disk) = device.parent_disk.clone().filter(|_| device.kind == BlockKind::Partition) else { continue };
+        let Some(disk) = device.parent_disk.clone().filter(|_| device.kind == BlockKind::Partition)
+        else {
+            continue;
+        };
         // The partition's own node, or its sectors on the disk where there is none.
         let region = crate::stage::host_extras::Region::of_partition(root, &device);
         let len = (fs_probe::PROBE_BYTES as u64).min(region.size.get()) as usize;

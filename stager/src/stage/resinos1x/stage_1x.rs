@@ -106,8 +106,17 @@ fn boot_partition(req: &PlanImageRequest) -> Result<BootPartition, Refusal1x> {
         disk: req.disk.display().to_string(),
         problem: format!("profile {} names no boot partition", req.profile.name),
     })?;
-    let identity = PartitionIdentity::mbr(disk.signature, boot.found.number, boot.found.start, boot.found.size, SectorSize::S512)
-        .map_err(|e| Refusal1x::Disk { disk: req.disk.display().to_string(), problem: e.to_string() })?;
+    let identity = PartitionIdentity::mbr(
+        disk.signature,
+        boot.found.number,
+        boot.found.start,
+        boot.found.size,
+        SectorSize::S512,
+    )
+    .map_err(|e| Refusal1x::Disk {
+        disk: req.disk.display().to_string(),
+        problem: e.to_string(),
+    })?;
     let drive = HardDrive {
         number: boot.found.number,
         start_lba: boot.found.start.get(),
@@ -168,17 +177,25 @@ fn prepare(req: &Stage1xRequest) -> Result<Ready, Stage1xError> {
     let plan_json = p.plan.to_json_pretty().map_err(|e| Refusal::HostFact(e.to_string()))?;
     let initramfs = build_initramfs(req, &plan_json)?;
     if initramfs.len() as u64 > estimate.get() {
-        return Err(Refusal::Initramfs(format!("it came to {} bytes, more than the {estimate} planned", initramfs.len())).into());
+        return Err(Refusal::Initramfs(format!(
+            "it came to {} bytes, more than the {estimate} planned",
+            initramfs.len()
+        ))
+        .into());
     }
 
     let vars = EfiVars::at(root.path(&req.efivars));
     vars.check_available().map_err(|e| refuse_boot(e.to_string()))?;
 
     let boot = boot_partition(&req.plan)?;
-    let boot_device = locate::find_partition(root, &boot.identity).map_err(|e| refuse_boot(format!("the boot partition: {e}")))?;
+    let boot_device = locate::find_partition(root, &boot.identity)
+        .map_err(|e| refuse_boot(format!("the boot partition: {e}")))?;
     let boot_mount = root.path(&req.boot_mount);
     let mounted = std::fs::metadata(&boot_mount).map(|m| m.dev()).ok();
-    let wanted = nix::sys::stat::makedev(u64::from(boot_device.device.major), u64::from(boot_device.device.minor));
+    let wanted = nix::sys::stat::makedev(
+        u64::from(boot_device.device.major),
+        u64::from(boot_device.device.minor),
+    );
     if mounted != Some(wanted) {
         return Err(refuse_boot(format!(
             "{} is not where the boot partition {} is mounted; mount it read-write there (`mount /dev/{} {}`)",
@@ -189,7 +206,8 @@ fn prepare(req: &Stage1xRequest) -> Result<Ready, Stage1xError> {
         ))
         .into());
     }
-    let read_only = nix::sys::statvfs::statvfs(&boot_mount).map(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    let read_only = nix::sys::statvfs::statvfs(&boot_mount)
+        .map(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
     if read_only.unwrap_or(true) {
         return Err(refuse_boot(format!(
             "the boot partition is mounted read-only at {}; remount it read-write (`mount -o remount,rw {}`)",
@@ -206,14 +224,19 @@ fn prepare(req: &Stage1xRequest) -> Result<Ready, Stage1xError> {
         ))
         .into());
     }
-    let staging_device = locate::find_partition(root, &p.plan.staging.partition).map_err(|e| refuse_boot(format!("the spare root: {e}")))?;
+    let staging_device = locate::find_partition(root, &p.plan.staging.partition)
+        .map_err(|e| refuse_boot(format!("the spare root: {e}")))?;
     let staging = Region::of_partition(root, &staging_device);
     let (supervisor, api) = supervisor_check(req, &p)?;
     Ok(Ready { p, plan_json, initramfs, boot, staging, vars, boot_dir, supervisor, api })
 }
 
 /// The supervisor the 2.x image ships: `--supervisor-version`, or read from its resin-rootA.
-fn target_supervisor(req: &Stage1xRequest, p: &Plan1x, given: Option<SupervisorVersion>) -> Result<SupervisorVersion, Refusal1x> {
+fn target_supervisor(
+    req: &Stage1xRequest,
+    p: &Plan1x,
+    given: Option<SupervisorVersion>,
+) -> Result<SupervisorVersion, Refusal1x> {
     if let Some(version) = given {
         return Ok(version);
     }
@@ -226,8 +249,13 @@ fn target_supervisor(req: &Stage1xRequest, p: &Plan1x, given: Option<SupervisorV
     let sector = layout.image_sector_size.bytes_per_sector();
     let start = Bytes(root_a.image_start.get().saturating_mul(sector));
     let len = Bytes(root_a.size.get().saturating_mul(sector));
-    let tag = target_supervisor::read_supervisor_tag(&req.plan.image, p.plan.image.compression, start, len)
-        .map_err(|e| Refusal1x::SupervisorMark(e.to_string()))?;
+    let tag = target_supervisor::read_supervisor_tag(
+        &req.plan.image,
+        p.plan.image.compression,
+        start,
+        len,
+    )
+    .map_err(|e| Refusal1x::SupervisorMark(e.to_string()))?;
     SupervisorVersion::parse(&tag).map_err(|e| {
         Refusal1x::SupervisorMark(format!(
             "the image's SUPERVISOR_TAG: {e}; pass --supervisor-version vX.Y.Z (or --no-supervisor-update)"
@@ -236,19 +264,28 @@ fn target_supervisor(req: &Stage1xRequest, p: &Plan1x, given: Option<SupervisorV
 }
 
 /// Whether the device is to be marked for a supervisor update: asks the API (reads only).
-fn supervisor_check(req: &Stage1xRequest, p: &Plan1x) -> Result<(MarkPlan, Option<Api>), Refusal1x> {
+fn supervisor_check(
+    req: &Stage1xRequest,
+    p: &Plan1x,
+) -> Result<(MarkPlan, Option<Api>), Refusal1x> {
     let (given, ca_cert) = match &req.supervisor {
-        SupervisorRequest::Skip => return Ok((MarkPlan::Skip { reason: "--no-supervisor-update".into() }, None)),
+        SupervisorRequest::Skip => {
+            return Ok((MarkPlan::Skip { reason: "--no-supervisor-update".into() }, None))
+        }
         SupervisorRequest::Mark { version, ca_cert } => (*version, ca_cert.clone()),
     };
     let access = match supervisor_mark::api_access_from_file(&req.plan.config) {
         Ok(access) => access,
-        Err(supervisor_mark::MarkError::Config { detail, .. }) => return Ok((MarkPlan::Skip { reason: detail }, None)),
+        Err(supervisor_mark::MarkError::Config { detail, .. }) => {
+            return Ok((MarkPlan::Skip { reason: detail }, None))
+        }
         Err(e) => return Err(Refusal1x::SupervisorMark(e.to_string())),
     };
     let target = target_supervisor(req, p, given)?;
-    let api = Api::new(access, ca_cert.as_deref()).map_err(|e| Refusal1x::SupervisorMark(e.to_string()))?;
-    let decided = supervisor_mark::decide(&api, target).map_err(|e| Refusal1x::SupervisorMark(e.to_string()))?;
+    let api = Api::new(access, ca_cert.as_deref())
+        .map_err(|e| Refusal1x::SupervisorMark(e.to_string()))?;
+    let decided = supervisor_mark::decide(&api, target)
+        .map_err(|e| Refusal1x::SupervisorMark(e.to_string()))?;
     log::info!("{}", decided.describe());
     Ok((decided, Some(api)))
 }
@@ -287,23 +324,36 @@ fn steps_text(req: &Stage1xRequest, ready: &Ready) -> String {
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
-    let mut file = std::fs::File::create(path).map_err(|e| format!("create {}: {e}", path.display()))?;
+    let mut file =
+        std::fs::File::create(path).map_err(|e| format!("create {}: {e}", path.display()))?;
     file.write_all(bytes).map_err(|e| format!("write {}: {e}", path.display()))?;
     file.sync_all().map_err(|e| format!("fsync {}: {e}", path.display()))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), String> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| format!("fsync {}: {e}", dir.display()))
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("fsync {}: {e}", dir.display()))
 }
 
-fn all_steps(run: &mut Run<'_>, req: &Stage1xRequest, ready: &Ready) -> Result<u16, (String, String)> {
+fn all_steps(
+    run: &mut Run<'_>,
+    req: &Stage1xRequest,
+    ready: &Ready,
+) -> Result<u16, (String, String)> {
     let region = ready.staging.clone();
     let device = run.attach_staging(&region)?;
     let mount_point = run.mount_staging(&device)?;
     // Checked before the step is recorded: its undo removes the directory.
     let staged = mount_point.join(STAGING_DIR.trim_start_matches('/'));
     if staged.exists() {
-        return Err(("write-staging-dir".into(), format!("{} already holds {STAGING_DIR} (an earlier run's); run `stager abort` first", region.host_path)));
+        return Err((
+            "write-staging-dir".into(),
+            format!(
+                "{} already holds {STAGING_DIR} (an earlier run's); run `stager abort` first",
+                region.host_path
+            ),
+        ));
     }
     run.step(Change::WriteStagingDir { dir: STAGING_DIR.into() }, |_| {
         std::fs::create_dir(&staged).map_err(|e| format!("create {}: {e}", staged.display()))?;
@@ -322,7 +372,8 @@ fn all_steps(run: &mut Run<'_>, req: &Stage1xRequest, ready: &Ready) -> Result<u
     run.unmount_staging(&mount_point)?;
     let boot_dir_recorded = req.boot_mount.join(BOOT_DIR).display().to_string();
     run.step(Change::WriteBootDir { dir: boot_dir_recorded }, |_| {
-        std::fs::create_dir(&ready.boot_dir).map_err(|e| format!("create {}: {e}", ready.boot_dir.display()))?;
+        std::fs::create_dir(&ready.boot_dir)
+            .map_err(|e| format!("create {}: {e}", ready.boot_dir.display()))?;
         let kernel = ready.boot_dir.join(file_name(KERNEL_FILE));
         staging_files::copy_file(&req.plan.kernel, &kernel).map_err(|e| e.to_string())?;
         write_file(&ready.boot_dir.join(file_name(INITRAMFS_FILE)), &ready.initramfs)?;
@@ -336,14 +387,21 @@ fn all_steps(run: &mut Run<'_>, req: &Stage1xRequest, ready: &Ready) -> Result<u
         let change = Change::MarkSupervisorUpdate {
             config: req.plan.config.display().to_string(),
             ca_cert: match &req.supervisor {
-                SupervisorRequest::Mark { ca_cert, .. } => ca_cert.as_ref().map(|c| c.display().to_string()),
+                SupervisorRequest::Mark { ca_cert, .. } => {
+                    ca_cert.as_ref().map(|c| c.display().to_string())
+                }
                 SupervisorRequest::Skip => None,
             },
             mark: mark.clone(),
         };
         run.step(change, |_| {
             api.set_release(Some(mark.release_id)).map_err(|e| e.to_string())?;
-            log::info!("device {} marked for supervisor {} in {}", mark.device_id, mark.target, mark.endpoint);
+            log::info!(
+                "device {} marked for supervisor {} in {}",
+                mark.device_id,
+                mark.target,
+                mark.endpoint
+            );
             Ok(((), None))
         })?;
     }
@@ -369,7 +427,11 @@ fn file_name(path: &str) -> &str {
 pub fn run(req: &Stage1xRequest, system: &mut dyn System) -> Result<Outcome1x, Stage1xError> {
     let ready = prepare(req)?;
     if req.dry_run {
-        return Ok(Outcome1x::DryRun(format!("{}{}", planner::render(&ready.p), steps_text(req, &ready))));
+        return Ok(Outcome1x::DryRun(format!(
+            "{}{}",
+            planner::render(&ready.p),
+            steps_text(req, &ready)
+        )));
     }
     let root = &req.root;
     let store = StateStore::new(root);

@@ -58,9 +58,14 @@ pub enum MarkError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MarkPlan {
     /// Nothing to ask or change (`reason` says why: not provisioned, or asked not to).
-    Skip { reason: String },
+    Skip {
+        reason: String,
+    },
     /// The device already runs the target's supervisor or a newer one.
-    NotNewer { current: String, target: SupervisorVersion },
+    NotNewer {
+        current: String,
+        target: SupervisorVersion,
+    },
     Mark(Mark),
 }
 
@@ -102,18 +107,28 @@ pub fn api_access(config: &serde_json::Value) -> Result<ApiAccess, String> {
         Some(serde_json::Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
-    let endpoint = text("apiEndpoint").ok_or("config.json has no apiEndpoint: the device is not provisioned")?;
-    let device_id = text("deviceId").ok_or("config.json has no deviceId: the device is not provisioned")?;
-    let api_key = text("deviceApiKey").or_else(|| text("apiKey")).ok_or("config.json has no deviceApiKey or apiKey")?;
+    let endpoint = text("apiEndpoint")
+        .ok_or("config.json has no apiEndpoint: the device is not provisioned")?;
+    let device_id =
+        text("deviceId").ok_or("config.json has no deviceId: the device is not provisioned")?;
+    let api_key = text("deviceApiKey")
+        .or_else(|| text("apiKey"))
+        .ok_or("config.json has no deviceApiKey or apiKey")?;
     let device_type = text("deviceType").ok_or("config.json has no deviceType")?;
-    Ok(ApiAccess { endpoint: endpoint.trim_end_matches('/').to_string(), device_id, device_type, api_key })
+    Ok(ApiAccess {
+        endpoint: endpoint.trim_end_matches('/').to_string(),
+        device_id,
+        device_type,
+        api_key,
+    })
 }
 
 /// Reads config.json at `path` for [`api_access`].
 pub fn api_access_from_file(path: &Path) -> Result<ApiAccess, MarkError> {
     let fail = |detail: String| MarkError::Config { path: path.display().to_string(), detail };
     let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))?;
     api_access(&value).map_err(fail)
 }
 
@@ -140,7 +155,8 @@ impl Api {
     }
 
     fn url(&self, path: &str, query: &[(&str, String)], what: &str) -> Result<Url, MarkError> {
-        let mut url = Url::parse(&format!("{}/{path}", self.access.endpoint)).map_err(|e| self.error(what, e.to_string()))?;
+        let mut url = Url::parse(&format!("{}/{path}", self.access.endpoint))
+            .map_err(|e| self.error(what, e.to_string()))?;
         {
             let mut pairs = url.query_pairs_mut();
             for (key, value) in query {
@@ -160,21 +176,34 @@ impl Api {
     }
 
     /// Sends with retries; any answer but 2xx is an error naming the status.
-    fn send(&self, method: Method, url: Url, body: Option<&serde_json::Value>, what: &str) -> Result<Response, MarkError> {
+    fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<Response, MarkError> {
         let mut last = String::new();
         for attempt in 1..=ATTEMPTS {
             let mut request = self.client.request(method.clone(), url.clone());
             if let Some(body) = body {
-                request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.to_string());
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.to_string());
             }
             match request.send() {
                 Ok(response) if response.status().is_success() => return Ok(response),
-                Ok(response) if response.status().is_server_error() => last = format!("HTTP {}", response.status()),
+                Ok(response) if response.status().is_server_error() => {
+                    last = format!("HTTP {}", response.status())
+                }
                 Ok(response) => return Err(self.error(what, format!("HTTP {}", response.status()))),
                 // The request's URL holds the key: never show it.
                 Err(e) => last = error_chain(&e.without_url()),
             }
-            log::warn!("resin API {} for {what}: {last} (attempt {attempt} of {ATTEMPTS})", self.access.endpoint);
+            log::warn!(
+                "resin API {} for {what}: {last} (attempt {attempt} of {ATTEMPTS})",
+                self.access.endpoint
+            );
             if attempt < ATTEMPTS {
                 std::thread::sleep(RETRY_PAUSE);
             }
@@ -182,11 +211,18 @@ impl Api {
         Err(self.error(what, last))
     }
 
-    fn get_json(&self, path: &str, query: &[(&str, String)], what: &str) -> Result<serde_json::Value, MarkError> {
+    fn get_json(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        what: &str,
+    ) -> Result<serde_json::Value, MarkError> {
         let url = self.url(path, query, what)?;
         let response = self.send(Method::GET, url, None, what)?;
-        let bytes = response.bytes().map_err(|e| self.error(what, error_chain(&e.without_url())))?;
-        serde_json::from_slice(&bytes).map_err(|e| self.error(what, format!("the answer is not JSON: {e}")))
+        let bytes =
+            response.bytes().map_err(|e| self.error(what, error_chain(&e.without_url())))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| self.error(what, format!("the answer is not JSON: {e}")))
     }
 
     /// The supervisor the device runs and the release the API has set for it.
@@ -198,15 +234,25 @@ impl Api {
             &what,
         )?;
         let Some(device) = answer.pointer("/d/0") else {
-            return Err(self.error(&what, "no such device (empty answer); check config.json's deviceId".into()));
+            return Err(self.error(
+                &what,
+                "no such device (empty answer); check config.json's deviceId".into(),
+            ));
         };
-        let version = device.get("supervisor_version").and_then(|v| v.as_str()).map(str::to_string).filter(|v| !v.is_empty());
+        let version = device
+            .get("supervisor_version")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .filter(|v| !v.is_empty());
         Ok((version, release_id(device.get("supervisor_release"))))
     }
 
     /// The id of supervisor release `version` for the device's type, if the API has it.
     pub fn release(&self, version: SupervisorVersion) -> Result<Option<u64>, MarkError> {
-        let filter = format!("((device_type eq '{}') and (supervisor_version eq '{version}'))", self.access.device_type);
+        let filter = format!(
+            "((device_type eq '{}') and (supervisor_version eq '{version}'))",
+            self.access.device_type
+        );
         let answer = self.get_json(
             "v2/supervisor_release",
             &[("$select", "id,image_name".into()), ("$filter", filter)],
@@ -219,7 +265,13 @@ impl Api {
     pub fn set_release(&self, release: Option<u64>) -> Result<(), MarkError> {
         let what = format!("setting device {}'s supervisor release", self.access.device_id);
         let url = self.url(&format!("v2/device({})", self.access.device_id), &[], &what)?;
-        self.send(Method::PATCH, url, Some(&serde_json::json!({ "supervisor_release": release })), &what).map(|_| ())
+        self.send(
+            Method::PATCH,
+            url,
+            Some(&serde_json::json!({ "supervisor_release": release })),
+            &what,
+        )
+        .map(|_| ())
     }
 }
 
@@ -237,7 +289,10 @@ fn release_id(value: Option<&serde_json::Value>) -> Option<u64> {
 pub fn decide(api: &Api, target: SupervisorVersion) -> Result<MarkPlan, MarkError> {
     let (current, previous_release) = api.device()?;
     let Some(current) = current else {
-        return Err(MarkError::NoCurrentVersion { device_id: api.access.device_id.clone(), target: target.to_string() });
+        return Err(MarkError::NoCurrentVersion {
+            device_id: api.access.device_id.clone(),
+            target: target.to_string(),
+        });
     };
     // A version the API reports but that does not read as one is treated as older: the
     // target's is then marked, as the script's `sort -V` comparison would.
@@ -246,7 +301,10 @@ pub fn decide(api: &Api, target: SupervisorVersion) -> Result<MarkPlan, MarkErro
         return Ok(MarkPlan::NotNewer { current, target });
     }
     let Some(release_id) = api.release(target)? else {
-        return Err(MarkError::NoRelease { target: target.to_string(), device_type: api.access.device_type.clone() });
+        return Err(MarkError::NoRelease {
+            target: target.to_string(),
+            device_type: api.access.device_type.clone(),
+        });
     };
     Ok(MarkPlan::Mark(Mark {
         endpoint: api.access.endpoint.clone(),
@@ -266,7 +324,10 @@ mod tests {
     fn access_comes_from_config_json_and_hides_the_key() {
         let config = serde_json::json!({"apiEndpoint": "https://api.resin.io/", "deviceId": 1234, "apiKey": "k1", "deviceType": "intel-nuc"});
         let access = api_access(&config).unwrap();
-        assert_eq!((access.endpoint.as_str(), access.device_id.as_str(), access.api_key.as_str()), ("https://api.resin.io", "1234", "k1"));
+        assert_eq!(
+            (access.endpoint.as_str(), access.device_id.as_str(), access.api_key.as_str()),
+            ("https://api.resin.io", "1234", "k1")
+        );
         assert!(!format!("{access:?}").contains("k1"));
         let with_device_key = serde_json::json!({"apiEndpoint": "https://a", "deviceId": "7", "apiKey": "user", "deviceApiKey": "dev", "deviceType": "x"});
         assert_eq!(api_access(&with_device_key).unwrap().api_key, "dev");
@@ -280,6 +341,9 @@ mod tests {
         assert_eq!(release_id(None), None);
         assert_eq!(release_id(Some(&serde_json::json!(42))), Some(42));
         assert_eq!(release_id(Some(&serde_json::json!("42"))), Some(42));
-        assert_eq!(release_id(Some(&serde_json::json!({"__deferred": {"uri": "/x"}, "__id": 9}))), Some(9));
+        assert_eq!(
+            release_id(Some(&serde_json::json!({"__deferred": {"uri": "/x"}, "__id": 9}))),
+            Some(9)
+        );
     }
 }

@@ -40,24 +40,11 @@ pub enum TargetSupervisorError {
     #[error("the image {path} is corrupt: its xz stream does not decode ({detail}); download it again (and its .sha256)")]
     CorruptXz { path: PathBuf, detail: String },
     #[error("the image {path} is truncated: it ends at byte {size} but rootA reaches byte {region_end}; download it again (and its .sha256)")]
-    TruncatedImage {
-        path: PathBuf,
-        size: u64,
-        region_end: u64,
-    },
+    TruncatedImage { path: PathBuf, size: u64, region_end: u64 },
     #[error("the file system in rootA of the image {path} reaches past the partition ({len} from byte {start}): the image is damaged; download it again (and its .sha256)")]
-    BeyondPartition {
-        path: PathBuf,
-        start: u64,
-        len: Bytes,
-    },
+    BeyondPartition { path: PathBuf, start: u64, len: Bytes },
     #[error("the image {path} holds no ext4 file system in rootA (byte {start}, {len}): {detail}; check it is the resinOS 2.x image for this board and download it again")]
-    NotExt4 {
-        path: PathBuf,
-        start: u64,
-        len: Bytes,
-        detail: String,
-    },
+    NotExt4 { path: PathBuf, start: u64, len: Bytes, detail: String },
     #[error("the ext4 file system in rootA of the image {path} uses features the stager cannot read ({detail}); give the version the image ships with --supervisor-version vX.Y.Z")]
     Incompatible { path: PathBuf, detail: String },
     #[error("the ext4 file system in rootA of the image {path} is corrupt ({detail}); download the image again (and its .sha256)")]
@@ -89,11 +76,8 @@ pub fn read_supervisor_tag_counted(
     root_a_start: Bytes,
     root_a_len: Bytes,
 ) -> Result<(String, usize), TargetSupervisorError> {
-    let region = Region {
-        path: image.to_path_buf(),
-        start: root_a_start.get(),
-        len: root_a_len.get(),
-    };
+    let region =
+        Region { path: image.to_path_buf(), start: root_a_start.get(), len: root_a_len.get() };
     let restarts = Rc::new(Cell::new(0usize));
     let reader: Box<dyn Ext4Read> = match compression {
         Compression::None => Box::new(RawRegion::open(region.clone())?),
@@ -106,19 +90,15 @@ pub fn read_supervisor_tag_counted(
         }
     };
     let fs = Ext4::load(reader).map_err(|e| load_error(&region, e))?;
-    let conf = fs
-        .read(SUPERVISOR_CONF)
-        .map_err(|e| conf_error(&region, e))?;
+    let conf = fs.read(SUPERVISOR_CONF).map_err(|e| conf_error(&region, e))?;
     drop(fs);
     log::debug!(
         "read {SUPERVISOR_CONF} from rootA of {} ({} decoder restarts)",
         region.path.display(),
         restarts.get()
     );
-    let tag =
-        parse_tag(&String::from_utf8_lossy(&conf)).ok_or_else(|| TargetSupervisorError::NoTag {
-            path: region.path.clone(),
-        })?;
+    let tag = parse_tag(&String::from_utf8_lossy(&conf))
+        .ok_or_else(|| TargetSupervisorError::NoTag { path: region.path.clone() })?;
     Ok((tag, restarts.get()))
 }
 
@@ -131,10 +111,7 @@ pub fn parse_tag(conf: &str) -> Option<String> {
         if line.starts_with('#') {
             continue;
         }
-        let line = line
-            .strip_prefix("export ")
-            .map(str::trim_start)
-            .unwrap_or(line);
+        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
         let Some((name, value)) = line.split_once('=') else {
             continue;
         };
@@ -150,16 +127,10 @@ pub fn parse_tag(conf: &str) -> Option<String> {
 fn shell_word(value: &str) -> String {
     let mut chars = value.chars();
     match chars.next() {
-        Some(quote @ ('"' | '\'')) => chars
-            .take_while(|&c| c != quote)
-            .collect::<String>()
-            .trim()
-            .to_string(),
-        Some(_) => value
-            .split(char::is_whitespace)
-            .next()
-            .unwrap_or("")
-            .to_string(),
+        Some(quote @ ('"' | '\'')) => {
+            chars.take_while(|&c| c != quote).collect::<String>().trim().to_string()
+        }
+        Some(_) => value.split(char::is_whitespace).next().unwrap_or("").to_string(),
         None => String::new(),
     }
 }
@@ -168,10 +139,9 @@ fn load_error(region: &Region, error: Ext4Error) -> TargetSupervisorError {
     let path = region.path.clone();
     match error {
         Ext4Error::Io(inner) => io_error(region, inner),
-        Ext4Error::Incompatible(detail) => TargetSupervisorError::Incompatible {
-            path,
-            detail: detail.to_string(),
-        },
+        Ext4Error::Incompatible(detail) => {
+            TargetSupervisorError::Incompatible { path, detail: detail.to_string() }
+        }
         other => TargetSupervisorError::NotExt4 {
             path,
             start: region.start,
@@ -188,18 +158,13 @@ fn conf_error(region: &Region, error: Ext4Error) -> TargetSupervisorError {
         Ext4Error::NotFound | Ext4Error::NotADirectory => {
             TargetSupervisorError::ConfMissing { path }
         }
-        Ext4Error::Incompatible(detail) => TargetSupervisorError::Incompatible {
-            path,
-            detail: detail.to_string(),
-        },
-        Ext4Error::Corrupt(detail) => TargetSupervisorError::CorruptFs {
-            path,
-            detail: detail.to_string(),
-        },
-        other => TargetSupervisorError::ConfUnreadable {
-            path,
-            detail: other.to_string(),
-        },
+        Ext4Error::Incompatible(detail) => {
+            TargetSupervisorError::Incompatible { path, detail: detail.to_string() }
+        }
+        Ext4Error::Corrupt(detail) => {
+            TargetSupervisorError::CorruptFs { path, detail: detail.to_string() }
+        }
+        other => TargetSupervisorError::ConfUnreadable { path, detail: other.to_string() },
     }
 }
 
@@ -225,10 +190,9 @@ fn io_error(
                 len: Bytes(region.len),
             },
         },
-        Err(other) => TargetSupervisorError::Read {
-            path,
-            source: io::Error::other(other.to_string()),
-        },
+        Err(other) => {
+            TargetSupervisorError::Read { path, source: io::Error::other(other.to_string()) }
+        }
     }
 }
 
@@ -273,10 +237,7 @@ struct RawRegion {
 
 impl RawRegion {
     fn open(region: Region) -> Result<RawRegion, TargetSupervisorError> {
-        let read_error = |source| TargetSupervisorError::Read {
-            path: region.path.clone(),
-            source,
-        };
+        let read_error = |source| TargetSupervisorError::Read { path: region.path.clone(), source };
         let file = File::open(&region.path).map_err(read_error)?;
         let size = file.metadata().map_err(read_error)?.len();
         let region_end = region.start.saturating_add(region.len);
@@ -299,12 +260,10 @@ impl Ext4Read for RawRegion {
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         self.region.check(start_byte, dst.len())?;
         let at = self.region.start + start_byte;
-        self.file
-            .read_exact_at(dst, at)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::UnexpectedEof => Box::new(RegionError::ImageEnds(at)),
-                _ => Box::new(RegionError::Io(e)),
-            })?;
+        self.file.read_exact_at(dst, at).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => Box::new(RegionError::ImageEnds(at)),
+            _ => Box::new(RegionError::Io(e)),
+        })?;
         Ok(())
     }
 }
@@ -324,10 +283,8 @@ struct XzRegion {
 
 impl XzRegion {
     fn open(region: Region, restarts: Rc<Cell<usize>>) -> Result<XzRegion, TargetSupervisorError> {
-        let decoder = open_decoder(&region.path).map_err(|source| TargetSupervisorError::Read {
-            path: region.path.clone(),
-            source,
-        })?;
+        let decoder = open_decoder(&region.path)
+            .map_err(|source| TargetSupervisorError::Read { path: region.path.clone(), source })?;
         Ok(XzRegion {
             region,
             decoder,
@@ -427,9 +384,7 @@ impl Ext4Read for XzRegion {
 
 fn open_decoder(path: &Path) -> io::Result<Decoder> {
     let file = File::open(path)?;
-    Ok(xz2::bufread::XzDecoder::new_multi_decoder(
-        BufReader::with_capacity(XZ_INPUT_BUFFER, file),
-    ))
+    Ok(xz2::bufread::XzDecoder::new_multi_decoder(BufReader::with_capacity(XZ_INPUT_BUFFER, file)))
 }
 
 /// liblzma reports input that stops before the end of the stream as an early EOF, and bad
@@ -438,10 +393,7 @@ fn decode_failure(error: io::Error) -> RegionError {
     if error.kind() == io::ErrorKind::UnexpectedEof {
         return RegionError::TruncatedXz;
     }
-    match error
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<xz2::stream::Error>())
-    {
+    match error.get_ref().and_then(|inner| inner.downcast_ref::<xz2::stream::Error>()) {
         Some(xz2::stream::Error::Mem | xz2::stream::Error::MemLimit) => RegionError::Io(error),
         Some(_) => RegionError::CorruptXz(error.to_string()),
         None if error.kind() == io::ErrorKind::InvalidData => {
@@ -460,11 +412,7 @@ struct BlockCache {
 
 impl BlockCache {
     fn new(capacity: usize) -> BlockCache {
-        BlockCache {
-            blocks: HashMap::new(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
-        }
+        BlockCache { blocks: HashMap::new(), order: VecDeque::new(), capacity: capacity.max(1) }
     }
 
     fn contains(&self, index: u64) -> bool {
@@ -504,28 +452,16 @@ mod tests {
 
     #[test]
     fn quotes_are_removed() {
-        assert_eq!(
-            parse_tag("SUPERVISOR_TAG=\"v6.1.2\"").as_deref(),
-            Some("v6.1.2")
-        );
-        assert_eq!(
-            parse_tag("SUPERVISOR_TAG='v7.0.0'").as_deref(),
-            Some("v7.0.0")
-        );
-        assert_eq!(
-            parse_tag("SUPERVISOR_TAG=\" v6.1.2 \"").as_deref(),
-            Some("v6.1.2")
-        );
+        assert_eq!(parse_tag("SUPERVISOR_TAG=\"v6.1.2\"").as_deref(), Some("v6.1.2"));
+        assert_eq!(parse_tag("SUPERVISOR_TAG='v7.0.0'").as_deref(), Some("v7.0.0"));
+        assert_eq!(parse_tag("SUPERVISOR_TAG=\" v6.1.2 \"").as_deref(), Some("v6.1.2"));
     }
 
     #[test]
     fn comments_and_spaces_are_skipped() {
         let conf = "# SUPERVISOR_TAG=v1.0.0\n\n   SUPERVISOR_TAG=v6.1.2   # the shipped one\r\n  #SUPERVISOR_TAG=v9.9.9\n";
         assert_eq!(parse_tag(conf).as_deref(), Some("v6.1.2"));
-        assert_eq!(
-            parse_tag("export SUPERVISOR_TAG=v6.2.0\n").as_deref(),
-            Some("v6.2.0")
-        );
+        assert_eq!(parse_tag("export SUPERVISOR_TAG=v6.2.0\n").as_deref(), Some("v6.2.0"));
     }
 
     #[test]
@@ -534,10 +470,7 @@ mod tests {
             parse_tag("SUPERVISOR_TAG=v1.0.0\nSUPERVISOR_TAG=v6.1.2\n").as_deref(),
             Some("v6.1.2")
         );
-        assert_eq!(
-            parse_tag("SUPERVISOR_TAG=v6.1.2\nSUPERVISOR_TAG=\n").as_deref(),
-            None
-        );
+        assert_eq!(parse_tag("SUPERVISOR_TAG=v6.1.2\nSUPERVISOR_TAG=\n").as_deref(), None);
     }
 
     #[test]
@@ -565,9 +498,8 @@ mod tests {
     fn read_at(reader: &mut XzRegion, region_start: u64, offset: u64, len: usize) {
         let mut buf = vec![0u8; len];
         Ext4Read::read(reader, offset, &mut buf).unwrap();
-        let expected: Vec<u8> = (0..len as u64)
-            .map(|i| byte_at(region_start + offset + i))
-            .collect();
+        let expected: Vec<u8> =
+            (0..len as u64).map(|i| byte_at(region_start + offset + i)).collect();
         assert!(buf == expected, "wrong bytes at {offset}");
     }
 
@@ -595,10 +527,7 @@ mod tests {
         let mut buf = [0u8; 2];
         let error = Ext4Read::read(&mut reader, len - 1, &mut buf).unwrap_err();
         assert!(
-            matches!(
-                error.downcast_ref::<RegionError>(),
-                Some(RegionError::BeyondPartition)
-            ),
+            matches!(error.downcast_ref::<RegionError>(), Some(RegionError::BeyondPartition)),
             "{error}"
         );
     }
@@ -607,19 +536,12 @@ mod tests {
     fn xz_ending_inside_the_region_says_where() {
         let dir = tempfile::tempdir().unwrap();
         let path = xz_file(dir.path(), 64 * 1024);
-        let region = Region {
-            path,
-            start: 32 * 1024,
-            len: 1024 * 1024,
-        };
+        let region = Region { path, start: 32 * 1024, len: 1024 * 1024 };
         let mut reader = XzRegion::open(region, Rc::new(Cell::new(0))).unwrap();
         let mut buf = [0u8; 4096];
         let error = Ext4Read::read(&mut reader, 64 * 1024, &mut buf).unwrap_err();
         assert!(
-            matches!(
-                error.downcast_ref::<RegionError>(),
-                Some(RegionError::ImageEnds(65536))
-            ),
+            matches!(error.downcast_ref::<RegionError>(), Some(RegionError::ImageEnds(65536))),
             "{error}"
         );
     }
