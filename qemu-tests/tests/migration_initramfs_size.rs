@@ -1,7 +1,8 @@
 //! Issue 7, point 5: the migration initramfs without modules stays within 8 MiB.
 //!
 //! Built from the release (static musl) migrator that `scripts/build-static.sh` makes —
-//! the README's test command builds it before running the tests — with the same pieces
+//! the README's test command builds it before running the tests, which is why this test
+//! lives with the QEMU tests (they need the static binaries too) — with the same pieces
 //! the stager puts in (migrator as /init, the plan), and no compression: the worst case.
 
 use initramfs::{Compression, InitramfsBuilder};
