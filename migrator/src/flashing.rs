@@ -27,6 +27,8 @@ pub enum FlashStepError {
     SectorSize(SectorSize),
     #[error("plan sha256 '{0}' is malformed; re-stage")]
     BadDigest(String),
+    #[error("the plan's layout region (sectors {start} + {len}) reaches past the end of any disk ({source}); re-stage")]
+    Region { start: u64, len: u64, source: plan::UnitError },
     #[error("the journal says {journal} image bytes were written, the staged image has {image}; the image changed since flashing began, re-stage is impossible now: reflash the device")]
     ImageChanged { journal: u64, image: u64 },
     #[error("cannot record flash progress in the journal: {0}")]
@@ -62,8 +64,12 @@ pub fn placement<D: io::Read + io::Seek>(
     if plan.source_disk.sector_size != SectorSize::S512 {
         return Err(FlashStepError::SectorSize(plan.source_disk.sector_size));
     }
-    let region_end =
-        plan.layout.region.end().map_err(|e| FlashStepError::BadDigest(e.to_string()))?;
+    let region = plan.layout.region;
+    let region_end = region.end().map_err(|source| FlashStepError::Region {
+        start: region.start.get(),
+        len: region.len.get(),
+        source,
+    })?;
     let held = crate::written_last::held_range(plan)
         .map_err(|e| FlashStepError::WrittenLast(e.to_string()))?;
     let end = match &held {
@@ -352,4 +358,22 @@ pub fn seal_and_write_last(
         |e: crate::written_last::WrittenLastError| FlashStepError::WrittenLast(e.to_string());
     crate::written_last::seal_staging(staging_root).map_err(written_last)?;
     crate::written_last::write(disk, held).map_err(written_last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plan::{Extent, Sectors};
+
+    /// A region whose end overflows is named as such, not as a malformed sha256.
+    #[test]
+    fn an_overflowing_layout_region_is_reported_as_the_region() {
+        let mut plan = Plan::stem_example();
+        plan.layout.region = Extent::new(Sectors(u64::MAX - 10), Sectors(100));
+        let mut disk = io::Cursor::new(vec![0u8; 4096]);
+        let error = placement(&plan, &mut disk).unwrap_err();
+        assert!(matches!(error, FlashStepError::Region { .. }), "{error:?}");
+        let line = error.to_string();
+        assert!(!line.contains("sha256") && line.contains("layout region"), "{line}");
+    }
 }
