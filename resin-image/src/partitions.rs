@@ -1,0 +1,105 @@
+//! The partition table of a disk image: msdos (primary and logical partitions, through
+//! `mbrman`) or GPT (behind a protective MBR, read here: header at LBA 1, entry array).
+
+use crate::{ByteRange, ImageError, RestartingReader};
+use plan::Bytes;
+
+const SECTOR: u64 = 512;
+const GPT_PROTECTIVE: u8 = 0xEE;
+/// More GPT entries than this are refused as a damaged header.
+const MAX_GPT_ENTRIES: u32 = 1024;
+
+/// One partition of a disk image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    /// As Linux numbers it: 1–4 primary (msdos) or the GPT entry's index + 1, 5… logical.
+    pub number: u32,
+    pub start: Bytes,
+    pub len: Bytes,
+    /// The msdos type byte (`None` on GPT).
+    pub mbr_type: Option<u8>,
+    /// The GPT partition name (`None` on msdos; file-system labels are read elsewhere).
+    pub gpt_name: Option<String>,
+}
+
+/// The partitions of the image `reader` reads, in table order, skipping extended
+/// containers (msdos types 0x05, 0x0F, 0x85) and empty entries.
+pub fn read_partitions(reader: &mut RestartingReader) -> Result<Vec<Partition>, ImageError> {
+    let path = reader.path().to_path_buf();
+    let mut sector = [0u8; SECTOR as usize];
+    reader.read_at(0, &mut sector)?;
+    if !crate::is_disk_sector(&sector) {
+        return Err(ImageError::NotADiskImage { path });
+    }
+    let primary_types: Vec<u8> = sector[446..510].chunks(16).map(|e| e[4]).collect();
+    if primary_types.contains(&GPT_PROTECTIVE) {
+        return read_gpt(reader);
+    }
+    let mut view = ByteRange::new(&mut *reader, 0, u64::MAX / 2);
+    let mbr = mbrman::MBR::read_from(&mut view, SECTOR as u32).map_err(|e| match e {
+        mbrman::Error::Io(io) => ImageError::from_io(&path, io),
+        other => ImageError::PartitionTable { path: path.clone(), detail: other.to_string() },
+    })?;
+    let mut partitions = Vec::new();
+    for (number, entry) in mbr.iter() {
+        if !entry.is_used() || matches!(entry.sys, 0x05 | 0x0F | 0x85) {
+            continue;
+        }
+        partitions.push(Partition {
+            number: number as u32,
+            start: Bytes(u64::from(entry.starting_lba) * SECTOR),
+            len: Bytes(u64::from(entry.sectors) * SECTOR),
+            mbr_type: Some(entry.sys),
+            gpt_name: None,
+        });
+    }
+    Ok(partitions)
+}
+
+fn read_gpt(reader: &mut RestartingReader) -> Result<Vec<Partition>, ImageError> {
+    let path = reader.path().to_path_buf();
+    let damaged = |detail: &str| ImageError::PartitionTable {
+        path: path.clone(),
+        detail: format!("GPT: {detail}"),
+    };
+    let mut header = [0u8; 92];
+    reader.read_at(SECTOR, &mut header)?;
+    if &header[0..8] != b"EFI PART" {
+        return Err(damaged("no header at LBA 1"));
+    }
+    let u32_at = |at: usize| {
+        u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let entries_lba = u64::from_le_bytes(header[72..80].try_into().unwrap_or([0; 8]));
+    let count = u32_at(80);
+    let entry_size = u32_at(84) as usize;
+    if count > MAX_GPT_ENTRIES || !(128..=4096).contains(&entry_size) || entries_lba < 2 {
+        return Err(damaged("implausible entry array"));
+    }
+    let mut array = vec![0u8; count as usize * entry_size];
+    reader.read_at(entries_lba * SECTOR, &mut array)?;
+    let mut partitions = Vec::new();
+    for (index, entry) in array.chunks(entry_size).enumerate() {
+        if entry[0..16].iter().all(|&b| b == 0) {
+            continue;
+        }
+        let first = u64::from_le_bytes(entry[32..40].try_into().unwrap_or([0; 8]));
+        let last = u64::from_le_bytes(entry[40..48].try_into().unwrap_or([0; 8]));
+        if last < first {
+            return Err(damaged("a partition ends before it starts"));
+        }
+        let name: Vec<u16> = entry[56..128]
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .take_while(|&c| c != 0)
+            .collect();
+        partitions.push(Partition {
+            number: index as u32 + 1,
+            start: Bytes(first * SECTOR),
+            len: Bytes((last - first + 1) * SECTOR),
+            mbr_type: None,
+            gpt_name: Some(String::from_utf16_lossy(&name)),
+        });
+    }
+    Ok(partitions)
+}
