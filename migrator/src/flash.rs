@@ -52,6 +52,7 @@ pub mod progress_log;
 pub mod retry;
 mod sequential;
 pub mod target;
+pub mod window;
 pub mod xz_index;
 pub mod xz_stream;
 

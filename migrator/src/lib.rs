@@ -4,7 +4,7 @@
 //! - [`steps`]: the journaled step loop and each step, on any disk file or device.
 //! - One job per module: [`pid1`], [`logging`], [`modules_load`], [`disk`],
 //!   [`blkpg`], [`partdev`], [`mounts`], [`backup`], [`restore`], [`resume`],
-//!   [`fatboot`], [`fatfix`], [`flashing`], [`written_last`], [`uefi_resume`], [`boot_image`], [`relay`]; and the engines [`flash`], [`journal`], [`layout`], [`net`].
+//!   [`fatboot`], [`fatfix`], [`flashing`], [`written_last`], [`staged_fs`], [`uefi_resume`], [`boot_image`], [`relay`]; and the engines [`flash`], [`journal`], [`layout`], [`net`].
 //!
 //! Files the migrator adds in the staging directory (besides the contract's
 //! `journal.0/1`, `migration.log`, `backup/<volume>.tar`, `mbr-gap.orig`):
@@ -36,6 +36,7 @@ pub mod relay;
 pub mod restore;
 pub mod resume;
 pub mod run;
+pub mod staged_fs;
 pub mod steps;
 pub mod uefi_resume;
 pub mod written_last;

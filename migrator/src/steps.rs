@@ -54,6 +54,8 @@ pub enum StepError {
     #[error("relay: {0}")]
     Relay(#[from] crate::relay::RelayError),
     #[error("{0}")]
+    StagedFs(#[from] crate::staged_fs::StagedFsError),
+    #[error("{0}")]
     Plan(String),
 }
 
@@ -295,11 +297,13 @@ pub fn step_backup(ctx: &mut Context<'_>) -> Result<(), StepError> {
     Ok(())
 }
 
-/// Check the staged image, then arm the way back into the migrator after a power cut: on
+/// Check the staged image (its sha256, then the file systems restore and finalize will
+/// open in it), then arm the way back into the migrator after a power cut: on
 /// the UEFI route the firmware option this boot came from goes first in `BootOrder`;
 /// otherwise the boot area is saved and the resume boot code installed.
 pub fn step_arm_resume(ctx: &mut Context<'_>) -> Result<(), StepError> {
     flashing::check_staged_image(ctx.plan, &ctx.image_path())?;
+    crate::staged_fs::check(ctx.plan, &ctx.image_path())?;
     if uefi_resume::applies(ctx.plan) {
         if let Some((range, _)) = written_last::boot_range(ctx.plan)? {
             boot_image::check_old_boot(&ctx.open_disk()?, range)?;

@@ -85,7 +85,9 @@ fn write_at(path: &Path, offset: u64, bytes: &[u8]) {
     file.write_all_at(bytes, offset).unwrap();
 }
 
-fn build_image(dir: &Path, ext4_data: bool) -> PathBuf {
+/// The image: a FAT resin-boot, noise in the roots and resin-state, an empty ext4
+/// resin-data (what restore mounts; the migrator checks it is there before destroying).
+fn build_image(dir: &Path) -> PathBuf {
     let image = dir.join("resin.img");
     std::fs::File::create(&image).unwrap().set_len(IMAGE_SECTORS * SECTOR).unwrap();
     let table = "label: dos\nlabel-id: 0x12345678\n\
@@ -114,12 +116,19 @@ fn build_image(dir: &Path, ext4_data: bool) -> PathBuf {
         let len = (*size * SECTOR).min(3 * MIB) as usize;
         write_at(&image, start * SECTOR, &noise(len, 100 + i as u64));
     }
-    if ext4_data {
-        let data = dir.join("data.ext4");
-        std::fs::File::create(&data).unwrap().set_len(24_576 * SECTOR).unwrap();
-        run("mkfs.ext4", &["-q", "-L", "resin-data", data.to_str().unwrap()]);
-        write_at(&image, 40_960 * SECTOR, &std::fs::read(&data).unwrap());
-    }
+    let data = dir.join("data.ext4");
+    std::fs::File::create(&data).unwrap().set_len(24_576 * SECTOR).unwrap();
+    // The same bytes in every fixture (fixed UUID, hash seed and time): runs are compared.
+    let uuid = "5a0e4e11-0000-4000-8000-000000000006";
+    let made = std::process::Command::new("mkfs.ext4")
+        .args(["-q", "-L", "resin-data", "-U", uuid, "-E", &format!("hash_seed={uuid}")])
+        .arg(&data)
+        .env("E2FSPROGS_FAKE_TIME", "1700000000")
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfs.ext4 failed");
+    write_at(&image, 40_960 * SECTOR, &std::fs::read(&data).unwrap());
     // Boot code bytes in the image's own MBR and gap (its bootloader stand-in).
     write_at(&image, 0, &noise(440, 9));
     write_at(&image, SECTOR, &noise((MIB - SECTOR) as usize, 10));
@@ -219,7 +228,7 @@ fn fixture() -> Fixture {
 }
 
 /// `real_filesystems`: the old root partition holds an ext4 made with `mkfs.ext4 -d`
-/// from the old root tree, and the image's resin-data an empty ext4.
+/// from the old root tree.
 fn fixture_with(signature: u32, real_filesystems: bool) -> Fixture {
     fixture_full(signature, real_filesystems, false)
 }
@@ -229,7 +238,7 @@ fn fixture_with(signature: u32, real_filesystems: bool) -> Fixture {
 fn fixture_full(signature: u32, real_filesystems: bool, staging_fs: bool) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let raw_image = build_image(&dir, real_filesystems);
+    let raw_image = build_image(&dir);
     let raw = std::fs::read(&raw_image).unwrap();
     run("xz", &["-k", "-T1", "-3", raw_image.to_str().unwrap()]);
     let xz = std::fs::read(dir.join("resin.img.xz")).unwrap();
@@ -475,6 +484,106 @@ fn a_damaged_staged_image_returns_to_the_old_os_untouched() {
     assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::OldOs));
     assert_eq!(journal.state().step, Step::Started, "arm-resume refused before writing anything");
     assert!(f.disk_bytes() == original, "the disk changed");
+}
+
+/// How an image is staged: as is, or xz in one block (a customer's `.img.xz` staged as
+/// downloaded) or in many (the stager's re-encoding; 100000-byte blocks, so a partition's
+/// first bytes span two of them).
+#[derive(Debug, Clone, Copy)]
+enum Staged {
+    Raw,
+    XzOneBlock,
+    XzBlocks,
+}
+
+/// Stage `raw` (the disk image) in place of the fixture's image, in `form`; the plan follows.
+fn restage(f: &mut Fixture, raw: &[u8], form: Staged) {
+    let staging_dir = f.staging_dir();
+    std::fs::remove_file(staging_dir.join(&f.plan.image.file)).unwrap();
+    std::fs::write(&f.raw_image, raw).unwrap();
+    let path = f.raw_image.to_str().unwrap();
+    let (file, compression) = match form {
+        Staged::Raw => ("resin.img", Compression::None),
+        Staged::XzOneBlock => {
+            run("xz", &["-k", "-f", "-T1", "-3", path]);
+            ("resin.img.xz", Compression::Xz)
+        }
+        Staged::XzBlocks => {
+            run("xz", &["-k", "-f", "-T2", "-3", "--block-size=100000", path]);
+            ("resin.img.xz", Compression::Xz)
+        }
+    };
+    let staged = match form {
+        Staged::Raw => raw.to_vec(),
+        _ => std::fs::read(format!("{path}.xz")).unwrap(),
+    };
+    std::fs::write(staging_dir.join(file), &staged).unwrap();
+    f.plan.image.file = file.into();
+    f.plan.image.compression = compression;
+    f.plan.image.compressed_size = Bytes(staged.len() as u64);
+    f.plan.image.raw_size = Bytes(raw.len() as u64);
+    f.plan.image.compressed_sha256 = sha256_hex(&staged);
+    f.plan.image.raw_sha256 = sha256_hex(raw);
+    f.plan.validate().unwrap();
+    std::fs::write(staging_dir.join("plan.json"), f.plan.to_json_pretty().unwrap()).unwrap();
+}
+
+/// Issue 15 point 8, seen on a real device: a flasher image (resin-state and resin-data
+/// without a file system) was written over the old root and restore then failed to mount
+/// resin-data with the old OS gone. Staged raw, xz in one block or in many: arm-resume
+/// refuses it naming the partition, what it holds and what restore needs, the loop returns
+/// to the old OS and the disk is byte-identical.
+#[test]
+fn an_image_whose_data_partition_has_no_file_system_is_refused_before_destruction() {
+    for form in [Staged::Raw, Staged::XzOneBlock, Staged::XzBlocks] {
+        let mut f = fixture();
+        let mut raw = std::fs::read(&f.raw_image).unwrap();
+        let data = (40_960 * SECTOR) as usize;
+        raw[data..data + 4 * MIB as usize].copy_from_slice(&noise(4 * MIB as usize, 66));
+        restage(&mut f, &raw, form);
+        let original = f.disk_bytes();
+        let mut fs = f.dirs();
+        let mut ctx = f.context(&mut fs);
+        let error = steps::step_arm_resume(&mut ctx).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "the staged image's resin-data (partition 6) holds no file system where restore \
+             mounts ext4: the image is not a bootable resinOS image; run `stager abort` on the \
+             old OS and stage the resinOS image (not a flasher)",
+            "{form:?}"
+        );
+        let mut journal = Journal::open(&f.staging_dir()).unwrap();
+        assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::OldOs));
+        assert_eq!(journal.state().step, Step::Started, "{form:?}: refused before any write");
+        assert!(f.disk_bytes() == original, "{form:?}: the disk changed");
+    }
+}
+
+/// The same check passes a good image in every staged form, and names a boot partition
+/// holding something else than FAT.
+#[test]
+fn the_file_system_check_passes_a_good_image_and_names_a_wrong_boot_partition() {
+    for form in [Staged::Raw, Staged::XzOneBlock, Staged::XzBlocks] {
+        let mut f = fixture();
+        let raw = std::fs::read(&f.raw_image).unwrap();
+        restage(&mut f, &raw, form);
+        let image = f.staging_dir().join(&f.plan.image.file);
+        migrator::staged_fs::check(&f.plan, &image).unwrap();
+        // resin-boot holding the ext4 of resin-data.
+        let mut wrong = raw.clone();
+        let (boot, data) = ((8192 * SECTOR) as usize, (40_960 * SECTOR) as usize);
+        let ext4 = raw[data..data + 4 * MIB as usize].to_vec();
+        wrong[boot..boot + 4 * MIB as usize].copy_from_slice(&ext4);
+        restage(&mut f, &wrong, form);
+        let image = f.staging_dir().join(&f.plan.image.file);
+        let error = migrator::staged_fs::check(&f.plan, &image).unwrap_err().to_string();
+        assert!(
+            error.starts_with(
+                "the staged image's resin-boot (partition 1) holds ext4 where restore writes into vfat"
+            ),
+            "{form:?}: {error}"
+        );
+    }
 }
 
 /// The backup fails (after arm-resume installed the resume boot code): the loop
