@@ -7,7 +7,8 @@ use std::path::PathBuf;
 /// The secret of a WPA-Personal network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Psk {
-    /// 8..=63 printable ASCII characters.
+    /// 8..=63 bytes (wpa_supplicant and NetworkManager count bytes, so a UTF-8 passphrase of
+    /// fewer characters is fine).
     Passphrase(String),
     /// The derived key, 64 hex digits.
     Raw(String),
@@ -44,6 +45,16 @@ pub(crate) struct Wifi {
     pub source: PathBuf,
 }
 
+/// Why NetworkManager would reject a WPA passphrase: it takes 8..=63 *bytes*
+/// (`nm_utils_wpa_psk_valid`, as wpa_supplicant's own parser), whatever their encoding; a
+/// NUL byte cannot be stored in the keyfile.
+fn passphrase_problem(p: &str) -> Option<String> {
+    if !(8..=63).contains(&p.len()) {
+        return Some(format!("WPA passphrase must be 8..63 bytes, found {}", p.len()));
+    }
+    p.contains('\0').then(|| "WPA passphrase contains a NUL byte".to_string())
+}
+
 impl Wifi {
     pub fn new(ssid: Vec<u8>, security: Security, source: PathBuf) -> Wifi {
         Wifi { ssid, security, hidden: false, priority: None, ipv4: None, source }
@@ -59,16 +70,7 @@ impl Wifi {
             return Some(format!("SSID must be 1..32 bytes, found {}", self.ssid.len()));
         }
         match &self.security {
-            Security::WpaPsk(Psk::Passphrase(p)) | Security::Sae(p) => {
-                let ok =
-                    (8..=63).contains(&p.len()) && p.bytes().all(|b| (0x20..0x7f).contains(&b));
-                (!ok).then(|| {
-                    format!(
-                        "WPA passphrase must be 8..63 printable ASCII characters, found {}",
-                        p.len()
-                    )
-                })
-            }
+            Security::WpaPsk(Psk::Passphrase(p)) | Security::Sae(p) => passphrase_problem(p),
             Security::WpaPsk(Psk::Raw(k)) => {
                 let ok = k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit());
                 (!ok).then(|| "a raw WPA key must be 64 hex digits".to_string())
