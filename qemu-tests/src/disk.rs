@@ -290,3 +290,9 @@ pub fn mkdir_fat(disk: &Path, part: &TablePartition, path: &str) -> Result<()> {
     let spec = format!("{}@@{}", disk.display(), part.offset_bytes());
     run("mmd", ["-i".to_string(), spec, format!("::{path}")]).map(|_| ())
 }
+
+/// Deletes file `path` from the FAT file system of partition `part` of `disk` (no mount).
+pub fn delete_fat_file(disk: &Path, part: &TablePartition, path: &str) -> Result<()> {
+    let spec = format!("{}@@{}", disk.display(), part.offset_bytes());
+    run("mdel", ["-i".to_string(), spec, format!("::{path}")]).map(|_| ())
+}

@@ -58,3 +58,31 @@ pub fn build_efi_image(out: &Path, prefix: &str, modules: &[&str]) -> Result<()>
         .context("grub-mkimage -O x86_64-efi (run scripts/setup.sh: package grub-efi-amd64-bin)")?;
     Ok(())
 }
+
+/// The legacy BIOS GRUB core of a resinOS 2.x x86 image, built the way balena-intel's
+/// `grub_%.bbappend` (`v2.12.7+rev1`) deploys it: `grub-mkimage -c config -p /grub` with
+/// `biosdisk part_msdos fat search linux` built in, where `config` is
+/// `set root=hd0,msdos1` + `set prefix=($root)/grub` (`recipes-bsp/grub/files/config`):
+/// resin-boot must be partition 1 of the first BIOS disk. The same core serves the flasher's
+/// own MBR and, copied by `resin-init-flasher-board`, the internal disk's.
+pub fn build_resin_core_img(out: &Path, work: &Path) -> Result<()> {
+    let config = work.join("grub-core-config");
+    std::fs::write(&config, "set root=hd0,msdos1\nset prefix=($root)/grub\n")?;
+    grub::bootcode::build_core_img_with_config(
+        "/grub",
+        &["biosdisk", "part_msdos", "fat", "search", "linux"],
+        &config,
+        out,
+    )
+    .context("grub-mkimage (resinOS legacy core.img)")?;
+    Ok(())
+}
+
+/// Installs [`build_resin_core_img`]'s core with GRUB's boot.img as `disk`'s BIOS boot code.
+pub fn install_resin_core(disk: &Path, work: &Path) -> Result<()> {
+    let core = work.join("core.img");
+    build_resin_core_img(&core, work)?;
+    grub::bootcode::install_files(disk, &boot_img_path(), &core)
+        .with_context(|| format!("installing GRUB boot code on {}", disk.display()))?;
+    Ok(())
+}

@@ -10,6 +10,7 @@ pub mod console_lines;
 pub mod disk;
 pub mod e2e;
 pub mod fixture;
+pub mod flasher_image;
 pub mod grub_boot;
 pub mod guest_initramfs;
 pub mod host_image;

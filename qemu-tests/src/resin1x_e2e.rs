@@ -261,9 +261,18 @@ pub fn check_carried(lines_1x: &[String], text_2x: &str, run: &Run) -> anyhow::R
         docker.iter().any(|p| p.ends_with("layer.tar")),
         "the 1.x device had no Docker storage to leave behind: {docker:?}"
     );
-    let carried: Vec<&String> =
-        v.data.keys().filter(|p| p.starts_with("docker") || p.ends_with("layer.tar")).collect();
+    // The 2.x image's own resin-data holds its preloaded supervisor under docker/: that, and
+    // nothing else, may be there.
+    let preloaded = crate::resin_image::preloaded_supervisor();
+    let is_preloaded =
+        |p: &str| preloaded.iter().any(|(f, _)| f == p || f.starts_with(&format!("{p}/")));
+    let carried: Vec<&String> = v
+        .data
+        .keys()
+        .filter(|p| (p.starts_with("docker") && !is_preloaded(p)) || p.ends_with("layer.tar"))
+        .collect();
     assert!(carried.is_empty(), "Docker storage carried to 2.x: {carried:?}");
+    assert!(v.summary.preloaded_supervisor, "the 2.x image's preloaded supervisor is gone");
 
     // WiFi: config.json's connman network and WiFi Connect's, as keyfiles with their secrets.
     let config_1x: serde_json::Value = serde_json::from_str(value(lines_1x, "config"))?;
@@ -299,10 +308,12 @@ pub fn check_carried(lines_1x: &[String], text_2x: &str, run: &Run) -> anyhow::R
     for (key, want) in fields.iter().filter(|(k, _)| k.as_str() != "files") {
         assert_eq!(&config_2x[key], want, "config.json {key} not carried: {config_2x}");
     }
-    let data_root = disk::list_ext4_dir(disk, table.number(6)?, "/")?;
-    assert!(
-        !data_root.iter().any(|n| n == "docker"),
-        "Docker storage on the 2.x resin-data: {data_root:?}"
+    let mut data_docker = disk::list_ext4_dir(disk, table.number(6)?, "/docker")?;
+    data_docker.sort();
+    assert_eq!(
+        data_docker,
+        ["image", "overlay2"],
+        "resin-data/docker holds more than the 2.x image's preloaded supervisor"
     );
 
     // The firmware's boot variables: the migration's option armed by stage-1x is gone, from

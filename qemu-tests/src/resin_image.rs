@@ -10,6 +10,15 @@
 //! `/EFI/BOOT/bootx64.efi` and the BIOS GRUB files under `/grub/` on resin-boot, and its
 //! balena-image.bbappend installs one grub.cfg as both `/EFI/BOOT/grub.cfg` and `/grub/grub.cfg`.
 //! Shipped xz-compressed with a sha256 file, the way a real image is served.
+//!
+//! Like a real image (meta-resin `v2.12.5` `resin-image.bb` 61, 70; `image-resin.bbclass`
+//! 269) resin-boot carries the flag file `/resin-image` ("DO NOT REMOVE THIS FILE") and the
+//! machine's `device-type.json` — the very file the flasher carries too, so it names
+//! `resin-image-flasher` as its yocto image even here. Its legacy BIOS GRUB core is built as
+//! balena-intel's ([`grub_boot::build_resin_core_img`]: `hd0,msdos1` hard-coded). Its
+//! resin-data is, as a real image's is (balena-intel facts: `docker-disk.inc` prebuilds it with
+//! the preloaded supervisor), not empty: it holds a preloaded-supervisor stand-in under
+//! `docker/` ([`preloaded_supervisor`]) that the verdict checks is still there, intact.
 
 use crate::disk::{self, SECTOR_BYTES};
 use crate::grub_boot;
@@ -81,7 +90,7 @@ pub const IMAGE_SECTORS: u64 = 328 * MIB_SECTORS;
 
 /// Built into the GRUB EFI application (it has no module directory): what grub.cfg runs
 /// (serial console, `search --label`, `echo`, `linux`/`initrd` from ext4 on an MBR disk).
-const EFI_GRUB_MODULES: [&str; 14] = [
+pub const EFI_GRUB_MODULES: [&str; 14] = [
     "fat",
     "part_msdos",
     "ext2",
@@ -97,6 +106,65 @@ const EFI_GRUB_MODULES: [&str; 14] = [
     "test",
     "boot",
 ];
+
+/// The flag file a normal (non-flasher) image carries at the root of its boot partition.
+pub const IMAGE_FLAG_FILE: &str = "resin-image";
+/// Content of resinOS flag files (meta-resin `image-resin.bbclass` line 269).
+pub const FLAG_FILE_CONTENT: &str = "DO NOT REMOVE THIS FILE\n";
+/// The Yocto machine of the intel-nuc images of the 2.12 era (balena-intel `v2.12.7+rev1`
+/// `genericx86-64.coffee`, slug intel-nuc).
+pub const MACHINE: &str = "genericx86-64";
+/// The version the stand-in claims.
+pub const VERSION: &str = "2.12.7+rev1";
+
+/// `device-type.json` as meta-resin puts it on the boot partition of both the flasher and
+/// the image inside it (`resin-image.bb` 61, `resin-image-flasher.bb` 51: the same
+/// `${MACHINE}.json`, generated from balena-intel's `genericx86-64.coffee`, whose yocto image
+/// is `resin-image-flasher`), shortened to the fields a tool reads.
+pub fn device_type_json() -> String {
+    format!(
+        "{{\"version\":1,\"slug\":\"{DEVICE_TYPE}\",\"aliases\":[\"nuc\"],\"name\":\"Intel NUC\",\
+         \"arch\":\"amd64\",\"state\":\"released\",\"yocto\":{{\"machine\":\"{MACHINE}\",\
+         \"image\":\"resin-image-flasher\",\"fstype\":\"resinos-img\",\"version\":\"yocto-rocko\",\
+         \"deployArtifact\":\"resin-image-flasher-{MACHINE}.resinos-img\",\"compressed\":true}},\
+         \"configuration\":{{\"config\":{{\"partition\":{{\"primary\":1}},\"path\":\"/config.json\"}}}}}}\n"
+    )
+}
+
+/// The preloaded-supervisor stand-in on resin-data: `(path relative to resin-data, content)`.
+/// A real resin-data holds the supervisor image in balena's storage under `docker/`; this is
+/// its index (`repositories.json`) and one 1 MiB layer file of deterministic bytes, enough to
+/// see whether a migration left it in place and intact or wrote customer data over it.
+pub fn preloaded_supervisor() -> Vec<(String, Vec<u8>)> {
+    let mut state: u64 = 0x5eed_0f05_u64.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let layer: Vec<u8> = (0..(1 << 20) / 8)
+        .flat_map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes()
+        })
+        .collect();
+    let layer_id = crate::stamp::hex(&Sha256::digest(&layer));
+    let index = format!(
+        "{{\"Repositories\":{{\"resin/amd64-supervisor\":{{\"resin/amd64-supervisor:v6.6.0\":\"sha256:{layer_id}\"}}}}}}\n"
+    );
+    vec![
+        ("docker/image/overlay2/repositories.json".to_string(), index.into_bytes()),
+        (format!("docker/overlay2/{layer_id}/diff/usr/src/app/supervisor.bin"), layer),
+    ]
+}
+
+/// The verdict init with the preloaded supervisor's checksums (`sha256sum -c` lines) filled in.
+fn verdict_init(assets: &Path) -> Result<Vec<u8>> {
+    let template = std::fs::read_to_string(assets.join("verdict-init"))?;
+    let sums: String = preloaded_supervisor()
+        .iter()
+        .map(|(path, data)| format!("{}  ./{path}\n", crate::stamp::hex(&Sha256::digest(data))))
+        .collect();
+    anyhow::ensure!(template.contains("@PRELOADED_SUMS@"), "verdict-init lost its placeholder");
+    Ok(template.replace("@PRELOADED_SUMS@", sums.trim_end()).into_bytes())
+}
 
 const RECIPE: &str = concat!(
     include_str!("resin_image.rs"),
@@ -115,6 +183,8 @@ pub struct ResinImage {
     pub sha256_file: PathBuf,
     /// sha256 of the `.xz` file as served.
     pub xz_sha256: String,
+    /// Fingerprint of everything the stand-in is built from (images built from it use it).
+    pub fingerprint: String,
 }
 
 impl ResinImage {
@@ -140,7 +210,7 @@ impl ResinImage {
         }
         let text = std::fs::read_to_string(&sha256_file)?;
         let xz_sha256 = text.split_whitespace().next().unwrap_or_default().to_string();
-        Ok(ResinImage { raw, xz, sha256_file, xz_sha256 })
+        Ok(ResinImage { raw, xz, sha256_file, xz_sha256, fingerprint: fp.hex() })
     }
 
     /// A fresh writable copy of the raw image (for booting the stand-in directly).
@@ -199,11 +269,8 @@ fn build(kernel: &TestKernel, raw: &Path, xz: &Path, sha256_file: &Path) -> Resu
     std::fs::create_dir_all(boot.path("EFI/BOOT"))?;
     grub_boot::build_efi_image(&boot.path("EFI/BOOT/BOOTX64.EFI"), "/EFI/BOOT", &EFI_GRUB_MODULES)?;
     boot.copy("EFI/BOOT/grub.cfg", &assets.join("grub.cfg"), 0o644)?;
-    boot.file(
-        "device-type.json",
-        format!("{{\"slug\":\"{DEVICE_TYPE}\",\"name\":\"Intel NUC\",\"arch\":\"amd64\",\"state\":\"released\"}}\n").as_bytes(),
-        0o644,
-    )?;
+    boot.file("device-type.json", device_type_json().as_bytes(), 0o644)?;
+    boot.file(IMAGE_FLAG_FILE, FLAG_FILE_CONTENT.as_bytes(), 0o644)?;
     boot.file("os-release", b"ID=\"resin-os\"\nNAME=\"resinOS\"\nVERSION_ID=\"2.12.7\"\n", 0o644)?;
 
     // resin-rootA: the kernel and the verdict initramfs.
@@ -211,7 +278,7 @@ fn build(kernel: &TestKernel, raw: &Path, xz: &Path, sha256_file: &Path) -> Resu
     std::fs::create_dir_all(&root_a.root)?;
     root_a.copy("boot/bzImage", &kernel.vmlinuz(), 0o644)?;
     let initramfs = work.join("initramfs");
-    build_busybox_initramfs(&initramfs, kernel, &std::fs::read(assets.join("verdict-init"))?)?;
+    build_busybox_initramfs(&initramfs, kernel, &verdict_init(&assets)?)?;
     root_a.copy("boot/initramfs", &initramfs, 0o644)?;
     root_a.file(
         "etc/os-release",
@@ -220,6 +287,12 @@ fn build(kernel: &TestKernel, raw: &Path, xz: &Path, sha256_file: &Path) -> Resu
     )?;
     let empty = work.join("empty");
     std::fs::create_dir_all(&empty)?;
+    // resin-data: the preloaded supervisor, as the image's prebuilt data partition holds it.
+    let data = RootTree { root: work.join("data") };
+    std::fs::create_dir_all(&data.root)?;
+    for (path, content) in preloaded_supervisor() {
+        data.file(&path, &content, 0o644)?;
+    }
 
     disk::create_sparse(raw, IMAGE_SECTORS * SECTOR_BYTES)?;
     disk::write_table(raw, &mbr_script("0x7e5a0b01", &PARTITIONS, EXTENDED_START, IMAGE_SECTORS))?;
@@ -230,6 +303,7 @@ fn build(kernel: &TestKernel, raw: &Path, xz: &Path, sha256_file: &Path) -> Resu
         let content = match p.label {
             "resin-boot" => &boot.root,
             "resin-rootA" => &root_a.root,
+            "resin-data" => &data.root,
             _ => &empty,
         };
         if p.fs == "vfat" {
@@ -240,7 +314,7 @@ fn build(kernel: &TestKernel, raw: &Path, xz: &Path, sha256_file: &Path) -> Resu
         }
         disk::place_into_fresh_sparse(raw, p.start * SECTOR_BYTES, &fs_file)?;
     }
-    grub_boot::install(raw, "(hd0,msdos1)/grub", &["biosdisk", "part_msdos", "fat"], &work)?;
+    grub_boot::install_resin_core(raw, &work)?;
 
     run("xz", ["-T2", "-6", "-k", "-f", &raw.to_string_lossy()])?;
     let mut hasher = Sha256::new();

@@ -11,6 +11,10 @@ pub struct Summary {
     pub nm_files: u32,
     pub data_files: u32,
     pub migration_log: bool,
+    /// The image's preloaded supervisor (under resin-data's `docker/`) is there and intact.
+    /// Not part of `ok`: the tests that migrate onto the 2.x stand-in assert it themselves.
+    #[serde(default)]
+    pub preloaded_supervisor: bool,
     pub ok: bool,
 }
 

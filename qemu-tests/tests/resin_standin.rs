@@ -1,9 +1,10 @@
 //! The resinOS stand-in boots through its own BIOS GRUB, and its verdict really judges: a bare
-//! image fails it, an image given what a migration delivers passes it.
+//! image fails it, an image given what a migration delivers passes it; the preloaded
+//! supervisor on resin-data is reported intact, and not once something overwrote it.
 
 use qemu_tests::disk::{self, PartitionTable};
 use qemu_tests::qemu::{Drive, Vm, VmConfig};
-use qemu_tests::resin_image::{ResinImage, PARTITIONS};
+use qemu_tests::resin_image::{self, ResinImage, PARTITIONS};
 use qemu_tests::verdict::{Verdict, SUMMARY_MARKER};
 use std::time::Duration;
 
@@ -46,6 +47,9 @@ fn standin_has_resinos_layout_and_a_verdict_that_can_fail_and_pass() -> anyhow::
         "{:?}",
         v.summary
     );
+    // ... but it holds the image's own preloaded supervisor on resin-data, intact.
+    assert!(v.summary.preloaded_supervisor, "{:?}", v.summary);
+    assert_eq!(v.summary.data_files, 0, "preloaded files are not customer data");
 
     // Deliver by hand what the migrator will deliver; the verdict must see each piece.
     let given = image.fresh_raw_copy("standin_given")?;
@@ -67,6 +71,9 @@ fn standin_has_resinos_layout_and_a_verdict_that_can_fail_and_pass() -> anyhow::
         b"[wifi]\nssid=Plant WiFi\n[wifi-security]\npsk=secret one\n",
     )?;
     disk::write_ext4_file(&given, data, "/hello.txt", b"hello\n")?;
+    // Data written over the preloaded supervisor: the verdict must notice.
+    let (index, _) = &resin_image::preloaded_supervisor()[0];
+    disk::write_ext4_file(&given, data, &format!("/{index}"), b"{}\n")?;
     let v = boot_and_judge("standin_given", &given)?;
     assert!(
         v.summary.config_json && v.summary.nm_files == 1 && v.summary.data_files == 1,
@@ -74,6 +81,7 @@ fn standin_has_resinos_layout_and_a_verdict_that_can_fail_and_pass() -> anyhow::
         v.summary
     );
     assert!(!v.summary.ok, "no migration log was delivered, yet the verdict passed");
+    assert!(!v.summary.preloaded_supervisor, "a changed preloaded supervisor passed as intact");
     assert_eq!(
         v.connections,
         vec![("Plant WiFi".into(), "Plant WiFi".into(), "secret one".into())]
