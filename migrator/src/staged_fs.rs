@@ -6,19 +6,18 @@
 //! whose data partition holds nothing (a flasher's, whose state and data partitions carry
 //! no file system) would otherwise be written over the old root and then fail restore with
 //! the old OS gone. The first [`FS_PROBE_BYTES`] of each such partition are decoded from the
-//! staged image ([`crate::flash::window`]) and recognised by their superblock or boot sector.
+//! staged image ([`crate::flash::window`]) and recognised by their superblock or boot sector
+//! (`resin_image::detect_fs`, the one the stager uses on the image at stage time).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use plan::{FsType, PartitionRole, Plan, TableKind, TargetPartition};
 
+use resin_image::{detect_fs, FS_PROBE_BYTES};
+
 use crate::flash::window::{read_windows, Window};
 use crate::flash::FlashError;
-
-/// Bytes from a partition's start that tell its file system (btrfs's superblock lies at
-/// 64 KiB).
-pub const FS_PROBE_BYTES: usize = 64 * 1024 + 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StagedFsError {
@@ -179,47 +178,6 @@ fn partition_number(plan: &Plan, part: &TargetPartition, mbr: &[u8]) -> Option<u
     u32::try_from(i + 5).ok()
 }
 
-/// The file system whose superblock or boot sector `first` (a partition's first bytes,
-/// [`FS_PROBE_BYTES`] to see btrfs) starts with.
-pub fn detect_fs(first: &[u8]) -> Option<FsType> {
-    let at = |offset: usize, len: usize| first.get(offset..offset + len);
-    let le32 = |offset: usize| {
-        at(offset, 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0)
-    };
-    if at(1024 + 56, 2) == Some(&[0x53, 0xEF]) {
-        let compat = le32(1024 + 0x5C);
-        let incompat = le32(1024 + 0x60);
-        let ro_compat = le32(1024 + 0x64);
-        // extents, 64bit, mmp, flex_bg, ea_inode, large_dir, inline_data, csum_seed, encrypt,
-        // casefold; huge_file, gdt_csum, dir_nlink, extra_isize, quota, bigalloc, metadata_csum.
-        let ext4_incompat = 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x4000 | 0x8000 | 0x2000;
-        let ext4_ro = 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x200 | 0x400;
-        return Some(if incompat & ext4_incompat != 0 || ro_compat & ext4_ro != 0 {
-            FsType::Ext4
-        } else if compat & 0x4 != 0 {
-            FsType::Ext3
-        } else {
-            FsType::Ext2
-        });
-    }
-    if at(65536 + 64, 8) == Some(b"_BHRfS_M") {
-        return Some(FsType::Btrfs);
-    }
-    if matches!(at(4096 - 10, 10), Some(b"SWAPSPACE2") | Some(b"SWAP-SPACE")) {
-        return Some(FsType::Swap);
-    }
-    let sector_size = at(11, 2).map(|b| u16::from_le_bytes([b[0], b[1]])).unwrap_or(0);
-    let fat_name = at(54, 3) == Some(b"FAT") || at(82, 5) == Some(b"FAT32");
-    if at(510, 2) == Some(&[0x55, 0xAA])
-        && fat_name
-        && sector_size.is_power_of_two()
-        && (512..=4096).contains(&sector_size)
-    {
-        return Some(FsType::Vfat);
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,12 +194,10 @@ mod tests {
     }
 
     #[test]
-    fn zeros_and_noise_hold_no_file_system() {
-        assert_eq!(detect_fs(&vec![0u8; FS_PROBE_BYTES]), None);
-        assert_eq!(detect_fs(&[]), None);
-        let mut mbr = vec![0u8; 512];
+    fn an_mbr_is_not_a_fat_boot_sector() {
+        let mut mbr = vec![0u8; FS_PROBE_BYTES];
         mbr[510] = 0x55;
         mbr[511] = 0xAA;
-        assert_eq!(detect_fs(&mbr), None, "an MBR is not a FAT boot sector");
+        assert_eq!(detect_fs(&mbr), None);
     }
 }
