@@ -134,8 +134,12 @@ pub fn classify(download: &Download) -> Result<ImageKind, ImageError> {
     }))
 }
 
+/// FAT labels are compared without case: tools may store them upper-cased.
 fn is_flasher_label(label: &Option<String>) -> bool {
-    label.as_deref().is_some_and(|l| l.starts_with(FLASHER_LABEL_PREFIX))
+    label.as_deref().is_some_and(|l| {
+        l.get(..FLASHER_LABEL_PREFIX.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(FLASHER_LABEL_PREFIX))
+    })
 }
 
 /// flash-rootA: the ext partition labelled so, else partition 2 when it holds ext4.

@@ -339,11 +339,12 @@ impl Read for ZipEntryReader {
         }
         if n == 0 {
             if self.done < self.entry.size {
-                return Err(ImageError::Truncated {
-                    path: self.path.clone(),
-                    what: format!("zip entry {}", self.entry.name),
-                }
-                .into());
+                // The central directory at the zip's end was read, so the download is whole:
+                // an entry inflating short is damaged data, not a cut file.
+                return Err(self.corrupt(format!(
+                    "it inflates to {} bytes, the zip records {}",
+                    self.done, self.entry.size
+                )));
             }
             let crc = self.inner.crc().sum();
             if crc != self.entry.crc32 {

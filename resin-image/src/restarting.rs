@@ -28,6 +28,8 @@ pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// Reads larger than this are not cached (ext4-view reads 32 KiB groups of blocks).
 pub const LARGE_READ: usize = 64 * 1024;
 const SKIP_BUFFER: usize = 256 * 1024;
+/// How far forward a cached read keeps the blocks it passes over.
+pub const CACHE_SKIPPED: u64 = 1024 * 1024;
 
 /// Makes a fresh decoded stream from byte 0.
 pub type Opener = Box<dyn FnMut() -> Result<Box<dyn Read + Send>, ImageError> + Send>;
@@ -158,7 +160,7 @@ impl RestartingReader {
                 self.fill(&mut dst[filled..])?;
                 return Ok(());
             }
-            self.seek_stream(block_start)?;
+            self.seek_stream_caching(block_start)?;
             let mut block = vec![0u8; CACHE_BLOCK as usize];
             let n = self.fill_some(&mut block)?;
             block.truncate(n);
@@ -180,6 +182,29 @@ impl RestartingReader {
             size,
             needed: format!("byte {needed} is needed"),
         }
+    }
+
+    /// [`RestartingReader::seek_stream`] for a cached read: a short way forward from a block
+    /// boundary ([`CACHE_SKIPPED`] at most) keeps the blocks passed over, since a file-system
+    /// walk soon wants what lies between two of its reads (bitmaps and inode tables between
+    /// group descriptors and directories, a file's first blocks next to its directory).
+    fn seek_stream_caching(&mut self, to: u64) -> Result<(), ImageError> {
+        let decoded = self.decoded();
+        let started = matches!(self.source, Source::Stream { decoder: Some(_), .. });
+        if started
+            && decoded <= to
+            && to - decoded <= CACHE_SKIPPED
+            && decoded.is_multiple_of(CACHE_BLOCK)
+        {
+            while self.decoded() < to {
+                let index = self.decoded() / CACHE_BLOCK;
+                let mut block = vec![0u8; CACHE_BLOCK as usize];
+                self.fill(&mut block)?;
+                self.cache.insert(index, block);
+            }
+            return Ok(());
+        }
+        self.seek_stream(to)
     }
 
     /// Positions the decoder at `to`: restarts it when `to` lies behind, then decodes and
