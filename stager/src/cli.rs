@@ -508,9 +508,9 @@ fn run_profiles(command: Option<&ProfilesCommand>, catalog: &ProfileCatalog, jso
 /// Prints a one-line error (and, with --json, `{"error": ...}` on stdout); returns `code`.
 pub fn print_error(message: &str, json: bool, code: i32) -> i32 {
     if json {
-        println!("{}", serde_json::json!({ "error": message }));
+        crate::console_log::out(&format!("{}\n", serde_json::json!({ "error": message })));
     }
-    eprintln!("error: {message}");
+    crate::console_log::err(&format!("error: {message}\n"));
     code
 }
 

@@ -39,6 +39,10 @@ pub struct Status {
     /// The staging partition's device name on this boot, when it could be found by its
     /// identity (disk id + start + size); names can change between boots (sda5 ↔ sdb5).
     pub current_path: Option<String>,
+    /// The last `stage`/`abort` run's outcome line ([`crate::run_log::LAST_RUN`]).
+    pub last_run: Option<String>,
+    /// The stager run holding the lock right now, if one does.
+    pub running: Option<String>,
 }
 
 /// Whether the one-shot the stager armed is still pending: grubenv still holds exactly what
@@ -77,6 +81,21 @@ fn read_staging(dir: &Path) -> (Option<Vec<String>>, Option<String>) {
     (log, journal)
 }
 
+/// Reads the log and journal of a staging file system still mounted where `stage` mounts it
+/// (a run that was killed, or is running): mounting it a second time fails with EBUSY.
+fn read_mounted_staging(root: &HostRoot, status: &mut Status) -> bool {
+    let mount_point = root.path(crate::state::MOUNT_POINT);
+    let dir = mount_point.join(STAGING_DIR.trim_start_matches('/'));
+    if !crate::stage::rollback::is_mount_point(&mount_point) || !dir.is_dir() {
+        return false;
+    }
+    log::info!("staging is still mounted at {}: reading it there", mount_point.display());
+    let (log, journal) = read_staging(&dir);
+    status.log_tail = log;
+    status.journal_step = journal;
+    true
+}
+
 /// Mounts the staging partition read-only, reads its log and journal, lets go of it.
 fn read_current_staging(
     region: &Region,
@@ -112,6 +131,8 @@ fn read_current_staging(
 
 pub fn status(root: &HostRoot, system: &mut dyn System) -> Result<Status, StateError> {
     let store = StateStore::new(root);
+    let last_run = crate::run_log::last(root);
+    let running = crate::run_lock::holder_now(root);
     let Some(state) = store.load()? else {
         return Ok(Status {
             state: None,
@@ -120,6 +141,8 @@ pub fn status(root: &HostRoot, system: &mut dyn System) -> Result<Status, StateE
             journal_step: None,
             staging_problem: None,
             current_path: None,
+            last_run,
+            running,
         });
     };
     let armed = armed(root, &state);
@@ -130,12 +153,15 @@ pub fn status(root: &HostRoot, system: &mut dyn System) -> Result<Status, StateE
         journal_step: None,
         staging_problem: None,
         current_path: None,
+        last_run,
+        running,
     };
-    let read_log = status.armed == Armed::Consumed || !state.armed;
+    // Never while a run is staging: it may be in the middle of mkfs.
+    let read_log = (status.armed == Armed::Consumed || !state.armed) && status.running.is_none();
     match current_staging::locate(root, &state) {
         Ok(current) => {
             status.current_path = current.by_identity.then(|| current.region.host_path.clone());
-            if read_log {
+            if read_log && !read_mounted_staging(root, &mut status) {
                 read_current_staging(
                     &current.region,
                     &root.path(STATUS_MOUNT_POINT),
@@ -149,9 +175,39 @@ pub fn status(root: &HostRoot, system: &mut dyn System) -> Result<Status, StateE
     Ok(status)
 }
 
+/// The lines about the runs themselves: one running now, the last one's outcome, the log.
+fn runs_text(status: &Status) -> String {
+    let mut out = String::new();
+    if let Some(holder) = &status.running {
+        out.push_str(&format!("A stager run is in progress now ({holder}); wait for it to end before staging or aborting.\n"));
+    }
+    if let Some(last) = &status.last_run {
+        out.push_str(&format!("Last run: {last}.\n"));
+    }
+    if status.last_run.is_some() {
+        out.push_str(&format!("Log of the stager's runs: {}\n", crate::run_log::LOG_FILE));
+    }
+    out
+}
+
+/// The journal's last recorded step, as "step (begun|done)".
+fn stopped_at(state: &StageState) -> String {
+    match state.entries.last() {
+        Some(entry) => format!(
+            "{} ({})",
+            entry.change.name(),
+            if entry.progress == Progress::Done { "done" } else { "begun" }
+        ),
+        None => "before its first step".to_string(),
+    }
+}
+
 pub fn render_text(status: &Status) -> String {
     let Some(state) = &status.state else {
-        return "Nothing is staged (no /var/lib/swapover/state.json).\n".to_string();
+        return format!(
+            "Nothing is staged (no /var/lib/swapover/state.json).\n{}",
+            runs_text(status)
+        );
     };
     let mut out = String::new();
     let device = match &status.current_path {
@@ -173,8 +229,21 @@ pub fn render_text(status: &Status) -> String {
     out.push_str(match status.armed {
         Armed::Yes => "Armed: the next boot starts the migration environment (one boot only).\n",
         Armed::Consumed => "Not armed any more: GRUB used the one-shot entry (or the firmware its BootNext), so the migration environment was booted and the device came back to this OS (or the boot setting was edited). Run `stager abort` to undo the staging, or stage again after reading the log below.\n",
-        Armed::NotArmed => "Staging did not complete (see the changes below); run `stager abort` to undo it.\n",
+        Armed::NotArmed => "",
     });
+    if status.armed == Armed::NotArmed {
+        if status.running.is_some() {
+            out.push_str(&format!(
+                "Staging is in progress (last step {}); the next boot is the old OS until it arms the GRUB entry.\n",
+                stopped_at(state)
+            ));
+        } else {
+            out.push_str(&format!(
+                "Staging did not complete: the run stopped at step {} (killed or a power cut; nothing undid it). The GRUB one-shot entry was not armed, so the device boots the old OS. Run `stager abort` to undo what the journal records, or `stager stage` again, which undoes it first and starts over.\n",
+                stopped_at(state)
+            ));
+        }
+    }
     out.push_str("Changes recorded:\n");
     for entry in &state.entries {
         let progress = match entry.progress {
@@ -197,5 +266,6 @@ pub fn render_text(status: &Status) -> String {
     if let Some(problem) = &status.staging_problem {
         out.push_str(&format!("Staging could not be read: {problem}\n"));
     }
+    out.push_str(&runs_text(status));
     out
 }

@@ -5,7 +5,10 @@ use super::execute::ExecuteOptions;
 use super::hook::Hook;
 use super::system::{RealSystem, System};
 use super::{host_extras, StageError, StageOutcome, StageRequest, EXIT_FAILED, EXIT_NOT_NOW};
+use crate::console_log;
 use crate::host::{self, HostRoot};
+use crate::run_session::{RunSession, SessionError};
+use crate::state::StateStore;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -40,37 +43,94 @@ fn load_profile(cmd: &StageCommand) -> Result<board_profiles::Profile, String> {
     }
 }
 
+/// Prints a one-line error (and, with --json, `{"error": ...}` on stdout); never fails.
 fn print_error(message: &str, json: bool) {
     if json {
-        println!("{}", serde_json::json!({ "error": message }));
+        console_log::out(&format!("{}\n", serde_json::json!({ "error": message })));
     }
-    eprintln!("error: {message}");
+    console_log::err(&format!("error: {message}\n"));
+}
+
+fn print_out(text: &str) {
+    console_log::out(&format!("{text}\n"));
 }
 
 /// Runs `stage` against the real system (or, with a fixture `--root`, real mounts but
-/// recorded swap/reboot: see [`super::system::FixtureSystem`]).
+/// recorded swap/reboot: see [`super::system::FixtureSystem`]). A real run holds the host's
+/// run lock, logs to the run log and turns signals into a rollback ([`RunSession`]).
 pub fn run(cmd: &StageCommand, json: bool) -> i32 {
     let root = HostRoot::new(&cmd.root);
-    if root.dir() == std::path::Path::new("/") {
-        run_with(cmd, json, &mut RealSystem)
-    } else {
-        run_with(cmd, json, &mut super::system::FixtureSystem::default())
+    let mut system = system_for(&root);
+    if cmd.dry_run {
+        return run_with(cmd, json, system.as_mut()).0;
     }
+    let session = match RunSession::start(&root, "stage") {
+        Ok(session) => session,
+        Err(e) => {
+            print_error(&e.to_string(), json);
+            return match e {
+                SessionError::Lock(crate::run_lock::LockError::Busy { .. }) => super::EXIT_REFUSED,
+                _ => EXIT_FAILED,
+            };
+        }
+    };
+    let (code, outcome) = match undo_unfinished(&root, system.as_mut()) {
+        Ok(()) => run_with(cmd, json, system.as_mut()),
+        Err(problem) => {
+            print_error(&problem, json);
+            (EXIT_FAILED, format!("error: {problem}"))
+        }
+    };
+    session.finish(&outcome);
+    code
 }
 
-pub fn run_with(cmd: &StageCommand, json: bool, system: &mut dyn System) -> i32 {
+/// A journal left by a run that never finished (a power cut, SIGKILL: nothing rolled it
+/// back) and never armed: undo what it records before staging again. An armed staging is left
+/// for `stager abort` (planning refuses it, saying so).
+fn undo_unfinished(root: &HostRoot, system: &mut dyn System) -> Result<(), String> {
+    let store = StateStore::new(root);
+    let state = match store.load() {
+        Ok(Some(state)) if !state.armed => state,
+        Ok(_) => return Ok(()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let last = state.entries.last().map_or("none", |e| e.change.name());
+    log::warn!(
+        "a previous run stopped at step {last} without finishing or rolling back (killed, or a power cut): undoing the {} changes its journal records, then staging again",
+        state.entries.len()
+    );
+    crate::interrupt::enter_critical();
+    let report = super::rollback::rollback(root, &state, system);
+    if !report.complete() {
+        return Err(format!(
+            "cannot undo the unfinished staging a previous run left ({}); fix that, then run `stager abort`",
+            report.failed.join("; ")
+        ));
+    }
+    log::info!("the unfinished staging was undone: {}", super::execute::describe(&report));
+    if let Some(interrupted) = crate::interrupt::received() {
+        return Err(format!(
+            "{interrupted} while the unfinished staging was undone; it was undone completely, nothing else was changed; run `stager stage` again"
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `stage`; returns the exit code and the outcome line recorded for `stager status`.
+pub fn run_with(cmd: &StageCommand, json: bool, system: &mut dyn System) -> (i32, String) {
     let profile = match load_profile(cmd) {
         Ok(profile) => profile,
         Err(e) => {
             print_error(&e, json);
-            return super::EXIT_REFUSED;
+            return (super::EXIT_REFUSED, format!("error: {e}"));
         }
     };
     let migrator = match crate::migrator_payload::load(cmd.migrator.as_deref()) {
         Ok(bytes) => bytes,
         Err(e) => {
             print_error(&e.to_string(), json);
-            return EXIT_FAILED;
+            return (EXIT_FAILED, format!("error: {e}"));
         }
     };
     let root = HostRoot::new(&cmd.root);
@@ -104,48 +164,51 @@ pub fn run_with(cmd: &StageCommand, json: bool, system: &mut dyn System) -> i32 
         Ok(StageOutcome::DryRun { text, plan }) => {
             if json {
                 match plan.plan.to_json_pretty() {
-                    Ok(text) => println!("{text}"),
+                    Ok(text) => print_out(&text),
                     Err(e) => {
                         print_error(&e.to_string(), json);
-                        return EXIT_FAILED;
+                        return (EXIT_FAILED, format!("error: {e}"));
                     }
                 }
             } else {
-                print!("{text}");
-                println!("Dry run: nothing was changed.");
+                console_log::out(&text);
+                print_out("Dry run: nothing was changed.");
             }
-            0
+            (0, "dry run: nothing was changed".to_string())
         }
         Ok(StageOutcome::NotNow) => {
             let message = "the backup hook asked to retry later (exit 3); nothing was changed";
             if json {
-                println!("{}", serde_json::json!({ "not_now": message }));
+                print_out(&serde_json::json!({ "not_now": message }).to_string());
             }
-            eprintln!("{message}");
-            EXIT_NOT_NOW
+            console_log::err(&format!("{message}\n"));
+            (EXIT_NOT_NOW, message.to_string())
         }
         Ok(StageOutcome::Staged { report, plan }) => {
-            let message = if report.rebooting {
+            let interrupted = crate::interrupt::received();
+            let mut message = if report.rebooting {
                 "staged and armed; rebooting into the migration environment".to_string()
             } else {
                 "staged and armed; the migration starts at the next reboot (`stager abort` undoes it)".to_string()
             };
+            if let Some(interrupted) = interrupted {
+                message = format!("{interrupted} after the last step had begun, so staging was completed: {message}; not rebooting");
+            }
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "staged": report.staged, "rebooting": report.rebooting, "staging_fs_uuid": plan.plan.staging.fs_uuid })
+                print_out(
+                    &serde_json::json!({ "staged": report.staged, "rebooting": report.rebooting, "staging_fs_uuid": plan.plan.staging.fs_uuid, "interrupted": interrupted.map(|i| i.to_string()) }).to_string(),
                 );
             } else {
-                println!("{message}");
+                print_out(&message);
             }
-            0
+            (0, message)
         }
         Err(error) => {
             print_error(&error.to_string(), json);
             if let StageError::Refused(_) = error {
                 log::info!("refused before any change");
             }
-            error.exit_code()
+            (error.exit_code(), format!("error: {error}"))
         }
     }
 }
@@ -164,19 +227,22 @@ pub fn run_status(root: PathBuf, json: bool) -> i32 {
     match crate::status::status(&root, system.as_mut()) {
         Ok(status) => {
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({
+                print_out(
+                    &serde_json::json!({
                         "staged": status.state.is_some(),
                         "armed": format!("{:?}", status.armed),
                         "changes": status.state.as_ref().map(|s| s.entries.iter().map(|e| format!("{} {:?}", e.change.name(), e.progress)).collect::<Vec<_>>()),
                         "journal_step": status.journal_step,
                         "log_tail": status.log_tail,
                         "staging_problem": status.staging_problem,
+                        "last_run": status.last_run,
+                        "running": status.running,
+                        "log_file": crate::run_log::LOG_FILE,
                     })
+                    .to_string(),
                 );
             } else {
-                print!("{}", crate::status::render_text(&status));
+                console_log::out(&crate::status::render_text(&status));
             }
             0
         }
@@ -187,30 +253,58 @@ pub fn run_status(root: PathBuf, json: bool) -> i32 {
     }
 }
 
+/// `stager abort`: under the run lock, logged, and not interrupted by signals (one that
+/// arrives is noted in the output; the undo runs to its end).
 pub fn run_abort(root: PathBuf, json: bool) -> i32 {
     let root = HostRoot::new(root);
     let mut system = system_for(&root);
-    match crate::abort::abort(&root, system.as_mut()) {
+    let session = match RunSession::start(&root, "abort") {
+        Ok(session) => session,
+        Err(e) => {
+            print_error(&e.to_string(), json);
+            return match e {
+                SessionError::Lock(crate::run_lock::LockError::Busy { .. }) => super::EXIT_REFUSED,
+                _ => EXIT_FAILED,
+            };
+        }
+    };
+    crate::interrupt::enter_critical();
+    let (code, message) = match crate::abort::abort(&root, system.as_mut()) {
         Ok(crate::abort::AbortOutcome::NothingStaged) => {
-            let message = "nothing is staged; nothing to undo";
+            let message = "nothing is staged; nothing to undo".to_string();
             if json {
-                println!("{}", serde_json::json!({ "aborted": false, "message": message }));
+                print_out(&serde_json::json!({ "aborted": false, "message": message }).to_string());
             } else {
-                println!("{message}");
+                print_out(&message);
             }
-            0
+            (0, message)
         }
         Ok(crate::abort::AbortOutcome::Restored(report)) => {
+            let message = format!("aborted: {}", super::execute::describe(&report));
             if json {
-                println!("{}", serde_json::json!({ "aborted": true, "undone": report.undone }));
+                print_out(
+                    &serde_json::json!({ "aborted": true, "undone": report.undone }).to_string(),
+                );
             } else {
-                println!("aborted: {}", super::execute::describe(&report));
+                print_out(&message);
             }
-            0
+            (0, message)
         }
         Err(e) => {
             print_error(&e.to_string(), json);
-            EXIT_FAILED
+            (EXIT_FAILED, format!("error: {e}"))
         }
-    }
+    };
+    let message = match crate::interrupt::received() {
+        Some(interrupted) => {
+            let note = format!(
+                "{interrupted} during abort; the abort was not interrupted and ran to its end"
+            );
+            log::warn!("{note}");
+            format!("{message} ({note})")
+        }
+        None => message,
+    };
+    session.finish(&message);
+    code
 }

@@ -5,6 +5,12 @@
 //! partition as a block device → mkfs.ext4 → mount → write kernel, initramfs, plan, image,
 //! config.json, GRUB files (each fsynced) → unmount → custom.cfg → arm next_entry → sync →
 //! reboot (unless `--no-reboot`). The image was fetched and verified before the first step.
+//! Arming grubenv is the last step: until it is done the next boot is the old OS, whatever
+//! stopped the run (a power cut, SIGKILL), and the journal says what to undo.
+//!
+//! SIGINT/SIGTERM/SIGHUP ([`crate::interrupt`]) are checked before each step and inside the
+//! copies to staging: one that came before the last step began rolls everything back; one
+//! after it leaves the run staged and armed (without the reboot).
 
 use super::fstab_edit;
 use super::host_extras::Region;
@@ -29,6 +35,8 @@ pub struct ExecuteOptions {
 pub enum ExecuteError {
     #[error("staging failed at step {step}: {problem}; {rollback}")]
     Failed { step: String, problem: String, rollback: String },
+    #[error("staging was {interrupted} at step {step}, before the last step began: {rollback}")]
+    Interrupted { interrupted: crate::interrupt::Interrupted, step: String, rollback: String },
     #[error("cannot record the undo journal: {0}; nothing was changed")]
     Journal(#[from] state::StateError),
 }
@@ -56,6 +64,10 @@ impl Run<'_> {
         action: impl FnOnce(&mut Self) -> Result<(T, Option<Change>), String>,
     ) -> Result<T, (String, String)> {
         let name = change.name().to_string();
+        crate::interrupt::test_point(&format!("before:{name}"));
+        if let Err(interrupted) = crate::interrupt::check() {
+            return Err((name, interrupted.to_string()));
+        }
         self.state.entries.push(Entry { change, progress: Progress::Begun });
         self.store.save(&self.state).map_err(|e| (name.clone(), e.to_string()))?;
         log::info!("step {name}: begin");
@@ -68,6 +80,7 @@ impl Run<'_> {
         }
         self.store.save(&self.state).map_err(|e| (name.clone(), e.to_string()))?;
         log::info!("step {name}: done");
+        crate::interrupt::test_point(&format!("after:{name}"));
         if self.fail_after.as_deref() == Some(name.as_str()) {
             return Err((
                 name.clone(),
@@ -134,7 +147,11 @@ impl Run<'_> {
                 store.save(&state)?;
                 system.sync();
                 log::info!("staged and armed: {}", armed(&value));
-                let mut rebooting = !no_reboot;
+                let interrupted = crate::interrupt::received();
+                if let Some(interrupted) = interrupted {
+                    log::warn!("{interrupted} after the last step had begun: staging was completed and armed; not rebooting");
+                }
+                let mut rebooting = !no_reboot && interrupted.is_none();
                 if rebooting {
                     log::info!("rebooting now");
                     if let Err(e) = system.reboot() {
@@ -147,9 +164,17 @@ impl Run<'_> {
                 Ok((value, rebooting))
             }
             Err((step, problem)) => {
-                log::error!("step {step} failed: {problem}; rolling back");
+                let interrupted = crate::interrupt::received();
+                match interrupted {
+                    Some(interrupted) => log::warn!("{interrupted} at step {step}; rolling back"),
+                    None => log::error!("step {step} failed: {problem}; rolling back"),
+                }
                 let report = rollback::rollback(root, &state, system);
-                Err(ExecuteError::Failed { step, problem, rollback: describe(&report) })
+                let rollback = describe(&report);
+                Err(match interrupted {
+                    Some(interrupted) => ExecuteError::Interrupted { interrupted, step, rollback },
+                    None => ExecuteError::Failed { step, problem, rollback },
+                })
             }
         }
     }
@@ -285,6 +310,7 @@ pub fn execute(
         armed: false,
         entries: Vec::new(),
     };
+    crate::interrupt::enter_critical();
     store.save(&state)?;
     let mut run = Run { root, store, state, system, fail_after: options.fail_after.clone() };
     let steps = all_steps(&mut run, sp, migrator);
@@ -296,7 +322,7 @@ pub fn execute(
 pub fn describe(report: &RollbackReport) -> String {
     if report.complete() {
         format!(
-            "everything was rolled back ({})",
+            "everything was rolled back, the host is as it was ({})",
             if report.undone.is_empty() {
                 "nothing to undo".to_string()
             } else {

@@ -1,5 +1,6 @@
 //! Undoing what the journal says was done (or begun), in reverse order. Shared by a failed
 //! `stage` and by `stager abort`; every undo is idempotent, so running it twice is safe.
+//! Nothing here checks for signals ([`crate::interrupt`]): a rollback always runs to its end.
 
 use super::current_staging::{self, CurrentStaging};
 use super::host_extras::Region;
@@ -274,7 +275,7 @@ fn undo_one(
 }
 
 /// Whether `dir` is where a file system is mounted (its device differs from its parent's).
-fn is_mount_point(dir: &Path) -> bool {
+pub(crate) fn is_mount_point(dir: &Path) -> bool {
     match (std::fs::metadata(dir), std::fs::metadata(dir.join(".."))) {
         (Ok(own), Ok(parent)) => own.is_dir() && own.dev() != parent.dev(),
         _ => false,
@@ -297,6 +298,7 @@ fn remove_dir(dir: &Path) -> Result<Option<String>, String> {
 /// saved copies. Keeps going after a failed undo (and reports it) so that as much as
 /// possible is restored; the state file then stays for `stager abort` to retry.
 pub fn rollback(root: &HostRoot, state: &StageState, system: &mut dyn System) -> RollbackReport {
+    crate::interrupt::test_point("rollback");
     let mut report = RollbackReport::default();
     let current = current_staging::locate(root, state)
         .map_err(|e| format!("cannot find the staging partition: {e}"));
@@ -306,6 +308,7 @@ pub fn rollback(root: &HostRoot, state: &StageState, system: &mut dyn System) ->
     }
     let mut detached = Detached { done: Vec::new(), ours };
     for entry in state.entries.iter().rev() {
+        crate::interrupt::test_point(&format!("undo:{}", entry.change.name()));
         match undo_one(root, state, &current, &entry.change, system, &mut detached) {
             Ok(Some(done)) => {
                 log::info!("undo {}: {done}", entry.change.name());

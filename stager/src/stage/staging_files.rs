@@ -34,6 +34,8 @@ pub enum StagingError {
     CoreImg(#[from] grub::bootcode::BootCodeError),
     #[error("the plan cannot be written: {0}")]
     Plan(#[from] plan::PlanError),
+    #[error("{0} while {1} was copied to staging")]
+    Interrupted(crate::interrupt::Interrupted, String),
 }
 
 fn io_err<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> StagingError + 'p {
@@ -61,6 +63,10 @@ pub(crate) fn copy_file(from: &Path, to: &Path) -> Result<String, StagingError> 
         };
         hasher.update(&buf[..n]);
         target.write_all(&buf[..n]).map_err(io_err("write", to))?;
+        // A signal stops a long copy (the image) within a MiB, for the rollback.
+        let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        crate::interrupt::test_point(&format!("copy:{name}"));
+        crate::interrupt::check().map_err(|i| StagingError::Interrupted(i, name))?;
     }
     target.sync_all().map_err(io_err("fsync", to))?;
     Ok(hex::encode(hasher.finalize()))
