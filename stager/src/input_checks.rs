@@ -33,7 +33,10 @@ pub struct CheckRequest {
 /// Splits a one-line refusal, "problem; fix", into (reason, fix).
 fn reason_and_fix(text: &str) -> (String, String) {
     match text.rsplit_once("; ") {
-        Some((reason, fix)) => (reason.to_string(), fix.to_string()),
+        // A check's refusal already reads "...; fix: <fix>": the label is printed once.
+        Some((reason, fix)) => {
+            (reason.to_string(), fix.strip_prefix("fix: ").unwrap_or(fix).to_string())
+        }
         None => (text.to_string(), "see the reason".to_string()),
     }
 }
@@ -374,5 +377,17 @@ mod tests {
             ("the image is for device type a, the profile is for b", "download the b image")
         );
         assert_eq!(reason_and_fix("no fix given").1, "see the reason");
+    }
+
+    #[test]
+    fn a_check_refusal_keeps_one_fix_label() {
+        let refusal = Refusal::Check {
+            id: "memory-without-swap".into(),
+            found: "1 GiB".into(),
+            reason: "too little".into(),
+            fix: "migrate a device with at least 2 GiB of RAM".into(),
+        };
+        let (_, fix) = reason_and_fix(&refusal.to_string());
+        assert_eq!(fix, "migrate a device with at least 2 GiB of RAM");
     }
 }
