@@ -31,17 +31,17 @@
 //!   5 % or 10 s ([`ProgressMode`]).
 
 pub(crate) mod client;
-mod digest;
+pub(crate) mod digest;
 mod download;
 mod error;
 mod local;
 mod outcome;
 mod place;
-mod progress;
+pub(crate) mod progress;
 mod range;
 mod remote;
 mod source;
-mod space;
+pub(crate) mod space;
 
 use std::path::Path;
 use std::time::Duration;

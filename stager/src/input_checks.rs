@@ -4,12 +4,14 @@
 //! [`Refusal`]'s one-line text is split into reason and fix.
 
 use crate::checks::{self, Check, CheckId, CheckInputs, CheckReport, Status};
+use crate::fetch::digest::hash_file;
 use crate::fetch::ImageSource;
 use crate::host::boot_mode::BootMode as HostBootMode;
 use crate::host::units::Bytes;
 use crate::host::{HostFacts, HostRoot};
 use crate::stage::image_probe::{self, ImageFacts};
 use crate::stage::planning::{self, StagePlan};
+use crate::stage::prepare::{self, Prepared};
 use crate::stage::{config_json, gather, Refusal};
 use board_profiles::{BootMode as ProfileBootMode, Profile};
 use plan::TableKind;
@@ -74,21 +76,56 @@ pub fn typical_layout_size(profile: &Profile) -> Option<Bytes> {
     Some(Bytes(total))
 }
 
-/// The local image's facts, or the `image` check that says why there are none.
-fn probe_image(text: &str) -> Result<ImageFacts, Check> {
+/// The local image's facts, or the `image` check that says why there are none. A zip, gzip
+/// or flasher download is prepared first, as `stage` does (in the download cache; the
+/// caller discards the prepared file when the checks are done).
+fn probe_image(
+    root: &HostRoot,
+    text: &str,
+    profile: Option<&Profile>,
+) -> Result<(ImageFacts, Prepared), Check> {
     let found = text.to_string();
-    match ImageSource::parse(text) {
-        Ok(ImageSource::Path(path)) => {
-            image_probe::probe(&path).map_err(|e| fail_with(CheckId::Image, found, &e.to_string()))
+    let path = match ImageSource::parse(text) {
+        Ok(ImageSource::Path(path)) => path,
+        Ok(ImageSource::Url(_)) => {
+            return Err(Check::not_evaluated(
+                CheckId::Image,
+                found,
+                "the image's contents (check downloads nothing)",
+                "download the image and pass its local path to --image",
+            ))
         }
-        Ok(ImageSource::Url(_)) => Err(Check::not_evaluated(
-            CheckId::Image,
-            found,
-            "the image's contents (check downloads nothing)",
-            "download the image and pass its local path to --image",
-        )),
-        Err(e) => Err(fail_with(CheckId::Image, found, &e.to_string())),
+        Err(e) => return Err(fail_with(CheckId::Image, found, &e.to_string())),
+    };
+    let fail = |text: String| fail_with(CheckId::Image, found.clone(), &text);
+    let (sha256, size) = hash_file(&path).map_err(|e| fail(e.to_string()))?;
+    let cache = root.path(crate::stage::DOWNLOAD_DIR);
+    let request = prepare::PrepareRequest {
+        download: &path,
+        download_sha256: sha256.as_str(),
+        download_size: plan::Bytes(size),
+        cache_dir: &cache,
+        firmware: profile.map(crate::stage::firmware_of).unwrap_or(prepare::Firmware::Unknown),
+        progress: crate::fetch::ProgressMode::Auto,
+    };
+    let prepared = prepare::prepare(&request).map_err(|e| fail(e.to_string()))?;
+    match image_probe::probe(&prepared.path) {
+        Ok(mut image) => {
+            image.origin = prepared.origin.clone();
+            Ok((image, prepared))
+        }
+        Err(e) => {
+            prepared.discard();
+            Err(fail(e.to_string()))
+        }
     }
+}
+
+/// What the `image` check says besides "readable": which entry or inner image is staged.
+fn image_reason(image: &ImageFacts) -> String {
+    let mut parts = image.origin.clone();
+    parts.push("an MBR image the stager can read".into());
+    parts.join("; ")
 }
 
 fn image_found(image: &ImageFacts) -> String {
@@ -254,6 +291,23 @@ fn plan(
 /// Every check: the host's (with requirements from flags, profile and image), then the
 /// profile's, the image's, config.json's, and whether `stage` could make its plan.
 pub fn run(root: &HostRoot, facts: &HostFacts, req: &CheckRequest) -> CheckReport {
+    let profile = req.profile.as_ref();
+    let probed = req.image.as_deref().map(|text| probe_image(root, text, profile));
+    let prepared = probed.as_ref().and_then(|p| p.as_ref().ok()).map(|(_, p)| p.clone());
+    let image = probed.map(|p| p.map(|(image, _)| image));
+    let report = run_with_image(root, facts, req, image);
+    if let Some(prepared) = prepared {
+        prepared.discard();
+    }
+    report
+}
+
+fn run_with_image(
+    root: &HostRoot,
+    facts: &HostFacts,
+    req: &CheckRequest,
+    image: Option<Result<ImageFacts, Check>>,
+) -> CheckReport {
     let mut inputs = req.flags.clone();
     let profile = req.profile.as_ref();
     if let Some(profile) = profile {
@@ -261,7 +315,6 @@ pub fn run(root: &HostRoot, facts: &HostFacts, req: &CheckRequest) -> CheckRepor
         inputs.min_memory =
             inputs.min_memory.or(Some(Bytes(planning::MIN_MEMORY_WITHOUT_SWAP.get())));
     }
-    let image = req.image.as_deref().map(probe_image);
     let mut layout_is_estimate = false;
     if inputs.target_layout_size.is_none() {
         match (&image, profile) {
@@ -310,19 +363,11 @@ pub fn run(root: &HostRoot, facts: &HostFacts, req: &CheckRequest) -> CheckRepor
     }
     match (&image, profile) {
         (Some(Ok(image)), Some(profile)) => {
-            report.push(Check::pass(
-                CheckId::Image,
-                image_found(image),
-                "an MBR image the stager can read",
-            ));
+            report.push(Check::pass(CheckId::Image, image_found(image), image_reason(image)));
             report.extend(image_checks(image, profile));
         }
         (Some(Ok(image)), None) => {
-            report.push(Check::pass(
-                CheckId::Image,
-                image_found(image),
-                "an MBR image the stager can read",
-            ));
+            report.push(Check::pass(CheckId::Image, image_found(image), image_reason(image)));
         }
         (Some(Err(check)), _) => report.push(check.clone()),
         (None, _) => {}

@@ -6,9 +6,18 @@
 //! keeping only what is needed in memory: the first MiB, the boot partition (when it is at
 //! most [`MAX_BOOT_CAPTURE`]) and the EBR sectors. Seeks may only go forward past the first
 //! MiB, which is how MBR tables are laid out.
+//!
+//! On the way it refuses a flasher image (see [`flasher_sign`]) and records which file
+//! system each partition's first bytes hold ([`PartitionFs`], by `resin_image::detect_fs`),
+//! for the partitions it can reach going forward: every primary before the extended one,
+//! and the logical partitions after the last EBR (resin-data, the last one in a resinOS
+//! layout). resin-state, a logical partition before the last EBR, is passed while the EBR
+//! chain is read and is not recorded; nothing mounts it during the migration. This costs
+//! one extra read of [`FS_PROBE_BYTES`] per partition, no second pass.
 
 use migrator::layout::{LayoutError, PartitionTable};
-use plan::{Bytes, Compression, Sha256Hex};
+use plan::{Bytes, Compression, FsType, Sha256Hex};
+use resin_image::FS_PROBE_BYTES;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
@@ -39,6 +48,20 @@ pub enum ProbeError {
     Table(String),
     #[error("the image's extended partition chain goes backwards (EBR at byte {at}); the image is not a resinOS image")]
     BackwardSeek { at: u64 },
+    /// Facts: the flag file `/resin-image-flasher` (`/balena-image-flasher`) and the
+    /// `flash-boot` label on a flasher's boot partition (meta-resin v2.12.5
+    /// `resin-image-flasher.bb` lines 41–45, 68; background/resinos-images-facts.md).
+    #[error("the image {path} is a flasher image ({sign}): written to the disk it would boot an installer that wipes the first disk and halts; give the download itself (.zip, .gz, .img) so the stager takes the inner image out of it, not an unpacked or converted copy")]
+    Flasher { path: PathBuf, sign: String },
+}
+
+/// The file system the first bytes of one partition of the image hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionFs {
+    /// Linux's number: 1..=4 primaries, 5.. logicals.
+    pub number: u32,
+    /// `None`: nothing recognised (an empty partition).
+    pub fs: Option<FsType>,
 }
 
 /// What the probe learnt.
@@ -54,6 +77,11 @@ pub struct ImageFacts {
     pub table: PartitionTable,
     /// `slug` of `device-type.json` on the first (boot) partition, when it could be read.
     pub device_type: Result<String, String>,
+    /// What each partition the probe could reach holds (see the module's note).
+    pub filesystems: Vec<PartitionFs>,
+    /// Where the image came from, for a person: set by [`super::prepare`] for a zip, gzip or
+    /// flasher download (e.g. the flasher line), empty otherwise.
+    pub origin: Vec<String>,
 }
 
 impl ImageFacts {
@@ -139,11 +167,33 @@ pub fn probe(path: &Path) -> Result<ImageFacts, ProbeError> {
     let primaries = PartitionTable::from_head(&stream.head).map_err(table_error)?;
     let boot = primaries.primaries.iter().find(|p| !p.is_extended()).copied();
     let mut boot_bytes = None;
+    let mut filesystems = Vec::new();
     if let Some(boot) = boot {
         let (start, len) = (boot.start.0 * SECTOR, boot.size.0 * SECTOR);
         if len <= MAX_BOOT_CAPTURE {
-            boot_bytes = Some(stream.read_range(start, len).map_err(decode_error)?);
+            let bytes = stream.read_range(start, len).map_err(decode_error)?;
+            if let Some(sign) = flasher_sign(&bytes) {
+                return Err(ProbeError::Flasher { path: path.to_path_buf(), sign });
+            }
+            let first = &bytes[..bytes.len().min(FS_PROBE_BYTES)];
+            filesystems
+                .push(PartitionFs { number: boot.number, fs: resin_image::detect_fs(first) });
+            boot_bytes = Some(bytes);
         }
+    }
+    // The other primaries, in ascending order, while they lie before the extended partition
+    // (whose EBR chain is read next).
+    let extended_start = primaries.primaries.iter().find(|p| p.is_extended()).map(|p| p.start.0);
+    let mut others: Vec<_> = primaries
+        .primaries
+        .iter()
+        .filter(|p| !p.is_extended() && Some(p.number) != boot.map(|b| b.number))
+        .filter(|p| extended_start.is_none_or(|e| p.start.0 < e))
+        .copied()
+        .collect();
+    others.sort_by_key(|p| p.start.0);
+    for partition in others {
+        filesystems.push(probe_fs(&mut stream, &partition).map_err(decode_error)?);
     }
     // A decoder failure inside the table reader surfaces as a table error: name it instead.
     let table = PartitionTable::read(&mut stream).map_err(|e| {
@@ -153,6 +203,13 @@ pub fn probe(path: &Path) -> Result<ImageFacts, ProbeError> {
             (None, None) => table_error(e),
         }
     })?;
+    let mut logicals: Vec<_> = table.logicals.clone();
+    logicals.sort_by_key(|p| p.start.0);
+    for partition in &logicals {
+        if partition.start.0 * SECTOR >= stream.consumed {
+            filesystems.push(probe_fs(&mut stream, partition).map_err(decode_error)?);
+        }
+    }
     let (raw_sha256, raw_size) = stream.finish().map_err(decode_error)?;
     // A whole image holds every partition its table lists; a shorter one was cut short
     // (an xz cut short fails above, a raw image can only be caught here).
@@ -180,7 +237,32 @@ pub fn probe(path: &Path) -> Result<ImageFacts, ProbeError> {
         raw_sha256,
         table,
         device_type,
+        filesystems,
+        origin: Vec::new(),
     })
+}
+
+/// The first bytes of `partition` through `stream` (which must not have passed them yet).
+fn probe_fs<R: Read>(
+    stream: &mut ForwardReader<R>,
+    partition: &migrator::layout::Partition,
+) -> io::Result<PartitionFs> {
+    let len = (partition.size.0 * SECTOR).min(FS_PROBE_BYTES as u64);
+    let first = stream.read_range(partition.start.0 * SECTOR, len)?;
+    Ok(PartitionFs { number: partition.number, fs: resin_image::detect_fs(&first) })
+}
+
+/// Why a boot partition's FAT is a flasher's: its flag file or its `flash-*` label.
+pub fn flasher_sign(boot: &[u8]) -> Option<String> {
+    use super::prepare::boot_fat::{inspect, ReadOnly};
+    let contents = inspect(ReadOnly(io::Cursor::new(boot))).ok()?;
+    if let Some(flag) = contents.flasher_flag {
+        Some(format!("its boot partition holds /{flag}"))
+    } else if contents.label.to_ascii_lowercase().starts_with("flash-") {
+        Some(format!("its boot partition is labelled {}", contents.label))
+    } else {
+        None
+    }
 }
 
 /// An error of the xz decoder about the data (not memory, not reading the file).

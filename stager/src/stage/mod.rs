@@ -7,6 +7,10 @@
 //! image's partition table and device type must be read — and every refusal reached —
 //! before swap is turned off. Streaming to staging after swapoff would make those checks
 //! come after the first change. The download directory is a cache: a refusal leaves it.
+//!
+//! A URL download is named `resinos.download` whatever the URL says: its content decides
+//! what it is ([`prepare`] turns a zip, gzip or flasher download into the `.img.xz` that is
+//! staged, in the same cache, before the probe; a refusal after that removes it again).
 
 pub mod backup_estimate;
 pub mod command;
@@ -19,6 +23,7 @@ pub mod hook;
 pub mod host_extras;
 pub mod image_probe;
 pub mod planning;
+pub mod prepare;
 pub mod refusal;
 pub mod resinos1x;
 pub mod rollback;
@@ -102,8 +107,11 @@ impl StageError {
     }
 }
 
-/// Fetches (URL) or verifies (path) the image; returns where the verified file is.
-fn fetch_image(req: &StageRequest) -> Result<PathBuf, StageError> {
+/// The file name of a URL download in [`DOWNLOAD_DIR`].
+pub const DOWNLOAD_NAME: &str = "resinos.download";
+
+/// Fetches (URL) or verifies (path) the image; returns the verified file.
+fn fetch_image(req: &StageRequest) -> Result<fetch::FetchedImage, StageError> {
     let source = ImageSource::parse(&req.image)?;
     let sha256 = match &req.sha256 {
         Some(text) => Some(FetchSha256::parse(text)?),
@@ -112,15 +120,53 @@ fn fetch_image(req: &StageRequest) -> Result<PathBuf, StageError> {
     let options =
         FetchOptions { sha256, ca_certs: req.ca_certs.clone(), ..FetchOptions::default() };
     let dest = match &source {
-        ImageSource::Url(url) => {
+        ImageSource::Url(_) => {
             let dir = req.root.path(DOWNLOAD_DIR);
             std::fs::create_dir_all(&dir).map_err(|e| fetch::FetchError::io("create", &dir, e))?;
-            let name = if url.path().ends_with(".xz") { "resinos.img.xz" } else { "resinos.img" };
-            dir.join(name)
+            dir.join(DOWNLOAD_NAME)
         }
         ImageSource::Path(path) => path.clone(),
     };
-    Ok(fetch::fetch_image(&source, &dest, &options)?.path)
+    Ok(fetch::fetch_image(&source, &dest, &options)?)
+}
+
+/// How a device of `profile` boots the staged image.
+pub fn firmware_of(profile: &Profile) -> prepare::Firmware {
+    match profile.boot_mode {
+        board_profiles::BootMode::Bios => prepare::Firmware::Bios,
+        board_profiles::BootMode::Uefi => prepare::Firmware::Uefi,
+        board_profiles::BootMode::BoardFirmware => prepare::Firmware::Unknown,
+    }
+}
+
+/// Prepares the verified download ([`prepare`]) in `root`'s download cache and probes the
+/// result; a prepared file is removed again when the probe or `then` refuses.
+pub fn prepare_and_probe<T, E: From<Refusal>>(
+    root: &HostRoot,
+    fetched: &fetch::FetchedImage,
+    firmware: prepare::Firmware,
+    then: impl FnOnce(&image_probe::ImageFacts) -> Result<T, E>,
+) -> Result<T, E> {
+    let cache = root.path(DOWNLOAD_DIR);
+    let request = prepare::PrepareRequest {
+        download: &fetched.path,
+        download_sha256: fetched.sha256.as_str(),
+        download_size: fetched.size,
+        cache_dir: &cache,
+        firmware,
+        progress: fetch::ProgressMode::Auto,
+    };
+    let prepared = prepare::prepare(&request).map_err(Refusal::from)?;
+    let result = image_probe::probe(&prepared.path)
+        .map_err(|e| E::from(Refusal::from(e)))
+        .and_then(|mut image| {
+            image.origin = prepared.origin.clone();
+            then(&image)
+        });
+    if result.is_err() {
+        prepared.discard();
+    }
+    result
 }
 
 /// Validates and plans (reading only), as `--dry-run` and the real run share it.
@@ -136,10 +182,11 @@ pub fn plan_stage(req: &StageRequest) -> Result<StagePlan, StageError> {
         allow_unknown_device_type: req.allow_unknown_device_type,
     };
     let gathered = gather::gather(&req.root, &req.facts, &req.profile, &wanted, &req.migrator)?;
-    let image_path = fetch_image(req)?;
-    let image = image_probe::probe(&image_path).map_err(Refusal::from)?;
-    let disk_size = gather::disk_size(&req.root, &req.facts)?;
-    Ok(planning::make_plan(&gathered, &image, disk_size)?)
+    let fetched = fetch_image(req)?;
+    prepare_and_probe(&req.root, &fetched, firmware_of(&req.profile), |image| {
+        let disk_size = gather::disk_size(&req.root, &req.facts)?;
+        Ok(planning::make_plan(&gathered, image, disk_size)?)
+    })
 }
 
 /// The steps `stage` would execute, for `--dry-run`.
@@ -162,7 +209,14 @@ pub fn steps_text(sp: &StagePlan, no_reboot: bool) -> String {
     } else {
         "reboot".into()
     });
-    let mut out = String::from("\nSteps (each recorded in /var/lib/swapover/state.json before it is done, undone in reverse on failure):\n");
+    let mut out = String::new();
+    for line in &sp.origin {
+        out.push_str(&format!("\n{line}"));
+    }
+    if !sp.origin.is_empty() {
+        out.push('\n');
+    }
+    out.push_str("\nSteps (each recorded in /var/lib/swapover/state.json before it is done, undone in reverse on failure):\n");
     for (i, step) in steps.iter().enumerate() {
         out.push_str(&format!("  {:>2}. {step}\n", i + 1));
     }

@@ -15,8 +15,9 @@ use migrator::layout::{place_image, HostDisk};
 use plan::{
     BackupItem, BackupSet, BackupVolume, Bytes, ConfigJson, DiskId, EnvChange, FailurePolicy,
     FileChange, FileChangeKind, FsPartition, FsType, GrubChanges, GrubRoute, ModuleLoad,
-    NetworkSources, PartitionIdentity, Plan, SectorSize, Sectors, Sha256Hex, SourceDisk,
-    SourceKind, Staging, TableKind, TargetImage, TargetLayout, TargetPartition, FORMAT_VERSION,
+    NetworkSources, PartitionIdentity, PartitionRole, Plan, SectorSize, Sectors, Sha256Hex,
+    SourceDisk, SourceKind, Staging, TableKind, TargetImage, TargetLayout, TargetPartition,
+    FORMAT_VERSION,
 };
 use std::path::PathBuf;
 
@@ -104,6 +105,9 @@ pub struct StagePlan {
     pub swap_names: super::fstab_edit::SwapNames,
     /// Things a person should know that do not block staging.
     pub notes: Vec<String>,
+    /// Which entry or inner image of the download is staged, and what was added to it
+    /// (see [`super::prepare`]); empty for a raw or xz image staged as it is.
+    pub origin: Vec<String>,
 }
 
 /// What the staging partition must hold.
@@ -256,6 +260,54 @@ pub fn check_image(
     Ok(notes)
 }
 
+/// What the migrator does with a partition of this role once the image is flashed, when it
+/// mounts or edits it: restore writes config.json and keyfiles into resin-boot's FAT (fatfs,
+/// migrator/src/fatboot.rs) and mounts resin-data to restore the backups (steps.rs
+/// `step_restore`, mounts.rs `open_data_with`, with the profile's file system); finalize
+/// mounts resin-data for the relay (`step_finalize`). Nothing else is mounted.
+fn migrator_use(role: PartitionRole) -> Option<&'static str> {
+    match role {
+        PartitionRole::Boot => Some("writes config.json into"),
+        PartitionRole::Data => Some("restores data into"),
+        _ => None,
+    }
+}
+
+/// Whether `found` can be mounted as `wanted` (the ext4 driver mounts ext2 and ext3 too).
+fn mountable_as(found: FsType, wanted: FsType) -> bool {
+    found == wanted || (wanted == FsType::Ext4 && matches!(found, FsType::Ext2 | FsType::Ext3))
+}
+
+/// Every partition the migrator's restore and finalize will use holds the file system they
+/// expect (issue 15 point 8: a raw flasher's resin-data is empty, and the restore found out
+/// only after the old root was gone).
+pub fn check_filesystems(image: &ImageFacts, profile: &Profile) -> Result<(), Refusal> {
+    let mut expected = profile.target.partitions.clone();
+    expected.sort_by_key(|p| p.order);
+    for (found, wanted) in image.data_partitions().iter().zip(expected.iter()) {
+        let Some(usage) = migrator_use(wanted.role) else { continue };
+        let seen = image.filesystems.iter().find(|f| f.number == found.number);
+        let problem = match seen {
+            None => Some("nothing the stager could read (it lies before the last EBR)".to_string()),
+            Some(seen) => match seen.fs {
+                None => Some("no file system".to_string()),
+                Some(fs) if !mountable_as(fs, wanted.fs) => Some(format!("a {fs} file system")),
+                Some(_) => None,
+            },
+        };
+        if let Some(found_text) = problem {
+            return Err(Refusal::ImageFilesystem {
+                name: wanted.name.clone(),
+                number: found.number,
+                found: found_text,
+                usage,
+                expected: wanted.fs.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn disk_sector_size(table_sector: crate::host::units::Bytes) -> Result<SectorSize, Refusal> {
     SectorSize::new(table_sector.get()).map_err(|e| Refusal::HostFact(e.to_string()))
 }
@@ -285,6 +337,7 @@ pub fn make_plan(
     grub_route(&g.grub)?;
     g.config.require_device_type(&g.profile.device_type)?;
     let mut notes = check_image(image, &g.profile, g.allow_unknown_device_type)?;
+    check_filesystems(image, &g.profile)?;
     if !g.initramfs.unknown.is_empty() {
         notes.push(format!(
             "modules not in this kernel, skipped: {} (built in or not needed here)",
@@ -554,6 +607,7 @@ pub fn make_plan(
         staging_grub_cfg,
         core_img_config,
         budget,
+        origin: image.origin.clone(),
         swap_names: super::fstab_edit::SwapNames {
             uuid: swap_header.uuid.clone(),
             label: swap_header.label.clone(),

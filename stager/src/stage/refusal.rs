@@ -73,6 +73,16 @@ pub enum Refusal {
     Kernel(#[from] HostExtraError),
     #[error("the initramfs cannot be built: {0}; check /lib/modules of the running kernel")]
     Initramfs(String),
+    #[error("{0}")]
+    Prepare(#[from] super::prepare::PrepareError),
+    #[error("the image's {name} partition ({number}) holds {found}, where the migration {usage} {expected}: this is not a bootable resinOS image (a flasher's data partitions are empty); give the resinOS download for this device type (the .zip as downloaded)")]
+    ImageFilesystem {
+        name: String,
+        number: u32,
+        found: String,
+        usage: &'static str,
+        expected: String,
+    },
     #[error("the plan is inconsistent: {0}")]
     Plan(#[from] plan::PlanError),
 }

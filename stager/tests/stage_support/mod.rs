@@ -210,6 +210,14 @@ impl StageHost {
                 ),
             );
         }
+        if !spec.gpt {
+            // resin-data holds ext4, as a real image's does (the stager checks it).
+            run(Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-L", "resin-data", "-E"])
+                .arg(format!("offset={}", 56 * 1024 * 1024))
+                .arg(&raw)
+                .arg(format!("{}k", data_size * 1024)));
+        }
         let boot = self.input(&format!("{name}.boot"));
         let _ = std::fs::remove_file(&boot);
         run(Command::new("mkfs.vfat").args(["-n", "resin-boot", "-C"]).arg(&boot).arg("8192"));
