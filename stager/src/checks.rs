@@ -45,6 +45,7 @@ pub enum CheckId {
     SameDisk,
     SwapSignature,
     SwapFstab,
+    SwapResume,
     SwapSize,
     MemoryWithoutSwap,
     RootSpace,
@@ -61,7 +62,7 @@ pub enum CheckId {
 }
 
 impl CheckId {
-    pub const ALL: [CheckId; 17] = [
+    pub const ALL: [CheckId; 18] = [
         CheckId::RootUser,
         CheckId::OsRelease,
         CheckId::Architecture,
@@ -76,6 +77,7 @@ impl CheckId {
         CheckId::SameDisk,
         CheckId::SwapSignature,
         CheckId::SwapFstab,
+        CheckId::SwapResume,
         CheckId::SwapSize,
         CheckId::MemoryWithoutSwap,
         CheckId::RootSpace,
@@ -98,6 +100,7 @@ impl CheckId {
             CheckId::SameDisk => "same-disk",
             CheckId::SwapSignature => "swap-signature",
             CheckId::SwapFstab => "swap-fstab",
+            CheckId::SwapResume => "swap-resume",
             CheckId::SwapSize => "swap-size",
             CheckId::MemoryWithoutSwap => "memory-without-swap",
             CheckId::RootSpace => "root-space",
@@ -128,6 +131,7 @@ impl CheckId {
             CheckId::SameDisk => "Root and swap on the same disk",
             CheckId::SwapSignature => "Swap signature and UUID readable",
             CheckId::SwapFstab => "fstab finds the swap partition again",
+            CheckId::SwapResume => "The old OS boots without waiting for the swap (RESUME=)",
             CheckId::SwapSize => "Swap partition large enough for staging",
             CheckId::MemoryWithoutSwap => "Enough memory with swap turned off",
             CheckId::RootSpace => "Old root's space holds the new layout",
@@ -256,6 +260,7 @@ pub fn run(id: CheckId, facts: &HostFacts, inputs: &CheckInputs) -> Check {
         CheckId::SameDisk => storage::same_disk(facts),
         CheckId::SwapSignature => storage::swap_signature(facts),
         CheckId::SwapFstab => storage::swap_fstab(facts),
+        CheckId::SwapResume => system::swap_resume(facts),
         CheckId::SwapSize => capacity::swap_size(facts, inputs.needed_swap),
         CheckId::MemoryWithoutSwap => capacity::memory_without_swap(facts, inputs.min_memory),
         CheckId::RootSpace => capacity::root_space(facts, inputs.target_layout_size),

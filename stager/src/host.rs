@@ -17,6 +17,7 @@ pub mod meminfo;
 pub mod mountinfo;
 pub mod os_release;
 pub mod partition_table;
+pub mod resume;
 pub mod root;
 pub mod swap_header;
 pub mod swaps;

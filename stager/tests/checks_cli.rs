@@ -8,7 +8,7 @@ use fixture_host::FixtureHost;
 use serde_json::Value;
 use std::process::{Command, Output};
 
-const ALL_IDS: [&str; 17] = [
+const ALL_IDS: [&str; 18] = [
     "root-user",
     "os-release",
     "architecture",
@@ -23,6 +23,7 @@ const ALL_IDS: [&str; 17] = [
     "same-disk",
     "swap-signature",
     "swap-fstab",
+    "swap-resume",
     "swap-size",
     "memory-without-swap",
     "root-space",
@@ -69,7 +70,7 @@ fn check_prints_every_check_and_exits_0_on_a_good_host() {
     }
     if running_as_root() {
         assert_eq!(output.status.code(), Some(0), "{text}");
-        assert!(text.contains("17 passed, 0 warnings, 0 failed: staging may proceed."), "{text}");
+        assert!(text.contains("18 passed, 0 warnings, 0 failed: staging may proceed."), "{text}");
     } else {
         assert_eq!(output.status.code(), Some(1), "{text}");
         assert!(text.contains("FAIL  root-user"), "{text}");

@@ -194,3 +194,41 @@ pub fn grub_entry_route(facts: &HostFacts) -> Check {
         ),
     }
 }
+
+/// Warns when the old OS's initramfs resumes from the swap partition: while the device is
+/// staged (and should the old OS boot again, the one-shot's fallback) that partition holds
+/// the staging file system, and Debian's initramfs waits ~30 s for the swap UUID before it
+/// boots on. `stager abort` writes the swap header (and its UUID) back.
+pub fn swap_resume(facts: &HostFacts) -> Check {
+    let id = CheckId::SwapResume;
+    let (Ok(header), Ok(device)) = (&facts.swap_header, &facts.swap_device) else {
+        return Check::not_evaluated(
+            id,
+            "-",
+            "the swap partition and its UUID",
+            "see swap-partition and swap-signature",
+        );
+    };
+    let naming: Vec<String> = facts
+        .resume
+        .iter()
+        .filter(|setting| setting.names_swap(&header.uuid, &device.name))
+        .map(|setting| format!("resume {} in {}", setting.value, setting.source))
+        .collect();
+    if naming.is_empty() {
+        return Check::pass(
+            id,
+            "no RESUME=/resume= names the swap partition",
+            "the old OS's initramfs does not wait for the swap while it holds staging",
+        );
+    }
+    Check::warn(
+        id,
+        naming.join(", "),
+        format!(
+            "while the device is staged /dev/{} holds the staging file system, so if the old OS boots (the one-shot's fallback) its initramfs waits for the swap UUID {} (~30 s on Debian) before booting on; `stager abort` writes the UUID back",
+            device.name, header.uuid
+        ),
+        "nothing is needed for the migration; to avoid the wait, set RESUME=none in /etc/initramfs-tools/conf.d/resume and run update-initramfs -u",
+    )
+}

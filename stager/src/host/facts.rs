@@ -75,6 +75,8 @@ pub struct HostFacts {
     pub swap_header: Fact<SwapHeader>,
     pub memory: Fact<MemInfo>,
     pub fstab: Fact<Vec<FstabEntry>>,
+    /// RESUME= / resume= settings of the old OS's initramfs ([`super::resume`]).
+    pub resume: Vec<super::resume::ResumeSetting>,
 }
 
 /// Gathers facts from `root` for the running process.
@@ -115,6 +117,7 @@ pub fn gather_with(root: &HostRoot, process: ProcessFacts) -> HostFacts {
         swap_header,
         memory: meminfo::read(root).map_err(text),
         fstab: fstab::read(root).map_err(text),
+        resume: super::resume::read(root),
     }
 }
 
