@@ -1,5 +1,14 @@
 //! Restore backup archives into the new data file system, keeping ownership,
 //! modes, mtimes, symlinks, hard links and xattrs, and make the result durable.
+//!
+//! The data file system is the image's own resin-data (a real image's holds the preloaded
+//! supervisor under `docker/`), mounted as flashed: never formatted or emptied. Each volume
+//! is unpacked under its restore location only; there, a path the backup also holds takes
+//! the backup's bytes and metadata (the customer's data is what is migrated) and every other
+//! file of the image stays. Outside the restore locations the migrator adds only
+//! `swapover/` (log, plan) and, on the 1.x UEFI route, `swapover-relay/`. Not handled: an
+//! image holding a file where the backup has a directory of the same path (or the reverse),
+//! or a symlink leading out of the restore location; restore then fails with the path.
 
 use std::fs::File;
 use std::io;

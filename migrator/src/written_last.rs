@@ -126,6 +126,9 @@ pub fn check_plan(plan: &Plan) -> Result<(), String> {
         }
     }
     held_range(plan).map_err(|e| e.to_string())?;
+    if plan.finalize.grow_over_staging {
+        data_ends_last(plan)?;
+    }
     if plan.profile.source_kind == plan::SourceKind::Resinos1x {
         if plan.source_data.is_none() && !plan.backup.volumes.is_empty() {
             return Err(format!(
@@ -144,6 +147,24 @@ pub fn check_plan(plan: &Plan) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Finalize grows the partition that ends last (and its extended partition) to the disk's
+/// end, as resinOS's `resindataexpander` grows partitions 4 and 6 (extended, resin-data):
+/// the two agree only when the data partition ends last.
+fn data_ends_last(plan: &Plan) -> Result<(), String> {
+    let data = plan
+        .layout
+        .by_role(plan::PartitionRole::Data)
+        .ok_or("the layout has no data partition to grow; re-stage with a resinOS image")?;
+    let end = |p: &plan::TargetPartition| p.image_start.get().saturating_add(p.size.get());
+    match plan.layout.partitions.iter().find(|p| end(p) > end(data)) {
+        Some(after) => Err(format!(
+            "the layout's data partition '{}' is not its last ('{}' ends after it): finalize would grow '{}' over the freed staging area instead; re-stage with a resinOS image whose data partition is last",
+            data.name, after.name, after.name
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The held partition's bytes, as non-zero granules (disk byte offset, bytes).

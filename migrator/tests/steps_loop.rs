@@ -710,7 +710,8 @@ fn the_loop_runs_on_a_kernel_block_device_with_real_mounts() {
 
     // A signature of this run only, so no other disk in sysfs can match.
     let signature = 0x7000_0000 | (std::process::id() & 0x00ff_ffff);
-    let f = fixture_with(signature, true);
+    let mut f = fixture_with(signature, true);
+    let preloaded = preload_resin_data(&mut f);
     let original = f.disk_bytes();
     let exit = {
         let loop_disk = LoopDisk::attach(&f.disk);
@@ -751,6 +752,49 @@ fn the_loop_runs_on_a_kernel_block_device_with_real_mounts() {
     let source = steps_support::describe(&f.old_root.join("srv/app"));
     let restored = steps_support::describe(&f.data.join("resin-data/app-1/srv/app"));
     assert_eq!(source, restored);
+    // Issue 15 point 4: the image's resin-data is restored into, not over. Its own files
+    // (outside the restore location, and inside it where the backup has no such path) are
+    // there as they were, in the same file system (the image's UUID). What the backup holds
+    // takes the backup's bytes and metadata: blob.bin (checked above) and its directories.
+    let now = steps_support::describe(&f.data);
+    for (path, node) in &preloaded {
+        if path.starts_with("resin-data/app-1/srv") {
+            continue;
+        }
+        assert_eq!(now.get(path), Some(node), "{} of the image's resin-data", path.display());
+    }
+    let uuid = |bytes: &[u8]| {
+        let sb = (40_960 * SECTOR + 1024 + 0x68) as usize;
+        bytes[sb..sb + 16].to_vec()
+    };
+    let image = std::fs::read(&f.raw_image).unwrap();
+    assert_eq!(uuid(&f.disk_bytes()), uuid(&image), "resin-data was reformatted");
+}
+
+/// The image's resin-data as a real one is: an ext4 holding the preloaded supervisor, plus
+/// (to show what restore does with them) a file beside the restore location, one inside it
+/// and one the backup also has. Staged as a multi-block xz; returns the tree as made.
+fn preload_resin_data(f: &mut Fixture) -> std::collections::BTreeMap<PathBuf, steps_support::Node> {
+    let tree = f.dir.join("preloaded-data");
+    std::fs::create_dir_all(tree.join("docker")).unwrap();
+    std::fs::write(tree.join("docker/preloaded-supervisor"), noise(200_000, 91)).unwrap();
+    std::fs::create_dir_all(tree.join("resin-data/app-1/srv/app")).unwrap();
+    std::fs::write(tree.join("resin-data/image-note"), b"from the image\n").unwrap();
+    std::fs::write(tree.join("resin-data/app-1/from-image.txt"), b"the image's own\n").unwrap();
+    std::fs::write(tree.join("resin-data/app-1/srv/app/blob.bin"), b"the image's blob\n").unwrap();
+    let fs = f.dir.join("preloaded-data.ext4");
+    std::fs::File::create(&fs).unwrap().set_len(24_576 * SECTOR).unwrap();
+    run(
+        "mkfs.ext4",
+        &["-q", "-L", "resin-data", "-d", tree.to_str().unwrap(), fs.to_str().unwrap()],
+    );
+    let mut raw = std::fs::read(&f.raw_image).unwrap();
+    let data = (40_960 * SECTOR) as usize;
+    raw[data..data + (24_576 * SECTOR) as usize].copy_from_slice(&std::fs::read(&fs).unwrap());
+    restage(f, &raw, Staged::XzBlocks);
+    let made = steps_support::describe(&tree);
+    assert!(made.contains_key(Path::new("docker/preloaded-supervisor")));
+    made
 }
 
 /// The migrator binary as PID 1 of a new PID and mount namespace, chrooted into a
@@ -1123,7 +1167,22 @@ fn plans_the_migrator_cannot_carry_out_are_refused_at_load() {
     let refused = migrator::run::read_plan(&path).unwrap_err();
     assert!(refused.contains("overlaps the staging partition"), "{refused}");
     // The Ubuntu plan of the other tests passes.
-    migrator::written_last::check_plan(&fixture().plan).unwrap();
+    let ubuntu = fixture().plan;
+    migrator::written_last::check_plan(&ubuntu).unwrap();
+    // Growth over staging with a partition ending after resin-data: finalize would grow that
+    // one, where resinOS's resindataexpander grows resin-data.
+    let mut data_not_last = ubuntu.clone();
+    let state = data_not_last.layout.partitions.iter_mut().find(|p| p.name == "resin-state");
+    state.unwrap().image_start = Sectors(66_000);
+    let refused = migrator::written_last::check_plan(&data_not_last).unwrap_err();
+    assert!(
+        refused.starts_with(
+            "the layout's data partition 'resin-data' is not its last ('resin-state' ends after it)"
+        ),
+        "{refused}"
+    );
+    data_not_last.finalize.grow_over_staging = false;
+    migrator::written_last::check_plan(&data_not_last).unwrap();
 }
 
 /// A resinOS 1.x plan on a kernel block device with real mounts: the old root (ext4)
