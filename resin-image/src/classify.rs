@@ -12,7 +12,7 @@
 //! The flasher's init copies `grub.cfg_internal` into place and its board script writes the
 //! BIOS boot code (`resin-init-flasher` 171, 196–205; `resin-init-flasher-board` 46–62).
 
-use crate::partitions::{read_partitions, Partition};
+use crate::partitions::{read_partitions, read_primary_partitions, Partition};
 use crate::{detect_fs, ByteRange, Download, FsType, ImageError, RestartingReader};
 use crate::{FS_PROBE_BYTES, LARGE_READ};
 use ext4_view::{Ext4, Ext4Error};
@@ -80,7 +80,8 @@ pub(crate) struct Probed {
 pub fn classify(download: &Download) -> Result<ImageKind, ImageError> {
     let path = download.path().to_path_buf();
     let mut reader = RestartingReader::for_download(download)?;
-    let partitions = read_partitions(&mut reader)?;
+    // Primary partitions first: a flasher's logical ones (state, data) lie after rootA.
+    let mut partitions = read_primary_partitions(&mut reader)?;
     // Partitions are probed in table order and only as far as needed: on a compressed
     // image each one further means decoding up to it.
     let mut probed: Vec<Probed> = Vec::new();
@@ -97,6 +98,7 @@ pub fn classify(download: &Download) -> Result<ImageKind, ImageError> {
     let flag_normal = boot_files.as_ref().is_some_and(|b| b.normal_flag);
     let mut labelled_flasher = is_flasher_label(&boot.label);
     if flag_flasher.is_none() && !labelled_flasher && !flag_normal {
+        partitions = read_partitions(&mut reader)?;
         for partition in &partitions[1..] {
             let p = probe(&mut reader, partition)?;
             labelled_flasher |= is_flasher_label(&p.label);

@@ -6,7 +6,7 @@
 //! of a gzip stream the same way (before commit c2ee65c, `src/stage1/image_retrieval.rs`).
 
 use crate::classify::{ext4_error, find_root, load_ext4};
-use crate::partitions::read_partitions;
+use crate::partitions::{read_partitions, read_primary_partitions};
 use crate::{Download, FlasherFacts, ImageError, RestartingReader};
 use std::io::{self, Read};
 use std::path::PathBuf;
@@ -56,11 +56,17 @@ fn stream(
 ) -> Result<(), ImageError> {
     let path = download.path().to_path_buf();
     let mut reader = RestartingReader::for_download(download)?;
-    let partitions = read_partitions(&mut reader)?;
-    let root = match partitions.iter().find(|p| p.number == facts.root_partition) {
+    let primary = read_primary_partitions(&mut reader)?;
+    let root = match primary.iter().find(|p| p.number == facts.root_partition) {
         Some(root) => root.clone(),
-        None => find_root(&mut reader, &partitions, &mut Vec::new())?
-            .ok_or_else(|| ImageError::NoFlasherRoot { path: path.clone() })?,
+        None => {
+            let partitions = read_partitions(&mut reader)?;
+            match partitions.iter().find(|p| p.number == facts.root_partition) {
+                Some(root) => root.clone(),
+                None => find_root(&mut reader, &partitions, &mut Vec::new())?
+                    .ok_or_else(|| ImageError::NoFlasherRoot { path: path.clone() })?,
+            }
+        }
     };
     let caching = reader.caching_switch();
     let fs = load_ext4(reader, &root)?;

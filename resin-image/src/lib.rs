@@ -36,7 +36,7 @@ pub use download::{is_disk_sector, Download};
 #[cfg(feature = "downloads")]
 pub use inner::open_inner;
 #[cfg(feature = "downloads")]
-pub use partitions::{read_partitions, Partition};
+pub use partitions::{read_partitions, read_primary_partitions, Partition};
 #[cfg(feature = "downloads")]
 pub use restarting::{
     ByteRange, Opener, RestartingReader, CACHE_BLOCK, DEFAULT_CACHE_BYTES, LARGE_READ,

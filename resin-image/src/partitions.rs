@@ -56,6 +56,38 @@ pub fn read_partitions(reader: &mut RestartingReader) -> Result<Vec<Partition>, 
     Ok(partitions)
 }
 
+/// The primary partitions (msdos entries 1–4 of the first sector, extended containers
+/// skipped) or, behind a protective MBR, the GPT partitions. Unlike [`read_partitions`] it
+/// never reads the logical partitions' EBRs, which on a flasher lie after rootA: on a
+/// compressed image, reaching them means decoding rootA and the inner image in it.
+pub fn read_primary_partitions(
+    reader: &mut RestartingReader,
+) -> Result<Vec<Partition>, ImageError> {
+    let path = reader.path().to_path_buf();
+    let mut sector = [0u8; SECTOR as usize];
+    reader.read_at(0, &mut sector)?;
+    if !crate::is_disk_sector(&sector) {
+        return Err(ImageError::NotADiskImage { path });
+    }
+    let entries: Vec<&[u8]> = sector[446..510].chunks(16).collect();
+    if entries.iter().any(|e| e[4] == GPT_PROTECTIVE) {
+        return read_gpt(reader);
+    }
+    let le32 = |e: &[u8], at: usize| u32::from_le_bytes([e[at], e[at + 1], e[at + 2], e[at + 3]]);
+    Ok(entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e[4] != 0 && !matches!(e[4], 0x05 | 0x0F | 0x85) && le32(e, 12) != 0)
+        .map(|(i, e)| Partition {
+            number: i as u32 + 1,
+            start: Bytes(u64::from(le32(e, 8)) * SECTOR),
+            len: Bytes(u64::from(le32(e, 12)) * SECTOR),
+            mbr_type: Some(e[4]),
+            gpt_name: None,
+        })
+        .collect())
+}
+
 fn read_gpt(reader: &mut RestartingReader) -> Result<Vec<Partition>, ImageError> {
     let path = reader.path().to_path_buf();
     let damaged = |detail: &str| ImageError::PartitionTable {

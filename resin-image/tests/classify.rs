@@ -7,8 +7,8 @@ mod support;
 
 use ext4_view::Ext4;
 use resin_image::{
-    classify, open_inner, read_partitions, Download, FlasherFacts, ImageError, ImageKind,
-    RestartingReader,
+    classify, open_inner, read_partitions, read_primary_partitions, Download, FlasherFacts,
+    ImageError, ImageKind, RestartingReader,
 };
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -141,15 +141,15 @@ fn restarts_stay_few_on_an_ascending_walk() {
     let f = fixture();
     let download = Download::open(&xz(&f.flasher)).unwrap();
     let mut reader = RestartingReader::for_download(&download).unwrap();
-    let partitions = read_partitions(&mut reader).unwrap();
+    let partitions = read_primary_partitions(&mut reader).unwrap();
     let root = partitions.iter().find(|p| p.number == 2).unwrap().clone();
     let restarts = reader.restart_counter();
     let caching = reader.caching_switch();
     let fs = Ext4::load(Box::new(reader.range(root.start.get(), root.len.get()))).unwrap();
     let mut file = fs.open(format!("/opt/{INNER_NAME}").as_str()).unwrap();
     let before_data = restarts.load(Ordering::Relaxed);
-    // Back from the end of the table (the EBRs of the logical partitions) to rootA: one.
-    assert!(before_data <= 1, "{before_data} restarts before the file's data");
+    // Sector 0, then forward into rootA: no going back.
+    assert!(before_data == 0, "{before_data} restarts before the file's data");
     caching.store(false, Ordering::Relaxed);
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0u64;
@@ -166,4 +166,20 @@ fn restarts_stay_few_on_an_ascending_walk() {
     // read would count hundreds here).
     let after = restarts.load(Ordering::Relaxed);
     assert!(after <= before_data + 1, "the data needed {} restarts", after - before_data);
+}
+
+/// The 2.x layout as the tables say: p1–p3 primary, p4 extended (skipped), p5 and p6
+/// logical; the primary reading stops before the logical ones.
+#[test]
+fn partition_tables_read_as_linux_numbers_them() {
+    let f = fixture();
+    let download = Download::open(&f.flasher).unwrap();
+    let mut reader = RestartingReader::for_download(&download).unwrap();
+    let all = read_partitions(&mut reader).unwrap();
+    let numbers: Vec<u32> = all.iter().map(|p| p.number).collect();
+    assert_eq!(numbers, [1, 2, 3, 5, 6]);
+    assert_eq!(all[0].start.get(), 4 * MIB);
+    assert_eq!(all[0].mbr_type, Some(0x0C));
+    let primary = read_primary_partitions(&mut reader).unwrap();
+    assert_eq!(primary, all[..3]);
 }
