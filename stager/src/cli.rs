@@ -425,17 +425,51 @@ fn run_plan_image(args: &PlanImageArgs, catalog: &ProfileCatalog, json: bool) ->
     }
 }
 
+/// `stager stage-1x`: like `stage`, a real run (not `--dry-run`) holds the host's run lock
+/// before it reads anything, logs to the run log that `status` names, records its outcome
+/// there, and turns SIGINT/SIGTERM/SIGHUP after the first change into a rollback.
 fn run_stage_1x(args: &Stage1xArgs, catalog: &ProfileCatalog, json: bool) -> i32 {
-    use crate::stage::resinos1x::stage_1x::{self, Outcome1x, Stage1xError, Stage1xRequest};
+    use crate::run_session::{RunSession, SessionError};
     let root = crate::host::HostRoot::new(&args.root);
-    let plan = match plan_request(&args.plan, PathBuf::new(), catalog, &root) {
+    if args.dry_run {
+        return stage_1x_with(args, catalog, json, &root).0;
+    }
+    let session = match RunSession::start(&root, "stage-1x") {
+        Ok(session) => session,
+        Err(e) => {
+            let code = match e {
+                SessionError::Lock(crate::run_lock::LockError::Busy { .. }) => {
+                    crate::stage::EXIT_REFUSED
+                }
+                _ => crate::stage::EXIT_FAILED,
+            };
+            return print_error(&e.to_string(), json, code);
+        }
+    };
+    let (code, outcome) = stage_1x_with(args, catalog, json, &root);
+    session.finish(&outcome);
+    code
+}
+
+/// Runs `stage-1x`; returns the exit code and the outcome line recorded for `stager status`.
+fn stage_1x_with(
+    args: &Stage1xArgs,
+    catalog: &ProfileCatalog,
+    json: bool,
+    root: &crate::host::HostRoot,
+) -> (i32, String) {
+    use crate::console_log::out;
+    use crate::stage::resinos1x::stage_1x::{self, Outcome1x, Stage1xError, Stage1xRequest};
+    let failed = |e: String, code: i32| (print_error(&e, json, code), format!("error: {e}"));
+    let plan = match plan_request(&args.plan, PathBuf::new(), catalog, root) {
         Ok(plan) => plan,
-        Err(e) => return print_error(&e, json, EXIT_CHECK_FAILED),
+        Err(e) => return failed(e, EXIT_CHECK_FAILED),
     };
     let migrator = match crate::migrator_payload::load(args.migrator.as_deref()) {
         Ok(bytes) => bytes,
-        Err(e) => return print_error(&e.to_string(), json, EXIT_ERROR),
+        Err(e) => return failed(e.to_string(), EXIT_ERROR),
     };
+    let root = root.clone();
     let fixture = root.dir() != std::path::Path::new("/");
     let request = Stage1xRequest {
         plan,
@@ -465,9 +499,8 @@ fn run_stage_1x(args: &Stage1xArgs, catalog: &ProfileCatalog, json: bool) -> i32
     };
     match result {
         Ok(Outcome1x::DryRun(text)) => {
-            print!("{text}");
-            println!("Dry run: nothing was changed.");
-            EXIT_OK
+            out(&format!("{text}Dry run: nothing was changed.\n"));
+            (EXIT_OK, "dry run: nothing was changed".into())
         }
         Ok(Outcome1x::Staged { rebooting, boot_number }) => {
             let next = if rebooting {
@@ -476,18 +509,19 @@ fn run_stage_1x(args: &Stage1xArgs, catalog: &ProfileCatalog, json: bool) -> i32
                 "the migration starts at the next reboot"
             };
             if json {
-                println!(
-                    "{}",
+                out(&format!(
+                    "{}\n",
                     serde_json::json!({ "staged": true, "boot_option": format!("Boot{boot_number:04X}"), "rebooting": rebooting })
-                );
+                ));
             }
-            println!("Staged and armed for one boot (Boot{boot_number:04X} as BootNext); {next}.");
-            EXIT_OK
+            let line = format!(
+                "Staged and armed for one boot (Boot{boot_number:04X} as BootNext); {next}."
+            );
+            out(&format!("{line}\n"));
+            (EXIT_OK, line)
         }
-        Err(e @ Stage1xError::Refused(_)) => {
-            print_error(&e.to_string(), json, crate::stage::EXIT_REFUSED)
-        }
-        Err(e) => print_error(&e.to_string(), json, crate::stage::EXIT_FAILED),
+        Err(e @ Stage1xError::Refused(_)) => failed(e.to_string(), crate::stage::EXIT_REFUSED),
+        Err(e) => failed(e.to_string(), crate::stage::EXIT_FAILED),
     }
 }
 

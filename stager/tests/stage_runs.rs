@@ -2,11 +2,16 @@
 //! fixture host (`--root`): the run lock, a run killed mid-staging (SIGKILL: nothing rolls
 //! back, as after a power cut), `status` on what it left (staging still mounted, or not any
 //! more after a "reboot"), `stage` run again undoing it and starting over, a SIGTERM with
-//! stdout and stderr closed (EPIPE), and the run log `status` names.
+//! stdout and stderr closed (EPIPE), and the run log `status` names. `stage-1x` on a resinOS
+//! 1.x device tree holds the same lock and writes the same log.
 
 #[path = "stage_support/mod.rs"]
 mod stage_support;
 
+#[path = "resinos1x_support/mod.rs"]
+mod resinos1x_support;
+
+use resinos1x_support::device::{Device, BOOT_MOUNT, EFIVARS};
 use stage_support::*;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -223,4 +228,144 @@ fn the_run_log_keeps_every_run_and_is_rotated_past_its_limit() {
     assert!(log.starts_with("=== stager abort (version"), "{log}");
     assert!(log.contains("nothing is staged; nothing to undo"), "{log}");
     assert!(Path::new(&format!("{}.1", path.display())).exists());
+}
+
+/// `stager stage-1x` on a resinOS 1.x UEFI device tree (`resinos1x_support::device`, its boot
+/// partition a mounted tmpfs so that undo can run to its end), through the binary.
+fn stage_1x(device: &Device, migrator: &Path, env: &[(&str, &str)]) -> Output {
+    let plan = &device.request.plan;
+    Command::new(env!("CARGO_BIN_EXE_stager"))
+        .args(["stage-1x", "--profile", "resinos1x-intel-nuc", "--no-reboot"])
+        .arg("--no-supervisor-update")
+        .arg("--root")
+        .arg(device.host.root())
+        .arg("--disk")
+        .arg(&plan.disk)
+        .arg("--image")
+        .arg(&plan.image)
+        .arg("--config")
+        .arg(&plan.config)
+        .arg("--data-root")
+        .arg(&plan.data_root)
+        .arg("--kernel")
+        .arg(&plan.kernel)
+        .arg("--modules")
+        .arg(&device.request.modules)
+        .args(["--boot-mount", BOOT_MOUNT, "--efivars", EFIVARS])
+        .arg("--migrator")
+        .arg(migrator)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn stager_at(device: &Device, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stager"))
+        .args(args)
+        .arg("--root")
+        .arg(device.host.root())
+        .output()
+        .unwrap()
+}
+
+fn assert_1x_restored(
+    device: &Device,
+    before: &(std::collections::BTreeMap<String, String>, String),
+) {
+    // The tree as it was; the disk's resin-updt held our directory and lost it again (its
+    // bytes differ, its files do not: resin-updt's own file system is kept).
+    assert_eq!(device.snapshot().0, before.0, "the device tree differs");
+    assert!(!device.host.path("/var/lib/swapover/state.json").exists());
+    assert!(!device.host.path(&format!("{BOOT_MOUNT}/swapover")).exists());
+    assert!(loops_over(device.host.root()).is_empty(), "{:?}", loops_over(device.host.root()));
+    // Nothing mounted but the boot partition's tmpfs, which the device had.
+    let mounted: Vec<String> = mounted_under(device.host.root())
+        .into_iter()
+        .filter(|line| !line.contains(" tmpfs swapover-test-boot "))
+        .collect();
+    assert!(mounted.is_empty(), "{mounted:?}");
+}
+
+#[test]
+fn stage_1x_takes_the_same_run_lock_and_run_log_and_rolls_back_on_sigterm() {
+    let device = Device::with_mounted_boot("resinos1x-intel-nuc");
+    let inputs = tempfile::tempdir().unwrap();
+    let migrator = inputs.path().join("migrator");
+    std::fs::write(&migrator, b"\x7fELF the migrator").unwrap();
+    let log = || {
+        std::fs::read_to_string(device.host.path("/var/lib/swapover/stager.log"))
+            .unwrap_or_default()
+    };
+
+    // A `stage` (or `abort`) holds the lock: stage-1x is refused in one line before it reads
+    // anything, the disk and every file byte-identical, no journal, no log of its own.
+    let lock = stager::run_lock::acquire(&device.request.root, "stage").unwrap();
+    let before = device.snapshot();
+    let refused = stage_1x(&device, &migrator, &[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let stderr = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "error: refused: another stager run (pid {} (stage)) is staging or aborting on this host;",
+            std::process::id()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(device.snapshot(), before, "a refused stage-1x changed the device");
+    assert!(!device.host.path("/var/lib/swapover/state.json").exists());
+    assert!(log().is_empty(), "{}", log());
+    drop(lock);
+
+    // SIGTERM in the middle of the image copy: rolled back by itself, no abort needed.
+    let termed =
+        stage_1x(&device, &migrator, &[("SWAPOVER_TEST_RAISE_AT", "copy:resinos.img.xz=TERM")]);
+    assert_eq!(termed.status.code(), Some(2), "{}", text(&termed));
+    assert!(
+        text(&termed).contains("staging was interrupted by SIGTERM at step write-staging-dir, before the last step began: everything was rolled back"),
+        "{}",
+        text(&termed)
+    );
+    assert_1x_restored(&device, &before);
+    let log_text = log();
+    assert!(log_text.starts_with("=== stager stage-1x (version"), "{log_text}");
+    assert!(
+        log_text.contains("interrupted by SIGTERM at step write-staging-dir; rolling back"),
+        "{log_text}"
+    );
+    let status = text(&stager_at(&device, &["status"]));
+    assert!(status.contains("Nothing is staged"), "{status}");
+    assert!(
+        status.contains("Last run: stager stage-1x: error: staging was interrupted by SIGTERM"),
+        "{status}"
+    );
+
+    // SIGKILL there (nothing rolls back): the lock is not left stuck, status names the step
+    // and what to run, and `abort` (run log: "stager abort") restores the device.
+    let killed =
+        stage_1x(&device, &migrator, &[("SWAPOVER_TEST_RAISE_AT", "copy:resinos.img.xz=KILL")]);
+    assert_eq!(killed.status.code(), None, "{}", text(&killed));
+    let status = text(&stager_at(&device, &["status"]));
+    assert!(
+        status.contains("Staging did not complete: the run stopped at step write-staging-dir"),
+        "{status}"
+    );
+    assert!(status.contains("Run `stager abort`"), "{status}");
+    assert!(status.contains("Last run: stager stage-1x (pid"), "{status}");
+    let abort = stager_at(&device, &["abort"]);
+    assert!(abort.status.success(), "{}", text(&abort));
+    assert_1x_restored(&device, &before);
+
+    // Free again: stage-1x goes through, recorded as the last run; abort undoes it.
+    let staged = stage_1x(&device, &migrator, &[]);
+    assert!(staged.status.success(), "{}", text(&staged));
+    let status = text(&stager_at(&device, &["status"]));
+    assert!(
+        status.contains("Last run: stager stage-1x: Staged and armed for one boot (Boot"),
+        "{status}"
+    );
+    assert!(log().contains("Staged and armed for one boot"), "{}", log());
+    let abort = stager_at(&device, &["abort"]);
+    assert!(abort.status.success(), "{}", text(&abort));
+    assert_1x_restored(&device, &before);
 }

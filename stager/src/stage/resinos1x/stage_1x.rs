@@ -10,6 +10,10 @@
 //! reboot (unless `--no-reboot`). The firmware deletes BootNext before it boots the option,
 //! so the boot after that is the 1.x system's again whatever the migration environment does.
 //! No file the 1.x system had is changed.
+//!
+//! Run from the command line it is a session like `stage` ([`crate::run_session`]): the
+//! host's run lock, the run log, and a signal after the first change rolls back (a signal
+//! after the last step began leaves the device staged and armed, without the reboot).
 
 use super::plan_image::{self, PlanImageRequest};
 use super::planner::{self, Plan1x, INITRAMFS_FILE, KERNEL_FILE};
@@ -445,6 +449,9 @@ pub fn run(req: &Stage1xRequest, system: &mut dyn System) -> Result<Outcome1x, S
         armed: false,
         entries: Vec::new(),
     };
+    // From the first change on, SIGINT/SIGTERM/SIGHUP are noted and turned into a rollback
+    // (checked before each step and inside the copies), as in `stage`.
+    crate::interrupt::enter_critical();
     store.save(&state).map_err(ExecuteError::from)?;
     let mut run = Run { root, store, state, system, fail_after: req.execute.fail_after.clone() };
     let steps = all_steps(&mut run, req, &ready);
