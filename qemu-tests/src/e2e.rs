@@ -4,6 +4,7 @@
 //! Used by the end-to-end tests and by the demo binary.
 
 use crate::fixture::{self, Manifest};
+use crate::flasher_image::{FlasherImage, FlasherVariant, FLASHER_RAN_MARKER};
 use crate::host_image::{HostImage, SWAP_UUID};
 use crate::paths;
 use crate::payload::Payload;
@@ -42,12 +43,67 @@ pub struct Outcome {
     pub verdict: Verdict,
     pub expected: Manifest,
     pub data_differences: Vec<String>,
+    /// Console logs (of every boot of the run) in which the flasher stand-in announced
+    /// itself ([`FLASHER_RAN_MARKER`]): it was booted and wiped the disk. Must stay empty.
+    pub flasher_ran_in: Vec<PathBuf>,
 }
 
-/// Prepares a host disk and a payload that stages the migration once.
+/// What the stager inside the host is handed as `--image` (with the sha256 of that file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Download {
+    /// The 2.x stand-in itself, xz-compressed (`resinos.img.xz`).
+    ImgXz,
+    /// A flasher stand-in as the dashboard serves it: a `.zip` holding one flasher `.img`
+    /// whose flash-rootA carries the 2.x image (issue 15).
+    FlasherZip(FlasherVariant),
+}
+
+impl Download {
+    /// The file for the payload, its name there and its sha256; and the raw image that the
+    /// migration is meant to write (the flasher's inner image, not the flasher).
+    fn resolve(self) -> Result<(PathBuf, String, String, PathBuf)> {
+        Ok(match self {
+            Download::ImgXz => {
+                let image = ResinImage::ensure()?;
+                (image.xz, "resinos.img.xz".to_string(), image.xz_sha256, image.raw)
+            }
+            Download::FlasherZip(variant) => {
+                let flasher = FlasherImage::ensure(variant)?;
+                let name = flasher.download_name();
+                (flasher.zip, name, flasher.zip_sha256, flasher.inner_raw)
+            }
+        })
+    }
+
+    /// The raw image a migration from this download must leave on the disk (its table is
+    /// what the final table is compared with).
+    pub fn target_raw(self) -> Result<PathBuf> {
+        Ok(self.resolve()?.3)
+    }
+}
+
+/// Logs among `vms` whose console shows the flasher stand-in ran.
+fn flasher_ran_in<'a>(vms: impl IntoIterator<Item = &'a Vm>) -> Vec<PathBuf> {
+    vms.into_iter()
+        .filter(|vm| vm.console_text().contains(FLASHER_RAN_MARKER))
+        .map(|vm| vm.log_path().to_path_buf())
+        .collect()
+}
+
+/// Prepares a host disk and a payload that stages the migration once from the 2.x stand-in's
+/// `.img.xz`.
 pub fn prepare(name: &str) -> Result<(HostImage, PathBuf, PathBuf, ResinImage)> {
+    prepare_download(name, Download::ImgXz)
+}
+
+/// Prepares a host disk and a payload that stages the migration once from `download`.
+pub fn prepare_download(
+    name: &str,
+    download: Download,
+) -> Result<(HostImage, PathBuf, PathBuf, ResinImage)> {
     let host = HostImage::ensure()?;
     let image = ResinImage::ensure()?;
+    let (file, file_name, sha, _) = download.resolve()?;
     let stager = packaged_stager()?;
     let disk = host.fresh_copy(name)?;
     let backups: String = fixture::BACKUP_PATHS.iter().map(|p| format!(" --backup {p}")).collect();
@@ -58,31 +114,36 @@ pub fn prepare(name: &str) -> Result<(HostImage, PathBuf, PathBuf, ResinImage)> 
            ./stager abort; echo \"SWAPOVER-E2E-ABORT exit=$?\"; sync; poweroff -f\n\
          fi\n\
          touch /var/lib/swapover-e2e-staged; sync\n\
-         ./stager check --profile {PROFILE} --image ./resinos.img.xz --config ./config.json\n\
+         ./stager check --profile {PROFILE} --image './{file_name}' --config ./config.json\n\
          echo \"SWAPOVER-E2E-CHECK exit=$?\"\n\
          # --dry-run must print the plan and change nothing: fingerprint what staging would touch.\n\
          fp() {{ swapdev=$(findfs UUID={SWAP_UUID}); {{ sha256sum /etc/fstab /boot/grub/grubenv /boot/grub/grub.cfg; ls /boot/grub /var/lib; cat /proc/swaps; \
                 dd if=$swapdev bs=4096 count=1 2>/dev/null | sha256sum; dd if=${{swapdev%5}} bs=512 count=1 2>/dev/null | sha256sum; }} | sha256sum | cut -c1-16; }}\n\
          before=$(fp)\n\
-         ./stager stage --dry-run --profile {PROFILE} --image ./resinos.img.xz --sha256 {sha} --config ./config.json{backups} > /tmp/dry-run.txt; dry=$?\n\
+         ./stager stage --dry-run --profile {PROFILE} --image './{file_name}' --sha256 {sha} --config ./config.json{backups} > /tmp/dry-run.txt; dry=$?\n\
          cat /tmp/dry-run.txt\n\
          after=$(fp); [ \"$before\" = \"$after\" ] && same=yes || same=no\n\
          echo \"SWAPOVER-E2E-DRYRUN exit=$dry unchanged=$same lines=$(wc -l < /tmp/dry-run.txt)\"\n\
-         ./stager stage --profile {PROFILE} --image ./resinos.img.xz --sha256 {sha} --config ./config.json{backups}\n\
-         echo \"SWAPOVER-E2E-STAGE exit=$?\"\n",
-        sha = image.xz_sha256
+         ./stager stage --profile {PROFILE} --image './{file_name}' --sha256 {sha} --config ./config.json{backups}\n\
+         echo \"SWAPOVER-E2E-STAGE exit=$?\"\n"
     );
     let payload = Payload::new(name, &run_sh)?;
     payload.add_file("stager", &stager, 0o755)?;
-    payload.add_file("resinos.img.xz", &image.xz, 0o644)?;
+    payload.add_file(&file_name, &file, 0o644)?;
     payload.add_bytes("config.json", demo_config_json().as_bytes(), 0o644)?;
     let payload_disk = payload.build()?;
     Ok((host, disk, payload_disk, image))
 }
 
-/// Boots the host with the payload and follows the migration to the stand-in's verdict.
+/// Boots the host with the payload (the `.img.xz`) and follows the migration to the
+/// stand-in's verdict.
 pub fn run(name: &str) -> Result<Outcome> {
-    let (host, disk, payload_disk, _image) = prepare(name)?;
+    run_download(name, Download::ImgXz)
+}
+
+/// Like [`run`], the stager being handed `download`.
+pub fn run_download(name: &str, download: Download) -> Result<Outcome> {
+    let (host, disk, payload_disk, _image) = prepare_download(name, download)?;
     let mut vm =
         Vm::start(&VmConfig::new(name, vec![Drive::ide(&disk), Drive::ide(&payload_disk)]))?;
     follow(&mut vm)?;
@@ -90,13 +151,23 @@ pub fn run(name: &str) -> Result<Outcome> {
     let expected = host.expected_manifest()?;
     let data_differences =
         verdict::differences(&expected, &verdict.data, &format!("resin-data/{APP_ID}"));
-    Ok(Outcome { vm, disk, verdict, expected, data_differences })
+    let flasher_ran_in = flasher_ran_in([&vm]);
+    Ok(Outcome { vm, disk, verdict, expected, data_differences, flasher_ran_in })
 }
 
 /// Awaits every stage of a migration on `vm`'s console, printing when each was reached.
 pub fn follow(vm: &mut Vm) -> Result<()> {
     let stage = |vm: &mut Vm, marker: &str, secs: u64| -> Result<String> {
-        let line = vm.wait_for(marker, Duration::from_secs(secs))?;
+        let line = vm.wait_for(marker, Duration::from_secs(secs)).map_err(|e| {
+            if vm.console_text().contains(FLASHER_RAN_MARKER) {
+                e.context(format!(
+                    "the resinOS *flasher* was booted and wiped the disk ({FLASHER_RAN_MARKER} \
+                     on the console): the flasher image, not its inner image, was written"
+                ))
+            } else {
+                e
+            }
+        })?;
         eprintln!("[stage {:>6.1}s] {}", vm.elapsed().as_secs_f64(), line.trim());
         Ok(line)
     };
@@ -170,13 +241,20 @@ impl Cut {
 /// Runs the migration, cutting the power at each cut in turn (restarting the VM on the same
 /// disks after each), then lets the last boot run to the stand-in's verdict.
 pub fn run_with_cuts(name: &str, cuts: &[Cut]) -> Result<Outcome> {
-    let (host, disk, payload_disk, _image) = prepare(name)?;
+    run_with_cuts_download(name, cuts, Download::ImgXz)
+}
+
+/// Like [`run_with_cuts`], the stager being handed `download`.
+pub fn run_with_cuts_download(name: &str, cuts: &[Cut], download: Download) -> Result<Outcome> {
+    let (host, disk, payload_disk, _image) = prepare_download(name, download)?;
     let drives = vec![Drive::ide(&disk), Drive::ide(&payload_disk)];
+    let mut flasher_ran = Vec::new();
     for (i, cut) in cuts.iter().enumerate() {
         let mut vm = Vm::start(&VmConfig::new(&format!("{name}-boot{i}"), drives.clone()))?;
         let line = vm.wait_for(&cut.marker, Duration::from_secs(900))?;
         std::thread::sleep(cut.delay);
         vm.power_cut()?;
+        flasher_ran.extend(flasher_ran_in([&vm]));
         eprintln!(
             "[cut {i}] power cut {:?} after `{}` ({:.1}s into boot {i})",
             cut.delay,
@@ -187,13 +265,18 @@ pub fn run_with_cuts(name: &str, cuts: &[Cut]) -> Result<Outcome> {
     // The last boot resumes the migrator, or (when the last cut came after finalize) goes
     // straight to resinOS; either way it must end in the stand-in's verdict.
     let mut vm = Vm::start(&VmConfig::new(&format!("{name}-final"), drives))?;
-    vm.wait_for(SUMMARY_MARKER, Duration::from_secs(1200))?;
+    let reached = vm.wait_for(SUMMARY_MARKER, Duration::from_secs(1200));
+    flasher_ran.extend(flasher_ran_in([&vm]));
+    if reached.is_err() && !flasher_ran.is_empty() {
+        bail!("the resinOS flasher was booted and wiped the disk (see {flasher_ran:?})");
+    }
+    reached?;
     vm.wait_exit(Duration::from_secs(60))?;
     let verdict = Verdict::parse(&vm.console_text())?;
     let expected = host.expected_manifest()?;
     let data_differences =
         verdict::differences(&expected, &verdict.data, &format!("resin-data/{APP_ID}"));
-    Ok(Outcome { vm, disk, verdict, expected, data_differences })
+    Ok(Outcome { vm, disk, verdict, expected, data_differences, flasher_ran_in: flasher_ran })
 }
 
 /// A small seeded generator (xorshift64*), so a campaign is reproducible from its seed.
@@ -286,12 +369,20 @@ pub fn random_cuts_run(
                 verdict::differences(&expected, &verdict.data, &format!("resin-data/{APP_ID}"));
             let files_lost = data_differences.len();
             let completed = verdict.summary.ok && files_lost == 0;
+            let flasher_ran_in = flasher_ran_in([&vm]);
             return Ok(CampaignRun {
                 cuts: done_cuts,
                 completed,
                 files_lost,
                 restored_old_os: false,
-                outcome: Some(Outcome { vm, disk, verdict, expected, data_differences }),
+                outcome: Some(Outcome {
+                    vm,
+                    disk,
+                    verdict,
+                    expected,
+                    data_differences,
+                    flasher_ran_in,
+                }),
             });
         }
         // Back in the old OS: `stager abort` must have restored the host exactly.

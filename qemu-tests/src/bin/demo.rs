@@ -1,7 +1,9 @@
 //! The full migration demo in QEMU (`scripts/demo.sh`): a legacy Project STEM host becomes
-//! a resinOS device with its data. Where a part is missing, it says which.
+//! a resinOS device with its data, from what a customer downloads: the dashboard `.zip` of a
+//! resinOS flasher image. Where a part is missing, it says which.
 
-use qemu_tests::e2e;
+use qemu_tests::e2e::{self, Download};
+use qemu_tests::flasher_image::{FlasherImage, FlasherVariant};
 use qemu_tests::host_image::HostImage;
 use qemu_tests::qemu::{Drive, Vm, VmConfig};
 use qemu_tests::resin_image::ResinImage;
@@ -45,8 +47,21 @@ fn demo() -> anyhow::Result<bool> {
     }
 
     let t = Instant::now();
-    let outcome = e2e::run("demo")?;
+    let variant = FlasherVariant::InnerWithoutGrub;
+    let flasher = FlasherImage::ensure(variant)?;
+    println!(
+        "resinOS download (flasher image in a .zip): {} sha256 {} ({:.1}s)",
+        flasher.zip.display(),
+        flasher.zip_sha256,
+        t.elapsed().as_secs_f64()
+    );
+
+    let t = Instant::now();
+    let outcome = e2e::run_download("demo", Download::FlasherZip(variant))?;
     println!("\nverdict: {:?}", outcome.verdict.summary);
+    if !outcome.flasher_ran_in.is_empty() {
+        println!("THE FLASHER WAS BOOTED (it wipes the disk): {:?}", outcome.flasher_ran_in);
+    }
     for (file, ssid, _) in &outcome.verdict.connections {
         println!("  wifi connection {file}: ssid {ssid}");
     }
@@ -60,5 +75,8 @@ fn demo() -> anyhow::Result<bool> {
     }
     println!("console log: {}", outcome.vm.log_path().display());
     println!("total: {:.1}s", t.elapsed().as_secs_f64());
-    Ok(outcome.verdict.summary.ok && outcome.data_differences.is_empty())
+    Ok(outcome.verdict.summary.ok
+        && outcome.verdict.summary.preloaded_supervisor
+        && outcome.data_differences.is_empty()
+        && outcome.flasher_ran_in.is_empty())
 }
