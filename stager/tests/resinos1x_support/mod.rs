@@ -228,6 +228,11 @@ pub fn target_image(
             &[("etc/resin-supervisor/supervisor.conf".into(), conf)],
         );
     }
+    // resin-data: a real image ships it as a prebuilt file system (the preloaded supervisor),
+    // and both the stager and the migrator refuse an image whose data partition has none.
+    if let Some((data, at, size)) = parts.iter().find(|(p, _, _)| p.role == PartitionRole::Data) {
+        make_fs(dir, &raw, data.fs, &data.name, *at, *size, &[]);
+    }
     run(Command::new("xz").args(["-k", "-0", "-T1", "-f"]).arg(&raw));
     (dir.join(format!("{}-2x.img.xz", profile.name)), parts)
 }
