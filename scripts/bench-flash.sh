@@ -13,9 +13,12 @@
 #   - bmaptool copy --bmap (when bmap-tools is installed).
 # Each is run RUNS times; the table gives the median. Read-back verification is timed
 # on its own. Results go to stdout and target/bench-flash.md.
+# Then scripts/bench-prepare.sh (issue 15 point 9) wraps the same image into a zipped
+# resinOS flasher download and times the stager's preparation of it (extraction + staging
+# as multi-block xz, peak RSS <= 64 MiB or the script fails) next to the flash of the result.
 #
 # Environment: RUNS (default 3), BENCH_DIR (default target/bench-flash; the built
-# images are cached there, delete it to rebuild).
+# images are cached there, delete it to rebuild), SKIP_PREPARE=1 (flash benchmark only).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -221,4 +224,8 @@ if grep -q '^<!-- bench-flash:begin' "$README" && grep -q '^<!-- bench-flash:end
   echo "bench-flash: README.md's benchmark table rewritten" >&2
 else
   echo "bench-flash: README.md has no bench-flash markers; table left in $REPORT only" >&2
+fi
+
+if [ "${SKIP_PREPARE:-}" != 1 ]; then
+  RUNS=$RUNS BENCH_DIR=$WORK bash "$ROOT/scripts/bench-prepare.sh"
 fi
