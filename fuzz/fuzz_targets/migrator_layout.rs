@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use migrator::layout::units::Sectors;
-use migrator::layout::{final_table, write_growth, DataGrowth, HeadOverlay, PartitionTable};
+use disk_layout::units::Sectors;
+use disk_layout::{final_table, write_growth, DataGrowth, HeadOverlay, PartitionTable};
 use std::io::Cursor;
 
 fuzz_target!(|data: &[u8]| {

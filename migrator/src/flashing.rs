@@ -11,8 +11,8 @@ use crate::flash::{
     self, FlashRequest, FlashTarget, HeldRanges, ImageFormat, Placement, Progress, Sha256Digest,
     WrittenImage, HEAD_BYTES,
 };
-use crate::layout::units::Sectors512;
-use crate::layout::{self, units as lu, HostDisk, PartitionTable};
+use disk_layout::units::Sectors512;
+use disk_layout::{units as lu, HostDisk, PartitionTable};
 use plan::{Plan, SectorSize};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +20,7 @@ pub enum FlashStepError {
     #[error(transparent)]
     Flash(#[from] flash::FlashError),
     #[error(transparent)]
-    Layout(#[from] layout::LayoutError),
+    Layout(#[from] disk_layout::LayoutError),
     #[error("cannot {action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: io::Error },
     #[error("the plan's disk uses {0}; the migrator writes 512-byte-sector MBR disks only")]
@@ -275,7 +275,7 @@ fn restore_or_save_ebrs(
             Ok(())
         }
         _ => {
-            let table = PartitionTable::read(&mut layout::HeadOverlay::new(head, &mut *disk))?;
+            let table = PartitionTable::read(&mut disk_layout::HeadOverlay::new(head, &mut *disk))?;
             let mut saved = Vec::new();
             for ebr in table.logicals.iter().filter_map(|p| p.ebr) {
                 let mut sector = [0u8; 512];
@@ -304,7 +304,7 @@ pub fn finalize(
     head: &[u8],
     staging_dir: &Path,
     last: Option<(&crate::written_last::HeldBytes, &Path)>,
-) -> Result<layout::FinalTable, FlashStepError> {
+) -> Result<disk_layout::FinalTable, FlashStepError> {
     let (table, head) = final_head(plan, disk, head, staging_dir)?;
     if let Some((held, staging_root)) = last {
         seal_and_write_last(disk, held, staging_root)?;
@@ -321,18 +321,18 @@ pub fn final_head(
     disk: &mut File,
     head: &[u8],
     staging_dir: &Path,
-) -> Result<(layout::FinalTable, Vec<u8>), FlashStepError> {
+) -> Result<(disk_layout::FinalTable, Vec<u8>), FlashStepError> {
     restore_or_save_ebrs(disk, head, staging_dir)?;
-    let image_table = PartitionTable::read(&mut layout::HeadOverlay::new(head, &mut *disk))?;
+    let image_table = PartitionTable::read(&mut disk_layout::HeadOverlay::new(head, &mut *disk))?;
     let growth = if plan.finalize.grow_over_staging {
-        layout::DataGrowth::OverStaging
+        disk_layout::DataGrowth::OverStaging
     } else {
-        layout::DataGrowth::Keep
+        disk_layout::DataGrowth::Keep
     };
     let table =
-        layout::final_table(&image_table, lu::Sectors(plan.source_disk.size.get()), growth)?;
+        disk_layout::final_table(&image_table, lu::Sectors(plan.source_disk.size.get()), growth)?;
     let mut head = head.to_vec();
-    layout::write_growth(&table, &mut head, disk)?;
+    disk_layout::write_growth(&table, &mut head, disk)?;
     disk.sync_data().map_err(io_err("sync", Path::new("disk")))?;
     match table.growth {
         Some(g) => log::info!(

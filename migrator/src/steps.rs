@@ -15,7 +15,6 @@ use crate::fatboot::{self, FatFile, PartitionSlice};
 use crate::flash::{self, WrittenImage};
 use crate::flashing::{self, FlashStepError};
 use crate::journal::{next_action, Action, ActionKind, Inputs, Journal, Step};
-use crate::layout::units::Bytes as LayoutBytes;
 use crate::logging;
 use crate::mounts::FileSystems;
 use crate::pid1::RebootTarget;
@@ -23,6 +22,7 @@ use crate::resume;
 use crate::uefi_resume;
 use crate::written_last;
 use crate::{boot_image, relay};
+use disk_layout::units::Bytes as LayoutBytes;
 
 /// Anything a step can fail with, as one line for the log.
 #[derive(Debug, thiserror::Error)]

@@ -15,8 +15,8 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use disk_layout::units::Bytes as LBytes;
 use migrator::journal::{Journal, Step};
-use migrator::layout::units::Bytes as LBytes;
 use migrator::mounts::Directories;
 use migrator::pid1::RebootTarget;
 use migrator::steps::{self, Context, Exit};

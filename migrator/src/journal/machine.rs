@@ -6,7 +6,7 @@
 
 use super::step::{ActionKind, Step};
 use super::JournalState;
-use crate::layout::units::Bytes;
+use disk_layout::units::Bytes;
 
 /// What the caller knows about this run that the journal must agree with.
 #[derive(Debug, Clone, PartialEq, Eq)]

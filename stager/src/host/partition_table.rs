@@ -98,7 +98,7 @@ pub fn read(path: &Path, sector_size: Bytes) -> Result<PartitionTable, TableErro
             "partition {number} starts at sector 0, over the MBR itself"
         )));
     }
-    migrator::layout::check_ebr_chain(&mut file, &header, sector_size.get()).map_err(unreadable)?;
+    disk_layout::check_ebr_chain(&mut file, &header, sector_size.get()).map_err(unreadable)?;
     let mbr = mbrman::MBR::read_from(&mut file, sector_size_u32)
         .map_err(|e| unreadable(e.to_string()))?;
     if mbr.header.iter().any(|(_, p)| p.sys == GPT_PROTECTIVE) {

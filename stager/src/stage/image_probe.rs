@@ -15,7 +15,7 @@
 //! chain is read and is not recorded; nothing mounts it during the migration. This costs
 //! one extra read of [`FS_PROBE_BYTES`] per partition, no second pass.
 
-use migrator::layout::{LayoutError, PartitionTable};
+use disk_layout::{LayoutError, PartitionTable};
 use plan::{Bytes, Compression, FsType, Sha256Hex};
 use resin_image::FS_PROBE_BYTES;
 use sha2::{Digest, Sha256};
@@ -86,7 +86,7 @@ pub struct ImageFacts {
 
 impl ImageFacts {
     /// The partitions that hold file systems, in table order (primaries, then logicals).
-    pub fn data_partitions(&self) -> Vec<migrator::layout::Partition> {
+    pub fn data_partitions(&self) -> Vec<disk_layout::Partition> {
         self.table.all().filter(|p| !p.is_extended()).copied().collect()
     }
 }
@@ -245,7 +245,7 @@ pub fn probe(path: &Path) -> Result<ImageFacts, ProbeError> {
 /// The first bytes of `partition` through `stream` (which must not have passed them yet).
 fn probe_fs<R: Read>(
     stream: &mut ForwardReader<R>,
-    partition: &migrator::layout::Partition,
+    partition: &disk_layout::Partition,
 ) -> io::Result<PartitionFs> {
     let len = (partition.size.0 * SECTOR).min(FS_PROBE_BYTES as u64);
     let first = stream.read_range(partition.start.0 * SECTOR, len)?;

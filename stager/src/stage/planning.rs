@@ -11,7 +11,7 @@ use crate::host::boot_mode::BootMode as HostBootMode;
 use crate::host::partition_table::{PartitionEntry, TableKind as HostTableKind};
 use crate::host::HostFacts;
 use board_profiles::{BootMode as ProfileBootMode, Profile};
-use migrator::layout::{place_image, HostDisk};
+use disk_layout::{place_image, HostDisk};
 use plan::{
     BackupItem, BackupSet, BackupVolume, Bytes, ConfigJson, DiskId, EnvChange, FailurePolicy,
     FileChange, FileChangeKind, FsPartition, FsType, GrubChanges, GrubRoute, ModuleLoad,
@@ -379,10 +379,10 @@ pub fn make_plan(
     let staging_id = identity(signature, &swap_entry, sector)?;
 
     // The image is written at disk offset 0 and must end before the staging area.
-    let to_layout = |b: Bytes| migrator::layout::units::Sectors(b.get() / 512);
+    let to_layout = |b: Bytes| disk_layout::units::Sectors(b.get() / 512);
     let extended = disk.table.extended_containing(&swap_entry);
     let host_disk = HostDisk {
-        old_root: migrator::layout::Span {
+        old_root: disk_layout::Span {
             start: to_layout(Bytes(root_entry.start.get())),
             size: to_layout(Bytes(root_entry.size.get())),
         },

@@ -29,7 +29,7 @@ pub mod xz_sink;
 use crate::fetch::progress::{Progress, ProgressMode};
 use crate::fetch::space;
 use boot_fat::FileRegion;
-use migrator::layout::PartitionTable;
+use disk_layout::PartitionTable;
 use plan::Bytes;
 use resin_image::{Container, Download, FlasherFacts, ImageError, ImageKind};
 use std::fs::{File, OpenOptions};

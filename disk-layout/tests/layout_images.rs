@@ -1,8 +1,8 @@
 //! Layout on real partition tables made by sfdisk: a resinOS 2.x image and
 //! Ubuntu-shaped host disks (sda1 from 2048, extended + logical swap at the end).
 
-use migrator::layout::units::{Sectors, Sectors512, SECTOR_BYTES};
-use migrator::layout::{
+use disk_layout::units::{Sectors, Sectors512, SECTOR_BYTES};
+use disk_layout::{
     final_table, place_image, write_growth, DataGrowth, HeadOverlay, HostDisk, LayoutError,
     PartitionTable, Span,
 };
