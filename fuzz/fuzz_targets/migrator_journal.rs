@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use migrator::journal::{ActionKind, Journal, SLOT_NAMES};
+use migration_journal::{ActionKind, Journal, SLOT_NAMES};
 use sha2::{Digest, Sha256};
 use swapover_fuzz::{fresh_dir, scratch_dir, split_two};
 

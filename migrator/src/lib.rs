@@ -4,7 +4,7 @@
 //! - [`steps`]: the journaled step loop and each step, on any disk file or device.
 //! - One job per module: [`pid1`], [`logging`], [`modules_load`], [`disk`],
 //!   [`blkpg`], [`partdev`], [`mounts`], [`backup`], [`restore`], [`resume`],
-//!   [`fatboot`], [`fatfix`], [`flashing`], [`written_last`], [`staged_fs`], [`uefi_resume`], [`boot_image`], [`relay`]; and the engines [`flash`], [`journal`], [`net`].
+//!   [`fatboot`], [`fatfix`], [`flashing`], [`written_last`], [`staged_fs`], [`uefi_resume`], [`boot_image`], [`relay`]; and the engines [`flash`], [`net`].
 //!
 //! Files the migrator adds in the staging directory (besides the contract's
 //! `journal.0/1`, `migration.log`, `backup/<volume>.tar`, `mbr-gap.orig`):
@@ -24,7 +24,6 @@ pub mod fatboot;
 pub mod fatfix;
 pub mod flash;
 pub mod flashing;
-pub mod journal;
 pub mod logging;
 pub mod modules_load;
 pub mod mounts;

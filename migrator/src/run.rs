@@ -9,11 +9,11 @@ use sha2::{Digest, Sha256};
 use plan::Plan;
 
 use crate::disk::{BlockRoots, FoundDisk};
-use crate::journal::Journal;
 use crate::logging;
 use crate::mounts::{self, FileSystems, KernelMounts};
 use crate::pid1::{self, RebootTarget};
 use crate::steps::{self, Context, Exit};
+use migration_journal::Journal;
 
 /// The plan inside the initramfs.
 pub const PLAN_PATH: &str = "/etc/swapover/plan.json";

@@ -14,7 +14,6 @@ use crate::backup::{self, BACKUP_DIR, CONNECTIONS_DIR, HOSTNAME_FILE};
 use crate::fatboot::{self, FatFile, PartitionSlice};
 use crate::flash::{self, WrittenImage};
 use crate::flashing::{self, FlashStepError};
-use crate::journal::{next_action, Action, ActionKind, Inputs, Journal, Step};
 use crate::logging;
 use crate::mounts::FileSystems;
 use crate::pid1::RebootTarget;
@@ -23,6 +22,7 @@ use crate::uefi_resume;
 use crate::written_last;
 use crate::{boot_image, relay};
 use disk_layout::units::Bytes as LayoutBytes;
+use migration_journal::{next_action, Action, ActionKind, Inputs, Journal, Step};
 
 /// Anything a step can fail with, as one line for the log.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,7 @@ pub enum StepError {
     #[error("mount: {0}")]
     Mount(#[from] crate::mounts::MountError),
     #[error("journal: {0}")]
-    Journal(#[from] crate::journal::JournalError),
+    Journal(#[from] migration_journal::JournalError),
     #[error("config.json: {0}")]
     ConfigJson(#[from] fatboot::ConfigJsonError),
     #[error("cannot {action} {path}: {source}")]

@@ -16,7 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use disk_layout::units::Bytes as LBytes;
-use migrator::journal::{Journal, Step};
+use migration_journal::{Journal, Step};
 use migrator::mounts::Directories;
 use migrator::pid1::RebootTarget;
 use migrator::steps::{self, Context, Exit};
@@ -598,7 +598,7 @@ fn a_failing_backup_rolls_the_boot_code_back_and_returns_to_the_old_os() {
     let mut journal = Journal::open(&f.staging_dir()).unwrap();
     assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::OldOs));
     assert_eq!(journal.state().step, Step::ResumeArmed);
-    assert_eq!(journal.state().attempts_of(migrator::journal::ActionKind::Backup), 2);
+    assert_eq!(journal.state().attempts_of(migration_journal::ActionKind::Backup), 2);
     assert!(f.disk_bytes() == original, "the boot area was not rolled back");
 }
 

@@ -77,7 +77,7 @@ fn read_staging(dir: &Path) -> (Option<Vec<String>>, Option<String>) {
         lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].to_vec()
     });
     let journal =
-        migrator::journal::Journal::open(dir).ok().map(|j| format!("{:?}", j.state().step));
+        migration_journal::Journal::open(dir).ok().map(|j| format!("{:?}", j.state().step));
     (log, journal)
 }
 

@@ -6,7 +6,7 @@
 
 use super::step::{ActionKind, Step};
 use super::JournalState;
-use disk_layout::units::Bytes;
+use plan::units::Bytes;
 
 /// What the caller knows about this run that the journal must agree with.
 #[derive(Debug, Clone, PartialEq, Eq)]

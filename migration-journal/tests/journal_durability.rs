@@ -1,10 +1,10 @@
 //! The journal on a real directory: resume from every step, torn and corrupt
 //! copies fall back to the last durable step, attempts survive restarts.
 
-use disk_layout::units::Bytes;
-use migrator::journal::{
+use migration_journal::{
     next_action, Action, ActionKind, Inputs, Journal, JournalError, LoadReport, Step, SLOT_NAMES,
 };
+use plan::units::Bytes;
 use std::fs;
 use std::path::Path;
 

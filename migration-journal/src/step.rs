@@ -1,6 +1,6 @@
 //! The milestones of a migration, in the order they are reached.
 
-use disk_layout::units::Bytes;
+use plan::units::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// The last milestone that is durably done. Each one is recorded only after its

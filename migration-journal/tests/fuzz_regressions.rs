@@ -1,7 +1,7 @@
 //! Inputs that broke the migrator's journal under `scripts/fuzz.sh` (cargo-fuzz, target
 //! migrator_journal), kept byte for byte: each must now give a clean error, never a panic.
 
-use migrator::journal::{ActionKind, Journal, JournalError, LoadReport, SLOT_NAMES};
+use migration_journal::{ActionKind, Journal, JournalError, LoadReport, SLOT_NAMES};
 use sha2::{Digest, Sha256};
 
 /// Journal body of the crash input (target migrator_journal, mode 3: the target appends

@@ -1,8 +1,8 @@
 //! The resume state machine: every transition, the stale-plan rule, and the
 //! retry bound with its before/after-destruction policy.
 
-use disk_layout::units::Bytes;
-use migrator::journal::{next_action, Action, ActionKind, Inputs, JournalState, Step};
+use migration_journal::{next_action, Action, ActionKind, Inputs, JournalState, Step};
+use plan::units::Bytes;
 use std::collections::BTreeMap;
 
 const PLAN: &str = "plan-sha256-abc";
