@@ -39,7 +39,8 @@ report() {
     echo "SWAPOVER-T $1 updt-staged=$(ls /tmp/updt/swapover 2>/dev/null | tr '\n' ' ')"
     umount /tmp/updt
     echo "SWAPOVER-T $1 boot-staged=$(ls /mnt/boot/swapover 2>/dev/null | tr '\n' ' ')"
-    echo "SWAPOVER-T $1 state=$(ls /run/payload/state | tr '\n' ' ')"
+    # The undo state; the run lock, run log and last-run record stay by design (issue 19).
+    echo "SWAPOVER-T $1 state=$(ls /run/payload/state | grep -v -x -e lock -e last-run -e stager.log -e stager.log.1 | tr '\n' ' ')"
 }
 stage() {
     ./stager stage-1x $DRY --profile resinos1x-intel-nuc --image ./resinos.img.xz \
