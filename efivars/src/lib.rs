@@ -22,7 +22,7 @@
 //!   by the variable data; a variable must be written with one `write()`.
 //!
 //! ```no_run
-//! use grub::uefi::{EfiVars, HardDrive, LoadOption, PartitionSignature, UefiOneShot};
+//! use efivars::{EfiVars, HardDrive, LoadOption, PartitionSignature, UefiOneShot};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let option = LoadOption {
 //!     description: "swapover migration".into(),

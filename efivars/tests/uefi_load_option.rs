@@ -1,4 +1,4 @@
-//! `grub::uefi`: EFI_LOAD_OPTION encoding checked against bytes written out by
+//! `efivars`: EFI_LOAD_OPTION encoding checked against bytes written out by
 //! hand from the UEFI spec's field list, decode robustness, the one-shot on an
 //! efivarfs-shaped directory, and (when installed) `efibootmgr` reading our
 //! variables through libefivar.
@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use grub::uefi::{
+use efivars::{
     EfiVars, HardDrive, LoadOption, PartitionSignature, PermanentBoot, UefiError, UefiOneShot,
     UefiUndo, EFI_GLOBAL_VARIABLE_GUID,
 };
@@ -487,7 +487,7 @@ fn efi_stub_check_reads_the_pe_header() {
     let file = dir.path().join("vmlinuz");
     let check = |bytes: &[u8]| {
         fs::write(&file, bytes).unwrap();
-        grub::uefi::check_efi_stub(&file)
+        efivars::check_efi_stub(&file)
     };
     check(&pe_head(0x80, 0x8664)).unwrap();
     for (what, bytes, says) in [
@@ -505,7 +505,7 @@ fn efi_stub_check_reads_the_pe_header() {
         assert!(err.to_string().contains("CONFIG_EFI_STUB"), "{err}");
     }
     assert!(matches!(
-        grub::uefi::check_efi_stub(&dir.path().join("missing")),
+        efivars::check_efi_stub(&dir.path().join("missing")),
         Err(UefiError::Io { .. })
     ));
 }
@@ -515,7 +515,7 @@ fn efi_stub_check_on_real_images() {
     // GRUB's BIOS boot sector is no EFI executable.
     let boot_img = Path::new("/usr/lib/grub/i386-pc/boot.img");
     if boot_img.exists() {
-        assert!(grub::uefi::check_efi_stub(boot_img).is_err());
+        assert!(efivars::check_efi_stub(boot_img).is_err());
     } else {
         eprintln!("SKIP boot.img: {} missing", boot_img.display());
     }
@@ -528,7 +528,7 @@ fn efi_stub_check_on_real_images() {
         .arg("normal")
         .status()
     {
-        Ok(s) if s.success() => grub::uefi::check_efi_stub(&efi).unwrap(),
+        Ok(s) if s.success() => efivars::check_efi_stub(&efi).unwrap(),
         other => eprintln!("SKIP grub-mkimage x86_64-efi: {other:?}"),
     }
     // The QEMU tests' Debian kernel (scripts/setup.sh) carries the EFI stub.
@@ -536,7 +536,7 @@ fn efi_stub_check_on_real_images() {
     match fs::read_to_string(cache.join("VERSION")) {
         Ok(version) => {
             let vmlinuz = cache.join(format!("root/boot/vmlinuz-{}", version.trim()));
-            grub::uefi::check_efi_stub(&vmlinuz).unwrap();
+            efivars::check_efi_stub(&vmlinuz).unwrap();
         }
         Err(e) => eprintln!("SKIP test kernel: {e} (run scripts/setup.sh)"),
     }

@@ -5,8 +5,6 @@
 //! - [`cfg_inspect`]: what a host's grub.cfg supports (next_entry, custom.cfg, ...).
 //! - [`menu_entry`]: the menu entry that boots the migrator from the staging fs.
 //! - [`bootcode`]: write boot.img + core.img onto an MBR disk.
-//! - [`uefi`]: firmware one-shot (`Boot####` for the kernel's EFI stub + `BootNext`)
-//!   with an undo record, for UEFI machines whose GRUB cannot do `next_entry`.
 //!
 //! The stager's path, in order (each step refusing with a reason):
 //!
@@ -42,7 +40,6 @@ pub mod env;
 pub mod menu_entry;
 pub mod oneshot;
 mod script_lex;
-pub mod uefi;
 
 pub use cfg_inspect::{inspect, inspect_file, CfgReport};
 pub use env::{EnvError, GrubEnv};

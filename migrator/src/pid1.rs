@@ -26,7 +26,7 @@ pub fn mount_early() -> Result<(), String> {
 /// Mount efivarfs when the kernel came up through UEFI (after module loading: it may be a
 /// module). Without it a UEFI-route plan cannot arm its resume entry, which that step reports.
 pub fn mount_efivarfs() {
-    let target = grub::uefi::EFIVARS_DIR;
+    let target = efivars::EFIVARS_DIR;
     if !std::path::Path::new("/sys/firmware/efi").exists() {
         return;
     }

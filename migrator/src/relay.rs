@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use grub::uefi::{EfiVars, PermanentBoot};
+use efivars::{EfiVars, PermanentBoot};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 

@@ -175,12 +175,7 @@ fn finish_from_relay(
     };
     logging::marker("SWAPOVER-MIGRATOR-START relay");
     logging::marker("SWAPOVER-STEP relay begin");
-    match crate::steps::finish_from_relay(
-        &disk_node,
-        &mut fs,
-        &grub::uefi::EfiVars::system(),
-        found,
-    ) {
+    match crate::steps::finish_from_relay(&disk_node, &mut fs, &efivars::EfiVars::system(), found) {
         Ok(()) => {
             logging::marker("SWAPOVER-STEP relay done");
             Exit::Reboot(RebootTarget::Resinos)

@@ -79,7 +79,7 @@ pub struct Context<'a> {
     /// Pause between a failed attempt and the next.
     pub retry_delay: Duration,
     /// The firmware's variables (UEFI route): efivarfs, or a directory in tests.
-    pub efivars: grub::uefi::EfiVars,
+    pub efivars: efivars::EfiVars,
     written: Option<WrittenImage>,
 }
 
@@ -99,7 +99,7 @@ impl<'a> Context<'a> {
             disk_path,
             fs,
             flash_sync_every: 64 * 1024 * 1024,
-            efivars: grub::uefi::EfiVars::system(),
+            efivars: efivars::EfiVars::system(),
             written: None,
         }
     }
@@ -570,7 +570,7 @@ fn reread_partitions(disk: &File) {
 pub fn finish_from_relay(
     disk_path: &Path,
     fs: &mut dyn FileSystems,
-    efivars: &grub::uefi::EfiVars,
+    efivars: &efivars::EfiVars,
     found: relay::Relay,
 ) -> Result<(), StepError> {
     let disk = OpenOptions::new()

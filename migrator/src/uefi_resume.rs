@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use grub::uefi::{EfiVars, LoadOption, PermanentBoot, UefiError};
+use efivars::{EfiVars, LoadOption, PermanentBoot, UefiError};
 use plan::{GrubRoute, Plan};
 
 /// The record on staging.

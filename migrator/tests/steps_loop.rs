@@ -1259,7 +1259,7 @@ struct UefiFixture {
 const BOOT: (u64, u64) = (8192, 8192);
 
 fn var_file(name: &str) -> String {
-    format!("{name}-{}", grub::uefi::EFI_GLOBAL_VARIABLE_GUID)
+    format!("{name}-{}", efivars::EFI_GLOBAL_VARIABLE_GUID)
 }
 
 fn uefi_fixture() -> UefiFixture {
@@ -1281,13 +1281,13 @@ fn uefi_fixture() -> UefiFixture {
     write_at(&f.disk, BOOT.0 * SECTOR, &std::fs::read(&boot).unwrap());
     let vars_dir = f.dir.join("efivars");
     std::fs::create_dir_all(&vars_dir).unwrap();
-    let option = grub::uefi::LoadOption {
+    let option = efivars::LoadOption {
         description: "swapover migration to resinOS 2.x".into(),
-        partition: grub::uefi::HardDrive {
+        partition: efivars::HardDrive {
             number: 1,
             start_lba: BOOT.0,
             size_lba: BOOT.1,
-            signature: grub::uefi::PartitionSignature::Mbr(0x5a0e_4e11),
+            signature: efivars::PartitionSignature::Mbr(0x5a0e_4e11),
         },
         file: r"\swapover\vmlinuz".into(),
         args: r"initrd=\swapover\initramfs.img".into(),
@@ -1302,8 +1302,8 @@ fn uefi_fixture() -> UefiFixture {
 }
 
 impl UefiFixture {
-    fn vars(&self) -> grub::uefi::EfiVars {
-        grub::uefi::EfiVars::at(&self.vars_dir)
+    fn vars(&self) -> efivars::EfiVars {
+        efivars::EfiVars::at(&self.vars_dir)
     }
 
     fn context<'a>(&'a self, fs: &'a mut Directories) -> Context<'a> {
@@ -1459,13 +1459,13 @@ fn a_uefi_1x_run_giving_up_puts_boot_order_back_and_needs_our_option() {
 
     let other = uefi_fixture();
     // The firmware booted its own option (the 1.x GRUB), not ours.
-    let grub = grub::uefi::LoadOption {
+    let grub = efivars::LoadOption {
         description: "UEFI disk".into(),
-        partition: grub::uefi::HardDrive {
+        partition: efivars::HardDrive {
             number: 1,
             start_lba: BOOT.0,
             size_lba: BOOT.1,
-            signature: grub::uefi::PartitionSignature::Mbr(0x5a0e_4e11),
+            signature: efivars::PartitionSignature::Mbr(0x5a0e_4e11),
         },
         file: r"\EFI\BOOT\BOOTX64.EFI".into(),
         args: String::new(),

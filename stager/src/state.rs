@@ -50,7 +50,7 @@ pub enum Change {
     WriteBootDir { dir: String },
     /// resinOS 1.x on UEFI: a `Boot####` option and `BootNext` written in `efivars` (undo:
     /// the record removes our option and puts BootNext back as it was).
-    ArmUefiBootNext { efivars: String, undo: Option<grub::uefi::UefiUndo> },
+    ArmUefiBootNext { efivars: String, undo: Option<efivars::UefiUndo> },
     /// resinOS 1.x: the device marked for a supervisor update in the resin API (undo: set
     /// its supervisor release back, with the key read again from `config`).
     MarkSupervisorUpdate {

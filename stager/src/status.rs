@@ -58,7 +58,7 @@ fn armed(root: &HostRoot, state: &StageState) -> Armed {
             }
             crate::state::Change::ArmUefiBootNext { efivars, undo: Some(record) } => Some(
                 record
-                    .is_pending(&grub::uefi::EfiVars::at(root.path(efivars)))
+                    .is_pending(&efivars::EfiVars::at(root.path(efivars)))
                     .map_err(|e| e.to_string()),
             ),
             _ => None,

@@ -144,7 +144,7 @@ fn undo_one(
         }
         Change::Unmount | Change::WriteStaging | Change::SaveSwapHeader { .. } => Ok(None),
         Change::ArmUefiBootNext { efivars, undo: Some(record) } => {
-            let vars = grub::uefi::EfiVars::at(root.path(efivars));
+            let vars = efivars::EfiVars::at(root.path(efivars));
             record.undo(&vars).map_err(|e| e.to_string())?;
             Ok(Some(format!(
                 "removed Boot{:04X} and put BootNext back as it was",

@@ -90,7 +90,7 @@ pub fn plan_with_initramfs(req: &PlanImageRequest, initramfs: Bytes) -> Result<P
     let app_data = app_data::measure(&req.data_root, &req.profile)?;
     let kernel = file_size(&req.kernel, "kernel")?;
     if planner::armed_by_firmware(&req.profile) {
-        grub::uefi::check_efi_stub(&req.kernel).map_err(Refusal1x::KernelNotEfi)?;
+        efivars::check_efi_stub(&req.kernel).map_err(Refusal1x::KernelNotEfi)?;
     }
     let (boot_files, boot_free) = read_boot_files(&disk, &req.profile)?;
     let image = image_probe::probe(&req.image).map_err(crate::stage::Refusal::from)?;

@@ -63,7 +63,7 @@ pub enum Refusal1x {
     #[error("the image has no {role} partition where profile {profile} expects {name}; download the right image for the profile")]
     ImageMissingPartition { role: String, name: String, profile: String },
     #[error("the migration kernel {0}, and pass such a kernel with --kernel")]
-    KernelNotEfi(grub::uefi::UefiError),
+    KernelNotEfi(efivars::UefiError),
     /// The supervisor-update mark cannot be decided (API, image, version); names the fix.
     #[error("supervisor update: {0}")]
     SupervisorMark(String),

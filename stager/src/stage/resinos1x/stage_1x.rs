@@ -31,7 +31,7 @@ use crate::stage::staging_files::{self, PLAN_IN_INITRAMFS};
 use crate::stage::system::System;
 use crate::stage::Refusal;
 use crate::state::{self, Change, StageState, StateStore, STATE_FORMAT};
-use grub::uefi::{EfiVars, HardDrive, LoadOption, PartitionSignature, UefiOneShot};
+use efivars::{EfiVars, HardDrive, LoadOption, PartitionSignature, UefiOneShot};
 use plan::{Bytes, PartitionIdentity, PartitionRole, SectorSize};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
