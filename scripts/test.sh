@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 start=$(date +%s)
+echo "== disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free in $(pwd)"
 echo "== rustfmt"
 cargo fmt --all --check
 echo "== clippy"
@@ -14,6 +15,7 @@ bash scripts/build-static.sh
 echo "== tests"
 status=0
 cargo test --workspace --exclude qemu-tests --no-fail-fast || status=1
+echo "== disk before the QEMU tests: $(df -h --output=avail . | tail -1 | tr -d ' ') free"
 echo "== QEMU end-to-end tests (one VM at a time: TCG on 2 cores; timings printed)"
 cargo test -p qemu-tests --no-fail-fast -- --test-threads=1 --nocapture || status=1
 echo "== took $(( $(date +%s) - start ))s"
