@@ -1,11 +1,17 @@
 //! One QEMU virtual machine: started under TCG (KVM hangs on these machines), its serial
 //! console captured to a log file under `target/qemu-tests/logs/`, awaited marker by
 //! marker with a timeout per stage, and killed at a chosen moment to simulate a power cut.
+//!
+//! A VM that stops printing is told apart from a guest that hangs: disk images report host
+//! I/O errors (ENOSPC included) to the guest instead of QEMU's default of pausing the VM
+//! in silence, and a timeout names the VM's run state (asked over QMP) and the host's free
+//! disk space in its first line.
 
 use crate::paths;
 use anyhow::{bail, Context, Result};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -93,19 +99,52 @@ pub struct Vm {
     console: Arc<(Mutex<Console>, Condvar)>,
     cursor: usize,
     log_path: PathBuf,
+    qmp_path: PathBuf,
     started: Instant,
     stages: Vec<(String, Duration)>,
+}
+
+/// Below this much free space under `target/` a VM is not started: its disk images grow as
+/// the guest writes, and the failure would come as a guest I/O error halfway through.
+const MIN_FREE_BYTES: u64 = 1536 * 1024 * 1024;
+
+/// Free bytes on the file system holding `dir` (None if it cannot be asked).
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    let st = nix::sys::statvfs::statvfs(dir).ok()?;
+    Some(st.blocks_available() as u64 * st.fragment_size() as u64)
+}
+
+fn describe_free(dir: &Path) -> String {
+    match free_bytes(dir) {
+        Some(free) => format!("{} MiB free on the host under {}", free >> 20, dir.display()),
+        None => format!("free space under {} unknown", dir.display()),
+    }
 }
 
 impl Vm {
     pub fn start(config: &VmConfig) -> Result<Vm> {
         std::fs::create_dir_all(paths::logs_dir())?;
         let log_path = paths::logs_dir().join(format!("{}.log", config.name));
+        let artifacts = paths::artifacts_dir();
+        if let Some(free) = free_bytes(&artifacts) {
+            if free < MIN_FREE_BYTES {
+                bail!(
+                    "only {} MiB free under {}: a VM's disk images grow as the guest writes; free at least {} MiB and run again",
+                    free >> 20,
+                    artifacts.display(),
+                    MIN_FREE_BYTES >> 20
+                );
+            }
+        }
+        let qmp_path = paths::logs_dir().join(format!("{}.qmp", config.name));
+        let _ = std::fs::remove_file(&qmp_path);
         let mut log =
             File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-accel", "tcg", "-nodefaults", "-no-user-config", "-display", "none"])
             .args(["-serial", "stdio", "-monitor", "none", "-nic", "none"])
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp_path.display()))
             .args(["-m", &config.memory_mib.to_string()]);
         if let Firmware::Uefi { vars } = &config.firmware {
             cmd.arg("-drive")
@@ -124,8 +163,10 @@ impl Vm {
                     d.image.display()
                 ),
             };
-            cmd.arg("-drive")
-                .arg(format!("{file},format=raw,if={},index={index},cache=writeback", d.interface));
+            cmd.arg("-drive").arg(format!(
+                "{file},format=raw,if={},index={index},cache=writeback,werror=report,rerror=report",
+                d.interface
+            ));
         }
         let mut child = cmd
             .stdin(Stdio::null())
@@ -166,7 +207,29 @@ impl Vm {
                 }
             }
         });
-        Ok(Vm { child, console, cursor: 0, log_path, started: Instant::now(), stages: Vec::new() })
+        Ok(Vm {
+            child,
+            console,
+            cursor: 0,
+            log_path,
+            qmp_path,
+            started: Instant::now(),
+            stages: Vec::new(),
+        })
+    }
+
+    /// The VM's run state as QEMU reports it (`running`, `paused`, `io-error`, …), asked over
+    /// its QMP socket, or why it could not be asked.
+    pub fn run_state(&self) -> String {
+        match query_status(&self.qmp_path) {
+            Ok(state) => state,
+            Err(e) => format!("unknown ({e:#})"),
+        }
+    }
+
+    /// One line saying what the host and QEMU know when the console went quiet.
+    fn host_side(&self) -> String {
+        format!("VM state: {}; {}", self.run_state(), describe_free(&paths::artifacts_dir()))
     }
 
     /// The console log file of this run.
@@ -209,9 +272,11 @@ impl Vm {
             if c.closed || now >= deadline {
                 let why = if c.closed { "the VM stopped" } else { "timed out" };
                 let tail = tail_lines(&c.bytes, 25);
+                drop(c);
                 bail!(
-                    "{why} after {:.1}s waiting for console marker `{marker}` (log: {})\n--- last console lines ---\n{tail}",
+                    "{why} after {:.1}s waiting for console marker `{marker}` ({}; log: {})\n--- last console lines ---\n{tail}",
                     self.started.elapsed().as_secs_f64(),
+                    self.host_side(),
                     self.log_path.display()
                 );
             }
@@ -263,9 +328,10 @@ impl Vm {
             }
             if Instant::now() >= deadline {
                 let tail = tail_lines(self.console_text().as_bytes(), 25);
+                let host_side = self.host_side();
                 let _ = self.power_cut();
                 bail!(
-                    "VM did not power off within {timeout:?} (log: {})\n{tail}",
+                    "VM did not power off within {timeout:?} ({host_side}; log: {})\n{tail}",
                     self.log_path.display()
                 );
             }
@@ -288,6 +354,41 @@ impl Drop for Vm {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Asks QEMU's QMP socket for `query-status`: the run state, e.g. `running` or `io-error`.
+fn query_status(socket: &Path) -> Result<String> {
+    let stream = UnixStream::connect(socket)
+        .with_context(|| format!("connecting to {}", socket.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?; // greeting
+    writer.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")?;
+    line.clear();
+    reader.read_line(&mut line)?;
+    writer.write_all(b"{\"execute\":\"query-status\"}\n")?;
+    // Asynchronous events (e.g. BLOCK_IO_ERROR) may come before the reply; name them too.
+    let mut events = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            bail!("QMP closed the connection");
+        }
+        let reply: serde_json::Value = serde_json::from_str(line.trim())?;
+        if let Some(event) = reply.get("event").and_then(|e| e.as_str()) {
+            events.push(event.to_string());
+            continue;
+        }
+        let ret = reply.get("return").context("QMP reply without a return value")?;
+        let status = ret.get("status").and_then(|s| s.as_str()).unwrap_or("?");
+        return Ok(if events.is_empty() {
+            status.to_string()
+        } else {
+            format!("{status} (QMP events: {})", events.join(", "))
+        });
     }
 }
 

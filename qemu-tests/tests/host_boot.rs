@@ -31,10 +31,17 @@ fn legacy_host_boots_through_grub_with_swap_and_runs_the_payload() -> anyhow::Re
         up.contains("swap=/dev/sda5,") || up.contains("swap=/dev/sdb5,"),
         "swap by UUID not active: {up}"
     );
+    // What a timeout reports about the VM comes from QEMU itself (QMP), not from a guess.
+    let state = vm.run_state();
+    assert_eq!(state, "running", "QMP query-status of a booted VM: {state}");
     let tools = vm.wait_for("TOOLS ", Duration::from_secs(60))?;
     assert!(tools.contains("mke2fs 1.") && tools.contains("grub-mkimage (GRUB)"), "{tools}");
     let fstab = vm.wait_for("FSTAB-SWAP", Duration::from_secs(10))?;
     assert!(fstab.ends_with(" 1"), "{fstab}");
+    // A marker that never comes: the error's first line says what QEMU and the host know.
+    let quiet = vm.wait_for("SWAPOVER-NEVER-PRINTED", Duration::from_secs(1)).unwrap_err();
+    let first = quiet.to_string().lines().next().unwrap_or_default().to_string();
+    assert!(first.contains("VM state: ") && first.contains("MiB free on the host"), "{first}");
     vm.wait_exit(Duration::from_secs(60))?;
     for (marker, at) in vm.stages() {
         eprintln!("[timing] {marker}: {:.1}s", at.as_secs_f64());
