@@ -13,7 +13,6 @@
 //! by their path relative to the item source or by their file name; directories
 //! are always kept so that modes and times survive.
 
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{File, Metadata};
@@ -24,6 +23,8 @@ use std::path::{Path, PathBuf};
 use tar::{EntryType, Header, HeaderMode};
 
 use plan::{BackupItem, BackupVolume, Plan};
+
+use crate::sha256::HashingReader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -233,15 +234,15 @@ impl<W: Write> ArchiveWriter<W> {
             let expected = meta.len();
             let mut reader = HashingReader::new(file.take(expected));
             self.builder.append_data(&mut header, name, &mut reader).map_err(fail)?;
-            if reader.bytes != expected {
+            if reader.bytes_read() != expected {
                 return Err(BackupError::Changed {
                     path: path.to_path_buf(),
                     expected,
-                    actual: reader.bytes,
+                    actual: reader.bytes_read(),
                 });
             }
             self.summary.data_bytes += expected;
-            Some(reader.finish())
+            Some(reader.finish().0 .0)
         } else {
             // Directories, device nodes, fifos: the header says everything.
             header.set_size(0);
@@ -329,31 +330,6 @@ pub fn selected(filters: &[glob::Pattern], relative: &Path) -> bool {
     filters.iter().any(|f| f.matches_path(relative) || f.matches_path(name))
 }
 
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    bytes: u64,
-}
-
-impl<R: Read> HashingReader<R> {
-    fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Sha256::new(), bytes: 0 }
-    }
-
-    fn finish(self) -> [u8; 32] {
-        self.hasher.finalize().into()
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-}
-
 /// Read `archive` back and compare it with `summary`: same members, same file data.
 pub fn verify_archive(archive: &Path, summary: &ArchiveSummary) -> Result<(), BackupError> {
     let problem = |problem: String| BackupError::Verify { archive: archive.to_path_buf(), problem };
@@ -370,7 +346,7 @@ pub fn verify_archive(archive: &Path, summary: &ArchiveSummary) -> Result<(), Ba
         if let Some(expected) = expected {
             let mut hasher = HashingReader::new(&mut entry);
             io::copy(&mut hasher, &mut io::sink()).map_err(io_err("read", archive))?;
-            if hasher.finish() != *expected {
+            if hasher.finish().0 .0 != *expected {
                 return Err(problem(format!(
                     "data of {} differs from its source",
                     String::from_utf8_lossy(&name)

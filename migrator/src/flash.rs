@@ -1,7 +1,7 @@
 //! Streaming flash engine: decode the staged image, write it into place, read it back.
 //!
 //! The path is built from small adapters, one per module (after coreos-installer's
-//! `src/io/`): [`digest::HashingReader`] (sha256 of the compressed stream as read),
+//! `src/io/`): [`crate::sha256::HashingReader`] (sha256 of the compressed stream as read),
 //! [`format::ImageFormat`] (peek at the magic), [`xz_index`] (block map from the xz
 //! index), [`xz_stream::XzReader`] (in-process streaming xz decoding, no child
 //! process), [`limit::LimitReader`] (never more than the extent), and
@@ -44,10 +44,13 @@ mod block_check;
 pub mod digest;
 pub mod direct;
 pub mod error;
+pub mod flash_target;
 pub mod format;
+mod image_hash;
 pub mod limit;
 mod parallel;
 pub mod positional;
+pub mod progress;
 pub mod progress_log;
 pub mod retry;
 mod sequential;
@@ -56,17 +59,16 @@ pub mod window;
 pub mod xz_index;
 pub mod xz_stream;
 
-pub use digest::Sha256Digest;
+pub use crate::sha256::Sha256Digest;
 pub use direct::DirectTarget;
 pub use error::{FlashError, XzError};
+pub use flash_target::FlashTarget;
 pub use format::ImageFormat;
+pub use progress::Progress;
 pub use retry::{WRITE_RETRIES, WRITE_RETRY_DELAY};
-pub use target::{
-    FlashTarget, HeldRange, HeldRanges, Placement, VerifiedRange, ZeroRuns, HEAD_BYTES,
-};
+pub use target::{HeldRange, HeldRanges, Placement, VerifiedRange, ZeroRuns, HEAD_BYTES};
 
 use std::fs::File;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use target::{Counters, RangeDone, WritePolicy};
 
@@ -111,34 +113,6 @@ impl FlashRequest {
             write_retries: WRITE_RETRIES,
             write_retry_delay: WRITE_RETRY_DELAY,
             held: HeldRanges::NONE,
-        }
-    }
-}
-
-/// A snapshot of a running flash, given to the progress callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    /// Compressed bytes consumed by the decoder(s).
-    pub compressed_bytes_in: u64,
-    /// Decoded image bytes produced.
-    pub image_bytes_out: u64,
-    /// Bytes actually written to the target (less than decoded when resuming/skipping).
-    pub bytes_written: u64,
-    /// Image length when known up front (xz index or raw file length).
-    pub image_bytes_total: Option<u64>,
-    /// Every image byte in `HEAD_BYTES..durable_image_offset` is on the medium (fsynced).
-    /// Safe to journal and pass back as `resume_from_image_offset`.
-    pub durable_image_offset: u64,
-}
-
-impl Progress {
-    pub(crate) fn snapshot(counters: &Counters, total: Option<u64>, durable: u64) -> Progress {
-        Progress {
-            compressed_bytes_in: counters.compressed_in.load(Ordering::Relaxed),
-            image_bytes_out: counters.decoded_out.load(Ordering::Relaxed),
-            bytes_written: counters.written.load(Ordering::Relaxed),
-            image_bytes_total: total,
-            durable_image_offset: durable,
         }
     }
 }

@@ -34,6 +34,7 @@ pub mod relay;
 pub mod restore;
 pub mod resume;
 pub mod run;
+pub mod sha256;
 pub mod staged_fs;
 pub mod steps;
 pub mod uefi_resume;

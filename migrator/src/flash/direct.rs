@@ -12,7 +12,7 @@
 //! of its range). Where `O_DIRECT` cannot be opened (a file system without it), every
 //! write is buffered, as before.
 
-use super::target::FlashTarget;
+use super::flash_target::FlashTarget;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};

@@ -1,6 +1,7 @@
 //! Everything that can stop a flash, each with the problem and the fix in one line.
 
-use super::digest::{ReadBackSum, Sha256Digest};
+use super::digest::ReadBackSum;
+use crate::sha256::Sha256Digest;
 use std::io;
 
 /// Why the image could not be decoded (damaged, truncated or not xz at all).

@@ -19,11 +19,13 @@
 //! Durability is reported for the contiguous prefix of finished blocks only.
 
 use super::block_check::{expected_check, BlockChecker};
-use super::digest::{hash_whole_file, Sha256Digest};
 use super::error::{FlashError, XzError};
-use super::target::{sync_error, Counters, FlashTarget, RangeDone, RangeWriter, WritePolicy};
+use super::flash_target::FlashTarget;
+use super::image_hash::hash_whole_file;
+use super::progress::Progress;
+use super::target::{sync_error, Counters, RangeDone, RangeWriter, WritePolicy};
 use super::xz_index::{single_block_stream_tail, XzBlock, XzLayout};
-use super::Progress;
+use crate::sha256::Sha256Digest;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;

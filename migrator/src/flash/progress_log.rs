@@ -4,7 +4,7 @@
 //! file, none of which is an interactive terminal, so it reports progress as plain
 //! lines (no carriage-return status line).
 
-use super::Progress;
+use super::progress::Progress;
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1024 * 1024;

@@ -6,18 +6,19 @@
 //! critical path. Memory: a few 4 MiB chunks in flight, recycled.
 
 use super::block_check::BlockChecker;
-use super::digest::{hash_whole_file, Sha256Digest};
 use super::direct::AlignedBuf;
 use super::error::{from_source_io, FlashError};
+use super::flash_target::FlashTarget;
 use super::format::ImageFormat;
+use super::image_hash::hash_whole_file;
 use super::limit::{LimitReader, TooLong};
 use super::positional::PositionalReader;
+use super::progress::Progress;
 use super::target::{
-    sync_error, Counters, FlashTarget, Placement, RangeDone, RangeWriter, WritePolicy,
-    WRITE_CHUNK_BYTES,
+    sync_error, Counters, Placement, RangeDone, RangeWriter, WritePolicy, WRITE_CHUNK_BYTES,
 };
 use super::xz_stream::XzReader;
-use super::Progress;
+use crate::sha256::Sha256Digest;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

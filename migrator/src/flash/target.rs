@@ -4,9 +4,8 @@
 use super::digest::{ReadBackSum, ReadBackSummer};
 use super::direct::AlignedBuf;
 use super::error::FlashError;
-use std::fs::File;
+use super::flash_target::FlashTarget;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The image's first MiB (MBR, boot code, the gap GRUB-like loaders use): held back
@@ -18,24 +17,6 @@ pub const WRITE_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 
 /// Granule for the zero-run rule (only used when the target is known to read as zero).
 const ZERO_GRANULE_BYTES: usize = 64 * 1024;
-
-/// Something an image can be flashed onto: a regular file or a block device.
-///
-/// Positional I/O (`pread`/`pwrite`) so parallel decoders can write their blocks
-/// without sharing a file position. Implemented for [`std::fs::File`], opened
-/// read + write (e.g. `OpenOptions::new().read(true).write(true).open("/dev/sda")`).
-pub trait FlashTarget: Sync {
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
-    /// Make everything written so far durable (fdatasync).
-    fn sync(&self) -> io::Result<()>;
-    /// Forget cached copies of a range (after a sync) so the next read comes from the medium.
-    fn drop_cache(&self, offset: u64, len: u64) -> io::Result<()>;
-    /// How error messages name the target (e.g. `/dev/sda`).
-    fn name(&self) -> String {
-        "the flash target".to_string()
-    }
-}
 
 /// The error for a failed write of `len` bytes at target byte `offset` (one attempt).
 pub(crate) fn write_error<T: FlashTarget + ?Sized>(
@@ -59,36 +40,6 @@ pub(crate) fn sync_error<T: FlashTarget + ?Sized>(
     source: io::Error,
 ) -> FlashError {
     FlashError::SyncTarget { target: target.name(), through, attempts: 1, source }
-}
-
-impl FlashTarget for File {
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        FileExt::write_all_at(self, buf, offset)
-    }
-
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        FileExt::read_exact_at(self, buf, offset)
-    }
-
-    fn sync(&self) -> io::Result<()> {
-        self.sync_data()
-    }
-
-    fn drop_cache(&self, offset: u64, len: u64) -> io::Result<()> {
-        use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
-        let offset = i64::try_from(offset).map_err(io::Error::other)?;
-        let len = i64::try_from(len).map_err(io::Error::other)?;
-        posix_fadvise(self, offset, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED)
-            .map_err(io::Error::from)
-    }
-
-    /// The path the descriptor was opened as (`/proc/self/fd`), e.g. `/dev/sda`.
-    fn name(&self) -> String {
-        use std::os::fd::AsRawFd;
-        std::fs::read_link(format!("/proc/self/fd/{}", self.as_raw_fd()))
-            .map(|path| path.display().to_string())
-            .unwrap_or_else(|_| "the flash target".to_string())
-    }
 }
 
 /// Where the image goes on the target.
