@@ -24,6 +24,7 @@ use tar::{EntryType, Header, HeaderMode};
 
 use plan::{BackupItem, BackupVolume, Plan};
 
+use crate::durable::{sync_parent, write_durably, DurableError};
 use crate::sha256::HashingReader;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,8 @@ pub enum BackupError {
     TooLarge { actual: u64, limit: u64 },
     #[error("backup filter '{filter}' is not a valid glob: {message}; fix the plan")]
     BadFilter { filter: String, message: String },
+    #[error(transparent)]
+    Durable(#[from] DurableError),
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> BackupError {
@@ -90,12 +93,6 @@ pub fn archive_volume(
     std::fs::rename(&tmp, out).map_err(io_err("rename", &tmp))?;
     sync_parent(out)?;
     Ok(summary)
-}
-
-/// fsync the directory holding `path`.
-pub fn sync_parent(path: &Path) -> Result<(), BackupError> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("fsync directory", dir))
 }
 
 struct ArchiveWriter<W: Write> {
@@ -482,16 +479,6 @@ pub fn network_sources(plan: &Plan, old_root: &Path, staging_dir: &Path) -> crat
         }
     }
     sources
-}
-
-/// Write `bytes` to `path` via a temporary file, fsync, rename, fsync the directory.
-pub fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), BackupError> {
-    let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
-    file.write_all(bytes).map_err(io_err("write", &tmp))?;
-    file.sync_all().map_err(io_err("fsync", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err("rename", &tmp))?;
-    sync_parent(path)
 }
 
 #[cfg(test)]

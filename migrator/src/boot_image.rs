@@ -13,8 +13,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::fatboot::{self, FatFile, PartitionSlice};
+use crate::flash::decoded::{decoded_reader, ImageReadError};
 use crate::flash::HeldRange;
-use crate::flashing;
 use crate::uefi_resume::BOOT_DIR;
 use crate::written_last::{self, HeldBytes};
 
@@ -28,7 +28,7 @@ pub enum BootImageError {
     #[error("the old boot partition has no {BOOT_DIR}/ with the migration kernel; it was changed since staging, re-stage")]
     NoMigrationKernel,
     #[error(transparent)]
-    Flash(#[from] flashing::FlashStepError),
+    Image(#[from] ImageReadError),
     #[error(transparent)]
     WrittenLast(#[from] written_last::WrittenLastError),
 }
@@ -54,7 +54,7 @@ pub fn build(
         log::info!("restore: the new boot partition was built by an earlier attempt");
         return Ok(path);
     }
-    let mut reader = flashing::decoded_reader(image_path)?;
+    let mut reader = decoded_reader(image_path)?;
     std::io::copy(&mut (&mut reader).take(range.start), &mut std::io::sink())
         .map_err(io("decode", image_path))?;
     let mut bytes = Vec::new();

@@ -41,6 +41,7 @@
 //! head, and per decoder thread the xz dictionary (8 MiB at the default preset).
 
 mod block_check;
+pub mod decoded;
 pub mod digest;
 pub mod direct;
 pub mod error;

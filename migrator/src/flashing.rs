@@ -4,12 +4,11 @@
 //! only existed in memory (by decoding the image again without writing).
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::flash::{
-    self, FlashRequest, FlashTarget, HeldRanges, ImageFormat, Placement, Progress, Sha256Digest,
-    WrittenImage, HEAD_BYTES,
+    self, FlashRequest, FlashTarget, HeldRanges, Placement, Progress, Sha256Digest, WrittenImage,
 };
 use disk_layout::units::Sectors512;
 use disk_layout::{units as lu, HostDisk, PartitionTable};
@@ -39,6 +38,8 @@ pub enum FlashStepError {
     HeadMismatch,
     #[error("{0}")]
     WrittenLast(String),
+    #[error(transparent)]
+    Image(#[from] flash::decoded::ImageReadError),
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> FlashStepError {
@@ -183,27 +184,6 @@ pub fn replay<T: FlashTarget + ?Sized>(
     Ok(written)
 }
 
-/// The staged image's decoded bytes, as a stream.
-pub fn decoded_reader(image_path: &Path) -> Result<Box<dyn Read>, FlashStepError> {
-    let file = File::open(image_path).map_err(io_err("open", image_path))?;
-    let format = ImageFormat::sniff(&file).map_err(io_err("read", image_path))?;
-    Ok(match format {
-        ImageFormat::Raw => Box::new(file),
-        ImageFormat::Xz => Box::new(
-            flash::xz_stream::XzReader::new(BufReader::new(file))
-                .map_err(io_err("decode", image_path))?,
-        ),
-    })
-}
-
-/// The image's first `HEAD_BYTES` (or all of a smaller image), decoded.
-pub fn read_head(image_path: &Path) -> Result<Vec<u8>, FlashStepError> {
-    let reader = decoded_reader(image_path)?;
-    let mut head = Vec::with_capacity(HEAD_BYTES as usize);
-    reader.take(HEAD_BYTES).read_to_end(&mut head).map_err(io_err("decode", image_path))?;
-    Ok(head)
-}
-
 /// Write `head` at disk byte 0 (the commit point), sync, drop the cache, read back.
 pub fn commit_head<T: FlashTarget + ?Sized>(target: &T, head: &[u8]) -> Result<(), FlashStepError> {
     target.write_all_at(head, 0).map_err(io_err("write the image head to", Path::new("disk")))?;
@@ -284,7 +264,7 @@ fn restore_or_save_ebrs(
                 saved.extend_from_slice(&ebr.0.to_le_bytes());
                 saved.extend_from_slice(&sector);
             }
-            crate::backup::write_durably(&path, &saved).map_err(|e| FlashStepError::Io {
+            crate::durable::write_durably(&path, &saved).map_err(|e| FlashStepError::Io {
                 action: "save image EBRs to",
                 path: path.clone(),
                 source: io::Error::other(e.to_string()),

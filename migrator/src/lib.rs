@@ -20,6 +20,7 @@ pub mod backup;
 pub mod blkpg;
 pub mod boot_image;
 pub mod disk;
+pub mod durable;
 pub mod fatboot;
 pub mod fatfix;
 pub mod flash;

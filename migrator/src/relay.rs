@@ -80,17 +80,17 @@ pub fn write(
     let manifest_path = dir.join(MANIFEST_FILE);
     // An older, possibly different relay stops counting before its files change.
     match std::fs::remove_file(&manifest_path) {
-        Ok(()) => crate::backup::sync_parent(&manifest_path)
+        Ok(()) => crate::durable::sync_parent(&manifest_path)
             .map_err(|e| io("sync", &dir)(e.to_string()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io("remove", &manifest_path)(e.to_string())),
     }
     std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir)(e.to_string()))?;
-    crate::backup::sync_parent(&dir).map_err(|e| io("sync", data_root)(e.to_string()))?;
+    crate::durable::sync_parent(&dir).map_err(|e| io("sync", data_root)(e.to_string()))?;
     let granules = held.encode_granules();
     let durably = |name: &str, bytes: &[u8]| {
         let path = dir.join(name);
-        crate::backup::write_durably(&path, bytes).map_err(|e| io("write", &path)(e.to_string()))
+        crate::durable::write_durably(&path, bytes).map_err(|e| io("write", &path)(e.to_string()))
     };
     durably(WRITTEN_LAST_FILE, &granules)?;
     durably(HEAD_FILE, head)?;
@@ -155,7 +155,7 @@ pub fn remove(data_root: &Path) -> Result<(), RelayError> {
     let dir = data_root.join(RELAY_DIR);
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => {
-            crate::backup::sync_parent(&dir).map_err(|e| io("sync", data_root)(e.to_string()))
+            crate::durable::sync_parent(&dir).map_err(|e| io("sync", data_root)(e.to_string()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(io("remove", &dir)(e.to_string())),

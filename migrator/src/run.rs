@@ -190,7 +190,7 @@ pub fn count_start(staging_dir: &Path) -> u32 {
     let previous: u32 =
         std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
     let now = previous.saturating_add(1);
-    if let Err(e) = crate::backup::write_durably(&path, now.to_string().as_bytes()) {
+    if let Err(e) = crate::durable::write_durably(&path, now.to_string().as_bytes()) {
         log::warn!("cannot record the start count: {e}");
     }
     now

@@ -467,7 +467,7 @@ fn restore_or_save_boot(
         .map_err(|_| StepError::Plan(format!("resin-boot of {len} is too large")))?;
     let mut flashed = vec![0u8; size];
     disk.read_exact_at(&mut flashed, start.get()).map_err(io_err("read resin-boot for", &path))?;
-    backup::write_durably(&path, &flashed)?;
+    crate::durable::write_durably(&path, &flashed).map_err(backup::BackupError::from)?;
     Ok(())
 }
 
@@ -521,7 +521,7 @@ pub fn step_finalize(ctx: &mut Context<'_>) -> Result<(), StepError> {
     let mut disk = ctx.open_disk()?;
     let head = match ctx.written.take() {
         Some(written) => written.head.bytes().to_vec(),
-        None => flashing::read_head(&ctx.image_path())?,
+        None => flash::decoded::read_head(&ctx.image_path()).map_err(FlashStepError::from)?,
     };
     let held = match written_last::held_range(ctx.plan)? {
         Some((range, name)) => {

@@ -71,7 +71,7 @@ pub fn arm(vars: &EfiVars, staging_dir: &Path) -> Result<PermanentBoot, UefiResu
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
-            crate::backup::write_durably(&path, &json).map_err(|e| UefiResumeError::Record {
+            crate::durable::write_durably(&path, &json).map_err(|e| UefiResumeError::Record {
                 action: "write",
                 path,
                 reason: e.to_string(),

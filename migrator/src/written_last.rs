@@ -19,8 +19,8 @@ use std::path::Path;
 use plan::Plan;
 use sha2::{Digest, Sha256};
 
+use crate::flash::decoded::{self, ImageReadError};
 use crate::flash::{FlashTarget, HeldRange, HeldRanges, HEAD_BYTES};
-use crate::flashing::{self, FlashStepError};
 
 /// Granule in which the held partition is kept in memory (all-zero granules are not kept).
 const GRANULE: usize = 64 * 1024;
@@ -41,7 +41,7 @@ pub enum WrittenLastError {
     #[error("cannot seal the staging file system {at}: {source}")]
     Seal { at: String, source: nix::Error },
     #[error(transparent)]
-    Step(#[from] FlashStepError),
+    Image(#[from] ImageReadError),
     #[error("cannot {action} the disk while writing the held partition: {source}")]
     Io { action: &'static str, source: std::io::Error },
 }
@@ -263,18 +263,14 @@ pub fn collect(
     range: HeldRange,
     name: &str,
 ) -> Result<HeldBytes, WrittenLastError> {
-    let mut reader = flashing::decoded_reader(image_path)?;
+    let mut reader = decoded::decoded_reader(image_path)?;
     let mut hasher = Sha256::new();
     let mut granules = Vec::new();
     let mut kept = 0u64;
     let mut offset = 0u64;
     let mut buf = vec![0u8; GRANULE];
     loop {
-        let n = fill(&mut reader, &mut buf).map_err(|source| FlashStepError::Io {
-            action: "decode",
-            path: image_path.to_path_buf(),
-            source,
-        })?;
+        let n = fill(&mut reader, &mut buf).map_err(decoded::io_err("decode", image_path))?;
         if n == 0 {
             break;
         }

@@ -1421,7 +1421,7 @@ fn a_uefi_1x_run_cut_during_the_written_last_write_finishes_from_the_relay() {
     let image = staging_dir.join(&plan.image.file);
     let held = migrator::written_last::collect(plan, &image, range, &name).unwrap();
     let mut disk = OpenOptions::new().read(true).write(true).open(&u.f.disk).unwrap();
-    let head = migrator::flashing::read_head(&image).unwrap();
+    let head = migrator::flash::decoded::read_head(&image).unwrap();
     let (_, head) = migrator::flashing::final_head(plan, &mut disk, &head, &staging_dir).unwrap();
     let permanent = migrator::uefi_resume::saved(&staging_dir).unwrap();
     assert_eq!(permanent.as_ref().map(|p| p.boot_number), Some(0x0100));

@@ -3,8 +3,8 @@
 //! carried in resinOS 1.x config.json `files`).
 
 use super::keyfile::{from_hex, parse as parse_keyfile, Group};
+use super::warning::Warning;
 use super::wifi::{parse_address, Psk, Security, StaticIpv4, Wifi};
-use super::Warning;
 use std::path::Path;
 
 /// A saved service's `settings` file: one group named like

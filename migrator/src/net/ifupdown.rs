@@ -1,8 +1,8 @@
 //! ifupdown `/etc/network/interfaces` WiFi stanzas (`wpa-ssid`, `wpa-psk`,
 //! `wireless-essid`/`wireless-key`, `wpa-conf`).
 
+use super::warning::Warning;
 use super::wifi::{parse_address, Psk, Security, StaticIpv4, Wifi};
-use super::Warning;
 use std::path::{Path, PathBuf};
 
 /// What an interfaces file yields: networks, and wpa_supplicant files it points at.

@@ -11,12 +11,14 @@ mod ifupdown;
 mod keyfile;
 mod nm;
 mod resin;
+mod warning;
 mod wifi;
 mod wpa;
 
+pub use warning::Warning;
+
 use nm::NmConnection;
 use std::collections::BTreeSet;
-use std::fmt;
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -33,25 +35,6 @@ pub struct Keyfile {
 impl Keyfile {
     /// NetworkManager ignores keyfiles readable by others.
     pub const MODE: u32 = 0o600;
-}
-
-/// Something found that could not be carried over (or only partly).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Warning {
-    pub source: PathBuf,
-    pub message: String,
-}
-
-impl Warning {
-    pub(crate) fn new(source: &Path, message: &str) -> Warning {
-        Warning { source: source.to_path_buf(), message: message.to_string() }
-    }
-}
-
-impl fmt::Display for Warning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.source.display(), self.message)
-    }
 }
 
 /// The result of a conversion.

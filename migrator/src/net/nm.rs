@@ -2,7 +2,7 @@
 //! new machine (identity complete, bindings to old hardware dropped).
 
 use super::keyfile::{decode_ssid, parse, stable_uuid, Group};
-use super::Warning;
+use super::warning::Warning;
 use std::path::Path;
 
 /// Group names NetworkManager accepts for each connection type (name, alias).

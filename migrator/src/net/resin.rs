@@ -2,8 +2,8 @@
 //! text carried in `files["network/network.config"]`.
 
 use super::connman;
+use super::warning::Warning;
 use super::wifi::{Psk, Security, Wifi};
-use super::Warning;
 use serde_json::Value;
 use std::path::Path;
 

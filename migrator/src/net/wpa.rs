@@ -1,8 +1,8 @@
 //! wpa_supplicant.conf `network={...}` blocks.
 
 use super::keyfile::from_hex;
+use super::warning::Warning;
 use super::wifi::{Psk, Security, Wifi};
-use super::Warning;
 use std::path::Path;
 
 /// Every `network={...}` block of a wpa_supplicant.conf, converted or warned about.
