@@ -7,6 +7,7 @@
 //! `target/qemu-tests/logs/`.
 
 pub mod console_lines;
+pub mod console_splice;
 pub mod disk;
 pub mod e2e;
 pub mod fixture;

@@ -7,6 +7,7 @@
 //! in silence, and a timeout names the VM's run state (asked over QMP) and the host's free
 //! disk space in its first line.
 
+use crate::console_splice::CleanConsole;
 use crate::paths;
 use anyhow::{bail, Context, Result};
 use std::fs::File;
@@ -87,10 +88,30 @@ impl VmConfig {
     }
 }
 
+/// What the VM printed: `raw` as it came (also written to the log file), and the text the
+/// tests search, with kernel messages moved out of the lines they interrupted
+/// ([`crate::console_splice`]).
 #[derive(Default)]
 struct Console {
-    bytes: Vec<u8>,
+    raw: Vec<u8>,
+    clean: CleanConsole,
     closed: bool,
+}
+
+impl Console {
+    fn take(&mut self, data: &[u8]) {
+        self.raw.extend_from_slice(data);
+        self.clean.update(&self.raw, self.closed);
+    }
+
+    fn close(&mut self) {
+        self.closed = true;
+        self.clean.update(&self.raw, true);
+    }
+
+    fn text(&self) -> &[u8] {
+        &self.clean.text
+    }
 }
 
 /// A running VM. Dropping it kills QEMU.
@@ -185,13 +206,13 @@ impl Vm {
                 let (lock, cv) = &*sink;
                 let Ok(mut c) = lock.lock() else { return };
                 if n == 0 {
-                    c.closed = true;
+                    c.close();
                     cv.notify_all();
                     return;
                 }
                 let _ = log.write_all(&buf[..n]);
                 let _ = log.flush();
-                c.bytes.extend_from_slice(&buf[..n]);
+                c.take(&buf[..n]);
                 cv.notify_all();
             }
         });
@@ -202,7 +223,7 @@ impl Vm {
             if !text.trim().is_empty() {
                 let (lock, cv) = &*err_sink;
                 if let Ok(mut c) = lock.lock() {
-                    c.bytes.extend_from_slice(format!("\n[qemu stderr] {text}\n").as_bytes());
+                    c.take(format!("\n[qemu stderr] {text}\n").as_bytes());
                     cv.notify_all();
                 }
             }
@@ -245,17 +266,17 @@ impl Vm {
         let (lock, cv) = &*self.console;
         let mut c = lock.lock().map_err(|_| anyhow::anyhow!("console lock poisoned"))?;
         loop {
-            if let Some(pos) = find(&c.bytes[self.cursor..], marker.as_bytes()) {
+            if let Some(pos) = find(&c.text()[self.cursor..], marker.as_bytes()) {
                 let at = self.cursor + pos;
                 let line_start =
-                    c.bytes[..at].iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+                    c.text()[..at].iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
                 // Wait for the rest of the line so callers get all of it.
                 let line_end = loop {
-                    if let Some(e) = c.bytes[at..].iter().position(|b| *b == b'\n') {
+                    if let Some(e) = c.text()[at..].iter().position(|b| *b == b'\n') {
                         break at + e;
                     }
                     if c.closed || Instant::now() >= deadline {
-                        break c.bytes.len();
+                        break c.text().len();
                     }
                     c = cv
                         .wait_timeout(c, Duration::from_millis(50))
@@ -263,7 +284,7 @@ impl Vm {
                         .0;
                 };
                 let line =
-                    String::from_utf8_lossy(&c.bytes[line_start..line_end]).trim_end().to_string();
+                    String::from_utf8_lossy(&c.text()[line_start..line_end]).trim_end().to_string();
                 self.cursor = line_end;
                 self.stages.push((marker.to_string(), self.started.elapsed()));
                 return Ok(line);
@@ -271,7 +292,7 @@ impl Vm {
             let now = Instant::now();
             if c.closed || now >= deadline {
                 let why = if c.closed { "the VM stopped" } else { "timed out" };
-                let tail = tail_lines(&c.bytes, 25);
+                let tail = tail_lines(c.text(), 25);
                 drop(c);
                 bail!(
                     "{why} after {:.1}s waiting for console marker `{marker}` ({}; log: {})\n--- last console lines ---\n{tail}",
@@ -290,7 +311,7 @@ impl Vm {
         {
             let (lock, cv) = &*self.console;
             let mut c = lock.lock().map_err(|_| anyhow::anyhow!("console lock poisoned"))?;
-            while find(&c.bytes[self.cursor..], marker.as_bytes()).is_none() {
+            while find(&c.text()[self.cursor..], marker.as_bytes()).is_none() {
                 let now = Instant::now();
                 if c.closed || now >= deadline {
                     return Ok(None);
@@ -304,7 +325,7 @@ impl Vm {
     /// Everything the console printed so far.
     pub fn console_text(&self) -> String {
         let (lock, _) = &*self.console;
-        lock.lock().map(|c| String::from_utf8_lossy(&c.bytes).into_owned()).unwrap_or_default()
+        lock.lock().map(|c| String::from_utf8_lossy(c.text()).into_owned()).unwrap_or_default()
     }
 
     /// Counts how often `marker` appears in the whole console output so far.
