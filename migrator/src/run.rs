@@ -10,7 +10,7 @@ use plan::Plan;
 
 use crate::disk::{BlockRoots, FoundDisk};
 use crate::logging;
-use crate::mounts::{self, FileSystems, KernelMounts};
+use crate::mounts::{self, KernelMounts};
 use crate::pid1::{self, RebootTarget};
 use crate::steps::{self, Context, Exit};
 use migration_journal::Journal;
@@ -63,7 +63,24 @@ pub fn pid1_main() -> ! {
         }
         // Staging lies inside the partition written last: gone means that write began.
         log::warn!("{e}");
-        finish(finish_from_relay(&plan, &plan_id, roots, disk, retry_delay));
+        let disk_node = disk.node.clone();
+        let mut fs = KernelMounts::new(roots, disk, plan.clone());
+        let found = match steps::relay::look_up(&mut fs, &plan_id) {
+            Ok(found) => found,
+            Err(e) => early_failure(&e, retry_delay),
+        };
+        logging::marker("SWAPOVER-MIGRATOR-START relay");
+        logging::marker("SWAPOVER-STEP relay begin");
+        finish(
+            match steps::finish_from_relay(&disk_node, &mut fs, &efivars::EfiVars::system(), found)
+            {
+                Ok(()) => {
+                    logging::marker("SWAPOVER-STEP relay done");
+                    Exit::Reboot(RebootTarget::Resinos)
+                }
+                Err(e) => Exit::Halt(format!("finishing from the relay failed: {e}")),
+            },
+        );
     }
     let staging_dir = staging_root.join(plan.staging.dir.trim_start_matches('/'));
     if let Err(e) = logging::attach_file(&staging_dir.join("migration.log")) {
@@ -96,7 +113,7 @@ pub fn read_plan(path: &Path) -> Result<(Plan, String), String> {
         .map_err(|_| format!("the plan {} is not UTF-8; re-stage", path.display()))?;
     let plan = Plan::from_json(&text)
         .map_err(|e| format!("the plan {} is unusable: {e}", path.display()))?;
-    crate::written_last::check_plan(&plan)
+    crate::steps::written_last::check_plan(&plan)
         .map_err(|e| format!("the plan {} is refused: {e}", path.display()))?;
     let id: String = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     Ok((plan, id))
@@ -149,39 +166,6 @@ pub fn ext_uuid(node: &Path) -> Result<String, String> {
         hex[8..10].concat(),
         hex[10..].concat()
     ))
-}
-
-/// Staging is gone: finish from the relay on resin-data, if this plan left one.
-fn finish_from_relay(
-    plan: &Plan,
-    plan_id: &str,
-    roots: BlockRoots,
-    disk: FoundDisk,
-    retry_delay: Duration,
-) -> Exit {
-    let disk_node = disk.node.clone();
-    let mut fs = KernelMounts::new(roots, disk, plan.clone());
-    let looked = fs
-        .open_data_with(true)
-        .map_err(|e| e.to_string())
-        .and_then(|data| crate::relay::read(&data, plan_id).map_err(|e| e.to_string()));
-    if let Err(e) = fs.close_data() {
-        log::warn!("relay: {e}");
-    }
-    let found = match looked {
-        Ok(Some(found)) => found,
-        Ok(None) => early_failure("staging is not the staged file system and resin-data holds no relay of this plan; nothing to resume", retry_delay),
-        Err(e) => early_failure(&format!("staging is not the staged file system and the relay cannot be read: {e}"), retry_delay),
-    };
-    logging::marker("SWAPOVER-MIGRATOR-START relay");
-    logging::marker("SWAPOVER-STEP relay begin");
-    match crate::steps::finish_from_relay(&disk_node, &mut fs, &efivars::EfiVars::system(), found) {
-        Ok(()) => {
-            logging::marker("SWAPOVER-STEP relay done");
-            Exit::Reboot(RebootTarget::Resinos)
-        }
-        Err(e) => Exit::Halt(format!("finishing from the relay failed: {e}")),
-    }
 }
 
 /// Increment and return the start counter kept on staging (1 on the first start).

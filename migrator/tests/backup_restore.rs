@@ -7,8 +7,10 @@ mod steps_support;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use migrator::backup::{self, archive_volume, backup_all, verify_archive, BackupError};
-use migrator::restore::restore_data;
+use migrator::steps::backup_data::{
+    self as backup, archive_volume, backup_all, verify_archive, BackupError,
+};
+use migrator::steps::restore_data::restore_data;
 use plan::{BackupItem, BackupVolume, Bytes, PartitionRole, Plan, RestoreLocation};
 use steps_support::{describe, noise, set_mtime};
 

@@ -374,13 +374,13 @@ fn a_1x_plan_reads_wifi_from_the_staged_config_json() {
     let old_root = tmp.path().join("old-root");
     std::fs::create_dir_all(&old_root).unwrap();
     plan.network.config_json_network = true;
-    let sources = migrator::backup::network_sources(&plan, &old_root, &staging_dir);
+    let sources = migrator::steps::backup_data::network_sources(&plan, &old_root, &staging_dir);
     assert_eq!(sources.config_json, vec![staging_dir.join("config.json")]);
     let c = collect(&sources);
     assert_psk(&by_ssid(&c, "ConfigNet"), "config-key-99");
     assert_psk(&by_ssid(&c, "FilesNet"), "files-pass-1");
     plan.network.config_json_network = false;
-    assert!(migrator::backup::network_sources(&plan, &old_root, &staging_dir)
+    assert!(migrator::steps::backup_data::network_sources(&plan, &old_root, &staging_dir)
         .config_json
         .is_empty());
 }

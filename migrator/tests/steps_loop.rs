@@ -568,7 +568,7 @@ fn the_file_system_check_passes_a_good_image_and_names_a_wrong_boot_partition() 
         let raw = std::fs::read(&f.raw_image).unwrap();
         restage(&mut f, &raw, form);
         let image = f.staging_dir().join(&f.plan.image.file);
-        migrator::staged_fs::check(&f.plan, &image).unwrap();
+        migrator::steps::staged_fs::check(&f.plan, &image).unwrap();
         // resin-boot holding the ext4 of resin-data.
         let mut wrong = raw.clone();
         let (boot, data) = ((8192 * SECTOR) as usize, (40_960 * SECTOR) as usize);
@@ -576,7 +576,7 @@ fn the_file_system_check_passes_a_good_image_and_names_a_wrong_boot_partition() 
         wrong[boot..boot + 4 * MIB as usize].copy_from_slice(&ext4);
         restage(&mut f, &wrong, form);
         let image = f.staging_dir().join(&f.plan.image.file);
-        let error = migrator::staged_fs::check(&f.plan, &image).unwrap_err().to_string();
+        let error = migrator::steps::staged_fs::check(&f.plan, &image).unwrap_err().to_string();
         assert!(
             error.starts_with(
                 "the staged image's resin-boot (partition 1) holds ext4 where restore writes into vfat"
@@ -608,10 +608,10 @@ fn arm_then_rollback_restores_the_boot_area() {
     let f = fixture();
     let original = f.disk_bytes();
     let mut disk = OpenOptions::new().read(true).write(true).open(&f.disk).unwrap();
-    migrator::resume::arm(&mut disk, &f.staging_dir()).unwrap();
+    migrator::steps::bios_resume::arm(&mut disk, &f.staging_dir()).unwrap();
     assert!(f.disk_bytes() != original);
     // A second arm keeps the first saved copy (not our own boot code).
-    migrator::resume::arm(&mut disk, &f.staging_dir()).unwrap();
+    migrator::steps::bios_resume::arm(&mut disk, &f.staging_dir()).unwrap();
     assert_eq!(
         std::fs::read(f.staging_dir().join("mbr-gap.orig")).unwrap(),
         original[..(2048 * SECTOR) as usize]
@@ -1147,34 +1147,34 @@ fn plans_the_migrator_cannot_carry_out_are_refused_at_load() {
         fs_type: FsType::Btrfs,
     });
     boot_files.grub.route = plan::GrubRoute::BootFiles;
-    let refused = migrator::written_last::check_plan(&boot_files).unwrap_err();
+    let refused = migrator::steps::written_last::check_plan(&boot_files).unwrap_err();
     assert!(
         refused.contains("armed through BootFiles, which nothing starts again after a power cut"),
         "{refused}"
     );
     let mut uefi = boot_files.clone();
     uefi.grub.route = plan::GrubRoute::UefiBootNext;
-    migrator::written_last::check_plan(&uefi).unwrap();
+    migrator::steps::written_last::check_plan(&uefi).unwrap();
     // Staging inside resin-rootA, which is flashed first.
     let mut inside_root_a = f.plan.clone();
     inside_root_a.layout.written_last = vec!["resin-rootB".into()];
     inside_root_a.staging.partition =
         PartitionIdentity::mbr(0x5a0e_4e11, 2, Sectors(22_600), Sectors(1024), SectorSize::S512)
             .unwrap();
-    let refused = migrator::written_last::check_plan(&inside_root_a).unwrap_err();
+    let refused = migrator::steps::written_last::check_plan(&inside_root_a).unwrap_err();
     assert!(refused.contains("overlaps the target partition 'resin-rootA'"), "{refused}");
     std::fs::write(&path, inside_root_a.to_json_pretty().unwrap()).unwrap();
     let refused = migrator::run::read_plan(&path).unwrap_err();
     assert!(refused.contains("overlaps the staging partition"), "{refused}");
     // The Ubuntu plan of the other tests passes.
     let ubuntu = fixture().plan;
-    migrator::written_last::check_plan(&ubuntu).unwrap();
+    migrator::steps::written_last::check_plan(&ubuntu).unwrap();
     // Growth over staging with a partition ending after resin-data: finalize would grow that
     // one, where resinOS's resindataexpander grows resin-data.
     let mut data_not_last = ubuntu.clone();
     let state = data_not_last.layout.partitions.iter_mut().find(|p| p.name == "resin-state");
     state.unwrap().image_start = Sectors(66_000);
-    let refused = migrator::written_last::check_plan(&data_not_last).unwrap_err();
+    let refused = migrator::steps::written_last::check_plan(&data_not_last).unwrap_err();
     assert!(
         refused.starts_with(
             "the layout's data partition 'resin-data' is not its last ('resin-state' ends after it)"
@@ -1182,7 +1182,7 @@ fn plans_the_migrator_cannot_carry_out_are_refused_at_load() {
         "{refused}"
     );
     data_not_last.finalize.grow_over_staging = false;
-    migrator::written_last::check_plan(&data_not_last).unwrap();
+    migrator::steps::written_last::check_plan(&data_not_last).unwrap();
 }
 
 /// A resinOS 1.x plan on a kernel block device with real mounts: the old root (ext4)
@@ -1351,7 +1351,10 @@ impl UefiFixture {
         assert_eq!(vars.boot_order().unwrap(), vec![0, 1], "our option is out of BootOrder");
         assert!(vars.boot_option(0x0100).unwrap().is_none(), "our option is deleted");
         assert!(vars.boot_option(0).unwrap().is_some(), "the firmware's own option stays");
-        assert!(!f.data.join(migrator::relay::RELAY_DIR).exists(), "the relay is removed");
+        assert!(
+            !f.data.join(migrator::steps::relay_store::RELAY_DIR).exists(),
+            "the relay is removed"
+        );
         assert_eq!(
             std::fs::read(f.data.join("resin-data/app-1/srv/app/blob.bin")).unwrap(),
             noise(300_000, 77)
@@ -1416,32 +1419,40 @@ fn a_uefi_1x_run_cut_during_the_written_last_write_finishes_from_the_relay() {
     steps::step_restore(&mut ctx).unwrap();
     // What finalize does up to the cut: the final head, the relay, part of resin-rootB.
     let plan = &u.f.plan;
-    let (range, name) = migrator::written_last::held_range(plan).unwrap().unwrap();
+    let (range, name) = migrator::steps::written_last::held_range(plan).unwrap().unwrap();
     let staging_dir = u.f.staging_dir();
     let image = staging_dir.join(&plan.image.file);
-    let held = migrator::written_last::collect(plan, &image, range, &name).unwrap();
+    let held = migrator::steps::written_last::collect(plan, &image, range, &name).unwrap();
     let mut disk = OpenOptions::new().read(true).write(true).open(&u.f.disk).unwrap();
     let head = migrator::flash::decoded::read_head(&image).unwrap();
-    let (_, head) = migrator::flashing::final_head(plan, &mut disk, &head, &staging_dir).unwrap();
-    let permanent = migrator::uefi_resume::saved(&staging_dir).unwrap();
+    let (_, head) =
+        migrator::steps::final_table::final_head(plan, &mut disk, &head, &staging_dir).unwrap();
+    let permanent = migrator::steps::uefi_resume::saved(&staging_dir).unwrap();
     assert_eq!(permanent.as_ref().map(|p| p.boot_number), Some(0x0100));
-    migrator::relay::write(&u.f.data, "plan-under-test", &held, &head, permanent.as_ref()).unwrap();
+    migrator::steps::relay_store::write(
+        &u.f.data,
+        "plan-under-test",
+        &held,
+        &head,
+        permanent.as_ref(),
+    )
+    .unwrap();
     disk.write_all_at(&noise(MIB as usize, 90), range.start).unwrap();
     // The next boot: staging is not ours any more; the relay is.
     assert!(
         matches!(
-            migrator::relay::read(&u.f.data, "another-plan"),
-            Err(migrator::relay::RelayError::OtherPlan { .. })
+            migrator::steps::relay_store::read(&u.f.data, "another-plan"),
+            Err(migrator::steps::relay_store::RelayError::OtherPlan { .. })
         ),
         "a relay of another plan is refused"
     );
-    let found = migrator::relay::read(&u.f.data, "plan-under-test")
+    let found = migrator::steps::relay_store::read(&u.f.data, "plan-under-test")
         .unwrap()
         .expect("the relay is complete");
     let mut fs = u.f.dirs();
     steps::finish_from_relay(&u.f.disk, &mut fs, &u.vars(), found).unwrap();
     u.assert_migrated();
-    assert!(migrator::relay::read(&u.f.data, "plan-under-test").unwrap().is_none());
+    assert!(migrator::steps::relay_store::read(&u.f.data, "plan-under-test").unwrap().is_none());
 }
 
 /// Giving up before destruction on the UEFI route puts BootOrder back (the stager's abort

@@ -32,13 +32,13 @@ fn a_mounted_staging_is_sealed_read_only_and_a_plain_directory_is_left_alone() {
     std::fs::write(at.join("swapover/journal.0"), b"before").unwrap();
     migrator::logging::attach_file(&at.join("swapover/migration.log")).unwrap();
     log::info!("a line on staging before the seal");
-    migrator::written_last::seal_staging(&at).unwrap();
+    migrator::steps::written_last::seal_staging(&at).unwrap();
     let refused = std::fs::write(at.join("swapover/journal.0"), b"after").unwrap_err();
     assert_eq!(refused.raw_os_error(), Some(nix::errno::Errno::EROFS as i32), "{refused}");
     assert_eq!(std::fs::read(at.join("swapover/journal.0")).unwrap(), b"before");
     log::info!("a line after the seal goes to the console only");
     let plain = tmp.path().join("plain");
     std::fs::create_dir_all(&plain).unwrap();
-    migrator::written_last::seal_staging(&plain).unwrap();
+    migrator::steps::written_last::seal_staging(&plain).unwrap();
     std::fs::write(plain.join("still-writable"), b"yes").unwrap();
 }

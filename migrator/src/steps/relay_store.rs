@@ -17,8 +17,8 @@ use efivars::{EfiVars, PermanentBoot};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::written_last::HeldBytes;
 use crate::flash::HeldRange;
-use crate::written_last::HeldBytes;
 
 /// The relay directory at resin-data's root.
 pub const RELAY_DIR: &str = "swapover-relay";
@@ -35,7 +35,7 @@ pub enum RelayError {
     #[error("the relay file {path} does not match its manifest (sha256 {actual}, expected {expected}); resin-data is damaged, reflash the device by hand")]
     Damaged { path: PathBuf, expected: String, actual: String },
     #[error(transparent)]
-    WrittenLast(#[from] crate::written_last::WrittenLastError),
+    WrittenLast(#[from] super::written_last::WrittenLastError),
 }
 
 /// What the relay's manifest says.

@@ -12,11 +12,11 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::uefi_resume::BOOT_DIR;
+use super::written_last::{self, HeldBytes};
 use crate::fatboot::{self, FatFile, PartitionSlice};
 use crate::flash::decoded::{decoded_reader, ImageReadError};
 use crate::flash::HeldRange;
-use crate::uefi_resume::BOOT_DIR;
-use crate::written_last::{self, HeldBytes};
 
 /// The built partition on staging.
 pub const NEW_BOOT_FILE: &str = "resin-boot.new";

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use plan::{PartitionRole, Plan};
 
-use crate::backup::{archive_path, BACKUP_DIR};
+use super::backup_data::{archive_path, BACKUP_DIR};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
