@@ -37,3 +37,6 @@ pub mod pid1;
 pub mod run;
 pub mod sha256;
 pub mod steps;
+
+#[cfg(test)]
+mod import_cycles;
