@@ -1,47 +1,20 @@
 //! sha256 values: parsing them (given, or from a sha256sum listing) and computing them over files.
 
-use std::fmt;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
-use std::str::FromStr;
 
 use sha2::{Digest, Sha256};
 
 use super::FetchError;
 
-/// A sha256 digest as 64 lowercase hexadecimal characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Sha256Hex(String);
+/// The plan's sha256 type: 64 lower-case hexadecimal characters.
+pub use plan::Sha256Hex;
 
-impl Sha256Hex {
-    /// Accepts 64 hex digits in either case (surrounding whitespace ignored).
-    pub fn parse(text: &str) -> Result<Self, FetchError> {
-        let trimmed = text.trim();
-        let valid = trimmed.len() == 64 && trimmed.bytes().all(|b| b.is_ascii_hexdigit());
-        if valid {
-            Ok(Sha256Hex(trimmed.to_ascii_lowercase()))
-        } else {
-            Err(FetchError::InvalidSha256 { value: text.to_owned() })
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for Sha256Hex {
-    type Err = FetchError;
-    fn from_str(text: &str) -> Result<Self, FetchError> {
-        Sha256Hex::parse(text)
-    }
-}
-
-impl fmt::Display for Sha256Hex {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// Parses a sha256 given on the command line or read from a listing: 64 hex digits in either
+/// case (surrounding whitespace ignored), refused as a [`FetchError`].
+pub fn parse_sha256(text: &str) -> Result<Sha256Hex, FetchError> {
+    Sha256Hex::parse(text).map_err(|_| FetchError::InvalidSha256 { value: text.to_owned() })
 }
 
 /// Picks the digest for `file_name` out of a sha256sum-style listing.
@@ -67,7 +40,7 @@ pub fn digest_from_listing(listing: &str, file_name: &str) -> Result<Sha256Hex, 
             None => return Err(format!("it lists {} files but not {file_name:?}", many.len())),
         },
     };
-    Sha256Hex::parse(chosen)
+    parse_sha256(chosen)
         .map_err(|_| format!("{chosen:?} is not a sha256 (64 hexadecimal characters)"))
 }
 
@@ -87,7 +60,7 @@ pub fn hash_file(path: &Path) -> Result<(Sha256Hex, u64), FetchError> {
         hasher.update(&buffer[..count]);
         total += count as u64;
     }
-    Ok((Sha256Hex(hex::encode(hasher.finalize())), total))
+    Ok((Sha256Hex::from_digest(&hasher.finalize()), total))
 }
 
 #[cfg(test)]
@@ -98,15 +71,15 @@ mod tests {
 
     #[test]
     fn accepts_upper_case_and_whitespace() {
-        let parsed = Sha256Hex::parse(&format!("  {}\n", HEX.to_uppercase())).unwrap();
+        let parsed = parse_sha256(&format!("  {}\n", HEX.to_uppercase())).unwrap();
         assert_eq!(parsed.as_str(), HEX);
     }
 
     #[test]
     fn rejects_wrong_length_and_non_hex() {
-        assert!(Sha256Hex::parse(&HEX[..63]).is_err());
-        assert!(Sha256Hex::parse(&format!("{}g", &HEX[..63])).is_err());
-        let err = Sha256Hex::parse("abc").unwrap_err();
+        assert!(parse_sha256(&HEX[..63]).is_err());
+        assert!(parse_sha256(&format!("{}g", &HEX[..63])).is_err());
+        let err = parse_sha256("abc").unwrap_err();
         assert_eq!(err.to_string(), "invalid sha256 \"abc\": expected 64 hexadecimal characters");
     }
 

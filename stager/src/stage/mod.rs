@@ -30,7 +30,7 @@ pub mod rollback;
 pub mod staging_files;
 pub mod system;
 
-use crate::fetch::{self, FetchOptions, ImageSource, Sha256Hex as FetchSha256};
+use crate::fetch::{self, FetchOptions, ImageSource};
 use crate::host::{HostFacts, HostRoot};
 use crate::state::StateStore;
 use board_profiles::Profile;
@@ -114,7 +114,7 @@ pub const DOWNLOAD_NAME: &str = "resinos.download";
 fn fetch_image(req: &StageRequest) -> Result<fetch::FetchedImage, StageError> {
     let source = ImageSource::parse(&req.image)?;
     let sha256 = match &req.sha256 {
-        Some(text) => Some(FetchSha256::parse(text)?),
+        Some(text) => Some(fetch::digest::parse_sha256(text)?),
         None => None,
     };
     let options =
