@@ -72,6 +72,27 @@ pub enum BootMode {
     BoardFirmware,
 }
 
+impl BootMode {
+    /// The mode a host's firmware shows (`/sys/firmware/efi` present or not): BIOS or UEFI.
+    /// `None` for board firmware, which the host cannot tell apart from BIOS.
+    pub fn host_detectable(self) -> Option<BootMode> {
+        match self {
+            BootMode::Bios | BootMode::Uefi => Some(self),
+            BootMode::BoardFirmware => None,
+        }
+    }
+}
+
+impl std::fmt::Display for BootMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BootMode::Bios => "BIOS",
+            BootMode::Uefi => "UEFI",
+            BootMode::BoardFirmware => "board firmware",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Bootloader {

@@ -3,9 +3,9 @@
 mod check_command;
 pub mod size;
 
-use crate::host::boot_mode::BootMode;
 use crate::host::units::Bytes;
 use crate::profiles_cmd::ProfileCatalog;
+use board_profiles::BootMode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -126,6 +126,8 @@ pub enum ProfilesCommand {
     },
 }
 
+// `--expect-boot-mode`: only the two modes a host's firmware can show. It converts to the
+// profiles' [`BootMode`], which stays free of clap and also names board firmware.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BootModeArg {
     Bios,

@@ -6,14 +6,13 @@
 use crate::checks::{self, Check, CheckId, CheckInputs, CheckReport, Status};
 use crate::fetch::digest::hash_file;
 use crate::fetch::ImageSource;
-use crate::host::boot_mode::BootMode as HostBootMode;
 use crate::host::units::Bytes;
 use crate::host::{HostFacts, HostRoot};
 use crate::stage::image_probe::{self, ImageFacts};
 use crate::stage::planning::{self, StagePlan};
 use crate::stage::prepare::{self, Prepared};
 use crate::stage::{config_json, gather, Refusal};
-use board_profiles::{BootMode as ProfileBootMode, Profile};
+use board_profiles::Profile;
 use plan::TableKind;
 use std::path::{Path, PathBuf};
 
@@ -46,14 +45,6 @@ fn reason_and_fix(text: &str) -> (String, String) {
 fn fail_with(id: CheckId, found: impl Into<String>, problem: &str) -> Check {
     let (reason, fix) = reason_and_fix(problem);
     Check::fail(id, found, reason, fix)
-}
-
-fn profile_boot_mode(profile: &Profile) -> Option<HostBootMode> {
-    match profile.boot_mode {
-        ProfileBootMode::Bios => Some(HostBootMode::Bios),
-        ProfileBootMode::Uefi => Some(HostBootMode::Uefi),
-        ProfileBootMode::BoardFirmware => None,
-    }
 }
 
 /// Where the image's layout ends, as `make_plan` compares it with the old root's space.
@@ -311,7 +302,8 @@ fn run_with_image(
     let mut inputs = req.flags.clone();
     let profile = req.profile.as_ref();
     if let Some(profile) = profile {
-        inputs.expected_boot_mode = inputs.expected_boot_mode.or(profile_boot_mode(profile));
+        inputs.expected_boot_mode =
+            inputs.expected_boot_mode.or(profile.boot_mode.host_detectable());
         inputs.min_memory =
             inputs.min_memory.or(Some(Bytes(planning::MIN_MEMORY_WITHOUT_SWAP.get())));
     }

@@ -4,9 +4,9 @@
 #[path = "fixtures/fixture_host.rs"]
 mod fixture_host;
 
+use board_profiles::BootMode;
 use fixture_host::{FixtureHost, ROOT_SECTORS, ROOT_START, SECTOR, SWAP_SECTORS, SWAP_START};
 use stager::checks::{profile_memory, run, run_all, CheckId, CheckInputs, CheckReport, Status};
-use stager::host::boot_mode::BootMode;
 use stager::host::facts::{gather_with, HostFacts, ProcessFacts};
 use stager::host::units::Bytes;
 use stager::host::HostRoot;

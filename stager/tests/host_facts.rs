@@ -3,9 +3,9 @@
 #[path = "fixtures/fixture_host.rs"]
 mod fixture_host;
 
+use board_profiles::BootMode;
 use fixture_host::{FixtureHost, SECTOR, SWAP_LABEL, SWAP_SECTORS, SWAP_START, SWAP_UUID};
 use stager::host::block::BlockKind;
-use stager::host::boot_mode::BootMode;
 use stager::host::facts::{gather_with, HostFacts, ProcessFacts};
 use stager::host::fstab::{self, FsSpec};
 use stager::host::partition_table::TableKind;

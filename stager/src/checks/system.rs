@@ -1,9 +1,9 @@
 //! Checks of the running system: user, OS, architecture, firmware, boot loader.
 
 use super::{Check, CheckId};
-use crate::host::boot_mode::BootMode;
 use crate::host::os_release::OsVersion;
 use crate::host::HostFacts;
+use board_profiles::BootMode;
 
 const MIN_UBUNTU: OsVersion = OsVersion { major: 14, minor: 4 };
 const SUPPORTED_ARCH: &str = "x86_64";

@@ -4,7 +4,7 @@
 //! gathering: the check that needs it then reports the message as what it found.
 
 use super::block::{self, BlockDevice, BlockKind};
-use super::boot_mode::{self, BootMode};
+use super::boot_mode;
 use super::fstab::{self, FstabEntry};
 use super::grub::{self, GrubFacts};
 use super::meminfo::{self, MemInfo};
@@ -14,6 +14,7 @@ use super::partition_table::{self, PartitionTable};
 use super::root::HostRoot;
 use super::swap_header::{self, SwapHeader};
 use super::swaps::{self, SwapArea, SwapKind};
+use board_profiles::BootMode;
 use serde::Serialize;
 use std::fs::File;
 

@@ -7,10 +7,9 @@ use super::host_extras::{KernelFacts, Region};
 use super::image_probe::ImageFacts;
 use super::refusal::Refusal;
 use crate::checks::{self, CheckInputs, Status};
-use crate::host::boot_mode::BootMode as HostBootMode;
 use crate::host::partition_table::{PartitionEntry, TableKind as HostTableKind};
 use crate::host::HostFacts;
-use board_profiles::{BootMode as ProfileBootMode, Profile};
+use board_profiles::Profile;
 use disk_layout::{place_image, HostDisk};
 use plan::{
     BackupItem, BackupSet, BackupVolume, Bytes, ConfigJson, DiskId, EnvChange, FailurePolicy,
@@ -130,14 +129,6 @@ fn check_gate(facts: &HostFacts, inputs: &CheckInputs) -> Result<(), Refusal> {
     }
 }
 
-fn host_boot_mode(profile: &Profile) -> Option<HostBootMode> {
-    match profile.boot_mode {
-        ProfileBootMode::Bios => Some(HostBootMode::Bios),
-        ProfileBootMode::Uefi => Some(HostBootMode::Uefi),
-        ProfileBootMode::BoardFirmware => None,
-    }
-}
-
 /// The host refusals that need neither the image nor the config: the profile's kind, boot
 /// mode, the disk's table, then every host check (root, OS, swap partition, memory...),
 /// then the host's RAM against the profile's `requirements.min_ram_mib`.
@@ -157,7 +148,7 @@ pub fn precheck_host(facts: &HostFacts, profile: &Profile) -> Result<(), Refusal
             });
         }
     }
-    let expected = host_boot_mode(profile);
+    let expected = profile.boot_mode.host_detectable();
     if let Some(expected) = expected {
         if expected != facts.boot_mode {
             return Err(Refusal::BootMode {
@@ -478,7 +469,7 @@ pub fn make_plan(
     check_gate(
         &g.facts,
         &CheckInputs {
-            expected_boot_mode: host_boot_mode(&g.profile),
+            expected_boot_mode: g.profile.boot_mode.host_detectable(),
             needed_swap: Some(crate::host::units::Bytes(needed.get())),
             min_memory: Some(crate::host::units::Bytes(MIN_MEMORY_WITHOUT_SWAP.get())),
             target_layout_size: Some(crate::host::units::Bytes(image_end.get())),
