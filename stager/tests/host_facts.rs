@@ -5,10 +5,10 @@ mod fixture_host;
 
 use board_profiles::BootMode;
 use fixture_host::{FixtureHost, SECTOR, SWAP_LABEL, SWAP_SECTORS, SWAP_START, SWAP_UUID};
+use plan::DiskId;
 use stager::host::block::BlockKind;
 use stager::host::facts::{gather_with, HostFacts, ProcessFacts};
 use stager::host::fstab::{self, FsSpec};
-use stager::host::partition_table::TableKind;
 use stager::host::units::{Bytes, KernelSectors};
 use stager::host::HostRoot;
 
@@ -39,7 +39,7 @@ fn legacy_host_facts() {
     assert_eq!((root.name.as_str(), &root.kind), ("sda1", &BlockKind::Partition));
     let disk = facts.root_disk.as_ref().unwrap();
     assert_eq!((disk.name.as_str(), disk.path.as_str()), ("sda", "/dev/sda"));
-    assert_eq!(disk.table.kind, TableKind::Mbr { disk_signature: "1234abcd".into() });
+    assert_eq!(disk.table.id, DiskId::Mbr { signature: 0x1234_abcd });
     assert_eq!(disk.table.partitions.len(), 3);
     assert_eq!(facts.boot_mount.as_ref().unwrap().mount_point, "/");
 

@@ -5,8 +5,9 @@
 mod fixture_host;
 
 use fixture_host::{run, sfdisk, sparse_file, DISK_SECTORS, LEGACY_MBR_SCRIPT, SECTOR};
+use plan::{DiskId, Guid};
 use serde_json::Value;
-use stager::host::partition_table::{self, PartitionTable, TableKind};
+use stager::host::partition_table::{self, PartitionTable};
 use stager::host::units::{Bytes, Sectors};
 use std::path::Path;
 use std::process::Command;
@@ -50,9 +51,13 @@ fn mbr_with_primary_extended_and_logical_partitions() {
     let json = sfdisk_json(&image);
     assert_eq!(json["label"], "dos");
     assert_eq!(
-        table.kind,
-        TableKind::Mbr {
-            disk_signature: json["id"].as_str().unwrap().trim_start_matches("0x").to_string()
+        table.id,
+        DiskId::Mbr {
+            signature: u32::from_str_radix(
+                json["id"].as_str().unwrap().trim_start_matches("0x"),
+                16
+            )
+            .unwrap()
         }
     );
     assert_matches_sfdisk(&table, &json);
@@ -100,10 +105,7 @@ fn gpt_partitions_with_guids_and_names() {
     let json = sfdisk_json(&image);
     assert_eq!(json["label"], "gpt");
     assert!(table.is_gpt());
-    assert_eq!(
-        table.kind,
-        TableKind::Gpt { disk_guid: json["id"].as_str().unwrap().to_ascii_lowercase() }
-    );
+    assert_eq!(table.id, DiskId::Gpt { guid: Guid::parse(json["id"].as_str().unwrap()).unwrap() });
     assert_matches_sfdisk(&table, &json);
     for (entry, listed) in table.partitions.iter().zip(json["partitions"].as_array().unwrap()) {
         assert_eq!(entry.partuuid, listed["uuid"].as_str().unwrap().to_ascii_lowercase());

@@ -4,7 +4,7 @@
 //! change from one boot to the next).
 
 use super::block::{self, BlockDevice, BlockKind, CLASS_DIR};
-use super::partition_table::{self, TableKind};
+use super::partition_table;
 use super::root::HostRoot;
 use plan::{DiskId, PartitionIdentity};
 use std::path::PathBuf;
@@ -21,18 +21,6 @@ pub enum LocateError {
     NoPartition { name: String, disk: DiskId, start_bytes: u64, size_bytes: u64 },
     #[error("the recorded partition identity is inconsistent: {0}")]
     Identity(String),
-}
-
-/// The identifier a partition table carries, as the plan writes it.
-pub fn disk_id(kind: &TableKind) -> Option<DiskId> {
-    match kind {
-        TableKind::Mbr { disk_signature } => {
-            u32::from_str_radix(disk_signature, 16).ok().map(|signature| DiskId::Mbr { signature })
-        }
-        TableKind::Gpt { disk_guid } => {
-            plan::Guid::parse(disk_guid).ok().map(|guid| DiskId::Gpt { guid })
-        }
-    }
 }
 
 /// Whole disks in `/sys/class/block`, sorted by name.
@@ -59,9 +47,7 @@ pub fn find_disk(root: &HostRoot, disk: &DiskId) -> Result<BlockDevice, LocateEr
         .into_iter()
         .filter(|device| {
             partition_table::read(&root.path(device.dev_path()), device.logical_sector_size)
-                .ok()
-                .and_then(|table| disk_id(&table.kind))
-                .is_some_and(|found| &found == disk)
+                .is_ok_and(|table| &table.id == disk)
         })
         .collect();
     match matching.len() {

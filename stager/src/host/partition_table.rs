@@ -2,6 +2,7 @@
 //! logical partitions inside the extended one) through `mbrman`, GPT through `gpt`.
 
 use super::units::{Bytes, Sectors};
+use plan::{DiskId, Guid, TableKind};
 use serde::Serialize;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -10,18 +11,6 @@ use std::path::{Path, PathBuf};
 const GPT_PROTECTIVE: u8 = 0xee;
 /// MBR partition type of a Linux swap partition.
 pub const MBR_TYPE_LINUX_SWAP: u8 = 0x82;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase", tag = "kind")]
-pub enum TableKind {
-    /// `disk_signature` as `blkid` prints PTUUID: 8 lower-case hex digits.
-    Mbr {
-        disk_signature: String,
-    },
-    Gpt {
-        disk_guid: String,
-    },
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartitionEntry {
@@ -47,15 +36,48 @@ impl PartitionEntry {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionTable {
-    #[serde(flatten)]
-    pub kind: TableKind,
+    /// The table's kind and the disk identifier it carries, as the plan records it.
+    pub id: DiskId,
     pub sector_size: Bytes,
     pub partitions: Vec<PartitionEntry>,
 }
 
+/// The JSON form (`stager check --json` facts): `kind` with `disk_signature` as `blkid`
+/// prints PTUUID (8 lower-case hex digits) or `disk_guid`, then the sector size and entries.
+impl Serialize for PartitionTable {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "lowercase", tag = "kind")]
+        enum Id {
+            Mbr { disk_signature: String },
+            Gpt { disk_guid: String },
+        }
+        #[derive(Serialize)]
+        struct Json<'a> {
+            #[serde(flatten)]
+            id: Id,
+            sector_size: Bytes,
+            partitions: &'a [PartitionEntry],
+        }
+        let id = match &self.id {
+            DiskId::Mbr { signature } => Id::Mbr { disk_signature: format!("{signature:08x}") },
+            DiskId::Gpt { guid } => Id::Gpt { disk_guid: guid.to_string() },
+        };
+        Json { id, sector_size: self.sector_size, partitions: &self.partitions }
+            .serialize(serializer)
+    }
+}
+
 impl PartitionTable {
+    pub fn kind(&self) -> TableKind {
+        match self.id {
+            DiskId::Mbr { .. } => TableKind::Mbr,
+            DiskId::Gpt { .. } => TableKind::Gpt,
+        }
+    }
+
     pub fn find_by_start(&self, start: Bytes) -> Option<&PartitionEntry> {
         self.partitions.iter().find(|p| p.start == start && !p.extended)
     }
@@ -68,7 +90,7 @@ impl PartitionTable {
     }
 
     pub fn is_gpt(&self) -> bool {
-        matches!(self.kind, TableKind::Gpt { .. })
+        self.kind() == TableKind::Gpt
     }
 }
 
@@ -130,11 +152,7 @@ fn from_mbr(mbr: &mbrman::MBR, sector_size: Bytes) -> PartitionTable {
             }
         })
         .collect();
-    PartitionTable {
-        kind: TableKind::Mbr { disk_signature: format!("{signature:08x}") },
-        sector_size,
-        partitions,
-    }
+    PartitionTable { id: DiskId::Mbr { signature }, sector_size, partitions }
 }
 
 fn read_gpt(path: &Path, sector_size: Bytes) -> Result<PartitionTable, TableError> {
@@ -171,9 +189,7 @@ fn read_gpt(path: &Path, sector_size: Bytes) -> Result<PartitionTable, TableErro
             }
         })
         .collect();
-    Ok(PartitionTable {
-        kind: TableKind::Gpt { disk_guid: disk.guid().hyphenated().to_string() },
-        sector_size,
-        partitions,
-    })
+    let guid = Guid::parse(&disk.guid().hyphenated().to_string())
+        .map_err(|e| TableError::Unreadable { path: path.to_path_buf(), problem: e.to_string() })?;
+    Ok(PartitionTable { id: DiskId::Gpt { guid }, sector_size, partitions })
 }

@@ -7,7 +7,7 @@ use super::host_extras::{KernelFacts, Region};
 use super::image_probe::ImageFacts;
 use super::refusal::Refusal;
 use crate::checks::{self, CheckInputs, Status};
-use crate::host::partition_table::{PartitionEntry, TableKind as HostTableKind};
+use crate::host::partition_table::PartitionEntry;
 use crate::host::HostFacts;
 use board_profiles::Profile;
 use disk_layout::{place_image, HostDisk};
@@ -340,13 +340,9 @@ pub fn make_plan(
     let root_device = g.facts.root_device.clone().map_err(Refusal::HostFact)?;
     let swap_device = g.facts.swap_device.clone().map_err(Refusal::HostFact)?;
     let swap_header = g.facts.swap_header.clone().map_err(Refusal::HostFact)?;
-    let signature = match &disk.table.kind {
-        HostTableKind::Mbr { disk_signature } => {
-            u32::from_str_radix(disk_signature, 16).map_err(|_| {
-                Refusal::HostFact(format!("disk signature {disk_signature} is not hexadecimal"))
-            })?
-        }
-        HostTableKind::Gpt { .. } => {
+    let signature = match disk.table.id {
+        DiskId::Mbr { signature } => signature,
+        DiskId::Gpt { .. } => {
             return Err(Refusal::HostGpt {
                 disk: disk.path.clone(),
                 profile: g.profile.name.clone(),

@@ -54,12 +54,9 @@ pub fn read(path: &Path) -> Result<SourceDisk1x, Refusal1x> {
     let fail = |problem: String| Refusal1x::Disk { disk: disk.clone(), problem };
     let table = crate::host::partition_table::read(path, crate::host::units::Bytes(SECTOR))
         .map_err(|e| fail(e.to_string()))?;
-    let signature = match &table.kind {
-        crate::host::partition_table::TableKind::Mbr { disk_signature } => {
-            u32::from_str_radix(disk_signature, 16)
-                .map_err(|e| fail(format!("disk signature {disk_signature}: {e}")))?
-        }
-        crate::host::partition_table::TableKind::Gpt { .. } => {
+    let signature = match table.id {
+        plan::DiskId::Mbr { signature } => signature,
+        plan::DiskId::Gpt { .. } => {
             return Err(fail("it has a GPT partition table; resinOS 1.x disks use MBR".into()))
         }
     };
