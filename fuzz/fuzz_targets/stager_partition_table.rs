@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use stager::host::partition_table;
-use stager::host::units::Bytes;
+use plan::Bytes;
 
 fuzz_target!(|data: &[u8]| {
     let image = swapover_fuzz::scratch_dir("stager_partition_table").join("disk.img");

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use stager::host::swap_header;
-use stager::host::units::Bytes;
+use plan::Bytes;
 use std::io::Cursor;
 
 fuzz_target!(|data: &[u8]| {

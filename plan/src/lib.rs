@@ -17,4 +17,4 @@ pub mod units;
 pub use identity::{mbr_partuuid, DiskId, Guid, IdentityError, PartitionIdentity};
 pub use kinds::{Compression, FsType, PartitionRole, SourceKind, TableKind};
 pub use plan::*;
-pub use units::{Bytes, Extent, SectorSize, Sectors, UnitError};
+pub use units::{Bytes, Extent, RoundedBytes, SectorSize, Sectors, UnitError};

@@ -74,6 +74,17 @@ impl Bytes {
         self.0.checked_mul(factor).map(Bytes).ok_or(UnitError::Overflow("a byte product"))
     }
 
+    /// `self - other`, or zero when `other` is larger: for "how much is missing / in use"
+    /// figures where nothing is the right answer (used = total - free).
+    pub const fn saturating_sub(self, other: Bytes) -> Bytes {
+        Bytes(self.0.saturating_sub(other.0))
+    }
+
+    /// `self + other`, capped at `u64::MAX`: for totals that are only compared, never written.
+    pub const fn saturating_add(self, other: Bytes) -> Bytes {
+        Bytes(self.0.saturating_add(other.0))
+    }
+
     /// Sum of many sizes, failing on overflow.
     pub fn checked_sum<I: IntoIterator<Item = Bytes>>(sizes: I) -> Result<Bytes, UnitError> {
         sizes.into_iter().try_fold(Bytes::ZERO, Bytes::checked_add)
@@ -117,6 +128,35 @@ impl Bytes {
             }
         }
         format!("{} B", self.0)
+    }
+}
+
+/// [`Bytes::rounded`]: binary units with one decimal, rounded (`2.0 GiB`, `1.5 GiB`); exact
+/// below 1 KiB (`512 B`). The stager's checks and download messages print sizes this way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundedBytes(Bytes);
+
+impl Bytes {
+    /// The one-decimal form the stager's checks print; `{}` on `Bytes` itself never rounds up.
+    pub const fn rounded(self) -> RoundedBytes {
+        RoundedBytes(self)
+    }
+}
+
+impl fmt::Display for RoundedBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+        let bytes = self.0 .0;
+        if bytes < KIB {
+            return write!(f, "{bytes} B");
+        }
+        let mut value = bytes as f64 / KIB as f64;
+        let mut unit = 0;
+        while value >= 1024.0 && unit + 1 < UNITS.len() {
+            value /= 1024.0;
+            unit += 1;
+        }
+        write!(f, "{value:.1} {}", UNITS[unit])
     }
 }
 
@@ -356,6 +396,15 @@ mod tests {
         assert_eq!(Bytes(GIB + GIB / 2).to_string(), "1.50 GiB");
         assert_eq!(Bytes(2 * GIB - 1).to_string(), "1.99 GiB");
         assert_eq!(format!("{:#}", Bytes::from_mib(40).unwrap()), "40 MiB (41943040 bytes)");
+    }
+
+    #[test]
+    fn rounded_form_has_one_decimal() {
+        assert_eq!(Bytes(512).rounded().to_string(), "512 B");
+        assert_eq!(Bytes::from_gib(2).unwrap().rounded().to_string(), "2.0 GiB");
+        assert_eq!(Bytes::from_mib(1536).unwrap().rounded().to_string(), "1.5 GiB");
+        assert_eq!(Bytes(5).saturating_sub(Bytes(9)), Bytes::ZERO);
+        assert_eq!(Bytes(u64::MAX).saturating_add(Bytes(1)), Bytes(u64::MAX));
     }
 
     #[test]

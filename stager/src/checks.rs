@@ -9,9 +9,9 @@ mod system;
 
 pub use capacity::profile_memory;
 
-use crate::host::units::Bytes;
 use crate::host::HostFacts;
 use board_profiles::BootMode;
+use plan::Bytes;
 use serde::Serialize;
 
 /// What the checks need from the board profile, the image and the plan. `None` means

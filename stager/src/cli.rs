@@ -3,10 +3,10 @@
 mod check_command;
 pub mod size;
 
-use crate::host::units::Bytes;
 use crate::profiles_cmd::ProfileCatalog;
 use board_profiles::BootMode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use plan::Bytes;
 use std::path::PathBuf;
 
 /// Exit code when every required check passed / the command succeeded.

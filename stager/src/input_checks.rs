@@ -6,14 +6,13 @@
 use crate::checks::{self, Check, CheckId, CheckInputs, CheckReport, Status};
 use crate::fetch::digest::hash_file;
 use crate::fetch::ImageSource;
-use crate::host::units::Bytes;
 use crate::host::{HostFacts, HostRoot};
 use crate::stage::image_probe::{self, ImageFacts};
 use crate::stage::planning::{self, StagePlan};
 use crate::stage::prepare::{self, Prepared};
 use crate::stage::{config_json, gather, Refusal};
 use board_profiles::Profile;
-use plan::TableKind;
+use plan::{Bytes, TableKind};
 use std::path::{Path, PathBuf};
 
 /// What `check` was given besides the host.
@@ -94,7 +93,7 @@ fn probe_image(
     let request = prepare::PrepareRequest {
         download: &path,
         download_sha256: sha256.as_str(),
-        download_size: plan::Bytes(size),
+        download_size: Bytes(size),
         cache_dir: &cache,
         firmware: profile.map(crate::stage::firmware_of).unwrap_or(prepare::Firmware::Unknown),
         progress: crate::fetch::ProgressMode::Auto,
@@ -124,7 +123,7 @@ fn image_found(image: &ImageFacts) -> String {
         "{}: {} partitions, layout ends at {}, device type {}",
         image.path.display(),
         image.data_partitions().len(),
-        image_end(image),
+        image_end(image).rounded(),
         match &image.device_type {
             Ok(slug) => slug.clone(),
             Err(problem) => format!("unknown ({problem})"),
@@ -216,13 +215,16 @@ fn minimum_check(id: CheckId, what: &str, have: Result<Bytes, String>, min_mib: 
         ),
         Ok(have) if have >= min => Check::pass(
             id,
-            format!("{what} is {have}"),
-            format!("the profile asks for at least {min}"),
+            format!("{what} is {}", have.rounded()),
+            format!("the profile asks for at least {}", min.rounded()),
         ),
         Ok(have) => Check::warn(
             id,
-            format!("{what} is {have}"),
-            format!("the profile recommends at least {min}; staging does not enforce it"),
+            format!("{what} is {}", have.rounded()),
+            format!(
+                "the profile recommends at least {}; staging does not enforce it",
+                min.rounded()
+            ),
             "expect the migrated device to run short; prefer a larger device",
         ),
     }
@@ -251,7 +253,7 @@ impl From<String> for PlanFailure {
 impl From<Refusal> for PlanFailure {
     fn from(refusal: Refusal) -> Self {
         let needed_swap = match &refusal {
-            Refusal::SwapTooSmall { needed, .. } => Some(Bytes(needed.get())),
+            Refusal::SwapTooSmall { needed, .. } => Some(*needed),
             _ => None,
         };
         PlanFailure { text: refusal.to_string(), needed_swap }
@@ -304,8 +306,7 @@ fn run_with_image(
     if let Some(profile) = profile {
         inputs.expected_boot_mode =
             inputs.expected_boot_mode.or(profile.boot_mode.host_detectable());
-        inputs.min_memory =
-            inputs.min_memory.or(Some(Bytes(planning::MIN_MEMORY_WITHOUT_SWAP.get())));
+        inputs.min_memory = inputs.min_memory.or(Some(planning::MIN_MEMORY_WITHOUT_SWAP));
     }
     let mut layout_is_estimate = false;
     if inputs.target_layout_size.is_none() {
@@ -326,7 +327,7 @@ fn run_with_image(
     };
     if inputs.needed_swap.is_none() {
         inputs.needed_swap = match &planned {
-            Some(Ok(sp)) => Some(Bytes(sp.budget.needed.get())),
+            Some(Ok(sp)) => Some(sp.budget.needed),
             Some(Err(failure)) => failure.needed_swap,
             None => None,
         };

@@ -6,9 +6,9 @@ mod fixture_host;
 
 use board_profiles::BootMode;
 use fixture_host::{FixtureHost, ROOT_SECTORS, ROOT_START, SECTOR, SWAP_SECTORS, SWAP_START};
+use plan::Bytes;
 use stager::checks::{profile_memory, run, run_all, CheckId, CheckInputs, CheckReport, Status};
 use stager::host::facts::{gather_with, HostFacts, ProcessFacts};
-use stager::host::units::Bytes;
 use stager::host::HostRoot;
 
 fn process() -> ProcessFacts {

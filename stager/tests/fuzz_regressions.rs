@@ -1,8 +1,8 @@
 //! Inputs that crashed the host parsers under `scripts/fuzz.sh` (cargo-fuzz), kept
 //! byte for byte: each must now give a clean error, never a panic.
 
+use plan::Bytes;
 use stager::host::partition_table::{self, TableError};
-use stager::host::units::Bytes;
 use stager::host::{meminfo, swaps};
 
 /// fuzz target stager_meminfo: a kB value whose byte count overflows u64

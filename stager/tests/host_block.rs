@@ -4,9 +4,10 @@
 mod fixture_host;
 
 use fixture_host::{FixtureHost, SWAP_SECTORS, SWAP_START};
+use plan::Bytes;
 use stager::host::block::{self, BlockKind};
 use stager::host::device_number::DeviceNumber;
-use stager::host::units::{Bytes, KernelSectors};
+use stager::host::units::KernelSectors;
 use stager::host::HostRoot;
 
 fn dev(major: u32, minor: u32) -> DeviceNumber {

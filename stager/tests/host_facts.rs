@@ -5,11 +5,12 @@ mod fixture_host;
 
 use board_profiles::BootMode;
 use fixture_host::{FixtureHost, SECTOR, SWAP_LABEL, SWAP_SECTORS, SWAP_START, SWAP_UUID};
+use plan::Bytes;
 use plan::DiskId;
 use stager::host::block::BlockKind;
 use stager::host::facts::{gather_with, HostFacts, ProcessFacts};
 use stager::host::fstab::{self, FsSpec};
-use stager::host::units::{Bytes, KernelSectors};
+use stager::host::units::KernelSectors;
 use stager::host::HostRoot;
 
 fn process() -> ProcessFacts {
@@ -57,7 +58,7 @@ fn legacy_host_facts() {
 
     let memory = facts.memory.as_ref().unwrap();
     assert!(memory.available_is_estimate);
-    assert_eq!(memory.swap_used(), Bytes::kib(13_312));
+    assert_eq!(memory.swap_used(), Bytes::from_kib(13_312).unwrap());
 }
 
 #[test]

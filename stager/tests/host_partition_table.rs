@@ -5,10 +5,9 @@
 mod fixture_host;
 
 use fixture_host::{run, sfdisk, sparse_file, DISK_SECTORS, LEGACY_MBR_SCRIPT, SECTOR};
-use plan::{DiskId, Guid};
+use plan::{Bytes, DiskId, Guid, Sectors};
 use serde_json::Value;
 use stager::host::partition_table::{self, PartitionTable};
-use stager::host::units::{Bytes, Sectors};
 use std::path::Path;
 use std::process::Command;
 
@@ -112,7 +111,7 @@ fn gpt_partitions_with_guids_and_names() {
         assert_eq!(entry.type_code, listed["type"].as_str().unwrap().to_ascii_lowercase());
         assert_eq!(entry.name.as_deref(), listed["name"].as_str());
     }
-    assert_eq!(table.partitions[1].size, Bytes::mib(20));
+    assert_eq!(table.partitions[1].size, Bytes::from_mib(20).unwrap());
 }
 
 #[test]

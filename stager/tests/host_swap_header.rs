@@ -4,8 +4,8 @@
 mod fixture_host;
 
 use fixture_host::{mkswap_into, run, sparse_file, SECTOR};
+use plan::Bytes;
 use stager::host::swap_header::{self, SwapHeaderError, X86_PAGE_SIZE};
-use stager::host::units::Bytes;
 use std::process::Command;
 
 fn blkid_value(path: &std::path::Path, offset: u64, key: &str) -> Option<String> {

@@ -4,10 +4,10 @@
 mod fixture_host;
 
 use fixture_host::read_fixture;
+use plan::Bytes;
 use stager::host::fstab::{self, FsSpec};
 use stager::host::meminfo;
 use stager::host::swaps::{self, SwapKind};
-use stager::host::units::Bytes;
 
 #[test]
 fn swap_partition_sizes_are_kib() {

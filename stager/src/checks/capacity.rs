@@ -1,8 +1,8 @@
 //! Checks that compare sizes: staging space, memory, the room for the new layout.
 
 use super::{Check, CheckId};
-use crate::host::units::Bytes;
 use crate::host::HostFacts;
+use plan::Bytes;
 
 pub fn swap_size(facts: &HostFacts, needed: Option<Bytes>) -> Check {
     let id = CheckId::SwapSize;
@@ -18,7 +18,7 @@ pub fn swap_size(facts: &HostFacts, needed: Option<Bytes>) -> Check {
         }
     };
     let size = device.size.bytes();
-    let found = format!("{} is {size}", device.dev_path());
+    let found = format!("{} is {}", device.dev_path(), size.rounded());
     match needed {
         None => Check::not_evaluated(
             id,
@@ -26,12 +26,20 @@ pub fn swap_size(facts: &HostFacts, needed: Option<Bytes>) -> Check {
             "the staging size",
             "pass --profile and --image (or --swap-needed)",
         ),
-        Some(needed) if size >= needed => Check::pass(id, found, format!("staging needs {needed}")),
+        Some(needed) if size >= needed => {
+            Check::pass(id, found, format!("staging needs {}", needed.rounded()))
+        }
         Some(needed) => Check::fail(
             id,
             found,
-            format!("staging needs {needed} (kernel, initramfs, image, backup and margin)"),
-            format!("grow the swap partition by {}, or back up less", needed.saturating_sub(size)),
+            format!(
+                "staging needs {} (kernel, initramfs, image, backup and margin)",
+                needed.rounded()
+            ),
+            format!(
+                "grow the swap partition by {}, or back up less",
+                needed.saturating_sub(size).rounded()
+            ),
         ),
     }
 }
@@ -51,10 +59,11 @@ pub fn memory_without_swap(facts: &HostFacts, min: Option<Bytes>) -> Check {
     };
     let left = memory.available_without_swap();
     let found = format!(
-        "{} available{} - {} swap in use = {left}",
-        memory.available,
+        "{} available{} - {} swap in use = {}",
+        memory.available.rounded(),
         if memory.available_is_estimate { " (estimated, no MemAvailable)" } else { "" },
-        memory.swap_used()
+        memory.swap_used().rounded(),
+        left.rounded()
     );
     match min {
         None => Check::not_evaluated(
@@ -63,13 +72,15 @@ pub fn memory_without_swap(facts: &HostFacts, min: Option<Bytes>) -> Check {
             "the profile's memory minimum",
             "pass --profile (or --min-memory)",
         ),
-        Some(min) if left >= min => {
-            Check::pass(id, found, format!("at least {min} stays free once swap is off"))
-        }
+        Some(min) if left >= min => Check::pass(
+            id,
+            found,
+            format!("at least {} stays free once swap is off", min.rounded()),
+        ),
         Some(min) => Check::fail(
             id,
             found,
-            format!("turning swap off would leave less than the {min} needed"),
+            format!("turning swap off would leave less than the {} needed", min.rounded()),
             "stop services or reboot to empty swap, then check again",
         ),
     }
@@ -91,17 +102,25 @@ pub fn profile_memory(facts: &HostFacts, profile: &str, min_ram_mib: u64) -> Che
             )
         }
     };
-    let found = format!("MemTotal is {total} ({} kB)", total.get() / 1024);
+    let found = format!("MemTotal is {} ({} kB)", total.rounded(), total.get() / 1024);
     if total >= min {
-        return Check::pass(id, found, format!("profile {profile} requires at least {min}"));
+        return Check::pass(
+            id,
+            found,
+            format!("profile {profile} requires at least {}", min.rounded()),
+        );
     }
     Check::fail(
         id,
         found,
         format!(
-            "profile {profile} requires at least {min} of RAM (requirements.min_ram_mib = {min_ram_mib})"
+            "profile {profile} requires at least {} of RAM (requirements.min_ram_mib = {min_ram_mib})",
+            min.rounded()
         ),
-        format!("migrate a device with at least {min} of RAM, or use the profile made for this board"),
+        format!(
+            "migrate a device with at least {} of RAM, or use the profile made for this board",
+            min.rounded()
+        ),
     )
 }
 
@@ -128,8 +147,12 @@ pub fn root_space(facts: &HostFacts, target: Option<Bytes>) -> Check {
         );
     };
     let space = entry.end();
-    let found =
-        format!("{} from the start of {} to the end of {}", space, disk.path, device.dev_path());
+    let found = format!(
+        "{} from the start of {} to the end of {}",
+        space.rounded(),
+        disk.path,
+        device.dev_path()
+    );
     match target {
         None => Check::not_evaluated(
             id,
@@ -138,14 +161,15 @@ pub fn root_space(facts: &HostFacts, target: Option<Bytes>) -> Check {
             "pass --profile and --image (or --target-size)",
         ),
         Some(target) if space >= target => {
-            Check::pass(id, found, format!("the new layout needs {target}"))
+            Check::pass(id, found, format!("the new layout needs {}", target.rounded()))
         }
         Some(target) => Check::fail(
             id,
             found,
             format!(
-                "the new layout needs {target}, {} more than there is",
-                target.saturating_sub(space)
+                "the new layout needs {}, {} more than there is",
+                target.rounded(),
+                target.saturating_sub(space).rounded()
             ),
             "use a device whose root partition is larger, or an image with a smaller layout",
         ),

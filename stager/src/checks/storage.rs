@@ -53,7 +53,7 @@ pub fn root_partition(facts: &HostFacts) -> Check {
             format!(
                 "{}, {} at byte {}, partuuid {}",
                 describe(device),
-                entry.size,
+                entry.size.rounded(),
                 entry.start.get(),
                 entry.partuuid
             ),
@@ -175,7 +175,7 @@ pub fn swap_partition(facts: &HostFacts) -> Check {
     }
     Check::pass(
         id,
-        format!("{}, {}", describe(device), device.size.bytes()),
+        format!("{}, {}", describe(device), device.size.bytes().rounded()),
         "the swap partition becomes the staging area",
     )
 }

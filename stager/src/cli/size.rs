@@ -1,6 +1,6 @@
 //! Sizes on the command line: `1536MiB`, `2G`, `4096` (bytes). Units are binary.
 
-use crate::host::units::Bytes;
+use plan::Bytes;
 
 pub fn parse(text: &str) -> Result<Bytes, String> {
     let text = text.trim();
@@ -26,8 +26,8 @@ mod tests {
 
     #[test]
     fn binary_units() {
-        assert_eq!(parse("1536MiB"), Ok(Bytes::mib(1536)));
-        assert_eq!(parse("2G"), Ok(Bytes::gib(2)));
+        assert_eq!(parse("1536MiB"), Ok(Bytes::from_mib(1536).unwrap()));
+        assert_eq!(parse("2G"), Ok(Bytes::from_gib(2).unwrap()));
         assert_eq!(parse("4096"), Ok(Bytes(4096)));
         assert!(parse("2GB").is_err());
         assert!(parse("lots").is_err());

@@ -14,7 +14,7 @@ use super::progress::Progress;
 use super::range::{parse_content_range, range_from, ContentRange};
 use super::space::ensure_room;
 use super::{parent_dir, FetchError, FetchOptions};
-use crate::host::units::Bytes;
+use plan::Bytes;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const CHUNK: usize = 256 * 1024;

@@ -72,13 +72,13 @@ pub enum FetchError {
     )]
     Client { detail: String },
 
-    #[error("not enough free space in {dir} for the image: {needed} needed ({download} still to download + {margin} margin), {free} free; free space there, or download the image to a larger file system yourself and pass its path as --image", dir = .dir.display())]
+    #[error("not enough free space in {dir} for the image: {needed} needed ({download} still to download + {margin} margin), {free} free; free space there, or download the image to a larger file system yourself and pass its path as --image", dir = .dir.display(), needed = .needed.rounded(), download = .download.rounded(), margin = .margin.rounded(), free = .free.rounded())]
     NoRoom {
         dir: PathBuf,
-        needed: crate::host::units::Bytes,
-        download: crate::host::units::Bytes,
-        margin: crate::host::units::Bytes,
-        free: crate::host::units::Bytes,
+        needed: plan::Bytes,
+        download: plan::Bytes,
+        margin: plan::Bytes,
+        free: plan::Bytes,
     },
 
     #[error("cannot {action} {path}: {source}; check free space and permissions", path = .path.display())]

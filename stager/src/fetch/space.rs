@@ -9,13 +9,13 @@
 
 use std::path::Path;
 
-use crate::host::units::Bytes;
+use plan::Bytes;
 
 use super::FetchError;
 
 /// Left free beyond the image: file system metadata for the new blocks, and room for the
 /// running system's own writes (logs, the stager's state) while the download lands.
-pub const MARGIN: Bytes = Bytes::mib(32);
+pub const MARGIN: Bytes = Bytes(32 * 1024 * 1024);
 
 /// What a download still has to write and what it keeps free besides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,23 +82,27 @@ mod tests {
 
     #[test]
     fn fits_exactly_with_the_margin() {
-        let need = Need::for_download(Bytes::mib(800));
-        assert_eq!(need.total(), Bytes::mib(832));
-        assert!(check_room(Path::new("/d"), need, Bytes::mib(832)).is_ok());
+        let need = Need::for_download(Bytes::from_mib(800).unwrap());
+        assert_eq!(need.total(), Bytes::from_mib(832).unwrap());
+        assert!(check_room(Path::new("/d"), need, Bytes::from_mib(832).unwrap()).is_ok());
     }
 
     #[test]
     fn one_byte_short_is_refused() {
-        let need = Need::for_download(Bytes::mib(800));
-        let free = Bytes(Bytes::mib(832).get() - 1);
+        let need = Need::for_download(Bytes::from_mib(800).unwrap());
+        let free = Bytes(Bytes::from_mib(832).unwrap().get() - 1);
         assert!(matches!(check_room(Path::new("/d"), need, free), Err(FetchError::NoRoom { .. })));
     }
 
     #[test]
     fn the_refusal_is_one_line_with_the_sizes_and_the_fix() {
-        let need = Need::for_download(Bytes::mib(800));
-        let error =
-            check_room(Path::new("/var/lib/swapover/download"), need, Bytes::mib(300)).unwrap_err();
+        let need = Need::for_download(Bytes::from_mib(800).unwrap());
+        let error = check_room(
+            Path::new("/var/lib/swapover/download"),
+            need,
+            Bytes::from_mib(300).unwrap(),
+        )
+        .unwrap_err();
         let text = error.to_string();
         assert_eq!(
             text,
@@ -114,7 +118,7 @@ mod tests {
         let need = Need::for_download(Bytes(0));
         assert!(check_room(Path::new("/d"), need, Bytes(0)).is_ok());
         let need = Need::for_download(Bytes(1));
-        assert!(check_room(Path::new("/d"), need, Bytes::mib(32)).is_err());
+        assert!(check_room(Path::new("/d"), need, Bytes::from_mib(32).unwrap()).is_err());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 use super::device_number::DeviceNumber;
 use super::error::HostError;
 use super::root::HostRoot;
-use super::units::{Bytes, KernelSectors};
+use super::units::KernelSectors;
+use plan::Bytes;
 use serde::Serialize;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::fs::MetadataExt;

@@ -198,7 +198,7 @@ fn read_swap_header(root: &HostRoot, device: &BlockDevice) -> Fact<SwapHeader> {
     // a disk image; on a real host this is the same bytes as /dev/<partition>.
     let (path, offset) = match (&device.parent_disk, device.start) {
         (Some(disk), Some(start)) => (format!("/dev/{disk}"), start.bytes()),
-        _ => (device.dev_path(), super::units::Bytes(0)),
+        _ => (device.dev_path(), plan::Bytes(0)),
     };
     let mut file = File::open(root.path(&path)).map_err(|e| format!("cannot open {path}: {e}"))?;
     swap_header::read_at(&mut file, offset, swap_header::X86_PAGE_SIZE)

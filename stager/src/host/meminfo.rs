@@ -2,7 +2,7 @@
 
 use super::error::{HostError, ParseError};
 use super::root::HostRoot;
-use super::units::Bytes;
+use plan::Bytes;
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -47,7 +47,7 @@ pub fn parse(text: &str) -> Result<MemInfo, ParseError> {
             .parse()
             .map_err(|_| ParseError::new(index + 1, format!("`{}` is not a number", number)))?;
         let value = match parts.next() {
-            Some("kB") => Bytes::checked_kib(number).ok_or_else(|| {
+            Some("kB") => Bytes::from_kib(number).map_err(|_| {
                 ParseError::new(
                     index + 1,
                     format!("{key}: {number} kB does not fit in 64 bits of bytes"),
@@ -93,9 +93,9 @@ mod tests {
     #[test]
     fn units_are_kib() {
         let m = parse("MemTotal: 2048 kB\nMemFree: 1024 kB\nMemAvailable: 1536 kB\nSwapTotal: 1024 kB\nSwapFree: 512 kB\nHugePages_Total: 0\n").unwrap();
-        assert_eq!(m.total, Bytes::mib(2));
-        assert_eq!(m.swap_used(), Bytes::kib(512));
-        assert_eq!(m.available_without_swap(), Bytes::mib(1));
+        assert_eq!(m.total, Bytes::from_mib(2).unwrap());
+        assert_eq!(m.swap_used(), Bytes::from_kib(512).unwrap());
+        assert_eq!(m.available_without_swap(), Bytes::from_mib(1).unwrap());
         assert!(!m.available_is_estimate);
     }
 

@@ -1,8 +1,7 @@
 //! The disk's partition table, read from the disk device or an image file: MBR (with the
 //! logical partitions inside the extended one) through `mbrman`, GPT through `gpt`.
 
-use super::units::{Bytes, Sectors};
-use plan::{DiskId, Guid, TableKind};
+use plan::{Bytes, DiskId, Guid, Sectors, TableKind};
 use serde::Serialize;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -100,7 +99,7 @@ pub enum TableError {
     Open { path: PathBuf, source: std::io::Error },
     #[error("{path} has no MBR or GPT partition table that can be read: {problem}")]
     Unreadable { path: PathBuf, problem: String },
-    #[error("{path}: logical sector size {size} is not supported (only 512 and 4096 bytes)")]
+    #[error("{path}: logical sector size {} is not supported (only 512 and 4096 bytes)", .size.rounded())]
     SectorSize { path: PathBuf, size: Bytes },
 }
 
@@ -126,10 +125,19 @@ pub fn read(path: &Path, sector_size: Bytes) -> Result<PartitionTable, TableErro
     if mbr.header.iter().any(|(_, p)| p.sys == GPT_PROTECTIVE) {
         return read_gpt(path, sector_size);
     }
-    Ok(from_mbr(&mbr, sector_size))
+    from_mbr(&mbr, sector_size).map_err(unreadable)
 }
 
-fn from_mbr(mbr: &mbrman::MBR, sector_size: Bytes) -> PartitionTable {
+/// `sectors` of `sector_size` bytes, or a reason when that overflows 64 bits (a corrupt table).
+fn sectors_to_bytes(sectors: Sectors, sector_size: Bytes) -> Result<Bytes, String> {
+    sectors
+        .get()
+        .checked_mul(sector_size.get())
+        .map(Bytes)
+        .ok_or_else(|| format!("{sectors} of {} bytes do not fit in 64 bits", sector_size.get()))
+}
+
+fn from_mbr(mbr: &mbrman::MBR, sector_size: Bytes) -> Result<PartitionTable, String> {
     let signature = u32::from_le_bytes(mbr.header.disk_signature);
     let partitions = mbr
         .iter()
@@ -138,21 +146,21 @@ fn from_mbr(mbr: &mbrman::MBR, sector_size: Bytes) -> PartitionTable {
             let number = u32::try_from(number).unwrap_or(u32::MAX);
             let start_sector = Sectors(u64::from(p.starting_lba));
             let sector_count = Sectors(u64::from(p.sectors));
-            PartitionEntry {
+            Ok(PartitionEntry {
                 number,
                 start_sector,
                 sector_count,
-                start: start_sector.bytes(sector_size),
-                size: sector_count.bytes(sector_size),
+                start: sectors_to_bytes(start_sector, sector_size)?,
+                size: sectors_to_bytes(sector_count, sector_size)?,
                 type_code: format!("0x{:02x}", p.sys),
                 bootable: p.is_active(),
                 extended: p.is_extended(),
                 partuuid: format!("{signature:08x}-{number:02x}"),
                 name: None,
-            }
+            })
         })
-        .collect();
-    PartitionTable { id: DiskId::Mbr { signature }, sector_size, partitions }
+        .collect::<Result<_, String>>()?;
+    Ok(PartitionTable { id: DiskId::Mbr { signature }, sector_size, partitions })
 }
 
 fn read_gpt(path: &Path, sector_size: Bytes) -> Result<PartitionTable, TableError> {
@@ -175,20 +183,21 @@ fn read_gpt(path: &Path, sector_size: Bytes) -> Result<PartitionTable, TableErro
         .map(|(number, p)| {
             let start_sector = Sectors(p.first_lba);
             let sector_count = Sectors(p.last_lba.saturating_sub(p.first_lba).saturating_add(1));
-            PartitionEntry {
+            Ok(PartitionEntry {
                 number: *number,
                 start_sector,
                 sector_count,
-                start: start_sector.bytes(sector_size),
-                size: sector_count.bytes(sector_size),
+                start: sectors_to_bytes(start_sector, sector_size)?,
+                size: sectors_to_bytes(sector_count, sector_size)?,
                 type_code: p.part_type_guid.guid.hyphenated().to_string(),
                 bootable: false,
                 extended: false,
                 partuuid: p.part_guid.hyphenated().to_string(),
                 name: (!p.name.is_empty()).then(|| p.name.clone()),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_, String>>()
+        .map_err(|problem| TableError::Unreadable { path: path.to_path_buf(), problem })?;
     let guid = Guid::parse(&disk.guid().hyphenated().to_string())
         .map_err(|e| TableError::Unreadable { path: path.to_path_buf(), problem: e.to_string() })?;
     Ok(PartitionTable { id: DiskId::Gpt { guid }, sector_size, partitions })

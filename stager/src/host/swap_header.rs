@@ -5,7 +5,7 @@
 //! (u32), `nr_badpages` (u32), the UUID (16 bytes, at 1036), the label (16 bytes, at 1052);
 //! the magic `SWAPSPACE2` sits in the last 10 bytes of the page.
 
-use super::units::Bytes;
+use plan::Bytes;
 use serde::Serialize;
 use std::io::{Read, Seek, SeekFrom};
 

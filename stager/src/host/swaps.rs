@@ -3,7 +3,7 @@
 use super::error::{HostError, ParseError};
 use super::escape::unescape_octal;
 use super::root::HostRoot;
-use super::units::Bytes;
+use plan::Bytes;
 use serde::Serialize;
 
 pub const PATH: &str = "/proc/swaps";
@@ -41,9 +41,9 @@ pub fn parse(text: &str) -> Result<Vec<SwapArea>, ParseError> {
         }
         // A deleted swap file is listed as `/path\040(deleted)`; the escape keeps it one field.
         let kib = |i: usize| {
-            fields[i].parse::<u64>().ok().and_then(Bytes::checked_kib).ok_or_else(|| {
-                ParseError::new(line_number, format!("`{}` is not a size in KiB", fields[i]))
-            })
+            fields[i].parse::<u64>().ok().and_then(|kib| Bytes::from_kib(kib).ok()).ok_or_else(
+                || ParseError::new(line_number, format!("`{}` is not a size in KiB", fields[i])),
+            )
         };
         areas.push(SwapArea {
             path: unescape_octal(fields[0]),

@@ -3,7 +3,6 @@
 //! the staging partition as a region of a file the stager can write.
 
 use crate::host::block::BlockDevice;
-use crate::host::units::Bytes as HostBytes;
 use crate::host::HostRoot;
 use plan::Bytes;
 use serde::{Deserialize, Serialize};
@@ -75,13 +74,13 @@ impl Region {
     /// The partition `device`: its own node when that is a block device, else the disk.
     pub fn of_partition(root: &HostRoot, device: &BlockDevice) -> Region {
         let own = root.path(device.dev_path());
-        let size = Bytes(device.size.bytes().get());
+        let size = device.size.bytes();
         let is_block =
             std::fs::metadata(&own).map(|m| m.file_type().is_block_device()).unwrap_or(false);
         match (&device.parent_disk, device.start) {
             (Some(disk), Some(start)) if !is_block => Region {
                 file: root.path(format!("/dev/{disk}")),
-                offset: Bytes(start.bytes().get()),
+                offset: start.bytes(),
                 size,
                 host_path: device.dev_path(),
             },
@@ -142,9 +141,4 @@ pub fn hostname(root: &HostRoot) -> Option<String> {
     let name = root.read_to_string("/etc/hostname").ok()?;
     let name = name.trim();
     (!name.is_empty()).then(|| name.to_string())
-}
-
-/// Converts the host readers' byte count to the plan's.
-pub fn bytes(b: HostBytes) -> Bytes {
-    Bytes(b.get())
 }

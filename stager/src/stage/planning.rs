@@ -168,7 +168,7 @@ pub fn precheck_host(facts: &HostFacts, profile: &Profile) -> Result<(), Refusal
     }
     let inputs = CheckInputs {
         expected_boot_mode: expected,
-        min_memory: Some(crate::host::units::Bytes(MIN_MEMORY_WITHOUT_SWAP.get())),
+        min_memory: Some(MIN_MEMORY_WITHOUT_SWAP),
         ..CheckInputs::default()
     };
     // Root on LVM, LUKS or md also fails root-partition (listed earlier); name the storage.
@@ -299,7 +299,7 @@ pub fn check_filesystems(image: &ImageFacts, profile: &Profile) -> Result<(), Re
     Ok(())
 }
 
-fn disk_sector_size(table_sector: crate::host::units::Bytes) -> Result<SectorSize, Refusal> {
+fn disk_sector_size(table_sector: Bytes) -> Result<SectorSize, Refusal> {
     SectorSize::new(table_sector.get()).map_err(|e| Refusal::HostFact(e.to_string()))
 }
 
@@ -366,15 +366,15 @@ pub fn make_plan(
     let staging_id = identity(signature, &swap_entry, sector)?;
 
     // The image is written at disk offset 0 and must end before the staging area.
-    let to_layout = |b: Bytes| disk_layout::units::Sectors(b.get() / 512);
+    let to_layout = |b: Bytes| b.to_sectors_round_down(SectorSize::S512);
     let extended = disk.table.extended_containing(&swap_entry);
     let host_disk = HostDisk {
         old_root: disk_layout::Span {
-            start: to_layout(Bytes(root_entry.start.get())),
-            size: to_layout(Bytes(root_entry.size.get())),
+            start: to_layout(root_entry.start),
+            size: to_layout(root_entry.size),
         },
-        staging_start: to_layout(Bytes(swap_entry.start.get())),
-        staging_container_start: extended.map(|e| to_layout(Bytes(e.start.get()))),
+        staging_start: to_layout(swap_entry.start),
+        staging_container_start: extended.map(|e| to_layout(e.start)),
         disk_size: to_layout(
             disk_size.to_bytes(sector).map_err(|e| Refusal::HostFact(e.to_string()))?,
         ),
@@ -388,10 +388,10 @@ pub fn make_plan(
         p
     };
     for (found, wanted) in image.data_partitions().iter().zip(expected.iter()) {
-        let start_bytes = Bytes(found.start.0 * 512);
-        let disk_start = start_bytes.to_sectors(sector).map_err(|e| {
-            Refusal::ImageTooLarge(format!("partition {} of the image: {e}", wanted.name))
-        })?;
+        let disk_start =
+            found.start.to_bytes(SectorSize::S512).and_then(|b| b.to_sectors(sector)).map_err(
+                |e| Refusal::ImageTooLarge(format!("partition {} of the image: {e}", wanted.name)),
+            )?;
         partitions.push(TargetPartition {
             name: wanted.name.clone(),
             role: wanted.role,
@@ -405,11 +405,16 @@ pub fn make_plan(
     // What staging must hold.
     let backup_estimate = Bytes::checked_sum(g.backups.iter().map(|b| b.estimate))
         .map_err(|e| Refusal::HostFact(e.to_string()))?;
-    let have = Bytes(swap_entry.size.get());
-    let margin = Bytes(STAGING_MARGIN.get() + have.get() / 20);
-    let image_bytes = Bytes(
-        image.compressed_size.get() + g.config.bytes.len() as u64 + GRUB_FILES_ALLOWANCE.get(),
-    );
+    let have = swap_entry.size;
+    let margin = STAGING_MARGIN
+        .checked_add(Bytes(have.get() / 20))
+        .map_err(|e| Refusal::HostFact(e.to_string()))?;
+    let image_bytes = Bytes::checked_sum([
+        image.compressed_size,
+        Bytes(g.config.bytes.len() as u64),
+        GRUB_FILES_ALLOWANCE,
+    ])
+    .map_err(|e| Refusal::HostFact(e.to_string()))?;
     let needed = Bytes::checked_sum([
         g.kernel.vmlinuz_size,
         g.initramfs.size,
@@ -461,14 +466,18 @@ pub fn make_plan(
         });
     }
     // Every remaining host check, now with the sizes known.
-    let image_end = Bytes(image.table.end().0 * 512);
+    let image_end = image
+        .table
+        .end()
+        .to_bytes(SectorSize::S512)
+        .map_err(|e| Refusal::ImageTooLarge(e.to_string()))?;
     check_gate(
         &g.facts,
         &CheckInputs {
             expected_boot_mode: g.profile.boot_mode.host_detectable(),
-            needed_swap: Some(crate::host::units::Bytes(needed.get())),
-            min_memory: Some(crate::host::units::Bytes(MIN_MEMORY_WITHOUT_SWAP.get())),
-            target_layout_size: Some(crate::host::units::Bytes(image_end.get())),
+            needed_swap: Some(needed),
+            min_memory: Some(MIN_MEMORY_WITHOUT_SWAP),
+            target_layout_size: Some(image_end),
         },
     )?;
 

@@ -52,7 +52,7 @@ pub struct SourceDisk1x {
 pub fn read(path: &Path) -> Result<SourceDisk1x, Refusal1x> {
     let disk = path.display().to_string();
     let fail = |problem: String| Refusal1x::Disk { disk: disk.clone(), problem };
-    let table = crate::host::partition_table::read(path, crate::host::units::Bytes(SECTOR))
+    let table = crate::host::partition_table::read(path, plan::Bytes(SECTOR))
         .map_err(|e| fail(e.to_string()))?;
     let signature = match table.id {
         plan::DiskId::Mbr { signature } => signature,
