@@ -20,6 +20,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use plan::{Bytes, SectorSize, Sectors, UnitError};
+
 /// The sector size BIOS boot code assumes.
 pub const SECTOR_BYTES: u64 = 512;
 /// Bytes of boot.img that go into sector 0 (the rest is the disk's own).
@@ -35,19 +37,9 @@ const GPT_PROTECTIVE_TYPE: u8 = 0xee;
 /// First sector of the embedding area.
 pub const CORE_IMG_START: Sectors = Sectors(1);
 
-/// A count or position in 512-byte sectors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Sectors(pub u64);
-
-impl Sectors {
-    /// Sectors needed to hold `bytes` bytes.
-    pub fn to_hold(bytes: usize) -> Sectors {
-        Sectors((bytes as u64).div_ceil(SECTOR_BYTES))
-    }
-    /// Byte offset of this sector.
-    pub fn byte_offset(self) -> u64 {
-        self.0 * SECTOR_BYTES
-    }
+/// Sectors needed to hold `bytes` bytes of core.img.
+pub fn sectors_to_hold(bytes: usize) -> Sectors {
+    Bytes(bytes as u64).to_sectors_round_up(SectorSize::S512)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +58,8 @@ pub enum BootCodeError {
     EmptyCoreImg,
     #[error("disk I/O failed while installing boot code: {0}")]
     Io(#[from] io::Error),
+    #[error("core.img position: {0}")]
+    Units(#[from] UnitError),
     #[error("cannot run grub-mkimage (install grub-pc-bin / grub-common): {0}")]
     MkimageSpawn(io::Error),
     #[error("grub-mkimage failed for {out}: {stderr}")]
@@ -107,7 +101,7 @@ pub fn plan_embedding<D: Read + Seek>(
         .map(|p| Sectors(u64::from(p.starting_lba)))
         .min()
         .ok_or(BootCodeError::NoPartitions)?;
-    let core_sectors = Sectors::to_hold(core_img_len);
+    let core_sectors = sectors_to_hold(core_img_len);
     let end = CORE_IMG_START.0 + core_sectors.0;
     if end > first_partition_start.0 {
         return Err(BootCodeError::CoreImgTooBig {
@@ -142,7 +136,7 @@ pub fn install<D: Read + Write + Seek>(
 ) -> Result<EmbeddingPlan, BootCodeError> {
     let code = boot_code_for_hard_disk(boot_img)?;
     let plan = plan_embedding(disk, core_img.len())?;
-    disk.seek(SeekFrom::Start(plan.core_start.byte_offset()))?;
+    disk.seek(SeekFrom::Start(plan.core_start.to_bytes(SectorSize::S512)?.get()))?;
     disk.write_all(core_img)?;
     disk.flush()?;
     disk.seek(SeekFrom::Start(0))?;

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::run;
-use grub::bootcode::{self, BootCodeError, Sectors, BOOT_CODE_BYTES, SECTOR_BYTES};
+use grub::bootcode::{self, sectors_to_hold, BootCodeError, BOOT_CODE_BYTES, SECTOR_BYTES};
+use plan::Sectors;
 
 const BOOT_IMG: &str = "/usr/lib/grub/i386-pc/boot.img";
 const IMAGE_BYTES: u64 = 64 * 1024 * 1024;
@@ -88,7 +89,7 @@ fn install_puts_boot_code_and_core_img_in_place_and_keeps_the_partition_table() 
     assert_eq!(&sector0[..BOOT_CODE_BYTES], &expected[..]);
     assert_eq!(u64::from_le_bytes(sector0[0x5c..0x64].try_into().unwrap()), 1, "kernel_sector");
     assert_eq!(read_range(&img, SECTOR_BYTES, core.len()), core);
-    assert_eq!(plan.core_sectors, Sectors::to_hold(core.len()));
+    assert_eq!(plan.core_sectors, sectors_to_hold(core.len()));
     assert_eq!(plan.first_partition_start, Sectors(2048));
     // Between the end of core.img and the partition: still zeros; partition data intact.
     let after_core = SECTOR_BYTES + core.len() as u64;
@@ -110,7 +111,7 @@ fn core_img_that_does_not_fit_before_the_first_partition_is_refused_untouched() 
     let err = bootcode::install(&mut disk, &fs::read(BOOT_IMG).unwrap(), &core).unwrap_err();
     match &err {
         BootCodeError::CoreImgTooBig { first_partition: 16, end, .. } => {
-            assert_eq!(*end, 1 + Sectors::to_hold(core.len()).0)
+            assert_eq!(*end, 1 + sectors_to_hold(core.len()).0)
         }
         other => panic!("unexpected: {other}"),
     }

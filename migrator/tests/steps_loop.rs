@@ -15,7 +15,6 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use disk_layout::units::Bytes as LBytes;
 use migration_journal::{Journal, Step};
 use migrator::mounts::Directories;
 use migrator::pid1::RebootTarget;
@@ -431,7 +430,7 @@ fn a_run_resumed_from_a_flash_checkpoint_ends_the_same() {
     let image = std::fs::read(&f.raw_image).unwrap();
     write_at(&f.disk, MIB, &image[MIB as usize..through as usize]);
     journal.record(Step::FlashStarted).unwrap();
-    journal.record(Step::FlashProgress { through: LBytes(through) }).unwrap();
+    journal.record(Step::FlashProgress { through: Bytes(through) }).unwrap();
     drop(ctx);
 
     let mut fs = f.dirs();
