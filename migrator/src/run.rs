@@ -150,22 +150,9 @@ fn mount_staging(
 pub fn ext_uuid(node: &Path) -> Result<String, String> {
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::open(node).map_err(|e| format!("cannot open: {e}"))?;
-    let mut superblock = [0u8; 1024];
-    file.read_exact_at(&mut superblock, 1024)
-        .map_err(|e| format!("cannot read the superblock: {e}"))?;
-    if superblock[56..58] != [0x53, 0xef] {
-        return Err("no ext2/3/4 file system".into());
-    }
-    let u = &superblock[104..120];
-    let hex: Vec<String> = u.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        hex[..4].concat(),
-        hex[4..6].concat(),
-        hex[6..8].concat(),
-        hex[8..10].concat(),
-        hex[10..].concat()
-    ))
+    let mut head = [0u8; resin_image::EXT_UUID_BYTES];
+    file.read_exact_at(&mut head, 0).map_err(|e| format!("cannot read the superblock: {e}"))?;
+    resin_image::ext_uuid(&head).ok_or_else(|| "no ext2/3/4 file system".into())
 }
 
 /// Increment and return the start counter kept on staging (1 on the first start).

@@ -46,6 +46,30 @@ pub fn detect_fs(first_bytes: &[u8]) -> Option<FsType> {
         .or_else(|| vfat(first_bytes))
 }
 
+/// Bytes from a partition's start [`ext_uuid`] needs: through the superblock's UUID field.
+pub const EXT_UUID_BYTES: usize = EXT_SUPERBLOCK + EXT_UUID_AT + 16;
+/// Offset of the file system UUID inside the ext superblock.
+const EXT_UUID_AT: usize = 0x68;
+
+/// The UUID of the ext2/3/4 file system whose first bytes these are (superblock at 1024,
+/// magic 0xEF53 at +56, UUID at +104), as blkid prints it: lower-case `8-4-4-4-12` hex.
+/// `None` without the magic, or when fewer than [`EXT_UUID_BYTES`] bytes are given.
+pub fn ext_uuid(first_bytes: &[u8]) -> Option<String> {
+    let sb = first_bytes.get(EXT_SUPERBLOCK..EXT_SUPERBLOCK + EXT_UUID_AT + 16)?;
+    if le16(sb, 0x38)? != EXT_MAGIC {
+        return None;
+    }
+    let hex: String = sb[EXT_UUID_AT..].iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    ))
+}
+
 fn le16(bytes: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
 }
@@ -111,6 +135,19 @@ fn vfat(bytes: &[u8]) -> Option<FsType> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ext_uuid_reads_the_superblock_field() {
+        let mut head = vec![0u8; EXT_UUID_BYTES];
+        assert_eq!(ext_uuid(&head), None, "no magic");
+        head[1024 + 0x38..1024 + 0x3a].copy_from_slice(&EXT_MAGIC.to_le_bytes());
+        head[1024 + 0x68..].copy_from_slice(&[
+            0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab,
+            0xcd, 0xef,
+        ]);
+        assert_eq!(ext_uuid(&head).as_deref(), Some("12345678-9abc-def0-0123-456789abcdef"));
+        assert_eq!(ext_uuid(&head[..EXT_UUID_BYTES - 1]), None, "too short");
+    }
 
     #[test]
     fn probe_length_covers_the_btrfs_magic() {

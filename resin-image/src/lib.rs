@@ -6,12 +6,13 @@
 //! - [`classify`], [`open_inner`]: a normal image or a flasher, and a flasher's inner image.
 //! - [`detect_fs`]: the file system of a partition's first bytes (also without the default
 //!   `downloads` feature, for the migrator).
+//! - [`ext_uuid`]: an ext2/3/4 file system's UUID from its superblock (also without it).
 
 mod error;
 mod fs_kind;
 
 pub use error::ImageError;
-pub use fs_kind::{detect_fs, FS_PROBE_BYTES};
+pub use fs_kind::{detect_fs, ext_uuid, EXT_UUID_BYTES, FS_PROBE_BYTES};
 pub use plan::FsType;
 
 #[cfg(feature = "downloads")]

@@ -104,13 +104,10 @@ pub fn ext_fs_uuid(region: &Region) -> Result<String, HostExtraError> {
         device: region.host_path.clone(),
         problem,
     };
-    let superblock = region.read_at(Bytes(1024), 1024).map_err(|e| unreadable(e.to_string()))?;
-    if superblock[56..58] != [0x53, 0xef] {
-        return Err(unreadable("no ext2/3/4 magic".into()));
-    }
-    let mut uuid = [0u8; 16];
-    uuid.copy_from_slice(&superblock[104..120]);
-    Ok(uuid::Uuid::from_bytes(uuid).hyphenated().to_string())
+    let head = region
+        .read_at(Bytes(0), resin_image::EXT_UUID_BYTES)
+        .map_err(|e| unreadable(e.to_string()))?;
+    resin_image::ext_uuid(&head).ok_or_else(|| unreadable("no ext2/3/4 magic".into()))
 }
 
 /// A fresh random UUID for the staging file system (from the kernel's random source).

@@ -81,7 +81,7 @@ fn probe_ext(head: &[u8]) -> Option<FsFacts> {
         }
         _ => None,
     };
-    Some(FsFacts { fs, label: text(&sb[120..136]), uuid: uuid_text(&sb[104..120]), free })
+    Some(FsFacts { fs, label: text(&sb[120..136]), uuid: resin_image::ext_uuid(head)?, free })
 }
 
 fn probe_btrfs(head: &[u8]) -> Option<FsFacts> {
