@@ -2,7 +2,7 @@
 
 use crate::ImageError;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::Read;
 use std::path::Path;
 
 /// What a file holds, told from its first bytes (never from its name).
@@ -53,18 +53,4 @@ pub fn sniff(path: &Path) -> Result<Container, ImageError> {
     let mut head = Vec::with_capacity(8);
     file.take(8).read_to_end(&mut head).map_err(read_error)?;
     Ok(sniff_bytes(&head))
-}
-
-/// Reads until `buf` is full or the stream ends; returns how many bytes were read.
-pub(crate) fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }

@@ -7,7 +7,8 @@
 //! `.gz` (`fileType`, balena-sdk `src/models/os.ts` 134–135); `resin os download` writes a
 //! raw `.img` (resin-cli v7.0.0 `lib/actions/os.coffee` 83, 137–145).
 
-use crate::container::{read_full, sniff};
+use crate::container::sniff;
+use crate::read::read_full;
 use crate::{Container, ImageError};
 use flate2::bufread::{DeflateDecoder, MultiGzDecoder};
 use flate2::CrcReader;

@@ -7,13 +7,16 @@
 //! - [`detect_fs`]: the file system of a partition's first bytes (also without the default
 //!   `downloads` feature, for the migrator).
 //! - [`ext_uuid`]: an ext2/3/4 file system's UUID from its superblock (also without it).
+//! - [`read_full`]: read until a buffer is full or the stream ends (also without it).
 
 mod error;
 mod fs_kind;
+mod read;
 
 pub use error::ImageError;
 pub use fs_kind::{detect_fs, ext_uuid, EXT_UUID_BYTES, FS_PROBE_BYTES};
 pub use plan::FsType;
+pub use read::read_full;
 
 #[cfg(feature = "downloads")]
 mod classify;

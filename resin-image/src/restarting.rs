@@ -10,7 +10,7 @@
 //! from the decoder: streaming a big file's data does not evict the metadata. A raw image
 //! needs none of this: its reads are positioned reads of the file.
 
-use crate::container::read_full;
+use crate::read::read_full;
 use crate::{Container, Download, ImageError};
 use std::borrow::BorrowMut;
 use std::collections::{HashMap, VecDeque};

@@ -56,19 +56,6 @@ impl<R: Read> Read for Counted<'_, R> {
     }
 }
 
-fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
 fn map_read_error(error: io::Error) -> FlashError {
     if let Some(too_long) = error.get_ref().and_then(|e| e.downcast_ref::<TooLong>()) {
         return FlashError::ImageTooLarge {
@@ -171,7 +158,7 @@ fn pump<R: Read>(
 ) {
     loop {
         let mut chunk = recycled.try_recv().unwrap_or_else(|_| AlignedBuf::new(WRITE_CHUNK_BYTES));
-        match fill(&mut reader, chunk.whole_mut()) {
+        match resin_image::read_full(&mut reader, chunk.whole_mut()) {
             Ok(0) => break,
             Ok(n) => {
                 chunk.set_len(n);

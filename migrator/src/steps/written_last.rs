@@ -13,7 +13,6 @@
 //! After step 2 the journal cannot be written: the step that follows is the head commit,
 //! and the migrator reboots into resinOS without recording it.
 
-use std::io::Read;
 use std::path::Path;
 
 use plan::Plan;
@@ -270,7 +269,8 @@ pub fn collect(
     let mut offset = 0u64;
     let mut buf = vec![0u8; GRANULE];
     loop {
-        let n = fill(&mut reader, &mut buf).map_err(decoded::io_err("decode", image_path))?;
+        let n = resin_image::read_full(&mut reader, &mut buf)
+            .map_err(decoded::io_err("decode", image_path))?;
         if n == 0 {
             break;
         }
@@ -305,19 +305,6 @@ pub fn collect(
         range.end - range.start
     );
     Ok(HeldBytes { range, name: name.to_string(), granules })
-}
-
-fn fill(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// Stop every write to staging: when `staging_root` is a mount point, the log file is

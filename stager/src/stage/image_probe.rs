@@ -96,7 +96,7 @@ pub fn sniff_compression(path: &Path) -> Result<Compression, ProbeError> {
     let mut magic = [0u8; 6];
     let read_error = |source| ProbeError::Read { path: path.to_path_buf(), source };
     let mut file = File::open(path).map_err(read_error)?;
-    let n = read_up_to(&mut file, &mut magic).map_err(read_error)?;
+    let n = resin_image::read_full(&mut file, &mut magic).map_err(read_error)?;
     let magic = &magic[..n];
     if magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
         Ok(Compression::Xz)
@@ -107,19 +107,6 @@ pub fn sniff_compression(path: &Path) -> Result<Compression, ProbeError> {
     } else {
         Ok(Compression::None)
     }
-}
-
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// Hashes a reader to the end: (sha256, byte count).
@@ -328,7 +315,7 @@ const REMEMBERED_READS: usize = 256;
 impl<R: Read> ForwardReader<R> {
     fn new(mut inner: R) -> io::Result<Self> {
         let mut head = vec![0u8; HEAD_BYTES];
-        let n = read_up_to(&mut inner, &mut head)?;
+        let n = resin_image::read_full(&mut inner, &mut head)?;
         head.truncate(n);
         let mut hasher = Sha256::new();
         hasher.update(&head);
@@ -388,7 +375,7 @@ impl<R: Read> ForwardReader<R> {
         self.seek(SeekFrom::Start(start))?;
         let mut out =
             vec![0u8; usize::try_from(len).map_err(|_| io::Error::other("range too large"))?];
-        let n = read_up_to(self, &mut out)?;
+        let n = resin_image::read_full(self, &mut out)?;
         out.truncate(n);
         Ok(out)
     }

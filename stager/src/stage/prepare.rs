@@ -248,7 +248,7 @@ impl Job<'_> {
         total: Option<Bytes>,
     ) -> Result<Vec<String>, PrepareError> {
         let mut head = vec![0u8; HEAD_BYTES];
-        let got = read_full(&mut source, &mut head).map_err(self.read_error())?;
+        let got = resin_image::read_full(&mut source, &mut head).map_err(self.read_error())?;
         head.truncate(got);
         let table = PartitionTable::from_head(&head)
             .map_err(|e| PrepareError::Table { what: self.what.clone(), detail: e.to_string() })?;
@@ -436,19 +436,6 @@ impl Job<'_> {
             }
         }
     }
-}
-
-/// Reads until `buf` is full or the stream ends.
-fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let n = read_some(reader, &mut buf[filled..])?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    Ok(filled)
 }
 
 /// One read, retried on EINTR.
