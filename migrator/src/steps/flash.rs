@@ -2,8 +2,8 @@
 //! ([`crate::flash`]), everything but its first MiB and the ranges held back, journaling
 //! durable progress. Where the image goes and how progress is reported: [`super::flash_plan`].
 
-use disk_layout::units::Bytes as LayoutBytes;
 use migration_journal::{Journal, Step};
+use plan::units::Bytes;
 
 use super::context::{io_err, Context, StepError};
 use super::flash_plan;
@@ -28,9 +28,7 @@ pub fn step_flash(
     }
     let image = ctx.image_path();
     let mut checkpoint = |through: u64| {
-        journal
-            .record(Step::FlashProgress { through: LayoutBytes(through) })
-            .map_err(|e| e.to_string())
+        journal.record(Step::FlashProgress { through: Bytes(through) }).map_err(|e| e.to_string())
     };
     let target =
         flash::DirectTarget::open(&ctx.disk_path).map_err(io_err("open", &ctx.disk_path))?;
@@ -52,7 +50,7 @@ pub fn step_flash(
         ctx.flash_sync_every,
         &mut checkpoint,
     )?;
-    journal.record(Step::FlashWritten { image_bytes: LayoutBytes(written.image_bytes) })?;
+    journal.record(Step::FlashWritten { image_bytes: Bytes(written.image_bytes) })?;
     ctx.written = Some(written);
     Ok(())
 }
