@@ -253,7 +253,7 @@ pub fn check_image(
 
 /// What the migrator does with a partition of this role once the image is flashed, when it
 /// mounts or edits it: restore writes config.json and keyfiles into resin-boot's FAT (fatfs,
-/// migrator/src/fatboot.rs) and mounts resin-data to restore the backups (steps.rs
+/// migrator/src/fatboot.rs) and mounts resin-data to restore the backups (steps/restore.rs
 /// `step_restore`, mounts.rs `open_data_with`, with the profile's file system); finalize
 /// mounts resin-data for the relay (`step_finalize`). Nothing else is mounted.
 fn migrator_use(role: PartitionRole) -> Option<&'static str> {

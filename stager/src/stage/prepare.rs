@@ -14,7 +14,7 @@
 //! over the first internal disk, copies `grub.cfg_internal` to both grub.cfg paths and its
 //! config.json onto the new resin-boot, installs the BIOS boot code, then halts.
 //! config.json needs nothing here: the migrator's restore step writes the operator's
-//! config.json onto resin-boot (migrator/src/steps.rs `step_restore`, `boot_files`).
+//! config.json onto resin-boot (migrator/src/steps/restore.rs `step_restore`, `boot_files`).
 //! The one thing the flasher does that we do not: for a BIOS install its board script
 //! removes `/EFI` from the new resin-boot (balena-intel v2.12.7+rev1
 //! `resin-init-flasher-board`); we leave it, it does not change a BIOS boot.
