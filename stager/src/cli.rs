@@ -16,6 +16,13 @@ pub const EXIT_CHECK_FAILED: i32 = 1;
 /// Exit code when the command could not run at all.
 pub const EXIT_ERROR: i32 = 2;
 
+/// Versions of the `--json` documents of `check`, `stage` and `status` (each document's
+/// `"schema"` field; docs/fleet-interface.md describes them). A field may be added within a
+/// version; one removed, renamed or changed in meaning bumps the number.
+pub const CHECK_SCHEMA: &str = "swapover.check/1";
+pub const STAGE_SCHEMA: &str = "swapover.stage/1";
+pub const STATUS_SCHEMA: &str = "swapover.status/1";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "stager",

@@ -82,6 +82,7 @@ fn check_json_carries_report_and_facts() {
     let host = FixtureHost::legacy_ubuntu_14_04();
     let output = check_with_limits(&host, &["--json"]);
     let document: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(document["schema"], "swapover.check/1");
     let checks = document["report"]["checks"].as_array().unwrap();
     let ids: Vec<&str> = checks.iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ALL_IDS);

@@ -92,6 +92,7 @@ fn stage_status_abort_through_the_binary() {
     let json = stager(&host, &["--json", "status"], &[]);
     let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(value["armed"], "Yes");
+    assert_eq!(value["schema"], "swapover.status/1");
 
     let refused = stager(&host, &["stage"], &[]);
     assert_eq!(refused.status.code(), Some(1));
@@ -121,6 +122,47 @@ fn a_hook_saying_not_now_exits_3() {
     assert_eq!(output.status.code(), Some(3), "{}", text(&output));
     assert!(text(&output).contains("retry later"));
     assert_eq!((host.files(), host.disk_whole()), before);
+}
+
+/// `stage --json` prints exactly one document whose `result` and `exit_code` agree with the
+/// process's exit code, for each outcome a fleet tool tells apart (docs/fleet-interface.md).
+#[test]
+fn stage_json_names_each_outcome_with_its_exit_code() {
+    let document = |output: &Output| -> serde_json::Value {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "not one JSON line on stdout: {}", text(output));
+        let value: serde_json::Value =
+            serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{e}: {}", text(output)));
+        assert_eq!(value["schema"], "swapover.stage/1", "{value}");
+        assert_eq!(value["exit_code"].as_i64(), output.status.code().map(i64::from), "{value}");
+        value
+    };
+    let host = StageHost::new();
+    let hook = host.write_input("hook.sh", b"#!/bin/sh\nexit 3\n");
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let not_now = stager(&host, &["stage", "--json", "--backup-hook", hook.to_str().unwrap()], &[]);
+    assert_eq!(not_now.status.code(), Some(3));
+    assert_eq!(document(&not_now)["result"], "not_now");
+
+    let failed = stager(&host, &["stage", "--json"], &[("SWAPOVER_FAIL_AFTER", "write-staging")]);
+    assert_eq!(failed.status.code(), Some(2));
+    let value = document(&failed);
+    assert_eq!(value["result"], "failed");
+    assert!(value["error"].as_str().unwrap().contains("rolled back"), "{value}");
+
+    let staged = stager(&host, &["stage", "--json"], &[]);
+    assert_eq!(staged.status.code(), Some(0), "{}", text(&staged));
+    let value = document(&staged);
+    assert_eq!(value["result"], "staged", "{value}");
+    assert!(value["staging_fs_uuid"].is_string(), "{value}");
+
+    let refused = stager(&host, &["stage", "--json"], &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    let value = document(&refused);
+    assert_eq!(value["result"], "refused");
+    assert!(value["error"].as_str().unwrap().contains("already staged"), "{value}");
+    assert_eq!(stager(&host, &["abort"], &[]).status.code(), Some(0));
 }
 
 /// A copy of the stager binary with `migrator` appended the way package-stager.sh does.

@@ -1,7 +1,7 @@
 //! `stager check`: gather the host's facts, run every check (with the profile, image and
 //! config.json when given: see [`crate::input_checks`]), print them.
 
-use super::{print_error, CheckArgs, EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK};
+use super::{print_error, CheckArgs, CHECK_SCHEMA, EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK};
 use crate::checks::{CheckInputs, CheckReport, Status};
 use crate::host::{self, HostRoot};
 use crate::input_checks::{self, CheckRequest};
@@ -34,7 +34,7 @@ pub fn run(args: &CheckArgs, catalog: &ProfileCatalog, json: bool) -> i32 {
     };
     let report = input_checks::run(&root, &facts, &request);
     if json {
-        let document = serde_json::json!({ "report": report, "facts": facts, "inputs": inputs });
+        let document = serde_json::json!({ "schema": CHECK_SCHEMA, "report": report, "facts": facts, "inputs": inputs });
         match serde_json::to_string_pretty(&document) {
             Ok(text) => println!("{text}"),
             Err(e) => {

@@ -5,6 +5,7 @@ use super::execute::ExecuteOptions;
 use super::hook::Hook;
 use super::system::{RealSystem, System};
 use super::{host_extras, StageError, StageOutcome, StageRequest, EXIT_FAILED, EXIT_NOT_NOW};
+use crate::cli::{STAGE_SCHEMA, STATUS_SCHEMA};
 use crate::console_log;
 use crate::host::{self, HostRoot};
 use crate::run_session::{RunSession, SessionError};
@@ -55,6 +56,35 @@ fn print_out(text: &str) {
     console_log::out(&format!("{text}\n"));
 }
 
+/// What a `stage` exit code means, as the `"result"` of its JSON document.
+pub fn stage_result(code: i32) -> &'static str {
+    match code {
+        0 => "staged",
+        super::EXIT_REFUSED => "refused",
+        EXIT_NOT_NOW => "not_now",
+        _ => "failed",
+    }
+}
+
+/// The one JSON document `stage --json` prints: `fields` plus the schema, result and exit code.
+fn stage_document(code: i32, mut fields: serde_json::Value) -> String {
+    if let Some(map) = fields.as_object_mut() {
+        map.insert("schema".into(), STAGE_SCHEMA.into());
+        map.insert("result".into(), stage_result(code).into());
+        map.insert("exit_code".into(), code.into());
+    }
+    fields.to_string()
+}
+
+/// A `stage` that ends with an error: one line on stderr and, with --json, the document.
+fn stage_error(message: &str, json: bool, code: i32) -> (i32, String) {
+    if json {
+        print_out(&stage_document(code, serde_json::json!({ "error": message })));
+    }
+    console_log::err(&format!("error: {message}\n"));
+    (code, format!("error: {message}"))
+}
+
 /// Runs `stage` against the real system (or, with a fixture `--root`, real mounts but
 /// recorded swap/reboot: see [`super::system::FixtureSystem`]). A real run holds the host's
 /// run lock, logs to the run log and turns signals into a rollback ([`RunSession`]).
@@ -67,19 +97,16 @@ pub fn run(cmd: &StageCommand, json: bool) -> i32 {
     let session = match RunSession::start(&root, "stage") {
         Ok(session) => session,
         Err(e) => {
-            print_error(&e.to_string(), json);
-            return match e {
+            let code = match e {
                 SessionError::Lock(crate::run_lock::LockError::Busy { .. }) => super::EXIT_REFUSED,
                 _ => EXIT_FAILED,
             };
+            return stage_error(&e.to_string(), json, code).0;
         }
     };
     let (code, outcome) = match undo_unfinished(&root, system.as_mut()) {
         Ok(()) => run_with(cmd, json, system.as_mut()),
-        Err(problem) => {
-            print_error(&problem, json);
-            (EXIT_FAILED, format!("error: {problem}"))
-        }
+        Err(problem) => stage_error(&problem, json, EXIT_FAILED),
     };
     session.finish(&outcome);
     code
@@ -121,17 +148,11 @@ fn undo_unfinished(root: &HostRoot, system: &mut dyn System) -> Result<(), Strin
 pub fn run_with(cmd: &StageCommand, json: bool, system: &mut dyn System) -> (i32, String) {
     let profile = match load_profile(cmd) {
         Ok(profile) => profile,
-        Err(e) => {
-            print_error(&e, json);
-            return (super::EXIT_REFUSED, format!("error: {e}"));
-        }
+        Err(e) => return stage_error(&e, json, super::EXIT_REFUSED),
     };
     let migrator = match crate::migrator_payload::load(cmd.migrator.as_deref()) {
         Ok(bytes) => bytes,
-        Err(e) => {
-            print_error(&e.to_string(), json);
-            return (EXIT_FAILED, format!("error: {e}"));
-        }
+        Err(e) => return stage_error(&e.to_string(), json, EXIT_FAILED),
     };
     let root = HostRoot::new(&cmd.root);
     let request = StageRequest {
@@ -165,10 +186,7 @@ pub fn run_with(cmd: &StageCommand, json: bool, system: &mut dyn System) -> (i32
             if json {
                 match plan.plan.to_json_pretty() {
                     Ok(text) => print_out(&text),
-                    Err(e) => {
-                        print_error(&e.to_string(), json);
-                        return (EXIT_FAILED, format!("error: {e}"));
-                    }
+                    Err(e) => return stage_error(&e.to_string(), json, EXIT_FAILED),
                 }
             } else {
                 console_log::out(&text);
@@ -179,7 +197,7 @@ pub fn run_with(cmd: &StageCommand, json: bool, system: &mut dyn System) -> (i32
         Ok(StageOutcome::NotNow) => {
             let message = "the backup hook asked to retry later (exit 3); nothing was changed";
             if json {
-                print_out(&serde_json::json!({ "not_now": message }).to_string());
+                print_out(&stage_document(EXIT_NOT_NOW, serde_json::json!({ "not_now": message })));
             }
             console_log::err(&format!("{message}\n"));
             (EXIT_NOT_NOW, message.to_string())
@@ -195,20 +213,20 @@ pub fn run_with(cmd: &StageCommand, json: bool, system: &mut dyn System) -> (i32
                 message = format!("{interrupted} after the last step had begun, so staging was completed: {message}; not rebooting");
             }
             if json {
-                print_out(
-                    &serde_json::json!({ "staged": report.staged, "rebooting": report.rebooting, "staging_fs_uuid": plan.plan.staging.fs_uuid, "interrupted": interrupted.map(|i| i.to_string()) }).to_string(),
-                );
+                print_out(&stage_document(
+                    0,
+                    serde_json::json!({ "staged": report.staged, "rebooting": report.rebooting, "staging_fs_uuid": plan.plan.staging.fs_uuid, "interrupted": interrupted.map(|i| i.to_string()) }),
+                ));
             } else {
                 print_out(&message);
             }
             (0, message)
         }
         Err(error) => {
-            print_error(&error.to_string(), json);
             if let StageError::Refused(_) = error {
                 log::info!("refused before any change");
             }
-            (error.exit_code(), format!("error: {error}"))
+            stage_error(&error.to_string(), json, error.exit_code())
         }
     }
 }
@@ -229,6 +247,7 @@ pub fn run_status(root: PathBuf, json: bool) -> i32 {
             if json {
                 print_out(
                     &serde_json::json!({
+                        "schema": STATUS_SCHEMA,
                         "staged": status.state.is_some(),
                         "armed": format!("{:?}", status.armed),
                         "changes": status.state.as_ref().map(|s| s.entries.iter().map(|e| format!("{} {:?}", e.change.name(), e.progress)).collect::<Vec<_>>()),
