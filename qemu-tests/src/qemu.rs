@@ -74,6 +74,9 @@ pub struct VmConfig {
     /// Let a guest reboot continue in the same VM (otherwise QEMU exits on reboot).
     pub allow_reboot: bool,
     pub firmware: Firmware,
+    /// A network card, as QEMU's `-nic` takes it (e.g. `user,model=e1000,hostfwd=…`);
+    /// `None`: no network at all.
+    pub nic: Option<String>,
 }
 
 impl VmConfig {
@@ -84,6 +87,7 @@ impl VmConfig {
             memory_mib: 1536,
             allow_reboot: true,
             firmware: Firmware::Bios,
+            nic: None,
         }
     }
 }
@@ -163,7 +167,8 @@ impl Vm {
             File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-accel", "tcg", "-nodefaults", "-no-user-config", "-display", "none"])
-            .args(["-serial", "stdio", "-monitor", "none", "-nic", "none"])
+            .args(["-serial", "stdio", "-monitor", "none"])
+            .args(["-nic", config.nic.as_deref().unwrap_or("none")])
             .arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", qmp_path.display()))
             .args(["-m", &config.memory_mib.to_string()]);
