@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(qemu-system-x86 musl-tools grub-pc-bin grub2-common e2fsprogs dosfstools mtools
           busybox-static xz-utils zstd fdisk cpio kmod gzip ca-certificates btrfs-progs
-          grub-efi-amd64-bin ovmf)
+          grub-efi-amd64-bin ovmf
+          dropbear-bin openssh-client openssl python3-venv)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -46,3 +47,7 @@ if [ ! -f "$KDIR/VERSION" ]; then
     echo "$ver" > "$KDIR/VERSION"
 fi
 echo "setup: kernel $(cat "$KDIR/VERSION") ready in $KDIR"
+
+# The fleet rollout's controller: ansible-core (pinned) from PyPI into fleet/.venv.
+bash fleet/install.sh >/dev/null
+echo "setup: $(fleet/.venv/bin/ansible-playbook --version | sed -n 1p) in fleet/.venv"
