@@ -12,6 +12,7 @@ pub mod disk;
 pub mod e2e;
 pub mod fixture;
 pub mod flasher_image;
+pub mod fleet;
 pub mod grub_boot;
 pub mod guest_initramfs;
 pub mod host_image;
