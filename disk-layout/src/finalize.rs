@@ -1,7 +1,7 @@
 //! The partition table resinOS keeps: the image's, with its data partition grown
 //! over the freed staging area when the plan says so.
 
-use super::table::{Partition, PartitionTable};
+use super::table::{MbrError, Partition, PartitionTable};
 use super::units::{Sectors, Sectors512, SECTOR_BYTES};
 use super::LayoutError;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -101,7 +101,7 @@ pub fn write_growth<D: Read + Write + Seek>(
         return Ok(());
     };
     if head.len() < SECTOR_BYTES as usize || head[510..512] != [0x55, 0xaa] {
-        return Err(LayoutError::Unreadable("held-back head has no MBR signature".into()));
+        return Err(LayoutError::Unreadable(MbrError::NoSignatureInHead));
     }
     let table = &final_table.table;
     let logical = table.logicals.iter().position(|p| p.number == growth.number);
@@ -137,11 +137,7 @@ pub fn write_growth<D: Read + Write + Seek>(
 /// when the head is written: the growth would be lost while the table claims it.
 fn refuse_ebr_in_head(ebr: Sectors, head_len: usize) -> Result<(), LayoutError> {
     if ebr.bytes_512().0 < head_len as u64 {
-        return Err(LayoutError::Unreadable(format!(
-            "the EBR at sector {} lies in the image's first {head_len} bytes, which are written last \
-             (a resinOS image keeps its logical partitions past the first MiB)",
-            ebr.0
-        )));
+        return Err(LayoutError::Unreadable(MbrError::EbrInHead { ebr: ebr.0, head_len }));
     }
     Ok(())
 }
@@ -158,7 +154,7 @@ fn patch_ebr<D: Read + Write + Seek>(
     disk.seek(SeekFrom::Start(offset)).map_err(io)?;
     disk.read_exact(&mut sector).map_err(io)?;
     if sector[510..512] != [0x55, 0xaa] {
-        return Err(LayoutError::Unreadable(format!("no EBR signature at {ebr}")));
+        return Err(LayoutError::Unreadable(MbrError::NoEbrSignature { ebr }));
     }
     let at = ENTRY_TABLE_OFFSET + entry * ENTRY_BYTES;
     patch_entry(&mut sector[at..at + ENTRY_BYTES], size, 0)?;

@@ -11,7 +11,7 @@ pub mod units;
 
 pub use finalize::{final_table, write_growth, DataGrowth, FinalTable, Growth};
 pub use fit::{place_image, HostDisk, Placement, Span};
-pub use table::{check_ebr_chain, HeadOverlay, Partition, PartitionTable};
+pub use table::{mbr_signature, HeadOverlay, MbrError, Partition, PartitionTable, GPT_PROTECTIVE};
 
 use units::Sectors;
 
@@ -20,7 +20,7 @@ pub enum LayoutError {
     #[error(
         "cannot read the partition table: {0}; check that the image is a resinOS MBR disk image"
     )]
-    Unreadable(String),
+    Unreadable(MbrError),
     #[error("the image has a GPT partition table; only MBR images are supported for this board, pick its MBR image")]
     GptNotSupported,
     #[error(

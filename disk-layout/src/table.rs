@@ -1,11 +1,49 @@
-//! Reading an MBR partition table (with mbrman) into typed partitions.
+//! The one MBR model of the workspace: reading an MBR and its chain of EBRs (with mbrman)
+//! into typed partitions. The migrator's layout work, the stager's disk reader
+//! (`stager::host::partition_table`) and the image reader (`resin_image::read_partitions`)
+//! all read tables here.
 
 use super::units::{Sectors, Sectors512, SECTOR_BYTES};
 use super::LayoutError;
 use std::io::{Cursor, Read, Seek, SeekFrom};
 
 /// MBR partition type of a GPT protective entry.
-const GPT_PROTECTIVE: u8 = 0xee;
+pub const GPT_PROTECTIVE: u8 = 0xee;
+/// Where the disk signature lies in the MBR sector.
+const MBR_SIGNATURE_OFFSET: usize = 440;
+
+/// Why an MBR, or the chain of EBRs it leads to, cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MbrError {
+    /// What `mbrman` refused (no 0x55AA signature, a bad boot flag, a broken EBR, I/O).
+    #[error("{0}")]
+    Read(#[from] mbrman::Error),
+    #[error("partition {number} starts at sector 0, over the MBR itself")]
+    EntryAtSectorZero { number: usize },
+    #[error("the logical partition chain at sector {ebr} reaches past 2^32 sectors")]
+    ChainPast32Bits { ebr: u64 },
+    #[error("a sector size of {0} bytes is not supported")]
+    SectorSize(u64),
+    #[error("held-back head has no MBR signature")]
+    NoSignatureInHead,
+    #[error(
+        "the EBR at sector {ebr} lies in the image's first {head_len} bytes, which are written last \
+         (a resinOS image keeps its logical partitions past the first MiB)"
+    )]
+    EbrInHead { ebr: u64, head_len: usize },
+    #[error("no EBR signature at {ebr}")]
+    NoEbrSignature { ebr: Sectors },
+}
+
+impl MbrError {
+    /// The I/O error a read failed with, or the error itself when it is about the table.
+    pub fn into_io(self) -> Result<std::io::Error, MbrError> {
+        match self {
+            MbrError::Read(mbrman::Error::Io(io)) => Ok(io),
+            other => Err(other),
+        }
+    }
+}
 
 /// One partition table entry, in absolute sectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +65,15 @@ impl Partition {
         self.start.plus(self.size)
     }
 
+    /// The extended types the layout code handles: 0x05, 0x0F, 0x85.
     pub fn is_extended(&self) -> bool {
         matches!(self.kind, 0x05 | 0x0f | 0x85)
+    }
+
+    /// Every type `mbrman` follows an EBR chain from: those of [`Partition::is_extended`]
+    /// and 0xC5, 0xD5.
+    pub fn holds_logicals(&self) -> bool {
+        matches!(self.kind, 0x05 | 0x0f | 0x85 | 0xc5 | 0xd5)
     }
 }
 
@@ -47,46 +92,78 @@ impl PartitionTable {
     /// first MiB). Enough to know how far the image reaches: logical partitions lie
     /// inside the extended entry.
     pub fn from_head(head: &[u8]) -> Result<PartitionTable, LayoutError> {
-        let header = mbrman::MBRHeader::read_from(&mut Cursor::new(head))
-            .map_err(|e| LayoutError::Unreadable(e.to_string()))?;
-        refuse_entry_at_sector_zero(&header)?;
-        Self::from_parts(&header, &[])
+        let table = Self::read_primaries(head).map_err(LayoutError::Unreadable)?;
+        table.refuse_gpt()
     }
 
     /// The whole table, logical partitions included, from a seekable image or disk.
+    /// Logical partitions are numbered 5, 6, … in chain order, used ones only.
     pub fn read<R: Read + Seek>(reader: &mut R) -> Result<PartitionTable, LayoutError> {
-        let header = mbrman::MBRHeader::read_from(reader)
-            .map_err(|e| LayoutError::Unreadable(e.to_string()))?;
+        let mut table = Self::read_mbr(reader, SECTOR_BYTES).map_err(LayoutError::Unreadable)?;
+        for (logical, number) in table.logicals.iter_mut().zip(5u32..) {
+            logical.number = number;
+        }
+        table.refuse_gpt()
+    }
+
+    /// The primary entries of an MBR sector (`head` starts with it), extended and GPT
+    /// protective entries included, without the logical partitions.
+    pub fn read_primaries(head: &[u8]) -> Result<PartitionTable, MbrError> {
+        let header = mbrman::MBRHeader::read_from(&mut Cursor::new(head))?;
         refuse_entry_at_sector_zero(&header)?;
-        check_ebr_chain(reader, &header, SECTOR_BYTES).map_err(LayoutError::Unreadable)?;
-        let mbr = mbrman::MBR::read_from(reader, SECTOR_BYTES as u32)
-            .map_err(|e| LayoutError::Unreadable(e.to_string()))?;
-        Self::from_parts(&mbr.header, &mbr.logical_partitions)
+        Ok(Self::from_parts(&header, &[]))
+    }
+
+    /// The MBR of a disk or image of `sector_size`-byte sectors with its chain of EBRs:
+    /// every used entry, extended and GPT protective ones included (see
+    /// [`PartitionTable::is_gpt_protective`]); sectors count in `sector_size` units.
+    /// Logical partitions carry the number of their EBR in the chain (5 for the first),
+    /// as `mbrman` numbers them: an EBR with an unused entry takes a number too.
+    pub fn read_mbr<R: Read + Seek>(
+        reader: &mut R,
+        sector_size: u64,
+    ) -> Result<PartitionTable, MbrError> {
+        let header = mbrman::MBRHeader::read_from(reader)?;
+        refuse_entry_at_sector_zero(&header)?;
+        check_ebr_chain(reader, &header, sector_size)?;
+        let sector_size =
+            u32::try_from(sector_size).map_err(|_| MbrError::SectorSize(sector_size))?;
+        let mbr = mbrman::MBR::read_from(reader, sector_size)?;
+        Ok(Self::from_parts(&mbr.header, &mbr.logical_partitions))
     }
 
     fn from_parts(
         header: &mbrman::MBRHeader,
         logicals: &[mbrman::LogicalPartition],
-    ) -> Result<PartitionTable, LayoutError> {
+    ) -> PartitionTable {
         let primaries: Vec<Partition> = header
             .iter()
             .filter(|(_, e)| e.is_used())
             .map(|(i, e)| entry(i as u32, e, None))
             .collect();
-        if primaries.iter().any(|p| p.kind == GPT_PROTECTIVE) {
-            return Err(LayoutError::GptNotSupported);
-        }
         let logicals = logicals
             .iter()
-            .filter(|l| l.partition.is_used())
             .zip(5u32..)
+            .filter(|(l, _)| l.partition.is_used())
             .map(|(l, n)| entry(n, &l.partition, Some(Sectors(u64::from(l.absolute_ebr_lba)))))
             .collect();
-        Ok(PartitionTable {
+        PartitionTable {
             disk_signature: u32::from_le_bytes(header.disk_signature),
             primaries,
             logicals,
-        })
+        }
+    }
+
+    /// Whether an entry has the type of a GPT protective MBR (0xEE): the real table is GPT.
+    pub fn is_gpt_protective(&self) -> bool {
+        self.primaries.iter().any(|p| p.kind == GPT_PROTECTIVE)
+    }
+
+    fn refuse_gpt(self) -> Result<PartitionTable, LayoutError> {
+        if self.is_gpt_protective() {
+            return Err(LayoutError::GptNotSupported);
+        }
+        Ok(self)
     }
 
     pub fn extended(&self) -> Option<&Partition> {
@@ -108,14 +185,19 @@ impl PartitionTable {
     }
 }
 
+/// The MBR disk signature in `sector0` (bytes 440..444, little endian), whatever the rest
+/// of the sector holds; `None` when `sector0` is too short.
+pub fn mbr_signature(sector0: &[u8]) -> Option<u32> {
+    let bytes = sector0.get(MBR_SIGNATURE_OFFSET..MBR_SIGNATURE_OFFSET + 4)?;
+    Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+}
+
 /// A used entry starting at sector 0 lies over the MBR itself. Refused before
 /// `mbrman::MBR::read_from`, which panics (0.6.1, `find_alignment`) when every used
 /// entry starts there.
-fn refuse_entry_at_sector_zero(header: &mbrman::MBRHeader) -> Result<(), LayoutError> {
+fn refuse_entry_at_sector_zero(header: &mbrman::MBRHeader) -> Result<(), MbrError> {
     match header.iter().find(|(_, e)| e.is_used() && e.starting_lba == 0) {
-        Some((number, _)) => Err(LayoutError::Unreadable(format!(
-            "partition {number} starts at sector 0, over the MBR itself"
-        ))),
+        Some((number, _)) => Err(MbrError::EntryAtSectorZero { number }),
         None => Ok(()),
     }
 }
@@ -123,17 +205,16 @@ fn refuse_entry_at_sector_zero(header: &mbrman::MBRHeader) -> Result<(), LayoutE
 /// Walks the EBR chain the way mbrman 0.6.1 does and refuses one whose sector numbers
 /// pass 32 bits: mbrman adds them unchecked (`MBR::read_from`: a panic with overflow
 /// checks, a wrong start sector without). Where mbrman would stop, this stops too.
-pub fn check_ebr_chain<R: Read + Seek>(
+fn check_ebr_chain<R: Read + Seek>(
     reader: &mut R,
     header: &mbrman::MBRHeader,
     sector_size: u64,
-) -> Result<(), String> {
+) -> Result<(), MbrError> {
     let Some(extended) = header.iter().map(|(_, e)| e).find(|e| e.is_used() && e.is_extended())
     else {
         return Ok(());
     };
-    let too_far =
-        |ebr: u64| format!("the logical partition chain at sector {ebr} reaches past 2^32 sectors");
+    let too_far = |ebr: u64| MbrError::ChainPast32Bits { ebr };
     let mut relative: u32 = 0;
     loop {
         let Some(ebr) = extended.starting_lba.checked_add(relative) else {
@@ -219,5 +300,18 @@ impl<R: Read + Seek> Seek for HeadOverlay<'_, R> {
             )
         })?;
         Ok(self.pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_is_read_little_endian_at_440() {
+        let mut sector = [0u8; 512];
+        sector[440..444].copy_from_slice(&[0x7e, 0xe0, 0x0a, 0x00]);
+        assert_eq!(mbr_signature(&sector), Some(0x000a_e07e));
+        assert_eq!(mbr_signature(&sector[..100]), None);
     }
 }

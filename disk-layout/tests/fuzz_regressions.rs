@@ -159,7 +159,7 @@ fn grow(image: &[u8]) -> FinalTable {
 fn assert_unreadable(result: Result<impl std::fmt::Debug, LayoutError>, expected_start: &str) {
     match result {
         Err(LayoutError::Unreadable(problem)) => {
-            assert!(problem.starts_with(expected_start), "{problem}")
+            assert!(problem.to_string().starts_with(expected_start), "{problem}")
         }
         other => panic!("expected Unreadable({expected_start}...), got {other:?}"),
     }

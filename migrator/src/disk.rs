@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 /// sysfs reports `start` and `size` in 512-byte units whatever the disk's sector size.
 const SYSFS_SECTOR: SectorSize = SectorSize::S512;
-const MBR_SIGNATURE_OFFSET: usize = 440;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
@@ -117,11 +116,8 @@ pub fn find_partition<'a>(
         .ok_or_else(|| DiskError::PartitionNotFound { disk: disk.to_string(), extent })
 }
 
-/// The MBR disk signature in `sector0` (bytes 440..444, little endian).
-pub fn mbr_signature(sector0: &[u8]) -> Option<u32> {
-    let bytes = sector0.get(MBR_SIGNATURE_OFFSET..MBR_SIGNATURE_OFFSET + 4)?;
-    Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-}
+/// The MBR disk signature, as the one MBR model reads it.
+pub use disk_layout::mbr_signature;
 
 /// A found disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,14 +233,6 @@ impl BlockRoots {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signature_is_read_little_endian_at_440() {
-        let mut sector = [0u8; 512];
-        sector[440..444].copy_from_slice(&[0x7e, 0xe0, 0x0a, 0x00]);
-        assert_eq!(mbr_signature(&sector), Some(0x000a_e07e));
-        assert_eq!(mbr_signature(&sector[..100]), None);
-    }
 
     /// The real sysfs of this machine: every partition found by `scan` is found
     /// again by its own start and size, under its own parent.

@@ -1,11 +1,12 @@
-//! The partition table of a disk image: msdos (primary and logical partitions, through
-//! `mbrman`) or GPT (behind a protective MBR, read here: header at LBA 1, entry array).
+//! The partition table of a disk image: msdos (primary and logical partitions, through the
+//! one MBR model, [`disk_layout::PartitionTable`]) or GPT (behind a protective MBR, read
+//! here: header at LBA 1, entry array).
 
 use crate::{ByteRange, ImageError, RestartingReader};
+use disk_layout::{PartitionTable, GPT_PROTECTIVE};
 use plan::Bytes;
 
 const SECTOR: u64 = 512;
-const GPT_PROTECTIVE: u8 = 0xEE;
 /// More GPT entries than this are refused as a damaged header.
 const MAX_GPT_ENTRIES: u32 = 1024;
 
@@ -36,24 +37,21 @@ pub fn read_partitions(reader: &mut RestartingReader) -> Result<Vec<Partition>, 
         return read_gpt(reader);
     }
     let mut view = ByteRange::new(&mut *reader, 0, u64::MAX / 2);
-    let mbr = mbrman::MBR::read_from(&mut view, SECTOR as u32).map_err(|e| match e {
-        mbrman::Error::Io(io) => ImageError::from_io(&path, io),
-        other => ImageError::PartitionTable { path: path.clone(), detail: other.to_string() },
+    let table = PartitionTable::read_mbr(&mut view, SECTOR).map_err(|e| match e.into_io() {
+        Ok(io) => ImageError::from_io(&path, io),
+        Err(other) => ImageError::PartitionTable { path: path.clone(), detail: other.to_string() },
     })?;
-    let mut partitions = Vec::new();
-    for (number, entry) in mbr.iter() {
-        if !entry.is_used() || matches!(entry.sys, 0x05 | 0x0F | 0x85) {
-            continue;
-        }
-        partitions.push(Partition {
-            number: number as u32,
-            start: Bytes(u64::from(entry.starting_lba) * SECTOR),
-            len: Bytes(u64::from(entry.sectors) * SECTOR),
-            mbr_type: Some(entry.sys),
-            gpt_name: None,
-        });
+    Ok(table.all().filter(|p| !p.is_extended()).map(msdos_partition).collect())
+}
+
+fn msdos_partition(p: &disk_layout::Partition) -> Partition {
+    Partition {
+        number: p.number,
+        start: Bytes(p.start.0 * SECTOR),
+        len: Bytes(p.size.0 * SECTOR),
+        mbr_type: Some(p.kind),
+        gpt_name: None,
     }
-    Ok(partitions)
 }
 
 /// The primary partitions (msdos entries 1–4 of the first sector, extended containers
@@ -69,22 +67,16 @@ pub fn read_primary_partitions(
     if !crate::is_disk_sector(&sector) {
         return Err(ImageError::NotADiskImage { path });
     }
-    let entries: Vec<&[u8]> = sector[446..510].chunks(16).collect();
-    if entries.iter().any(|e| e[4] == GPT_PROTECTIVE) {
+    if sector[446..510].chunks(16).any(|e| e[4] == GPT_PROTECTIVE) {
         return read_gpt(reader);
     }
-    let le32 = |e: &[u8], at: usize| u32::from_le_bytes([e[at], e[at + 1], e[at + 2], e[at + 3]]);
-    Ok(entries
+    let table = PartitionTable::read_primaries(&sector)
+        .map_err(|e| ImageError::PartitionTable { path, detail: e.to_string() })?;
+    Ok(table
+        .primaries
         .iter()
-        .enumerate()
-        .filter(|(_, e)| e[4] != 0 && !matches!(e[4], 0x05 | 0x0F | 0x85) && le32(e, 12) != 0)
-        .map(|(i, e)| Partition {
-            number: i as u32 + 1,
-            start: Bytes(u64::from(le32(e, 8)) * SECTOR),
-            len: Bytes(u64::from(le32(e, 12)) * SECTOR),
-            mbr_type: Some(e[4]),
-            gpt_name: None,
-        })
+        .filter(|p| !p.is_extended() && p.size.0 != 0)
+        .map(msdos_partition)
         .collect())
 }
 

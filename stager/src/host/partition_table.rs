@@ -1,13 +1,13 @@
 //! The disk's partition table, read from the disk device or an image file: MBR (with the
-//! logical partitions inside the extended one) through `mbrman`, GPT through `gpt`.
+//! logical partitions inside the extended one) through the one MBR model,
+//! [`disk_layout::PartitionTable`], GPT through `gpt`.
 
+use disk_layout::{MbrError, PartitionTable as MbrTable};
 use plan::{Bytes, DiskId, Guid, Sectors, TableKind};
 use serde::Serialize;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-/// MBR partition type of a GPT protective MBR.
-const GPT_PROTECTIVE: u8 = 0xee;
 /// MBR partition type of a Linux swap partition.
 pub const MBR_TYPE_LINUX_SWAP: u8 = 0x82;
 
@@ -98,68 +98,72 @@ pub enum TableError {
     #[error("cannot open {path}: {source} (run the stager as root)")]
     Open { path: PathBuf, source: std::io::Error },
     #[error("{path} has no MBR or GPT partition table that can be read: {problem}")]
-    Unreadable { path: PathBuf, problem: String },
+    Unreadable { path: PathBuf, problem: Unreadable },
     #[error("{path}: logical sector size {} is not supported (only 512 and 4096 bytes)", .size.rounded())]
     SectorSize { path: PathBuf, size: Bytes },
 }
 
+/// Why a table could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreadable {
+    #[error(transparent)]
+    Mbr(#[from] MbrError),
+    #[error("{sectors} of {sector_size} bytes do not fit in 64 bits")]
+    TooLarge { sectors: Sectors, sector_size: u64 },
+    #[error("protective MBR found but GPT unreadable: {0}")]
+    Gpt(gpt::GptError),
+    #[error(transparent)]
+    DiskGuid(plan::IdentityError),
+}
+
 /// Reads the partition table of the disk device or image file at `path`.
 pub fn read(path: &Path, sector_size: Bytes) -> Result<PartitionTable, TableError> {
-    let unreadable = |problem: String| TableError::Unreadable { path: path.to_path_buf(), problem };
-    let sector_size_u32 = u32::try_from(sector_size.get())
-        .map_err(|_| TableError::SectorSize { path: path.to_path_buf(), size: sector_size })?;
+    let unreadable =
+        |problem: Unreadable| TableError::Unreadable { path: path.to_path_buf(), problem };
+    if u32::try_from(sector_size.get()).is_err() {
+        return Err(TableError::SectorSize { path: path.to_path_buf(), size: sector_size });
+    }
     let mut file =
         File::open(path).map_err(|source| TableError::Open { path: path.to_path_buf(), source })?;
-    let header = mbrman::MBRHeader::read_from(&mut file).map_err(|e| unreadable(e.to_string()))?;
-    // A used entry at sector 0 lies over the MBR itself; refused before
-    // `MBR::read_from`, which panics (mbrman 0.6.1, `find_alignment`) when every used
-    // entry starts there.
-    if let Some((number, _)) = header.iter().find(|(_, p)| p.is_used() && p.starting_lba == 0) {
-        return Err(unreadable(format!(
-            "partition {number} starts at sector 0, over the MBR itself"
-        )));
-    }
-    disk_layout::check_ebr_chain(&mut file, &header, sector_size.get()).map_err(unreadable)?;
-    let mbr = mbrman::MBR::read_from(&mut file, sector_size_u32)
-        .map_err(|e| unreadable(e.to_string()))?;
-    if mbr.header.iter().any(|(_, p)| p.sys == GPT_PROTECTIVE) {
+    let mbr = MbrTable::read_mbr(&mut file, sector_size.get())
+        .map_err(|e| unreadable(Unreadable::Mbr(e)))?;
+    if mbr.is_gpt_protective() {
         return read_gpt(path, sector_size);
     }
     from_mbr(&mbr, sector_size).map_err(unreadable)
 }
 
 /// `sectors` of `sector_size` bytes, or a reason when that overflows 64 bits (a corrupt table).
-fn sectors_to_bytes(sectors: Sectors, sector_size: Bytes) -> Result<Bytes, String> {
+fn sectors_to_bytes(sectors: Sectors, sector_size: Bytes) -> Result<Bytes, Unreadable> {
     sectors
         .get()
         .checked_mul(sector_size.get())
         .map(Bytes)
-        .ok_or_else(|| format!("{sectors} of {} bytes do not fit in 64 bits", sector_size.get()))
+        .ok_or(Unreadable::TooLarge { sectors, sector_size: sector_size.get() })
 }
 
-fn from_mbr(mbr: &mbrman::MBR, sector_size: Bytes) -> Result<PartitionTable, String> {
-    let signature = u32::from_le_bytes(mbr.header.disk_signature);
+/// The stager's entries of an MBR read by the one MBR model, [`disk_layout::PartitionTable`]:
+/// primaries then logicals, each numbered as that reader numbers them.
+fn from_mbr(mbr: &MbrTable, sector_size: Bytes) -> Result<PartitionTable, Unreadable> {
+    let signature = mbr.disk_signature;
     let partitions = mbr
-        .iter()
-        .filter(|(_, p)| p.is_used())
-        .map(|(number, p)| {
-            let number = u32::try_from(number).unwrap_or(u32::MAX);
-            let start_sector = Sectors(u64::from(p.starting_lba));
-            let sector_count = Sectors(u64::from(p.sectors));
+        .all()
+        .map(|p| {
+            let number = p.number;
             Ok(PartitionEntry {
                 number,
-                start_sector,
-                sector_count,
-                start: sectors_to_bytes(start_sector, sector_size)?,
-                size: sectors_to_bytes(sector_count, sector_size)?,
-                type_code: format!("0x{:02x}", p.sys),
-                bootable: p.is_active(),
-                extended: p.is_extended(),
+                start_sector: p.start,
+                sector_count: p.size,
+                start: sectors_to_bytes(p.start, sector_size)?,
+                size: sectors_to_bytes(p.size, sector_size)?,
+                type_code: format!("0x{:02x}", p.kind),
+                bootable: p.bootable,
+                extended: p.holds_logicals(),
                 partuuid: format!("{signature:08x}-{number:02x}"),
                 name: None,
             })
         })
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<_, Unreadable>>()?;
     Ok(PartitionTable { id: DiskId::Mbr { signature }, sector_size, partitions })
 }
 
@@ -171,10 +175,7 @@ fn read_gpt(path: &Path, sector_size: Bytes) -> Result<PartitionTable, TableErro
     };
     let disk =
         gpt::GptConfig::new().writable(false).logical_block_size(block_size).open(path).map_err(
-            |e| TableError::Unreadable {
-                path: path.to_path_buf(),
-                problem: format!("protective MBR found but GPT unreadable: {e}"),
-            },
+            |e| TableError::Unreadable { path: path.to_path_buf(), problem: Unreadable::Gpt(e) },
         )?;
     let partitions = disk
         .partitions()
@@ -196,9 +197,10 @@ fn read_gpt(path: &Path, sector_size: Bytes) -> Result<PartitionTable, TableErro
                 name: (!p.name.is_empty()).then(|| p.name.clone()),
             })
         })
-        .collect::<Result<_, String>>()
+        .collect::<Result<_, Unreadable>>()
         .map_err(|problem| TableError::Unreadable { path: path.to_path_buf(), problem })?;
-    let guid = Guid::parse(&disk.guid().hyphenated().to_string())
-        .map_err(|e| TableError::Unreadable { path: path.to_path_buf(), problem: e.to_string() })?;
+    let guid = Guid::parse(&disk.guid().hyphenated().to_string()).map_err(|e| {
+        TableError::Unreadable { path: path.to_path_buf(), problem: Unreadable::DiskGuid(e) }
+    })?;
     Ok(PartitionTable { id: DiskId::Gpt { guid }, sector_size, partitions })
 }
