@@ -1,4 +1,6 @@
-//! Where resinOS partitions land in the old root space.
+//! The disk model both binaries sit on: the one MBR model ([`PartitionTable`]), the one
+//! sysfs block-device reader ([`sysfs`]), and where resinOS partitions land in the old
+//! root space.
 //!
 //! The image is written at disk offset 0 and must end before the staging
 //! partition (or the extended partition holding it). At finalize, the image's
@@ -6,6 +8,7 @@
 
 mod finalize;
 mod fit;
+pub mod sysfs;
 mod table;
 pub mod units;
 

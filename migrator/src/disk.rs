@@ -1,12 +1,13 @@
 //! Finding the plan's disk and partitions by identity, never by `/dev/sdX` name:
 //! the whole disk whose MBR signature (bytes 440..444) is the plan's disk id,
-//! and its partitions by start sector and size as sysfs reports them.
+//! and its partitions by start sector and size as sysfs reports them (read by
+//! [`disk_layout::sysfs`], the reader the stager uses too).
 
 #[cfg(test)]
 use plan::Sectors;
 use plan::{DiskId, Extent, PartitionIdentity, SectorSize};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// sysfs reports `start` and `size` in 512-byte units whatever the disk's sector size.
@@ -28,61 +29,8 @@ pub enum DiskError {
     Units { what: &'static str, source: plan::UnitError },
 }
 
-/// A block device as sysfs shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlockEntry {
-    /// Kernel name (`sda`, `sda1`, `vda5`, `loop0p60`).
-    pub name: String,
-    pub major: u32,
-    pub minor: u32,
-    /// For partitions: number, and start/size in 512-byte units.
-    pub partition: Option<SysfsPartition>,
-    /// For partitions: the whole disk's kernel name.
-    pub parent: Option<String>,
-    /// Size in 512-byte units.
-    pub size_512: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SysfsPartition {
-    pub number: u32,
-    pub start_512: u64,
-}
-
-/// Read `/sys/class/block` (or a copy of its shape at `class_block`).
-pub fn scan(class_block: &Path) -> Vec<BlockEntry> {
-    let Ok(dir) = std::fs::read_dir(class_block) else {
-        return Vec::new();
-    };
-    let mut entries: Vec<BlockEntry> =
-        dir.filter_map(Result::ok).filter_map(|e| read_entry(&e.path())).collect();
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    entries
-}
-
-fn read_value(dir: &Path, name: &str) -> Option<String> {
-    std::fs::read_to_string(dir.join(name)).ok().map(|s| s.trim().to_string())
-}
-
-fn read_entry(path: &Path) -> Option<BlockEntry> {
-    let name = path.file_name()?.to_str()?.to_string();
-    let (major, minor) = read_value(path, "dev")?
-        .split_once(':')
-        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))?;
-    let size_512 = read_value(path, "size")?.parse().ok()?;
-    let partition = match (read_value(path, "partition"), read_value(path, "start")) {
-        (Some(number), Some(start)) => {
-            Some(SysfsPartition { number: number.parse().ok()?, start_512: start.parse().ok()? })
-        }
-        _ => None,
-    };
-    // /sys/class/block/sda1 -> ../../devices/.../sda/sda1: the parent directory is the disk.
-    let parent = partition.and_then(|_| {
-        let real = std::fs::canonicalize(path).ok()?;
-        Some(real.parent()?.file_name()?.to_str()?.to_string())
-    });
-    Some(BlockEntry { name, major, minor, partition, parent, size_512 })
-}
+/// A block device as sysfs shows it, read by the one sysfs reader.
+pub use disk_layout::sysfs::{BlockEntry, KernelSectors, Sysfs};
 
 /// The extent in sysfs units (512-byte sectors).
 fn to_512(extent: Extent, sector_size: SectorSize) -> Result<(u64, u64), DiskError> {
@@ -98,21 +46,18 @@ fn to_512(extent: Extent, sector_size: SectorSize) -> Result<(u64, u64), DiskErr
     Ok((start.get(), len.get()))
 }
 
-/// Find, among `entries`, the partition of `disk` covering exactly `extent`.
-pub fn find_partition<'a>(
-    entries: &'a [BlockEntry],
+/// Find, in `sysfs`, the partition of `disk` covering exactly `extent`.
+pub fn find_partition(
+    sysfs: &Sysfs,
     disk: &str,
     extent: Extent,
     sector_size: SectorSize,
-) -> Result<&'a BlockEntry, DiskError> {
+) -> Result<BlockEntry, DiskError> {
     let (start, len) = to_512(extent, sector_size)?;
-    entries
-        .iter()
-        .find(|e| {
-            e.parent.as_deref() == Some(disk)
-                && e.partition.is_some_and(|p| p.start_512 == start)
-                && e.size_512 == len
-        })
+    sysfs
+        .partition_at(disk, KernelSectors(start).bytes(), KernelSectors(len).bytes())
+        .ok()
+        .flatten()
         .ok_or_else(|| DiskError::PartitionNotFound { disk: disk.to_string(), extent })
 }
 
@@ -130,13 +75,13 @@ pub struct FoundDisk {
 /// Where the kernel's block devices are seen.
 #[derive(Debug, Clone)]
 pub struct BlockRoots {
-    pub class_block: PathBuf,
+    pub sysfs: Sysfs,
     pub dev: PathBuf,
 }
 
 impl Default for BlockRoots {
     fn default() -> Self {
-        BlockRoots { class_block: PathBuf::from("/sys/class/block"), dev: PathBuf::from("/dev") }
+        BlockRoots { sysfs: Sysfs::default(), dev: PathBuf::from("/dev") }
     }
 }
 
@@ -147,7 +92,8 @@ impl BlockRoots {
         if path.exists() {
             return Ok(path);
         }
-        let dev = nix::sys::stat::makedev(u64::from(entry.major), u64::from(entry.minor));
+        let dev =
+            nix::sys::stat::makedev(u64::from(entry.device.major), u64::from(entry.device.minor));
         nix::sys::stat::mknod(
             &path,
             nix::sys::stat::SFlag::S_IFBLK,
@@ -166,15 +112,14 @@ impl BlockRoots {
         signature: u32,
         size_bytes: u64,
     ) -> Result<Option<FoundDisk>, DiskError> {
-        for entry in
-            scan(&self.class_block).into_iter().filter(|e| e.partition.is_none() && e.size_512 > 0)
+        for entry in self.sysfs.scan().into_iter().filter(|e| e.partition.is_none() && e.size.0 > 0)
         {
             let node = self.node(&entry)?;
             let mut sector0 = [0u8; 512];
             let read = std::fs::File::open(&node).and_then(|mut f| f.read_exact(&mut sector0));
             if read.is_ok() && mbr_signature(&sector0) == Some(signature) {
-                if entry.size_512.saturating_mul(512) != size_bytes {
-                    log::warn!("{} has the disk identifier but {} bytes, not {size_bytes}; not the planned disk", node.display(), entry.size_512 * 512);
+                if entry.size.0.saturating_mul(512) != size_bytes {
+                    log::warn!("{} has the disk identifier but {} bytes, not {size_bytes}; not the planned disk", node.display(), entry.size.0 * 512);
                     continue;
                 }
                 return Ok(Some(FoundDisk { entry, node }));
@@ -199,14 +144,13 @@ impl BlockRoots {
                 log::info!(
                     "disk {id} is {} ({} sectors of 512 B) after {:.1} s",
                     found.node.display(),
-                    found.entry.size_512,
+                    found.entry.size.0,
                     started.elapsed().as_secs_f64()
                 );
                 return Ok(found);
             }
             if started.elapsed() >= wait {
-                let seen: Vec<String> =
-                    scan(&self.class_block).into_iter().map(|e| e.name).collect();
+                let seen: Vec<String> = self.sysfs.scan().into_iter().map(|e| e.name).collect();
                 return Err(DiskError::DiskNotFound {
                     id: id.to_string(),
                     waited_secs: wait.as_secs(),
@@ -223,10 +167,9 @@ impl BlockRoots {
         disk: &FoundDisk,
         identity: &PartitionIdentity,
     ) -> Result<PathBuf, DiskError> {
-        let entries = scan(&self.class_block);
         let entry =
-            find_partition(&entries, &disk.entry.name, identity.extent(), identity.sector_size)?;
-        self.node(entry)
+            find_partition(&self.sysfs, &disk.entry.name, identity.extent(), identity.sector_size)?;
+        self.node(&entry)
     }
 }
 
@@ -234,24 +177,25 @@ impl BlockRoots {
 mod tests {
     use super::*;
 
-    /// The real sysfs of this machine: every partition found by `scan` is found
+    /// The real sysfs of this machine: every partition found by the scan is found
     /// again by its own start and size, under its own parent.
     #[test]
     fn real_sysfs_partitions_are_found_by_start_and_size() {
-        let entries = scan(Path::new("/sys/class/block"));
+        let sysfs = Sysfs::default();
+        let entries = sysfs.scan();
         assert!(!entries.is_empty(), "this machine has block devices");
         for part in entries.iter().filter(|e| e.partition.is_some()) {
-            let p = part.partition.unwrap();
-            let parent = part.parent.clone().expect("partition has a parent disk");
-            let extent = Extent::new(Sectors(p.start_512), Sectors(part.size_512));
-            let found = find_partition(&entries, &parent, extent, SectorSize::S512).unwrap();
+            let p = part.partition.clone().unwrap();
+            let parent = part.parent().expect("partition has a parent disk").to_string();
+            let extent = Extent::new(Sectors(p.start.0), Sectors(part.size.0));
+            let found = find_partition(&sysfs, &parent, extent, SectorSize::S512).unwrap();
             assert_eq!(found.name, part.name);
-            let shifted = Extent::new(Sectors(p.start_512 + 1), Sectors(part.size_512));
-            assert!(find_partition(&entries, &parent, shifted, SectorSize::S512).is_err());
+            let shifted = Extent::new(Sectors(p.start.0 + 1), Sectors(part.size.0));
+            assert!(find_partition(&sysfs, &parent, shifted, SectorSize::S512).is_err());
         }
         let disk = entries.iter().find(|e| e.partition.is_none()).unwrap();
         let dev_text =
             std::fs::read_to_string(format!("/sys/class/block/{}/dev", disk.name)).unwrap();
-        assert_eq!(dev_text.trim(), format!("{}:{}", disk.major, disk.minor));
+        assert_eq!(dev_text.trim(), disk.device.to_string());
     }
 }

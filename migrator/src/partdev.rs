@@ -53,11 +53,11 @@ impl TempPartition {
         if sysfs_partition(roots, disk_name, number).is_some() {
             blkpg::delete_partition(&disk, disk_name, number)?;
         }
-        for entry in disk::scan(&roots.class_block) {
-            let (Some(p), Some(parent)) = (entry.partition, entry.parent.as_deref()) else {
+        for entry in roots.sysfs.scan() {
+            let (Some(p), Some(parent)) = (entry.partition.as_ref(), entry.parent()) else {
                 continue;
             };
-            let (p_start, p_end) = (p.start_512 * 512, (p.start_512 + entry.size_512) * 512);
+            let (p_start, p_end) = (p.start.0 * 512, (p.start.0 + entry.size.0) * 512);
             if parent == disk_name && p_start < start.get() + len.get() && start.get() < p_end {
                 log::info!("partdev: removing kernel partition {} ({}) from the kernel's view; the disk's table is unchanged", entry.name, p.number);
                 blkpg::delete_partition(&disk, disk_name, p.number)?;
@@ -94,7 +94,7 @@ impl TempPartition {
 }
 
 fn sysfs_partition(roots: &BlockRoots, disk_name: &str, number: u32) -> Option<disk::BlockEntry> {
-    disk::scan(&roots.class_block).into_iter().find(|e| {
-        e.parent.as_deref() == Some(disk_name) && e.partition.is_some_and(|p| p.number == number)
+    roots.sysfs.scan().into_iter().find(|e| {
+        e.parent() == Some(disk_name) && e.partition.as_ref().is_some_and(|p| p.number == number)
     })
 }

@@ -1,10 +1,13 @@
-//! Block devices as sysfs describes them: `/sys/class/block/<name>/{dev,partition,start,size}`,
-//! the parent disk, and what a device-mapper or md device really is (LVM, LUKS, RAID).
+//! Block devices as sysfs describes them: `/sys/class/block/<name>/{dev,partition,start,size}`
+//! and the parent disk (read by [`disk_layout::sysfs`], the reader the migrator uses too),
+//! plus what the stager alone asks: what a device-mapper or md device really is (LVM, LUKS,
+//! RAID), the disk's logical sector size, the devices under it.
 
 use super::device_number::DeviceNumber;
 use super::error::HostError;
 use super::root::HostRoot;
 use super::units::KernelSectors;
+use disk_layout::sysfs::{BlockEntry, Sysfs};
 use plan::Bytes;
 use serde::Serialize;
 use std::os::unix::fs::FileTypeExt;
@@ -70,24 +73,23 @@ impl BlockDevice {
     }
 }
 
-fn read_trimmed(path: &Path) -> Result<String, HostError> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .map_err(|source| HostError::Read { path: path.to_path_buf(), source })
+/// The host's sysfs, under `root`.
+pub fn sysfs(root: &HostRoot) -> Sysfs {
+    Sysfs::new(root.path("/sys"))
 }
 
 fn read_number(path: &Path) -> Result<u64, HostError> {
-    let text = read_trimmed(path)?;
+    let text = std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|source| HostError::Read { path: path.to_path_buf(), source })?;
     text.parse().map_err(|_| HostError::Invalid {
         path: path.to_path_buf(),
         problem: format!("`{text}` is not a number"),
     })
 }
 
+/// What a device that is not a partition is.
 fn classify(dir: &Path, name: &str) -> BlockKind {
-    if dir.join("partition").exists() {
-        return BlockKind::Partition;
-    }
     if let Ok(uuid) = std::fs::read_to_string(dir.join("dm/uuid")) {
         let uuid = uuid.trim();
         return if uuid.starts_with("LVM-") {
@@ -110,35 +112,18 @@ fn classify(dir: &Path, name: &str) -> BlockKind {
     BlockKind::Disk
 }
 
-/// The disk a partition's sysfs directory sits in: its real path's parent, when that is a
-/// block device itself (has a `dev` file).
-fn parent_disk(dir: &Path) -> Option<(String, PathBuf)> {
-    let real = std::fs::canonicalize(dir).ok()?;
-    let parent = real.parent()?;
-    if !parent.join("dev").exists() {
-        return None;
-    }
-    Some((parent.file_name()?.to_string_lossy().into_owned(), parent.to_path_buf()))
-}
-
 /// Reads `/sys/class/block/<name>`.
 pub fn by_name(root: &HostRoot, name: &str) -> Result<BlockDevice, HostError> {
-    let dir = root.path(CLASS_DIR).join(name);
-    let dev_file = dir.join("dev");
-    let dev_text = read_trimmed(&dev_file)?;
-    let device =
-        dev_text.parse().map_err(|problem| HostError::Invalid { path: dev_file, problem })?;
-    let kind = classify(&dir, name);
-    let (partition_number, start, parent) = if kind == BlockKind::Partition {
-        let number = read_number(&dir.join("partition"))?;
-        let number = u32::try_from(number).map_err(|_| HostError::Invalid {
-            path: dir.join("partition"),
-            problem: format!("partition number {number} is out of range"),
-        })?;
-        let start = KernelSectors(read_number(&dir.join("start"))?);
-        (Some(number), Some(start), parent_disk(&dir))
-    } else {
-        (None, None, None)
+    Ok(describe(sysfs(root).entry(name)?))
+}
+
+/// The stager's view of a device the sysfs reader read.
+pub(crate) fn describe(entry: BlockEntry) -> BlockDevice {
+    let BlockEntry { name, dir, device, partition, size } = entry;
+    let kind = if partition.is_some() { BlockKind::Partition } else { classify(&dir, &name) };
+    let (partition_number, start, parent) = match partition {
+        Some(p) => (Some(p.number), Some(p.start), p.disk),
+        None => (None, None, None),
     };
     let disk_dir = parent.as_ref().map(|(_, dir)| dir.clone()).unwrap_or_else(|| dir.clone());
     let logical_sector_size = read_number(&disk_dir.join("queue/logical_block_size"))
@@ -153,45 +138,23 @@ pub fn by_name(root: &HostRoot, name: &str) -> Result<BlockDevice, HostError> {
         })
         .unwrap_or_default();
     slaves.sort();
-    Ok(BlockDevice {
-        name: name.to_string(),
+    BlockDevice {
+        name,
         device,
         kind,
         partition_number,
         start,
-        size: KernelSectors(read_number(&dir.join("size"))?),
+        size,
         parent_disk: parent.map(|(name, _)| name),
         logical_sector_size,
         slaves,
-    })
+    }
 }
 
 /// Finds the block device with number `device` via `/sys/dev/block/MAJ:MIN`, or by
 /// scanning `/sys/class/block/*/dev` when that link is missing.
 pub fn by_device_number(root: &HostRoot, device: DeviceNumber) -> Result<BlockDevice, HostError> {
-    let link = root.path("/sys/dev/block").join(device.to_string());
-    if let Ok(real) = std::fs::canonicalize(&link) {
-        if let Some(name) = real.file_name() {
-            return by_name(root, &name.to_string_lossy());
-        }
-    }
-    let class_dir = root.path(CLASS_DIR);
-    let entries = std::fs::read_dir(&class_dir)
-        .map_err(|source| HostError::Read { path: class_dir.clone(), source })?;
-    for entry in entries.filter_map(Result::ok) {
-        let dev_file = entry.path().join("dev");
-        let matches = read_trimmed(&dev_file)
-            .ok()
-            .and_then(|text| text.parse::<DeviceNumber>().ok())
-            .is_some_and(|found| found == device);
-        if matches {
-            return by_name(root, &entry.file_name().to_string_lossy());
-        }
-    }
-    Err(HostError::Invalid {
-        path: class_dir,
-        problem: format!("no block device has number {device}"),
-    })
+    Ok(describe(sysfs(root).by_device_number(device)?))
 }
 
 /// Finds the block device a host path names (`/dev/sda5`, `/dev/mapper/vg-swap`,

@@ -25,3 +25,17 @@ pub enum HostError {
     #[error("{path}: {problem}")]
     Invalid { path: PathBuf, problem: String },
 }
+
+/// The sysfs reader's errors keep the stager's wording: what could not be read (with the
+/// advice to run as root), or which file holds what.
+impl From<disk_layout::sysfs::SysfsError> for HostError {
+    fn from(e: disk_layout::sysfs::SysfsError) -> Self {
+        use disk_layout::sysfs::SysfsError;
+        match e {
+            SysfsError::Read { path, source } => HostError::Read { path, source },
+            SysfsError::Invalid { path, problem } => {
+                HostError::Invalid { path, problem: problem.to_string() }
+            }
+        }
+    }
+}

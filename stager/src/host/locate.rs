@@ -3,10 +3,11 @@
 //! `/dev/sdX` name the kernel gave them on this boot (names follow probe order, which can
 //! change from one boot to the next).
 
-use super::block::{self, BlockDevice, BlockKind, CLASS_DIR};
+use super::block::{self, BlockDevice, BlockKind};
 use super::partition_table;
 use super::root::HostRoot;
-use plan::{DiskId, PartitionIdentity};
+use disk_layout::sysfs::SysfsError;
+use plan::{Bytes, DiskId, PartitionIdentity};
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,20 +22,29 @@ pub enum LocateError {
     NoPartition { name: String, disk: DiskId, start_bytes: u64, size_bytes: u64 },
     #[error("the recorded partition identity is inconsistent: {0}")]
     Identity(String),
+    #[error(transparent)]
+    Sysfs(SysfsError),
+}
+
+impl From<SysfsError> for LocateError {
+    fn from(e: SysfsError) -> Self {
+        match e {
+            SysfsError::Read { path, source } => LocateError::List { path, source },
+            other => LocateError::Sysfs(other),
+        }
+    }
 }
 
 /// Whole disks in `/sys/class/block`, sorted by name.
 fn whole_disks(root: &HostRoot) -> Result<Vec<BlockDevice>, LocateError> {
-    let class_dir = root.path(CLASS_DIR);
-    let entries = std::fs::read_dir(&class_dir)
-        .map_err(|source| LocateError::List { path: class_dir.clone(), source })?;
-    let mut disks: Vec<BlockDevice> = entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| block::by_name(root, &entry.file_name().to_string_lossy()).ok())
+    let sysfs = block::sysfs(root);
+    Ok(sysfs
+        .names()?
+        .iter()
+        .filter_map(|name| sysfs.entry(name).ok())
+        .map(block::describe)
         .filter(|device| device.kind == BlockKind::Disk)
-        .collect();
-    disks.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(disks)
+        .collect())
 }
 
 /// The one attached disk whose partition table carries `disk`. Disks whose table cannot be
@@ -72,18 +82,9 @@ pub fn find_partition(
     let start = identity.start_bytes().map_err(|e| LocateError::Identity(e.to_string()))?.get();
     let size = identity.size_bytes().map_err(|e| LocateError::Identity(e.to_string()))?.get();
     let disk = find_disk(root, &identity.disk)?;
-    let class_dir = root.path(CLASS_DIR);
-    let entries = std::fs::read_dir(&class_dir)
-        .map_err(|source| LocateError::List { path: class_dir.clone(), source })?;
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| block::by_name(root, &entry.file_name().to_string_lossy()).ok())
-        .find(|device| {
-            device.kind == BlockKind::Partition
-                && device.parent_disk.as_deref() == Some(disk.name.as_str())
-                && device.start.map(|s| s.bytes().get()) == Some(start)
-                && device.size.bytes().get() == size
-        })
+    block::sysfs(root)
+        .partition_at(&disk.name, Bytes(start), Bytes(size))?
+        .map(block::describe)
         .ok_or(LocateError::NoPartition {
             name: disk.dev_path(),
             disk: identity.disk.clone(),
