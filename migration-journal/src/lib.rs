@@ -10,6 +10,7 @@ mod record;
 mod step;
 
 pub use machine::{next_action, Action, Inputs};
+pub use record::RecordError;
 pub use step::{ActionKind, Step};
 
 use record::Record;
@@ -71,7 +72,8 @@ pub enum LoadReport {
     Fresh,
     /// The newest copy was good.
     Loaded { seq: u64 },
-    /// A newer copy was torn or corrupt; the last durable one was used.
+    /// A newer copy was torn or corrupt; the last durable one was used. `problem` is the
+    /// [`RecordError`] as text: the report is a copyable summary for the log and `status`.
     RecoveredOlder { seq: u64, bad_slot: PathBuf, problem: String },
     /// The only copy ever begun was torn: nothing was durable, so a fresh start.
     FreshAfterTornFirstWrite { bad_slot: PathBuf, problem: String },
@@ -82,7 +84,7 @@ pub enum JournalError {
     #[error("cannot {action} journal {path}: {source}; check that the staging filesystem is mounted read-write")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error("both journal copies in {dir} are corrupt ({first}; {second}); the progress is unknown, inspect the migration log and re-stage")]
-    NoValidCopy { dir: PathBuf, first: String, second: String },
+    NoValidCopy { dir: PathBuf, first: RecordError, second: RecordError },
     #[error("journal step {to:?} would move back from {from:?}; this is a migrator bug, report it with the migration log")]
     Regress { from: Step, to: Step },
     #[error("the journal in {dir} is at the largest sequence number and cannot record more; it was not written by this migrator, inspect the migration log and re-stage")]
@@ -132,6 +134,7 @@ impl Journal {
                     record.seq
                 );
                 let seq = record.seq;
+                let problem = problem.to_string();
                 (record.state, seq, LoadReport::RecoveredOlder { seq, bad_slot, problem })
             }
             (None, 0) => (JournalState::fresh(), 0, LoadReport::Fresh),
@@ -141,6 +144,7 @@ impl Journal {
                     "journal copy {} unusable ({problem}); it was the first write, starting fresh",
                     bad_slot.display()
                 );
+                let problem = problem.to_string();
                 (
                     JournalState::fresh(),
                     0,
@@ -253,7 +257,7 @@ impl Journal {
 
 enum SlotLoad {
     Missing,
-    Corrupt(String),
+    Corrupt(RecordError),
     Good(Record),
 }
 

@@ -33,21 +33,59 @@ pub(super) fn encode(record: &Record) -> Result<Vec<u8>, serde_json::Error> {
 }
 
 /// Why a copy was rejected (for the log and the load report).
-pub(super) fn decode(bytes: &[u8]) -> Result<Record, String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
-    let text = text.strip_suffix('\n').ok_or("no final newline (torn write)")?;
-    let (body, sum_line) = text.rsplit_once('\n').ok_or("no checksum line (torn write)")?;
-    let sum = sum_line.strip_prefix(CHECKSUM_PREFIX).ok_or("checksum line malformed")?;
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("not UTF-8")]
+    NotUtf8,
+    #[error("no final newline (torn write)")]
+    NoFinalNewline,
+    #[error("no checksum line (torn write)")]
+    NoChecksumLine,
+    #[error("checksum line malformed")]
+    ChecksumLineMalformed,
+    #[error("checksum mismatch")]
+    ChecksumMismatch,
+    #[error("bad JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("unknown format {0:?}")]
+    UnknownFormat(String),
+}
+
+pub(super) fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| RecordError::NotUtf8)?;
+    let text = text.strip_suffix('\n').ok_or(RecordError::NoFinalNewline)?;
+    let (body, sum_line) = text.rsplit_once('\n').ok_or(RecordError::NoChecksumLine)?;
+    let sum = sum_line.strip_prefix(CHECKSUM_PREFIX).ok_or(RecordError::ChecksumLineMalformed)?;
     if hex(&Sha256::digest(body.as_bytes())) != sum {
-        return Err("checksum mismatch".to_string());
+        return Err(RecordError::ChecksumMismatch);
     }
-    let record: Record = serde_json::from_str(body).map_err(|e| format!("bad JSON: {e}"))?;
+    let record: Record = serde_json::from_str(body)?;
     if record.format != FORMAT {
-        return Err(format!("unknown format {:?}", record.format));
+        return Err(RecordError::UnknownFormat(record.format));
     }
     Ok(record)
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_damage_has_its_reason() {
+        let good = encode(&Record::new(3, JournalState::fresh())).unwrap();
+        assert_eq!(decode(&good).unwrap().seq, 3);
+        let torn = &good[..good.len() - 1];
+        assert!(matches!(decode(torn), Err(RecordError::NoFinalNewline)));
+        let mut flipped = good.clone();
+        flipped[10] ^= 1;
+        let error = decode(&flipped).unwrap_err();
+        assert!(matches!(error, RecordError::ChecksumMismatch), "{error:?}");
+        assert_eq!(error.to_string(), "checksum mismatch");
+        assert_eq!(decode(b"{}\n").unwrap_err().to_string(), "no checksum line (torn write)");
+        assert!(matches!(decode(&[0xff, b'\n']), Err(RecordError::NotUtf8)));
+    }
 }
