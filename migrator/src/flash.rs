@@ -67,7 +67,9 @@ pub use flash_target::FlashTarget;
 pub use format::ImageFormat;
 pub use progress::Progress;
 pub use retry::{WRITE_RETRIES, WRITE_RETRY_DELAY};
-pub use target::{HeldRange, HeldRanges, Placement, VerifiedRange, ZeroRuns, HEAD_BYTES};
+pub use target::{
+    HeldRange, HeldRanges, HeldRangesError, Placement, VerifiedRange, ZeroRuns, HEAD_BYTES,
+};
 
 use std::fs::File;
 use std::time::{Duration, Instant};

@@ -10,14 +10,23 @@ use std::time::Duration;
 const EARLY_MOUNTS: [(&str, &str, &str); 3] =
     [("proc", "/proc", "proc"), ("sysfs", "/sys", "sysfs"), ("devtmpfs", "/dev", "devtmpfs")];
 
+/// An early mount that failed (the migrator logs it and goes on: the console still works).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot mount {fstype} at {target}: {source}")]
+pub struct EarlyMountError {
+    pub fstype: &'static str,
+    pub target: &'static str,
+    pub source: nix::Error,
+}
+
 /// Mount proc, sysfs and devtmpfs. A mount that is already there (EBUSY) is fine.
-pub fn mount_early() -> Result<(), String> {
+pub fn mount_early() -> Result<(), EarlyMountError> {
     for (source, target, fstype) in EARLY_MOUNTS {
         let _ = std::fs::create_dir_all(target);
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
         match mount(Some(source), target, Some(fstype), flags, None::<&str>) {
             Ok(()) | Err(nix::errno::Errno::EBUSY) => {}
-            Err(e) => return Err(format!("cannot mount {fstype} at {target}: {e}")),
+            Err(source) => return Err(EarlyMountError { fstype, target, source }),
         }
     }
     Ok(())

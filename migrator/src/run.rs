@@ -1,6 +1,8 @@
 //! PID 1's whole life: early mounts, logging, modules, the disk, the staging
 //! file system, the journal, the steps; then reboot or halt. Never returns.
 
+use std::fmt::Display;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -8,10 +10,11 @@ use sha2::{Digest, Sha256};
 
 use plan::Plan;
 
-use crate::disk::{BlockRoots, FoundDisk};
+use crate::disk::{BlockRoots, DiskError, FoundDisk};
 use crate::logging;
-use crate::mounts::{self, KernelMounts};
+use crate::mounts::{self, KernelMounts, MountError};
 use crate::pid1::{self, RebootTarget};
+use crate::steps::written_last::PlanRefusal;
 use crate::steps::{self, Context, Exit};
 use migration_journal::Journal;
 
@@ -53,7 +56,7 @@ pub fn pid1_main() -> ! {
         Duration::from_secs(u64::from(plan.failure.disk_wait_secs)),
     ) {
         Ok(disk) => disk,
-        Err(e) => early_failure(&e.to_string(), retry_delay),
+        Err(e) => early_failure(&e, retry_delay),
     };
     pid1::mount_efivarfs();
     let staging_root = PathBuf::from(STAGING_MOUNT);
@@ -101,22 +104,44 @@ pub fn pid1_main() -> ! {
     finish(exit)
 }
 
+/// Why the plan in the initramfs cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadPlanError {
+    #[error("cannot read the plan {}: {source}; rebuild the initramfs with the stager", .path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("the plan {} is not UTF-8; re-stage", .path.display())]
+    NotUtf8 { path: PathBuf },
+    #[error("the plan {} is unusable: {source}", .path.display())]
+    Unusable { path: PathBuf, source: plan::PlanError },
+    #[error("the plan {} is refused: {source}", .path.display())]
+    Refused { path: PathBuf, source: PlanRefusal },
+}
+
 /// The plan and its identity (sha256 of the file).
-pub fn read_plan(path: &Path) -> Result<(Plan, String), String> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        format!(
-            "cannot read the plan {}: {e}; rebuild the initramfs with the stager",
-            path.display()
-        )
-    })?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| format!("the plan {} is not UTF-8; re-stage", path.display()))?;
+pub fn read_plan(path: &Path) -> Result<(Plan, String), ReadPlanError> {
+    let path_buf = || path.to_path_buf();
+    let bytes =
+        std::fs::read(path).map_err(|source| ReadPlanError::Read { path: path_buf(), source })?;
+    let text = String::from_utf8(bytes).map_err(|_| ReadPlanError::NotUtf8 { path: path_buf() })?;
     let plan = Plan::from_json(&text)
-        .map_err(|e| format!("the plan {} is unusable: {e}", path.display()))?;
+        .map_err(|source| ReadPlanError::Unusable { path: path_buf(), source })?;
     crate::steps::written_last::check_plan(&plan)
-        .map_err(|e| format!("the plan {} is refused: {e}", path.display()))?;
+        .map_err(|source| ReadPlanError::Refused { path: path_buf(), source })?;
     let id: String = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     Ok((plan, id))
+}
+
+/// Why staging could not be mounted.
+#[derive(Debug, thiserror::Error)]
+pub enum StagingError {
+    #[error(transparent)]
+    Partition(#[from] DiskError),
+    #[error("staging {}: {source}", .node.display())]
+    Uuid { node: PathBuf, source: ExtUuidError },
+    #[error("staging {} holds file system {found}, not the staged {staged}: {written_last} was written over it", .node.display())]
+    WrittenOver { node: PathBuf, found: String, staged: String, written_last: String },
+    #[error(transparent)]
+    Mount(#[from] MountError),
 }
 
 /// Mount staging. A plan whose staging lies inside the partition written last also needs
@@ -127,32 +152,43 @@ fn mount_staging(
     disk: &FoundDisk,
     plan: &Plan,
     at: &Path,
-) -> Result<(), String> {
-    let node = roots.partition_node(disk, &plan.staging.partition).map_err(|e| e.to_string())?;
+) -> Result<(), StagingError> {
+    let node = roots.partition_node(disk, &plan.staging.partition)?;
     if !plan.layout.written_last.is_empty() {
-        let found = ext_uuid(&node).map_err(|e| format!("staging {}: {e}", node.display()))?;
+        let found =
+            ext_uuid(&node).map_err(|source| StagingError::Uuid { node: node.clone(), source })?;
         if !found.eq_ignore_ascii_case(&plan.staging.fs_uuid) {
-            return Err(format!(
-                "staging {} holds file system {found}, not the staged {}: {} was written over it",
-                node.display(),
-                plan.staging.fs_uuid,
-                plan.layout.written_last.join(", ")
-            ));
+            return Err(StagingError::WrittenOver {
+                node,
+                found,
+                staged: plan.staging.fs_uuid.clone(),
+                written_last: plan.layout.written_last.join(", "),
+            });
         }
     }
-    mounts::mount_fs(&node, at, &plan.staging.fs_type.to_string(), false)
-        .map_err(|e| e.to_string())?;
+    mounts::mount_fs(&node, at, &plan.staging.fs_type.to_string(), false)?;
     log::info!("staging: {} mounted at {}", node.display(), at.display());
     Ok(())
 }
 
+/// Why no ext2/3/4 UUID could be read from a device.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtUuidError {
+    #[error("cannot open: {0}")]
+    Open(#[source] io::Error),
+    #[error("cannot read the superblock: {0}")]
+    Read(#[source] io::Error),
+    #[error("no ext2/3/4 file system")]
+    NotExt,
+}
+
 /// The UUID of the ext2/3/4 file system on `node` (from its superblock), as text.
-pub fn ext_uuid(node: &Path) -> Result<String, String> {
+pub fn ext_uuid(node: &Path) -> Result<String, ExtUuidError> {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(node).map_err(|e| format!("cannot open: {e}"))?;
+    let file = std::fs::File::open(node).map_err(ExtUuidError::Open)?;
     let mut head = [0u8; resin_image::EXT_UUID_BYTES];
-    file.read_exact_at(&mut head, 0).map_err(|e| format!("cannot read the superblock: {e}"))?;
-    resin_image::ext_uuid(&head).ok_or_else(|| "no ext2/3/4 file system".into())
+    file.read_exact_at(&mut head, 0).map_err(ExtUuidError::Read)?;
+    resin_image::ext_uuid(&head).ok_or(ExtUuidError::NotExt)
 }
 
 /// Increment and return the start counter kept on staging (1 on the first start).
@@ -169,7 +205,7 @@ pub fn count_start(staging_dir: &Path) -> u32 {
 
 /// A failure before the journal could be read: nothing was done in this boot, so
 /// reboot (into the old OS unless an earlier boot armed the resume entry).
-fn early_failure(message: &str, delay: Duration) -> ! {
+fn early_failure(message: &dyn Display, delay: Duration) -> ! {
     log::error!("{message}");
     log::error!("rebooting in {} s", delay.as_secs());
     std::thread::sleep(delay);
@@ -202,10 +238,13 @@ mod tests {
         assert_eq!(id, expected);
         std::fs::write(&path, text.replace("\"format_version\": 1", "\"format_version\": 7"))
             .unwrap();
-        assert!(read_plan(&path).unwrap_err().contains("format 7"), "names the version");
+        let refused = read_plan(&path).unwrap_err();
+        assert!(matches!(refused, ReadPlanError::Unusable { .. }), "{refused:?}");
+        assert!(refused.to_string().contains("format 7"), "names the version");
         assert!(read_plan(&dir.path().join("missing.json"))
             .unwrap_err()
-            .contains("cannot read the plan"));
+            .to_string()
+            .starts_with("cannot read the plan"));
     }
 
     #[test]

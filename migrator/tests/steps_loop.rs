@@ -1128,7 +1128,7 @@ fn plans_the_migrator_cannot_carry_out_are_refused_at_load() {
     let f = fixture_written_last();
     let path = f.dir.join("plan.json");
     std::fs::write(&path, f.plan.to_json_pretty().unwrap()).unwrap();
-    let refused = migrator::run::read_plan(&path).unwrap_err();
+    let refused = migrator::run::read_plan(&path).unwrap_err().to_string();
     assert!(refused.contains("no data partition to mount at /mnt/data"), "{refused}");
     // With its data partition named, a 1.x plan is refused unless the firmware's boot order
     // can bring the migrator back after a power cut (the UEFI route).
@@ -1146,7 +1146,7 @@ fn plans_the_migrator_cannot_carry_out_are_refused_at_load() {
         fs_type: FsType::Btrfs,
     });
     boot_files.grub.route = plan::GrubRoute::BootFiles;
-    let refused = migrator::steps::written_last::check_plan(&boot_files).unwrap_err();
+    let refused = migrator::steps::written_last::check_plan(&boot_files).unwrap_err().to_string();
     assert!(
         refused.contains("armed through BootFiles, which nothing starts again after a power cut"),
         "{refused}"
@@ -1160,10 +1160,11 @@ fn plans_the_migrator_cannot_carry_out_are_refused_at_load() {
     inside_root_a.staging.partition =
         PartitionIdentity::mbr(0x5a0e_4e11, 2, Sectors(22_600), Sectors(1024), SectorSize::S512)
             .unwrap();
-    let refused = migrator::steps::written_last::check_plan(&inside_root_a).unwrap_err();
+    let refused =
+        migrator::steps::written_last::check_plan(&inside_root_a).unwrap_err().to_string();
     assert!(refused.contains("overlaps the target partition 'resin-rootA'"), "{refused}");
     std::fs::write(&path, inside_root_a.to_json_pretty().unwrap()).unwrap();
-    let refused = migrator::run::read_plan(&path).unwrap_err();
+    let refused = migrator::run::read_plan(&path).unwrap_err().to_string();
     assert!(refused.contains("overlaps the staging partition"), "{refused}");
     // The Ubuntu plan of the other tests passes.
     let ubuntu = fixture().plan;
@@ -1173,7 +1174,8 @@ fn plans_the_migrator_cannot_carry_out_are_refused_at_load() {
     let mut data_not_last = ubuntu.clone();
     let state = data_not_last.layout.partitions.iter_mut().find(|p| p.name == "resin-state");
     state.unwrap().image_start = Sectors(66_000);
-    let refused = migrator::steps::written_last::check_plan(&data_not_last).unwrap_err();
+    let refused =
+        migrator::steps::written_last::check_plan(&data_not_last).unwrap_err().to_string();
     assert!(
         refused.starts_with(
             "the layout's data partition 'resin-data' is not its last ('resin-state' ends after it)"

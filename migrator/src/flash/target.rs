@@ -68,6 +68,17 @@ pub struct HeldRange {
     pub end: u64,
 }
 
+/// Why a list of ranges cannot be held back by one flash.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeldRangesError {
+    #[error("{0} held ranges; a flash holds back at most 2")]
+    TooMany(usize),
+    #[error("held range {}..{} is empty", .0.start, .0.end)]
+    Empty(HeldRange),
+    #[error("held ranges {}..{} and {}..{} overlap", .0.start, .0.end, .1.start, .1.end)]
+    Overlap(HeldRange, HeldRange),
+}
+
 /// The ranges one flash holds back (at most two: a resinOS 1.x migration on UEFI holds back
 /// both the partition written last and the boot partition the firmware loads the migration
 /// kernel from), sorted and disjoint.
@@ -81,21 +92,18 @@ impl HeldRanges {
     pub const NONE: HeldRanges = HeldRanges { ranges: [None, None] };
 
     /// `list` sorted; refused when ranges are empty, overlap, or more than two.
-    pub fn new(list: &[HeldRange]) -> Result<HeldRanges, String> {
+    pub fn new(list: &[HeldRange]) -> Result<HeldRanges, HeldRangesError> {
         let mut sorted = list.to_vec();
         sorted.sort_by_key(|r| r.start);
         if sorted.len() > 2 {
-            return Err(format!("{} held ranges; a flash holds back at most 2", sorted.len()));
+            return Err(HeldRangesError::TooMany(sorted.len()));
         }
         if let Some(empty) = sorted.iter().find(|r| r.start >= r.end) {
-            return Err(format!("held range {}..{} is empty", empty.start, empty.end));
+            return Err(HeldRangesError::Empty(*empty));
         }
         if let [a, b] = sorted.as_slice() {
             if b.start < a.end {
-                return Err(format!(
-                    "held ranges {}..{} and {}..{} overlap",
-                    a.start, a.end, b.start, b.end
-                ));
+                return Err(HeldRangesError::Overlap(*a, *b));
             }
         }
         let mut ranges = [None, None];

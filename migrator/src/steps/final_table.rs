@@ -138,8 +138,6 @@ pub fn seal_and_write_last(
     held: &written_last::HeldBytes,
     staging_root: &Path,
 ) -> Result<(), FlashStepError> {
-    let written_last =
-        |e: written_last::WrittenLastError| FlashStepError::WrittenLast(e.to_string());
-    written_last::seal_staging(staging_root).map_err(written_last)?;
-    written_last::write(disk, held).map_err(written_last)
+    written_last::seal_staging(staging_root)?;
+    Ok(written_last::write(disk, held)?)
 }

@@ -27,9 +27,8 @@ pub fn step_flash(
         log::info!("flash: resuming; image bytes below {resume_from} are already on the disk");
     }
     let image = ctx.image_path();
-    let mut checkpoint = |through: u64| {
-        journal.record(Step::FlashProgress { through: Bytes(through) }).map_err(|e| e.to_string())
-    };
+    let mut checkpoint =
+        |through: u64| journal.record(Step::FlashProgress { through: Bytes(through) });
     let target =
         flash::DirectTarget::open(&ctx.disk_path).map_err(io_err("open", &ctx.disk_path))?;
     log::info!(

@@ -31,13 +31,13 @@ pub enum FlashStepError {
     #[error("the journal says {journal} image bytes were written, the staged image has {image}; the image changed since flashing began, re-stage is impossible now: reflash the device")]
     ImageChanged { journal: u64, image: u64 },
     #[error("cannot record flash progress in the journal: {0}")]
-    Journal(String),
+    Journal(#[source] migration_journal::JournalError),
     #[error("staged image {path} is {bytes} bytes with sha256 {actual}, not what the plan says; the staging partition is damaged, re-stage")]
     StagedImage { path: PathBuf, bytes: u64, actual: String },
     #[error("the committed head did not read back identical; the disk is failing")]
     HeadMismatch,
-    #[error("{0}")]
-    WrittenLast(String),
+    #[error(transparent)]
+    WrittenLast(#[from] super::written_last::WrittenLastError),
     #[error(transparent)]
     Image(#[from] flash::decoded::ImageReadError),
 }
@@ -71,8 +71,7 @@ pub fn placement<D: io::Read + io::Seek>(
         len: region.len.get(),
         source,
     })?;
-    let held = super::written_last::held_range(plan)
-        .map_err(|e| FlashStepError::WrittenLast(e.to_string()))?;
+    let held = super::written_last::held_range(plan)?;
     let end = match &held {
         Some((range, name)) => {
             log::info!(
@@ -99,8 +98,7 @@ pub fn placement<D: io::Read + io::Seek>(
     };
     let placement =
         Placement { target_offset_bytes: 0, extent_bytes: lu::Sectors(end).bytes_512().0 };
-    let held = super::written_last::held_ranges(plan)
-        .map_err(|e| FlashStepError::WrittenLast(e.to_string()))?;
+    let held = super::written_last::held_ranges(plan)?;
     Ok(FlashPlace { placement, held })
 }
 
@@ -119,7 +117,7 @@ pub fn write<T: FlashTarget + ?Sized>(
     expected: Sha256Digest,
     resume_from: u64,
     sync_every: u64,
-    checkpoint: &mut dyn FnMut(u64) -> Result<(), String>,
+    checkpoint: &mut dyn FnMut(u64) -> Result<(), migration_journal::JournalError>,
 ) -> Result<WrittenImage, FlashStepError> {
     let image = File::open(image_path).map_err(io_err("open", image_path))?;
     let mut request = FlashRequest::new(place.placement);

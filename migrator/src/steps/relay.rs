@@ -6,25 +6,32 @@ use std::fs::OpenOptions;
 use std::path::Path;
 
 use super::context::{flush_block_buffers, io_err, reread_partitions, StepError};
-use super::relay_store::{self, Relay};
+use super::relay_store::{self, Relay, RelayError};
 use super::{final_table, written_last};
-use crate::mounts::{FileSystems, KernelMounts};
+use crate::mounts::{FileSystems, KernelMounts, MountError};
+
+/// Why a migrator whose staging is gone has no relay to finish from.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayLookUpError {
+    #[error("staging is not the staged file system and resin-data holds no relay of this plan; nothing to resume")]
+    NoRelay,
+    #[error("staging is not the staged file system and the relay cannot be read: {0}")]
+    Mount(#[from] MountError),
+    #[error("staging is not the staged file system and the relay cannot be read: {0}")]
+    Relay(#[from] RelayError),
+}
 
 /// Staging is gone: the relay this plan left on resin-data, or why there is none to finish
 /// from (nothing was written in this boot then).
-pub fn look_up(fs: &mut KernelMounts, plan_id: &str) -> Result<Relay, String> {
+pub fn look_up(fs: &mut KernelMounts, plan_id: &str) -> Result<Relay, RelayLookUpError> {
     let looked = fs
         .open_data_with(true)
-        .map_err(|e| e.to_string())
-        .and_then(|data| relay_store::read(&data, plan_id).map_err(|e| e.to_string()));
+        .map_err(RelayLookUpError::from)
+        .and_then(|data| Ok(relay_store::read(&data, plan_id)?));
     if let Err(e) = fs.close_data() {
         log::warn!("relay: {e}");
     }
-    match looked {
-        Ok(Some(found)) => Ok(found),
-        Ok(None) => Err("staging is not the staged file system and resin-data holds no relay of this plan; nothing to resume".to_string()),
-        Err(e) => Err(format!("staging is not the staged file system and the relay cannot be read: {e}")),
-    }
+    looked?.ok_or(RelayLookUpError::NoRelay)
 }
 
 /// A migrator whose staging is gone (written over by the partition written last) finishes

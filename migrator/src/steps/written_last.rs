@@ -19,7 +19,7 @@ use plan::Plan;
 use sha2::{Digest, Sha256};
 
 use crate::flash::decoded::{self, ImageReadError};
-use crate::flash::{FlashTarget, HeldRange, HeldRanges, HEAD_BYTES};
+use crate::flash::{FlashTarget, HeldRange, HeldRanges, HeldRangesError, HEAD_BYTES};
 
 /// Granule in which the held partition is kept in memory (all-zero granules are not kept).
 const GRANULE: usize = 64 * 1024;
@@ -31,6 +31,8 @@ const CHUNK: usize = 4 * 1024 * 1024;
 pub enum WrittenLastError {
     #[error("written_last: {0}")]
     Plan(String),
+    #[error("written_last: {0}")]
+    HeldRanges(#[from] HeldRangesError),
     #[error("the written-last partition holds more than {limit} non-zero bytes, more than the migrator keeps in memory; use an image whose {name} is smaller or empty")]
     TooLarge { name: String, limit: u64 },
     #[error("the staged image decodes to sha256 {actual}, not the plan's {expected}; the staging partition is damaged, reflash the device")]
@@ -103,46 +105,59 @@ pub fn boot_range(plan: &Plan) -> Result<Option<(HeldRange, String)>, WrittenLas
 pub fn held_ranges(plan: &Plan) -> Result<HeldRanges, WrittenLastError> {
     let list: Vec<HeldRange> =
         held_range(plan)?.into_iter().chain(boot_range(plan)?).map(|(range, _)| range).collect();
-    HeldRanges::new(&list).map_err(WrittenLastError::Plan)
+    Ok(HeldRanges::new(&list)?)
+}
+
+/// Why the migrator refuses a plan when it reads it, before anything is written.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanRefusal {
+    #[error("target partition '{name}': {source}; re-stage")]
+    TargetPartition { name: String, source: plan::UnitError },
+    #[error("the staging partition ({staging}) overlaps the target partition '{name}' ({extent}), which is written before the migration is done; re-stage with a plan that writes it last or stages elsewhere")]
+    StagingOverlap { staging: plan::Extent, name: String, extent: plan::Extent },
+    #[error(transparent)]
+    WrittenLast(#[from] WrittenLastError),
+    #[error("the layout has no data partition to grow; re-stage with a resinOS image")]
+    NoDataPartition,
+    #[error("the layout's data partition '{data}' is not its last ('{after}' ends after it): finalize would grow '{after}' over the freed staging area instead; re-stage with a resinOS image whose data partition is last")]
+    DataNotLast { data: String, after: String },
+    #[error("it names no data partition to mount at {mount} for the backup (source_data); re-plan with this stager", mount = crate::mounts::SOURCE_DATA_MOUNT)]
+    NoSourceData,
+    #[error("profile {profile} is a resinOS 1.x source whose migration environment is armed through {route:?}, which nothing starts again after a power cut; \
+             only UEFI boards (route uefi-boot-next: the firmware's boot order brings the migrator back) are migrated from resinOS 1.x")]
+    NotResumable { profile: String, route: plan::GrubRoute },
 }
 
 /// What the migrator must refuse when it reads the plan, before anything is written:
 /// a staging partition that a partition written before the end would overwrite, and a
 /// resinOS 1.x plan it could not resume after a power cut (boot-file routes) or whose
 /// data partition it would not find.
-pub fn check_plan(plan: &Plan) -> Result<(), String> {
+pub fn check_plan(plan: &Plan) -> Result<(), PlanRefusal> {
     let staging = plan.staging.partition.extent();
     let sector = plan.source_disk.sector_size;
     for part in &plan.layout.partitions {
         let extent = part
             .disk_extent(&plan.layout, sector)
-            .map_err(|e| format!("target partition '{}': {e}; re-stage", part.name))?;
+            .map_err(|source| PlanRefusal::TargetPartition { name: part.name.clone(), source })?;
         if extent.overlaps(&staging) && !plan.layout.written_last.contains(&part.name) {
-            return Err(format!(
-                "the staging partition ({staging}) overlaps the target partition '{}' ({extent}), which is written before the migration is done; re-stage with a plan that writes it last or stages elsewhere",
-                part.name
-            ));
+            return Err(PlanRefusal::StagingOverlap { staging, name: part.name.clone(), extent });
         }
     }
-    held_range(plan).map_err(|e| e.to_string())?;
+    held_range(plan)?;
     if plan.finalize.grow_over_staging {
         data_ends_last(plan)?;
     }
     if plan.profile.source_kind == plan::SourceKind::Resinos1x {
         if plan.source_data.is_none() && !plan.backup.volumes.is_empty() {
-            return Err(format!(
-                "it names no data partition to mount at {} for the backup (source_data); re-plan with this stager",
-                crate::mounts::SOURCE_DATA_MOUNT
-            ));
+            return Err(PlanRefusal::NoSourceData);
         }
         if plan.grub.route != plan::GrubRoute::UefiBootNext {
             // Raspberry Pi and BeagleBone: nothing brings the migrator back after a power cut
             // (no firmware boot order to put it first in), so the flash must not begin.
-            return Err(format!(
-                "profile {} is a resinOS 1.x source whose migration environment is armed through {:?}, which nothing starts again after a power cut; \
-                 only UEFI boards (route uefi-boot-next: the firmware's boot order brings the migrator back) are migrated from resinOS 1.x",
-                plan.profile.name, plan.grub.route
-            ));
+            return Err(PlanRefusal::NotResumable {
+                profile: plan.profile.name.clone(),
+                route: plan.grub.route,
+            });
         }
     }
     Ok(())
@@ -151,17 +166,14 @@ pub fn check_plan(plan: &Plan) -> Result<(), String> {
 /// Finalize grows the partition that ends last (and its extended partition) to the disk's
 /// end, as resinOS's `resindataexpander` grows partitions 4 and 6 (extended, resin-data):
 /// the two agree only when the data partition ends last.
-fn data_ends_last(plan: &Plan) -> Result<(), String> {
-    let data = plan
-        .layout
-        .by_role(plan::PartitionRole::Data)
-        .ok_or("the layout has no data partition to grow; re-stage with a resinOS image")?;
+fn data_ends_last(plan: &Plan) -> Result<(), PlanRefusal> {
+    let data =
+        plan.layout.by_role(plan::PartitionRole::Data).ok_or(PlanRefusal::NoDataPartition)?;
     let end = |p: &plan::TargetPartition| p.image_start.get().saturating_add(p.size.get());
     match plan.layout.partitions.iter().find(|p| end(p) > end(data)) {
-        Some(after) => Err(format!(
-            "the layout's data partition '{}' is not its last ('{}' ends after it): finalize would grow '{}' over the freed staging area instead; re-stage with a resinOS image whose data partition is last",
-            data.name, after.name, after.name
-        )),
+        Some(after) => {
+            Err(PlanRefusal::DataNotLast { data: data.name.clone(), after: after.name.clone() })
+        }
         None => Ok(()),
     }
 }
