@@ -17,12 +17,28 @@ pub fn parse_sha256(text: &str) -> Result<Sha256Hex, FetchError> {
     Sha256Hex::parse(text).map_err(|_| FetchError::InvalidSha256 { value: text.to_owned() })
 }
 
+/// Why a sha256sum-style listing (a `.sha256` file beside the image, or the server's
+/// sidecar) gave no sha256: a plain reason, which [`FetchError::BadSha256Listing`] wraps.
+#[derive(Debug, thiserror::Error)]
+pub enum ListingError {
+    #[error("it is empty")]
+    Empty,
+    #[error("it lists {count} files but not {file_name:?}")]
+    NotListed { count: usize, file_name: String },
+    #[error("{text:?} is not a sha256 (64 hexadecimal characters)")]
+    NotSha256 { text: String },
+    #[error("the server answered HTTP {0}")]
+    HttpStatus(u16),
+    #[error("cannot read it as text: {0}")]
+    Unreadable(#[source] std::io::Error),
+}
+
 /// Picks the digest for `file_name` out of a sha256sum-style listing.
 ///
 /// Accepts a bare `HEX`, one `HEX  NAME` line (whatever the name), or several lines, of
 /// which the one naming `file_name` (text or `*binary` mode) is taken. Blank lines and
-/// `#` comments are skipped. Errors are plain reasons, for the caller to wrap.
-pub fn digest_from_listing(listing: &str, file_name: &str) -> Result<Sha256Hex, String> {
+/// `#` comments are skipped.
+pub fn digest_from_listing(listing: &str, file_name: &str) -> Result<Sha256Hex, ListingError> {
     let entries: Vec<(&str, Option<&str>)> = listing
         .lines()
         .map(str::trim)
@@ -33,15 +49,19 @@ pub fn digest_from_listing(listing: &str, file_name: &str) -> Result<Sha256Hex, 
         })
         .collect();
     let chosen = match entries.as_slice() {
-        [] => return Err("it is empty".to_owned()),
+        [] => return Err(ListingError::Empty),
         [only] => only.0,
         many => match many.iter().find(|(_, name)| *name == Some(file_name)) {
             Some(entry) => entry.0,
-            None => return Err(format!("it lists {} files but not {file_name:?}", many.len())),
+            None => {
+                return Err(ListingError::NotListed {
+                    count: many.len(),
+                    file_name: file_name.to_owned(),
+                })
+            }
         },
     };
-    parse_sha256(chosen)
-        .map_err(|_| format!("{chosen:?} is not a sha256 (64 hexadecimal characters)"))
+    parse_sha256(chosen).map_err(|_| ListingError::NotSha256 { text: chosen.to_owned() })
 }
 
 /// sha256 of a whole file, read from disk.
@@ -98,14 +118,15 @@ mod tests {
         let listing = format!("# sums\n{other}  a.img\n{HEX} *x.img\n");
         assert_eq!(digest_from_listing(&listing, "x.img").unwrap().as_str(), HEX);
         let err = digest_from_listing(&listing, "y.img").unwrap_err();
-        assert_eq!(err, "it lists 2 files but not \"y.img\"");
+        assert!(matches!(err, ListingError::NotListed { count: 2, .. }), "{err:?}");
+        assert_eq!(err.to_string(), "it lists 2 files but not \"y.img\"");
     }
 
     #[test]
     fn listing_errors() {
-        assert_eq!(digest_from_listing("\n\n", "x").unwrap_err(), "it is empty");
+        assert_eq!(digest_from_listing("\n\n", "x").unwrap_err().to_string(), "it is empty");
         assert_eq!(
-            digest_from_listing("<html>not found</html>", "x").unwrap_err(),
+            digest_from_listing("<html>not found</html>", "x").unwrap_err().to_string(),
             "\"<html>not\" is not a sha256 (64 hexadecimal characters)"
         );
     }

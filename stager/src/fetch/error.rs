@@ -21,7 +21,11 @@ pub enum FetchError {
     NoPublishedSha256 { url: String, sidecar: String },
 
     #[error("cannot read a sha256 from {sidecar}: {detail}; pass --sha256")]
-    BadSha256Listing { sidecar: String, detail: String },
+    BadSha256Listing {
+        sidecar: String,
+        #[source]
+        detail: super::digest::ListingError,
+    },
 
     #[error("no sha256 for {path}: pass --sha256 or put a {path}.sha256 file beside it", path = .path.display())]
     NoLocalSha256 { path: PathBuf },

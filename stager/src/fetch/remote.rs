@@ -8,7 +8,7 @@ use reqwest::blocking::Client;
 use reqwest::{StatusCode, Url};
 
 use super::client::{build_client, classify, RequestFailure};
-use super::digest::{digest_from_listing, hash_file};
+use super::digest::{digest_from_listing, hash_file, ListingError};
 use super::download::download;
 use super::place::verify_and_place;
 use super::progress::Progress;
@@ -70,8 +70,10 @@ fn published_sha256(client: &Client, url: &Url) -> Result<Sha256Hex, FetchError>
                 FetchError::Transfer { url: sidecar.to_string(), attempts: 1, detail }
             }
         })?;
-    let bad_listing =
-        |detail: String| FetchError::BadSha256Listing { sidecar: sidecar.to_string(), detail };
+    let bad_listing = |detail: ListingError| FetchError::BadSha256Listing {
+        sidecar: sidecar.to_string(),
+        detail,
+    };
     match response.status() {
         StatusCode::OK => {}
         StatusCode::NOT_FOUND => {
@@ -80,13 +82,13 @@ fn published_sha256(client: &Client, url: &Url) -> Result<Sha256Hex, FetchError>
                 sidecar: sidecar.to_string(),
             })
         }
-        status => return Err(bad_listing(format!("the server answered HTTP {}", status.as_u16()))),
+        status => return Err(bad_listing(ListingError::HttpStatus(status.as_u16()))),
     }
     let mut listing = String::new();
     response
         .take(MAX_LISTING_BYTES)
         .read_to_string(&mut listing)
-        .map_err(|e| bad_listing(format!("cannot read it as text: {e}")))?;
+        .map_err(|e| bad_listing(ListingError::Unreadable(e)))?;
     let file_name = url.path_segments().and_then(|mut s| s.next_back()).unwrap_or_default();
     digest_from_listing(&listing, file_name).map_err(bad_listing)
 }

@@ -19,6 +19,10 @@ use serde::Serialize;
 use std::fs::File;
 
 /// A fact, or the one-line reason it could not be read.
+///
+/// The reason is text on purpose: it is only ever shown (a check's "found", a stage
+/// refusal), one failure is shared by every fact that depends on it (so it must be
+/// `Clone`, which `io::Error` is not), and `check --json` publishes it as a string.
 pub type Fact<T> = Result<T, String>;
 
 /// What the running process is, as opposed to what the root tree holds.

@@ -49,31 +49,31 @@ pub fn parse(text: &str) -> Result<Vec<MountInfoEntry>, ParseError> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(index, line)| {
-            parse_line(line).map_err(|problem| ParseError::new(index + 1, problem))
-        })
+        .map(|(index, line)| parse_line(index + 1, line))
         .collect()
 }
 
-fn parse_line(line: &str) -> Result<MountInfoEntry, String> {
+/// One line (`line_number` counts from 1), or the parser's complaint about it.
+fn parse_line(line_number: usize, line: &str) -> Result<MountInfoEntry, ParseError> {
+    let problem = |text: String| ParseError::new(line_number, text);
     let fields: Vec<&str> = line.split_whitespace().collect();
     let separator = fields
         .iter()
         .position(|f| *f == "-")
-        .ok_or("no ` - ` separator before the filesystem type")?;
+        .ok_or_else(|| problem("no ` - ` separator before the filesystem type".to_string()))?;
     if separator < 6 || fields.len() < separator + 3 {
-        return Err(format!("too few fields in `{line}`"));
+        return Err(problem(format!("too few fields in `{line}`")));
     }
     let number = |i: usize| {
         fields[i]
             .parse::<u32>()
-            .map_err(|_| format!("field {} `{}` is not a number", i + 1, fields[i]))
+            .map_err(|_| problem(format!("field {} `{}` is not a number", i + 1, fields[i])))
     };
     let options = |s: &str| s.split(',').map(str::to_string).collect::<Vec<_>>();
     Ok(MountInfoEntry {
         mount_id: number(0)?,
         parent_id: number(1)?,
-        device: fields[2].parse()?,
+        device: fields[2].parse().map_err(problem)?,
         root: unescape_octal(fields[3]),
         mount_point: unescape_octal(fields[4]),
         mount_options: options(fields[5]),
@@ -137,6 +137,11 @@ mod tests {
     fn rejects_lines_without_separator() {
         let err = parse("1 2 8:1 / / rw shared:1 ext4 /dev/sda1 rw\n").unwrap_err();
         assert_eq!(err.line, 1);
+        assert_eq!(err.to_string(), "line 1: no ` - ` separator before the filesystem type");
+        let err =
+            parse("1 0 8:1 / / rw - ext4 /dev/sda1 rw\nx 1 8:2 / /boot rw - ext4 /dev/sda2 rw\n")
+                .unwrap_err();
+        assert_eq!(err.to_string(), "line 2: field 1 `x` is not a number");
     }
 
     #[test]
