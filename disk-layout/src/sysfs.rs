@@ -41,13 +41,6 @@ impl Serialize for DeviceNumber {
 #[error("`{0}` is not a major:minor device number")]
 pub struct BadDeviceNumber(pub String);
 
-/// For parsers that still collect their problems as text.
-impl From<BadDeviceNumber> for String {
-    fn from(e: BadDeviceNumber) -> String {
-        e.to_string()
-    }
-}
-
 impl FromStr for DeviceNumber {
     type Err = BadDeviceNumber;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -1,6 +1,6 @@
 //! `/proc/self/mountinfo`: which device and filesystem hold `/` and `/boot`, and how.
 
-use super::device_number::DeviceNumber;
+use super::device_number::{BadDeviceNumber, DeviceNumber};
 use super::error::{HostError, ParseError};
 use super::escape::unescape_octal;
 use super::root::HostRoot;
@@ -73,7 +73,7 @@ fn parse_line(line_number: usize, line: &str) -> Result<MountInfoEntry, ParseErr
     Ok(MountInfoEntry {
         mount_id: number(0)?,
         parent_id: number(1)?,
-        device: fields[2].parse().map_err(problem)?,
+        device: fields[2].parse().map_err(|e: BadDeviceNumber| problem(e.to_string()))?,
         root: unescape_octal(fields[3]),
         mount_point: unescape_octal(fields[4]),
         mount_options: options(fields[5]),
