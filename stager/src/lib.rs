@@ -4,13 +4,14 @@
 pub mod abort;
 pub mod checks;
 pub mod cli;
+pub mod commands;
 pub mod console_log;
 pub mod fetch;
 pub mod host;
 pub mod input_checks;
 pub mod interrupt;
 pub mod migrator_payload;
-pub mod profiles_cmd;
+pub mod output;
 pub mod run_lock;
 pub mod run_log;
 pub mod run_session;

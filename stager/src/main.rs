@@ -3,5 +3,5 @@ use clap::Parser;
 fn main() {
     stager::console_log::init();
     let cli = stager::cli::Cli::parse();
-    std::process::exit(stager::cli::run(cli));
+    std::process::exit(stager::commands::run(cli));
 }

@@ -24,11 +24,21 @@ use crate::state::{self, Change, Entry, Progress, StageState, StateStore, STATE_
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Environment variable naming a step after which staging fails on purpose (tests of rollback).
+pub const FAIL_AFTER_ENV: &str = "SWAPOVER_FAIL_AFTER";
+
 #[derive(Debug, Clone, Default)]
 pub struct ExecuteOptions {
     pub no_reboot: bool,
     /// Fail on purpose right after this step is done (`SWAPOVER_FAIL_AFTER`), to prove rollback.
     pub fail_after: Option<String>,
+}
+
+impl ExecuteOptions {
+    /// The options of a command-line run: `--no-reboot`, and [`FAIL_AFTER_ENV`] when set.
+    pub fn from_env(no_reboot: bool) -> Self {
+        ExecuteOptions { no_reboot, fail_after: std::env::var(FAIL_AFTER_ENV).ok() }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

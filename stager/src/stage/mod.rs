@@ -13,7 +13,6 @@
 //! staged, in the same cache, before the probe; a refusal after that removes it again).
 
 pub mod backup_estimate;
-pub mod command;
 pub mod config_json;
 pub mod current_staging;
 pub mod execute;
@@ -42,13 +41,6 @@ use std::path::PathBuf;
 use system::System;
 
 pub const DOWNLOAD_DIR: &str = "/var/lib/swapover/download";
-
-/// Exit code when the stage was refused (nothing changed).
-pub const EXIT_REFUSED: i32 = 1;
-/// Exit code when the stage failed (rolled back) or could not run.
-pub const EXIT_FAILED: i32 = 2;
-/// Exit code when the backup hook said "not now" (nothing changed; retry later).
-pub const EXIT_NOT_NOW: i32 = hook::NOT_NOW;
 
 #[derive(Debug, Clone)]
 pub struct StageRequest {
@@ -101,8 +93,8 @@ pub enum StageError {
 impl StageError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            StageError::Refused(_) => EXIT_REFUSED,
-            _ => EXIT_FAILED,
+            StageError::Refused(_) => crate::output::EXIT_REFUSED,
+            _ => crate::output::EXIT_FAILED,
         }
     }
 }

@@ -24,6 +24,17 @@ pub trait System {
     fn reboot(&mut self) -> io::Result<()>;
 }
 
+/// The system a command acts on: the real one for the real `/`; for a fixture tree given
+/// as `--root`, a [`FixtureSystem`] (real loop devices and mounts, recorded swap and reboot).
+/// Every command chooses here.
+pub fn for_root(root: &crate::host::HostRoot) -> Box<dyn System> {
+    if root.dir() == Path::new("/") {
+        Box::new(RealSystem)
+    } else {
+        Box::new(FixtureSystem::default())
+    }
+}
+
 fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::other("path contains a NUL byte"))

@@ -107,34 +107,3 @@ pub fn plan_with_initramfs(req: &PlanImageRequest, initramfs: Bytes) -> Result<P
         allow_unknown_device_type: req.allow_unknown_device_type,
     })
 }
-
-/// Runs the command: prints the plan (text, or JSON with `json`) and returns the exit code.
-pub fn run(req: &PlanImageRequest, json: bool) -> i32 {
-    match plan(req) {
-        Ok(p) => {
-            if json {
-                match p.plan.to_json_pretty() {
-                    Ok(text) => println!("{text}"),
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return crate::stage::EXIT_FAILED;
-                    }
-                }
-            } else {
-                print!("{}", planner::render(&p));
-                println!("Dry run (planning only): nothing was changed.");
-            }
-            0
-        }
-        Err(e) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "error": format!("refused: {e}; nothing was changed") })
-                );
-            }
-            eprintln!("error: refused: {e}; nothing was changed");
-            crate::stage::EXIT_REFUSED
-        }
-    }
-}

@@ -1,16 +1,20 @@
 //! `stager check`: gather the host's facts, run every check (with the profile, image and
 //! config.json when given: see [`crate::input_checks`]), print them.
 
-use super::{print_error, CheckArgs, CHECK_SCHEMA, EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_OK};
+use super::Global;
 use crate::checks::{CheckInputs, CheckReport, Status};
+use crate::cli::CheckArgs;
 use crate::host::{self, HostRoot};
 use crate::input_checks::{self, CheckRequest};
-use crate::profiles_cmd::ProfileCatalog;
+use crate::output::{print_error, CHECK_SCHEMA, EXIT_FAILED, EXIT_OK, EXIT_REFUSED};
 
-pub fn run(args: &CheckArgs, catalog: &ProfileCatalog, json: bool) -> i32 {
-    let profile = match args.profile.as_deref().map(|name| catalog.resolve(name)).transpose() {
+/// `stager check`: exit 0 when staging may proceed, 1 when a check failed.
+pub fn run(args: &CheckArgs, global: &Global) -> i32 {
+    let json = global.json;
+    let profile = match args.profile.as_deref().map(|name| global.catalog.resolve(name)).transpose()
+    {
         Ok(profile) => profile,
-        Err(e) => return print_error(&e.to_string(), json, EXIT_CHECK_FAILED),
+        Err(e) => return print_error(&e.to_string(), json, EXIT_REFUSED),
     };
     let root = HostRoot::new(&args.root);
     let facts = host::gather(&root);
@@ -38,8 +42,8 @@ pub fn run(args: &CheckArgs, catalog: &ProfileCatalog, json: bool) -> i32 {
         match serde_json::to_string_pretty(&document) {
             Ok(text) => println!("{text}"),
             Err(e) => {
-                eprintln!("error: cannot write the report as JSON: {e}");
-                return EXIT_ERROR;
+                let problem = format!("cannot write the report as JSON: {e}");
+                return print_error(&problem, false, EXIT_FAILED);
             }
         }
     } else {
@@ -48,7 +52,7 @@ pub fn run(args: &CheckArgs, catalog: &ProfileCatalog, json: bool) -> i32 {
     if report.may_proceed {
         EXIT_OK
     } else {
-        EXIT_CHECK_FAILED
+        EXIT_REFUSED
     }
 }
 

@@ -2,6 +2,9 @@
 //! `--profile-file`, listed or shown resolved. [`ProfileCatalog`] is also how `check` and
 //! `stage` resolve `--profile NAME`.
 
+use super::Global;
+use crate::cli::ProfilesCommand;
+use crate::output::{print_error, EXIT_OK, EXIT_REFUSED};
 use board_profiles::{Profile, ProfileError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -55,6 +58,21 @@ impl ProfileCatalog {
     /// Every profile, resolved, in name order.
     pub fn all(&self) -> Result<Vec<Profile>, ProfileError> {
         self.names().iter().map(|name| self.resolve(name)).collect()
+    }
+}
+
+/// `stager profiles [list | show NAME]`.
+pub fn run(command: Option<&ProfilesCommand>, global: &Global) -> i32 {
+    let result = match command {
+        None | Some(ProfilesCommand::List) => run_list(&global.catalog, global.json),
+        Some(ProfilesCommand::Show { name }) => run_show(&global.catalog, name, global.json),
+    };
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            EXIT_OK
+        }
+        Err(e) => print_error(&e.to_string(), global.json, EXIT_REFUSED),
     }
 }
 
