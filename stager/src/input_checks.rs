@@ -1,7 +1,7 @@
 //! `stager check --profile P --image I --config C`: the checks of what the command line
 //! gives, made from the same planning functions `stage` refuses with (no rule is written
 //! twice). Each planning result is turned into a [`Check`] by a small adapter: a
-//! [`Refusal`]'s one-line text is split into reason and fix.
+//! [`Refusal`]'s problem is the check's reason, its fix the check's fix.
 
 use crate::checks::{self, Check, CheckId, CheckInputs, CheckReport, Status};
 use crate::fetch::digest::hash_file;
@@ -10,6 +10,7 @@ use crate::host::{HostFacts, HostRoot};
 use crate::stage::image_probe::{self, ImageFacts};
 use crate::stage::planning::{self, StagePlan};
 use crate::stage::prepare::{self, Prepared};
+use crate::stage::refusal::RefusalText;
 use crate::stage::{config_json, gather, Refusal};
 use board_profiles::Profile;
 use plan::{Bytes, TableKind};
@@ -30,20 +31,15 @@ pub struct CheckRequest {
     pub migrator: Result<Vec<u8>, String>,
 }
 
-/// Splits a one-line refusal, "problem; fix", into (reason, fix).
-fn reason_and_fix(text: &str) -> (String, String) {
-    match text.rsplit_once("; ") {
-        // A check's refusal already reads "...; fix: <fix>": the label is printed once.
-        Some((reason, fix)) => {
-            (reason.to_string(), fix.strip_prefix("fix: ").unwrap_or(fix).to_string())
-        }
-        None => (text.to_string(), "see the reason".to_string()),
-    }
+/// A failed check from a refusal's two parts: its problem is the reason, its fix the fix.
+fn fail_with(id: CheckId, found: impl Into<String>, text: RefusalText) -> Check {
+    let fix = text.fix.unwrap_or_else(|| "see the reason".to_string());
+    Check::fail(id, found, text.problem, fix)
 }
 
-fn fail_with(id: CheckId, found: impl Into<String>, problem: &str) -> Check {
-    let (reason, fix) = reason_and_fix(problem);
-    Check::fail(id, found, reason, fix)
+/// The parts of an error that still writes "problem; fix" as one string.
+fn joined(error: impl std::fmt::Display) -> RefusalText {
+    RefusalText::from_joined(&error.to_string())
 }
 
 /// Where the image's layout ends, as `make_plan` compares it with the old root's space.
@@ -85,9 +81,9 @@ fn probe_image(
                 "download the image and pass its local path to --image",
             ))
         }
-        Err(e) => return Err(fail_with(CheckId::Image, found, &e.to_string())),
+        Err(e) => return Err(fail_with(CheckId::Image, found, joined(e))),
     };
-    let fail = |text: String| fail_with(CheckId::Image, found.clone(), &text);
+    let fail = |text: String| fail_with(CheckId::Image, found.clone(), joined(text));
     let (sha256, size) = hash_file(&path).map_err(|e| fail(e.to_string()))?;
     let cache = root.path(crate::stage::DOWNLOAD_DIR);
     let request = prepare::PrepareRequest {
@@ -136,7 +132,7 @@ fn image_checks(image: &ImageFacts, profile: &Profile) -> [Check; 2] {
     let found = image_found(image);
     let device_type = match planning::check_image(image, profile, false) {
         Err(refusal @ (Refusal::ImageDeviceType { .. } | Refusal::ImageDeviceTypeUnknown(_))) => {
-            fail_with(CheckId::ImageDeviceType, found.clone(), &refusal.to_string())
+            fail_with(CheckId::ImageDeviceType, found.clone(), refusal.text())
         }
         _ => Check::pass(
             CheckId::ImageDeviceType,
@@ -157,7 +153,7 @@ fn image_checks(image: &ImageFacts, profile: &Profile) -> [Check; 2] {
                 profile.target.partitions.len()
             ),
         ),
-        Err(refusal) => fail_with(CheckId::ImageLayout, found, &refusal.to_string()),
+        Err(refusal) => fail_with(CheckId::ImageLayout, found, refusal.text()),
     };
     [device_type, layout]
 }
@@ -167,7 +163,7 @@ fn config_check(path: &Path, profile: Option<&Profile>) -> Check {
     let found = path.display().to_string();
     let facts = match config_json::read(path) {
         Ok(facts) => facts,
-        Err(e) => return fail_with(id, found, &e.to_string()),
+        Err(e) => return fail_with(id, found, Refusal::from(e).text()),
     };
     let found = format!("{found}: deviceType {}", facts.device_type);
     match profile {
@@ -178,7 +174,7 @@ fn config_check(path: &Path, profile: Option<&Profile>) -> Check {
                 found,
                 format!("profile {} is for {}", profile.name, profile.device_type),
             ),
-            Err(e) => fail_with(id, found, &e.to_string()),
+            Err(e) => fail_with(id, found, Refusal::from(e).text()),
         },
     }
 }
@@ -198,7 +194,7 @@ fn profile_check(facts: &HostFacts, profile: &Profile) -> Check {
     );
     match planning::precheck_host(facts, profile) {
         Err(refusal @ (Refusal::NotAGrubHostProfile { .. } | Refusal::HostGpt { .. })) => {
-            fail_with(CheckId::Profile, found, &refusal.to_string())
+            fail_with(CheckId::Profile, found, refusal.text())
         }
         _ => Check::pass(CheckId::Profile, found, "this stager stages this kind of host"),
     }
@@ -240,13 +236,13 @@ fn disk_bytes(root: &HostRoot, facts: &HostFacts) -> Result<Bytes, String> {
 /// refusal is that the swap partition is too small.
 #[derive(Debug, Clone)]
 struct PlanFailure {
-    text: String,
+    text: RefusalText,
     needed_swap: Option<Bytes>,
 }
 
 impl From<String> for PlanFailure {
     fn from(text: String) -> Self {
-        PlanFailure { text, needed_swap: None }
+        PlanFailure { text: RefusalText::from_joined(&text), needed_swap: None }
     }
 }
 
@@ -256,7 +252,7 @@ impl From<Refusal> for PlanFailure {
             Refusal::SwapTooSmall { needed, .. } => Some(*needed),
             _ => None,
         };
-        PlanFailure { text: refusal.to_string(), needed_swap }
+        PlanFailure { text: refusal.text(), needed_swap }
     }
 }
 
@@ -379,7 +375,7 @@ fn run_with_image(
             "`stager stage` would stage with this profile, image and config.json",
         ),
         Some(Err(failure)) => {
-            fail_with(CheckId::StagingPlan, "`stager stage` would refuse", &failure.text)
+            fail_with(CheckId::StagingPlan, "`stager stage` would refuse", failure.text)
         }
         None => Check::not_evaluated(
             CheckId::StagingPlan,
@@ -406,26 +402,43 @@ mod tests {
     }
 
     #[test]
-    fn a_refusal_splits_into_reason_and_fix_at_its_last_semicolon() {
-        let (reason, fix) = reason_and_fix(
+    fn a_joined_error_splits_into_reason_and_fix_at_its_last_semicolon() {
+        let text = RefusalText::from_joined(
             "the image is for device type a, the profile is for b; download the b image",
         );
-        assert_eq!(
-            (reason.as_str(), fix.as_str()),
-            ("the image is for device type a, the profile is for b", "download the b image")
-        );
-        assert_eq!(reason_and_fix("no fix given").1, "see the reason");
+        assert_eq!(text.problem, "the image is for device type a, the profile is for b");
+        assert_eq!(text.fix.as_deref(), Some("download the b image"));
+        assert_eq!(RefusalText::from_joined("no fix given").fix, None);
     }
 
     #[test]
-    fn a_check_refusal_keeps_one_fix_label() {
+    fn a_check_refusal_keeps_its_problem_and_fix_apart() {
+        // Seen on a real host: "fix: fix: migrate a device…", the fix word doubled, when the
+        // fix was found by splitting the refusal's one line at its last "; " (a reason or a
+        // fix holding "; " moved the split).
         let refusal = Refusal::Check {
             id: "memory-without-swap".into(),
             found: "1 GiB".into(),
-            reason: "too little".into(),
-            fix: "migrate a device with at least 2 GiB of RAM".into(),
+            reason: "too little; swap is off while staging".into(),
+            fix: "migrate a device with at least 2 GiB of RAM; or stop services first".into(),
         };
-        let (_, fix) = reason_and_fix(&refusal.to_string());
-        assert_eq!(fix, "migrate a device with at least 2 GiB of RAM");
+        let check = fail_with(CheckId::StagingPlan, "-", refusal.text());
+        assert_eq!(
+            check.reason,
+            "check memory-without-swap failed: 1 GiB: too little; swap is off while staging"
+        );
+        let fix = "migrate a device with at least 2 GiB of RAM; or stop services first";
+        assert_eq!(check.fix.as_deref(), Some(fix));
+        let json = serde_json::to_value(&check).unwrap();
+        assert_eq!(json["reason"], check.reason.as_str());
+        assert_eq!(json["fix"], fix);
+        let text = crate::commands::check::render_text(&CheckReport::new(vec![check]));
+        assert_eq!(text.matches("fix:").count(), 1, "{text}");
+        assert!(text.contains(&format!("      fix:    {fix}\n")), "{text}");
+        // The one line `stage` prints still names the problem and the fix.
+        assert_eq!(
+            refusal.to_string(),
+            format!("check memory-without-swap failed: 1 GiB: too little; swap is off while staging; fix: {fix}")
+        );
     }
 }

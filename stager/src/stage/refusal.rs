@@ -1,4 +1,5 @@
-//! Why `stager stage` will not stage: each refusal is one line naming the problem and the fix.
+//! Why `stager stage` will not stage: each refusal names the problem and the fix, kept apart
+//! ([`RefusalText`]) and joined into one line for people.
 //! A refusal is always reached before anything on the host changed.
 
 use super::backup_estimate::EstimateError;
@@ -7,44 +8,91 @@ use super::host_extras::HostExtraError;
 use super::image_probe::ProbeError;
 use crate::checks::Check;
 use plan::Bytes;
+use std::fmt;
 
-#[derive(Debug, thiserror::Error)]
+/// A refusal's two parts: what is wrong and what to do about it. `check` prints them as a
+/// check's reason and fix; the one line `stage` prints joins them with "; ".
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RefusalText {
+    pub problem: String,
+    pub fix: Option<String>,
+}
+
+impl RefusalText {
+    pub fn new(problem: String, fix: String) -> Self {
+        RefusalText { problem, fix: Some(fix) }
+    }
+
+    /// For the error types that still write "problem; fix" as one string (config.json, the
+    /// image probe and preparation, backup paths, the kernel, downloads): the part after the
+    /// last "; " is the fix.
+    pub fn from_joined(text: &str) -> Self {
+        match text.rsplit_once("; ") {
+            Some((problem, fix)) => RefusalText::new(problem.into(), fix.into()),
+            None => RefusalText { problem: text.into(), fix: None },
+        }
+    }
+}
+
+impl fmt::Display for RefusalText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.fix {
+            Some(fix) => write!(f, "{}; {fix}", self.problem),
+            None => f.write_str(&self.problem),
+        }
+    }
+}
+
+/// Why `stage` will not stage. Its text ([`Refusal::text`]) keeps the problem and the fix
+/// apart; the one line printed for people joins them with "; ".
+#[derive(Debug)]
 pub enum Refusal {
-    #[error("a migration is already staged ({path} exists); run `stager status` to see it, or `stager abort` to undo it first")]
-    AlreadyStaged { path: String },
-    #[error("check {id} failed: {found}: {reason}; fix: {fix}")]
-    Check { id: String, found: String, reason: String, fix: String },
-    #[error("profile {profile} migrates a {kind} device; `stager stage` only stages Ubuntu/Debian GRUB hosts; plan a resinOS 1.x device with `stager plan-image --profile {profile}` (stage a UEFI one with `stager stage-1x`), or pick an x86 Ubuntu profile for an Ubuntu host")]
-    NotAGrubHostProfile { profile: String, kind: String },
-    #[error("this device runs {found}, not Ubuntu/Debian; profile {profile} is for Ubuntu/GRUB hosts; plan a resinOS 1.x device with `stager plan-image --profile {suggestions}` (stage a UEFI one with `stager stage-1x`)")]
-    ResinosHost { found: String, profile: String, suggestions: String },
-    #[error("the disk {disk} has a GPT partition table but profile {profile} expects MBR; this device cannot be migrated with this profile")]
-    HostGpt { disk: String, profile: String },
-    #[error("profile {profile} expects {expected} boot but this device booted in {found} mode; choose a profile for {found} devices")]
-    BootMode { profile: String, expected: String, found: String },
-    #[error("host fact missing: {0}; run `stager check` for details")]
+    AlreadyStaged {
+        path: String,
+    },
+    Check {
+        id: String,
+        found: String,
+        reason: String,
+        fix: String,
+    },
+    NotAGrubHostProfile {
+        profile: String,
+        kind: String,
+    },
+    ResinosHost {
+        found: String,
+        profile: String,
+        suggestions: String,
+    },
+    HostGpt {
+        disk: String,
+        profile: String,
+    },
+    BootMode {
+        profile: String,
+        expected: String,
+        found: String,
+    },
     HostFact(String),
-    #[error("grub.cfg cannot be inspected: {0}; check /boot/grub/grub.cfg")]
     GrubCfg(String),
-    #[error("grub.cfg does not honour a one-shot next_entry ({0}); regenerate it with `update-grub` from Ubuntu's /etc/grub.d scripts")]
     GrubNoNextEntry(String),
-    #[error("grub.cfg does not source /boot/grub/custom.cfg ({0}); regenerate it with `update-grub` so that 41_custom is included")]
     GrubNoCustomCfg(String),
-    #[error("{0}")]
-    Config(#[from] ConfigJsonError),
-    #[error("config.json has no applicationId but backups were asked for (they are restored under the application's data); download config.json from the application's dashboard")]
+    Config(ConfigJsonError),
     NoApplicationId,
-    #[error("{0}")]
-    Image(#[from] ProbeError),
-    #[error("the image is for device type {found}, the profile is for {expected}; download the {expected} image")]
-    ImageDeviceType { found: String, expected: String },
-    #[error("the image's device type cannot be read ({0}); pass --allow-unknown-device-type only if you are sure the image is for this board")]
+    Image(ProbeError),
+    ImageDeviceType {
+        found: String,
+        expected: String,
+    },
     ImageDeviceTypeUnknown(String),
-    #[error("the image has {found} partitions but profile {profile} expects {expected} ({names}); download the right image for the profile")]
-    ImageLayout { found: usize, expected: usize, profile: String, names: String },
-    #[error("the image does not fit the old root's space: {0}")]
+    ImageLayout {
+        found: usize,
+        expected: usize,
+        profile: String,
+        names: String,
+    },
     ImageTooLarge(String),
-    #[error("the swap partition {device} is {have} but staging needs {needed} (kernel {kernel} + initramfs {initramfs} + image {image} + backup {backup} + margin {margin}); grow the swap partition or use a smaller image")]
     SwapTooSmall {
         device: String,
         have: Bytes,
@@ -55,7 +103,6 @@ pub enum Refusal {
         backup: Bytes,
         margin: Bytes,
     },
-    #[error("the backup set ({paths}) is {backup} but the staging space has {room} left for it (swap partition {device} is {have}; kernel {kernel} + initramfs {initramfs} + image {image} + margin {margin} come first); back up less or grow the swap partition")]
     BackupTooLarge {
         paths: String,
         backup: Bytes,
@@ -67,15 +114,10 @@ pub enum Refusal {
         image: Bytes,
         margin: Bytes,
     },
-    #[error("{0}")]
-    Backup(#[from] EstimateError),
-    #[error("{0}")]
-    Kernel(#[from] HostExtraError),
-    #[error("the initramfs cannot be built: {0}; check /lib/modules of the running kernel")]
+    Backup(EstimateError),
+    Kernel(HostExtraError),
     Initramfs(String),
-    #[error("{0}")]
-    Prepare(#[from] super::prepare::PrepareError),
-    #[error("the image's {name} partition ({number}) holds {found}, where the migration {usage} {expected}: this is not a bootable resinOS image (a flasher's data partitions are empty); give the resinOS download for this device type (the .zip as downloaded)")]
+    Prepare(super::prepare::PrepareError),
     ImageFilesystem {
         name: String,
         number: u32,
@@ -83,11 +125,107 @@ pub enum Refusal {
         usage: &'static str,
         expected: String,
     },
-    #[error("the plan is inconsistent: {0}")]
-    Plan(#[from] plan::PlanError),
+    Plan(plan::PlanError),
 }
 
 impl Refusal {
+    /// The problem and the fix, apart.
+    pub fn text(&self) -> RefusalText {
+        match self {
+            Refusal::AlreadyStaged { path } => RefusalText::new(
+                format!("a migration is already staged ({path} exists)"),
+                "run `stager status` to see it, or `stager abort` to undo it first".into(),
+            ),
+            Refusal::Check { id, found, reason, fix } => RefusalText::new(
+                format!("check {id} failed: {found}: {reason}"),
+                fix.clone(),
+            ),
+            Refusal::NotAGrubHostProfile { profile, kind } => RefusalText::new(
+                format!("profile {profile} migrates a {kind} device; `stager stage` only stages Ubuntu/Debian GRUB hosts"),
+                format!("plan a resinOS 1.x device with `stager plan-image --profile {profile}` (stage a UEFI one with `stager stage-1x`), or pick an x86 Ubuntu profile for an Ubuntu host"),
+            ),
+            Refusal::ResinosHost { found, profile, suggestions } => RefusalText::new(
+                format!("this device runs {found}, not Ubuntu/Debian; profile {profile} is for Ubuntu/GRUB hosts"),
+                format!("plan a resinOS 1.x device with `stager plan-image --profile {suggestions}` (stage a UEFI one with `stager stage-1x`)"),
+            ),
+            Refusal::HostGpt { disk, profile } => RefusalText::new(
+                format!("the disk {disk} has a GPT partition table but profile {profile} expects MBR"),
+                "this device cannot be migrated with this profile".into(),
+            ),
+            Refusal::BootMode { profile, expected, found } => RefusalText::new(
+                format!("profile {profile} expects {expected} boot but this device booted in {found} mode"),
+                format!("choose a profile for {found} devices"),
+            ),
+            Refusal::HostFact(e) => RefusalText::new(
+                format!("host fact missing: {e}"),
+                "run `stager check` for details".into(),
+            ),
+            Refusal::GrubCfg(e) => RefusalText::new(
+                format!("grub.cfg cannot be inspected: {e}"),
+                "check /boot/grub/grub.cfg".into(),
+            ),
+            Refusal::GrubNoNextEntry(e) => RefusalText::new(
+                format!("grub.cfg does not honour a one-shot next_entry ({e})"),
+                "regenerate it with `update-grub` from Ubuntu's /etc/grub.d scripts".into(),
+            ),
+            Refusal::GrubNoCustomCfg(e) => RefusalText::new(
+                format!("grub.cfg does not source /boot/grub/custom.cfg ({e})"),
+                "regenerate it with `update-grub` so that 41_custom is included".into(),
+            ),
+            Refusal::Config(e) => RefusalText::from_joined(&e.to_string()),
+            Refusal::NoApplicationId => RefusalText::new(
+                "config.json has no applicationId but backups were asked for (they are restored under the application's data)".into(),
+                "download config.json from the application's dashboard".into(),
+            ),
+            Refusal::Image(e) => RefusalText::from_joined(&e.to_string()),
+            Refusal::ImageDeviceType { found, expected } => RefusalText::new(
+                format!("the image is for device type {found}, the profile is for {expected}"),
+                format!("download the {expected} image"),
+            ),
+            Refusal::ImageDeviceTypeUnknown(e) => RefusalText::new(
+                format!("the image's device type cannot be read ({e})"),
+                "pass --allow-unknown-device-type only if you are sure the image is for this board".into(),
+            ),
+            Refusal::ImageLayout { found, expected, profile, names } => RefusalText::new(
+                format!("the image has {found} partitions but profile {profile} expects {expected} ({names})"),
+                "download the right image for the profile".into(),
+            ),
+            Refusal::ImageTooLarge(e) => {
+                RefusalText::from_joined(&format!("the image does not fit the old root's space: {e}"))
+            }
+            Refusal::SwapTooSmall { device, have, needed, kernel, initramfs, image, backup, margin } => RefusalText::new(
+                format!("the swap partition {device} is {have} but staging needs {needed} (kernel {kernel} + initramfs {initramfs} + image {image} + backup {backup} + margin {margin})"),
+                "grow the swap partition or use a smaller image".into(),
+            ),
+            Refusal::BackupTooLarge { paths, backup, room, device, have, kernel, initramfs, image, margin } => RefusalText::new(
+                format!("the backup set ({paths}) is {backup} but the staging space has {room} left for it (swap partition {device} is {have}; kernel {kernel} + initramfs {initramfs} + image {image} + margin {margin} come first)"),
+                "back up less or grow the swap partition".into(),
+            ),
+            Refusal::Backup(e) => RefusalText::from_joined(&e.to_string()),
+            Refusal::Kernel(e) => RefusalText::from_joined(&e.to_string()),
+            Refusal::Initramfs(e) => RefusalText::new(
+                format!("the initramfs cannot be built: {e}"),
+                "check /lib/modules of the running kernel".into(),
+            ),
+            Refusal::Prepare(e) => RefusalText::from_joined(&e.to_string()),
+            Refusal::ImageFilesystem { name, number, found, usage, expected } => RefusalText::new(
+                format!("the image's {name} partition ({number}) holds {found}, where the migration {usage} {expected}: this is not a bootable resinOS image (a flasher's data partitions are empty)"),
+                "give the resinOS download for this device type (the .zip as downloaded)".into(),
+            ),
+            Refusal::Plan(e) => RefusalText::from_joined(&format!("the plan is inconsistent: {e}")),
+        }
+    }
+
+    /// What is wrong.
+    pub fn problem(&self) -> String {
+        self.text().problem
+    }
+
+    /// What to do about it, when the refusal names it.
+    pub fn fix(&self) -> Option<String> {
+        self.text().fix
+    }
+
     pub fn from_check(check: &Check) -> Refusal {
         Refusal::Check {
             id: check.id.to_string(),
@@ -97,3 +235,47 @@ impl Refusal {
         }
     }
 }
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.text();
+        match (self, &text.fix) {
+            // A check's own fix is labelled in the one line: "...; fix: <fix>".
+            (Refusal::Check { .. }, Some(fix)) => write!(f, "{}; fix: {fix}", text.problem),
+            _ => write!(f, "{text}"),
+        }
+    }
+}
+
+impl std::error::Error for Refusal {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Refusal::Config(e) => Some(e),
+            Refusal::Image(e) => Some(e),
+            Refusal::Backup(e) => Some(e),
+            Refusal::Kernel(e) => Some(e),
+            Refusal::Prepare(e) => Some(e),
+            Refusal::Plan(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! refusal_from {
+    ($($variant:ident($error:ty)),* $(,)?) => {
+        $(impl From<$error> for Refusal {
+            fn from(e: $error) -> Self {
+                Refusal::$variant(e)
+            }
+        })*
+    };
+}
+
+refusal_from!(
+    Config(ConfigJsonError),
+    Image(ProbeError),
+    Backup(EstimateError),
+    Kernel(HostExtraError),
+    Prepare(super::prepare::PrepareError),
+    Plan(plan::PlanError),
+);
