@@ -4,9 +4,9 @@
 //! nothing staged it says so and succeeds.
 
 use crate::host::HostRoot;
-use crate::stage::execute;
-use crate::stage::rollback::{self, RollbackReport};
-use crate::stage::system::System;
+use crate::stage::engine::execute;
+use crate::stage::engine::rollback::{self, RollbackReport};
+use crate::stage::engine::system::System;
 use crate::state::{StateError, StateStore};
 
 #[derive(Debug)]

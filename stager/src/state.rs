@@ -105,7 +105,7 @@ pub struct StageState {
     /// state file written before `staging_partition` existed.
     pub staging: Region,
     /// The staging partition by identity (disk identifier, start, size): status, abort and
-    /// rollback find its current device node from this ([`crate::stage::current_staging`]).
+    /// rollback find its current device node from this ([`crate::stage::engine::current_staging`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staging_partition: Option<plan::PartitionIdentity>,
     pub staging_fs_uuid: String,

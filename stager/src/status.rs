@@ -3,10 +3,10 @@
 //! mounted read-only for that, and unmounted again).
 
 use crate::host::HostRoot;
-use crate::stage::current_staging;
+use crate::stage::engine::current_staging;
+use crate::stage::engine::system::System;
 use crate::stage::host_extras::Region;
-use crate::stage::planning::STAGING_DIR;
-use crate::stage::system::System;
+use crate::stage::ubuntu::planning::STAGING_DIR;
 use crate::state::{Progress, StageState, StateError, StateStore};
 use std::path::Path;
 
@@ -86,7 +86,7 @@ fn read_staging(dir: &Path) -> (Option<Vec<String>>, Option<String>) {
 fn read_mounted_staging(root: &HostRoot, status: &mut Status) -> bool {
     let mount_point = root.path(crate::state::MOUNT_POINT);
     let dir = mount_point.join(STAGING_DIR.trim_start_matches('/'));
-    if !crate::stage::rollback::is_mount_point(&mount_point) || !dir.is_dir() {
+    if !crate::stage::engine::rollback::is_mount_point(&mount_point) || !dir.is_dir() {
         return false;
     }
     log::info!("staging is still mounted at {}: reading it there", mount_point.display());

@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use stager::fetch::{
     fetch_image, part_path, FetchError, FetchOptions, ImageSource, ProgressMode, Sha256Hex,
 };
+use stager::stage::engine::system::{RealSystem, System};
 use stager::stage::host_extras::Region;
-use stager::stage::system::{RealSystem, System};
 use support::https_server::{Route, TestServer};
 use support::test_ca::TestCa;
 

@@ -16,8 +16,8 @@ mod stage_support;
 mod resinos1x_support;
 
 use resinos1x_support::device::{Device, BOOT_MOUNT};
+use stager::stage::engine::system::FixtureSystem;
 use stager::stage::resinos1x::stage_1x::{self, Outcome1x};
-use stager::stage::system::FixtureSystem;
 
 #[test]
 fn a_board_that_is_not_uefi_is_refused_before_anything_changes() {

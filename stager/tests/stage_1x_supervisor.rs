@@ -17,9 +17,9 @@ mod support;
 
 use resinos1x_support::device::Device;
 use resinos1x_support::IMAGE_SUPERVISOR;
+use stager::stage::engine::system::FixtureSystem;
 use stager::stage::resinos1x::stage_1x::{self, Outcome1x, Stage1xError, SupervisorRequest};
 use stager::stage::resinos1x::supervisor_version::SupervisorVersion;
-use stager::stage::system::FixtureSystem;
 use support::api_server::{ApiServer, ApiState};
 use support::test_ca::TestCa;
 

@@ -189,8 +189,8 @@ fn the_migrator_comes_from_the_executable_trailer() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     // The staged initramfs' /init is exactly the carried migrator.
     let state = stager::state::StateStore::new(&host.root()).load().unwrap().unwrap();
-    let mut system = stager::stage::system::FixtureSystem::default();
-    use stager::stage::system::System;
+    let mut system = stager::stage::engine::system::FixtureSystem::default();
+    use stager::stage::engine::system::System;
     let (device, loop_device) = system.attach(&state.staging).unwrap();
     let mount = tempfile::tempdir().unwrap();
     system.mount(&device, mount.path(), true).unwrap();

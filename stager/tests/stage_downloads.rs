@@ -16,7 +16,7 @@ mod support;
 
 use images::{Content, FlasherSpec, Part, BOOT_IMG, GRUB_CFG_INTERNAL, INNER_NAME, MIB};
 use stage_support::{sha256_hex, StageHost};
-use stager::stage::system::FixtureSystem;
+use stager::stage::engine::system::FixtureSystem;
 use stager::stage::{run_stage, StageOutcome, StageRequest};
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@ mod stage_support;
 
 use stage_support::fixture_host::run;
 use stage_support::*;
-use stager::stage::system::{FixtureSystem, System};
+use stager::stage::engine::system::{FixtureSystem, System};
 use stager::stage::{run_stage, StageError, StageOutcome};
 use stager::state::StateStore;
 use std::process::Command;

@@ -115,7 +115,7 @@ fn dry_run_prints_plan_and_steps_and_changes_nothing() {
     let (files, disk) = (host.files(), host.disk_whole());
     let mut request = host.request();
     request.dry_run = true;
-    let mut system = stager::stage::system::FixtureSystem::default();
+    let mut system = stager::stage::engine::system::FixtureSystem::default();
     let outcome = run_stage(&request, &mut system).unwrap();
     let StageOutcome::DryRun { text, .. } = outcome else { panic!("not a dry run: {outcome:?}") };
     for needle in [

@@ -6,7 +6,7 @@
 mod stage_support;
 
 use stage_support::*;
-use stager::stage::system::FixtureSystem;
+use stager::stage::engine::system::FixtureSystem;
 use stager::stage::{run_stage, StageOutcome, StageRequest};
 
 /// Runs `request` on `host`, expects a refusal containing every `needles`, and an unchanged host.

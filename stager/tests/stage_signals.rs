@@ -13,8 +13,8 @@ mod stage_support;
 
 use stage_support::*;
 use stager::interrupt::{self, RAISE_AT_ENV};
-use stager::stage::execute::ExecuteError;
-use stager::stage::system::FixtureSystem;
+use stager::stage::engine::execute::ExecuteError;
+use stager::stage::engine::system::FixtureSystem;
 use stager::stage::{run_stage, StageError, StageOutcome};
 use stager::state::StateStore;
 

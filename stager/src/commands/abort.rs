@@ -12,7 +12,7 @@ use crate::run_session::RunSession;
 pub fn run(args: &RootArgs, global: &Global) -> i32 {
     let json = global.json;
     let root = HostRoot::new(&args.root);
-    let mut system = crate::stage::system::for_root(&root);
+    let mut system = crate::stage::engine::system::for_root(&root);
     let session = match RunSession::start(&root, "abort") {
         Ok(session) => session,
         Err(e) => return print_error(&e.to_string(), json, session_exit_code(&e)),
@@ -31,7 +31,7 @@ pub fn run(args: &RootArgs, global: &Global) -> i32 {
             (EXIT_OK, message)
         }
         Ok(AbortOutcome::Restored(report)) => {
-            let message = format!("aborted: {}", crate::stage::execute::describe(&report));
+            let message = format!("aborted: {}", crate::stage::engine::execute::describe(&report));
             if json {
                 print_line(
                     &serde_json::json!({ "aborted": true, "undone": report.undone }).to_string(),

@@ -6,9 +6,9 @@ use crate::console_log;
 use crate::host::{self, HostRoot};
 use crate::output::{print_line, EXIT_FAILED, EXIT_NOT_NOW, EXIT_OK, EXIT_REFUSED, STAGE_SCHEMA};
 use crate::run_session::RunSession;
-use crate::stage::execute::ExecuteOptions;
+use crate::stage::engine::execute::ExecuteOptions;
+use crate::stage::engine::system::System;
 use crate::stage::hook::Hook;
-use crate::stage::system::System;
 use crate::stage::{host_extras, StageError, StageOutcome, StageRequest};
 use crate::state::StateStore;
 use std::time::Duration;
@@ -43,12 +43,12 @@ fn stage_error(message: &str, json: bool, code: i32) -> (i32, String) {
 }
 
 /// Runs `stage` against the real system (or, with a fixture `--root`, real mounts but
-/// recorded swap/reboot: see [`crate::stage::system::for_root`]). A real run holds the host's
+/// recorded swap/reboot: see [`crate::stage::engine::system::for_root`]). A real run holds the host's
 /// run lock, logs to the run log and turns signals into a rollback ([`RunSession`]).
 pub fn run(args: &StageArgs, global: &Global) -> i32 {
     let json = global.json;
     let root = HostRoot::new(&args.root);
-    let mut system = crate::stage::system::for_root(&root);
+    let mut system = crate::stage::engine::system::for_root(&root);
     if args.dry_run {
         return run_with(args, global, &root, system.as_mut()).0;
     }
@@ -80,14 +80,17 @@ fn undo_unfinished(root: &HostRoot, system: &mut dyn System) -> Result<(), Strin
         state.entries.len()
     );
     crate::interrupt::enter_critical();
-    let report = crate::stage::rollback::rollback(root, &state, system);
+    let report = crate::stage::engine::rollback::rollback(root, &state, system);
     if !report.complete() {
         return Err(format!(
             "cannot undo the unfinished staging a previous run left ({}); fix that, then run `stager abort`",
             report.failed.join("; ")
         ));
     }
-    log::info!("the unfinished staging was undone: {}", crate::stage::execute::describe(&report));
+    log::info!(
+        "the unfinished staging was undone: {}",
+        crate::stage::engine::execute::describe(&report)
+    );
     if let Some(interrupted) = crate::interrupt::received() {
         return Err(format!(
             "{interrupted} while the unfinished staging was undone; it was undone completely, nothing else was changed; run `stager stage` again"

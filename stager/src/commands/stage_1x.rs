@@ -6,7 +6,7 @@ use crate::console_log::out;
 use crate::host::HostRoot;
 use crate::output::{print_error, EXIT_FAILED, EXIT_OK, EXIT_REFUSED};
 use crate::run_session::RunSession;
-use crate::stage::execute::ExecuteOptions;
+use crate::stage::engine::execute::ExecuteOptions;
 use crate::stage::resinos1x::stage_1x::{self, Outcome1x, Stage1xError, Stage1xRequest};
 use std::path::PathBuf;
 
@@ -57,7 +57,7 @@ fn run_with(args: &Stage1xArgs, global: &Global, root: &HostRoot) -> (i32, Strin
             }
         },
     };
-    let mut system = crate::stage::system::for_root(root);
+    let mut system = crate::stage::engine::system::for_root(root);
     match stage_1x::run(&request, system.as_mut()) {
         Ok(Outcome1x::DryRun(text)) => {
             out(&format!("{text}Dry run: nothing was changed.\n"));

@@ -7,7 +7,7 @@ use crate::output::{print_error, print_line, EXIT_FAILED, EXIT_OK, STATUS_SCHEMA
 
 pub fn run(args: &RootArgs, global: &Global) -> i32 {
     let root = HostRoot::new(&args.root);
-    let mut system = crate::stage::system::for_root(&root);
+    let mut system = crate::stage::engine::system::for_root(&root);
     match crate::status::status(&root, system.as_mut()) {
         Ok(status) => {
             if global.json {

@@ -14,31 +14,25 @@
 
 pub mod backup_estimate;
 pub mod config_json;
-pub mod current_staging;
-pub mod execute;
-pub mod fstab_edit;
-pub mod gather;
+pub mod engine;
 pub mod hook;
 pub mod host_extras;
 pub mod image_probe;
-pub mod planning;
 pub mod prepare;
 pub mod refusal;
 pub mod resinos1x;
-pub mod rollback;
-pub mod staging_files;
-pub mod system;
+pub mod ubuntu;
 
 use crate::fetch::{self, FetchOptions, ImageSource};
 use crate::host::{HostFacts, HostRoot};
 use crate::state::StateStore;
 use board_profiles::Profile;
-use execute::{ExecuteError, ExecuteOptions, ExecuteReport};
+use engine::execute::{ExecuteError, ExecuteOptions, ExecuteReport};
+use engine::system::System;
 use hook::{Hook, HookError, HookVerdict};
-use planning::StagePlan;
 pub use refusal::Refusal;
 use std::path::PathBuf;
-use system::System;
+use ubuntu::planning::StagePlan;
 
 pub const DOWNLOAD_DIR: &str = "/var/lib/swapover/download";
 
@@ -167,17 +161,18 @@ pub fn plan_stage(req: &StageRequest) -> Result<StagePlan, StageError> {
     if store.exists() {
         return Err(Refusal::AlreadyStaged { path: crate::state::STATE_FILE.into() }.into());
     }
-    let wanted = gather::Wanted {
+    let wanted = ubuntu::gather::Wanted {
         config: &req.config,
         backups: &req.backups,
         kernel_release: &req.kernel_release,
         allow_unknown_device_type: req.allow_unknown_device_type,
     };
-    let gathered = gather::gather(&req.root, &req.facts, &req.profile, &wanted, &req.migrator)?;
+    let gathered =
+        ubuntu::gather::gather(&req.root, &req.facts, &req.profile, &wanted, &req.migrator)?;
     let fetched = fetch_image(req)?;
     prepare_and_probe(&req.root, &fetched, firmware_of(&req.profile), |image| {
-        let disk_size = gather::disk_size(&req.root, &req.facts)?;
-        Ok(planning::make_plan(&gathered, image, disk_size)?)
+        let disk_size = ubuntu::gather::disk_size(&req.root, &req.facts)?;
+        Ok(ubuntu::planning::make_plan(&gathered, image, disk_size)?)
     })
 }
 
@@ -188,12 +183,12 @@ pub fn steps_text(sp: &StagePlan, no_reboot: bool) -> String {
         format!("swapoff {staging}"),
         format!("save the first 4096 bytes of {staging} (swap signature, UUID {}) to {}", sp.swap_names.uuid, crate::state::SWAP_HEADER_BACKUP),
         format!("comment out the swap line of /etc/fstab (original kept in {})", crate::state::FSTAB_BACKUP),
-        format!("mkfs.ext4 -L {} -U {} {staging}", planning::STAGING_LABEL, sp.plan.staging.fs_uuid),
+        format!("mkfs.ext4 -L {} -U {} {staging}", ubuntu::planning::STAGING_LABEL, sp.plan.staging.fs_uuid),
         format!("mount {staging} and write {}/: vmlinuz ({}), initramfs.img (~{}, migrator as /init, {} modules, plan), plan.json, {} ({}), config.json, grub/ (boot.img, core.img, i386-pc, grub.cfg)",
-            planning::STAGING_DIR, sp.budget.kernel, sp.budget.initramfs, sp.initramfs.load_order.len(), sp.plan.image.file, sp.plan.image.compressed_size),
+            ubuntu::planning::STAGING_DIR, sp.budget.kernel, sp.budget.initramfs, sp.initramfs.load_order.len(), sp.plan.image.file, sp.plan.image.compressed_size),
         format!("fsync and unmount {staging}"),
-        format!("write {} with the entry '{}' (--id {})", planning::CUSTOM_CFG, planning::ENTRY_TITLE, planning::ENTRY_ID),
-        format!("arm next_entry={} in {} (one boot only)", planning::ENTRY_ID, planning::GRUBENV),
+        format!("write {} with the entry '{}' (--id {})", ubuntu::planning::CUSTOM_CFG, ubuntu::planning::ENTRY_TITLE, ubuntu::planning::ENTRY_ID),
+        format!("arm next_entry={} in {} (one boot only)", ubuntu::planning::ENTRY_ID, ubuntu::planning::GRUBENV),
         "sync".to_string(),
     ];
     steps.push(if no_reboot {
@@ -235,6 +230,6 @@ pub fn run_stage(req: &StageRequest, system: &mut dyn System) -> Result<StageOut
             return Ok(StageOutcome::NotNow);
         }
     }
-    let report = execute::execute(&req.root, &sp, &req.migrator, system, &req.execute)?;
+    let report = engine::execute::execute(&req.root, &sp, &req.migrator, system, &req.execute)?;
     Ok(StageOutcome::Staged { report, plan: Box::new(sp) })
 }

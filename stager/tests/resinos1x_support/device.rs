@@ -6,11 +6,11 @@ use crate::stage_support::sha256_hex;
 use crate::stage_support::{loops_over, mounted_under, walk};
 use board_profiles::Profile;
 use stager::host::HostRoot;
-use stager::stage::execute::ExecuteOptions;
-use stager::stage::planning::wanted_modules;
+use stager::stage::engine::execute::ExecuteOptions;
+use stager::stage::engine::system::FixtureSystem;
 use stager::stage::resinos1x::stage_1x::{self, Stage1xError};
 use stager::stage::resinos1x::stage_1x::{Stage1xRequest, SupervisorRequest};
-use stager::stage::system::FixtureSystem;
+use stager::stage::ubuntu::planning::wanted_modules;
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 

@@ -12,7 +12,7 @@ use fixture_host::{run, sfdisk, sparse_file, FixtureHost, Partition};
 use sha2::{Digest, Sha256};
 use stager::host::facts::{gather_with, HostFacts, ProcessFacts};
 use stager::host::HostRoot;
-use stager::stage::execute::ExecuteOptions;
+use stager::stage::engine::execute::ExecuteOptions;
 use stager::stage::StageRequest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

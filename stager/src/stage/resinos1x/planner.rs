@@ -13,7 +13,7 @@ use super::refusal::Refusal1x;
 use super::source_disk::{self, Matched, SourceDisk1x};
 use crate::stage::config_json::ConfigJsonFacts;
 use crate::stage::image_probe::ImageFacts;
-use crate::stage::planning::{self, ENTRY_ID, ENTRY_TITLE, STAGING_DIR};
+use crate::stage::ubuntu::planning::{self, ENTRY_ID, ENTRY_TITLE, STAGING_DIR};
 use board_profiles::{BootMode, Bootloader, Profile};
 use plan::{
     BackupItem, BackupSet, BackupVolume, Bytes, ConfigJson, DiskId, Extent, FailurePolicy,

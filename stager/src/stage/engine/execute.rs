@@ -12,14 +12,16 @@
 //! copies to staging: one that came before the last step began rolls everything back; one
 //! after it leaves the run staged and armed (without the reboot).
 
-use super::fstab_edit;
-use super::host_extras::Region;
-use super::planning::{StagePlan, CUSTOM_CFG, CUSTOM_CFG_BACKUP, ENTRY_ID, GRUBENV, STAGING_LABEL};
 use super::rollback::{self, RollbackReport};
-use super::staging_files;
 use super::system::System;
 use crate::host::swap_header;
 use crate::host::HostRoot;
+use crate::stage::host_extras::Region;
+use crate::stage::ubuntu::fstab_edit;
+use crate::stage::ubuntu::planning::{
+    StagePlan, CUSTOM_CFG, CUSTOM_CFG_BACKUP, ENTRY_ID, GRUBENV, STAGING_LABEL,
+};
+use crate::stage::ubuntu::staging_files;
 use crate::state::{self, Change, Entry, Progress, StageState, StateStore, STATE_FORMAT};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! [`FixtureSystem`], which does the real loop/mount work but only records swap and reboot
 //! (the build machine's swap and power are not the fixture's).
 
-use super::host_extras::Region;
+use crate::stage::host_extras::Region;
 use std::ffi::CString;
 use std::io;
 use std::os::unix::ffi::OsStrExt;

@@ -2,12 +2,12 @@
 //! checks, GRUB, config.json, backup paths, kernel and initramfs — all before the image is
 //! fetched and probed.
 
-use super::backup_estimate;
-use super::config_json;
-use super::host_extras::{self, Region};
 use super::planning::{self, BackupPath, Gathered, InitramfsEstimate, CUSTOM_CFG, GRUBENV};
-use super::refusal::Refusal;
 use crate::host::{HostFacts, HostRoot};
+use crate::stage::backup_estimate;
+use crate::stage::config_json;
+use crate::stage::host_extras::{self, Region};
+use crate::stage::refusal::Refusal;
 use board_profiles::Profile;
 use plan::Bytes;
 use std::path::{Path, PathBuf};

@@ -3,9 +3,9 @@
 //! current device node through sysfs, because `/dev/sdX` names follow the kernel's probe
 //! order and can differ from the boot that staged (a second disk probed first).
 
-use super::host_extras::Region;
 use crate::host::locate::{self, LocateError};
 use crate::host::{swap_header, HostRoot};
+use crate::stage::host_extras::Region;
 use crate::state::StageState;
 
 /// The staging partition as found now.
@@ -47,7 +47,9 @@ pub fn holds_ours(region: &Region, state: &StageState, saved_page: &[u8]) -> boo
     if region.read_at(plan::Bytes(0), saved_page.len()).is_ok_and(|page| page == saved_page) {
         return true;
     }
-    if super::host_extras::ext_fs_uuid(region).is_ok_and(|uuid| uuid == state.staging_fs_uuid) {
+    if crate::stage::host_extras::ext_fs_uuid(region)
+        .is_ok_and(|uuid| uuid == state.staging_fs_uuid)
+    {
         return true;
     }
     holds_swap(region, state)

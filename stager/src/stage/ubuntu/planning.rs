@@ -2,13 +2,13 @@
 //! estimates, kernel, the probed image) to a validated [`plan::Plan`] plus what executing
 //! it needs — or a [`Refusal`]. Pure: reads nothing, changes nothing.
 
-use super::config_json::ConfigJsonFacts;
-use super::host_extras::{KernelFacts, Region};
-use super::image_probe::ImageFacts;
-use super::refusal::Refusal;
 use crate::checks::{self, CheckInputs, Status};
 use crate::host::partition_table::PartitionEntry;
 use crate::host::HostFacts;
+use crate::stage::config_json::ConfigJsonFacts;
+use crate::stage::host_extras::{KernelFacts, Region};
+use crate::stage::image_probe::ImageFacts;
+use crate::stage::refusal::Refusal;
 use board_profiles::Profile;
 use disk_layout::{place_image, HostDisk};
 use plan::{
@@ -105,7 +105,7 @@ pub struct StagePlan {
     /// Things a person should know that do not block staging.
     pub notes: Vec<String>,
     /// Which entry or inner image of the download is staged, and what was added to it
-    /// (see [`super::prepare`]); empty for a raw or xz image staged as it is.
+    /// (see [`crate::stage::prepare`]); empty for a raw or xz image staged as it is.
     pub origin: Vec<String>,
 }
 

@@ -3,9 +3,9 @@
 //! Nothing here checks for signals ([`crate::interrupt`]): a rollback always runs to its end.
 
 use super::current_staging::{self, CurrentStaging};
-use super::host_extras::Region;
 use super::system::System;
 use crate::host::HostRoot;
+use crate::stage::host_extras::Region;
 use crate::state::{self, Change, StageState, StateStore};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
@@ -328,9 +328,11 @@ pub fn rollback(root: &HostRoot, state: &StageState, system: &mut dyn System) ->
             report.failed.push(e.to_string());
             return report;
         }
-        for saved in
-            [state::SWAP_HEADER_BACKUP, state::FSTAB_BACKUP, super::planning::CUSTOM_CFG_BACKUP]
-        {
+        for saved in [
+            state::SWAP_HEADER_BACKUP,
+            state::FSTAB_BACKUP,
+            crate::stage::ubuntu::planning::CUSTOM_CFG_BACKUP,
+        ] {
             let _ = std::fs::remove_file(root.path(saved));
         }
         let _ = std::fs::remove_dir(root.path(state::MOUNT_POINT));
@@ -370,7 +372,8 @@ mod tests {
                 progress: Progress::Done,
             }],
         };
-        let report = rollback(&root, &state, &mut super::super::system::FixtureSystem::default());
+        let report =
+            rollback(&root, &state, &mut crate::stage::engine::system::FixtureSystem::default());
         assert!(!report.complete(), "{report:?}");
         assert!(report.failed[0].contains("is not a mounted file system"), "{report:?}");
         assert!(staged.join("vmlinuz").exists(), "nothing removed from the root file system");
