@@ -336,34 +336,17 @@ pub fn make_plan(
         ));
     }
 
-    let disk = g.facts.root_disk.clone().map_err(Refusal::HostFact)?;
-    let root_device = g.facts.root_device.clone().map_err(Refusal::HostFact)?;
-    let swap_device = g.facts.swap_device.clone().map_err(Refusal::HostFact)?;
-    let swap_header = g.facts.swap_header.clone().map_err(Refusal::HostFact)?;
-    let signature = match disk.table.id {
-        DiskId::Mbr { signature } => signature,
-        DiskId::Gpt { .. } => {
-            return Err(Refusal::HostGpt {
-                disk: disk.path.clone(),
-                profile: g.profile.name.clone(),
-            })
-        }
-    };
-    let sector = disk_sector_size(disk.table.sector_size)?;
-    let find = |device: &crate::host::block::BlockDevice, what: &str| {
-        let start = device.start.map(|s| s.bytes()).unwrap_or_default();
-        disk.table.find_by_start(start).cloned().ok_or_else(|| {
-            Refusal::HostFact(format!(
-                "the {what} partition {} is not in {}'s table",
-                device.dev_path(),
-                disk.path
-            ))
-        })
-    };
-    let root_entry = find(&root_device, "root")?;
-    let swap_entry = find(&swap_device, "swap")?;
-    let old_root = identity(signature, &root_entry, sector)?;
-    let staging_id = identity(signature, &swap_entry, sector)?;
+    let HostPartitions {
+        disk,
+        signature,
+        sector,
+        root_entry,
+        swap_entry,
+        old_root,
+        staging_id,
+        swap_device,
+        swap_header,
+    } = host_partitions(g)?;
 
     // The image is written at disk offset 0 and must end before the staging area.
     let to_layout = |b: Bytes| b.to_sectors_round_down(SectorSize::S512);
@@ -381,90 +364,10 @@ pub fn make_plan(
     };
     place_image(&image.table, &host_disk).map_err(|e| Refusal::ImageTooLarge(e.to_string()))?;
 
-    let mut partitions = Vec::new();
-    let expected = {
-        let mut p = g.profile.target.partitions.clone();
-        p.sort_by_key(|p| p.order);
-        p
-    };
-    for (found, wanted) in image.data_partitions().iter().zip(expected.iter()) {
-        let disk_start =
-            found.start.to_bytes(SectorSize::S512).and_then(|b| b.to_sectors(sector)).map_err(
-                |e| Refusal::ImageTooLarge(format!("partition {} of the image: {e}", wanted.name)),
-            )?;
-        partitions.push(TargetPartition {
-            name: wanted.name.clone(),
-            role: wanted.role,
-            fs: wanted.fs,
-            image_start: Sectors(found.start.0),
-            size: Sectors(found.size.0),
-            disk_start,
-        });
-    }
+    let partitions = target_partitions(image, &g.profile, sector)?;
 
-    // What staging must hold.
-    let backup_estimate = Bytes::checked_sum(g.backups.iter().map(|b| b.estimate))
-        .map_err(|e| Refusal::HostFact(e.to_string()))?;
-    let have = swap_entry.size;
-    let margin = STAGING_MARGIN
-        .checked_add(Bytes(have.get() / 20))
-        .map_err(|e| Refusal::HostFact(e.to_string()))?;
-    let image_bytes = Bytes::checked_sum([
-        image.compressed_size,
-        Bytes(g.config.bytes.len() as u64),
-        GRUB_FILES_ALLOWANCE,
-    ])
-    .map_err(|e| Refusal::HostFact(e.to_string()))?;
-    let needed = Bytes::checked_sum([
-        g.kernel.vmlinuz_size,
-        g.initramfs.size,
-        image_bytes,
-        backup_estimate,
-        margin,
-    ])
-    .map_err(|e| Refusal::HostFact(e.to_string()))?;
-    let budget = StagingBudget {
-        kernel: g.kernel.vmlinuz_size,
-        initramfs: g.initramfs.size,
-        image: image_bytes,
-        backup: backup_estimate,
-        margin,
-        needed,
-        have,
-    };
-    let without_backup =
-        needed.checked_sub(backup_estimate).map_err(|e| Refusal::HostFact(e.to_string()))?;
-    // Kernel, initramfs and image fit but the backup set does not: say so, with both sizes.
-    if let (true, Ok(room)) = (needed > have, have.checked_sub(without_backup)) {
-        return Err(Refusal::BackupTooLarge {
-            paths: g
-                .backups
-                .iter()
-                .map(|b| format!("{} {}", b.path.display(), b.estimate))
-                .collect::<Vec<_>>()
-                .join(", "),
-            backup: backup_estimate,
-            room,
-            device: swap_device.dev_path(),
-            have,
-            kernel: budget.kernel,
-            initramfs: budget.initramfs,
-            image: budget.image,
-            margin: budget.margin,
-        });
-    }
-    if needed > have {
-        return Err(Refusal::SwapTooSmall {
-            device: swap_device.dev_path(),
-            have,
-            needed,
-            kernel: budget.kernel,
-            initramfs: budget.initramfs,
-            image: budget.image,
-            backup: budget.backup,
-            margin: budget.margin,
-        });
-    }
+    let budget = staging_budget(g, image, swap_entry.size, &swap_device)?;
+    let needed = budget.needed;
     // Every remaining host check, now with the sizes known.
     let image_end = image
         .table
@@ -481,50 +384,15 @@ pub fn make_plan(
         },
     )?;
 
-    let app_id = match (&g.config.application_id, g.backups.is_empty()) {
-        (Some(id), _) => id.clone(),
-        (None, true) => "unassigned".to_string(),
-        (None, false) => return Err(Refusal::NoApplicationId),
-    };
-    let volumes = if g.backups.is_empty() {
-        Vec::new()
-    } else {
-        vec![BackupVolume {
-            name: "data".into(),
-            restore_to: g.profile.restore.data.to_restore_location(&app_id),
-            items: g
-                .backups
-                .iter()
-                .map(|b| BackupItem {
-                    source: b.path.display().to_string(),
-                    target: b.path.display().to_string().trim_start_matches('/').to_string(),
-                    filters: Vec::new(),
-                    excludes: Vec::new(),
-                    estimated_size: b.estimate,
-                })
-                .collect(),
-        }]
-    };
+    let (app_id, volumes) = backup_volumes(g)?;
     let backup_limit = g.profile.backup_limit().map_err(|e| Refusal::HostFact(e.to_string()))?;
 
     let image_file = match image.compression {
         plan::Compression::Xz => "resinos.img.xz",
         _ => "resinos.img",
     };
-    let custom_change = match &g.custom_cfg_original {
-        None => FileChangeKind::Created,
-        Some(bytes) => FileChangeKind::Modified {
-            backup: CUSTOM_CFG_BACKUP.into(),
-            original_sha256: Sha256Hex::from_digest(&sha2::Digest::finalize(
-                <sha2::Sha256 as sha2::Digest>::new_with_prefix(bytes),
-            )),
-        },
-    };
-    let root_fs_type = match g.facts.root_mount.as_ref().map(|m| m.fs_type.as_str()) {
-        Ok("ext2") => FsType::Ext2,
-        Ok("ext3") => FsType::Ext3,
-        _ => FsType::Ext4,
-    };
+    let custom_change = custom_cfg_change(g);
+    let root_fs_type = root_fs_type(g);
     let plan = Plan {
         format_version: FORMAT_VERSION,
         stager_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -612,6 +480,217 @@ pub fn make_plan(
         },
         notes,
     })
+}
+
+/// The host's disk and its root and swap partitions, as the plan names them.
+struct HostPartitions {
+    disk: crate::host::facts::DiskFacts,
+    signature: u32,
+    sector: SectorSize,
+    root_entry: PartitionEntry,
+    swap_entry: PartitionEntry,
+    old_root: PartitionIdentity,
+    staging_id: PartitionIdentity,
+    swap_device: crate::host::block::BlockDevice,
+    swap_header: crate::host::swap_header::SwapHeader,
+}
+
+/// Finds the root and swap partitions in the disk's (MBR) table.
+fn host_partitions(g: &Gathered) -> Result<HostPartitions, Refusal> {
+    let disk = g.facts.root_disk.clone().map_err(Refusal::HostFact)?;
+    let root_device = g.facts.root_device.clone().map_err(Refusal::HostFact)?;
+    let swap_device = g.facts.swap_device.clone().map_err(Refusal::HostFact)?;
+    let swap_header = g.facts.swap_header.clone().map_err(Refusal::HostFact)?;
+    let signature = match disk.table.id {
+        DiskId::Mbr { signature } => signature,
+        DiskId::Gpt { .. } => {
+            return Err(Refusal::HostGpt {
+                disk: disk.path.clone(),
+                profile: g.profile.name.clone(),
+            })
+        }
+    };
+    let sector = disk_sector_size(disk.table.sector_size)?;
+    let find = |device: &crate::host::block::BlockDevice, what: &str| {
+        let start = device.start.map(|s| s.bytes()).unwrap_or_default();
+        disk.table.find_by_start(start).cloned().ok_or_else(|| {
+            Refusal::HostFact(format!(
+                "the {what} partition {} is not in {}'s table",
+                device.dev_path(),
+                disk.path
+            ))
+        })
+    };
+    let root_entry = find(&root_device, "root")?;
+    let swap_entry = find(&swap_device, "swap")?;
+    let old_root = identity(signature, &root_entry, sector)?;
+    let staging_id = identity(signature, &swap_entry, sector)?;
+
+    Ok(HostPartitions {
+        disk,
+        signature,
+        sector,
+        root_entry,
+        swap_entry,
+        old_root,
+        staging_id,
+        swap_device,
+        swap_header,
+    })
+}
+
+/// The image's data partitions under the profile's names, placed on the host's disk.
+fn target_partitions(
+    image: &ImageFacts,
+    profile: &Profile,
+    sector: SectorSize,
+) -> Result<Vec<TargetPartition>, Refusal> {
+    let mut partitions = Vec::new();
+    let expected = {
+        let mut p = profile.target.partitions.clone();
+        p.sort_by_key(|p| p.order);
+        p
+    };
+    for (found, wanted) in image.data_partitions().iter().zip(expected.iter()) {
+        let disk_start =
+            found.start.to_bytes(SectorSize::S512).and_then(|b| b.to_sectors(sector)).map_err(
+                |e| Refusal::ImageTooLarge(format!("partition {} of the image: {e}", wanted.name)),
+            )?;
+        partitions.push(TargetPartition {
+            name: wanted.name.clone(),
+            role: wanted.role,
+            fs: wanted.fs,
+            image_start: Sectors(found.start.0),
+            size: Sectors(found.size.0),
+            disk_start,
+        });
+    }
+
+    Ok(partitions)
+}
+
+/// What staging must hold, against the swap partition's size (`have`); refuses when the
+/// backup set, or the rest, does not fit.
+fn staging_budget(
+    g: &Gathered,
+    image: &ImageFacts,
+    have: Bytes,
+    swap_device: &crate::host::block::BlockDevice,
+) -> Result<StagingBudget, Refusal> {
+    // What staging must hold.
+    let backup_estimate = Bytes::checked_sum(g.backups.iter().map(|b| b.estimate))
+        .map_err(|e| Refusal::HostFact(e.to_string()))?;
+    let margin = STAGING_MARGIN
+        .checked_add(Bytes(have.get() / 20))
+        .map_err(|e| Refusal::HostFact(e.to_string()))?;
+    let image_bytes = Bytes::checked_sum([
+        image.compressed_size,
+        Bytes(g.config.bytes.len() as u64),
+        GRUB_FILES_ALLOWANCE,
+    ])
+    .map_err(|e| Refusal::HostFact(e.to_string()))?;
+    let needed = Bytes::checked_sum([
+        g.kernel.vmlinuz_size,
+        g.initramfs.size,
+        image_bytes,
+        backup_estimate,
+        margin,
+    ])
+    .map_err(|e| Refusal::HostFact(e.to_string()))?;
+    let budget = StagingBudget {
+        kernel: g.kernel.vmlinuz_size,
+        initramfs: g.initramfs.size,
+        image: image_bytes,
+        backup: backup_estimate,
+        margin,
+        needed,
+        have,
+    };
+    let without_backup =
+        needed.checked_sub(backup_estimate).map_err(|e| Refusal::HostFact(e.to_string()))?;
+    // Kernel, initramfs and image fit but the backup set does not: say so, with both sizes.
+    if let (true, Ok(room)) = (needed > have, have.checked_sub(without_backup)) {
+        return Err(Refusal::BackupTooLarge {
+            paths: g
+                .backups
+                .iter()
+                .map(|b| format!("{} {}", b.path.display(), b.estimate))
+                .collect::<Vec<_>>()
+                .join(", "),
+            backup: backup_estimate,
+            room,
+            device: swap_device.dev_path(),
+            have,
+            kernel: budget.kernel,
+            initramfs: budget.initramfs,
+            image: budget.image,
+            margin: budget.margin,
+        });
+    }
+    if needed > have {
+        return Err(Refusal::SwapTooSmall {
+            device: swap_device.dev_path(),
+            have,
+            needed,
+            kernel: budget.kernel,
+            initramfs: budget.initramfs,
+            image: budget.image,
+            backup: budget.backup,
+            margin: budget.margin,
+        });
+    }
+    Ok(budget)
+}
+
+/// The application the backups are restored under, and the backup volumes.
+fn backup_volumes(g: &Gathered) -> Result<(String, Vec<BackupVolume>), Refusal> {
+    let app_id = match (&g.config.application_id, g.backups.is_empty()) {
+        (Some(id), _) => id.clone(),
+        (None, true) => "unassigned".to_string(),
+        (None, false) => return Err(Refusal::NoApplicationId),
+    };
+    let volumes = if g.backups.is_empty() {
+        Vec::new()
+    } else {
+        vec![BackupVolume {
+            name: "data".into(),
+            restore_to: g.profile.restore.data.to_restore_location(&app_id),
+            items: g
+                .backups
+                .iter()
+                .map(|b| BackupItem {
+                    source: b.path.display().to_string(),
+                    target: b.path.display().to_string().trim_start_matches('/').to_string(),
+                    filters: Vec::new(),
+                    excludes: Vec::new(),
+                    estimated_size: b.estimate,
+                })
+                .collect(),
+        }]
+    };
+    Ok((app_id, volumes))
+}
+
+/// How arming changes the host's custom.cfg: created, or modified with its original kept.
+fn custom_cfg_change(g: &Gathered) -> FileChangeKind {
+    match &g.custom_cfg_original {
+        None => FileChangeKind::Created,
+        Some(bytes) => FileChangeKind::Modified {
+            backup: CUSTOM_CFG_BACKUP.into(),
+            original_sha256: Sha256Hex::from_digest(&sha2::Digest::finalize(
+                <sha2::Sha256 as sha2::Digest>::new_with_prefix(bytes),
+            )),
+        },
+    }
+}
+
+/// The old root's file system type, as mounted (ext4 when unknown).
+fn root_fs_type(g: &Gathered) -> FsType {
+    match g.facts.root_mount.as_ref().map(|m| m.fs_type.as_str()) {
+        Ok("ext2") => FsType::Ext2,
+        Ok("ext3") => FsType::Ext3,
+        _ => FsType::Ext4,
+    }
 }
 
 /// custom.cfg for the host, grub.cfg for staging, core.img's embedded config.
