@@ -274,8 +274,7 @@ fn plan(
         allow_unknown_device_type: false,
     };
     let gathered = gather::gather(root, facts, profile, &wanted, migrator)?;
-    let disk_size = gather::disk_size(root, facts)?;
-    Ok(planning::make_plan(&gathered, image, disk_size)?)
+    Ok(planning::make_plan(&gathered, image)?)
 }
 
 /// Every check: the host's (with requirements from flags, profile and image), then the

@@ -171,8 +171,7 @@ pub fn plan_stage(req: &StageRequest) -> Result<StagePlan, StageError> {
         ubuntu::gather::gather(&req.root, &req.facts, &req.profile, &wanted, &req.migrator)?;
     let fetched = fetch_image(req)?;
     prepare_and_probe(&req.root, &fetched, firmware_of(&req.profile), |image| {
-        let disk_size = ubuntu::gather::disk_size(&req.root, &req.facts)?;
-        Ok(ubuntu::planning::make_plan(&gathered, image, disk_size)?)
+        Ok(ubuntu::planning::make_plan(&gathered, image)?)
     })
 }
 

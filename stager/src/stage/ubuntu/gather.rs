@@ -82,6 +82,7 @@ pub fn gather(
     let old_root_fs_uuid = host_extras::ext_fs_uuid(&Region::of_partition(root, &root_device))?;
     let staging_fs_uuid =
         host_extras::new_uuid().map_err(|e| Refusal::HostFact(format!("no random UUID: {e}")))?;
+    let disk_size = disk_size(root, facts)?;
     let next_entry_before = grub::GrubEnv::load(&root.path(GRUBENV))
         .ok()
         .and_then(|env| env.get("next_entry").map(str::to_string));
@@ -101,6 +102,7 @@ pub fn gather(
         network: host_extras::network_sources(root),
         hostname: host_extras::hostname(root),
         allow_unknown_device_type: wanted.allow_unknown_device_type,
+        disk_size,
     })
 }
 

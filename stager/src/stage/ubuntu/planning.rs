@@ -82,6 +82,8 @@ pub struct Gathered {
     pub network: NetworkSources,
     pub hostname: Option<String>,
     pub allow_unknown_device_type: bool,
+    /// The whole disk's size in its logical sectors.
+    pub disk_size: Sectors,
 }
 
 /// A plan and what executing it needs besides.
@@ -318,15 +320,10 @@ fn identity(
     .map_err(|e| Refusal::HostFact(format!("partition {}: {e}", entry.number)))
 }
 
-/// Builds and validates the plan.
-pub fn make_plan(
-    g: &Gathered,
-    image: &ImageFacts,
-    disk_size: Sectors,
-) -> Result<StagePlan, Refusal> {
-    precheck_host(&g.facts, &g.profile)?;
-    grub_route(&g.grub)?;
-    g.config.require_device_type(&g.profile.device_type)?;
+/// Builds and validates the plan from what [`super::gather::gather`] gathered (and checked:
+/// the host, GRUB, config.json) and the image's facts.
+pub fn make_plan(g: &Gathered, image: &ImageFacts) -> Result<StagePlan, Refusal> {
+    let disk_size = g.disk_size;
     let mut notes = check_image(image, &g.profile, g.allow_unknown_device_type)?;
     check_filesystems(image, &g.profile)?;
     if !g.initramfs.unknown.is_empty() {
