@@ -237,6 +237,44 @@ fn sha256(bytes: &[u8]) -> Sha256Hex {
     ))
 }
 
+/// The application data's size; refused over the path's backup limit, never truncated.
+fn backup_within_limit(
+    app_data: &super::app_data::AppData,
+    profile: &Profile,
+) -> Result<(Bytes, Option<Bytes>), Refusal1x> {
+    let limit = profile.backup_limit().map_err(units)?;
+    let backup = app_data.size.unwrap_or(Bytes(0));
+    if let Some(limit) = limit {
+        if backup > limit {
+            return Err(Refusal1x::BackupOverLimit {
+                measured: backup,
+                limit,
+                dir: app_data.source.clone(),
+                profile: profile.name.clone(),
+            });
+        }
+    }
+    Ok((backup, limit))
+}
+
+/// resin-updt's own ext file system and its free space: where staging goes.
+fn spare_root_fs(
+    updt: &source_disk::Matched,
+) -> Result<(super::fs_probe::FsFacts, Bytes), Refusal1x> {
+    match &updt.found.fs {
+        Some(fs) if matches!(fs.fs, FsType::Ext2 | FsType::Ext3 | FsType::Ext4) => {
+            Ok((fs.clone(), fs.free.unwrap_or(Bytes(0))))
+        }
+        found => Err(Refusal1x::SpareRootNoFs {
+            device: format!("{} (partition {})", updt.expected.name, updt.found.number),
+            found: found
+                .as_ref()
+                .map(|f| f.fs.to_string())
+                .unwrap_or_else(|| "no known file system".into()),
+        }),
+    }
+}
+
 /// Builds and validates the plan.
 pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
     let profile = i.profile;
@@ -280,19 +318,7 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
     })?;
     check_staging_safe(updt, &partitions, i.image)?;
 
-    // The backup: refused over the path's limit, never truncated.
-    let limit = profile.backup_limit().map_err(units)?;
-    let backup = i.app_data.size.unwrap_or(Bytes(0));
-    if let Some(limit) = limit {
-        if backup > limit {
-            return Err(Refusal1x::BackupOverLimit {
-                measured: backup,
-                limit,
-                dir: i.app_data.source.clone(),
-                profile: profile.name.clone(),
-            });
-        }
-    }
+    let (backup, limit) = backup_within_limit(i.app_data, profile)?;
 
     // What resin-updt (and, on a Raspberry Pi, resin-boot) must hold.
     // The Raspberry Pi GPU firmware and UEFI firmware read only the FAT boot partition.
@@ -300,20 +326,7 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
         profile.bootloader == Bootloader::RaspberrypiFirmware || armed_by_firmware(profile);
     // Staging goes into resin-updt's own file system (a directory, removed again by undo),
     // never a new one: nothing the stager does to the spare root is irreversible.
-    let (staging_fs, have) = match &updt.found.fs {
-        Some(fs) if matches!(fs.fs, FsType::Ext2 | FsType::Ext3 | FsType::Ext4) => {
-            (fs.clone(), fs.free.unwrap_or(Bytes(0)))
-        }
-        found => {
-            return Err(Refusal1x::SpareRootNoFs {
-                device: format!("{} (partition {})", updt.expected.name, updt.found.number),
-                found: found
-                    .as_ref()
-                    .map(|f| f.fs.to_string())
-                    .unwrap_or_else(|| "no known file system".into()),
-            })
-        }
-    };
+    let (staging_fs, have) = spare_root_fs(updt)?;
     let margin = Bytes(STAGING_MARGIN_1X.get() + have.get() / 20);
     let image_bytes = Bytes(i.image.compressed_size.get() + i.config.bytes.len() as u64);
     let on_updt = if kernel_on_boot {
