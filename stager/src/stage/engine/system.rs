@@ -106,8 +106,21 @@ impl System for RealSystem {
             .map_err(io::Error::from)
     }
 
+    /// A mount that was just written can be held for a moment by whoever the write woke
+    /// (udev's blkid probe, a desktop's automounter): EBUSY is retried for up to 2 s before
+    /// it is reported. Any other error is reported at once.
     fn unmount(&mut self, target: &Path) -> io::Result<()> {
-        nix::mount::umount2(target, nix::mount::MntFlags::empty()).map_err(io::Error::from)
+        const ATTEMPTS: u32 = 20;
+        let mut attempt = 1;
+        loop {
+            match nix::mount::umount2(target, nix::mount::MntFlags::empty()) {
+                Err(nix::errno::Errno::EBUSY) if attempt < ATTEMPTS => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => return other.map_err(io::Error::from),
+            }
+        }
     }
 
     fn sync(&mut self) {
