@@ -196,14 +196,7 @@ pub fn find_by_partition_label(
     use crate::host::block::{self, BlockKind};
     let not_found =
         |problem: String| Refusal1x::Disk { disk: format!("(the disk holding {label})"), problem };
-    let class_dir = root.path(block::CLASS_DIR);
-    let entries = std::fs::read_dir(&class_dir)
-        .map_err(|e| not_found(format!("cannot list {}: {e}; pass --disk", class_dir.display())))?;
-    let mut names: Vec<String> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
+    let names = block::sysfs(root).names().map_err(|e| not_found(format!("{e}; pass --disk")))?;
     let mut found = Vec::new();
     for name in names {
         let Ok(device) = block::by_name(root, &name) else { continue };
