@@ -59,6 +59,19 @@ pub struct ExecuteReport {
     pub rebooting: bool,
 }
 
+/// A journalled step that did not complete: which step (its journal name) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StepFailure {
+    pub(crate) step: String,
+    pub(crate) problem: String,
+}
+
+impl StepFailure {
+    pub(crate) fn new(step: impl Into<String>, problem: impl Into<String>) -> Self {
+        StepFailure { step: step.into(), problem: problem.into() }
+    }
+}
+
 /// Steps recorded in the undo journal; shared with the resinOS 1.x staging.
 pub(crate) struct Run<'a> {
     pub(crate) root: &'a HostRoot,
@@ -74,36 +87,35 @@ impl Run<'_> {
         &mut self,
         change: Change,
         action: impl FnOnce(&mut Self) -> Result<(T, Option<Change>), String>,
-    ) -> Result<T, (String, String)> {
+    ) -> Result<T, StepFailure> {
         let name = change.name().to_string();
         crate::interrupt::test_point(&format!("before:{name}"));
         if let Err(interrupted) = crate::interrupt::check() {
-            return Err((name, interrupted.to_string()));
+            return Err(StepFailure::new(name, interrupted.to_string()));
         }
         self.state.entries.push(Entry { change, progress: Progress::Begun });
-        self.store.save(&self.state).map_err(|e| (name.clone(), e.to_string()))?;
+        self.store.save(&self.state).map_err(|e| StepFailure::new(name.clone(), e.to_string()))?;
         log::info!("step {name}: begin");
-        let (value, refined) = action(self).map_err(|problem| (name.clone(), problem))?;
+        let (value, refined) =
+            action(self).map_err(|problem| StepFailure::new(name.clone(), problem))?;
         if let Some(last) = self.state.entries.last_mut() {
             if let Some(refined) = refined {
                 last.change = refined;
             }
             last.progress = Progress::Done;
         }
-        self.store.save(&self.state).map_err(|e| (name.clone(), e.to_string()))?;
+        self.store.save(&self.state).map_err(|e| StepFailure::new(name.clone(), e.to_string()))?;
         log::info!("step {name}: done");
         crate::interrupt::test_point(&format!("after:{name}"));
         if self.fail_after.as_deref() == Some(name.as_str()) {
-            return Err((
-                name.clone(),
-                format!("failure injected after {name} (SWAPOVER_FAIL_AFTER)"),
-            ));
+            let problem = format!("failure injected after {name} (SWAPOVER_FAIL_AFTER)");
+            return Err(StepFailure::new(name, problem));
         }
         Ok(value)
     }
 
     /// The `Attach` step: makes `region` a block device; returns its path.
-    pub(crate) fn attach_staging(&mut self, region: &Region) -> Result<String, (String, String)> {
+    pub(crate) fn attach_staging(&mut self, region: &Region) -> Result<String, StepFailure> {
         self.step(Change::Attach { device: None }, |r| {
             let (device, loop_device) =
                 r.system.attach(region).map_err(|e| format!("{}: {e}", region.host_path))?;
@@ -112,7 +124,7 @@ impl Run<'_> {
     }
 
     /// The `Mount` step: mounts `device` read-write at the staging mount point; returns it.
-    pub(crate) fn mount_staging(&mut self, device: &str) -> Result<PathBuf, (String, String)> {
+    pub(crate) fn mount_staging(&mut self, device: &str) -> Result<PathBuf, StepFailure> {
         let mount_point = self.root.path(state::MOUNT_POINT);
         self.step(Change::Mount { mount_point: state::MOUNT_POINT.into() }, |r| {
             r.system
@@ -126,7 +138,7 @@ impl Run<'_> {
     /// The `Unmount` step: unmounts the staging file system at `mount_point` and lets go of a
     /// loop device (fixture trees only), recording that it is gone, so that no later undo
     /// detaches a number that may belong to another device by then.
-    pub(crate) fn unmount_staging(&mut self, mount_point: &Path) -> Result<(), (String, String)> {
+    pub(crate) fn unmount_staging(&mut self, mount_point: &Path) -> Result<(), StepFailure> {
         self.step(Change::Unmount, |r| {
             r.system
                 .unmount(mount_point)
@@ -148,7 +160,7 @@ impl Run<'_> {
     /// When a step failed: undoes everything journalled, in reverse, and says what was undone.
     pub(crate) fn finish<T>(
         self,
-        steps: Result<T, (String, String)>,
+        steps: Result<T, StepFailure>,
         no_reboot: bool,
         armed: impl FnOnce(&T) -> String,
     ) -> Result<(T, bool), ExecuteError> {
@@ -175,7 +187,7 @@ impl Run<'_> {
                 }
                 Ok((value, rebooting))
             }
-            Err((step, problem)) => {
+            Err(StepFailure { step, problem }) => {
                 let interrupted = crate::interrupt::received();
                 match interrupted {
                     Some(interrupted) => log::warn!("{interrupted} at step {step}; rolling back"),
@@ -214,7 +226,7 @@ fn all_steps(
     run: &mut Run<'_>,
     sp: &StagePlan,
     migrator: &[u8],
-) -> Result<Vec<String>, (String, String)> {
+) -> Result<Vec<String>, StepFailure> {
     let root = run.root;
     let region = sp.staging.clone();
     let swap_path = root.path(&region.host_path);

@@ -24,7 +24,7 @@ use super::supervisor_version::SupervisorVersion;
 use super::target_supervisor;
 use crate::host::locate;
 use crate::host::HostRoot;
-use crate::stage::engine::execute::{ExecuteError, ExecuteOptions, Run};
+use crate::stage::engine::execute::{ExecuteError, ExecuteOptions, Run, StepFailure};
 use crate::stage::engine::system::System;
 use crate::stage::host_extras::Region;
 use crate::stage::ubuntu::planning::{self, STAGING_DIR};
@@ -340,19 +340,15 @@ fn sync_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("fsync {}: {e}", dir.display()))
 }
 
-fn all_steps(
-    run: &mut Run<'_>,
-    req: &Stage1xRequest,
-    ready: &Ready,
-) -> Result<u16, (String, String)> {
+fn all_steps(run: &mut Run<'_>, req: &Stage1xRequest, ready: &Ready) -> Result<u16, StepFailure> {
     let region = ready.staging.clone();
     let device = run.attach_staging(&region)?;
     let mount_point = run.mount_staging(&device)?;
     // Checked before the step is recorded: its undo removes the directory.
     let staged = mount_point.join(STAGING_DIR.trim_start_matches('/'));
     if staged.exists() {
-        return Err((
-            "write-staging-dir".into(),
+        return Err(StepFailure::new(
+            "write-staging-dir",
             format!(
                 "{} already holds {STAGING_DIR} (an earlier run's); run `stager abort` first",
                 region.host_path
