@@ -38,7 +38,8 @@ fn fail_with(id: CheckId, found: impl Into<String>, text: RefusalText) -> Check 
     Check::fail(id, found, text.problem, fix)
 }
 
-/// The parts of an error that still writes "problem; fix" as one string.
+/// The parts of an error that still writes "problem; fix" as one string: the fetch errors
+/// (FetchError) and those of other crates (resin-image's ImageError, plan's PlanError).
 fn joined(error: impl std::fmt::Display) -> RefusalText {
     RefusalText::from_joined(&error.to_string())
 }
@@ -84,8 +85,8 @@ fn probe_image(
         }
         Err(e) => return Err(fail_with(CheckId::Image, found, joined(e))),
     };
-    let fail = |text: String| fail_with(CheckId::Image, found.clone(), joined(text));
-    let (sha256, size) = hash_file(&path).map_err(|e| fail(e.to_string()))?;
+    let fail = |text: RefusalText| fail_with(CheckId::Image, found.clone(), text);
+    let (sha256, size) = hash_file(&path).map_err(|e| fail(joined(e)))?;
     let cache = root.path(crate::stage::DOWNLOAD_DIR);
     let request = prepare::PrepareRequest {
         download: &path,
@@ -95,7 +96,7 @@ fn probe_image(
         firmware: profile.map(crate::stage::firmware_of).unwrap_or(prepare::Firmware::Unknown),
         progress: crate::fetch::ProgressMode::Auto,
     };
-    let prepared = prepare::prepare(&request).map_err(|e| fail(e.to_string()))?;
+    let prepared = prepare::prepare(&request).map_err(|e| fail(e.text()))?;
     match image_probe::probe(&prepared.path) {
         Ok(mut image) => {
             image.origin = prepared.origin.clone();
@@ -103,7 +104,7 @@ fn probe_image(
         }
         Err(e) => {
             prepared.discard();
-            Err(fail(e.to_string()))
+            Err(fail(e.text()))
         }
     }
 }

@@ -1,19 +1,38 @@
 //! How much a backup path will take in a tar archive: a walk of the tree, never following
 //! symlinks, counting each entry's header and its content rounded up to tar's 512 bytes.
 
+use super::refusal::RefusalText;
 use plan::Bytes;
 use std::path::Path;
 
 const TAR_BLOCK: u64 = 512;
 
 #[derive(Debug, thiserror::Error)]
+#[error("{}", self.text())]
 pub enum EstimateError {
-    #[error("backup path {path} does not exist on this host; fix the --backup argument", path = .path.display())]
     Missing { path: std::path::PathBuf },
-    #[error("backup path {path} must be absolute; pass it as /full/path", path = .path.display())]
     NotAbsolute { path: std::path::PathBuf },
-    #[error("cannot walk backup path {path}: {source}; check its permissions", path = .path.display())]
     Walk { path: std::path::PathBuf, source: std::io::Error },
+}
+
+impl EstimateError {
+    /// What is wrong with a backup path and what to do about it, kept apart.
+    pub fn text(&self) -> RefusalText {
+        match self {
+            EstimateError::Missing { path } => RefusalText::new(
+                format!("backup path {} does not exist on this host", path.display()),
+                "fix the --backup argument".into(),
+            ),
+            EstimateError::NotAbsolute { path } => RefusalText::new(
+                format!("backup path {} must be absolute", path.display()),
+                "pass it as /full/path".into(),
+            ),
+            EstimateError::Walk { path, source } => RefusalText::new(
+                format!("cannot walk backup path {}: {source}", path.display()),
+                "check its permissions".into(),
+            ),
+        }
+    }
 }
 
 /// Estimate for `on_disk` (the host path under the host root); `shown` names it in errors.

@@ -1,5 +1,6 @@
 //! The device's resin `config.json`: it must parse and be made for the profile's device type.
 
+use super::refusal::RefusalText;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,15 +14,40 @@ pub struct ConfigJsonFacts {
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{}", self.text())]
 pub enum ConfigJsonError {
-    #[error("config.json {path} cannot be read ({problem}); download the device's config.json from the dashboard and pass it with --config", path = .path.display())]
     Missing { path: PathBuf, problem: String },
-    #[error("config.json {path} is not valid JSON ({problem}); download it again from the dashboard", path = .path.display())]
     Invalid { path: PathBuf, problem: String },
-    #[error("config.json {path} has no \"deviceType\"; download the device's config.json from the dashboard", path = .path.display())]
     NoDeviceType { path: PathBuf },
-    #[error("config.json {path} is for device type {found}, the profile is for {expected}; download config.json for a {expected} application", path = .path.display())]
     OtherDeviceType { path: PathBuf, found: String, expected: String },
+}
+
+impl ConfigJsonError {
+    /// What is wrong with config.json and what to do about it, kept apart.
+    pub fn text(&self) -> RefusalText {
+        match self {
+            ConfigJsonError::Missing { path, problem } => RefusalText::new(
+                format!("config.json {} cannot be read ({problem})", path.display()),
+                "download the device's config.json from the dashboard and pass it with --config"
+                    .into(),
+            ),
+            ConfigJsonError::Invalid { path, problem } => RefusalText::new(
+                format!("config.json {} is not valid JSON ({problem})", path.display()),
+                "download it again from the dashboard".into(),
+            ),
+            ConfigJsonError::NoDeviceType { path } => RefusalText::new(
+                format!("config.json {} has no \"deviceType\"", path.display()),
+                "download the device's config.json from the dashboard".into(),
+            ),
+            ConfigJsonError::OtherDeviceType { path, found, expected } => RefusalText::new(
+                format!(
+                    "config.json {} is for device type {found}, the profile is for {expected}",
+                    path.display()
+                ),
+                format!("download config.json for a {expected} application"),
+            ),
+        }
+    }
 }
 
 /// Reads and parses config.json (a path on the machine running the stager).

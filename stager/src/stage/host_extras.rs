@@ -2,6 +2,7 @@
 //! and its modules, the old root's file system UUID, network settings, the hostname, and
 //! the staging partition as a region of a file the stager can write.
 
+use super::refusal::RefusalText;
 use crate::host::block::BlockDevice;
 use crate::host::HostRoot;
 use plan::Bytes;
@@ -25,13 +26,30 @@ pub struct KernelFacts {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{}", self.text())]
 pub enum HostExtraError {
-    #[error("the running kernel {release} has no {path} on this host; install the kernel image package or boot the kernel that is installed")]
     NoKernelImage { release: String, path: String },
-    #[error("the running kernel {release} has no module tree {path}; reinstall its linux-modules package")]
     NoModuleTree { release: String, path: String },
-    #[error("{what} of {device} cannot be read: {problem}")]
     Unreadable { what: &'static str, device: String, problem: String },
+}
+
+impl HostExtraError {
+    /// What is missing on the host and, where there is one, what to do about it, kept apart.
+    pub fn text(&self) -> RefusalText {
+        match self {
+            HostExtraError::NoKernelImage { release, path } => RefusalText::new(
+                format!("the running kernel {release} has no {path} on this host"),
+                "install the kernel image package or boot the kernel that is installed".into(),
+            ),
+            HostExtraError::NoModuleTree { release, path } => RefusalText::new(
+                format!("the running kernel {release} has no module tree {path}"),
+                "reinstall its linux-modules package".into(),
+            ),
+            HostExtraError::Unreadable { what, device, problem } => {
+                RefusalText::problem_only(format!("{what} of {device} cannot be read: {problem}"))
+            }
+        }
+    }
 }
 
 pub fn running_kernel_release() -> String {

@@ -15,6 +15,7 @@
 //! chain is read and is not recorded; nothing mounts it during the migration. This costs
 //! one extra read of [`FS_PROBE_BYTES`] per partition, no second pass.
 
+use super::refusal::RefusalText;
 use disk_layout::{LayoutError, PartitionTable};
 use plan::{Bytes, Compression, FsType, Sha256Hex};
 use resin_image::FS_PROBE_BYTES;
@@ -31,28 +32,95 @@ const SECTOR: u64 = 512;
 const DEVICE_TYPE_FILE: &str = "device-type.json";
 
 #[derive(Debug, thiserror::Error)]
+#[error("{}", self.text())]
 pub enum ProbeError {
-    #[error("cannot read the image {path}: {source}; check the file (a truncated or corrupt download fails here)")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("the image {path} is truncated: its xz stream ends early; download it again (and its .sha256)")]
-    TruncatedXz { path: PathBuf },
-    #[error("the image {path} is corrupt: its xz stream does not decode ({detail}); download it again (and its .sha256)")]
-    CorruptXz { path: PathBuf, detail: String },
-    #[error("the image {path} is truncated: it holds {size} but its partition table reaches {table_end}; download it again (and its .sha256)")]
-    TruncatedRaw { path: PathBuf, size: Bytes, table_end: Bytes },
-    #[error("the image {path} is compressed with {what}, which the stager cannot decode; give the .img or .img.xz")]
-    UnsupportedCompression { path: PathBuf, what: &'static str },
-    #[error("the image has a GPT partition table but the profile expects MBR; download the board's MBR image")]
+    Read {
+        path: PathBuf,
+        source: io::Error,
+    },
+    TruncatedXz {
+        path: PathBuf,
+    },
+    CorruptXz {
+        path: PathBuf,
+        detail: String,
+    },
+    TruncatedRaw {
+        path: PathBuf,
+        size: Bytes,
+        table_end: Bytes,
+    },
+    UnsupportedCompression {
+        path: PathBuf,
+        what: &'static str,
+    },
     Gpt,
-    #[error("the image's partition table cannot be read: {0}")]
     Table(String),
-    #[error("the image's extended partition chain goes backwards (EBR at byte {at}); the image is not a resinOS image")]
-    BackwardSeek { at: u64 },
+    BackwardSeek {
+        at: u64,
+    },
     /// Facts: the flag file `/resin-image-flasher` (`/balena-image-flasher`) and the
     /// `flash-boot` label on a flasher's boot partition (meta-resin v2.12.5
     /// `resin-image-flasher.bb` lines 41–45, 68; background/resinos-images-facts.md).
-    #[error("the image {path} is a flasher image ({sign}): written to the disk it would boot an installer that wipes the first disk and halts; give the download itself (.zip, .gz, .img) so the stager takes the inner image out of it, not an unpacked or converted copy")]
-    Flasher { path: PathBuf, sign: String },
+    Flasher {
+        path: PathBuf,
+        sign: String,
+    },
+}
+
+impl ProbeError {
+    /// What is wrong with the image and, where there is one, what to do about it, kept apart.
+    pub fn text(&self) -> RefusalText {
+        const DOWNLOAD_AGAIN: &str = "download it again (and its .sha256)";
+        match self {
+            ProbeError::Read { path, source } => RefusalText::new(
+                format!("cannot read the image {}: {source}", path.display()),
+                "check the file (a truncated or corrupt download fails here)".into(),
+            ),
+            ProbeError::TruncatedXz { path } => RefusalText::new(
+                format!("the image {} is truncated: its xz stream ends early", path.display()),
+                DOWNLOAD_AGAIN.into(),
+            ),
+            ProbeError::CorruptXz { path, detail } => RefusalText::new(
+                format!(
+                    "the image {} is corrupt: its xz stream does not decode ({detail})",
+                    path.display()
+                ),
+                DOWNLOAD_AGAIN.into(),
+            ),
+            ProbeError::TruncatedRaw { path, size, table_end } => RefusalText::new(
+                format!(
+                    "the image {} is truncated: it holds {size} but its partition table reaches {table_end}",
+                    path.display()
+                ),
+                DOWNLOAD_AGAIN.into(),
+            ),
+            ProbeError::UnsupportedCompression { path, what } => RefusalText::new(
+                format!(
+                    "the image {} is compressed with {what}, which the stager cannot decode",
+                    path.display()
+                ),
+                "give the .img or .img.xz".into(),
+            ),
+            ProbeError::Gpt => RefusalText::new(
+                "the image has a GPT partition table but the profile expects MBR".into(),
+                "download the board's MBR image".into(),
+            ),
+            ProbeError::Table(detail) => RefusalText::problem_only(format!(
+                "the image's partition table cannot be read: {detail}"
+            )),
+            ProbeError::BackwardSeek { at } => RefusalText::problem_only(format!(
+                "the image's extended partition chain goes backwards (EBR at byte {at}); the image is not a resinOS image"
+            )),
+            ProbeError::Flasher { path, sign } => RefusalText::new(
+                format!(
+                    "the image {} is a flasher image ({sign}): written to the disk it would boot an installer that wipes the first disk and halts",
+                    path.display()
+                ),
+                "give the download itself (.zip, .gz, .img) so the stager takes the inner image out of it, not an unpacked or converted copy".into(),
+            ),
+        }
+    }
 }
 
 /// The file system the first bytes of one partition of the image hold.

@@ -26,6 +26,7 @@ pub mod boot_code;
 pub mod boot_fat;
 pub mod xz_sink;
 
+use super::refusal::RefusalText;
 use crate::fetch::progress::{Progress, ProgressMode};
 use crate::fetch::space;
 use boot_fat::FileRegion;
@@ -49,31 +50,85 @@ const SECTOR: u64 = 512;
 
 /// Why the download cannot be prepared; each one line, problem and fix.
 #[derive(Debug, thiserror::Error)]
+#[error("{}", self.text())]
 pub enum PrepareError {
-    #[error("{0}")]
     Image(#[from] ImageError),
-    #[error("not enough free space in {dir} to prepare the image: {needed} needed (the download's {download} + resin-boot's working copy {working} + {MARGIN} margin), {free} free; free space there")]
     NoRoom { dir: PathBuf, needed: Bytes, download: Bytes, working: Bytes, free: Bytes },
-    #[error("cannot {what} {path}: {source}; check the file system of {dir}", path = .path.display(), dir = .dir.display())]
     Io { what: &'static str, path: PathBuf, dir: PathBuf, source: io::Error },
-    #[error("the image {what} has no boot partition in its partition table; download the resinOS image for this device type again")]
     NoBootPartition { what: String },
-    #[error("the image {what} has an unreadable partition table ({detail}); download the resinOS image again")]
     Table { what: String, detail: String },
-    #[error("the image {what} has its boot partition ending at byte {end}, past the {MAX_BOOT_END} this tool edits; download the resinOS image for this device type")]
     BootTooFar { what: String, end: u64 },
-    #[error("the image {what} ends at byte {at}, inside its boot partition; download it again (and its .sha256)")]
     Short { what: String, at: u64 },
-    #[error("the boot partition of the image {what} is not a FAT file system ({detail}); download the resinOS image again")]
     BootFat { what: String, detail: String },
-    #[error("the flasher's inner image {what} is not a normal resinOS image ({why}); download the resinOS image for this device type again")]
     InnerNotNormal { what: String, why: String },
-    #[error("EFI-only inner image {what} on a BIOS device: it has no MBR boot code and the flasher carries no grub/boot.img and grub/core.img to add; download a newer resinOS release for this device type (its flasher carries the BIOS boot code), or use a UEFI device")]
     EfiOnlyOnBios { what: String },
-    #[error("the flasher's BIOS boot code cannot go into the inner image {what}: {source}; download the resinOS image again")]
     BootCode { what: String, source: boot_code::BootCodeError },
-    #[error("the inner image {what} has no {path} and the flasher has no grub.cfg_internal to give it: GRUB would stop at its prompt; download the resinOS image again")]
     NoGrubCfg { what: String, path: &'static str },
+}
+
+impl PrepareError {
+    /// What is wrong with the download and what to do about it, kept apart.
+    pub fn text(&self) -> RefusalText {
+        const AGAIN: &str = "download the resinOS image again";
+        const FOR_TYPE: &str = "download the resinOS image for this device type";
+        let new = |problem: String, fix: &str| RefusalText::new(problem, fix.into());
+        match self {
+            // The reader's errors (resin-image) still write "problem; fix" as one line.
+            PrepareError::Image(e) => RefusalText::from_joined(&e.to_string()),
+            PrepareError::NoRoom { dir, needed, download, working, free } => new(
+                format!(
+                    "not enough free space in {} to prepare the image: {needed} needed (the download's {download} + resin-boot's working copy {working} + {MARGIN} margin), {free} free",
+                    dir.display()
+                ),
+                "free space there",
+            ),
+            PrepareError::Io { what, path, dir, source } => new(
+                format!("cannot {what} {}: {source}", path.display()),
+                &format!("check the file system of {}", dir.display()),
+            ),
+            PrepareError::NoBootPartition { what } => new(
+                format!("the image {what} has no boot partition in its partition table"),
+                &format!("{FOR_TYPE} again"),
+            ),
+            PrepareError::Table { what, detail } => {
+                new(format!("the image {what} has an unreadable partition table ({detail})"), AGAIN)
+            }
+            PrepareError::BootTooFar { what, end } => new(
+                format!(
+                    "the image {what} has its boot partition ending at byte {end}, past the {MAX_BOOT_END} this tool edits"
+                ),
+                FOR_TYPE,
+            ),
+            PrepareError::Short { what, at } => new(
+                format!("the image {what} ends at byte {at}, inside its boot partition"),
+                "download it again (and its .sha256)",
+            ),
+            PrepareError::BootFat { what, detail } => new(
+                format!("the boot partition of the image {what} is not a FAT file system ({detail})"),
+                AGAIN,
+            ),
+            PrepareError::InnerNotNormal { what, why } => new(
+                format!("the flasher's inner image {what} is not a normal resinOS image ({why})"),
+                &format!("{FOR_TYPE} again"),
+            ),
+            PrepareError::EfiOnlyOnBios { what } => new(
+                format!(
+                    "EFI-only inner image {what} on a BIOS device: it has no MBR boot code and the flasher carries no grub/boot.img and grub/core.img to add"
+                ),
+                "download a newer resinOS release for this device type (its flasher carries the BIOS boot code), or use a UEFI device",
+            ),
+            PrepareError::BootCode { what, source } => new(
+                format!("the flasher's BIOS boot code cannot go into the inner image {what}: {source}"),
+                AGAIN,
+            ),
+            PrepareError::NoGrubCfg { what, path } => new(
+                format!(
+                    "the inner image {what} has no {path} and the flasher has no grub.cfg_internal to give it: GRUB would stop at its prompt"
+                ),
+                AGAIN,
+            ),
+        }
+    }
 }
 
 /// How the device will boot the staged image, for the boot code and grub.cfg it needs.

@@ -23,9 +23,16 @@ impl RefusalText {
         RefusalText { problem, fix: Some(fix) }
     }
 
-    /// For the error types that still write "problem; fix" as one string (config.json, the
-    /// image probe and preparation, backup paths, the kernel, downloads): the part after the
-    /// last "; " is the fix.
+    /// A problem that names no fix of its own.
+    pub fn problem_only(problem: String) -> Self {
+        RefusalText { problem, fix: None }
+    }
+
+    /// For the error types that still write "problem; fix" as one string: the downloads'
+    /// (FetchError, the migrator payload's) and those of other crates (resin-image's
+    /// ImageError, plan's PlanError, the image-fit reasons): the part after the last "; " is
+    /// the fix. The stager's own refusal sources (config.json, the image probe and
+    /// preparation, backup paths, the kernel) give their parts apart through `text()`.
     pub fn from_joined(text: &str) -> Self {
         match text.rsplit_once("; ") {
             Some((problem, fix)) => RefusalText::new(problem.into(), fix.into()),
@@ -172,12 +179,12 @@ impl Refusal {
                 format!("grub.cfg does not source /boot/grub/custom.cfg ({e})"),
                 "regenerate it with `update-grub` so that 41_custom is included".into(),
             ),
-            Refusal::Config(e) => RefusalText::from_joined(&e.to_string()),
+            Refusal::Config(e) => e.text(),
             Refusal::NoApplicationId => RefusalText::new(
                 "config.json has no applicationId but backups were asked for (they are restored under the application's data)".into(),
                 "download config.json from the application's dashboard".into(),
             ),
-            Refusal::Image(e) => RefusalText::from_joined(&e.to_string()),
+            Refusal::Image(e) => e.text(),
             Refusal::ImageDeviceType { found, expected } => RefusalText::new(
                 format!("the image is for device type {found}, the profile is for {expected}"),
                 format!("download the {expected} image"),
@@ -201,13 +208,13 @@ impl Refusal {
                 format!("the backup set ({paths}) is {backup} but the staging space has {room} left for it (swap partition {device} is {have}; kernel {kernel} + initramfs {initramfs} + image {image} + margin {margin} come first)"),
                 "back up less or grow the swap partition".into(),
             ),
-            Refusal::Backup(e) => RefusalText::from_joined(&e.to_string()),
-            Refusal::Kernel(e) => RefusalText::from_joined(&e.to_string()),
+            Refusal::Backup(e) => e.text(),
+            Refusal::Kernel(e) => e.text(),
             Refusal::Initramfs(e) => RefusalText::new(
                 format!("the initramfs cannot be built: {e}"),
                 "check /lib/modules of the running kernel".into(),
             ),
-            Refusal::Prepare(e) => RefusalText::from_joined(&e.to_string()),
+            Refusal::Prepare(e) => e.text(),
             Refusal::ImageFilesystem { name, number, found, usage, expected } => RefusalText::new(
                 format!("the image's {name} partition ({number}) holds {found}, where the migration {usage} {expected}: this is not a bootable resinOS image (a flasher's data partitions are empty)"),
                 "give the resinOS download for this device type (the .zip as downloaded)".into(),
@@ -279,3 +286,32 @@ refusal_from!(
     Prepare(super::prepare::PrepareError),
     Plan(plan::PlanError),
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn a_refusal_source_gives_its_problem_and_fix_apart_and_prints_them_as_before() {
+        let truncated = ProbeError::TruncatedXz { path: PathBuf::from("/tmp/a.img.xz") };
+        let text = Refusal::Image(truncated).text();
+        assert_eq!(text.problem, "the image /tmp/a.img.xz is truncated: its xz stream ends early");
+        assert_eq!(text.fix.as_deref(), Some("download it again (and its .sha256)"));
+        // One line for people, as the error printed before its parts were kept apart.
+        let truncated = ProbeError::TruncatedXz { path: PathBuf::from("/tmp/a.img.xz") };
+        assert_eq!(
+            truncated.to_string(),
+            "the image /tmp/a.img.xz is truncated: its xz stream ends early; download it again (and its .sha256)"
+        );
+    }
+
+    #[test]
+    fn a_problem_holding_a_semicolon_is_not_taken_for_a_fix() {
+        // Split at its last "; ", this line would have offered "the image is not a resinOS
+        // image" as the fix.
+        let text = Refusal::Image(ProbeError::BackwardSeek { at: 1024 }).text();
+        assert_eq!(text.fix, None);
+        assert!(text.problem.ends_with("; the image is not a resinOS image"), "{}", text.problem);
+    }
+}
