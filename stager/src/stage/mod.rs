@@ -1,5 +1,5 @@
 //! `stager stage`: validate, fetch and verify, plan, run the backup hook, then execute with
-//! an undo journal (see [`execute`]). `--dry-run` stops after planning and prints the plan
+//! an undo journal (see [`engine::execute`]). `--dry-run` stops after planning and prints the plan
 //! and the steps, touching nothing on the host.
 //!
 //! Where the image goes before staging: a local `--image PATH` is verified in place; a URL
@@ -229,6 +229,6 @@ pub fn run_stage(req: &StageRequest, system: &mut dyn System) -> Result<StageOut
             return Ok(StageOutcome::NotNow);
         }
     }
-    let report = engine::execute::execute(&req.root, &sp, &req.migrator, system, &req.execute)?;
+    let report = ubuntu::steps::execute(&req.root, &sp, &req.migrator, system, &req.execute)?;
     Ok(StageOutcome::Staged { report, plan: Box::new(sp) })
 }
