@@ -203,6 +203,16 @@ impl Sysfs {
         Ok(BlockEntry { name: name.to_string(), dir, device, partition, size })
     }
 
+    /// The file the loop device `name` reads from (`<sysfs>/class/block/<name>/loop/backing_file`),
+    /// without the " (deleted)" the kernel adds once the file is unlinked; `None` when `name`
+    /// is not a set-up loop device.
+    pub fn loop_backing_file(&self, name: &str) -> Option<PathBuf> {
+        let text = std::fs::read_to_string(self.class_block().join(name).join("loop/backing_file"))
+            .ok()?;
+        let path = text.trim_end_matches('\n');
+        Some(PathBuf::from(path.strip_suffix(" (deleted)").unwrap_or(path)))
+    }
+
     /// Every block device that reads completely, sorted by name; an unreadable directory
     /// gives none.
     pub fn scan(&self) -> Vec<BlockEntry> {
@@ -306,6 +316,13 @@ mod tests {
         assert_eq!(by_number.name, "sda1");
         let missing = sysfs.by_device_number(DeviceNumber { major: 9, minor: 9 }).unwrap_err();
         assert!(missing.to_string().ends_with("no block device has number 9:9"), "{missing}");
+
+        let looped = root.path().join("devices/virtual/block/loop3");
+        write(&looped.join("loop"), "backing_file", "/var/tmp/disk image.img (deleted)\n");
+        std::os::unix::fs::symlink(&looped, class.join("loop3")).unwrap();
+        let backing = sysfs.loop_backing_file("loop3");
+        assert_eq!(backing.as_deref(), Some(Path::new("/var/tmp/disk image.img")));
+        assert_eq!(sysfs.loop_backing_file("sda"), None);
 
         write(&part, "start", "x\n");
         let err = sysfs.entry("sda1").unwrap_err();

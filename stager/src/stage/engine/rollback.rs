@@ -50,20 +50,17 @@ enum LoopNow {
     Other(String),
 }
 
-/// Reads the kernel's `/sys/block/<loop>/loop/backing_file` (loop devices are the running
+/// Reads the kernel's `loop/backing_file` of `loop_device` (loop devices are the running
 /// kernel's, whatever the host root) and compares the file it names with `files` by inode.
 fn loop_now(loop_device: &str, files: &[&Path]) -> LoopNow {
     let name = loop_device.rsplit('/').next().unwrap_or(loop_device);
-    let Ok(backing) =
-        std::fs::read_to_string(Path::new("/sys/block").join(name).join("loop/backing_file"))
-    else {
+    let Some(backing) = disk_layout::sysfs::Sysfs::new("/sys").loop_backing_file(name) else {
         return LoopNow::Gone;
     };
-    let backing = backing.trim().trim_end_matches(" (deleted)").to_string();
     let inode = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
-    match inode(Path::new(&backing)) {
+    match inode(&backing) {
         Some(found) if files.iter().any(|f| inode(f) == Some(found)) => LoopNow::Ours,
-        _ => LoopNow::Other(backing),
+        _ => LoopNow::Other(backing.display().to_string()),
     }
 }
 
