@@ -20,6 +20,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use disk_layout::PartitionTable;
 use plan::{Bytes, SectorSize, Sectors, UnitError};
 
 /// The sector size BIOS boot code assumes.
@@ -33,7 +34,6 @@ const KERNEL_SECTOR_OFFSET: usize = 0x5c;
 /// Offset of boot.img's boot-drive check jump (GRUB_BOOT_MACHINE_DRIVE_CHECK).
 const DRIVE_CHECK_OFFSET: usize = 0x66;
 /// Partition type of a GPT protective MBR entry.
-const GPT_PROTECTIVE_TYPE: u8 = 0xee;
 /// First sector of the embedding area.
 pub const CORE_IMG_START: Sectors = Sectors(1);
 
@@ -85,22 +85,18 @@ pub fn plan_embedding<D: Read + Seek>(
     if core_img_len == 0 {
         return Err(BootCodeError::EmptyCoreImg);
     }
-    let header = match mbrman::MBRHeader::read_from(disk) {
-        Ok(h) => h,
-        Err(mbrman::Error::Io(e)) if e.kind() != io::ErrorKind::UnexpectedEof => {
-            return Err(e.into())
-        }
-        Err(_) => return Err(BootCodeError::NoMbr),
-    };
-    let used: Vec<_> = header.iter().filter(|(_, p)| p.is_used()).map(|(_, p)| p).collect();
-    if used.iter().any(|p| p.sys == GPT_PROTECTIVE_TYPE) {
+    let mut sector0 = [0u8; SECTOR_BYTES as usize];
+    disk.seek(SeekFrom::Start(0))?;
+    match disk.read_exact(&mut sector0) {
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(BootCodeError::NoMbr),
+        other => other?,
+    }
+    let table = PartitionTable::read_primaries(&sector0).map_err(|_| BootCodeError::NoMbr)?;
+    if table.is_gpt_protective() {
         return Err(BootCodeError::GptDisk);
     }
-    let first_partition_start = used
-        .iter()
-        .map(|p| Sectors(u64::from(p.starting_lba)))
-        .min()
-        .ok_or(BootCodeError::NoPartitions)?;
+    let first_partition_start =
+        table.primaries.iter().map(|p| p.start).min().ok_or(BootCodeError::NoPartitions)?;
     let core_sectors = sectors_to_hold(core_img_len);
     let end = CORE_IMG_START.0 + core_sectors.0;
     if end > first_partition_start.0 {

@@ -12,7 +12,8 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use plan::Bytes;
+use disk_layout::PartitionTable;
+use plan::{Bytes, SectorSize};
 
 /// The saved boot area, in the staging directory.
 pub const GAP_FILE: &str = "mbr-gap.orig";
@@ -27,7 +28,11 @@ pub enum ResumeError {
     #[error("cannot install the resume boot code: {0}")]
     BootCode(#[from] grub::bootcode::BootCodeError),
     #[error("the disk has no MBR partition table: {0}")]
-    NoTable(String),
+    NoTable(disk_layout::MbrError),
+    #[error("the disk has no MBR partition table: no partitions")]
+    NoPartitions,
+    #[error("the first partition's start: {0}")]
+    Units(#[from] plan::UnitError),
     #[error("saved boot area {path} is {found} bytes, expected {expected}; it is damaged, the old boot code cannot be restored automatically")]
     GapSize { path: PathBuf, found: u64, expected: u64 },
 }
@@ -39,16 +44,12 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Resume
 
 /// Bytes from the disk start to its first partition (the area boot code lives in).
 pub fn gap_len<D: Read + Seek>(disk: &mut D) -> Result<Bytes, ResumeError> {
+    let mut sector0 = [0u8; SECTOR as usize];
     disk.seek(SeekFrom::Start(0)).map_err(io_err("seek", Path::new("disk")))?;
-    let header =
-        mbrman::MBRHeader::read_from(disk).map_err(|e| ResumeError::NoTable(e.to_string()))?;
-    let first = header
-        .iter()
-        .filter(|(_, p)| p.is_used())
-        .map(|(_, p)| u64::from(p.starting_lba))
-        .min()
-        .ok_or_else(|| ResumeError::NoTable("no partitions".into()))?;
-    Ok(Bytes(first * SECTOR))
+    disk.read_exact(&mut sector0).map_err(io_err("read the MBR of", Path::new("disk")))?;
+    let table = PartitionTable::read_primaries(&sector0).map_err(ResumeError::NoTable)?;
+    let first = table.primaries.iter().map(|p| p.start).min().ok_or(ResumeError::NoPartitions)?;
+    Ok(first.to_bytes(SectorSize::S512)?)
 }
 
 /// Save the boot area to `staging_dir/mbr-gap.orig` unless a complete copy exists
