@@ -38,9 +38,11 @@ fn expect_bootcount(vm: &mut Vm, wanted: u32) -> Result<()> {
 /// Waits for the 1.x stand-in and checks that nothing of the trial ran on this boot.
 fn expect_1x(vm: &mut Vm) -> Result<()> {
     let before = vm.count(MARK_TRIAL_BOOT);
+    // U-Boot's last line before the kernel: by then uenvcmd has run (or not) on this boot.
+    vm.wait_for("Starting kernel", STAGE)?;
+    assert_eq!(vm.count(MARK_TRIAL_BOOT), before, "the trial's swapover_boot ran on a 1.x boot");
     let line = vm.wait_for(MARK_1X_UP, STAGE)?;
     assert!(line.contains("harness.os=1x"), "1.x booted by mmcboot's loadimage: {line}");
-    assert_eq!(vm.count(MARK_TRIAL_BOOT), before, "the trial's swapover_boot ran on a 1.x boot");
     Ok(())
 }
 
