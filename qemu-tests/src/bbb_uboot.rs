@@ -27,7 +27,7 @@ use initramfs::{Compression, InitramfsBuilder};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use uboot_env::{
-    BootCount, BootPart, ExistingUenv, TrialCount, TrialEnv, UbootInterface, TRIAL_DTB,
+    BootCount, BootPart, CommitEnv, ExistingUenv, TrialCount, TrialEnv, UbootInterface, TRIAL_DTB,
     TRIAL_INITRAMFS, TRIAL_KERNEL,
 };
 
@@ -37,10 +37,12 @@ pub const COUNTER_ADDR: &str = "0x5c000000";
 pub const MARK_BOOTCOUNT: &str = "harness: bootcount=";
 /// Printed by the 1.x stand-in's init.
 pub const MARK_1X_UP: &str = "SWAPOVER-T 1x-up";
-/// Printed by the working trial initramfs.
-pub const MARK_TRIAL_UP: &str = "SWAPOVER-T trial-up";
-/// Printed by the trial's `swapover_boot` (uboot-env) before it loads anything.
+/// Printed by the working trial initramfs (the migrator's stand-in), with its command line.
+pub const MARK_MIGRATOR_UP: &str = "SWAPOVER-T migrator-up";
+/// Printed by the armed `swapover_boot` (uboot-env) before it loads anything.
 pub const MARK_TRIAL_BOOT: &str = "swapover: trial boot ";
+/// Printed by the committed `swapover_boot` (uboot-env) before it loads anything.
+pub const MARK_RESUME_BOOT: &str = "swapover: resume boot ";
 
 /// U-Boot's device number of the BBB disk: U-Boot numbers virtio-mmio devices in reverse
 /// command-line order (contract §4.1), and the BBB disk comes first on the command line.
@@ -86,7 +88,7 @@ reboot -f
 /// The working trial's `/init`: says it is up and stays up (the test cuts the power).
 const INIT_TRIAL: &str = r#"#!/bin/sh
 mount -t proc proc /proc
-echo "SWAPOVER-T trial-up cmdline=$(cat /proc/cmdline)"
+echo "SWAPOVER-T migrator-up cmdline=$(cat /proc/cmdline)"
 while true; do sleep 60; done
 "#;
 
@@ -191,6 +193,19 @@ pub fn trial_uenv(now: BootCount) -> Result<String> {
         trial_count: TrialCount::after(now)?,
     };
     Ok(env.render(&existing)?)
+}
+
+/// Phase B on the BBB disk: `uEnv.txt` replaced by the `uboot-env` crate's commit text (the
+/// migrator's rename is not played: this writes the file with mtools between power-ons).
+pub fn commit(bbb_disk: &Path) -> Result<()> {
+    let existing = ExistingUenv::parse(uenv_1x().as_bytes())?;
+    let env = CommitEnv {
+        interface: UbootInterface::Virtio,
+        mmcdev: BBB_VIRTIO_DEV,
+        bootpart: BootPart { device: BBB_VIRTIO_DEV, partition: 2 },
+    };
+    let table = disk::PartitionTable::read(bbb_disk)?;
+    disk::write_fat_file(bbb_disk, table.number(1)?, "uEnv.txt", env.render(&existing)?.as_bytes())
 }
 
 /// The VMs' dtb: QEMU's own `virt` tree (dumped) plus a `/memreserve/` over the counter word,

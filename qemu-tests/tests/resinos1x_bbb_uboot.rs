@@ -5,13 +5,15 @@
 //! a. Power-on (counter 1) with the trial armed for 2: 1.x boots (equality false); 1.x
 //!    warm-reboots, counter 2: the trial initramfs runs.
 //! c. A power cut during that trial (QEMU killed, a new process: counter 1): 1.x.
+//! d. After the commit text (phase B) replaced uEnv.txt: a power-on (counter 1) boots the
+//!    migration environment with `swapover.stage=resume`.
 //! b. A failing trial (an /init that cannot run: kernel panic, `panic=10`, warm reset, counter 3): 1.x, and
 //!    the BBB disk is byte-identical to before the run.
 
 use anyhow::Result;
 use qemu_tests::bbb_uboot::{
-    build_disks, power_on, BbbInputs, TrialKind, MARK_1X_UP, MARK_BOOTCOUNT, MARK_TRIAL_BOOT,
-    MARK_TRIAL_UP,
+    build_disks, commit, power_on, BbbInputs, TrialKind, MARK_1X_UP, MARK_BOOTCOUNT,
+    MARK_MIGRATOR_UP, MARK_RESUME_BOOT, MARK_TRIAL_BOOT,
 };
 use qemu_tests::paths;
 use qemu_tests::qemu::Vm;
@@ -69,7 +71,7 @@ fn bbb_trial_runs_once_under_real_uboot() -> Result<()> {
         expect_1x(&mut vm)?;
         expect_bootcount(&mut vm, 2)?;
         vm.wait_for(&format!("{MARK_TRIAL_BOOT}2"), STAGE)?;
-        let line = vm.wait_for(MARK_TRIAL_UP, STAGE)?;
+        let line = vm.wait_for(MARK_MIGRATOR_UP, STAGE)?;
         assert!(line.contains("swapover.stage=trial"), "the trial's bootargs: {line}");
         assert!(!line.contains("harness.os=1x"), "the trial booted 1.x's args: {line}");
         // c: the power goes while the trial runs.
@@ -79,6 +81,16 @@ fn bbb_trial_runs_once_under_real_uboot() -> Result<()> {
         let mut vm = power_on("bbb-uboot-c", &inputs, &bbb, &harness)?;
         expect_bootcount(&mut vm, 1)?;
         expect_1x(&mut vm)?;
+        vm.power_cut()
+    })?;
+    timed("d: commit, power-on → the migration environment resumes", || {
+        commit(&bbb)?;
+        let mut vm = power_on("bbb-uboot-d", &inputs, &bbb, &harness)?;
+        expect_bootcount(&mut vm, 1)?;
+        vm.wait_for(&format!("{MARK_RESUME_BOOT}1"), STAGE)?;
+        let line = vm.wait_for(MARK_MIGRATOR_UP, STAGE)?;
+        assert!(line.contains("swapover.stage=resume"), "the committed bootargs: {line}");
+        assert_eq!(vm.count(MARK_1X_UP), 0, "1.x booted after the commit");
         vm.power_cut()
     })?;
 
@@ -97,7 +109,7 @@ fn bbb_trial_runs_once_under_real_uboot() -> Result<()> {
         vm.wait_for("Kernel panic", STAGE)?;
         expect_bootcount(&mut vm, 3)?;
         expect_1x(&mut vm)?;
-        assert_eq!(vm.count(MARK_TRIAL_UP), 0, "the failing trial's /init cannot run");
+        assert_eq!(vm.count(MARK_MIGRATOR_UP), 0, "the failing trial's /init cannot run");
         vm.power_cut()
     })?;
     assert_eq!(sha256(&bbb)?, before, "the failed trial wrote to the BBB disk");
