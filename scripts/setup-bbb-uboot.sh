@@ -49,7 +49,7 @@ cfg_hash=$(printf '%s\n%s\n' "$UBOOT_SHA256" "$UBOOT_CONFIG" | sha256sum | cut -
 UDIR=.cache/uboot/$cfg_hash
 if [ ! -f "$UDIR/u-boot.bin" ] || [ ! -x "$UDIR/mkimage" ]; then
     tarball=.cache/uboot-src/u-boot_2023.01+dfsg.orig.tar.xz
-    if ! echo "$UBOOT_SHA256  $tarball" | sha256sum -c --quiet 2>/dev/null; then
+    if ! { [ -f "$tarball" ] && echo "$UBOOT_SHA256  $tarball" | sha256sum -c --quiet >/dev/null 2>&1; }; then
         echo "setup-bbb: downloading $UBOOT_URL"
         mkdir -p .cache/uboot-src
         curl -fsSL -o "$tarball.part" "$UBOOT_URL"
