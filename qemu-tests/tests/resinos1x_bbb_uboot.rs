@@ -7,8 +7,9 @@
 //! c. A power cut during that trial (QEMU killed, a new process: counter 1): 1.x.
 //! d. After the commit text (phase B) replaced uEnv.txt: a power-on (counter 1) boots the
 //!    migration environment with `swapover.stage=resume`.
-//! b. A failing trial (an /init that cannot run: kernel panic, `panic=10`, warm reset, counter 3): 1.x, and
-//!    the BBB disk is byte-identical to before the run.
+//! b. A failing trial (an /init that cannot run: kernel panic, `panic=10`, warm reset,
+//!    counter 3): 1.x, and the next warm reboot (counter 4) 1.x again; the BBB disk is
+//!    byte-identical to before the run.
 
 use anyhow::Result;
 use qemu_tests::bbb_uboot::{
@@ -100,7 +101,7 @@ fn bbb_trial_runs_once_under_real_uboot() -> Result<()> {
         build_disks(&failing, &inputs, TrialKind::BrokenInit)
     })?;
     let before = sha256(&bbb)?;
-    timed("b: power-on → 1.x → trial panics → 1.x", || {
+    timed("b: power-on → 1.x → trial panics → 1.x → 1.x", || {
         let mut vm = power_on("bbb-uboot-b", &inputs, &bbb, &harness)?;
         expect_bootcount(&mut vm, 1)?;
         expect_1x(&mut vm)?;
@@ -108,6 +109,9 @@ fn bbb_trial_runs_once_under_real_uboot() -> Result<()> {
         vm.wait_for(&format!("{MARK_TRIAL_BOOT}2"), STAGE)?;
         vm.wait_for("Kernel panic", STAGE)?;
         expect_bootcount(&mut vm, 3)?;
+        expect_1x(&mut vm)?;
+        // And on every later warm reboot (the counter only grows): never the trial again.
+        expect_bootcount(&mut vm, 4)?;
         expect_1x(&mut vm)?;
         assert_eq!(vm.count(MARK_MIGRATOR_UP), 0, "the failing trial's /init cannot run");
         vm.power_cut()
