@@ -48,6 +48,10 @@ if [ ! -f "$KDIR/VERSION" ]; then
 fi
 echo "setup: kernel $(cat "$KDIR/VERSION") ready in $KDIR"
 
+# BeagleBone Black (issue 16): a real U-Boot built with a boot counter, Debian's armhf kernel
+# and busybox, all cached under .cache/ (U-Boot's build takes about 2.5 min once).
+bash scripts/setup-bbb-uboot.sh
+
 # The fleet rollout's controller: ansible-core (pinned) from PyPI into fleet/.venv.
 bash fleet/install.sh >/dev/null
 echo "setup: $(fleet/.venv/bin/ansible-playbook --version | sed -n 1p) in fleet/.venv"

@@ -6,6 +6,7 @@
 //! moment and inspect the disks afterwards. Console logs are kept under
 //! `target/qemu-tests/logs/`.
 
+pub mod bbb_uboot;
 pub mod console_lines;
 pub mod console_splice;
 pub mod disk;

@@ -148,29 +148,10 @@ fn describe_free(dir: &Path) -> String {
 
 impl Vm {
     pub fn start(config: &VmConfig) -> Result<Vm> {
-        std::fs::create_dir_all(paths::logs_dir())?;
-        let log_path = paths::logs_dir().join(format!("{}.log", config.name));
-        let artifacts = paths::artifacts_dir();
-        if let Some(free) = free_bytes(&artifacts) {
-            if free < MIN_FREE_BYTES {
-                bail!(
-                    "only {} MiB free under {}: a VM's disk images grow as the guest writes; free at least {} MiB and run again",
-                    free >> 20,
-                    artifacts.display(),
-                    MIN_FREE_BYTES >> 20
-                );
-            }
-        }
-        let qmp_path = paths::logs_dir().join(format!("{}.qmp", config.name));
-        let _ = std::fs::remove_file(&qmp_path);
-        let mut log =
-            File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-accel", "tcg", "-nodefaults", "-no-user-config", "-display", "none"])
             .args(["-serial", "stdio", "-monitor", "none"])
             .args(["-nic", config.nic.as_deref().unwrap_or("none")])
-            .arg("-qmp")
-            .arg(format!("unix:{},server=on,wait=off", qmp_path.display()))
             .args(["-m", &config.memory_mib.to_string()]);
         if let Firmware::Uefi { vars } = &config.firmware {
             cmd.arg("-drive")
@@ -194,12 +175,38 @@ impl Vm {
                 d.interface
             ));
         }
+        Vm::start_command(&config.name, cmd)
+    }
+
+    /// Starts the QEMU `cmd` (any machine; its serial console on stdio, nothing else on
+    /// stdout) as the VM `name`: adds the QMP socket, captures and logs the console.
+    pub fn start_command(name: &str, mut cmd: Command) -> Result<Vm> {
+        std::fs::create_dir_all(paths::logs_dir())?;
+        let log_path = paths::logs_dir().join(format!("{name}.log"));
+        let artifacts = paths::artifacts_dir();
+        if let Some(free) = free_bytes(&artifacts) {
+            if free < MIN_FREE_BYTES {
+                bail!(
+                    "only {} MiB free under {}: a VM's disk images grow as the guest writes; free at least {} MiB and run again",
+                    free >> 20,
+                    artifacts.display(),
+                    MIN_FREE_BYTES >> 20
+                );
+            }
+        }
+        let qmp_path = paths::logs_dir().join(format!("{name}.qmp"));
+        let _ = std::fs::remove_file(&qmp_path);
+        let mut log =
+            File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        cmd.arg("-qmp").arg(format!("unix:{},server=on,wait=off", qmp_path.display()));
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .context("cannot start qemu-system-x86_64 (run scripts/setup.sh)")?;
+            .with_context(|| {
+                format!("cannot start {:?} (run scripts/setup.sh)", cmd.get_program())
+            })?;
         let mut stdout = child.stdout.take().context("qemu stdout")?;
         let mut stderr = child.stderr.take().context("qemu stderr")?;
         let console: Arc<(Mutex<Console>, Condvar)> = Arc::default();

@@ -1,0 +1,410 @@
+//! The BeagleBone Black resinOS 1.x boot chain under QEMU with a real U-Boot (issue 16,
+//! docs/arm-1x-contract.md §4.1–4.2): the U-Boot v2023.01 `qemu_arm` build with a generic RAM
+//! boot counter (built by `scripts/setup-bbb-uboot.sh`), Debian's armhf armmp kernel, and a
+//! small virtio disk in the BBB 1.x layout whose `uEnv.txt` comes from the `uboot-env` crate.
+//!
+//! What is real: U-Boot's hush, `env import`, `load` from FAT and ext3, `bootz`, its boot
+//! counter (`bootcount`, kept over a warm reset, gone when the QEMU process ends — as the
+//! AM33XX RTC `scratch2` word over a reboot or a power cut), the kernel.
+//! What the harness plays:
+//! - the ROM/MLO/SPL and the board's compiled-in environment: a harness disk (U-Boot's
+//!   `virtio 0`, found by `qemu_arm`'s distro boot) holds a `boot.scr` ([`BOOT_CMD`]) that
+//!   sets the am335x environment and runs its `mmcboot`, with `mmc` → `virtio`;
+//! - the RTC word: RAM at [`COUNTER_ADDR`], kept out of Linux by a `/memreserve/` in the
+//!   dtb the harness gives the kernels;
+//! - the 1.x system: `/boot/zImage` on resin-root is the Debian kernel, and the stand-in
+//!   loads an initramfs beside it (the real 1.x mounts resin-root instead) that prints
+//!   [`MARK_1X_UP`] and warm-reboots.
+
+use crate::disk::{self, SECTOR_BYTES};
+use crate::paths;
+use crate::qemu::Vm;
+use crate::resin_image::{mbr_script, StandInPartition};
+use crate::rootfs::{busybox_applets, RootTree};
+use crate::tools::run;
+use anyhow::{Context, Result};
+use initramfs::{Compression, InitramfsBuilder};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use uboot_env::{
+    BootCount, BootPart, CommitEnv, ExistingUenv, TrialCount, TrialEnv, UbootInterface, TRIAL_DTB,
+    TRIAL_INITRAMFS, TRIAL_KERNEL,
+};
+
+/// The RAM word of `CONFIG_SYS_BOOTCOUNT_ADDR` in scripts/setup-bbb-uboot.sh.
+pub const COUNTER_ADDR: &str = "0x5c000000";
+/// Printed by the harness `boot.scr` on every boot, before `mmcboot`.
+pub const MARK_BOOTCOUNT: &str = "harness: bootcount=";
+/// Printed by the 1.x stand-in's init.
+pub const MARK_1X_UP: &str = "SWAPOVER-T 1x-up";
+/// Printed by the working trial initramfs (the migrator's stand-in), with its command line.
+pub const MARK_MIGRATOR_UP: &str = "SWAPOVER-T migrator-up";
+/// Printed by the armed `swapover_boot` (uboot-env) before it loads anything.
+pub const MARK_TRIAL_BOOT: &str = "swapover: trial boot ";
+/// Printed by the committed `swapover_boot` (uboot-env) before it loads anything.
+pub const MARK_RESUME_BOOT: &str = "swapover: resume boot ";
+
+/// U-Boot's device number of the BBB disk: U-Boot numbers virtio-mmio devices in reverse
+/// command-line order (contract §4.1), and the BBB disk comes first on the command line.
+const BBB_VIRTIO_DEV: u32 = 1;
+
+/// Stand-in for the BBB's compiled-in environment and `bootcmd` (U-Boot v2015.07, u-boot/u-boot
+/// 33711bdd `include/configs/am335x_evm.h` lines 66–178 and `include/configs/ti_armv7_common.h`
+/// 55–60, as read for contract B4): the same variables and the same `mmcboot` (boot.scr
+/// skipped: the real p1 has none), with `mmc` → `virtio`, addresses moved from the BBB's RAM
+/// at 0x80000000 to `virt`'s at 0x40000000 (same offsets), `console` ttyO0 → ttyAMA0, and
+/// `findfdt` → the harness dtb. `mmcloados` differs: the 1.x stand-in boots with an
+/// initramfs (the real one mounts resin-root by PARTUUID).
+const BOOT_CMD: &str = r#"echo harness: bootcount=${bootcount}
+setenv loadaddr 0x42000000
+setenv fdtaddr 0x48000000
+setenv rdaddr 0x48080000
+setenv console ttyAMA0,115200n8
+setenv bootenv uEnv.txt
+setenv bootdir /boot
+setenv bootfile zImage
+setenv fdtfile board-1x.dtb
+setenv mmcdev 1
+setenv bootpart 1:2
+setenv loadbootenv 'load virtio ${mmcdev} ${loadaddr} ${bootenv}'
+setenv importbootenv 'echo Importing environment from mmc ...; env import -t -r ${loadaddr} ${filesize}'
+setenv loadimage 'load virtio ${bootpart} ${loadaddr} ${bootdir}/${bootfile}'
+setenv loadfdt 'load virtio ${bootpart} ${fdtaddr} ${bootdir}/${fdtfile}'
+setenv loadrd1x 'load virtio ${bootpart} ${rdaddr} ${bootdir}/initramfs-1x.img'
+setenv mmcloados 'setenv bootargs console=${console} panic=10 harness.os=1x; if run loadfdt; then if run loadrd1x; then bootz ${loadaddr} ${rdaddr}:${filesize} ${fdtaddr}; fi; fi'
+setenv mmcboot 'if virtio dev ${mmcdev}; then echo SD/MMC found on device ${mmcdev}; if run loadbootenv; then echo Loaded environment from ${bootenv}; run importbootenv; fi; if test -n $uenvcmd; then echo Running uenvcmd ...; run uenvcmd; fi; if run loadimage; then run mmcloados; fi; fi'
+run mmcboot
+echo harness: mmcboot returned
+"#;
+
+/// The 1.x stand-in's `/init`: says it is up and reboots warm (the counter goes on).
+const INIT_1X: &str = r#"#!/bin/sh
+mount -t proc proc /proc
+echo "SWAPOVER-T 1x-up cmdline=$(cat /proc/cmdline)"
+echo "SWAPOVER-T 1x-reboot"
+reboot -f
+"#;
+
+/// The working trial's `/init`: says it is up and stays up (the test cuts the power).
+const INIT_TRIAL: &str = r#"#!/bin/sh
+mount -t proc proc /proc
+echo "SWAPOVER-T migrator-up cmdline=$(cat /proc/cmdline)"
+while true; do sleep 60; done
+"#;
+
+/// The built inputs from `.cache/` (scripts/setup-bbb-uboot.sh).
+#[derive(Debug, Clone)]
+pub struct BbbInputs {
+    pub uboot_bin: PathBuf,
+    pub mkimage: PathBuf,
+    pub zimage: PathBuf,
+    pub busybox: PathBuf,
+}
+
+impl BbbInputs {
+    pub fn locate() -> Result<BbbInputs> {
+        let cache = paths::cache_dir();
+        let uboot = cache.join("uboot/current");
+        let kdir = cache.join("kernel-armhf");
+        let version = std::fs::read_to_string(kdir.join("VERSION"))
+            .context("no armhf kernel in .cache/kernel-armhf: run scripts/setup.sh")?;
+        let inputs = BbbInputs {
+            uboot_bin: uboot.join("u-boot.bin"),
+            mkimage: uboot.join("mkimage"),
+            zimage: kdir.join("root/boot").join(format!("vmlinuz-{}", version.trim())),
+            busybox: cache.join("busybox-armhf/root/bin/busybox"),
+        };
+        for p in [&inputs.uboot_bin, &inputs.mkimage, &inputs.zimage, &inputs.busybox] {
+            anyhow::ensure!(p.exists(), "missing {}: run scripts/setup.sh", p.display());
+        }
+        Ok(inputs)
+    }
+}
+
+/// What the trial initramfs on resin-boot does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrialKind {
+    /// `/init` prints [`MARK_TRIAL_UP`].
+    Working,
+    /// An `/init` the kernel cannot execute (its interpreter is missing) and no shell to
+    /// fall back to: the kernel panics ("No working init found") and `panic=10` resets the
+    /// board.
+    BrokenInit,
+}
+
+const MIB_SECTORS: u64 = (1 << 20) / SECTOR_BYTES;
+/// The BBB 1.x layout (contract P6/B1: resin-boot FAT at 4 MiB with the boot flag, resin-root
+/// and resin-updt ext3 of one size, extended, resin-conf FAT, resin-data), with small root
+/// and data partitions; resin-data is ext4 here (btrfs needs > 100 MiB; U-Boot never reads it).
+const PARTITIONS: [StandInPartition; 5] = [
+    StandInPartition {
+        label: "resin-boot",
+        start: 4 * MIB_SECTORS,
+        sectors: 40 * MIB_SECTORS,
+        mbr_type: "c",
+        fs: "vfat",
+    },
+    StandInPartition {
+        label: "resin-root",
+        start: 44 * MIB_SECTORS,
+        sectors: 32 * MIB_SECTORS,
+        mbr_type: "83",
+        fs: "ext3",
+    },
+    StandInPartition {
+        label: "resin-updt",
+        start: 76 * MIB_SECTORS,
+        sectors: 32 * MIB_SECTORS,
+        mbr_type: "83",
+        fs: "ext3",
+    },
+    StandInPartition {
+        label: "resin-conf",
+        start: 109 * MIB_SECTORS,
+        sectors: 20 * MIB_SECTORS,
+        mbr_type: "c",
+        fs: "vfat",
+    },
+    StandInPartition {
+        label: "resin-data",
+        start: 130 * MIB_SECTORS,
+        sectors: 16 * MIB_SECTORS,
+        mbr_type: "83",
+        fs: "ext4",
+    },
+];
+const EXTENDED_START: u64 = 108 * MIB_SECTORS;
+const DISK_SECTORS: u64 = 146 * MIB_SECTORS;
+
+/// The uEnv.txt a BBB 1.x eMMC carries (balena-beaglebone 1.X
+/// `recipes-bsp/u-boot/u-boot-ti-staging/uEnv.txt_internal`, contract B2), with the device
+/// number U-Boot gives the test's disk.
+fn uenv_1x() -> String {
+    format!("mmcdev={BBB_VIRTIO_DEV}\nbootpart={BBB_VIRTIO_DEV}:2\n")
+}
+
+/// The trial `uEnv.txt` from the `uboot-env` crate, armed for the boot after a counter at `now`.
+pub fn trial_uenv(now: BootCount) -> Result<String> {
+    let existing = ExistingUenv::parse(uenv_1x().as_bytes())?;
+    let env = TrialEnv {
+        interface: UbootInterface::Virtio,
+        mmcdev: BBB_VIRTIO_DEV,
+        bootpart: BootPart { device: BBB_VIRTIO_DEV, partition: 2 },
+        trial_count: TrialCount::after(now)?,
+    };
+    Ok(env.render(&existing)?)
+}
+
+/// Phase B on the BBB disk: `uEnv.txt` replaced by the `uboot-env` crate's commit text (the
+/// migrator's rename is not played: this writes the file with mtools between power-ons).
+pub fn commit(bbb_disk: &Path) -> Result<()> {
+    let existing = ExistingUenv::parse(uenv_1x().as_bytes())?;
+    let env = CommitEnv {
+        interface: UbootInterface::Virtio,
+        mmcdev: BBB_VIRTIO_DEV,
+        bootpart: BootPart { device: BBB_VIRTIO_DEV, partition: 2 },
+    };
+    let table = disk::PartitionTable::read(bbb_disk)?;
+    disk::write_fat_file(bbb_disk, table.number(1)?, "uEnv.txt", env.render(&existing)?.as_bytes())
+}
+
+/// The VMs' dtb: QEMU's own `virt` tree (dumped) plus a `/memreserve/` over the counter word,
+/// so that no kernel writes the RAM the counter lives in.
+fn board_dtb(work: &Path) -> Result<PathBuf> {
+    let dumped = work.join("virt.dtb");
+    run(
+        "qemu-system-arm",
+        [
+            "-M".into(),
+            format!("virt,dumpdtb={}", dumped.display()),
+            "-cpu".into(),
+            "cortex-a15".into(),
+            "-m".into(),
+            "512".into(),
+            "-display".into(),
+            "none".into(),
+        ],
+    )?;
+    let dts = String::from_utf8(run(
+        "dtc",
+        ["-q", "-I", "dtb", "-O", "dts"]
+            .map(Into::into)
+            .into_iter()
+            .chain([dumped.into_os_string()]),
+    )?)?;
+    let dts =
+        dts.replacen("/dts-v1/;", &format!("/dts-v1/;\n/memreserve/ {COUNTER_ADDR} 0x1000;"), 1);
+    anyhow::ensure!(dts.contains("/memreserve/"), "no /dts-v1/ header in the dumped dtb");
+    let out = work.join("board.dtb");
+    crate::tools::run_with_input(
+        "dtc",
+        ["-q", "-I", "dts", "-O", "dtb", "-o"]
+            .map(std::ffi::OsString::from)
+            .into_iter()
+            .chain([out.clone().into_os_string()]),
+        Some(dts.as_bytes()),
+    )?;
+    Ok(out)
+}
+
+/// A gzip initramfs with `init` and, unless `kind` is [`TrialKind::BrokenInit`], the armhf
+/// busybox.
+fn initramfs(out: &Path, inputs: &BbbInputs, init: &str, kind: TrialKind) -> Result<()> {
+    let mut builder = InitramfsBuilder::new().compression(Compression::Gzip);
+    builder = match kind {
+        // The applet list of the host's busybox: the same Debian busybox-static version.
+        TrialKind::Working => builder.busybox(inputs.busybox.as_path(), busybox_applets()?),
+        // Without a shell, the kernel's fallbacks after a failed /init (/sbin/init … /bin/sh)
+        // fail too.
+        TrialKind::BrokenInit => builder,
+    };
+    builder
+        .init(init.as_bytes().to_vec())
+        .write_to_path(out)
+        .with_context(|| format!("building {}", out.display()))?;
+    Ok(())
+}
+
+/// The broken trial's `/init`: its interpreter does not exist, so exec fails.
+const INIT_BROKEN: &str = "#!/bin/no-such-shell\n";
+
+/// Builds, in `dir`, the harness disk (boot.scr) and a BBB disk armed for a trial of `kind`
+/// on the boot after power-on (counter 1 → trial at 2). Returns (bbb disk, harness disk).
+pub fn build_disks(dir: &Path, inputs: &BbbInputs, kind: TrialKind) -> Result<(PathBuf, PathBuf)> {
+    let work = dir.join("work");
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    std::fs::create_dir_all(&work)?;
+    let dtb = board_dtb(&work)?;
+
+    // Harness disk: one FAT partition with boot.scr, found by qemu_arm's distro boot.
+    let harness = RootTree { root: work.join("harness") };
+    std::fs::create_dir_all(&harness.root)?;
+    let cmd = work.join("boot.cmd");
+    std::fs::write(&cmd, BOOT_CMD)?;
+    run(
+        &inputs.mkimage.to_string_lossy(),
+        [
+            "-A".as_ref(),
+            "arm".as_ref(),
+            "-T".as_ref(),
+            "script".as_ref(),
+            "-C".as_ref(),
+            "none".as_ref(),
+            "-d".as_ref(),
+            cmd.as_os_str(),
+            harness.path("boot.scr").as_os_str(),
+        ],
+    )?;
+    let harness_disk = dir.join("harness.img");
+    let harness_fs = work.join("harness.fs");
+    disk::mkfs_vfat(&harness_fs, 8 << 20, "HARNESS", "4a524e53", &harness.root)?;
+    disk::create_sparse(&harness_disk, (1 + 8) << 20)?;
+    disk::write_table(
+        &harness_disk,
+        &format!(
+            "label: dos\nunit: sectors\n\nstart={MIB_SECTORS}, size={}, type=c, bootable\n",
+            8 * MIB_SECTORS
+        ),
+    )?;
+    disk::place_into_fresh_sparse(&harness_disk, 1 << 20, &harness_fs)?;
+
+    // resin-boot: the BBB's boot files (dummies: the ROM/SPL are played), the armed
+    // uEnv.txt and the trial's files as the stager copies them.
+    let boot = RootTree { root: work.join("boot") };
+    std::fs::create_dir_all(&boot.root)?;
+    boot.file("MLO", b"stand-in: the AM335x ROM's SPL is played by QEMU -bios\n", 0o644)?;
+    boot.file("u-boot.img", b"stand-in: U-Boot is QEMU's -bios u-boot.bin\n", 0o644)?;
+    boot.file("uEnv.txt", trial_uenv(BootCount(1))?.as_bytes(), 0o644)?;
+    boot.copy(TRIAL_KERNEL, &inputs.zimage, 0o644)?;
+    boot.copy(TRIAL_DTB, &dtb, 0o644)?;
+    let trial_rd = work.join("trial-initramfs.img");
+    let trial_init = match kind {
+        TrialKind::Working => INIT_TRIAL,
+        TrialKind::BrokenInit => INIT_BROKEN,
+    };
+    initramfs(&trial_rd, inputs, trial_init, kind)?;
+    boot.copy(TRIAL_INITRAMFS, &trial_rd, 0o644)?;
+
+    // resin-root: /boot/zImage (contract B1) and the stand-in's dtb and initramfs.
+    let root = RootTree { root: work.join("root") };
+    std::fs::create_dir_all(&root.root)?;
+    root.copy("boot/zImage", &inputs.zimage, 0o644)?;
+    root.copy("boot/board-1x.dtb", &dtb, 0o644)?;
+    let rd_1x = work.join("initramfs-1x.img");
+    initramfs(&rd_1x, inputs, INIT_1X, TrialKind::Working)?;
+    root.copy("boot/initramfs-1x.img", &rd_1x, 0o644)?;
+
+    let conf = RootTree { root: work.join("conf") };
+    conf.file("config.json", br#"{"deviceType":"beaglebone-black"}"#, 0o644)?;
+    let empty = work.join("empty");
+    std::fs::create_dir_all(&empty)?;
+
+    let bbb_disk = dir.join("bbb.img");
+    disk::create_sparse(&bbb_disk, DISK_SECTORS * SECTOR_BYTES)?;
+    disk::write_table(
+        &bbb_disk,
+        &mbr_script("0x0bbb1a00", &PARTITIONS, EXTENDED_START, DISK_SECTORS),
+    )?;
+    for (i, p) in PARTITIONS.iter().enumerate() {
+        let fs = work.join(format!("{}.fs", p.label));
+        let bytes = p.sectors * SECTOR_BYTES;
+        let content = match p.label {
+            "resin-boot" => &boot.root,
+            "resin-root" => &root.root,
+            "resin-conf" => &conf.root,
+            _ => &empty,
+        };
+        let uuid = format!("bbb1a000-0000-4000-8000-00000000000{i}");
+        match p.fs {
+            "vfat" => disk::mkfs_vfat(&fs, bytes, p.label, &format!("0bbb000{i}"), content)?,
+            fs_type => {
+                disk::create_sparse(&fs, bytes)?;
+                let args: Vec<std::ffi::OsString> = vec![
+                    "-q".into(),
+                    "-F".into(),
+                    "-t".into(),
+                    fs_type.into(),
+                    "-L".into(),
+                    p.label.into(),
+                    "-U".into(),
+                    uuid.into(),
+                    "-E".into(),
+                    "root_owner=0:0".into(),
+                    "-d".into(),
+                    content.into(),
+                    fs.clone().into(),
+                ];
+                run("mke2fs", args)?;
+            }
+        }
+        disk::place_into_fresh_sparse(&bbb_disk, p.start * SECTOR_BYTES, &fs)?;
+    }
+    std::fs::remove_dir_all(&work)?;
+    Ok((bbb_disk, harness_disk))
+}
+
+/// Powers on the board: a new QEMU process (so the RAM counter starts from nothing) running
+/// the built U-Boot, the BBB disk first on the command line (U-Boot `virtio 1`), the
+/// harness disk last (`virtio 0`). Warm resets stay in the process.
+pub fn power_on(
+    name: &str,
+    inputs: &BbbInputs,
+    bbb_disk: &Path,
+    harness_disk: &Path,
+) -> Result<Vm> {
+    let mut cmd = Command::new("qemu-system-arm");
+    cmd.args(["-M", "virt", "-cpu", "cortex-a15", "-m", "512", "-accel", "tcg"])
+        .args(["-nodefaults", "-no-user-config", "-display", "none"])
+        .args(["-serial", "stdio", "-monitor", "none", "-nic", "none"])
+        .arg("-bios")
+        .arg(&inputs.uboot_bin);
+    for (id, image) in [("bbb", bbb_disk), ("harness", harness_disk)] {
+        cmd.arg("-drive")
+            .arg(format!("if=none,id={id},format=raw,file={},cache=writeback", image.display()))
+            .arg("-device")
+            .arg(format!("virtio-blk-device,drive={id}"));
+    }
+    Vm::start_command(name, cmd)
+}
