@@ -276,6 +276,162 @@ fn spare_root_fs(
 }
 
 /// Builds and validates the plan.
+/// What resin-updt must hold (the image, config.json, the backup, a margin, and the kernel and
+/// initramfs unless they go on the boot partition), refused when it has less free.
+/// Staging goes into resin-updt's own file system (a directory, removed again by undo),
+/// never a new one: nothing the stager does to the spare root is irreversible.
+fn staging_budget(
+    i: &Inputs<'_>,
+    updt: &Matched,
+    backup: Bytes,
+    kernel_on_boot: bool,
+) -> Result<(super::fs_probe::FsFacts, Budget1x), Refusal1x> {
+    let (staging_fs, have) = spare_root_fs(updt)?;
+    let margin = Bytes(STAGING_MARGIN_1X.get() + have.get() / 20);
+    let image_bytes = Bytes(i.image.compressed_size.get() + i.config.bytes.len() as u64);
+    let on_updt = if kernel_on_boot {
+        vec![image_bytes, backup, margin]
+    } else {
+        vec![i.kernel, i.initramfs, image_bytes, backup, margin]
+    };
+    let needed = Bytes::checked_sum(on_updt).map_err(units)?;
+    if needed > have {
+        return Err(Refusal1x::SpareRootTooSmall {
+            device: format!("{} (partition {})", updt.expected.name, updt.found.number),
+            have,
+            needed,
+            kernel: if kernel_on_boot { Bytes(0) } else { i.kernel },
+            initramfs: if kernel_on_boot { Bytes(0) } else { i.initramfs },
+            image: image_bytes,
+            backup,
+            margin,
+        });
+    }
+    let budget = Budget1x {
+        kernel: i.kernel,
+        initramfs: i.initramfs,
+        image: image_bytes,
+        backup,
+        margin,
+        needed,
+        have,
+        kernel_on_boot,
+    };
+    Ok((staging_fs, budget))
+}
+
+/// The boot partition's room for the kernel and initramfs (when they go there), refused
+/// when it is measured too small; a note when it could not be measured.
+fn boot_room(i: &Inputs<'_>, boot: &Matched, notes: &mut Vec<String>) -> Result<(), Refusal1x> {
+    let on_boot = Bytes::checked_sum([i.kernel, i.initramfs, Bytes(64 * 1024)]).map_err(units)?;
+    match i.boot_free {
+        Some(free) if free < on_boot => Err(Refusal1x::BootPartitionFull {
+            device: format!("{} (partition {})", boot.expected.name, boot.found.number),
+            free,
+            needed: on_boot,
+            kernel: i.kernel,
+            initramfs: i.initramfs,
+        }),
+        Some(_) => Ok(()),
+        None => {
+            notes.push(format!(
+                "free space on {} not measured; kernel and initramfs ({}) go there",
+                boot.expected.name, on_boot
+            ));
+            Ok(())
+        }
+    }
+}
+
+/// The changes on the boot partition that start the migration environment once: each
+/// bootloader file's edit (none when the UEFI firmware arms it) and the kernel, initramfs
+/// (and command line) staged there.
+fn boot_changes(
+    i: &Inputs<'_>,
+    boot: &Matched,
+    mboot: &MigrationBoot,
+    kernel_on_boot: bool,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<BootEdit>, Vec<FileChange>), Refusal1x> {
+    let profile = i.profile;
+    let mut boot_edits = Vec::new();
+    let mut files = Vec::new();
+    let by_firmware = armed_by_firmware(profile);
+    if by_firmware {
+        let kept: Vec<&str> = i.boot_files.iter().map(|f| f.name.as_str()).collect();
+        notes.push(format!(
+            "armed by the UEFI firmware (a Boot#### option for {} on {}, set as BootNext for one boot); {} not changed",
+            uefi_path(KERNEL_FILE),
+            boot.expected.name,
+            if kept.is_empty() { "no bootloader file is".to_string() } else { format!("{} is", kept.join(", ")) }
+        ));
+    }
+    for file in i.boot_files.iter().filter(|_| !by_firmware) {
+        let kind = EditKind::of(&file.name);
+        if kind == EditKind::Unsupported {
+            notes.push(format!("{} is not edited by this stager yet: the migration environment cannot be armed on this board", file.name));
+            continue;
+        }
+        let Some(edited) =
+            boot_files::edited_bytes(&file.name, file.bytes.as_deref().unwrap_or_default(), mboot)
+                .map_err(units)?
+        else {
+            continue;
+        };
+        let path = format!("{BOOT_MOUNT}/{}", file.name);
+        let change = match &file.bytes {
+            None => FileChangeKind::Created,
+            Some(bytes) => FileChangeKind::Modified {
+                backup: format!("{BOOT_MOUNT}/{}", boot_files::backup_name(&file.name)),
+                original_sha256: sha256(bytes),
+            },
+        };
+        files.push(FileChange { path, change });
+        boot_edits.push(BootEdit { name: file.name.clone(), original: file.bytes.clone(), edited });
+    }
+    if kernel_on_boot {
+        let names: &[&str] = if by_firmware {
+            &[KERNEL_FILE, INITRAMFS_FILE]
+        } else {
+            &[KERNEL_FILE, INITRAMFS_FILE, CMDLINE_FILE]
+        };
+        for name in names {
+            files.push(FileChange {
+                path: format!("{BOOT_MOUNT}/{name}"),
+                change: FileChangeKind::Created,
+            });
+        }
+    }
+    Ok((boot_edits, files))
+}
+
+/// The one backup volume: 1.x's application data, restored under the application's id;
+/// none (and a note) when there is no application data.
+fn backup_volumes(i: &Inputs<'_>, app_id: &str, notes: &mut Vec<String>) -> Vec<BackupVolume> {
+    let profile = i.profile;
+    match i.app_data.size {
+        None => {
+            notes.push(format!(
+                "{} does not exist: no application data to carry",
+                i.app_data.source
+            ));
+            Vec::new()
+        }
+        Some(size) => vec![BackupVolume {
+            name: "resin-data".into(),
+            restore_to: profile.restore.data.to_restore_location(app_id),
+            // `.`: the contents of 1.x's /mnt/data/resin-data go straight into 2.x's /resin-data.
+            items: vec![BackupItem {
+                source: i.app_data.source.clone(),
+                target: ".".into(),
+                filters: Vec::new(),
+                excludes: i.app_data.excludes.clone(),
+                estimated_size: size,
+            }],
+        }],
+    }
+}
+
 pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
     let profile = i.profile;
     let matched = source_disk::match_profile(i.disk, profile)?;
@@ -324,133 +480,18 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
     // The Raspberry Pi GPU firmware and UEFI firmware read only the FAT boot partition.
     let kernel_on_boot =
         profile.bootloader == Bootloader::RaspberrypiFirmware || armed_by_firmware(profile);
-    // Staging goes into resin-updt's own file system (a directory, removed again by undo),
-    // never a new one: nothing the stager does to the spare root is irreversible.
-    let (staging_fs, have) = spare_root_fs(updt)?;
-    let margin = Bytes(STAGING_MARGIN_1X.get() + have.get() / 20);
-    let image_bytes = Bytes(i.image.compressed_size.get() + i.config.bytes.len() as u64);
-    let on_updt = if kernel_on_boot {
-        vec![image_bytes, backup, margin]
-    } else {
-        vec![i.kernel, i.initramfs, image_bytes, backup, margin]
-    };
-    let needed = Bytes::checked_sum(on_updt).map_err(units)?;
-    let budget = Budget1x {
-        kernel: i.kernel,
-        initramfs: i.initramfs,
-        image: image_bytes,
-        backup,
-        margin,
-        needed,
-        have,
-        kernel_on_boot,
-    };
-    if needed > have {
-        return Err(Refusal1x::SpareRootTooSmall {
-            device: format!("{} (partition {})", updt.expected.name, updt.found.number),
-            have,
-            needed,
-            kernel: if kernel_on_boot { Bytes(0) } else { i.kernel },
-            initramfs: if kernel_on_boot { Bytes(0) } else { i.initramfs },
-            image: image_bytes,
-            backup,
-            margin,
-        });
-    }
+    let (staging_fs, budget) = staging_budget(i, updt, backup, kernel_on_boot)?;
     if kernel_on_boot {
-        let on_boot =
-            Bytes::checked_sum([i.kernel, i.initramfs, Bytes(64 * 1024)]).map_err(units)?;
-        match i.boot_free {
-            Some(free) if free < on_boot => {
-                return Err(Refusal1x::BootPartitionFull {
-                    device: format!("{} (partition {})", boot.expected.name, boot.found.number),
-                    free,
-                    needed: on_boot,
-                    kernel: i.kernel,
-                    initramfs: i.initramfs,
-                })
-            }
-            Some(_) => {}
-            None => notes.push(format!(
-                "free space on {} not measured; kernel and initramfs ({}) go there",
-                boot.expected.name, on_boot
-            )),
-        }
+        boot_room(i, boot, &mut notes)?;
     }
 
     // The bootloader files, edited to start the migration environment once.
     let mboot = migration_boot(profile, updt.found.number);
-    let mut boot_edits = Vec::new();
-    let mut files = Vec::new();
     let by_firmware = armed_by_firmware(profile);
-    if by_firmware {
-        let kept: Vec<&str> = i.boot_files.iter().map(|f| f.name.as_str()).collect();
-        notes.push(format!(
-            "armed by the UEFI firmware (a Boot#### option for {} on {}, set as BootNext for one boot); {} not changed",
-            uefi_path(KERNEL_FILE),
-            boot.expected.name,
-            if kept.is_empty() { "no bootloader file is".to_string() } else { format!("{} is", kept.join(", ")) }
-        ));
-    }
-    for file in i.boot_files.iter().filter(|_| !by_firmware) {
-        let kind = EditKind::of(&file.name);
-        if kind == EditKind::Unsupported {
-            notes.push(format!("{} is not edited by this stager yet: the migration environment cannot be armed on this board", file.name));
-            continue;
-        }
-        let Some(edited) =
-            boot_files::edited_bytes(&file.name, file.bytes.as_deref().unwrap_or_default(), &mboot)
-                .map_err(units)?
-        else {
-            continue;
-        };
-        let path = format!("{BOOT_MOUNT}/{}", file.name);
-        let change = match &file.bytes {
-            None => FileChangeKind::Created,
-            Some(bytes) => FileChangeKind::Modified {
-                backup: format!("{BOOT_MOUNT}/{}", boot_files::backup_name(&file.name)),
-                original_sha256: sha256(bytes),
-            },
-        };
-        files.push(FileChange { path, change });
-        boot_edits.push(BootEdit { name: file.name.clone(), original: file.bytes.clone(), edited });
-    }
-    if kernel_on_boot {
-        let names: &[&str] = if by_firmware {
-            &[KERNEL_FILE, INITRAMFS_FILE]
-        } else {
-            &[KERNEL_FILE, INITRAMFS_FILE, CMDLINE_FILE]
-        };
-        for name in names {
-            files.push(FileChange {
-                path: format!("{BOOT_MOUNT}/{name}"),
-                change: FileChangeKind::Created,
-            });
-        }
-    }
+    let (boot_edits, files) = boot_changes(i, boot, &mboot, kernel_on_boot, &mut notes)?;
 
     let app_id = i.config.application_id.clone().unwrap_or_else(|| "unassigned".to_string());
-    let volumes = match i.app_data.size {
-        None => {
-            notes.push(format!(
-                "{} does not exist: no application data to carry",
-                i.app_data.source
-            ));
-            Vec::new()
-        }
-        Some(size) => vec![BackupVolume {
-            name: "resin-data".into(),
-            restore_to: profile.restore.data.to_restore_location(&app_id),
-            // `.`: the contents of 1.x's /mnt/data/resin-data go straight into 2.x's /resin-data.
-            items: vec![BackupItem {
-                source: i.app_data.source.clone(),
-                target: ".".into(),
-                filters: Vec::new(),
-                excludes: i.app_data.excludes.clone(),
-                estimated_size: size,
-            }],
-        }],
-    };
+    let volumes = backup_volumes(i, &app_id, &mut notes);
     let wifi_connect = format!(
         "{}/{}",
         super::app_data::DATA_MOUNT,
