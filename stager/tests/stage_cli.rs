@@ -162,7 +162,15 @@ fn stage_json_names_each_outcome_with_its_exit_code() {
     let value = document(&refused);
     assert_eq!(value["result"], "refused");
     assert!(value["error"].as_str().unwrap().contains("already staged"), "{value}");
+    // The refusal's two parts, apart, for a fleet tool to show.
+    assert!(value["problem"].as_str().unwrap().starts_with("a migration is already staged"));
+    assert_eq!(value["fix"], "run `stager status` to see it, or `stager abort` to undo it first");
+    assert!(failed_has_no_parts(&document(&failed)), "a failure is not a refusal: no problem/fix");
     assert_eq!(stager(&host, &["abort"], &[]).status.code(), Some(0));
+}
+
+fn failed_has_no_parts(value: &serde_json::Value) -> bool {
+    value.get("problem").is_none() && value.get("fix").is_none()
 }
 
 /// A copy of the stager binary with `migrator` appended the way package-stager.sh does.

@@ -9,6 +9,7 @@ use crate::run_session::RunSession;
 use crate::stage::engine::execute::ExecuteOptions;
 use crate::stage::engine::system::System;
 use crate::stage::hook::Hook;
+use crate::stage::refusal::RefusalText;
 use crate::stage::{host_extras, StageError, StageOutcome, StageRequest};
 use crate::state::StateStore;
 use std::time::Duration;
@@ -35,8 +36,23 @@ fn stage_document(code: i32, mut fields: serde_json::Value) -> String {
 
 /// A `stage` that ends with an error: one line on stderr and, with --json, the document.
 fn stage_error(message: &str, json: bool, code: i32) -> (i32, String) {
+    stage_error_with(message, None, json, code)
+}
+
+/// As [`stage_error`]; a refusal's document also carries its `problem` and `fix` apart.
+fn stage_error_with(
+    message: &str,
+    parts: Option<RefusalText>,
+    json: bool,
+    code: i32,
+) -> (i32, String) {
     if json {
-        print_line(&stage_document(code, serde_json::json!({ "error": message })));
+        let mut fields = serde_json::json!({ "error": message });
+        if let (Some(parts), Some(map)) = (parts, fields.as_object_mut()) {
+            map.insert("problem".into(), parts.problem.into());
+            map.insert("fix".into(), parts.fix.into());
+        }
+        print_line(&stage_document(code, fields));
     }
     console_log::err(&format!("error: {message}\n"));
     (code, format!("error: {message}"))
@@ -198,10 +214,14 @@ fn run_with(
             (EXIT_OK, message)
         }
         Err(error) => {
-            if let StageError::Refused(_) = error {
-                log::info!("refused before any change");
-            }
-            stage_error(&error.to_string(), json, error.exit_code())
+            let parts = match &error {
+                StageError::Refused(refusal) => {
+                    log::info!("refused before any change");
+                    Some(refusal.text())
+                }
+                _ => None,
+            };
+            stage_error_with(&error.to_string(), parts, json, error.exit_code())
         }
     }
 }
