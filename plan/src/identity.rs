@@ -10,23 +10,47 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::units::{Bytes, Extent, SectorSize, Sectors, UnitError};
+use crate::RefusalText;
 
+/// Why a disk or partition identity is not valid; [`IdentityError::text`] gives the problem
+/// and the fix apart, the one line joins them.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{}", self.text())]
 pub enum IdentityError {
-    #[error("'{0}' is not a GUID (expected 8-4-4-4-12 hexadecimal digits)")]
     BadGuid(String),
-    #[error("partition number 0 is not valid: partitions are numbered from 1")]
     ZeroPartitionNumber,
-    #[error("MBR partition number {0} is out of range (1..=255 as Linux numbers them)")]
     MbrNumberOutOfRange(u32),
-    #[error("partition {number} has PARTUUID '{found}' but its disk identifier gives '{expected}'; re-read the partition table")]
     PartuuidMismatch { number: u32, found: String, expected: String },
-    #[error("partition {0} has a zero size")]
     ZeroSize(u32),
-    #[error("partition {number} is on disk {found} but the plan's disk is {expected}")]
     WrongDisk { number: u32, found: String, expected: String },
-    #[error(transparent)]
     Units(#[from] UnitError),
+}
+
+impl IdentityError {
+    /// What is wrong and, where there is one, what to do about it, kept apart.
+    pub fn text(&self) -> RefusalText {
+        let problem = |text: String| RefusalText::problem_only(text);
+        match self {
+            IdentityError::BadGuid(text) => {
+                problem(format!("'{text}' is not a GUID (expected 8-4-4-4-12 hexadecimal digits)"))
+            }
+            IdentityError::ZeroPartitionNumber => {
+                problem("partition number 0 is not valid: partitions are numbered from 1".into())
+            }
+            IdentityError::MbrNumberOutOfRange(number) => problem(format!(
+                "MBR partition number {number} is out of range (1..=255 as Linux numbers them)"
+            )),
+            IdentityError::PartuuidMismatch { number, found, expected } => RefusalText::new(
+                format!("partition {number} has PARTUUID '{found}' but its disk identifier gives '{expected}'"),
+                "re-read the partition table".into(),
+            ),
+            IdentityError::ZeroSize(number) => problem(format!("partition {number} has a zero size")),
+            IdentityError::WrongDisk { number, found, expected } => problem(format!(
+                "partition {number} is on disk {found} but the plan's disk is {expected}"
+            )),
+            IdentityError::Units(e) => e.text(),
+        }
+    }
 }
 
 /// A GUID in its canonical lower-case text form (`8-4-4-4-12` hex digits).

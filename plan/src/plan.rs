@@ -14,72 +14,147 @@ use thiserror::Error;
 use crate::identity::{DiskId, IdentityError, PartitionIdentity};
 use crate::kinds::{Compression, FsType, PartitionRole, SourceKind, TableKind};
 use crate::units::{Bytes, Extent, SectorSize, Sectors, UnitError};
+use crate::RefusalText;
 
 /// The plan format this crate writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Why a plan is refused; [`PlanError::text`] gives the problem and the fix apart, the one
+/// line (what the migrator prints) joins them.
 #[derive(Debug, Error)]
+#[error("{}", self.text())]
 pub enum PlanError {
-    #[error("plan format {found} not supported by this migrator (supports {supported}); re-stage with a matching stager")]
     UnsupportedFormat { found: u64, supported: u32 },
-    #[error("plan has no numeric format_version field; it was not written by a swapover stager")]
     MissingFormatVersion,
-    #[error("plan is not valid JSON or lacks a field: {0}; re-stage to write a fresh plan")]
     Json(#[from] serde_json::Error),
-    #[error("{what}: {source}")]
     Identity { what: &'static str, source: IdentityError },
-    #[error("{what}: {source}")]
     Units { what: String, source: UnitError },
-    #[error("{what} is on disk {found}, not on the source disk {expected}; all partitions must be on one disk")]
     WrongDisk { what: &'static str, found: String, expected: String },
-    #[error("{what} uses {found}, but the source disk uses {expected}")]
     SectorSizeMismatch { what: &'static str, found: SectorSize, expected: SectorSize },
-    #[error("{what} ({extent}) reaches past the end of the disk ({disk_size}); re-read the partition table")]
     OutsideDisk { what: String, extent: Extent, disk_size: Sectors },
-    #[error("the old root ({root}) and the staging partition ({staging}) overlap; the partition table is inconsistent")]
     RootOverlapsStaging { root: Extent, staging: Extent },
-    #[error("{what} must not be zero")]
     ZeroSize { what: String },
-    #[error("{what} '{path}' must be an absolute path")]
     NotAbsolute { what: String, path: String },
-    #[error("{what} '{path}' must be a relative path without '..' components")]
     NotPlainRelative { what: String, path: String },
-    #[error("{what} must not be empty")]
     Empty { what: String },
-    #[error("{what} '{value}' is not a sha256 (64 hexadecimal digits)")]
     BadSha256 { what: &'static str, value: String },
-    #[error("image is not compressed but its compressed size ({compressed}) differs from its raw size ({raw})")]
     UncompressedSizeMismatch { compressed: Bytes, raw: Bytes },
-    #[error("target layout has no partitions; read the image's partition table again")]
     EmptyLayout,
-    #[error("target layout names partition '{0}' twice")]
     DuplicateName(String),
-    #[error("target layout has two partitions with role {0}")]
     DuplicateRole(PartitionRole),
-    #[error("target partition '{name}' lies at image bytes {start}..{end}, past the raw image size {image_size}")]
     OutsideImage { name: String, start: Bytes, end: Bytes, image_size: Bytes },
-    #[error("target partition '{name}' ({extent}) is outside the layout region ({region})")]
     OutsideRegion { name: String, extent: Extent, region: Extent },
-    #[error("layout region ({region}) is not inside the old root partition ({root}); the image must fit in the old root's space")]
     RegionOutsideOldRoot { region: Extent, root: Extent },
-    #[error("layout region ({region}) overlaps the staging partition ({staging}); flashing would destroy the migration environment — use a smaller image or a larger old root")]
     RegionOverlapsStaging { region: Extent, staging: Extent },
-    #[error("target partitions '{a}' and '{b}' overlap on disk")]
     PartitionOverlap { a: String, b: String },
-    #[error("{what} refers to a {role} partition, but the target layout has none")]
     MissingRole { what: String, role: PartitionRole },
-    #[error("backup estimate {estimate} exceeds the limit {limit} for this migration path; remove paths from the backup set (data is never truncated)")]
     BackupTooLarge { estimate: Bytes, limit: Bytes },
-    #[error("backup volume '{0}' has no items")]
     EmptyVolume(String),
-    #[error("written_last names '{0}', which is not a target partition")]
     UnknownWrittenLast(String),
-    #[error("written_last is only for resinOS 1.x sources (staging on the spare root), not {0}")]
     WrittenLastForSource(SourceKind),
-    #[error("source_data (a separate data partition) is only for resinOS 1.x sources, not {0}")]
     SourceDataForSource(SourceKind),
-    #[error("the source data partition ({data}) overlaps the {what} ({other}); the partition table is inconsistent")]
     SourceDataOverlap { data: Extent, what: &'static str, other: Extent },
+}
+
+impl PlanError {
+    /// What is wrong with the plan and, where there is one, what to do about it, kept apart.
+    /// A tail that states a rule or a diagnosis ("all partitions must be on one disk", "the
+    /// partition table is inconsistent") is part of the problem, not a fix.
+    pub fn text(&self) -> RefusalText {
+        let new = |problem: String, fix: &str| RefusalText::new(problem, fix.into());
+        let problem = RefusalText::problem_only;
+        match self {
+            PlanError::UnsupportedFormat { found, supported } => new(
+                format!("plan format {found} not supported by this migrator (supports {supported})"),
+                "re-stage with a matching stager",
+            ),
+            PlanError::MissingFormatVersion => problem(
+                "plan has no numeric format_version field; it was not written by a swapover stager"
+                    .into(),
+            ),
+            PlanError::Json(e) => new(
+                format!("plan is not valid JSON or lacks a field: {e}"),
+                "re-stage to write a fresh plan",
+            ),
+            PlanError::Identity { what, source } => source.text().within(what),
+            PlanError::Units { what, source } => source.text().within(what),
+            PlanError::WrongDisk { what, found, expected } => problem(format!(
+                "{what} is on disk {found}, not on the source disk {expected}; all partitions must be on one disk"
+            )),
+            PlanError::SectorSizeMismatch { what, found, expected } => {
+                problem(format!("{what} uses {found}, but the source disk uses {expected}"))
+            }
+            PlanError::OutsideDisk { what, extent, disk_size } => new(
+                format!("{what} ({extent}) reaches past the end of the disk ({disk_size})"),
+                "re-read the partition table",
+            ),
+            PlanError::RootOverlapsStaging { root, staging } => problem(format!(
+                "the old root ({root}) and the staging partition ({staging}) overlap; the partition table is inconsistent"
+            )),
+            PlanError::ZeroSize { what } => problem(format!("{what} must not be zero")),
+            PlanError::NotAbsolute { what, path } => {
+                problem(format!("{what} '{path}' must be an absolute path"))
+            }
+            PlanError::NotPlainRelative { what, path } => problem(format!(
+                "{what} '{path}' must be a relative path without '..' components"
+            )),
+            PlanError::Empty { what } => problem(format!("{what} must not be empty")),
+            PlanError::BadSha256 { what, value } => {
+                problem(format!("{what} '{value}' is not a sha256 (64 hexadecimal digits)"))
+            }
+            PlanError::UncompressedSizeMismatch { compressed, raw } => problem(format!(
+                "image is not compressed but its compressed size ({compressed}) differs from its raw size ({raw})"
+            )),
+            PlanError::EmptyLayout => new(
+                "target layout has no partitions".into(),
+                "read the image's partition table again",
+            ),
+            PlanError::DuplicateName(name) => {
+                problem(format!("target layout names partition '{name}' twice"))
+            }
+            PlanError::DuplicateRole(role) => {
+                problem(format!("target layout has two partitions with role {role}"))
+            }
+            PlanError::OutsideImage { name, start, end, image_size } => problem(format!(
+                "target partition '{name}' lies at image bytes {start}..{end}, past the raw image size {image_size}"
+            )),
+            PlanError::OutsideRegion { name, extent, region } => problem(format!(
+                "target partition '{name}' ({extent}) is outside the layout region ({region})"
+            )),
+            PlanError::RegionOutsideOldRoot { region, root } => problem(format!(
+                "layout region ({region}) is not inside the old root partition ({root}); the image must fit in the old root's space"
+            )),
+            // The fix follows the consequence after a dash; the one line joins the two
+            // with "; " as before.
+            PlanError::RegionOverlapsStaging { region, staging } => new(
+                format!("layout region ({region}) overlaps the staging partition ({staging})"),
+                "flashing would destroy the migration environment — use a smaller image or a larger old root",
+            ),
+            PlanError::PartitionOverlap { a, b } => {
+                problem(format!("target partitions '{a}' and '{b}' overlap on disk"))
+            }
+            PlanError::MissingRole { what, role } => problem(format!(
+                "{what} refers to a {role} partition, but the target layout has none"
+            )),
+            PlanError::BackupTooLarge { estimate, limit } => new(
+                format!("backup estimate {estimate} exceeds the limit {limit} for this migration path"),
+                "remove paths from the backup set (data is never truncated)",
+            ),
+            PlanError::EmptyVolume(name) => problem(format!("backup volume '{name}' has no items")),
+            PlanError::UnknownWrittenLast(name) => {
+                problem(format!("written_last names '{name}', which is not a target partition"))
+            }
+            PlanError::WrittenLastForSource(kind) => problem(format!(
+                "written_last is only for resinOS 1.x sources (staging on the spare root), not {kind}"
+            )),
+            PlanError::SourceDataForSource(kind) => problem(format!(
+                "source_data (a separate data partition) is only for resinOS 1.x sources, not {kind}"
+            )),
+            PlanError::SourceDataOverlap { data, what, other } => problem(format!(
+                "the source data partition ({data}) overlaps the {what} ({other}); the partition table is inconsistent"
+            )),
+        }
+    }
 }
 
 /// The migration plan, format version 1.
@@ -811,5 +886,69 @@ fn require_plain_relative(what: impl Into<String>, path: &str) -> Result<(), Pla
         Ok(())
     } else {
         Err(PlanError::NotPlainRelative { what: what.into(), path: path.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod error_text_tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_error_gives_its_problem_and_fix_apart_and_prints_them_as_before() {
+        let e = PlanError::UnsupportedFormat { found: 2, supported: 1 };
+        let text = e.text();
+        assert_eq!(text.problem, "plan format 2 not supported by this migrator (supports 1)");
+        assert_eq!(text.fix.as_deref(), Some("re-stage with a matching stager"));
+        assert_eq!(
+            e.to_string(),
+            "plan format 2 not supported by this migrator (supports 1); re-stage with a matching stager"
+        );
+    }
+
+    #[test]
+    fn a_nested_identity_error_keeps_its_fix_behind_the_plans_context() {
+        let source = IdentityError::PartuuidMismatch {
+            number: 2,
+            found: "a-02".into(),
+            expected: "b-02".into(),
+        };
+        let e = PlanError::Identity { what: "old root", source };
+        let text = e.text();
+        assert_eq!(
+            text.problem,
+            "old root: partition 2 has PARTUUID 'a-02' but its disk identifier gives 'b-02'"
+        );
+        assert_eq!(text.fix.as_deref(), Some("re-read the partition table"));
+        assert_eq!(
+            e.to_string(),
+            "old root: partition 2 has PARTUUID 'a-02' but its disk identifier gives 'b-02'; re-read the partition table"
+        );
+        let units = PlanError::Units {
+            what: "staging size".into(),
+            source: UnitError::Misaligned { bytes: 100, sector_size: 512 },
+        };
+        assert_eq!(units.text().fix.as_deref(), Some("round up or down explicitly"));
+        assert_eq!(
+            units.to_string(),
+            "staging size: 100 bytes is not a whole number of 512-byte sectors; round up or down explicitly"
+        );
+    }
+
+    #[test]
+    fn a_plan_error_whose_tail_is_a_rule_has_no_fake_fix() {
+        // Split at its last "; ", this line would have offered "all partitions must be on
+        // one disk" as the fix.
+        let e = PlanError::WrongDisk { what: "old root", found: "a".into(), expected: "b".into() };
+        assert_eq!(e.text().fix, None);
+        assert_eq!(
+            e.to_string(),
+            "old root is on disk a, not on the source disk b; all partitions must be on one disk"
+        );
+        assert_eq!(e.text().problem, e.to_string());
+        assert_eq!(PlanError::MissingFormatVersion.text().fix, None);
+        assert_eq!(
+            PlanError::MissingFormatVersion.to_string(),
+            "plan has no numeric format_version field; it was not written by a swapover stager"
+        );
     }
 }

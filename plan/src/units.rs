@@ -10,17 +10,38 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Errors from size arithmetic and conversions.
+use crate::RefusalText;
+
+/// Errors from size arithmetic and conversions; [`UnitError::text`] gives the problem and
+/// the fix apart, the one line joins them.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{}", self.text())]
 pub enum UnitError {
-    #[error("sector size {0} is not supported (use 512 or 4096)")]
     UnsupportedSectorSize(u64),
-    #[error("{bytes} bytes is not a whole number of {sector_size}-byte sectors; round up or down explicitly")]
     Misaligned { bytes: u64, sector_size: u32 },
-    #[error("size arithmetic overflowed while computing {0}")]
     Overflow(&'static str),
-    #[error("size arithmetic went below zero while computing {0}")]
     Underflow(&'static str),
+}
+
+impl UnitError {
+    /// What is wrong and, where there is one, what to do about it, kept apart.
+    pub fn text(&self) -> RefusalText {
+        match self {
+            UnitError::UnsupportedSectorSize(size) => RefusalText::problem_only(format!(
+                "sector size {size} is not supported (use 512 or 4096)"
+            )),
+            UnitError::Misaligned { bytes, sector_size } => RefusalText::new(
+                format!("{bytes} bytes is not a whole number of {sector_size}-byte sectors"),
+                "round up or down explicitly".into(),
+            ),
+            UnitError::Overflow(what) => RefusalText::problem_only(format!(
+                "size arithmetic overflowed while computing {what}"
+            )),
+            UnitError::Underflow(what) => RefusalText::problem_only(format!(
+                "size arithmetic went below zero while computing {what}"
+            )),
+        }
+    }
 }
 
 const KIB: u64 = 1024;

@@ -7,6 +7,7 @@ use crate::checks::{self, Check, CheckId, CheckInputs, CheckReport, Status};
 use crate::fetch::digest::hash_file;
 use crate::fetch::ImageSource;
 use crate::host::{HostFacts, HostRoot};
+use crate::migrator_payload::PayloadError;
 use crate::stage::image_probe::{self, ImageFacts};
 use crate::stage::prepare::{self, Prepared};
 use crate::stage::refusal::RefusalText;
@@ -18,7 +19,7 @@ use plan::{Bytes, TableKind};
 use std::path::{Path, PathBuf};
 
 /// What `check` was given besides the host.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CheckRequest {
     pub profile: Option<Profile>,
     /// `--image`: an https URL or a local path.
@@ -29,19 +30,13 @@ pub struct CheckRequest {
     /// `uname -r` of the kernel the migration environment would boot.
     pub kernel_release: String,
     /// The migrator's bytes (sizes the initramfs), or why they cannot be had.
-    pub migrator: Result<Vec<u8>, String>,
+    pub migrator: Result<Vec<u8>, PayloadError>,
 }
 
 /// A failed check from a refusal's two parts: its problem is the reason, its fix the fix.
 fn fail_with(id: CheckId, found: impl Into<String>, text: RefusalText) -> Check {
     let fix = text.fix.unwrap_or_else(|| "see the reason".to_string());
     Check::fail(id, found, text.problem, fix)
-}
-
-/// The parts of an error that still writes "problem; fix" as one string: the fetch errors
-/// (FetchError) and those of other crates (resin-image's ImageError, plan's PlanError).
-fn joined(error: impl std::fmt::Display) -> RefusalText {
-    RefusalText::from_joined(&error.to_string())
 }
 
 /// Where the image's layout ends, as `make_plan` compares it with the old root's space.
@@ -83,10 +78,10 @@ fn probe_image(
                 "download the image and pass its local path to --image",
             ))
         }
-        Err(e) => return Err(fail_with(CheckId::Image, found, joined(e))),
+        Err(e) => return Err(fail_with(CheckId::Image, found, e.text())),
     };
     let fail = |text: RefusalText| fail_with(CheckId::Image, found.clone(), text);
-    let (sha256, size) = hash_file(&path).map_err(|e| fail(joined(e)))?;
+    let (sha256, size) = hash_file(&path).map_err(|e| fail(e.text()))?;
     let cache = root.path(crate::stage::DOWNLOAD_DIR);
     let request = prepare::PrepareRequest {
         download: &path,
@@ -242,9 +237,9 @@ struct PlanFailure {
     needed_swap: Option<Bytes>,
 }
 
-impl From<String> for PlanFailure {
-    fn from(text: String) -> Self {
-        PlanFailure { text: RefusalText::from_joined(&text), needed_swap: None }
+impl From<&PayloadError> for PlanFailure {
+    fn from(error: &PayloadError) -> Self {
+        PlanFailure { text: error.text(), needed_swap: None }
     }
 }
 
@@ -267,7 +262,7 @@ fn plan(
     config: &Path,
     req: &CheckRequest,
 ) -> Result<StagePlan, PlanFailure> {
-    let migrator = req.migrator.as_ref().map_err(|e| PlanFailure::from(e.clone()))?;
+    let migrator = req.migrator.as_ref().map_err(PlanFailure::from)?;
     let wanted = gather::Wanted {
         config,
         backups: &[],
@@ -400,16 +395,6 @@ mod tests {
         // [S2] in the profile: resin-data starts at 696 MiB; with its typical 256 MiB, 952 MiB.
         let profile = Profile::builtin("intel-nuc").unwrap();
         assert_eq!(typical_layout_size(&profile), Some(Bytes(952 * 1024 * 1024)));
-    }
-
-    #[test]
-    fn a_joined_error_splits_into_reason_and_fix_at_its_last_semicolon() {
-        let text = RefusalText::from_joined(
-            "the image is for device type a, the profile is for b; download the b image",
-        );
-        assert_eq!(text.problem, "the image is for device type a, the profile is for b");
-        assert_eq!(text.fix.as_deref(), Some("download the b image"));
-        assert_eq!(RefusalText::from_joined("no fix given").fix, None);
     }
 
     #[test]

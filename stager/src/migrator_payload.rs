@@ -3,6 +3,7 @@
 //! (`scripts/package-stager.sh` appends it). The sha256 is checked before use;
 //! `--migrator PATH` gives a separate file instead (for tests and development).
 
+use plan::RefusalText;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -10,16 +11,45 @@ use std::path::{Path, PathBuf};
 pub const MAGIC: &[u8; 8] = b"SWAPMIGR";
 pub const TRAILER_BYTES: u64 = 8 + 32 + 8;
 
+/// Why the migrator cannot be had; [`PayloadError::text`] gives the problem and the fix
+/// apart, the one line joins them.
 #[derive(Debug, thiserror::Error)]
+#[error("{}", self.text())]
 pub enum PayloadError {
-    #[error("cannot read {path}: {source}", path = .path.display())]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("this stager carries no migrator (no SWAPMIGR trailer in {path}); use the packaged stager from scripts/package-stager.sh or pass --migrator PATH", path = .path.display())]
     Missing { path: PathBuf },
-    #[error("the migrator carried in {path} is corrupt (sha256 {actual}, trailer says {expected}); download the stager again", path = .path.display())]
     Corrupt { path: PathBuf, expected: String, actual: String },
-    #[error("the migrator trailer in {path} claims {length} bytes, more than the file holds; download the stager again", path = .path.display())]
     BadLength { path: PathBuf, length: u64 },
+}
+
+impl PayloadError {
+    /// What is wrong and, where there is one, what to do about it, kept apart.
+    pub fn text(&self) -> RefusalText {
+        const AGAIN: &str = "download the stager again";
+        match self {
+            PayloadError::Io { path, source } => {
+                RefusalText::problem_only(format!("cannot read {}: {source}", path.display()))
+            }
+            PayloadError::Missing { path } => RefusalText::new(
+                format!("this stager carries no migrator (no SWAPMIGR trailer in {})", path.display()),
+                "use the packaged stager from scripts/package-stager.sh or pass --migrator PATH".into(),
+            ),
+            PayloadError::Corrupt { path, expected, actual } => RefusalText::new(
+                format!(
+                    "the migrator carried in {} is corrupt (sha256 {actual}, trailer says {expected})",
+                    path.display()
+                ),
+                AGAIN.into(),
+            ),
+            PayloadError::BadLength { path, length } => RefusalText::new(
+                format!(
+                    "the migrator trailer in {} claims {length} bytes, more than the file holds",
+                    path.display()
+                ),
+                AGAIN.into(),
+            ),
+        }
+    }
 }
 
 /// The trailer for `migrator`: what the packaging script appends after it.
@@ -103,5 +133,29 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(read_appended(file.path()), Err(PayloadError::Missing { .. })));
+    }
+
+    #[test]
+    fn a_payload_error_gives_its_problem_and_fix_apart_and_prints_them_as_before() {
+        let e = PayloadError::BadLength { path: PathBuf::from("/usr/bin/stager"), length: 9 };
+        let text = e.text();
+        assert_eq!(
+            text.problem,
+            "the migrator trailer in /usr/bin/stager claims 9 bytes, more than the file holds"
+        );
+        assert_eq!(text.fix.as_deref(), Some("download the stager again"));
+        assert_eq!(
+            e.to_string(),
+            "the migrator trailer in /usr/bin/stager claims 9 bytes, more than the file holds; download the stager again"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_migrator_names_no_fake_fix() {
+        let source = std::io::Error::other("stale handle; remount");
+        let e = PayloadError::Io { path: PathBuf::from("/m"), source };
+        // Split at its last "; ", this line would have offered "remount" as the fix.
+        assert_eq!(e.text().fix, None);
+        assert_eq!(e.to_string(), "cannot read /m: stale handle; remount");
     }
 }

@@ -33,8 +33,7 @@ pub fn run(args: &CheckArgs, global: &Global) -> i32 {
             .kernel_release
             .clone()
             .unwrap_or_else(crate::stage::host_extras::running_kernel_release),
-        migrator: crate::migrator_payload::load(args.migrator.as_deref())
-            .map_err(|e| e.to_string()),
+        migrator: crate::migrator_payload::load(args.migrator.as_deref()),
     };
     let report = input_checks::run(&root, &facts, &request);
     if json {

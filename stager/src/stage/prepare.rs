@@ -73,8 +73,7 @@ impl PrepareError {
         const FOR_TYPE: &str = "download the resinOS image for this device type";
         let new = |problem: String, fix: &str| RefusalText::new(problem, fix.into());
         match self {
-            // The reader's errors (resin-image) still write "problem; fix" as one line.
-            PrepareError::Image(e) => RefusalText::from_joined(&e.to_string()),
+            PrepareError::Image(e) => e.text(),
             PrepareError::NoRoom { dir, needed, download, working, free } => new(
                 format!(
                     "not enough free space in {} to prepare the image: {needed} needed (the download's {download} + resin-boot's working copy {working} + {MARGIN} margin), {free} free",

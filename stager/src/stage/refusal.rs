@@ -7,48 +7,16 @@ use super::config_json::ConfigJsonError;
 use super::host_extras::HostExtraError;
 use super::image_probe::ProbeError;
 use crate::checks::Check;
-use plan::Bytes;
+use disk_layout::LayoutError;
+use plan::{Bytes, UnitError};
 use std::fmt;
 
 /// A refusal's two parts: what is wrong and what to do about it. `check` prints them as a
-/// check's reason and fix; the one line `stage` prints joins them with "; ".
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RefusalText {
-    pub problem: String,
-    pub fix: Option<String>,
-}
+/// check's reason and fix; the one line `stage` prints joins them with "; ". The type lives
+/// in `plan` so the other crates' errors (plan's, resin-image's, disk-layout's) give it too.
+pub use plan::RefusalText;
 
-impl RefusalText {
-    pub fn new(problem: String, fix: String) -> Self {
-        RefusalText { problem, fix: Some(fix) }
-    }
-
-    /// A problem that names no fix of its own.
-    pub fn problem_only(problem: String) -> Self {
-        RefusalText { problem, fix: None }
-    }
-
-    /// For the error types that still write "problem; fix" as one string: the downloads'
-    /// (FetchError, the migrator payload's) and those of other crates (resin-image's
-    /// ImageError, plan's PlanError, the image-fit reasons): the part after the last "; " is
-    /// the fix. The stager's own refusal sources (config.json, the image probe and
-    /// preparation, backup paths, the kernel) give their parts apart through `text()`.
-    pub fn from_joined(text: &str) -> Self {
-        match text.rsplit_once("; ") {
-            Some((problem, fix)) => RefusalText::new(problem.into(), fix.into()),
-            None => RefusalText { problem: text.into(), fix: None },
-        }
-    }
-}
-
-impl fmt::Display for RefusalText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.fix {
-            Some(fix) => write!(f, "{}; {fix}", self.problem),
-            None => f.write_str(&self.problem),
-        }
-    }
-}
+const IMAGE_DOES_NOT_FIT: &str = "the image does not fit the old root's space";
 
 /// Why `stage` will not stage. Its text ([`Refusal::text`]) keeps the problem and the fix
 /// apart; the one line printed for people joins them with "; ".
@@ -99,7 +67,13 @@ pub enum Refusal {
         profile: String,
         names: String,
     },
-    ImageTooLarge(String),
+    /// The image's table does not fit before the staging area.
+    ImageTooLarge(LayoutError),
+    /// The image's sizes cannot be converted to the host disk's (`partition`: which one).
+    ImageSizes {
+        partition: Option<String>,
+        source: UnitError,
+    },
     SwapTooSmall {
         device: String,
         have: Bytes,
@@ -197,9 +171,11 @@ impl Refusal {
                 format!("the image has {found} partitions but profile {profile} expects {expected} ({names})"),
                 "download the right image for the profile".into(),
             ),
-            Refusal::ImageTooLarge(e) => {
-                RefusalText::from_joined(&format!("the image does not fit the old root's space: {e}"))
-            }
+            Refusal::ImageTooLarge(e) => e.text().within(IMAGE_DOES_NOT_FIT),
+            Refusal::ImageSizes { partition: None, source } => source.text().within(IMAGE_DOES_NOT_FIT),
+            Refusal::ImageSizes { partition: Some(name), source } => source
+                .text()
+                .within(&format!("{IMAGE_DOES_NOT_FIT}: partition {name} of the image")),
             Refusal::SwapTooSmall { device, have, needed, kernel, initramfs, image, backup, margin } => RefusalText::new(
                 format!("the swap partition {device} is {have} but staging needs {needed} (kernel {kernel} + initramfs {initramfs} + image {image} + backup {backup} + margin {margin})"),
                 "grow the swap partition or use a smaller image".into(),
@@ -219,7 +195,7 @@ impl Refusal {
                 format!("the image's {name} partition ({number}) holds {found}, where the migration {usage} {expected}: this is not a bootable resinOS image (a flasher's data partitions are empty)"),
                 "give the resinOS download for this device type (the .zip as downloaded)".into(),
             ),
-            Refusal::Plan(e) => RefusalText::from_joined(&format!("the plan is inconsistent: {e}")),
+            Refusal::Plan(e) => e.text().within("the plan is inconsistent"),
         }
     }
 
@@ -263,6 +239,8 @@ impl std::error::Error for Refusal {
             Refusal::Kernel(e) => Some(e),
             Refusal::Prepare(e) => Some(e),
             Refusal::Plan(e) => Some(e),
+            Refusal::ImageTooLarge(e) => Some(e),
+            Refusal::ImageSizes { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -313,5 +291,51 @@ mod tests {
         let text = Refusal::Image(ProbeError::BackwardSeek { at: 1024 }).text();
         assert_eq!(text.fix, None);
         assert!(text.problem.ends_with("; the image is not a resinOS image"), "{}", text.problem);
+    }
+
+    #[test]
+    fn an_image_that_does_not_fit_keeps_the_layout_errors_fix() {
+        let e = LayoutError::ImageTooLarge { needs_mib: 900, room_mib: 800, before: "swap" };
+        let refusal = Refusal::ImageTooLarge(e);
+        let text = refusal.text();
+        assert_eq!(
+            text.problem,
+            "the image does not fit the old root's space: image needs 900 MiB but only 800 MiB lie before swap"
+        );
+        assert_eq!(text.fix.as_deref(), Some("use a smaller image or a larger old root partition"));
+        assert_eq!(
+            refusal.to_string(),
+            "the image does not fit the old root's space: image needs 900 MiB but only 800 MiB lie before swap; use a smaller image or a larger old root partition"
+        );
+        let sizes = Refusal::ImageSizes {
+            partition: Some("resin-boot".into()),
+            source: UnitError::Overflow("a partition start"),
+        };
+        assert_eq!(sizes.fix(), None);
+        assert_eq!(
+            sizes.to_string(),
+            "the image does not fit the old root's space: partition resin-boot of the image: size arithmetic overflowed while computing a partition start"
+        );
+    }
+
+    #[test]
+    fn an_inconsistent_plan_gives_the_plan_errors_parts() {
+        let e = plan::PlanError::BackupTooLarge { estimate: Bytes(5), limit: Bytes(4) };
+        let refusal = Refusal::Plan(e);
+        assert_eq!(
+            refusal.problem(),
+            "the plan is inconsistent: backup estimate 5 B exceeds the limit 4 B for this migration path"
+        );
+        assert_eq!(
+            refusal.fix().as_deref(),
+            Some("remove paths from the backup set (data is never truncated)")
+        );
+        // A tail that diagnoses is part of the problem, not a fix.
+        let extent = plan::Extent { start: plan::Sectors(2048), len: plan::Sectors(8) };
+        let e = plan::PlanError::RootOverlapsStaging { root: extent, staging: extent };
+        let refusal = Refusal::Plan(e);
+        assert_eq!(refusal.fix(), None);
+        assert!(refusal.problem().ends_with("; the partition table is inconsistent"));
+        assert_eq!(refusal.to_string(), refusal.problem());
     }
 }

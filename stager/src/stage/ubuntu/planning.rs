@@ -359,7 +359,7 @@ pub fn make_plan(g: &Gathered, image: &ImageFacts) -> Result<StagePlan, Refusal>
             disk_size.to_bytes(sector).map_err(|e| Refusal::HostFact(e.to_string()))?,
         ),
     };
-    place_image(&image.table, &host_disk).map_err(|e| Refusal::ImageTooLarge(e.to_string()))?;
+    place_image(&image.table, &host_disk).map_err(Refusal::ImageTooLarge)?;
 
     let partitions = target_partitions(image, &g.profile, sector)?;
 
@@ -370,7 +370,7 @@ pub fn make_plan(g: &Gathered, image: &ImageFacts) -> Result<StagePlan, Refusal>
         .table
         .end()
         .to_bytes(SectorSize::S512)
-        .map_err(|e| Refusal::ImageTooLarge(e.to_string()))?;
+        .map_err(|source| Refusal::ImageSizes { partition: None, source })?;
     check_gate(
         &g.facts,
         &CheckInputs {
@@ -551,7 +551,7 @@ fn target_partitions(
     for (found, wanted) in image.data_partitions().iter().zip(expected.iter()) {
         let disk_start =
             found.start.to_bytes(SectorSize::S512).and_then(|b| b.to_sectors(sector)).map_err(
-                |e| Refusal::ImageTooLarge(format!("partition {} of the image: {e}", wanted.name)),
+                |source| Refusal::ImageSizes { partition: Some(wanted.name.clone()), source },
             )?;
         partitions.push(TargetPartition {
             name: wanted.name.clone(),
