@@ -39,6 +39,7 @@ mod support;
 use board_profiles::Profile;
 use resinos1x_support::device::{Device, BOOT_MOUNT, EFIVARS};
 use resinos1x_support::{resinos1x_case, IMAGE_SUPERVISOR, MIB};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -58,7 +59,9 @@ fn qemu_present(test: &str) -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{test}: {QEMU} is missing in CI; scripts/setup.sh installs qemu-user-static");
     }
-    eprintln!(
+    // Straight to the process's stderr, past the test harness's output capture.
+    let _ = writeln!(
+        std::io::stderr(),
         "\n\n!!!!! SKIPPED {test}: {QEMU} is not installed, the ARMv7 binaries were NOT run. \
          Run scripts/setup.sh (it installs qemu-user-static). !!!!!\n\n"
     );
