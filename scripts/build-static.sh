@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Builds the static (musl) migrator and stager, and packages the stager with the migrator
-# appended to it (the one binary a customer runs). Prints their sizes.
+# Builds the static migrator and stager (x86_64 musl, and ARMv7 static glibc), and packages
+# each stager with its migrator appended to it (the one binary a customer runs). Prints
+# their sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -x scripts/package-stager.sh ]; then
     bash scripts/package-stager.sh
+    bash scripts/package-stager.sh armv7
 else
     cargo build --quiet --release --target x86_64-unknown-linux-musl -p migrator
 fi
-for f in target/x86_64-unknown-linux-musl/release/migrator target/swapover/stager; do
+for f in target/x86_64-unknown-linux-musl/release/migrator target/swapover/stager \
+    target/armv7-unknown-linux-gnueabihf/release/migrator target/swapover/armv7/stager; do
     [ -f "$f" ] && echo "size: $f $(stat -c %s "$f") bytes"
 done
 exit 0

@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
-# Builds the static (musl) stager and migrator and packages them as the one binary a
-# customer runs: target/swapover/stager = the stager with the migrator appended as
+# Builds the static stager and migrator and packages them as the one binary a customer
+# runs: target/swapover/stager = the stager with the migrator appended as
 #   [migrator bytes][u64 LE length][32-byte sha256 of the migrator][8 bytes "SWAPMIGR"]
 # which `stager stage` reads back from /proc/self/exe and checks before use
 # (stager::migrator_payload). Prints where the package is and its sha256.
+#
+# Usage: package-stager.sh [x86_64 | armv7]
+#   x86_64 (default): musl, target/swapover/stager
+#   armv7: static glibc for ARMv7 (Pi 2/3, BeagleBone Black; .cargo/config.toml and
+#          docs/arm-1x-contract.md §3), target/swapover/armv7/stager
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-target=x86_64-unknown-linux-musl
+arch=${1:-x86_64}
+case "$arch" in
+    x86_64) target=x86_64-unknown-linux-musl out_dir=target/swapover run=() ;;
+    armv7)
+        target=armv7-unknown-linux-gnueabihf out_dir=target/swapover/armv7
+        run=(qemu-arm-static -cpu cortex-a8)
+        ;;
+    *) echo "package-stager: unknown architecture '$arch' (x86_64 or armv7)" >&2; exit 2 ;;
+esac
 cargo build --quiet --release --target "$target" -p migrator -p stager
 stager="target/$target/release/stager"
 migrator="target/$target/release/migrator"
@@ -15,7 +28,6 @@ for f in "$stager" "$migrator"; do
     [ -f "$f" ] || { echo "package-stager: $f was not built" >&2; exit 1; }
 done
 
-out_dir=target/swapover
 out="$out_dir/stager"
 mkdir -p "$out_dir"
 tmp="$out.partial"
@@ -41,5 +53,5 @@ chmod 0755 "$tmp"
 mv "$tmp" "$out"
 
 # The package must carry exactly this migrator: the stager checks it the same way.
-"$out" --version >/dev/null
+"${run[@]}" "$out" --version >/dev/null
 echo "packaged $out ($(stat -c %s "$out") bytes, migrator $(stat -c %s "$migrator") bytes, migrator sha256 $digest)"

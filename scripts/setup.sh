@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the demo need, idempotently:
-# Debian packages, the musl target, and a Debian kernel (downloaded, unpacked, not installed).
+# Debian packages, the musl and ARMv7 targets, and a Debian kernel (downloaded, unpacked, not installed).
 # Downloads are cached under .cache/ (git-ignored), so a second run needs no network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(qemu-system-x86 musl-tools grub-pc-bin grub2-common e2fsprogs dosfstools mtools
           busybox-static xz-utils zstd fdisk cpio kmod gzip ca-certificates btrfs-progs
           grub-efi-amd64-bin ovmf
-          dropbear-bin openssh-client openssl python3-venv)
+          dropbear-bin openssh-client openssl python3-venv
+          gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user-static)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -24,6 +25,13 @@ fi
 if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
     echo "setup: adding rust target x86_64-unknown-linux-musl"
     rustup target add x86_64-unknown-linux-musl
+fi
+
+# ARMv7 (Pi 2/3, BeagleBone Black): static glibc binaries built by the Debian cross gcc
+# (.cargo/config.toml) and run by the tests under qemu-arm-static (docs/arm-1x-contract.md §3).
+if ! rustup target list --installed | grep -qx armv7-unknown-linux-gnueabihf; then
+    echo "setup: adding rust target armv7-unknown-linux-gnueabihf"
+    rustup target add armv7-unknown-linux-gnueabihf
 fi
 
 # The test kernel: Debian's generic amd64 kernel, the kind a real host runs (ext4, ata, vfat as modules).

@@ -37,12 +37,30 @@ impl FlashTarget for File {
         self.sync_data()
     }
 
+    #[cfg(target_pointer_width = "64")]
     fn drop_cache(&self, offset: u64, len: u64) -> io::Result<()> {
         use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
         let offset = i64::try_from(offset).map_err(io::Error::other)?;
         let len = i64::try_from(len).map_err(io::Error::other)?;
         posix_fadvise(self, offset, len, PosixFadviseAdvice::POSIX_FADV_DONTNEED)
             .map_err(io::Error::from)
+    }
+
+    /// 32-bit ARM glibc: `off_t` (and so nix's `posix_fadvise`) is 32 bits there, too small
+    /// for offsets past 2 GiB of an SD card or eMMC; `posix_fadvise64` takes an `off64_t`.
+    #[cfg(target_pointer_width = "32")]
+    fn drop_cache(&self, offset: u64, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let offset = libc::off64_t::try_from(offset).map_err(io::Error::other)?;
+        let len = libc::off64_t::try_from(len).map_err(io::Error::other)?;
+        // SAFETY: plain integers and a descriptor `self` keeps open for the call.
+        let code = unsafe {
+            libc::posix_fadvise64(self.as_raw_fd(), offset, len, libc::POSIX_FADV_DONTNEED)
+        };
+        match code {
+            0 => Ok(()),
+            errno => Err(io::Error::from_raw_os_error(errno)),
+        }
     }
 
     /// The path the descriptor was opened as (`/proc/self/fd`), e.g. `/dev/sda`.

@@ -95,7 +95,8 @@ fn safe_relative(name: &[u8]) -> Result<PathBuf, RestoreError> {
 }
 
 fn set_times(path: &Path, mtime: u64) -> Result<(), RestoreError> {
-    let secs = i64::try_from(mtime).unwrap_or(i64::MAX);
+    // time_t is 32 bits on 32-bit ARM glibc: a time past 2038 is kept as its latest.
+    let secs = libc::time_t::try_from(mtime).unwrap_or(libc::time_t::MAX);
     let time = nix::sys::time::TimeVal::new(secs, 0);
     nix::sys::stat::lutimes(path, &time, &time).map_err(|e| RestoreError::Io {
         action: "set the times of",
