@@ -54,7 +54,7 @@ enum LoopNow {
 /// kernel's, whatever the host root) and compares the file it names with `files` by inode.
 fn loop_now(loop_device: &str, files: &[&Path]) -> LoopNow {
     let name = loop_device.rsplit('/').next().unwrap_or(loop_device);
-    let Some(backing) = disk_layout::sysfs::Sysfs::new("/sys").loop_backing_file(name) else {
+    let Some(backing) = disk_layout::sysfs::Sysfs::default().loop_backing_file(name) else {
         return LoopNow::Gone;
     };
     let inode = |path: &Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
