@@ -37,7 +37,7 @@ mod resinos1x_support;
 mod support;
 
 use board_profiles::Profile;
-use resinos1x_support::device::{Device, BOOT_MOUNT, EFIVARS};
+use resinos1x_support::device::Device;
 use resinos1x_support::{resinos1x_case, IMAGE_SUPERVISOR, MIB};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -247,27 +247,10 @@ fn stage_1x_dry_run_on_a_cortex_a8_asks_an_https_api_by_host_name_without_nss() 
     let before = device.snapshot();
 
     let prefix = etc_prefix(ca_dir.path());
-    let out = on_cortex_a8(&build.package, Some(&prefix))
-        .args(["stage-1x", "--dry-run", "--profile", "resinos1x-intel-nuc"])
-        .arg("--root")
-        .arg(device.host.root())
-        .arg("--disk")
-        .arg(&plan.disk)
-        .arg("--image")
-        .arg(&plan.image)
-        .arg("--config")
-        .arg(&plan.config)
-        .arg("--data-root")
-        .arg(&plan.data_root)
-        .arg("--kernel")
-        .arg(&plan.kernel)
-        .arg("--modules")
-        .arg(&device.request.modules)
-        .args(["--boot-mount", BOOT_MOUNT, "--efivars", EFIVARS])
-        .arg("--api-ca-cert")
-        .arg(&ca_pem)
-        .output()
-        .unwrap();
+    let mut command = on_cortex_a8(&build.package, Some(&prefix));
+    command.args(["stage-1x", "--dry-run", "--profile", "resinos1x-intel-nuc"]);
+    let out =
+        device.stage_1x_args(&mut command).arg("--api-ca-cert").arg(&ca_pem).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

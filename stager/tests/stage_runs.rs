@@ -11,7 +11,7 @@ mod stage_support;
 #[path = "resinos1x_support/mod.rs"]
 mod resinos1x_support;
 
-use resinos1x_support::device::{Device, BOOT_MOUNT, EFIVARS};
+use resinos1x_support::device::{Device, BOOT_MOUNT};
 use stage_support::*;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -233,25 +233,12 @@ fn the_run_log_keeps_every_run_and_is_rotated_past_its_limit() {
 /// `stager stage-1x` on a resinOS 1.x UEFI device tree (`resinos1x_support::device`, its boot
 /// partition a mounted tmpfs so that undo can run to its end), through the binary.
 fn stage_1x(device: &Device, migrator: &Path, env: &[(&str, &str)]) -> Output {
-    let plan = &device.request.plan;
-    Command::new(env!("CARGO_BIN_EXE_stager"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stager"));
+    command
         .args(["stage-1x", "--profile", "resinos1x-intel-nuc", "--no-reboot"])
-        .arg("--no-supervisor-update")
-        .arg("--root")
-        .arg(device.host.root())
-        .arg("--disk")
-        .arg(&plan.disk)
-        .arg("--image")
-        .arg(&plan.image)
-        .arg("--config")
-        .arg(&plan.config)
-        .arg("--data-root")
-        .arg(&plan.data_root)
-        .arg("--kernel")
-        .arg(&plan.kernel)
-        .arg("--modules")
-        .arg(&device.request.modules)
-        .args(["--boot-mount", BOOT_MOUNT, "--efivars", EFIVARS])
+        .arg("--no-supervisor-update");
+    device
+        .stage_1x_args(&mut command)
         .arg("--migrator")
         .arg(migrator)
         .envs(env.iter().copied())

@@ -127,6 +127,31 @@ impl Device {
         Device { case, host, request, boot_tmpfs }
     }
 
+    /// The arguments that point `stager stage-1x` at this device: its root, disk, image,
+    /// config.json, data root, kernel, modules, boot mount and EFI variables.
+    pub fn stage_1x_args<'c>(
+        &self,
+        command: &'c mut std::process::Command,
+    ) -> &'c mut std::process::Command {
+        let plan = &self.request.plan;
+        command
+            .arg("--root")
+            .arg(self.host.root())
+            .arg("--disk")
+            .arg(&plan.disk)
+            .arg("--image")
+            .arg(&plan.image)
+            .arg("--config")
+            .arg(&plan.config)
+            .arg("--data-root")
+            .arg(&plan.data_root)
+            .arg("--kernel")
+            .arg(&plan.kernel)
+            .arg("--modules")
+            .arg(&self.request.modules)
+            .args(["--boot-mount", BOOT_MOUNT, "--efivars", EFIVARS])
+    }
+
     /// Every file of the device tree (the disk image by its sha256 too).
     pub fn snapshot(&self) -> (BTreeMap<String, String>, String) {
         let mut files = BTreeMap::new();
