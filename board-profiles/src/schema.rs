@@ -4,7 +4,7 @@
 //! silently ignored setting. Shared kinds (table, file system, role, source
 //! kind) come from the `plan` crate so that profile and plan speak one language.
 
-use plan::{Bytes, FsType, PartitionRole, SourceKind, TableKind, UnitError};
+use plan::{Bytes, FsType, PartitionRole, SourceKind, TableKind, UbootInterface, UnitError};
 use serde::{Deserialize, Serialize};
 
 /// One supported board and source layout.
@@ -35,6 +35,45 @@ pub struct Profile {
     pub finalize: Finalize,
     /// Present exactly when `source.kind = "resinos-1x"`.
     pub resinos1x: Option<Resinos1x>,
+    /// How a resinOS 1.x U-Boot board is armed for one trial boot (docs/arm-1x-contract.md
+    /// §2.3). Present exactly when `bootloader = "u-boot"` and the source is resinOS 1.x.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uboot_trial: Option<UbootTrialProfile>,
+}
+
+/// The U-Boot trial's board facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UbootTrialProfile {
+    /// U-Boot's name of the block interface holding the boot partition (`mmc`; `virtio`
+    /// in the QEMU harness's test profile).
+    pub interface: UbootInterface,
+    /// Where U-Boot keeps its boot counter, read through `/dev/mem` before arming.
+    pub bootcount: BootcountRegister,
+    /// The running 1.x kernel, on the root file system (absolute path).
+    pub kernel: String,
+    /// The device tree U-Boot's `findfdt` picks for this board, on the root file system.
+    pub dtb: String,
+    /// A watchdog U-Boot started that keeps running into Linux; the migrator feeds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<String>,
+}
+
+/// A 32-bit boot-counter word in physical memory (`0xB001` in the upper half, the count in
+/// the lower, as U-Boot's `bootcount_store` writes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootcountRegister {
+    /// Physical address of the word.
+    pub address: u64,
+    pub byte_order: ByteOrder,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ByteOrder {
+    BigEndian,
+    LittleEndian,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -58,7 +58,38 @@ impl Profile {
             ));
         }
         check.non_empty("finalize.reason", &self.finalize.reason)?;
-        self.check_resinos1x(&check)
+        self.check_resinos1x(&check)?;
+        self.check_uboot_trial(&check)
+    }
+
+    fn check_uboot_trial(&self, check: &Checker) -> Result<(), ProfileError> {
+        let wanted =
+            self.bootloader == Bootloader::UBoot && self.source.kind == SourceKind::Resinos1x;
+        match (&self.uboot_trial, wanted) {
+            (None, false) => Ok(()),
+            (Some(_), false) => Err(check.fail(
+                "uboot_trial",
+                "only resinOS 1.x profiles with bootloader = \"u-boot\" have this table",
+            )),
+            (None, true) => Err(check.fail(
+                "uboot_trial",
+                "missing: a resinOS 1.x U-Boot board needs it to arm its one trial boot",
+            )),
+            (Some(trial), true) => {
+                check.absolute("uboot_trial.kernel", &trial.kernel)?;
+                check.absolute("uboot_trial.dtb", &trial.dtb)?;
+                if let Some(watchdog) = &trial.watchdog {
+                    check.absolute("uboot_trial.watchdog", watchdog)?;
+                }
+                if trial.bootcount.address % 4 != 0 {
+                    return Err(check.fail(
+                        "uboot_trial.bootcount.address",
+                        "the boot counter is a 32-bit word: give a 4-byte aligned address",
+                    ));
+                }
+                Ok(())
+            }
+        }
     }
 
     fn check_boot_chain(&self, check: &Checker) -> Result<(), ProfileError> {

@@ -339,3 +339,34 @@ fn source_kind_and_resinos1x_table_must_agree() {
         );
     }
 }
+
+fn beaglebone_text() -> String {
+    std::fs::read_to_string(profiles_dir().join("resinos1x-beaglebone-black.toml")).unwrap()
+}
+
+#[test]
+fn the_beaglebone_profile_says_how_its_trial_is_armed() {
+    let p = Profile::builtin("resinos1x-beaglebone-black").unwrap();
+    let trial = p.uboot_trial.expect("uboot_trial");
+    assert_eq!(trial.interface, plan::UbootInterface::Mmc);
+    assert_eq!(trial.bootcount.address, 0x44E3_E068);
+    assert_eq!(trial.bootcount.byte_order, board_profiles::ByteOrder::BigEndian);
+    assert_eq!(trial.watchdog.as_deref(), Some("/dev/watchdog"));
+    for name in ["resinos1x-raspberrypi3", "resinos1x-intel-nuc", "intel-nuc"] {
+        assert!(Profile::builtin(name).unwrap().uboot_trial.is_none(), "{name}");
+    }
+}
+
+#[test]
+fn a_uboot_1x_profile_without_its_trial_table_is_refused() {
+    let text = beaglebone_text();
+    let cut = text.find("[uboot_trial]").unwrap();
+    let err = error_for(&text[..cut]);
+    assert!(err.contains("uboot_trial") && err.contains("missing"), "{err}");
+    let misaligned = text.replace("0x44E3E068", "0x44E3E066");
+    let err = error_for(&misaligned);
+    assert!(err.contains("4-byte aligned"), "{err}");
+    let on_nuc = format!("{}\n{}", intel_nuc_text(), &text[cut..]);
+    let err = error_for(&on_nuc);
+    assert!(err.contains("only resinOS 1.x profiles with bootloader"), "{err}");
+}

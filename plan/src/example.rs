@@ -148,6 +148,7 @@ impl Plan {
                     previous: None,
                     value: "swapover-migrate".into(),
                 }],
+                uboot: None,
             },
             finalize: FinalizePolicy {
                 grow_over_staging: true,
@@ -155,7 +156,12 @@ impl Plan {
                 reason: "the staging partition directly follows resin-data and is no longer needed"
                     .into(),
             },
-            failure: FailurePolicy { step_retries: 3, retry_delay_secs: 5, disk_wait_secs: 30 },
+            failure: FailurePolicy {
+                step_retries: 3,
+                retry_delay_secs: 5,
+                disk_wait_secs: 30,
+                watchdog: None,
+            },
         }
     }
 }

@@ -20,4 +20,5 @@ pub use identity::{mbr_partuuid, DiskId, Guid, IdentityError, PartitionIdentity}
 pub use kinds::{Compression, FsType, PartitionRole, SourceKind, TableKind};
 pub use plan::*;
 pub use refusal_text::RefusalText;
+pub use uboot_env::UbootInterface;
 pub use units::{Bytes, Extent, RoundedBytes, SectorSize, Sectors, UnitError};

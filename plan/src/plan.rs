@@ -24,36 +24,109 @@ pub const FORMAT_VERSION: u32 = 1;
 #[derive(Debug, Error)]
 #[error("{}", self.text())]
 pub enum PlanError {
-    UnsupportedFormat { found: u64, supported: u32 },
+    UnsupportedFormat {
+        found: u64,
+        supported: u32,
+    },
     MissingFormatVersion,
     Json(#[from] serde_json::Error),
-    Identity { what: &'static str, source: IdentityError },
-    Units { what: String, source: UnitError },
-    WrongDisk { what: &'static str, found: String, expected: String },
-    SectorSizeMismatch { what: &'static str, found: SectorSize, expected: SectorSize },
-    OutsideDisk { what: String, extent: Extent, disk_size: Sectors },
-    RootOverlapsStaging { root: Extent, staging: Extent },
-    ZeroSize { what: String },
-    NotAbsolute { what: String, path: String },
-    NotPlainRelative { what: String, path: String },
-    Empty { what: String },
-    BadSha256 { what: &'static str, value: String },
-    UncompressedSizeMismatch { compressed: Bytes, raw: Bytes },
+    Identity {
+        what: &'static str,
+        source: IdentityError,
+    },
+    Units {
+        what: String,
+        source: UnitError,
+    },
+    WrongDisk {
+        what: &'static str,
+        found: String,
+        expected: String,
+    },
+    SectorSizeMismatch {
+        what: &'static str,
+        found: SectorSize,
+        expected: SectorSize,
+    },
+    OutsideDisk {
+        what: String,
+        extent: Extent,
+        disk_size: Sectors,
+    },
+    RootOverlapsStaging {
+        root: Extent,
+        staging: Extent,
+    },
+    ZeroSize {
+        what: String,
+    },
+    NotAbsolute {
+        what: String,
+        path: String,
+    },
+    NotPlainRelative {
+        what: String,
+        path: String,
+    },
+    Empty {
+        what: String,
+    },
+    BadSha256 {
+        what: &'static str,
+        value: String,
+    },
+    UncompressedSizeMismatch {
+        compressed: Bytes,
+        raw: Bytes,
+    },
     EmptyLayout,
     DuplicateName(String),
     DuplicateRole(PartitionRole),
-    OutsideImage { name: String, start: Bytes, end: Bytes, image_size: Bytes },
-    OutsideRegion { name: String, extent: Extent, region: Extent },
-    RegionOutsideOldRoot { region: Extent, root: Extent },
-    RegionOverlapsStaging { region: Extent, staging: Extent },
-    PartitionOverlap { a: String, b: String },
-    MissingRole { what: String, role: PartitionRole },
-    BackupTooLarge { estimate: Bytes, limit: Bytes },
+    OutsideImage {
+        name: String,
+        start: Bytes,
+        end: Bytes,
+        image_size: Bytes,
+    },
+    OutsideRegion {
+        name: String,
+        extent: Extent,
+        region: Extent,
+    },
+    RegionOutsideOldRoot {
+        region: Extent,
+        root: Extent,
+    },
+    RegionOverlapsStaging {
+        region: Extent,
+        staging: Extent,
+    },
+    PartitionOverlap {
+        a: String,
+        b: String,
+    },
+    MissingRole {
+        what: String,
+        role: PartitionRole,
+    },
+    BackupTooLarge {
+        estimate: Bytes,
+        limit: Bytes,
+    },
     EmptyVolume(String),
     UnknownWrittenLast(String),
     WrittenLastForSource(SourceKind),
     SourceDataForSource(SourceKind),
-    SourceDataOverlap { data: Extent, what: &'static str, other: Extent },
+    SourceDataOverlap {
+        data: Extent,
+        what: &'static str,
+        other: Extent,
+    },
+    /// `grub.uboot` present without `route = uboot-trial`, or missing with it.
+    UbootTrialMismatch {
+        route: GrubRoute,
+        has_uboot: bool,
+    },
 }
 
 impl PlanError {
@@ -130,6 +203,12 @@ impl PlanError {
                 format!("layout region ({region}) overlaps the staging partition ({staging})"),
                 "flashing would destroy the migration environment — use a smaller image or a larger old root",
             ),
+            PlanError::UbootTrialMismatch { route, has_uboot: true } => problem(format!(
+                "the plan's grub.uboot (a U-Boot trial) does not belong to route {route:?}"
+            )),
+            PlanError::UbootTrialMismatch { route, has_uboot: false } => problem(format!(
+                "the plan's route {route:?} needs grub.uboot (how the U-Boot trial was armed), and it is missing"
+            )),
             PlanError::PartitionOverlap { a, b } => {
                 problem(format!("target partitions '{a}' and '{b}' overlap on disk"))
             }
@@ -472,6 +551,26 @@ pub enum GrubRoute {
     /// the kernel's EFI stub from the boot partition (its files listed in `files`), armed
     /// for one boot with `BootNext`, which the firmware deletes before it boots it.
     UefiBootNext,
+    /// resinOS 1.x on a U-Boot board (BeagleBone Black): `uEnv.txt` on the boot partition
+    /// is replaced, by rename, with a text that boots the migration environment from the
+    /// boot partition's `swapover/` only while U-Boot's `${bootcount}` equals the value armed
+    /// (docs/arm-1x-contract.md §2.3); [`GrubChanges::uboot`] says how.
+    UbootTrial,
+}
+
+/// How the U-Boot trial (`route = uboot-trial`) was armed, for the migrator's commit and for
+/// `abort`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UbootTrialBoot {
+    /// U-Boot's name of the block interface that holds the boot partition (`mmc` on the
+    /// board, `virtio` in the QEMU harness): the commit text loads from it.
+    pub interface: uboot_env::UbootInterface,
+    /// The 1.x `uEnv.txt`'s byte copy, relative to the boot partition's root
+    /// (`swapover/uEnv.txt.1x`): `abort` renames it back, the commit renders from it.
+    pub original_uenv: String,
+    /// The value of `${bootcount}` at which the trial runs (the counter read at arming, + 1).
+    pub trial_count: u32,
 }
 
 /// What the stager changed in the host's GRUB setup, so that it can be undone.
@@ -484,6 +583,9 @@ pub struct GrubChanges {
     pub route: GrubRoute,
     pub files: Vec<FileChange>,
     pub env: Vec<EnvChange>,
+    /// Present exactly when `route = uboot-trial`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uboot: Option<UbootTrialBoot>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -536,6 +638,20 @@ pub struct FailurePolicy {
     pub retry_delay_secs: u32,
     /// How long to wait for the disk to appear at boot.
     pub disk_wait_secs: u32,
+    /// A hardware watchdog the boot firmware started and the migrator must feed from its
+    /// first second (BeagleBone Black: U-Boot's 60 s OMAP watchdog, contract B11/R4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<WatchdogFeed>,
+}
+
+/// A watchdog device the migrator keeps fed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchdogFeed {
+    /// Device path (`/dev/watchdog`).
+    pub device: String,
+    /// Seconds between two feeds; well below the hardware timeout.
+    pub interval_secs: u32,
 }
 
 impl Plan {
@@ -574,6 +690,19 @@ impl Plan {
         self.validate_layout()?;
         self.validate_backup()?;
         self.validate_paths_and_names()?;
+        self.validate_boot_route()?;
+        Ok(())
+    }
+
+    fn validate_boot_route(&self) -> Result<(), PlanError> {
+        let route = self.grub.route;
+        let has_uboot = self.grub.uboot.is_some();
+        if (route == GrubRoute::UbootTrial) != has_uboot {
+            return Err(PlanError::UbootTrialMismatch { route, has_uboot });
+        }
+        if let Some(uboot) = &self.grub.uboot {
+            require_plain_relative("grub.uboot.original_uenv", &uboot.original_uenv)?;
+        }
         Ok(())
     }
 
@@ -950,5 +1079,56 @@ mod error_text_tests {
             PlanError::MissingFormatVersion.to_string(),
             "plan has no numeric format_version field; it was not written by a swapover stager"
         );
+    }
+}
+
+#[cfg(test)]
+mod boot_route_tests {
+    use super::*;
+
+    fn uboot_trial() -> UbootTrialBoot {
+        UbootTrialBoot {
+            interface: uboot_env::UbootInterface::Mmc,
+            original_uenv: "swapover/uEnv.txt.1x".into(),
+            trial_count: 7,
+        }
+    }
+
+    #[test]
+    fn a_uboot_trial_plan_round_trips_through_json() {
+        let mut plan = Plan::stem_example();
+        plan.grub.route = GrubRoute::UbootTrial;
+        plan.grub.uboot = Some(uboot_trial());
+        plan.failure.watchdog =
+            Some(WatchdogFeed { device: "/dev/watchdog".into(), interval_secs: 10 });
+        let json = plan.to_json_pretty().unwrap();
+        assert!(json.contains("\"route\": \"uboot-trial\""), "{json}");
+        assert!(json.contains("\"interface\": \"mmc\""), "{json}");
+        assert_eq!(Plan::from_json(&json).unwrap(), plan);
+    }
+
+    #[test]
+    fn the_uboot_section_and_the_route_go_together() {
+        let mut plan = Plan::stem_example();
+        plan.grub.uboot = Some(uboot_trial());
+        assert!(matches!(
+            plan.validate(),
+            Err(PlanError::UbootTrialMismatch { has_uboot: true, .. })
+        ));
+        plan.grub.uboot = None;
+        plan.grub.route = GrubRoute::UbootTrial;
+        assert!(matches!(
+            plan.validate(),
+            Err(PlanError::UbootTrialMismatch { has_uboot: false, .. })
+        ));
+        plan.grub.uboot =
+            Some(UbootTrialBoot { original_uenv: "../uEnv.txt".into(), ..uboot_trial() });
+        assert!(matches!(plan.validate(), Err(PlanError::NotPlainRelative { .. })));
+    }
+
+    #[test]
+    fn an_ubuntu_plan_json_has_no_uboot_or_watchdog_field() {
+        let json = Plan::stem_example().to_json_pretty().unwrap();
+        assert!(!json.contains("uboot") && !json.contains("watchdog"), "{json}");
     }
 }

@@ -192,6 +192,7 @@ impl Plan {
             }
             GrubRoute::BootFiles => "edited boot partition files",
             GrubRoute::UefiBootNext => "a UEFI boot option armed for one boot with BootNext (no GRUB file is changed)",
+            GrubRoute::UbootTrial => "uEnv.txt replaced by a trial that U-Boot runs for one boot, while ${bootcount} matches",
         };
         writeln!(
             out,

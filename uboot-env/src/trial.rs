@@ -6,7 +6,8 @@ use std::fmt;
 
 /// The block-device command family U-Boot loads from: `mmc` on the board, `virtio` in the
 /// QEMU test (the test profile carries it; the text is otherwise the same).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum UbootInterface {
     Mmc,
     Virtio,

@@ -569,9 +569,15 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
             route: if by_firmware { GrubRoute::UefiBootNext } else { GrubRoute::BootFiles },
             files,
             env: Vec::new(),
+            uboot: None,
         },
         finalize: profile.finalize_policy(),
-        failure: FailurePolicy { step_retries: 3, retry_delay_secs: 5, disk_wait_secs: 30 },
+        failure: FailurePolicy {
+            step_retries: 3,
+            retry_delay_secs: 5,
+            disk_wait_secs: 30,
+            watchdog: None,
+        },
     };
     plan.validate()?;
     Ok(Plan1x { plan, budget, boot: mboot, boot_edits, notes })

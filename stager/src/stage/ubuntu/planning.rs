@@ -450,9 +450,15 @@ pub fn make_plan(g: &Gathered, image: &ImageFacts) -> Result<StagePlan, Refusal>
                 previous: g.next_entry_before.clone(),
                 value: ENTRY_ID.into(),
             }],
+            uboot: None,
         },
         finalize: g.profile.finalize_policy(),
-        failure: FailurePolicy { step_retries: 3, retry_delay_secs: 5, disk_wait_secs: 30 },
+        failure: FailurePolicy {
+            step_retries: 3,
+            retry_delay_secs: 5,
+            disk_wait_secs: 30,
+            watchdog: None,
+        },
     };
     plan.validate()?;
 
