@@ -39,11 +39,17 @@ UBOOT_SHA256=e75da6f089d063aaef39a1c17f1631791d87700662624e18de2121fa39a1ed44
 # The config on top of qemu_arm_defconfig. BOOTCOUNT_GENERIC keeps the counter in a RAM word
 # (0x5c000000, inside the 512 MiB at 0x40000000): kept over a warm `reset`, lost when the QEMU
 # process ends, like the AM33XX RTC scratch2 word over a reboot / power cut. The address is
-# kept out of Linux by the harness's 448 MiB dtb. BOOTDELAY=0: no 2 s autoboot wait per boot
-# (the counter is still stored: bootdelay_process runs bootcount_inc regardless).
+# kept out of Linux by a /memreserve/ in the harness dtb, and out of its RAM (so /dev/mem may
+# read it) by `mem=448M` on the stand-ins' command line (qemu-tests/src/bbb_uboot.rs).
+# SYS_BOOTCOUNT_SINGLEWORD: one word, the magic's upper half 0xB001 over the count, as the
+# AM33XX RTC's (contract B6) — without it U-Boot keeps the count and the magic in two words,
+# which `uboot_env::BootCount::from_counter_word` (the stager's reading) would take for "no
+# counter". BOOTDELAY=0: no 2 s autoboot wait per boot (the counter is still stored:
+# bootdelay_process runs bootcount_inc regardless).
 UBOOT_CONFIG='CONFIG_BOOTCOUNT_LIMIT=y
 CONFIG_BOOTCOUNT_GENERIC=y
 CONFIG_SYS_BOOTCOUNT_ADDR=0x5c000000
+CONFIG_SYS_BOOTCOUNT_SINGLEWORD=y
 CONFIG_BOOTDELAY=0'
 cfg_hash=$(printf '%s\n%s\n' "$UBOOT_SHA256" "$UBOOT_CONFIG" | sha256sum | cut -c1-16)
 UDIR=.cache/uboot/$cfg_hash
