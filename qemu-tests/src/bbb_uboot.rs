@@ -19,8 +19,9 @@
 use crate::disk::{self, SECTOR_BYTES};
 use crate::paths;
 use crate::qemu::Vm;
-use crate::resin_image::{mbr_script, StandInPartition};
+use crate::resin_image::StandInPartition;
 use crate::rootfs::{busybox_applets, RootTree};
+use crate::standin_disk::StandInDisk;
 use crate::tools::run;
 use anyhow::{Context, Result};
 use initramfs::{Compression, InitramfsBuilder};
@@ -53,8 +54,23 @@ const BBB_VIRTIO_DEV: u32 = 1;
 /// 55–60, as read for contract B4): the same variables and the same `mmcboot` (boot.scr
 /// skipped: the real p1 has none), with `mmc` → `virtio`, addresses moved from the BBB's RAM
 /// at 0x80000000 to `virt`'s at 0x40000000 (same offsets), `console` ttyO0 → ttyAMA0, and
-/// `findfdt` → the harness dtb. `mmcloados` differs: the 1.x stand-in boots with an
-/// initramfs (the real one mounts resin-root by PARTUUID).
+/// `findfdt` → the harness dtb. `mmcloados` differs: the stand-ins boot with an initramfs
+/// beside the kernel ([`HARNESS_INITRAMFS`]; the real 1.x mounts resin-root by PARTUUID), and
+/// the kernel gets `mem=448M` so that the counter word lies outside its RAM (as the RTC lies
+/// outside the BBB's), where a `STRICT_DEVMEM` kernel lets `/dev/mem` read it.
+///
+/// Which U-Boot runs is the one resin-boot holds: the harness reads `harness_uboot` from
+/// `u-boot.img` (a stand-in file of `key=value` text, see [`UBOOT_IMG_1X`]). For the 2.x
+/// U-Boot (`2x`) it plays balena's integration before `mmcboot`: `resin_root_part` defaults
+/// to 2 and is imported from `resinOS_uEnv.txt` on partition 1 when there is one, and
+/// `bootpart` becomes `${mmcdev}:${resin_root_part}` (meta-balena `env_resin.h`
+/// `resin_load_env_file`/`resin_import_env_file`, `RESIN_ENV_FILE = "resinOS_uEnv.txt"`,
+/// `RESIN_DEFAULT_ROOT_PART = "2"` in `u-boot-resin.inc`; balena-beaglebone
+/// `recipes-bsp/u-boot/u-boot/0004-Integrate-with-Balena-environment-configuration.patch`:
+/// `bootcmd` = `… run resin_set_kernel_root; setenv mmcdev ${resin_dev_index}; setenv bootpart
+/// ${resin_dev_index}:${resin_root_part}; run set_os_cmdline; run envboot; run mmcboot`, so
+/// uEnv.txt is still imported and `uenvcmd` still runs). Not played: 2.x's device scan, its
+/// `bootcount.env` rollback (`os_bc_*`) and `os_cmdline`.
 const BOOT_CMD: &str = r#"echo harness: bootcount=${bootcount}
 setenv loadaddr 0x42000000
 setenv fdtaddr 0x48000000
@@ -63,19 +79,43 @@ setenv console ttyAMA0,115200n8
 setenv bootenv uEnv.txt
 setenv bootdir /boot
 setenv bootfile zImage
-setenv fdtfile board-1x.dtb
+setenv fdtfile harness-virt.dtb
 setenv mmcdev 1
 setenv bootpart 1:2
+setenv harness_uboot 1x
+setenv harness_os 1x
+setenv loaduboot 'load virtio ${mmcdev}:1 ${loadaddr} u-boot.img'
+setenv importuboot 'env import -t ${loadaddr} ${filesize} harness_uboot'
+if run loaduboot; then run importuboot; fi
+setenv resin_root_part 2
+setenv loadresinenv 'load virtio ${mmcdev}:1 ${loadaddr} resinOS_uEnv.txt'
+setenv importresinenv 'env import -t ${loadaddr} ${filesize}'
+setenv balena2x 'if run loadresinenv; then run importresinenv; fi; setenv bootpart ${mmcdev}:${resin_root_part}; setenv harness_os 2x'
+if test "${harness_uboot}" = "2x"; then run balena2x; fi
+echo harness: u-boot.img=${harness_uboot} bootpart=${bootpart}
 setenv loadbootenv 'load virtio ${mmcdev} ${loadaddr} ${bootenv}'
 setenv importbootenv 'echo Importing environment from mmc ...; env import -t -r ${loadaddr} ${filesize}'
 setenv loadimage 'load virtio ${bootpart} ${loadaddr} ${bootdir}/${bootfile}'
 setenv loadfdt 'load virtio ${bootpart} ${fdtaddr} ${bootdir}/${fdtfile}'
-setenv loadrd1x 'load virtio ${bootpart} ${rdaddr} ${bootdir}/initramfs-1x.img'
-setenv mmcloados 'setenv bootargs console=${console} panic=10 harness.os=1x; if run loadfdt; then if run loadrd1x; then bootz ${loadaddr} ${rdaddr}:${filesize} ${fdtaddr}; fi; fi'
+setenv loadrd 'load virtio ${bootpart} ${rdaddr} ${bootdir}/harness-initramfs.img'
+setenv mmcloados 'setenv bootargs console=${console} panic=10 mem=448M harness.os=${harness_os} harness.root=${bootpart}; if run loadfdt; then if run loadrd; then bootz ${loadaddr} ${rdaddr}:${filesize} ${fdtaddr}; fi; fi'
 setenv mmcboot 'if virtio dev ${mmcdev}; then echo SD/MMC found on device ${mmcdev}; if run loadbootenv; then echo Loaded environment from ${bootenv}; run importbootenv; fi; if test -n $uenvcmd; then echo Running uenvcmd ...; run uenvcmd; fi; if run loadimage; then run mmcloados; fi; fi'
 run mmcboot
 echo harness: mmcboot returned
 "#;
+
+/// The harness's dtb and initramfs beside `/boot/zImage` on the root partition the stand-in
+/// U-Boot boots (1.x resin-root, 2.x resin-rootA).
+pub const HARNESS_DTB: &str = "boot/harness-virt.dtb";
+pub const HARNESS_INITRAMFS: &str = "boot/harness-initramfs.img";
+
+/// resin-boot's `u-boot.img` stand-ins: text the harness `boot.scr` imports to know which
+/// U-Boot the board would run (the ROM/SPL and U-Boot itself are QEMU's `-bios`).
+pub const UBOOT_IMG_1X: &str =
+    "# stand-in: U-Boot v2015.07 of resinOS 1.x (QEMU -bios runs the harness U-Boot)\nharness_uboot=1x\n";
+pub const UBOOT_IMG_2X: &str =
+    "# stand-in: U-Boot of resinOS 2.x with balena's environment (QEMU -bios runs the harness U-Boot)\nharness_uboot=2x\n";
+pub const MLO_STANDIN: &[u8] = b"stand-in: the AM335x ROM's SPL is played by QEMU -bios\n";
 
 /// The 1.x stand-in's `/init`: says it is up and reboots warm (the counter goes on).
 const INIT_1X: &str = r#"#!/bin/sh
@@ -99,6 +139,10 @@ pub struct BbbInputs {
     pub mkimage: PathBuf,
     pub zimage: PathBuf,
     pub busybox: PathBuf,
+    /// `uname -r` of the armhf kernel.
+    pub kernel_version: String,
+    /// Its `/lib/modules/<version>` (with `modules.dep`).
+    pub modules: PathBuf,
 }
 
 impl BbbInputs {
@@ -113,8 +157,16 @@ impl BbbInputs {
             mkimage: uboot.join("mkimage"),
             zimage: kdir.join("root/boot").join(format!("vmlinuz-{}", version.trim())),
             busybox: cache.join("busybox-armhf/root/bin/busybox"),
+            kernel_version: version.trim().to_string(),
+            modules: kdir.join("root/lib/modules").join(version.trim()),
         };
-        for p in [&inputs.uboot_bin, &inputs.mkimage, &inputs.zimage, &inputs.busybox] {
+        for p in [
+            &inputs.uboot_bin,
+            &inputs.mkimage,
+            &inputs.zimage,
+            &inputs.busybox,
+            &inputs.modules.join("modules.dep"),
+        ] {
             anyhow::ensure!(p.exists(), "missing {}: run scripts/setup.sh", p.display());
         }
         Ok(inputs)
@@ -137,41 +189,11 @@ const MIB_SECTORS: u64 = (1 << 20) / SECTOR_BYTES;
 /// and resin-updt ext3 of one size, extended, resin-conf FAT, resin-data), with small root
 /// and data partitions; resin-data is ext4 here (btrfs needs > 100 MiB; U-Boot never reads it).
 const PARTITIONS: [StandInPartition; 5] = [
-    StandInPartition {
-        label: "resin-boot",
-        start: 4 * MIB_SECTORS,
-        sectors: 40 * MIB_SECTORS,
-        mbr_type: "c",
-        fs: "vfat",
-    },
-    StandInPartition {
-        label: "resin-root",
-        start: 44 * MIB_SECTORS,
-        sectors: 32 * MIB_SECTORS,
-        mbr_type: "83",
-        fs: "ext3",
-    },
-    StandInPartition {
-        label: "resin-updt",
-        start: 76 * MIB_SECTORS,
-        sectors: 32 * MIB_SECTORS,
-        mbr_type: "83",
-        fs: "ext3",
-    },
-    StandInPartition {
-        label: "resin-conf",
-        start: 109 * MIB_SECTORS,
-        sectors: 20 * MIB_SECTORS,
-        mbr_type: "c",
-        fs: "vfat",
-    },
-    StandInPartition {
-        label: "resin-data",
-        start: 130 * MIB_SECTORS,
-        sectors: 16 * MIB_SECTORS,
-        mbr_type: "83",
-        fs: "ext4",
-    },
+    StandInPartition::mib("resin-boot", 4, 40, "c", "vfat"),
+    StandInPartition::mib("resin-root", 44, 32, "83", "ext3"),
+    StandInPartition::mib("resin-updt", 76, 32, "83", "ext3"),
+    StandInPartition::mib("resin-conf", 109, 20, "c", "vfat"),
+    StandInPartition::mib("resin-data", 130, 16, "83", "ext4"),
 ];
 const EXTENDED_START: u64 = 108 * MIB_SECTORS;
 const DISK_SECTORS: u64 = 146 * MIB_SECTORS;
@@ -179,7 +201,7 @@ const DISK_SECTORS: u64 = 146 * MIB_SECTORS;
 /// The uEnv.txt a BBB 1.x eMMC carries (balena-beaglebone 1.X
 /// `recipes-bsp/u-boot/u-boot-ti-staging/uEnv.txt_internal`, contract B2), with the device
 /// number U-Boot gives the test's disk.
-fn uenv_1x() -> String {
+pub fn uenv_1x() -> String {
     format!("mmcdev={BBB_VIRTIO_DEV}\nbootpart={BBB_VIRTIO_DEV}:2\n")
 }
 
@@ -210,7 +232,7 @@ pub fn commit(bbb_disk: &Path) -> Result<()> {
 
 /// The VMs' dtb: QEMU's own `virt` tree (dumped) plus a `/memreserve/` over the counter word,
 /// so that no kernel writes the RAM the counter lives in.
-fn board_dtb(work: &Path) -> Result<PathBuf> {
+pub fn board_dtb(work: &Path) -> Result<PathBuf> {
     let dumped = work.join("virt.dtb");
     run(
         "qemu-system-arm",
@@ -278,44 +300,14 @@ pub fn build_disks(dir: &Path, inputs: &BbbInputs, kind: TrialKind) -> Result<(P
     std::fs::create_dir_all(&work)?;
     let dtb = board_dtb(&work)?;
 
-    // Harness disk: one FAT partition with boot.scr, found by qemu_arm's distro boot.
-    let harness = RootTree { root: work.join("harness") };
-    std::fs::create_dir_all(&harness.root)?;
-    let cmd = work.join("boot.cmd");
-    std::fs::write(&cmd, BOOT_CMD)?;
-    run(
-        &inputs.mkimage.to_string_lossy(),
-        [
-            "-A".as_ref(),
-            "arm".as_ref(),
-            "-T".as_ref(),
-            "script".as_ref(),
-            "-C".as_ref(),
-            "none".as_ref(),
-            "-d".as_ref(),
-            cmd.as_os_str(),
-            harness.path("boot.scr").as_os_str(),
-        ],
-    )?;
-    let harness_disk = dir.join("harness.img");
-    let harness_fs = work.join("harness.fs");
-    disk::mkfs_vfat(&harness_fs, 8 << 20, "HARNESS", "4a524e53", &harness.root)?;
-    disk::create_sparse(&harness_disk, (1 + 8) << 20)?;
-    disk::write_table(
-        &harness_disk,
-        &format!(
-            "label: dos\nunit: sectors\n\nstart={MIB_SECTORS}, size={}, type=c, bootable\n",
-            8 * MIB_SECTORS
-        ),
-    )?;
-    disk::place_into_fresh_sparse(&harness_disk, 1 << 20, &harness_fs)?;
+    let harness_disk = build_harness_disk(dir, inputs, &[])?;
 
     // resin-boot: the BBB's boot files (dummies: the ROM/SPL are played), the armed
     // uEnv.txt and the trial's files as the stager copies them.
     let boot = RootTree { root: work.join("boot") };
     std::fs::create_dir_all(&boot.root)?;
-    boot.file("MLO", b"stand-in: the AM335x ROM's SPL is played by QEMU -bios\n", 0o644)?;
-    boot.file("u-boot.img", b"stand-in: U-Boot is QEMU's -bios u-boot.bin\n", 0o644)?;
+    boot.file("MLO", MLO_STANDIN, 0o644)?;
+    boot.file("u-boot.img", UBOOT_IMG_1X.as_bytes(), 0o644)?;
     boot.file("uEnv.txt", trial_uenv(BootCount(1))?.as_bytes(), 0o644)?;
     boot.copy(TRIAL_KERNEL, &inputs.zimage, 0o644)?;
     boot.copy(TRIAL_DTB, &dtb, 0o644)?;
@@ -331,68 +323,108 @@ pub fn build_disks(dir: &Path, inputs: &BbbInputs, kind: TrialKind) -> Result<(P
     let root = RootTree { root: work.join("root") };
     std::fs::create_dir_all(&root.root)?;
     root.copy("boot/zImage", &inputs.zimage, 0o644)?;
-    root.copy("boot/board-1x.dtb", &dtb, 0o644)?;
+    root.copy(HARNESS_DTB, &dtb, 0o644)?;
     let rd_1x = work.join("initramfs-1x.img");
     initramfs(&rd_1x, inputs, INIT_1X, TrialKind::Working)?;
-    root.copy("boot/initramfs-1x.img", &rd_1x, 0o644)?;
+    root.copy(HARNESS_INITRAMFS, &rd_1x, 0o644)?;
 
     let conf = RootTree { root: work.join("conf") };
     conf.file("config.json", br#"{"deviceType":"beaglebone-black"}"#, 0o644)?;
-    let empty = work.join("empty");
-    std::fs::create_dir_all(&empty)?;
 
     let bbb_disk = dir.join("bbb.img");
-    disk::create_sparse(&bbb_disk, DISK_SECTORS * SECTOR_BYTES)?;
-    disk::write_table(
+    StandInDisk::new(
+        "0x0bbb1a00",
+        &PARTITIONS,
+        (EXTENDED_START, DISK_SECTORS),
+        ("bbb1a000-0000-4000-8000-00000000000", "0bbb000"),
+    )
+    .build(
         &bbb_disk,
-        &mbr_script("0x0bbb1a00", &PARTITIONS, EXTENDED_START, DISK_SECTORS),
+        &work,
+        &[("resin-boot", &boot.root), ("resin-root", &root.root), ("resin-conf", &conf.root)],
     )?;
-    for (i, p) in PARTITIONS.iter().enumerate() {
-        let fs = work.join(format!("{}.fs", p.label));
-        let bytes = p.sectors * SECTOR_BYTES;
-        let content = match p.label {
-            "resin-boot" => &boot.root,
-            "resin-root" => &root.root,
-            "resin-conf" => &conf.root,
-            _ => &empty,
-        };
-        let uuid = format!("bbb1a000-0000-4000-8000-00000000000{i}");
-        match p.fs {
-            "vfat" => disk::mkfs_vfat(&fs, bytes, p.label, &format!("0bbb000{i}"), content)?,
-            fs_type => {
-                disk::create_sparse(&fs, bytes)?;
-                let args: Vec<std::ffi::OsString> = vec![
-                    "-q".into(),
-                    "-F".into(),
-                    "-t".into(),
-                    fs_type.into(),
-                    "-L".into(),
-                    p.label.into(),
-                    "-U".into(),
-                    uuid.into(),
-                    "-E".into(),
-                    "root_owner=0:0".into(),
-                    "-d".into(),
-                    content.into(),
-                    fs.clone().into(),
-                ];
-                run("mke2fs", args)?;
-            }
-        }
-        disk::place_into_fresh_sparse(&bbb_disk, p.start * SECTOR_BYTES, &fs)?;
-    }
     std::fs::remove_dir_all(&work)?;
     Ok((bbb_disk, harness_disk))
 }
 
+/// The harness disk in `dir`: one FAT partition (label `HARNESS`) with `boot.scr`, found by
+/// `qemu_arm`'s distro boot, and `files` (`(name on the disk, host file)`) beside it, for the
+/// stand-ins to read (the 1.x stand-in mounts it at `/run/harness` and runs its `run.sh`).
+pub fn build_harness_disk(
+    dir: &Path,
+    inputs: &BbbInputs,
+    files: &[(&str, &Path)],
+) -> Result<PathBuf> {
+    let work = dir.join("harness-work");
+    let tree = RootTree::fresh_empty(&work.join("tree"))?;
+    let cmd = work.join("boot.cmd");
+    std::fs::write(&cmd, BOOT_CMD)?;
+    run(
+        &inputs.mkimage.to_string_lossy(),
+        [
+            "-A".as_ref(),
+            "arm".as_ref(),
+            "-T".as_ref(),
+            "script".as_ref(),
+            "-C".as_ref(),
+            "none".as_ref(),
+            "-d".as_ref(),
+            cmd.as_os_str(),
+            tree.path("boot.scr").as_os_str(),
+        ],
+    )?;
+    let mut content_bytes = 0;
+    for (name, src) in files {
+        tree.copy(name, src, 0o755)?;
+        content_bytes += std::fs::metadata(src)?.len();
+    }
+    let fs_bytes = (content_bytes + content_bytes / 8 + (8 << 20)).next_multiple_of(1 << 20);
+    let harness_disk = dir.join("harness.img");
+    let harness_fs = work.join("harness.fs");
+    disk::mkfs_vfat(&harness_fs, fs_bytes, HARNESS_LABEL, "4a524e53", &tree.root)?;
+    disk::create_sparse(&harness_disk, (1 << 20) + fs_bytes)?;
+    disk::write_table(
+        &harness_disk,
+        &format!(
+            "label: dos\nunit: sectors\n\nstart={MIB_SECTORS}, size={}, type=c, bootable\n",
+            fs_bytes / SECTOR_BYTES
+        ),
+    )?;
+    disk::place_into_fresh_sparse(&harness_disk, 1 << 20, &harness_fs)?;
+    std::fs::remove_dir_all(&work)?;
+    Ok(harness_disk)
+}
+
+/// The FAT label of the harness disk.
+pub const HARNESS_LABEL: &str = "HARNESS";
+
+/// The board's network: none, or QEMU's user network (the guest is 10.0.2.15 by its own
+/// configuration, the host 10.0.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nic {
+    None,
+    User,
+}
+
 /// Powers on the board: a new QEMU process (so the RAM counter starts from nothing) running
 /// the built U-Boot, the BBB disk first on the command line (U-Boot `virtio 1`), the
-/// harness disk last (`virtio 0`). Warm resets stay in the process.
+/// harness disk after it (`virtio 0`), then the NIC if any. Warm resets stay in the process.
 pub fn power_on(
     name: &str,
     inputs: &BbbInputs,
     bbb_disk: &Path,
     harness_disk: &Path,
+) -> Result<Vm> {
+    power_on_with(name, inputs, bbb_disk, harness_disk, Nic::None)
+}
+
+/// [`power_on`] with a network card.
+pub fn power_on_with(
+    name: &str,
+    inputs: &BbbInputs,
+    bbb_disk: &Path,
+    harness_disk: &Path,
+    nic: Nic,
 ) -> Result<Vm> {
     let mut cmd = Command::new("qemu-system-arm");
     cmd.args(["-M", "virt", "-cpu", "cortex-a15", "-m", "512", "-accel", "tcg"])
@@ -405,6 +437,9 @@ pub fn power_on(
             .arg(format!("if=none,id={id},format=raw,file={},cache=writeback", image.display()))
             .arg("-device")
             .arg(format!("virtio-blk-device,drive={id}"));
+    }
+    if nic == Nic::User {
+        cmd.args(["-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0"]);
     }
     Vm::start_command(name, cmd)
 }

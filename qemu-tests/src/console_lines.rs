@@ -13,11 +13,16 @@ pub fn complete_lines(text: &str) -> Vec<String> {
 
 /// The value of the first `SWAPOVER-T <key>=<value>` line; panics naming the key if none.
 pub fn value<'a>(lines: &'a [String], key: &str) -> &'a str {
-    let prefix = format!("SWAPOVER-T {key}=");
+    after(lines, &format!("SWAPOVER-T {key}="))
+}
+
+/// The text after `marker` on the first line holding it, trimmed; panics naming the marker
+/// if none does.
+pub fn after<'a>(lines: &'a [String], marker: &str) -> &'a str {
     lines
         .iter()
-        .find_map(|l| l.split_once(&prefix).map(|(_, v)| v.trim()))
-        .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{}", lines.join("\n")))
+        .find_map(|l| l.split_once(marker).map(|(_, v)| v.trim()))
+        .unwrap_or_else(|| panic!("no `{marker}` line in:\n{}", lines.join("\n")))
 }
 
 /// The text after `SWAPOVER-T <marker> ` of every such line, in order.

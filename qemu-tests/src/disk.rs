@@ -265,6 +265,17 @@ pub fn write_ext4_file(disk: &Path, part: &TablePartition, path: &str, data: &[u
     Ok(())
 }
 
+/// Makes directory `path` (its parent must exist) in the ext4 file system of partition `part`
+/// of `disk` (no mount).
+pub fn mkdir_ext4(disk: &Path, part: &TablePartition, path: &str) -> Result<()> {
+    let spec = format!("{}?offset={}", disk.display(), part.offset_bytes());
+    run("debugfs", ["-w".to_string(), "-R".to_string(), format!("mkdir \"{path}\""), spec])?;
+    if !list_ext4_dir(disk, part, path).is_ok_and(|entries| entries.is_empty()) {
+        bail!("debugfs did not make {path} in {}", disk.display());
+    }
+    Ok(())
+}
+
 /// Copies `data` as `path` into the FAT file system of partition `part` of `disk` (no mount).
 pub fn write_fat_file(disk: &Path, part: &TablePartition, path: &str, data: &[u8]) -> Result<()> {
     let spec = format!("{}@@{}", disk.display(), part.offset_bytes());

@@ -1,7 +1,7 @@
 //! Small busybox initramfs images for the guests the harness builds (the host's own initrd,
 //! the resinOS stand-in's verdict init), made with swapover's own `initramfs` crate.
 
-use crate::kernel::{TestKernel, DISK_AND_FS_MODULES};
+use crate::kernel::{TestKernel, DISK_MODULES, FS_MODULES};
 use crate::rootfs::{busybox_applets, BUSYBOX};
 use anyhow::{Context, Result};
 use initramfs::{Compression, InitramfsBuilder};
@@ -22,7 +22,10 @@ pub fn build_busybox_initramfs_with(
 ) -> Result<u64> {
     let report = InitramfsBuilder::new()
         .busybox(Path::new(BUSYBOX), busybox_applets()?)
-        .modules(kernel.module_tree(), DISK_AND_FS_MODULES.iter().chain(extra_modules).copied())
+        .modules(
+            kernel.module_tree(),
+            DISK_MODULES.iter().chain(FS_MODULES).chain(extra_modules).copied(),
+        )
         .init(init_script.to_vec())
         .compression(Compression::Gzip)
         .write_to_path(out)

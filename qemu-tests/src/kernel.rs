@@ -6,20 +6,11 @@ use crate::paths;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 
-/// Modules a guest needs to see its IDE/SATA disk and mount ext4 and FAT.
-pub const DISK_AND_FS_MODULES: &[&str] = &[
-    "ata_piix",
-    "ahci",
-    "sd_mod",
-    "crc32c_generic",
-    "ext4",
-    "vfat",
-    "nls_cp437",
-    "nls_iso8859-1",
-    "nls_ascii",
-    "nls_utf8",
-    "loop",
-];
+/// Modules a guest needs to see its IDE/SATA disk (and loop devices).
+pub const DISK_MODULES: &[&str] = &["ata_piix", "ahci", "sd_mod", "loop"];
+/// Modules a guest needs to mount ext4 and FAT (with its code pages), on any architecture.
+pub const FS_MODULES: &[&str] =
+    &["crc32c_generic", "ext4", "vfat", "nls_cp437", "nls_iso8859-1", "nls_ascii", "nls_utf8"];
 
 #[derive(Debug, Clone)]
 pub struct TestKernel {

@@ -26,6 +26,7 @@ pub mod resin1x_image;
 pub mod resin_image;
 pub mod rootfs;
 pub mod stamp;
+pub mod standin_disk;
 pub mod tools;
 pub mod uefi_vars;
 pub mod verdict;

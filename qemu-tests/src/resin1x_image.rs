@@ -19,6 +19,7 @@ use crate::paths;
 use crate::resin_image::{self, StandInPartition};
 use crate::rootfs::RootTree;
 use crate::stamp::{self, Fingerprint};
+use crate::standin_disk::StandInDisk;
 use crate::tools::run;
 use anyhow::{ensure, Result};
 use std::path::{Path, PathBuf};
@@ -276,71 +277,22 @@ fn build(kernel: &TestKernel, out: &Path, variant: DataVariant) -> Result<()> {
     if variant == DataVariant::OverLimit {
         sparse(&data.path(&format!("resin-data/{APP_ID}/big.bin")), OVER_LIMIT_BYTES)?;
     }
-    let empty = work.join("empty");
-    std::fs::create_dir_all(&empty)?;
-
-    disk::create_sparse(out, DISK_SECTORS * SECTOR_BYTES)?;
-    disk::write_table(
+    StandInDisk::new(
+        "0x1c0ffee1",
+        &PARTITIONS,
+        (EXTENDED_START, DISK_SECTORS),
+        ("1e51a000-0000-4000-8000-00000000000", "1c0f000"),
+    )
+    .build(
         out,
-        &resin_image::mbr_script("0x1c0ffee1", &PARTITIONS, EXTENDED_START, DISK_SECTORS),
+        &work,
+        &[
+            ("resin-boot", &boot.root),
+            ("resin-root", &root.root),
+            ("resin-conf", &conf.root),
+            ("resin-data", &data.root),
+        ],
     )?;
-
-    for (i, p) in PARTITIONS.iter().enumerate() {
-        let fs_file = work.join(format!("{}.fs", p.label));
-        let bytes = p.sectors * SECTOR_BYTES;
-        let content = match p.label {
-            "resin-boot" => &boot.root,
-            "resin-root" => &root.root,
-            "resin-conf" => &conf.root,
-            "resin-data" => &data.root,
-            _ => &empty,
-        };
-        let uuid = format!("1e51a000-0000-4000-8000-00000000000{i}");
-        match p.fs {
-            "vfat" => disk::mkfs_vfat(&fs_file, bytes, p.label, &format!("1c0f000{i}"), content)?,
-            "ext3" => {
-                disk::create_sparse(&fs_file, bytes)?;
-                let args: Vec<std::ffi::OsString> = vec![
-                    "-q".into(),
-                    "-F".into(),
-                    "-t".into(),
-                    "ext3".into(),
-                    "-L".into(),
-                    p.label.into(),
-                    "-U".into(),
-                    uuid.into(),
-                    "-E".into(),
-                    "root_owner=0:0".into(),
-                    "-d".into(),
-                    content.into(),
-                    fs_file.clone().into(),
-                ];
-                run("mke2fs", args)?;
-            }
-            _ => {
-                disk::create_sparse(&fs_file, bytes)?;
-                let args: Vec<std::ffi::OsString> = vec![
-                    "-q".into(),
-                    "-L".into(),
-                    p.label.into(),
-                    "-U".into(),
-                    uuid.into(),
-                    "--rootdir".into(),
-                    content.into(),
-                    fs_file.clone().into(),
-                ];
-                run("mkfs.btrfs", args)?;
-                let len = std::fs::metadata(&fs_file)?.len();
-                ensure!(
-                    len == bytes,
-                    "mkfs.btrfs --rootdir grew {} to {len} bytes (more than {bytes})",
-                    p.label
-                );
-            }
-        }
-        disk::place_into_fresh_sparse(out, p.start * SECTOR_BYTES, &fs_file)?;
-        std::fs::remove_file(&fs_file)?;
-    }
     std::fs::remove_dir_all(&work)?;
     Ok(())
 }

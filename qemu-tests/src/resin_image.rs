@@ -47,6 +47,25 @@ pub struct StandInPartition {
     pub fs: &'static str,
 }
 
+impl StandInPartition {
+    /// A partition of `size_mib` MiB at `start_mib` MiB.
+    pub const fn mib(
+        label: &'static str,
+        start_mib: u64,
+        size_mib: u64,
+        mbr_type: &'static str,
+        fs: &'static str,
+    ) -> StandInPartition {
+        StandInPartition {
+            label,
+            start: start_mib * MIB_SECTORS,
+            sectors: size_mib * MIB_SECTORS,
+            mbr_type,
+            fs,
+        }
+    }
+}
+
 /// The layout, in order: boot, rootA, rootB, (extended), state, data.
 pub const PARTITIONS: [StandInPartition; 5] = [
     StandInPartition {
@@ -117,18 +136,49 @@ pub const MACHINE: &str = "genericx86-64";
 /// The version the stand-in claims.
 pub const VERSION: &str = "2.12.7+rev1";
 
+/// The fields of a `device-type.json` a tool reads.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceTypeJson<'a> {
+    pub slug: &'a str,
+    pub alias: &'a str,
+    pub name: &'a str,
+    pub arch: &'a str,
+    /// The Yocto machine (`yocto.machine`).
+    pub machine: &'a str,
+    /// `yocto.version`.
+    pub yocto: &'a str,
+}
+
+impl DeviceTypeJson<'_> {
+    /// The file as meta-resin puts it on the boot partition (`resin-image.bb` 61), shortened to
+    /// the fields a tool reads; the yocto image is the flasher's, as the board's coffee file
+    /// names it.
+    pub fn render(&self) -> String {
+        let DeviceTypeJson { slug, alias, name, arch, machine, yocto } = *self;
+        format!(
+            "{{\"version\":1,\"slug\":\"{slug}\",\"aliases\":[\"{alias}\"],\"name\":\"{name}\",\
+             \"arch\":\"{arch}\",\"state\":\"released\",\"yocto\":{{\"machine\":\"{machine}\",\
+             \"image\":\"resin-image-flasher\",\"fstype\":\"resinos-img\",\"version\":\"{yocto}\",\
+             \"deployArtifact\":\"resin-image-flasher-{machine}.resinos-img\",\"compressed\":true}},\
+             \"configuration\":{{\"config\":{{\"partition\":{{\"primary\":1}},\"path\":\"/config.json\"}}}}}}\n"
+        )
+    }
+}
+
 /// `device-type.json` as meta-resin puts it on the boot partition of both the flasher and
 /// the image inside it (`resin-image.bb` 61, `resin-image-flasher.bb` 51: the same
 /// `${MACHINE}.json`, generated from balena-intel's `genericx86-64.coffee`, whose yocto image
 /// is `resin-image-flasher`), shortened to the fields a tool reads.
 pub fn device_type_json() -> String {
-    format!(
-        "{{\"version\":1,\"slug\":\"{DEVICE_TYPE}\",\"aliases\":[\"nuc\"],\"name\":\"Intel NUC\",\
-         \"arch\":\"amd64\",\"state\":\"released\",\"yocto\":{{\"machine\":\"{MACHINE}\",\
-         \"image\":\"resin-image-flasher\",\"fstype\":\"resinos-img\",\"version\":\"yocto-rocko\",\
-         \"deployArtifact\":\"resin-image-flasher-{MACHINE}.resinos-img\",\"compressed\":true}},\
-         \"configuration\":{{\"config\":{{\"partition\":{{\"primary\":1}},\"path\":\"/config.json\"}}}}}}\n"
-    )
+    DeviceTypeJson {
+        slug: DEVICE_TYPE,
+        alias: "nuc",
+        name: "Intel NUC",
+        arch: "amd64",
+        machine: MACHINE,
+        yocto: "yocto-rocko",
+    }
+    .render()
 }
 
 /// The preloaded-supervisor stand-in on resin-data: `(path relative to resin-data, content)`.
@@ -156,7 +206,7 @@ pub fn preloaded_supervisor() -> Vec<(String, Vec<u8>)> {
 }
 
 /// The verdict init with the preloaded supervisor's checksums (`sha256sum -c` lines) filled in.
-fn verdict_init(assets: &Path) -> Result<Vec<u8>> {
+pub fn verdict_init(assets: &Path) -> Result<Vec<u8>> {
     let template = std::fs::read_to_string(assets.join("verdict-init"))?;
     let sums: String = preloaded_supervisor()
         .iter()

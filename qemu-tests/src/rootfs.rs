@@ -14,13 +14,20 @@ pub struct RootTree {
 }
 
 impl RootTree {
-    /// Starts from an empty directory (an old one at `root` is removed).
-    pub fn fresh(root: &Path) -> Result<RootTree> {
+    /// An empty directory (an old one at `root` is removed).
+    pub fn fresh_empty(root: &Path) -> Result<RootTree> {
         if root.exists() {
             std::fs::remove_dir_all(root)
                 .with_context(|| format!("removing {}", root.display()))?;
         }
         std::fs::create_dir_all(root)?;
+        Ok(RootTree { root: root.to_path_buf() })
+    }
+
+    /// Starts from an empty directory (an old one at `root` is removed) with the usual
+    /// top-level directories.
+    pub fn fresh(root: &Path) -> Result<RootTree> {
+        Self::fresh_empty(root)?;
         for dir in [
             "bin", "sbin", "etc", "dev", "proc", "sys", "run", "tmp", "root", "mnt", "usr/bin",
             "usr/sbin", "var/log",
@@ -59,7 +66,13 @@ impl RootTree {
 
     /// Installs busybox as `/bin/busybox` with a symlink for every applet it has.
     pub fn busybox(&self) -> Result<()> {
-        self.copy("bin/busybox", Path::new(BUSYBOX), 0o755)?;
+        self.busybox_from(Path::new(BUSYBOX))
+    }
+
+    /// Installs `binary` (a busybox of another architecture, of the same Debian version as
+    /// the host's, whose applet list is used) as `/bin/busybox` with its applet links.
+    pub fn busybox_from(&self, binary: &Path) -> Result<()> {
+        self.copy("bin/busybox", binary, 0o755)?;
         for applet in busybox_applets()? {
             let link = self.path(&applet);
             if link.exists() || link.symlink_metadata().is_ok() {
