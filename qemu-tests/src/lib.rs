@@ -6,6 +6,8 @@
 //! moment and inspect the disks afterwards. Console logs are kept under
 //! `target/qemu-tests/logs/`.
 
+pub mod bbb1x_standin;
+pub mod bbb2x_standin;
 pub mod bbb_uboot;
 pub mod console_lines;
 pub mod console_splice;

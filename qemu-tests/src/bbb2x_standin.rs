@@ -1,0 +1,172 @@
+//! The BeagleBone Black resinOS 2.x stand-in: the image a BBB migration writes, booted by the
+//! harness U-Boot (`qemu_tests::bbb_uboot`, which plays the 2.x U-Boot when resin-boot's
+//! `u-boot.img` is the 2.x one) and checked from inside by the same verdict init as the x86
+//! 2.x stand-in (qemu-tests/assets/resin/verdict-init, parsed by `qemu_tests::verdict`).
+//!
+//! Layout: the 2.x MBR layout (meta-resin 2.x `image_types_resin.bbclass`, profile [S1]/[S2]:
+//! resin-boot FAT 40 MiB at 4 MiB, resin-rootA, resin-rootB, extended, resin-state, resin-data
+//! ext4), root and data sizes scaled down (rootB = the 1.x stand-in's resin-updt, see
+//! [`crate::bbb1x_standin`]).
+//! - resin-boot: `MLO` and `u-boot.img` (balena-beaglebone `resin-image.inc`:
+//!   `RESIN_BOOT_PARTITION_FILES_beaglebone = "MLO: u-boot.img:"`; stand-ins whose text tells the
+//!   harness which U-Boot runs), `resinOS_uEnv.txt` with `resin_root_part=2` (the file
+//!   meta-balena's U-Boot imports from partition 1, `RESIN_ENV_FILE`, and balenahup writes at
+//!   the switch, contract H4), the `resin-image` flag file and `device-type.json` (from
+//!   balena-beaglebone `beaglebone.coffee`: slug `beaglebone-black`, machine `beaglebone`,
+//!   arch `armv7hf`, yocto `thud`).
+//! - resin-rootA: `/boot/zImage` (the BBB kernel is on the root file system in 2.x too:
+//!   `resin-image.inc` "Beaglebone expects the kernel and dtbs on rootfs"), the harness dtb and
+//!   the verdict initramfs beside it (2.x's own kernel carries a bundled initramfs,
+//!   `kernel-image-initramfs`; this one is the verdict's), `/etc/os-release`.
+//! - resin-data: the image's preloaded supervisor ([`crate::resin_image::preloaded_supervisor`]).
+//!
+//! Shipped xz-compressed with a sha256 file, as a real image is served.
+
+use crate::bbb_uboot::{
+    self, BbbInputs, HARNESS_DTB, HARNESS_INITRAMFS, MLO_STANDIN, UBOOT_IMG_2X,
+};
+use crate::disk::SECTOR_BYTES;
+use crate::kernel::FS_MODULES;
+use crate::paths;
+use crate::resin_image::{
+    self, preloaded_supervisor, DeviceTypeJson, StandInPartition, FLAG_FILE_CONTENT,
+    IMAGE_FLAG_FILE,
+};
+use crate::rootfs::{busybox_applets, RootTree};
+use crate::stamp::{self, Fingerprint};
+use crate::standin_disk::StandInDisk;
+use crate::tools::run;
+use anyhow::{Context, Result};
+use initramfs::{Compression, InitramfsBuilder};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+const MIB_SECTORS: u64 = (1 << 20) / SECTOR_BYTES;
+/// The MBR disk identifier of the image.
+pub const DISK_ID: &str = "0x0bbb2a02";
+
+/// The layout, in order: boot, rootA, rootB, (extended), state, data.
+pub const PARTITIONS: [StandInPartition; 5] = [
+    StandInPartition::mib("resin-boot", 4, 40, "c", "vfat"),
+    StandInPartition::mib("resin-rootA", 44, 64, "83", "ext4"),
+    StandInPartition::mib("resin-rootB", 108, 64, "83", "ext4"),
+    StandInPartition::mib("resin-state", 176, 20, "83", "ext4"),
+    StandInPartition::mib("resin-data", 200, 64, "83", "ext4"),
+];
+const EXTENDED_START: u64 = 172 * MIB_SECTORS;
+const IMAGE_SECTORS: u64 = 264 * MIB_SECTORS;
+
+/// Modules of the verdict initramfs besides [`FS_MODULES`]: the virtio disk.
+const DISK_MODULES: [&str; 2] = ["virtio_mmio", "virtio_blk"];
+
+/// What 2.x resin-boot's `device-type.json` says (balena-beaglebone `beaglebone.coffee`).
+pub const DEVICE_TYPE: DeviceTypeJson<'static> = DeviceTypeJson {
+    slug: "beaglebone-black",
+    alias: "beaglebone",
+    name: "BeagleBone Black",
+    arch: "armv7hf",
+    machine: "beaglebone",
+    yocto: "yocto-thud",
+};
+
+const RECIPE: &str = concat!(
+    include_str!("bbb2x_standin.rs"),
+    include_str!("bbb_uboot.rs"),
+    include_str!("standin_disk.rs"),
+    include_str!("../assets/resin/verdict-init"),
+);
+
+/// The built image: raw, its xz and sha256 files.
+#[derive(Debug, Clone)]
+pub struct Bbb2xImage {
+    pub raw: PathBuf,
+    pub xz: PathBuf,
+    pub sha256_file: PathBuf,
+}
+
+impl Bbb2xImage {
+    /// Builds the image if its inputs changed since the last build.
+    pub fn ensure(inputs: &BbbInputs) -> Result<Bbb2xImage> {
+        let dir = paths::images_dir();
+        let raw = dir.join("bbb-resinos2x-standin.img");
+        let xz = dir.join("bbb-resinos2x-standin.img.xz");
+        let sha256_file = dir.join("bbb-resinos2x-standin.img.xz.sha256");
+        let mut fp = Fingerprint::new(RECIPE);
+        fp.text(&inputs.kernel_version).file(&inputs.busybox)?;
+        if !(stamp::is_fresh(&xz, &fp) && raw.exists() && sha256_file.exists()) {
+            let started = std::time::Instant::now();
+            build(inputs, &raw)?;
+            run("xz", ["-T2", "-3", "-k", "-f", &raw.to_string_lossy()])?;
+            let digest = crate::stamp::hex(&Sha256::digest(std::fs::read(&xz)?));
+            let name = xz.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            std::fs::write(&sha256_file, format!("{digest}  {name}\n"))?;
+            stamp::mark_fresh(&xz, &fp)?;
+            eprintln!(
+                "[harness] built the BBB resinOS 2.x stand-in in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Ok(Bbb2xImage { raw, xz, sha256_file })
+    }
+
+    /// A fresh writable copy (sparse) of the raw image in `dir`, for booting it directly.
+    pub fn fresh_raw_copy(&self, dir: &Path, name: &str) -> Result<PathBuf> {
+        std::fs::create_dir_all(dir)?;
+        let dst = dir.join(format!("{name}.img"));
+        run(
+            "cp",
+            [std::ffi::OsStr::new("--sparse=always"), self.raw.as_os_str(), dst.as_os_str()],
+        )?;
+        Ok(dst)
+    }
+}
+
+fn build(inputs: &BbbInputs, raw: &Path) -> Result<()> {
+    let work = raw.with_extension("work");
+    let dtb = bbb_uboot::board_dtb(&RootTree::fresh_empty(&work)?.root)?;
+
+    let boot = RootTree::fresh_empty(&work.join("boot"))?;
+    boot.file("MLO", MLO_STANDIN, 0o644)?;
+    boot.file("u-boot.img", UBOOT_IMG_2X.as_bytes(), 0o644)?;
+    boot.file("resinOS_uEnv.txt", b"resin_root_part=2\n", 0o644)?;
+    boot.file(IMAGE_FLAG_FILE, FLAG_FILE_CONTENT.as_bytes(), 0o644)?;
+    boot.file("device-type.json", DEVICE_TYPE.render().as_bytes(), 0o644)?;
+
+    let root_a = RootTree::fresh_empty(&work.join("rootA"))?;
+    root_a.copy("boot/zImage", &inputs.zimage, 0o644)?;
+    root_a.copy(HARNESS_DTB, &dtb, 0o644)?;
+    let rd = work.join("verdict-initramfs.img");
+    let assets = paths::workspace_root().join("qemu-tests/assets/resin");
+    InitramfsBuilder::new()
+        .compression(Compression::Gzip)
+        .busybox(inputs.busybox.as_path(), busybox_applets()?)
+        .modules(&inputs.modules, DISK_MODULES.iter().chain(FS_MODULES).copied())
+        .init(resin_image::verdict_init(&assets)?)
+        .write_to_path(&rd)
+        .with_context(|| format!("building {}", rd.display()))?;
+    root_a.copy(HARNESS_INITRAMFS, &rd, 0o644)?;
+    root_a.file(
+        "etc/os-release",
+        b"ID=\"resin-os\"\nNAME=\"resinOS\"\nVERSION=\"2.12.7+rev1\"\nVERSION_ID=\"2.12.7+rev1\"\nPRETTY_NAME=\"resinOS 2.12.7+rev1 (stand-in)\"\nMACHINE=\"beaglebone\"\n",
+        0o644,
+    )?;
+
+    let data = RootTree::fresh_empty(&work.join("data"))?;
+    for (path, content) in preloaded_supervisor() {
+        data.file(&path, &content, 0o644)?;
+    }
+
+    StandInDisk::new(
+        DISK_ID,
+        &PARTITIONS,
+        (EXTENDED_START, IMAGE_SECTORS),
+        ("bbb2a002-0000-4000-8000-00000000000", "0bbb200"),
+    )
+    .build(
+        raw,
+        &work,
+        &[("resin-boot", &boot.root), ("resin-rootA", &root_a.root), ("resin-data", &data.root)],
+    )?;
+    std::fs::remove_dir_all(&work)?;
+    Ok(())
+}
