@@ -10,8 +10,8 @@
 //!   `depmod`), busybox, the packaged ARMv7 stager at [`STAGER_PATH`], the 1.x
 //!   `/etc/os-release`, and `/sbin/init` (qemu-tests/assets/bbb/init-1x);
 //! - resin-updt (ext3, the same size, empty), resin-conf (FAT: config.json with a connman WiFi
-//!   network in its `files`), resin-data (btrfs, as the profile says: the application's data
-//!   and WiFi Connect's `network.config`, the 1.x supervisor's database, Docker's storage).
+//!   network in its `files`), resin-data (btrfs, as the profile says: the x86 1.x stand-in's
+//!   [`resin1x_image::data_tree`]).
 //!
 //! Named deviation: the 1.x BSP boots the kernel without an initramfs (its kernel mounts
 //! resin-root itself). Debian's kernel has virtio and ext4 as modules, so the harness `boot.scr`
@@ -27,7 +27,7 @@ use crate::bbb_uboot::{
 };
 use crate::disk::SECTOR_BYTES;
 use crate::paths;
-use crate::resin1x_image::{APP_ID, WIFI_SSID};
+use crate::resin1x_image;
 use crate::resin_image::StandInPartition;
 use crate::rootfs::{busybox_applets, RootTree};
 use crate::stamp::{self, Fingerprint};
@@ -53,10 +53,10 @@ pub const PARTITIONS: [StandInPartition; 5] = [
     StandInPartition::mib("resin-root", 44, 64, "83", "ext3"),
     StandInPartition::mib("resin-updt", 108, 64, "83", "ext3"),
     StandInPartition::mib("resin-conf", 173, 20, "c", "vfat"),
-    StandInPartition::mib("resin-data", 194, 128, "83", "btrfs"),
+    StandInPartition::mib("resin-data", 194, 200, "83", "btrfs"),
 ];
 const EXTENDED_START: u64 = 172 * MIB_SECTORS;
-const DISK_SECTORS: u64 = 322 * MIB_SECTORS;
+const DISK_SECTORS: u64 = 394 * MIB_SECTORS;
 
 /// Module directories of the armhf kernel copied into resin-root's `/lib/modules/<release>`:
 /// virtio (disk, network), ext4, FAT, btrfs and what they depend on.
@@ -103,15 +103,9 @@ impl Bbb1xImage {
         let path = paths::images_dir().join("bbb-resinos1x-standin.img");
         let mut fp = Fingerprint::new(RECIPE);
         fp.text(&inputs.kernel_version).file(&inputs.busybox)?.file(&stager)?;
-        if !stamp::is_fresh(&path, &fp) {
-            let started = std::time::Instant::now();
-            build(inputs, &stager, &path)?;
-            stamp::mark_fresh(&path, &fp)?;
-            eprintln!(
-                "[harness] built the BBB resinOS 1.x stand-in in {:.1}s",
-                started.elapsed().as_secs_f64()
-            );
-        }
+        stamp::build_if_stale(&path, &fp, &[], "the BBB resinOS 1.x stand-in", || {
+            build(inputs, &stager, &path)
+        })?;
         Ok(Bbb1xImage { path })
     }
 
@@ -138,18 +132,9 @@ pub fn packaged_armv7_stager() -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The 1.x stand-in's `config.json` (resin-conf): the BBB device type, the application, a
-/// connman WiFi network in `files."network/network.config"` (contract's profile source [S2]).
+/// The 1.x stand-in's `config.json` (resin-conf), as on x86 but for the BBB.
 pub fn config_json() -> String {
-    let network =
-        format!("[service_home_wifi]\nType = wifi\nName = {WIFI_SSID}\nPassphrase = secret one\n");
-    serde_json::json!({
-        "applicationId": APP_ID,
-        "deviceType": "beaglebone-black",
-        "hostname": "bbb-1x",
-        "files": { "network/network.config": network },
-    })
-    .to_string()
+    resin1x_image::config_json("beaglebone-black", "bbb-1x")
 }
 
 /// The test profile for `-M virt`, written to `dir/<TEST_PROFILE>.toml` for `stager
@@ -271,34 +256,16 @@ fn build(inputs: &BbbInputs, stager: &Path, out: &Path) -> Result<()> {
     let conf = RootTree::fresh_empty(&work.join("conf"))?;
     conf.file("config.json", config_json().as_bytes(), 0o644)?;
 
-    // resin-data: the application's data, WiFi Connect's network.config, the 1.x supervisor's
-    // database, Docker's storage (a small file: never carried).
-    let data = RootTree::fresh_empty(&work.join("data"))?;
-    data.file(&format!("resin-data/{APP_ID}/app.db"), &vec![0x5a; 300_000], 0o644)?;
-    data.file(
-        &format!("resin-data/{APP_ID}/network.config"),
-        b"[service_wifi_connect]\nType = wifi\nName = Shop WiFi\nPassphrase = secret two\n",
-        0o644,
-    )?;
-    data.file("resin-data/resin-supervisor/database.sqlite", &vec![0x1a; 20_000], 0o644)?;
-    data.file("docker/overlay/layer.tar", &vec![0x0d; 100_000], 0o644)?;
+    let data = resin1x_image::data_tree(&work.join("data"))?;
 
+    let trees = [boot, root, conf, data].map(|t| t.root);
     StandInDisk::new(
         DISK_ID,
         &PARTITIONS,
         (EXTENDED_START, DISK_SECTORS),
         ("bbb1a001-0000-4000-8000-00000000000", "0bbb100"),
     )
-    .build(
-        out,
-        &work,
-        &[
-            ("resin-boot", &boot.root),
-            ("resin-root", &root.root),
-            ("resin-conf", &conf.root),
-            ("resin-data", &data.root),
-        ],
-    )?;
+    .build(out, &work, &resin1x_image::contents(&trees))?;
     std::fs::remove_dir_all(&work)?;
     Ok(())
 }

@@ -38,7 +38,6 @@ use crate::standin_disk::StandInDisk;
 use crate::tools::run;
 use anyhow::{Context, Result};
 use initramfs::{Compression, InitramfsBuilder};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 const MIB_SECTORS: u64 = (1 << 20) / SECTOR_BYTES;
@@ -93,19 +92,11 @@ impl Bbb2xImage {
         let sha256_file = dir.join("bbb-resinos2x-standin.img.xz.sha256");
         let mut fp = Fingerprint::new(RECIPE);
         fp.text(&inputs.kernel_version).file(&inputs.busybox)?;
-        if !(stamp::is_fresh(&xz, &fp) && raw.exists() && sha256_file.exists()) {
-            let started = std::time::Instant::now();
+        let also = [raw.as_path(), sha256_file.as_path()];
+        stamp::build_if_stale(&xz, &fp, &also, "the BBB resinOS 2.x stand-in", || {
             build(inputs, &raw)?;
-            run("xz", ["-T2", "-3", "-k", "-f", &raw.to_string_lossy()])?;
-            let digest = crate::stamp::hex(&Sha256::digest(std::fs::read(&xz)?));
-            let name = xz.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            std::fs::write(&sha256_file, format!("{digest}  {name}\n"))?;
-            stamp::mark_fresh(&xz, &fp)?;
-            eprintln!(
-                "[harness] built the BBB resinOS 2.x stand-in in {:.1}s",
-                started.elapsed().as_secs_f64()
-            );
-        }
+            resin_image::serve_compressed(&raw, &xz, &sha256_file, 3)
+        })?;
         Ok(Bbb2xImage { raw, xz, sha256_file })
     }
 

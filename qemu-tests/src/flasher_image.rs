@@ -44,7 +44,6 @@ use crate::rootfs::RootTree;
 use crate::stamp::{self, Fingerprint};
 use crate::tools::run;
 use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -180,7 +179,7 @@ impl FlasherImage {
             std::fs::create_dir_all(&dir)?;
             build(variant, &inner, &kernel, &dir, &inner_raw, &raw)?;
             write_zip(&raw, &zip)?;
-            let sum = stamp::hex(&sha256_of(&zip)?);
+            let sum = stamp::hex(&crate::stamp::file_sha256(&zip)?);
             let name =
                 zip.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             std::fs::write(&sha256_file, format!("{sum}  {name}\n"))?;
@@ -201,20 +200,6 @@ impl FlasherImage {
     pub fn download_name(&self) -> String {
         self.zip.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     }
-}
-
-fn sha256_of(path: &Path) -> Result<Vec<u8>> {
-    let mut hasher = Sha256::new();
-    let mut f = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finalize().to_vec())
 }
 
 /// The inner image for `variant`, written sparse to `out`.

@@ -114,15 +114,8 @@ impl Resin1xImage {
             .text(&format!("{variant:?}"))
             .file(Path::new(crate::rootfs::BUSYBOX))?
             .file(&Path::new(grub_boot::GRUB_X86_64_EFI).join("kernel.img"))?;
-        if !stamp::is_fresh(&path, &fp) {
-            let started = std::time::Instant::now();
-            build(&kernel, &path, variant)?;
-            stamp::mark_fresh(&path, &fp)?;
-            eprintln!(
-                "[harness] built resinOS 1.x stand-in ({variant:?}) in {:.1}s",
-                started.elapsed().as_secs_f64()
-            );
-        }
+        let what = format!("resinOS 1.x stand-in ({variant:?})");
+        stamp::build_if_stale(&path, &fp, &[], &what, || build(&kernel, &path, variant))?;
         Ok(Resin1xImage { path })
     }
 
@@ -138,6 +131,44 @@ impl Resin1xImage {
         )?;
         Ok(dst)
     }
+}
+
+/// config.json of a 1.x device on resin-conf: its device type, the application and a connman
+/// WiFi network in `files."network/network.config"` (profile source [S2]).
+pub fn config_json(device_type: &str, hostname: &str) -> String {
+    let network =
+        format!("[service_home_wifi]\nType = wifi\nName = {WIFI_SSID}\nPassphrase = secret one\n");
+    serde_json::json!({
+        "applicationId": APP_ID,
+        "deviceType": device_type,
+        "hostname": hostname,
+        "files": { "network/network.config": network },
+    })
+    .to_string()
+}
+
+/// resin-data of a 1.x device, in `dir`: the application's data, WiFi Connect's
+/// network.config, the 1.x supervisor's database beside the applications' directories (not
+/// carried) and Docker's storage (a sparse file of [`DOCKER_BYTES`], not carried).
+pub fn data_tree(dir: &Path) -> Result<RootTree> {
+    let data = RootTree::fresh_empty(dir)?;
+    data.file(&format!("resin-data/{APP_ID}/app.db"), &vec![0x5a; 300_000], 0o644)?;
+    data.file(
+        &format!("resin-data/{APP_ID}/network.config"),
+        b"[service_wifi_connect]\nType = wifi\nName = Shop WiFi\nPassphrase = secret two\n",
+        0o644,
+    )?;
+    data.file("resin-data/resin-supervisor/database.sqlite", &vec![0x1a; 20_000], 0o644)?;
+    std::fs::create_dir_all(data.path("docker/overlay"))?;
+    sparse(&data.path("docker/overlay/layer.tar"), DOCKER_BYTES)?;
+    Ok(data)
+}
+
+/// The 1.x partitions' contents for [`StandInDisk::build`], from the trees of resin-boot,
+/// resin-root, resin-conf and resin-data in that order.
+pub fn contents(trees: &[PathBuf; 4]) -> [(&'static str, &Path); 4] {
+    let [boot, root, conf, data] = trees;
+    [("resin-boot", boot), ("resin-root", root), ("resin-conf", conf), ("resin-data", data)]
 }
 
 /// A sparse file of `bytes` apparent size (reads as zeros).
@@ -249,50 +280,20 @@ fn build(kernel: &TestKernel, out: &Path, variant: DataVariant) -> Result<()> {
     )?;
 
     // resin-conf: config.json with a connman WiFi network in its files.
-    let conf = RootTree { root: work.join("conf") };
-    std::fs::create_dir_all(&conf.root)?;
-    let network =
-        format!("[service_home_wifi]\nType = wifi\nName = {WIFI_SSID}\nPassphrase = secret one\n");
-    let config = serde_json::json!({
-        "applicationId": APP_ID,
-        "deviceType": resin_image::DEVICE_TYPE,
-        "hostname": "nuc-1x",
-        "files": { "network/network.config": network },
-    });
-    conf.file("config.json", config.to_string().as_bytes(), 0o644)?;
-
-    // resin-data: the application's data, WiFi Connect's network.config, Docker's storage.
-    let data = RootTree { root: work.join("data") };
-    std::fs::create_dir_all(&data.root)?;
-    data.file(&format!("resin-data/{APP_ID}/app.db"), &vec![0x5a; 300_000], 0o644)?;
-    data.file(
-        &format!("resin-data/{APP_ID}/network.config"),
-        b"[service_wifi_connect]\nType = wifi\nName = Shop WiFi\nPassphrase = secret two\n",
-        0o644,
-    )?;
-    // The 1.x supervisor's database beside the applications' directories: not carried.
-    data.file("resin-data/resin-supervisor/database.sqlite", &vec![0x1a; 20_000], 0o644)?;
-    std::fs::create_dir_all(data.path("docker/overlay"))?;
-    sparse(&data.path("docker/overlay/layer.tar"), DOCKER_BYTES)?;
+    let conf = RootTree::fresh_empty(&work.join("conf"))?;
+    conf.file("config.json", config_json(resin_image::DEVICE_TYPE, "nuc-1x").as_bytes(), 0o644)?;
+    let data = data_tree(&work.join("data"))?;
     if variant == DataVariant::OverLimit {
         sparse(&data.path(&format!("resin-data/{APP_ID}/big.bin")), OVER_LIMIT_BYTES)?;
     }
+    let trees = [boot, root, conf, data].map(|t| t.root);
     StandInDisk::new(
         "0x1c0ffee1",
         &PARTITIONS,
         (EXTENDED_START, DISK_SECTORS),
         ("1e51a000-0000-4000-8000-00000000000", "1c0f000"),
     )
-    .build(
-        out,
-        &work,
-        &[
-            ("resin-boot", &boot.root),
-            ("resin-root", &root.root),
-            ("resin-conf", &conf.root),
-            ("resin-data", &data.root),
-        ],
-    )?;
+    .build(out, &work, &contents(&trees))?;
     std::fs::remove_dir_all(&work)?;
     Ok(())
 }

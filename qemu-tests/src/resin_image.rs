@@ -30,7 +30,6 @@ use crate::stamp::{self, Fingerprint};
 use crate::tools::run;
 use anyhow::Result;
 use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 const MIB_SECTORS: u64 = (1 << 20) / SECTOR_BYTES;
@@ -302,6 +301,25 @@ pub fn mbr_script(
     script
 }
 
+/// Compresses `raw` into `xz` (`xz -T2 -<level>`, `raw` kept) and writes `sha256_file` as
+/// `sha256sum` does, the way an image is served.
+pub fn serve_compressed(raw: &Path, xz: &Path, sha256_file: &Path, level: u32) -> Result<()> {
+    run(
+        "xz",
+        [
+            "-T2".to_string(),
+            format!("-{level}"),
+            "-k".into(),
+            "-f".into(),
+            raw.display().to_string(),
+        ],
+    )?;
+    let digest = crate::stamp::hex(&crate::stamp::file_sha256(xz)?);
+    let name = xz.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    std::fs::write(sha256_file, format!("{digest}  {name}\n"))?;
+    Ok(())
+}
+
 fn build(kernel: &TestKernel, raw: &Path, xz: &Path, sha256_file: &Path) -> Result<()> {
     let work = paths::images_dir().join("resinos-standin-work");
     if work.exists() {
@@ -366,19 +384,7 @@ fn build(kernel: &TestKernel, raw: &Path, xz: &Path, sha256_file: &Path) -> Resu
     }
     grub_boot::install_resin_core(raw, &work)?;
 
-    run("xz", ["-T2", "-6", "-k", "-f", &raw.to_string_lossy()])?;
-    let mut hasher = Sha256::new();
-    let mut f = std::fs::File::open(xz)?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let name = xz.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    std::fs::write(sha256_file, format!("{}  {name}\n", crate::stamp::hex(&hasher.finalize())))?;
+    serve_compressed(raw, xz, sha256_file, 6)?;
     std::fs::remove_dir_all(&work)?;
     Ok(())
 }

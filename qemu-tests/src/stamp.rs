@@ -37,6 +37,22 @@ impl Fingerprint {
     }
 }
 
+/// The sha256 of a file's contents, read in 1 MiB pieces.
+pub fn file_sha256(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut hasher = Sha256::new();
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().to_vec())
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -56,5 +72,25 @@ pub fn is_fresh(artifact: &Path, fp: &Fingerprint) -> bool {
 /// Records that `artifact` now matches `fp`.
 pub fn mark_fresh(artifact: &Path, fp: &Fingerprint) -> Result<()> {
     std::fs::write(stamp_path(artifact), fp.hex())?;
+    Ok(())
+}
+
+/// Runs `build` unless `artifact` was built from inputs with this fingerprint and the files
+/// `also` (what the same build writes beside it) exist; then marks it fresh and says how long
+/// the build of `what` took.
+pub fn build_if_stale(
+    artifact: &Path,
+    fp: &Fingerprint,
+    also: &[&Path],
+    what: &str,
+    build: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    if is_fresh(artifact, fp) && also.iter().all(|p| p.exists()) {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    build()?;
+    mark_fresh(artifact, fp)?;
+    eprintln!("[harness] built {what} in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
 }
