@@ -75,9 +75,15 @@ pub fn pid1_main() -> ! {
         };
         logging::marker("SWAPOVER-MIGRATOR-START relay");
         logging::marker("SWAPOVER-STEP relay begin");
+        let uboot = steps::uboot_resume::applies(&plan);
         finish(
-            match steps::finish_from_relay(&disk_node, &mut fs, &efivars::EfiVars::system(), found)
-            {
+            match steps::finish_from_relay(
+                &disk_node,
+                &mut fs,
+                &efivars::EfiVars::system(),
+                found,
+                uboot,
+            ) {
                 Ok(()) => {
                     logging::marker("SWAPOVER-STEP relay done");
                     Exit::Reboot(RebootTarget::Resinos)
