@@ -109,11 +109,9 @@ pub fn pid1_main() -> ! {
     let mut ctx = Context::new(&plan, plan_id, staging_root, disk_node, &mut fs);
     let exit = steps::run(&mut ctx, &mut journal);
     if let (Exit::Halt(_), Some(dog)) = (&exit, &watchdog) {
-        if !committed(&journal.state().step) {
-            // Before the commit a reset boots the old OS (the trial's counter test fails):
-            // let the hardware do it instead of waiting for the halt's retry.
-            dog.stop_feeding();
-        }
+        // Before the commit a reset boots the old OS (the trial's counter test fails): the
+        // hardware does it instead of the halt's retry 15 min later.
+        dog.on_halt(committed(&journal.state().step));
     }
     finish(exit)
 }

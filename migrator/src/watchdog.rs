@@ -82,6 +82,15 @@ impl Watchdog {
         );
     }
 
+    /// The migrator halts: before the commit (`committed` false) a reset boots the old OS,
+    /// so feeding stops and the hardware does it; after it, feeding goes on (the halt shows
+    /// its message, then reboots to resume, bounded by the journal).
+    pub fn on_halt(&self, committed: bool) {
+        if !committed {
+            self.stop_feeding();
+        }
+    }
+
     /// How many feeds were written so far.
     pub fn feeds(&self) -> u64 {
         self.shared.feeds.load(Ordering::SeqCst)
@@ -146,7 +155,7 @@ mod tests {
         wait_for("a first feed", || dog.feeds() >= 1);
         dog.stop_feeding();
         // At most one feed that was already past its check may still land.
-        std::thread::sleep(Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(100));
         let after_stop = std::fs::metadata(&device).unwrap().len();
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(
@@ -155,6 +164,22 @@ mod tests {
             "no feed after stop_feeding (10 intervals waited)"
         );
         assert_eq!(dog.feeds(), after_stop);
+    }
+
+    #[test]
+    fn a_halt_after_the_commit_keeps_feeding_and_one_before_it_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = dir.path().join("watchdog");
+        std::fs::write(&device, b"").unwrap();
+        let dog = Watchdog::start_every(&device, Duration::from_millis(10)).unwrap();
+        dog.on_halt(true);
+        let fed = dog.feeds();
+        wait_for("feeds after a committed halt", || dog.feeds() >= fed + 3);
+        dog.on_halt(false);
+        std::thread::sleep(Duration::from_millis(100));
+        let stopped = dog.feeds();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(dog.feeds(), stopped, "fed after a halt before the commit");
     }
 
     #[test]
