@@ -167,8 +167,17 @@ impl BlockRoots {
         disk: &FoundDisk,
         identity: &PartitionIdentity,
     ) -> Result<PathBuf, DiskError> {
-        let entry =
-            find_partition(&self.sysfs, &disk.entry.name, identity.extent(), identity.sector_size)?;
+        self.partition_node_at(disk, identity.extent(), identity.sector_size)
+    }
+
+    /// The device node of the partition at `extent` on `disk`.
+    pub fn partition_node_at(
+        &self,
+        disk: &FoundDisk,
+        extent: plan::Extent,
+        sector_size: SectorSize,
+    ) -> Result<PathBuf, DiskError> {
+        let entry = find_partition(&self.sysfs, &disk.entry.name, extent, sector_size)?;
         self.node(&entry)
     }
 }

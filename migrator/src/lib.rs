@@ -8,7 +8,7 @@
 //!   file or device.
 //! - The engines the steps drive: [`flash`] (decode, write, verify an image; the step is
 //!   `steps::flash`) and [`net`] (network settings to NetworkManager keyfiles).
-//! - Shared services, one job per module: [`pid1`], [`logging`], [`modules_load`],
+//! - Shared services, one job per module: [`pid1`], [`logging`], [`watchdog`], [`modules_load`],
 //!   [`disk`], [`blkpg`], [`partdev`], [`mounts`], [`fatboot`], [`fatfix`]; and the
 //!   leaves [`durable`] (power-cut-safe file writes) and [`sha256`].
 //!
@@ -37,6 +37,7 @@ pub mod pid1;
 pub mod run;
 pub mod sha256;
 pub mod steps;
+pub mod watchdog;
 
 #[cfg(test)]
 mod import_cycles;

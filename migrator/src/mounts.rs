@@ -34,6 +34,11 @@ pub trait FileSystems {
     /// Make resinOS's data file system writable and return its directory.
     fn open_data(&mut self) -> Result<PathBuf, MountError>;
     fn close_data(&mut self) -> Result<(), MountError>;
+    /// Make the disk's boot partition (resin-boot, FAT) writable and return its directory:
+    /// the U-Boot route changes files there by rename, the one atomic step FAT has
+    /// (a directory-entry write).
+    fn open_boot(&mut self) -> Result<PathBuf, MountError>;
+    fn close_boot(&mut self) -> Result<(), MountError>;
 }
 
 /// Trees already reachable as directories (nothing to mount).
@@ -41,6 +46,8 @@ pub trait FileSystems {
 pub struct Directories {
     pub old_root: PathBuf,
     pub data: PathBuf,
+    /// The boot partition's tree.
+    pub boot: PathBuf,
 }
 
 impl FileSystems for Directories {
@@ -54,6 +61,12 @@ impl FileSystems for Directories {
         Ok(self.data.clone())
     }
     fn close_data(&mut self) -> Result<(), MountError> {
+        Ok(())
+    }
+    fn open_boot(&mut self) -> Result<PathBuf, MountError> {
+        Ok(self.boot.clone())
+    }
+    fn close_boot(&mut self) -> Result<(), MountError> {
         Ok(())
     }
 }
@@ -92,6 +105,7 @@ pub struct KernelMounts {
     pub plan: Plan,
     pub old_root_at: PathBuf,
     pub data_at: PathBuf,
+    pub boot_at: PathBuf,
     data_device: Option<TempPartition>,
 }
 
@@ -103,6 +117,7 @@ impl KernelMounts {
             plan,
             old_root_at: PathBuf::from("/mnt/old-root"),
             data_at: PathBuf::from("/mnt/resin-data"),
+            boot_at: PathBuf::from("/mnt/resin-boot"),
             data_device: None,
         }
     }
@@ -161,6 +176,28 @@ impl FileSystems for KernelMounts {
             device.remove()?;
         }
         Ok(())
+    }
+
+    /// The disk's own partition at the layout's boot place (resinOS 1.x and 2.x put
+    /// resin-boot at the same 4 MiB, 40 MiB: contract §2.5), mounted vfat read-write.
+    /// Its table entry is the same before and after finalize, so the kernel's partition
+    /// device is used (no temporary partition).
+    fn open_boot(&mut self) -> Result<PathBuf, MountError> {
+        let layout = &self.plan.layout;
+        let boot = layout
+            .by_role(PartitionRole::Boot)
+            .ok_or(MountError::NoPartition(PartitionRole::Boot))?;
+        let sector = self.plan.source_disk.sector_size;
+        let node =
+            self.roots.partition_node_at(&self.disk, boot.disk_extent(layout, sector)?, sector)?;
+        unmount(&self.boot_at)?;
+        mount_fs(&node, &self.boot_at, "vfat", false)?;
+        Ok(self.boot_at.clone())
+    }
+
+    fn close_boot(&mut self) -> Result<(), MountError> {
+        nix::unistd::sync();
+        unmount(&self.boot_at)
     }
 }
 

@@ -41,6 +41,7 @@ pub fn pid1_main() -> ! {
         Ok(found) => found,
         Err(e) => early_failure(&e, FALLBACK_RETRY_DELAY),
     };
+    let watchdog = start_watchdog(&plan);
     let retry_delay = Duration::from_secs(u64::from(plan.failure.retry_delay_secs));
     let started = Instant::now();
     crate::modules_load::load_all(Path::new("/"));
@@ -74,9 +75,15 @@ pub fn pid1_main() -> ! {
         };
         logging::marker("SWAPOVER-MIGRATOR-START relay");
         logging::marker("SWAPOVER-STEP relay begin");
+        let uboot = steps::uboot_resume::applies(&plan);
         finish(
-            match steps::finish_from_relay(&disk_node, &mut fs, &efivars::EfiVars::system(), found)
-            {
+            match steps::finish_from_relay(
+                &disk_node,
+                &mut fs,
+                &efivars::EfiVars::system(),
+                found,
+                uboot,
+            ) {
                 Ok(()) => {
                     logging::marker("SWAPOVER-STEP relay done");
                     Exit::Reboot(RebootTarget::Resinos)
@@ -101,7 +108,32 @@ pub fn pid1_main() -> ! {
     let mut fs = KernelMounts::new(roots, disk, plan.clone());
     let mut ctx = Context::new(&plan, plan_id, staging_root, disk_node, &mut fs);
     let exit = steps::run(&mut ctx, &mut journal);
+    if let (Exit::Halt(_), Some(dog)) = (&exit, &watchdog) {
+        // Before the commit a reset boots the old OS (the trial's counter test fails): the
+        // hardware does it instead of the halt's retry 15 min later.
+        dog.on_halt(committed(&journal.state().step));
+    }
     finish(exit)
+}
+
+/// Feed the plan's watchdog from now on (`None` on plans without one: nothing is opened).
+/// A device that cannot be opened is logged, not fatal: the hardware then resets the board,
+/// which before the commit boots the old OS and after it resumes here.
+fn start_watchdog(plan: &Plan) -> Option<crate::watchdog::Watchdog> {
+    let feed = plan.failure.watchdog.as_ref()?;
+    match crate::watchdog::Watchdog::start(feed) {
+        Ok(dog) => Some(dog),
+        Err(e) => {
+            log::error!("{e}");
+            None
+        }
+    }
+}
+
+/// Whether every boot from now on re-enters the migrator: the resume entry is armed (on the
+/// U-Boot route: `uEnv.txt` committed).
+fn committed(step: &migration_journal::Step) -> bool {
+    step.rank() >= migration_journal::Step::ResumeArmed.rank()
 }
 
 /// Why the plan in the initramfs cannot be used.

@@ -75,7 +75,11 @@ impl Fixture {
     }
 
     fn dirs(&self) -> Directories {
-        Directories { old_root: self.old_root.clone(), data: self.data.clone() }
+        Directories {
+            old_root: self.old_root.clone(),
+            data: self.data.clone(),
+            boot: self.dir.join("boot-tree"),
+        }
     }
 }
 
@@ -1154,6 +1158,11 @@ fn plans_the_migrator_cannot_carry_out_are_refused_at_load() {
     let mut uefi = boot_files.clone();
     uefi.grub.route = plan::GrubRoute::UefiBootNext;
     migrator::steps::written_last::check_plan(&uefi).unwrap();
+    // The BeagleBone's route: the committed uEnv.txt brings the migrator back.
+    let mut uboot = boot_files.clone();
+    uboot.grub.route = plan::GrubRoute::UbootTrial;
+    uboot.grub.uboot = Some(uboot_trial());
+    migrator::steps::written_last::check_plan(&uboot).unwrap();
     // Staging inside resin-rootA, which is flashed first.
     let mut inside_root_a = f.plan.clone();
     inside_root_a.layout.written_last = vec!["resin-rootB".into()];
@@ -1451,7 +1460,7 @@ fn a_uefi_1x_run_cut_during_the_written_last_write_finishes_from_the_relay() {
         .unwrap()
         .expect("the relay is complete");
     let mut fs = u.f.dirs();
-    steps::finish_from_relay(&u.f.disk, &mut fs, &u.vars(), found).unwrap();
+    steps::finish_from_relay(&u.f.disk, &mut fs, &u.vars(), found, false).unwrap();
     u.assert_migrated();
     assert!(migrator::steps::relay_store::read(&u.f.data, "plan-under-test").unwrap().is_none());
 }
@@ -1491,4 +1500,404 @@ fn a_uefi_1x_run_giving_up_puts_boot_order_back_and_needs_our_option() {
     let err = steps::step_arm_resume(&mut ctx).unwrap_err().to_string();
     assert!(err.contains(r"starts \EFI\BOOT\BOOTX64.EFI, not the migration kernel"), "{err}");
     assert_eq!(other.vars().boot_order().unwrap(), vec![0, 1], "BootOrder untouched");
+}
+
+// The BeagleBone Black's route (`uboot-trial`, docs/arm-1x-contract.md §2.3–§2.5) on the
+// written-last fixture: resin-boot is a real FAT at the image's resin-boot place holding
+// what the stager left in phase A (the armed trial `uEnv.txt`, `swapover/` with the trial's
+// kernel, dtb, initramfs and the 1.x `uEnv.txt` copy) and 1.x's own boot files. On the
+// device the migrator mounts it vfat and renames there; here (no vfat in this kernel, and
+// the other steps' trees are plain directories too) the mounted partition is a directory
+// holding the same files, `boot-tree`, while the disk's resin-boot bytes show that the
+// flash held the partition back.
+
+/// The BBB's 1.x uEnv.txt (balena-beaglebone 1.X `uEnv.txt_internal`, contract B2).
+const UENV_1X: &[u8] = b"mmcdev=1\nbootpart=1:2\n";
+
+fn uboot_trial() -> plan::UbootTrialBoot {
+    plan::UbootTrialBoot {
+        interface: plan::UbootInterface::Mmc,
+        original_uenv: "swapover/uEnv.txt.1x".into(),
+        trial_count: 7,
+    }
+}
+
+fn trial_text() -> String {
+    uboot_env::TrialEnv {
+        interface: plan::UbootInterface::Mmc,
+        mmcdev: 1,
+        bootpart: uboot_env::BootPart { device: 1, partition: 2 },
+        trial_count: uboot_env::TrialCount::after(uboot_env::BootCount(6)).unwrap(),
+    }
+    .render(&uboot_env::ExistingUenv::parse(UENV_1X).unwrap())
+    .unwrap()
+}
+
+fn commit_text() -> String {
+    uboot_env::CommitEnv {
+        interface: plan::UbootInterface::Mmc,
+        mmcdev: 1,
+        bootpart: uboot_env::BootPart { device: 1, partition: 2 },
+    }
+    .render(&uboot_env::ExistingUenv::parse(UENV_1X).unwrap())
+    .unwrap()
+}
+
+/// A FAT of resin-boot's size with `files` (path, contents), made by mkfs.vfat and mcopy.
+fn fat_with(dir: &Path, name: &str, files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let fat = dir.join(name);
+    std::fs::File::create(&fat).unwrap().set_len(BOOT.1 * SECTOR).unwrap();
+    run("mkfs.vfat", &["-i", "5a0eb001", "-n", "RESIN-BOOT", fat.to_str().unwrap()]);
+    for (path, contents) in files {
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            let _ = std::process::Command::new("mmd")
+                .args(["-D", "s", "-i", fat.to_str().unwrap(), &format!("::{parent}")])
+                .output();
+        }
+        let src = dir.join("fat-src");
+        std::fs::write(&src, contents).unwrap();
+        run(
+            "mcopy",
+            &["-o", "-i", fat.to_str().unwrap(), src.to_str().unwrap(), &format!("::{path}")],
+        );
+    }
+    std::fs::read(&fat).unwrap()
+}
+
+/// The image's resin-boot files: a 2.x BBB boot partition stand-in.
+fn image_boot_files(with_uenv: bool) -> Vec<(&'static str, Vec<u8>)> {
+    let mut files = vec![
+        ("MLO", noise(70_000, 81)),
+        ("u-boot.img", noise(400_000, 82)),
+        ("resinOS_uEnv.txt", b"resin_root_part=2\n".to_vec()),
+        ("resinos-marker", b"resinOS stand-in\n".to_vec()),
+        ("splash/resin-logo.png", noise(5_000, 83)),
+        ("config.json", br#"{"deviceType":"beaglebone-black"}"#.to_vec()),
+    ];
+    if with_uenv {
+        files.push(("uEnv.txt", b"# resinOS 2.x\nfdtfile=am335x-boneblack.dtb\n".to_vec()));
+    }
+    files
+}
+
+/// resin-boot as phase A leaves it on a 1.x BBB.
+fn old_boot_files() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("MLO", noise(60_000, 71)),
+        ("u-boot.img", noise(350_000, 72)),
+        ("config.json", br#"{"deviceType":"beaglebone-black","from":"1.x"}"#.to_vec()),
+        ("resin-1x-only", b"1.x\n".to_vec()),
+        ("uEnv.txt", trial_text().into_bytes()),
+        ("swapover/uEnv.txt.1x", UENV_1X.to_vec()),
+        ("swapover/zImage", noise(300_000, 73)),
+        ("swapover/board.dtb", noise(30_000, 74)),
+        ("swapover/initramfs.img", noise(200_000, 75)),
+    ]
+}
+
+/// The written-last fixture as a BBB: the plan's route uboot-trial, the image's resin-boot a
+/// 2.x stand-in, the disk's resin-boot as phase A left it.
+fn uboot_fixture(image_uenv: bool) -> Fixture {
+    let mut f = fixture_written_last();
+    f.plan.grub.route = plan::GrubRoute::UbootTrial;
+    f.plan.grub.uboot = Some(uboot_trial());
+    let mut raw = std::fs::read(&f.raw_image).unwrap();
+    let image_boot = fat_with(&f.dir, "image-boot.vfat", &image_boot_files(image_uenv));
+    raw[range_of(BOOT)].copy_from_slice(&image_boot);
+    restage(&mut f, &raw, Staged::XzOneBlock);
+    let old_boot = fat_with(&f.dir, "old-boot.vfat", &old_boot_files());
+    write_at(&f.disk, BOOT.0 * SECTOR, &old_boot);
+    for (path, contents) in old_boot_files() {
+        let at = f.dirs().boot.join(path);
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::fs::write(at, contents).unwrap();
+    }
+    f
+}
+
+/// The test's file systems: the plain directories. `cut_at`: the n-th open of resin-boot
+/// (from 1) is a power cut instead: the run stops there (a panic, caught by the test).
+struct BbbFileSystems {
+    dirs: Directories,
+    opens: u32,
+    cut_at: Option<u32>,
+}
+
+/// How a power cut in [`BbbFileSystems`] stops the run.
+const POWER_CUT: &str = "simulated power cut";
+
+impl BbbFileSystems {
+    fn new(f: &Fixture) -> Self {
+        BbbFileSystems { dirs: f.dirs(), opens: 0, cut_at: None }
+    }
+}
+
+impl migrator::mounts::FileSystems for BbbFileSystems {
+    fn open_old_root(&mut self) -> Result<PathBuf, migrator::mounts::MountError> {
+        self.dirs.open_old_root()
+    }
+    fn close_old_root(&mut self) -> Result<(), migrator::mounts::MountError> {
+        self.dirs.close_old_root()
+    }
+    fn open_data(&mut self) -> Result<PathBuf, migrator::mounts::MountError> {
+        self.dirs.open_data()
+    }
+    fn close_data(&mut self) -> Result<(), migrator::mounts::MountError> {
+        self.dirs.close_data()
+    }
+    fn open_boot(&mut self) -> Result<PathBuf, migrator::mounts::MountError> {
+        self.opens += 1;
+        if self.cut_at == Some(self.opens) {
+            panic!("{POWER_CUT}");
+        }
+        self.dirs.open_boot()
+    }
+    fn close_boot(&mut self) -> Result<(), migrator::mounts::MountError> {
+        self.dirs.close_boot()
+    }
+}
+
+fn bbb_context<'a>(f: &'a Fixture, fs: &'a mut BbbFileSystems) -> Context<'a> {
+    let mut ctx =
+        Context::new(&f.plan, "plan-under-test".into(), f.staging_root.clone(), f.disk.clone(), fs);
+    ctx.flash_sync_every = 4 * MIB;
+    ctx
+}
+
+/// resin-boot's files (path → contents), directories walked.
+fn boot_tree(f: &Fixture) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let root = f.dirs().boot;
+    let mut tree = std::collections::BTreeMap::new();
+    let mut pending = vec![root.clone()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let rel = path.strip_prefix(&root).unwrap().to_string_lossy().to_string();
+                tree.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    tree
+}
+
+/// Everything the BBB migration must leave: the disk is the image outside resin-boot and
+/// resin-data; resin-boot holds exactly the image's files with config.json and the keyfile
+/// restored (no `swapover/`, `uEnv.txt` the image's or none), the disk's bytes of it never
+/// written (its tree stands for the mounted partition); the
+/// relay is gone and the data restored.
+fn assert_bbb_migrated(f: &Fixture, image_uenv: bool) {
+    let disk = f.disk_bytes();
+    let image = std::fs::read(&f.raw_image).unwrap();
+    assert_eq!(disk[..446], image[..446], "the image's head is committed");
+    for (name, range) in [
+        ("resin-rootA", range_of((16_384, 8192))),
+        ("resin-rootB", range_of(ROOT_B)),
+        ("resin-state", range_of((34_816, 4096))),
+    ] {
+        assert!(disk[range.clone()] == image[range], "{name} is the image's, byte for byte");
+    }
+    let tree = boot_tree(f);
+    let mut expected: std::collections::BTreeMap<String, Vec<u8>> = image_boot_files(image_uenv)
+        .into_iter()
+        .filter(|(p, _)| *p != "config.json")
+        .map(|(p, c)| (p.to_string(), c))
+        .collect();
+    let config: serde_json::Value = serde_json::from_slice(&tree["config.json"]).unwrap();
+    assert_eq!(config["applicationId"], 1, "the staged config.json, not the image's or 1.x's");
+    expected.insert("config.json".into(), tree["config.json"].clone());
+    let keyfiles: Vec<&String> =
+        tree.keys().filter(|k| k.starts_with("system-connections/")).collect();
+    assert_eq!(keyfiles.len(), 1, "{:?}", tree.keys());
+    let keyfile = String::from_utf8(tree[keyfiles[0]].clone()).unwrap();
+    assert!(keyfile.contains("ssid=Office WiFi"), "{keyfile}");
+    expected.insert(keyfiles[0].clone(), tree[keyfiles[0]].clone());
+    assert_eq!(
+        tree.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "resin-boot holds exactly the image's files (no swapover/, no 1.x leftovers)"
+    );
+    assert!(tree == expected, "resin-boot's files are the image's");
+    assert!(
+        disk[range_of(BOOT)] == std::fs::read(f.dir.join("old-boot.vfat")).unwrap()[..],
+        "the flash and finalize held the disk's resin-boot back"
+    );
+    assert!(!f.data.join(migrator::steps::relay_store::RELAY_DIR).exists(), "the relay is gone");
+    assert_eq!(
+        std::fs::read(f.data.join("resin-data/app-1/srv/app/blob.bin")).unwrap(),
+        noise(300_000, 77)
+    );
+    assert_eq!(
+        std::fs::read(f.data.join("swapover/plan.json")).unwrap(),
+        std::fs::read(f.staging_dir().join("plan.json")).unwrap(),
+        "the plan (and log) are copied onto resin-data"
+    );
+}
+
+/// A straight run through the loop: arm-resume commits uEnv.txt (before it the trial text is
+/// untouched, after it it is CommitEnv's text), the flash holds resin-boot back, restore
+/// brings resin-boot to the image's files file by file while uEnv.txt still boots the
+/// migrator, finalize switches to the image's uEnv.txt and removes swapover/.
+#[test]
+fn a_bbb_run_commits_uenv_holds_resin_boot_back_and_switches_last() {
+    for image_uenv in [true, false] {
+        let f = uboot_fixture(image_uenv);
+        let original = f.disk_bytes();
+        let mut fs = BbbFileSystems::new(&f);
+        let mut ctx = bbb_context(&f, &mut fs);
+        let mut journal = Journal::open(&f.staging_dir()).unwrap();
+        journal.begin("plan-under-test").unwrap();
+        assert_eq!(boot_tree(&f)["uEnv.txt"], trial_text().into_bytes(), "phase A's text");
+        steps::step_arm_resume(&mut ctx).unwrap();
+        journal.record(Step::ResumeArmed).unwrap();
+        let committed = boot_tree(&f);
+        assert_eq!(
+            String::from_utf8(committed["uEnv.txt"].clone()).unwrap(),
+            commit_text(),
+            "uEnv.txt is CommitEnv's text after arm-resume"
+        );
+        assert_eq!(committed["swapover/uEnv.txt.1x"], UENV_1X, "the 1.x copy stays");
+        // A second commit (a cut before the journal said so) changes nothing.
+        steps::step_arm_resume(&mut ctx).unwrap();
+        assert!(boot_tree(&f) == committed);
+        steps::step_backup(&mut ctx).unwrap();
+        journal.record(Step::BackupDone).unwrap();
+        steps::step_flash(&mut ctx, &mut journal, 0).unwrap();
+        assert!(
+            boot_tree(&f) == committed,
+            "the flash wrote into resin-boot, where U-Boot finds the migrator"
+        );
+        assert!(f.disk_bytes()[..MIB as usize] == original[..MIB as usize], "no boot code");
+        let Step::FlashWritten { image_bytes } = journal.state().step.clone() else {
+            panic!("{:?}", journal.state().step)
+        };
+        steps::step_verify(&mut ctx, image_bytes.0).unwrap();
+        journal.record(Step::FlashVerified).unwrap();
+        steps::step_restore(&mut ctx).unwrap();
+        journal.record(Step::RestoreDone).unwrap();
+        let restored = boot_tree(&f);
+        assert_eq!(restored["uEnv.txt"], commit_text().into_bytes(), "still boots the migrator");
+        assert_eq!(restored["swapover/zImage"], noise(300_000, 73), "the migrator's kernel stays");
+        assert_eq!(restored["MLO"], noise(70_000, 81), "the image's MLO is in");
+        assert_eq!(restored["u-boot.img"], noise(400_000, 82), "the image's u-boot.img is in");
+        assert!(!restored.contains_key("resin-1x-only"));
+        assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
+        drop(ctx);
+        assert_bbb_migrated(&f, image_uenv);
+    }
+}
+
+/// Giving up before destruction puts the board's 1.x uEnv.txt back (1.x boots next); a
+/// boot partition without the trial's kernel is refused before the commit.
+#[test]
+fn a_bbb_run_giving_up_puts_the_1x_uenv_back_and_needs_the_trial_files() {
+    let f = uboot_fixture(true);
+    let mut fs = BbbFileSystems::new(&f);
+    let mut ctx = bbb_context(&f, &mut fs);
+    steps::step_arm_resume(&mut ctx).unwrap();
+    assert_eq!(steps::return_to_old_os(&mut ctx, "test"), Exit::Reboot(RebootTarget::OldOs));
+    drop(ctx);
+    assert_eq!(boot_tree(&f)["uEnv.txt"], UENV_1X);
+
+    let other = uboot_fixture(true);
+    std::fs::remove_file(other.dirs().boot.join("swapover/zImage")).unwrap();
+    let mut fs = BbbFileSystems::new(&other);
+    let mut ctx = bbb_context(&other, &mut fs);
+    let err = steps::step_arm_resume(&mut ctx).unwrap_err().to_string();
+    assert!(err.contains("has no swapover/zImage"), "{err}");
+    drop(ctx);
+    assert_eq!(boot_tree(&other)["uEnv.txt"], trial_text().into_bytes(), "not committed");
+}
+
+/// Power cuts after the commit: at each later opening of resin-boot (restore's update,
+/// finalize's switch) and inside the update (blobs half renamed, a torn `.swapover-new`),
+/// then a new boot running from the journal (or the relay, once staging is written over).
+/// Every run ends with the same disk outside resin-boot and the same resin-boot files as a
+/// straight run.
+#[test]
+fn a_bbb_run_cut_anywhere_after_the_commit_ends_the_same() {
+    let straight = uboot_fixture(true);
+    {
+        let mut fs = BbbFileSystems::new(&straight);
+        let mut ctx = bbb_context(&straight, &mut fs);
+        let mut journal = Journal::open(&straight.staging_dir()).unwrap();
+        assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
+    }
+    assert_bbb_migrated(&straight, true);
+    let outside_boot = |f: &Fixture| {
+        let mut bytes = f.disk_bytes();
+        bytes[range_of(BOOT)].fill(0);
+        bytes
+    };
+    let same_as_straight = |f: &Fixture, what: &str| {
+        assert_bbb_migrated(f, true);
+        assert!(outside_boot(f) == outside_boot(&straight), "{what}: the disk differs");
+        let (a, b) = (boot_tree(f), boot_tree(&straight));
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "{what}");
+        for (path, contents) in &a {
+            if path != "config.json" && !path.starts_with("system-connections/") {
+                assert!(*contents == b[path], "{what}: {path} differs");
+            }
+        }
+    };
+    // Opens of resin-boot in a straight run: 1 commit, 2 restore, 3 finalize's switch.
+    for cut_at in [1, 2, 3] {
+        let f = uboot_fixture(true);
+        let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut fs = BbbFileSystems::new(&f);
+            fs.cut_at = Some(cut_at);
+            let mut ctx = bbb_context(&f, &mut fs);
+            let mut journal = Journal::open(&f.staging_dir()).unwrap();
+            steps::run(&mut ctx, &mut journal)
+        }));
+        assert!(cut.is_err(), "the run reached open {cut_at} of resin-boot");
+        if cut_at == 3 {
+            // Cut after resin-rootB (holding staging) and the head were written: the next
+            // boot finds staging written over (pid1's check) and finishes from the relay.
+            assert!(
+                f.disk_bytes()[range_of(STAGING_1X)]
+                    == std::fs::read(&f.raw_image).unwrap()[range_of(STAGING_1X)],
+                "staging is written over"
+            );
+            let found = migrator::steps::relay_store::read(&f.data, "plan-under-test")
+                .unwrap()
+                .expect("the relay is there");
+            let mut fs = BbbFileSystems::new(&f);
+            steps::finish_from_relay(&f.disk, &mut fs, &efivars::EfiVars::at(&f.dir), found, true)
+                .unwrap();
+        } else {
+            let mut fs = BbbFileSystems::new(&f);
+            let mut ctx = bbb_context(&f, &mut fs);
+            let mut journal = Journal::open(&f.staging_dir()).unwrap();
+            assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
+        }
+        same_as_straight(&f, &format!("cut at resin-boot open {cut_at}"));
+    }
+    // Inside restore's update: u-boot.img renamed in, MLO torn as MLO.swapover-new, the
+    // config.json waiting; the journal at FlashVerified.
+    let f = uboot_fixture(true);
+    {
+        let mut fs = BbbFileSystems::new(&f);
+        let mut ctx = bbb_context(&f, &mut fs);
+        let mut journal = Journal::open(&f.staging_dir()).unwrap();
+        journal.begin("plan-under-test").unwrap();
+        steps::step_arm_resume(&mut ctx).unwrap();
+        journal.record(Step::ResumeArmed).unwrap();
+        steps::step_backup(&mut ctx).unwrap();
+        journal.record(Step::BackupDone).unwrap();
+        steps::step_flash(&mut ctx, &mut journal, 0).unwrap();
+        let boot = ctx.fs.open_boot().unwrap();
+        std::fs::write(boot.join("u-boot.img"), noise(400_000, 82)).unwrap();
+        std::fs::write(boot.join("MLO.swapover-new"), &noise(70_000, 81)[..30_000]).unwrap();
+        std::fs::write(boot.join("config.json.swapover-new"), b"{\"torn").unwrap();
+        ctx.fs.close_boot().unwrap();
+    }
+    let mut fs = BbbFileSystems::new(&f);
+    let mut ctx = bbb_context(&f, &mut fs);
+    let mut journal = Journal::open(&f.staging_dir()).unwrap();
+    assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
+    drop(ctx);
+    same_as_straight(&f, "cut inside the boot update");
 }

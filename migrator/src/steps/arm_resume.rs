@@ -1,9 +1,11 @@
 //! The `arm-resume` step: check the staged image, then arm the way back into the migrator
-//! after a power cut ([`super::uefi_resume`] on the UEFI route, [`super::bios_resume`]
-//! otherwise). Nothing before it is destructive.
+//! after a power cut ([`super::uefi_resume`] on the UEFI route, [`super::uboot_resume`] on
+//! the U-Boot route (the commit of phase B), [`super::bios_resume`] otherwise). Nothing before it is destructive.
 
 use super::context::{flush_block_buffers, Context, StepError};
-use super::{bios_resume, boot_image, flash_plan, staged_fs, uefi_resume, written_last};
+use super::{
+    bios_resume, boot_image, flash_plan, staged_fs, uboot_resume, uefi_resume, written_last,
+};
 
 /// Check the staged image (its sha256, then the file systems restore and finalize will
 /// open in it), then arm the way back into the migrator after a power cut: on
@@ -17,6 +19,14 @@ pub fn step_arm_resume(ctx: &mut Context<'_>) -> Result<(), StepError> {
             boot_image::check_old_boot(&ctx.open_disk()?, range)?;
         }
         uefi_resume::arm(&ctx.efivars, &ctx.staging_dir())?;
+        return Ok(());
+    }
+    if uboot_resume::applies(ctx.plan) {
+        // Phase B (contract §2.3): the trial's uEnv.txt becomes the committed one.
+        let boot = ctx.fs.open_boot()?;
+        let committed = uboot_resume::commit(&boot, ctx.plan);
+        ctx.fs.close_boot()?;
+        committed?;
         return Ok(());
     }
     let mut disk = ctx.open_disk()?;

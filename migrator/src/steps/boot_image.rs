@@ -54,24 +54,7 @@ pub fn build(
         log::info!("restore: the new boot partition was built by an earlier attempt");
         return Ok(path);
     }
-    let mut reader = decoded_reader(image_path)?;
-    std::io::copy(&mut (&mut reader).take(range.start), &mut std::io::sink())
-        .map_err(io("decode", image_path))?;
-    let mut bytes = Vec::new();
-    reader
-        .take(range.end - range.start)
-        .read_to_end(&mut bytes)
-        .map_err(io("decode", image_path))?;
-    if bytes.len() as u64 != range.end - range.start {
-        return Err(BootImageError::Io {
-            action: "decode",
-            path: image_path.to_path_buf(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the image ends inside its boot partition",
-            ),
-        });
-    }
+    let bytes = image_bytes(image_path, range)?;
     let carried = migration_kernel_files(disk, old_boot)?;
     let mut all: Vec<FatFile> = files.to_vec();
     all.extend(carried);
@@ -91,6 +74,57 @@ pub fn build(
         all.iter().map(|f| f.path.as_str()).collect::<Vec<_>>().join(", ")
     );
     Ok(path)
+}
+
+/// The staged image's bytes for `range` (its boot partition), decoded.
+pub fn image_bytes(image_path: &Path, range: HeldRange) -> Result<Vec<u8>, BootImageError> {
+    let mut reader = decoded_reader(image_path)?;
+    std::io::copy(&mut (&mut reader).take(range.start), &mut std::io::sink())
+        .map_err(io("decode", image_path))?;
+    let mut bytes = Vec::new();
+    reader
+        .take(range.end - range.start)
+        .read_to_end(&mut bytes)
+        .map_err(io("decode", image_path))?;
+    if bytes.len() as u64 != range.end - range.start {
+        return Err(BootImageError::Io {
+            action: "decode",
+            path: image_path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the image ends inside its boot partition",
+            ),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Every file of a FAT volume (`/`-separated paths from its root), directories walked.
+pub fn all_files<V: std::io::Read + std::io::Write + std::io::Seek>(
+    volume: V,
+) -> std::io::Result<Vec<FatFile>> {
+    let fs = fatfs::FileSystem::new(volume, fatfs::FsOptions::new())?;
+    let mut files = Vec::new();
+    let mut pending = vec![(String::new(), fs.root_dir())];
+    while let Some((prefix, dir)) = pending.pop() {
+        for entry in dir.iter() {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let path = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+            if entry.is_dir() {
+                pending.push((path, entry.to_dir()));
+            } else {
+                let mut contents = Vec::new();
+                entry.to_file().read_to_end(&mut contents)?;
+                files.push(FatFile { path, contents });
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(files)
 }
 
 /// Every file of `swapover/` on the old boot partition.

@@ -10,7 +10,7 @@ use plan::Plan;
 
 use super::{
     backup_data, bios_resume, boot_image, flash_plan, relay_store, restore_data, staged_fs,
-    uefi_resume, written_last,
+    uboot_resume, uefi_resume, written_last,
 };
 use crate::fatboot;
 use crate::flash::{self, WrittenImage};
@@ -41,6 +41,8 @@ pub enum StepError {
     WrittenLast(#[from] written_last::WrittenLastError),
     #[error("resume entry: {0}")]
     UefiResume(#[from] uefi_resume::UefiResumeError),
+    #[error("uEnv.txt: {0}")]
+    UbootResume(#[from] uboot_resume::UbootResumeError),
     #[error("boot partition: {0}")]
     BootImage(#[from] boot_image::BootImageError),
     #[error("relay: {0}")]

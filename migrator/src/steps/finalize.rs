@@ -5,8 +5,9 @@
 
 use super::context::{flush_block_buffers, reread_partitions, Context, StepError};
 use super::flash_plan::FlashStepError;
-use super::{final_table, relay_store, uefi_resume, written_last};
+use super::{final_table, relay_store, uboot_resume, uefi_resume, written_last};
 use crate::flash;
+use crate::mounts::FileSystems;
 
 /// Commit the image's head with the final table; the disk now boots resinOS. With a
 /// partition written last (staging lies inside it), first the relay goes to resin-data,
@@ -39,6 +40,9 @@ pub fn step_finalize(ctx: &mut Context<'_>) -> Result<(), StepError> {
     final_table::commit_head(&disk, &head)?;
     flush_block_buffers(&disk);
     reread_partitions(&disk);
+    if uboot_resume::applies(ctx.plan) {
+        switch_uboot(ctx.fs)?;
+    }
     if held.is_some() {
         // Staging is gone; the relay's owner is this run: complete it.
         let data = ctx.fs.open_data()?;
@@ -46,4 +50,14 @@ pub fn step_finalize(ctx: &mut Context<'_>) -> Result<(), StepError> {
         ctx.fs.close_data()?;
     }
     Ok(())
+}
+
+/// The U-Boot route's last write, after the head: `uEnv.txt` becomes the image's and
+/// `swapover/` goes ([`uboot_resume::switch_to_new_system`]). Before it, with the relay still
+/// on resin-data, a cut brings the migrator back to finish from the relay.
+pub fn switch_uboot(fs: &mut dyn FileSystems) -> Result<(), StepError> {
+    let boot = fs.open_boot()?;
+    let switched = uboot_resume::switch_to_new_system(&boot);
+    fs.close_boot()?;
+    Ok(switched?)
 }

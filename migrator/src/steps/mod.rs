@@ -11,11 +11,12 @@
 //! finds staging written over). What they share: [`context`] (the [`Context`] and
 //! [`StepError`]). The steps' parts, none importing a step or the context (their errors
 //! are their own, wrapped by [`StepError`]): [`backup_data`] (volumes to tar), [`restore_data`] (tar to resin-data),
-//! [`bios_resume`] and [`uefi_resume`] (the way back after a power cut), [`staged_fs`]
+//! [`bios_resume`], [`uefi_resume`] and [`uboot_resume`] (the way back after a power cut), [`staged_fs`]
 //! (the staged image's file systems), [`flash_plan`] (where the image goes, progress,
 //! replay), [`final_table`] (final partition table, head commit), [`written_last`]
 //! (the partition written after restore), [`boot_image`] (resin-boot built whole on the
-//! UEFI route), [`relay_store`] (the relay's files on resin-data).
+//! UEFI route), [`uboot_boot`] (resin-boot updated file by file on the U-Boot route),
+//! [`relay_store`] (the relay's files on resin-data).
 
 pub mod arm_resume;
 pub mod backup;
@@ -32,6 +33,8 @@ pub mod relay_store;
 pub mod restore;
 pub mod restore_data;
 pub mod staged_fs;
+pub mod uboot_boot;
+pub mod uboot_resume;
 pub mod uefi_resume;
 pub mod verify;
 pub mod written_last;
@@ -224,6 +227,20 @@ pub fn return_to_old_os(ctx: &mut Context<'_>, reason: &str) -> Exit {
             return Exit::Halt(format!(
                 "cannot put BootOrder back ({e}); the firmware still starts the migrator first. Put the order of {} back with efibootmgr -o",
                 staging_dir.join(uefi_resume::RECORD_FILE).display()
+            ));
+        }
+        return Exit::Reboot(RebootTarget::OldOs);
+    }
+    if uboot_resume::applies(ctx.plan) {
+        let put_back = ctx.fs.open_boot().map_err(StepError::from).and_then(|boot| {
+            let done = uboot_resume::put_back(&boot, ctx.plan);
+            ctx.fs.close_boot()?;
+            Ok(done?)
+        });
+        if let Err(e) = put_back {
+            return Exit::Halt(format!(
+                "cannot put the 1.x uEnv.txt back ({e}); the board still boots the migrator. Copy {} over uEnv.txt on the boot partition by hand",
+                ctx.plan.grub.uboot.as_ref().map_or("swapover/uEnv.txt.1x", |u| u.original_uenv.as_str())
             ));
         }
         return Exit::Reboot(RebootTarget::OldOs);

@@ -35,13 +35,15 @@ pub fn look_up(fs: &mut KernelMounts, plan_id: &str) -> Result<Relay, RelayLookU
 }
 
 /// A migrator whose staging is gone (written over by the partition written last) finishes
-/// from the relay on resin-data: that partition again, the head, then the boot option and
-/// the relay removed. Every part is idempotent.
+/// from the relay on resin-data: that partition again, the head, on the U-Boot route
+/// (`uboot`) the switch of `uEnv.txt`, then the boot option and the relay removed. Every
+/// part is idempotent.
 pub fn finish_from_relay(
     disk_path: &Path,
     fs: &mut dyn FileSystems,
     efivars: &efivars::EfiVars,
     found: Relay,
+    uboot: bool,
 ) -> Result<(), StepError> {
     let disk = OpenOptions::new()
         .read(true)
@@ -57,6 +59,9 @@ pub fn finish_from_relay(
     final_table::commit_head(&disk, &found.head)?;
     flush_block_buffers(&disk);
     reread_partitions(&disk);
+    if uboot {
+        super::finalize::switch_uboot(fs)?;
+    }
     let data = fs.open_data()?;
     relay_store::complete(efivars, &data, found.manifest.permanent_boot.as_ref());
     fs.close_data()?;

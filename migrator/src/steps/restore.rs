@@ -1,6 +1,6 @@
 //! The `restore` step: config.json, hostname and keyfiles onto resin-boot (through
 //! [`crate::fatboot`], or the whole partition built by [`super::boot_image`] on the UEFI
-//! route); the backups, log and plan onto resin-data ([`super::restore_data`]).
+//! route, or file by file by [`super::uboot_boot`] on the U-Boot route); the backups, log and plan onto resin-data ([`super::restore_data`]).
 
 use std::fs::File;
 use std::path::Path;
@@ -9,7 +9,7 @@ use plan::{PartitionRole, Plan};
 
 use super::backup_data::{self, BACKUP_DIR, CONNECTIONS_DIR, HOSTNAME_FILE};
 use super::context::{io_err, Context, StepError};
-use super::{boot_image, written_last};
+use super::{boot_image, uboot_boot, uboot_resume, written_last};
 use crate::fatboot::{self, FatFile, PartitionSlice};
 
 /// config.json, hostname, keyfiles onto resin-boot; backups, log and plan onto resin-data.
@@ -27,6 +27,13 @@ pub fn step_restore(ctx: &mut Context<'_>) -> Result<(), StepError> {
     let disk = ctx.open_disk()?;
     match written_last::boot_range(plan)? {
         // The flash held resin-boot back: it is written whole, carrying the migration kernel on.
+        Some((range, _)) if uboot_resume::applies(plan) => {
+            let files = uboot_boot_files(&ctx.image_path(), range, &boot_files)?;
+            let boot_dir = ctx.fs.open_boot()?;
+            let updated = uboot_boot::update(&boot_dir, &files);
+            ctx.fs.close_boot()?;
+            updated?;
+        }
         Some((range, name)) => {
             let built = boot_image::build(
                 &ctx.image_path(),
@@ -58,6 +65,21 @@ pub fn step_restore(ctx: &mut Context<'_>) -> Result<(), StepError> {
     closed?;
     log::info!("restore: {count} archive entries restored");
     Ok(())
+}
+
+/// The U-Boot route's new resin-boot files: the image's, with `added` (config.json, keyfiles)
+/// in place of the image's file of the same path.
+fn uboot_boot_files(
+    image: &Path,
+    range: crate::flash::HeldRange,
+    added: &[FatFile],
+) -> Result<Vec<FatFile>, StepError> {
+    let bytes = boot_image::image_bytes(image, range)?;
+    let mut files = boot_image::all_files(std::io::Cursor::new(bytes))
+        .map_err(io_err("read the image's boot partition in", image))?;
+    files.retain(|f| !added.iter().any(|a| a.path.eq_ignore_ascii_case(&f.path)));
+    files.extend(added.iter().cloned());
+    Ok(files)
 }
 
 /// The flashed resin-boot, kept on staging before the first FAT write.

@@ -80,11 +80,12 @@ pub fn held_range(plan: &Plan) -> Result<Option<(HeldRange, String)>, WrittenLas
 }
 
 /// The partition the firmware loads the migration kernel from (`grub.route =
-/// uefi-boot-next`: resin-boot, whose `swapover/` holds it): held back from the flash and
-/// written once restore has built its new contents, which carry the kernel on. `None` for
-/// every other route.
+/// uefi-boot-next` or `uboot-trial`: resin-boot, whose `swapover/` holds it): held back from
+/// the flash and brought to its new contents by restore, which carry the kernel on (written
+/// whole on UEFI, [`super::boot_image`]; file by file on U-Boot, [`super::uboot_boot`]).
+/// `None` for every other route.
 pub fn boot_range(plan: &Plan) -> Result<Option<(HeldRange, String)>, WrittenLastError> {
-    if plan.grub.route != plan::GrubRoute::UefiBootNext {
+    if !matches!(plan.grub.route, plan::GrubRoute::UefiBootNext | plan::GrubRoute::UbootTrial) {
         return Ok(None);
     }
     let boot = plan.layout.by_role(plan::PartitionRole::Boot).ok_or_else(|| {
@@ -124,7 +125,7 @@ pub enum PlanRefusal {
     #[error("it names no data partition to mount at {mount} for the backup (source_data); re-plan with this stager", mount = crate::mounts::SOURCE_DATA_MOUNT)]
     NoSourceData,
     #[error("profile {profile} is a resinOS 1.x source whose migration environment is armed through {route:?}, which nothing starts again after a power cut; \
-             only UEFI boards (route uefi-boot-next: the firmware's boot order brings the migrator back) are migrated from resinOS 1.x")]
+             only UEFI boards (route uefi-boot-next: the firmware's boot order brings the migrator back) and U-Boot boards (route uboot-trial: the committed uEnv.txt does) are migrated from resinOS 1.x")]
     NotResumable { profile: String, route: plan::GrubRoute },
 }
 
@@ -151,9 +152,9 @@ pub fn check_plan(plan: &Plan) -> Result<(), PlanRefusal> {
         if plan.source_data.is_none() && !plan.backup.volumes.is_empty() {
             return Err(PlanRefusal::NoSourceData);
         }
-        if plan.grub.route != plan::GrubRoute::UefiBootNext {
-            // Raspberry Pi and BeagleBone: nothing brings the migrator back after a power cut
-            // (no firmware boot order to put it first in), so the flash must not begin.
+        if !matches!(plan.grub.route, plan::GrubRoute::UefiBootNext | plan::GrubRoute::UbootTrial) {
+            // Raspberry Pi (boot-file routes): nothing brings the migrator back after a power
+            // cut (no boot order, no committed uEnv.txt), so the flash must not begin.
             return Err(PlanRefusal::NotResumable {
                 profile: plan.profile.name.clone(),
                 route: plan.grub.route,
