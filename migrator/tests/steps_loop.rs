@@ -1780,8 +1780,9 @@ fn a_bbb_run_commits_uenv_holds_resin_boot_back_and_switches_last() {
         let restored = boot_tree(&f);
         assert_eq!(restored["uEnv.txt"], commit_text().into_bytes(), "still boots the migrator");
         assert_eq!(restored["swapover/zImage"], noise(300_000, 73), "the migrator's kernel stays");
-        assert_eq!(restored["MLO"], noise(70_000, 81), "the image's MLO is in");
-        assert_eq!(restored["u-boot.img"], noise(400_000, 82), "the image's u-boot.img is in");
+        assert_eq!(restored["MLO"], noise(60_000, 71), "the 1.x MLO until the switch");
+        assert_eq!(restored["MLO.swapover-new"], noise(70_000, 81), "the image's MLO waits");
+        assert_eq!(restored["u-boot.img.swapover-new"], noise(400_000, 82));
         assert!(!restored.contains_key("resin-1x-only"));
         assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
         drop(ctx);

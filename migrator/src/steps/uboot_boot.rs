@@ -7,10 +7,12 @@
 //!
 //! 1. every file that differs is written as `X.swapover-new` and fsynced (nothing the boot
 //!    reads changes);
-//! 2. the renames over `X`, the boot blobs last (`u-boot.img`, then `MLO`), each followed by
-//!    a directory fsync so that the states follow one another in this order. This is the one
-//!    window where a cut can leave a MLO/u-boot.img pair of two versions: one or two
-//!    directory-entry writes (milliseconds), not provable in QEMU (contract R10);
+//! 2. the renames over `X`, each followed by a directory fsync, except the boot blobs
+//!    (`u-boot.img`, `MLO`): they wait as `X.swapover-new` until the switch, which renames
+//!    them after the 2.x head is written ([`uboot_resume::rename_blobs`]). That is the one window where a
+//!    cut can leave a MLO/u-boot.img pair of two versions: one or two directory-entry writes
+//!    (milliseconds), not provable in QEMU (contract R10). Done last so that a cut after it,
+//!    under a 2.x U-Boot that does not import `uEnv.txt` (contract R12), finds 2.x complete;
 //! 3. files of the old partition that the image does not have are removed (`uEnv.txt` and
 //!    `swapover/` stay: they still boot the migrator);
 //! 4. the image's `uEnv.txt` waits as `uEnv.txt.swapover-new`
@@ -26,13 +28,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Instant;
 
-use super::uboot_resume::{self, UbootResumeError, BOOT_DIR, NEW_SUFFIX, UENV};
+use super::uboot_resume::{
+    self, is_waiting_blob, UbootResumeError, BLOBS_LAST, BOOT_DIR, NEW_SUFFIX, UENV,
+};
 use crate::fatboot::FatFile;
-
-/// The boot blobs, renamed last and in this order (the ROM loads MLO, MLO loads
-/// u-boot.img: the contract's order keeps an old MLO with a new u-boot.img for the shortest
-/// time that leaves a new MLO with an old u-boot.img never).
-pub const BLOBS_LAST: [&str; 2] = ["u-boot.img", "MLO"];
 
 fn blob_rank(path: &str) -> usize {
     BLOBS_LAST.iter().position(|b| b.eq_ignore_ascii_case(path)).map_or(0, |i| i + 1)
@@ -61,26 +60,19 @@ pub fn update(boot: &Path, files: &[FatFile]) -> Result<usize, UbootResumeError>
         uboot_resume::write_synced(&with_suffix(&target), &file.contents)?;
         pending.push(file);
     }
-    pending.sort_by_key(|f| blob_rank(&f.path));
+    // The blobs wait as `X.swapover-new` until the switch (after the 2.x head is written):
+    // a U-Boot that ignores uEnv.txt then never meets a half-written disk.
     let started = Instant::now();
-    let mut window_started = None;
-    for file in &pending {
-        if blob_rank(&file.path) > 0 && window_started.is_none() {
-            window_started = Some(Instant::now());
-        }
+    let renamed: Vec<&&FatFile> = pending.iter().filter(|f| blob_rank(&f.path) == 0).collect();
+    for file in &renamed {
         let target = boot.join(&file.path);
         uboot_resume::rename_synced(&with_suffix(&target), &target)?;
     }
-    if let Some(window) = window_started {
-        log::info!(
-            "restore: boot blobs renamed in {:.1} ms (the window where a cut leaves a mixed MLO/u-boot.img)",
-            window.elapsed().as_secs_f64() * 1000.0
-        );
-    }
     log::info!(
-        "restore: {} boot file(s) renamed in ({:.1} ms)",
-        pending.len(),
-        started.elapsed().as_secs_f64() * 1000.0
+        "restore: {} boot file(s) renamed in ({:.1} ms), {} boot blob(s) wait for the switch",
+        renamed.len(),
+        started.elapsed().as_secs_f64() * 1000.0,
+        pending.len() - renamed.len()
     );
     let removed = remove_others(boot, files)?;
     if removed > 0 {
@@ -129,7 +121,8 @@ fn remove_others(boot: &Path, files: &[FatFile]) -> Result<usize, UbootResumeErr
             let lower = rel.to_ascii_lowercase();
             if prefix.is_empty()
                 && (lower.starts_with(&UENV.to_ascii_lowercase())
-                    || lower == BOOT_DIR.to_ascii_lowercase())
+                    || lower == BOOT_DIR.to_ascii_lowercase()
+                    || is_waiting_blob(&lower))
             {
                 continue;
             }
@@ -181,7 +174,7 @@ mod tests {
     }
 
     #[test]
-    fn the_update_renames_blobs_last_keeps_the_migrators_boot_and_repeats_to_the_same_tree() {
+    fn the_update_leaves_blobs_to_the_switch_and_repeats_to_the_same_tree() {
         let dir = tempfile::tempdir().unwrap();
         let boot = dir.path();
         std::fs::write(boot.join("MLO"), b"old mlo").unwrap();
@@ -200,7 +193,10 @@ mod tests {
         ];
         assert_eq!(update(boot, &files).unwrap(), 4);
         let after = tree(boot);
-        assert_eq!(std::fs::read(boot.join("MLO")).unwrap(), b"new mlo");
+        assert_eq!(std::fs::read(boot.join("MLO")).unwrap(), b"old mlo", "blobs wait");
+        assert_eq!(std::fs::read(boot.join("u-boot.img")).unwrap(), b"old u-boot");
+        assert_eq!(std::fs::read(boot.join("MLO.swapover-new")).unwrap(), b"new mlo");
+        assert_eq!(std::fs::read(boot.join("config.json")).unwrap(), b"{}");
         assert!(!boot.join("old-only").exists(), "1.x-only files go");
         assert_eq!(
             std::fs::read(boot.join("uEnv.txt")).unwrap(),
@@ -209,10 +205,11 @@ mod tests {
         );
         assert_eq!(std::fs::read(boot.join("uEnv.txt.swapover-new")).unwrap(), b"2.x env\n");
         assert!(boot.join("swapover/zImage").exists());
-        // A cut after the first rename: the blob written again, the rest as it was.
-        std::fs::write(boot.join("MLO"), b"old mlo").unwrap();
-        assert_eq!(update(boot, &files).unwrap(), 1, "only MLO again");
+        // A repeated update (a cut before the journal said so) changes nothing.
+        assert_eq!(update(boot, &files).unwrap(), 2, "only the waiting blobs again");
         assert_eq!(tree(boot), after);
+        // A cut inside the window: u-boot.img renamed in, MLO still waiting.
+        std::fs::rename(boot.join("u-boot.img.swapover-new"), boot.join("u-boot.img")).unwrap();
         uboot_resume::switch_to_new_system(boot).unwrap();
         uboot_resume::switch_to_new_system(boot).unwrap();
         assert_eq!(std::fs::read(boot.join("uEnv.txt")).unwrap(), b"2.x env\n");

@@ -15,6 +15,7 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use plan::{GrubRoute, Plan, UbootTrialBoot};
 use uboot_env::{BootPart, CommitEnv, ExistingUenv, UenvError};
@@ -192,6 +193,38 @@ pub fn prepare_switch(boot: &Path, image_uenv: Option<&[u8]>) -> Result<(), Uboo
     Ok(())
 }
 
+/// The boot blobs, renamed last and in this order (the ROM loads MLO, MLO loads
+/// u-boot.img: the contract's order keeps an old MLO with a new u-boot.img for the shortest
+/// time that leaves a new MLO with an old u-boot.img never).
+pub const BLOBS_LAST: [&str; 2] = ["u-boot.img", "MLO"];
+
+/// The window (contract §2.5 step 4, R10): rename the waiting boot blobs over the old ones,
+/// `u-boot.img` then `MLO`, each followed by a directory fsync. Idempotent: a blob without
+/// its `.swapover-new` is already in. Called by the switch, after the 2.x head is written.
+pub fn rename_blobs(boot: &Path) -> Result<(), UbootResumeError> {
+    let started = Instant::now();
+    let mut renamed = 0;
+    for blob in BLOBS_LAST {
+        let target = boot.join(blob);
+        let waiting = boot.join(format!("{blob}{NEW_SUFFIX}"));
+        if waiting.exists() {
+            rename_synced(&waiting, &target)?;
+            renamed += 1;
+        }
+    }
+    if renamed > 0 {
+        log::info!(
+            "finalize: {renamed} boot blob(s) renamed in {:.1} ms (the window where a cut leaves a mixed MLO/u-boot.img)",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+    Ok(())
+}
+
+pub fn is_waiting_blob(root_name: &str) -> bool {
+    BLOBS_LAST.iter().any(|b| root_name.eq_ignore_ascii_case(&format!("{b}{NEW_SUFFIX}")))
+}
+
 /// The last write of the migration: `uEnv.txt` becomes the image's (the file
 /// [`prepare_switch`] left, renamed over it) or, when the image has none, is removed; then
 /// `swapover/` goes. From the rename on, U-Boot boots resinOS 2.x. Needs nothing from
@@ -199,6 +232,7 @@ pub fn prepare_switch(boot: &Path, image_uenv: Option<&[u8]>) -> Result<(), Uboo
 /// `uEnv.txt.swapover-new` left, a `uEnv.txt` that still boots the migrator means the image
 /// had none. A cut between the rename and the removal leaves `swapover/` behind, unused.
 pub fn switch_to_new_system(boot: &Path) -> Result<(), UbootResumeError> {
+    rename_blobs(boot)?;
     let path = boot.join(UENV);
     let new = boot.join(format!("{UENV}{NEW_SUFFIX}"));
     if new.exists() {
