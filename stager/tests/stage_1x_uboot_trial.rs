@@ -189,13 +189,17 @@ fn an_unreadable_or_exhausted_boot_counter_is_refused_with_nothing_changed() {
 }
 
 #[test]
-fn a_uboot_without_the_counter_or_a_missing_dtb_is_refused() {
+fn a_uboot_without_the_counter_a_foreign_uenv_or_a_missing_dtb_is_refused() {
     let device = Device::new(BBB);
     let uboot = device.host.path(&format!("{BOOT_MOUNT}/{UBOOT_IMG}"));
     let good = std::fs::read(&uboot).unwrap();
     std::fs::write(&uboot, b"U-Boot 2015.07\0uenvcmd\0bootz\0").unwrap();
     device.refused(&["u-boot.img has no bootcount in its strings"]);
     std::fs::write(&uboot, good).unwrap();
+    let uenv = device.host.path(&format!("{BOOT_MOUNT}/uEnv.txt"));
+    std::fs::write(&uenv, b"bootpart=1:3\n").unwrap();
+    device.refused(&["uEnv.txt is not the uEnv.txt read from the disk's boot partition"]);
+    std::fs::write(&uenv, original_boot_file("uEnv.txt")).unwrap();
     let dtb = device.host.path("/boot/am335x-boneblack.dtb");
     std::fs::remove_file(&dtb).unwrap();
     device.refused(&[

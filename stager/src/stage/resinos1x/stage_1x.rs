@@ -261,6 +261,14 @@ fn trial_files(
     let (Some(edit), Some(uboot)) = (edit, &p.plan.grub.uboot) else {
         return Err(refuse_boot("the plan has no armed uEnv.txt for the U-Boot trial".into()));
     };
+    // Planned from the disk's FAT; armed through the mount: both must be the same file.
+    let mounted = root.path(&req.boot_mount).join(uboot_trial::UENV);
+    if std::fs::read(&mounted).ok() != edit.original {
+        return Err(refuse_boot(format!(
+            "{} is not the uEnv.txt read from the disk's boot partition; mount the disk's resin-boot there (and sync) and run the stager again",
+            mounted.display()
+        )));
+    }
     Ok(TrialFiles {
         kernel: req.plan.kernel.clone(),
         dtb,

@@ -117,7 +117,8 @@ pub fn write_verified(bytes: &[u8], to: &Path) -> Result<(), String> {
 }
 
 /// Arms the trial: the board's `uEnv.txt` (checked to be the planned `original`) copied to
-/// [`ORIGINAL_UENV`], then `armed` written as `uEnv.txt.swapover-new` and renamed over it.
+/// [`ORIGINAL_UENV`], then `armed` written as `uEnv.txt.swapover-new` and renamed over it,
+/// each read back.
 pub fn arm(boot_mount: &Path, original: &[u8], armed: &[u8]) -> Result<(), String> {
     let uenv = boot_mount.join(UENV);
     let now = std::fs::read(&uenv).map_err(|e| format!("read {}: {e}", uenv.display()))?;
@@ -127,9 +128,8 @@ pub fn arm(boot_mount: &Path, original: &[u8], armed: &[u8]) -> Result<(), Strin
             uenv.display()
         ));
     }
-    let copy = boot_mount.join(ORIGINAL_UENV);
-    state::write_durably(&copy, original).map_err(|e| format!("{}: {e}", copy.display()))?;
-    state::write_durably(&uenv, armed).map_err(|e| format!("{}: {e}", uenv.display()))
+    write_verified(original, &boot_mount.join(ORIGINAL_UENV))?;
+    write_verified(armed, &uenv)
 }
 
 /// Undoes [`arm`]: the 1.x copy renamed back over `uEnv.txt`. Nothing to do when there is
