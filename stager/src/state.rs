@@ -52,8 +52,9 @@ pub enum Change {
     /// the record removes our option and puts BootNext back as it was).
     ArmUefiBootNext { efivars: String, undo: Option<efivars::UefiUndo> },
     /// resinOS 1.x on U-Boot: `uEnv.txt` on the boot partition mounted at `boot_mount`
-    /// copied to `swapover/uEnv.txt.1x` and replaced by the trial (undo: the copy renamed back).
-    ArmUbootTrial { boot_mount: String },
+    /// copied to `swapover/uEnv.txt.1x` and replaced by the trial that runs at the boot
+    /// counting `trial_count` (undo: the copy renamed back).
+    ArmUbootTrial { boot_mount: String, trial_count: u32 },
     /// resinOS 1.x: the device marked for a supervisor update in the resin API (undo: set
     /// its supervisor release back, with the key read again from `config`).
     MarkSupervisorUpdate {

@@ -138,6 +138,14 @@ fn stage_1x_arms_the_trial_and_abort_gives_the_boot_tree_back() {
         std::fs::read_to_string(device.host.path("/var/lib/swapover/state.json")).unwrap();
     assert!(journal.contains("\"kind\": \"arm-uboot-trial\""), "{journal}");
 
+    let status =
+        stager::status::status(&device.request.root, &mut FixtureSystem::default()).unwrap();
+    let shown = stager::status::render_text(&status);
+    assert!(
+        shown.contains("Armed through U-Boot's boot counter: the boot that counts 5"),
+        "{shown}"
+    );
+
     let report = stager::abort::abort(&device.request.root, &mut FixtureSystem::default()).unwrap();
     assert!(format!("{report:?}").contains("put the 1.x"), "{report:?}");
     assert_eq!(device.snapshot().0, before, "abort left the device changed");

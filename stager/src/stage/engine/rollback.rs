@@ -162,7 +162,7 @@ fn undo_one(
                 mark.device_id, mark.endpoint
             )))
         }
-        Change::ArmUbootTrial { boot_mount } => {
+        Change::ArmUbootTrial { boot_mount, .. } => {
             let mount = root.path(boot_mount);
             if !is_mount_point(&mount) {
                 return Err(format!(

@@ -586,7 +586,8 @@ fn all_steps(run: &mut Run<'_>, req: &Stage1xRequest, ready: &Ready) -> Result<A
         }
         Arming::UbootTrial(t) => {
             let boot_mount = req.boot_mount.display().to_string();
-            run.step(Change::ArmUbootTrial { boot_mount }, |_| {
+            let trial_count = t.trial_count;
+            run.step(Change::ArmUbootTrial { boot_mount, trial_count }, |_| {
                 let boot = req.root.path(&req.boot_mount);
                 uboot_trial::arm(&boot, &t.uenv_original, &t.uenv_armed)?;
                 Ok((Armed::UbootTrial { trial_count: t.trial_count }, None))
