@@ -332,13 +332,18 @@ pub struct Plan1xInputs {
     #[arg(long, value_name = "DIR", default_value = "/mnt/data")]
     pub data_root: PathBuf,
 
-    /// The migration environment's kernel
+    /// The migration environment's kernel (U-Boot trial boards: by default the running 1.x
+    /// kernel the profile names, e.g. /boot/zImage)
     #[arg(long, value_name = "FILE")]
-    pub kernel: PathBuf,
+    pub kernel: Option<PathBuf>,
 
     /// Plan even when the image's device-type.json cannot be read
     #[arg(long)]
     pub allow_unknown_device_type: bool,
+
+    /// Physical memory, where U-Boot's boot counter is read (BeagleBone; tests give a file)
+    #[arg(long, value_name = "PATH", default_value = "/dev/mem", hide = true)]
+    pub phys_mem: PathBuf,
 }
 
 #[derive(Debug, Args)]

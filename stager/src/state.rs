@@ -51,6 +51,10 @@ pub enum Change {
     /// resinOS 1.x on UEFI: a `Boot####` option and `BootNext` written in `efivars` (undo:
     /// the record removes our option and puts BootNext back as it was).
     ArmUefiBootNext { efivars: String, undo: Option<efivars::UefiUndo> },
+    /// resinOS 1.x on U-Boot: `uEnv.txt` on the boot partition mounted at `boot_mount`
+    /// copied to `swapover/uEnv.txt.1x` and replaced by the trial that runs at the boot
+    /// counting `trial_count` (undo: the copy renamed back).
+    ArmUbootTrial { boot_mount: String, trial_count: u32 },
     /// resinOS 1.x: the device marked for a supervisor update in the resin API (undo: set
     /// its supervisor release back, with the key read again from `config`).
     MarkSupervisorUpdate {
@@ -77,6 +81,7 @@ impl Change {
             Change::WriteStagingDir { .. } => "write-staging-dir",
             Change::WriteBootDir { .. } => "write-boot-dir",
             Change::ArmUefiBootNext { .. } => "arm-uefi-bootnext",
+            Change::ArmUbootTrial { .. } => "arm-uboot-trial",
             Change::MarkSupervisorUpdate { .. } => "mark-supervisor-update",
         }
     }

@@ -24,6 +24,10 @@ pub enum Armed {
     Consumed,
     /// Staging did not get as far as arming.
     NotArmed,
+    /// resinOS 1.x on U-Boot: the trial in uEnv.txt runs at the boot counting `trial_count`;
+    /// whether that boot came already cannot be read from the file (it stays armed after a
+    /// trial that fell back to 1.x).
+    UbootTrial { trial_count: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +54,15 @@ pub struct Status {
 fn armed(root: &HostRoot, state: &StageState) -> Armed {
     if !state.armed {
         return Armed::NotArmed;
+    }
+    let trial = state.entries.iter().find_map(|e| match (&e.change, e.progress) {
+        (crate::state::Change::ArmUbootTrial { trial_count, .. }, Progress::Done) => {
+            Some(*trial_count)
+        }
+        _ => None,
+    });
+    if let Some(trial_count) = trial {
+        return Armed::UbootTrial { trial_count };
     }
     let pending = state.entries.iter().filter(|e| e.progress == Progress::Done).find_map(|e| {
         match &e.change {
@@ -157,7 +170,9 @@ pub fn status(root: &HostRoot, system: &mut dyn System) -> Result<Status, StateE
         running,
     };
     // Never while a run is staging: it may be in the middle of mkfs.
-    let read_log = (status.armed == Armed::Consumed || !state.armed) && status.running.is_none();
+    let read_log = (matches!(status.armed, Armed::Consumed | Armed::UbootTrial { .. })
+        || !state.armed)
+        && status.running.is_none();
     match current_staging::locate(root, &state) {
         Ok(current) => {
             status.current_path = current.by_identity.then(|| current.region.host_path.clone());
@@ -226,10 +241,11 @@ pub fn render_text(status: &Status) -> String {
         "Staged on {device} (staging file system UUID {}{was}).\n",
         state.staging_fs_uuid
     ));
-    out.push_str(match status.armed {
-        Armed::Yes => "Armed: the next boot starts the migration environment (one boot only).\n",
-        Armed::Consumed => "Not armed any more: GRUB used the one-shot entry (or the firmware its BootNext), so the migration environment was booted and the device came back to this OS (or the boot setting was edited). Run `stager abort` to undo the staging, or stage again after reading the log below.\n",
-        Armed::NotArmed => "",
+    out.push_str(&match status.armed {
+        Armed::Yes => "Armed: the next boot starts the migration environment (one boot only).\n".to_string(),
+        Armed::Consumed => "Not armed any more: GRUB used the one-shot entry (or the firmware its BootNext), so the migration environment was booted and the device came back to this OS (or the boot setting was edited). Run `stager abort` to undo the staging, or stage again after reading the log below.\n".to_string(),
+        Armed::UbootTrial { trial_count } => format!("Armed through U-Boot's boot counter: the boot that counts {trial_count} (a warm reboot) starts the migration environment, any other boot is this OS. uEnv.txt stays armed after a trial that came back here, so whether it ran is in the log below, if any; run `stager abort` to undo the staging.\n"),
+        Armed::NotArmed => String::new(),
     });
     if status.armed == Armed::NotArmed {
         if status.running.is_some() {

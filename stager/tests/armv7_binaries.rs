@@ -10,8 +10,9 @@
 //!   resinOS 1.x root's loader to resolve), built for ARMv7 with VFP register arguments;
 //! - the migrator starts on a Cortex-A8 (and, not being PID 1, refuses to run);
 //! - `plan-image` for the BeagleBone on a real 1.x disk image and a real xz'd 2.x image
-//!   (lzma-sys's C decoder, MBR, FAT, ext4 and btrfs reading, uEnv.txt edit) prints the same
-//!   plan, byte for byte, as the host build of the stager;
+//!   (lzma-sys's C decoder, MBR, FAT, ext4 and btrfs reading, U-Boot's boot counter read at
+//!   0x44E3E068 of a sparse `--phys-mem` file standing for /dev/mem, the trial's uEnv.txt)
+//!   prints the same plan, byte for byte, as the host build of the stager;
 //! - `stage-1x --dry-run` of the package (its migrator read back from /proc/self/exe and its
 //!   sha256 checked, the initramfs sized around it) asks a real HTTPS resin API on loopback,
 //!   reached by a host name, for the device's supervisor: TLS by rustls with ring's ARM code,
@@ -176,7 +177,9 @@ fn plan_image_for_the_beaglebone_on_a_cortex_a8_prints_the_host_builds_plan() {
             .arg("--kernel")
             .arg(&r.kernel)
             .arg("--initramfs")
-            .arg(&r.initramfs);
+            .arg(&r.initramfs)
+            .arg("--phys-mem")
+            .arg(&r.phys_mem);
     };
     let mut host = Command::new(env!("CARGO_BIN_EXE_stager"));
     args(&mut host);
@@ -187,8 +190,13 @@ fn plan_image_for_the_beaglebone_on_a_cortex_a8_prints_the_host_builds_plan() {
     let arm = arm.output().unwrap();
     assert!(arm.status.success(), "ARM build: {}", text(&arm));
     let plan = String::from_utf8_lossy(&arm.stdout);
-    // The BeagleBone's route: uEnv.txt edited towards the staging partition (resin-updt).
-    assert!(plan.contains("uEnv.txt"), "{plan}");
+    // The BeagleBone's route: the U-Boot trial in uEnv.txt, at the count the ARM build read
+    // from the counter word (big-endian 0xB0010004 at 0x44E3E068 of the --phys-mem file).
+    assert!(plan.contains("via uEnv.txt replaced by a trial that U-Boot runs"), "{plan}");
+    assert!(
+        plan.contains("boot counter at 0x44e3e068 reads 4 (word 0xb0010004); the trial runs at the boot that counts 5"),
+        "{plan}"
+    );
     assert!(plan.contains("nothing was changed"), "{plan}");
     assert_eq!(plan, String::from_utf8_lossy(&host.stdout), "the ARM and host plans differ");
 }

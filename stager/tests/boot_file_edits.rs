@@ -1,10 +1,11 @@
 //! ARM boot file edits on real FAT images (mkfs.vfat), for every profile whose
-//! `bootloader_config_files` name a file the stager edits (config.txt, uEnv.txt): the file
+//! `bootloader_config_files` name a file the stager edits (config.txt; the BeagleBone's
+//! uEnv.txt is replaced whole by its U-Boot trial, see stage_1x_uboot_trial.rs): the file
 //! as mtools reads it after the edit, the byte copy of the original, fsck.fat's verdict,
 //! and the undo giving back the original bytes exactly.
 
 use board_profiles::Profile;
-use stager::stage::resinos1x::boot_files::{self, EditKind, MigrationBoot, BEGIN, DISABLED, END};
+use stager::stage::resinos1x::boot_files::{self, EditKind, MigrationBoot, BEGIN, END};
 use stager::stage::resinos1x::planner;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -51,13 +52,12 @@ fn open_rw(image: &Path) -> std::fs::File {
 }
 
 fn boot_for(profile: &Profile) -> MigrationBoot {
-    planner::migration_boot(profile, 3)
+    planner::migration_boot(profile)
 }
 
 fn original(kind: EditKind) -> &'static [u8] {
     match kind {
         EditKind::ConfigTxt => b"# Raspberry Pi\r\ngpu_mem=16\r\n[pi3]\r\nkernel=kernel7.img\r\n[all]\r\ndtparam=i2c_arm=on",
-        EditKind::UEnvTxt => b"bootpart=1:2\nfinduuid=part uuid mmc ${bootpart} uuid\nuenvcmd=run mmcboot\n",
         _ => b"",
     }
 }
@@ -70,7 +70,7 @@ fn every_arm_profile_edits_its_boot_files_on_a_fat_image_and_undoes_them_byte_ex
         let boot = boot_for(&profile);
         for file in &profile.bootloader_config_files {
             let kind = EditKind::of(file);
-            if !matches!(kind, EditKind::ConfigTxt | EditKind::UEnvTxt) {
+            if kind != EditKind::ConfigTxt {
                 continue;
             }
             let dir = tempfile::tempdir().unwrap();
@@ -83,28 +83,8 @@ fn every_arm_profile_edits_its_boot_files_on_a_fat_image_and_undoes_them_byte_ex
             assert_eq!(now, applied.edited, "{name}: {file} as mtools reads it");
             let text = String::from_utf8(now).unwrap();
             assert!(text.contains(BEGIN) && text.contains(END), "{name}: {text}");
-            match kind {
-                EditKind::ConfigTxt => {
-                    assert!(
-                        text.contains("#swapover-disabled# kernel=kernel7.img\r\n"),
-                        "{name}: {text}"
-                    );
-                    assert!(text.contains("[all]\r\nkernel=swapover/vmlinuz\r\ninitramfs swapover/initramfs.img followkernel\r\ncmdline=swapover/cmdline.txt\r\n"), "{name}: {text}");
-                }
-                _ => {
-                    assert!(
-                        text.contains(&format!("{DISABLED}uenvcmd=run mmcboot\n")),
-                        "{name}: {text}"
-                    );
-                    assert!(
-                        text.contains("swapover_part=1:3\n")
-                            && text.contains(
-                                "load mmc ${swapover_part} ${rdaddr} /swapover/initramfs.img;"
-                            ),
-                        "{name}: {text}"
-                    );
-                }
-            }
+            assert!(text.contains("#swapover-disabled# kernel=kernel7.img\r\n"), "{name}: {text}");
+            assert!(text.contains("[all]\r\nkernel=swapover/vmlinuz\r\ninitramfs swapover/initramfs.img followkernel\r\ncmdline=swapover/cmdline.txt\r\n"), "{name}: {text}");
             assert_eq!(
                 mtype(&image, &boot_files::backup_name(file)).as_deref(),
                 Some(before),
@@ -124,8 +104,8 @@ fn every_arm_profile_edits_its_boot_files_on_a_fat_image_and_undoes_them_byte_ex
             edited_files += 1;
         }
     }
-    // config.txt of three Raspberry Pi profiles and the BeagleBone's uEnv.txt at least.
-    assert!(edited_files >= 4, "{edited_files}");
+    // config.txt of three Raspberry Pi profiles at least.
+    assert!(edited_files >= 3, "{edited_files}");
 }
 
 #[test]
@@ -156,8 +136,8 @@ fn an_edited_file_is_not_edited_twice_and_a_plain_file_has_nothing_to_undo() {
     assert!(err.to_string().contains("already carries a swapover edit"), "{err}");
     assert_eq!(mtype(&image, "config.txt"), Some(edited), "a refused second edit changes nothing");
 
-    let plain = fat_image(dir.path(), &[("uEnv.txt", b"bootpart=1:2\n")]);
-    let err = boot_files::undo_on_fat(open_rw(&plain), "uEnv.txt").unwrap_err();
+    let plain = fat_image(dir.path(), &[("config.txt", b"gpu_mem=16\n")]);
+    let err = boot_files::undo_on_fat(open_rw(&plain), "config.txt").unwrap_err();
     assert!(err.to_string().contains("was not edited by swapover"), "{err}");
-    assert_eq!(mtype(&plain, "uEnv.txt").as_deref(), Some(&b"bootpart=1:2\n"[..]));
+    assert_eq!(mtype(&plain, "config.txt").as_deref(), Some(&b"gpu_mem=16\n"[..]));
 }

@@ -204,17 +204,22 @@ fn raspberry_pi_plan_edits_config_txt_and_puts_the_kernel_on_resin_boot() {
 }
 
 #[test]
-fn beaglebone_plan_edits_uenv_txt_towards_resin_updt() {
+fn beaglebone_plan_arms_a_uboot_trial_on_resin_boot() {
     let profile = Profile::builtin("resinos1x-beaglebone-black").unwrap();
     let case = resinos1x_case(&profile, &[], 300_000, MIB);
     let p = plan_image::plan(&case.request).unwrap();
-    assert!(!p.budget.kernel_on_boot);
-    let edit = p.boot_edits.iter().find(|e| e.name == "uEnv.txt").expect("uEnv.txt edited");
+    assert!(p.budget.kernel_on_boot, "U-Boot loads the trial's files from resin-boot");
+    assert_eq!(p.plan.grub.route, plan::GrubRoute::UbootTrial);
+    let edit = p.boot_edits.iter().find(|e| e.name == "uEnv.txt").expect("uEnv.txt replaced");
     let text = String::from_utf8(edit.edited.clone()).unwrap();
+    assert!(text.starts_with("mmcdev=1\nbootpart=1:2\n"), "{text}");
     assert!(
-        text.contains(&format!("swapover_part=1:{}\n", p.plan.staging.partition.number)),
+        text.ends_with(
+            "uenvcmd=if test ${bootcount} -eq ${swapover_trial}; then run swapover_boot; fi\n"
+        ),
         "{text}"
     );
+    assert!(!text.contains("swapover_part"), "the old edit towards resin-updt is gone: {text}");
 }
 
 #[test]

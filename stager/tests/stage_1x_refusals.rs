@@ -24,7 +24,7 @@ fn a_board_that_is_not_uefi_is_refused_before_anything_changes() {
     let device = Device::new("resinos1x-raspberrypi3");
     device.refused(&[
         "refused: profile resinos1x-raspberrypi3 arms the migration by editing config.txt, cmdline.txt on the boot partition",
-        "stage-1x stages UEFI boards only (armed with BootNext)",
+        "stage-1x stages UEFI boards (armed with BootNext) and U-Boot boards with a boot counter trial only",
         "see `stager plan-image` for this board's plan",
     ]);
 }

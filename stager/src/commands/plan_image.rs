@@ -61,14 +61,26 @@ pub(super) fn request(
             ))
         }
     };
+    let kernel = match (&inputs.kernel, &profile.uboot_trial) {
+        (Some(kernel), _) => kernel.clone(),
+        // The trial boots the board's own, proven 1.x kernel (docs/arm-1x-contract.md §2.3).
+        (None, Some(trial)) => root.path(&trial.kernel),
+        (None, None) => {
+            return Err(format!(
+                "profile {} needs the migration environment's kernel: pass --kernel FILE",
+                profile.name
+            ))
+        }
+    };
     Ok(PlanImageRequest {
         profile,
         disk,
         image: inputs.image.clone(),
         config: inputs.config.clone(),
         data_root: inputs.data_root.clone(),
-        kernel: inputs.kernel.clone(),
+        kernel,
         initramfs,
         allow_unknown_device_type: inputs.allow_unknown_device_type,
+        phys_mem: root.path(&inputs.phys_mem),
     })
 }

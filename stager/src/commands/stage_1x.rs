@@ -1,4 +1,5 @@
-//! `stager stage-1x`: stage a resinOS 1.x UEFI device and arm its migration for one boot.
+//! `stager stage-1x`: stage a resinOS 1.x UEFI or U-Boot-trial device and arm its migration
+//! for one boot.
 
 use super::{plan_image, session_exit_code, Global};
 use crate::cli::Stage1xArgs;
@@ -7,7 +8,7 @@ use crate::host::HostRoot;
 use crate::output::{print_error, EXIT_FAILED, EXIT_OK, EXIT_REFUSED};
 use crate::run_session::RunSession;
 use crate::stage::engine::execute::ExecuteOptions;
-use crate::stage::resinos1x::stage_1x::{self, Outcome1x, Stage1xError, Stage1xRequest};
+use crate::stage::resinos1x::stage_1x::{self, Armed, Outcome1x, Stage1xError, Stage1xRequest};
 use std::path::PathBuf;
 
 /// Like `stage`, a real run (not `--dry-run`) holds the host's run lock before it reads
@@ -63,21 +64,24 @@ fn run_with(args: &Stage1xArgs, global: &Global, root: &HostRoot) -> (i32, Strin
             out(&format!("{text}Dry run: nothing was changed.\n"));
             (EXIT_OK, "dry run: nothing was changed".into())
         }
-        Ok(Outcome1x::Staged { rebooting, boot_number }) => {
+        Ok(Outcome1x::Staged { rebooting, armed }) => {
             let next = if rebooting {
                 "rebooting into the migration now"
             } else {
                 "the migration starts at the next reboot"
             };
             if json {
-                out(&format!(
-                    "{}\n",
-                    serde_json::json!({ "staged": true, "boot_option": format!("Boot{boot_number:04X}"), "rebooting": rebooting })
-                ));
+                let value = match armed {
+                    Armed::BootNext(number) => {
+                        serde_json::json!({ "staged": true, "boot_option": format!("Boot{number:04X}"), "rebooting": rebooting })
+                    }
+                    Armed::UbootTrial { trial_count } => {
+                        serde_json::json!({ "staged": true, "uboot_trial_count": trial_count, "rebooting": rebooting })
+                    }
+                };
+                out(&format!("{value}\n"));
             }
-            let line = format!(
-                "Staged and armed for one boot (Boot{boot_number:04X} as BootNext); {next}."
-            );
+            let line = format!("Staged and armed for one boot ({}); {next}.", armed.describe());
             out(&format!("{line}\n"));
             (EXIT_OK, line)
         }

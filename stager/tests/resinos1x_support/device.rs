@@ -16,6 +16,16 @@ use std::os::unix::fs::MetadataExt;
 
 pub const BOOT_MOUNT: &str = "/mnt/boot";
 pub const EFIVARS: &str = "/sys/firmware/efi/efivars";
+pub const PHYS_MEM: &str = "/dev/mem";
+pub const UBOOT_IMG: &str = "u-boot.img";
+/// Stands for the BeagleBone 1.x u-boot.img: stager reads only its strings.
+pub const UBOOT_IMG_STRINGS: &str =
+    "U-Boot 2015.07\0bootcount\0uenvcmd\0bootz ${loadaddr} - ${fdtaddr}\0";
+
+/// `len` bytes repeating `seed` and a counter, different for each seed.
+pub fn pattern(seed: &[u8], len: usize) -> Vec<u8> {
+    (0..len).map(|i| seed[i % seed.len()].wrapping_add((i / 251) as u8)).collect()
+}
 
 /// A resinOS 1.x device of `profile_name`, ready to be staged but for what a test changes.
 pub struct Device {
@@ -66,7 +76,22 @@ impl Device {
             assert!(status.success(), "mount tmpfs on {}", dir.display());
             dir
         });
-        host.write(&format!("{BOOT_MOUNT}/EFI/BOOT/grub.cfg"), "# resinOS 1.x\n");
+        match &profile.uboot_trial {
+            // resin-boot as the BeagleBone's: the uEnv.txt of the disk's own FAT and a
+            // u-boot.img whose strings have what the trial needs.
+            Some(_) => {
+                std::fs::create_dir_all(host.path(BOOT_MOUNT)).unwrap();
+                for name in &profile.bootloader_config_files {
+                    std::fs::write(
+                        host.path(&format!("{BOOT_MOUNT}/{name}")),
+                        super::original_boot_file(name),
+                    )
+                    .unwrap();
+                }
+                host.write(&format!("{BOOT_MOUNT}/{UBOOT_IMG}"), UBOOT_IMG_STRINGS);
+            }
+            None => host.write(&format!("{BOOT_MOUNT}/EFI/BOOT/grub.cfg"), "# resinOS 1.x\n"),
+        }
         let boot_dev = std::fs::metadata(host.path(BOOT_MOUNT)).unwrap().dev();
         let boot_dev =
             format!("{}:{}", nix::sys::stat::major(boot_dev), nix::sys::stat::minor(boot_dev));
@@ -113,6 +138,21 @@ impl Device {
 
         let mut plan = case.request.clone();
         plan.disk = disk;
+        if let Some(trial) = &profile.uboot_trial {
+            // The board's 1.x kernel and dtb on the running root, distinct bytes each; the
+            // boot counter in the tree's /dev/mem, where stage-1x reads it by default.
+            for (file, bytes) in [
+                (&trial.kernel, pattern(b"zImage", 300_000)),
+                (&trial.dtb, pattern(b"dtb", 40_000)),
+            ] {
+                let path = host.path(file);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, bytes).unwrap();
+            }
+            plan.kernel = host.path(&trial.kernel);
+            plan.phys_mem = host.path(PHYS_MEM);
+            super::write_counter(&plan.phys_mem, &trial.bootcount, super::BOOT_COUNT_WORD);
+        }
         let request = Stage1xRequest {
             plan,
             root: HostRoot::new(host.root()),

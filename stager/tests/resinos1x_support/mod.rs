@@ -319,8 +319,32 @@ pub fn resinos1x_case(
         kernel,
         initramfs,
         allow_unknown_device_type: false,
+        phys_mem: dir.path().join("phys-mem"),
     };
+    if let Some(trial) = &profile.uboot_trial {
+        write_counter(&request.phys_mem, &trial.bootcount, BOOT_COUNT_WORD);
+    }
     Case { dir, request, source, target }
+}
+
+/// The boot counter word [`resinos1x_case`] gives a U-Boot trial board: U-Boot's magic and
+/// count 4, so the trial runs at bootcount 5.
+pub const BOOT_COUNT_WORD: u32 = 0xB001_0004;
+
+/// A sparse file standing for `/dev/mem`: `word` at the register's address in its byte order.
+pub fn write_counter(path: &Path, register: &board_profiles::BootcountRegister, word: u32) {
+    use std::os::unix::fs::FileExt;
+    let bytes = match register.byte_order {
+        board_profiles::ByteOrder::BigEndian => word.to_be_bytes(),
+        board_profiles::ByteOrder::LittleEndian => word.to_le_bytes(),
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).unwrap();
+    file.set_len(register.address + 4096).unwrap();
+    file.write_all_at(&bytes, register.address).unwrap();
 }
 
 /// A bzImage's first bytes as the EFI stub has them: `MZ`, `e_lfanew` at 0x3c, `PE\0\0`

@@ -162,6 +162,16 @@ fn undo_one(
                 mark.device_id, mark.endpoint
             )))
         }
+        Change::ArmUbootTrial { boot_mount, .. } => {
+            let mount = root.path(boot_mount);
+            if !is_mount_point(&mount) {
+                return Err(format!(
+                    "{} is not a mounted file system, so uEnv.txt cannot be put back on the boot partition; mount the boot partition there and run `stager abort` again",
+                    mount.display()
+                ));
+            }
+            crate::stage::resinos1x::uboot_trial::disarm(&mount)
+        }
         Change::WriteBootDir { dir } => {
             // Only through the mounted boot partition: a missing directory on an unmounted
             // mount point would look undone while our files stay on the partition.

@@ -12,12 +12,8 @@
 //!   them until the next filter, and `[all]` ends every filter — so the block added here
 //!   starts with `[all]` and wins wherever the file ended.
 //!
-//! `uEnv.txt` (BeagleBone U-Boot, am335x environment): U-Boot's `envboot` loads it with
-//! `env import -t` (one `name=value` per line, `#` lines skipped) and, when `uenvcmd` is
-//! set, runs it; `bootpart=D:P` names the MMC device and partition of the root (balenahup
-//! `modules/bootconf.py` switches 1.x roots by rewriting `bootpart=1:N`). `load mmc D:P
-//! ADDR FILE` reads a file from a FAT or ext2/3/4 partition and sets `filesize`;
-//! `bootz KERNEL INITRD:SIZE FDT` boots a zImage.
+//! `uEnv.txt` (BeagleBone U-Boot) is not edited here: the board's U-Boot trial replaces it
+//! whole with `uboot_env`'s text ([`super::uboot_trial`]).
 //!
 //! Every edit comments out the lines it overrides with [`DISABLED`] and appends one block
 //! between [`BEGIN`] and [`END`]; [`revert`] gives back the original bytes exactly (line
@@ -43,8 +39,6 @@ pub enum EditError {
     AlreadyEdited { file: String },
     #[error("{file} is not text (UTF-8); restore the board's original {file}")]
     NotText { file: String },
-    #[error("{file} has no bootpart=DEVICE:PARTITION line, so the MMC device holding the system is unknown; restore the board's original uEnv.txt")]
-    NoBootpart { file: String },
     #[error("{file} was not edited by swapover (no complete swapover block); nothing to undo")]
     NotEdited { file: String },
     #[error("{file} on the boot partition: {problem}")]
@@ -56,8 +50,8 @@ pub enum EditError {
 pub enum EditKind {
     /// Raspberry Pi `config.txt`.
     ConfigTxt,
-    /// BeagleBone `uEnv.txt`.
-    UEnvTxt,
+    /// BeagleBone `uEnv.txt`: replaced by the U-Boot trial ([`super::uboot_trial`]), not edited.
+    UbootTrial,
     /// Read by the bootloader but left alone (`cmdline.txt`: config.txt points at our own file).
     Kept,
     /// Needs an edit this stager does not make yet (`EFI/BOOT/grub.cfg` of 1.x Intel NUC).
@@ -68,7 +62,7 @@ impl EditKind {
     pub fn of(file: &str) -> EditKind {
         match file.rsplit('/').next().unwrap_or(file) {
             "config.txt" => EditKind::ConfigTxt,
-            "uEnv.txt" => EditKind::UEnvTxt,
+            "uEnv.txt" => EditKind::UbootTrial,
             "cmdline.txt" | "resinOS_uEnv.txt" => EditKind::Kept,
             _ => EditKind::Unsupported,
         }
@@ -78,13 +72,11 @@ impl EditKind {
 /// Where the migration environment is and how it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationBoot {
-    /// Kernel file: on the boot partition (config.txt) or on the staging partition (uEnv.txt).
+    /// Kernel file on the boot partition.
     pub kernel: String,
     pub initramfs: String,
     /// config.txt: the command-line file written next to the kernel on the boot partition.
     pub cmdline_file: String,
-    /// uEnv.txt: number of the staging partition on the boot MMC device.
-    pub staging_partition: u32,
     /// Kernel arguments.
     pub args: Vec<String>,
 }
@@ -158,32 +150,7 @@ pub fn cmdline_txt(boot: &MigrationBoot) -> Vec<u8> {
     format!("{}\n", boot.args.join(" ")).into_bytes()
 }
 
-/// uEnv.txt running the migration environment from the staging partition.
-pub fn edit_uenv_txt(original: &[u8], boot: &MigrationBoot) -> Result<Vec<u8>, EditError> {
-    let text = as_text("uEnv.txt", original)?;
-    let device = lines(text)
-        .iter()
-        .filter_map(|l| l.trim().strip_prefix("bootpart="))
-        .filter_map(|v| v.split(':').next())
-        .map(|d| d.trim().to_string())
-        .next_back()
-        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or_else(|| EditError::NoBootpart { file: "uEnv.txt".into() })?;
-    let part = format!("{device}:{}", boot.staging_partition);
-    let overrides = |line: &str| line.starts_with("uenvcmd=");
-    let block = vec![
-        format!("swapover_part={part}"),
-        format!(
-            "uenvcmd=run findfdt; load mmc ${{swapover_part}} ${{loadaddr}} {kernel}; load mmc ${{bootpart}} ${{fdtaddr}} ${{bootdir}}/${{fdtfile}}; load mmc ${{swapover_part}} ${{rdaddr}} {initramfs}; setenv bootargs {args}; bootz ${{loadaddr}} ${{rdaddr}}:${{filesize}} ${{fdtaddr}}",
-            kernel = boot.kernel,
-            initramfs = boot.initramfs,
-            args = boot.args.join(" ")
-        ),
-    ];
-    Ok(edit(text, overrides, &block))
-}
-
-/// The original bytes of a file edited by [`edit_config_txt`] or [`edit_uenv_txt`].
+/// The original bytes of a file edited by [`edit_config_txt`].
 pub fn revert(file: &str, edited: &[u8]) -> Result<Vec<u8>, EditError> {
     let not_edited = || EditError::NotEdited { file: file.to_string() };
     let text = std::str::from_utf8(edited).map_err(|_| not_edited())?;
@@ -255,8 +222,7 @@ pub fn edited_bytes(
 ) -> Result<Option<Vec<u8>>, EditError> {
     match EditKind::of(file) {
         EditKind::ConfigTxt => edit_config_txt(original, boot).map(Some),
-        EditKind::UEnvTxt => edit_uenv_txt(original, boot).map(Some),
-        EditKind::Kept | EditKind::Unsupported => Ok(None),
+        EditKind::UbootTrial | EditKind::Kept | EditKind::Unsupported => Ok(None),
     }
 }
 
@@ -316,7 +282,6 @@ mod tests {
             kernel: "swapover/vmlinuz".into(),
             initramfs: "swapover/initramfs.img".into(),
             cmdline_file: "swapover/cmdline.txt".into(),
-            staging_partition: 3,
             args: vec!["console=tty1".into(), "swapover.migrate=1".into()],
         }
     }
@@ -341,21 +306,6 @@ mod tests {
     }
 
     #[test]
-    fn uenv_edit_uses_the_bootpart_device_and_reverts() {
-        let original = b"bootpart=1:2\nuenvcmd=run old\noptargs=quiet\n";
-        let edited = edit_uenv_txt(original, &boot()).unwrap();
-        let text = String::from_utf8(edited.clone()).unwrap();
-        assert!(text.contains("#swapover-disabled# uenvcmd=run old\n"), "{text}");
-        assert!(text.contains("swapover_part=1:3\n"), "{text}");
-        assert!(text.contains("load mmc ${swapover_part} ${loadaddr} swapover/vmlinuz;"), "{text}");
-        assert_eq!(revert("uEnv.txt", &edited).unwrap(), original.to_vec());
-        assert_eq!(
-            edit_uenv_txt(b"optargs=quiet\n", &boot()),
-            Err(EditError::NoBootpart { file: "uEnv.txt".into() })
-        );
-    }
-
-    #[test]
     fn an_empty_or_missing_config_txt_reverts_to_empty() {
         let edited = edit_config_txt(b"", &boot()).unwrap();
         assert!(String::from_utf8_lossy(&edited).starts_with(BEGIN));
@@ -369,7 +319,7 @@ mod tests {
     #[test]
     fn kinds_follow_the_file_name() {
         assert_eq!(EditKind::of("config.txt"), EditKind::ConfigTxt);
-        assert_eq!(EditKind::of("uEnv.txt"), EditKind::UEnvTxt);
+        assert_eq!(EditKind::of("uEnv.txt"), EditKind::UbootTrial);
         assert_eq!(EditKind::of("cmdline.txt"), EditKind::Kept);
         assert_eq!(EditKind::of("EFI/BOOT/grub.cfg"), EditKind::Unsupported);
     }

@@ -6,6 +6,7 @@
 //! but not staged (their firmware has no one-shot).
 
 pub mod app_data;
+pub mod boot_counter;
 pub mod boot_files;
 pub mod fs_probe;
 pub mod plan_image;
@@ -16,6 +17,7 @@ pub mod stage_1x;
 pub mod supervisor_mark;
 pub mod supervisor_version;
 pub mod target_supervisor;
+pub mod uboot_trial;
 
 pub use planner::{make_plan, Inputs, Plan1x};
 pub use refusal::Refusal1x;

@@ -2,6 +2,7 @@
 //! image and prints the plan (`--json`: the plan's JSON). Reads only.
 
 use super::app_data;
+use super::boot_counter;
 use super::planner::{self, BootFile, Inputs, Plan1x};
 use super::refusal::Refusal1x;
 use super::source_disk::{self, SourceDisk1x};
@@ -29,6 +30,9 @@ pub struct PlanImageRequest {
     pub kernel: PathBuf,
     pub initramfs: PathBuf,
     pub allow_unknown_device_type: bool,
+    /// Physical memory (`/dev/mem`), where U-Boot's boot counter is read on boards whose
+    /// profile arms a U-Boot trial.
+    pub phys_mem: PathBuf,
 }
 
 fn file_size(path: &Path, what: &str) -> Result<Bytes, Refusal1x> {
@@ -94,6 +98,10 @@ pub fn plan_with_initramfs(req: &PlanImageRequest, initramfs: Bytes) -> Result<P
     }
     let (boot_files, boot_free) = read_boot_files(&disk, &req.profile)?;
     let image = image_probe::probe(&req.image).map_err(crate::stage::Refusal::from)?;
+    let boot_counter = match &req.profile.uboot_trial {
+        Some(trial) => Some(boot_counter::read(&req.phys_mem, &trial.bootcount)?),
+        None => None,
+    };
     planner::make_plan(&Inputs {
         profile: &req.profile,
         disk: &disk,
@@ -105,5 +113,6 @@ pub fn plan_with_initramfs(req: &PlanImageRequest, initramfs: Bytes) -> Result<P
         boot_files: &boot_files,
         boot_free,
         allow_unknown_device_type: req.allow_unknown_device_type,
+        boot_counter,
     })
 }

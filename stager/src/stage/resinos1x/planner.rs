@@ -8,9 +8,11 @@
 //! end; anything else would be overwritten while the migration still runs from it.
 
 use super::app_data::AppData;
+use super::boot_counter::BootCounter;
 use super::boot_files::{self, EditKind, MigrationBoot};
 use super::refusal::Refusal1x;
 use super::source_disk::{self, Matched, SourceDisk1x};
+use super::uboot_trial::{self, ORIGINAL_UENV, UENV};
 use crate::stage::config_json::ConfigJsonFacts;
 use crate::stage::image_probe::ImageFacts;
 use crate::stage::ubuntu::planning::{self, ENTRY_ID, ENTRY_TITLE, STAGING_DIR};
@@ -19,7 +21,8 @@ use plan::{
     BackupItem, BackupSet, BackupVolume, Bytes, ConfigJson, DiskId, Extent, FailurePolicy,
     FileChange, FileChangeKind, FsPartition, FsType, GrubChanges, GrubRoute, ModuleLoad,
     NetworkSources, PartitionIdentity, PartitionRole, Plan, SectorSize, Sectors, Sha256Hex,
-    SourceDisk, Staging, TableKind, TargetImage, TargetLayout, TargetPartition, FORMAT_VERSION,
+    SourceDisk, Staging, TableKind, TargetImage, TargetLayout, TargetPartition, UbootTrialBoot,
+    WatchdogFeed, FORMAT_VERSION,
 };
 
 /// Where resinOS 1.x mounts its boot partition (balenahup `upgrade-1.x-to-2.x.sh` reads
@@ -57,7 +60,12 @@ pub struct Inputs<'a> {
     /// Free space on the 1.x boot partition (Raspberry Pi: kernel and initramfs go there).
     pub boot_free: Option<Bytes>,
     pub allow_unknown_device_type: bool,
+    /// U-Boot's boot counter, read when the profile arms a U-Boot trial (`uboot_trial`).
+    pub boot_counter: Option<BootCounter>,
 }
+
+/// How often the migrator feeds the board's watchdog (BeagleBone: a 60 s timeout, contract B11).
+pub const WATCHDOG_INTERVAL_SECS: u32 = 10;
 
 /// What staging must hold, and where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,7 +198,7 @@ fn overlap(staging: &Matched, span: &Extent, what: &str, part: Extent) -> Refusa
 }
 
 /// The migration environment's files and kernel arguments for this board.
-pub fn migration_boot(profile: &Profile, staging_number: u32) -> MigrationBoot {
+pub fn migration_boot(profile: &Profile) -> MigrationBoot {
     let console: &[&str] = match profile.bootloader {
         Bootloader::RaspberrypiFirmware => &["console=serial0,115200", "console=tty1"],
         Bootloader::UBoot => &["console=${console}"],
@@ -209,11 +217,19 @@ pub fn migration_boot(profile: &Profile, staging_number: u32) -> MigrationBoot {
         // was loaded from (the boot partition), with a backslash path.
         args.push(format!("initrd={}", uefi_path(INITRAMFS_FILE)));
     }
+    if profile.uboot_trial.is_some() {
+        // The trial's own files and text (uboot_env): U-Boot loads them from resin-boot.
+        return MigrationBoot {
+            kernel: uboot_env::TRIAL_KERNEL.into(),
+            initramfs: uboot_env::TRIAL_INITRAMFS.into(),
+            cmdline_file: String::new(),
+            args: Vec::new(),
+        };
+    }
     MigrationBoot {
         kernel: on_staging(KERNEL_FILE),
         initramfs: on_staging(INITRAMFS_FILE),
         cmdline_file: CMDLINE_FILE.to_string(),
-        staging_partition: staging_number,
         args,
     }
 }
@@ -341,6 +357,51 @@ fn boot_room(i: &Inputs<'_>, boot: &Matched, notes: &mut Vec<String>) -> Result<
             Ok(())
         }
     }
+}
+
+/// The U-Boot trial's changes on the boot partition: `uEnv.txt` replaced by the armed text
+/// (its 1.x bytes kept at [`ORIGINAL_UENV`]), the trial's kernel, dtb and initramfs created.
+fn uboot_trial_changes(
+    i: &Inputs<'_>,
+    trial: &board_profiles::UbootTrialProfile,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<BootEdit>, Vec<FileChange>, UbootTrialBoot), Refusal1x> {
+    let counter = i.boot_counter.ok_or_else(|| {
+        units(format!(
+            "profile {} arms its trial through U-Boot's boot counter, which was not read",
+            i.profile.name
+        ))
+    })?;
+    let original = i
+        .boot_files
+        .iter()
+        .find(|f| f.name == UENV)
+        .and_then(|f| f.bytes.clone())
+        .ok_or_else(|| {
+            Refusal1x::Uenv("there is none on the boot partition, so the storage the trial boots from is unknown; restore the board's original uEnv.txt (mmcdev=1, bootpart=1:2 on the eMMC)".into())
+        })?;
+    let armed = uboot_trial::trial_uenv(trial, &original, &counter)?;
+    notes.push(counter.describe(&trial.bootcount));
+    let mut files = vec![FileChange {
+        path: format!("{BOOT_MOUNT}/{UENV}"),
+        change: FileChangeKind::Modified {
+            backup: format!("{BOOT_MOUNT}/{ORIGINAL_UENV}"),
+            original_sha256: sha256(&original),
+        },
+    }];
+    for name in [uboot_env::TRIAL_KERNEL, uboot_env::TRIAL_DTB, uboot_env::TRIAL_INITRAMFS] {
+        files.push(FileChange {
+            path: format!("{BOOT_MOUNT}/{name}"),
+            change: FileChangeKind::Created,
+        });
+    }
+    let boot = UbootTrialBoot {
+        interface: trial.interface,
+        original_uenv: ORIGINAL_UENV.into(),
+        trial_count: counter.trial.value(),
+    };
+    let edit = BootEdit { name: UENV.into(), original: Some(original), edited: armed };
+    Ok((vec![edit], files, boot))
 }
 
 /// The changes on the boot partition that start the migration environment once: each
@@ -478,17 +539,38 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
 
     // What resin-updt (and, on a Raspberry Pi, resin-boot) must hold.
     // The Raspberry Pi GPU firmware and UEFI firmware read only the FAT boot partition.
-    let kernel_on_boot =
-        profile.bootloader == Bootloader::RaspberrypiFirmware || armed_by_firmware(profile);
+    // So does U-Boot for the trial: it loads the trial's files from resin-boot (contract §2.3).
+    let kernel_on_boot = profile.bootloader == Bootloader::RaspberrypiFirmware
+        || armed_by_firmware(profile)
+        || profile.uboot_trial.is_some();
     let (staging_fs, budget) = staging_budget(i, updt, backup, kernel_on_boot)?;
     if kernel_on_boot {
         boot_room(i, boot, &mut notes)?;
     }
 
     // The bootloader files, edited to start the migration environment once.
-    let mboot = migration_boot(profile, updt.found.number);
+    let mboot = migration_boot(profile);
     let by_firmware = armed_by_firmware(profile);
-    let (boot_edits, files) = boot_changes(i, boot, &mboot, kernel_on_boot, &mut notes)?;
+    let (boot_edits, files, uboot) = match &profile.uboot_trial {
+        Some(trial) => {
+            let (edits, files, uboot) = uboot_trial_changes(i, trial, &mut notes)?;
+            (edits, files, Some(uboot))
+        }
+        None => {
+            let (edits, files) = boot_changes(i, boot, &mboot, kernel_on_boot, &mut notes)?;
+            (edits, files, None)
+        }
+    };
+    let route = match (&uboot, by_firmware) {
+        (Some(_), _) => GrubRoute::UbootTrial,
+        (None, true) => GrubRoute::UefiBootNext,
+        (None, false) => GrubRoute::BootFiles,
+    };
+    let watchdog = profile
+        .uboot_trial
+        .as_ref()
+        .and_then(|t| t.watchdog.clone())
+        .map(|device| WatchdogFeed { device, interval_secs: WATCHDOG_INTERVAL_SECS });
 
     let app_id = i.config.application_id.clone().unwrap_or_else(|| "unassigned".to_string());
     let volumes = backup_volumes(i, &app_id, &mut notes);
@@ -566,17 +648,17 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
         grub: GrubChanges {
             entry_id: ENTRY_ID.into(),
             entry_title: ENTRY_TITLE.into(),
-            route: if by_firmware { GrubRoute::UefiBootNext } else { GrubRoute::BootFiles },
+            route,
             files,
             env: Vec::new(),
-            uboot: None,
+            uboot,
         },
         finalize: profile.finalize_policy(),
         failure: FailurePolicy {
             step_retries: 3,
             retry_delay_secs: 5,
             disk_wait_secs: 30,
-            watchdog: None,
+            watchdog,
         },
     };
     plan.validate()?;

@@ -67,6 +67,15 @@ pub enum Refusal1x {
     /// The supervisor-update mark cannot be decided (API, image, version); names the fix.
     #[error("supervisor update: {0}")]
     SupervisorMark(String),
+    /// R5 (docs/arm-1x-contract.md §5.2): without the counter the trial's boot cannot be told
+    /// from any other.
+    #[error("cannot read U-Boot's boot counter at {address:#x} through {path}: {problem}; the trial cannot be armed safely without it (run as root on the board's own resinOS 1.x kernel, whose /dev/mem reaches the RTC registers)")]
+    BootCounterUnreadable { address: u64, path: String, problem: String },
+    #[error("{0}")]
+    BootCounterAtLimit(uboot_env::TrialError),
+    /// The board's `uEnv.txt` cannot be the base of the trial.
+    #[error("the boot partition's uEnv.txt: {0}")]
+    Uenv(String),
     /// The device is not ready to be staged (boot partition, efivarfs, an earlier run's files).
     #[error("{0}")]
     NotReady(String),

@@ -1,5 +1,6 @@
 //! `stager stage-1x`: stage a resinOS 1.x UEFI device (the 1.x Intel NUC) and arm its
-//! migration environment for ONE boot through the firmware.
+//! migration environment for ONE boot through the firmware; or a resinOS 1.x BeagleBone
+//! Black, armed for ONE trial boot through U-Boot's boot counter (see the end of this text).
 //!
 //! Every refusal comes before the first change. Then, each change recorded in the undo
 //! journal before it is made and undone in reverse on any failure (or by `stager abort`):
@@ -10,6 +11,15 @@
 //! reboot (unless `--no-reboot`). The firmware deletes BootNext before it boots the option,
 //! so the boot after that is the 1.x system's again whatever the migration environment does.
 //! No file the 1.x system had is changed.
+//!
+//! On a U-Boot board (profile `uboot_trial`, docs/arm-1x-contract.md §2.3) the boot counter
+//! is read before planning (the plan carries the trial's count), the board's kernel and dtb
+//! are checked to be on the running root and its `u-boot.img` to have the boot counter; the
+//! steps after the spare root's are: write `swapover/zImage`, `board.dtb` and `initramfs.img`
+//! on the mounted resin-boot (each by temporary name, fsync, rename, read back against its
+//! sha256) → copy `uEnv.txt` to `swapover/uEnv.txt.1x` and rename the trial's `uEnv.txt`
+//! over it → sync → reboot. Only `uEnv.txt` of the 1.x files changes, and undo renames the
+//! copy back.
 //!
 //! Run from the command line it is a session like `stage` ([`crate::run_session`]): the
 //! host's run lock, the run log, and a signal after the first change rolls back (a signal
@@ -22,6 +32,7 @@ use super::source_disk;
 use super::supervisor_mark::{self, Api, MarkPlan};
 use super::supervisor_version::SupervisorVersion;
 use super::target_supervisor;
+use super::uboot_trial;
 use crate::host::locate;
 use crate::host::HostRoot;
 use crate::stage::engine::execute::{ExecuteError, ExecuteOptions, Run, StepFailure};
@@ -31,6 +42,7 @@ use crate::stage::ubuntu::planning::{self, STAGING_DIR};
 use crate::stage::ubuntu::staging_files::{self, PLAN_IN_INITRAMFS};
 use crate::stage::Refusal;
 use crate::state::{self, Change, StageState, StateStore, STATE_FORMAT};
+use board_profiles::UbootTrialProfile;
 use efivars::{EfiVars, HardDrive, LoadOption, PartitionSignature, UefiOneShot};
 use plan::{Bytes, PartitionIdentity, PartitionRole, SectorSize};
 use std::os::unix::fs::MetadataExt;
@@ -94,7 +106,27 @@ impl From<Refusal> for Stage1xError {
 #[derive(Debug)]
 pub enum Outcome1x {
     DryRun(String),
-    Staged { rebooting: bool, boot_number: u16 },
+    Staged { rebooting: bool, armed: Armed },
+}
+
+/// How the one boot of the migration environment was armed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Armed {
+    /// UEFI: `Boot####` set as `BootNext`.
+    BootNext(u16),
+    /// U-Boot: the trial runs at the boot whose `${bootcount}` is this.
+    UbootTrial { trial_count: u32 },
+}
+
+impl Armed {
+    pub fn describe(&self) -> String {
+        match self {
+            Armed::BootNext(number) => format!("Boot{number:04X} as BootNext"),
+            Armed::UbootTrial { trial_count } => {
+                format!("a U-Boot trial in uEnv.txt at bootcount {trial_count}")
+            }
+        }
+    }
 }
 
 /// The boot partition as the firmware's device path names it, and its identity.
@@ -142,6 +174,22 @@ fn build_initramfs(req: &Stage1xRequest, plan_json: &str) -> Result<Vec<u8>, Ref
     Ok(out)
 }
 
+/// How the one boot is armed, with what arming needs.
+enum Arming {
+    Uefi { vars: EfiVars },
+    UbootTrial(TrialFiles),
+}
+
+/// The U-Boot trial's files: the board's kernel and dtb (the initramfs is built), and the
+/// 1.x `uEnv.txt` with its armed replacement (the plan's `uEnv.txt` edit).
+struct TrialFiles {
+    kernel: PathBuf,
+    dtb: PathBuf,
+    uenv_original: Vec<u8>,
+    uenv_armed: Vec<u8>,
+    trial_count: u32,
+}
+
 /// Everything checked and built before the first change.
 struct Ready {
     p: Plan1x,
@@ -149,10 +197,85 @@ struct Ready {
     initramfs: Vec<u8>,
     boot: BootPartition,
     staging: Region,
-    vars: EfiVars,
+    arming: Arming,
     boot_dir: PathBuf,
     supervisor: MarkPlan,
     api: Option<Api>,
+}
+
+/// What the board's `u-boot.img` must contain for the trial's text to work there
+/// (contract R7: the TI fork is checked on the device's own binary, not assumed mainline).
+const UBOOT_NEEDS: [&str; 3] = ["bootcount", "uenvcmd", "bootz"];
+/// The board's U-Boot on the boot partition (MLO loads it from there).
+const UBOOT_IMG: &str = "u-boot.img";
+/// Larger than any am335x u-boot.img (about 400 KiB), small enough to read whole.
+const UBOOT_IMG_MAX: u64 = 4 * 1024 * 1024;
+
+/// The U-Boot trial's checks before the first change: the running board's kernel and dtb
+/// (those of the profile's board), its U-Boot's counter support, and the planned uEnv.txt.
+fn trial_files(
+    req: &Stage1xRequest,
+    p: &Plan1x,
+    trial: &UbootTrialProfile,
+) -> Result<TrialFiles, Refusal1x> {
+    let root = &req.root;
+    let on_root = |file: &str, what: &str| {
+        let path = root.path(file);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(refuse_boot(format!(
+                "{file} ({what}) is not on the running root, so this is not the board profile {} names (or not its resinOS 1.x); pick this board's profile",
+                req.plan.profile.name
+            )))
+        }
+    };
+    on_root(&trial.kernel, "the board's 1.x kernel")?;
+    let dtb = on_root(&trial.dtb, "the board's device tree")?;
+    let uboot = root.path(&req.boot_mount).join(UBOOT_IMG);
+    let bytes = std::fs::File::open(&uboot)
+        .and_then(|f| {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, UBOOT_IMG_MAX), &mut bytes)
+                .map(|_| bytes)
+        })
+        .map_err(|e| {
+            refuse_boot(format!(
+                "cannot read the board's U-Boot {}: {e}; the trial needs U-Boot's boot counter, which is read from its strings",
+                uboot.display()
+            ))
+        })?;
+    let missing: Vec<&str> = UBOOT_NEEDS
+        .iter()
+        .copied()
+        .filter(|needle| !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(refuse_boot(format!(
+            "the board's U-Boot {} has no {} in its strings, so the trial's uEnv.txt (contract §2.3) would not run as planned there; this U-Boot is not the resinOS 1.x one the profile expects",
+            uboot.display(),
+            missing.join(", ")
+        )));
+    }
+    let edit = p.boot_edits.iter().find(|e| e.name == uboot_trial::UENV);
+    let (Some(edit), Some(uboot)) = (edit, &p.plan.grub.uboot) else {
+        return Err(refuse_boot("the plan has no armed uEnv.txt for the U-Boot trial".into()));
+    };
+    // Planned from the disk's FAT; armed through the mount: both must be the same file.
+    let mounted = root.path(&req.boot_mount).join(uboot_trial::UENV);
+    if std::fs::read(&mounted).ok() != edit.original {
+        return Err(refuse_boot(format!(
+            "{} is not the uEnv.txt read from the disk's boot partition; mount the disk's resin-boot there (and sync) and run the stager again",
+            mounted.display()
+        )));
+    }
+    Ok(TrialFiles {
+        kernel: req.plan.kernel.clone(),
+        dtb,
+        uenv_original: edit.original.clone().unwrap_or_default(),
+        uenv_armed: edit.edited.clone(),
+        trial_count: uboot.trial_count,
+    })
 }
 
 fn refuse_boot(what: String) -> Refusal1x {
@@ -165,10 +288,10 @@ fn prepare(req: &Stage1xRequest) -> Result<Ready, Stage1xError> {
         return Err(Refusal::AlreadyStaged { path: state::STATE_FILE.into() }.into());
     }
     let profile = &req.plan.profile;
-    if !planner::armed_by_firmware(profile) {
+    if !planner::armed_by_firmware(profile) && profile.uboot_trial.is_none() {
         return Err(refuse_boot(format!(
             "profile {} arms the migration by editing {} on the boot partition, which its firmware cannot undo by itself after one boot; \
-             stage-1x stages UEFI boards only (armed with BootNext); see `stager plan-image` for this board's plan",
+             stage-1x stages UEFI boards (armed with BootNext) and U-Boot boards with a boot counter trial only; see `stager plan-image` for this board's plan",
             profile.name,
             profile.bootloader_config_files.join(", ")
         ))
@@ -188,8 +311,14 @@ fn prepare(req: &Stage1xRequest) -> Result<Ready, Stage1xError> {
         .into());
     }
 
-    let vars = EfiVars::at(root.path(&req.efivars));
-    vars.check_available().map_err(|e| refuse_boot(e.to_string()))?;
+    let arming = match &profile.uboot_trial {
+        Some(trial) => Arming::UbootTrial(trial_files(req, &p, trial)?),
+        None => {
+            let vars = EfiVars::at(root.path(&req.efivars));
+            vars.check_available().map_err(|e| refuse_boot(e.to_string()))?;
+            Arming::Uefi { vars }
+        }
+    };
 
     let boot = boot_partition(&req.plan)?;
     let boot_device = locate::find_partition(root, &boot.identity)
@@ -232,7 +361,7 @@ fn prepare(req: &Stage1xRequest) -> Result<Ready, Stage1xError> {
         .map_err(|e| refuse_boot(format!("the spare root: {e}")))?;
     let staging = Region::of_partition(root, &staging_device);
     let (supervisor, api) = supervisor_check(req, &p)?;
-    Ok(Ready { p, plan_json, initramfs, boot, staging, vars, boot_dir, supervisor, api })
+    Ok(Ready { p, plan_json, initramfs, boot, staging, arming, boot_dir, supervisor, api })
 }
 
 /// The supervisor the 2.x image ships: `--supervisor-version`, or read from its resin-rootA.
@@ -301,21 +430,40 @@ fn steps_text(req: &Stage1xRequest, ready: &Ready) -> String {
         format!("mount {staging} (resin-updt, its {} file system kept as it is) at {}", ready.p.plan.staging.fs_type, state::MOUNT_POINT),
         format!("write {STAGING_DIR}/ there: plan.json, config.json, {} ({}, sha256 checked as copied)", ready.p.plan.image.file, ready.p.plan.image.compressed_size),
         format!("unmount {staging}"),
-        format!(
-            "write {}/: vmlinuz ({}), initramfs.img ({} bytes: migrator as /init, modules, plan)",
-            ready.boot_dir.display(),
-            ready.p.budget.kernel,
-            ready.initramfs.len()
-        ),
+        match &ready.arming {
+            Arming::Uefi { .. } => format!(
+                "write {}/: vmlinuz ({}), initramfs.img ({} bytes: migrator as /init, modules, plan)",
+                ready.boot_dir.display(),
+                ready.p.budget.kernel,
+                ready.initramfs.len()
+            ),
+            Arming::UbootTrial(t) => format!(
+                "write {}/: zImage ({}, from {}), board.dtb (from {}), initramfs.img ({} bytes: migrator as /init, modules, plan), each renamed into place and read back against its sha256",
+                ready.boot_dir.display(),
+                ready.p.budget.kernel,
+                t.kernel.display(),
+                t.dtb.display(),
+                ready.initramfs.len()
+            ),
+        },
         match &ready.supervisor {
             MarkPlan::Mark(_) => format!("{} (in the API)", ready.supervisor.describe()),
             other => other.describe(),
         },
-        format!(
-            "add the firmware boot option '{BOOT_OPTION_DESCRIPTION}' ({} on partition {}) and set BootNext to it (one boot)",
-            planner::uefi_path(KERNEL_FILE),
-            ready.boot.drive.number
-        ),
+        match &ready.arming {
+            Arming::Uefi { .. } => format!(
+                "add the firmware boot option '{BOOT_OPTION_DESCRIPTION}' ({} on partition {}) and set BootNext to it (one boot)",
+                planner::uefi_path(KERNEL_FILE),
+                ready.boot.drive.number
+            ),
+            Arming::UbootTrial(t) => format!(
+                "copy {m}/{u} to {m}/{o}, then rename the trial's uEnv.txt over {m}/{u} (the trial runs at the boot whose bootcount is {c}, once)",
+                m = req.boot_mount.display(),
+                u = uboot_trial::UENV,
+                o = uboot_trial::ORIGINAL_UENV,
+                c = t.trial_count
+            ),
+        },
         "sync".to_string(),
         if req.execute.no_reboot { "do not reboot (--no-reboot): the migration starts at the next reboot".into() } else { "reboot".into() },
     ];
@@ -340,7 +488,7 @@ fn sync_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("fsync {}: {e}", dir.display()))
 }
 
-fn all_steps(run: &mut Run<'_>, req: &Stage1xRequest, ready: &Ready) -> Result<u16, StepFailure> {
+fn all_steps(run: &mut Run<'_>, req: &Stage1xRequest, ready: &Ready) -> Result<Armed, StepFailure> {
     let region = ready.staging.clone();
     let device = run.attach_staging(&region)?;
     let mount_point = run.mount_staging(&device)?;
@@ -374,9 +522,22 @@ fn all_steps(run: &mut Run<'_>, req: &Stage1xRequest, ready: &Ready) -> Result<u
     run.step(Change::WriteBootDir { dir: boot_dir_recorded }, |_| {
         std::fs::create_dir(&ready.boot_dir)
             .map_err(|e| format!("create {}: {e}", ready.boot_dir.display()))?;
-        let kernel = ready.boot_dir.join(file_name(KERNEL_FILE));
-        staging_files::copy_file(&req.plan.kernel, &kernel).map_err(|e| e.to_string())?;
-        write_file(&ready.boot_dir.join(file_name(INITRAMFS_FILE)), &ready.initramfs)?;
+        match &ready.arming {
+            Arming::Uefi { .. } => {
+                let kernel = ready.boot_dir.join(file_name(KERNEL_FILE));
+                staging_files::copy_file(&req.plan.kernel, &kernel).map_err(|e| e.to_string())?;
+                write_file(&ready.boot_dir.join(file_name(INITRAMFS_FILE)), &ready.initramfs)?;
+            }
+            Arming::UbootTrial(t) => {
+                let boot = req.root.path(&req.boot_mount);
+                uboot_trial::copy_verified(&t.kernel, &boot.join(uboot_env::TRIAL_KERNEL))?;
+                uboot_trial::copy_verified(&t.dtb, &boot.join(uboot_env::TRIAL_DTB))?;
+                uboot_trial::write_verified(
+                    &ready.initramfs,
+                    &boot.join(uboot_env::TRIAL_INITRAMFS),
+                )?;
+            }
+        }
         sync_dir(&ready.boot_dir)?;
         if let Some(parent) = ready.boot_dir.parent() {
             sync_dir(parent)?;
@@ -405,18 +566,34 @@ fn all_steps(run: &mut Run<'_>, req: &Stage1xRequest, ready: &Ready) -> Result<u
             Ok(((), None))
         })?;
     }
-    let option = LoadOption {
-        description: BOOT_OPTION_DESCRIPTION.into(),
-        partition: ready.boot.drive,
-        file: planner::uefi_path(KERNEL_FILE),
-        args: ready.p.boot.args.join(" "),
-    };
-    let efivars = req.efivars.display().to_string();
-    run.step(Change::ArmUefiBootNext { efivars: efivars.clone(), undo: None }, |_| {
-        let undo = UefiOneShot::arm(&ready.vars, &option).map_err(|e| e.to_string())?;
-        let number = undo.boot_number;
-        Ok((number, Some(Change::ArmUefiBootNext { efivars, undo: Some(undo) })))
-    })
+    match &ready.arming {
+        Arming::Uefi { vars } => {
+            let option = LoadOption {
+                description: BOOT_OPTION_DESCRIPTION.into(),
+                partition: ready.boot.drive,
+                file: planner::uefi_path(KERNEL_FILE),
+                args: ready.p.boot.args.join(" "),
+            };
+            let efivars = req.efivars.display().to_string();
+            run.step(Change::ArmUefiBootNext { efivars: efivars.clone(), undo: None }, |_| {
+                let undo = UefiOneShot::arm(vars, &option).map_err(|e| e.to_string())?;
+                let number = undo.boot_number;
+                Ok((
+                    Armed::BootNext(number),
+                    Some(Change::ArmUefiBootNext { efivars, undo: Some(undo) }),
+                ))
+            })
+        }
+        Arming::UbootTrial(t) => {
+            let boot_mount = req.boot_mount.display().to_string();
+            let trial_count = t.trial_count;
+            run.step(Change::ArmUbootTrial { boot_mount, trial_count }, |_| {
+                let boot = req.root.path(&req.boot_mount);
+                uboot_trial::arm(&boot, &t.uenv_original, &t.uenv_armed)?;
+                Ok((Armed::UbootTrial { trial_count: t.trial_count }, None))
+            })
+        }
+    }
 }
 
 fn file_name(path: &str) -> &str {
@@ -451,8 +628,13 @@ pub fn run(req: &Stage1xRequest, system: &mut dyn System) -> Result<Outcome1x, S
     store.save(&state).map_err(ExecuteError::from)?;
     let mut run = Run { root, store, state, system, fail_after: req.execute.fail_after.clone() };
     let steps = all_steps(&mut run, req, &ready);
-    let (boot_number, rebooting) = run.finish(steps, req.execute.no_reboot, |boot_number| {
-        format!("Boot{boot_number:04X} is BootNext, the next boot starts the migration")
+    let (armed, rebooting) = run.finish(steps, req.execute.no_reboot, |armed| match armed {
+        Armed::BootNext(number) => {
+            format!("Boot{number:04X} is BootNext, the next boot starts the migration")
+        }
+        Armed::UbootTrial { trial_count } => format!(
+            "uEnv.txt runs the migration at the boot that counts {trial_count} (the next warm reboot), 1.x at any other"
+        ),
     })?;
-    Ok(Outcome1x::Staged { rebooting, boot_number })
+    Ok(Outcome1x::Staged { rebooting, armed })
 }
