@@ -2,6 +2,8 @@
 //! that already steers the boot (`uenvcmd`) or already carries swapover's variables is
 //! refused, so that an armed or committed trial is never armed again on top of itself.
 
+use crate::trial::BootPart;
+
 /// Why an existing `uEnv.txt` cannot be the base of a trial.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UenvError {
@@ -13,6 +15,19 @@ pub enum UenvError {
     HasSwapoverVariable { line: usize, name: String },
     #[error("uEnv.txt sets `{name}={found}`, but the trial needs `{name}={wanted}` to boot the same 1.x system; refusing to change how 1.x boots")]
     Conflicting { name: &'static str, found: String, wanted: String },
+}
+
+/// Why a `uEnv.txt` does not say where the board boots from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StorageError {
+    #[error("it sets no bootpart=DEVICE:PARTITION, so the storage the trial boots from is unknown; restore the board's original uEnv.txt (mmcdev=1, bootpart=1:2 on the eMMC)")]
+    NoBootpart,
+    #[error(
+        "bootpart={0} is not DEVICE:PARTITION in decimal; restore the board's original uEnv.txt"
+    )]
+    BadBootpart(String),
+    #[error("mmcdev={0} is not a number; restore the board's original uEnv.txt")]
+    BadMmcdev(String),
 }
 
 /// A 1.x `uEnv.txt`, accepted as the base of a trial: its lines, without line endings.
@@ -32,12 +47,17 @@ pub(crate) fn variable_name(line: &str) -> Option<&str> {
 }
 
 /// The value of the last line setting `name` (later lines win in `env import`).
-fn value_of<'a>(lines: &'a [String], name: &str) -> Option<&'a str> {
+fn value_of<'a>(lines: impl Iterator<Item = &'a str>, name: &str) -> Option<&'a str> {
     lines
-        .iter()
         .filter(|l| variable_name(l) == Some(name))
         .filter_map(|l| l.split_once('=').map(|(_, v)| v.trim()))
-        .next_back()
+        .last()
+}
+
+/// The value `env import -t` would give `name` from any `uEnv.txt` text (armed, committed or
+/// not): the last line setting it wins.
+pub fn imported_value<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    value_of(text.lines().map(|l| l.trim_end_matches('\r')), name)
 }
 
 impl ExistingUenv {
@@ -63,12 +83,28 @@ impl ExistingUenv {
 
     /// `mmcdev` as the file sets it, if it does.
     pub fn mmcdev(&self) -> Option<&str> {
-        value_of(&self.lines, "mmcdev")
+        value_of(self.lines.iter().map(String::as_str), "mmcdev")
     }
 
     /// `bootpart` as the file sets it, if it does.
     pub fn bootpart(&self) -> Option<&str> {
-        value_of(&self.lines, "bootpart")
+        value_of(self.lines.iter().map(String::as_str), "bootpart")
+    }
+
+    /// Where the board boots from: `bootpart` (`DEVICE:PARTITION`, decimal) and `mmcdev`
+    /// (the device of `bootpart` where the file sets none).
+    pub fn storage(&self) -> Result<(u32, BootPart), StorageError> {
+        let bootpart = self.bootpart().ok_or(StorageError::NoBootpart)?;
+        let number = |text: &str| text.trim().parse::<u32>().ok();
+        let (device, partition) = bootpart
+            .split_once(':')
+            .and_then(|(d, p)| Some((number(d)?, number(p)?)))
+            .ok_or_else(|| StorageError::BadBootpart(bootpart.to_string()))?;
+        let mmcdev = match self.mmcdev() {
+            None => device,
+            Some(text) => number(text).ok_or_else(|| StorageError::BadMmcdev(text.to_string()))?,
+        };
+        Ok((mmcdev, BootPart { device, partition }))
     }
 
     /// The kept lines, minus those setting one of `names` (the trial writes those itself).
@@ -84,7 +120,7 @@ impl ExistingUenv {
 
     /// Refuses when the file sets `name` to something else than `wanted`.
     pub(crate) fn agrees(&self, name: &'static str, wanted: &str) -> Result<(), UenvError> {
-        match value_of(&self.lines, name) {
+        match value_of(self.lines.iter().map(String::as_str), name) {
             Some(found) if found != wanted => Err(UenvError::Conflicting {
                 name,
                 found: found.to_string(),
@@ -135,5 +171,33 @@ mod tests {
     fn the_last_line_wins_as_in_env_import() {
         let env = ExistingUenv::parse(b"bootpart=1:2\nbootpart=1:3\n").unwrap();
         assert_eq!(env.bootpart(), Some("1:3"));
+    }
+}
+
+#[cfg(test)]
+mod storage_tests {
+    use super::*;
+
+    fn storage(text: &str) -> Result<(u32, BootPart), StorageError> {
+        ExistingUenv::parse(text.as_bytes()).unwrap().storage()
+    }
+
+    #[test]
+    fn the_storage_is_bootpart_with_mmcdev_defaulting_to_its_device() {
+        assert_eq!(
+            storage("mmcdev=1\nbootpart=1:2\n"),
+            Ok((1, BootPart { device: 1, partition: 2 }))
+        );
+        assert_eq!(storage("bootpart=0:3\n"), Ok((0, BootPart { device: 0, partition: 3 })));
+        assert_eq!(storage("mmcdev=1\n"), Err(StorageError::NoBootpart));
+        assert_eq!(storage("bootpart=1\n"), Err(StorageError::BadBootpart("1".into())));
+        assert_eq!(storage("mmcdev=x\nbootpart=1:2\n"), Err(StorageError::BadMmcdev("x".into())));
+    }
+
+    #[test]
+    fn the_imported_value_is_the_last_line_setting_it() {
+        let text = "# swapover_boot=commented\r\nswapover_boot=a\nswapover_boot=b\r\n";
+        assert_eq!(imported_value(text, "swapover_boot"), Some("b"));
+        assert_eq!(imported_value("# swapover_boot=x\n", "swapover_boot"), None);
     }
 }

@@ -20,7 +20,7 @@
 mod existing;
 mod trial;
 
-pub use existing::{ExistingUenv, UenvError};
+pub use existing::{imported_value, ExistingUenv, StorageError, UenvError};
 pub use trial::{BootCount, BootPart, CommitEnv, TrialCount, TrialEnv, TrialError, UbootInterface};
 
 /// The files the trial boots, on the boot partition (`resin-boot`, partition 1): copied

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use plan::{GrubRoute, Plan, UbootTrialBoot};
-use uboot_env::{BootPart, CommitEnv, ExistingUenv, UenvError};
+use uboot_env::{imported_value, CommitEnv, ExistingUenv, StorageError, UenvError};
 
 /// The file U-Boot imports from the boot partition's root (v2015.07 am335x `loadbootenv`).
 pub const UENV: &str = "uEnv.txt";
@@ -39,10 +39,8 @@ pub enum UbootResumeError {
         "the boot partition has no {0}: the trial's files were changed since staging, re-stage"
     )]
     NoTrialFile(&'static str),
-    #[error("neither the 1.x uEnv.txt copy nor the armed uEnv.txt sets {name}; re-stage")]
-    Missing { name: &'static str },
-    #[error("{name}={value} is not a U-Boot {what}")]
-    Unreadable { name: &'static str, value: String, what: &'static str },
+    #[error("the 1.x uEnv.txt copy {path}: {source}")]
+    Storage { path: PathBuf, source: StorageError },
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> UbootResumeError {
@@ -103,54 +101,21 @@ fn original_bytes(boot: &Path, trial: &UbootTrialBoot) -> Result<Vec<u8>, UbootR
     std::fs::read(&path).map_err(io_err("read", &path))
 }
 
-/// The value of the last `name=` line (later lines win in `env import -t`).
-fn armed_value(text: &str, name: &str) -> Option<String> {
-    text.lines()
-        .filter_map(|l| l.trim_end_matches('\r').split_once('='))
-        .filter(|(n, _)| n.trim() == name)
-        .map(|(_, v)| v.trim().to_string())
-        .next_back()
-}
-
 /// The text that makes every boot resume the migrator: [`CommitEnv`] on top of the 1.x copy,
-/// with `mmcdev` and `bootpart` from it (or, where it sets none, from the armed trial, whose
-/// first lines the stager wrote with the values it used).
+/// booting from where it does (`mmcdev`, `bootpart`: [`ExistingUenv::storage`], as the stager
+/// read them when it armed the trial).
 pub fn commit_text(boot: &Path, plan: &Plan) -> Result<String, UbootResumeError> {
     let trial = trial(plan)?;
     let bytes = original_bytes(boot, trial)?;
     let path = boot.join(&trial.original_uenv);
     let existing = ExistingUenv::parse(&bytes)
         .map_err(|source| UbootResumeError::Original { path: path.clone(), source })?;
-    let armed = std::fs::read_to_string(boot.join(UENV)).unwrap_or_default();
-    let value = |name: &'static str, own: Option<&str>| {
-        own.map(str::to_string)
-            .or_else(|| armed_value(&armed, name))
-            .ok_or(UbootResumeError::Missing { name })
-    };
-    let mmcdev_text = value("mmcdev", existing.mmcdev())?;
-    let bootpart_text = value("bootpart", existing.bootpart())?;
-    let mmcdev = mmcdev_text.parse::<u32>().map_err(|_| UbootResumeError::Unreadable {
-        name: "mmcdev",
-        value: mmcdev_text.clone(),
-        what: "device number",
-    })?;
-    let bootpart = parse_bootpart(&bootpart_text)?;
+    let (mmcdev, bootpart) = existing
+        .storage()
+        .map_err(|source| UbootResumeError::Storage { path: path.clone(), source })?;
     CommitEnv { interface: trial.interface, mmcdev, bootpart }
         .render(&existing)
         .map_err(|source| UbootResumeError::Original { path, source })
-}
-
-fn parse_bootpart(text: &str) -> Result<BootPart, UbootResumeError> {
-    let bad = || UbootResumeError::Unreadable {
-        name: "bootpart",
-        value: text.to_string(),
-        what: "device:partition",
-    };
-    let (device, partition) = text.split_once(':').ok_or_else(bad)?;
-    Ok(BootPart {
-        device: device.trim().parse().map_err(|_| bad())?,
-        partition: partition.trim().parse().map_err(|_| bad())?,
-    })
 }
 
 /// Phase B: make `uEnv.txt` boot the migrator on every boot. Idempotent: a repeated commit
@@ -238,7 +203,7 @@ pub fn switch_to_new_system(boot: &Path) -> Result<(), UbootResumeError> {
     if new.exists() {
         rename_synced(&new, &path)?;
     } else if std::fs::read_to_string(&path)
-        .is_ok_and(|t| armed_value(&t, "swapover_boot").is_some())
+        .is_ok_and(|t| imported_value(&t, "swapover_boot").is_some())
     {
         std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
         sync_dir(boot)?;

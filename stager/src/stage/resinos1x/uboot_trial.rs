@@ -14,36 +14,13 @@ use board_profiles::UbootTrialProfile;
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::Path;
-use uboot_env::{BootPart, ExistingUenv, TrialEnv};
+use uboot_env::{ExistingUenv, TrialEnv};
 
 /// The board's U-Boot environment file on the boot partition.
 pub const UENV: &str = "uEnv.txt";
 /// Its byte copy, relative to the boot partition's root (the plan's `grub.uboot.original_uenv`):
 /// `abort` renames it back, the migrator's commit renders from it.
 pub const ORIGINAL_UENV: &str = "swapover/uEnv.txt.1x";
-
-/// `mmcdev` and `bootpart` as the 1.x `uEnv.txt` sets them: the trial boots the same storage,
-/// and 1.x keeps booting from the same root. `mmcdev` defaults to `bootpart`'s device.
-fn storage(existing: &ExistingUenv) -> Result<(u32, BootPart), Refusal1x> {
-    let refuse = |what: String| Refusal1x::Uenv(what);
-    let bootpart = existing.bootpart().ok_or_else(|| {
-        refuse("it sets no bootpart=DEVICE:PARTITION, so the storage the trial boots from is unknown; restore the board's original uEnv.txt (mmcdev=1, bootpart=1:2 on the eMMC)".into())
-    })?;
-    let number = |text: &str| text.trim().parse::<u32>().ok();
-    let parsed = bootpart.split_once(':').and_then(|(d, p)| Some((number(d)?, number(p)?)));
-    let Some((device, partition)) = parsed else {
-        return Err(refuse(format!(
-            "bootpart={bootpart} is not DEVICE:PARTITION in decimal; restore the board's original uEnv.txt"
-        )));
-    };
-    let mmcdev = match existing.mmcdev() {
-        None => device,
-        Some(text) => number(text).ok_or_else(|| {
-            refuse(format!("mmcdev={text} is not a number; restore the board's original uEnv.txt"))
-        })?,
-    };
-    Ok((mmcdev, BootPart { device, partition }))
-}
 
 /// The armed `uEnv.txt`: the board's `original` with the trial for `counter`'s next boot.
 pub fn trial_uenv(
@@ -52,7 +29,7 @@ pub fn trial_uenv(
     counter: &BootCounter,
 ) -> Result<Vec<u8>, Refusal1x> {
     let existing = ExistingUenv::parse(original).map_err(|e| Refusal1x::Uenv(e.to_string()))?;
-    let (mmcdev, bootpart) = storage(&existing)?;
+    let (mmcdev, bootpart) = existing.storage().map_err(|e| Refusal1x::Uenv(e.to_string()))?;
     let env =
         TrialEnv { interface: profile.interface, mmcdev, bootpart, trial_count: counter.trial };
     env.render(&existing).map(String::into_bytes).map_err(|e| Refusal1x::Uenv(e.to_string()))
@@ -155,7 +132,7 @@ pub fn disarm(boot_mount: &Path) -> Result<Option<String>, String> {
 mod tests {
     use super::*;
     use board_profiles::Profile;
-    use uboot_env::{BootCount, TrialCount};
+    use uboot_env::{BootCount, BootPart, TrialCount};
 
     fn bbb() -> UbootTrialProfile {
         Profile::builtin("resinos1x-beaglebone-black").unwrap().uboot_trial.unwrap()
