@@ -23,7 +23,7 @@
 //! Shipped xz-compressed with a sha256 file, as a real image is served.
 
 use crate::bbb_uboot::{
-    self, BbbInputs, HARNESS_DTB, HARNESS_INITRAMFS, MLO_STANDIN, UBOOT_IMG_2X,
+    self, BbbInputs, HARNESS_DTB, HARNESS_INITRAMFS, MLO_STANDIN_2X, UBOOT_IMG_2X,
 };
 use crate::disk::SECTOR_BYTES;
 use crate::kernel::FS_MODULES;
@@ -117,7 +117,7 @@ fn build(inputs: &BbbInputs, raw: &Path) -> Result<()> {
     let dtb = bbb_uboot::board_dtb(&RootTree::fresh_empty(&work)?.root)?;
 
     let boot = RootTree::fresh_empty(&work.join("boot"))?;
-    boot.file("MLO", MLO_STANDIN, 0o644)?;
+    boot.file("MLO", MLO_STANDIN_2X, 0o644)?;
     boot.file("u-boot.img", UBOOT_IMG_2X.as_bytes(), 0o644)?;
     boot.file("resinOS_uEnv.txt", b"resin_root_part=2\n", 0o644)?;
     boot.file(IMAGE_FLAG_FILE, FLAG_FILE_CONTENT.as_bytes(), 0o644)?;

@@ -110,12 +110,23 @@ pub const HARNESS_DTB: &str = "boot/harness-virt.dtb";
 pub const HARNESS_INITRAMFS: &str = "boot/harness-initramfs.img";
 
 /// resin-boot's `u-boot.img` stand-ins: text the harness `boot.scr` imports to know which
-/// U-Boot the board would run (the ROM/SPL and U-Boot itself are QEMU's `-bios`).
+/// U-Boot the board would run (the ROM/SPL and U-Boot itself are QEMU's `-bios`). The 1.x
+/// one also carries, in a comment line (`env import -t` skips lines starting with `#`), the
+/// strings `stager stage-1x` looks for in the board's u-boot.img before it arms the trial
+/// (`UBOOT_NEEDS` in stager/src/stage/resinos1x/stage_1x.rs): the real v2015.07 BBB build
+/// has them (`CONFIG_BOOTCOUNT_LIMIT`'s `bootcount`, `mmcboot`'s `uenvcmd`, `bootz`), as the
+/// harness's own U-Boot (-bios) does.
 pub const UBOOT_IMG_1X: &str =
-    "# stand-in: U-Boot v2015.07 of resinOS 1.x (QEMU -bios runs the harness U-Boot)\nharness_uboot=1x\n";
+    "# stand-in: U-Boot v2015.07 of resinOS 1.x (QEMU -bios runs the harness U-Boot)\n\
+     # strings of the real one the stager checks: bootcount uenvcmd bootz\n\
+     harness_uboot=1x\n";
 pub const UBOOT_IMG_2X: &str =
     "# stand-in: U-Boot of resinOS 2.x with balena's environment (QEMU -bios runs the harness U-Boot)\nharness_uboot=2x\n";
 pub const MLO_STANDIN: &[u8] = b"stand-in: the AM335x ROM's SPL is played by QEMU -bios\n";
+/// The 2.x image's `MLO` stand-in: another SPL than 1.x's, as on the board (2.x builds its
+/// own U-Boot and SPL), so that a migration renames both blobs through the window.
+pub const MLO_STANDIN_2X: &[u8] =
+    b"stand-in: the AM335x ROM's SPL of resinOS 2.x is played by QEMU -bios\n";
 
 /// The 1.x stand-in's `/init`: says it is up and reboots warm (the counter goes on).
 const INIT_1X: &str = r#"#!/bin/sh

@@ -13,7 +13,7 @@ use crate::resin1x_image::{DataVariant, Resin1xImage, APP_ID};
 use crate::resin_image::ResinImage;
 use crate::uefi_vars;
 use crate::verdict::{self, Verdict, SUMMARY_MARKER};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// The 1.x device's last line before it reboots into the firmware's one-shot.
@@ -202,13 +202,39 @@ fn connman_wifi(text: &str) -> Vec<(String, String)> {
 }
 
 /// What 2.x ended with, checked against what the 1.x device reported before staging
-/// (`lines_1x`, the console lines of its boot): the 2.x verdict (printed in `text_2x`) passed
+/// (`lines_1x`, the console lines of its boot): [`check_carried_data`] on the run's disk and,
+/// read from the variable store after the VM stopped, the option stage-1x armed gone from the
+/// options and BootOrder, and no BootNext.
+pub fn check_carried(lines_1x: &[String], text_2x: &str, run: &Run) -> anyhow::Result<()> {
+    check_carried_data(lines_1x, text_2x, &run.disk)?;
+
+    // The firmware's boot variables: the migration's option armed by stage-1x is gone, from
+    // the options and BootOrder, and BootNext is unset.
+    let ours = armed_option(lines_1x)?;
+    let store = uefi_vars::read(&run.vars)?;
+    let options = uefi_vars::boot_options(&store);
+    let order = uefi_vars::numbers(&store, "BootOrder");
+    assert!(
+        !options.is_empty() && order.is_some(),
+        "the variable store holds no boot options or no BootOrder: {store:?}"
+    );
+    let left: Vec<&(u16, String)> =
+        options.iter().filter(|(n, d)| *n == ours || d.contains("swapover")).collect();
+    assert!(left.is_empty(), "migration boot option left: {left:?}");
+    let order = order.unwrap_or_default();
+    assert!(!order.contains(&ours), "Boot{ours:04X} left in BootOrder {order:04X?}");
+    assert_eq!(uefi_vars::numbers(&store, "BootNext"), None, "BootNext left set");
+    Ok(())
+}
+
+/// What 2.x ended with on `disk` (after the VM stopped), checked against what the 1.x device
+/// reported before staging (`lines_1x`: its `SWAPOVER-T data|docker|wifi-connect` and
+/// `config=` lines, as [`RUN_SH`] prints them): the 2.x verdict (printed in `text_2x`) passed
 /// with the migration log present; every entry of its resin-data byte-identical on the 2.x
 /// resin-data; Docker's storage not carried; config.json's and WiFi Connect's WiFi as keyfiles
-/// with their secrets; config.json's values on the 2.x resin-boot; and, read from the
-/// variable store after the VM stopped, the option stage-1x armed gone from the options and
-/// BootOrder, and no BootNext.
-pub fn check_carried(lines_1x: &[String], text_2x: &str, run: &Run) -> anyhow::Result<()> {
+/// with their secrets; config.json's values on the 2.x resin-boot (partition 1). Shared by the
+/// UEFI and the BeagleBone (U-Boot) runs.
+pub fn check_carried_data(lines_1x: &[String], text_2x: &str, disk: &Path) -> anyhow::Result<()> {
     let v = Verdict::parse(text_2x)?;
     assert!(v.summary.ok, "the 2.x verdict failed: {:?}", v.summary);
     assert!(v.summary.migration_log, "no migration log in 2.x");
@@ -293,7 +319,6 @@ pub fn check_carried(lines_1x: &[String], text_2x: &str, run: &Run) -> anyhow::R
     }
 
     // config.json on the 2.x resin-boot: the one the verdict read, with the 1.x values.
-    let disk = &run.disk;
     let table = PartitionTable::read(disk)?;
     let config_2x = disk::read_fat_file(disk, table.number(1)?, "/config.json")?;
     assert_eq!(
@@ -315,23 +340,6 @@ pub fn check_carried(lines_1x: &[String], text_2x: &str, run: &Run) -> anyhow::R
         ["image", "overlay2"],
         "resin-data/docker holds more than the 2.x image's preloaded supervisor"
     );
-
-    // The firmware's boot variables: the migration's option armed by stage-1x is gone, from
-    // the options and BootOrder, and BootNext is unset.
-    let ours = armed_option(lines_1x)?;
-    let store = uefi_vars::read(&run.vars)?;
-    let options = uefi_vars::boot_options(&store);
-    let order = uefi_vars::numbers(&store, "BootOrder");
-    assert!(
-        !options.is_empty() && order.is_some(),
-        "the variable store holds no boot options or no BootOrder: {store:?}"
-    );
-    let left: Vec<&(u16, String)> =
-        options.iter().filter(|(n, d)| *n == ours || d.contains("swapover")).collect();
-    assert!(left.is_empty(), "migration boot option left: {left:?}");
-    let order = order.unwrap_or_default();
-    assert!(!order.contains(&ours), "Boot{ours:04X} left in BootOrder {order:04X?}");
-    assert_eq!(uefi_vars::numbers(&store, "BootNext"), None, "BootNext left set");
     Ok(())
 }
 

@@ -3,10 +3,21 @@
 //! 0x44E3E068, stored big-endian) read through `/dev/mem`, which serves physical memory at
 //! the file offset equal to the address (`man 4 mem`). What U-Boot makes of the word (the
 //! magic, the 16-bit count) and the value the trial runs at are `uboot_env`'s.
+//!
+//! The word is read through `mmap`, as `busybox devmem` and `devmem2` do, not `read`: on ARM
+//! `read` of `/dev/mem` only serves the kernel's own RAM and fails with `EFAULT` elsewhere
+//! (linux `drivers/char/mem.c` `read_mem` → `valid_phys_addr_range`, which
+//! `arch/arm/mm/mmap.c` limits to `PHYS_OFFSET ..= high_memory`), and a register (the RTC at
+//! 0x44E3E068, below the BBB's RAM at 0x80000000) or the QEMU harness's counter above the
+//! kernel's `mem=` is never in it; `mmap_mem` allows any physical page that is not RAM the
+//! kernel claims (`valid_mmap_phys_addr_range`, `STRICT_DEVMEM`'s `devmem_is_allowed`). Found
+//! by `qemu-tests/tests/resinos1x_bbb_migration.rs`: `stage-1x` refused with "Bad address".
 
 use super::refusal::Refusal1x;
 use board_profiles::{BootcountRegister, ByteOrder};
-use std::os::unix::fs::FileExt;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use uboot_env::{BootCount, TrialCount};
 
@@ -36,14 +47,60 @@ impl BootCounter {
 }
 
 /// The register's word: four bytes at its address in `phys_mem`, in the profile's byte order.
-pub fn read_word(phys_mem: &Path, register: &BootcountRegister) -> std::io::Result<u32> {
-    let file = std::fs::File::open(phys_mem)?;
-    let mut bytes = [0u8; 4];
-    file.read_exact_at(&mut bytes, register.address)?;
+pub fn read_word(phys_mem: &Path, register: &BootcountRegister) -> io::Result<u32> {
+    let bytes = read_mapped(phys_mem, register.address)?;
     Ok(match register.byte_order {
         ByteOrder::BigEndian => u32::from_be_bytes(bytes),
         ByteOrder::LittleEndian => u32::from_le_bytes(bytes),
     })
+}
+
+/// The four bytes at `address` of `phys_mem` (`/dev/mem`, or a file standing for it), read
+/// by one 32-bit load from a shared read-only mapping of its page (`O_SYNC`: uncached, as
+/// for a device register).
+fn read_mapped(phys_mem: &Path, address: u64) -> io::Result<[u8; 4]> {
+    if !address.is_multiple_of(4) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{address:#x} is not a 32-bit aligned address"),
+        ));
+    }
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_SYNC).open(phys_mem)?;
+    let meta = file.metadata()?;
+    // A regular file (tests) must hold the word: touching a mapped page past its end is SIGBUS.
+    if meta.is_file() && meta.len() < address + 4 {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "shorter than the address"));
+    }
+    // SAFETY: sysconf has no memory effects.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        .map_err(|_| io::Error::other("no page size"))?;
+    let base = address - address % page;
+    let offset = libc::off_t::try_from(base).map_err(|_| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{address:#x} beyond this off_t"))
+    })?;
+    let within = usize::try_from(address - base).map_err(|_| io::Error::other("page offset"))?;
+    let len = usize::try_from(page).map_err(|_| io::Error::other("page size"))?;
+    // SAFETY: a fresh read-only shared mapping of one page of an open file; checked below.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            offset,
+        )
+    };
+    if map == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `within + 4 <= len` (aligned address inside the page), the mapping is readable
+    // and the load is aligned; the mapping is unmapped right after.
+    let word = unsafe { std::ptr::read_volatile(map.cast::<u8>().add(within).cast::<u32>()) };
+    // SAFETY: the mapping made above, not used after this.
+    unsafe { libc::munmap(map, len) };
+    // The load is in this CPU's order; its native bytes are the memory's, as `read` gives them.
+    Ok(word.to_ne_bytes())
 }
 
 /// Reads the counter, or refuses: unreadable (R5), or at the top of its 16 bits.
@@ -61,6 +118,7 @@ pub fn read(phys_mem: &Path, register: &BootcountRegister) -> Result<BootCounter
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileExt;
 
     fn register(byte_order: ByteOrder) -> BootcountRegister {
         BootcountRegister { address: 0x44E3_E068, byte_order }
@@ -112,6 +170,15 @@ mod tests {
         std::fs::write(&short, [0u8; 16]).unwrap();
         let text = read(&short, &register(ByteOrder::BigEndian)).unwrap_err().to_string();
         assert!(text.contains("cannot read U-Boot's boot counter"), "{text}");
+    }
+
+    #[test]
+    fn an_unaligned_address_is_refused_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mem = phys_mem(dir.path(), 0x44E3_E068, [0xB0, 0x01, 0x00, 0x05]);
+        let reg = BootcountRegister { address: 0x44E3_E069, byte_order: ByteOrder::BigEndian };
+        let text = read(&mem, &reg).unwrap_err().to_string();
+        assert!(text.contains("not a 32-bit aligned address"), "{text}");
     }
 
     #[test]
