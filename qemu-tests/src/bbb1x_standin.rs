@@ -55,8 +55,8 @@ pub const PARTITIONS: [StandInPartition; 5] = [
     StandInPartition::mib("resin-conf", 173, 20, "c", "vfat"),
     StandInPartition::mib("resin-data", 194, 200, "83", "btrfs"),
 ];
-const EXTENDED_START: u64 = 172 * MIB_SECTORS;
-const DISK_SECTORS: u64 = 394 * MIB_SECTORS;
+pub const EXTENDED_START: u64 = 172 * MIB_SECTORS;
+pub const DISK_SECTORS: u64 = 394 * MIB_SECTORS;
 
 /// Module directories of the armhf kernel copied into resin-root's `/lib/modules/<release>`:
 /// virtio (disk, network), ext4, FAT, btrfs and what they depend on.
@@ -202,7 +202,6 @@ fn build(inputs: &BbbInputs, stager: &Path, out: &Path) -> Result<()> {
         "resin-updt must lie inside the BBB 2.x stand-in's resin-rootB"
     );
     let work = RootTree::fresh_empty(&out.with_extension("work"))?.root;
-    let assets = paths::workspace_root().join("qemu-tests/assets/bbb");
     let boot = RootTree::fresh_empty(&work.join("boot"))?;
     let dtb = bbb_uboot::board_dtb(&work)?;
 
@@ -211,46 +210,15 @@ fn build(inputs: &BbbInputs, stager: &Path, out: &Path) -> Result<()> {
     boot.file("u-boot.img", UBOOT_IMG_1X.as_bytes(), 0o644)?;
     boot.file("uEnv.txt", bbb_uboot::uenv_1x().as_bytes(), 0o644)?;
 
-    // resin-root: a root file system.
-    let root = RootTree::fresh(&work.join("root"))?;
-    root.busybox_from(&inputs.busybox)?;
-    root.copy("sbin/init", &assets.join("init-1x"), 0o755)?;
+    // resin-root: a root file system, with the kernel, the harness dtb and initramfs in /boot
+    // (contract B1).
+    let root = build_root(inputs, &work.join("root"), &BBB_ROOT)?;
     root.copy("boot/zImage", &inputs.zimage, 0o644)?;
     root.copy(HARNESS_DTB, &dtb, 0o644)?;
     let rd = work.join("harness-initramfs.img");
-    InitramfsBuilder::new()
-        .compression(Compression::Gzip)
-        .busybox(inputs.busybox.as_path(), busybox_applets()?)
-        .modules(&inputs.modules, HARNESS_INITRAMFS_MODULES)
-        .init(std::fs::read(assets.join("harness-initramfs-init"))?)
-        .write_to_path(&rd)
-        .with_context(|| format!("building {}", rd.display()))?;
+    build_harness_initramfs(inputs, &rd)?;
     root.copy(HARNESS_INITRAMFS, &rd, 0o644)?;
-    let kver = &inputs.kernel_version;
-    for sub in MODULE_SUBSET {
-        let src = inputs.modules.join(sub);
-        let dst = format!("lib/modules/{kver}/{sub}");
-        if src.is_dir() {
-            root.copy_dir(&dst, &src)?;
-        } else {
-            root.copy(&dst, &src, 0o644)?;
-        }
-    }
-    for f in ["modules.builtin", "modules.builtin.modinfo", "modules.order"] {
-        root.copy(&format!("lib/modules/{kver}/{f}"), &inputs.modules.join(f), 0o644)?;
-    }
-    run("depmod", ["-b", &root.root.to_string_lossy(), kver.as_str()])?;
     root.copy(STAGER_PATH, stager, 0o755)?;
-    for dir in ["mnt/boot", "mnt/conf", "mnt/data", "var/lib"] {
-        std::fs::create_dir_all(root.path(dir))?;
-    }
-    // resinOS 1.x's os-release (meta-resin 1.x `resin-os-release`: ID and NAME as on x86,
-    // MACHINE the Yocto machine, `beaglebone` in balena-beaglebone).
-    root.file(
-        "etc/os-release",
-        b"ID=\"resin-os\"\nNAME=\"Resin OS\"\nVERSION=\"1.30.1\"\nVERSION_ID=\"1.30.1\"\nPRETTY_NAME=\"Resin OS 1.30.1 (stand-in)\"\nMACHINE=\"beaglebone\"\n",
-        0o644,
-    )?;
 
     // resin-conf: config.json.
     let conf = RootTree::fresh_empty(&work.join("conf"))?;
@@ -267,5 +235,70 @@ fn build(inputs: &BbbInputs, stager: &Path, out: &Path) -> Result<()> {
     )
     .build(out, &work, &resin1x_image::contents(&trees))?;
     std::fs::remove_dir_all(&work)?;
+    Ok(())
+}
+
+/// What differs between the ARM boards' 1.x roots [`build_root`] makes.
+#[derive(Debug, Clone, Copy)]
+pub struct Root1x {
+    /// `MACHINE` in `/etc/os-release`: the Yocto machine (`beaglebone` in balena-beaglebone,
+    /// `raspberrypi2`/`raspberrypi3` in balena-raspberrypi).
+    pub machine: &'static str,
+}
+
+const BBB_ROOT: Root1x = Root1x { machine: "beaglebone" };
+
+/// A resinOS 1.x root file system in `dir` for the board `board`: busybox, `/sbin/init`
+/// (qemu-tests/assets/bbb/init-1x, which serves every ARM board), `/lib/modules/<release>`
+/// (a subset of the armhf kernel's, indexed by `depmod`), the mount points and the 1.x
+/// `/etc/os-release`. The caller adds what lives on the root on its board only (the BBB's
+/// `/boot`, the stager).
+pub fn build_root(inputs: &BbbInputs, dir: &Path, board: &Root1x) -> Result<RootTree> {
+    let assets = paths::workspace_root().join("qemu-tests/assets/bbb");
+    let root = RootTree::fresh(dir)?;
+    root.busybox_from(&inputs.busybox)?;
+    root.copy("sbin/init", &assets.join("init-1x"), 0o755)?;
+    let kver = &inputs.kernel_version;
+    for sub in MODULE_SUBSET {
+        let src = inputs.modules.join(sub);
+        let dst = format!("lib/modules/{kver}/{sub}");
+        if src.is_dir() {
+            root.copy_dir(&dst, &src)?;
+        } else {
+            root.copy(&dst, &src, 0o644)?;
+        }
+    }
+    for f in ["modules.builtin", "modules.builtin.modinfo", "modules.order"] {
+        root.copy(&format!("lib/modules/{kver}/{f}"), &inputs.modules.join(f), 0o644)?;
+    }
+    run("depmod", ["-b", &root.root.to_string_lossy(), kver.as_str()])?;
+    for dir in ["mnt/boot", "mnt/conf", "mnt/data", "var/lib"] {
+        std::fs::create_dir_all(root.path(dir))?;
+    }
+    // resinOS 1.x's os-release (meta-resin 1.x `resin-os-release`: ID and NAME as on x86,
+    // MACHINE the Yocto machine).
+    root.file(
+        "etc/os-release",
+        format!(
+            "ID=\"resin-os\"\nNAME=\"Resin OS\"\nVERSION=\"1.30.1\"\nVERSION_ID=\"1.30.1\"\nPRETTY_NAME=\"Resin OS 1.30.1 (stand-in)\"\nMACHINE=\"{}\"\n",
+            board.machine
+        )
+        .as_bytes(),
+        0o644,
+    )?;
+    Ok(root)
+}
+
+/// The harness initramfs (qemu-tests/assets/bbb/harness-initramfs-init) in `out`: loads the
+/// disk and ext4 modules, mounts the 1.x root and switch_roots into it.
+pub fn build_harness_initramfs(inputs: &BbbInputs, out: &Path) -> Result<()> {
+    let assets = paths::workspace_root().join("qemu-tests/assets/bbb");
+    InitramfsBuilder::new()
+        .compression(Compression::Gzip)
+        .busybox(inputs.busybox.as_path(), busybox_applets()?)
+        .modules(&inputs.modules, HARNESS_INITRAMFS_MODULES)
+        .init(std::fs::read(assets.join("harness-initramfs-init"))?)
+        .write_to_path(out)
+        .with_context(|| format!("building {}", out.display()))?;
     Ok(())
 }

@@ -26,7 +26,6 @@ use crate::tools::run;
 use anyhow::{Context, Result};
 use initramfs::{Compression, InitramfsBuilder};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use uboot_env::{
     BootCount, BootPart, CommitEnv, ExistingUenv, TrialCount, TrialEnv, UbootInterface, TRIAL_DTB,
     TRIAL_INITRAMFS, TRIAL_KERNEL,
@@ -241,9 +240,9 @@ pub fn commit(bbb_disk: &Path) -> Result<()> {
     disk::write_fat_file(bbb_disk, table.number(1)?, "uEnv.txt", env.render(&existing)?.as_bytes())
 }
 
-/// The VMs' dtb: QEMU's own `virt` tree (dumped) plus a `/memreserve/` over the counter word,
-/// so that no kernel writes the RAM the counter lives in.
-pub fn board_dtb(work: &Path) -> Result<PathBuf> {
+/// QEMU's own `virt` device tree for the ARM boards' machine ([`crate::qemu::arm_virt_command`]),
+/// dumped to `work/virt.dtb`.
+pub fn virt_dtb(work: &Path) -> Result<PathBuf> {
     let dumped = work.join("virt.dtb");
     run(
         "qemu-system-arm",
@@ -258,6 +257,13 @@ pub fn board_dtb(work: &Path) -> Result<PathBuf> {
             "none".into(),
         ],
     )?;
+    Ok(dumped)
+}
+
+/// The VMs' dtb: QEMU's own `virt` tree (dumped) plus a `/memreserve/` over the counter word,
+/// so that no kernel writes the RAM the counter lives in.
+pub fn board_dtb(work: &Path) -> Result<PathBuf> {
+    let dumped = virt_dtb(work)?;
     let dts = String::from_utf8(run(
         "dtc",
         ["-q", "-I", "dtb", "-O", "dts"]
@@ -282,7 +288,7 @@ pub fn board_dtb(work: &Path) -> Result<PathBuf> {
 
 /// A gzip initramfs with `init` and, unless `kind` is [`TrialKind::BrokenInit`], the armhf
 /// busybox.
-fn initramfs(out: &Path, inputs: &BbbInputs, init: &str, kind: TrialKind) -> Result<()> {
+pub fn initramfs(out: &Path, inputs: &BbbInputs, init: &str, kind: TrialKind) -> Result<()> {
     let mut builder = InitramfsBuilder::new().compression(Compression::Gzip);
     builder = match kind {
         // The applet list of the host's busybox: the same Debian busybox-static version.
@@ -437,20 +443,10 @@ pub fn power_on_with(
     harness_disk: &Path,
     nic: Nic,
 ) -> Result<Vm> {
-    let mut cmd = Command::new("qemu-system-arm");
-    cmd.args(["-M", "virt", "-cpu", "cortex-a15", "-m", "512", "-accel", "tcg"])
-        .args(["-nodefaults", "-no-user-config", "-display", "none"])
-        .args(["-serial", "stdio", "-monitor", "none", "-nic", "none"])
-        .arg("-bios")
-        .arg(&inputs.uboot_bin);
-    for (id, image) in [("bbb", bbb_disk), ("harness", harness_disk)] {
-        cmd.arg("-drive")
-            .arg(format!("if=none,id={id},format=raw,file={},cache=writeback", image.display()))
-            .arg("-device")
-            .arg(format!("virtio-blk-device,drive={id}"));
-    }
-    if nic == Nic::User {
-        cmd.args(["-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0"]);
-    }
+    let mut cmd = crate::qemu::arm_virt_command(
+        &[("bbb", bbb_disk), ("harness", harness_disk)],
+        nic == Nic::User,
+    );
+    cmd.arg("-bios").arg(&inputs.uboot_bin);
     Vm::start_command(name, cmd)
 }

@@ -22,6 +22,8 @@ pub mod host_image;
 pub mod kernel;
 pub mod paths;
 pub mod payload;
+pub mod pi1x_standin;
+pub mod pi_firmware;
 pub mod qemu;
 pub mod resin1x_e2e;
 pub mod resin1x_image;

@@ -92,6 +92,27 @@ impl VmConfig {
     }
 }
 
+/// `qemu-system-arm -M virt` as the ARM boards' tests run it (Debian's armhf kernel under
+/// TCG, contract §4.1): 512 MiB, the serial console on stdio, `disks` (`(id, image)`) as
+/// virtio-blk devices in that order, QEMU's user network as a virtio NIC if `user_nic`. The
+/// caller adds what boots it (`-bios`, or `-kernel`/`-initrd`/`-append`/`-dtb`).
+pub fn arm_virt_command(disks: &[(&str, &Path)], user_nic: bool) -> Command {
+    let mut cmd = Command::new("qemu-system-arm");
+    cmd.args(["-M", "virt", "-cpu", "cortex-a15", "-m", "512", "-accel", "tcg"])
+        .args(["-nodefaults", "-no-user-config", "-display", "none"])
+        .args(["-serial", "stdio", "-monitor", "none", "-nic", "none"]);
+    for (id, image) in disks {
+        cmd.arg("-drive")
+            .arg(format!("if=none,id={id},format=raw,file={},cache=writeback", image.display()))
+            .arg("-device")
+            .arg(format!("virtio-blk-device,drive={id}"));
+    }
+    if user_nic {
+        cmd.args(["-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0"]);
+    }
+    cmd
+}
+
 /// What the VM printed: `raw` as it came (also written to the log file), and the text the
 /// tests search, with kernel messages moved out of the lines they interrupted
 /// ([`crate::console_splice`]).
