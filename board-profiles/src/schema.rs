@@ -39,6 +39,32 @@ pub struct Profile {
     /// §2.3). Present exactly when `bootloader = "u-boot"` and the source is resinOS 1.x.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uboot_trial: Option<UbootTrialProfile>,
+    /// How a resinOS 1.x Raspberry Pi is armed for one trial boot from its spare partition
+    /// (docs/arm-1x-contract.md §2.2). Present exactly when `bootloader =
+    /// "raspberrypi-firmware"` and the source is resinOS 1.x.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pi_trial: Option<PiTrialProfile>,
+}
+
+/// The Raspberry Pi trial's board facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PiTrialProfile {
+    /// The kernel file the GPU firmware loads on this board, relative to the boot
+    /// partition's root (`kernel7.img` on Pi 2/3, `kernel.img` on Pi 1).
+    pub kernel: String,
+    /// The 1.x kernel's module parameter that picks the partition the next restart boots
+    /// (absolute sysfs path; `bcm2709` on Pi 2/3, `bcm2708` on Pi 1, contract P8). Newer
+    /// kernels lack it and take the number through `reboot(RESTART2, "N")` instead.
+    pub reboot_part: String,
+    /// Firmware files copied from resin-boot to the trial set; each must exist.
+    pub firmware_files: Vec<String>,
+    /// Firmware files copied when present (the `start_x`/`start_cd`/`fixup_*` variants).
+    #[serde(default)]
+    pub optional_firmware_files: Vec<String>,
+    /// Boot partition files (names or `*` patterns) replaced only at the very end of the
+    /// migration, after the new system is complete (contract §2.5).
+    pub blobs_last: Vec<String>,
 }
 
 /// The U-Boot trial's board facts.

@@ -59,7 +59,46 @@ impl Profile {
         }
         check.non_empty("finalize.reason", &self.finalize.reason)?;
         self.check_resinos1x(&check)?;
-        self.check_uboot_trial(&check)
+        self.check_uboot_trial(&check)?;
+        self.check_pi_trial(&check)
+    }
+
+    fn check_pi_trial(&self, check: &Checker) -> Result<(), ProfileError> {
+        let wanted = self.bootloader == Bootloader::RaspberrypiFirmware
+            && self.source.kind == SourceKind::Resinos1x;
+        match (&self.pi_trial, wanted) {
+            (None, false) => Ok(()),
+            (Some(_), false) => Err(check.fail(
+                "pi_trial",
+                "only resinOS 1.x profiles with bootloader = \"raspberrypi-firmware\" have this table",
+            )),
+            (None, true) => Err(check.fail(
+                "pi_trial",
+                "missing: a resinOS 1.x Raspberry Pi needs it to arm its one trial boot",
+            )),
+            (Some(trial), true) => {
+                check.absolute("pi_trial.reboot_part", &trial.reboot_part)?;
+                if trial.firmware_files.is_empty() {
+                    return Err(check.fail(
+                        "pi_trial.firmware_files",
+                        "list the GPU firmware files the trial boots with (start.elf, fixup.dat)",
+                    ));
+                }
+                let files = std::iter::once(("pi_trial.kernel", &trial.kernel))
+                    .chain(trial.firmware_files.iter().map(|f| ("pi_trial.firmware_files", f)))
+                    .chain(
+                        trial
+                            .optional_firmware_files
+                            .iter()
+                            .map(|f| ("pi_trial.optional_firmware_files", f)),
+                    )
+                    .chain(trial.blobs_last.iter().map(|f| ("pi_trial.blobs_last", f)));
+                for (key, file) in files {
+                    check.relative(key, file)?;
+                }
+                Ok(())
+            }
+        }
     }
 
     fn check_uboot_trial(&self, check: &Checker) -> Result<(), ProfileError> {

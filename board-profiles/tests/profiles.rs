@@ -370,3 +370,40 @@ fn a_uboot_1x_profile_without_its_trial_table_is_refused() {
     let err = error_for(&on_nuc);
     assert!(err.contains("only resinOS 1.x profiles with bootloader"), "{err}");
 }
+
+#[test]
+fn the_raspberry_pi_profiles_say_how_their_trial_is_armed() {
+    for (name, kernel, module) in [
+        ("resinos1x-raspberry-pi", "kernel.img", "bcm2708"),
+        ("resinos1x-raspberry-pi2", "kernel7.img", "bcm2709"),
+        ("resinos1x-raspberrypi3", "kernel7.img", "bcm2709"),
+    ] {
+        let p = Profile::builtin(name).unwrap();
+        let trial = p.pi_trial.expect("pi_trial");
+        assert_eq!(trial.kernel, kernel, "{name}");
+        assert_eq!(trial.reboot_part, format!("/sys/module/{module}/parameters/reboot_part"));
+        assert_eq!(trial.firmware_files, ["start.elf", "fixup.dat"], "{name}");
+        assert!(trial.blobs_last.contains(&"bootcode.bin".to_string()), "{name}");
+        assert_eq!(trial.blobs_last.last(), Some(&kernel.to_string()), "{name}");
+    }
+    for name in ["resinos1x-beaglebone-black", "resinos1x-intel-nuc", "intel-nuc"] {
+        assert!(Profile::builtin(name).unwrap().pi_trial.is_none(), "{name}");
+    }
+}
+
+#[test]
+fn a_pi_1x_profile_without_its_trial_table_or_with_a_bad_path_is_refused() {
+    let text = std::fs::read_to_string(profiles_dir().join("resinos1x-raspberrypi3.toml")).unwrap();
+    let cut = text.find("[pi_trial]").unwrap();
+    let err = error_for(&text[..cut]);
+    assert!(err.contains("pi_trial") && err.contains("missing"), "{err}");
+    let absolute = text.replace("kernel = \"kernel7.img\"", "kernel = \"/kernel7.img\"");
+    let err = error_for(&absolute);
+    assert!(err.contains("pi_trial.kernel") && err.contains("relative"), "{err}");
+    let relative = text.replace("reboot_part = \"/sys", "reboot_part = \"sys");
+    let err = error_for(&relative);
+    assert!(err.contains("pi_trial.reboot_part") && err.contains("absolute"), "{err}");
+    let on_bbb = format!("{}\n{}", beaglebone_text(), &text[cut..]);
+    let err = error_for(&on_bbb);
+    assert!(err.contains("only resinOS 1.x profiles with bootloader"), "{err}");
+}

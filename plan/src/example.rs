@@ -148,6 +148,7 @@ impl Plan {
                     previous: None,
                     value: "swapover-migrate".into(),
                 }],
+                pi: None,
                 uboot: None,
             },
             finalize: FinalizePolicy {

@@ -127,6 +127,15 @@ pub enum PlanError {
         route: GrubRoute,
         has_uboot: bool,
     },
+    /// `grub.pi` present without `route = pi-firmware-trial`, or missing with it.
+    PiTrialMismatch {
+        route: GrubRoute,
+        has_pi: bool,
+    },
+    /// `grub.pi.trial_partition` is not a primary partition other than the boot partition.
+    PiTrialPartition {
+        found: u32,
+    },
 }
 
 impl PlanError {
@@ -208,6 +217,15 @@ impl PlanError {
             )),
             PlanError::UbootTrialMismatch { route, has_uboot: false } => problem(format!(
                 "the plan's route {route:?} needs grub.uboot (how the U-Boot trial was armed), and it is missing"
+            )),
+            PlanError::PiTrialMismatch { route, has_pi: true } => problem(format!(
+                "the plan's grub.pi (a Raspberry Pi firmware trial) does not belong to route {route:?}"
+            )),
+            PlanError::PiTrialMismatch { route, has_pi: false } => problem(format!(
+                "the plan's route {route:?} needs grub.pi (how the Raspberry Pi trial was armed), and it is missing"
+            )),
+            PlanError::PiTrialPartition { found } => problem(format!(
+                "the plan's grub.pi.trial_partition is {found}; the firmware boots the trial from primary partition 2, 3 or 4"
             )),
             PlanError::PartitionOverlap { a, b } => {
                 problem(format!("target partitions '{a}' and '{b}' overlap on disk"))
@@ -556,6 +574,30 @@ pub enum GrubRoute {
     /// boot partition's `swapover/` only while U-Boot's `${bootcount}` equals the value armed
     /// (docs/arm-1x-contract.md §2.3); [`GrubChanges::uboot`] says how.
     UbootTrial,
+    /// resinOS 1.x on a Raspberry Pi: the GPU firmware boots the spare root partition,
+    /// reformatted as FAT32 and holding the trial's firmware, kernel, `config.txt` and
+    /// initramfs, once, chosen through the kernel's `reboot_part` / `reboot(RESTART2, "N")`;
+    /// any later reset boots partition 1, i.e. 1.x (docs/arm-1x-contract.md §2.2).
+    /// [`GrubChanges::pi`] says how.
+    PiFirmwareTrial,
+}
+
+/// How the Raspberry Pi trial (`route = pi-firmware-trial`) was armed, for the migrator's
+/// commit (contract §2.2 "Migrator, Phase B") and its boot-file update (§2.5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PiTrialBoot {
+    /// The MBR partition number the firmware boots the trial from (the spare root, 2 or 3):
+    /// the value written to `reboot_part`.
+    pub trial_partition: u32,
+    /// The kernel file the firmware loads on this board (`kernel7.img` on Pi 2/3,
+    /// `kernel.img` on Pi 1), relative to a boot partition's root. The commit copies the
+    /// trial's to `swapover/<kernel>` on resin-boot.
+    pub kernel: String,
+    /// Boot partition files (names or `*` patterns, relative to its root) that the
+    /// migrator replaces only at the end, after the new system is complete (contract §2.5's
+    /// window: `bootcode.bin`, `start*.elf`, `fixup*.dat`, the dtbs, `overlays/*`, the kernel).
+    pub blobs_last: Vec<String>,
 }
 
 /// How the U-Boot trial (`route = uboot-trial`) was armed, for the migrator's commit and for
@@ -586,6 +628,9 @@ pub struct GrubChanges {
     /// Present exactly when `route = uboot-trial`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uboot: Option<UbootTrialBoot>,
+    /// Present exactly when `route = pi-firmware-trial`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pi: Option<PiTrialBoot>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -702,6 +747,19 @@ impl Plan {
         }
         if let Some(uboot) = &self.grub.uboot {
             require_plain_relative("grub.uboot.original_uenv", &uboot.original_uenv)?;
+        }
+        let has_pi = self.grub.pi.is_some();
+        if (route == GrubRoute::PiFirmwareTrial) != has_pi {
+            return Err(PlanError::PiTrialMismatch { route, has_pi });
+        }
+        if let Some(pi) = &self.grub.pi {
+            require_plain_relative("grub.pi.kernel", &pi.kernel)?;
+            for blob in &pi.blobs_last {
+                require_plain_relative("grub.pi.blobs_last", blob)?;
+            }
+            if !(2..=4).contains(&pi.trial_partition) {
+                return Err(PlanError::PiTrialPartition { found: pi.trial_partition });
+            }
         }
         Ok(())
     }
@@ -1130,5 +1188,46 @@ mod boot_route_tests {
     fn an_ubuntu_plan_json_has_no_uboot_or_watchdog_field() {
         let json = Plan::stem_example().to_json_pretty().unwrap();
         assert!(!json.contains("uboot") && !json.contains("watchdog"), "{json}");
+    }
+}
+
+#[cfg(test)]
+mod pi_route_tests {
+    use super::*;
+
+    fn pi_trial() -> PiTrialBoot {
+        PiTrialBoot {
+            trial_partition: 3,
+            kernel: "kernel7.img".into(),
+            blobs_last: vec!["bootcode.bin".into(), "start*.elf".into(), "kernel7.img".into()],
+        }
+    }
+
+    #[test]
+    fn a_pi_trial_plan_round_trips_through_json() {
+        let mut plan = Plan::stem_example();
+        plan.grub.route = GrubRoute::PiFirmwareTrial;
+        plan.grub.pi = Some(pi_trial());
+        let json = plan.to_json_pretty().unwrap();
+        assert!(json.contains("\"route\": \"pi-firmware-trial\""), "{json}");
+        assert_eq!(Plan::from_json(&json).unwrap(), plan);
+    }
+
+    #[test]
+    fn the_pi_section_and_the_route_go_together_and_its_paths_are_checked() {
+        let mut plan = Plan::stem_example();
+        plan.grub.pi = Some(pi_trial());
+        assert!(matches!(plan.validate(), Err(PlanError::PiTrialMismatch { has_pi: true, .. })));
+        plan.grub.route = GrubRoute::PiFirmwareTrial;
+        plan.grub.pi = None;
+        assert!(matches!(plan.validate(), Err(PlanError::PiTrialMismatch { has_pi: false, .. })));
+        plan.grub.pi = Some(PiTrialBoot { trial_partition: 1, ..pi_trial() });
+        assert!(matches!(plan.validate(), Err(PlanError::PiTrialPartition { found: 1 })));
+        plan.grub.pi = Some(PiTrialBoot { kernel: "../kernel7.img".into(), ..pi_trial() });
+        assert!(plan.validate().is_err());
+        plan.grub.pi = Some(PiTrialBoot { blobs_last: vec!["/start.elf".into()], ..pi_trial() });
+        assert!(plan.validate().is_err());
+        plan.grub.pi = Some(pi_trial());
+        assert!(plan.validate().is_ok());
     }
 }

@@ -193,6 +193,7 @@ impl Plan {
             GrubRoute::BootFiles => "edited boot partition files",
             GrubRoute::UefiBootNext => "a UEFI boot option armed for one boot with BootNext (no GRUB file is changed)",
             GrubRoute::UbootTrial => "uEnv.txt replaced by a trial that U-Boot runs for one boot, while ${bootcount} matches",
+            GrubRoute::PiFirmwareTrial => "the spare partition as a FAT32 trial boot set that the GPU firmware boots once (reboot_part); resin-boot unchanged",
         };
         writeln!(
             out,

@@ -652,6 +652,7 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
             files,
             env: Vec::new(),
             uboot,
+            pi: None,
         },
         finalize: profile.finalize_policy(),
         failure: FailurePolicy {

@@ -451,6 +451,7 @@ pub fn make_plan(g: &Gathered, image: &ImageFacts) -> Result<StagePlan, Refusal>
                 value: ENTRY_ID.into(),
             }],
             uboot: None,
+            pi: None,
         },
         finalize: g.profile.finalize_policy(),
         failure: FailurePolicy {
