@@ -152,7 +152,6 @@ pub fn config_json() -> String {
 /// 5. `initramfs.modules` + `virtio_mmio`, `virtio_blk`: the disk on `virt` (the BBB's eMMC
 ///    driver is the board kernel's).
 pub fn write_test_profile(dir: &Path) -> Result<PathBuf> {
-    let real = std::fs::read_to_string(paths::workspace_root().join(REAL_PROFILE))?;
     let dtb = format!("/{HARNESS_DTB}");
     let deviations: [(&str, String); 6] = [
         (
@@ -160,35 +159,58 @@ pub fn write_test_profile(dir: &Path) -> Result<PathBuf> {
             "description = \"resinOS 1.x BeagleBone Black under QEMU -M virt (test profile)\""
                 .to_string(),
         ),
-        (
-            "modules = [\"btrfs\", \"ext4\", \"fat\", \"vfat\", \"nls_cp437\", \"nls_iso8859_1\"]",
-            "modules = [\"virtio_mmio\", \"virtio_blk\", \"btrfs\", \"ext4\", \"fat\", \"vfat\", \"nls_cp437\", \"nls_iso8859_1\"]"
-                .to_string(),
-        ),
+        virt_disk_modules(),
         ("interface = \"mmc\"", "interface = \"virtio\"".to_string()),
         (
             "bootcount = { address = 0x44E3E068, byte_order = \"big-endian\" }",
-            format!("bootcount = {{ address = {}, byte_order = \"little-endian\" }}", bbb_uboot::COUNTER_ADDR),
+            format!(
+                "bootcount = {{ address = {}, byte_order = \"little-endian\" }}",
+                bbb_uboot::COUNTER_ADDR
+            ),
         ),
         ("dtb = \"/boot/am335x-boneblack.dtb\"", format!("dtb = \"{dtb}\"")),
         ("watchdog = \"/dev/watchdog\"", "# watchdog: none on -M virt".to_string()),
     ];
+    write_derived_profile(dir, REAL_PROFILE, TEST_PROFILE, &deviations)
+}
+
+/// The ARM boards' `initramfs.modules` line and its `-M virt` deviation: + `virtio_mmio`,
+/// `virtio_blk` (the disk on `virt`; the boards' SD/eMMC drivers are their kernels').
+pub fn virt_disk_modules() -> (&'static str, String) {
+    (
+        "modules = [\"btrfs\", \"ext4\", \"fat\", \"vfat\", \"nls_cp437\", \"nls_iso8859_1\"]",
+        "modules = [\"virtio_mmio\", \"virtio_blk\", \"btrfs\", \"ext4\", \"fat\", \"vfat\", \"nls_cp437\", \"nls_iso8859_1\"]"
+            .to_string(),
+    )
+}
+
+/// Writes `dir/<test_profile>.toml` for `stager --profile-file`: the built-in profile
+/// `real_profile` (a path under the workspace) with `deviations`, each `(line, replacement)`
+/// replacing one line, in file order (a missing line fails, so the test profile cannot drift
+/// from the real one unnoticed).
+pub fn write_derived_profile(
+    dir: &Path,
+    real_profile: &str,
+    test_profile: &str,
+    deviations: &[(&str, String)],
+) -> Result<PathBuf> {
+    let real = std::fs::read_to_string(paths::workspace_root().join(real_profile))?;
     let mut text = format!(
-        "# {TEST_PROFILE}: written by qemu-tests/src/bbb1x_standin.rs from {REAL_PROFILE}\n\
-         # with the deviations its write_test_profile names. Do not edit.\n"
+        "# {test_profile}: written by qemu-tests from {real_profile}\n\
+         # with the deviations its writer names. Do not edit.\n"
     );
     let mut rest = real.as_str();
-    for (line, replacement) in &deviations {
+    for (line, replacement) in deviations {
         let (before, after) = rest
             .split_once(line)
-            .with_context(|| format!("{REAL_PROFILE} no longer has `{line}` (in this order)"))?;
+            .with_context(|| format!("{real_profile} no longer has `{line}` (in this order)"))?;
         text.push_str(before);
         text.push_str(replacement);
         rest = after;
     }
     text.push_str(rest);
     std::fs::create_dir_all(dir)?;
-    let path = dir.join(format!("{TEST_PROFILE}.toml"));
+    let path = dir.join(format!("{test_profile}.toml"));
     std::fs::write(&path, text)?;
     Ok(path)
 }

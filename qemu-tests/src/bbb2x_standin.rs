@@ -52,8 +52,9 @@ pub const PARTITIONS: [StandInPartition; 5] = [
     StandInPartition::mib("resin-state", 176, 20, "83", "ext4"),
     StandInPartition::mib("resin-data", 200, 64, "83", "ext4"),
 ];
-const EXTENDED_START: u64 = 172 * MIB_SECTORS;
-const IMAGE_SECTORS: u64 = 264 * MIB_SECTORS;
+/// Where the extended partition starts and the image ends (shared by the ARM 2.x stand-ins).
+pub const EXTENDED_START: u64 = 172 * MIB_SECTORS;
+pub const IMAGE_SECTORS: u64 = 264 * MIB_SECTORS;
 
 /// Modules of the verdict initramfs besides [`FS_MODULES`]: the virtio disk.
 const DISK_MODULES: [&str; 2] = ["virtio_mmio", "virtio_blk"];
@@ -112,6 +113,20 @@ impl Bbb2xImage {
     }
 }
 
+/// The ARM 2.x stand-ins' initramfs in `out`: the verdict init
+/// (qemu-tests/assets/resin/verdict-init), busybox, the virtio disk and file system modules.
+pub fn verdict_initramfs(inputs: &BbbInputs, out: &Path) -> Result<()> {
+    let assets = paths::workspace_root().join("qemu-tests/assets/resin");
+    InitramfsBuilder::new()
+        .compression(Compression::Gzip)
+        .busybox(inputs.busybox.as_path(), busybox_applets()?)
+        .modules(&inputs.modules, DISK_MODULES.iter().chain(FS_MODULES).copied())
+        .init(resin_image::verdict_init(&assets)?)
+        .write_to_path(out)
+        .with_context(|| format!("building {}", out.display()))?;
+    Ok(())
+}
+
 fn build(inputs: &BbbInputs, raw: &Path) -> Result<()> {
     let work = raw.with_extension("work");
     let dtb = bbb_uboot::board_dtb(&RootTree::fresh_empty(&work)?.root)?;
@@ -127,14 +142,7 @@ fn build(inputs: &BbbInputs, raw: &Path) -> Result<()> {
     root_a.copy("boot/zImage", &inputs.zimage, 0o644)?;
     root_a.copy(HARNESS_DTB, &dtb, 0o644)?;
     let rd = work.join("verdict-initramfs.img");
-    let assets = paths::workspace_root().join("qemu-tests/assets/resin");
-    InitramfsBuilder::new()
-        .compression(Compression::Gzip)
-        .busybox(inputs.busybox.as_path(), busybox_applets()?)
-        .modules(&inputs.modules, DISK_MODULES.iter().chain(FS_MODULES).copied())
-        .init(resin_image::verdict_init(&assets)?)
-        .write_to_path(&rd)
-        .with_context(|| format!("building {}", rd.display()))?;
+    verdict_initramfs(inputs, &rd)?;
     root_a.copy(HARNESS_INITRAMFS, &rd, 0o644)?;
     root_a.file(
         "etc/os-release",

@@ -155,10 +155,15 @@ pub struct BbbInputs {
     pub modules: PathBuf,
 }
 
+/// The harness U-Boot's build (`u-boot.bin`, `mkimage`), made by scripts/setup-bbb-uboot.sh.
+pub fn harness_uboot_dir() -> PathBuf {
+    paths::cache_dir().join("uboot/current")
+}
+
 impl BbbInputs {
     pub fn locate() -> Result<BbbInputs> {
         let cache = paths::cache_dir();
-        let uboot = cache.join("uboot/current");
+        let uboot = harness_uboot_dir();
         let kdir = cache.join("kernel-armhf");
         let version = std::fs::read_to_string(kdir.join("VERSION"))
             .context("no armhf kernel in .cache/kernel-armhf: run scripts/setup.sh")?;

@@ -9,16 +9,20 @@
 //!   under their names, a named deviation), `overlays/`, `config.txt`, `cmdline.txt`
 //!   (contract P1, P3);
 //! - p2 resin-root (ext3): the root the BBB 1.x stand-in's builder makes
-//!   ([`bbb1x_standin::build_root`]) for the Yocto machine `raspberrypi3`;
+//!   ([`bbb1x_standin::build_root`]) for the Yocto machine `raspberrypi3`, with the packaged
+//!   ARMv7 stager at [`bbb1x_standin::STAGER_PATH`];
 //! - p3 resin-updt (ext3, the same size, empty), p5 resin-conf (FAT, config.json), p6
-//!   resin-data (btrfs: [`resin1x_image::data_tree`]).
+//!   resin-data (btrfs: [`resin1x_image::data_tree`]). p3 is 64 MiB at 108 MiB, inside the
+//!   2.x stand-ins' resin-rootB (the planner's rule for a staging partition): room for the
+//!   FAT32 trial set (the kernel, the migration initramfs), the small 2.x stand-in image and
+//!   the backup, and with 512-byte clusters well over FAT32's 65525 clusters (≥ 33 MiB).
 //!
 //! Named deviations on resin-boot: the 1.x kernel mounts `root=/dev/mmcblk0p2` itself; Debian's
 //! kernel has virtio and ext4 as modules, so `config.txt` also loads the harness initramfs
 //! (`initramfs harness-initramfs.img followkernel`, the BBB stand-in's, which reads
 //! `root=/dev/mmcblk0pN` as partition N of the disk holding resin-boot). `cmdline.txt` is the
-//! 1.x debug build's (P3) with `console=serial0,115200` → `console=ttyAMA0,115200` (the
-//! player does not play the firmware's `serial0`).
+//! 1.x debug build's (P3), `console=serial0,115200` included (the player resolves `serial0`,
+//! [`crate::pi_firmware::firmware_cmdline`]).
 
 use crate::bbb1x_standin::{self, Root1x, DISK_SECTORS, EXTENDED_START, PARTITIONS};
 use crate::bbb_uboot::{self, BbbInputs};
@@ -39,9 +43,35 @@ pub const DISK_ID: &str = "0x0e1a0001";
 /// The harness initramfs on resin-boot (named deviation, see the module comment).
 pub const HARNESS_INITRAMFS: &str = "harness-initramfs.img";
 
-/// resin-boot's `cmdline.txt` (contract P3, debug build, console named for `-M virt`).
+/// resin-boot's `cmdline.txt` (contract P3, debug build).
 pub const CMDLINE_1X: &str =
-    "dwc_otg.lpm_enable=0 console=tty1 console=ttyAMA0,115200 root=/dev/mmcblk0p2 rootfstype=ext4 rootwait\n";
+    "dwc_otg.lpm_enable=0 console=tty1 console=serial0,115200 root=/dev/mmcblk0p2 rootfstype=ext4 rootwait\n";
+/// The test profile's name (the stem of its file, as `--profile-file` names it).
+pub const TEST_PROFILE: &str = "resinos1x-raspberrypi3-qemu";
+/// The built-in profile the test profile is made from.
+const REAL_PROFILE: &str = "board-profiles/profiles/resinos1x-raspberrypi3.toml";
+
+/// The test profile for `-M virt`, written to `dir/<TEST_PROFILE>.toml` for `stager
+/// --profile-file`: the built-in Pi 3 profile with these one-line deviations
+/// ([`bbb1x_standin::write_derived_profile`]):
+/// 1. the description;
+/// 2. `initramfs.modules` + `virtio_mmio`, `virtio_blk` ([`bbb1x_standin::virt_disk_modules`];
+///    ext4, fat and vfat are modules of the Debian kernel and already listed).
+///
+/// `pi_trial.reboot_part` stays the real sysfs path: Debian's 6.1 kernel has no such file, so
+/// the stager arms with `reboot(RESTART2, "N")` alone (contract §2.2), which the player reads
+/// from the console.
+pub fn write_test_profile(dir: &Path) -> Result<PathBuf> {
+    let deviations = [
+        (
+            "description = \"resinOS 1.x Raspberry Pi 3 (32-bit) -> resinOS 2.x raspberrypi3\"",
+            "description = \"resinOS 1.x Raspberry Pi 3 under QEMU -M virt (test profile)\""
+                .to_string(),
+        ),
+        bbb1x_standin::virt_disk_modules(),
+    ];
+    bbb1x_standin::write_derived_profile(dir, REAL_PROFILE, TEST_PROFILE, &deviations)
+}
 
 /// resin-boot's `config.txt`: settings of the kind meta-raspberrypi writes (not copied from
 /// a 1.x image; the player ignores them) and the harness initramfs line.
@@ -73,12 +103,16 @@ pub struct Pi1xImage {
 
 impl Pi1xImage {
     /// Builds the disk if its inputs (this recipe, the kernel, busybox) changed.
+    /// Builds the disk if its inputs (this recipe, the kernel, busybox, the packaged ARMv7
+    /// stager) changed.
     pub fn ensure(inputs: &BbbInputs) -> Result<Pi1xImage> {
+        let stager = bbb1x_standin::packaged_armv7_stager()?;
         let path = paths::images_dir().join("pi-resinos1x-standin.img");
         let mut fp = Fingerprint::new(RECIPE);
         fp.text(&inputs.kernel_version).file(&inputs.busybox)?.file(&inputs.zimage)?;
+        fp.file(&stager)?;
         stamp::build_if_stale(&path, &fp, &[], "the Pi resinOS 1.x stand-in", || {
-            build(inputs, &path)
+            build(inputs, &stager, &path)
         })?;
         Ok(Pi1xImage { path })
     }
@@ -100,11 +134,12 @@ pub fn config_json() -> String {
     resin1x_image::config_json("raspberrypi3", "pi-1x")
 }
 
-fn build(inputs: &BbbInputs, out: &Path) -> Result<()> {
-    let work = RootTree::fresh_empty(&out.with_extension("work"))?.root;
-    // QEMU dumps its tree padded to 1 MiB; a kernel started by QEMU's own loader with that
-    // file prints nothing (measured here), so it is recompiled to its real size (7 KiB).
-    let dumped = bbb_uboot::virt_dtb(&work)?;
+/// The Pi stand-ins' dtb files (under the boards' names, a named deviation): QEMU's `virt`
+/// tree in `work/virt-compact.dtb`. QEMU dumps its tree padded to 1 MiB; a kernel started by
+/// QEMU's own loader with that file prints nothing (measured here), so it is recompiled to its
+/// real size (7 KiB).
+pub fn compact_virt_dtb(work: &Path) -> Result<PathBuf> {
+    let dumped = bbb_uboot::virt_dtb(work)?;
     let dtb = work.join("virt-compact.dtb");
     run(
         "dtc",
@@ -119,6 +154,12 @@ fn build(inputs: &BbbInputs, out: &Path) -> Result<()> {
             dumped.as_os_str(),
         ],
     )?;
+    Ok(dtb)
+}
+
+fn build(inputs: &BbbInputs, stager: &Path, out: &Path) -> Result<()> {
+    let work = RootTree::fresh_empty(&out.with_extension("work"))?.root;
+    let dtb = compact_virt_dtb(&work)?;
 
     let boot = RootTree::fresh_empty(&work.join("boot"))?;
     for blob in [BOOTCODE, "start.elf", "fixup.dat"] {
@@ -137,6 +178,7 @@ fn build(inputs: &BbbInputs, out: &Path) -> Result<()> {
 
     let root =
         bbb1x_standin::build_root(inputs, &work.join("root"), &Root1x { machine: "raspberrypi3" })?;
+    root.copy(bbb1x_standin::STAGER_PATH, stager, 0o755)?;
 
     let conf = RootTree::fresh_empty(&work.join("conf"))?;
     conf.file("config.json", config_json().as_bytes(), 0o644)?;

@@ -35,16 +35,39 @@
 //!    partition 1, where the boot ROM reads it), the kernel, the initramfs and the cmdline file
 //!    its config names, and the board's dtb. They are read with mtools (`-i disk@@offset`).
 //! 4. [`start`]: `qemu-system-arm -M virt -no-reboot -kernel <kernel> -initrd <initramfs>
-//!    -append <cmdline> -dtb <dtb>`, each file as read from partition N.
+//!    -append <cmdline> -dtb <dtb>`, each file as read from partition N. When the kernel file
+//!    is the 2.x U-Boot stand-in ([`UBOOT_KERNEL_STANDIN`]: from 2.14.1 resinOS's
+//!    `kernel7.img` is U-Boot, contract P14; balena-raspberrypi v2.14.1+rev1
+//!    `layers/meta-resin-raspberrypi/recipes-core/images/resin-image.bbappend`,
+//!    `RESIN_BOOT_PARTITION_FILES_rpi = "u-boot.bin:/${SDIMG_KERNELIMAGE} boot.scr:/boot.scr
+//!    ${KERNEL_IMAGETYPE}…:/${KERNEL_IMAGETYPE} …"`), the harness's real U-Boot
+//!    (`.cache/uboot/current/u-boot.bin`, scripts/setup-bbb-uboot.sh) runs as `-bios` instead,
+//!    with the board's dtb carrying the command line in `/chosen/bootargs` (where the firmware
+//!    puts it for whatever it starts, and where balena's `boot.scr` reads it), and finds the
+//!    partition's `boot.scr` by its distro boot (as the Pi's U-Boot finds it on `mmc 0`).
 //!
-//! Named deviations: `kernel7.img` is Debian's armhf zImage and the board's dtb file is
-//! QEMU's `virt` tree (files of those names, so the player passes exactly what the partition
-//! holds); the firmware's own additions to the command line (board revision, MAC address …)
-//! and its `serial0` console name are not played, so stand-in command lines name
-//! `console=ttyAMA0`; the firmware blobs are dummies whose presence is checked.
+//! The command line: the firmware passes the cmdline file's first line with `serial0` resolved
+//! to the board's primary UART ([`firmware_cmdline`]). raspberrypi/documentation
+//! `documentation/asciidoc/computers/config_txt/boot.adoc` (`enable_uart`): "`enable_uart=1`
+//! (in conjunction with `console=serial0,115200` in `cmdline.txt`) requests that the kernel
+//! creates a serial console"; `documentation/asciidoc/computers/configuration/uart.adoc`:
+//! `serial0` names the primary UART, whichever of the PL011 (`ttyAMA0`) and the mini UART
+//! (`ttyS0`) that is on the model. Whether the firmware rewrites the word or the downstream
+//! kernel resolves it through the device tree's `serial0` alias is not settled here (the
+//! Nerves rpi3 `cmdline.txt` says "serial0 is magically replaced to the right thing by the
+//! RPi bootloader"); Debian's kernel knows no `serial0` console, so the player hands over
+//! `ttyAMA0` — the PL011 that `-M virt` has — a named deviation of the player, not of the
+//! stand-ins, whose `cmdline.txt` keep the real `console=serial0,115200`.
+//!
+//! Named deviations: `kernel7.img` is Debian's armhf zImage (1.x) or a U-Boot stand-in file
+//! (2.x), and the board's dtb file is QEMU's `virt` tree (files of those names, so the player
+//! passes exactly what the partition holds); the firmware's own additions to the command line
+//! (board revision, MAC address …) are not played; the firmware blobs are dummies whose
+//! presence is checked.
 
 use crate::disk::{self, PartitionTable, TablePartition};
 use crate::qemu::{arm_virt_command, Vm};
+use crate::tools::run;
 use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -292,8 +315,57 @@ pub struct BootPlan {
     pub kernel: PathBuf,
     pub initramfs: Option<PathBuf>,
     pub dtb: PathBuf,
-    /// The command line (the cmdline file's first line).
+    /// The command line the firmware passes: the cmdline file's first line through
+    /// [`firmware_cmdline`].
     pub cmdline: String,
+    /// What the kernel file is, so what runs.
+    pub handover: Handover,
+}
+
+/// What the firmware starts from the kernel file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handover {
+    /// A Linux zImage: QEMU's `-kernel`.
+    Linux,
+    /// The 2.x U-Boot stand-in: the harness U-Boot as QEMU's `-bios`, this file.
+    Uboot { bios: PathBuf },
+}
+
+/// resinOS 2.x's `kernel7.img` (U-Boot, contract P14) in the 2.x stand-ins: text the player
+/// recognises (as `bbb_uboot` recognises its `u-boot.img` stand-ins) and answers by running
+/// the harness U-Boot as `-bios`.
+pub const UBOOT_KERNEL_STANDIN: &str =
+    "# stand-in: resinOS 2.x kernel7.img, U-Boot (rpi_3_32b) with balena's environment\n\
+# the harness firmware player runs its own U-Boot as QEMU -bios for it\n\
+harness_kernel=u-boot\n";
+
+/// The player's rule for the kernel file (see [`UBOOT_KERNEL_STANDIN`]).
+fn handover_for(kernel: &[u8]) -> Result<Handover> {
+    if kernel != UBOOT_KERNEL_STANDIN.as_bytes() {
+        return Ok(Handover::Linux);
+    }
+    let bios = crate::bbb_uboot::harness_uboot_dir().join("u-boot.bin");
+    ensure!(bios.exists(), "no harness U-Boot at {}: run scripts/setup.sh", bios.display());
+    Ok(Handover::Uboot { bios })
+}
+
+/// The primary UART as the firmware names it on the command line (see the module comment).
+const SERIAL0: &str = "serial0";
+/// `-M virt`'s PL011, what `serial0` becomes in the player (named deviation).
+const VIRT_UART: &str = "ttyAMA0";
+
+/// The command line the player hands over for the cmdline file's first line `line`:
+/// `console=serial0…` → `console=ttyAMA0…` (module comment); other words unchanged.
+pub fn firmware_cmdline(line: &str) -> String {
+    line.split_whitespace()
+        .map(|word| match word.strip_prefix("console=").and_then(|c| c.strip_prefix(SERIAL0)) {
+            Some(rest) if rest.is_empty() || rest.starts_with(',') => {
+                format!("console={VIRT_UART}{rest}")
+            }
+            _ => word.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The firmware files `bootcode.bin` loads from the boot partition.
@@ -329,12 +401,36 @@ pub fn plan_boot(disk: &Path, partition: u32, model: PiModel, work: &Path) -> Re
         Ok(out)
     };
     let kernel = save("kernel", &config.kernel)?;
+    let handover = handover_for(&std::fs::read(&kernel)?)?;
     let initramfs = config.initramfs.as_deref().map(|f| save("initramfs", f)).transpose()?;
     let dtb = save("dtb", model.dtb())?;
     let cmdline_bytes = fat_file(disk, part, partition, &config.cmdline)?;
     let cmdline =
-        String::from_utf8_lossy(&cmdline_bytes).lines().next().unwrap_or("").trim().to_string();
-    Ok(BootPlan { partition, mbr_type: part.kind.clone(), config, kernel, initramfs, dtb, cmdline })
+        firmware_cmdline(String::from_utf8_lossy(&cmdline_bytes).lines().next().unwrap_or(""));
+    if handover != Handover::Linux {
+        // The firmware's dtb carries the command line for what it starts.
+        run(
+            "fdtput",
+            [
+                "-t".as_ref(),
+                "s".as_ref(),
+                dtb.as_os_str(),
+                "/chosen".as_ref(),
+                "bootargs".as_ref(),
+                cmdline.as_ref(),
+            ],
+        )?;
+    }
+    Ok(BootPlan {
+        partition,
+        mbr_type: part.kind.clone(),
+        config,
+        kernel,
+        initramfs,
+        dtb,
+        cmdline,
+        handover,
+    })
 }
 
 /// Starts the board as the firmware would hand over to `plan`'s kernel: `-M virt`, `disk`
@@ -348,16 +444,29 @@ pub fn start(
 ) -> Result<Vm> {
     let mut disks = vec![("sd", disk)];
     disks.extend_from_slice(extra_disks);
+    if let Handover::Uboot { .. } = plan.handover {
+        // U-Boot numbers virtio-mmio devices in reverse command-line order (contract §4.1):
+        // the SD card last is U-Boot's device 0, as the Pi's card is `mmc 0`.
+        disks.reverse();
+    }
     let mut cmd = arm_virt_command(&disks, true);
-    cmd.arg("-no-reboot")
-        .arg("-kernel")
-        .arg(&plan.kernel)
-        .arg("-dtb")
-        .arg(&plan.dtb)
-        .arg("-append")
-        .arg(&plan.cmdline);
-    if let Some(rd) = &plan.initramfs {
-        cmd.arg("-initrd").arg(rd);
+    cmd.arg("-no-reboot").arg("-dtb").arg(&plan.dtb);
+    match &plan.handover {
+        Handover::Linux => {
+            cmd.arg("-kernel").arg(&plan.kernel).arg("-append").arg(&plan.cmdline);
+            if let Some(rd) = &plan.initramfs {
+                cmd.arg("-initrd").arg(rd);
+            }
+        }
+        // QEMU copies the dtb to the start of RAM for firmware (hw/arm/boot.c), where
+        // qemu_arm's U-Boot reads it (`fdt_addr=0x40000000`, include/configs/qemu-arm.h).
+        Handover::Uboot { bios } => {
+            ensure!(
+                plan.initramfs.is_none(),
+                "an initramfs with U-Boot as the kernel is not played"
+            );
+            cmd.arg("-bios").arg(bios);
+        }
     }
     Vm::start_command(name, cmd)
 }
@@ -365,10 +474,11 @@ pub fn start(
 /// One line saying what the firmware loads, for logs and assertion messages.
 pub fn describe(plan: &BootPlan) -> String {
     format!(
-        "partition {} (type {}): kernel={} initramfs={} cmdline={:?}",
+        "partition {} (type {}): kernel={}{} initramfs={} cmdline={:?}",
         plan.partition,
         plan.mbr_type,
         plan.config.kernel,
+        if plan.handover == Handover::Linux { "" } else { " (U-Boot: -bios)" },
         plan.config.initramfs.as_deref().unwrap_or("-"),
         plan.cmdline
     )
@@ -476,6 +586,28 @@ mod tests {
         assert_eq!(next_boot(RunEnd::Exited, "reboot: Power down\n").unwrap(), NextBoot::Halt);
         assert!(next_boot(RunEnd::Exited, &cmd("0 tryboot")).is_err());
         assert!(next_boot(RunEnd::Exited, &cmd("64")).is_err());
+    }
+
+    #[test]
+    fn serial0_becomes_the_virt_uart_and_nothing_else_changes() {
+        let line =
+            "dwc_otg.lpm_enable=0 console=tty1 console=serial0,115200 root=/dev/mmcblk0p2 rootwait";
+        assert_eq!(
+            firmware_cmdline(line),
+            "dwc_otg.lpm_enable=0 console=tty1 console=ttyAMA0,115200 root=/dev/mmcblk0p2 rootwait"
+        );
+        assert_eq!(firmware_cmdline("console=serial0"), "console=ttyAMA0");
+        for same in ["console=serial01,9600", "console=ttyS0,115200", "kgdboc=serial0,115200"] {
+            assert_eq!(firmware_cmdline(same), same);
+        }
+    }
+
+    #[test]
+    fn only_the_uboot_standin_is_handed_to_uboot() {
+        assert_eq!(handover_for(b"\x00\x00\xa0\xe1 zImage").unwrap(), Handover::Linux);
+        let mut near = UBOOT_KERNEL_STANDIN.as_bytes().to_vec();
+        near.push(b'x');
+        assert_eq!(handover_for(&near).unwrap(), Handover::Linux);
     }
 
     #[test]

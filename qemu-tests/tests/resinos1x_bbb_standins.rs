@@ -25,13 +25,12 @@ use qemu_tests::bbb_uboot::{
 use qemu_tests::console_lines::{after, complete_lines, value};
 use qemu_tests::disk::{self, PartitionTable};
 use qemu_tests::fixture::Entry;
+use qemu_tests::http_standin::answer_once;
 use qemu_tests::paths;
 use qemu_tests::qemu::Vm;
 use qemu_tests::resin1x_image::APP_ID;
 use qemu_tests::verdict::{Verdict, SUMMARY_MARKER};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use uboot_env::BootCount;
@@ -66,24 +65,6 @@ fn timed<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     Ok(out)
 }
 
-/// Answers one HTTP request on a loopback port (the guest's 10.0.2.2) with [`HTTP_TOKEN`].
-fn http_standin() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let port = listener.local_addr()?.port();
-    std::thread::spawn(move || {
-        if let Ok((mut stream, _)) = listener.accept() {
-            let mut request = [0u8; 1024];
-            let _ = stream.read(&mut request);
-            let _ = write!(
-                stream,
-                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{HTTP_TOKEN}",
-                HTTP_TOKEN.len()
-            );
-        }
-    });
-    Ok(port)
-}
-
 /// Boots the 1.x stand-in with the run.sh above; returns its console lines and U-Boot's count.
 fn boot_1x(inputs: &BbbInputs, dir: &Path, image_2x: &Bbb2xImage) -> Result<Vec<String>> {
     let image_1x = timed("1.x stand-in built (or cached)", || Bbb1xImage::ensure(inputs))?;
@@ -93,7 +74,7 @@ fn boot_1x(inputs: &BbbInputs, dir: &Path, image_2x: &Bbb2xImage) -> Result<Vec<
     std::fs::write(
         &run_sh,
         RUN_SH
-            .replace("@PORT@", &http_standin()?.to_string())
+            .replace("@PORT@", &answer_once(HTTP_TOKEN)?.to_string())
             .replace("@PROFILE@", TEST_PROFILE)
             .replace("@IMAGE@", IMAGE_ON_HARNESS),
     )?;

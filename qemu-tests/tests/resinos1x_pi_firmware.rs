@@ -196,7 +196,8 @@ fn the_pi_firmware_player_boots_the_1x_standin_then_a_one_shot_trial_on_p3() -> 
     let (plan, mut vm) = board.boot(RunEnd::PowerOn, "")?;
     assert_eq!(plan.config.kernel, "kernel7.img");
     assert_eq!(plan.config.initramfs.as_deref(), Some(HARNESS_INITRAMFS));
-    assert_eq!(plan.cmdline, pi1x_standin::CMDLINE_1X.trim());
+    assert_eq!(plan.cmdline, pi_firmware::firmware_cmdline(pi1x_standin::CMDLINE_1X));
+    assert!(plan.cmdline.contains("console=ttyAMA0,115200"), "serial0 resolved: {}", plan.cmdline);
     expect_1x(&plan, &mut vm)?;
     vm.wait_for("SWAPOVER-T no-reboot", STAGE)?;
     let console = exited(&mut vm)?;
