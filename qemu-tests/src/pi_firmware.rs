@@ -471,6 +471,58 @@ pub fn start(
     Vm::start_command(name, cmd)
 }
 
+/// A board the player drives through a sequence of QEMU runs: the SD card stand-in, the disks
+/// attached after it (e.g. the harness disk), where the player keeps each run's files.
+#[derive(Debug, Clone)]
+pub struct Board {
+    /// Names the runs' VMs (`<name>-run<N>`) and their logs.
+    pub name: String,
+    pub model: PiModel,
+    pub disk: PathBuf,
+    pub extra_disks: Vec<(String, PathBuf)>,
+    pub work: PathBuf,
+    /// QEMU runs started so far.
+    pub runs: u32,
+}
+
+impl Board {
+    pub fn new(
+        name: &str,
+        model: PiModel,
+        disk: &Path,
+        extra_disks: &[(&str, &Path)],
+        work: &Path,
+    ) -> Board {
+        Board {
+            name: name.to_string(),
+            model,
+            disk: disk.to_path_buf(),
+            extra_disks: extra_disks
+                .iter()
+                .map(|(n, p)| (n.to_string(), p.to_path_buf()))
+                .collect(),
+            work: work.to_path_buf(),
+            runs: 0,
+        }
+    }
+
+    /// Plays the firmware after a run that ended as `end` with `console` ([`RunEnd::PowerOn`]
+    /// and `""` for a power-on) and starts the next run; an error when the firmware halts.
+    pub fn boot(&mut self, end: RunEnd, console: &str) -> Result<(BootPlan, Vm)> {
+        let NextBoot::Partition(n) = next_boot(end, console)? else {
+            bail!("the player halts after:\n{console}");
+        };
+        self.runs += 1;
+        let plan =
+            plan_boot(&self.disk, n, self.model, &self.work.join(format!("run{}", self.runs)))?;
+        eprintln!("[{}] run {}: {}", self.name, self.runs, describe(&plan));
+        let extra: Vec<(&str, &Path)> =
+            self.extra_disks.iter().map(|(n, p)| (n.as_str(), p.as_path())).collect();
+        let vm = start(&format!("{}-run{}", self.name, self.runs), &plan, &self.disk, &extra)?;
+        Ok((plan, vm))
+    }
+}
+
 /// One line saying what the firmware loads, for logs and assertion messages.
 pub fn describe(plan: &BootPlan) -> String {
     format!(

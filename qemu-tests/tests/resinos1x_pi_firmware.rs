@@ -24,10 +24,10 @@ use qemu_tests::bbb_uboot::{self, build_harness_disk, BbbInputs, TrialKind};
 use qemu_tests::disk::{self, PartitionTable, SECTOR_BYTES};
 use qemu_tests::paths;
 use qemu_tests::pi1x_standin::{self, Pi1xImage, HARNESS_INITRAMFS, MODEL};
-use qemu_tests::pi_firmware::{self, next_boot, BootPlan, NextBoot, RunEnd, FIRMWARE_FILES};
+use qemu_tests::pi_firmware::{self, next_boot, Board, BootPlan, NextBoot, RunEnd, FIRMWARE_FILES};
 use qemu_tests::qemu::Vm;
 use qemu_tests::tools::run;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const STAGE: Duration = Duration::from_secs(120);
@@ -60,33 +60,6 @@ const RUN_SH: &str = r#"if [ -f /run/harness/reboot-to ]; then
 fi
 echo "SWAPOVER-T no-reboot"
 "#;
-
-struct Board {
-    disk: PathBuf,
-    harness: PathBuf,
-    work: PathBuf,
-    runs: u32,
-}
-
-impl Board {
-    /// Plays the firmware after a run that ended as `end` with `console`; starts the next run.
-    fn boot(&mut self, end: RunEnd, console: &str) -> Result<(BootPlan, Vm)> {
-        let NextBoot::Partition(n) = next_boot(end, console)? else {
-            anyhow::bail!("the player halts after:\n{console}");
-        };
-        self.runs += 1;
-        let plan = pi_firmware::plan_boot(
-            &self.disk,
-            n,
-            MODEL,
-            &self.work.join(format!("run{}", self.runs)),
-        )?;
-        eprintln!("[pi-firmware] run {}: {}", self.runs, pi_firmware::describe(&plan));
-        let name = format!("pi-firmware-run{}", self.runs);
-        let vm = pi_firmware::start(&name, &plan, &self.disk, &[("harness", &self.harness)])?;
-        Ok((plan, vm))
-    }
-}
 
 /// Waits for 1.x: up with resin-root as `/`; returns its `SWAPOVER-1X-UP` line.
 fn expect_1x(plan: &BootPlan, vm: &mut Vm) -> Result<String> {
@@ -190,7 +163,7 @@ fn the_pi_firmware_player_boots_the_1x_standin_then_a_one_shot_trial_on_p3() -> 
         &[("run.sh", &run_sh), ("reboot-with-command", &helper)],
     )?;
     let mut board =
-        Board { disk: disk.clone(), harness: harness.clone(), work: dir.join("player"), runs: 0 };
+        Board::new("pi-firmware", MODEL, &disk, &[("harness", &harness)], &dir.join("player"));
 
     // 1. Power-on: 1.x from p1, nothing to do, power-off → halt.
     let (plan, mut vm) = board.boot(RunEnd::PowerOn, "")?;

@@ -31,7 +31,7 @@ use qemu_tests::http_standin::answer_once;
 use qemu_tests::paths;
 use qemu_tests::pi1x_standin::{self, Pi1xImage, HARNESS_INITRAMFS, MODEL, TEST_PROFILE};
 use qemu_tests::pi2x_standin::{self, Pi2xImage};
-use qemu_tests::pi_firmware::{self, next_boot, BootPlan, Handover, NextBoot, RunEnd};
+use qemu_tests::pi_firmware::{self, next_boot, Board, Handover, NextBoot, RunEnd};
 use qemu_tests::verdict::{Verdict, SUMMARY_MARKER};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -84,22 +84,6 @@ fn tagged(lines: &[String], marker: &str) -> String {
         .join("\n")
 }
 
-/// Power-on of `disk` as the player does it: partition 1's files, then QEMU.
-fn power_on(
-    name: &str,
-    disk: &Path,
-    extra: &[(&str, &Path)],
-    work: &Path,
-) -> Result<(BootPlan, qemu_tests::qemu::Vm)> {
-    let NextBoot::Partition(n) = next_boot(RunEnd::PowerOn, "")? else {
-        anyhow::bail!("the player halts at power-on");
-    };
-    let plan = pi_firmware::plan_boot(disk, n, MODEL, work)?;
-    eprintln!("[pi-standins] {name}: {}", pi_firmware::describe(&plan));
-    let vm = pi_firmware::start(name, &plan, disk, extra)?;
-    Ok((plan, vm))
-}
-
 fn boot_1x(inputs: &BbbInputs, dir: &Path, image_2x: &Pi2xImage) -> Result<Vec<String>> {
     let image_1x = timed("1.x stand-in built (or cached)", || Pi1xImage::ensure(inputs))?;
     let disk = image_1x.fresh_copy(dir)?;
@@ -119,8 +103,9 @@ fn boot_1x(inputs: &BbbInputs, dir: &Path, image_2x: &Pi2xImage) -> Result<Vec<S
         inputs,
         &[("run.sh", &run_sh), (&profile_name, &profile), (IMAGE_ON_HARNESS, &image_2x.xz)],
     )?;
-    let (plan, mut vm) =
-        power_on("pi-standins-1x", &disk, &[("harness", &harness)], &dir.join("player"))?;
+    let mut board =
+        Board::new("pi-standins-1x", MODEL, &disk, &[("harness", &harness)], &dir.join("player"));
+    let (plan, mut vm) = board.boot(RunEnd::PowerOn, "")?;
     assert_eq!(plan.handover, Handover::Linux);
     assert_eq!(plan.cmdline, pi_firmware::firmware_cmdline(pi1x_standin::CMDLINE_1X));
     assert!(plan.cmdline.contains("console=ttyAMA0,115200"), "{}", plan.cmdline);
@@ -170,7 +155,8 @@ fn check_1x(lines: &[String]) {
 
 /// Boots `card` (the 2.x stand-in as written) to its verdict; returns the verdict and console.
 fn boot_2x(dir: &Path, name: &str, card: &Path) -> Result<(Verdict, String)> {
-    let (plan, mut vm) = power_on(name, card, &[], &dir.join(format!("{name}-player")))?;
+    let mut board = Board::new(name, MODEL, card, &[], &dir.join(format!("{name}-player")));
+    let (plan, mut vm) = board.boot(RunEnd::PowerOn, "")?;
     assert!(matches!(plan.handover, Handover::Uboot { .. }), "{}", pi_firmware::describe(&plan));
     assert_eq!(plan.initramfs, None);
     vm.wait_for(SUMMARY_MARKER, STAGE)?;
