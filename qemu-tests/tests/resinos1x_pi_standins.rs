@@ -16,8 +16,9 @@
 //!    `boot.cmd.in` with balena's environment) → it finds the image by its `resin-image` flag,
 //!    imports `resinOS_uEnv.txt`, sets `root=PARTUUID=<disk>-02` → `bootz` the 2.x kernel from
 //!    resin-boot → the verdict init's summary.
-//! c. The same card with `resin_root_part=3` in `resinOS_uEnv.txt`: the kernel gets
-//!    `…-03` — U-Boot really imported the file (the check in b can fail).
+//! c. The same card with `resin_root_part=3` in `resinOS_uEnv.txt`, and the harness disk
+//!    attached after it (as an end-to-end test's board has it; the card stays U-Boot's device
+//!    0): the kernel gets `…-03` — U-Boot really imported the file (the check in b can fail).
 //!
 //! Run: `bash scripts/build-static.sh`, then
 //! `cargo test -p qemu-tests --test resinos1x_pi_standins -- --test-threads=1 --nocapture`.
@@ -154,8 +155,13 @@ fn check_1x(lines: &[String]) {
 }
 
 /// Boots `card` (the 2.x stand-in as written) to its verdict; returns the verdict and console.
-fn boot_2x(dir: &Path, name: &str, card: &Path) -> Result<(Verdict, String)> {
-    let mut board = Board::new(name, MODEL, card, &[], &dir.join(format!("{name}-player")));
+fn boot_2x(
+    dir: &Path,
+    name: &str,
+    card: &Path,
+    extra_disks: &[(&str, &Path)],
+) -> Result<(Verdict, String)> {
+    let mut board = Board::new(name, MODEL, card, extra_disks, &dir.join(format!("{name}-player")));
     let (plan, mut vm) = board.boot(RunEnd::PowerOn, "")?;
     assert!(matches!(plan.handover, Handover::Uboot { .. }), "{}", pi_firmware::describe(&plan));
     assert_eq!(plan.initramfs, None);
@@ -187,7 +193,7 @@ fn pi_standins_1x_runs_the_armv7_stager_and_2x_boots_through_uboot_and_boot_scr(
 
     let card = image_2x.fresh_raw_copy(&runs.join("2x"), "pi-2x")?;
     let (verdict, text) = timed("b: 2.x → U-Boot → boot.scr → verdict", || {
-        boot_2x(&runs, "pi-standins-2x", &card)
+        boot_2x(&runs, "pi-standins-2x", &card, &[])
     })?;
     let partuuid = format!("root=PARTUUID={}-0", pi2x_standin::DISK_ID.trim_start_matches("0x"));
     for seen in [
@@ -209,9 +215,13 @@ fn pi_standins_1x_runs_the_armv7_stager_and_2x_boots_through_uboot_and_boot_scr(
     let card3 = image_2x.fresh_raw_copy(&runs.join("2x"), "pi-2x-root3")?;
     let table = PartitionTable::read(&card3)?;
     disk::write_fat_file(&card3, table.number(1)?, "resinOS_uEnv.txt", b"resin_root_part=3\n")?;
-    let (_, text) = timed("c: resin_root_part=3 → …-03", || {
-        boot_2x(&runs, "pi-standins-2x-root3", &card3)
+    // With the harness disk attached, as an end-to-end test's board has it: the card is still
+    // U-Boot's device 0.
+    let harness = build_harness_disk(&runs.join("2x"), &inputs, &[])?;
+    let (_, text) = timed("c: resin_root_part=3 → …-03 (harness disk attached)", || {
+        boot_2x(&runs, "pi-standins-2x-root3", &card3, &[("harness", &harness)])
     })?;
+    assert!(text.contains("Found resin image on virtio 0"), "{text}");
     let cmdline = kernel_cmdline(&text);
     assert!(cmdline.ends_with(&format!("{partuuid}3 rootwait")), "{cmdline}");
     eprintln!("[pi-standins] whole test: {:.1}s", started.elapsed().as_secs_f64());
