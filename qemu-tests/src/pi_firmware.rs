@@ -50,14 +50,16 @@
 //! to the board's primary UART ([`firmware_cmdline`]). raspberrypi/documentation
 //! `documentation/asciidoc/computers/config_txt/boot.adoc` (`enable_uart`): "`enable_uart=1`
 //! (in conjunction with `console=serial0,115200` in `cmdline.txt`) requests that the kernel
-//! creates a serial console"; `documentation/asciidoc/computers/configuration/uart.adoc`:
-//! `serial0` names the primary UART, whichever of the PL011 (`ttyAMA0`) and the mini UART
-//! (`ttyS0`) that is on the model. Whether the firmware rewrites the word or the downstream
-//! kernel resolves it through the device tree's `serial0` alias is not settled here (the
-//! Nerves rpi3 `cmdline.txt` says "serial0 is magically replaced to the right thing by the
-//! RPi bootloader"); Debian's kernel knows no `serial0` console, so the player hands over
-//! `ttyAMA0` — the PL011 that `-M virt` has — a named deviation of the player, not of the
-//! stand-ins, whose `cmdline.txt` keep the real `console=serial0,115200`.
+//! creates a serial console"; `documentation/asciidoc/computers/configuration/uart.adoc`
+//! ("Primary and Secondary UART" table, "Linux devices on Raspberry Pi OS"): `serial0` is the
+//! primary UART — the first PL011 (`ttyAMA0`) on the Pi 1 and 2, the mini UART (`ttyS0`) on
+//! the Pi 3, whose PL011 serves Bluetooth. Whether the firmware rewrites the word or the
+//! downstream kernel resolves it through the device tree's `serial0` alias, that document does
+//! not say (the Nerves rpi3 `cmdline.txt` says "serial0 is magically replaced to the right
+//! thing by the RPi bootloader"); Debian's kernel knows no `serial0` console, and `-M virt`
+//! has one PL011, so the player hands over `ttyAMA0` for every model — a named deviation of
+//! the player (on a real Pi 3 it would be `ttyS0`), not of the stand-ins, whose `cmdline.txt`
+//! keep the real `console=serial0,115200`.
 //!
 //! Named deviations: `kernel7.img` is Debian's armhf zImage (1.x) or a U-Boot stand-in file
 //! (2.x), and the board's dtb file is QEMU's `virt` tree (files of those names, so the player
