@@ -76,32 +76,39 @@ const RECIPE: &str = concat!(
     include_str!("../assets/resin/verdict-init"),
 );
 
-/// The built image: raw, its xz and sha256 files.
+/// A built ARM 2.x stand-in image (the BBB's, the Pi's): raw, its xz and sha256 files, as a
+/// real image is served.
 #[derive(Debug, Clone)]
-pub struct Bbb2xImage {
+pub struct Arm2xImage {
     pub raw: PathBuf,
     pub xz: PathBuf,
     pub sha256_file: PathBuf,
 }
 
-impl Bbb2xImage {
-    /// Builds the image if its inputs changed since the last build.
-    pub fn ensure(inputs: &BbbInputs) -> Result<Bbb2xImage> {
+impl Arm2xImage {
+    /// `<stem>.img` in the images directory, built with `build` (given the raw path) if `fp`
+    /// changed since the last build, then compressed with its sha256 file; `what` names it in
+    /// the log.
+    pub fn ensure_built(
+        stem: &str,
+        what: &str,
+        fp: &Fingerprint,
+        build: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<Arm2xImage> {
         let dir = paths::images_dir();
-        let raw = dir.join("bbb-resinos2x-standin.img");
-        let xz = dir.join("bbb-resinos2x-standin.img.xz");
-        let sha256_file = dir.join("bbb-resinos2x-standin.img.xz.sha256");
-        let mut fp = Fingerprint::new(RECIPE);
-        fp.text(&inputs.kernel_version).file(&inputs.busybox)?;
+        let raw = dir.join(format!("{stem}.img"));
+        let xz = dir.join(format!("{stem}.img.xz"));
+        let sha256_file = dir.join(format!("{stem}.img.xz.sha256"));
         let also = [raw.as_path(), sha256_file.as_path()];
-        stamp::build_if_stale(&xz, &fp, &also, "the BBB resinOS 2.x stand-in", || {
-            build(inputs, &raw)?;
+        stamp::build_if_stale(&xz, fp, &also, what, || {
+            build(&raw)?;
             resin_image::serve_compressed(&raw, &xz, &sha256_file, 3)
         })?;
-        Ok(Bbb2xImage { raw, xz, sha256_file })
+        Ok(Arm2xImage { raw, xz, sha256_file })
     }
 
-    /// A fresh writable copy (sparse) of the raw image in `dir`, for booting it directly.
+    /// A fresh writable copy (sparse) of the raw image in `dir`, for booting it directly (as a
+    /// migration leaves the disk: the flash writes the image from sector 0).
     pub fn fresh_raw_copy(&self, dir: &Path, name: &str) -> Result<PathBuf> {
         std::fs::create_dir_all(dir)?;
         let dst = dir.join(format!("{name}.img"));
@@ -111,6 +118,15 @@ impl Bbb2xImage {
         )?;
         Ok(dst)
     }
+}
+
+/// The BBB 2.x stand-in, built if its inputs changed since the last build.
+pub fn ensure(inputs: &BbbInputs) -> Result<Arm2xImage> {
+    let mut fp = Fingerprint::new(RECIPE);
+    fp.text(&inputs.kernel_version).file(&inputs.busybox)?;
+    Arm2xImage::ensure_built("bbb-resinos2x-standin", "the BBB resinOS 2.x stand-in", &fp, |raw| {
+        build(inputs, raw)
+    })
 }
 
 /// The ARM 2.x stand-ins' initramfs in `out`: the verdict init
@@ -144,28 +160,63 @@ fn build(inputs: &BbbInputs, raw: &Path) -> Result<()> {
     let rd = work.join("verdict-initramfs.img");
     verdict_initramfs(inputs, &rd)?;
     root_a.copy(HARNESS_INITRAMFS, &rd, 0o644)?;
+    write_2x_disk(raw, &work, &boot, &root_a, &BBB_DISK)?;
+    std::fs::remove_dir_all(&work)?;
+    Ok(())
+}
+
+/// What differs between the ARM 2.x stand-ins' disks.
+#[derive(Debug, Clone, Copy)]
+pub struct Disk2x<'a> {
+    /// The MBR disk identifier (`0x…`).
+    pub disk_id: &'a str,
+    /// The file systems' id prefixes ([`StandInDisk::new`]).
+    pub ids: (&'a str, &'a str),
+    /// `VERSION` in resin-rootA's `/etc/os-release`.
+    pub version: &'a str,
+    /// `MACHINE` there: the Yocto machine.
+    pub machine: &'a str,
+}
+
+const BBB_DISK: Disk2x<'static> = Disk2x {
+    disk_id: DISK_ID,
+    ids: ("bbb2a002-0000-4000-8000-00000000000", "0bbb200"),
+    version: "2.12.7+rev1",
+    machine: "beaglebone",
+};
+
+/// Writes an ARM 2.x stand-in image `raw` in the shared layout ([`PARTITIONS`]), using `work`:
+/// resin-boot from `boot`, resin-rootA from `root_a` plus the 2.x `/etc/os-release`, resin-data
+/// with the image's preloaded supervisor ([`preloaded_supervisor`]).
+pub fn write_2x_disk(
+    raw: &Path,
+    work: &Path,
+    boot: &RootTree,
+    root_a: &RootTree,
+    disk: &Disk2x,
+) -> Result<()> {
+    let (version, machine) = (disk.version, disk.machine);
     root_a.file(
         "etc/os-release",
-        b"ID=\"resin-os\"\nNAME=\"resinOS\"\nVERSION=\"2.12.7+rev1\"\nVERSION_ID=\"2.12.7+rev1\"\nPRETTY_NAME=\"resinOS 2.12.7+rev1 (stand-in)\"\nMACHINE=\"beaglebone\"\n",
+        format!(
+            "ID=\"resin-os\"\nNAME=\"resinOS\"\nVERSION=\"{version}\"\nVERSION_ID=\"{version}\"\nPRETTY_NAME=\"resinOS {version} (stand-in)\"\nMACHINE=\"{machine}\"\n"
+        )
+        .as_bytes(),
         0o644,
     )?;
-
     let data = RootTree::fresh_empty(&work.join("data"))?;
     for (path, content) in preloaded_supervisor() {
         data.file(&path, &content, 0o644)?;
     }
-
-    StandInDisk::new(
-        DISK_ID,
-        &PARTITIONS,
-        (EXTENDED_START, IMAGE_SECTORS),
-        ("bbb2a002-0000-4000-8000-00000000000", "0bbb200"),
-    )
-    .build(
-        raw,
-        &work,
-        &[("resin-boot", &boot.root), ("resin-rootA", &root_a.root), ("resin-data", &data.root)],
-    )?;
-    std::fs::remove_dir_all(&work)?;
-    Ok(())
+    StandInDisk::new(disk.disk_id, &PARTITIONS, (EXTENDED_START, IMAGE_SECTORS), disk.ids)
+        .build(
+            raw,
+            work,
+            &[
+                ("resin-boot", &boot.root),
+                ("resin-rootA", &root_a.root),
+                ("resin-data", &data.root),
+            ],
+        )
+        .with_context(|| format!("building the 2.x stand-in {}", raw.display()))
 }

@@ -379,22 +379,7 @@ pub fn build_harness_disk(
 ) -> Result<PathBuf> {
     let work = dir.join("harness-work");
     let tree = RootTree::fresh_empty(&work.join("tree"))?;
-    let cmd = work.join("boot.cmd");
-    std::fs::write(&cmd, BOOT_CMD)?;
-    run(
-        &inputs.mkimage.to_string_lossy(),
-        [
-            "-A".as_ref(),
-            "arm".as_ref(),
-            "-T".as_ref(),
-            "script".as_ref(),
-            "-C".as_ref(),
-            "none".as_ref(),
-            "-d".as_ref(),
-            cmd.as_os_str(),
-            tree.path("boot.scr").as_os_str(),
-        ],
-    )?;
+    boot_scr(inputs, BOOT_CMD, &work.join("boot.cmd"), &tree.path("boot.scr"))?;
     let mut content_bytes = 0;
     for (name, src) in files {
         tree.copy(name, src, 0o755)?;
@@ -415,6 +400,55 @@ pub fn build_harness_disk(
     disk::place_into_fresh_sparse(&harness_disk, 1 << 20, &harness_fs)?;
     std::fs::remove_dir_all(&work)?;
     Ok(harness_disk)
+}
+
+/// The 2.x image's name on a [`stager_harness_disk`].
+pub const IMAGE_ON_HARNESS: &str = "2x.img.xz";
+
+/// The harness disk of a 1.x stand-in run that calls the stager, in `dir`: `run.sh` =
+/// `script` with `@PROFILE@` (the test profile's name: `profile`'s file stem) and `@IMAGE@`
+/// ([`IMAGE_ON_HARNESS`]) filled in, the test profile and the 2.x image `image_xz`.
+pub fn stager_harness_disk(
+    dir: &Path,
+    inputs: &BbbInputs,
+    script: &str,
+    profile: &Path,
+    image_xz: &Path,
+) -> Result<PathBuf> {
+    let profile_name = profile.file_name().context("a profile file")?.to_string_lossy();
+    let stem = profile.file_stem().context("a profile file")?.to_string_lossy();
+    let run_sh = dir.join("run.sh");
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        &run_sh,
+        script.replace("@PROFILE@", &stem).replace("@IMAGE@", IMAGE_ON_HARNESS),
+    )?;
+    build_harness_disk(
+        dir,
+        inputs,
+        &[("run.sh", &run_sh), (&profile_name, profile), (IMAGE_ON_HARNESS, image_xz)],
+    )
+}
+
+/// A U-Boot script image `out` (`boot.scr`) of `script`, written to `cmd` first, made with the
+/// harness U-Boot's `mkimage` (`-A arm -T script -C none`).
+pub fn boot_scr(inputs: &BbbInputs, script: &str, cmd: &Path, out: &Path) -> Result<()> {
+    std::fs::write(cmd, script)?;
+    run(
+        &inputs.mkimage.to_string_lossy(),
+        [
+            "-A".as_ref(),
+            "arm".as_ref(),
+            "-T".as_ref(),
+            "script".as_ref(),
+            "-C".as_ref(),
+            "none".as_ref(),
+            "-d".as_ref(),
+            cmd.as_os_str(),
+            out.as_os_str(),
+        ],
+    )?;
+    Ok(())
 }
 
 /// The FAT label of the harness disk.

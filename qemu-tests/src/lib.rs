@@ -33,6 +33,7 @@ pub mod resin_image;
 pub mod rootfs;
 pub mod stamp;
 pub mod standin_disk;
+pub mod timing;
 pub mod tools;
 pub mod uefi_vars;
 pub mod verdict;

@@ -27,20 +27,15 @@
 //!
 //! Shipped xz-compressed with a sha256 file, as a real image is served.
 
-use crate::bbb2x_standin::{self, EXTENDED_START, IMAGE_SECTORS, PARTITIONS};
-use crate::bbb_uboot::BbbInputs;
-use crate::paths;
+use crate::bbb2x_standin::{self, Arm2xImage, Disk2x};
+use crate::bbb_uboot::{self, BbbInputs};
 use crate::pi1x_standin;
 use crate::pi_firmware::{PiModel, BOOTCODE, UBOOT_KERNEL_STANDIN};
-use crate::resin_image::{
-    self, preloaded_supervisor, DeviceTypeJson, FLAG_FILE_CONTENT, IMAGE_FLAG_FILE,
-};
+use crate::resin_image::{DeviceTypeJson, FLAG_FILE_CONTENT, IMAGE_FLAG_FILE};
 use crate::rootfs::RootTree;
-use crate::stamp::{self, Fingerprint};
-use crate::standin_disk::StandInDisk;
-use crate::tools::run;
-use anyhow::{Context, Result};
-use std::path::{Path, PathBuf};
+use crate::stamp::Fingerprint;
+use anyhow::Result;
+use std::path::Path;
 
 /// The MBR disk identifier of the image (the kernel's `root=PARTUUID=0e1a2a02-0N`).
 pub const DISK_ID: &str = "0x0e1a2a02";
@@ -48,6 +43,14 @@ pub const DISK_ID: &str = "0x0e1a2a02";
 pub const KERNEL_FILE: &str = "zImage";
 /// The verdict initramfs beside it on resin-boot (named deviation, module comment).
 pub const VERDICT_INITRAMFS: &str = "verdict-initramfs.img";
+
+/// The image's disk identity and its 2.x release (the first with U-Boot on the Pi, P14).
+const PI_DISK: Disk2x<'static> = Disk2x {
+    disk_id: DISK_ID,
+    ids: ("0e1a2a02-0000-4000-8000-00000000000", "0e1a200"),
+    version: "2.14.1+rev1",
+    machine: "raspberrypi3",
+};
 
 /// What 2.x resin-boot's `device-type.json` says (balena-raspberrypi v2.14.1+rev1
 /// `raspberrypi3.coffee`: slug, alias, name, arch, `yocto.machine`; `sumo` from
@@ -154,42 +157,13 @@ const RECIPE: &str = concat!(
     include_str!("../assets/resin/verdict-init"),
 );
 
-/// The built image: raw, its xz and sha256 files.
-#[derive(Debug, Clone)]
-pub struct Pi2xImage {
-    pub raw: PathBuf,
-    pub xz: PathBuf,
-    pub sha256_file: PathBuf,
-}
-
-impl Pi2xImage {
-    /// Builds the image if its inputs changed since the last build.
-    pub fn ensure(inputs: &BbbInputs) -> Result<Pi2xImage> {
-        let dir = paths::images_dir();
-        let raw = dir.join("pi-resinos2x-standin.img");
-        let xz = dir.join("pi-resinos2x-standin.img.xz");
-        let sha256_file = dir.join("pi-resinos2x-standin.img.xz.sha256");
-        let mut fp = Fingerprint::new(RECIPE);
-        fp.text(&inputs.kernel_version).file(&inputs.busybox)?.file(&inputs.mkimage)?;
-        let also = [raw.as_path(), sha256_file.as_path()];
-        stamp::build_if_stale(&xz, &fp, &also, "the Pi resinOS 2.x stand-in", || {
-            build(inputs, &raw)?;
-            resin_image::serve_compressed(&raw, &xz, &sha256_file, 3)
-        })?;
-        Ok(Pi2xImage { raw, xz, sha256_file })
-    }
-
-    /// A fresh writable copy (sparse) of the raw image in `dir`, as a migration leaves the
-    /// SD card (the flash writes the image from sector 0).
-    pub fn fresh_raw_copy(&self, dir: &Path, name: &str) -> Result<PathBuf> {
-        std::fs::create_dir_all(dir)?;
-        let dst = dir.join(format!("{name}.img"));
-        run(
-            "cp",
-            [std::ffi::OsStr::new("--sparse=always"), self.raw.as_os_str(), dst.as_os_str()],
-        )?;
-        Ok(dst)
-    }
+/// The Pi 2.x stand-in, built if its inputs changed since the last build.
+pub fn ensure(inputs: &BbbInputs) -> Result<Arm2xImage> {
+    let mut fp = Fingerprint::new(RECIPE);
+    fp.text(&inputs.kernel_version).file(&inputs.busybox)?.file(&inputs.mkimage)?;
+    Arm2xImage::ensure_built("pi-resinos2x-standin", "the Pi resinOS 2.x stand-in", &fp, |raw| {
+        build(inputs, raw)
+    })
 }
 
 fn build(inputs: &BbbInputs, raw: &Path) -> Result<()> {
@@ -201,22 +175,7 @@ fn build(inputs: &BbbInputs, raw: &Path) -> Result<()> {
         boot.file(blob, &firmware_blob(blob), 0o644)?;
     }
     boot.file("kernel7.img", UBOOT_KERNEL_STANDIN.as_bytes(), 0o644)?;
-    let cmd = work.join("boot.cmd");
-    std::fs::write(&cmd, boot_cmd()?)?;
-    run(
-        &inputs.mkimage.to_string_lossy(),
-        [
-            "-A".as_ref(),
-            "arm".as_ref(),
-            "-T".as_ref(),
-            "script".as_ref(),
-            "-C".as_ref(),
-            "none".as_ref(),
-            "-d".as_ref(),
-            cmd.as_os_str(),
-            boot.path("boot.scr").as_os_str(),
-        ],
-    )?;
+    bbb_uboot::boot_scr(inputs, &boot_cmd()?, &work.join("boot.cmd"), &boot.path("boot.scr"))?;
     boot.copy(KERNEL_FILE, &inputs.zimage, 0o644)?;
     let rd = work.join(VERDICT_INITRAMFS);
     bbb2x_standin::verdict_initramfs(inputs, &rd)?;
@@ -232,29 +191,7 @@ fn build(inputs: &BbbInputs, raw: &Path) -> Result<()> {
     boot.file("device-type.json", DEVICE_TYPE.render().as_bytes(), 0o644)?;
 
     let root_a = RootTree::fresh_empty(&work.join("rootA"))?;
-    root_a.file(
-        "etc/os-release",
-        b"ID=\"resin-os\"\nNAME=\"resinOS\"\nVERSION=\"2.14.1+rev1\"\nVERSION_ID=\"2.14.1+rev1\"\nPRETTY_NAME=\"resinOS 2.14.1+rev1 (stand-in)\"\nMACHINE=\"raspberrypi3\"\n",
-        0o644,
-    )?;
-
-    let data = RootTree::fresh_empty(&work.join("data"))?;
-    for (path, content) in preloaded_supervisor() {
-        data.file(&path, &content, 0o644)?;
-    }
-
-    StandInDisk::new(
-        DISK_ID,
-        &PARTITIONS,
-        (EXTENDED_START, IMAGE_SECTORS),
-        ("0e1a2a02-0000-4000-8000-00000000000", "0e1a200"),
-    )
-    .build(
-        raw,
-        &work,
-        &[("resin-boot", &boot.root), ("resin-rootA", &root_a.root), ("resin-data", &data.root)],
-    )
-    .context("building the Pi 2.x stand-in")?;
+    bbb2x_standin::write_2x_disk(raw, &work, &boot, &root_a, &PI_DISK)?;
     std::fs::remove_dir_all(&work)?;
     Ok(())
 }

@@ -26,7 +26,7 @@
 
 use anyhow::{ensure, Context, Result};
 use qemu_tests::bbb1x_standin::{self, Bbb1xImage, TEST_PROFILE};
-use qemu_tests::bbb2x_standin::Bbb2xImage;
+use qemu_tests::bbb2x_standin;
 use qemu_tests::bbb_uboot::{
     build_harness_disk, power_on, BbbInputs, COUNTER_ADDR, MARK_BOOTCOUNT, MARK_RESUME_BOOT,
     MARK_TRIAL_BOOT, MLO_STANDIN_2X, UBOOT_IMG_2X,
@@ -292,7 +292,7 @@ fn run_sequence(abort: Abort) -> Result<()> {
         passed: false,
     };
     let inputs = BbbInputs::locate()?;
-    let image_2x = Bbb2xImage::ensure(&inputs)?;
+    let image_2x = bbb2x_standin::ensure(&inputs)?;
     let image_1x = Bbb1xImage::ensure(&inputs)?;
     eprintln!("[bbb-e2e] stand-ins ready after {:.1}s", started.elapsed().as_secs_f64());
     let dir = paths::artifacts_dir().join("runs").join(&name);

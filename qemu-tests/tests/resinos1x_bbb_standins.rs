@@ -17,10 +17,11 @@
 //! c. The same without config.json: the verdict fails (the check can fail).
 
 use anyhow::{Context, Result};
-use qemu_tests::bbb1x_standin::{self, Bbb1xImage, STAGER_PATH, TEST_PROFILE};
-use qemu_tests::bbb2x_standin::Bbb2xImage;
+use qemu_tests::bbb1x_standin::{self, Bbb1xImage, STAGER_PATH};
+use qemu_tests::bbb2x_standin::{self, Arm2xImage};
 use qemu_tests::bbb_uboot::{
-    build_harness_disk, power_on, power_on_with, BbbInputs, Nic, MARK_BOOTCOUNT,
+    build_harness_disk, power_on, power_on_with, stager_harness_disk, BbbInputs, Nic,
+    MARK_BOOTCOUNT,
 };
 use qemu_tests::console_lines::{after, complete_lines, value};
 use qemu_tests::disk::{self, PartitionTable};
@@ -38,8 +39,6 @@ use uboot_env::BootCount;
 const STAGE: Duration = Duration::from_secs(120);
 /// What the host's HTTP stand-in answers: seen in the guest, the network works.
 const HTTP_TOKEN: &str = "swapover-bbb-net-ok";
-/// The 2.x stand-in image's name on the harness disk.
-const IMAGE_ON_HARNESS: &str = "bbb2x.img.xz";
 
 /// The test's commands inside the 1.x stand-in (its init runs them from the harness disk).
 const RUN_SH: &str = r#"cd /run/harness
@@ -58,32 +57,18 @@ sed 's/^/SWAPOVER-PLAN-ERR /' /tmp/plan.err
 echo "SWAPOVER-PLAN-EXIT $rc"
 "#;
 
+/// [`qemu_tests::timing::timed`] with this test's tag.
 fn timed<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let started = Instant::now();
-    let out = f()?;
-    eprintln!("[bbb-standins] {what}: {:.1}s", started.elapsed().as_secs_f64());
-    Ok(out)
+    qemu_tests::timing::timed("bbb-standins", what, f)
 }
 
 /// Boots the 1.x stand-in with the run.sh above; returns its console lines and U-Boot's count.
-fn boot_1x(inputs: &BbbInputs, dir: &Path, image_2x: &Bbb2xImage) -> Result<Vec<String>> {
+fn boot_1x(inputs: &BbbInputs, dir: &Path, image_2x: &Arm2xImage) -> Result<Vec<String>> {
     let image_1x = timed("1.x stand-in built (or cached)", || Bbb1xImage::ensure(inputs))?;
     let disk = image_1x.fresh_copy(dir)?;
     let profile = bbb1x_standin::write_test_profile(dir)?;
-    let run_sh = dir.join("run.sh");
-    std::fs::write(
-        &run_sh,
-        RUN_SH
-            .replace("@PORT@", &answer_once(HTTP_TOKEN)?.to_string())
-            .replace("@PROFILE@", TEST_PROFILE)
-            .replace("@IMAGE@", IMAGE_ON_HARNESS),
-    )?;
-    let profile_name = format!("{TEST_PROFILE}.toml");
-    let harness = build_harness_disk(
-        dir,
-        inputs,
-        &[("run.sh", &run_sh), (&profile_name, &profile), (IMAGE_ON_HARNESS, &image_2x.xz)],
-    )?;
+    let script = RUN_SH.replace("@PORT@", &answer_once(HTTP_TOKEN)?.to_string());
+    let harness = stager_harness_disk(dir, inputs, &script, &profile, &image_2x.xz)?;
     let mut vm = power_on_with("bbb-standins-1x", inputs, &disk, &harness, Nic::User)?;
     vm.wait_for("SWAPOVER-1X-DONE", Duration::from_secs(300))?;
     vm.wait_exit(STAGE)?;
@@ -189,7 +174,7 @@ fn bbb_standins_1x_runs_the_armv7_stager_and_2x_prints_its_verdict_under_real_ub
     let started = Instant::now();
     let inputs = BbbInputs::locate()?;
     let runs = paths::artifacts_dir().join("runs/bbb-standins");
-    let image_2x = timed("2.x stand-in built (or cached)", || Bbb2xImage::ensure(&inputs))?;
+    let image_2x = timed("2.x stand-in built (or cached)", || bbb2x_standin::ensure(&inputs))?;
 
     let lines = timed("a: 1.x up, devmem, network, stager plan-image", || {
         boot_1x(&inputs, &runs.join("1x"), &image_2x)

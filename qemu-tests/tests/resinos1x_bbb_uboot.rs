@@ -49,11 +49,9 @@ fn expect_1x(vm: &mut Vm) -> Result<()> {
     Ok(())
 }
 
+/// [`qemu_tests::timing::timed`] with this test's tag.
 fn timed<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let started = Instant::now();
-    let out = f()?;
-    eprintln!("[bbb] {what}: {:.1}s", started.elapsed().as_secs_f64());
-    Ok(out)
+    qemu_tests::timing::timed("bbb", what, f)
 }
 
 #[test]

@@ -25,13 +25,14 @@
 
 use anyhow::Result;
 use qemu_tests::bbb1x_standin::STAGER_PATH;
-use qemu_tests::bbb_uboot::{build_harness_disk, BbbInputs};
+use qemu_tests::bbb2x_standin::Arm2xImage;
+use qemu_tests::bbb_uboot::{build_harness_disk, stager_harness_disk, BbbInputs};
 use qemu_tests::console_lines::{after, complete_lines, value};
 use qemu_tests::disk::{self, PartitionTable};
 use qemu_tests::http_standin::answer_once;
 use qemu_tests::paths;
-use qemu_tests::pi1x_standin::{self, Pi1xImage, HARNESS_INITRAMFS, MODEL, TEST_PROFILE};
-use qemu_tests::pi2x_standin::{self, Pi2xImage};
+use qemu_tests::pi1x_standin::{self, Pi1xImage, HARNESS_INITRAMFS, MODEL};
+use qemu_tests::pi2x_standin;
 use qemu_tests::pi_firmware::{self, next_boot, Board, Handover, NextBoot, RunEnd};
 use qemu_tests::verdict::{Verdict, SUMMARY_MARKER};
 use std::path::Path;
@@ -40,8 +41,6 @@ use std::time::{Duration, Instant};
 const STAGE: Duration = Duration::from_secs(120);
 /// What the host's HTTP stand-in answers: seen in the guest, the network works.
 const HTTP_TOKEN: &str = "swapover-pi-net-ok";
-/// The 2.x stand-in image's name on the harness disk.
-const IMAGE_ON_HARNESS: &str = "pi2x.img.xz";
 
 /// The test's commands inside the 1.x stand-in (its init runs them from the harness disk).
 const RUN_SH: &str = r#"cd /run/harness
@@ -68,11 +67,9 @@ echo "SWAPOVER-DRY-EXIT $rc"
 echo "SWAPOVER-T boot-after=$(ls /mnt/boot | tr '\n' ' ')"
 "#;
 
+/// [`qemu_tests::timing::timed`] with this test's tag.
 fn timed<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let started = Instant::now();
-    let out = f()?;
-    eprintln!("[pi-standins] {what}: {:.1}s", started.elapsed().as_secs_f64());
-    Ok(out)
+    qemu_tests::timing::timed("pi-standins", what, f)
 }
 
 /// The lines after `marker ` of `lines`, joined.
@@ -85,25 +82,14 @@ fn tagged(lines: &[String], marker: &str) -> String {
         .join("\n")
 }
 
-fn boot_1x(inputs: &BbbInputs, dir: &Path, image_2x: &Pi2xImage) -> Result<Vec<String>> {
+fn boot_1x(inputs: &BbbInputs, dir: &Path, image_2x: &Arm2xImage) -> Result<Vec<String>> {
     let image_1x = timed("1.x stand-in built (or cached)", || Pi1xImage::ensure(inputs))?;
     let disk = image_1x.fresh_copy(dir)?;
     let profile = pi1x_standin::write_test_profile(dir)?;
-    let run_sh = dir.join("run.sh");
-    std::fs::write(
-        &run_sh,
-        RUN_SH
-            .replace("@PORT@", &answer_once(HTTP_TOKEN)?.to_string())
-            .replace("@PROFILE@", TEST_PROFILE)
-            .replace("@IMAGE@", IMAGE_ON_HARNESS)
-            .replace("@RD@", HARNESS_INITRAMFS),
-    )?;
-    let profile_name = format!("{TEST_PROFILE}.toml");
-    let harness = build_harness_disk(
-        dir,
-        inputs,
-        &[("run.sh", &run_sh), (&profile_name, &profile), (IMAGE_ON_HARNESS, &image_2x.xz)],
-    )?;
+    let script = RUN_SH
+        .replace("@PORT@", &answer_once(HTTP_TOKEN)?.to_string())
+        .replace("@RD@", HARNESS_INITRAMFS);
+    let harness = stager_harness_disk(dir, inputs, &script, &profile, &image_2x.xz)?;
     let mut board =
         Board::new("pi-standins-1x", MODEL, &disk, &[("harness", &harness)], &dir.join("player"));
     let (plan, mut vm) = board.boot(RunEnd::PowerOn, "")?;
@@ -184,7 +170,7 @@ fn pi_standins_1x_runs_the_armv7_stager_and_2x_boots_through_uboot_and_boot_scr(
     let started = Instant::now();
     let inputs = BbbInputs::locate()?;
     let runs = paths::artifacts_dir().join("runs/pi-standins");
-    let image_2x = timed("2.x stand-in built (or cached)", || Pi2xImage::ensure(&inputs))?;
+    let image_2x = timed("2.x stand-in built (or cached)", || pi2x_standin::ensure(&inputs))?;
 
     let lines = timed("a: 1.x up, network, stager plan-image and stage-1x --dry-run", || {
         boot_1x(&inputs, &runs.join("1x"), &image_2x)
