@@ -1,23 +1,24 @@
-//! Phase C's boot partition on the U-Boot route (`grub.route = uboot-trial`,
-//! docs/arm-1x-contract.md §2.5): the flash holds resin-boot back, because U-Boot loads the
-//! migrator from its `swapover/` through the committed `uEnv.txt`. Restore then brings the
+//! Phase C's boot partition when the firmware boots the migrator from resin-boot through
+//! one text file (the U-Boot route's `uEnv.txt`, the Raspberry Pi route's `config.txt`;
+//! docs/arm-1x-contract.md §2.5): the flash holds resin-boot back, and restore brings the
 //! mounted partition to the image's files (plus config.json and the keyfiles) file by file,
 //! so that at every instant a reset either resumes the migrator or (after the switch) boots
 //! a complete resinOS 2.x:
 //!
 //! 1. every file that differs is written as `X.swapover-new` and fsynced (nothing the boot
 //!    reads changes);
-//! 2. the renames over `X`, each followed by a directory fsync, except the boot blobs
-//!    (`u-boot.img`, `MLO`): they wait as `X.swapover-new` until the switch, which renames
-//!    them after the 2.x head is written ([`uboot_resume::rename_blobs`]). That is the one window where a
-//!    cut can leave a MLO/u-boot.img pair of two versions: one or two directory-entry writes
-//!    (milliseconds), not provable in QEMU (contract R10). Done last so that a cut after it,
-//!    under a 2.x U-Boot that does not import `uEnv.txt` (contract R12), finds 2.x complete;
-//! 3. files of the old partition that the image does not have are removed (`uEnv.txt` and
-//!    `swapover/` stay: they still boot the migrator);
-//! 4. the image's `uEnv.txt` waits as `uEnv.txt.swapover-new`
-//!    ([`super::uboot_resume::prepare_switch`]); finalize renames it in
-//!    ([`super::uboot_resume::switch_to_new_system`]).
+//! 2. the renames over `X`, each followed by a directory fsync, except the boot blobs (the
+//!    route's [`BootSwitch::blobs_last`]: BBB `u-boot.img`, `MLO`; Pi `bootcode.bin`,
+//!    `start*.elf`, `fixup*.dat`, the dtbs, `overlays/*`, the kernel): they wait as
+//!    `X.swapover-new` until the switch, which renames them after the 2.x head is written
+//!    ([`BootSwitch::rename_blobs`]). That is the one window where a cut can leave blobs of
+//!    two versions: directory-entry writes (milliseconds), not provable in QEMU (contract
+//!    R10). Done last so that a cut after it, under a 2.x bootloader that does not read the
+//!    switch file (contract R12), finds 2.x complete;
+//! 3. files of the old partition that the image does not have are removed (the switch file
+//!    and `swapover/` stay: they still boot the migrator);
+//! 4. the image's switch file waits as `X.swapover-new` ([`BootSwitch::prepare`]); finalize
+//!    renames it in ([`BootSwitch::switch_to_new_system`]).
 //!
 //! A repeated restore finds the renamed files identical and redoes only what is missing.
 //! Chosen over building the whole partition and writing it raw (the UEFI route's
@@ -28,45 +29,37 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Instant;
 
-use super::uboot_resume::{
-    self, is_waiting_blob, UbootResumeError, BLOBS_LAST, BOOT_DIR, NEW_SUFFIX, UENV,
-};
+use super::boot_switch::{BootSwitch, BOOT_DIR};
+use super::fat_replace::{self, with_suffix, FatReplaceError};
 use crate::fatboot::FatFile;
 
-fn blob_rank(path: &str) -> usize {
-    BLOBS_LAST.iter().position(|b| b.eq_ignore_ascii_case(path)).map_or(0, |i| i + 1)
-}
-
-fn is_uenv(path: &str) -> bool {
-    path.eq_ignore_ascii_case(UENV)
-}
-
 /// Bring the boot partition mounted at `boot` to `files` (see the module text). Returns the
-/// number of files renamed in.
-pub fn update(boot: &Path, files: &[FatFile]) -> Result<usize, UbootResumeError> {
+/// number of files written (renamed in or waiting for the switch).
+pub fn update(
+    boot: &Path,
+    files: &[FatFile],
+    switch: &BootSwitch,
+) -> Result<usize, FatReplaceError> {
     let mut pending: Vec<&FatFile> = Vec::new();
-    for file in files.iter().filter(|f| !is_uenv(&f.path)) {
+    for file in files.iter().filter(|f| !switch.is_switch_file(&f.path)) {
         let target = boot.join(&file.path);
         if std::fs::read(&target).is_ok_and(|now| now == file.contents) {
             continue;
         }
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| UbootResumeError::Io {
-                action: "create",
-                path: parent.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir_all(parent).map_err(fat_replace::io_err("create", parent))?;
         }
-        uboot_resume::write_synced(&with_suffix(&target), &file.contents)?;
+        fat_replace::write_synced(&with_suffix(&target), &file.contents)?;
         pending.push(file);
     }
     // The blobs wait as `X.swapover-new` until the switch (after the 2.x head is written):
-    // a U-Boot that ignores uEnv.txt then never meets a half-written disk.
+    // a bootloader that ignores the switch file then never meets a half-written disk.
     let started = Instant::now();
-    let renamed: Vec<&&FatFile> = pending.iter().filter(|f| blob_rank(&f.path) == 0).collect();
+    let renamed: Vec<&&FatFile> =
+        pending.iter().filter(|f| switch.blob_rank(&f.path).is_none()).collect();
     for file in &renamed {
         let target = boot.join(&file.path);
-        uboot_resume::rename_synced(&with_suffix(&target), &target)?;
+        fat_replace::rename_synced(&with_suffix(&target), &target)?;
     }
     log::info!(
         "restore: {} boot file(s) renamed in ({:.1} ms), {} boot blob(s) wait for the switch",
@@ -74,24 +67,24 @@ pub fn update(boot: &Path, files: &[FatFile]) -> Result<usize, UbootResumeError>
         started.elapsed().as_secs_f64() * 1000.0,
         pending.len() - renamed.len()
     );
-    let removed = remove_others(boot, files)?;
+    let removed = remove_others(boot, files, switch)?;
     if removed > 0 {
         log::info!("restore: {removed} file(s) of the old boot partition removed");
     }
-    let image_uenv = files.iter().find(|f| is_uenv(&f.path)).map(|f| f.contents.as_slice());
-    uboot_resume::prepare_switch(boot, image_uenv)?;
+    let image_file =
+        files.iter().find(|f| switch.is_switch_file(&f.path)).map(|f| f.contents.as_slice());
+    switch.prepare(boot, image_file)?;
     Ok(pending.len())
 }
 
-fn with_suffix(path: &Path) -> std::path::PathBuf {
-    let mut name = path.as_os_str().to_os_string();
-    name.push(NEW_SUFFIX);
-    name.into()
-}
-
-/// Remove every file and directory under `boot` that `files` does not name, besides
-/// `uEnv.txt*` and `swapover/` at the root. FAT names compare without case.
-fn remove_others(boot: &Path, files: &[FatFile]) -> Result<usize, UbootResumeError> {
+/// Remove every file and directory under `boot` that `files` does not name, besides the
+/// switch file (and its `.swapover-new`) and `swapover/` at the root and the blobs waiting
+/// for the switch. FAT names compare without case.
+fn remove_others(
+    boot: &Path,
+    files: &[FatFile],
+    switch: &BootSwitch,
+) -> Result<usize, FatReplaceError> {
     let keep: BTreeSet<String> = files.iter().map(|f| f.path.to_ascii_lowercase()).collect();
     let keep_dirs: BTreeSet<String> = files
         .iter()
@@ -106,42 +99,38 @@ fn remove_others(boot: &Path, files: &[FatFile]) -> Result<usize, UbootResumeErr
             dirs
         })
         .collect();
-    let io = |action: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| UbootResumeError::Io { action, path, source }
-    };
+    let switch_file = switch.file.to_ascii_lowercase();
     let mut removed = 0;
     let mut pending = vec![(String::new(), boot.to_path_buf())];
     while let Some((prefix, dir)) = pending.pop() {
         let mut changed = false;
-        for entry in std::fs::read_dir(&dir).map_err(io("list", &dir))? {
-            let entry = entry.map_err(io("list", &dir))?;
+        for entry in std::fs::read_dir(&dir).map_err(fat_replace::io_err("list", &dir))? {
+            let entry = entry.map_err(fat_replace::io_err("list", &dir))?;
             let name = entry.file_name().to_string_lossy().to_string();
             let rel = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
             let lower = rel.to_ascii_lowercase();
-            if prefix.is_empty()
-                && (lower.starts_with(&UENV.to_ascii_lowercase())
-                    || lower == BOOT_DIR.to_ascii_lowercase()
-                    || is_waiting_blob(&lower))
+            if (prefix.is_empty()
+                && (lower.starts_with(&switch_file) || lower == BOOT_DIR.to_ascii_lowercase()))
+                || switch.is_waiting_blob(&lower)
             {
                 continue;
             }
             let path = entry.path();
-            let is_dir = entry.file_type().map_err(io("inspect", &path))?.is_dir();
+            let is_dir = entry.file_type().map_err(fat_replace::io_err("inspect", &path))?.is_dir();
             if is_dir && keep_dirs.contains(&lower) {
                 pending.push((rel, path));
             } else if is_dir {
-                std::fs::remove_dir_all(&path).map_err(io("remove", &path))?;
+                std::fs::remove_dir_all(&path).map_err(fat_replace::io_err("remove", &path))?;
                 removed += 1;
                 changed = true;
             } else if !keep.contains(&lower) {
-                std::fs::remove_file(&path).map_err(io("remove", &path))?;
+                std::fs::remove_file(&path).map_err(fat_replace::io_err("remove", &path))?;
                 removed += 1;
                 changed = true;
             }
         }
         if changed {
-            uboot_resume::sync_dir(&dir)?;
+            fat_replace::sync_dir(&dir)?;
         }
     }
     Ok(removed)
@@ -150,6 +139,12 @@ fn remove_others(boot: &Path, files: &[FatFile]) -> Result<usize, UbootResumeErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bbb() -> BootSwitch {
+        let mut plan = plan::Plan::stem_example();
+        plan.grub.route = plan::GrubRoute::UbootTrial;
+        BootSwitch::for_plan(&plan).unwrap()
+    }
 
     fn file(path: &str, contents: &[u8]) -> FatFile {
         FatFile { path: path.into(), contents: contents.to_vec() }
@@ -191,7 +186,7 @@ mod tests {
             file("splash/resin-logo.png", b"png"),
             file("config.json", b"{}"),
         ];
-        assert_eq!(update(boot, &files).unwrap(), 4);
+        assert_eq!(update(boot, &files, &bbb()).unwrap(), 4);
         let after = tree(boot);
         assert_eq!(std::fs::read(boot.join("MLO")).unwrap(), b"old mlo", "blobs wait");
         assert_eq!(std::fs::read(boot.join("u-boot.img")).unwrap(), b"old u-boot");
@@ -206,12 +201,12 @@ mod tests {
         assert_eq!(std::fs::read(boot.join("uEnv.txt.swapover-new")).unwrap(), b"2.x env\n");
         assert!(boot.join("swapover/zImage").exists());
         // A repeated update (a cut before the journal said so) changes nothing.
-        assert_eq!(update(boot, &files).unwrap(), 2, "only the waiting blobs again");
+        assert_eq!(update(boot, &files, &bbb()).unwrap(), 2, "only the waiting blobs again");
         assert_eq!(tree(boot), after);
         // A cut inside the window: u-boot.img renamed in, MLO still waiting.
         std::fs::rename(boot.join("u-boot.img.swapover-new"), boot.join("u-boot.img")).unwrap();
-        uboot_resume::switch_to_new_system(boot).unwrap();
-        uboot_resume::switch_to_new_system(boot).unwrap();
+        bbb().switch_to_new_system(boot).unwrap();
+        bbb().switch_to_new_system(boot).unwrap();
         assert_eq!(std::fs::read(boot.join("uEnv.txt")).unwrap(), b"2.x env\n");
         assert!(!boot.join("swapover").exists());
         let expected: Vec<(String, Vec<u8>)> = {
@@ -230,9 +225,9 @@ mod tests {
         std::fs::write(boot.join("uEnv.txt"), b"swapover_boot=x\nuenvcmd=run swapover_boot\n")
             .unwrap();
         std::fs::write(boot.join("uEnv.txt.swapover-new"), b"stale").unwrap();
-        update(boot, &[file("MLO", b"m")]).unwrap();
+        update(boot, &[file("MLO", b"m")], &bbb()).unwrap();
         assert!(!boot.join("uEnv.txt.swapover-new").exists());
-        uboot_resume::switch_to_new_system(boot).unwrap();
+        bbb().switch_to_new_system(boot).unwrap();
         assert!(!boot.join("uEnv.txt").exists());
         assert_eq!(tree(boot), vec![("MLO".to_string(), b"m".to_vec())]);
     }
