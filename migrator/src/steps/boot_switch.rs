@@ -3,7 +3,7 @@
 //! (BeagleBone Black), `config.txt` on the Raspberry Pi route. Until the switch that file
 //! boots the migrator; [`super::boot_update`] leaves the image's copy of it, and the boot
 //! blobs, waiting as `X.swapover-new`. The switch renames the blobs in the route's order,
-//! then the image's switch file over the migrator's (from then on the firmware boots 2.x),
+//! removes the old blobs the image does not have, then renames the image's switch file over the migrator's (from then on the firmware boots 2.x),
 //! then removes `swapover/`.
 
 use std::io;
@@ -77,6 +77,49 @@ impl BootSwitch {
         strip_suffix_nocase(path, NEW_SUFFIX).is_some_and(|blob| self.blob_rank(blob).is_some())
     }
 
+    /// The list of old blobs the image does not have (one path from resin-boot's root a
+    /// line), written by the update and read by the switch: `swapover/` lives until then.
+    pub const OBSOLETE_LIST: &'static str = "swapover/blobs-obsolete";
+
+    /// Part of the boot partition's update: record the old blobs the image does not have
+    /// (the migrator's boot may still load them; the switch removes them).
+    pub fn prepare_obsolete(
+        &self,
+        boot: &Path,
+        obsolete: &[String],
+    ) -> Result<(), FatReplaceError> {
+        let text: String = obsolete.iter().map(|p| format!("{p}\n")).collect();
+        if text.is_empty() {
+            return fat_replace::remove_synced(&boot.join(Self::OBSOLETE_LIST));
+        }
+        std::fs::create_dir_all(boot.join(BOOT_DIR))
+            .map_err(io_err("create", &boot.join(BOOT_DIR)))?;
+        fat_replace::replace_file(boot, Self::OBSOLETE_LIST, text.as_bytes())
+    }
+
+    /// Remove the old blobs [`Self::prepare_obsolete`] listed, and directories they leave
+    /// empty. Idempotent: a listed file that is gone is done.
+    fn remove_obsolete(&self, boot: &Path) -> Result<(), FatReplaceError> {
+        let list = boot.join(Self::OBSOLETE_LIST);
+        let text = match std::fs::read_to_string(&list) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("read", &list)(e)),
+        };
+        for rel in text.lines().filter(|l| !l.is_empty() && !l.split('/').any(|p| p == "..")) {
+            let path = boot.join(rel);
+            fat_replace::remove_synced(&path)?;
+            let mut dir = path.parent();
+            while let Some(d) = dir.filter(|d| *d != boot) {
+                if std::fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d.parent();
+            }
+        }
+        Ok(())
+    }
+
     /// Part of the boot partition's update (before the switch): the image's switch file
     /// waits as `X.swapover-new` (fsynced); an image without one leaves no such file.
     pub fn prepare(&self, boot: &Path, image_file: Option<&[u8]>) -> Result<(), FatReplaceError> {
@@ -123,6 +166,7 @@ impl BootSwitch {
     /// removal leaves `swapover/` behind, unused.
     pub fn switch_to_new_system(&self, boot: &Path) -> Result<(), FatReplaceError> {
         self.rename_blobs(boot)?;
+        self.remove_obsolete(boot)?;
         let path = boot.join(self.file);
         let new = fat_replace::with_suffix(&path);
         if new.exists() {

@@ -16,7 +16,9 @@
 //!    R10). Done last so that a cut after it, under a 2.x bootloader that does not read the
 //!    switch file (contract R12), finds 2.x complete;
 //! 3. files of the old partition that the image does not have are removed (the switch file
-//!    and `swapover/` stay: they still boot the migrator);
+//!    and `swapover/` stay: they still boot the migrator), except old blobs (a Pi's 1.x
+//!    dtbs and overlays the migrator's boot still loads): their list waits in
+//!    [`BootSwitch::OBSOLETE_LIST`] and the switch removes them after the blob renames;
 //! 4. the image's switch file waits as `X.swapover-new` ([`BootSwitch::prepare`]); finalize
 //!    renames it in ([`BootSwitch::switch_to_new_system`]).
 //!
@@ -67,10 +69,11 @@ pub fn update(
         started.elapsed().as_secs_f64() * 1000.0,
         pending.len() - renamed.len()
     );
-    let removed = remove_others(boot, files, switch)?;
+    let (removed, obsolete) = remove_others(boot, files, switch)?;
     if removed > 0 {
         log::info!("restore: {removed} file(s) of the old boot partition removed");
     }
+    switch.prepare_obsolete(boot, &obsolete)?;
     let image_file =
         files.iter().find(|f| switch.is_switch_file(&f.path)).map(|f| f.contents.as_slice());
     switch.prepare(boot, image_file)?;
@@ -78,13 +81,14 @@ pub fn update(
 }
 
 /// Remove every file and directory under `boot` that `files` does not name, besides the
-/// switch file (and its `.swapover-new`) and `swapover/` at the root and the blobs waiting
-/// for the switch. FAT names compare without case.
+/// switch file (and its `.swapover-new`) and `swapover/` at the root, the blobs waiting for
+/// the switch, and old blobs, which are returned (paths from `boot`) for the switch to
+/// remove. FAT names compare without case. Returns the number removed and the old blobs.
 fn remove_others(
     boot: &Path,
     files: &[FatFile],
     switch: &BootSwitch,
-) -> Result<usize, FatReplaceError> {
+) -> Result<(usize, Vec<String>), FatReplaceError> {
     let keep: BTreeSet<String> = files.iter().map(|f| f.path.to_ascii_lowercase()).collect();
     let keep_dirs: BTreeSet<String> = files
         .iter()
@@ -101,6 +105,7 @@ fn remove_others(
         .collect();
     let switch_file = switch.file.to_ascii_lowercase();
     let mut removed = 0;
+    let mut obsolete = Vec::new();
     let mut pending = vec![(String::new(), boot.to_path_buf())];
     while let Some((prefix, dir)) = pending.pop() {
         let mut changed = false;
@@ -117,12 +122,14 @@ fn remove_others(
             }
             let path = entry.path();
             let is_dir = entry.file_type().map_err(fat_replace::io_err("inspect", &path))?.is_dir();
-            if is_dir && keep_dirs.contains(&lower) {
+            if is_dir && (keep_dirs.contains(&lower) || holds_blobs(switch, &lower)) {
                 pending.push((rel, path));
             } else if is_dir {
                 std::fs::remove_dir_all(&path).map_err(fat_replace::io_err("remove", &path))?;
                 removed += 1;
                 changed = true;
+            } else if !keep.contains(&lower) && switch.blob_rank(&lower).is_some() {
+                obsolete.push(rel);
             } else if !keep.contains(&lower) {
                 std::fs::remove_file(&path).map_err(fat_replace::io_err("remove", &path))?;
                 removed += 1;
@@ -133,7 +140,17 @@ fn remove_others(
             fat_replace::sync_dir(&dir)?;
         }
     }
-    Ok(removed)
+    obsolete.sort();
+    Ok((removed, obsolete))
+}
+
+/// Whether a blob pattern reaches into directory `dir` (`overlays/*` into `overlays`).
+fn holds_blobs(switch: &BootSwitch, dir: &str) -> bool {
+    let depth = dir.split('/').count();
+    switch.blobs_last.iter().any(|pattern| {
+        let parts: Vec<&str> = pattern.split('/').collect();
+        parts.len() > depth && super::boot_switch::pattern_matches(&parts[..depth].join("/"), dir)
+    })
 }
 
 #[cfg(test)]
