@@ -1168,6 +1168,12 @@ fn plans_the_migrator_cannot_carry_out_are_refused_at_load() {
     pi.grub.route = plan::GrubRoute::PiFirmwareTrial;
     pi.grub.pi = Some(pi_trial());
     migrator::steps::written_last::check_plan(&pi).unwrap();
+    // Its staging is a FAT32: no backup archive of 4 GiB or more.
+    pi.staging.fs_type = FsType::Vfat;
+    migrator::steps::written_last::check_plan(&pi).unwrap();
+    pi.backup.volumes[0].items[0].estimated_size = Bytes(4 << 30);
+    let refused = migrator::steps::written_last::check_plan(&pi).unwrap_err().to_string();
+    assert!(refused.contains("backup volume 'app' is estimated at"), "{refused}");
     // Staging inside resin-rootA, which is flashed first.
     let mut inside_root_a = f.plan.clone();
     inside_root_a.layout.written_last = vec!["resin-rootB".into()];
@@ -1975,6 +1981,10 @@ fn pi_old_boot_files() -> Vec<(&'static str, Vec<u8>)> {
         ("kernel7.img", noise(400_000, 94)),
         ("bcm2710-rpi-3-b.dtb", noise(20_000, 95)),
         ("overlays/i2c-rtc.dtbo", noise(2_000, 96)),
+        // Blobs the image lacks (a 4.1-era overlay name, a dtb 2.x dropped): the migrator's
+        // boot may load them until the switch, which removes them.
+        ("overlays/w1-gpio-overlay.dtb", noise(1_500, 98)),
+        ("bcm2708-rpi-b.dtb", noise(19_000, 99)),
         ("config.txt", CONFIG_1X.to_vec()),
         (
             "cmdline.txt",
@@ -2117,6 +2127,11 @@ fn a_pi_run_commits_config_txt_holds_resin_boot_back_and_switches_last() {
     assert_eq!(restored["resinos-marker"], b"resinOS stand-in\n", "other files are in");
     assert_eq!(restored["config.txt.swapover-new"], pi_image_boot_files()[9].1);
     assert!(!restored.contains_key("resin-1x-only"));
+    assert!(restored.contains_key("bcm2708-rpi-b.dtb"), "an old blob stays until the switch");
+    assert_eq!(
+        restored["swapover/blobs-obsolete"], b"bcm2708-rpi-b.dtb\noverlays/w1-gpio-overlay.dtb\n",
+        "and is listed for it"
+    );
     assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
     drop(ctx);
     assert_boot_migrated(&f, pi_image_boot_files());

@@ -135,6 +135,8 @@ pub enum PlanRefusal {
     DataNotLast { data: String, after: String },
     #[error("it names no data partition to mount at {mount} for the backup (source_data); re-plan with this stager", mount = crate::mounts::SOURCE_DATA_MOUNT)]
     NoSourceData,
+    #[error("backup volume '{volume}' is estimated at {estimated}, but staging is a FAT file system, which holds no file of {limit} or more (its archive is one file); re-stage with less data in it")]
+    BackupTooLargeForFat { volume: String, estimated: plan::Bytes, limit: plan::Bytes },
     #[error("profile {profile} is a resinOS 1.x source whose migration environment is armed through {route:?}, which nothing starts again after a power cut; \
              only UEFI boards (route uefi-boot-next: the firmware's boot order brings the migrator back), U-Boot boards (route uboot-trial: the committed uEnv.txt does) and Raspberry Pis (route pi-firmware-trial: the committed config.txt does) are migrated from resinOS 1.x")]
     NotResumable { profile: String, route: plan::GrubRoute },
@@ -156,6 +158,7 @@ pub fn check_plan(plan: &Plan) -> Result<(), PlanRefusal> {
         }
     }
     held_range(plan)?;
+    backups_fit_staging(plan)?;
     if plan.finalize.grow_over_staging {
         data_ends_last(plan)?;
     }
@@ -169,6 +172,27 @@ pub fn check_plan(plan: &Plan) -> Result<(), PlanRefusal> {
             return Err(PlanRefusal::NotResumable {
                 profile: plan.profile.name.clone(),
                 route: plan.grub.route,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// FAT32's largest file (4 GiB - 1 byte, its size field is 32 bits): each backup volume is one
+/// archive on staging, which is a FAT32 on the Raspberry Pi (contract §2.2, R11).
+pub const FAT_FILE_LIMIT: plan::Bytes = plan::Bytes(1 << 32);
+
+fn backups_fit_staging(plan: &Plan) -> Result<(), PlanRefusal> {
+    if plan.staging.fs_type != plan::FsType::Vfat {
+        return Ok(());
+    }
+    for volume in &plan.backup.volumes {
+        let estimated = plan::Bytes(volume.items.iter().map(|i| i.estimated_size.get()).sum());
+        if estimated >= FAT_FILE_LIMIT {
+            return Err(PlanRefusal::BackupTooLargeForFat {
+                volume: volume.name.clone(),
+                estimated,
+                limit: FAT_FILE_LIMIT,
             });
         }
     }
