@@ -248,4 +248,43 @@ mod tests {
         assert!(!boot.join("uEnv.txt").exists());
         assert_eq!(tree(boot), vec![("MLO".to_string(), b"m".to_vec())]);
     }
+
+    #[test]
+    fn old_blobs_the_image_lacks_stay_until_the_switch_removes_them_and_their_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let boot = dir.path();
+        std::fs::create_dir_all(boot.join("overlays")).unwrap();
+        std::fs::create_dir_all(boot.join("swapover")).unwrap();
+        std::fs::write(boot.join("overlays/w1-gpio-overlay.dtb"), b"4.1 overlay").unwrap();
+        std::fs::write(boot.join("bcm2708-rpi-b.dtb"), b"old dtb").unwrap();
+        std::fs::write(boot.join("old-only.txt"), b"not a blob").unwrap();
+        std::fs::write(boot.join("config.txt"), b"cmdline=swapover/cmdline.txt\n").unwrap();
+        let mut plan = plan::Plan::stem_example();
+        plan.grub.route = plan::GrubRoute::PiFirmwareTrial;
+        plan.grub.pi = Some(plan::PiTrialBoot {
+            trial_partition: 3,
+            kernel: "kernel7.img".into(),
+            blobs_last: vec!["*.dtb".into(), "overlays/*".into()],
+        });
+        let pi = BootSwitch::for_plan(&plan).unwrap();
+        let files = [file("config.txt", b"2.x\n"), file("bcm2710-rpi-3-b.dtb", b"new dtb")];
+        update(boot, &files, &pi).unwrap();
+        assert!(!boot.join("old-only.txt").exists(), "other 1.x-only files go at once");
+        assert!(boot.join("overlays/w1-gpio-overlay.dtb").exists(), "old blobs stay");
+        assert!(boot.join("bcm2708-rpi-b.dtb").exists());
+        assert_eq!(
+            std::fs::read_to_string(boot.join(BootSwitch::OBSOLETE_LIST)).unwrap(),
+            "bcm2708-rpi-b.dtb\noverlays/w1-gpio-overlay.dtb\n"
+        );
+        pi.switch_to_new_system(boot).unwrap();
+        pi.switch_to_new_system(boot).unwrap();
+        assert_eq!(
+            tree(boot),
+            vec![
+                ("bcm2710-rpi-3-b.dtb".to_string(), b"new dtb".to_vec()),
+                ("config.txt".to_string(), b"2.x\n".to_vec()),
+            ]
+        );
+        assert!(!boot.join("overlays").exists(), "the emptied directory goes too");
+    }
 }
