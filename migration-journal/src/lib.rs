@@ -4,6 +4,13 @@
 //! A write goes to the slot that does not hold the newest good copy, is fsynced
 //! together with its directory, and only then counts. A torn or corrupted copy is
 //! detected by its checksum and the other slot — the last durable state — is used.
+//!
+//! Nothing here needs ext4: on the Raspberry Pi the journal sits on a FAT32 (the spare
+//! partition, docs/arm-1x-contract.md R11). A copy is rewritten in place (truncate, write,
+//! fsync; vfat's fsync of a file also writes its directory entry and the FAT), and the
+//! directory is fsynced; no rename, link, symlink, sparse file, permission or file over
+//! 4 GiB is involved. Whatever order a cut lets the data, the size and the FAT sectors reach
+//! the disk in, a torn copy reads short, long or wrong and fails its checksum.
 
 mod machine;
 mod record;

@@ -75,14 +75,14 @@ pub fn pid1_main() -> ! {
         };
         logging::marker("SWAPOVER-MIGRATOR-START relay");
         logging::marker("SWAPOVER-STEP relay begin");
-        let uboot = steps::uboot_resume::applies(&plan);
+        let switch = steps::boot_switch::BootSwitch::for_plan(&plan);
         finish(
             match steps::finish_from_relay(
                 &disk_node,
                 &mut fs,
                 &efivars::EfiVars::system(),
                 found,
-                uboot,
+                switch.as_ref(),
             ) {
                 Ok(()) => {
                     logging::marker("SWAPOVER-STEP relay done");
@@ -108,6 +108,7 @@ pub fn pid1_main() -> ! {
     let mut fs = KernelMounts::new(roots, disk, plan.clone());
     let mut ctx = Context::new(&plan, plan_id, staging_root, disk_node, &mut fs);
     let exit = steps::run(&mut ctx, &mut journal);
+    let exit = no_halt_before_pi_commit(&plan, exit, &journal.state().step);
     if let (Exit::Halt(_), Some(dog)) = (&exit, &watchdog) {
         // Before the commit a reset boots the old OS (the trial's counter test fails): the
         // hardware does it instead of the halt's retry 15 min later.
@@ -134,6 +135,20 @@ fn start_watchdog(plan: &Plan) -> Option<crate::watchdog::Watchdog> {
 /// U-Boot route: `uEnv.txt` committed).
 fn committed(step: &migration_journal::Step) -> bool {
     step.rank() >= migration_journal::Step::ResumeArmed.rank()
+}
+
+/// On the Raspberry Pi nothing restarts a halted board (no watchdog runs, contract R3) and,
+/// before the commit, a restart boots p1, i.e. 1.x (`reboot_part` is 0 in this kernel): a
+/// halt there becomes that restart at once instead of one after the halt's wait.
+fn no_halt_before_pi_commit(plan: &Plan, exit: Exit, step: &migration_journal::Step) -> Exit {
+    match exit {
+        Exit::Halt(reason) if steps::pi_resume::applies(plan) && !committed(step) => {
+            log::error!("{reason}");
+            log::error!("nothing was destroyed and p1 still boots 1.x: restarting into it");
+            Exit::Reboot(RebootTarget::OldOs)
+        }
+        other => other,
+    }
 }
 
 /// Why the plan in the initramfs cannot be used.
@@ -169,7 +184,7 @@ pub enum StagingError {
     #[error(transparent)]
     Partition(#[from] DiskError),
     #[error("staging {}: {source}", .node.display())]
-    Uuid { node: PathBuf, source: ExtUuidError },
+    Uuid { node: PathBuf, source: FsIdError },
     #[error("staging {} holds file system {found}, not the staged {staged}: {written_last} was written over it", .node.display())]
     WrittenOver { node: PathBuf, found: String, staged: String, written_last: String },
     #[error(transparent)]
@@ -187,8 +202,8 @@ fn mount_staging(
 ) -> Result<(), StagingError> {
     let node = roots.partition_node(disk, &plan.staging.partition)?;
     if !plan.layout.written_last.is_empty() {
-        let found =
-            ext_uuid(&node).map_err(|source| StagingError::Uuid { node: node.clone(), source })?;
+        let found = fs_id(&node, plan.staging.fs_type)
+            .map_err(|source| StagingError::Uuid { node: node.clone(), source })?;
         if !found.eq_ignore_ascii_case(&plan.staging.fs_uuid) {
             return Err(StagingError::WrittenOver {
                 node,
@@ -203,24 +218,30 @@ fn mount_staging(
     Ok(())
 }
 
-/// Why no ext2/3/4 UUID could be read from a device.
+/// Why no file system id could be read from a device.
 #[derive(Debug, thiserror::Error)]
-pub enum ExtUuidError {
+pub enum FsIdError {
     #[error("cannot open: {0}")]
     Open(#[source] io::Error),
     #[error("cannot read the superblock: {0}")]
     Read(#[source] io::Error),
-    #[error("no ext2/3/4 file system")]
-    NotExt,
+    #[error("no {0} file system")]
+    Not(plan::FsType),
 }
 
-/// The UUID of the ext2/3/4 file system on `node` (from its superblock), as text.
-pub fn ext_uuid(node: &Path) -> Result<String, ExtUuidError> {
+/// The id blkid prints for the `fs` file system on `node`, from its first bytes: the UUID of
+/// an ext2/3/4 (its superblock), the volume serial `XXXX-XXXX` of a FAT (its boot sector; the
+/// Raspberry Pi's staging is a FAT32, contract §2.2).
+pub fn fs_id(node: &Path, fs: plan::FsType) -> Result<String, FsIdError> {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(node).map_err(ExtUuidError::Open)?;
+    let file = std::fs::File::open(node).map_err(FsIdError::Open)?;
     let mut head = [0u8; resin_image::EXT_UUID_BYTES];
-    file.read_exact_at(&mut head, 0).map_err(ExtUuidError::Read)?;
-    resin_image::ext_uuid(&head).ok_or(ExtUuidError::NotExt)
+    file.read_exact_at(&mut head, 0).map_err(FsIdError::Read)?;
+    let id = match fs {
+        plan::FsType::Vfat => resin_image::fat_volume_id(&head),
+        _ => resin_image::ext_uuid(&head),
+    };
+    id.ok_or(FsIdError::Not(fs))
 }
 
 /// Increment and return the start counter kept on staging (1 on the first start).
@@ -277,6 +298,41 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("cannot read the plan"));
+    }
+
+    #[test]
+    fn on_the_pi_a_halt_before_the_commit_restarts_into_1x_and_after_it_stays_a_halt() {
+        use migration_journal::Step;
+        let mut pi = Plan::stem_example();
+        pi.grub.route = plan::GrubRoute::PiFirmwareTrial;
+        let halt = || Exit::Halt("stuck".into());
+        assert_eq!(
+            no_halt_before_pi_commit(&pi, halt(), &Step::BackupDone),
+            Exit::Halt("stuck".into()),
+            "BackupDone comes after ResumeArmed: committed"
+        );
+        assert_eq!(
+            no_halt_before_pi_commit(&pi, halt(), &Step::Started),
+            Exit::Reboot(RebootTarget::OldOs)
+        );
+        let other = Plan::stem_example();
+        assert_eq!(no_halt_before_pi_commit(&other, halt(), &Step::Started), halt());
+    }
+
+    #[test]
+    fn the_staging_id_is_read_for_its_file_system_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let fat = dir.path().join("spare.vfat");
+        std::fs::File::create(&fat).unwrap().set_len(40 << 20).unwrap();
+        let made = std::process::Command::new("mkfs.vfat")
+            .args(["-F", "32", "-s", "1", "-i", "5a0e3b02", "-n", "RESIN-UPDT"])
+            .arg(&fat)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{made:?}");
+        assert_eq!(fs_id(&fat, plan::FsType::Vfat).unwrap(), "5A0E-3B02");
+        let not_ext = fs_id(&fat, plan::FsType::Ext4).unwrap_err();
+        assert!(matches!(not_ext, FsIdError::Not(plan::FsType::Ext4)), "{not_ext}");
     }
 
     #[test]

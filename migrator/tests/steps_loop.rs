@@ -1163,6 +1163,17 @@ fn plans_the_migrator_cannot_carry_out_are_refused_at_load() {
     uboot.grub.route = plan::GrubRoute::UbootTrial;
     uboot.grub.uboot = Some(uboot_trial());
     migrator::steps::written_last::check_plan(&uboot).unwrap();
+    // The Raspberry Pi's route: the committed config.txt brings the migrator back.
+    let mut pi = boot_files.clone();
+    pi.grub.route = plan::GrubRoute::PiFirmwareTrial;
+    pi.grub.pi = Some(pi_trial());
+    migrator::steps::written_last::check_plan(&pi).unwrap();
+    // Its staging is a FAT32: no backup archive of 4 GiB or more.
+    pi.staging.fs_type = FsType::Vfat;
+    migrator::steps::written_last::check_plan(&pi).unwrap();
+    pi.backup.volumes[0].items[0].estimated_size = Bytes(4 << 30);
+    let refused = migrator::steps::written_last::check_plan(&pi).unwrap_err().to_string();
+    assert!(refused.contains("backup volume 'app' is estimated at"), "{refused}");
     // Staging inside resin-rootA, which is flashed first.
     let mut inside_root_a = f.plan.clone();
     inside_root_a.layout.written_last = vec!["resin-rootB".into()];
@@ -1460,7 +1471,7 @@ fn a_uefi_1x_run_cut_during_the_written_last_write_finishes_from_the_relay() {
         .unwrap()
         .expect("the relay is complete");
     let mut fs = u.f.dirs();
-    steps::finish_from_relay(&u.f.disk, &mut fs, &u.vars(), found, false).unwrap();
+    steps::finish_from_relay(&u.f.disk, &mut fs, &u.vars(), found, None).unwrap();
     u.assert_migrated();
     assert!(migrator::steps::relay_store::read(&u.f.data, "plan-under-test").unwrap().is_none());
 }
@@ -1617,22 +1628,22 @@ fn uboot_fixture(image_uenv: bool) -> Fixture {
 
 /// The test's file systems: the plain directories. `cut_at`: the n-th open of resin-boot
 /// (from 1) is a power cut instead: the run stops there (a panic, caught by the test).
-struct BbbFileSystems {
+struct BootFileSystems {
     dirs: Directories,
     opens: u32,
     cut_at: Option<u32>,
 }
 
-/// How a power cut in [`BbbFileSystems`] stops the run.
+/// How a power cut in [`BootFileSystems`] stops the run.
 const POWER_CUT: &str = "simulated power cut";
 
-impl BbbFileSystems {
+impl BootFileSystems {
     fn new(f: &Fixture) -> Self {
-        BbbFileSystems { dirs: f.dirs(), opens: 0, cut_at: None }
+        BootFileSystems { dirs: f.dirs(), opens: 0, cut_at: None }
     }
 }
 
-impl migrator::mounts::FileSystems for BbbFileSystems {
+impl migrator::mounts::FileSystems for BootFileSystems {
     fn open_old_root(&mut self) -> Result<PathBuf, migrator::mounts::MountError> {
         self.dirs.open_old_root()
     }
@@ -1657,7 +1668,7 @@ impl migrator::mounts::FileSystems for BbbFileSystems {
     }
 }
 
-fn bbb_context<'a>(f: &'a Fixture, fs: &'a mut BbbFileSystems) -> Context<'a> {
+fn boot_context<'a>(f: &'a Fixture, fs: &'a mut BootFileSystems) -> Context<'a> {
     let mut ctx =
         Context::new(&f.plan, "plan-under-test".into(), f.staging_root.clone(), f.disk.clone(), fs);
     ctx.flash_sync_every = 4 * MIB;
@@ -1683,12 +1694,17 @@ fn boot_tree(f: &Fixture) -> std::collections::BTreeMap<String, Vec<u8>> {
     tree
 }
 
-/// Everything the BBB migration must leave: the disk is the image outside resin-boot and
-/// resin-data; resin-boot holds exactly the image's files with config.json and the keyfile
-/// restored (no `swapover/`, `uEnv.txt` the image's or none), the disk's bytes of it never
-/// written (its tree stands for the mounted partition); the
-/// relay is gone and the data restored.
+/// Everything the BBB migration must leave ([`assert_boot_migrated`]).
 fn assert_bbb_migrated(f: &Fixture, image_uenv: bool) {
+    assert_boot_migrated(f, image_boot_files(image_uenv));
+}
+
+/// Everything a migration that updates resin-boot file by file must leave: the disk is the
+/// image outside resin-boot and resin-data; resin-boot holds exactly `image_files` with
+/// config.json and the keyfile restored (no `swapover/`, the switch file the image's or
+/// none, no waiting `.swapover-new`), the disk's bytes of it never written (its tree stands
+/// for the mounted partition); the relay is gone and the data restored.
+fn assert_boot_migrated(f: &Fixture, image_files: Vec<(&'static str, Vec<u8>)>) {
     let disk = f.disk_bytes();
     let image = std::fs::read(&f.raw_image).unwrap();
     assert_eq!(disk[..446], image[..446], "the image's head is committed");
@@ -1700,7 +1716,7 @@ fn assert_bbb_migrated(f: &Fixture, image_uenv: bool) {
         assert!(disk[range.clone()] == image[range], "{name} is the image's, byte for byte");
     }
     let tree = boot_tree(f);
-    let mut expected: std::collections::BTreeMap<String, Vec<u8>> = image_boot_files(image_uenv)
+    let mut expected: std::collections::BTreeMap<String, Vec<u8>> = image_files
         .into_iter()
         .filter(|(p, _)| *p != "config.json")
         .map(|(p, c)| (p.to_string(), c))
@@ -1745,8 +1761,8 @@ fn a_bbb_run_commits_uenv_holds_resin_boot_back_and_switches_last() {
     for image_uenv in [true, false] {
         let f = uboot_fixture(image_uenv);
         let original = f.disk_bytes();
-        let mut fs = BbbFileSystems::new(&f);
-        let mut ctx = bbb_context(&f, &mut fs);
+        let mut fs = BootFileSystems::new(&f);
+        let mut ctx = boot_context(&f, &mut fs);
         let mut journal = Journal::open(&f.staging_dir()).unwrap();
         journal.begin("plan-under-test").unwrap();
         assert_eq!(boot_tree(&f)["uEnv.txt"], trial_text().into_bytes(), "phase A's text");
@@ -1795,8 +1811,8 @@ fn a_bbb_run_commits_uenv_holds_resin_boot_back_and_switches_last() {
 #[test]
 fn a_bbb_run_giving_up_puts_the_1x_uenv_back_and_needs_the_trial_files() {
     let f = uboot_fixture(true);
-    let mut fs = BbbFileSystems::new(&f);
-    let mut ctx = bbb_context(&f, &mut fs);
+    let mut fs = BootFileSystems::new(&f);
+    let mut ctx = boot_context(&f, &mut fs);
     steps::step_arm_resume(&mut ctx).unwrap();
     assert_eq!(steps::return_to_old_os(&mut ctx, "test"), Exit::Reboot(RebootTarget::OldOs));
     drop(ctx);
@@ -1804,8 +1820,8 @@ fn a_bbb_run_giving_up_puts_the_1x_uenv_back_and_needs_the_trial_files() {
 
     let other = uboot_fixture(true);
     std::fs::remove_file(other.dirs().boot.join("swapover/zImage")).unwrap();
-    let mut fs = BbbFileSystems::new(&other);
-    let mut ctx = bbb_context(&other, &mut fs);
+    let mut fs = BootFileSystems::new(&other);
+    let mut ctx = boot_context(&other, &mut fs);
     let err = steps::step_arm_resume(&mut ctx).unwrap_err().to_string();
     assert!(err.contains("has no swapover/zImage"), "{err}");
     drop(ctx);
@@ -1819,21 +1835,41 @@ fn a_bbb_run_giving_up_puts_the_1x_uenv_back_and_needs_the_trial_files() {
 /// straight run.
 #[test]
 fn a_bbb_run_cut_anywhere_after_the_commit_ends_the_same() {
-    let straight = uboot_fixture(true);
+    // Inside restore's update: u-boot.img renamed in, MLO torn as MLO.swapover-new.
+    cuts_after_the_commit_end_the_same(
+        &|| uboot_fixture(true),
+        &|| image_boot_files(true),
+        &|boot| {
+            std::fs::write(boot.join("u-boot.img"), noise(400_000, 82)).unwrap();
+            std::fs::write(boot.join("MLO.swapover-new"), &noise(70_000, 81)[..30_000]).unwrap();
+        },
+    );
+}
+
+/// The cuts of [`a_bbb_run_cut_anywhere_after_the_commit_ends_the_same`] on any board whose
+/// resin-boot is updated file by file: a cut at each opening of resin-boot, and one inside
+/// restore's update, where `tear` leaves some blobs renamed and some torn (besides a torn
+/// config.json waiting), with the journal at FlashWritten.
+fn cuts_after_the_commit_end_the_same(
+    make: &dyn Fn() -> Fixture,
+    image_files: &dyn Fn() -> Vec<(&'static str, Vec<u8>)>,
+    tear: &dyn Fn(&Path),
+) {
+    let straight = make();
     {
-        let mut fs = BbbFileSystems::new(&straight);
-        let mut ctx = bbb_context(&straight, &mut fs);
+        let mut fs = BootFileSystems::new(&straight);
+        let mut ctx = boot_context(&straight, &mut fs);
         let mut journal = Journal::open(&straight.staging_dir()).unwrap();
         assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
     }
-    assert_bbb_migrated(&straight, true);
+    assert_boot_migrated(&straight, image_files());
     let outside_boot = |f: &Fixture| {
         let mut bytes = f.disk_bytes();
         bytes[range_of(BOOT)].fill(0);
         bytes
     };
     let same_as_straight = |f: &Fixture, what: &str| {
-        assert_bbb_migrated(f, true);
+        assert_boot_migrated(f, image_files());
         assert!(outside_boot(f) == outside_boot(&straight), "{what}: the disk differs");
         let (a, b) = (boot_tree(f), boot_tree(&straight));
         assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "{what}");
@@ -1845,11 +1881,11 @@ fn a_bbb_run_cut_anywhere_after_the_commit_ends_the_same() {
     };
     // Opens of resin-boot in a straight run: 1 commit, 2 restore, 3 finalize's switch.
     for cut_at in [1, 2, 3] {
-        let f = uboot_fixture(true);
+        let f = make();
         let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut fs = BbbFileSystems::new(&f);
+            let mut fs = BootFileSystems::new(&f);
             fs.cut_at = Some(cut_at);
-            let mut ctx = bbb_context(&f, &mut fs);
+            let mut ctx = boot_context(&f, &mut fs);
             let mut journal = Journal::open(&f.staging_dir()).unwrap();
             steps::run(&mut ctx, &mut journal)
         }));
@@ -1865,23 +1901,22 @@ fn a_bbb_run_cut_anywhere_after_the_commit_ends_the_same() {
             let found = migrator::steps::relay_store::read(&f.data, "plan-under-test")
                 .unwrap()
                 .expect("the relay is there");
-            let mut fs = BbbFileSystems::new(&f);
-            steps::finish_from_relay(&f.disk, &mut fs, &efivars::EfiVars::at(&f.dir), found, true)
-                .unwrap();
+            let mut fs = BootFileSystems::new(&f);
+            let switch = migrator::steps::boot_switch::BootSwitch::for_plan(&f.plan);
+            let vars = efivars::EfiVars::at(&f.dir);
+            steps::finish_from_relay(&f.disk, &mut fs, &vars, found, switch.as_ref()).unwrap();
         } else {
-            let mut fs = BbbFileSystems::new(&f);
-            let mut ctx = bbb_context(&f, &mut fs);
+            let mut fs = BootFileSystems::new(&f);
+            let mut ctx = boot_context(&f, &mut fs);
             let mut journal = Journal::open(&f.staging_dir()).unwrap();
             assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
         }
         same_as_straight(&f, &format!("cut at resin-boot open {cut_at}"));
     }
-    // Inside restore's update: u-boot.img renamed in, MLO torn as MLO.swapover-new, the
-    // config.json waiting; the journal at FlashVerified.
-    let f = uboot_fixture(true);
+    let f = make();
     {
-        let mut fs = BbbFileSystems::new(&f);
-        let mut ctx = bbb_context(&f, &mut fs);
+        let mut fs = BootFileSystems::new(&f);
+        let mut ctx = boot_context(&f, &mut fs);
         let mut journal = Journal::open(&f.staging_dir()).unwrap();
         journal.begin("plan-under-test").unwrap();
         steps::step_arm_resume(&mut ctx).unwrap();
@@ -1890,15 +1925,253 @@ fn a_bbb_run_cut_anywhere_after_the_commit_ends_the_same() {
         journal.record(Step::BackupDone).unwrap();
         steps::step_flash(&mut ctx, &mut journal, 0).unwrap();
         let boot = ctx.fs.open_boot().unwrap();
-        std::fs::write(boot.join("u-boot.img"), noise(400_000, 82)).unwrap();
-        std::fs::write(boot.join("MLO.swapover-new"), &noise(70_000, 81)[..30_000]).unwrap();
+        tear(&boot);
         std::fs::write(boot.join("config.json.swapover-new"), b"{\"torn").unwrap();
         ctx.fs.close_boot().unwrap();
     }
-    let mut fs = BbbFileSystems::new(&f);
-    let mut ctx = bbb_context(&f, &mut fs);
+    let mut fs = BootFileSystems::new(&f);
+    let mut ctx = boot_context(&f, &mut fs);
     let mut journal = Journal::open(&f.staging_dir()).unwrap();
     assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
     drop(ctx);
     same_as_straight(&f, "cut inside the boot update");
+}
+
+// The Raspberry Pi route (`pi-firmware-trial`, docs/arm-1x-contract.md §2.2, §2.4, §2.5) on
+// the same written-last fixture. What stands in for what (this sandbox's kernel cannot mount
+// vfat): resin-boot (p1, FAT16 on the device) is the plain directory `boot-tree`, as for the
+// BBB, and the disk's resin-boot bytes a real FAT of the same files (the flash must hold them
+// back); the spare partition (a FAT32 on the device, mounted as staging) is the fixture's
+// staging directory, holding what the stager leaves there: the trial's `kernel7.img` and
+// `config.txt` at its root, `swapover/initramfs.img` and `swapover/cmdline.txt` beside the
+// staging (plan, image, journal, backup). The journal's torn-write recovery on a FAT is not
+// run here (no vfat mount); what it relies on is listed in migration-journal's README text.
+
+/// resin-boot's config.txt on a 1.x Pi 3 (stand-in: a comment, balena-raspberrypi 1.X's
+/// `gpu_mem`, a board dtparam, and a `kernel=` line that the commit must drop).
+const CONFIG_1X: &[u8] = b"# resinOS 1.x\ngpu_mem=16\ndtparam=i2c_arm=on\nkernel=kernel7.img\n";
+/// The trial's cmdline.txt as the stager writes it (contract §2.2 step 3: no root=, no
+/// rootwait, the serial console last).
+const TRIAL_CMDLINE: &str =
+    "dwc_otg.lpm_enable=0 console=tty1 console=ttyAMA0,115200 swapover.stage=trial panic=10\n";
+
+fn pi_trial() -> plan::PiTrialBoot {
+    plan::PiTrialBoot {
+        trial_partition: 2,
+        kernel: "kernel7.img".into(),
+        blobs_last: [
+            "bootcode.bin",
+            "start*.elf",
+            "fixup*.dat",
+            "*.dtb",
+            "overlays/*",
+            "kernel7.img",
+        ]
+        .map(String::from)
+        .to_vec(),
+    }
+}
+
+/// resin-boot of a 1.x Pi 3 (p1, untouched by phase A).
+fn pi_old_boot_files() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("bootcode.bin", noise(50_000, 91)),
+        ("start.elf", noise(600_000, 92)),
+        ("fixup.dat", noise(6_000, 93)),
+        ("kernel7.img", noise(400_000, 94)),
+        ("bcm2710-rpi-3-b.dtb", noise(20_000, 95)),
+        ("overlays/i2c-rtc.dtbo", noise(2_000, 96)),
+        // Blobs the image lacks (a 4.1-era overlay name, a dtb 2.x dropped): the migrator's
+        // boot may load them until the switch, which removes them.
+        ("overlays/w1-gpio-overlay.dtb", noise(1_500, 98)),
+        ("bcm2708-rpi-b.dtb", noise(19_000, 99)),
+        ("config.txt", CONFIG_1X.to_vec()),
+        (
+            "cmdline.txt",
+            b"dwc_otg.lpm_enable=0 console=null root=/dev/mmcblk0p2 rootfstype=ext4 rootwait\n"
+                .to_vec(),
+        ),
+        ("config.json", br#"{"deviceType":"raspberrypi3","from":"1.x"}"#.to_vec()),
+        ("resin-1x-only", b"1.x\n".to_vec()),
+    ]
+}
+
+/// The image's resin-boot: a 2.x Pi 3 stand-in (U-Boot as kernel7.img, contract P14).
+fn pi_image_boot_files() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("bootcode.bin", noise(51_000, 101)),
+        ("start.elf", noise(610_000, 102)),
+        ("start_x.elf", noise(620_000, 103)),
+        ("fixup.dat", noise(6_100, 104)),
+        ("kernel7.img", noise(450_000, 105)),
+        ("boot.scr", b"fatload mmc 0:1 ${kernel_addr_r} zImage\n".to_vec()),
+        ("bcm2710-rpi-3-b.dtb", noise(21_000, 106)),
+        ("overlays/i2c-rtc.dtbo", noise(2_100, 107)),
+        ("overlays/new-in-2x.dtbo", noise(2_200, 108)),
+        ("config.txt", b"# resinOS 2.x\nkernel=kernel7.img\ngpu_mem=16\n".to_vec()),
+        ("cmdline.txt", b"console=null\n".to_vec()),
+        ("resinos-marker", b"resinOS stand-in\n".to_vec()),
+        ("config.json", br#"{"deviceType":"raspberrypi3"}"#.to_vec()),
+    ]
+}
+
+/// The spare's trial files: `(path from the spare's root, contents)`.
+fn pi_spare_files() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("kernel7.img", noise(400_000, 94)),
+        (
+            "config.txt",
+            pi_firmware::boot_config(std::str::from_utf8(CONFIG_1X).unwrap(), "kernel7.img")
+                .into_bytes(),
+        ),
+        ("swapover/initramfs.img", noise(300_000, 97)),
+        ("swapover/cmdline.txt", TRIAL_CMDLINE.as_bytes().to_vec()),
+    ]
+}
+
+/// The written-last fixture as a Pi 3 after phase A: route pi-firmware-trial, staging a vfat
+/// with the trial files, the image's resin-boot a 2.x stand-in, resin-boot the 1.x one.
+fn pi_fixture() -> Fixture {
+    let mut f = fixture_written_last();
+    f.plan.grub.route = plan::GrubRoute::PiFirmwareTrial;
+    f.plan.grub.pi = Some(pi_trial());
+    f.plan.staging.fs_type = FsType::Vfat;
+    f.plan.staging.fs_uuid = "5A0E-3B02".into();
+    let mut raw = std::fs::read(&f.raw_image).unwrap();
+    let image_boot = fat_with(&f.dir, "image-boot.vfat", &pi_image_boot_files());
+    raw[range_of(BOOT)].copy_from_slice(&image_boot);
+    restage(&mut f, &raw, Staged::XzOneBlock);
+    let old_boot = fat_with(&f.dir, "old-boot.vfat", &pi_old_boot_files());
+    write_at(&f.disk, BOOT.0 * SECTOR, &old_boot);
+    for (root, files) in
+        [(f.dirs().boot, pi_old_boot_files()), (f.staging_root.clone(), pi_spare_files())]
+    {
+        for (path, contents) in files {
+            let at = root.join(path);
+            std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+            std::fs::write(at, contents).unwrap();
+        }
+    }
+    f
+}
+
+fn pi_old_tree() -> std::collections::BTreeMap<String, Vec<u8>> {
+    pi_old_boot_files().into_iter().map(|(p, c)| (p.to_string(), c)).collect()
+}
+
+/// The commit writes exactly the contract's files on p1 (common brief "After the migrator's
+/// commit"): the spare's kernel and initramfs and its cmdline with stage=resume under
+/// `swapover/`, the 1.x config.txt's byte copy, and config.txt = the 1.x lines without
+/// `kernel=` plus ours; nothing else changes. Then the flash holds resin-boot back, restore
+/// updates it file by file with the blobs waiting, and finalize switches to the image's
+/// config.txt after renaming the blobs.
+#[test]
+fn a_pi_run_commits_config_txt_holds_resin_boot_back_and_switches_last() {
+    let f = pi_fixture();
+    let original = f.disk_bytes();
+    let mut fs = BootFileSystems::new(&f);
+    let mut ctx = boot_context(&f, &mut fs);
+    let mut journal = Journal::open(&f.staging_dir()).unwrap();
+    journal.begin("plan-under-test").unwrap();
+    assert!(boot_tree(&f) == pi_old_tree(), "phase A leaves p1 alone");
+    steps::step_arm_resume(&mut ctx).unwrap();
+    journal.record(Step::ResumeArmed).unwrap();
+    let committed = boot_tree(&f);
+    let mut expected = pi_old_tree();
+    for (path, contents) in [
+        ("swapover/kernel7.img", noise(400_000, 94)),
+        ("swapover/initramfs.img", noise(300_000, 97)),
+        ("swapover/cmdline.txt", TRIAL_CMDLINE.replace("stage=trial", "stage=resume").into_bytes()),
+        ("swapover/config.txt.1x", CONFIG_1X.to_vec()),
+        (
+            "config.txt",
+            b"# resinOS 1.x\ngpu_mem=16\ndtparam=i2c_arm=on\nkernel=swapover/kernel7.img\n\
+              initramfs swapover/initramfs.img followkernel\ncmdline=swapover/cmdline.txt\n"
+                .to_vec(),
+        ),
+    ] {
+        expected.insert(path.into(), contents);
+    }
+    assert_eq!(committed.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+    for (path, contents) in &expected {
+        assert!(committed[path] == *contents, "{path} after the commit");
+    }
+    // A second commit (a cut before the journal said so) changes nothing.
+    steps::step_arm_resume(&mut ctx).unwrap();
+    assert!(boot_tree(&f) == committed);
+    steps::step_backup(&mut ctx).unwrap();
+    journal.record(Step::BackupDone).unwrap();
+    steps::step_flash(&mut ctx, &mut journal, 0).unwrap();
+    assert!(boot_tree(&f) == committed, "the flash wrote into resin-boot");
+    assert!(f.disk_bytes()[..MIB as usize] == original[..MIB as usize], "no boot code");
+    let Step::FlashWritten { image_bytes } = journal.state().step.clone() else {
+        panic!("{:?}", journal.state().step)
+    };
+    steps::step_verify(&mut ctx, image_bytes.0).unwrap();
+    journal.record(Step::FlashVerified).unwrap();
+    steps::step_restore(&mut ctx).unwrap();
+    journal.record(Step::RestoreDone).unwrap();
+    let restored = boot_tree(&f);
+    assert!(restored["config.txt"] == committed["config.txt"], "still boots the migrator");
+    assert!(restored["swapover/initramfs.img"] == noise(300_000, 97), "the migrator stays");
+    for (blob, old, new) in [
+        ("start.elf", noise(600_000, 92), noise(610_000, 102)),
+        ("kernel7.img", noise(400_000, 94), noise(450_000, 105)),
+        ("overlays/i2c-rtc.dtbo", noise(2_000, 96), noise(2_100, 107)),
+    ] {
+        assert!(restored[blob] == old, "the 1.x {blob} until the switch");
+        assert!(restored[&format!("{blob}.swapover-new")] == new, "the image's {blob} waits");
+    }
+    assert!(!restored.contains_key("start_x.elf"), "a new blob waits too");
+    assert!(restored["start_x.elf.swapover-new"] == noise(620_000, 103));
+    assert_eq!(restored["resinos-marker"], b"resinOS stand-in\n", "other files are in");
+    assert_eq!(restored["config.txt.swapover-new"], pi_image_boot_files()[9].1);
+    assert!(!restored.contains_key("resin-1x-only"));
+    assert!(restored.contains_key("bcm2708-rpi-b.dtb"), "an old blob stays until the switch");
+    assert_eq!(
+        restored["swapover/blobs-obsolete"], b"bcm2708-rpi-b.dtb\noverlays/w1-gpio-overlay.dtb\n",
+        "and is listed for it"
+    );
+    assert_eq!(steps::run(&mut ctx, &mut journal), Exit::Reboot(RebootTarget::Resinos));
+    drop(ctx);
+    assert_boot_migrated(&f, pi_image_boot_files());
+}
+
+/// Giving up before destruction renames the 1.x config.txt back and removes p1's
+/// `swapover/`: p1's files are byte for byte the 1.x ones, and the loop reboots (into 1.x:
+/// `reboot_part` is 0) rather than halting. A spare without the trial's initramfs is refused
+/// before the commit writes anything.
+#[test]
+fn a_pi_run_giving_up_before_destruction_gives_p1_back_byte_identical() {
+    let f = pi_fixture();
+    let mut fs = BootFileSystems::new(&f);
+    let mut ctx = boot_context(&f, &mut fs);
+    steps::step_arm_resume(&mut ctx).unwrap();
+    assert!(boot_tree(&f) != pi_old_tree(), "committed");
+    assert_eq!(steps::return_to_old_os(&mut ctx, "test"), Exit::Reboot(RebootTarget::OldOs));
+    drop(ctx);
+    assert!(boot_tree(&f) == pi_old_tree(), "p1 is the 1.x one, byte for byte");
+    assert!(!f.dirs().boot.join("swapover").exists());
+
+    let other = pi_fixture();
+    std::fs::remove_file(other.staging_root.join("swapover/initramfs.img")).unwrap();
+    let mut fs = BootFileSystems::new(&other);
+    let mut ctx = boot_context(&other, &mut fs);
+    let err = steps::step_arm_resume(&mut ctx).unwrap_err().to_string();
+    assert!(err.contains("the spare partition has no") && err.contains("initramfs.img"), "{err}");
+    drop(ctx);
+    assert!(boot_tree(&other) == pi_old_tree(), "not committed, nothing written");
+}
+
+/// Power cuts after the commit, as for the BBB: at each later opening of resin-boot and
+/// inside restore's update (bootcode.bin and an overlay renamed in early, start.elf torn as
+/// start.elf.swapover-new), then a new boot from the journal or the relay: every run ends
+/// like a straight one.
+#[test]
+fn a_pi_run_cut_anywhere_after_the_commit_ends_the_same() {
+    cuts_after_the_commit_end_the_same(&pi_fixture, &pi_image_boot_files, &|boot| {
+        std::fs::write(boot.join("bootcode.bin"), noise(51_000, 101)).unwrap();
+        std::fs::write(boot.join("overlays/i2c-rtc.dtbo"), noise(2_100, 107)).unwrap();
+        std::fs::write(boot.join("start.elf.swapover-new"), &noise(610_000, 102)[..9_000]).unwrap();
+    });
 }

@@ -70,6 +70,17 @@ pub fn ext_uuid(first_bytes: &[u8]) -> Option<String> {
     ))
 }
 
+/// The volume serial of the FAT file system whose first bytes these are, as blkid prints it
+/// (`XXXX-XXXX`, upper-case hex, high half first): the boot sector's serial field at 67
+/// (FAT32, type field `FAT32` at 82) or 39 (FAT12/16). `None` when [`detect_fs`] would not
+/// call the bytes vfat.
+pub fn fat_volume_id(first_bytes: &[u8]) -> Option<String> {
+    vfat(first_bytes)?;
+    let serial_at = if first_bytes[82..87] == *b"FAT32" { 67 } else { 39 };
+    let serial = le32(first_bytes, serial_at)?;
+    Some(format!("{:04X}-{:04X}", serial >> 16, serial & 0xffff))
+}
+
 fn le16(bytes: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
 }
@@ -135,6 +146,26 @@ fn vfat(bytes: &[u8]) -> Option<FsType> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fat_volume_id_is_the_serial_as_blkid_prints_it() {
+        let dir = tempfile::tempdir().unwrap();
+        for (fat, size_mib) in [("32", 40u64), ("16", 8)] {
+            let path = dir.path().join(format!("fat{fat}"));
+            std::fs::File::create(&path).unwrap().set_len(size_mib << 20).unwrap();
+            let made = std::process::Command::new("mkfs.vfat")
+                .args(["-F", fat, "-s", "1", "-i", "5a0e3b02", "-n", "RESIN-UPDT"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(made.status.success(), "{made:?}");
+            let head = std::fs::read(&path).unwrap();
+            assert_eq!(fat_volume_id(&head).as_deref(), Some("5A0E-3B02"), "FAT{fat}");
+            assert_eq!(ext_uuid(&head), None);
+        }
+        assert_eq!(fat_volume_id(&[0u8; 4096]), None);
+        assert_eq!(fat_volume_id(&[0u8; 100]), None, "too short");
+    }
 
     #[test]
     fn ext_uuid_reads_the_superblock_field() {

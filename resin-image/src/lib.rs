@@ -14,7 +14,7 @@ mod fs_kind;
 mod read;
 
 pub use error::ImageError;
-pub use fs_kind::{detect_fs, ext_uuid, EXT_UUID_BYTES, FS_PROBE_BYTES};
+pub use fs_kind::{detect_fs, ext_uuid, fat_volume_id, EXT_UUID_BYTES, FS_PROBE_BYTES};
 pub use plan::FsType;
 pub use read::read_full;
 

@@ -1,10 +1,12 @@
 //! The `arm-resume` step: check the staged image, then arm the way back into the migrator
 //! after a power cut ([`super::uefi_resume`] on the UEFI route, [`super::uboot_resume`] on
-//! the U-Boot route (the commit of phase B), [`super::bios_resume`] otherwise). Nothing before it is destructive.
+//! the U-Boot route and [`super::pi_resume`] on the Raspberry Pi route (the commit of phase
+//! B), [`super::bios_resume`] otherwise). Nothing before it is destructive.
 
 use super::context::{flush_block_buffers, Context, StepError};
 use super::{
-    bios_resume, boot_image, flash_plan, staged_fs, uboot_resume, uefi_resume, written_last,
+    bios_resume, boot_image, flash_plan, pi_resume, staged_fs, uboot_resume, uefi_resume,
+    written_last,
 };
 
 /// Check the staged image (its sha256, then the file systems restore and finalize will
@@ -25,6 +27,14 @@ pub fn step_arm_resume(ctx: &mut Context<'_>) -> Result<(), StepError> {
         // Phase B (contract §2.3): the trial's uEnv.txt becomes the committed one.
         let boot = ctx.fs.open_boot()?;
         let committed = uboot_resume::commit(&boot, ctx.plan);
+        ctx.fs.close_boot()?;
+        committed?;
+        return Ok(());
+    }
+    if pi_resume::applies(ctx.plan) {
+        // Phase B (contract §2.2, §2.4): p1's config.txt boots the migrator from now on.
+        let boot = ctx.fs.open_boot()?;
+        let committed = pi_resume::commit(&boot, &ctx.staging_root, ctx.plan);
         ctx.fs.close_boot()?;
         committed?;
         return Ok(());

@@ -9,8 +9,8 @@ use std::time::Duration;
 use plan::Plan;
 
 use super::{
-    backup_data, bios_resume, boot_image, flash_plan, relay_store, restore_data, staged_fs,
-    uboot_resume, uefi_resume, written_last,
+    backup_data, bios_resume, boot_image, fat_replace, flash_plan, pi_resume, relay_store,
+    restore_data, staged_fs, uboot_resume, uefi_resume, written_last,
 };
 use crate::fatboot;
 use crate::flash::{self, WrittenImage};
@@ -43,6 +43,10 @@ pub enum StepError {
     UefiResume(#[from] uefi_resume::UefiResumeError),
     #[error("uEnv.txt: {0}")]
     UbootResume(#[from] uboot_resume::UbootResumeError),
+    #[error("config.txt: {0}")]
+    PiResume(#[from] pi_resume::PiResumeError),
+    #[error("boot partition: {0}")]
+    BootFile(#[from] fat_replace::FatReplaceError),
     #[error("boot partition: {0}")]
     BootImage(#[from] boot_image::BootImageError),
     #[error("relay: {0}")]

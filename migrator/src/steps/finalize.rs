@@ -3,9 +3,10 @@
 //! ([`super::relay_store`]), then staging sealed and that partition written
 //! ([`super::written_last`]).
 
+use super::boot_switch::BootSwitch;
 use super::context::{flush_block_buffers, reread_partitions, Context, StepError};
 use super::flash_plan::FlashStepError;
-use super::{final_table, relay_store, uboot_resume, uefi_resume, written_last};
+use super::{final_table, relay_store, uefi_resume, written_last};
 use crate::flash;
 use crate::mounts::FileSystems;
 
@@ -40,8 +41,8 @@ pub fn step_finalize(ctx: &mut Context<'_>) -> Result<(), StepError> {
     final_table::commit_head(&disk, &head)?;
     flush_block_buffers(&disk);
     reread_partitions(&disk);
-    if uboot_resume::applies(ctx.plan) {
-        switch_uboot(ctx.fs)?;
+    if let Some(switch) = BootSwitch::for_plan(ctx.plan) {
+        switch_boot(ctx.fs, &switch)?;
     }
     if held.is_some() {
         // Staging is gone; the relay's owner is this run: complete it.
@@ -52,12 +53,13 @@ pub fn step_finalize(ctx: &mut Context<'_>) -> Result<(), StepError> {
     Ok(())
 }
 
-/// The U-Boot route's last write, after the head: `uEnv.txt` becomes the image's and
-/// `swapover/` goes ([`uboot_resume::switch_to_new_system`]). Before it, with the relay still
-/// on resin-data, a cut brings the migrator back to finish from the relay.
-pub fn switch_uboot(fs: &mut dyn FileSystems) -> Result<(), StepError> {
+/// The U-Boot and Pi routes' last write, after the head: the blobs, then `uEnv.txt` /
+/// `config.txt` becomes the image's and `swapover/` goes
+/// ([`BootSwitch::switch_to_new_system`]). Before it, with the relay still on resin-data, a
+/// cut brings the migrator back to finish from the relay.
+pub fn switch_boot(fs: &mut dyn FileSystems, switch: &BootSwitch) -> Result<(), StepError> {
     let boot = fs.open_boot()?;
-    let switched = uboot_resume::switch_to_new_system(&boot);
+    let switched = switch.switch_to_new_system(&boot);
     fs.close_boot()?;
     Ok(switched?)
 }

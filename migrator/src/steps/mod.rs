@@ -11,11 +11,12 @@
 //! finds staging written over). What they share: [`context`] (the [`Context`] and
 //! [`StepError`]). The steps' parts, none importing a step or the context (their errors
 //! are their own, wrapped by [`StepError`]): [`backup_data`] (volumes to tar), [`restore_data`] (tar to resin-data),
-//! [`bios_resume`], [`uefi_resume`] and [`uboot_resume`] (the way back after a power cut), [`staged_fs`]
+//! [`bios_resume`], [`uefi_resume`], [`uboot_resume`] and [`pi_resume`] (the way back after a power cut), [`staged_fs`]
 //! (the staged image's file systems), [`flash_plan`] (where the image goes, progress,
 //! replay), [`final_table`] (final partition table, head commit), [`written_last`]
 //! (the partition written after restore), [`boot_image`] (resin-boot built whole on the
-//! UEFI route), [`uboot_boot`] (resin-boot updated file by file on the U-Boot route),
+//! UEFI route), [`boot_update`] (resin-boot updated file by file on the U-Boot and Pi
+//! routes), [`boot_switch`] (their last write), [`fat_replace`] (their renames on FAT),
 //! [`relay_store`] (the relay's files on resin-data).
 
 pub mod arm_resume;
@@ -23,17 +24,20 @@ pub mod backup;
 pub mod backup_data;
 pub mod bios_resume;
 pub mod boot_image;
+pub mod boot_switch;
+pub mod boot_update;
 pub mod context;
+pub mod fat_replace;
 pub mod final_table;
 pub mod finalize;
 pub mod flash;
 pub mod flash_plan;
+pub mod pi_resume;
 pub mod relay;
 pub mod relay_store;
 pub mod restore;
 pub mod restore_data;
 pub mod staged_fs;
-pub mod uboot_boot;
 pub mod uboot_resume;
 pub mod uefi_resume;
 pub mod verify;
@@ -243,6 +247,21 @@ pub fn return_to_old_os(ctx: &mut Context<'_>, reason: &str) -> Exit {
                 ctx.plan.grub.uboot.as_ref().map_or("swapover/uEnv.txt.1x", |u| u.original_uenv.as_str())
             ));
         }
+        return Exit::Reboot(RebootTarget::OldOs);
+    }
+    if pi_resume::applies(ctx.plan) {
+        let put_back = ctx.fs.open_boot().map_err(StepError::from).and_then(|boot| {
+            let done = pi_resume::put_back(&boot);
+            ctx.fs.close_boot()?;
+            Ok(done?)
+        });
+        if let Err(e) = put_back {
+            return Exit::Halt(format!(
+                "cannot put the 1.x config.txt back ({e}); the board still boots the migrator. Copy {} over config.txt on the boot partition by hand",
+                pi_resume::ORIGINAL_CONFIG
+            ));
+        }
+        // reboot_part is 0 in this kernel: the restart boots p1, i.e. 1.x.
         return Exit::Reboot(RebootTarget::OldOs);
     }
     if bios_resume::gap_saved(&staging_dir) {

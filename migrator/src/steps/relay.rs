@@ -5,6 +5,7 @@
 use std::fs::OpenOptions;
 use std::path::Path;
 
+use super::boot_switch::BootSwitch;
 use super::context::{flush_block_buffers, io_err, reread_partitions, StepError};
 use super::relay_store::{self, Relay, RelayError};
 use super::{final_table, written_last};
@@ -35,15 +36,15 @@ pub fn look_up(fs: &mut KernelMounts, plan_id: &str) -> Result<Relay, RelayLookU
 }
 
 /// A migrator whose staging is gone (written over by the partition written last) finishes
-/// from the relay on resin-data: that partition again, the head, on the U-Boot route
-/// (`uboot`) the switch of `uEnv.txt`, then the boot option and the relay removed. Every
-/// part is idempotent.
+/// from the relay on resin-data: that partition again, the head, on the U-Boot and Pi routes
+/// (`switch`, [`BootSwitch::for_plan`]) the switch of `uEnv.txt` / `config.txt`, then the boot
+/// option and the relay removed. Every part is idempotent.
 pub fn finish_from_relay(
     disk_path: &Path,
     fs: &mut dyn FileSystems,
     efivars: &efivars::EfiVars,
     found: Relay,
-    uboot: bool,
+    switch: Option<&BootSwitch>,
 ) -> Result<(), StepError> {
     let disk = OpenOptions::new()
         .read(true)
@@ -59,8 +60,8 @@ pub fn finish_from_relay(
     final_table::commit_head(&disk, &found.head)?;
     flush_block_buffers(&disk);
     reread_partitions(&disk);
-    if uboot {
-        super::finalize::switch_uboot(fs)?;
+    if let Some(switch) = switch {
+        super::finalize::switch_boot(fs, switch)?;
     }
     let data = fs.open_data()?;
     relay_store::complete(efivars, &data, found.manifest.permanent_boot.as_ref());

@@ -1,6 +1,6 @@
 //! The `restore` step: config.json, hostname and keyfiles onto resin-boot (through
 //! [`crate::fatboot`], or the whole partition built by [`super::boot_image`] on the UEFI
-//! route, or file by file by [`super::uboot_boot`] on the U-Boot route); the backups, log and plan onto resin-data ([`super::restore_data`]).
+//! route, or file by file by [`super::boot_update`] on the U-Boot and Pi routes); the backups, log and plan onto resin-data ([`super::restore_data`]).
 
 use std::fs::File;
 use std::path::Path;
@@ -8,8 +8,9 @@ use std::path::Path;
 use plan::{PartitionRole, Plan};
 
 use super::backup_data::{self, BACKUP_DIR, CONNECTIONS_DIR, HOSTNAME_FILE};
+use super::boot_switch::BootSwitch;
 use super::context::{io_err, Context, StepError};
-use super::{boot_image, uboot_boot, uboot_resume, written_last};
+use super::{boot_image, boot_update, written_last};
 use crate::fatboot::{self, FatFile, PartitionSlice};
 
 /// config.json, hostname, keyfiles onto resin-boot; backups, log and plan onto resin-data.
@@ -27,10 +28,12 @@ pub fn step_restore(ctx: &mut Context<'_>) -> Result<(), StepError> {
     let disk = ctx.open_disk()?;
     match written_last::boot_range(plan)? {
         // The flash held resin-boot back: it is written whole, carrying the migration kernel on.
-        Some((range, _)) if uboot_resume::applies(plan) => {
-            let files = uboot_boot_files(&ctx.image_path(), range, &boot_files)?;
+        Some((range, _)) if BootSwitch::for_plan(plan).is_some() => {
+            let switch = BootSwitch::for_plan(plan)
+                .ok_or_else(|| StepError::Plan("no boot switch on this route".into()))?;
+            let files = image_boot_files(&ctx.image_path(), range, &boot_files)?;
             let boot_dir = ctx.fs.open_boot()?;
-            let updated = uboot_boot::update(&boot_dir, &files);
+            let updated = boot_update::update(&boot_dir, &files, &switch);
             ctx.fs.close_boot()?;
             updated?;
         }
@@ -67,9 +70,9 @@ pub fn step_restore(ctx: &mut Context<'_>) -> Result<(), StepError> {
     Ok(())
 }
 
-/// The U-Boot route's new resin-boot files: the image's, with `added` (config.json, keyfiles)
+/// The new resin-boot files on the routes that update it file by file: the image's, with `added` (config.json, keyfiles)
 /// in place of the image's file of the same path.
-fn uboot_boot_files(
+fn image_boot_files(
     image: &Path,
     range: crate::flash::HeldRange,
     added: &[FatFile],

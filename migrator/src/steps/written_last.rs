@@ -80,12 +80,13 @@ pub fn held_range(plan: &Plan) -> Result<Option<(HeldRange, String)>, WrittenLas
 }
 
 /// The partition the firmware loads the migration kernel from (`grub.route =
-/// uefi-boot-next` or `uboot-trial`: resin-boot, whose `swapover/` holds it): held back from
-/// the flash and brought to its new contents by restore, which carry the kernel on (written
-/// whole on UEFI, [`super::boot_image`]; file by file on U-Boot, [`super::uboot_boot`]).
+/// uefi-boot-next`, `uboot-trial` or `pi-firmware-trial`: resin-boot, whose `swapover/` holds
+/// it): held back from the flash and brought to its new contents by restore, which carry the
+/// kernel on (written whole on UEFI, [`super::boot_image`]; file by file on U-Boot and the
+/// Pi, [`super::boot_update`]).
 /// `None` for every other route.
 pub fn boot_range(plan: &Plan) -> Result<Option<(HeldRange, String)>, WrittenLastError> {
-    if !matches!(plan.grub.route, plan::GrubRoute::UefiBootNext | plan::GrubRoute::UbootTrial) {
+    if !resumes_from_boot_partition(plan.grub.route) {
         return Ok(None);
     }
     let boot = plan.layout.by_role(plan::PartitionRole::Boot).ok_or_else(|| {
@@ -99,6 +100,16 @@ pub fn boot_range(plan: &Plan) -> Result<Option<(HeldRange, String)>, WrittenLas
         return Err(WrittenLastError::Plan(format!("'{}' starts at image byte {start} but disk byte {disk}; the migrator writes the image from disk byte 0, after its first MiB", boot.name)));
     }
     Ok(Some((HeldRange { start, end }, boot.name.clone())))
+}
+
+/// The routes whose committed resume boots the migrator from resin-boot after any reset.
+fn resumes_from_boot_partition(route: plan::GrubRoute) -> bool {
+    matches!(
+        route,
+        plan::GrubRoute::UefiBootNext
+            | plan::GrubRoute::UbootTrial
+            | plan::GrubRoute::PiFirmwareTrial
+    )
 }
 
 /// Every range the flash leaves alone besides the head: the partition written last and,
@@ -124,8 +135,10 @@ pub enum PlanRefusal {
     DataNotLast { data: String, after: String },
     #[error("it names no data partition to mount at {mount} for the backup (source_data); re-plan with this stager", mount = crate::mounts::SOURCE_DATA_MOUNT)]
     NoSourceData,
+    #[error("backup volume '{volume}' is estimated at {estimated}, but staging is a FAT file system, which holds no file of {limit} or more (its archive is one file); re-stage with less data in it")]
+    BackupTooLargeForFat { volume: String, estimated: plan::Bytes, limit: plan::Bytes },
     #[error("profile {profile} is a resinOS 1.x source whose migration environment is armed through {route:?}, which nothing starts again after a power cut; \
-             only UEFI boards (route uefi-boot-next: the firmware's boot order brings the migrator back) and U-Boot boards (route uboot-trial: the committed uEnv.txt does) are migrated from resinOS 1.x")]
+             only UEFI boards (route uefi-boot-next: the firmware's boot order brings the migrator back), U-Boot boards (route uboot-trial: the committed uEnv.txt does) and Raspberry Pis (route pi-firmware-trial: the committed config.txt does) are migrated from resinOS 1.x")]
     NotResumable { profile: String, route: plan::GrubRoute },
 }
 
@@ -145,6 +158,7 @@ pub fn check_plan(plan: &Plan) -> Result<(), PlanRefusal> {
         }
     }
     held_range(plan)?;
+    backups_fit_staging(plan)?;
     if plan.finalize.grow_over_staging {
         data_ends_last(plan)?;
     }
@@ -152,12 +166,33 @@ pub fn check_plan(plan: &Plan) -> Result<(), PlanRefusal> {
         if plan.source_data.is_none() && !plan.backup.volumes.is_empty() {
             return Err(PlanRefusal::NoSourceData);
         }
-        if !matches!(plan.grub.route, plan::GrubRoute::UefiBootNext | plan::GrubRoute::UbootTrial) {
-            // Raspberry Pi (boot-file routes): nothing brings the migrator back after a power
-            // cut (no boot order, no committed uEnv.txt), so the flash must not begin.
+        if !resumes_from_boot_partition(plan.grub.route) {
+            // Boot-file routes: nothing brings the migrator back after a power cut (no boot
+            // order, no committed uEnv.txt or config.txt), so the flash must not begin.
             return Err(PlanRefusal::NotResumable {
                 profile: plan.profile.name.clone(),
                 route: plan.grub.route,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// FAT32's largest file (4 GiB - 1 byte, its size field is 32 bits): each backup volume is one
+/// archive on staging, which is a FAT32 on the Raspberry Pi (contract §2.2, R11).
+pub const FAT_FILE_LIMIT: plan::Bytes = plan::Bytes(1 << 32);
+
+fn backups_fit_staging(plan: &Plan) -> Result<(), PlanRefusal> {
+    if plan.staging.fs_type != plan::FsType::Vfat {
+        return Ok(());
+    }
+    for volume in &plan.backup.volumes {
+        let estimated = plan::Bytes(volume.items.iter().map(|i| i.estimated_size.get()).sum());
+        if estimated >= FAT_FILE_LIMIT {
+            return Err(PlanRefusal::BackupTooLargeForFat {
+                volume: volume.name.clone(),
+                estimated,
+                limit: FAT_FILE_LIMIT,
             });
         }
     }
