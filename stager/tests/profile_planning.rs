@@ -340,7 +340,10 @@ fn a_raspberry_pi_boot_partition_without_room_for_the_kernel_is_refused() {
     let err = plan_image::plan_with_initramfs(&case.request, plan::Bytes(3 * MIB)).unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, Refusal1x::BootPartitionFull { .. }), "{message}");
-    assert!(message.contains("the boot partition resin-boot (partition 1) has 2.06 MiB"), "{message}");
+    assert!(
+        message.contains("the boot partition resin-boot (partition 1) has 2.06 MiB"),
+        "{message}"
+    );
     assert!(message.contains("kernel 390.62 KiB + initramfs 3 MiB"), "{message}");
     // With a 1 MiB initramfs it plans.
     plan_image::plan_with_initramfs(&case.request, plan::Bytes(MIB)).unwrap();

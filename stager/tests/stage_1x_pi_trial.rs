@@ -372,3 +372,43 @@ fn an_image_of_4_gib_or_more_is_refused_by_the_planner() {
         "the image is 4 GiB (4294967296 bytes), but the staging FAT32 holds files below 4 GiB only; use the compressed image (.img.xz)"
     );
 }
+
+#[test]
+fn the_cli_dry_run_takes_resin_boots_kernel_and_shows_the_steps() {
+    let device = pi_device();
+    // resin-boot mounted as on the device (only the kernel is read there: its size).
+    let boot = fat(&device, PartitionRole::Boot);
+    std::fs::write(device.host.path("/mnt/boot/kernel7.img"), read(&boot, "kernel7.img")).unwrap();
+    let migrator = device.host.path("/tmp/migrator");
+    std::fs::create_dir_all(migrator.parent().unwrap()).unwrap();
+    std::fs::write(&migrator, b"\x7fELF the migrator").unwrap();
+    let before = outside_spare(&device);
+    let plan = &device.request.plan;
+    let out = Command::new(env!("CARGO_BIN_EXE_stager"))
+        .args(["stage-1x", "--profile", PI3, "--dry-run", "--no-supervisor-update"])
+        .arg("--migrator")
+        .arg(&migrator)
+        .arg("--root")
+        .arg(device.host.root())
+        .arg("--disk")
+        .arg(&plan.disk)
+        .arg("--image")
+        .arg(&plan.image)
+        .arg("--config")
+        .arg(&plan.config)
+        .arg("--data-root")
+        .arg(&plan.data_root)
+        .arg("--modules")
+        .arg(&device.request.modules)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("via the spare partition as a FAT32 trial boot set"), "{text}");
+    assert!(text.contains("set partition 3's type byte"), "{text}");
+    assert!(text.contains("write 3 to /sys/module/bcm2709/parameters/reboot_part"), "{text}");
+    assert!(text.contains("reboot(RESTART2, \"3\")"), "{text}");
+    assert!(text.contains("Dry run: nothing was changed."), "{text}");
+    assert_eq!(outside_spare(&device), before);
+    assert_eq!(type_byte(&device, 3), 0x83);
+}
