@@ -763,8 +763,11 @@ fn pi_steps(
         pi_trial::format(spare, pi.volume_id, pi.geometry)?;
         Ok(((), None))
     })?;
-    run.step(Change::WritePiTrial, |_| {
+    run.step(Change::WritePiTrial, |r| {
         use pi_trial::Source;
+        // resin-boot is mounted and read here through its block device: its file system's
+        // dirty pages reach the device first.
+        r.system.sync();
         let staged = STAGING_DIR.trim_start_matches('/');
         let image = format!("{staged}/{}", ready.p.plan.image.file);
         let mut files: Vec<(String, Source<'_>)> =
