@@ -383,25 +383,10 @@ fn the_cli_dry_run_takes_resin_boots_kernel_and_shows_the_steps() {
     std::fs::create_dir_all(migrator.parent().unwrap()).unwrap();
     std::fs::write(&migrator, b"\x7fELF the migrator").unwrap();
     let before = outside_spare(&device);
-    let plan = &device.request.plan;
-    let out = Command::new(env!("CARGO_BIN_EXE_stager"))
-        .args(["stage-1x", "--profile", PI3, "--dry-run", "--no-supervisor-update"])
-        .arg("--migrator")
-        .arg(&migrator)
-        .arg("--root")
-        .arg(device.host.root())
-        .arg("--disk")
-        .arg(&plan.disk)
-        .arg("--image")
-        .arg(&plan.image)
-        .arg("--config")
-        .arg(&plan.config)
-        .arg("--data-root")
-        .arg(&plan.data_root)
-        .arg("--modules")
-        .arg(&device.request.modules)
-        .output()
-        .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stager"));
+    command.args(["stage-1x", "--profile", PI3, "--dry-run", "--no-supervisor-update"]);
+    command.arg("--migrator").arg(&migrator);
+    let out = device.stage_1x_args_but_kernel(&mut command).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("via the spare partition as a FAT32 trial boot set"), "{text}");

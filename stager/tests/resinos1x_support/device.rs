@@ -198,6 +198,14 @@ impl Device {
         &self,
         command: &'c mut std::process::Command,
     ) -> &'c mut std::process::Command {
+        self.stage_1x_args_but_kernel(command).arg("--kernel").arg(&self.request.plan.kernel)
+    }
+
+    /// [`Device::stage_1x_args`] without `--kernel` (the profile's default kernel).
+    pub fn stage_1x_args_but_kernel<'c>(
+        &self,
+        command: &'c mut std::process::Command,
+    ) -> &'c mut std::process::Command {
         let plan = &self.request.plan;
         command
             .arg("--root")
@@ -210,8 +218,6 @@ impl Device {
             .arg(&plan.config)
             .arg("--data-root")
             .arg(&plan.data_root)
-            .arg("--kernel")
-            .arg(&plan.kernel)
             .arg("--modules")
             .arg(&self.request.modules)
             .args(["--boot-mount", BOOT_MOUNT, "--efivars", EFIVARS])
