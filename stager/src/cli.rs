@@ -81,7 +81,7 @@ pub enum Command {
         before the migration is done. `stage-1x` stages a UEFI 1.x device.")]
     PlanImage(PlanImageArgs),
 
-    /// Stage a resinOS 1.x UEFI device (Intel NUC) and arm its migration for one boot
+    /// Stage a resinOS 1.x device (Intel NUC, BeagleBone Black, Raspberry Pi 2/3) and arm its migration for one boot
     #[command(
         name = "stage-1x",
         long_about = "Stage a resinOS 1.x UEFI device (the 1.x Intel NUC) \
@@ -92,7 +92,9 @@ pub enum Command {
         them set as BootNext: the firmware boots it once and deletes BootNext, so the boot after \
         is the 1.x system's again. No file the 1.x system had is changed; any failure rolls \
         back, and `stager abort` undoes a staged run. With --dry-run it prints the plan and \
-        the steps and changes nothing. The ARM boards are not staged (no firmware one-shot)."
+        the steps and changes nothing. The BeagleBone Black is armed through U-Boot's boot \
+        counter instead; the Raspberry Pi 2/3 through a firmware trial from its spare \
+        partition, which becomes a FAT32 (its ext3, an old root copy, is given up)."
     )]
     Stage1x(Stage1xArgs),
 
@@ -333,7 +335,8 @@ pub struct Plan1xInputs {
     pub data_root: PathBuf,
 
     /// The migration environment's kernel (U-Boot trial boards: by default the running 1.x
-    /// kernel the profile names, e.g. /boot/zImage)
+    /// kernel the profile names, e.g. /boot/zImage; Raspberry Pi: resin-boot's, e.g.
+    /// /mnt/boot/kernel7.img)
     #[arg(long, value_name = "FILE")]
     pub kernel: Option<PathBuf>,
 

@@ -55,6 +55,19 @@ pub enum Change {
     /// copied to `swapover/uEnv.txt.1x` and replaced by the trial that runs at the boot
     /// counting `trial_count` (undo: the copy renamed back).
     ArmUbootTrial { boot_mount: String, trial_count: u32 },
+    /// Raspberry Pi: the MBR type byte of primary partition `number` of `disk` (the path
+    /// given as `--disk`) set to FAT32 LBA; `old` is the byte before (undo: write it back).
+    SetPartitionType { disk: String, number: u32, old: u8 },
+    /// Raspberry Pi: the spare formatted as an empty FAT32 labelled resin-updt with
+    /// `volume_id` (blkid's `XXXX-XXXX`) and `bytes_per_cluster`. Its ext3 cannot come back
+    /// (contract R1): undo formats it empty again, which also removes whatever was written.
+    FormatSpare { volume_id: String, bytes_per_cluster: u32 },
+    /// Raspberry Pi: the trial set and the staging directory written into the spare's FAT
+    /// (undone by undoing `format-spare`).
+    WritePiTrial,
+    /// Raspberry Pi: the firmware told to boot `partition` once: `reboot_part` written when
+    /// the kernel has it (undo: write 0 there), the partition given to RESTART2 at reboot.
+    ArmPiTrial { reboot_part: Option<String>, partition: u32 },
     /// resinOS 1.x: the device marked for a supervisor update in the resin API (undo: set
     /// its supervisor release back, with the key read again from `config`).
     MarkSupervisorUpdate {
@@ -83,6 +96,10 @@ impl Change {
             Change::ArmUefiBootNext { .. } => "arm-uefi-bootnext",
             Change::ArmUbootTrial { .. } => "arm-uboot-trial",
             Change::MarkSupervisorUpdate { .. } => "mark-supervisor-update",
+            Change::SetPartitionType { .. } => "set-partition-type",
+            Change::FormatSpare { .. } => "format-spare",
+            Change::WritePiTrial => "write-pi-trial",
+            Change::ArmPiTrial { .. } => "arm-pi-trial",
         }
     }
 }

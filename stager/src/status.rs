@@ -28,6 +28,8 @@ pub enum Armed {
     /// whether that boot came already cannot be read from the file (it stays armed after a
     /// trial that fell back to 1.x).
     UbootTrial { trial_count: u32 },
+    /// Raspberry Pi: the GPU firmware boots `partition` once at the next reboot.
+    PiTrial { partition: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +65,13 @@ fn armed(root: &HostRoot, state: &StageState) -> Armed {
     });
     if let Some(trial_count) = trial {
         return Armed::UbootTrial { trial_count };
+    }
+    let pi = state.entries.iter().find_map(|e| match (&e.change, e.progress) {
+        (crate::state::Change::ArmPiTrial { partition, .. }, Progress::Done) => Some(*partition),
+        _ => None,
+    });
+    if let Some(partition) = pi {
+        return Armed::PiTrial { partition };
     }
     let pending = state.entries.iter().filter(|e| e.progress == Progress::Done).find_map(|e| {
         match &e.change {
@@ -245,6 +254,7 @@ pub fn render_text(status: &Status) -> String {
         Armed::Yes => "Armed: the next boot starts the migration environment (one boot only).\n".to_string(),
         Armed::Consumed => "Not armed any more: GRUB used the one-shot entry (or the firmware its BootNext), so the migration environment was booted and the device came back to this OS (or the boot setting was edited). Run `stager abort` to undo the staging, or stage again after reading the log below.\n".to_string(),
         Armed::UbootTrial { trial_count } => format!("Armed through U-Boot's boot counter: the boot that counts {trial_count} (a warm reboot) starts the migration environment, any other boot is this OS. uEnv.txt stays armed after a trial that came back here, so whether it ran is in the log below, if any; run `stager abort` to undo the staging.\n"),
+        Armed::PiTrial { partition } => format!("armed: the GPU firmware boots partition {partition} once (at the next reboot; 1.x from partition 1 at any other). Partition {partition} is now a FAT32 labelled resin-updt: `stager abort` empties it and gives the partition its type back, but its ext3 (a copy of an old root) cannot come back.\n"),
         Armed::NotArmed => String::new(),
     });
     if status.armed == Armed::NotArmed {

@@ -157,7 +157,7 @@ fn every_shipped_profile_plans_against_a_disk_in_its_source_layout() {
         let outcome = match profile.source.kind {
             SourceKind::UbuntuGrubHost => ubuntu_plan(&profile),
             SourceKind::Resinos1x => {
-                let case = resinos1x_case(&profile, &[], 300_000, MIB);
+                let case = resinos1x_case(&profile, layout_for(&profile), 300_000, MIB);
                 match plan_image::plan(&case.request) {
                     Ok(p) => check_1x_plan(&profile, &case, &p),
                     Err(e) => Err(e.to_string()),
@@ -176,22 +176,15 @@ fn every_shipped_profile_plans_against_a_disk_in_its_source_layout() {
 }
 
 #[test]
-fn raspberry_pi_plan_edits_config_txt_and_puts_the_kernel_on_resin_boot() {
+fn raspberry_pi_plan_stages_a_firmware_trial_and_leaves_resin_boot_alone() {
     let profile = Profile::builtin("resinos1x-raspberrypi3").unwrap();
-    let case = resinos1x_case(&profile, &[], 300_000, MIB);
+    let case = resinos1x_case(&profile, layout_for(&profile), 300_000, MIB);
     let p = plan_image::plan(&case.request).unwrap();
-    assert!(p.budget.kernel_on_boot);
-    let edit = p.boot_edits.iter().find(|e| e.name == "config.txt").expect("config.txt edited");
-    let text = String::from_utf8(edit.edited.clone()).unwrap();
-    assert!(text.starts_with("# resinOS 1.x\ngpu_mem=16\n"), "{text}");
-    assert!(text.contains("initramfs swapover/initramfs.img followkernel\n"), "{text}");
-    assert_eq!(edit.original.as_deref(), Some(&original_boot_file("config.txt")[..]));
-    assert!(!p.boot_edits.iter().any(|e| e.name == "cmdline.txt"), "cmdline.txt is left alone");
-    let paths: Vec<&str> = p.plan.grub.files.iter().map(|f| f.path.as_str()).collect();
-    assert!(
-        paths.contains(&"/mnt/boot/config.txt") && paths.contains(&"/mnt/boot/swapover/vmlinuz"),
-        "{paths:?}"
-    );
+    // The trial set and staging go on the spare (stage_1x_pi_trial.rs); resin-boot is not
+    // edited in phase A.
+    assert_eq!(p.plan.grub.route, plan::GrubRoute::PiFirmwareTrial);
+    assert!(!p.budget.kernel_on_boot);
+    assert!(p.boot_edits.is_empty() && p.plan.grub.files.is_empty(), "{:?}", p.boot_edits);
     // The app data is measured without the 400 MB docker layer beside it.
     assert!(p.plan.backup.estimated_size().unwrap().get() < 1_000_000);
     assert_eq!(
@@ -297,7 +290,7 @@ fn a_resinos_host_is_refused_for_an_ubuntu_profile_naming_the_1x_profiles() {
 #[test]
 fn plan_image_prints_the_plan_and_exits_1_on_a_refusal() {
     let profile = Profile::builtin("resinos1x-raspberrypi3").unwrap();
-    let case = resinos1x_case(&profile, &[], 300_000, MIB);
+    let case = resinos1x_case(&profile, layout_for(&profile), 300_000, MIB);
     let r = &case.request;
     let args = |data_root: &Path| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_stager"));
@@ -339,17 +332,21 @@ fn plan_image_prints_the_plan_and_exits_1_on_a_refusal() {
 
 #[test]
 fn a_raspberry_pi_boot_partition_without_room_for_the_kernel_is_refused() {
+    // The migrator's commit copies the trial's kernel and initramfs to resin-boot: it must
+    // have room for them. resin-boot is 40 MiB / 16 = 3 MiB here, holding the firmware,
+    // kernel.img (400000 bytes) and dtbs of resinos1x_support::pi_boot_files.
     let profile = Profile::builtin("resinos1x-raspberry-pi").unwrap();
-    // resin-boot is 40 MiB / 16 = 3 MiB here, already holding config.txt and cmdline.txt.
-    let case = resinos1x_case(&profile, &[], 300_000, 4 * MIB);
-    let err = plan_image::plan(&case.request).unwrap_err();
+    let case = resinos1x_case(&profile, layout_for(&profile), 300_000, MIB);
+    let err = plan_image::plan_with_initramfs(&case.request, plan::Bytes(3 * MIB)).unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, Refusal1x::BootPartitionFull { .. }), "{message}");
     assert!(
-        message.contains("the boot partition resin-boot (partition 1) has 2.97 MiB"),
+        message.contains("the boot partition resin-boot (partition 1) has 2.06 MiB"),
         "{message}"
     );
-    assert!(message.contains("kernel 4 MiB + initramfs 512 KiB"), "{message}");
+    assert!(message.contains("kernel 390.62 KiB + initramfs 3 MiB"), "{message}");
+    // With a 1 MiB initramfs it plans.
+    plan_image::plan_with_initramfs(&case.request, plan::Bytes(MIB)).unwrap();
 }
 
 #[test]

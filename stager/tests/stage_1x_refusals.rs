@@ -1,4 +1,4 @@
-//! Two refusals of `stage-1x` that README promises, on a real resinOS 1.x device tree: the
+//! A refusal of `stage-1x` that README promises, on a real resinOS 1.x device tree: the
 //! disk at `/dev/sda` in the profile's source layout (real sfdisk, mkfs.vfat/ext3/btrfs, see
 //! `resinos1x_support`), a sysfs naming its partitions, efivarfs holding one variable, the
 //! boot partition's mount point, the migration kernel and a module tree. Each refusal is one
@@ -18,16 +18,6 @@ mod resinos1x_support;
 use resinos1x_support::device::{Device, BOOT_MOUNT};
 use stager::stage::engine::system::FixtureSystem;
 use stager::stage::resinos1x::stage_1x::{self, Outcome1x};
-
-#[test]
-fn a_board_that_is_not_uefi_is_refused_before_anything_changes() {
-    let device = Device::new("resinos1x-raspberrypi3");
-    device.refused(&[
-        "refused: profile resinos1x-raspberrypi3 arms the migration by editing config.txt, cmdline.txt on the boot partition",
-        "stage-1x stages UEFI boards (armed with BootNext) and U-Boot boards with a boot counter trial only",
-        "see `stager plan-image` for this board's plan",
-    ]);
-}
 
 #[test]
 fn an_earlier_runs_swapover_directory_on_the_boot_partition_is_refused() {

@@ -325,6 +325,9 @@ impl System for MountFails {
     fn reboot(&mut self) -> std::io::Result<()> {
         self.0.reboot()
     }
+    fn restart2(&mut self, arg: &str) -> std::io::Result<()> {
+        self.0.restart2(arg)
+    }
 }
 
 #[test]

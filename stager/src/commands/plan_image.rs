@@ -65,6 +65,11 @@ pub(super) fn request(
         (Some(kernel), _) => kernel.clone(),
         // The trial boots the board's own, proven 1.x kernel (docs/arm-1x-contract.md §2.3).
         (None, Some(trial)) => root.path(&trial.kernel),
+        // The Raspberry Pi's trial boots resin-boot's own kernel, copied to the spare.
+        (None, None) if profile.pi_trial.is_some() => {
+            let trial = profile.pi_trial.as_ref().map(|t| t.kernel.as_str()).unwrap_or_default();
+            root.path(format!("{}/{trial}", crate::stage::resinos1x::planner::BOOT_MOUNT))
+        }
         (None, None) => {
             return Err(format!(
                 "profile {} needs the migration environment's kernel: pass --kernel FILE",

@@ -78,6 +78,9 @@ fn run_with(args: &Stage1xArgs, global: &Global, root: &HostRoot) -> (i32, Strin
                     Armed::UbootTrial { trial_count } => {
                         serde_json::json!({ "staged": true, "uboot_trial_count": trial_count, "rebooting": rebooting })
                     }
+                    Armed::PiTrial { partition } => {
+                        serde_json::json!({ "staged": true, "pi_trial_partition": partition, "rebooting": rebooting })
+                    }
                 };
                 out(&format!("{value}\n"));
             }

@@ -18,6 +18,12 @@ pub const BOOT_MOUNT: &str = "/mnt/boot";
 pub const EFIVARS: &str = "/sys/firmware/efi/efivars";
 pub const PHYS_MEM: &str = "/dev/mem";
 pub const UBOOT_IMG: &str = "u-boot.img";
+pub const OSRELEASE: &str = "/proc/sys/kernel/osrelease";
+pub const MOUNTINFO: &str = "/proc/self/mountinfo";
+/// A Raspberry Pi resinOS 1.x kernel release with `reboot_part` (rpi-4.1.y, contract P8).
+pub const PI_KERNEL_RELEASE: &str = "4.1.23\n";
+/// The 1.x root (p2) mounted at `/`.
+pub const PI_MOUNTINFO: &str = "21 1 259:2 / / rw,relatime - ext3 /dev/sda2 rw\n";
 /// Stands for the BeagleBone 1.x u-boot.img: stager reads only its strings.
 pub const UBOOT_IMG_STRINGS: &str =
     "U-Boot 2015.07\0bootcount\0uenvcmd\0bootz ${loadaddr} - ${fdtaddr}\0";
@@ -46,19 +52,27 @@ impl Drop for Device {
 
 impl Device {
     pub fn new(profile_name: &str) -> Device {
-        Device::build(profile_name, false)
+        Device::build(profile_name, false, &[])
+    }
+
+    /// A resinOS 1.x Raspberry Pi with its source partitions' sizes overridden (MiB): the
+    /// running kernel's release and `reboot_part` parameter in the tree's /proc and /sys
+    /// ([`PI_KERNEL_RELEASE`], "0"), and a mountinfo with the root (p2) and resin-boot (p1)
+    /// mounted. resin-boot is read from the disk: nothing mounts it.
+    pub fn pi(profile_name: &str, overrides: &[(&str, u64)]) -> Device {
+        Device::build(profile_name, false, overrides)
     }
 
     /// The same device with a tmpfs mounted where the boot partition is, sysfs giving the
     /// boot partition the tmpfs's device number: undo, which removes our files only through
     /// a mounted boot partition, can then run to its end.
     pub fn with_mounted_boot(profile_name: &str) -> Device {
-        Device::build(profile_name, true)
+        Device::build(profile_name, true, &[])
     }
 
-    fn build(profile_name: &str, mount_boot: bool) -> Device {
+    fn build(profile_name: &str, mount_boot: bool, overrides: &[(&str, u64)]) -> Device {
         let profile = Profile::builtin(profile_name).unwrap();
-        let case = resinos1x_case(&profile, &[], 300_000, MIB);
+        let case = resinos1x_case(&profile, overrides, 300_000, MIB);
         let host = FixtureHost::empty();
         let disk = host.path("/dev/sda");
         std::fs::create_dir_all(disk.parent().unwrap()).unwrap();
@@ -89,6 +103,9 @@ impl Device {
                     .unwrap();
                 }
                 host.write(&format!("{BOOT_MOUNT}/{UBOOT_IMG}"), UBOOT_IMG_STRINGS);
+            }
+            None if profile.pi_trial.is_some() => {
+                std::fs::create_dir_all(host.path(BOOT_MOUNT)).unwrap()
             }
             None => host.write(&format!("{BOOT_MOUNT}/EFI/BOOT/grub.cfg"), "# resinOS 1.x\n"),
         }
@@ -153,6 +170,14 @@ impl Device {
             plan.phys_mem = host.path(PHYS_MEM);
             super::write_counter(&plan.phys_mem, &trial.bootcount, super::BOOT_COUNT_WORD);
         }
+        if let Some(trial) = &profile.pi_trial {
+            host.write(OSRELEASE, PI_KERNEL_RELEASE);
+            host.write(&trial.reboot_part, "0\n");
+            host.write(
+                MOUNTINFO,
+                &format!("{PI_MOUNTINFO}{} 21 {boot_dev} / /mnt/boot rw - vfat /dev/sda1 rw\n", 30),
+            );
+        }
         let request = Stage1xRequest {
             plan,
             root: HostRoot::new(host.root()),
@@ -173,6 +198,14 @@ impl Device {
         &self,
         command: &'c mut std::process::Command,
     ) -> &'c mut std::process::Command {
+        self.stage_1x_args_but_kernel(command).arg("--kernel").arg(&self.request.plan.kernel)
+    }
+
+    /// [`Device::stage_1x_args`] without `--kernel` (the profile's default kernel).
+    pub fn stage_1x_args_but_kernel<'c>(
+        &self,
+        command: &'c mut std::process::Command,
+    ) -> &'c mut std::process::Command {
         let plan = &self.request.plan;
         command
             .arg("--root")
@@ -185,8 +218,6 @@ impl Device {
             .arg(&plan.config)
             .arg("--data-root")
             .arg(&plan.data_root)
-            .arg("--kernel")
-            .arg(&plan.kernel)
             .arg("--modules")
             .arg(&self.request.modules)
             .args(["--boot-mount", BOOT_MOUNT, "--efivars", EFIVARS])

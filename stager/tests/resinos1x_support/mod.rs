@@ -199,6 +199,33 @@ pub fn original_boot_file(name: &str) -> Vec<u8> {
     }
 }
 
+/// A Raspberry Pi's 1.x config.txt, with lines the trial's copy drops.
+pub const PI_CONFIG_TXT: &str =
+    "# resinOS 1.x\ngpu_mem=16\nkernel=kernel7.img\ndtparam=audio=on\ninitramfs old.img\n";
+/// A Raspberry Pi's 1.x cmdline.txt, the serial console first.
+pub const PI_CMDLINE_TXT: &str = "dwc_otg.lpm_enable=0 console=serial0,115200 console=tty1 root=/dev/mmcblk0p2 rootfstype=ext3 rootwait\n";
+
+/// What resin-boot of a 1.x Raspberry Pi holds (distinct bytes per file): bootcode.bin,
+/// the firmware (one optional variant too), the kernel, two dtbs, overlays (nested), and
+/// config.txt and cmdline.txt.
+pub fn pi_boot_files(trial: &board_profiles::PiTrialProfile) -> Vec<(String, Vec<u8>)> {
+    let mut files = vec![
+        ("bootcode.bin".to_string(), device::pattern(b"bootcode", 50_000)),
+        ("start_x.elf".to_string(), device::pattern(b"start_x", 60_000)),
+        (trial.kernel.clone(), device::pattern(b"kernel7", 400_000)),
+        ("bcm2709-rpi-2-b.dtb".to_string(), device::pattern(b"dtb2", 15_000)),
+        ("bcm2710-rpi-3-b.dtb".to_string(), device::pattern(b"dtb3", 16_000)),
+        ("overlays/w1-gpio.dtbo".to_string(), device::pattern(b"w1", 2_000)),
+        ("overlays/extra/i2c.dtbo".to_string(), device::pattern(b"i2c", 3_000)),
+        ("config.txt".to_string(), PI_CONFIG_TXT.as_bytes().to_vec()),
+        ("cmdline.txt".to_string(), PI_CMDLINE_TXT.as_bytes().to_vec()),
+    ];
+    for name in &trial.firmware_files {
+        files.push((name.clone(), device::pattern(name.as_bytes(), 200_000)));
+    }
+    files
+}
+
 /// The 2.x image in the profile's target layout (FAT boot with device-type.json), xz'd.
 pub fn target_image(
     dir: &Path,
@@ -262,11 +289,14 @@ pub fn source_disk(
     sfdisk(&disk, &sfdisk_script(&parts, "0x1c0ffee1"));
     for (p, at, size) in &parts {
         let files: Vec<(String, Vec<u8>)> = if p.role == PartitionRole::Boot {
-            profile
-                .bootloader_config_files
-                .iter()
-                .map(|f| (f.clone(), original_boot_file(f)))
-                .collect()
+            match &profile.pi_trial {
+                Some(trial) => pi_boot_files(trial),
+                None => profile
+                    .bootloader_config_files
+                    .iter()
+                    .map(|f| (f.clone(), original_boot_file(f)))
+                    .collect(),
+            }
         } else {
             Vec::new()
         };
@@ -274,6 +304,21 @@ pub fn source_disk(
     }
     (disk, parts)
 }
+
+/// Source partition sizes (MiB) a profile's device needs here beyond its scaled typical
+/// ones: a Raspberry Pi's spare becomes a FAT32, which needs about 33 MiB (65525 clusters
+/// of 512 bytes), so resin-updt is 40 MiB and lies past the 2.x image's end (resin-root
+/// grown to put it there); resin-data at btrfs's smallest size.
+pub fn layout_for(profile: &Profile) -> &'static [(&'static str, u64)] {
+    if profile.pi_trial.is_some() {
+        &PI_LAYOUT
+    } else {
+        &[]
+    }
+}
+
+pub const PI_LAYOUT: [(&str, u64); 3] =
+    [("resin-root", 52), ("resin-updt", 40), ("resin-data", 16)];
 
 pub struct Case {
     pub dir: tempfile::TempDir,

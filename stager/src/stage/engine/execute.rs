@@ -68,6 +68,8 @@ pub(crate) struct Run<'a> {
     pub(crate) state: StageState,
     pub(crate) system: &'a mut dyn System,
     pub(crate) fail_after: Option<String>,
+    /// The argument of a RESTART2 reboot (the Raspberry Pi's trial partition), or a plain one.
+    pub(crate) restart_arg: Option<String>,
 }
 
 impl Run<'_> {
@@ -153,7 +155,7 @@ impl Run<'_> {
         no_reboot: bool,
         armed: impl FnOnce(&T) -> String,
     ) -> Result<(T, bool), ExecuteError> {
-        let Run { root, store, mut state, system, .. } = self;
+        let Run { root, store, mut state, system, restart_arg, .. } = self;
         match steps {
             Ok(value) => {
                 state.armed = true;
@@ -167,7 +169,11 @@ impl Run<'_> {
                 let mut rebooting = !no_reboot && interrupted.is_none();
                 if rebooting {
                     log::info!("rebooting now");
-                    if let Err(e) = system.reboot() {
+                    let rebooted = match &restart_arg {
+                        Some(arg) => system.restart2(arg),
+                        None => system.reboot(),
+                    };
+                    if let Err(e) = rebooted {
                         log::error!(
                             "reboot failed ({e}); reboot the device to start the migration"
                         );

@@ -162,6 +162,37 @@ fn undo_one(
                 mark.device_id, mark.endpoint
             )))
         }
+        Change::ArmPiTrial { reboot_part, .. } => match reboot_part {
+            Some(path) => {
+                let path = root.path(path);
+                let written = crate::stage::resinos1x::pi_trial::write_reboot_part(&path, 0)?;
+                Ok(written.then(|| format!("wrote 0 to {}", path.display())))
+            }
+            None => Ok(None),
+        },
+        Change::WritePiTrial => Ok(None),
+        Change::FormatSpare { volume_id, bytes_per_cluster } => {
+            let current = current.as_ref().map_err(Clone::clone)?;
+            crate::stage::resinos1x::pi_trial::format_again(
+                &current.region,
+                volume_id,
+                *bytes_per_cluster,
+            )?;
+            Ok(Some(format!(
+                "emptied {}: it stays a FAT32 labelled {} (volume id {volume_id}); its ext3, a copy of an old root, cannot come back (contract R1)",
+                current.region.host_path,
+                crate::stage::resinos1x::pi_trial::LABEL
+            )))
+        }
+        Change::SetPartitionType { disk, number, old } => {
+            // The disk as the stager opened it (`--disk`), not under the host root.
+            let disk = Path::new(disk);
+            crate::stage::resinos1x::pi_trial::set_partition_type(disk, *number, *old)?;
+            Ok(Some(format!(
+                "put partition {number}'s type byte back to {old:#04x} in the MBR of {}",
+                disk.display()
+            )))
+        }
         Change::ArmUbootTrial { boot_mount, .. } => {
             let mount = root.path(boot_mount);
             if !is_mount_point(&mount) {

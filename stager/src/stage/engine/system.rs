@@ -22,6 +22,9 @@ pub trait System {
     fn unmount(&mut self, target: &Path) -> io::Result<()>;
     fn sync(&mut self);
     fn reboot(&mut self) -> io::Result<()>;
+    /// Reboots with `LINUX_REBOOT_CMD_RESTART2` and `arg` (the Raspberry Pi's firmware
+    /// takes the partition to boot once from it, contract P8).
+    fn restart2(&mut self, arg: &str) -> io::Result<()>;
 }
 
 /// The system a command acts on: the real one for the real `/`; for a fixture tree given
@@ -45,6 +48,28 @@ fn c_path(path: &Path) -> io::Result<CString> {
 pub struct RealSystem;
 
 impl System for RealSystem {
+    fn restart2(&mut self, arg: &str) -> io::Result<()> {
+        nix::unistd::sync();
+        let arg =
+            CString::new(arg).map_err(|_| io::Error::other("argument contains a NUL byte"))?;
+        // SAFETY: reboot(2) with the documented magic numbers, RESTART2 and a valid
+        // NUL-terminated argument string that outlives the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_reboot,
+                libc::LINUX_REBOOT_MAGIC1,
+                libc::LINUX_REBOOT_MAGIC2,
+                libc::LINUX_REBOOT_CMD_RESTART2,
+                arg.as_ptr(),
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     fn swap_off(&mut self, device: &Path) -> io::Result<()> {
         let path = c_path(device)?;
         // SAFETY: a valid NUL-terminated path; swapoff(2) reads it only.
@@ -169,6 +194,10 @@ impl System for FixtureSystem {
     }
     fn reboot(&mut self) -> io::Result<()> {
         self.calls.push("reboot".into());
+        Ok(())
+    }
+    fn restart2(&mut self, arg: &str) -> io::Result<()> {
+        self.calls.push(format!("reboot {arg}"));
         Ok(())
     }
 }

@@ -8,7 +8,9 @@
 pub mod app_data;
 pub mod boot_counter;
 pub mod boot_files;
+pub mod fat_dirs;
 pub mod fs_probe;
+pub mod pi_trial;
 pub mod plan_image;
 pub mod planner;
 pub mod refusal;

@@ -3,6 +3,7 @@
 
 use super::app_data;
 use super::boot_counter;
+use super::pi_trial::{self, PiBootSet};
 use super::planner::{self, BootFile, Inputs, Plan1x};
 use super::refusal::Refusal1x;
 use super::source_disk::{self, SourceDisk1x};
@@ -42,16 +43,24 @@ fn file_size(path: &Path, what: &str) -> Result<Bytes, Refusal1x> {
     })
 }
 
-/// The profile's bootloader files and the free space of the 1.x boot partition.
-pub fn read_boot_files(
-    disk: &SourceDisk1x,
-    profile: &Profile,
-) -> Result<(Vec<BootFile>, Option<Bytes>), Refusal1x> {
+/// What was read from the 1.x boot partition's FAT.
+#[derive(Debug, Clone, Default)]
+pub struct BootRead {
+    /// The profile's bootloader files.
+    pub files: Vec<BootFile>,
+    pub free: Option<Bytes>,
+    /// Raspberry Pi (profile `pi_trial`): the trial set's files.
+    pub pi: Option<PiBootSet>,
+}
+
+/// The profile's bootloader files, the free space of the 1.x boot partition and, on a
+/// Raspberry Pi, the trial set it holds.
+pub fn read_boot_files(disk: &SourceDisk1x, profile: &Profile) -> Result<BootRead, Refusal1x> {
     let shown = disk.path.display().to_string();
     let fail = |problem: String| Refusal1x::Disk { disk: shown.clone(), problem };
     let matched = source_disk::match_profile(disk, profile)?;
     let Some(boot) = source_disk::role(&matched, PartitionRole::Boot) else {
-        return Ok((Vec::new(), None));
+        return Ok(BootRead::default());
     };
     let len = boot.found.size.get().saturating_mul(512);
     if len > MAX_BOOT_BYTES {
@@ -77,7 +86,14 @@ pub fn read_boot_files(
     }
     let free =
         fs.stats().ok().map(|s| Bytes(u64::from(s.free_clusters()) * u64::from(s.cluster_size())));
-    Ok((files, free))
+    let pi = match &profile.pi_trial {
+        Some(trial) => Some(
+            pi_trial::read_boot_set(&fs, trial)
+                .map_err(|e| fail(format!("{}: {e}", boot.expected.name)))?,
+        ),
+        None => None,
+    };
+    Ok(BootRead { files, free, pi })
 }
 
 /// Reads everything and plans.
@@ -96,7 +112,7 @@ pub fn plan_with_initramfs(req: &PlanImageRequest, initramfs: Bytes) -> Result<P
     if planner::armed_by_firmware(&req.profile) {
         efivars::check_efi_stub(&req.kernel).map_err(Refusal1x::KernelNotEfi)?;
     }
-    let (boot_files, boot_free) = read_boot_files(&disk, &req.profile)?;
+    let boot = read_boot_files(&disk, &req.profile)?;
     let image = image_probe::probe(&req.image).map_err(crate::stage::Refusal::from)?;
     let boot_counter = match &req.profile.uboot_trial {
         Some(trial) => Some(boot_counter::read(&req.phys_mem, &trial.bootcount)?),
@@ -110,8 +126,9 @@ pub fn plan_with_initramfs(req: &PlanImageRequest, initramfs: Bytes) -> Result<P
         app_data: &app_data,
         kernel,
         initramfs,
-        boot_files: &boot_files,
-        boot_free,
+        boot_files: &boot.files,
+        boot_free: boot.free,
+        pi_boot: boot.pi.as_ref(),
         allow_unknown_device_type: req.allow_unknown_device_type,
         boot_counter,
     })

@@ -9,7 +9,8 @@
 
 use super::app_data::AppData;
 use super::boot_counter::BootCounter;
-use super::boot_files::{self, EditKind, MigrationBoot};
+use super::boot_files::MigrationBoot;
+use super::pi_trial::{self, PiBootSet};
 use super::refusal::Refusal1x;
 use super::source_disk::{self, Matched, SourceDisk1x};
 use super::uboot_trial::{self, ORIGINAL_UENV, UENV};
@@ -20,9 +21,9 @@ use board_profiles::{BootMode, Bootloader, Profile};
 use plan::{
     BackupItem, BackupSet, BackupVolume, Bytes, ConfigJson, DiskId, Extent, FailurePolicy,
     FileChange, FileChangeKind, FsPartition, FsType, GrubChanges, GrubRoute, ModuleLoad,
-    NetworkSources, PartitionIdentity, PartitionRole, Plan, SectorSize, Sectors, Sha256Hex,
-    SourceDisk, Staging, TableKind, TargetImage, TargetLayout, TargetPartition, UbootTrialBoot,
-    WatchdogFeed, FORMAT_VERSION,
+    NetworkSources, PartitionIdentity, PartitionRole, PiTrialBoot, Plan, SectorSize, Sectors,
+    Sha256Hex, SourceDisk, Staging, TableKind, TargetImage, TargetLayout, TargetPartition,
+    UbootTrialBoot, WatchdogFeed, FORMAT_VERSION,
 };
 
 /// Where resinOS 1.x mounts its boot partition (balenahup `upgrade-1.x-to-2.x.sh` reads
@@ -62,6 +63,8 @@ pub struct Inputs<'a> {
     pub allow_unknown_device_type: bool,
     /// U-Boot's boot counter, read when the profile arms a U-Boot trial (`uboot_trial`).
     pub boot_counter: Option<BootCounter>,
+    /// Raspberry Pi (profile `pi_trial`): the trial set read from resin-boot.
+    pub pi_boot: Option<&'a PiBootSet>,
 }
 
 /// How often the migrator feeds the board's watchdog (BeagleBone: a 60 s timeout, contract B11).
@@ -78,8 +81,10 @@ pub struct Budget1x {
     pub margin: Bytes,
     pub needed: Bytes,
     pub have: Bytes,
-    /// Raspberry Pi: kernel and initramfs are on the boot partition, not on resin-updt.
+    /// Kernel and initramfs are on the boot partition, not on resin-updt (UEFI, U-Boot).
     pub kernel_on_boot: bool,
+    /// Raspberry Pi: the trial boot set (firmware, kernel, dtbs, overlays) on the spare.
+    pub trial_set: Bytes,
 }
 
 /// One bootloader file change, with the bytes to write.
@@ -217,6 +222,15 @@ pub fn migration_boot(profile: &Profile) -> MigrationBoot {
         // was loaded from (the boot partition), with a backslash path.
         args.push(format!("initrd={}", uefi_path(INITRAMFS_FILE)));
     }
+    if let Some(trial) = &profile.pi_trial {
+        // The trial's own files and text (pi_trial): the firmware loads them from the spare.
+        return MigrationBoot {
+            kernel: trial.kernel.clone(),
+            initramfs: pi_trial::INITRAMFS.into(),
+            cmdline_file: pi_trial::CMDLINE.into(),
+            args: Vec::new(),
+        };
+    }
     if profile.uboot_trial.is_some() {
         // The trial's own files and text (uboot_env): U-Boot loads them from resin-boot.
         return MigrationBoot {
@@ -291,29 +305,29 @@ fn spare_root_fs(
     }
 }
 
-/// Builds and validates the plan.
-/// What resin-updt must hold (the image, config.json, the backup, a margin, and the kernel and
-/// initramfs unless they go on the boot partition), refused when it has less free.
-/// Staging goes into resin-updt's own file system (a directory, removed again by undo),
-/// never a new one: nothing the stager does to the spare root is irreversible.
+/// What resin-updt must hold (the image, config.json, the backup, a margin, the Raspberry
+/// Pi's trial set, and the kernel and initramfs unless they go on the boot partition) of
+/// `have`, refused when it is more.
 fn staging_budget(
     i: &Inputs<'_>,
     updt: &Matched,
+    have: Bytes,
     backup: Bytes,
     kernel_on_boot: bool,
-) -> Result<(super::fs_probe::FsFacts, Budget1x), Refusal1x> {
-    let (staging_fs, have) = spare_root_fs(updt)?;
+    trial_set: Bytes,
+) -> Result<Budget1x, Refusal1x> {
     let margin = Bytes(STAGING_MARGIN_1X.get() + have.get() / 20);
     let image_bytes = Bytes(i.image.compressed_size.get() + i.config.bytes.len() as u64);
     let on_updt = if kernel_on_boot {
-        vec![image_bytes, backup, margin]
+        vec![trial_set, image_bytes, backup, margin]
     } else {
-        vec![i.kernel, i.initramfs, image_bytes, backup, margin]
+        vec![trial_set, i.kernel, i.initramfs, image_bytes, backup, margin]
     };
     let needed = Bytes::checked_sum(on_updt).map_err(units)?;
     if needed > have {
         return Err(Refusal1x::SpareRootTooSmall {
             device: format!("{} (partition {})", updt.expected.name, updt.found.number),
+            trial_set,
             have,
             needed,
             kernel: if kernel_on_boot { Bytes(0) } else { i.kernel },
@@ -323,7 +337,7 @@ fn staging_budget(
             margin,
         });
     }
-    let budget = Budget1x {
+    Ok(Budget1x {
         kernel: i.kernel,
         initramfs: i.initramfs,
         image: image_bytes,
@@ -332,8 +346,71 @@ fn staging_budget(
         needed,
         have,
         kernel_on_boot,
+        trial_set,
+    })
+}
+
+/// The Raspberry Pi trial's staging (contract §2.2 phase A): the spare becomes a new FAT32
+/// (its ext3, an old root copy 1.x does not need, is given up: contract R1) that holds
+/// the trial boot set, the initramfs and the staging; resin-boot must have room for the
+/// kernel and initramfs that the migrator's commit copies there later.
+fn pi_trial_staging(
+    i: &Inputs<'_>,
+    trial: &board_profiles::PiTrialProfile,
+    updt: &Matched,
+    boot: &Matched,
+    backup: Bytes,
+    notes: &mut Vec<String>,
+) -> Result<(Budget1x, String, PiTrialBoot), Refusal1x> {
+    let device = format!("{} (partition {})", updt.expected.name, updt.found.number);
+    let set = i.pi_boot.ok_or_else(|| {
+        units(format!(
+            "profile {} boots a firmware trial, but resin-boot was not read",
+            i.profile.name
+        ))
+    })?;
+    if !set.missing.is_empty() {
+        return Err(Refusal1x::PiTrial(format!(
+            "resin-boot has no {}, which the GPU firmware needs to boot the trial (profile {}); this is not the board's resinOS 1.x boot partition, or it is damaged",
+            set.missing.join(", "),
+            i.profile.name
+        )));
+    }
+    if i.image.compressed_size > pi_trial::FAT32_MAX_FILE {
+        return Err(Refusal1x::PiTrial(format!(
+            "the image is {:#}, but the staging FAT32 holds files below 4 GiB only; use the compressed image (.img.xz)",
+            i.image.compressed_size
+        )));
+    }
+    let size = bytes_of(updt.found.size);
+    let geometry = pi_trial::fat32_geometry(size).ok_or_else(|| {
+        Refusal1x::PiTrial(format!(
+            "the spare {device} is {size:#}, too small for a FAT32 (at least {} clusters of 512 bytes) that the GPU firmware can boot the trial from",
+            pi_trial::FAT32_MIN_CLUSTERS
+        ))
+    })?;
+    let small = Bytes(64 * 1024);
+    let trial_set = Bytes::checked_sum([set.bytes(), small]).map_err(units)?;
+    let spare_inputs = Inputs { kernel: Bytes(0), ..i.clone() };
+    let budget =
+        staging_budget(&spare_inputs, updt, geometry.data_bytes(), backup, false, trial_set)?;
+    let kernel =
+        set.files.iter().find(|f| f.name == trial.kernel).map(|f| f.size).unwrap_or_default();
+    boot_room(&Inputs { kernel, ..i.clone() }, boot, notes)?;
+    let id =
+        pi_trial::volume_id(i.disk.signature, updt.found.start.get(), &i.image.compressed_sha256.0);
+    notes.push(format!(
+        "the spare {device} is formatted as a new FAT32 labelled {} (volume id {}, {}-byte clusters): its ext3, a copy of an old root that resinOS 1.x does not need, is given up and does not come back on abort (contract R1)",
+        pi_trial::LABEL,
+        pi_trial::volume_id_text(id),
+        geometry.bytes_per_cluster
+    ));
+    let pi = PiTrialBoot {
+        trial_partition: updt.found.number,
+        kernel: trial.kernel.clone(),
+        blobs_last: trial.blobs_last.clone(),
     };
-    Ok((staging_fs, budget))
+    Ok((budget, pi_trial::volume_id_text(id), pi))
 }
 
 /// The boot partition's room for the kernel and initramfs (when they go there), refused
@@ -404,66 +481,37 @@ fn uboot_trial_changes(
     Ok((vec![edit], files, boot))
 }
 
-/// The changes on the boot partition that start the migration environment once: each
-/// bootloader file's edit (none when the UEFI firmware arms it) and the kernel, initramfs
-/// (and command line) staged there.
+/// The files created on the boot partition that start the migration environment once
+/// when the UEFI firmware arms it (no bootloader file is changed); a note when nothing here
+/// can arm this board.
 fn boot_changes(
     i: &Inputs<'_>,
     boot: &Matched,
-    mboot: &MigrationBoot,
     kernel_on_boot: bool,
     notes: &mut Vec<String>,
-) -> Result<(Vec<BootEdit>, Vec<FileChange>), Refusal1x> {
-    let profile = i.profile;
-    let mut boot_edits = Vec::new();
-    let mut files = Vec::new();
-    let by_firmware = armed_by_firmware(profile);
-    if by_firmware {
-        let kept: Vec<&str> = i.boot_files.iter().map(|f| f.name.as_str()).collect();
+) -> Vec<FileChange> {
+    if !armed_by_firmware(i.profile) {
         notes.push(format!(
-            "armed by the UEFI firmware (a Boot#### option for {} on {}, set as BootNext for one boot); {} not changed",
-            uefi_path(KERNEL_FILE),
-            boot.expected.name,
-            if kept.is_empty() { "no bootloader file is".to_string() } else { format!("{} is", kept.join(", ")) }
+            "profile {} names no way to arm the migration environment for one boot (UEFI, U-Boot trial or Raspberry Pi trial)",
+            i.profile.name
         ));
+        return Vec::new();
     }
-    for file in i.boot_files.iter().filter(|_| !by_firmware) {
-        let kind = EditKind::of(&file.name);
-        if kind == EditKind::Unsupported {
-            notes.push(format!("{} is not edited by this stager yet: the migration environment cannot be armed on this board", file.name));
-            continue;
-        }
-        let Some(edited) =
-            boot_files::edited_bytes(&file.name, file.bytes.as_deref().unwrap_or_default(), mboot)
-                .map_err(units)?
-        else {
-            continue;
-        };
-        let path = format!("{BOOT_MOUNT}/{}", file.name);
-        let change = match &file.bytes {
-            None => FileChangeKind::Created,
-            Some(bytes) => FileChangeKind::Modified {
-                backup: format!("{BOOT_MOUNT}/{}", boot_files::backup_name(&file.name)),
-                original_sha256: sha256(bytes),
-            },
-        };
-        files.push(FileChange { path, change });
-        boot_edits.push(BootEdit { name: file.name.clone(), original: file.bytes.clone(), edited });
-    }
-    if kernel_on_boot {
-        let names: &[&str] = if by_firmware {
-            &[KERNEL_FILE, INITRAMFS_FILE]
-        } else {
-            &[KERNEL_FILE, INITRAMFS_FILE, CMDLINE_FILE]
-        };
-        for name in names {
-            files.push(FileChange {
-                path: format!("{BOOT_MOUNT}/{name}"),
-                change: FileChangeKind::Created,
-            });
-        }
-    }
-    Ok((boot_edits, files))
+    let kept: Vec<&str> = i.boot_files.iter().map(|f| f.name.as_str()).collect();
+    notes.push(format!(
+        "armed by the UEFI firmware (a Boot#### option for {} on {}, set as BootNext for one boot); {} not changed",
+        uefi_path(KERNEL_FILE),
+        boot.expected.name,
+        if kept.is_empty() { "no bootloader file is".to_string() } else { format!("{} is", kept.join(", ")) }
+    ));
+    let names: &[&str] = if kernel_on_boot { &[KERNEL_FILE, INITRAMFS_FILE] } else { &[] };
+    names
+        .iter()
+        .map(|name| FileChange {
+            path: format!("{BOOT_MOUNT}/{name}"),
+            change: FileChangeKind::Created,
+        })
+        .collect()
 }
 
 /// The one backup volume: 1.x's application data, restored under the application's id;
@@ -537,34 +585,50 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
 
     let (backup, limit) = backup_within_limit(i.app_data, profile)?;
 
-    // What resin-updt (and, on a Raspberry Pi, resin-boot) must hold.
-    // The Raspberry Pi GPU firmware and UEFI firmware read only the FAT boot partition.
-    // So does U-Boot for the trial: it loads the trial's files from resin-boot (contract §2.3).
-    let kernel_on_boot = profile.bootloader == Bootloader::RaspberrypiFirmware
-        || armed_by_firmware(profile)
-        || profile.uboot_trial.is_some();
-    let (staging_fs, budget) = staging_budget(i, updt, backup, kernel_on_boot)?;
-    if kernel_on_boot {
-        boot_room(i, boot, &mut notes)?;
-    }
-
-    // The bootloader files, edited to start the migration environment once.
+    // What resin-updt (and resin-boot) must hold.
+    // The UEFI firmware reads only the FAT boot partition. So does U-Boot for the trial: it
+    // loads the trial's files from resin-boot (contract §2.3). The Raspberry Pi's firmware
+    // boots the trial from the spare itself, made a FAT32 (contract §2.2).
+    let kernel_on_boot = armed_by_firmware(profile) || profile.uboot_trial.is_some();
     let mboot = migration_boot(profile);
     let by_firmware = armed_by_firmware(profile);
-    let (boot_edits, files, uboot) = match &profile.uboot_trial {
+    let (staging_fs, budget, pi) = match &profile.pi_trial {
         Some(trial) => {
+            let (budget, volume_id, pi) =
+                pi_trial_staging(i, trial, updt, boot, backup, &mut notes)?;
+            let fs = super::fs_probe::FsFacts {
+                fs: FsType::Vfat,
+                label: pi_trial::LABEL.into(),
+                uuid: volume_id,
+                free: None,
+            };
+            (fs, budget, Some(pi))
+        }
+        None => {
+            let (staging_fs, have) = spare_root_fs(updt)?;
+            let budget = staging_budget(i, updt, have, backup, kernel_on_boot, Bytes(0))?;
+            if kernel_on_boot {
+                boot_room(i, boot, &mut notes)?;
+            }
+            (staging_fs, budget, None)
+        }
+    };
+
+    // The bootloader files, edited to start the migration environment once.
+    let (boot_edits, files, uboot) = match (&profile.uboot_trial, &pi) {
+        (Some(trial), _) => {
             let (edits, files, uboot) = uboot_trial_changes(i, trial, &mut notes)?;
             (edits, files, Some(uboot))
         }
-        None => {
-            let (edits, files) = boot_changes(i, boot, &mboot, kernel_on_boot, &mut notes)?;
-            (edits, files, None)
-        }
+        // resin-boot is not changed in phase A.
+        (None, Some(_)) => (Vec::new(), Vec::new(), None),
+        (None, None) => (Vec::new(), boot_changes(i, boot, kernel_on_boot, &mut notes), None),
     };
-    let route = match (&uboot, by_firmware) {
-        (Some(_), _) => GrubRoute::UbootTrial,
-        (None, true) => GrubRoute::UefiBootNext,
-        (None, false) => GrubRoute::BootFiles,
+    let route = match (&uboot, &pi, by_firmware) {
+        (Some(_), _, _) => GrubRoute::UbootTrial,
+        (None, Some(_), _) => GrubRoute::PiFirmwareTrial,
+        (None, None, true) => GrubRoute::UefiBootNext,
+        (None, None, false) => GrubRoute::BootFiles,
     };
     let watchdog = profile
         .uboot_trial
@@ -652,7 +716,7 @@ pub fn make_plan(i: &Inputs<'_>) -> Result<Plan1x, Refusal1x> {
             files,
             env: Vec::new(),
             uboot,
-            pi: None,
+            pi,
         },
         finalize: profile.finalize_policy(),
         failure: FailurePolicy {
@@ -671,19 +735,32 @@ pub fn render(p: &Plan1x) -> String {
     let mut out = p.plan.render_text();
     let b = &p.budget;
     let staging = &p.plan.staging.partition;
+    let where_ = if p.plan.grub.pi.is_some() {
+        format!(
+            "in a new {} file system labelled {} (volume id {}; its ext3 is given up)",
+            p.plan.staging.fs_type,
+            pi_trial::LABEL,
+            p.plan.staging.fs_uuid
+        )
+    } else {
+        format!(
+            "in its {} file system (UUID {}, contents kept)",
+            p.plan.staging.fs_type, p.plan.staging.fs_uuid
+        )
+    };
     out.push_str(&format!(
-        "\nStaging on the spare root (partition {}, sectors {}..{}), in its {} file system (UUID {}, contents kept): {} needed ({}image+config {}, backup {}, margin {}) of {} free.\n",
+        "\nStaging on the spare root (partition {}, sectors {}..{}), {where_}: {} needed ({}{}image+config {}, backup {}, margin {}) of {} {}.\n",
         staging.number,
         staging.start.get(),
         staging.start.get() + staging.size.get(),
-        p.plan.staging.fs_type,
-        p.plan.staging.fs_uuid,
         b.needed,
+        if b.trial_set.get() > 0 { format!("trial boot set {}, ", b.trial_set) } else { String::new() },
         if b.kernel_on_boot { String::new() } else { format!("kernel {}, initramfs {}, ", b.kernel, b.initramfs) },
         b.image,
         b.backup,
         b.margin,
-        b.have
+        b.have,
+        if p.plan.grub.pi.is_some() { "the new FAT32 holds" } else { "free" }
     ));
     if b.kernel_on_boot {
         out.push_str(&format!("Kernel {} and initramfs {} go on the boot partition (the board firmware reads only it).\n", b.kernel, b.initramfs));

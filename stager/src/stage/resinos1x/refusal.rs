@@ -30,9 +30,10 @@ pub enum Refusal1x {
     BackupOverLimit { measured: Bytes, limit: Bytes, dir: String, profile: String },
     #[error("the spare root {device} holds {found}, not the ext2/3/4 file system resinOS 1.x makes there; staging goes into that file system (its contents are kept), so this is not a resinOS 1.x layout the stager knows")]
     SpareRootNoFs { device: String, found: String },
-    #[error("the spare root {device} has {have:#} free but staging needs {needed:#} (kernel {kernel} + initramfs {initramfs} + image {image} + backup {backup} + margin {margin}); carry less application data or use a smaller (or better compressed) image")]
+    #[error("the spare root {device} has {have:#} free but staging needs {needed:#} (trial boot set {trial_set} + kernel {kernel} + initramfs {initramfs} + image {image} + backup {backup} + margin {margin}); carry less application data or use a smaller (or better compressed) image")]
     SpareRootTooSmall {
         device: String,
+        trial_set: Bytes,
         have: Bytes,
         needed: Bytes,
         kernel: Bytes,
@@ -79,6 +80,9 @@ pub enum Refusal1x {
     /// The device is not ready to be staged (boot partition, efivarfs, an earlier run's files).
     #[error("{0}")]
     NotReady(String),
+    /// The Raspberry Pi trial cannot be planned on this device (one line, with the fix).
+    #[error("{0}")]
+    PiTrial(String),
     #[error("{0}")]
     Stage(#[from] crate::stage::Refusal),
     #[error("the plan is inconsistent: {0}")]

@@ -165,7 +165,12 @@ pub fn match_profile(disk: &SourceDisk1x, profile: &Profile) -> Result<Vec<Match
     for expected in &profile.source.partitions {
         let Some(found) = by_label(&expected.name) else { continue };
         let fs = found.fs.as_ref().map(|f| f.fs);
-        if fs != Some(expected.fs) {
+        // A Raspberry Pi's spare that an earlier trial made a FAT32 (and `abort` left one:
+        // its ext3 cannot come back, contract R1) is formatted again by the next.
+        let pi_spare = profile.pi_trial.is_some()
+            && expected.role == PartitionRole::RootB
+            && fs == Some(plan::FsType::Vfat);
+        if fs != Some(expected.fs) && !pi_spare {
             return Err(Refusal1x::WrongFs {
                 disk: shown,
                 number: found.number,

@@ -25,6 +25,7 @@
 //! host's run lock, the run log, and a signal after the first change rolls back (a signal
 //! after the last step began leaves the device staged and armed, without the reboot).
 
+use super::pi_trial;
 use super::plan_image::{self, PlanImageRequest};
 use super::planner::{self, Plan1x, INITRAMFS_FILE, KERNEL_FILE};
 use super::refusal::Refusal1x;
@@ -116,6 +117,8 @@ pub enum Armed {
     BootNext(u16),
     /// U-Boot: the trial runs at the boot whose `${bootcount}` is this.
     UbootTrial { trial_count: u32 },
+    /// Raspberry Pi: the GPU firmware boots this partition once.
+    PiTrial { partition: u32 },
 }
 
 impl Armed {
@@ -124,6 +127,9 @@ impl Armed {
             Armed::BootNext(number) => format!("Boot{number:04X} as BootNext"),
             Armed::UbootTrial { trial_count } => {
                 format!("a U-Boot trial in uEnv.txt at bootcount {trial_count}")
+            }
+            Armed::PiTrial { partition } => {
+                format!("the GPU firmware boots partition {partition} once")
             }
         }
     }
@@ -178,6 +184,27 @@ fn build_initramfs(req: &Stage1xRequest, plan_json: &str) -> Result<Vec<u8>, Ref
 enum Arming {
     Uefi { vars: EfiVars },
     UbootTrial(TrialFiles),
+    PiTrial(PiArming),
+}
+
+/// The Linux partition type of resinOS 1.x's spare root.
+const EXT_PARTITION_TYPE: u8 = 0x83;
+/// The running kernel's release.
+const OSRELEASE: &str = "/proc/sys/kernel/osrelease";
+
+/// The Raspberry Pi trial: the spare's new FAT and what goes on it.
+struct PiArming {
+    partition: u32,
+    /// The kernel's `reboot_part` parameter (root-relative), when it has one.
+    reboot_part: Option<String>,
+    volume_id: u32,
+    geometry: pi_trial::Fat32Geometry,
+    /// resin-boot, read for the trial set.
+    boot: Region,
+    /// The trial set's files, relative to resin-boot's root.
+    names: Vec<String>,
+    config_txt: String,
+    cmdline: String,
 }
 
 /// The U-Boot trial's files: the board's kernel and dtb (the initramfs is built), and the
@@ -288,10 +315,13 @@ fn prepare(req: &Stage1xRequest) -> Result<Ready, Stage1xError> {
         return Err(Refusal::AlreadyStaged { path: state::STATE_FILE.into() }.into());
     }
     let profile = &req.plan.profile;
-    if !planner::armed_by_firmware(profile) && profile.uboot_trial.is_none() {
+    if !planner::armed_by_firmware(profile)
+        && profile.uboot_trial.is_none()
+        && profile.pi_trial.is_none()
+    {
         return Err(refuse_boot(format!(
             "profile {} arms the migration by editing {} on the boot partition, which its firmware cannot undo by itself after one boot; \
-             stage-1x stages UEFI boards (armed with BootNext) and U-Boot boards with a boot counter trial only; see `stager plan-image` for this board's plan",
+             stage-1x stages UEFI boards (armed with BootNext), U-Boot boards with a boot counter trial and Raspberry Pi boards with a firmware trial only; see `stager plan-image` for this board's plan",
             profile.name,
             profile.bootloader_config_files.join(", ")
         ))
@@ -311,12 +341,14 @@ fn prepare(req: &Stage1xRequest) -> Result<Ready, Stage1xError> {
         .into());
     }
 
-    let arming = match &profile.uboot_trial {
-        Some(trial) => Arming::UbootTrial(trial_files(req, &p, trial)?),
-        None => {
+    let arming = match (&profile.uboot_trial, &profile.pi_trial) {
+        (Some(trial), _) => Some(Arming::UbootTrial(trial_files(req, &p, trial)?)),
+        // Once the spare is found, below.
+        (None, Some(_)) => None,
+        (None, None) => {
             let vars = EfiVars::at(root.path(&req.efivars));
             vars.check_available().map_err(|e| refuse_boot(e.to_string()))?;
-            Arming::Uefi { vars }
+            Some(Arming::Uefi { vars })
         }
     };
 
@@ -324,6 +356,84 @@ fn prepare(req: &Stage1xRequest) -> Result<Ready, Stage1xError> {
     let boot_device = locate::find_partition(root, &boot.identity)
         .map_err(|e| refuse_boot(format!("the boot partition: {e}")))?;
     let boot_mount = root.path(&req.boot_mount);
+    let boot_dir = boot_mount.join(BOOT_DIR);
+    if arming.is_some() {
+        boot_mount_ready(req, &boot_device, &boot_dir)?;
+    }
+    let staging_device = locate::find_partition(root, &p.plan.staging.partition)
+        .map_err(|e| refuse_boot(format!("the spare root: {e}")))?;
+    let staging = Region::of_partition(root, &staging_device);
+    let arming = match arming {
+        Some(arming) => arming,
+        None => Arming::PiTrial(pi_ready(req, &p, &boot_device, &staging_device, &staging)?),
+    };
+    let (supervisor, api) = supervisor_check(req, &p)?;
+    Ok(Ready { p, plan_json, initramfs, boot, staging, arming, boot_dir, supervisor, api })
+}
+
+/// The Raspberry Pi trial's checks before the first change (contract §2.2 phase A): the
+/// spare not mounted and still the 1.x ext3's partition type (else an earlier run's
+/// leftovers), a way to name the trial partition to the firmware, and the trial's files.
+fn pi_ready(
+    req: &Stage1xRequest,
+    p: &Plan1x,
+    boot_device: &crate::host::block::BlockDevice,
+    staging_device: &crate::host::block::BlockDevice,
+    staging: &Region,
+) -> Result<PiArming, Refusal1x> {
+    let root = &req.root;
+    let Some(trial) = &req.plan.profile.pi_trial else {
+        return Err(refuse_boot("the profile has no pi_trial".into()));
+    };
+    let Some(pi) = &p.plan.grub.pi else {
+        return Err(refuse_boot("the plan has no grub.pi for the firmware trial".into()));
+    };
+    let mounts = crate::host::mountinfo::read(root).map_err(|e| refuse_boot(e.to_string()))?;
+    if let Some(m) = mounts.iter().find(|m| m.device == staging_device.device) {
+        return Err(refuse_boot(format!(
+            "the spare {} is mounted at {}; unmount it (`umount {}`): it is formatted for the trial",
+            staging.host_path, m.mount_point, m.mount_point
+        )));
+    }
+    let number = pi.trial_partition;
+    let old = pi_trial::partition_type(&req.plan.disk, number).map_err(refuse_boot)?;
+    if old != EXT_PARTITION_TYPE {
+        return Err(refuse_boot(format!(
+            "partition {number} of {} has type {old:#04x}, not the Linux type 0x83 of resinOS 1.x's spare root (left by an earlier run?); run `stager abort`, or set it back with sfdisk if no migration is staged",
+            req.plan.disk.display()
+        )));
+    }
+    let reboot_part = root.path(&trial.reboot_part);
+    let release = std::fs::read_to_string(root.path(OSRELEASE)).ok();
+    pi_trial::check_arming(&reboot_part, release.as_deref())?;
+    let volume_id = u32::from_str_radix(&p.plan.staging.fs_uuid.replace('-', ""), 16)
+        .map_err(|e| refuse_boot(format!("the plan's staging.fs_uuid: {e}")))?;
+    let geometry = pi_trial::fat32_geometry(staging.size).ok_or_else(|| {
+        refuse_boot(format!("the spare {} is too small for a FAT32", staging.host_path))
+    })?;
+    let disk = source_disk::read(&req.plan.disk)?;
+    let set = plan_image::read_boot_files(&disk, &req.plan.profile)?
+        .pi
+        .ok_or_else(|| refuse_boot("resin-boot's trial set was not read".into()))?;
+    Ok(PiArming {
+        partition: number,
+        reboot_part: reboot_part.exists().then(|| trial.reboot_part.clone()),
+        volume_id,
+        geometry,
+        boot: Region::of_partition(root, boot_device),
+        names: set.files.iter().map(|f| f.name.clone()).collect(),
+        config_txt: pi_trial::trial_config_txt(&set.config_txt, &trial.kernel),
+        cmdline: pi_trial::trial_cmdline(&set.cmdline_txt),
+    })
+}
+
+/// The boot partition mounted read-write at the boot mount, without our directory yet.
+fn boot_mount_ready(
+    req: &Stage1xRequest,
+    boot_device: &crate::host::block::BlockDevice,
+    boot_dir: &Path,
+) -> Result<(), Stage1xError> {
+    let boot_mount = req.root.path(&req.boot_mount);
     let mounted = std::fs::metadata(&boot_mount).map(|m| m.dev()).ok();
     let wanted = nix::sys::stat::makedev(
         u64::from(boot_device.device.major),
@@ -349,7 +459,6 @@ fn prepare(req: &Stage1xRequest) -> Result<Ready, Stage1xError> {
         ))
         .into());
     }
-    let boot_dir = boot_mount.join(BOOT_DIR);
     if boot_dir.exists() {
         return Err(refuse_boot(format!(
             "{} exists already (left by an earlier run); run `stager abort`, or remove it if no migration is staged",
@@ -357,11 +466,7 @@ fn prepare(req: &Stage1xRequest) -> Result<Ready, Stage1xError> {
         ))
         .into());
     }
-    let staging_device = locate::find_partition(root, &p.plan.staging.partition)
-        .map_err(|e| refuse_boot(format!("the spare root: {e}")))?;
-    let staging = Region::of_partition(root, &staging_device);
-    let (supervisor, api) = supervisor_check(req, &p)?;
-    Ok(Ready { p, plan_json, initramfs, boot, staging, arming, boot_dir, supervisor, api })
+    Ok(())
 }
 
 /// The supervisor the 2.x image ships: `--supervisor-version`, or read from its resin-rootA.
@@ -426,7 +531,64 @@ fn supervisor_check(
 /// The steps `stage-1x` would execute, for `--dry-run`.
 fn steps_text(req: &Stage1xRequest, ready: &Ready) -> String {
     let staging = &ready.staging.host_path;
-    let steps = [
+    let steps: Vec<String> = match &ready.arming {
+        Arming::PiTrial(pi) => pi_steps_text(req, ready, pi),
+        _ => other_steps_text(req, ready, staging),
+    };
+    let mut out = String::from("\nSteps (each recorded in /var/lib/swapover/state.json before it is done, undone in reverse on failure):\n");
+    for (i, step) in steps.iter().enumerate() {
+        out.push_str(&format!("  {:>2}. {step}\n", i + 1));
+    }
+    out
+}
+
+fn supervisor_text(ready: &Ready) -> String {
+    match &ready.supervisor {
+        MarkPlan::Mark(_) => format!("{} (in the API)", ready.supervisor.describe()),
+        other => other.describe(),
+    }
+}
+
+fn reboot_text(req: &Stage1xRequest, restart2: Option<u32>) -> String {
+    match (req.execute.no_reboot, restart2) {
+        (true, _) => "do not reboot (--no-reboot): the migration starts at the next reboot".into(),
+        (false, Some(n)) => format!("reboot(RESTART2, \"{n}\")"),
+        (false, None) => "reboot".into(),
+    }
+}
+
+/// The Raspberry Pi's steps, for `--dry-run`.
+fn pi_steps_text(req: &Stage1xRequest, ready: &Ready, pi: &PiArming) -> Vec<String> {
+    let spare = &ready.staging.host_path;
+    vec![
+        format!("set partition {}'s type byte in the MBR of {} from 0x83 to {:#04x} (FAT32 LBA)", pi.partition, req.plan.disk.display(), pi_trial::FAT32_LBA),
+        format!(
+            "format {spare} as FAT32 labelled {} (volume id {}, {}-byte clusters): its ext3 is given up and does not come back (contract R1)",
+            pi_trial::LABEL,
+            pi_trial::volume_id_text(pi.volume_id),
+            pi.geometry.bytes_per_cluster
+        ),
+        format!(
+            "write there, each by temporary name, renamed and read back against its sha256: {} from resin-boot; {STAGING_DIR}/: plan.json, config.json, {} ({}); {} ({} bytes: migrator as /init, modules, plan); {}; config.txt",
+            pi.names.join(", "),
+            ready.p.plan.image.file,
+            ready.p.plan.image.compressed_size,
+            pi_trial::INITRAMFS,
+            ready.initramfs.len(),
+            pi_trial::CMDLINE
+        ),
+        supervisor_text(ready),
+        match &pi.reboot_part {
+            Some(path) => format!("write {} to {path}", pi.partition),
+            None => "(no reboot_part parameter: the partition goes to RESTART2 only)".to_string(),
+        },
+        "sync".to_string(),
+        reboot_text(req, Some(pi.partition)),
+    ]
+}
+
+fn other_steps_text(req: &Stage1xRequest, ready: &Ready, staging: &str) -> Vec<String> {
+    vec![
         format!("mount {staging} (resin-updt, its {} file system kept as it is) at {}", ready.p.plan.staging.fs_type, state::MOUNT_POINT),
         format!("write {STAGING_DIR}/ there: plan.json, config.json, {} ({}, sha256 checked as copied)", ready.p.plan.image.file, ready.p.plan.image.compressed_size),
         format!("unmount {staging}"),
@@ -437,6 +599,8 @@ fn steps_text(req: &Stage1xRequest, ready: &Ready) -> String {
                 ready.p.budget.kernel,
                 ready.initramfs.len()
             ),
+            // Listed by pi_steps_text.
+            Arming::PiTrial(_) => String::new(),
             Arming::UbootTrial(t) => format!(
                 "write {}/: zImage ({}, from {}), board.dtb (from {}), initramfs.img ({} bytes: migrator as /init, modules, plan), each renamed into place and read back against its sha256",
                 ready.boot_dir.display(),
@@ -446,16 +610,14 @@ fn steps_text(req: &Stage1xRequest, ready: &Ready) -> String {
                 ready.initramfs.len()
             ),
         },
-        match &ready.supervisor {
-            MarkPlan::Mark(_) => format!("{} (in the API)", ready.supervisor.describe()),
-            other => other.describe(),
-        },
+        supervisor_text(ready),
         match &ready.arming {
             Arming::Uefi { .. } => format!(
                 "add the firmware boot option '{BOOT_OPTION_DESCRIPTION}' ({} on partition {}) and set BootNext to it (one boot)",
                 planner::uefi_path(KERNEL_FILE),
                 ready.boot.drive.number
             ),
+            Arming::PiTrial(_) => String::new(),
             Arming::UbootTrial(t) => format!(
                 "copy {m}/{u} to {m}/{o}, then rename the trial's uEnv.txt over {m}/{u} (the trial runs at the boot whose bootcount is {c}, once)",
                 m = req.boot_mount.display(),
@@ -465,13 +627,8 @@ fn steps_text(req: &Stage1xRequest, ready: &Ready) -> String {
             ),
         },
         "sync".to_string(),
-        if req.execute.no_reboot { "do not reboot (--no-reboot): the migration starts at the next reboot".into() } else { "reboot".into() },
-    ];
-    let mut out = String::from("\nSteps (each recorded in /var/lib/swapover/state.json before it is done, undone in reverse on failure):\n");
-    for (i, step) in steps.iter().enumerate() {
-        out.push_str(&format!("  {:>2}. {step}\n", i + 1));
-    }
-    out
+        reboot_text(req, None),
+    ]
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -489,6 +646,9 @@ fn sync_dir(dir: &Path) -> Result<(), String> {
 }
 
 fn all_steps(run: &mut Run<'_>, req: &Stage1xRequest, ready: &Ready) -> Result<Armed, StepFailure> {
+    if let Arming::PiTrial(pi) = &ready.arming {
+        return pi_steps(run, req, ready, pi);
+    }
     let region = ready.staging.clone();
     let device = run.attach_staging(&region)?;
     let mount_point = run.mount_staging(&device)?;
@@ -537,6 +697,9 @@ fn all_steps(run: &mut Run<'_>, req: &Stage1xRequest, ready: &Ready) -> Result<A
                     &boot.join(uboot_env::TRIAL_INITRAMFS),
                 )?;
             }
+            Arming::PiTrial(_) => {
+                return Err("the Raspberry Pi trial writes no boot directory".into())
+            }
         }
         sync_dir(&ready.boot_dir)?;
         if let Some(parent) = ready.boot_dir.parent() {
@@ -544,6 +707,107 @@ fn all_steps(run: &mut Run<'_>, req: &Stage1xRequest, ready: &Ready) -> Result<A
         }
         Ok(((), None))
     })?;
+    mark_supervisor(run, req, ready)?;
+    match &ready.arming {
+        Arming::Uefi { vars } => {
+            let option = LoadOption {
+                description: BOOT_OPTION_DESCRIPTION.into(),
+                partition: ready.boot.drive,
+                file: planner::uefi_path(KERNEL_FILE),
+                args: ready.p.boot.args.join(" "),
+            };
+            let efivars = req.efivars.display().to_string();
+            run.step(Change::ArmUefiBootNext { efivars: efivars.clone(), undo: None }, |_| {
+                let undo = UefiOneShot::arm(vars, &option).map_err(|e| e.to_string())?;
+                let number = undo.boot_number;
+                Ok((
+                    Armed::BootNext(number),
+                    Some(Change::ArmUefiBootNext { efivars, undo: Some(undo) }),
+                ))
+            })
+        }
+        Arming::PiTrial(pi) => pi_steps(run, req, ready, pi),
+        Arming::UbootTrial(t) => {
+            let boot_mount = req.boot_mount.display().to_string();
+            let trial_count = t.trial_count;
+            run.step(Change::ArmUbootTrial { boot_mount, trial_count }, |_| {
+                let boot = req.root.path(&req.boot_mount);
+                uboot_trial::arm(&boot, &t.uenv_original, &t.uenv_armed)?;
+                Ok((Armed::UbootTrial { trial_count: t.trial_count }, None))
+            })
+        }
+    }
+}
+
+/// The Raspberry Pi's steps (contract §2.2 phase A): the spare's type byte, its new FAT32,
+/// the trial set and staging written into it, the supervisor mark, `reboot_part`.
+fn pi_steps(
+    run: &mut Run<'_>,
+    req: &Stage1xRequest,
+    ready: &Ready,
+    pi: &PiArming,
+) -> Result<Armed, StepFailure> {
+    let disk = req.plan.disk.display().to_string();
+    let number = pi.partition;
+    let spare = &ready.staging;
+    run.step(
+        Change::SetPartitionType { disk: disk.clone(), number, old: EXT_PARTITION_TYPE },
+        |_| {
+            pi_trial::set_partition_type(&req.plan.disk, number, pi_trial::FAT32_LBA)?;
+            Ok(((), None))
+        },
+    )?;
+    let volume_id = pi_trial::volume_id_text(pi.volume_id);
+    let bytes_per_cluster = pi.geometry.bytes_per_cluster;
+    run.step(Change::FormatSpare { volume_id, bytes_per_cluster }, |_| {
+        pi_trial::format(spare, pi.volume_id, pi.geometry)?;
+        Ok(((), None))
+    })?;
+    run.step(Change::WritePiTrial, |r| {
+        use pi_trial::Source;
+        // resin-boot is mounted and read here through its block device: its file system's
+        // dirty pages reach the device first.
+        r.system.sync();
+        let staged = STAGING_DIR.trim_start_matches('/');
+        let image = format!("{staged}/{}", ready.p.plan.image.file);
+        let mut files: Vec<(String, Source<'_>)> =
+            pi.names.iter().map(|name| (name.clone(), Source::Boot)).collect();
+        files.extend([
+            (format!("{staged}/plan.json"), Source::Bytes(ready.plan_json.as_bytes())),
+            (format!("{staged}/config.json"), Source::Path(&req.plan.config)),
+            (image.clone(), Source::Path(&req.plan.image)),
+            (pi_trial::INITRAMFS.to_string(), Source::Bytes(&ready.initramfs)),
+            (pi_trial::CMDLINE.to_string(), Source::Bytes(pi.cmdline.as_bytes())),
+            // Last: without it the firmware boots no trial from here.
+            (pi_trial::CONFIG_TXT.to_string(), Source::Bytes(pi.config_txt.as_bytes())),
+        ]);
+        let written = pi_trial::write_files(spare, &pi.boot, &files)?;
+        let copied = written.iter().find(|(name, _)| *name == image).map(|(_, sha)| sha.as_str());
+        if copied != Some(ready.p.plan.image.compressed_sha256.0.as_str()) {
+            return Err(format!(
+                "the image changed while it was copied (sha256 {}, planned {}); run the stager again",
+                copied.unwrap_or("none"),
+                ready.p.plan.image.compressed_sha256.0
+            ));
+        }
+        Ok(((), None))
+    })?;
+    mark_supervisor(run, req, ready)?;
+    let reboot_part = pi.reboot_part.clone();
+    run.step(Change::ArmPiTrial { reboot_part: reboot_part.clone(), partition: number }, |r| {
+        if let Some(path) = &reboot_part {
+            pi_trial::write_reboot_part(&r.root.path(path), number)?;
+        }
+        Ok((Armed::PiTrial { partition: number }, None))
+    })
+}
+
+/// Marks the device for a supervisor update in the API when that was decided.
+fn mark_supervisor(
+    run: &mut Run<'_>,
+    req: &Stage1xRequest,
+    ready: &Ready,
+) -> Result<(), StepFailure> {
     if let (MarkPlan::Mark(mark), Some(api)) = (&ready.supervisor, &ready.api) {
         let change = Change::MarkSupervisorUpdate {
             config: req.plan.config.display().to_string(),
@@ -566,34 +830,7 @@ fn all_steps(run: &mut Run<'_>, req: &Stage1xRequest, ready: &Ready) -> Result<A
             Ok(((), None))
         })?;
     }
-    match &ready.arming {
-        Arming::Uefi { vars } => {
-            let option = LoadOption {
-                description: BOOT_OPTION_DESCRIPTION.into(),
-                partition: ready.boot.drive,
-                file: planner::uefi_path(KERNEL_FILE),
-                args: ready.p.boot.args.join(" "),
-            };
-            let efivars = req.efivars.display().to_string();
-            run.step(Change::ArmUefiBootNext { efivars: efivars.clone(), undo: None }, |_| {
-                let undo = UefiOneShot::arm(vars, &option).map_err(|e| e.to_string())?;
-                let number = undo.boot_number;
-                Ok((
-                    Armed::BootNext(number),
-                    Some(Change::ArmUefiBootNext { efivars, undo: Some(undo) }),
-                ))
-            })
-        }
-        Arming::UbootTrial(t) => {
-            let boot_mount = req.boot_mount.display().to_string();
-            let trial_count = t.trial_count;
-            run.step(Change::ArmUbootTrial { boot_mount, trial_count }, |_| {
-                let boot = req.root.path(&req.boot_mount);
-                uboot_trial::arm(&boot, &t.uenv_original, &t.uenv_armed)?;
-                Ok((Armed::UbootTrial { trial_count: t.trial_count }, None))
-            })
-        }
-    }
+    Ok(())
 }
 
 fn file_name(path: &str) -> &str {
@@ -626,7 +863,12 @@ pub fn run(req: &Stage1xRequest, system: &mut dyn System) -> Result<Outcome1x, S
     // (checked before each step and inside the copies), as in `stage`.
     crate::interrupt::enter_critical();
     store.save(&state).map_err(ExecuteError::from)?;
-    let mut run = Run { root, store, state, system, fail_after: req.execute.fail_after.clone() };
+    let restart_arg = match &ready.arming {
+        Arming::PiTrial(pi) => Some(pi.partition.to_string()),
+        _ => None,
+    };
+    let mut run =
+        Run { root, store, state, system, fail_after: req.execute.fail_after.clone(), restart_arg };
     let steps = all_steps(&mut run, req, &ready);
     let (armed, rebooting) = run.finish(steps, req.execute.no_reboot, |armed| match armed {
         Armed::BootNext(number) => {
@@ -634,6 +876,9 @@ pub fn run(req: &Stage1xRequest, system: &mut dyn System) -> Result<Outcome1x, S
         }
         Armed::UbootTrial { trial_count } => format!(
             "uEnv.txt runs the migration at the boot that counts {trial_count} (the next warm reboot), 1.x at any other"
+        ),
+        Armed::PiTrial { partition } => format!(
+            "the GPU firmware boots partition {partition} once at the next reboot, 1.x from partition 1 at any other"
         ),
     })?;
     Ok(Outcome1x::Staged { rebooting, armed })

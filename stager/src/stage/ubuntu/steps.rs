@@ -151,7 +151,14 @@ pub fn execute(
     };
     crate::interrupt::enter_critical();
     store.save(&state)?;
-    let mut run = Run { root, store, state, system, fail_after: options.fail_after.clone() };
+    let mut run = Run {
+        root,
+        store,
+        state,
+        system,
+        fail_after: options.fail_after.clone(),
+        restart_arg: None,
+    };
     let steps = all_steps(&mut run, sp, migrator);
     let (staged, rebooting) =
         run.finish(steps, options.no_reboot, |_| "the next boot starts the migration".to_string())?;
