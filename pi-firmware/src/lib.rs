@@ -68,6 +68,22 @@ pub fn boot_config(existing: &str, kernel: &str) -> String {
     out
 }
 
+/// The trial's one-line `swapover/cmdline.txt` from the board's `cmdline.txt`: its `console=`
+/// arguments (a serial console last, so that it is the kernel's `/dev/console`), then
+/// `swapover.stage=trial panic=10`. No `root=` (the migrator is the initramfs's `/init`) and
+/// no `rootwait`: without its initramfs the kernel then panics and `panic=10` restarts into
+/// 1.x, where with `rootwait` it would wait for a root forever (contract §2.2 step 3, measured
+/// by `qemu-tests/tests/resinos1x_pi_firmware.rs`).
+pub fn trial_cmdline(board_cmdline: &str) -> String {
+    let consoles: Vec<&str> =
+        board_cmdline.split_whitespace().filter(|a| a.starts_with("console=")).collect();
+    let is_serial = |a: &&str| a.contains("serial") || a.contains("ttyAMA") || a.contains("ttyS");
+    let mut args: Vec<&str> = consoles.iter().copied().filter(|a| !is_serial(a)).collect();
+    args.extend(consoles.iter().copied().filter(is_serial));
+    args.extend([STAGE_TRIAL, "panic=10"]);
+    format!("{}\n", args.join(" "))
+}
+
 /// Why a trial `cmdline.txt` cannot become the resume one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CmdlineError {
@@ -132,6 +148,20 @@ mod tests {
         assert!(boot_config("gpu_mem=16", "k").starts_with("gpu_mem=16\nkernel=k\n"));
         let filtered = boot_config("gpu_mem=16\n[pi4]\narm_64bit=1\n", "kernel7.img");
         assert!(filtered.contains("arm_64bit=1\n[all]\nkernel=kernel7.img\n"), "{filtered}");
+    }
+
+    #[test]
+    fn the_trial_cmdline_keeps_the_consoles_serial_last_without_root_or_rootwait() {
+        let board = "dwc_otg.lpm_enable=0 console=serial0,115200 console=tty1 root=/dev/mmcblk0p2 rootfstype=ext4 rootwait\n";
+        assert_eq!(
+            trial_cmdline(board),
+            "console=tty1 console=serial0,115200 swapover.stage=trial panic=10\n"
+        );
+        assert_eq!(
+            trial_cmdline("console=null root=/dev/mmcblk0p2"),
+            "console=null swapover.stage=trial panic=10\n"
+        );
+        assert_eq!(resume_cmdline(&trial_cmdline("")).unwrap(), "swapover.stage=resume panic=10\n");
     }
 
     #[test]

@@ -21,9 +21,7 @@ use std::path::Path;
 /// The spare's new FAT's label (the same name as its old ext3: the contract's).
 pub const LABEL: &str = "resin-updt";
 /// The trial's firmware reads these from the spare's root, relative to it.
-pub const INITRAMFS: &str = "swapover/initramfs.img";
-pub const CMDLINE: &str = "swapover/cmdline.txt";
-pub const CONFIG_TXT: &str = "config.txt";
+pub use pi_firmware::{CMDLINE, CONFIG_TXT, INITRAMFS};
 pub const CMDLINE_TXT: &str = "cmdline.txt";
 /// The MBR partition type of a FAT32 (LBA) partition, which the firmware boots from.
 pub const FAT32_LBA: u8 = 0x0c;
@@ -32,9 +30,6 @@ pub const FAT32_MIN_CLUSTERS: u64 = 65_525;
 const FAT32_MAX_CLUSTERS: u64 = 0x0FFF_FFF4;
 /// FAT32's largest file: 4 GiB less one byte (the size field is 32 bits).
 pub const FAT32_MAX_FILE: Bytes = Bytes(4 * 1024 * 1024 * 1024 - 1);
-/// `config.txt` lines that choose what the firmware loads: dropped from the trial's copy.
-const DROPPED_CONFIG: [&str; 6] =
-    ["kernel=", "initramfs", "cmdline=", "ramfsfile=", "device_tree=", "os_prefix="];
 /// A kernel without `reboot_part` takes the partition through RESTART2 from this version
 /// (raspberrypi/linux 4.9's bcm2835 watchdog, contract P8).
 pub const RESTART2_FROM: (u32, u32) = (4, 9);
@@ -137,35 +132,6 @@ fn read_all<T: Read + Write + std::io::Seek>(
     let mut bytes = Vec::new();
     dir.open_file(name)?.read_to_end(&mut bytes)?;
     Ok(bytes)
-}
-
-/// The trial's `config.txt`: resin-boot's lines without those choosing what is loaded, then
-/// the trial's kernel, initramfs and command line (contract §2.2 step 3).
-pub fn trial_config_txt(original: &[u8], kernel: &str) -> String {
-    let text = String::from_utf8_lossy(original);
-    let mut out: String = text
-        .lines()
-        .filter(|line| !DROPPED_CONFIG.iter().any(|d| line.trim_start().starts_with(d)))
-        .map(|line| format!("{line}\n"))
-        .collect();
-    out.push_str(&format!(
-        "kernel={kernel}\ninitramfs {INITRAMFS} followkernel\ncmdline={CMDLINE}\n"
-    ));
-    out
-}
-
-/// The trial's one-line command line: resin-boot's `console=` arguments (a serial console
-/// last, so it is the kernel's `/dev/console`), then the trial's own. No `root=`, no
-/// `rootwait`: without its initramfs the kernel panics and 1.x boots after `panic=10`.
-pub fn trial_cmdline(original: &[u8]) -> String {
-    let text = String::from_utf8_lossy(original);
-    let consoles: Vec<&str> =
-        text.split_whitespace().filter(|a| a.starts_with("console=")).collect();
-    let is_serial = |a: &&str| a.contains("serial") || a.contains("ttyAMA") || a.contains("ttyS");
-    let mut args: Vec<&str> = consoles.iter().copied().filter(|a| !is_serial(a)).collect();
-    args.extend(consoles.iter().copied().filter(is_serial));
-    args.extend(["swapover.stage=trial", "panic=10"]);
-    format!("{}\n", args.join(" "))
 }
 
 /// The FAT32 the spare becomes: cluster size and count.
@@ -473,24 +439,6 @@ pub fn check_arming(reboot_part: &Path, release: Option<&str>) -> Result<(), Ref
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn config_txt_drops_the_load_lines_and_appends_the_trials() {
-        let text = trial_config_txt(
-            b"# c\ngpu_mem=16\nkernel=zImage\ninitramfs x.img\ndevice_tree=a.dtb\n",
-            "kernel7.img",
-        );
-        assert_eq!(
-            text,
-            "# c\ngpu_mem=16\nkernel=kernel7.img\ninitramfs swapover/initramfs.img followkernel\ncmdline=swapover/cmdline.txt\n"
-        );
-    }
-
-    #[test]
-    fn cmdline_keeps_consoles_serial_last_without_root_or_rootwait() {
-        let text = trial_cmdline(b"a=0 console=serial0,115200 console=tty1 root=/dev/x rootwait\n");
-        assert_eq!(text, "console=tty1 console=serial0,115200 swapover.stage=trial panic=10\n");
-    }
 
     #[test]
     fn geometry_gives_fat32_or_nothing() {

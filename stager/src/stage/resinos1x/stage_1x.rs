@@ -422,8 +422,11 @@ fn pi_ready(
         geometry,
         boot: Region::of_partition(root, boot_device),
         names: set.files.iter().map(|f| f.name.clone()).collect(),
-        config_txt: pi_trial::trial_config_txt(&set.config_txt, &trial.kernel),
-        cmdline: pi_trial::trial_cmdline(&set.cmdline_txt),
+        config_txt: pi_firmware::boot_config(
+            &String::from_utf8_lossy(&set.config_txt),
+            &trial.kernel,
+        ),
+        cmdline: pi_firmware::trial_cmdline(&String::from_utf8_lossy(&set.cmdline_txt)),
     })
 }
 
