@@ -24,7 +24,7 @@ use tar::{EntryType, Header, HeaderMode};
 
 use plan::{BackupItem, BackupVolume, Plan};
 
-use crate::durable::{sync_parent, write_durably, DurableError};
+use crate::durable::{rename_durably, sync_parent, write_durably, DurableError};
 use crate::sha256::HashingReader;
 
 #[derive(Debug, thiserror::Error)]
@@ -90,8 +90,7 @@ pub fn archive_volume(
     })?;
     file.sync_all().map_err(io_err("fsync", &tmp))?;
     drop(file);
-    std::fs::rename(&tmp, out).map_err(io_err("rename", &tmp))?;
-    sync_parent(out)?;
+    rename_durably(&tmp, out)?;
     Ok(summary)
 }
 
