@@ -7,9 +7,8 @@
 //!    host's loopback). Inside it the real ARMv7 stager (`/usr/bin/stager`, the packaged
 //!    binary) with the QEMU test profile (`--profile-file`) plans the migration of its own disk
 //!    onto the Pi 2.x stand-in (`plan-image`: staging on partition 3) and runs
-//!    `stage-1x --dry-run`, which today's main refuses for the Pi (it stages UEFI and U-Boot
-//!    boards only: asserted here; the stager helper's branch makes it print the Pi plan, and
-//!    the lead adjusts this assertion at the merge). 1.x powers off → the player halts.
+//!    `stage-1x --dry-run`, which prints the Pi's phase A (type byte, FAT32, RESTART2 alone:
+//!    Debian's kernel has no `reboot_part`). 1.x powers off → the player halts.
 //! b. The 2.x stand-in (`pi2x_standin`) as a migration writes it to the card: power-on → p1's
 //!    `kernel7.img` is the U-Boot stand-in → the harness's real U-Boot as `-bios` with the dtb
 //!    carrying the command line → its distro boot runs the image's `boot.scr` (balena's
@@ -130,12 +129,18 @@ fn check_1x(lines: &[String]) {
     assert!(plan.contains(&format!("Disk:     MBR {}", pi1x_standin::DISK_ID)), "{plan}");
     assert!(plan.contains("nothing was changed"), "{plan}");
 
-    // stage-1x --dry-run: today's main refuses the Pi (its boot is armed by config.txt, not
-    // by UEFI or a U-Boot counter). The stager helper's branch prints the Pi plan instead.
-    let dry_err = tagged(lines, "SWAPOVER-DRY-ERR");
-    assert_ne!(after(lines, "SWAPOVER-DRY-EXIT"), "0", "stage-1x --dry-run on main:\n{all}");
-    assert!(dry_err.contains("refused:"), "{dry_err}");
-    assert!(dry_err.contains("nothing was changed"), "{dry_err}");
+    // stage-1x --dry-run: the Pi's phase A as it would run on this board (contract §2.2):
+    // the spare's type byte, its FAT32, the trial set, RESTART2 alone (no reboot_part here).
+    let dry = tagged(lines, "SWAPOVER-DRY");
+    assert_eq!(after(lines, "SWAPOVER-DRY-EXIT"), "0", "stage-1x --dry-run:\n{all}");
+    for step in [
+        "from 0x83 to 0x0c (FAT32 LBA)",
+        "as FAT32 labelled resin-updt",
+        "no reboot_part parameter: the partition goes to RESTART2 only",
+        "reboot(RESTART2, \"3\")",
+    ] {
+        assert!(dry.contains(step), "no {step:?} in the dry run:\n{dry}");
+    }
     let boot_after = value(lines, "boot-after");
     assert!(!boot_after.contains("swapover"), "a dry run wrote to resin-boot: {boot_after}");
 }
