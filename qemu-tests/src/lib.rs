@@ -6,6 +6,7 @@
 //! moment and inspect the disks afterwards. Console logs are kept under
 //! `target/qemu-tests/logs/`.
 
+pub mod arm1x_e2e;
 pub mod bbb1x_standin;
 pub mod bbb2x_standin;
 pub mod bbb_uboot;

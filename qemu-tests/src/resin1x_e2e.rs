@@ -34,17 +34,8 @@ if [ -e /run/payload/state/state.json ]; then
 fi
 mountpoint -q /sys/firmware/efi/efivars || mount -t efivarfs efivarfs /sys/firmware/efi/efivars
 vars=/sys/firmware/efi/efivars
-cd /mnt/data
-find resin-data | sort | while read -r p; do
-    if [ -L "$p" ]; then echo "SWAPOVER-T data L $(readlink "$p") $p"
-    elif [ -d "$p" ]; then echo "SWAPOVER-T data D - $p"
-    elif [ -f "$p" ]; then echo "SWAPOVER-T data F $(sha256sum "$p" | cut -d' ' -f1) $p"
-    fi
-done
-find docker | sort | sed 's/^/SWAPOVER-T docker /'
-cd /run/payload
-printf 'SWAPOVER-T config=%s\n' "$(tr -d '\n' < /mnt/conf/config.json)"
-cat /mnt/data/resin-data/*/network.config | sed 's/^/SWAPOVER-T wifi-connect /'
+@SHELL_FUNCTIONS@
+report_carried
 mount -o remount,rw /mnt/boot
 ./stager stage-1x --profile resinos1x-intel-nuc --image ./resinos.img.xz \
     --config /mnt/conf/config.json --data-root /mnt/data --kernel /mnt/root/boot/bzImage \
@@ -104,7 +95,7 @@ impl Run {
     pub fn prepare(name: &str) -> anyhow::Result<Run> {
         let disk = Resin1xImage::ensure(DataVariant::Small)?.fresh_copy(name)?;
         let image = ResinImage::ensure()?;
-        let payload = Payload::new(name, RUN_SH)?;
+        let payload = Payload::new(name, &crate::arm1x_e2e::with_shell_functions(RUN_SH))?;
         payload.add_file("stager", &packaged_stager()?, 0o755)?;
         payload.add_file("resinos.img.xz", &image.xz, 0o644)?;
         let payload = payload.build()?;

@@ -24,7 +24,11 @@
 //!    (`resin1x_e2e::check_carried_data`). On the host: resin-boot holds the image's MLO and
 //!    u-boot.img, no `swapover/`, no `uEnv.txt` (the image has none), and `fsck.fat -n` is clean.
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
+use qemu_tests::arm1x_e2e::{
+    self, await_marker, check_boot_fat, cut_when_staging_overwritten, with_shell_functions,
+    BLOBS_WAIT,
+};
 use qemu_tests::bbb1x_standin::{self, Bbb1xImage, TEST_PROFILE};
 use qemu_tests::bbb2x_standin;
 use qemu_tests::bbb_uboot::{
@@ -36,7 +40,6 @@ use qemu_tests::disk::{self, PartitionTable};
 use qemu_tests::paths;
 use qemu_tests::qemu::Vm;
 use qemu_tests::resin1x_e2e::{check_carried_data, ConsoleOnFailure, STEPS};
-use qemu_tests::tools::run;
 use qemu_tests::verdict::SUMMARY_MARKER;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -46,8 +49,6 @@ const NAME: &str = "resinos1x_bbb_migration";
 const IMAGE_ON_HARNESS: &str = "bbb2x.img.xz";
 /// The 1.x partition the migration stages on (resin-updt), inside the 2.x resin-rootB.
 const STAGING_PARTITION: u32 = 3;
-const SEALED: &str = "sealed read-only";
-const BLOBS_WAIT: &str = "boot blob(s) wait for the switch";
 
 /// The test's commands in the 1.x stand-in, on every 1.x boot (its init runs them from the
 /// harness disk). The stager's state directory and this script's phase file live on the
@@ -61,14 +62,7 @@ phase=$(cat /run/harness/phase 2>/dev/null || echo fresh)
 echo "SWAPOVER-T phase=$phase counter=$(devmem @COUNTER@ 32)"
 # Fingerprints of the 1.x system: raw resin-root and resin-conf, every entry of resin-boot,
 # resin-updt and resin-data (file hashes, symlink targets).
-entries() {
-    find . | sort | while read -r p; do
-        if [ -L "$p" ]; then echo "L $(readlink "$p") $p"
-        elif [ -d "$p" ]; then echo "D - $p"
-        else echo "F $(sha256sum "$p" | cut -d' ' -f1) $p"
-        fi
-    done
-}
+@SHELL_FUNCTIONS@
 fingerprints() {
     for l in resin-root resin-conf; do
         echo "SWAPOVER-T fp-$1 $l-raw $(sha256sum "$(findfs LABEL=$l)" | cut -d' ' -f1)"
@@ -111,18 +105,7 @@ damaged)
     sed 's/^/SWAPOVER-T status /' /tmp/out
     @ABORT@
     fingerprints after
-    # What the migration must carry, as resin1x_e2e::RUN_SH reports it.
-    cd /mnt/data
-    find resin-data | sort | while read -r p; do
-        if [ -L "$p" ]; then echo "SWAPOVER-T data L $(readlink "$p") $p"
-        elif [ -d "$p" ]; then echo "SWAPOVER-T data D - $p"
-        elif [ -f "$p" ]; then echo "SWAPOVER-T data F $(sha256sum "$p" | cut -d' ' -f1) $p"
-        fi
-    done
-    find docker | sort | sed 's/^/SWAPOVER-T docker /'
-    cd /run/harness
-    printf 'SWAPOVER-T config=%s\n' "$(tr -d '\n' < /mnt/conf/config.json)"
-    cat /mnt/data/resin-data/*/network.config | sed 's/^/SWAPOVER-T wifi-connect /'
+    report_carried
     stage second || exit 0
     reboot_in staged
     ;;
@@ -147,7 +130,7 @@ fn run_sh(abort: Abort) -> String {
         }
         Abort::Skip => "echo \"SWAPOVER-T abort-exit=0\"",
     };
-    RUN_SH
+    with_shell_functions(RUN_SH)
         .replace("@COUNTER@", COUNTER_ADDR)
         .replace("@PROFILE@", TEST_PROFILE)
         .replace("@IMAGE@", IMAGE_ON_HARNESS)
@@ -156,9 +139,7 @@ fn run_sh(abort: Abort) -> String {
 
 /// Awaits `marker` (at most `secs`) and prints when it came.
 fn stage(vm: &mut Vm, marker: &str, secs: u64) -> Result<String> {
-    let line = vm.wait_for(marker, Duration::from_secs(secs))?;
-    eprintln!("[bbb-e2e {:>6.1}s] {}", vm.elapsed().as_secs_f64(), line.trim());
-    Ok(line)
+    await_marker(vm, "bbb-e2e", marker, secs)
 }
 
 /// Awaits the harness's bootcount line and checks its value.
@@ -175,35 +156,18 @@ fn ext_identity(disk: &Path, offset: u64) -> Result<Vec<u8>> {
     Ok([&superblock[56..58], &superblock[104..120]].concat())
 }
 
-/// The `fp-<when>` fingerprint lines.
-fn fingerprints(lines: &[String], when: &str) -> Vec<String> {
-    with_marker(lines, &format!("fp-{when}"))
-}
-
 /// Must-show 2: after the failed trial and `stager abort`, 1.x is as it was before staging.
 fn check_returned_identical(lines: &[String]) -> Result<()> {
-    let before = fingerprints(lines, "before");
-    let after = fingerprints(lines, "after");
-    for (key, what) in [
-        ("resin-root-raw ", "resin-root's raw sha256"),
-        ("resin-conf-raw ", "resin-conf's raw sha256"),
-        ("boot F ", "resin-boot's files"),
-        ("updt D ", "resin-updt's directories"),
-        ("data F ", "resin-data's files"),
-    ] {
-        ensure!(
-            before.iter().any(|l| l.starts_with(key)),
-            "no {what} in the fingerprints before staging:\n{}",
-            before.join("\n")
-        );
-    }
-    let missing: Vec<&String> = before.iter().filter(|l| !after.contains(l)).collect();
-    let extra: Vec<&String> = after.iter().filter(|l| !before.contains(l)).collect();
-    ensure!(
-        missing.is_empty() && extra.is_empty(),
-        "1.x after the failed trial and abort differs from 1.x before staging:\nonly before: {missing:#?}\nonly after: {extra:#?}"
-    );
-    Ok(())
+    arm1x_e2e::check_returned_identical(
+        lines,
+        &[
+            ("resin-root-raw ", "resin-root's raw sha256"),
+            ("resin-conf-raw ", "resin-conf's raw sha256"),
+            ("boot F ", "resin-boot's files"),
+            ("updt D ", "resin-updt's directories"),
+            ("data F ", "resin-data's files"),
+        ],
+    )
 }
 
 /// Step 1 and 2 and the migrator's first start, in one QEMU process (warm resets): returns
@@ -351,23 +315,9 @@ fn run_sequence(abort: Abort) -> Result<()> {
     stage(&mut vm, &format!("{MARK_RESUME_BOOT}1"), 60)?;
     stage(&mut vm, "SWAPOVER-MIGRATOR-START attempt=3", 120)?;
     stage(&mut vm, "SWAPOVER-STEP finalize begin", 900)?;
-    stage(&mut vm, SEALED, 300)?;
-    let sealed_at = Instant::now();
-    while ext_identity(&disk, staging)? == staged_fs {
-        ensure!(
-            sealed_at.elapsed() < Duration::from_secs(300),
-            "boot 2: staging's superblock still the staged one 300 s after `{SEALED}` (log {})",
-            vm.log_path().display()
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    vm.power_cut()?;
-    let text2 = vm.console_text();
-    eprintln!("[cut c] {} ms after `{SEALED}`", sealed_at.elapsed().as_millis());
-    ensure!(
-        !text2.contains("SWAPOVER-STEP finalize done") && !text2.contains("is the new system's"),
-        "boot 2: the cut came after the switch; nothing was left for the relay"
-    );
+    let text2 = cut_when_staging_overwritten(&mut vm, "bbb-e2e", &staged_fs, || {
+        ext_identity(&disk, staging)
+    })?;
     drop(vm);
 
     // Boot 3: the relay finishes (the switch), the migrator reboots, U-Boot plays the 2.x
@@ -419,45 +369,5 @@ fn check_boot_partition(disk: &Path, dir: &Path) -> Result<()> {
         disk::read_fat_file(disk, boot, "/u-boot.img")? == UBOOT_IMG_2X.as_bytes(),
         "u-boot.img is not the image's"
     );
-    let spec = format!("{}@@{}", disk.display(), boot.offset_bytes());
-    let listing = String::from_utf8(run(
-        "mdir",
-        ["-b".to_string(), "-i".to_string(), spec, "::/".to_string()],
-    )?)?;
-    let names: Vec<&str> =
-        listing.lines().map(|l| l.trim_start_matches("::/").trim_end_matches('/')).collect();
-    for gone in ["swapover", "uEnv.txt"] {
-        ensure!(
-            !names.iter().any(|n| n.eq_ignore_ascii_case(gone)),
-            "resin-boot still holds {gone}: {names:?}"
-        );
-    }
-    ensure!(
-        !names.iter().any(|n| n.to_ascii_lowercase().ends_with(".swapover-new")),
-        "resin-boot holds a waiting file: {names:?}"
-    );
-    let extent = dir.join("resin-boot.fat");
-    let mut bytes = disk::read_at(disk, boot.offset_bytes(), usize::try_from(boot.len_bytes())?)?;
-    // The power cuts came while the migrator had resin-boot mounted read-write, so its FAT
-    // "dirty" flag is set, and Linux keeps a flag it found at mount (fs/fat/inode.c
-    // `fat_set_state`: "do not change state if fs was dirty"). That flag is what a cut
-    // leaves by design; anything else fsck.fat finds is a fault. So: report the flag, clear
-    // it in the copy, and the copy must be clean.
-    let flag_at = if u16::from_le_bytes([bytes[22], bytes[23]]) == 0 { 65 } else { 37 };
-    eprintln!("[bbb-e2e] resin-boot FAT dirty flag after the cuts: {}", bytes[flag_at] & 1);
-    bytes[flag_at] &= !1;
-    std::fs::write(&extent, bytes)?;
-    let out = std::process::Command::new("fsck.fat")
-        .arg("-n")
-        .arg(&extent)
-        .output()
-        .context("fsck.fat (dosfstools)")?;
-    ensure!(
-        out.status.success(),
-        "fsck.fat -n on resin-boot: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::remove_file(&extent)?;
-    Ok(())
+    check_boot_fat(disk, boot, &["swapover", "uEnv.txt"], dir, "bbb-e2e")
 }

@@ -26,7 +26,11 @@
 //!    WiFi and config.json 1.x reported. On the host: resin-boot holds the image's firmware
 //!    files and `config.txt`, no `swapover/`, and `fsck.fat -n` is clean.
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
+use qemu_tests::arm1x_e2e::{
+    self, await_marker, check_boot_fat, cut_when_staging_overwritten, with_shell_functions,
+    BLOBS_WAIT,
+};
 use qemu_tests::bbb_uboot::{stager_harness_disk, BbbInputs};
 use qemu_tests::console_lines::{complete_lines, value, with_marker};
 use qemu_tests::disk::{self, PartitionTable};
@@ -36,7 +40,6 @@ use qemu_tests::pi2x_standin;
 use qemu_tests::pi_firmware::{describe, Board, BootPlan, Handover, RunEnd};
 use qemu_tests::qemu::Vm;
 use qemu_tests::resin1x_e2e::{check_carried_data, ConsoleOnFailure, STEPS};
-use qemu_tests::tools::run;
 use qemu_tests::verdict::SUMMARY_MARKER;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -44,8 +47,6 @@ use std::time::{Duration, Instant};
 const NAME: &str = "resinos1x_pi_migration";
 /// The 1.x partition the migration stages on (resin-updt), inside the 2.x resin-rootB.
 const STAGING_PARTITION: u32 = 3;
-const SEALED: &str = "sealed read-only";
-const BLOBS_WAIT: &str = "boot blob(s) wait for the switch";
 const MARK_1X: &str = "SWAPOVER-1X-UP";
 
 /// The test's commands in the 1.x stand-in, on every 1.x boot (its init runs them from the
@@ -59,14 +60,7 @@ phase=$(cat /run/harness/phase 2>/dev/null || echo fresh)
 echo "SWAPOVER-T phase=$phase"
 root=$(findfs LABEL=resin-root)
 card=${root%[0-9]}
-entries() {
-    find . | sort | while read -r p; do
-        if [ -L "$p" ]; then echo "L $(readlink "$p") $p"
-        elif [ -d "$p" ]; then echo "D - $p"
-        else echo "F $(sha256sum "$p" | cut -d' ' -f1) $p"
-        fi
-    done
-}
+@SHELL_FUNCTIONS@
 # Fingerprints of the 1.x system: the MBR and resin-boot, resin-root, resin-conf raw; every
 # entry of resin-boot and resin-data (file hashes, symlink targets).
 fingerprints() {
@@ -121,18 +115,7 @@ damaged)
     sed 's/^/SWAPOVER-T abort /' /tmp/out
     fingerprints after
     spare after
-    # What the migration must carry, as resin1x_e2e::RUN_SH reports it.
-    cd /mnt/data
-    find resin-data | sort | while read -r p; do
-        if [ -L "$p" ]; then echo "SWAPOVER-T data L $(readlink "$p") $p"
-        elif [ -d "$p" ]; then echo "SWAPOVER-T data D - $p"
-        elif [ -f "$p" ]; then echo "SWAPOVER-T data F $(sha256sum "$p" | cut -d' ' -f1) $p"
-        fi
-    done
-    find docker | sort | sed 's/^/SWAPOVER-T docker /'
-    cd /run/harness
-    printf 'SWAPOVER-T config=%s\n' "$(tr -d '\n' < /mnt/conf/config.json)"
-    cat /mnt/data/resin-data/*/network.config | sed 's/^/SWAPOVER-T wifi-connect /'
+    report_carried
     echo staged > /run/harness/phase
     sync
     echo "SWAPOVER-T staging-second"
@@ -147,9 +130,7 @@ esac
 
 /// Awaits `marker` (at most `secs`) and prints when it came.
 fn stage(vm: &mut Vm, marker: &str, secs: u64) -> Result<String> {
-    let line = vm.wait_for(marker, Duration::from_secs(secs))?;
-    eprintln!("[pi-e2e {:>6.1}s] {}", vm.elapsed().as_secs_f64(), line.trim());
-    Ok(line)
+    await_marker(vm, "pi-e2e", marker, secs)
 }
 
 /// Waits for QEMU to exit by itself (a restart or power-off under `-no-reboot`).
@@ -163,32 +144,20 @@ fn expect_partition(plan: &BootPlan, n: u32, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// The `fp-<when>` fingerprint lines.
-fn fingerprints(lines: &[String], when: &str) -> Vec<String> {
-    with_marker(lines, &format!("fp-{when}"))
-}
-
 /// Must-show 2: after the failed trial and `stager abort`, 1.x is as it was before staging
 /// (the spare aside: contract R1).
 fn check_returned_identical(lines: &[String]) -> Result<()> {
-    let before = fingerprints(lines, "before");
-    let after = fingerprints(lines, "after");
-    for key in
-        ["mbr-raw ", "resin-boot-raw ", "resin-root-raw ", "resin-conf-raw ", "boot F ", "data F "]
-    {
-        ensure!(
-            before.iter().any(|l| l.starts_with(key)),
-            "no {key:?} in the fingerprints before staging:\n{}",
-            before.join("\n")
-        );
-    }
-    let missing: Vec<&String> = before.iter().filter(|l| !after.contains(l)).collect();
-    let extra: Vec<&String> = after.iter().filter(|l| !before.contains(l)).collect();
-    ensure!(
-        missing.is_empty() && extra.is_empty(),
-        "1.x after the failed trial and abort differs from 1.x before staging:\nonly before: {missing:#?}\nonly after: {extra:#?}"
-    );
-    Ok(())
+    arm1x_e2e::check_returned_identical(
+        lines,
+        &[
+            ("mbr-raw ", "the MBR's raw sha256"),
+            ("resin-boot-raw ", "resin-boot's raw sha256"),
+            ("resin-root-raw ", "resin-root's raw sha256"),
+            ("resin-conf-raw ", "resin-conf's raw sha256"),
+            ("boot F ", "resin-boot's files"),
+            ("data F ", "resin-data's files"),
+        ],
+    )
 }
 
 fn check_first_1x(lines: &[String]) -> Result<()> {
@@ -242,7 +211,8 @@ fn pi_1x_fails_a_trial_back_to_1x_identical_then_migrates_to_2x_through_three_po
     let card = image_1x.fresh_copy(&dir)?;
     let profile = pi1x_standin::write_test_profile(&dir)?;
     let helper = pi1x_standin::reboot_with_command(&dir)?;
-    let harness = stager_harness_disk(&dir, &inputs, RUN_SH, &profile, &image_2x.xz)?;
+    let script = with_shell_functions(RUN_SH);
+    let harness = stager_harness_disk(&dir, &inputs, &script, &profile, &image_2x.xz)?;
     let table = PartitionTable::read(&harness)?;
     disk::write_fat_file(
         &harness,
@@ -328,23 +298,9 @@ fn pi_1x_fails_a_trial_back_to_1x_identical_then_migrates_to_2x_through_three_po
     expect_partition(&plan, 1, "the committed migrator")?;
     stage(&mut vm, "SWAPOVER-MIGRATOR-START attempt=3", 120)?;
     stage(&mut vm, "SWAPOVER-STEP finalize begin", 900)?;
-    stage(&mut vm, SEALED, 300)?;
-    let sealed_at = Instant::now();
-    while staging_boot_sector(&card, staging)? == staged_fs {
-        ensure!(
-            sealed_at.elapsed() < Duration::from_secs(300),
-            "run 6: staging's boot sector still the staged one 300 s after `{SEALED}` (log {})",
-            vm.log_path().display()
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    vm.power_cut()?;
-    let text2 = vm.console_text();
-    eprintln!("[cut c] {} ms after `{SEALED}`", sealed_at.elapsed().as_millis());
-    ensure!(
-        !text2.contains("SWAPOVER-STEP finalize done") && !text2.contains("is the new system's"),
-        "run 6: the cut came after the switch; nothing was left for the relay"
-    );
+    let text2 = cut_when_staging_overwritten(&mut vm, "pi-e2e", &staged_fs, || {
+        staging_boot_sector(&card, staging)
+    })?;
     drop(vm);
 
     // Run 7: the relay finishes (blobs, then config.txt), the migrator restarts.
@@ -390,8 +346,7 @@ fn pi_1x_fails_a_trial_back_to_1x_identical_then_migrates_to_2x_through_three_po
 
 /// resin-boot after the migration, read on the host: the image's firmware files and
 /// `config.txt`, the image's U-Boot as `kernel7.img`, no `swapover/`, nothing waiting as
-/// `.swapover-new`, and a clean FAT (`fsck.fat -n` on the partition's extent, the dirty flag
-/// a cut leaves cleared first: Linux keeps a flag it found at mount, fs/fat/inode.c).
+/// `.swapover-new`, and a clean FAT ([`check_boot_fat`]).
 fn check_boot_partition(disk: &Path, dir: &Path) -> Result<()> {
     let table = PartitionTable::read(disk)?;
     let boot = table.number(1)?;
@@ -405,35 +360,5 @@ fn check_boot_partition(disk: &Path, dir: &Path) -> Result<()> {
         disk::read_fat_file(disk, boot, "config.txt")? == pi2x_standin::CONFIG_2X.as_bytes(),
         "config.txt is not the image's"
     );
-    let spec = format!("{}@@{}", disk.display(), boot.offset_bytes());
-    let listing = String::from_utf8(run(
-        "mdir",
-        ["-b".to_string(), "-i".to_string(), spec, "::/".to_string()],
-    )?)?;
-    let names: Vec<&str> =
-        listing.lines().map(|l| l.trim_start_matches("::/").trim_end_matches('/')).collect();
-    ensure!(!names.iter().any(|n| n.eq_ignore_ascii_case("swapover")), "swapover/ left: {names:?}");
-    ensure!(
-        !names.iter().any(|n| n.to_ascii_lowercase().ends_with(".swapover-new")),
-        "resin-boot holds a waiting file: {names:?}"
-    );
-    let extent = dir.join("resin-boot.fat");
-    let mut bytes = disk::read_at(disk, boot.offset_bytes(), usize::try_from(boot.len_bytes())?)?;
-    let flag_at = if u16::from_le_bytes([bytes[22], bytes[23]]) == 0 { 65 } else { 37 };
-    eprintln!("[pi-e2e] resin-boot FAT dirty flag after the cuts: {}", bytes[flag_at] & 1);
-    bytes[flag_at] &= !1;
-    std::fs::write(&extent, bytes)?;
-    let out = std::process::Command::new("fsck.fat")
-        .arg("-n")
-        .arg(&extent)
-        .output()
-        .context("fsck.fat (dosfstools)")?;
-    ensure!(
-        out.status.success(),
-        "fsck.fat -n on resin-boot: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::remove_file(&extent)?;
-    Ok(())
+    check_boot_fat(disk, boot, &["swapover"], dir, "pi-e2e")
 }
