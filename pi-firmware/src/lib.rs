@@ -72,8 +72,8 @@ pub fn boot_config(existing: &str, kernel: &str) -> String {
 /// arguments (a serial console last, so that it is the kernel's `/dev/console`), then
 /// `swapover.stage=trial panic=10`. No `root=` (the migrator is the initramfs's `/init`) and
 /// no `rootwait`: without its initramfs the kernel then panics and `panic=10` restarts into
-/// 1.x, where with `rootwait` it would wait for a root forever (contract §2.2 step 3, measured
-/// by `qemu-tests/tests/resinos1x_pi_firmware.rs`).
+/// 1.x, where with `rootwait` it would wait for a root forever (contract §2.2 step 3, measured;
+/// shown by run 2 of `qemu-tests/tests/resinos1x_pi_migration.rs`).
 pub fn trial_cmdline(board_cmdline: &str) -> String {
     let consoles: Vec<&str> =
         board_cmdline.split_whitespace().filter(|a| a.starts_with("console=")).collect();
