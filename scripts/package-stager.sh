@@ -5,10 +5,14 @@
 # which `stager stage` reads back from /proc/self/exe and checks before use
 # (stager::migrator_payload). Prints where the package is and its sha256.
 #
-# Usage: package-stager.sh [x86_64 | armv7]
+# Usage: package-stager.sh [x86_64 | armv7 | armv6]
 #   x86_64 (default): musl, target/swapover/stager
 #   armv7: static glibc for ARMv7 (Pi 2/3, BeagleBone Black; .cargo/config.toml and
 #          docs/arm-1x-contract.md §3), target/swapover/armv7/stager
+#   armv6: static glibc (Debian armel) for ARMv6 (Pi 1 / Zero), target/swapover/armv6/stager;
+#          rustup serves no ARMv6 std, so the std is built from source (`-Zbuild-std`, the
+#          rust-src component; RUSTC_BOOTSTRAP lets stable cargo take the flag), in its
+#          own target directory target/armv6-build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,11 +23,25 @@ case "$arch" in
         target=armv7-unknown-linux-gnueabihf out_dir=target/swapover/armv7
         run=(qemu-arm-static -cpu cortex-a8)
         ;;
-    *) echo "package-stager: unknown architecture '$arch' (x86_64 or armv7)" >&2; exit 2 ;;
+    armv6)
+        target=arm-unknown-linux-gnueabi out_dir=target/swapover/armv6
+        run=(qemu-arm-static -cpu arm1176)
+        ;;
+    *) echo "package-stager: unknown architecture '$arch' (x86_64, armv7 or armv6)" >&2; exit 2 ;;
 esac
-cargo build --quiet --release --target "$target" -p migrator -p stager
-stager="target/$target/release/stager"
-migrator="target/$target/release/migrator"
+build_dir=target
+if [ "$arch" = armv6 ]; then
+    # Its own target directory: a build under RUSTC_BOOTSTRAP fingerprints the host's build
+    # scripts differently, and sharing target/release/build with the other builds would
+    # rebuild them all, back and forth, on every call.
+    build_dir=target/armv6-build
+    RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$build_dir" cargo build --quiet --release \
+        -Zbuild-std=std,panic_abort --target "$target" -p migrator -p stager
+else
+    cargo build --quiet --release --target "$target" -p migrator -p stager
+fi
+stager="$build_dir/$target/release/stager"
+migrator="$build_dir/$target/release/migrator"
 for f in "$stager" "$migrator"; do
     [ -f "$f" ] || { echo "package-stager: $f was not built" >&2; exit 1; }
 done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the demo need, idempotently:
-# Debian packages, the musl and ARMv7 targets, and a Debian kernel (downloaded, unpacked, not installed).
+# Debian packages, the musl and ARMv7 targets, rust-src for the ARMv6 std, and a Debian kernel (downloaded, unpacked, not installed).
 # Downloads are cached under .cache/ (git-ignored), so a second run needs no network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +9,8 @@ PACKAGES=(qemu-system-x86 musl-tools grub-pc-bin grub2-common e2fsprogs dosfstoo
           busybox-static xz-utils zstd fdisk cpio kmod gzip ca-certificates btrfs-progs
           grub-efi-amd64-bin ovmf
           dropbear-bin openssh-client openssl python3-venv
-          gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user-static)
+          gcc-arm-linux-gnueabihf libc6-dev-armhf-cross qemu-user-static
+          gcc-arm-linux-gnueabi libc6-dev-armel-cross)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -32,6 +33,13 @@ fi
 if ! rustup target list --installed | grep -qx armv7-unknown-linux-gnueabihf; then
     echo "setup: adding rust target armv7-unknown-linux-gnueabihf"
     rustup target add armv7-unknown-linux-gnueabihf
+fi
+
+# ARMv6 (Pi 1 / Zero): rustup serves no ARMv6 std, so scripts/package-stager.sh armv6 builds
+# it from rust-src against Debian's armel glibc (docs/arm-1x-contract.md §3).
+if ! rustup component list --installed | grep -q '^rust-src'; then
+    echo "setup: adding rust component rust-src"
+    rustup component add rust-src
 fi
 
 # The test kernel: Debian's generic amd64 kernel, the kind a real host runs (ext4, ata, vfat as modules).
