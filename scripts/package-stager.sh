@@ -16,6 +16,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Run from a test, this script inherits the test's package variables (cargo test sets
+# CARGO_PKG_NAME, CARGO_MANIFEST_DIR, …); ring's build script tracks two of them, so every
+# switch between a test's call and a shell's rebuilt ring and all above it (~3 min per
+# target). The build must not depend on who calls it.
+for v in $(compgen -e); do
+    case "$v" in
+        CARGO_MANIFEST_* | CARGO_PKG_* | CARGO_CRATE_* | CARGO_BIN_* | CARGO_PRIMARY_PACKAGE | \
+            CARGO_TARGET_TMPDIR | OUT_DIR) unset "$v" ;;
+    esac
+done
+
 arch=${1:-x86_64}
 case "$arch" in
     x86_64) target=x86_64-unknown-linux-musl out_dir=target/swapover run=() ;;

@@ -261,7 +261,21 @@ impl Drop for ApiStandin {
 /// The static check-in client, built for musl (cheap when up to date).
 pub fn checkin_binary() -> Result<PathBuf> {
     let root = paths::workspace_root();
-    let status = Command::new(env!("CARGO"))
+    let mut cargo = Command::new(env!("CARGO"));
+    // Not this test's package variables (cargo test sets them): ring's build script tracks
+    // CARGO_PKG_NAME and CARGO_MANIFEST_DIR, and with them the musl build test.sh made
+    // beforehand would be rebuilt from ring up (scripts/package-stager.sh drops the same).
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_CRATE_", "CARGO_BIN_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*name)
+        {
+            cargo.env_remove(&*name);
+        }
+    }
+    let status = cargo
         .args([
             "build",
             "--quiet",

@@ -29,7 +29,10 @@
 //!   (which a static glibc answers by dlopen()ing libnss_* of its own version, absent on a
 //!   1.x root) could not have resolved it. On the ARM1176 this is a Raspberry Pi 1's 1.x
 //!   device tree, and the dry run prints the Pi 1's one-shot trial (`kernel.img`,
-//!   `bcm2708`'s `reboot_part`).
+//!   `bcm2708`'s `reboot_part`); then the ARMv6 package stages it for real (the spare as a
+//!   FAT32 trial set by fatfs, files read back by sha256, the initramfs around the ARMv6
+//!   migrator, `reboot_part` = 3), `status` reads it armed, and `abort` gives every disk byte
+//!   outside the spare back.
 //!
 //! (The migrators' flash engine runs on both CPUs by `scripts/test.sh`, through the targets'
 //! runners in .cargo/config.toml.)
@@ -521,9 +524,9 @@ fn stage_1x_dry_run_on_a_cortex_a8_asks_an_https_api_by_host_name_without_nss() 
 }
 
 #[test]
-fn stage_1x_dry_run_of_a_pi_1_on_an_arm1176_asks_an_https_api_by_host_name_without_nss() {
+fn stage_1x_of_a_pi_1_on_an_arm1176_asks_the_api_without_nss_then_stages_and_aborts() {
     if !qemu_present(
-        "stage_1x_dry_run_of_a_pi_1_on_an_arm1176_asks_an_https_api_by_host_name_without_nss",
+        "stage_1x_of_a_pi_1_on_an_arm1176_asks_the_api_without_nss_then_stages_and_aborts",
     ) {
         return;
     }
@@ -542,6 +545,50 @@ fn stage_1x_dry_run_of_a_pi_1_on_an_arm1176_asks_an_https_api_by_host_name_witho
     ] {
         assert!(stdout.contains(expected), "{expected}: {}", text(&out));
     }
+
+    // Then for real on the ARM1176: the spare formatted FAT32 and the trial set written by
+    // fatfs, every file read back by sha256, the initramfs built around this ARMv6 migrator,
+    // `reboot_part` armed; `status` reads it; `abort` gives every byte outside the spare back
+    // (the spare stays an empty FAT32: contract R1).
+    let package = &ARMV6.build().package;
+    let before = outside_spare(&device);
+    let mut command = ARMV6.run(package, None);
+    command.args(["stage-1x", "--profile", PI1, "--no-reboot", "--no-supervisor-update"]);
+    let staged = device.stage_1x_args_but_kernel(&mut command).output().unwrap();
+    assert!(staged.status.success(), "{}", text(&staged));
+    assert_eq!(spare_type_byte(&device), 0x0c, "{}", text(&staged));
+    let reboot_part = "/sys/module/bcm2708/parameters/reboot_part";
+    assert_eq!(std::fs::read_to_string(device.host.path(reboot_part)).unwrap().trim(), "3");
+    let status =
+        ARMV6.run(package, None).arg("status").arg("--root").arg(device.host.root()).output();
+    let status = status.unwrap();
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("the GPU firmware boots partition 3 once"),
+        "{}",
+        text(&status)
+    );
+    let aborted =
+        ARMV6.run(package, None).arg("abort").arg("--root").arg(device.host.root()).output();
+    let aborted = aborted.unwrap();
+    assert!(aborted.status.success(), "{}", text(&aborted));
+    assert_eq!(spare_type_byte(&device), 0x83, "{}", text(&aborted));
+    assert_eq!(outside_spare(&device), before, "abort left the disk changed outside the spare");
+}
+
+/// The spare's (p3's) MBR partition type byte.
+fn spare_type_byte(device: &Device) -> u8 {
+    std::fs::read(device.host.path("/dev/sda")).unwrap()[0x1be + 2 * 16 + 4]
+}
+
+/// The sha256 of every disk byte outside the spare (p3), its MBR type byte taken as 0x83.
+fn outside_spare(device: &Device) -> String {
+    let mut disk = std::fs::read(device.host.path("/dev/sda")).unwrap();
+    disk[0x1be + 2 * 16 + 4] = 0x83;
+    let (start, size) =
+        resinos1x_support::start_of(&device.case.source, plan::PartitionRole::RootB);
+    let (start, end) = ((start * 512) as usize, ((start + size) * 512) as usize);
+    stage_support::sha256_hex(&[&disk[..start], &disk[end..]].concat())
 }
 
 /// A file of the device's resin-boot, read from the disk's FAT.
